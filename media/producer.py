@@ -1,0 +1,157 @@
+"""Producer: one incoming track of a publisher, fanned out packet by packet to its Consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RtpPacket
+
+from . import _aiortc_seam as seam
+from .errors import ClosedError
+from .tracking import track
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+logger = logging.getLogger(__name__)
+
+#: Keyframe requests to one publisher are coalesced to at most one per window.
+KEYFRAME_WINDOW_S = 0.3
+
+
+class Producer:
+    """An incoming audio or video track. Forwards every RTP packet as it arrives.
+
+    Never decodes: the receiver's packets are routed here instead of to aiortc's jitter buffer.
+    """
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        codec: RTCRtpCodecParameters,
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.kind: str = transceiver.kind
+        self.codec = codec
+        self.mid = transceiver.mid
+        self.app_data: dict[str, Any] = dict(app_data or {})
+        self._transceiver = transceiver
+        self._receiver = transceiver.receiver
+        self._consumers: dict[str, Consumer] = {}
+        self._closed = False
+        self._ssrc: int | None = None
+        self._last_keyframe_request = -KEYFRAME_WINDOW_S
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframe_wanted = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.packets_received = 0
+        self.packets_dropped = 0
+        self.keyframe_requests_sent = 0
+        self._on_close: list[Any] = []
+        seam.intercept_receiver(self._receiver, self._on_rtp)
+        track(self)
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return list(self._consumers.values())
+
+    def on_close(self, callback: Any) -> None:
+        """Call ``callback(self)`` once when this Producer closes."""
+        self._on_close.append(callback)
+
+    def _add_consumer(self, consumer: Consumer) -> None:
+        if self._closed:
+            raise ClosedError(f"producer {self.id} is closed")
+        self._consumers[consumer.id] = consumer
+
+    def _remove_consumer(self, consumer: Consumer) -> None:
+        self._consumers.pop(consumer.id, None)
+
+    # --- hot path ----------------------------------------------------------------------------
+
+    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if self._closed:
+            return
+        if packet.payload_type != self.codec.payloadType or not packet.payload:
+            # RTX, FEC, or padding-only probes: nothing a subscriber can use as is.
+            self.packets_dropped += 1
+            return
+        if self._ssrc is None:
+            self._ssrc = packet.ssrc
+            if self._keyframe_wanted:
+                self._send_keyframe_request()
+        self.packets_received += 1
+        for consumer in tuple(self._consumers.values()):
+            await consumer._forward(packet)
+
+    # --- keyframes ---------------------------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per :data:`KEYFRAME_WINDOW_S`.
+
+        A request inside the window is not dropped: one request goes out when the window ends.
+        """
+        if self._closed or self.kind != "video":
+            return
+        if self._keyframe_timer is not None:
+            return  # one is already scheduled; it covers this request too
+        wait = self._last_keyframe_request + KEYFRAME_WINDOW_S - time.monotonic()
+        if wait <= 0:
+            self._send_keyframe_request()
+        else:
+            loop = asyncio.get_running_loop()
+            self._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired)
+
+    def _keyframe_timer_fired(self) -> None:
+        self._keyframe_timer = None
+        self._send_keyframe_request()
+
+    def _send_keyframe_request(self) -> None:
+        if self._closed:
+            return
+        if self._ssrc is None:
+            # Nothing received yet: the publisher's first frame is a keyframe anyway; ask when
+            # its SSRC is known in case it is not.
+            self._keyframe_wanted = True
+            return
+        self._keyframe_wanted = False
+        self._last_keyframe_request = time.monotonic()
+        self.keyframe_requests_sent += 1
+        task = asyncio.get_running_loop().create_task(seam.send_pli(self._receiver, self._ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- close -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close this Producer and, in cascade, its Consumers. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+        for consumer in tuple(self._consumers.values()):
+            await consumer.close()
+        self._consumers.clear()
+        for task in tuple(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for callback in self._on_close:
+            callback(self)
+        self._on_close.clear()
+        logger.debug("producer closed", extra={"producer_id": self.id})

@@ -1,0 +1,368 @@
+"""Transport: one RTCPeerConnection of one participant, either for publishing or subscribing.
+
+As in LiveKit, each participant has two: on the publish Transport the client offers and the
+server answers; on the subscribe Transport the server offers, so the server's renegotiations
+never collide with a client's offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from . import _aiortc_seam as seam
+from .consumer import Consumer, codecs_match
+from .errors import BadSdp, ClosedError, InvalidState
+from .producer import Producer
+from .tracking import track
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["publish", "subscribe"]
+
+#: A session description larger than this is refused before parsing.
+MAX_SDP_BYTES = 64 * 1024
+
+
+@dataclass
+class PublishResult:
+    answer_sdp: str
+    added: list[Producer] = field(default_factory=list)
+    removed: list[Producer] = field(default_factory=list)
+
+
+def parse_sdp(sdp: object, expected_type: str) -> SessionDescription:
+    """Validate an untrusted session description before aiortc sees it."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise BadSdp("the SDP is empty or not a string")
+    if len(sdp) > MAX_SDP_BYTES:
+        raise BadSdp("the SDP is too large")
+    if not sdp.lstrip().startswith("v=0"):
+        raise BadSdp("the SDP must start with v=0")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises whatever the garbage provokes
+        raise BadSdp(f"the SDP does not parse ({type(exc).__name__})") from None
+    media = [m for m in description.media if m.kind in ("audio", "video")]
+    if not media:
+        raise BadSdp("the SDP has no audio or video section")
+    for m in media:
+        if not m.ice.usernameFragment or not m.ice.password:
+            raise BadSdp("a media section has no ICE credentials")
+        if not m.dtls or not m.dtls.fingerprints:
+            raise BadSdp("a media section has no DTLS fingerprint")
+    description.type = expected_type
+    return description
+
+
+def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    servers = [
+        RTCIceServer(
+            urls=s["urls"], username=s.get("username"), credential=s.get("credential")
+        )
+        for s in ice_servers
+    ]
+    return RTCConfiguration(iceServers=servers)
+
+
+class Transport:
+    """Wraps one RTCPeerConnection; owns the Producers or Consumers carried on it."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.role: Role = role
+        self.app_data: dict[str, Any] = dict(app_data or {})
+        self._pc = RTCPeerConnection(ice_configuration(ice_servers or []))
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        self._producers: dict[str, Producer] = {}
+        self._producer_by_transceiver: dict[int, Producer] = {}
+        self._consumers: dict[str, Consumer] = {}
+        self._closed = False
+        self._lock = asyncio.Lock()
+        self._on_close: list[Callable[[Transport], Any]] = []
+        self._on_negotiation_needed: list[Callable[[Transport], Any]] = []
+        self._on_state: list[Callable[[Transport, str], Any]] = []
+        self._needs_negotiation = False
+        track(self)
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    @property
+    def signaling_state(self) -> str:
+        return str(self._pc.signalingState)
+
+    @property
+    def producers(self) -> list[Producer]:
+        return list(self._producers.values())
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return list(self._consumers.values())
+
+    @property
+    def needs_negotiation(self) -> bool:
+        return self._needs_negotiation
+
+    def on_close(self, callback: Callable[[Transport], Any]) -> None:
+        self._on_close.append(callback)
+
+    def on_negotiation_needed(self, callback: Callable[[Transport], Any]) -> None:
+        """Subscribe transports: ``callback(self)`` when Consumers came or went."""
+        self._on_negotiation_needed.append(callback)
+
+    def on_connection_state(self, callback: Callable[[Transport, str], Any]) -> None:
+        self._on_state.append(callback)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"transport {self.id} is closed")
+
+    def _check_role(self, role: Role) -> None:
+        if self.role != role:
+            raise InvalidState(f"this is a {self.role} transport")
+
+    async def _on_connection_state(self) -> None:
+        state = self.connection_state
+        logger.debug("transport %s %s: %s", self.id, self.role, state)
+        if state == "connected":
+            for consumer in self._consumers.values():
+                consumer.request_keyframe()
+        for callback in tuple(self._on_state):
+            callback(self, state)
+
+    # --- publish -----------------------------------------------------------------------------
+
+    async def publish(self, offer_sdp: object) -> PublishResult:
+        """Apply a client's offer; create a Producer per new incoming track. Returns the answer."""
+        self._check_open()
+        self._check_role("publish")
+        parse_sdp(offer_sdp, "offer")
+        async with self._lock:
+            self._check_open()
+            if self._pc.signalingState != "stable":
+                raise InvalidState("an offer is already being handled")
+            try:
+                await self._pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=str(offer_sdp), type="offer")
+                )
+            except Exception as exc:
+                raise BadSdp(f"the offer was refused ({type(exc).__name__}: {exc})") from None
+            self._check_open()
+            result = PublishResult(answer_sdp="")
+            for transceiver in self._pc.getTransceivers():
+                producer = self._producer_by_transceiver.get(id(transceiver))
+                sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
+                if producer is None and sending:
+                    codec = next(
+                        (c for c in seam.negotiated_codecs(transceiver) if not _is_rtx(c)), None
+                    )
+                    if codec is None:
+                        continue
+                    transceiver.direction = "recvonly"
+                    producer = Producer(transceiver, codec, app_data=dict(self.app_data))
+                    self._producers[producer.id] = producer
+                    self._producer_by_transceiver[id(transceiver)] = producer
+                    producer.on_close(self._forget_producer)
+                    result.added.append(producer)
+                elif producer is not None and not sending:
+                    result.removed.append(producer)
+            answer = await self._pc.createAnswer()
+            await self._pc.setLocalDescription(answer)
+            result.answer_sdp = self._pc.localDescription.sdp
+        for producer in result.removed:
+            await producer.close()
+        return result
+
+    def _forget_producer(self, producer: Producer) -> None:
+        self._producers.pop(producer.id, None)
+        for key, value in list(self._producer_by_transceiver.items()):
+            if value is producer:
+                del self._producer_by_transceiver[key]
+
+    # --- subscribe ---------------------------------------------------------------------------
+
+    def consume(self, producer: Producer, app_data: dict[str, Any] | None = None) -> Consumer:
+        """Add a Consumer of ``producer``; it starts once the next offer is answered."""
+        self._check_open()
+        self._check_role("subscribe")
+        if producer.closed:
+            raise ClosedError(f"producer {producer.id} is closed")
+        transceiver = self._pc.addTransceiver(seam.IdleTrack(producer.kind), direction="sendonly")
+        preferences = _preferences_for(producer)
+        if preferences:
+            transceiver.setCodecPreferences(preferences)
+        consumer = Consumer(producer, transceiver, app_data=app_data)
+        self._consumers[consumer.id] = consumer
+        consumer.on_close(self._consumer_closed)
+        self._set_needs_negotiation()
+        return consumer
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        self._consumers.pop(consumer.id, None)
+        if self._closed:
+            return
+        transceiver = consumer._transceiver
+        # aiortc cannot remove an m-line; the transceiver goes inactive for good.
+        transceiver.direction = "inactive"
+        track = transceiver.sender.track
+        if track is not None:
+            track.stop()
+        self._set_needs_negotiation()
+
+    def _set_needs_negotiation(self) -> None:
+        self._needs_negotiation = True
+        for callback in tuple(self._on_negotiation_needed):
+            callback(self)
+
+    def inactive_mids(self) -> list[str]:
+        """Mids of subscribe transceivers whose Consumer is gone."""
+        live = {id(c._transceiver) for c in self._consumers.values()}
+        return [
+            t.mid
+            for t in self._pc.getTransceivers()
+            if t.mid is not None and id(t) not in live
+        ]
+
+    async def create_offer(self) -> str:
+        """Offer the current set of Consumers to the subscriber."""
+        self._check_open()
+        self._check_role("subscribe")
+        async with self._lock:
+            self._check_open()
+            if self._pc.signalingState != "stable":
+                raise InvalidState("the previous offer has not been answered")
+            self._needs_negotiation = False
+            offer = await self._pc.createOffer()
+            await self._pc.setLocalDescription(offer)
+            return str(self._pc.localDescription.sdp)
+
+    async def apply_answer(self, answer_sdp: object) -> None:
+        """Apply the subscriber's answer; Consumers it accepted start forwarding."""
+        self._check_open()
+        self._check_role("subscribe")
+        parse_sdp(answer_sdp, "answer")
+        async with self._lock:
+            self._check_open()
+            if self._pc.signalingState != "have-local-offer":
+                raise InvalidState("there is no offer to answer")
+            try:
+                await self._pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=str(answer_sdp), type="answer")
+                )
+            except Exception as exc:
+                raise BadSdp(f"the answer was refused ({type(exc).__name__}: {exc})") from None
+            for consumer in self._consumers.values():
+                if not consumer.ready and consumer._negotiated():
+                    consumer.request_keyframe()
+
+    def rollback_offer(self) -> None:
+        """Forget an unanswered offer's intent so that it is made again (e.g. after a reconnect)."""
+        self._needs_negotiation = True
+
+    # --- ICE ---------------------------------------------------------------------------------
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        """Add a trickled remote candidate; ``None`` ends them."""
+        self._check_open()
+        if self._pc.remoteDescription is None:
+            raise InvalidState("no remote description yet")
+        if candidate is None:
+            return  # end of candidates: aiortc keeps checking the pairs it has
+        text = candidate.get("candidate")
+        if not isinstance(text, str) or len(text) > 1024:
+            raise BadSdp("the candidate is not a string")
+        if text == "":
+            return
+        try:
+            parsed = candidate_from_sdp(text.removeprefix("candidate:"))
+        except Exception:
+            raise BadSdp("the candidate does not parse") from None
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            raise BadSdp("the candidate names no media section")
+        try:
+            await self._pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise BadSdp(f"the candidate was refused ({type(exc).__name__})") from None
+
+    # --- close -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the Producers or Consumers, then the peer connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for producer in tuple(self._producers.values()):
+            await producer.close()
+        for consumer in tuple(self._consumers.values()):
+            await consumer.close()
+        self._producers.clear()
+        self._producer_by_transceiver.clear()
+        self._consumers.clear()
+        await self._pc.close()
+        for callback in tuple(self._on_close):
+            callback(self)
+        self._on_close.clear()
+        self._on_negotiation_needed.clear()
+        self._on_state.clear()
+
+
+def _is_rtx(codec: Any) -> bool:
+    return str(codec.mimeType).lower().endswith("/rtx")
+
+
+def _preferences_for(producer: Producer) -> list[RTCRtpCodecCapability]:
+    """Offer the subscriber exactly the Producer's codec (and RTX for video)."""
+    capabilities = RTCRtpSender.getCapabilities(producer.kind).codecs
+    chosen = [
+        c
+        for c in capabilities
+        if not _is_rtx(c)
+        and codecs_match(
+            _as_parameters(c, producer.codec.payloadType), producer.codec
+        )
+    ][:1]
+    if not chosen:
+        return []
+    rtx = [c for c in capabilities if _is_rtx(c)]
+    return chosen + rtx
+
+
+def _as_parameters(capability: RTCRtpCodecCapability, payload_type: int) -> RTCRtpCodecParameters:
+    return RTCRtpCodecParameters(
+        mimeType=capability.mimeType,
+        clockRate=capability.clockRate,
+        channels=capability.channels,
+        payloadType=payload_type,
+        parameters=dict(capability.parameters),
+    )
+

@@ -1,0 +1,61 @@
+"""MediaWorker: the Routers of one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _aiortc_seam as seam
+from .errors import ClosedError
+from .router import Router
+
+
+class MediaWorker:
+    """Creates and closes the Routers of the rooms this process carries.
+
+    ``ice_addresses`` are the local addresses candidates are gathered on (production: one per
+    network provider; tests: 127.0.0.1); empty means aioice's default, every interface but
+    loopback. ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_addresses: list[str] | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> None:
+        seam.restrict_host_addresses(ice_addresses)
+        self._ice_servers = list(ice_servers or [])
+        self._routers: dict[str, Router] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def routers(self) -> list[Router]:
+        return list(self._routers.values())
+
+    def get_router(self, room_id: str) -> Router:
+        """The room's Router, created on first use."""
+        if self._closed:
+            raise ClosedError("the media worker is closed")
+        router = self._routers.get(room_id)
+        if router is None or router.closed:
+            router = Router(room_id, ice_servers=self._ice_servers)
+            self._routers[room_id] = router
+        return router
+
+    async def close_router(self, room_id: str) -> None:
+        router = self._routers.pop(room_id, None)
+        if router is not None:
+            await router.close()
+
+    async def close(self) -> None:
+        """Close every Router. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for router in tuple(self._routers.values()):
+            await router.close()
+        self._routers.clear()
