@@ -1,0 +1,122 @@
+"""Client messages, validated once at the edge into frozen dataclasses (docs/signaling.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import MAX_MESSAGE_BYTES, SignalingError, bad_request
+
+
+def check_size(data: Any) -> None:
+    """Refuse payloads over :data:`MAX_MESSAGE_BYTES` (and anything JSON cannot carry)."""
+    try:
+        size = len(json.dumps(data, ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        raise bad_request("the payload is not JSON") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise SignalingError(
+            "message_too_large", f"the payload is {size} bytes, over {MAX_MESSAGE_BYTES}"
+        )
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise bad_request("the payload must be an object")
+    return data
+
+
+def _string(data: dict[str, Any], key: str, max_len: int = MAX_MESSAGE_BYTES) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise bad_request(f"'{key}' must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class Join:
+    visit: str
+
+    @classmethod
+    def parse(cls, data: Any) -> Join:
+        return cls(visit=_string(_object(data), "visit", 128))
+
+
+@dataclass(frozen=True)
+class Publish:
+    sdp: str
+
+    @classmethod
+    def parse(cls, data: Any) -> Publish:
+        d = _object(data)
+        if d.get("type") != "offer":
+            raise bad_request("'type' must be 'offer'")
+        return cls(sdp=_string(d, "sdp"))
+
+
+@dataclass(frozen=True)
+class SubscribeAnswer:
+    revision: int
+    sdp: str
+
+    @classmethod
+    def parse(cls, data: Any) -> SubscribeAnswer:
+        d = _object(data)
+        revision = d.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+            raise bad_request("'revision' must be a non-negative integer")
+        if d.get("type") != "answer":
+            raise bad_request("'type' must be 'answer'")
+        return cls(revision=revision, sdp=_string(d, "sdp"))
+
+
+@dataclass(frozen=True)
+class IceCandidate:
+    target: Literal["publish", "subscribe"]
+    candidate: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, data: Any) -> IceCandidate:
+        d = _object(data)
+        target = d.get("target")
+        if target not in ("publish", "subscribe"):
+            raise bad_request("'target' must be 'publish' or 'subscribe'")
+        candidate = d.get("candidate")
+        if candidate is not None:
+            if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
+                raise bad_request("'candidate' must be null or an RTCIceCandidate object")
+            mid = candidate.get("sdpMid")
+            index = candidate.get("sdpMLineIndex")
+            if mid is not None and not isinstance(mid, str):
+                raise bad_request("'sdpMid' must be a string")
+            if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+                raise bad_request("'sdpMLineIndex' must be an integer")
+        return cls(target=target, candidate=candidate)
+
+
+@dataclass(frozen=True)
+class Mute:
+    kind: Literal["audio", "video"]
+    muted: bool
+
+    @classmethod
+    def parse(cls, data: Any) -> Mute:
+        d = _object(data)
+        kind = d.get("kind")
+        if kind not in ("audio", "video"):
+            raise bad_request("'kind' must be 'audio' or 'video'")
+        muted = d.get("muted")
+        if not isinstance(muted, bool):
+            raise bad_request("'muted' must be true or false")
+        return cls(kind=kind, muted=muted)
+
+
+@dataclass(frozen=True)
+class Empty:
+    @classmethod
+    def parse(cls, data: Any) -> Empty:
+        _object(data)
+        return cls()

@@ -1,0 +1,225 @@
+"""The socket.io server: authenticates sockets, queues each participant's events, answers acks.
+
+Protocol: docs/signaling.md. Every handler returns an ack; nothing raised in a handler reaches
+the client as a traceback, and one participant's bad input never touches another's media.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from consult.db import Database
+from consult.errors import ConsultError
+from consult.tokens import verify_join_token
+from consult.visits import resolve_participant
+from media import MediaWorker
+
+from . import messages as m
+from .errors import SignalingError, bad_request, error_payload
+from .room import Room, Rooms
+from .session import Identity, Session
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
+
+
+class SignalingServer:
+    """python-socketio ``AsyncServer`` bound to the media worker and the database."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        worker: MediaWorker,
+        token_secret: str,
+        client_manager: socketio.AsyncManager | None = None,
+    ) -> None:
+        self._db = db
+        self._secret = token_secret
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=client_manager,
+            # Larger payloads are refused by our own check with an error code; beyond this the
+            # transport drops the connection.
+            max_http_buffer_size=1024 * 1024,
+            cors_allowed_origins=[],
+            logger=False,
+            engineio_logger=False,
+        )
+        self.rooms = Rooms(worker, self._emit)
+        self.sessions: dict[str, Session] = {}
+        self._handlers: dict[str, Handler] = {
+            "join": self._join,
+            "publish": self._publish,
+            "subscribe": self._subscribe,
+            "subscribe_answer": self._subscribe_answer,
+            "ice_candidate": self._ice_candidate,
+            "mute": self._mute,
+            "leave": self._leave,
+        }
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_event)
+        self._closed = False
+
+    def attach(self, app: Any) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    async def _emit(self, event: str, data: dict[str, Any], to: str) -> None:
+        await self.sio.emit(event, data, to=to)
+
+    # --- connect / disconnect ----------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if self._closed:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "shutting_down", "message": "the server is shutting down"}
+            )
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = verify_join_token(self._secret, token)
+            identity = await resolve_participant(self._db, claims)
+        except ConsultError as exc:
+            logger.info("connection refused: %s", exc.code)
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": str(exc)}
+            ) from None
+        except Exception:
+            logger.exception("connection refused: internal error")
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "internal_error", "message": "internal error"}
+            ) from None
+        self.sessions[sid] = Session(
+            sid,
+            Identity(
+                visit_id=claims.visit_id,
+                user_id=identity.user_id,
+                role=identity.role,
+                name=identity.display_name,
+            ),
+        )
+        logger.info(
+            "connected",
+            extra={"sid": sid, "visit_id": claims.visit_id, "participant_id": identity.user_id},
+        )
+
+    async def _on_disconnect(self, sid: str, *args: Any) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        await session.close()
+        await self._leave_room(session)
+        logger.info("disconnected", extra={"sid": sid})
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def _on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> Any:
+        session = self.sessions.get(sid)
+        if session is None:
+            return error_payload(SignalingError("invalid_state", "not connected"))
+        handler = self._handlers.get(event)
+        if handler is None:
+            return error_payload(SignalingError("unknown_event", "unknown event"))
+        if extra:
+            return error_payload(bad_request("one payload per event"))
+        try:
+            m.check_size(data)
+        except SignalingError as exc:
+            return error_payload(exc)
+
+        async def job() -> dict[str, Any] | None:
+            if event != "join" and not session.joined:
+                raise SignalingError("not_joined", f"'{event}' before 'join'")
+            return await handler(session, data)
+
+        return await session.submit(job)
+
+    def _room(self, session: Session) -> Room:
+        return self.rooms.get(session.identity.visit_id)
+
+    async def _join(self, session: Session, data: Any) -> dict[str, Any]:
+        request = m.Join.parse(data)
+        if session.joined:
+            raise SignalingError("already_joined", "already joined")
+        if request.visit != session.identity.visit_id:
+            raise SignalingError("visit_mismatch", "the join token is for another visit")
+        room = self._room(session)
+        replaced = room.add(session)
+        if replaced is not None:
+            # The same participant came back on a new socket: the old one goes.
+            await replaced.close()
+            await room.remove(replaced)
+            self.sessions.pop(replaced.sid, None)
+            await self.sio.disconnect(replaced.sid)
+        await self.sio.enter_room(session.sid, session.identity.visit_id)
+        await room.broadcast_participants()
+        return {"participant": session.describe(), "participants": room.participants()}
+
+    async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
+        request = m.Publish.parse(data)
+        answer = await self._room(session).publish(session, request.sdp)
+        return {"type": "answer", "sdp": answer}
+
+    async def _subscribe(self, session: Session, data: Any) -> dict[str, Any]:
+        m.Empty.parse(data)
+        room = self._room(session)
+        room.start_subscription(session)
+        offer = await room.make_offer(session)
+        return {"offer": offer}
+
+    async def _subscribe_answer(self, session: Session, data: Any) -> None:
+        request = m.SubscribeAnswer.parse(data)
+        await self._room(session).apply_answer(session, request.revision, request.sdp)
+
+    async def _ice_candidate(self, session: Session, data: Any) -> None:
+        request = m.IceCandidate.parse(data)
+        transport = session.publish if request.target == "publish" else session.subscribe
+        if transport is None or transport.closed:
+            raise SignalingError("invalid_state", f"no {request.target} connection yet")
+        await transport.add_ice_candidate(request.candidate)
+
+    async def _mute(self, session: Session, data: Any) -> None:
+        request = m.Mute.parse(data)
+        if request.kind == "audio":
+            session.audio_muted = request.muted
+        else:
+            session.video_muted = request.muted
+        await self._room(session).broadcast_participants()
+
+    async def _leave(self, session: Session, data: Any) -> None:
+        m.Empty.parse(data)
+        await self._leave_room(session)
+
+    async def _leave_room(self, session: Session) -> None:
+        if not session.joined:
+            return
+        room = self._room(session)
+        await room.remove(session)
+        await self.sio.leave_room(session.sid, session.identity.visit_id)
+        await room.broadcast_participants()
+        await self.rooms.discard_if_empty(room)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def close_rooms(self) -> None:
+        """Close every room's media (peers first, per the shutdown order)."""
+        self._closed = True
+        for session in tuple(self.sessions.values()):
+            await session.close()
+        await self.rooms.close()
+
+    async def close_sockets(self) -> None:
+        """Tell every socket the room closed and disconnect it."""
+        for sid in tuple(self.sessions):
+            try:
+                await self.sio.emit("room_closed", {"reason": "server_shutdown"}, to=sid)
+                await self.sio.disconnect(sid)
+            except Exception:  # a socket already gone
+                logger.debug("disconnect at shutdown failed", extra={"sid": sid})
+        self.sessions.clear()
+        await self.sio.shutdown()

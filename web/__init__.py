@@ -1,0 +1,1 @@
+"""The process: application factory, configuration, CLI, HTTP routes and the browser client."""

@@ -1,0 +1,62 @@
+"""The aiohttp application factory: it composes every package and owns the process.
+
+Shutdown order: peers (media), then sockets (signaling), then the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from consult.db import Database
+from media import MediaWorker
+from signaling import SignalingServer
+
+from .config import Config
+from .keys import CONFIG, DATABASE, MEDIA, SIGNALING
+from .routes import setup_routes
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app[CONFIG] = config
+    app[DATABASE] = Database(config.database)
+    app[MEDIA] = MediaWorker(
+        ice_addresses=list(config.ice_addresses), ice_servers=list(config.ice_servers)
+    )
+    manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
+    app[SIGNALING] = SignalingServer(
+        db=app[DATABASE],
+        worker=app[MEDIA],
+        token_secret=config.secret(),
+        client_manager=manager,
+    )
+    app[SIGNALING].attach(app)
+    setup_routes(app)
+    # cleanup_ctx runs cleanups in reverse: media first, then sockets, then the database.
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_sockets_ctx)
+    app.cleanup_ctx.append(_media_ctx)
+    return app
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[DATABASE].start()
+    yield
+    await app[DATABASE].close()
+
+
+async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[SIGNALING].close_sockets()
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[SIGNALING].close_rooms()
+    await app[MEDIA].close()

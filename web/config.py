@@ -1,0 +1,91 @@
+"""Configuration. Defaults need nothing: SQLite and data under ./data, one process, no Redis,
+no TURN, no STUN (``iceServers=[]``). A TOML file, then environment variables, then command-line
+options override them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TELECONSULT_"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    #: SQLAlchemy async URL; default ``sqlite+aiosqlite:///<data_dir>/teleconsult.db``.
+    database_url: str = ""
+    #: Signs join tokens; default: a random key kept in ``<data_dir>/secret.key``.
+    token_secret: str = ""
+    token_ttl_s: int = 12 * 3600
+    #: Local addresses to gather ICE candidates on; empty = every interface but loopback.
+    ice_addresses: tuple[str, ...] = ()
+    #: STUN/TURN servers as RTCIceServer dicts (urls, username, credential).
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    #: Where npm installed the browser libraries (socket.io-client); default: found by search.
+    node_modules: str = ""
+    redis_url: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'teleconsult.db').resolve()}"
+
+    def secret(self) -> str:
+        """The token-signing key; created on first use and kept in the data directory."""
+        if self.token_secret:
+            return self.token_secret
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "port" or name == "token_ttl_s":
+        return int(value)
+    if name == "data_dir":
+        return Path(value)
+    if name == "ice_addresses":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(str(v) for v in value)
+    if name == "ice_servers":
+        return tuple(dict(v) for v in value)
+    return value
+
+
+def load_config(
+    path: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Defaults, then the TOML file at ``path``, then ``TELECONSULT_*`` variables, then
+    ``overrides`` (None values ignored)."""
+    names = {f.name for f in fields(Config)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        values.update(data)
+    env = os.environ if environ is None else environ
+    for name in names:
+        key = ENV_PREFIX + name.upper()
+        if key in env and name != "ice_servers":
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})

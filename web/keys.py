@@ -1,0 +1,16 @@
+"""Typed application state (aiohttp ``AppKey``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from consult.db import Database
+from media import MediaWorker
+from signaling import SignalingServer
+
+from .config import Config
+
+CONFIG = web.AppKey("config", Config)
+DATABASE = web.AppKey("database", Database)
+MEDIA = web.AppKey("media", MediaWorker)
+SIGNALING = web.AppKey("signaling", SignalingServer)

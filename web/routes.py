@@ -1,0 +1,48 @@
+"""HTTP routes: the pages, the static client, the browser libraries from npm, health."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from .keys import CONFIG
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def find_node_modules(configured: str) -> Path | None:
+    """Where ``npm ci`` put the browser libraries: configured, beside the source, or here."""
+    candidates = [Path(configured)] if configured else []
+    candidates += [Path(__file__).resolve().parent.parent / "node_modules", Path.cwd() / "node_modules"]
+    for candidate in candidates:
+        if (candidate / "socket.io-client" / "dist").is_dir():
+            return candidate
+    return None
+
+
+async def room_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "room.html", headers={"Cache-Control": "no-store"})
+
+
+async def index_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", index_page)
+    app.router.add_get("/room", room_page)
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_static("/static/", STATIC)
+    node_modules = find_node_modules(app[CONFIG].node_modules)
+    if node_modules is None:
+        logger.warning("socket.io-client not found: run 'npm ci' in the repository root")
+    else:
+        app.router.add_static("/vendor/socket.io/", node_modules / "socket.io-client" / "dist")
