@@ -1,0 +1,108 @@
+"""An aiortc test participant that speaks docs/signaling.md over a real socket.io connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import socketio
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from peers import CounterTrack, Received, Subscriber, ToneTrack, client_pc
+
+
+class Participant:
+    """Joins a visit, publishes a counter video and a tone, and subscribes to the others."""
+
+    def __init__(self, url: str, token: str, visit_id: str) -> None:
+        self.url = url
+        self.token = token
+        self.visit_id = visit_id
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.publish_pc: RTCPeerConnection | None = None
+        self.sub: Subscriber | None = None
+        self.video: CounterTrack | None = None
+        self.tracks: dict[str, dict[str, Any]] = {}  # mid -> track description
+        self.participants: list[dict[str, Any]] = []
+        self.offers_answered = 0
+        self.id = ""
+        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._answerer: asyncio.Task[None] | None = None
+        self.sio.on("subscribe_offer", self._offers.put_nowait)
+        self.sio.on("participants", self._on_participants)
+
+    def _on_participants(self, data: dict[str, Any]) -> None:
+        self.participants = data["participants"]
+
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, auth={"token": self.token}, transports=["websocket"], wait_timeout=5
+        )
+
+    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call(event, data, timeout=10)
+        return ack
+
+    async def join(self) -> dict[str, Any]:
+        ack = await self.call("join", {"visit": self.visit_id})
+        assert ack["ok"], ack
+        self.id = ack["participant"]["id"]
+        return ack
+
+    async def publish(self, video: bool = True, audio: bool = True) -> None:
+        pc = self.publish_pc = client_pc()
+        if video:
+            self.video = CounterTrack()
+            pc.addTransceiver(self.video, direction="sendonly")
+        if audio:
+            pc.addTransceiver(ToneTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        ack = await self.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        assert ack["ok"], ack
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+
+    async def subscribe(self) -> None:
+        self.sub = Subscriber(client_pc())
+        ack = await self.call("subscribe", {})
+        assert ack["ok"], ack
+        if ack["offer"] is not None:
+            await self._answer(ack["offer"])
+        self._answerer = asyncio.ensure_future(self._answer_offers())
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        assert self.sub is not None
+        pc = self.sub.pc
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        for t in offer["tracks"]:
+            self.tracks[t["mid"]] = t
+        ack = await self.call(
+            "subscribe_answer",
+            {"revision": offer["revision"], "type": "answer", "sdp": pc.localDescription.sdp},
+        )
+        assert ack["ok"], ack
+        self.offers_answered += 1
+
+    async def _answer_offers(self) -> None:
+        while True:
+            await self._answer(await self._offers.get())
+
+    def received_from(self, participant_id: str, kind: str) -> Received | None:
+        """What arrived of ``participant_id``'s ``kind`` track."""
+        if self.sub is None:
+            return None
+        for mid, t in self.tracks.items():
+            if t["participant_id"] == participant_id and t["kind"] == kind and t["active"]:
+                return self.sub.by_mid.get(mid)
+        return None
+
+    async def close(self) -> None:
+        if self._answerer is not None:
+            self._answerer.cancel()
+            await asyncio.gather(self._answerer, return_exceptions=True)
+        if self.sio.connected:
+            await self.sio.disconnect()
+        if self.sub is not None:
+            await self.sub.close()
+        if self.publish_pc is not None:
+            await self.publish_pc.close()

@@ -1,0 +1,114 @@
+"""A doctor and a patient hold a video visit through the SFU (aiortc clients, real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from client import Participant
+from peers import wait_for
+from probes import codec_probe, server_endpoints
+
+
+def strictly_increasing(values: list[int]) -> bool:
+    return all(b > a for a, b in zip(values, values[1:], strict=False))
+
+
+async def test_doctor_and_patient_exchange_audio_and_video_without_transcoding(server):
+    with codec_probe() as probe:
+        visit = await server.visit()
+        doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+        patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+        joined_at = {}
+        try:
+            for p in (doctor, patient):
+                await p.connect()
+                await p.join()
+                joined_at[p.id] = time.monotonic()
+                await p.publish()
+                await p.subscribe()
+            pairs = ((doctor, patient), (patient, doctor))
+
+            def enough() -> bool:
+                for receiver, sender in pairs:
+                    video = receiver.received_from(sender.id, "video")
+                    audio = receiver.received_from(sender.id, "audio")
+                    if video is None or audio is None:
+                        return False
+                    if len(video.counters) < 60 or audio.frames < 100:
+                        return False
+                return True
+
+            await wait_for(enough, timeout=20, message="media did not flow both ways")
+            receivers, senders = server_endpoints(server.media)
+
+            for receiver, sender in pairs:
+                video = receiver.received_from(sender.id, "video")
+                assert video is not None and video.first_frame_at is not None
+                # the frames carry the publisher's painted counter, in order
+                assert strictly_increasing(video.counters), video.counters
+                assert video.counters[-1] < sender.video.count
+                # at most a handful of frames missed on loopback
+                assert len(video.counters) >= (video.counters[-1] - video.counters[0]) * 0.9
+                first_frame = video.first_frame_at - joined_at[receiver.id]
+                print(f"join-to-first-frame ({receiver.id[:8]}): {first_frame:.3f} s")
+            # participants see each other with name and role
+            roles = sorted(p["role"] for p in doctor.participants)
+            assert roles == ["doctor", "patient"]
+        finally:
+            for p in (doctor, patient):
+                await p.close()
+
+    # the server created no decoder and no encoder; the clients did (so the probe works)
+    assert len(receivers) >= 4 and len(senders) >= 4
+    assert probe.decoders_of(receivers) == 0
+    assert probe.encoders_of(senders) == 0
+    assert len(probe.decoder_queues) >= 4
+    assert len(probe.encoder_senders) >= 4
+
+
+async def test_late_joiner_sees_a_picture_within_one_second(server):
+    """The publisher sends a keyframe only when asked (its encoder's keyframe interval is 100 s,
+    like a browser's); a participant joining 10 s later must still see a picture within 1 s."""
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    try:
+        await doctor.connect()
+        await doctor.join()
+        await doctor.publish()
+        sender = next(t.sender for t in doctor.publish_pc.getTransceivers() if t.kind == "video")
+        asked = []
+        real_send_keyframe = sender._send_keyframe
+
+        def send_keyframe() -> None:
+            asked.append(time.monotonic())
+            real_send_keyframe()
+
+        sender._send_keyframe = send_keyframe
+        await wait_for(lambda: doctor.video.count > 0, timeout=5)
+        started = time.monotonic()
+        # the scenario: the patient arrives 10 s after the doctor started sending
+        await asyncio.sleep(10)
+        assert not asked, "the publisher was asked for a keyframe with nobody watching"
+
+        await patient.connect()
+        await patient.join()
+        subscribed_at = time.monotonic()
+        await patient.subscribe()
+        await wait_for(
+            lambda: (r := patient.received_from(doctor.id, "video")) is not None and r.counters,
+            timeout=5,
+            message="no picture for the late joiner",
+        )
+        video = patient.received_from(doctor.id, "video")
+        delay = video.first_frame_at - subscribed_at
+        print(f"late joiner: first decoded picture {delay:.3f} s after subscribing")
+        assert delay < 1.0
+        # it is a live picture, not one from the start of the stream
+        assert video.counters[0] >= (subscribed_at - started) * 30 * 0.8
+        # and it exists because the keyframe request reached the publisher
+        assert asked and asked[0] >= subscribed_at
+    finally:
+        for p in (doctor, patient):
+            await p.close()
