@@ -6,6 +6,7 @@ the client as a traceback, and one participant's bad input never touches another
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,11 @@ from .session import Identity, Session
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
+
+
+def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused connection; the browser sees ``err.message`` and ``err.data = {code, message}``."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
 
 
 class SignalingServer:
@@ -51,6 +57,18 @@ class SignalingServer:
             logger=False,
             engineio_logger=False,
         )
+        # engine.io starts tasks (e.g. one ping timer per socket) that it never cancels; we own
+        # them so that shutdown leaves no task behind.
+        self._io_tasks: set[asyncio.Future[Any]] = set()
+        start_background_task = self.sio.eio.start_background_task
+
+        def tracked_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+            task = start_background_task(target, *args, **kwargs)
+            self._io_tasks.add(task)
+            task.add_done_callback(self._io_tasks.discard)
+            return task
+
+        self.sio.eio.start_background_task = tracked_background_task  # type: ignore[method-assign]
         self.rooms = Rooms(worker, self._emit)
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, Handler] = {
@@ -77,23 +95,17 @@ class SignalingServer:
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if self._closed:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "shutting_down", "message": "the server is shutting down"}
-            )
+            raise _refusal("shutting_down", "the server is shutting down")
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             claims = verify_join_token(self._secret, token)
             identity = await resolve_participant(self._db, claims)
         except ConsultError as exc:
             logger.info("connection refused: %s", exc.code)
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": str(exc)}
-            ) from None
+            raise _refusal(exc.code, str(exc)) from None
         except Exception:
             logger.exception("connection refused: internal error")
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "internal_error", "message": "internal error"}
-            ) from None
+            raise _refusal("internal_error", "internal error") from None
         self.sessions[sid] = Session(
             sid,
             Identity(
@@ -223,3 +235,6 @@ class SignalingServer:
                 logger.debug("disconnect at shutdown failed", extra={"sid": sid})
         self.sessions.clear()
         await self.sio.shutdown()
+        for task in tuple(self._io_tasks):
+            task.cancel()
+        await asyncio.gather(*self._io_tasks, return_exceptions=True)

@@ -38,10 +38,10 @@ def create_app(config: Config) -> web.Application:
     )
     app[SIGNALING].attach(app)
     setup_routes(app)
-    # cleanup_ctx runs cleanups in reverse: media first, then sockets, then the database.
     app.cleanup_ctx.append(_database_ctx)
-    app.cleanup_ctx.append(_sockets_ctx)
-    app.cleanup_ctx.append(_media_ctx)
+    # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
+    # cleanup contexts (the database).
+    app.on_shutdown.append(_close_peers_then_sockets)
     return app
 
 
@@ -51,12 +51,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].close()
 
 
-async def _sockets_ctx(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[SIGNALING].close_sockets()
-
-
-async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
-    yield
+async def _close_peers_then_sockets(app: web.Application) -> None:
     await app[SIGNALING].close_rooms()
     await app[MEDIA].close()
+    await app[SIGNALING].close_sockets()

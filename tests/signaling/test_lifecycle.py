@@ -1,0 +1,83 @@
+"""Leaving and shutting down leave no Router, Transport, Producer, Consumer, task or thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from client import Participant
+from media import open_objects
+from peers import wait_for
+
+
+async def _call(server):
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    for p in (doctor, patient):
+        await p.connect()
+        await p.join()
+        await p.publish()
+        await p.subscribe()
+    await wait_for(
+        lambda: all(
+            (r := a.received_from(b.id, "video")) is not None and len(r.counters) > 5
+            for a, b in ((doctor, patient), (patient, doctor))
+        ),
+        timeout=15,
+    )
+    return doctor, patient
+
+
+def _other_tasks() -> list[asyncio.Task]:
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+
+
+def _decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
+    doctor, patient = await _call(server)
+    assert open_objects().get("Producer") == 4
+
+    assert (await doctor.call("leave", {}))["ok"]
+    # the patient is told, and its subscribe connection renegotiates the doctor's tracks away
+    await wait_for(lambda: [p["role"] for p in patient.participants] == ["patient"], timeout=5)
+    await wait_for(
+        lambda: patient.tracks and not any(t["active"] for t in patient.tracks.values()),
+        timeout=5,
+        message="the doctor's tracks were not renegotiated away",
+    )
+    router = server.media.routers[0]
+    assert all(p.app_data["participant_id"] == patient.id for p in router.producers)
+    assert router.dump()["consumers"] == {}
+
+    assert (await patient.call("leave", {}))["ok"]
+    assert server.media.routers == []
+    assert len(server.signaling.rooms) == 0
+    assert router.closed and router.dump()["transports"] == []
+
+    for p in (doctor, patient):
+        await p.close()
+    await server.stop()
+    assert open_objects() == {}
+    await wait_for(lambda: not _other_tasks(), timeout=5, message=f"tasks left: {_other_tasks()}")
+    await wait_for(lambda: not _decoder_threads(), timeout=5)
+
+
+async def test_shutdown_during_a_call_closes_peers_then_sockets(server):
+    doctor, patient = await _call(server)
+    closed_events: list[dict] = []
+    doctor.sio.on("room_closed", closed_events.append)
+
+    await server.stop()
+    assert open_objects() == {}
+    assert server.media.closed
+    assert closed_events == [{"reason": "server_shutdown"}]
+    await wait_for(lambda: not doctor.sio.connected and not patient.sio.connected, timeout=5)
+
+    for p in (doctor, patient):
+        await p.close()
+    await wait_for(lambda: not _other_tasks(), timeout=5, message=f"tasks left: {_other_tasks()}")
