@@ -70,7 +70,7 @@ def offer_direction(transceiver: RTCRtpTransceiver) -> str | None:
 
 def intercept_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     """Route the receiver's incoming RTP to ``on_rtp`` instead of aiortc's decoder path."""
-    receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign,assignment]
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
@@ -80,7 +80,7 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 
 def intercept_sender_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
     """Route RTCP feedback addressed to ``sender`` to ``on_rtcp``."""
-    sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
 
 
 def sender_ssrc(sender: RTCRtpSender) -> int:

@@ -98,7 +98,7 @@ class Consumer:
     def _negotiated(self) -> bool:
         """Bind to what the subscriber accepted; False if it accepted no matching codec."""
         for codec in seam.negotiated_codecs(self._transceiver):
-            if codecs_match(codec, self.producer.codec):
+            if codec.payloadType is not None and codecs_match(codec, self.producer.codec):
                 self._payload_type = codec.payloadType
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
                 self._extensions = seam.sender_extensions_map(self._sender)

@@ -61,7 +61,7 @@ def parse_sdp(sdp: object, expected_type: str) -> SessionDescription:
     if not media:
         raise BadSdp("the SDP has no audio or video section")
     for m in media:
-        if not m.ice.usernameFragment or not m.ice.password:
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
             raise BadSdp("a media section has no ICE credentials")
         if not m.dtls or not m.dtls.fingerprints:
             raise BadSdp("a media section has no DTLS fingerprint")
@@ -71,9 +71,7 @@ def parse_sdp(sdp: object, expected_type: str) -> SessionDescription:
 
 def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
     servers = [
-        RTCIceServer(
-            urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-        )
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in ice_servers
     ]
     return RTCConfiguration(iceServers=servers)
@@ -246,9 +244,7 @@ class Transport:
         """Mids of subscribe transceivers whose Consumer is gone."""
         live = {id(c._transceiver) for c in self._consumers.values()}
         return [
-            t.mid
-            for t in self._pc.getTransceivers()
-            if t.mid is not None and id(t) not in live
+            t.mid for t in self._pc.getTransceivers() if t.mid is not None and id(t) not in live
         ]
 
     async def create_offer(self) -> str:
@@ -347,9 +343,7 @@ def _preferences_for(producer: Producer) -> list[RTCRtpCodecCapability]:
         c
         for c in capabilities
         if not _is_rtx(c)
-        and codecs_match(
-            _as_parameters(c, producer.codec.payloadType), producer.codec
-        )
+        and codecs_match(_as_parameters(c, producer.codec.payloadType or 0), producer.codec)
     ][:1]
     if not chosen:
         return []
@@ -365,4 +359,3 @@ def _as_parameters(capability: RTCRtpCodecCapability, payload_type: int) -> RTCR
         payloadType=payload_type,
         parameters=dict(capability.parameters),
     )
-

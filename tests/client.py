@@ -7,7 +7,6 @@ from typing import Any
 
 import socketio
 from aiortc import RTCPeerConnection, RTCSessionDescription
-
 from peers import CounterTrack, Received, Subscriber, ToneTrack, client_pc
 
 

@@ -13,12 +13,12 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from consult.tokens import issue_join_token  # noqa: E402
-from consult.visits import create_demo_visit  # noqa: E402
-from media import _aiortc_seam  # noqa: E402
-from web.app import create_app  # noqa: E402
-from web.config import Config  # noqa: E402
-from web.keys import DATABASE, MEDIA, SIGNALING  # noqa: E402
+from consult.tokens import issue_join_token
+from consult.visits import create_demo_visit
+from media import _aiortc_seam
+from web.app import create_app
+from web.config import Config
+from web.keys import DATABASE, MEDIA, SIGNALING
 
 
 def strict() -> bool:

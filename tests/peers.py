@@ -121,9 +121,7 @@ class Subscriber:
         pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        mid = next(
-            (t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None
-        )
+        mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
         received = Received(kind=track.kind)
         self.by_mid[str(mid)] = received
         self._tasks.append(asyncio.ensure_future(self._read(track, received)))

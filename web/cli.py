@@ -59,7 +59,9 @@ async def demo(config: Config, base_url: str) -> dict[str, object]:
         token = issue_join_token(
             secret, visit_id=visit.visit_id, user_id=user_id, role=role, ttl_s=config.token_ttl_s
         )
-        links[role] = f"{base_url.rstrip('/')}/room?{urlencode({'visit': visit.visit_id, 'token': token})}"
+        links[role] = (
+            f"{base_url.rstrip('/')}/room?{urlencode({'visit': visit.visit_id, 'token': token})}"
+        )
     return {"visit_id": visit.visit_id, "links": links}
 
 

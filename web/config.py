@@ -88,4 +88,7 @@ def load_config(
         if key in env and name != "ice_servers":
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
+    config = replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
+    if config.token_secret and len(config.token_secret.encode()) < 32:
+        raise ValueError("token_secret must be at least 32 bytes (HS256, RFC 7518)")
+    return config

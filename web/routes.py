@@ -17,7 +17,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 def find_node_modules(configured: str) -> Path | None:
     """Where ``npm ci`` put the browser libraries: configured, beside the source, or here."""
     candidates = [Path(configured)] if configured else []
-    candidates += [Path(__file__).resolve().parent.parent / "node_modules", Path.cwd() / "node_modules"]
+    candidates += [
+        Path(__file__).resolve().parent.parent / "node_modules",
+        Path.cwd() / "node_modules",
+    ]
     for candidate in candidates:
         if (candidate / "socket.io-client" / "dist").is_dir():
             return candidate

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Any
 
 import pytest
 import socketio
-
 from client import Participant
-from consult.tokens import issue_join_token
 from peers import wait_for
+
+from consult.tokens import issue_join_token
 
 MALFORMED_SDP = [
     "garbage",
@@ -66,10 +67,10 @@ async def test_token_errors_refuse_the_connection(server):
 
     expired = issue_join_token(secret, user_id=doctor_id, ttl_s=60, now=time.time() - 3600, **ids)
     forged = issue_join_token("another-secret-" + "x" * 32, user_id=doctor_id, **ids)
-    unknown_visit = issue_join_token(
-        secret, visit_id="f" * 32, user_id=doctor_id, role="doctor"
+    unknown_visit = issue_join_token(secret, visit_id="f" * 32, user_id=doctor_id, role="doctor")
+    tampered = visit.tokens["doctor"][:-4] + (
+        "AAAA" if not visit.tokens["doctor"].endswith("AAAA") else "BBBB"
     )
-    tampered = visit.tokens["doctor"][:-4] + ("AAAA" if not visit.tokens["doctor"].endswith("AAAA") else "BBBB")
 
     assert (await refused(server.url, None))["code"] == "token_missing"
     assert (await refused(server.url, expired))["code"] == "token_expired"
@@ -120,7 +121,10 @@ async def test_bad_events_get_codes_and_media_never_stops(server, call_in_progre
     assert await code("mute", {"kind": "audio", "muted": "yes"}) == "bad_request"
     assert await code("ice_candidate", {"target": "elsewhere", "candidate": None}) == "bad_request"
     assert (
-        await code("ice_candidate", {"target": "publish", "candidate": {"candidate": "nonsense", "sdpMid": "0"}})
+        await code(
+            "ice_candidate",
+            {"target": "publish", "candidate": {"candidate": "nonsense", "sdpMid": "0"}},
+        )
         == "bad_sdp"
     )
     # oversized
@@ -143,7 +147,9 @@ async def test_bad_events_get_codes_and_media_never_stops(server, call_in_progre
     try:
         ack = await stranger.call("publish", {"type": "offer", "sdp": "v=0"})
         assert ack["error"]["code"] == "not_joined"
-        ack = await stranger.call("subscribe_answer", {"revision": 1, "type": "answer", "sdp": "v=0"})
+        ack = await stranger.call(
+            "subscribe_answer", {"revision": 1, "type": "answer", "sdp": "v=0"}
+        )
         assert ack["error"]["code"] == "not_joined"
         ack = await stranger.call("join", {"visit": visit.visit_id})
         assert ack["error"]["code"] == "visit_mismatch"
@@ -163,7 +169,7 @@ async def test_bad_events_get_codes_and_media_never_stops(server, call_in_progre
     )
     for a, b in ((doctor, patient), (patient, doctor)):
         counters = a.received_from(b.id, "video").counters
-        assert all(y > x for x, y in zip(counters, counters[1:], strict=False))
+        assert all(y > x for x, y in itertools.pairwise(counters))
     # and the room still works: a mute goes through and reaches the other side
     assert (await patient.call("mute", {"kind": "audio", "muted": True}))["ok"]
     await wait_for(

@@ -6,8 +6,9 @@ import asyncio
 import threading
 
 from client import Participant
-from media import open_objects
 from peers import wait_for
+
+from media import open_objects
 
 
 async def _call(server):

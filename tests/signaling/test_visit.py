@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from client import Participant
@@ -11,7 +12,7 @@ from probes import codec_probe, server_endpoints
 
 
 def strictly_increasing(values: list[int]) -> bool:
-    return all(b > a for a, b in zip(values, values[1:], strict=False))
+    return all(b > a for a, b in itertools.pairwise(values))
 
 
 async def test_doctor_and_patient_exchange_audio_and_video_without_transcoding(server):

@@ -1,0 +1,121 @@
+"""The database handle: one async engine, migrations on start, sessions on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+from consult.migrate import upgrade_to_head
+
+logger = logging.getLogger(__name__)
+
+
+class Database:
+    """Owns the engine of one database (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://``).
+
+    Lifecycle: ``await start()`` (creates the engine and migrates to head), then ``session()`` as
+    often as needed, then ``await close()``. ``start()`` on a started database does nothing;
+    ``start()`` after ``close()`` and ``session()`` outside start..close raise ``RuntimeError``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url: URL = make_url(url)
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def dialect(self) -> str:
+        """The backend's name: ``"sqlite"`` or ``"postgresql"``."""
+        return self._url.get_backend_name()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine; only between :meth:`start` and :meth:`close`."""
+        self._check_open()
+        if self._engine is None:
+            raise RuntimeError("the database is not started; await Database.start() first")
+        return self._engine
+
+    async def start(self) -> None:
+        """Create the engine and apply pending migrations; idempotent while open."""
+        async with self._start_lock:
+            self._check_open()
+            if self._engine is not None:
+                return
+            engine = self._create_engine()
+            try:
+                async with engine.begin() as connection:
+                    await connection.run_sync(upgrade_to_head)
+            except BaseException:
+                await engine.dispose()
+                raise
+            if self._closed:  # close() ran while we were migrating
+                await engine.dispose()
+                self._check_open()
+            self._engine = engine
+            self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+            logger.info("database started (%s)", self.dialect)
+
+    def session(self) -> AsyncSession:
+        """A new session; use it as ``async with db.session() as session:``."""
+        self._check_open()
+        if self._sessions is None:
+            raise RuntimeError("the database is not started; await Database.start() first")
+        return self._sessions()
+
+    async def close(self) -> None:
+        """Dispose of the engine and its connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        engine, self._engine, self._sessions = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+            logger.info("database closed (%s)", self.dialect)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the database is closed")
+
+    def _create_engine(self) -> AsyncEngine:
+        if self.dialect != "sqlite":
+            return create_async_engine(self._url, pool_pre_ping=True)
+        database = self._url.database
+        options: dict[str, Any] = {}
+        if not database or database == ":memory:":
+            # Every new connection to ":memory:" would be a new, empty database: keep one.
+            options["poolclass"] = StaticPool
+        else:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(self._url, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
+    """SQLite leaves foreign keys off per connection; WAL lets readers run beside the writer."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()

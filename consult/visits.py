@@ -1,0 +1,130 @@
+"""Visits: creating demo visits and deciding who may join one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from consult.db import Database
+from consult.errors import NotAParticipant, VisitNotFound
+from consult.models import (
+    Department,
+    Institution,
+    InstitutionLevel,
+    User,
+    UserKind,
+    Visit,
+    VisitMode,
+)
+from consult.passwords import hash_password
+from consult.sqltypes import new_id
+from consult.tokens import JoinClaims
+
+logger = logging.getLogger(__name__)
+
+DEMO_INSTITUTION_NAME = "示范互联网医院"
+DEMO_DEPARTMENT_NAME = "心血管内科"
+DEMO_DOCTOR_NAME = "王医生"
+DEMO_PATIENT_NAME = "患者 张某"
+
+
+@dataclass(frozen=True)
+class DemoVisit:
+    """The ids and names of a freshly created demo visit."""
+
+    visit_id: str
+    institution_id: str
+    doctor_id: str
+    doctor_name: str
+    patient_id: str
+    patient_name: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified join token belongs to, as the visit knows them."""
+
+    user_id: str
+    role: str
+    display_name: str
+
+
+async def create_demo_visit(db: Database) -> DemoVisit:
+    """Create a demo institution, department, doctor, patient and a video visit between them.
+
+    Every call creates new rows with unique usernames. The doctor gets a random password that is
+    hashed and then forgotten: demo participants join by token, never by password.
+    """
+    suffix = secrets.token_hex(4)
+    # Argon2 costs tens of milliseconds of CPU: keep it off the event loop.
+    doctor_hash = await asyncio.to_thread(hash_password, secrets.token_urlsafe(32))
+    institution = Institution(
+        id=new_id(), name=DEMO_INSTITUTION_NAME, level=InstitutionLevel.TERTIARY.value
+    )
+    department = Department(id=new_id(), institution_id=institution.id, name=DEMO_DEPARTMENT_NAME)
+    doctor = User(
+        id=new_id(),
+        institution_id=institution.id,
+        department_id=department.id,
+        username=f"demo-doctor-{suffix}",
+        display_name=DEMO_DOCTOR_NAME,
+        password_hash=doctor_hash,
+        kind=UserKind.STAFF.value,
+    )
+    patient = User(
+        id=new_id(),
+        username=f"demo-patient-{suffix}",
+        display_name=DEMO_PATIENT_NAME,
+        password_hash=None,
+        kind=UserKind.PATIENT.value,
+    )
+    visit = Visit(
+        id=new_id(),
+        institution_id=institution.id,
+        doctor_id=doctor.id,
+        patient_id=patient.id,
+        mode=VisitMode.VIDEO.value,
+    )
+    async with db.session() as session, session.begin():
+        # Flush in dependency order: there are no relationships for the unit of work to sort by.
+        for row in (institution, department, doctor, patient, visit):
+            session.add(row)
+            await session.flush()
+    logger.info("demo visit %s created in institution %s", visit.id, institution.id)
+    return DemoVisit(
+        visit_id=visit.id,
+        institution_id=institution.id,
+        doctor_id=doctor.id,
+        doctor_name=doctor.display_name,
+        patient_id=patient.id,
+        patient_name=patient.display_name,
+    )
+
+
+async def get_visit(db: Database, visit_id: str) -> Visit | None:
+    """The visit with this id, or ``None``; the returned object is detached from any session."""
+    async with db.session() as session:
+        return await session.get(Visit, visit_id)
+
+
+async def resolve_participant(db: Database, claims: JoinClaims) -> Identity:
+    """Check that the token's user is the visit's doctor or patient in the claimed role.
+
+    Raises :class:`VisitNotFound` when the visit does not exist and :class:`NotAParticipant` when
+    the user is not the visit's participant in that role or the account is deactivated.
+    """
+    async with db.session() as session:
+        visit = await session.get(Visit, claims.visit_id)
+        if visit is None:
+            raise VisitNotFound()
+        expected = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(claims.role)
+        if expected is None or expected != claims.user_id:
+            logger.info("join refused for visit %s: not the visit's %s", visit.id, claims.role)
+            raise NotAParticipant()
+        user = await session.get(User, claims.user_id)
+        if user is None or not user.is_active:
+            logger.info("join refused for visit %s: %s account inactive", visit.id, claims.role)
+            raise NotAParticipant("The account is not active.")
+        return Identity(user_id=user.id, role=claims.role, display_name=user.display_name)

@@ -1,0 +1,310 @@
+"""Harness for browser end-to-end tests: server and Debian Chromium in a private network namespace.
+
+Chromium picks a non-loopback interface for WebRTC even when the server offers only 127.0.0.1, so
+both the server and the browser run inside a fresh network namespace whose only interface is `lo`
+(and Chromium gets `--allow-loopback-in-peer-connection`). No test traffic can leave it.
+
+Needs root (for `ip netns`), `/usr/bin/chromium` (Debian's, never a downloaded browser) and Python
+Playwright. Without them the tests skip; with TELECONSULT_STRICT=1 they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+BIN_DIR = Path(sys.executable).parent
+TELECONSULT = BIN_DIR / "teleconsult"
+STRICT = os.environ.get("TELECONSULT_STRICT") == "1"
+
+SERVER_START_TIMEOUT_S = 30.0
+SERVER_STOP_TIMEOUT_S = 5.0
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # Without it Chromium gathers no loopback candidates and the peer connections never connect.
+    "--allow-loopback-in-peer-connection",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail under TELECONSULT_STRICT=1 (CI must not silently skip these tests)."""
+    if STRICT:
+        pytest.fail(f"browser test prerequisites missing (TELECONSULT_STRICT=1): {reason}")
+    pytest.skip(reason)
+
+
+def _ip() -> str:
+    ip = shutil.which("ip")
+    assert ip is not None
+    return ip
+
+
+@pytest.fixture
+def browser_prerequisites() -> None:
+    if os.geteuid() != 0:
+        _unavailable("needs root to create network namespaces (ip netns)")
+    if shutil.which("ip") is None:
+        _unavailable("the `ip` command (iproute2) is not installed")
+    if not CHROMIUM.exists():
+        _unavailable(f"Debian chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("Python Playwright is not installed")
+    if not TELECONSULT.exists():
+        _unavailable(f"{TELECONSULT} not found (pip install -e .)")
+
+
+@pytest.fixture
+def netns(browser_prerequisites: None) -> Iterator[str]:
+    """A fresh network namespace with only `lo` up; deleted at teardown."""
+    name = f"tc-{secrets.token_hex(4)}"
+    subprocess.run([_ip(), "netns", "add", name], check=True)
+    try:
+        subprocess.run([_ip(), "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        _kill_namespace_processes(name)
+        subprocess.run([_ip(), "netns", "delete", name], check=False)
+
+
+def _kill_namespace_processes(ns: str) -> None:
+    """Kill what is still running in our namespace: only processes this harness started."""
+    result = subprocess.run(
+        [_ip(), "netns", "pids", ns], capture_output=True, text=True, check=False
+    )
+    for pid in result.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def ns_run(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_ip(), "netns", "exec", ns, *argv], text=True, **kwargs)
+
+
+@dataclass
+class Server:
+    ns: str
+    base_url: str
+    visit_id: str
+    links: dict[str, str]
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def log_tail(self, lines: int = 80) -> str:
+        out = []
+        for path in (self.stdout_path, self.stderr_path):
+            text = path.read_text(errors="replace") if path.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            out.append(f"--- {path.name} (last {lines} lines) ---\n{tail}")
+        return "\n".join(out)
+
+
+def _parse_demo_output(stdout: str) -> dict[str, Any]:
+    """`teleconsult demo --json` prints one JSON object; tolerate log lines around it."""
+    try:
+        return json.loads(stdout)
+    except json.JSONDecodeError:
+        for line in reversed(stdout.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+        raise
+
+
+def _wait_for_http(server: Server, path: str, deadline: float) -> None:
+    """Poll the server from inside the namespace until it answers HTTP at all."""
+    url = server.base_url + path
+    while True:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"teleconsult serve exited with {server.process.returncode} before it answered\n"
+                + server.log_tail()
+            )
+        probe = ns_run(
+            server.ns,
+            "curl",
+            "--silent",
+            "--output",
+            "/dev/null",
+            "--max-time",
+            "1",
+            "--write-out",
+            "%{http_code}",
+            url,
+            capture_output=True,
+            check=False,
+        )
+        if probe.stdout.strip() not in ("", "000"):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"teleconsult serve did not answer {url} in time\n" + server.log_tail())
+        time.sleep(0.1)  # poll interval, bounded by the deadline above
+
+
+@pytest.fixture
+def teleconsult_server(netns: str, tmp_path: Path) -> Iterator[Server]:
+    """A demo visit and `teleconsult serve` on 127.0.0.1 inside the namespace."""
+    if shutil.which("curl") is None:
+        _unavailable("curl is needed to poll the server inside the namespace")
+    port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    demo = ns_run(
+        netns,
+        str(TELECONSULT),
+        "demo",
+        "--data-dir",
+        str(data_dir),
+        "--base-url",
+        base_url,
+        "--json",
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    if demo.returncode != 0:
+        pytest.fail(f"teleconsult demo failed ({demo.returncode}):\n{demo.stdout}\n{demo.stderr}")
+    info = _parse_demo_output(demo.stdout)
+
+    stdout_path = tmp_path / "server.stdout.log"
+    stderr_path = tmp_path / "server.stderr.log"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [
+                _ip(),
+                "netns",
+                "exec",
+                netns,
+                str(TELECONSULT),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--ice-address",
+                "127.0.0.1",
+            ],
+            stdout=out,
+            stderr=err,
+        )
+    server = Server(
+        ns=netns,
+        base_url=base_url,
+        visit_id=info["visit_id"],
+        links=dict(info["links"]),
+        process=process,
+        stdout_path=stdout_path,
+        stderr_path=stderr_path,
+    )
+    try:
+        _wait_for_http(server, "/room", time.monotonic() + SERVER_START_TIMEOUT_S)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        # Shown by pytest only when the test failed.
+        print(f"\nteleconsult serve exit code {process.returncode}\n{server.log_tail()}")
+
+
+@pytest.fixture
+def chromium(netns: str, tmp_path: Path) -> Iterator[Any]:
+    """Debian Chromium launched by Playwright inside the namespace.
+
+    Playwright talks to the browser over a pipe, so a wrapper script that enters the namespace and
+    execs Chromium works as `executable_path`.
+    """
+    from playwright.sync_api import sync_playwright
+
+    wrapper = tmp_path / "chromium-in-netns"
+    wrapper.write_text(f'#!/bin/sh\nexec {_ip()} netns exec {netns} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(wrapper), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class RoomPage:
+    """One participant's page with what it logged."""
+
+    role: str
+    page: Any
+    logs: list[str] = field(default_factory=list)
+
+    def tc(self) -> dict[str, Any]:
+        """A JSON copy of window.__tc without the peer connections."""
+        return self.page.evaluate(
+            "() => { const {pcs, ...rest} = window.__tc || {};"
+            " return JSON.parse(JSON.stringify(rest)); }"
+        )
+
+
+@pytest.fixture
+def open_room(chromium: Any) -> Iterator[Callable[[str, str], RoomPage]]:
+    """Factory: open `url` as `role` in its own browser context (own camera, own storage)."""
+    rooms: list[RoomPage] = []
+    contexts: list[Any] = []
+
+    def _open(role: str, url: str) -> RoomPage:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        contexts.append(context)
+        page = context.new_page()
+        room = RoomPage(role=role, page=page)
+        page.on("console", lambda msg: room.logs.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: room.logs.append(f"pageerror: {exc}"))
+        page.on(
+            "requestfailed",
+            lambda req: room.logs.append(f"requestfailed: {req.url} {req.failure}"),
+        )
+        page.goto(url, wait_until="commit")
+        rooms.append(room)
+        return room
+
+    try:
+        yield _open
+    finally:
+        for room in rooms:
+            print(f"\n--- console of the {room.role} page ---\n" + "\n".join(room.logs))
+        for context in contexts:
+            context.close()

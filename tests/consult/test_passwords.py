@@ -1,0 +1,50 @@
+"""Argon2id password hashes: a right password verifies, anything else is False, never an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from consult.passwords import hash_password, verify_password
+
+
+@pytest.fixture(scope="module")
+def stored() -> str:
+    return hash_password("correct horse battery staple 电池")
+
+
+def test_hash_is_argon2id_salted_and_not_the_password(stored: str) -> None:
+    assert stored.startswith("$argon2id$")
+    assert "correct horse" not in stored
+    assert hash_password("correct horse battery staple 电池") != stored  # a fresh salt each time
+
+
+def test_right_password_verifies(stored: str) -> None:
+    assert verify_password(stored, "correct horse battery staple 电池") is True
+
+
+@pytest.mark.parametrize("attempt", ["wrong", "", "correct horse battery staple"])
+def test_wrong_password_is_false(stored: str, attempt: str) -> None:
+    assert verify_password(stored, attempt) is False
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        "",
+        "not a hash",
+        "$argon2id$",
+        "$argon2id$v=19$m=65536,t=3,p=4$!!!$???",
+        "$2b$12$abcdefghijklmnopqrstuu",  # bcrypt-shaped
+    ],
+)
+def test_garbled_hash_is_false(garbled: str) -> None:
+    assert verify_password(garbled, "anything") is False
+
+
+def test_truncated_hash_is_false(stored: str) -> None:
+    assert verify_password(stored[:-10], "correct horse battery staple 电池") is False
+
+
+def test_non_string_inputs_are_false(stored: str) -> None:
+    assert verify_password(None, "x") is False  # type: ignore[arg-type]
+    assert verify_password(stored, None) is False  # type: ignore[arg-type]

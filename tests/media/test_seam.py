@@ -1,0 +1,112 @@
+"""Pins every piece of aiortc's and aioice's private API that media/_aiortc_seam.py relies on.
+
+If an aiortc upgrade moves one of them, this file fails first and says which.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice
+import aioice.ice
+import aiortc
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from media import _aiortc_seam as seam
+
+
+def test_pinned_versions():
+    assert aiortc.__version__ == "1.16.0"
+    assert aioice.__version__ == "0.13.0"
+
+
+def test_receive_path_calls_the_receivers_handle_rtp_packet():
+    source = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "route_rtp(packet)" in source
+    assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in source
+    assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == [
+        "self",
+        "packet",
+        "arrival_time_ms",
+    ]
+    # the routed receiver is looked up on the instance, so an instance attribute overrides it
+    assert "def route_rtp" in inspect.getsource(RtpRouter)
+
+
+def test_send_path_and_feedback_hooks_exist():
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._send_rtp)
+    assert list(inspect.signature(RTCDtlsTransport._send_rtp).parameters) == ["self", "data"]
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp_pli)
+    assert list(inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters) == [
+        "self",
+        "media_ssrc",
+    ]
+    assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
+    # RTCP for a sender is delivered through the attribute we replace
+    assert "recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    )
+
+
+async def test_sender_private_state_has_the_names_we_use():
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver(seam.IdleTrack("video"), direction="sendonly")
+        sender = transceiver.sender
+        assert isinstance(seam.sender_ssrc(sender), int)
+        assert seam.sender_extensions_map(sender) is not None
+        assert seam.sender_mid(sender) is None  # set when the sender starts
+        seam.note_sent(sender, 1234, 100)
+        seam.note_sent(sender, 4321, 50)
+        assert sender._RTCRtpSender__rtp_timestamp == 4321
+        assert sender._RTCRtpSender__octet_count == 150
+        assert sender._RTCRtpSender__packet_count == 2
+        assert sender._RTCRtpSender__ntp_timestamp > 0
+        # the sender reports from exactly these counters
+        rtcp_source = inspect.getsource(RTCRtpSender._run_rtcp)
+        for name in ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count"):
+            assert f"self.{name}" in rtcp_source
+        assert seam.negotiated_codecs(transceiver) == []
+        assert seam.offer_direction(transceiver) is None
+    finally:
+        await pc.close()
+
+
+def test_the_sender_reaches_its_encoder_only_after_its_track_yields():
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert source.index("await self.__track.recv()") < source.index("get_encoder(codec)")
+
+
+async def test_idle_track_never_yields_and_stops_cleanly():
+    import asyncio
+
+    from aiortc.mediastreams import MediaStreamError
+
+    track = seam.IdleTrack("audio")
+    pending = asyncio.ensure_future(track.recv())
+    done, _ = await asyncio.wait({pending}, timeout=0.1)
+    assert not done
+    track.stop()
+    try:
+        await pending
+        raise AssertionError("recv returned after stop")
+    except MediaStreamError:
+        pass
+
+
+async def test_host_addresses_are_configuration():
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+    seam.restrict_host_addresses(["127.0.0.1"])
+    connection = aioice.Connection(ice_controlling=True, stun_server=None)
+    try:
+        await connection.gather_candidates()
+        hosts = {c.host for c in connection.local_candidates}
+        assert hosts == {"127.0.0.1"}
+    finally:
+        await connection.close()
+    seam.restrict_host_addresses(None)
+    assert aioice.ice.get_host_addresses is seam._original_get_host_addresses
+    seam.restrict_host_addresses(["127.0.0.1"])

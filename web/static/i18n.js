@@ -1,0 +1,234 @@
+// Strings of the consult room in Simplified Chinese (default) and English.
+//
+// Static text in the HTML carries `data-i18n="key"` (text content), `data-i18n-aria="key"`
+// (aria-label) or `data-i18n-title="key"` (title); `applyI18n()` fills them in. Text built in
+// JavaScript calls `t(key, params)` and re-renders on `onLanguageChange()`.
+// The choice is kept in localStorage so it survives a reload and a rejoin.
+
+const STORAGE_KEY = "teleconsult.lang";
+export const DEFAULT_LANG = "zh-CN";
+
+const DICTIONARIES = {
+  "zh-CN": {
+    "app.title": "远程会诊",
+    "lang.toggle": "English",
+    "lang.toggle_aria": "切换到英文界面",
+
+    "role.doctor": "医生",
+    "role.patient": "患者",
+    "role.unknown": "参与者",
+    "tile.you": "我",
+    "tile.you_with_role": "我（{role}）",
+    "tile.audio_muted": "已静音",
+    "tile.video_muted": "摄像头已关闭",
+    "tile.waiting_video": "正在连接视频…",
+    "tile.aria": "{name}，{role}",
+    "tile.video_aria": "{name}的视频",
+    "local.video_aria": "我的摄像头画面",
+    "local.no_camera": "没有摄像头画面",
+
+    "remote.empty": "正在等待对方进入会诊…",
+
+    "button.mic_mute": "关闭麦克风",
+    "button.mic_unmute": "打开麦克风",
+    "button.cam_mute": "关闭摄像头",
+    "button.cam_unmute": "打开摄像头",
+    "button.leave": "离开会诊",
+    "button.leave_aria": "离开会诊，结束通话",
+    "button.rejoin": "重新进入",
+    "button.enable_sound": "点击这里开启声音",
+    "controls.aria": "通话控制",
+
+    "state.init": "正在准备…",
+    "state.requesting_media": "请在浏览器弹窗中允许使用摄像头和麦克风",
+    "state.connecting": "正在连接服务器…",
+    "state.joining": "正在进入会诊…",
+    "state.joined": "已进入会诊",
+    "state.reconnecting": "网络中断，正在重新连接…",
+    "state.leaving": "正在离开…",
+    "state.left": "您已离开会诊",
+    "state.closed": "会诊已结束",
+    "state.error": "出错了",
+
+    "left.message": "您已离开会诊。可以关闭此页面。",
+    "closed.message": "会诊已结束。可以关闭此页面。",
+
+    "media.denied": "没有获得摄像头和麦克风的使用权限。对方将看不到、也听不到您，但您仍可以看到和听到对方。请在浏览器地址栏旁允许使用后重新进入。",
+    "media.not_found": "没有找到摄像头或麦克风。您仍可以看到和听到对方。",
+    "media.busy": "摄像头或麦克风正被其他程序占用。请关闭其他程序后重新进入。您仍可以看到和听到对方。",
+    "media.insecure": "此页面不是安全连接（https），浏览器不允许使用摄像头和麦克风。您仍可以看到和听到对方。",
+    "media.failed": "无法打开摄像头或麦克风。您仍可以看到和听到对方。",
+    "media.no_camera": "没有找到可用的摄像头，对方只能听到您的声音。",
+    "media.no_microphone": "没有找到可用的麦克风，对方只能看到您的画面。",
+
+    "error.prefix": "错误",
+    "error.link_invalid": "链接不完整，请使用医院发给您的完整链接。",
+    "error.token_missing": "链接缺少凭证，请使用医院发给您的完整链接。",
+    "error.token_invalid": "链接无效，请向医院索取新的链接。",
+    "error.token_expired": "链接已过期，请向医院索取新的链接。",
+    "error.visit_not_found": "找不到这次就诊。",
+    "error.bad_request": "请求格式不正确。",
+    "error.message_too_large": "消息太大。",
+    "error.bad_sdp": "音视频协商失败。",
+    "error.not_joined": "尚未进入会诊。",
+    "error.already_joined": "已经在会诊中。",
+    "error.visit_mismatch": "链接与就诊不匹配。",
+    "error.invalid_state": "当前状态下不能执行此操作。",
+    "error.stale_answer": "音视频协商已过期，正在重试。",
+    "error.busy": "服务器繁忙，请稍候。",
+    "error.unknown_event": "服务器不认识此请求。",
+    "error.internal_error": "服务器内部错误。",
+    "error.timeout": "服务器没有响应。",
+    "error.connect_failed": "无法连接服务器，正在重试…",
+    "error.media_failed": "音视频连接失败。",
+    "error.unknown": "未知错误。",
+  },
+  en: {
+    "app.title": "Teleconsultation",
+    "lang.toggle": "中文",
+    "lang.toggle_aria": "Switch to Chinese",
+
+    "role.doctor": "Doctor",
+    "role.patient": "Patient",
+    "role.unknown": "Participant",
+    "tile.you": "You",
+    "tile.you_with_role": "You ({role})",
+    "tile.audio_muted": "Muted",
+    "tile.video_muted": "Camera off",
+    "tile.waiting_video": "Connecting video…",
+    "tile.aria": "{name}, {role}",
+    "tile.video_aria": "Video of {name}",
+    "local.video_aria": "My camera",
+    "local.no_camera": "No camera picture",
+
+    "remote.empty": "Waiting for the other side to join…",
+
+    "button.mic_mute": "Mute microphone",
+    "button.mic_unmute": "Unmute microphone",
+    "button.cam_mute": "Turn camera off",
+    "button.cam_unmute": "Turn camera on",
+    "button.leave": "Leave",
+    "button.leave_aria": "Leave the consultation and end the call",
+    "button.rejoin": "Join again",
+    "button.enable_sound": "Click here to turn on sound",
+    "controls.aria": "Call controls",
+
+    "state.init": "Getting ready…",
+    "state.requesting_media": "Please allow camera and microphone in the browser prompt",
+    "state.connecting": "Connecting to the server…",
+    "state.joining": "Joining the consultation…",
+    "state.joined": "In the consultation",
+    "state.reconnecting": "Connection lost, reconnecting…",
+    "state.leaving": "Leaving…",
+    "state.left": "You have left the consultation",
+    "state.closed": "The consultation has ended",
+    "state.error": "Something went wrong",
+
+    "left.message": "You have left the consultation. You can close this page.",
+    "closed.message": "The consultation has ended. You can close this page.",
+
+    "media.denied": "Camera and microphone permission was not given. The others cannot see or hear you, but you can still see and hear them. Allow access next to the address bar and join again.",
+    "media.not_found": "No camera or microphone was found. You can still see and hear the others.",
+    "media.busy": "The camera or microphone is used by another program. Close it and join again. You can still see and hear the others.",
+    "media.insecure": "This page is not on a secure (https) connection, so the browser does not allow the camera and microphone. You can still see and hear the others.",
+    "media.failed": "The camera or microphone could not be opened. You can still see and hear the others.",
+    "media.no_camera": "No usable camera was found; the others can only hear you.",
+    "media.no_microphone": "No usable microphone was found; the others can only see you.",
+
+    "error.prefix": "Error",
+    "error.link_invalid": "The link is incomplete. Please use the full link from the hospital.",
+    "error.token_missing": "The link has no access token. Please use the full link from the hospital.",
+    "error.token_invalid": "The link is not valid. Please ask the hospital for a new link.",
+    "error.token_expired": "The link has expired. Please ask the hospital for a new link.",
+    "error.visit_not_found": "This visit was not found.",
+    "error.bad_request": "The request was malformed.",
+    "error.message_too_large": "The message is too large.",
+    "error.bad_sdp": "Audio/video negotiation failed.",
+    "error.not_joined": "Not in the consultation yet.",
+    "error.already_joined": "Already in the consultation.",
+    "error.visit_mismatch": "The link does not match this visit.",
+    "error.invalid_state": "This cannot be done right now.",
+    "error.stale_answer": "Audio/video negotiation was out of date; retrying.",
+    "error.busy": "The server is busy, please wait.",
+    "error.unknown_event": "The server does not know this request.",
+    "error.internal_error": "Internal server error.",
+    "error.timeout": "The server did not answer.",
+    "error.connect_failed": "Cannot reach the server, retrying…",
+    "error.media_failed": "The audio/video connection failed.",
+    "error.unknown": "Unknown error.",
+  },
+};
+
+export const LANGUAGES = Object.keys(DICTIONARIES);
+
+function readStoredLang() {
+  try {
+    const stored = window.localStorage.getItem(STORAGE_KEY);
+    return stored && stored in DICTIONARIES ? stored : DEFAULT_LANG;
+  } catch {
+    // localStorage can be unavailable (privacy mode, sandboxed frame): keep the default.
+    return DEFAULT_LANG;
+  }
+}
+
+let currentLang = readStoredLang();
+const listeners = new Set();
+
+export function getLanguage() {
+  return currentLang;
+}
+
+/** Translate `key`, replacing `{name}` placeholders from `params`. Unknown keys fall back to
+ * the default language, then to the key itself, so a missing string is visible but harmless. */
+export function t(key, params = {}) {
+  const text = DICTIONARIES[currentLang][key] ?? DICTIONARIES[DEFAULT_LANG][key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (match, name) => (name in params ? String(params[name]) : match));
+}
+
+/** True when `key` exists, used to tell a known error code from an unknown one. */
+export function hasKey(key) {
+  return key in DICTIONARIES[DEFAULT_LANG];
+}
+
+/** Fill every element under `root` that carries data-i18n / data-i18n-aria / data-i18n-title. */
+export function applyI18n(root = document) {
+  document.documentElement.lang = currentLang;
+  for (const el of root.querySelectorAll("[data-i18n]")) {
+    el.textContent = t(el.dataset.i18n);
+  }
+  for (const el of root.querySelectorAll("[data-i18n-aria]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAria));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-title]")) {
+    el.setAttribute("title", t(el.dataset.i18nTitle));
+  }
+}
+
+export function setLanguage(lang) {
+  if (!(lang in DICTIONARIES) || lang === currentLang) return;
+  currentLang = lang;
+  try {
+    window.localStorage.setItem(STORAGE_KEY, lang);
+  } catch {
+    // Not persisted; the switch still applies to this page.
+  }
+  applyI18n();
+  for (const listener of listeners) listener(lang);
+}
+
+/** Call `listener(lang)` after every language switch (to re-render dynamic text). */
+export function onLanguageChange(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** Wire a button that flips between Chinese and English. Its own label comes from
+ * `lang.toggle` (the name of the *other* language, written in that language). */
+export function initLanguageToggle(button) {
+  button.dataset.i18n = "lang.toggle";
+  button.dataset.i18nAria = "lang.toggle_aria";
+  button.addEventListener("click", () => {
+    setLanguage(currentLang === "zh-CN" ? "en" : "zh-CN");
+  });
+  applyI18n();
+}

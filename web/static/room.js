@@ -1,0 +1,794 @@
+// Consult room: local preview, one tile per remote participant, mute and leave.
+//
+// Speaks the protocol in docs/signaling.md over socket.io. Two peer connections per session
+// (LiveKit style): "publish", where this page offers its camera and microphone, and "subscribe",
+// where the server offers everyone else's tracks and this page answers. A session is one
+// socket.io connection; after a drop socket.io reconnects by itself and a fresh session joins,
+// publishes and subscribes again on new peer connections.
+//
+// For tests, `window.__tc` exposes the state, the participants and the current peer connections.
+
+import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
+
+const ACK_TIMEOUT_MS = 10_000;
+// Wait this long for ICE gathering before sending an offer or answer, so that the candidates
+// travel inside the SDP; candidates found later are forwarded with `ice_candidate`.
+const ICE_GATHER_TIMEOUT_MS = 2_000;
+
+// Hook for ICE servers (STUN/TURN). Empty until the server provides them: when the join ack
+// carries `ice_servers` (RTCIceServer[]), peer connections made after it use that list.
+const DEFAULT_ICE_SERVERS = [];
+let iceServers = DEFAULT_ICE_SERVERS;
+
+function peerConnectionConfig() {
+  return { iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across pages. */
+function now() {
+  return performance.timeOrigin + performance.now();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page state, mirrored into window.__tc for tests.
+
+const STATES = [
+  "init",
+  "requesting_media",
+  "connecting",
+  "joining",
+  "joined",
+  "reconnecting",
+  "leaving",
+  "left",
+  "closed",
+  "error",
+];
+
+const tc = {
+  state: "init",
+  participants: [],
+  self: null,
+  pcs: { publish: null, subscribe: null },
+  errors: [],
+  mediaError: null,
+  timings: { joined: null, firstFrame: {} },
+};
+window.__tc = tc;
+
+const el = {
+  status: document.getElementById("status"),
+  error: document.getElementById("error"),
+  mediaError: document.getElementById("media-error"),
+  tiles: document.getElementById("tiles"),
+  remoteEmpty: document.getElementById("remote-empty"),
+  localVideo: document.getElementById("local-video"),
+  localPlaceholder: document.getElementById("local-placeholder"),
+  localName: document.getElementById("local-name"),
+  localFlags: document.getElementById("local-flags"),
+  micButton: document.getElementById("mic-button"),
+  camButton: document.getElementById("cam-button"),
+  leaveButton: document.getElementById("leave-button"),
+  leftPanel: document.getElementById("left-panel"),
+  leftMessage: document.getElementById("left-message"),
+  rejoin: document.getElementById("rejoin"),
+  enableSound: document.getElementById("enable-sound"),
+  langToggle: document.getElementById("lang-toggle"),
+};
+
+let localStream = null;
+const muted = { audio: false, video: false };
+let lastError = null; // {code, message} shown in the error line until the next successful join
+let socket = null;
+let session = null;
+let ended = false; // left or closed: no more reconnects
+const tiles = new Map(); // participant id -> RemoteTile
+
+function setState(next) {
+  if (!STATES.includes(next)) throw new Error(`unknown state ${next}`);
+  if (tc.state === next) return;
+  console.info(`[tc] state ${tc.state} -> ${next}`);
+  tc.state = next;
+  renderStatus();
+  renderControls();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+class SignalError extends Error {
+  constructor(code, message, event = null) {
+    super(`${event ?? "signal"}: ${code}: ${message}`);
+    this.code = code;
+    this.serverMessage = message;
+  }
+}
+
+/** Thrown by `Session.check()` when a session was replaced while a step awaited. */
+class SessionClosed extends Error {}
+
+function errorText(code, serverMessage) {
+  if (hasKey(`error.${code}`)) return t(`error.${code}`);
+  return serverMessage || t("error.unknown");
+}
+
+function reportError(err) {
+  if (err instanceof SessionClosed) return;
+  const code = err instanceof SignalError ? err.code : "unknown";
+  const message = err instanceof SignalError ? err.serverMessage : String(err?.message ?? err);
+  console.warn("[tc] error", code, message, err);
+  lastError = { code, message };
+  tc.errors.push({ code, message, at: now() });
+  renderError();
+}
+
+function clearError() {
+  lastError = null;
+  renderError();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signaling requests
+
+/** Emit `event` and wait for its ack; resolve with the ack on `ok`, throw SignalError otherwise.
+ * Refuses to emit while disconnected: socket.io would buffer the event and deliver it on the
+ * next connection, where it belongs to no session. */
+async function request(event, payload) {
+  if (!socket?.connected) throw new SignalError("timeout", "not connected", event);
+  let reply;
+  try {
+    reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+  } catch {
+    throw new SignalError("timeout", `no ack for ${event}`, event);
+  }
+  if (!reply || reply.ok !== true) {
+    const error = reply?.error ?? {};
+    throw new SignalError(error.code ?? "unknown", error.message ?? "", event);
+  }
+  return reply;
+}
+
+function waitForIceGathering(pc, timeoutMs = ICE_GATHER_TIMEOUT_MS) {
+  // Nothing to gather when the description has no media section (e.g. an empty subscribe offer).
+  if (pc.iceGatheringState === "complete" || pc.getTransceivers().every((tr) => tr.mid === null)) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onChange);
+      resolve();
+    };
+    const onChange = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onChange);
+  });
+}
+
+/** Forwards this side's late ICE candidates of one peer connection.
+ *
+ * Candidates gathered before the SDP is sent are inside it. Those found afterwards (gathering
+ * took longer than ICE_GATHER_TIMEOUT_MS) are queued until the server has the description,
+ * then sent with `ice_candidate`; `null` marks the end. */
+class Trickle {
+  constructor(target, pc) {
+    this.target = target;
+    this.phase = "gathering"; // gathering -> sent -> ready
+    this.pending = [];
+    pc.addEventListener("icecandidate", (event) => this.onCandidate(event.candidate));
+  }
+
+  onCandidate(candidate) {
+    if (this.phase === "gathering") return;
+    const payload = candidate
+      ? {
+          candidate: candidate.candidate,
+          sdpMid: candidate.sdpMid,
+          sdpMLineIndex: candidate.sdpMLineIndex,
+        }
+      : null;
+    if (this.phase === "sent") this.pending.push(payload);
+    else this.send(payload);
+  }
+
+  /** The local description is being sent now; later candidates must be forwarded. */
+  markSent() {
+    if (this.phase === "gathering") this.phase = "sent";
+  }
+
+  /** The server has our description: flush what was queued. */
+  markReady() {
+    if (this.phase !== "sent") return;
+    this.phase = "ready";
+    for (const payload of this.pending.splice(0)) this.send(payload);
+  }
+
+  send(candidate) {
+    request("ice_candidate", { target: this.target, candidate }).catch(reportError);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: one join on one socket.io connection, with its two peer connections.
+
+class Session {
+  constructor() {
+    this.closed = false;
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.subscribeTrickle = null;
+    this.tracks = new Map(); // subscribe mid -> {mid, participant_id, kind, active}
+    this.offerChain = Promise.resolve(); // subscribe offers are applied one at a time
+  }
+
+  /** Call after every await: a replaced session must not touch the page or the server. */
+  check() {
+    if (this.closed) throw new SessionClosed();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const pc of [this.publishPc, this.subscribePc]) pc?.close();
+    if (tc.pcs.publish === this.publishPc) tc.pcs.publish = null;
+    if (tc.pcs.subscribe === this.subscribePc) tc.pcs.subscribe = null;
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.tracks.clear();
+    syncRemoteMedia();
+  }
+
+  watchConnection(pc, name) {
+    pc.addEventListener("connectionstatechange", () => {
+      console.info(`[tc] ${name} connection ${pc.connectionState}`);
+      if (pc.connectionState === "failed" && !this.closed) {
+        reportError(new SignalError("media_failed", `${name} connection failed`));
+      }
+    });
+  }
+
+  async publish() {
+    if (!localStream || localStream.getTracks().length === 0) return; // receive only
+    const pc = new RTCPeerConnection(peerConnectionConfig());
+    this.publishPc = pc;
+    tc.pcs.publish = pc;
+    this.watchConnection(pc, "publish");
+    const trickle = new Trickle("publish", pc);
+    for (const track of localStream.getTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    this.check();
+    await waitForIceGathering(pc);
+    this.check();
+    trickle.markSent();
+    const reply = await request("publish", { type: "offer", sdp: pc.localDescription.sdp });
+    this.check();
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    this.check();
+    trickle.markReady();
+  }
+
+  async subscribe() {
+    const pc = new RTCPeerConnection(peerConnectionConfig());
+    this.subscribePc = pc;
+    tc.pcs.subscribe = pc;
+    this.watchConnection(pc, "subscribe");
+    this.subscribeTrickle = new Trickle("subscribe", pc);
+    pc.addEventListener("track", () => syncRemoteMedia());
+    const reply = await request("subscribe", {});
+    this.check();
+    // `offer` is null while there is nothing to receive; offers then come as `subscribe_offer`.
+    if (reply.offer) await this.enqueueOffer(reply.offer);
+  }
+
+  enqueueOffer(offer) {
+    const step = this.offerChain.then(() => this.applyOffer(offer));
+    this.offerChain = step.catch(() => {}); // one failed offer must not block the next
+    return step;
+  }
+
+  async applyOffer(offer) {
+    this.check();
+    const pc = this.subscribePc;
+    if (!pc) throw new SignalError("invalid_state", "subscribe offer before subscribe");
+    // The map must be in place before setRemoteDescription: `track` events fire inside it.
+    this.tracks = new Map((offer.tracks ?? []).map((track) => [track.mid, track]));
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    this.check();
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.check();
+    await waitForIceGathering(pc);
+    this.check();
+    syncRemoteMedia();
+    this.subscribeTrickle.markSent();
+    try {
+      await request("subscribe_answer", {
+        revision: offer.revision,
+        type: "answer",
+        sdp: pc.localDescription.sdp,
+      });
+    } catch (err) {
+      // A newer offer is already on its way and will replace this one.
+      if (err instanceof SignalError && err.code === "stale_answer") {
+        console.info("[tc] stale subscribe answer, revision", offer.revision);
+        return;
+      }
+      throw err;
+    }
+    this.check();
+    this.subscribeTrickle.markReady();
+  }
+}
+
+async function startSession() {
+  session?.close();
+  const s = new Session();
+  session = s;
+  setState("joining");
+  try {
+    const reply = await request("join", { visit: visitId });
+    s.check();
+    // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
+    const offered = reply.ice_servers ?? reply.iceServers;
+    iceServers = Array.isArray(offered) ? offered : DEFAULT_ICE_SERVERS;
+    tc.self = reply.participant;
+    tc.timings = { joined: now(), firstFrame: {} };
+    clearError();
+    setState("joined");
+    updateParticipants(reply.participants ?? []);
+    const results = await Promise.allSettled([s.publish(), s.subscribe()]);
+    for (const result of results) {
+      if (result.status === "rejected") reportError(result.reason);
+    }
+    s.check();
+    // The server starts everyone unmuted: tell it about mutes that survived a reconnect.
+    for (const kind of ["audio", "video"]) {
+      if (muted[kind] && hasLocalTrack(kind)) await request("mute", { kind, muted: true });
+    }
+  } catch (err) {
+    reportError(err);
+    if (!(err instanceof SessionClosed) && tc.state === "joining") setState("error");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote tiles
+
+class RemoteTile {
+  constructor(participant) {
+    this.participant = participant;
+    this.audioTrack = null;
+    this.videoTrack = null;
+    this.hasFrame = false;
+
+    this.root = document.createElement("article");
+    this.root.className = "tile tile-remote";
+    this.media = document.createElement("div");
+    this.media.className = "tile-media";
+    this.video = document.createElement("video");
+    this.video.autoplay = true;
+    this.video.muted = true; // sound plays from the <audio> element; muted video always autoplays
+    this.video.playsInline = true;
+    this.placeholder = document.createElement("div");
+    this.placeholder.className = "tile-placeholder";
+    this.audio = document.createElement("audio");
+    this.audio.autoplay = true;
+    this.media.append(this.video, this.placeholder, this.audio);
+
+    const label = document.createElement("div");
+    label.className = "tile-label";
+    const who = document.createElement("span");
+    this.nameEl = document.createElement("span");
+    this.nameEl.className = "tile-name";
+    this.roleEl = document.createElement("span");
+    this.roleEl.className = "tile-role";
+    who.append(this.nameEl, this.roleEl);
+    this.flags = document.createElement("span");
+    this.flags.className = "tile-flags";
+    label.append(who, this.flags);
+
+    this.root.append(this.media, label);
+    el.tiles.append(this.root);
+    this.render();
+  }
+
+  get id() {
+    return this.participant.id;
+  }
+
+  update(participant) {
+    this.participant = participant;
+    this.render();
+  }
+
+  setMedia({ audio, video }) {
+    if (video !== this.videoTrack) {
+      this.videoTrack = video;
+      this.hasFrame = false;
+      this.video.srcObject = video ? new MediaStream([video]) : null;
+      if (video) {
+        this.watchFirstFrame(this.video.srcObject);
+        this.video.play().catch(() => {}); // muted: only fails when the element is torn down
+      }
+      this.render();
+    }
+    if (audio !== this.audioTrack) {
+      this.audioTrack = audio;
+      this.audio.srcObject = audio ? new MediaStream([audio]) : null;
+      if (audio) playAudio(this.audio);
+    }
+  }
+
+  watchFirstFrame(stream) {
+    const mark = () => {
+      if (this.video.srcObject !== stream || this.hasFrame) return;
+      this.hasFrame = true;
+      if (!(this.id in tc.timings.firstFrame)) tc.timings.firstFrame[this.id] = now();
+      console.info("[tc] first frame from", this.id);
+      this.render();
+    };
+    this.video.addEventListener("loadeddata", mark, { once: true });
+    if ("requestVideoFrameCallback" in this.video) this.video.requestVideoFrameCallback(mark);
+  }
+
+  render() {
+    const p = this.participant;
+    const role = t(`role.${p.role}`) === `role.${p.role}` ? t("role.unknown") : t(`role.${p.role}`);
+    this.root.dataset.participantId = p.id;
+    this.root.dataset.role = p.role;
+    this.root.setAttribute("aria-label", t("tile.aria", { name: p.name, role }));
+    this.video.dataset.participantId = p.id;
+    this.video.dataset.role = p.role;
+    this.video.setAttribute("aria-label", t("tile.video_aria", { name: p.name }));
+    this.nameEl.textContent = p.name;
+    this.roleEl.textContent = role;
+    renderFlags(this.flags, p.audio_muted, p.video_muted);
+    let placeholder = null;
+    if (p.video_muted) placeholder = t("tile.video_muted");
+    else if (!this.hasFrame) placeholder = t("tile.waiting_video");
+    this.placeholder.hidden = placeholder === null;
+    this.placeholder.textContent = placeholder ?? "";
+  }
+
+  remove() {
+    this.video.srcObject = null;
+    this.audio.srcObject = null;
+    this.root.remove();
+  }
+}
+
+function renderFlags(container, audioMuted, videoMuted) {
+  const flags = [];
+  if (audioMuted) flags.push(["audio", t("tile.audio_muted")]);
+  if (videoMuted) flags.push(["video", t("tile.video_muted")]);
+  container.replaceChildren(
+    ...flags.map(([kind, text]) => {
+      const flag = document.createElement("span");
+      flag.className = `flag flag-${kind}`;
+      flag.dataset.flag = kind;
+      flag.textContent = text;
+      return flag;
+    }),
+  );
+}
+
+const blockedAudio = new Set();
+
+function playAudio(audio) {
+  audio.play().catch((err) => {
+    // Autoplay policy: sound may need one click on the page first.
+    if (err?.name === "NotAllowedError") {
+      blockedAudio.add(audio);
+      el.enableSound.hidden = false;
+    }
+  });
+}
+
+el.enableSound.addEventListener("click", () => {
+  for (const audio of blockedAudio) audio.play().catch(() => {});
+  blockedAudio.clear();
+  el.enableSound.hidden = true;
+});
+
+function updateParticipants(list) {
+  tc.participants = list;
+  if (!tc.self) return; // before our own join ack we cannot tell ourselves apart
+  const me = list.find((p) => p.id === tc.self.id);
+  if (me) tc.self = me;
+  const remote = list.filter((p) => p.id !== tc.self.id);
+  const ids = new Set(remote.map((p) => p.id));
+  for (const [id, tile] of tiles) {
+    if (!ids.has(id)) {
+      tile.remove();
+      tiles.delete(id);
+    }
+  }
+  for (const participant of remote) {
+    const tile = tiles.get(participant.id);
+    if (tile) tile.update(participant);
+    else tiles.set(participant.id, new RemoteTile(participant));
+  }
+  el.remoteEmpty.hidden = tiles.size > 0 || ended;
+  syncRemoteMedia();
+  renderLocal();
+}
+
+/** Give every tile the tracks the subscribe connection carries for it (by transceiver mid and
+ * the offer's track list). Idempotent: called after offers, track events and roster changes. */
+function syncRemoteMedia() {
+  const wanted = new Map();
+  const pc = session?.subscribePc;
+  if (pc && !session.closed) {
+    for (const transceiver of pc.getTransceivers()) {
+      const info = transceiver.mid === null ? undefined : session.tracks.get(transceiver.mid);
+      if (!info || !info.active || transceiver.currentDirection === "stopped") continue;
+      const entry = wanted.get(info.participant_id) ?? { audio: null, video: null };
+      entry[info.kind] = transceiver.receiver.track;
+      wanted.set(info.participant_id, entry);
+    }
+  }
+  for (const tile of tiles.values()) tile.setMedia(wanted.get(tile.id) ?? { audio: null, video: null });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local media and controls
+
+function hasLocalTrack(kind) {
+  return Boolean(localStream?.getTracks().some((track) => track.kind === kind));
+}
+
+async function getMedia(constraints) {
+  return navigator.mediaDevices.getUserMedia(constraints);
+}
+
+/** Ask for camera and microphone; fall back to one of them; on failure return null and leave
+ * a message: the page still joins to see and hear the others. */
+async function openLocalMedia() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    tc.mediaError = window.isSecureContext ? "failed" : "insecure";
+    return null;
+  }
+  const video = { width: { ideal: 640 }, height: { ideal: 480 } };
+  try {
+    return await getMedia({ audio: true, video });
+  } catch (err) {
+    console.warn("[tc] getUserMedia failed", err?.name, err?.message);
+    if (err?.name === "NotAllowedError" || err?.name === "SecurityError") {
+      tc.mediaError = "denied";
+      return null;
+    }
+    // One device may be missing or busy while the other works.
+    try {
+      const stream = await getMedia({ audio: true });
+      tc.mediaError = "no_camera";
+      return stream;
+    } catch {
+      // fall through
+    }
+    try {
+      const stream = await getMedia({ video });
+      tc.mediaError = "no_microphone";
+      return stream;
+    } catch {
+      // fall through
+    }
+    if (err?.name === "NotFoundError" || err?.name === "OverconstrainedError") {
+      tc.mediaError = "not_found";
+    } else if (err?.name === "NotReadableError" || err?.name === "AbortError") {
+      tc.mediaError = "busy";
+    } else {
+      tc.mediaError = "failed";
+    }
+    return null;
+  }
+}
+
+function setMuted(kind, value) {
+  if (!hasLocalTrack(kind) || ended) return;
+  muted[kind] = value;
+  for (const track of localStream.getTracks()) {
+    if (track.kind === kind) track.enabled = !value;
+  }
+  renderControls();
+  renderLocal();
+  if (tc.state === "joined") request("mute", { kind, muted: value }).catch(reportError);
+}
+
+async function leave() {
+  if (ended) return;
+  setState("leaving");
+  if (session && socket?.connected) {
+    try {
+      await request("leave", {});
+    } catch (err) {
+      console.warn("[tc] leave", err); // we go anyway; the server also cleans up on disconnect
+    }
+  }
+  finish("left");
+}
+
+/** Left or room closed: close everything and stop reconnecting. */
+function finish(state) {
+  if (ended) return;
+  ended = true;
+  session?.close();
+  session = null;
+  socket?.disconnect();
+  for (const tile of tiles.values()) tile.remove();
+  tiles.clear();
+  for (const track of localStream?.getTracks() ?? []) track.stop();
+  el.localVideo.srcObject = null;
+  el.leftMessage.dataset.i18n = state === "left" ? "left.message" : "closed.message";
+  applyI18n(el.leftPanel);
+  el.leftPanel.hidden = false;
+  el.remoteEmpty.hidden = true;
+  el.enableSound.hidden = true;
+  document.getElementById("room").hidden = true;
+  document.getElementById("controls").hidden = true;
+  setState(state);
+  el.rejoin.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering of the fixed parts
+
+function renderStatus() {
+  el.status.dataset.state = tc.state;
+  el.status.textContent = t(`state.${tc.state}`);
+}
+
+function renderError() {
+  el.error.hidden = lastError === null;
+  if (lastError) {
+    const text = errorText(lastError.code, lastError.message);
+    el.error.textContent = `${t("error.prefix")}：${text}（${lastError.code}）`;
+    el.error.dataset.code = lastError.code;
+  }
+}
+
+function renderMediaError() {
+  el.mediaError.hidden = tc.mediaError === null;
+  if (tc.mediaError) el.mediaError.textContent = t(`media.${tc.mediaError}`);
+}
+
+function renderControls() {
+  const active = !ended;
+  for (const [button, kind, muteKey, unmuteKey] of [
+    [el.micButton, "audio", "button.mic_mute", "button.mic_unmute"],
+    [el.camButton, "video", "button.cam_mute", "button.cam_unmute"],
+  ]) {
+    button.disabled = !active || !hasLocalTrack(kind);
+    button.dataset.muted = String(muted[kind]);
+    button.querySelector(".btn-text").textContent = t(muted[kind] ? unmuteKey : muteKey);
+  }
+  el.leaveButton.disabled = !active || tc.state === "leaving";
+}
+
+function renderLocal() {
+  const role = tc.self ? t(`role.${tc.self.role}`) : null;
+  el.localName.textContent = role ? t("tile.you_with_role", { role }) : t("tile.you");
+  if (tc.self) document.getElementById("local-tile").dataset.role = tc.self.role;
+  renderFlags(el.localFlags, muted.audio && hasLocalTrack("audio"), muted.video || !hasLocalTrack("video"));
+  el.localPlaceholder.hidden = hasLocalTrack("video") && !muted.video;
+}
+
+function renderAll() {
+  applyI18n();
+  renderStatus();
+  renderError();
+  renderMediaError();
+  renderControls();
+  renderLocal();
+  for (const tile of tiles.values()) tile.render();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+const params = new URLSearchParams(window.location.search);
+const visitId = params.get("visit");
+const token = params.get("token");
+
+function connect() {
+  socket = io(window.location.origin, {
+    path: "/socket.io/",
+    auth: { token },
+    transports: ["websocket"],
+    autoConnect: false,
+  });
+
+  socket.on("connect", () => {
+    if (ended) return;
+    console.info("[tc] socket connected", socket.id);
+    startSession();
+  });
+
+  socket.on("disconnect", (reason) => {
+    console.info("[tc] socket disconnected:", reason);
+    session?.close();
+    session = null;
+    if (ended || reason === "io client disconnect") return;
+    if (reason === "io server disconnect") {
+      // The server sent us away on purpose; socket.io does not retry this on its own.
+      finish("closed");
+      return;
+    }
+    setState("reconnecting");
+  });
+
+  socket.on("connect_error", (err) => {
+    const data = err?.data;
+    if (data?.code) {
+      // Refused by the server (token or visit): socket.io does not retry; neither do we.
+      reportError(new SignalError(data.code, data.message ?? "", "connect"));
+      setState("error");
+    } else {
+      console.warn("[tc] connect_error", err?.message);
+      reportError(new SignalError("connect_failed", err?.message ?? ""));
+    }
+  });
+
+  socket.on("participants", (payload) => updateParticipants(payload?.participants ?? []));
+
+  socket.on("subscribe_offer", (offer) => {
+    const s = session;
+    if (!s) return;
+    s.enqueueOffer(offer).catch(reportError);
+  });
+
+  socket.on("ice_candidate", (payload) => {
+    const s = session;
+    const pc = payload?.target === "publish" ? s?.publishPc : s?.subscribePc;
+    // `null` only marks the end: the server's candidates are all in its SDP.
+    if (!pc || !payload.candidate) return;
+    pc.addIceCandidate(payload.candidate).catch((err) => console.warn("[tc] addIceCandidate", err));
+  });
+
+  socket.on("room_closed", (payload) => {
+    console.info("[tc] room closed:", payload?.reason);
+    session?.close();
+    session = null;
+    finish("closed");
+  });
+
+  socket.connect();
+}
+
+// Test hook: drop the connection as a network fault would; socket.io then reconnects by itself.
+tc.simulateDrop = () => socket?.io.engine?.close();
+
+async function main() {
+  initLanguageToggle(el.langToggle);
+  onLanguageChange((lang) => {
+    el.langToggle.lang = lang === "en" ? "zh-CN" : "en";
+    renderAll();
+  });
+  el.langToggle.lang = document.documentElement.lang === "en" ? "zh-CN" : "en";
+  el.micButton.addEventListener("click", () => setMuted("audio", !muted.audio));
+  el.camButton.addEventListener("click", () => setMuted("video", !muted.video));
+  el.leaveButton.addEventListener("click", () => leave());
+  el.rejoin.addEventListener("click", () => window.location.reload());
+  window.addEventListener("pagehide", () => socket?.disconnect());
+  renderAll();
+
+  if (!visitId || !token) {
+    reportError(new SignalError("link_invalid", "missing visit or token in the URL"));
+    setState("error");
+    return;
+  }
+
+  setState("requesting_media");
+  localStream = await openLocalMedia();
+  el.localVideo.srcObject = localStream;
+  renderMediaError();
+  renderControls();
+  renderLocal();
+  setState("connecting");
+  connect();
+}
+
+main();
