@@ -34,3 +34,12 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 def test_tool_is_clean(command: tuple[str, ...]):
     result = _run(*command)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "./scripts/setup --test && .venv/bin/python -m pytest"
+    assert f"    {command}\n" in readme
+    assert command in ci
+    assert "export TELECONSULT_STRICT=1" in ci
