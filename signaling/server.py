@@ -167,6 +167,7 @@ class SignalingServer:
             await replaced.close()
             await room.remove(replaced)
             self.sessions.pop(replaced.sid, None)
+            await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()

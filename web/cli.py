@@ -16,6 +16,7 @@ from consult.db import Database
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 
+from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
 
@@ -39,6 +40,7 @@ def serve(config: Config) -> None:
         create_app(config),
         host=config.host,
         port=config.port,
+        access_log_class=PathOnlyAccessLogger,
         print=lambda _msg: print(
             f"teleconsult serving on http://{config.host}:{config.port}", flush=True
         ),

@@ -82,3 +82,28 @@ async def test_shutdown_during_a_call_closes_peers_then_sockets(server):
     for p in (doctor, patient):
         await p.close()
     await wait_for(lambda: not _other_tasks(), timeout=5, message=f"tasks left: {_other_tasks()}")
+
+
+async def test_a_second_socket_of_the_same_participant_takes_over(server):
+    doctor, patient = await _call(server)
+    closed_events: list[dict] = []
+    doctor.sio.on("room_closed", closed_events.append)
+    again = Participant(server.url, doctor.token, doctor.visit_id)
+    try:
+        await again.connect()
+        await again.join()
+        await wait_for(lambda: closed_events == [{"reason": "replaced"}], timeout=5)
+        await wait_for(lambda: not doctor.sio.connected, timeout=5)
+        await again.publish()
+        await wait_for(
+            lambda: (
+                (r := patient.received_from(again.id, "video")) is not None and len(r.counters) > 5
+            ),
+            timeout=10,
+            message="the patient does not see the doctor's new socket",
+        )
+        assert sorted(p["role"] for p in patient.participants) == ["doctor", "patient"]
+        assert len(server.signaling.sessions) == 2
+    finally:
+        for p in (doctor, patient, again):
+            await p.close()

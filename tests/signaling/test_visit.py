@@ -113,3 +113,56 @@ async def test_late_joiner_sees_a_picture_within_one_second(server):
     finally:
         for p in (doctor, patient):
             await p.close()
+
+
+async def test_client_candidates_can_trickle_after_the_offer(server):
+    """The publisher sends its offer without candidates, then trickles them; media flows."""
+    from aiortc import RTCSessionDescription
+
+    from peers import CounterTrack, client_pc
+
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    try:
+        await doctor.connect()
+        await doctor.join()
+        pc = doctor.publish_pc = client_pc()
+        doctor.video = CounterTrack()
+        pc.addTransceiver(doctor.video, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        lines = pc.localDescription.sdp.splitlines()
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        assert candidates
+        bare = "\r\n".join(
+            line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+        ack = await doctor.call("publish", {"type": "offer", "sdp": bare + "\r\n"})
+        assert ack["ok"], ack
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+        for candidate in candidates:
+            ack = await doctor.call(
+                "ice_candidate",
+                {
+                    "target": "publish",
+                    "candidate": {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0},
+                },
+            )
+            assert ack["ok"], ack
+        ack = await doctor.call("ice_candidate", {"target": "publish", "candidate": None})
+        assert ack["ok"], ack
+
+        await patient.connect()
+        await patient.join()
+        await patient.subscribe()
+        await wait_for(
+            lambda: (
+                (r := patient.received_from(doctor.id, "video")) is not None
+                and len(r.counters) > 10
+            ),
+            timeout=10,
+            message="no media after trickled candidates",
+        )
+    finally:
+        for p in (doctor, patient):
+            await p.close()

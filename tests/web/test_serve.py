@@ -56,6 +56,8 @@ def test_serve_with_no_configuration_serves_the_room_page(tmp_path: Path):
         assert status == 200
         assert b"<html" in body and b'lang="zh-CN"' in body
         assert b"room.js" in body
+        status, _ = _get(f"http://127.0.0.1:{port}/room?visit=v&token=SECRET-TOKEN-VALUE")
+        assert status == 200
         status, _ = _get(f"http://127.0.0.1:{port}/vendor/socket.io/socket.io.esm.min.js")
         assert status == 200
         status, body = _get(f"http://127.0.0.1:{port}/api/v1/health")
@@ -68,6 +70,9 @@ def test_serve_with_no_configuration_serves_the_room_page(tmp_path: Path):
         output = process.communicate(timeout=20)[0].decode()
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    # requests are logged, join tokens in query strings never
+    assert "GET /room" in output
+    assert "SECRET-TOKEN-VALUE" not in output
 
 
 def test_defaults_need_nothing_and_overrides_apply(tmp_path: Path):
