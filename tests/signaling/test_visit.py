@@ -118,7 +118,6 @@ async def test_late_joiner_sees_a_picture_within_one_second(server):
 async def test_client_candidates_can_trickle_after_the_offer(server):
     """The publisher sends its offer without candidates, then trickles them; media flows."""
     from aiortc import RTCSessionDescription
-
     from peers import CounterTrack, client_pc
 
     visit = await server.visit()
