@@ -275,8 +275,11 @@ class Transport:
                 )
             except Exception as exc:
                 raise BadSdp(f"the answer was refused ({type(exc).__name__}: {exc})") from None
+            connected = self.connection_state == "connected"
             for consumer in self._consumers.values():
-                if not consumer.ready and consumer._negotiated():
+                if not consumer.ready and consumer._negotiated() and connected:
+                    # On a new connection the request waits for "connected": a keyframe sent
+                    # before then is lost, and the next request would wait out the window.
                     consumer.request_keyframe()
 
     def rollback_offer(self) -> None:

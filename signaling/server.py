@@ -84,6 +84,7 @@ class SignalingServer:
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
         self._closed = False
+        self._sockets_closed = False
 
     def attach(self, app: Any) -> None:
         self.sio.attach(app, socketio_path="socket.io")
@@ -227,7 +228,10 @@ class SignalingServer:
         await self.rooms.close()
 
     async def close_sockets(self) -> None:
-        """Tell every socket the room closed and disconnect it."""
+        """Tell every socket the room closed and disconnect it. Idempotent."""
+        if self._sockets_closed:
+            return
+        self._sockets_closed = True
         for sid in tuple(self.sessions):
             try:
                 await self.sio.emit("room_closed", {"reason": "server_shutdown"}, to=sid)
