@@ -43,9 +43,11 @@ class SignalingServer:
         db: Database,
         worker: MediaWorker,
         token_secret: str,
+        client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
     ) -> None:
         self._db = db
+        self._client_ice_servers = list(client_ice_servers or [])
         self._secret = token_secret
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -172,7 +174,11 @@ class SignalingServer:
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()
-        return {"participant": session.describe(), "participants": room.participants()}
+        return {
+            "participant": session.describe(),
+            "participants": room.participants(),
+            "ice_servers": self._client_ice_servers,
+        }
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)

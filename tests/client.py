@@ -46,6 +46,7 @@ class Participant:
         ack = await self.call("join", {"visit": self.visit_id})
         assert ack["ok"], ack
         self.id = ack["participant"]["id"]
+        assert ack["ice_servers"] == []  # the embedded default: no STUN, no TURN
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:

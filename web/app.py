@@ -14,6 +14,7 @@ from aiohttp import web
 from consult.db import Database
 from media import MediaWorker
 from signaling import SignalingServer
+from turn import client_ice_servers
 
 from .config import Config
 from .keys import CONFIG, DATABASE, MEDIA, SIGNALING
@@ -34,6 +35,7 @@ def create_app(config: Config) -> web.Application:
         db=app[DATABASE],
         worker=app[MEDIA],
         token_secret=config.secret(),
+        client_ice_servers=client_ice_servers(list(config.ice_servers)),
         client_manager=manager,
     )
     app[SIGNALING].attach(app)

@@ -265,3 +265,20 @@ def test_page_rejoins_after_a_connection_drop(
     assert "reconnecting" in logs, logs
     for room in rooms.values():
         assert [p["role"] for p in room.tc()["participants"]].count("patient") == 1
+
+
+def test_the_same_link_opened_twice_takes_over(
+    teleconsult_server: Server,
+    open_room: Callable[[str, str], RoomPage],
+) -> None:
+    server = teleconsult_server
+    first = open_room("doctor", server.links["doctor"])
+    _wait_joined(first)
+    second = open_room("doctor", server.links["doctor"])
+    _wait_joined(second)
+    # the older page is told why it was disconnected, in the page's language, and stays down
+    first.page.wait_for_function("() => window.__tc.state === 'replaced'", timeout=5_000)
+    message = first.page.locator("#left-panel").inner_text()
+    assert "其他窗口" in message, message
+    assert [p["role"] for p in second.tc()["participants"]] == ["doctor"]
+    assert second.tc()["state"] == "joined"

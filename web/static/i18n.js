@@ -48,10 +48,12 @@ const DICTIONARIES = {
     "state.leaving": "正在离开…",
     "state.left": "您已离开会诊",
     "state.closed": "会诊已结束",
+    "state.replaced": "已在其他窗口进入",
     "state.error": "出错了",
 
     "left.message": "您已离开会诊。可以关闭此页面。",
     "closed.message": "会诊已结束。可以关闭此页面。",
+    "replaced.message": "您已在其他窗口或设备进入本次会诊，此页面已断开。",
 
     "media.denied": "没有获得摄像头和麦克风的使用权限。对方将看不到、也听不到您，但您仍可以看到和听到对方。请在浏览器地址栏旁允许使用后重新进入。",
     "media.not_found": "没有找到摄像头或麦克风。您仍可以看到和听到对方。",
@@ -122,10 +124,12 @@ const DICTIONARIES = {
     "state.leaving": "Leaving…",
     "state.left": "You have left the consultation",
     "state.closed": "The consultation has ended",
+    "state.replaced": "Joined from another window",
     "state.error": "Something went wrong",
 
     "left.message": "You have left the consultation. You can close this page.",
     "closed.message": "The consultation has ended. You can close this page.",
+    "replaced.message": "You joined this consultation from another window or device; this page is disconnected.",
 
     "media.denied": "Camera and microphone permission was not given. The others cannot see or hear you, but you can still see and hear them. Allow access next to the address bar and join again.",
     "media.not_found": "No camera or microphone was found. You can still see and hear the others.",

@@ -43,6 +43,7 @@ const STATES = [
   "leaving",
   "left",
   "closed",
+  "replaced",
   "error",
 ];
 
@@ -622,7 +623,7 @@ function finish(state) {
   tiles.clear();
   for (const track of localStream?.getTracks() ?? []) track.stop();
   el.localVideo.srcObject = null;
-  el.leftMessage.dataset.i18n = state === "left" ? "left.message" : "closed.message";
+  el.leftMessage.dataset.i18n = `${state}.message`;
   applyI18n(el.leftPanel);
   el.leftPanel.hidden = false;
   el.remoteEmpty.hidden = true;
@@ -752,7 +753,8 @@ function connect() {
     console.info("[tc] room closed:", payload?.reason);
     session?.close();
     session = null;
-    finish("closed");
+    // "replaced": the same participant opened the visit in another window, which took over.
+    finish(payload?.reason === "replaced" ? "replaced" : "closed");
   });
 
   socket.connect();
