@@ -132,3 +132,41 @@ async def test_close_cascades_and_closed_objects_refuse_use(call):
         call.router.create_transport("publish")
     await call.worker.close()
     assert open_objects() == {}
+
+
+async def test_h264_when_the_publisher_offers_only_that():
+    from aiortc import RTCRtpSender
+
+    worker = MediaWorker(ice_addresses=["127.0.0.1"])
+    router = worker.get_router("h264")
+    publisher = client_pc()
+    transceiver = publisher.addTransceiver(CounterTrack(), direction="sendonly")
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    transceiver.setCodecPreferences(h264)
+    subscriber = Subscriber(client_pc())
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        assert "VP8" not in publisher.localDescription.sdp
+        result = await router.publish(
+            router.create_transport("publish"), publisher.localDescription.sdp
+        )
+        await publisher.setRemoteDescription(RTCSessionDescription(result.answer_sdp, "answer"))
+        (producer,) = result.added
+        assert producer.codec.mimeType == "video/H264"
+
+        transport = router.create_transport("subscribe")
+        router.consume(transport, producer)
+        offer = await transport.create_offer()
+        assert "H264/90000" in offer and "VP8/90000" not in offer
+        await subscriber.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await subscriber.pc.setLocalDescription(await subscriber.pc.createAnswer())
+        await transport.apply_answer(subscriber.pc.localDescription.sdp)
+        await wait_for(
+            lambda: any(len(r.counters) > 10 for r in subscriber.by_mid.values()), timeout=10
+        )
+        (received,) = subscriber.by_mid.values()
+        assert all(b > a for a, b in zip(received.counters, received.counters[1:], strict=False))
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        await worker.close()
