@@ -165,3 +165,42 @@ async def test_client_candidates_can_trickle_after_the_offer(server):
     finally:
         for p in (doctor, patient):
             await p.close()
+
+
+async def test_a_track_the_publisher_stops_is_renegotiated_away(server):
+    from aiortc import RTCSessionDescription
+
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    try:
+        for p in (doctor, patient):
+            await p.connect()
+            await p.join()
+        await doctor.publish()
+        await patient.subscribe()
+        await wait_for(
+            lambda: (
+                (r := patient.received_from(doctor.id, "video")) is not None and len(r.counters) > 5
+            ),
+            timeout=10,
+        )
+        answered = patient.offers_answered
+        # the doctor turns the camera off for good: its transceiver stops sending
+        pc = doctor.publish_pc
+        video = next(t for t in pc.getTransceivers() if t.kind == "video")
+        video.direction = "inactive"
+        await pc.setLocalDescription(await pc.createOffer())
+        ack = await doctor.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        assert ack["ok"], ack
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+
+        await wait_for(lambda: patient.offers_answered > answered, timeout=5)
+        kinds = {t["kind"] for t in patient.tracks.values() if t["active"]}
+        assert kinds == {"audio"}
+        producers = server.media.routers[0].producers
+        assert [p.kind for p in producers] == ["audio"]
+        assert patient.received_from(doctor.id, "audio") is not None
+    finally:
+        for p in (doctor, patient):
+            await p.close()
