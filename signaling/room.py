@@ -1,13 +1,17 @@
-"""Room: the participants of one visit and its media Router; what joining, publishing and
-subscribing do to the others."""
+"""Room: the participants of one visit, their subscribe-offer bookkeeping, and the room's media.
+
+The media (wherever it lives) is reached through a room handle of the media pool; this module
+keeps what only signaling knows: sockets, offer revisions, who is told what.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from media import Consumer, MediaWorker, Producer, Router, Transport
+from media.pool import MediaPool, RoomHandle
 
 from .errors import SignalingError
 from .session import Session
@@ -20,15 +24,31 @@ Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 class Room:
     """One visit's live room. Every method runs inside the calling participant's queue."""
 
-    def __init__(self, visit_id: str, router: Router, emit: Emit) -> None:
+    def __init__(self, visit_id: str, emit: Emit) -> None:
         self.visit_id = visit_id
-        self.router = router
         self._emit = emit
+        self.media: RoomHandle | None = None
+        self.ready = asyncio.Event()  # set once the media is open (or failed to open)
         self.sessions: dict[str, Session] = {}  # participant id -> session
+        self.closed = False
 
     @property
     def empty(self) -> bool:
         return not self.sessions
+
+    def _media(self) -> RoomHandle:
+        if self.media is None or self.closed:
+            raise SignalingError("invalid_state", "the room is closed")
+        return self.media
+
+    # --- media events ------------------------------------------------------------------------
+
+    def on_media_event(self, name: str, data: dict[str, Any]) -> None:
+        """Events from the room's media; runs outside any participant's queue."""
+        if name == "negotiation_needed":
+            session = self.sessions.get(str(data.get("participant_id")))
+            if session is not None:
+                self._queue_renegotiation(session)
 
     # --- membership --------------------------------------------------------------------------
 
@@ -39,16 +59,18 @@ class Room:
         session.joined = True
         return previous if previous is not session else None
 
-    async def remove(self, session: Session) -> None:
-        """Take ``session`` out: its media closes, the others renegotiate without it."""
-        if self.sessions.get(session.participant_id) is session:
+    async def remove(self, session: Session, *, replaced: bool = False) -> None:
+        """Take ``session`` out: its media closes, the others renegotiate without it.
+
+        ``replaced``: its participant already joined again on another socket, which has not
+        published yet (this runs inside that socket's join); the old media goes all the same.
+        """
+        current = self.sessions.get(session.participant_id)
+        if current is session:
             del self.sessions[session.participant_id]
         session.joined = False
-        for transport in (session.publish, session.subscribe):
-            if transport is not None:
-                await transport.close()
-        session.publish = None
-        session.subscribe = None
+        if (current is session or replaced) and self.media is not None and not self.closed:
+            await self.media.leave(session.participant_id)
         session.subscribed = False
         session.awaiting_answer = False
 
@@ -58,45 +80,17 @@ class Room:
     async def broadcast_participants(self) -> None:
         await self._emit("participants", {"participants": self.participants()}, self.visit_id)
 
-    # --- publish -----------------------------------------------------------------------------
+    # --- publish / subscribe -----------------------------------------------------------------
 
     async def publish(self, session: Session, offer_sdp: str) -> str:
-        if session.publish is None or session.publish.closed:
-            session.publish = self.router.create_transport(
-                "publish", app_data={"participant_id": session.participant_id}
-            )
-        result = await self.router.publish(session.publish, offer_sdp)
-        for producer in result.added:
-            producer.app_data["participant_id"] = session.participant_id
-            for other in self.sessions.values():
-                if other is not session and other.subscribed:
-                    self._consume(other, producer)
-        return result.answer_sdp
+        return await self._media().publish(session.participant_id, offer_sdp)
 
-    # --- subscribe ---------------------------------------------------------------------------
-
-    def start_subscription(self, session: Session) -> None:
+    async def subscribe(self, session: Session) -> dict[str, Any] | None:
         if session.subscribed:
             raise SignalingError("invalid_state", "already subscribed")
-        transport = self.router.create_transport(
-            "subscribe", app_data={"participant_id": session.participant_id}
-        )
-        session.subscribe = transport
+        await self._media().subscribe(session.participant_id)
         session.subscribed = True
-        transport.on_negotiation_needed(lambda _t: self._queue_renegotiation(session))
-        for producer in self.router.producers:
-            if producer.app_data.get("participant_id") != session.participant_id:
-                self._consume(session, producer)
-
-    def _consume(self, session: Session, producer: Producer) -> Consumer | None:
-        transport = session.subscribe
-        if transport is None or transport.closed or producer.closed:
-            return None
-        return self.router.consume(
-            transport,
-            producer,
-            app_data={"participant_id": producer.app_data.get("participant_id")},
-        )
+        return await self.make_offer(session)
 
     def _queue_renegotiation(self, session: Session) -> None:
         if session.renegotiation_queued or session.closed:
@@ -111,94 +105,86 @@ class Room:
 
     async def make_offer(self, session: Session) -> dict[str, Any] | None:
         """A new subscribe offer for ``session``, or None if it has nothing to receive yet."""
-        transport = session.subscribe
-        if transport is None or transport.closed:
+        offer = await self._media().create_offer(session.participant_id)
+        if offer is None:
             return None
-        if not transport.consumers and not transport.inactive_mids():
-            return None
-        sdp = await transport.create_offer()
         session.offer_revision += 1
         session.awaiting_answer = True
-        return {
-            "revision": session.offer_revision,
-            "type": "offer",
-            "sdp": sdp,
-            "tracks": describe_tracks(transport),
-        }
+        return {"revision": session.offer_revision, "type": "offer", **offer}
 
     async def renegotiate(self, session: Session) -> None:
         """Send the next subscribe offer, unless one is still waiting for its answer."""
-        if session.awaiting_answer or not session.joined:
+        if session.awaiting_answer or not session.joined or not session.subscribed:
             return
-        transport = session.subscribe
-        if transport is None or transport.closed or not transport.needs_negotiation:
+        if self.closed or not await self._media().needs_offer(session.participant_id):
             return
         offer = await self.make_offer(session)
         if offer is not None:
             await self._emit("subscribe_offer", offer, session.sid)
 
     async def apply_answer(self, session: Session, revision: int, sdp: str) -> None:
-        transport = session.subscribe
-        if transport is None or not session.awaiting_answer:
+        if not session.awaiting_answer:
             raise SignalingError("invalid_state", "there is no subscribe offer to answer")
         if revision != session.offer_revision:
             raise SignalingError(
                 "stale_answer", f"answer for offer {revision}, the last is {session.offer_revision}"
             )
-        await transport.apply_answer(sdp)
+        media = self._media()
+        await media.apply_answer(session.participant_id, sdp)
         session.awaiting_answer = False
-        if transport.needs_negotiation:
+        if await media.needs_offer(session.participant_id):
             self._queue_renegotiation(session)
 
-    async def close(self) -> None:
-        for session in tuple(self.sessions.values()):
-            await self.remove(session)
-        await self.router.close()
-
-
-def describe_tracks(transport: Transport) -> list[dict[str, Any]]:
-    """Which subscribe mid carries whose track, for the client to build its tiles."""
-    tracks = [
-        {
-            "mid": c.mid,
-            "participant_id": c.app_data.get("participant_id"),
-            "kind": c.kind,
-            "active": True,
-        }
-        for c in transport.consumers
-    ]
-    tracks += [
-        {"mid": mid, "participant_id": None, "kind": None, "active": False}
-        for mid in transport.inactive_mids()
-    ]
-    return tracks
+    async def add_ice_candidate(
+        self, session: Session, target: Any, candidate: dict[str, Any] | None
+    ) -> None:
+        await self._media().add_ice_candidate(session.participant_id, target, candidate)
 
 
 class Rooms:
     """The live rooms of this process, by visit id."""
 
-    def __init__(self, worker: MediaWorker, emit: Emit) -> None:
-        self._worker = worker
+    def __init__(self, pool: MediaPool, emit: Emit) -> None:
+        self._pool = pool
         self._emit = emit
         self._rooms: dict[str, Room] = {}
 
-    def get(self, visit_id: str) -> Room:
+    async def get(self, visit_id: str) -> Room:
         room = self._rooms.get(visit_id)
-        if room is None or room.router.closed:
-            room = Room(visit_id, self._worker.get_router(visit_id), self._emit)
+        if room is None or room.closed:
+            room = Room(visit_id, self._emit)
             self._rooms[visit_id] = room
+            try:
+                room.media = await self._pool.open_room(visit_id, room.on_media_event)
+            except BaseException:
+                room.closed = True
+                self._rooms.pop(visit_id, None)
+                raise
+            finally:
+                room.ready.set()
+        await room.ready.wait()
+        if room.closed:
+            raise SignalingError("invalid_state", "the room closed")
         return room
+
+    def find(self, visit_id: str) -> Room | None:
+        return self._rooms.get(visit_id)
 
     async def discard_if_empty(self, room: Room) -> None:
         if room.empty and self._rooms.get(room.visit_id) is room:
+            await self.discard(room)
+
+    async def discard(self, room: Room) -> None:
+        if self._rooms.get(room.visit_id) is room:
             del self._rooms[room.visit_id]
-            await room.close()
-            await self._worker.close_router(room.visit_id)
+        room.closed = True
+        if not self._pool.closed:
+            await self._pool.close_room(room.visit_id)
 
     def __len__(self) -> int:
         return len(self._rooms)
 
     async def close(self) -> None:
         for room in tuple(self._rooms.values()):
-            await room.close()
+            room.closed = True
         self._rooms.clear()

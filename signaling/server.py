@@ -17,7 +17,7 @@ from consult.db import Database
 from consult.errors import ConsultError
 from consult.tokens import verify_join_token
 from consult.visits import resolve_participant
-from media import MediaWorker
+from media.pool import MediaPool
 
 from . import messages as m
 from .errors import SignalingError, bad_request, error_payload
@@ -41,7 +41,7 @@ class SignalingServer:
         self,
         *,
         db: Database,
-        worker: MediaWorker,
+        pool: MediaPool,
         token_secret: str,
         client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
@@ -71,7 +71,7 @@ class SignalingServer:
             return task
 
         self.sio.eio.start_background_task = tracked_background_task  # type: ignore[method-assign]
-        self.rooms = Rooms(worker, self._emit)
+        self.rooms = Rooms(pool, self._emit)
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
@@ -154,8 +154,8 @@ class SignalingServer:
 
         return await session.submit(job)
 
-    def _room(self, session: Session) -> Room:
-        return self.rooms.get(session.identity.visit_id)
+    async def _room(self, session: Session) -> Room:
+        return await self.rooms.get(session.identity.visit_id)
 
     async def _join(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Join.parse(data)
@@ -163,12 +163,12 @@ class SignalingServer:
             raise SignalingError("already_joined", "already joined")
         if request.visit != session.identity.visit_id:
             raise SignalingError("visit_mismatch", "the join token is for another visit")
-        room = self._room(session)
+        room = await self._room(session)
         replaced = room.add(session)
         if replaced is not None:
             # The same participant came back on a new socket: the old one goes.
             await replaced.close()
-            await room.remove(replaced)
+            await room.remove(replaced, replaced=True)
             self.sessions.pop(replaced.sid, None)
             await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
@@ -182,26 +182,23 @@ class SignalingServer:
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)
-        answer = await self._room(session).publish(session, request.sdp)
+        answer = await (await self._room(session)).publish(session, request.sdp)
         return {"type": "answer", "sdp": answer}
 
     async def _subscribe(self, session: Session, data: Any) -> dict[str, Any]:
         m.Empty.parse(data)
-        room = self._room(session)
-        room.start_subscription(session)
-        offer = await room.make_offer(session)
+        offer = await (await self._room(session)).subscribe(session)
         return {"offer": offer}
 
     async def _subscribe_answer(self, session: Session, data: Any) -> None:
         request = m.SubscribeAnswer.parse(data)
-        await self._room(session).apply_answer(session, request.revision, request.sdp)
+        room = await self._room(session)
+        await room.apply_answer(session, request.revision, request.sdp)
 
     async def _ice_candidate(self, session: Session, data: Any) -> None:
         request = m.IceCandidate.parse(data)
-        transport = session.publish if request.target == "publish" else session.subscribe
-        if transport is None or transport.closed:
-            raise SignalingError("invalid_state", f"no {request.target} connection yet")
-        await transport.add_ice_candidate(request.candidate)
+        room = await self._room(session)
+        await room.add_ice_candidate(session, request.target, request.candidate)
 
     async def _mute(self, session: Session, data: Any) -> None:
         request = m.Mute.parse(data)
@@ -209,7 +206,7 @@ class SignalingServer:
             session.audio_muted = request.muted
         else:
             session.video_muted = request.muted
-        await self._room(session).broadcast_participants()
+        await (await self._room(session)).broadcast_participants()
 
     async def _leave(self, session: Session, data: Any) -> None:
         m.Empty.parse(data)
@@ -218,7 +215,10 @@ class SignalingServer:
     async def _leave_room(self, session: Session) -> None:
         if not session.joined:
             return
-        room = self._room(session)
+        room = self.rooms.find(session.identity.visit_id)
+        if room is None:
+            session.joined = False
+            return
         await room.remove(session)
         await self.sio.leave_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from media import Transport
-
 from .errors import SignalingError, error_payload
 
 logger = logging.getLogger(__name__)
@@ -42,8 +40,6 @@ class Session:
         self.sid = sid
         self.identity = identity
         self.joined = False
-        self.publish: Transport | None = None
-        self.subscribe: Transport | None = None
         self.subscribed = False
         self.offer_revision = 0
         self.awaiting_answer = False

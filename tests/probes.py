@@ -57,10 +57,10 @@ def codec_probe() -> Iterator[CodecProbe]:
         sender_module.get_encoder = real_encoder
 
 
-def server_endpoints(media_worker: Any) -> tuple[list[Any], list[Any]]:
-    """All receivers and senders of the server's peer connections, right now."""
+def server_endpoints(pool: Any) -> tuple[list[Any], list[Any]]:
+    """All receivers and senders of the server's peer connections (in-process pool), right now."""
     receivers, senders = [], []
-    for router in media_worker.routers:
+    for router in pool.worker.routers:
         for transport in router._transports.values():
             for transceiver in transport._pc.getTransceivers():
                 receivers.append(transceiver.receiver)

@@ -12,7 +12,7 @@ import socketio
 from aiohttp import web
 
 from consult.db import Database
-from media import MediaWorker
+from media.pool import LocalMediaPool
 from signaling import SignalingServer
 from turn import client_ice_servers
 
@@ -27,13 +27,13 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[CONFIG] = config
     app[DATABASE] = Database(config.database)
-    app[MEDIA] = MediaWorker(
+    app[MEDIA] = LocalMediaPool(
         ice_addresses=list(config.ice_addresses), ice_servers=list(config.ice_servers)
     )
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(
         db=app[DATABASE],
-        worker=app[MEDIA],
+        pool=app[MEDIA],
         token_secret=config.secret(),
         client_ice_servers=client_ice_servers(list(config.ice_servers)),
         client_manager=manager,

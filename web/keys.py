@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from consult.db import Database
-from media import MediaWorker
+from media.pool import MediaPool
 from signaling import SignalingServer
 
 from .config import Config
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
-MEDIA = web.AppKey("media", MediaWorker)
+MEDIA = web.AppKey("media", MediaPool)
 SIGNALING = web.AppKey("signaling", SignalingServer)

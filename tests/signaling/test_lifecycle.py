@@ -51,12 +51,12 @@ async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
         timeout=5,
         message="the doctor's tracks were not renegotiated away",
     )
-    router = server.media.routers[0]
+    router = server.media.worker.routers[0]
     assert all(p.app_data["participant_id"] == patient.id for p in router.producers)
     assert router.dump()["consumers"] == {}
 
     assert (await patient.call("leave", {}))["ok"]
-    assert server.media.routers == []
+    assert server.media.worker.routers == []
     assert len(server.signaling.rooms) == 0
     assert router.closed and router.dump()["transports"] == []
 

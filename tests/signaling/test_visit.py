@@ -198,7 +198,7 @@ async def test_a_track_the_publisher_stops_is_renegotiated_away(server):
         await wait_for(lambda: patient.offers_answered > answered, timeout=5)
         kinds = {t["kind"] for t in patient.tracks.values() if t["active"]}
         assert kinds == {"audio"}
-        producers = server.media.routers[0].producers
+        producers = server.media.worker.routers[0].producers
         assert [p.kind for p in producers] == ["audio"]
         assert patient.received_from(doctor.id, "audio") is not None
     finally:

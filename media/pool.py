@@ -1,0 +1,81 @@
+"""Media pools: where rooms' media live. In this process, or spread over worker processes.
+
+Both kinds hand out rooms with the API of :class:`media.room.RoomMedia` (every method async,
+arguments and results plain data), so the signaling layer does not know which it has.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .errors import ClosedError
+from .room import EventSink, RoomMedia
+from .worker import MediaWorker
+
+
+class RoomHandle(Protocol):
+    """What signaling may do with a room's media (see RoomMedia for the meaning)."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def publish(self, participant_id: str, offer_sdp: str) -> str: ...
+    async def subscribe(self, participant_id: str) -> None: ...
+    async def needs_offer(self, participant_id: str) -> bool: ...
+    async def create_offer(self, participant_id: str) -> dict[str, Any] | None: ...
+    async def apply_answer(self, participant_id: str, answer_sdp: str) -> None: ...
+    async def add_ice_candidate(
+        self, participant_id: str, target: Any, candidate: dict[str, Any] | None
+    ) -> None: ...
+    async def leave(self, participant_id: str) -> None: ...
+
+
+class MediaPool(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
+    async def open_room(self, room_id: str, on_event: EventSink) -> RoomHandle: ...
+    async def close_room(self, room_id: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class LocalMediaPool:
+    """Every room's Router in this process: the embedded default."""
+
+    def __init__(
+        self,
+        *,
+        ice_addresses: list[str] | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.worker = MediaWorker(ice_addresses=ice_addresses, ice_servers=ice_servers)
+        self._rooms: dict[str, RoomMedia] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self.worker.closed
+
+    @property
+    def rooms(self) -> list[RoomMedia]:
+        return list(self._rooms.values())
+
+    async def open_room(self, room_id: str, on_event: EventSink) -> RoomMedia:
+        if self.worker.closed:
+            raise ClosedError("the media pool is closed")
+        room = self._rooms.get(room_id)
+        if room is None or room.closed:
+            room = RoomMedia(self.worker.get_router(room_id), on_event)
+            self._rooms[room_id] = room
+        return room
+
+    async def close_room(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id, None)
+        if room is not None:
+            await room.close()
+        await self.worker.close_router(room_id)
+
+    async def close(self) -> None:
+        for room in tuple(self._rooms.values()):
+            await room.close()
+        self._rooms.clear()
+        await self.worker.close()

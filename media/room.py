@@ -1,0 +1,152 @@
+"""RoomMedia: one room's media, addressed by participant id.
+
+This is the whole API the signaling layer uses, the same whether the room's Router lives in this
+process or in a media worker process (media/pool.py): every argument and result is plain data.
+Who is subscribed to whom is decided here, next to the Router, so that a worker can fan out a new
+Producer to every subscriber without a round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from .errors import InvalidState
+from .producer import Producer
+from .router import Router
+from .transport import Transport
+
+logger = logging.getLogger(__name__)
+
+#: ``on_event(name, data)``: "negotiation_needed" {participant_id} when a subscriber's tracks
+#: changed; "active_speaker" {participant_id | None}.
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class RoomMedia:
+    """Publish and subscribe Transports per participant on one Router."""
+
+    def __init__(self, router: Router, on_event: EventSink) -> None:
+        self.router = router
+        self._on_event = on_event
+        self._publish: dict[str, Transport] = {}
+        self._subscribe: dict[str, Transport] = {}
+
+    @property
+    def id(self) -> str:
+        return self.router.id
+
+    @property
+    def closed(self) -> bool:
+        return self.router.closed
+
+    async def publish(self, participant_id: str, offer_sdp: str) -> str:
+        """Apply a participant's (re-)offer; new tracks go to every other subscriber."""
+        transport = self._publish.get(participant_id)
+        if transport is None or transport.closed:
+            transport = self.router.create_transport(
+                "publish", app_data={"participant_id": participant_id}
+            )
+            self._publish[participant_id] = transport
+        result = await self.router.publish(transport, offer_sdp)
+        for producer in result.added:
+            producer.app_data["participant_id"] = participant_id
+            for subscriber_id, subscription in self._subscribe.items():
+                if subscriber_id != participant_id:
+                    self._consume(subscription, producer)
+        return result.answer_sdp
+
+    async def subscribe(self, participant_id: str) -> None:
+        """Start receiving every other participant's tracks, now and as they come."""
+        if participant_id in self._subscribe:
+            raise InvalidState("already subscribed")
+        transport = self.router.create_transport(
+            "subscribe", app_data={"participant_id": participant_id}
+        )
+        self._subscribe[participant_id] = transport
+        transport.on_negotiation_needed(
+            lambda _t: self._on_event("negotiation_needed", {"participant_id": participant_id})
+        )
+        for producer in self.router.producers:
+            if producer.app_data.get("participant_id") != participant_id:
+                self._consume(transport, producer)
+
+    def _consume(self, transport: Transport, producer: Producer) -> None:
+        if transport.closed or producer.closed:
+            return
+        self.router.consume(
+            transport,
+            producer,
+            app_data={"participant_id": producer.app_data.get("participant_id")},
+        )
+
+    async def needs_offer(self, participant_id: str) -> bool:
+        transport = self._subscribe.get(participant_id)
+        return transport is not None and not transport.closed and transport.needs_negotiation
+
+    async def create_offer(self, participant_id: str) -> dict[str, Any] | None:
+        """The next subscribe offer ``{sdp, tracks}``, or None while there is nothing to send."""
+        transport = self._subscription(participant_id)
+        if not transport.consumers and not transport.inactive_mids():
+            return None
+        sdp = await transport.create_offer()
+        return {"sdp": sdp, "tracks": describe_tracks(transport)}
+
+    async def apply_answer(self, participant_id: str, answer_sdp: str) -> None:
+        await self._subscription(participant_id).apply_answer(answer_sdp)
+
+    async def add_ice_candidate(
+        self,
+        participant_id: str,
+        target: Literal["publish", "subscribe"],
+        candidate: dict[str, Any] | None,
+    ) -> None:
+        transports = self._publish if target == "publish" else self._subscribe
+        transport = transports.get(participant_id)
+        if transport is None or transport.closed:
+            raise InvalidState(f"no {target} connection yet")
+        await transport.add_ice_candidate(candidate)
+
+    def _subscription(self, participant_id: str) -> Transport:
+        transport = self._subscribe.get(participant_id)
+        if transport is None or transport.closed:
+            raise InvalidState("not subscribed")
+        return transport
+
+    async def leave(self, participant_id: str) -> None:
+        """Close the participant's Transports; the others renegotiate its tracks away."""
+        for transports in (self._publish, self._subscribe):
+            transport = transports.pop(participant_id, None)
+            if transport is not None:
+                await transport.close()
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            **self.router.dump(),
+            "publishers": sorted(self._publish),
+            "subscribers": sorted(self._subscribe),
+        }
+
+    async def close(self) -> None:
+        self._publish.clear()
+        self._subscribe.clear()
+        await self.router.close()
+
+
+def describe_tracks(transport: Transport) -> list[dict[str, Any]]:
+    """Which subscribe mid carries whose track, for the client to build its tiles."""
+    tracks = [
+        {
+            "mid": c.mid,
+            "participant_id": c.app_data.get("participant_id"),
+            "kind": c.kind,
+            "active": True,
+        }
+        for c in transport.consumers
+    ]
+    tracks += [
+        {"mid": mid, "participant_id": None, "kind": None, "active": False}
+        for mid in transport.inactive_mids()
+    ]
+    return tracks
