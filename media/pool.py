@@ -34,6 +34,7 @@ class MediaPool(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    async def start(self) -> None: ...
     async def open_room(self, room_id: str, on_event: EventSink) -> RoomHandle: ...
     async def close_room(self, room_id: str) -> None: ...
     async def close(self) -> None: ...
@@ -54,6 +55,9 @@ class LocalMediaPool:
     @property
     def closed(self) -> bool:
         return self.worker.closed
+
+    async def start(self) -> None:
+        """Nothing to start: the Routers live in this process."""
 
     @property
     def rooms(self) -> list[RoomMedia]:

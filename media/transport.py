@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -74,7 +75,9 @@ def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in ice_servers
     ]
-    return RTCConfiguration(iceServers=servers)
+    # max-bundle: with aiortc's default ("balanced") the second m-line of a kind gets a transport
+    # of its own that BUNDLE then discards, and its Consumer could never send.
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 class Transport:

@@ -29,6 +29,7 @@ class Room:
         self._emit = emit
         self.media: RoomHandle | None = None
         self.ready = asyncio.Event()  # set once the media is open (or failed to open)
+        self.on_lost: Callable[[Room, str], None] | None = None
         self.sessions: dict[str, Session] = {}  # participant id -> session
         self.closed = False
 
@@ -45,7 +46,10 @@ class Room:
 
     def on_media_event(self, name: str, data: dict[str, Any]) -> None:
         """Events from the room's media; runs outside any participant's queue."""
-        if name == "negotiation_needed":
+        if name == "room_lost":
+            if self.on_lost is not None:
+                self.on_lost(self, str(data.get("reason", "media_lost")))
+        elif name == "negotiation_needed":
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
                 self._queue_renegotiation(session)
@@ -148,11 +152,13 @@ class Rooms:
         self._pool = pool
         self._emit = emit
         self._rooms: dict[str, Room] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, visit_id: str) -> Room:
         room = self._rooms.get(visit_id)
         if room is None or room.closed:
             room = Room(visit_id, self._emit)
+            room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:
                 room.media = await self._pool.open_room(visit_id, room.on_media_event)
@@ -181,6 +187,26 @@ class Rooms:
         if not self._pool.closed:
             await self._pool.close_room(room.visit_id)
 
+    def _room_lost(self, room: Room, reason: str) -> None:
+        """The room's media is gone (its worker died): end the room, tell its participants.
+
+        They stay connected and may join again, which opens the room on a live worker.
+        """
+        if self._rooms.get(room.visit_id) is room:
+            del self._rooms[room.visit_id]
+        room.closed = True
+        for session in room.sessions.values():
+            session.joined = False
+            session.subscribed = False
+            session.awaiting_answer = False
+        room.sessions.clear()
+        logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
+        task = asyncio.get_running_loop().create_task(
+            self._emit("room_closed", {"reason": reason}, room.visit_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def __len__(self) -> int:
         return len(self._rooms)
 
@@ -188,3 +214,6 @@ class Rooms:
         for room in tuple(self._rooms.values()):
             room.closed = True
         self._rooms.clear()
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -77,15 +78,20 @@ class Server:
         await self.runner.cleanup()
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",))
+async def start_server(tmp_path: Path, **settings: Any) -> Server:
+    """The whole application on 127.0.0.1 at a free port, ICE on 127.0.0.1 only."""
+    config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    srv = Server(url=f"http://127.0.0.1:{port}", app=app, config=config, runner=runner)
+    return Server(url=f"http://127.0.0.1:{port}", app=app, config=config, runner=runner)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    srv = await start_server(tmp_path)
     yield srv
-    await runner.cleanup()
+    await srv.stop()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 WIDTH, HEIGHT = 320, 240
@@ -146,8 +146,14 @@ class Subscriber:
 
 
 def client_pc() -> RTCPeerConnection:
-    """A client peer that never reaches for a public STUN server."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    """A client peer that never reaches for a public STUN server, bundling as browsers do.
+
+    (With aiortc's default bundle policy, a second m-line of a kind gets a transport that BUNDLE
+    discards, and that track never plays.)
+    """
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.02, message: str = "") -> None:  # type: ignore[no-untyped-def]

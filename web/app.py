@@ -12,7 +12,8 @@ import socketio
 from aiohttp import web
 
 from consult.db import Database
-from media.pool import LocalMediaPool
+from media.pool import LocalMediaPool, MediaPool
+from media.remote import ProcessMediaPool
 from signaling import SignalingServer
 from turn import client_ice_servers
 
@@ -27,9 +28,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[CONFIG] = config
     app[DATABASE] = Database(config.database)
-    app[MEDIA] = LocalMediaPool(
-        ice_addresses=list(config.ice_addresses), ice_servers=list(config.ice_servers)
-    )
+    app[MEDIA] = _media_pool(config)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(
         db=app[DATABASE],
@@ -41,6 +40,7 @@ def create_app(config: Config) -> web.Application:
     app[SIGNALING].attach(app)
     setup_routes(app)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_media_ctx)
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
     # cleanup contexts (the database).
     app.on_shutdown.append(_close_peers_then_sockets)
@@ -51,6 +51,19 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].start()
     yield
     await app[DATABASE].close()
+
+
+def _media_pool(config: Config) -> MediaPool:
+    ice = {"ice_addresses": list(config.ice_addresses), "ice_servers": list(config.ice_servers)}
+    if config.media_workers:
+        return ProcessMediaPool(int(config.media_workers), **ice)
+    return LocalMediaPool(**ice)
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[MEDIA].start()
+    yield
+    await app[MEDIA].close()  # already closed at shutdown; this covers a failed startup
 
 
 async def _close_peers_then_sockets(app: web.Application) -> None:

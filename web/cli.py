@@ -29,6 +29,7 @@ def _config(args: argparse.Namespace) -> Config:
         data_dir=args.data_dir,
         database_url=args.database_url,
         ice_addresses=args.ice_address or None,
+        media_workers=getattr(args, "media_workers", None),
     )
 
 
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "serve":
             p.add_argument("--host", help="listen address (127.0.0.1)")
             p.add_argument("--port", type=int, help="listen port (8080)")
+            p.add_argument(
+                "--media-workers",
+                help="media worker processes: 0 = in this process (default), N, or 'auto'",
+            )
         else:
             p.add_argument("--base-url", help="the server's URL for the links")
             p.add_argument("--json", action="store_true", help="print JSON")

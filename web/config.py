@@ -31,6 +31,9 @@ class Config:
     #: Where npm installed the browser libraries (socket.io-client); default: found by search.
     node_modules: str = ""
     redis_url: str = ""
+    #: Media worker processes: 0 keeps every Router in this process (the embedded default);
+    #: N > 0 runs N worker processes; "auto" one per core.
+    media_workers: int | str = 0
     log_level: str = "INFO"
 
     @property
@@ -55,6 +58,13 @@ class Config:
 def _coerce(name: str, value: Any) -> Any:
     if name == "port" or name == "token_ttl_s":
         return int(value)
+    if name == "media_workers":
+        if str(value).strip().lower() == "auto":
+            return os.cpu_count() or 1
+        workers = int(value)
+        if workers < 0:
+            raise ValueError("media_workers must be 0, a positive number or 'auto'")
+        return workers
     if name == "data_dir":
         return Path(value)
     if name == "ice_addresses":

@@ -170,3 +170,51 @@ async def test_h264_when_the_publisher_offers_only_that():
         await subscriber.close()
         await publisher.close()
         await worker.close()
+
+
+async def test_one_subscriber_receives_every_track_of_two_publishers():
+    """Two audio and two video tracks on one subscribe connection all flow (one BUNDLE)."""
+    worker = MediaWorker(ice_addresses=["127.0.0.1"])
+    router = worker.get_router("three")
+    publishers = []
+    subscriber = Subscriber(client_pc())
+    try:
+        producers = []
+        for _ in range(2):
+            pc = client_pc()
+            publishers.append(pc)
+            pc.addTransceiver(ToneTrack(), direction="sendonly")  # audio first, then video
+            pc.addTransceiver(CounterTrack(), direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            result = await router.publish(
+                router.create_transport("publish"), pc.localDescription.sdp
+            )
+            await pc.setRemoteDescription(RTCSessionDescription(result.answer_sdp, "answer"))
+            producers += result.added
+        transport = router.create_transport("subscribe")
+        consumers = [router.consume(transport, p) for p in producers]
+        await subscriber.pc.setRemoteDescription(
+            RTCSessionDescription(await transport.create_offer(), "offer")
+        )
+        await subscriber.pc.setLocalDescription(await subscriber.pc.createAnswer())
+        await transport.apply_answer(subscriber.pc.localDescription.sdp)
+        await wait_for(
+            lambda: (
+                len(subscriber.by_mid) == 4
+                and all(r.frames > 20 for r in subscriber.by_mid.values())
+            ),
+            timeout=10,
+            message="not every track flows",
+        )
+        assert all(c.packets_sent > 20 for c in consumers)
+        assert sorted(r.kind for r in subscriber.by_mid.values()) == [
+            "audio",
+            "audio",
+            "video",
+            "video",
+        ]
+    finally:
+        await subscriber.close()
+        for pc in publishers:
+            await pc.close()
+        await worker.close()

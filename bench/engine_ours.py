@@ -1,0 +1,93 @@
+"""The bench server's ``ours`` engine: media.MediaWorker / Router / Transport, packet forwarding.
+
+Latency instrumentation lives here, not in media/: ``Producer._on_rtp`` is wrapped to stamp
+``perf_counter_ns()`` when a video packet enters (after SRTP unprotect and parse), and
+``media._aiortc_seam.send_rtp`` is wrapped to take the difference after each send returns
+(SRTP protect and ``sendto`` done). A context variable carries the stamp, so packets of
+publishers served by different tasks never mix.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import Any
+
+from latency import LatencyRecorder
+
+import media
+from media import MediaWorker, Producer, Transport
+from media import _aiortc_seam as seam
+
+logger = logging.getLogger(__name__)
+
+_packet_in_ns: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "packet_in_ns", default=None
+)
+
+
+def instrument(recorder: LatencyRecorder) -> None:
+    """Measure packet-in to packet-out for every forwarded video packet. Call before publishing."""
+    original_on_rtp = Producer._on_rtp
+    original_send_rtp = seam.send_rtp
+
+    async def timed_on_rtp(self: Producer, packet: Any, arrival_time_ms: int) -> None:
+        if self.kind != "video":
+            await original_on_rtp(self, packet, arrival_time_ms)
+            return
+        token = _packet_in_ns.set(time.perf_counter_ns())
+        try:
+            await original_on_rtp(self, packet, arrival_time_ms)
+        finally:
+            _packet_in_ns.reset(token)
+
+    async def timed_send_rtp(sender: Any, data: bytes) -> None:
+        await original_send_rtp(sender, data)
+        started = _packet_in_ns.get()
+        if started is not None:  # None: a NACK answer, not a forwarded packet
+            recorder.add(time.perf_counter_ns() - started)
+
+    Producer._on_rtp = timed_on_rtp  # type: ignore[method-assign]
+    seam.send_rtp = timed_send_rtp
+
+
+class OursEngine:
+    """One Router; one publish Transport per publisher, one subscribe Transport per subscriber."""
+
+    name = "ours"
+
+    def __init__(self, latency: LatencyRecorder | None) -> None:
+        self.latency = latency
+        if latency is not None:
+            instrument(latency)
+        self._worker = MediaWorker(ice_addresses=["127.0.0.1"], ice_servers=[])
+        self._router = self._worker.get_router("bench")
+        self._producers: dict[str, Producer] = {}
+        self._subscriptions: dict[str, Transport] = {}
+
+    async def publish(self, offer_sdp: str) -> tuple[str, list[dict[str, str]]]:
+        transport = self._router.create_transport("publish")
+        result = await self._router.publish(transport, offer_sdp)
+        for producer in result.added:
+            self._producers[producer.id] = producer
+        return result.answer_sdp, [{"id": p.id, "kind": p.kind} for p in result.added]
+
+    async def subscribe(self, producer_ids: list[str]) -> tuple[str, str]:
+        transport = self._router.create_transport("subscribe")
+        for producer_id in producer_ids:
+            self._router.consume(transport, self._producers[producer_id])
+        self._subscriptions[transport.id] = transport
+        return transport.id, await transport.create_offer()
+
+    async def answer(self, subscription_id: str, answer_sdp: str) -> None:
+        await self._subscriptions[subscription_id].apply_answer(answer_sdp)
+
+    def forwarded_packets(self) -> int:
+        return sum(c.packets_sent for t in self._subscriptions.values() for c in t.consumers)
+
+    async def close(self) -> None:
+        await self._worker.close()
+        leaks = media.open_objects()
+        if leaks:
+            logger.warning("objects still open after close: %s", leaks)

@@ -1,0 +1,97 @@
+"""The load generator's peers: publishers of pre-encoded media, subscribers that only count.
+
+They talk to the server under test through its control channel (bench/sfu_server.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from encoded_media import EncodedClip, EncodedTrack
+from stream_counter import StreamCounter, count_receivers
+
+
+def client_pc() -> RTCPeerConnection:
+    """A peer that bundles every m-line, as browsers do, and never reaches for a STUN server.
+
+    aiortc's default "balanced" policy leaves the second m-line of a kind on a transport that
+    BUNDLE then discards, so it would receive nothing (e.g. the second publisher's audio).
+    """
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+class Control:
+    """The server's control channel."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self._session = session
+        self._url = url
+
+    async def call(self, path: str, body: dict | None = None) -> dict:
+        method = "GET" if body is None else "POST"
+        async with self._session.request(method, self._url + path, json=body) as response:
+            response.raise_for_status()
+            return await response.json()  # type: ignore[no-any-return]
+
+
+@dataclass
+class Publisher:
+    pc: RTCPeerConnection
+    producer_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Subscriber:
+    pc: RTCPeerConnection
+    counters: list[StreamCounter] = field(default_factory=list)
+
+
+async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publisher:
+    pc = client_pc()
+    for clip in clips:
+        pc.addTransceiver(EncodedTrack(clip), direction="sendonly")
+    publisher = Publisher(pc)
+    await pc.setLocalDescription(await pc.createOffer())
+    reply = await control.call("/publish", {"sdp": pc.localDescription.sdp})
+    await pc.setRemoteDescription(RTCSessionDescription(reply["answer"], "answer"))
+    publisher.producer_ids = [p["id"] for p in reply["producers"]]
+    return publisher
+
+
+async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscriber:
+    reply = await control.call("/subscribe", {"producers": producer_ids})
+    pc = client_pc()
+    await pc.setRemoteDescription(RTCSessionDescription(reply["offer"], "offer"))
+    subscriber = Subscriber(pc, count_receivers(pc))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
+    return subscriber
+
+
+async def wait_until_flowing(subscribers: list[Subscriber], limit_s: float) -> int:
+    """Wait until every subscribed stream has delivered a packet, or ``limit_s`` passes.
+
+    Returns how many streams are still silent then; raises if none delivered anything.
+    """
+    deadline = time.monotonic() + limit_s
+    counters = [c for s in subscribers for c in s.counters]
+    while True:
+        silent = sum(1 for c in counters if c.packets == 0)
+        if silent == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    if silent == len(counters):
+        raise TimeoutError(f"no subscribed stream received anything in {limit_s:.0f} s")
+    return silent
+
+
+async def close_all(publishers: list[Publisher], subscribers: list[Subscriber]) -> None:
+    for peer in (*subscribers, *publishers):
+        await peer.pc.close()

@@ -1,0 +1,311 @@
+"""ProcessMediaPool: rooms spread over N media worker processes (N = cores by default).
+
+Each room lives on one worker; the main process reaches it over a Unix socket (media/rpc.py).
+When a worker dies, only its rooms end: each gets a "room_lost" event, and a new worker takes the
+dead one's place for rooms opened later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import BadSdp, ClosedError, InvalidState, MediaError
+from .room import EventSink
+from .rpc import ProtocolError, encode_message, read_message
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 20.0
+CALL_TIMEOUT_S = 30.0
+
+_ERRORS: dict[str, type[MediaError]] = {
+    BadSdp.code: BadSdp,
+    InvalidState.code: InvalidState,
+    ClosedError.code: ClosedError,
+}
+
+
+class WorkerLost(MediaError):
+    code = "worker_lost"
+
+
+def _error(payload: dict[str, Any]) -> MediaError:
+    cls = _ERRORS.get(str(payload.get("code")), MediaError)
+    exc = cls(str(payload.get("message", "")))
+    if cls is MediaError:
+        exc.code = str(payload.get("code", "media_error"))
+    return exc
+
+
+class WorkerProcess:
+    """One media worker process and the channel to it."""
+
+    def __init__(
+        self,
+        index: int,
+        *,
+        ice_addresses: list[str],
+        ice_servers: list[dict[str, Any]],
+        on_lost: Any,
+    ) -> None:
+        self.index = index
+        self._ice_addresses = ice_addresses
+        self._ice_servers = ice_servers
+        self._on_lost = on_lost
+        self._dir = tempfile.TemporaryDirectory(prefix="tc-media-")
+        self._socket = str(Path(self._dir.name) / "worker.sock")
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.rooms: dict[str, EventSink] = {}
+        self.alive = False
+        self._closing = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> None:
+        command = [sys.executable, "-m", "media.worker_process", "--socket", self._socket]
+        for address in self._ice_addresses:
+            command += ["--ice-address", address]
+        command += ["--ice-servers", json.dumps(self._ice_servers)]
+        command += ["--log-level", logging.getLevelName(logging.getLogger().level)]
+        self._process = await asyncio.create_subprocess_exec(*command)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._process.returncode is not None:
+                raise MediaError(f"media worker {self.index} exited at start")
+            try:
+                self._reader, self._writer = await asyncio.open_unix_connection(self._socket)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise MediaError(f"media worker {self.index} did not start") from None
+                await asyncio.sleep(0.02)  # polling the socket until the worker listens
+        self._read_task = asyncio.get_running_loop().create_task(self._read())
+        self.alive = True
+        logger.info("media worker %d started (pid %s)", self.index, self.pid)
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                message = await read_message(self._reader)
+                if message is None:
+                    break
+                if "event" in message:
+                    sink = self.rooms.get(str(message.get("room")))
+                    if sink is not None:
+                        sink(str(message["event"]), dict(message.get("data") or {}))
+                    continue
+                future = self._pending.pop(int(message.get("id", 0)), None)
+                if future is None or future.done():
+                    continue
+                if "error" in message:
+                    future.set_exception(_error(message["error"]))
+                else:
+                    future.set_result(message.get("result"))
+        except (ProtocolError, ValueError, ConnectionError) as exc:
+            logger.error("media worker %d: broken channel: %s", self.index, exc)
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(WorkerLost(f"media worker {self.index} is gone"))
+        self._pending.clear()
+        if not self._closing:
+            logger.error("media worker %d (pid %s) was lost", self.index, self.pid)
+            self._on_lost(self)
+
+    async def call(self, method: str, **args: Any) -> Any:
+        if not self.alive or self._writer is None:
+            raise WorkerLost(f"media worker {self.index} is gone")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(encode_message({"id": request_id, "method": method, "args": args}))
+        try:
+            await self._writer.drain()
+            return await asyncio.wait_for(future, CALL_TIMEOUT_S)
+        except (ConnectionError, TimeoutError):
+            self._pending.pop(request_id, None)
+            raise WorkerLost(f"media worker {self.index} does not answer") from None
+
+    async def close(self) -> None:
+        """End the channel; the worker closes its rooms and exits (killed if it lingers)."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._process is not None and self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        if self._read_task is not None:
+            self._read_task.cancel()
+            await asyncio.gather(self._read_task, return_exceptions=True)
+        self.alive = False
+        self._dir.cleanup()
+
+
+class RemoteRoom:
+    """A room on a worker process, with the API of :class:`media.room.RoomMedia`."""
+
+    def __init__(self, room_id: str, worker: WorkerProcess) -> None:
+        self.id = room_id
+        self.worker = worker
+
+    async def _call(self, method: str, **args: Any) -> Any:
+        return await self.worker.call(method, room=self.id, **args)
+
+    async def publish(self, participant_id: str, offer_sdp: str) -> str:
+        return str(await self._call("publish", participant_id=participant_id, offer_sdp=offer_sdp))
+
+    async def subscribe(self, participant_id: str) -> None:
+        await self._call("subscribe", participant_id=participant_id)
+
+    async def needs_offer(self, participant_id: str) -> bool:
+        return bool(await self._call("needs_offer", participant_id=participant_id))
+
+    async def create_offer(self, participant_id: str) -> dict[str, Any] | None:
+        result = await self._call("create_offer", participant_id=participant_id)
+        return dict(result) if result is not None else None
+
+    async def apply_answer(self, participant_id: str, answer_sdp: str) -> None:
+        await self._call("apply_answer", participant_id=participant_id, answer_sdp=answer_sdp)
+
+    async def add_ice_candidate(
+        self, participant_id: str, target: Any, candidate: dict[str, Any] | None
+    ) -> None:
+        await self._call(
+            "add_ice_candidate", participant_id=participant_id, target=target, candidate=candidate
+        )
+
+    async def leave(self, participant_id: str) -> None:
+        await self._call("leave", participant_id=participant_id)
+
+    async def dump(self) -> dict[str, Any]:
+        return dict(await self._call("dump"))
+
+
+class ProcessMediaPool:
+    """N worker processes; each room is placed on the worker with the fewest rooms."""
+
+    def __init__(
+        self,
+        workers: int = 0,
+        *,
+        ice_addresses: list[str] | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.size = workers or os.cpu_count() or 1
+        self._ice_addresses = list(ice_addresses or [])
+        self._ice_servers = list(ice_servers or [])
+        self.workers: list[WorkerProcess] = []
+        self._rooms: dict[str, RemoteRoom] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _new_worker(self, index: int) -> WorkerProcess:
+        return WorkerProcess(
+            index,
+            ice_addresses=self._ice_addresses,
+            ice_servers=self._ice_servers,
+            on_lost=self._worker_lost,
+        )
+
+    async def start(self) -> None:
+        self.workers = [self._new_worker(i) for i in range(self.size)]
+        await asyncio.gather(*(w.start() for w in self.workers))
+
+    def placement(self) -> dict[str, int]:
+        """Room id -> index of the worker it lives on."""
+        return {room_id: room.worker.index for room_id, room in self._rooms.items()}
+
+    async def open_room(self, room_id: str, on_event: EventSink) -> RemoteRoom:
+        if self._closed:
+            raise ClosedError("the media pool is closed")
+        room = self._rooms.get(room_id)
+        if room is not None and room.worker.alive:
+            return room
+        alive = [w for w in self.workers if w.alive]
+        if not alive:
+            raise WorkerLost("no media worker is running")
+        worker = min(alive, key=lambda w: (len(w.rooms), w.index))
+        worker.rooms[room_id] = on_event
+        try:
+            await worker.call("open_room", room=room_id)
+        except BaseException:
+            worker.rooms.pop(room_id, None)
+            raise
+        room = self._rooms[room_id] = RemoteRoom(room_id, worker)
+        return room
+
+    async def close_room(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id, None)
+        if room is None:
+            return
+        room.worker.rooms.pop(room_id, None)
+        if room.worker.alive:
+            try:
+                await room.worker.call("close_room", room=room_id)
+            except WorkerLost:
+                pass
+
+    def _worker_lost(self, worker: WorkerProcess) -> None:
+        sinks = dict(worker.rooms)
+        worker.rooms.clear()
+        for room_id in sinks:
+            self._rooms.pop(room_id, None)
+        for room_id, sink in sinks.items():
+            sink("room_lost", {"reason": "media_worker_failed", "room": room_id})
+        if not self._closed:
+            task = asyncio.get_running_loop().create_task(self._replace(worker))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self, lost: WorkerProcess) -> None:
+        await lost.close()
+        replacement = self._new_worker(lost.index)
+        try:
+            await replacement.start()
+        except MediaError:
+            logger.exception("media worker %d could not be restarted", lost.index)
+            return
+        if self._closed:
+            await replacement.close()
+            return
+        self.workers[self.workers.index(lost)] = replacement
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._rooms.clear()
+        await asyncio.gather(*(w.close() for w in self.workers))

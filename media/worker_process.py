@@ -1,0 +1,146 @@
+"""A media worker process: Routers for the rooms placed on it, driven over a Unix socket.
+
+Started by :class:`media.remote.ProcessMediaPool` as
+``python -m media.worker_process --socket PATH [--ice-address A ...] [--ice-servers JSON]``.
+It serves one connection (its parent's) and exits when that connection ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+from .errors import MediaError
+from .pool import LocalMediaPool
+from .room import RoomMedia
+from .rpc import ProtocolError, encode_message, read_message
+from .tracking import open_objects
+
+logger = logging.getLogger(__name__)
+
+ROOM_METHODS = {
+    "publish",
+    "subscribe",
+    "needs_offer",
+    "create_offer",
+    "apply_answer",
+    "add_ice_candidate",
+    "leave",
+    "dump",
+}
+
+
+class WorkerServer:
+    """Executes the parent's requests against this process's rooms."""
+
+    def __init__(self, pool: LocalMediaPool) -> None:
+        self._pool = pool
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.done = asyncio.Event()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(encode_message(message))
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:  # one parent only
+            writer.close()
+            return
+        self._writer = writer
+        try:
+            while True:
+                message = await read_message(reader)
+                if message is None:
+                    break
+                task = asyncio.get_running_loop().create_task(self._execute(message))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except ConnectionError:
+            logger.info("the parent closed the channel")
+        except (ProtocolError, ValueError) as exc:
+            logger.error("bad message from the parent: %s", exc)
+        finally:
+            for task in tuple(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._pool.close()
+            writer.close()
+            self.done.set()
+
+    async def _execute(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        try:
+            result = await self._dispatch(str(message.get("method")), message.get("args") or {})
+            reply: dict[str, Any] = {"id": request_id, "result": result}
+        except MediaError as exc:
+            reply = {"id": request_id, "error": {"code": exc.code, "message": str(exc)}}
+        except Exception as exc:
+            logger.exception("media worker request failed")
+            reply = {
+                "id": request_id,
+                "error": {"code": "internal_error", "message": type(exc).__name__},
+            }
+        self._send(reply)
+        if self._writer is not None:
+            await self._writer.drain()
+
+    async def _dispatch(self, method: str, args: dict[str, Any]) -> Any:
+        if method == "ping":
+            return {"pid": os.getpid()}
+        if method == "open_objects":
+            return open_objects()
+        room_id = str(args.pop("room", ""))
+        if method == "open_room":
+
+            def on_event(name: str, data: dict[str, Any]) -> None:
+                self._send({"event": name, "room": room_id, "data": data})
+
+            await self._pool.open_room(room_id, on_event)
+            return None
+        if method == "close_room":
+            await self._pool.close_room(room_id)
+            return None
+        if method in ROOM_METHODS:
+            room = self._room(room_id)
+            if method == "dump":
+                return room.dump()
+            return await getattr(room, method)(**args)
+        raise MediaError(f"unknown method {method!r}")
+
+    def _room(self, room_id: str) -> RoomMedia:
+        for room in self._pool.rooms:
+            if room.id == room_id:
+                return room
+        raise MediaError(f"room {room_id!r} is not on this worker")
+
+
+async def serve(socket_path: str, ice_addresses: list[str], ice_servers: list[Any]) -> None:
+    pool = LocalMediaPool(ice_addresses=ice_addresses, ice_servers=ice_servers)
+    worker = WorkerServer(pool)
+    server = await asyncio.start_unix_server(worker.handle, path=socket_path)
+    os.chmod(socket_path, 0o600)
+    async with server:
+        await worker.done.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--ice-address", action="append", default=[])
+    parser.add_argument("--ice-servers", default="[]", help="JSON list of RTCIceServer dicts")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=args.log_level,
+        format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s",
+    )
+    asyncio.run(serve(args.socket, args.ice_address, json.loads(args.ice_servers)))
+
+
+if __name__ == "__main__":
+    main()
