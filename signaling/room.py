@@ -201,11 +201,12 @@ class Rooms:
             session.awaiting_answer = False
         room.sessions.clear()
         logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
-        task = asyncio.get_running_loop().create_task(
-            self._emit("room_closed", {"reason": reason}, room.visit_id)
-        )
+        task = asyncio.get_running_loop().create_task(self._tell_closed(room.visit_id, reason))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _tell_closed(self, visit_id: str, reason: str) -> None:
+        await self._emit("room_closed", {"reason": reason}, visit_id)
 
     def __len__(self) -> int:
         return len(self._rooms)

@@ -54,10 +54,12 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _media_pool(config: Config) -> MediaPool:
-    ice = {"ice_addresses": list(config.ice_addresses), "ice_servers": list(config.ice_servers)}
+    addresses, servers = list(config.ice_addresses), list(config.ice_servers)
     if config.media_workers:
-        return ProcessMediaPool(int(config.media_workers), **ice)
-    return LocalMediaPool(**ice)
+        return ProcessMediaPool(
+            int(config.media_workers), ice_addresses=addresses, ice_servers=servers
+        )
+    return LocalMediaPool(ice_addresses=addresses, ice_servers=servers)
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
