@@ -54,6 +54,8 @@ class Producer:
         self.packets_received = 0
         self.packets_dropped = 0
         self.keyframe_requests_sent = 0
+        self._level_sum = 0
+        self._level_count = 0
         self._on_close: list[Any] = []
         seam.intercept_receiver(self._receiver, self._on_rtp)
         track(self)
@@ -94,8 +96,21 @@ class Producer:
             if self._keyframe_wanted:
                 self._send_keyframe_request()
         self.packets_received += 1
+        if self.kind == "audio":
+            level = packet.extensions.audio_level
+            if level is not None:
+                self._level_sum += level[1]
+                self._level_count += 1
         for consumer in tuple(self._consumers.values()):
             await consumer._forward(packet)
+
+    def take_audio_level(self) -> float | None:
+        """Mean level (dBov, 0 = loudest) of the packets since the last call; None if none."""
+        if not self._level_count:
+            return None
+        level = -self._level_sum / self._level_count
+        self._level_sum = self._level_count = 0
+        return level
 
     # --- keyframes ---------------------------------------------------------------------------
 

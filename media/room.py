@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .active_speaker import ActiveSpeakerObserver
 from .errors import InvalidState
 from .producer import Producer
 from .router import Router
@@ -32,6 +33,11 @@ class RoomMedia:
         self._on_event = on_event
         self._publish: dict[str, Transport] = {}
         self._subscribe: dict[str, Transport] = {}
+        self._speaker = ActiveSpeakerObserver(lambda: router.producers, self._speaker_changed)
+
+    def _speaker_changed(self, producer: Producer | None) -> None:
+        participant = producer.app_data.get("participant_id") if producer is not None else None
+        self._on_event("active_speaker", {"participant_id": participant})
 
     @property
     def id(self) -> str:
@@ -129,6 +135,7 @@ class RoomMedia:
         }
 
     async def close(self) -> None:
+        await self._speaker.close()
         self._publish.clear()
         self._subscribe.clear()
         await self.router.close()

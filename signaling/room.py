@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from media.pool import MediaPool, RoomHandle
@@ -18,15 +18,18 @@ from .session import Session
 
 logger = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
+Emit = Callable[[str, dict[str, Any], str], Coroutine[Any, Any, None]]
 
 
 class Room:
     """One visit's live room. Every method runs inside the calling participant's queue."""
 
-    def __init__(self, visit_id: str, emit: Emit) -> None:
+    def __init__(
+        self, visit_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
+    ) -> None:
         self.visit_id = visit_id
         self._emit = emit
+        self._spawn = spawn
         self.media: RoomHandle | None = None
         self.ready = asyncio.Event()  # set once the media is open (or failed to open)
         self.on_lost: Callable[[Room, str], None] | None = None
@@ -49,6 +52,8 @@ class Room:
         if name == "room_lost":
             if self.on_lost is not None:
                 self.on_lost(self, str(data.get("reason", "media_lost")))
+        elif name == "active_speaker":
+            self._spawn(self._emit("active_speaker", dict(data), self.visit_id))
         elif name == "negotiation_needed":
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
@@ -157,7 +162,7 @@ class Rooms:
     async def get(self, visit_id: str) -> Room:
         room = self._rooms.get(visit_id)
         if room is None or room.closed:
-            room = Room(visit_id, self._emit)
+            room = Room(visit_id, self._emit, self._spawn)
             room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:
@@ -201,12 +206,13 @@ class Rooms:
             session.awaiting_answer = False
         room.sessions.clear()
         logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
-        task = asyncio.get_running_loop().create_task(self._tell_closed(room.visit_id, reason))
+        self._spawn(self._emit("room_closed", {"reason": reason}, room.visit_id))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task these Rooms own (cancelled at close)."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _tell_closed(self, visit_id: str, reason: str) -> None:
-        await self._emit("room_closed", {"reason": reason}, visit_id)
 
     def __len__(self) -> int:
         return len(self._rooms)

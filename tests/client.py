@@ -21,6 +21,7 @@ class Participant:
         self.publish_pc: RTCPeerConnection | None = None
         self.sub: Subscriber | None = None
         self.video: CounterTrack | None = None
+        self.audio: ToneTrack | None = None
         self.tracks: dict[str, dict[str, Any]] = {}  # mid -> track description
         self.participants: list[dict[str, Any]] = []
         self.offers_answered = 0
@@ -29,6 +30,8 @@ class Participant:
         self._answerer: asyncio.Task[None] | None = None
         self.sio.on("subscribe_offer", self._offers.put_nowait)
         self.sio.on("participants", self._on_participants)
+        self.speakers: list[str | None] = []
+        self.sio.on("active_speaker", lambda d: self.speakers.append(d["participant_id"]))
 
     def _on_participants(self, data: dict[str, Any]) -> None:
         self.participants = data["participants"]
@@ -55,7 +58,8 @@ class Participant:
             self.video = CounterTrack()
             pc.addTransceiver(self.video, direction="sendonly")
         if audio:
-            pc.addTransceiver(ToneTrack(), direction="sendonly")
+            self.audio = ToneTrack()
+            pc.addTransceiver(self.audio, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         ack = await self.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
         assert ack["ok"], ack

@@ -77,8 +77,9 @@ class ToneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, amplitude: int = 8000) -> None:
         super().__init__()
+        self.amplitude = amplitude  # change it while running to speak louder or softer
         self._samples = 0
         self._start: float | None = None
 
@@ -92,7 +93,7 @@ class ToneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         t = (np.arange(960) + self._samples) / 48000
-        pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+        pcm = (np.sin(2 * np.pi * 440 * t) * self.amplitude).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = self._samples
