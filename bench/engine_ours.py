@@ -52,16 +52,25 @@ def instrument(recorder: LatencyRecorder) -> None:
     seam.send_rtp = timed_send_rtp
 
 
+def counters_of(obj: Any) -> dict[str, int]:
+    """The public int attributes of ``obj`` (its packet and feedback counters)."""
+    return {
+        k: v
+        for k, v in vars(obj).items()
+        if not k.startswith("_") and isinstance(v, int) and not isinstance(v, bool)
+    }
+
+
 class OursEngine:
     """One Router; one publish Transport per publisher, one subscribe Transport per subscriber."""
 
     name = "ours"
 
-    def __init__(self, latency: LatencyRecorder | None) -> None:
+    def __init__(self, latency: LatencyRecorder | None, ice_address: str = "127.0.0.1") -> None:
         self.latency = latency
         if latency is not None:
             instrument(latency)
-        self._worker = MediaWorker(ice_addresses=["127.0.0.1"], ice_servers=[])
+        self._worker = MediaWorker(ice_addresses=[ice_address], ice_servers=[])
         self._router = self._worker.get_router("bench")
         self._producers: dict[str, Producer] = {}
         self._subscriptions: dict[str, Transport] = {}
@@ -71,7 +80,9 @@ class OursEngine:
         result = await self._router.publish(transport, offer_sdp)
         for producer in result.added:
             self._producers[producer.id] = producer
-        return result.answer_sdp, [{"id": p.id, "kind": p.kind} for p in result.added]
+        return result.answer_sdp, [
+            {"id": p.id, "kind": p.kind, "mid": p.mid} for p in result.added
+        ]
 
     async def subscribe(self, producer_ids: list[str]) -> tuple[str, str]:
         transport = self._router.create_transport("subscribe")
@@ -80,11 +91,38 @@ class OursEngine:
         self._subscriptions[transport.id] = transport
         return transport.id, await transport.create_offer()
 
+    def subscription_mids(self, subscription_id: str) -> dict[str, str]:
+        """mid -> producer id of a subscription's Consumers (after its offer was made)."""
+        transport = self._subscriptions[subscription_id]
+        return {c.mid: c.producer.id for c in transport.consumers if c.mid is not None}
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        transport = self._subscriptions.pop(subscription_id, None)
+        if transport is not None:
+            await transport.close()
+
     async def answer(self, subscription_id: str, answer_sdp: str) -> None:
         await self._subscriptions[subscription_id].apply_answer(answer_sdp)
 
     def forwarded_packets(self) -> int:
         return sum(c.packets_sent for t in self._subscriptions.values() for c in t.consumers)
+
+    def producer_stats(self) -> dict[str, dict[str, int]]:
+        """Every public integer counter of each Producer, by Producer id.
+
+        Read generically, so counters media/ adds later (upstream NACKs, recovered packets)
+        show up here without a change to the bench.
+        """
+        return {pid: counters_of(p) for pid, p in self._producers.items()}
+
+    def consumer_stats(self) -> dict[str, int]:
+        """The public integer counters of all Consumers, summed."""
+        totals: dict[str, int] = {}
+        for transport in self._subscriptions.values():
+            for consumer in transport.consumers:
+                for key, value in counters_of(consumer).items():
+                    totals[key] = totals.get(key, 0) + value
+        return totals
 
     async def close(self) -> None:
         await self._worker.close()

@@ -31,6 +31,7 @@ from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -85,6 +86,24 @@ def intercept_sender_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
 
 def sender_ssrc(sender: RTCRtpSender) -> int:
     return sender._ssrc
+
+
+def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
+    return sender._rtx_ssrc
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Ask the publisher to retransmit ``lost`` (ascending sequence numbers) of ``media_ssrc``."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def route_ssrc_to(receiver: RTCRtpReceiver, ssrc: int) -> None:
+    """Deliver packets of ``ssrc`` (e.g. the publisher's RTX stream) to ``receiver``.
+
+    aiortc registers only the primary SSRCs of a receiver; an RTX stream is then routed by its
+    payload type alone, which fails as soon as two video m-lines share the RTX payload type.
+    """
+    receiver.transport._rtp_router.ssrc_table[ssrc] = receiver
 
 
 def sender_extensions_map(sender: RTCRtpSender) -> HeaderExtensionsMap:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,11 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtpPacket,
     unpack_remb_fci,
+    wrap_rtx,
 )
 
 from . import _aiortc_seam as seam
+from .keyframes import keyframe_start
 from .tracking import track
 
 if TYPE_CHECKING:
@@ -30,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 #: Packets kept per video Consumer to answer the subscriber's NACKs (about 1.5 s at 1 Mbps).
 HISTORY_SIZE = 512
+#: Video pauses when the subscriber's estimate (REMB) falls below this share of the stream's
+#: bitrate, and resumes when it is back above the second share.
+CONGESTED_BELOW = 0.8
+UNCONGESTED_ABOVE = 1.1
 
 
 def codecs_match(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
@@ -44,11 +51,19 @@ def codecs_match(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
     return True
 
 
+def _older(a: int, b: int) -> bool:
+    """Sequence number ``a`` comes before ``b`` (16-bit, with wrap)."""
+    return a != b and ((b - a) & 0xFFFF) < 0x8000
+
+
 class Consumer:
     """Rewrites SSRC, sequence number, timestamp, payload type and header extensions per packet.
 
-    Sequence numbers and timestamps are offset, not renumbered, so they stay continuous for as
-    long as the Producer's do. Video packets are kept in a short history to answer NACKs.
+    Sequence numbers and timestamps are offsets of the Producer's. Whenever forwarding starts
+    again (first packet, resume after a pause, mute or congestion, a new Producer after the
+    publisher re-joined), the offsets are re-based so that the subscriber sees the next sequence
+    number and a timestamp advanced by the wall-clock time that passed: never a jump it would
+    take for loss. Video resumes only on a keyframe. Video packets are kept to answer NACKs.
     """
 
     def __init__(
@@ -66,11 +81,24 @@ class Consumer:
         self._closed = False
         self._ready = False
         self._payload_type = 0
+        self._rtx_payload_type: int | None = None
         self._ssrc = seam.sender_ssrc(self._sender)
+        self._rtx_ssrc = seam.sender_rtx_ssrc(self._sender)
+        self._rtx_seq = random.randint(0, 0x7FFF)
         self._mid: str | None = None
         self._extensions = seam.sender_extensions_map(self._sender)
-        self._seq_delta: int | None = None
+        # re-basing
+        self._rebase = True
+        self._seq_delta = 0
         self._ts_delta = 0
+        self._base_in_seq = 0
+        self._last_out_seq: int | None = None
+        self._last_out_ts = 0
+        self._last_out_at = 0.0
+        self._keyframe_asked = False
+        # pausing
+        self._paused = False
+        self._congested = False
         self._history: list[bytes | None] | None = (
             [None] * HISTORY_SIZE if self.kind == "video" else None
         )
@@ -82,6 +110,8 @@ class Consumer:
         seam.intercept_sender_rtcp(self._sender, self._on_rtcp)
         producer._add_consumer(self)
         track(self)
+
+    # --- state -------------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
@@ -95,11 +125,30 @@ class Consumer:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def paused(self) -> bool:
+        """Not forwarding: paused, congested, or its Producer is paused."""
+        return self._paused or self._congested or self.producer.paused
+
+    @property
+    def congested(self) -> bool:
+        return self._congested
+
     def _negotiated(self) -> bool:
         """Bind to what the subscriber accepted; False if it accepted no matching codec."""
-        for codec in seam.negotiated_codecs(self._transceiver):
+        codecs = seam.negotiated_codecs(self._transceiver)
+        for codec in codecs:
             if codec.payloadType is not None and codecs_match(codec, self.producer.codec):
                 self._payload_type = codec.payloadType
+                self._rtx_payload_type = next(
+                    (
+                        c.payloadType
+                        for c in codecs
+                        if c.mimeType.lower().endswith("/rtx")
+                        and c.parameters.get("apt") == codec.payloadType
+                    ),
+                    None,
+                )
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
                 self._extensions = seam.sender_extensions_map(self._sender)
                 self._ready = True
@@ -107,14 +156,41 @@ class Consumer:
         self._ready = False
         return False
 
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._resumed()
+
+    def _resumed(self) -> None:
+        """Forwarding may start again: re-base on the next packet (a keyframe, for video)."""
+        self._rebase = True
+        self._keyframe_asked = False
+        self.request_keyframe()
+
+    def switch_producer(self, producer: Producer) -> None:
+        """Carry ``producer`` (the same participant's track after a re-join) on this stream."""
+        if producer is self.producer:
+            return
+        self.producer._remove_consumer(self)
+        self.producer = producer
+        producer._add_consumer(self)
+        self._resumed()
+
     # --- hot path ----------------------------------------------------------------------------
 
     async def _forward(self, packet: RtpPacket) -> None:
         if not self._ready or self._closed:
             return
-        if self._seq_delta is None:
-            self._seq_delta = (random.randint(0, 0x7FFF) - packet.sequence_number) & 0xFFFF
-            self._ts_delta = (random.getrandbits(32) - packet.timestamp) & 0xFFFFFFFF
+        if self._paused or self._congested:
+            return
+        if self._rebase:
+            if not self._start(packet):
+                return
+        elif _older(packet.sequence_number, self._base_in_seq):
+            return  # from before the re-base: its number is taken
         out = RtpPacket(
             payload_type=self._payload_type,
             marker=packet.marker,
@@ -123,18 +199,43 @@ class Consumer:
             ssrc=self._ssrc,
             payload=packet.payload,
         )
+        out.padding_size = packet.padding_size
         out.extensions.mid = self._mid
         out.extensions.audio_level = packet.extensions.audio_level
         out.extensions.abs_send_time = seam.abs_send_time()
         data = out.serialize(self._extensions)
         if self._history is not None:
             self._history[out.sequence_number % HISTORY_SIZE] = data
+        if self._last_out_seq is None or _older(self._last_out_seq, out.sequence_number):
+            self._last_out_seq = out.sequence_number
+            self._last_out_ts = out.timestamp
+            self._last_out_at = time.monotonic()
         try:
             await seam.send_rtp(self._sender, data)
         except ConnectionError:
             return
         seam.note_sent(self._sender, out.timestamp, len(out.payload))
         self.packets_sent += 1
+
+    def _start(self, packet: RtpPacket) -> bool:
+        """Re-base the offsets on ``packet``; False while a video stream waits for a keyframe."""
+        if self.kind == "video" and not keyframe_start(self.producer.codec.mimeType, packet.payload):
+            if not self._keyframe_asked:
+                self._keyframe_asked = True
+                self.producer.request_keyframe()
+            return False
+        if self._last_out_seq is None:
+            out_seq = random.randint(0, 0x7FFF)
+            out_ts = random.getrandbits(32)
+        else:
+            out_seq = (self._last_out_seq + 1) & 0xFFFF
+            elapsed = time.monotonic() - self._last_out_at
+            out_ts = self._last_out_ts + max(1, int(elapsed * self.producer.codec.clockRate))
+        self._seq_delta = (out_seq - packet.sequence_number) & 0xFFFF
+        self._ts_delta = (out_ts - packet.timestamp) & 0xFFFFFFFF
+        self._base_in_seq = packet.sequence_number
+        self._rebase = False
+        return True
 
     # --- feedback from the subscriber --------------------------------------------------------
 
@@ -153,6 +254,22 @@ class Consumer:
                 return
             if self._ssrc in ssrcs:
                 self.remb_bitrate = bitrate
+                self._check_congestion()
+
+    def _check_congestion(self) -> None:
+        """Pause video the subscriber cannot take (audio always goes), resume when it can."""
+        if self.kind != "video" or self.remb_bitrate is None:
+            return
+        needed = self.producer.bitrate
+        if not needed:
+            return
+        if not self._congested and self.remb_bitrate < needed * CONGESTED_BELOW:
+            self._congested = True
+            logger.info("video paused for a congested subscriber", extra={"consumer_id": self.id})
+        elif self._congested and self.remb_bitrate >= needed * UNCONGESTED_ABOVE:
+            self._congested = False
+            logger.info("video resumed", extra={"consumer_id": self.id})
+            self._resumed()
 
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
@@ -162,6 +279,17 @@ class Consumer:
             # the sequence number sits in bytes 2-3 of the RTP header
             if data is None or int.from_bytes(data[2:4], "big") != seq:
                 continue
+            if self._rtx_payload_type is not None:
+                original = RtpPacket.parse(data, self._extensions)
+                rtx = wrap_rtx(
+                    original,
+                    payload_type=self._rtx_payload_type,
+                    sequence_number=self._rtx_seq,
+                    ssrc=self._rtx_ssrc,
+                )
+                rtx.extensions = original.extensions
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                data = rtx.serialize(self._extensions)
             try:
                 await seam.send_rtp(self._sender, data)
             except ConnectionError:

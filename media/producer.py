@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
@@ -36,6 +36,9 @@ class Producer:
         transceiver: RTCRtpTransceiver,
         codec: RTCRtpCodecParameters,
         app_data: dict[str, Any] | None = None,
+        *,
+        rtx_payload_type: int | None = None,
+        rtx_ssrc: int | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.kind: str = transceiver.kind
@@ -46,18 +49,28 @@ class Producer:
         self._receiver = transceiver.receiver
         self._consumers: dict[str, Consumer] = {}
         self._closed = False
+        self._paused = False
         self._ssrc: int | None = None
+        self._rtx_payload_type = rtx_payload_type
+        self._nack = seam.NackGenerator() if self.kind == "video" else None
         self._last_keyframe_request = -KEYFRAME_WINDOW_S
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self._keyframe_wanted = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rate_start_ms: int | None = None
+        self._rate_bytes = 0
+        self.bitrate = 0  # bits per second over the last second
         self.packets_received = 0
         self.packets_dropped = 0
+        self.packets_recovered = 0
+        self.nacks_sent = 0
         self.keyframe_requests_sent = 0
         self._level_sum = 0
         self._level_count = 0
         self._on_close: list[Any] = []
         seam.intercept_receiver(self._receiver, self._on_rtp)
+        if rtx_ssrc is not None:
+            seam.route_ssrc_to(self._receiver, rtx_ssrc)
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -87,22 +100,69 @@ class Producer:
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         if self._closed:
             return
-        if packet.payload_type != self.codec.payloadType or not packet.payload:
-            # RTX, FEC, or padding-only probes: nothing a subscriber can use as is.
-            self.packets_dropped += 1
-            return
-        if self._ssrc is None:
+        if packet.payload_type != self.codec.payloadType:
+            if packet.payload_type != self._rtx_payload_type or self._ssrc is None:
+                self.packets_dropped += 1  # FEC, or a codec we did not agree on
+                return
+            if len(packet.payload) < 2:
+                self.packets_dropped += 1  # RTX padding: a bandwidth probe
+                return
+            packet = unwrap_rtx(packet, payload_type=self.codec.payloadType, ssrc=self._ssrc)
+            self.packets_recovered += 1
+        elif self._ssrc is None:
             self._ssrc = packet.ssrc
             if self._keyframe_wanted:
                 self._send_keyframe_request()
         self.packets_received += 1
+        self._measure(len(packet.payload), arrival_time_ms)
+        if self._nack is not None and self._nack.add(packet):
+            await self._send_nack(sorted(self._nack.missing))
         if self.kind == "audio":
             level = packet.extensions.audio_level
             if level is not None:
                 self._level_sum += level[1]
                 self._level_count += 1
+        if self._paused:
+            return
         for consumer in tuple(self._consumers.values()):
             await consumer._forward(packet)
+
+    def _measure(self, size: int, now_ms: int) -> None:
+        if self._rate_start_ms is None:
+            self._rate_start_ms = now_ms
+        self._rate_bytes += size
+        elapsed = now_ms - self._rate_start_ms
+        if elapsed >= 1000:
+            self.bitrate = self._rate_bytes * 8000 // elapsed
+            self._rate_start_ms = now_ms
+            self._rate_bytes = 0
+
+    async def _send_nack(self, lost: list[int]) -> None:
+        """Losses on the publisher's leg: ask the publisher to send them again."""
+        if self._ssrc is None or not lost:
+            return
+        self.nacks_sent += 1
+        try:
+            await seam.send_nack(self._receiver, self._ssrc, lost)
+        except ConnectionError:
+            pass
+
+    # --- pause -------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop forwarding (e.g. the publisher muted); the Consumers keep their numbering."""
+        self._paused = True
+
+    def resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        for consumer in self._consumers.values():
+            consumer._resumed()
 
     def take_audio_level(self) -> float | None:
         """Mean level (dBov, 0 = loudest) of the packets since the last call; None if none."""

@@ -165,7 +165,13 @@ class Transport:
         """Apply a client's offer; create a Producer per new incoming track. Returns the answer."""
         self._check_open()
         self._check_role("publish")
-        parse_sdp(offer_sdp, "offer")
+        offer = parse_sdp(offer_sdp, "offer")
+        rtx_ssrcs = {
+            m.rtp.muxId: int(group.items[1])
+            for m in offer.media
+            for group in m.ssrc_group
+            if group.semantic == "FID" and len(group.items) == 2
+        }
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -182,13 +188,26 @@ class Transport:
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
-                    codec = next(
-                        (c for c in seam.negotiated_codecs(transceiver) if not _is_rtx(c)), None
-                    )
+                    codecs = seam.negotiated_codecs(transceiver)
+                    codec = next((c for c in codecs if not _is_rtx(c)), None)
                     if codec is None:
                         continue
+                    rtx = next(
+                        (
+                            c.payloadType
+                            for c in codecs
+                            if _is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                        ),
+                        None,
+                    )
                     transceiver.direction = "recvonly"
-                    producer = Producer(transceiver, codec, app_data=dict(self.app_data))
+                    producer = Producer(
+                        transceiver,
+                        codec,
+                        app_data=dict(self.app_data),
+                        rtx_payload_type=rtx,
+                        rtx_ssrc=rtx_ssrcs.get(transceiver.mid),
+                    )
                     self._producers[producer.id] = producer
                     self._producer_by_transceiver[id(transceiver)] = producer
                     producer.on_close(self._forget_producer)
