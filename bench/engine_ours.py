@@ -74,15 +74,14 @@ class OursEngine:
         self._router = self._worker.get_router("bench")
         self._producers: dict[str, Producer] = {}
         self._subscriptions: dict[str, Transport] = {}
+        self._forwarded_by_closed = 0  # packets sent by subscriptions closed since
 
     async def publish(self, offer_sdp: str) -> tuple[str, list[dict[str, str]]]:
         transport = self._router.create_transport("publish")
         result = await self._router.publish(transport, offer_sdp)
         for producer in result.added:
             self._producers[producer.id] = producer
-        return result.answer_sdp, [
-            {"id": p.id, "kind": p.kind, "mid": p.mid} for p in result.added
-        ]
+        return result.answer_sdp, [{"id": p.id, "kind": p.kind, "mid": p.mid} for p in result.added]
 
     async def subscribe(self, producer_ids: list[str]) -> tuple[str, str]:
         transport = self._router.create_transport("subscribe")
@@ -99,13 +98,16 @@ class OursEngine:
     async def unsubscribe(self, subscription_id: str) -> None:
         transport = self._subscriptions.pop(subscription_id, None)
         if transport is not None:
+            self._forwarded_by_closed += sum(c.packets_sent for c in transport.consumers)
             await transport.close()
 
     async def answer(self, subscription_id: str, answer_sdp: str) -> None:
         await self._subscriptions[subscription_id].apply_answer(answer_sdp)
 
     def forwarded_packets(self) -> int:
-        return sum(c.packets_sent for t in self._subscriptions.values() for c in t.consumers)
+        return self._forwarded_by_closed + sum(
+            c.packets_sent for t in self._subscriptions.values() for c in t.consumers
+        )
 
     def producer_stats(self) -> dict[str, dict[str, int]]:
         """Every public integer counter of each Producer, by Producer id.
@@ -121,6 +123,8 @@ class OursEngine:
         for transport in self._subscriptions.values():
             for consumer in transport.consumers:
                 for key, value in counters_of(consumer).items():
+                    if key == "remb_bitrate":
+                        continue  # a reading, not a counter
                     totals[key] = totals.get(key, 0) + value
         return totals
 

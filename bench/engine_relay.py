@@ -84,6 +84,7 @@ class RelayEngine:
         self._tracks: dict[str, tuple[MediaStreamTrack, _SourceArrivals | None]] = {}
         self._publishers: list[RTCPeerConnection] = []
         self._subscribers: dict[str, RTCPeerConnection] = {}
+        self._forwarded_by_closed = 0  # packets sent by subscriptions closed since
 
     def _pc(self) -> RTCPeerConnection:
         # max-bundle: with aiortc's default "balanced" policy the second m-line of a kind stays
@@ -150,11 +151,22 @@ class RelayEngine:
         pc = self._subscribers[subscription_id]
         await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
 
-    def forwarded_packets(self) -> int:
+    async def unsubscribe(self, subscription_id: str) -> None:
+        pc = self._subscribers.pop(subscription_id, None)
+        if pc is not None:
+            self._forwarded_by_closed += self._packets_sent(pc)
+            await pc.close()
+
+    @staticmethod
+    def _packets_sent(pc: RTCPeerConnection) -> int:
         return sum(
             s._RTCRtpSender__packet_count  # type: ignore[attr-defined]
-            for pc in self._subscribers.values()
             for s in pc.getSenders()
+        )
+
+    def forwarded_packets(self) -> int:
+        return self._forwarded_by_closed + sum(
+            self._packets_sent(pc) for pc in self._subscribers.values()
         )
 
     async def close(self) -> None:

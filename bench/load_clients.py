@@ -51,6 +51,8 @@ class Publisher:
 class Subscriber:
     pc: RTCPeerConnection
     counters: list[StreamCounter] = field(default_factory=list)
+    id: str = ""  # the server's subscription id
+    producer_ids: list[str] = field(default_factory=list)  # per counter, "" if unknown
 
 
 async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publisher:
@@ -69,14 +71,24 @@ async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscri
     reply = await control.call("/subscribe", {"producers": producer_ids})
     pc = client_pc()
     await pc.setRemoteDescription(RTCSessionDescription(reply["offer"], "offer"))
-    subscriber = Subscriber(pc, count_receivers(pc))
+    subscriber = Subscriber(pc, count_receivers(pc), id=reply["id"])
+    mids: dict[str, str] = reply.get("mids", {})  # mid -> producer id, when the engine says
+    subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]
     await pc.setLocalDescription(await pc.createAnswer())
     await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
     return subscriber
 
 
+async def stop_subscriber(control: Control, subscriber: Subscriber) -> None:
+    """Close the subscriber's peer connection and the server's end of it."""
+    await subscriber.pc.close()
+    await control.call("/unsubscribe", {"id": subscriber.id})
+
+
 async def wait_until_flowing(subscribers: list[Subscriber], limit_s: float) -> int:
     """Wait until every subscribed stream has delivered a packet, or ``limit_s`` passes.
+
+    Video starts on a keyframe: with the pre-encoded clip that may take one clip length (5 s).
 
     Returns how many streams are still silent then; raises if none delivered anything.
     """

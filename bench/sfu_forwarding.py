@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sfu_forwarding.py [--publishers 2] [--subscribers 4] [--seconds 20]
         [--engines ours,relay] [--warmup 3] [--audio] [--no-latency]
+        [--cpu-target 0.5] [--rss-every 10]
 
 Each engine runs in its own server process (bench/sfu_server.py), so its CPU time (utime+stime
 of all its threads, from /proc) and RSS are its alone. This process is the load generator:
@@ -11,6 +12,18 @@ peer, the server's included, gathers ICE on 127.0.0.1 only and uses no STUN/TURN
 
 Figures are taken over a window of --seconds after --warmup seconds of flowing media. Not a test:
 figures and ratios for the notes.
+
+--cpu-target F (ours only): before the window, add subscribers (each takes every publisher) or
+take them away until the server uses F of one core (within --cpu-tolerance, measured over
+--ramp-window seconds); then measure as usual, and check latency and loss against the targets
+(p50 <= 2 ms, p99 <= 10 ms, no loss). E.g. latency at half a core:
+
+    .venv/bin/python bench/sfu_forwarding.py --engines ours --cpu-target 0.5
+
+--rss-every N: sample the server's RSS every N seconds through the window; print the series,
+its spread (max - min over mean, target within 5%) and its trend. E.g. memory over 10 minutes:
+
+    .venv/bin/python bench/sfu_forwarding.py --engines ours --seconds 600 --rss-every 10
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from load_clients import (  # noqa: E402
     close_all,
     start_publisher,
     start_subscriber,
+    stop_subscriber,
     wait_until_flowing,
 )
 from proc_stats import cpu_seconds, rss_mb, usable_cores  # noqa: E402
@@ -48,6 +62,25 @@ from stream_counter import CounterSnapshot, window_loss  # noqa: E402
 from media import _aiortc_seam as seam  # noqa: E402
 
 SERVER = Path(__file__).resolve().parent / "sfu_server.py"
+
+#: What --cpu-target checks (the latency is the server's, packet in to packet out).
+TARGET_P50_MS = 2.0
+TARGET_P99_MS = 10.0
+#: What --rss-every checks: (max - min) / mean of the RSS samples.
+TARGET_RSS_SPREAD = 0.05
+
+
+@dataclass
+class RampStep:
+    subscribers: int
+    streams: int
+    cpu: float  # share of one core
+
+
+@dataclass
+class RssSample:
+    t: float  # seconds since the window opened
+    mb: float
 
 
 @dataclass
@@ -68,6 +101,8 @@ class EngineResult:
     video_bytes: int
     jitter_ms: float
     rss_mb: dict[str, float]
+    ramp: list[RampStep] | None = None
+    rss_series: list[RssSample] | None = None
 
     @property
     def cpu_ms_per_stream_second(self) -> float:
@@ -78,8 +113,18 @@ class EngineResult:
         return self.forwarded_packets / self.server_cpu_s if self.server_cpu_s else float("inf")
 
 
-async def start_server(engine: str, latency: bool) -> tuple[asyncio.subprocess.Process, int]:
-    args = [sys.executable, str(SERVER), "--engine", engine]
+async def start_server(
+    engine: str,
+    latency: bool,
+    address: str = "127.0.0.1",
+    prefix: tuple[str, ...] = (),
+) -> tuple[asyncio.subprocess.Process, int]:
+    """Start bench/sfu_server.py (under ``prefix``, e.g. ``ip netns exec NS``); (process, port).
+
+    With ``prefix`` the command must exec the server (as ``ip netns exec`` does), so that the
+    process's pid is the server's.
+    """
+    args = [*prefix, sys.executable, str(SERVER), "--engine", engine, "--address", address]
     if not latency:
         args.append("--no-latency")
     # the server stops at end of file on its stdin: it never outlives this process
@@ -115,6 +160,81 @@ def snapshots(subscribers: list[Subscriber]) -> list[CounterSnapshot]:
     return [c.snapshot() for s in subscribers for c in s.counters]
 
 
+async def cpu_share(pid: int, seconds: float) -> float:
+    """The share of one core the process used over the next ``seconds``."""
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(seconds)  # a measurement interval, not polling
+    return (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+
+
+async def ramp_to_cpu(
+    pid: int,
+    control: Control,
+    subscribers: list[Subscriber],
+    producer_ids: list[str],
+    args: argparse.Namespace,
+) -> list[RampStep]:
+    """Add or remove subscribers (in place) until the server uses about ``args.cpu_target``."""
+    target, tolerance = args.cpu_target, args.cpu_tolerance
+    steps: list[RampStep] = []
+    for _ in range(args.ramp_steps):
+        await asyncio.sleep(args.ramp_settle)  # let the joins' handshakes finish first
+        cpu = await cpu_share(pid, args.ramp_window)
+        n = len(subscribers)
+        steps.append(RampStep(n, sum(len(s.counters) for s in subscribers), cpu))
+        print(
+            f"  ramp: {n} subscribers, {steps[-1].streams} streams: "
+            f"server CPU {100 * cpu:.1f}% of one core",
+            flush=True,
+        )
+        if abs(cpu - target) <= tolerance:
+            break
+        # CPU = fixed + per-subscriber cost * n: fit the last two different points, or, at
+        # first, assume it is all per-subscriber (which undershoots: the publishers cost too)
+        previous = next((x for x in reversed(steps[:-1]) if x.subscribers != n), None)
+        slope = cpu / n
+        if previous is not None and (cpu - previous.cpu) / (n - previous.subscribers) > 0:
+            slope = (cpu - previous.cpu) / (n - previous.subscribers)
+        want = round(n + (target - cpu) / slope) if slope > 0 else n * 2
+        if want == n:
+            want = n + (1 if cpu < target else -1)
+        want = max(1, min(want, 3 * n, args.max_subscribers))
+        if want == n:
+            print(f"  ramp: stuck at {n} subscribers (--max-subscribers {args.max_subscribers})")
+            break
+        if want > n:
+            added = [await start_subscriber(control, producer_ids) for _ in range(want - n)]
+            subscribers.extend(added)
+            silent = await wait_until_flowing(added, limit_s=15)
+            if silent:
+                print(f"  ramp: {silent} new streams deliver nothing yet", flush=True)
+        else:
+            for subscriber in subscribers[want:]:
+                await stop_subscriber(control, subscriber)
+            del subscribers[want:]
+    else:
+        print(
+            f"  ramp: not within {100 * tolerance:.0f} points of the target after "
+            f"{args.ramp_steps} steps; measuring here",
+            flush=True,
+        )
+    return steps
+
+
+async def sample_rss(pid: int, seconds: float, every: float) -> list[RssSample]:
+    """RSS at 0, every, 2*every, ... seconds, and at ``seconds``."""
+    start = time.perf_counter()
+    samples = [RssSample(0.0, rss_mb(pid))]
+    while True:
+        next_at = samples[-1].t + every
+        if next_at > seconds - every / 10:
+            next_at = seconds
+        await asyncio.sleep(max(0.0, start + next_at - time.perf_counter()))  # sampling clock
+        samples.append(RssSample(time.perf_counter() - start, rss_mb(pid)))
+        if next_at >= seconds:
+            return samples
+
+
 async def run_engine(
     engine: str, args: argparse.Namespace, clips: list[EncodedClip]
 ) -> EngineResult:
@@ -123,6 +243,8 @@ async def run_engine(
     publishers: list[Publisher] = []
     subscribers: list[Subscriber] = []
     rss = {"idle": rss_mb(proc.pid)}
+    ramp: list[RampStep] | None = None
+    series: list[RssSample] | None = None
     try:
         async with aiohttp.ClientSession() as session:
             control = Control(session, f"http://127.0.0.1:{port}")
@@ -133,16 +255,23 @@ async def run_engine(
                 for _ in range(args.subscribers):
                     subscribers.append(await start_subscriber(control, producer_ids))
                 await wait_until_flowing(subscribers, limit_s=15)
+                if args.cpu_target:
+                    ramp = await ramp_to_cpu(proc.pid, control, subscribers, producer_ids, args)
                 await asyncio.sleep(args.warmup)  # pacing the warm-up, not polling
 
                 await control.call("/mark", {})
                 stats0 = await control.call("/stats")
                 cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
                 counters0, t0 = snapshots(subscribers), time.perf_counter()
-                rss["start"] = rss_mb(proc.pid)
-                await asyncio.sleep(args.seconds / 2)
-                rss["mid"] = rss_mb(proc.pid)
-                await asyncio.sleep(args.seconds / 2)
+                if args.rss_every:
+                    series = await sample_rss(proc.pid, args.seconds, args.rss_every)
+                    rss["start"] = series[0].mb
+                    rss["mid"] = min(series, key=lambda x: abs(x.t - args.seconds / 2)).mb
+                else:
+                    rss["start"] = rss_mb(proc.pid)
+                    await asyncio.sleep(args.seconds / 2)
+                    rss["mid"] = rss_mb(proc.pid)
+                    await asyncio.sleep(args.seconds / 2)
                 counters1, t1 = snapshots(subscribers), time.perf_counter()
                 cpu1, client1 = cpu_seconds(proc.pid), time.process_time()
                 stats1 = await control.call("/stats")
@@ -185,6 +314,8 @@ async def run_engine(
         video_bytes=video_bytes,
         jitter_ms=sum(c.jitter for c in video) / len(video) / 90 if video else 0.0,
         rss_mb=rss,
+        ramp=ramp,
+        rss_series=series,
     )
 
 
@@ -254,6 +385,63 @@ def report(results: list[EngineResult]) -> None:
         print(f"\nrelay/ours, server CPU per forwarded stream-second: {ratio:.1f}x")
 
 
+def report_cpu_target(results: list[EngineResult], target: float) -> None:
+    for r in results:
+        if r.ramp is None:
+            continue
+        cpu = r.server_cpu_s / r.window_s
+        print(
+            f"\n{r.engine} at {100 * target:.0f}% server CPU: {r.streams} forwarded streams "
+            f"({r.ramp[-1].subscribers} subscribers); in the window the server used "
+            f"{100 * cpu:.1f}% and the load generator {100 * r.client_cpu_s / r.window_s:.1f}% "
+            "of one core"
+        )
+        lat = r.latency
+        if lat is None or not lat["n"]:
+            print("  latency: not measured (--no-latency)")
+            checks = []
+        else:
+            checks = [
+                (
+                    f"latency p50 {lat['p50_ms']:.2f} ms <= {TARGET_P50_MS:g} ms",
+                    lat["p50_ms"] <= TARGET_P50_MS,
+                ),
+                (
+                    f"latency p99 {lat['p99_ms']:.2f} ms <= {TARGET_P99_MS:g} ms",
+                    lat["p99_ms"] <= TARGET_P99_MS,
+                ),
+            ]
+        checks.append((f"subscriber loss {r.lost} of {r.expected} packets = 0", r.lost == 0))
+        checks.append((f"no silent streams ({r.silent_streams})", r.silent_streams == 0))
+        for text, ok in checks:
+            print(f"  {'ok  ' if ok else 'FAIL'} {text}")
+
+
+def report_rss(results: list[EngineResult], every: float) -> None:
+    for r in results:
+        series = r.rss_series
+        if not series:
+            continue
+        print(f"\n{r.engine}: server RSS every {every:g} s through the window (s: MB)")
+        cells = [f"{x.t:6.0f}: {x.mb:6.1f}" for x in series]
+        for i in range(0, len(cells), 6):
+            print("  " + "   ".join(cells[i : i + 6]))
+        values = [x.mb for x in series]
+        mean = sum(values) / len(values)
+        spread = (max(values) - min(values)) / mean
+        # least-squares slope, MB per minute
+        mt = sum(x.t for x in series) / len(series)
+        var = sum((x.t - mt) ** 2 for x in series)
+        slope = sum((x.t - mt) * (x.mb - mean) for x in series) / var * 60 if var else 0.0
+        verdict = "ok" if spread <= TARGET_RSS_SPREAD else "FAIL"
+        print(
+            f"  min {min(values):.1f}, max {max(values):.1f}, mean {mean:.1f} MB; "
+            f"spread (max-min)/mean {100 * spread:.2f}% ({verdict}, target "
+            f"<= {100 * TARGET_RSS_SPREAD:.0f}%); trend {slope:+.3f} MB/min; "
+            f"samples after {r.rss_mb['idle']:.0f} MB idle and the warm-up"
+        )
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
@@ -293,6 +481,10 @@ async def main(args: argparse.Namespace) -> None:
         results.append(await run_engine(engine, args, clips))
     print()
     report(results)
+    if args.cpu_target:
+        report_cpu_target(results, args.cpu_target)
+    if args.rss_every:
+        report_rss(results, args.rss_every)
 
 
 def parse_args() -> argparse.Namespace:
@@ -306,13 +498,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--engines", default="ours,relay", help="comma-separated: ours, relay")
     parser.add_argument("--audio", action="store_true", help="each publisher adds Opus audio")
     parser.add_argument("--no-latency", action="store_true", help="no latency instrumentation")
+    ramp = parser.add_argument_group("latency at a server CPU load (ours only)")
+    ramp.add_argument(
+        "--cpu-target",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="ramp subscribers until the server uses this share of one core, e.g. 0.5",
+    )
+    ramp.add_argument("--cpu-tolerance", type=float, default=0.05, help="absolute, default 0.05")
+    ramp.add_argument("--ramp-window", type=float, default=3.0, help="seconds per CPU reading")
+    ramp.add_argument("--ramp-settle", type=float, default=2.0, help="seconds after joins")
+    ramp.add_argument("--ramp-steps", type=int, default=10, help="at most this many readings")
+    ramp.add_argument("--max-subscribers", type=int, default=200)
+    memory = parser.add_argument_group("memory over time")
+    memory.add_argument(
+        "--rss-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="sample the server's RSS this often through the window (e.g. 10 with --seconds 600)",
+    )
     args = parser.parse_args()
+    engines_given = any(a == "--engines" or a.startswith("--engines=") for a in sys.argv[1:])
+    if args.cpu_target and not engines_given:
+        args.engines = "ours"
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(args.engines) - {"ours", "relay"}
     if unknown or not args.engines:
         parser.error(f"unknown engines: {', '.join(sorted(unknown)) or '(none)'}")
     if args.publishers < 1 or args.subscribers < 1 or args.seconds <= 0:
         parser.error("publishers, subscribers and seconds must be positive")
+    if args.cpu_target is not None:
+        if args.engines != ["ours"]:
+            parser.error("--cpu-target runs the ours engine only (--engines ours)")
+        if not 0 < args.cpu_target < 2:
+            parser.error("--cpu-target is a share of one core, e.g. 0.5")
+    if args.rss_every is not None and not 0 < args.rss_every <= args.seconds:
+        parser.error("--rss-every must be positive and at most --seconds")
     return args
 
 

@@ -1,18 +1,20 @@
 """The server under test, in its own process so that its CPU time and memory can be read alone.
 
-    .venv/bin/python bench/sfu_server.py --engine ours|relay [--no-latency]
+    .venv/bin/python bench/sfu_server.py --engine ours|relay [--no-latency] [--address 127.0.0.1]
 
-Prints ``PORT <n>`` once its control channel listens on 127.0.0.1, then serves (until
+Prints ``PORT <n>`` once its control channel listens on --address, then serves (until
 /shutdown, SIGTERM, SIGINT, or end of file on stdin, so it never outlives the bench):
 
-    POST /publish   {"sdp": offer}          -> {"answer": sdp, "producers": [{"id", "kind"}]}
-    POST /subscribe {"producers": [ids]}    -> {"id": subscription, "offer": sdp}
-    POST /answer    {"id": subscription, "sdp": answer} -> {}
-    POST /mark      start of the measurement window: latency samples are reset
-    GET  /stats     -> {"forwarded_packets", "latency": {...}, ...}
-    POST /shutdown  close every peer connection and exit
+    POST /publish     {"sdp": offer}          -> {"answer": sdp, "producers": [{"id", "kind"}]}
+    POST /subscribe   {"producers": [ids]}    -> {"id": subscription, "offer": sdp, "mids"?}
+    POST /answer      {"id": subscription, "sdp": answer} -> {}
+    POST /unsubscribe {"id": subscription}    close that subscription's peer connection
+    POST /mark        start of the measurement window: latency samples are reset
+    GET  /stats       -> {"forwarded_packets", "latency": {...}, "producers"?: {...}, ...}
+    POST /shutdown    close every peer connection and exit
 
-ICE gathers on 127.0.0.1 only and no STUN/TURN server is used. Driven by bench/sfu_forwarding.py.
+ICE gathers on --address only (default 127.0.0.1) and no STUN/TURN server is used. Driven by
+bench/sfu_forwarding.py and bench/publisher_loss.py (which runs it in a network namespace).
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ class Engine(Protocol):
     async def publish(self, offer_sdp: str) -> tuple[str, list[dict[str, str]]]: ...
     async def subscribe(self, producer_ids: list[str]) -> tuple[str, str]: ...
     async def answer(self, subscription_id: str, answer_sdp: str) -> None: ...
+    async def unsubscribe(self, subscription_id: str) -> None: ...
     def forwarded_packets(self) -> int: ...
     async def close(self) -> None: ...
 
 
-def make_engine(name: str, latency: LatencyRecorder | None) -> Engine:
+def make_engine(name: str, latency: LatencyRecorder | None, address: str) -> Engine:
     if name == "ours":
         from engine_ours import OursEngine
 
-        return OursEngine(latency)
+        return OursEngine(latency, ice_address=address)
     from engine_relay import RelayEngine
 
     return RelayEngine(latency)
@@ -64,11 +67,20 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
     async def subscribe(request: web.Request) -> web.Response:
         body = await request.json()
         subscription_id, offer = await engine.subscribe(body["producers"])
-        return web.json_response({"id": subscription_id, "offer": offer})
+        reply: dict[str, Any] = {"id": subscription_id, "offer": offer}
+        mids = getattr(engine, "subscription_mids", None)
+        if mids is not None:
+            reply["mids"] = mids(subscription_id)  # mid -> producer id
+        return web.json_response(reply)
 
     async def answer(request: web.Request) -> web.Response:
         body = await request.json()
         await engine.answer(body["id"], body["sdp"])
+        return web.json_response({})
+
+    async def unsubscribe(request: web.Request) -> web.Response:
+        body = await request.json()
+        await engine.unsubscribe(body["id"])
         return web.json_response({})
 
     async def mark(request: web.Request) -> web.Response:
@@ -85,6 +97,10 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
         unmatched = getattr(engine, "unmatched_frames", None)
         if unmatched is not None:
             figures["unmatched_frames"] = unmatched
+        for name in ("producer_stats", "consumer_stats"):  # ours only
+            read = getattr(engine, name, None)
+            if read is not None:
+                figures[name.removesuffix("_stats") + "s"] = read()
         return web.json_response(figures)
 
     async def shutdown(request: web.Request) -> web.Response:
@@ -95,6 +111,7 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
     app.router.add_post("/publish", publish)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/answer", answer)
+    app.router.add_post("/unsubscribe", unsubscribe)
     app.router.add_post("/mark", mark)
     app.router.add_get("/stats", stats)
     app.router.add_post("/shutdown", shutdown)
@@ -111,18 +128,18 @@ async def stop_when_parent_goes(stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def serve(engine_name: str, measure_latency: bool) -> None:
-    seam.restrict_host_addresses(["127.0.0.1"])
+async def serve(engine_name: str, measure_latency: bool, address: str) -> None:
+    seam.restrict_host_addresses([address])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(stop_when_parent_goes(stop))
-    engine = make_engine(engine_name, LatencyRecorder() if measure_latency else None)
+    engine = make_engine(engine_name, LatencyRecorder() if measure_latency else None, address)
     runner = web.AppRunner(control_app(engine, stop), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, address, 0)
         await site.start()
         print(f"PORT {runner.addresses[0][1]}", flush=True)
         # Nobody reads our stdout after the port: anything else goes to stderr, so a full pipe
@@ -140,9 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--engine", choices=("ours", "relay"), required=True)
     parser.add_argument("--no-latency", action="store_true", help="skip latency instrumentation")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="the one local address for ICE and the control channel (default 127.0.0.1)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format=f"[{args.engine} server] %(message)s")
-    asyncio.run(serve(args.engine, not args.no_latency))
+    asyncio.run(serve(args.engine, not args.no_latency, args.address))
 
 
 if __name__ == "__main__":

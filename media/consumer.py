@@ -122,6 +122,10 @@ class Consumer:
         return self._transceiver.mid
 
     @property
+    def transport_id(self) -> str:
+        return str(self.app_data.get("transport_id", ""))
+
+    @property
     def ready(self) -> bool:
         return self._ready
 
@@ -219,7 +223,9 @@ class Consumer:
 
     def _start(self, packet: RtpPacket) -> bool:
         """Re-base the offsets on ``packet``; False while a video stream waits for a keyframe."""
-        if self.kind == "video" and not keyframe_start(self.producer.codec.mimeType, packet.payload):
+        if self.kind == "video" and not keyframe_start(
+            self.producer.codec.mimeType, packet.payload
+        ):
             if not self._keyframe_asked:
                 self._keyframe_asked = True
                 self.producer.request_keyframe()

@@ -43,6 +43,7 @@ class Producer:
         self.id = uuid.uuid4().hex
         self.kind: str = transceiver.kind
         self.codec = codec
+        self._payload_type: int = codec.payloadType or 0
         self.mid = transceiver.mid
         self.app_data: dict[str, Any] = dict(app_data or {})
         self._transceiver = transceiver
@@ -100,14 +101,14 @@ class Producer:
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         if self._closed:
             return
-        if packet.payload_type != self.codec.payloadType:
+        if packet.payload_type != self._payload_type:
             if packet.payload_type != self._rtx_payload_type or self._ssrc is None:
                 self.packets_dropped += 1  # FEC, or a codec we did not agree on
                 return
             if len(packet.payload) < 2:
                 self.packets_dropped += 1  # RTX padding: a bandwidth probe
                 return
-            packet = unwrap_rtx(packet, payload_type=self.codec.payloadType, ssrc=self._ssrc)
+            packet = unwrap_rtx(packet, payload_type=self._payload_type, ssrc=self._ssrc)
             self.packets_recovered += 1
         elif self._ssrc is None:
             self._ssrc = packet.ssrc

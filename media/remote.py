@@ -200,8 +200,11 @@ class RemoteRoom:
             "add_ice_candidate", participant_id=participant_id, target=target, candidate=candidate
         )
 
-    async def leave(self, participant_id: str) -> None:
-        await self._call("leave", participant_id=participant_id)
+    async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:
+        await self._call("set_muted", participant_id=participant_id, kind=kind, muted=muted)
+
+    async def leave(self, participant_id: str, *, returning: bool = False) -> None:
+        await self._call("leave", participant_id=participant_id, returning=returning)
 
     async def dump(self) -> dict[str, Any]:
         return dict(await self._call("dump"))

@@ -8,11 +8,13 @@ Producer to every subscriber without a round trip.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
 from .active_speaker import ActiveSpeakerObserver
+from .consumer import Consumer, codecs_match
 from .errors import InvalidState
 from .producer import Producer
 from .router import Router
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 #: changed; "active_speaker" {participant_id | None}.
 EventSink = Callable[[str, dict[str, Any]], None]
 
+#: How long a reconnecting participant's streams wait for it before they are renegotiated away.
+REJOIN_GRACE_S = 10.0
+
 
 class RoomMedia:
     """Publish and subscribe Transports per participant on one Router."""
@@ -34,6 +39,12 @@ class RoomMedia:
         self._publish: dict[str, Transport] = {}
         self._subscribe: dict[str, Transport] = {}
         self._speaker = ActiveSpeakerObserver(lambda: router.producers, self._speaker_changed)
+        # Consumers of a participant who is expected back, by (participant id, kind): when it
+        # publishes again they carry its new tracks on the same streams (no jump, no new tile).
+        self._orphans: dict[tuple[str, str], list[Consumer]] = {}
+        self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._muted: dict[str, set[str]] = {}  # kind -> participant ids
 
     def _speaker_changed(self, producer: Producer | None) -> None:
         participant = producer.app_data.get("participant_id") if producer is not None else None
@@ -58,10 +69,33 @@ class RoomMedia:
         result = await self.router.publish(transport, offer_sdp)
         for producer in result.added:
             producer.app_data["participant_id"] = participant_id
+            adopted = self._adopt_orphans(participant_id, producer)
             for subscriber_id, subscription in self._subscribe.items():
-                if subscriber_id != participant_id:
+                if subscriber_id != participant_id and subscription.id not in adopted:
                     self._consume(subscription, producer)
+            if participant_id in self._muted.get(producer.kind, set()):
+                producer.pause()
         return result.answer_sdp
+
+    def _adopt_orphans(self, participant_id: str, producer: Producer) -> set[str]:
+        """Hand ``producer`` to the Consumers its participant's previous track left behind.
+
+        Returns the ids of the subscribe Transports served that way.
+        """
+        served: set[str] = set()
+        orphans = self._orphans.pop((participant_id, producer.kind), [])
+        for consumer in orphans:
+            if consumer.closed or not codecs_match(consumer.producer.codec, producer.codec):
+                self._spawn(consumer.close())
+                continue
+            consumer.switch_producer(producer)
+            consumer.resume()
+            served.add(consumer.transport_id)
+        if not any(key[0] == participant_id for key in self._orphans):
+            timer = self._orphan_timers.pop(participant_id, None)
+            if timer is not None:
+                timer.cancel()
+        return served
 
     async def subscribe(self, participant_id: str) -> None:
         """Start receiving every other participant's tracks, now and as they come."""
@@ -120,12 +154,62 @@ class RoomMedia:
             raise InvalidState("not subscribed")
         return transport
 
-    async def leave(self, participant_id: str) -> None:
-        """Close the participant's Transports; the others renegotiate its tracks away."""
-        for transports in (self._publish, self._subscribe):
-            transport = transports.pop(participant_id, None)
-            if transport is not None:
-                await transport.close()
+    async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:
+        """Stop (or restart) forwarding the participant's tracks of ``kind``: a mute is kept
+        by the server, whatever the client still sends."""
+        muted_ids = self._muted.setdefault(kind, set())
+        if muted:
+            muted_ids.add(participant_id)
+        else:
+            muted_ids.discard(participant_id)
+        transport = self._publish.get(participant_id)
+        for producer in transport.producers if transport is not None else []:
+            if producer.kind == kind:
+                producer.pause() if muted else producer.resume()
+
+    async def leave(self, participant_id: str, *, returning: bool = False) -> None:
+        """Close the participant's Transports; the others renegotiate its tracks away.
+
+        ``returning``: the participant is expected back (a reconnect). For
+        :data:`REJOIN_GRACE_S` the others' Consumers of its tracks stay, paused, and carry its
+        tracks again when it publishes; only then, if it did not, are they renegotiated away.
+        """
+        publish = self._publish.pop(participant_id, None)
+        if publish is not None:
+            if returning:
+                self._keep_orphans(participant_id, publish)
+            await publish.close()
+        subscribe = self._subscribe.pop(participant_id, None)
+        if subscribe is not None:
+            await subscribe.close()
+        if not returning:
+            for kind in self._muted.values():
+                kind.discard(participant_id)
+
+    def _keep_orphans(self, participant_id: str, publish: Transport) -> None:
+        for producer in publish.producers:
+            kept = self._orphans.setdefault((participant_id, producer.kind), [])
+            for consumer in producer.consumers:
+                consumer.pause()
+                producer._remove_consumer(consumer)
+                kept.append(consumer)
+        previous = self._orphan_timers.pop(participant_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._orphan_timers[participant_id] = asyncio.get_running_loop().call_later(
+            REJOIN_GRACE_S, self._expire_orphans, participant_id
+        )
+
+    def _expire_orphans(self, participant_id: str) -> None:
+        self._orphan_timers.pop(participant_id, None)
+        for key in [k for k in self._orphans if k[0] == participant_id]:
+            for consumer in self._orphans.pop(key):
+                self._spawn(consumer.close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -136,6 +220,16 @@ class RoomMedia:
 
     async def close(self) -> None:
         await self._speaker.close()
+        for timer in self._orphan_timers.values():
+            timer.cancel()
+        self._orphan_timers.clear()
+        for consumers in self._orphans.values():
+            for consumer in consumers:
+                await consumer.close()
+        self._orphans.clear()
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._publish.clear()
         self._subscribe.clear()
         await self.router.close()

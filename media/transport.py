@@ -206,7 +206,7 @@ class Transport:
                         codec,
                         app_data=dict(self.app_data),
                         rtx_payload_type=rtx,
-                        rtx_ssrc=rtx_ssrcs.get(transceiver.mid),
+                        rtx_ssrc=rtx_ssrcs.get(transceiver.mid or ""),
                     )
                     self._producers[producer.id] = producer
                     self._producer_by_transceiver[id(transceiver)] = producer
@@ -239,7 +239,9 @@ class Transport:
         preferences = _preferences_for(producer)
         if preferences:
             transceiver.setCodecPreferences(preferences)
-        consumer = Consumer(producer, transceiver, app_data=app_data)
+        consumer = Consumer(
+            producer, transceiver, app_data={**(app_data or {}), "transport_id": self.id}
+        )
         self._consumers[consumer.id] = consumer
         consumer.on_close(self._consumer_closed)
         self._set_needs_negotiation()

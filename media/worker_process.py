@@ -29,6 +29,7 @@ ROOM_METHODS = {
     "create_offer",
     "apply_answer",
     "add_ice_candidate",
+    "set_muted",
     "leave",
     "dump",
 }

@@ -68,18 +68,22 @@ class Room:
         session.joined = True
         return previous if previous is not session else None
 
-    async def remove(self, session: Session, *, replaced: bool = False) -> None:
+    async def remove(
+        self, session: Session, *, replaced: bool = False, returning: bool = False
+    ) -> None:
         """Take ``session`` out: its media closes, the others renegotiate without it.
 
         ``replaced``: its participant already joined again on another socket, which has not
-        published yet (this runs inside that socket's join); the old media goes all the same.
+        published yet (this runs inside that socket's join); the old media goes all the same,
+        and the others keep their streams of it for the new socket's tracks.
+        ``returning``: the socket dropped without a leave; the participant may come back.
         """
         current = self.sessions.get(session.participant_id)
         if current is session:
             del self.sessions[session.participant_id]
         session.joined = False
         if (current is session or replaced) and self.media is not None and not self.closed:
-            await self.media.leave(session.participant_id)
+            await self.media.leave(session.participant_id, returning=replaced or returning)
         session.subscribed = False
         session.awaiting_answer = False
 
@@ -143,6 +147,9 @@ class Room:
         session.awaiting_answer = False
         if await media.needs_offer(session.participant_id):
             self._queue_renegotiation(session)
+
+    async def set_muted(self, session: Session, kind: str, muted: bool) -> None:
+        await self._media().set_muted(session.participant_id, kind, muted)
 
     async def add_ice_candidate(
         self, session: Session, target: Any, candidate: dict[str, Any] | None

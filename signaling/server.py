@@ -128,7 +128,7 @@ class SignalingServer:
         if session is None:
             return
         await session.close()
-        await self._leave_room(session)
+        await self._leave_room(session, returning=True)
         logger.info("disconnected", extra={"sid": sid})
 
     # --- events ------------------------------------------------------------------------------
@@ -206,20 +206,22 @@ class SignalingServer:
             session.audio_muted = request.muted
         else:
             session.video_muted = request.muted
-        await (await self._room(session)).broadcast_participants()
+        room = await self._room(session)
+        await room.set_muted(session, request.kind, request.muted)
+        await room.broadcast_participants()
 
     async def _leave(self, session: Session, data: Any) -> None:
         m.Empty.parse(data)
         await self._leave_room(session)
 
-    async def _leave_room(self, session: Session) -> None:
+    async def _leave_room(self, session: Session, *, returning: bool = False) -> None:
         if not session.joined:
             return
         room = self.rooms.find(session.identity.visit_id)
         if room is None:
             session.joined = False
             return
-        await room.remove(session)
+        await room.remove(session, returning=returning)
         await self.sio.leave_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()
         await self.rooms.discard_if_empty(room)
