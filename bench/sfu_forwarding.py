@@ -198,7 +198,7 @@ async def ramp_to_cpu(
         want = round(n + (target - cpu) / slope) if slope > 0 else n * 2
         if want == n:
             want = n + (1 if cpu < target else -1)
-        want = max(1, min(want, 3 * n, args.max_subscribers))
+        want = max(1, min(want, args.max_subscribers))
         if want == n:
             print(f"  ramp: stuck at {n} subscribers (--max-subscribers {args.max_subscribers})")
             break
@@ -507,8 +507,13 @@ def parse_args() -> argparse.Namespace:
         help="ramp subscribers until the server uses this share of one core, e.g. 0.5",
     )
     ramp.add_argument("--cpu-tolerance", type=float, default=0.05, help="absolute, default 0.05")
-    ramp.add_argument("--ramp-window", type=float, default=3.0, help="seconds per CPU reading")
-    ramp.add_argument("--ramp-settle", type=float, default=2.0, help="seconds after joins")
+    ramp.add_argument(
+        "--ramp-window",
+        type=float,
+        default=5.0,
+        help="seconds per CPU reading (default 5: one loop of the clip, one keyframe)",
+    )
+    ramp.add_argument("--ramp-settle", type=float, default=3.0, help="seconds after joins")
     ramp.add_argument("--ramp-steps", type=int, default=10, help="at most this many readings")
     ramp.add_argument("--max-subscribers", type=int, default=200)
     memory = parser.add_argument_group("memory over time")

@@ -3,6 +3,7 @@ and a publisher's re-join: no gap it would take for loss, no jump the clock does
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ def assert_continuous(log, clock_rate: int, gap_from: float) -> None:
     ``gap_from``, the timestamp advanced as the wall clock did."""
     assert len({p[0] for p in log}) == 1, "the SSRC changed"
     seqs = [p[1] for p in log]
-    steps = [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:], strict=False)]
+    steps = [(b - a) & 0xFFFF for a, b in itertools.pairwise(seqs)]
     assert set(steps) == {1}, f"sequence steps {sorted(set(steps))}"
     # the largest arrival gap is the pause; its timestamp step must match the time that passed
     i = max(range(1, len(log)), key=lambda k: log[k][3] - log[k - 1][3])
@@ -93,7 +94,7 @@ async def test_pause_resume_and_mute_unmute_keep_numbering_continuous(room):
     subscriber, wire = await _subscribe(room, "patient")
     try:
         await wait_for(lambda: wire.count("video") > 30 and wire.count("audio") > 30, timeout=10)
-        (consumer_v, consumer_a) = sorted(
+        (consumer_v, _consumer_a) = sorted(
             room.router.dump()["consumers"],
             key=lambda c: room.router._consumers[c].kind,
             reverse=True,

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 from client import Participant
-from conftest import start_server
+from harness import start_server
 from peers import wait_for
 
 

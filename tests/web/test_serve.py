@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import skip_or_fail
+from harness import skip_or_fail
 
 from web.config import load_config
 

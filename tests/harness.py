@@ -1,0 +1,79 @@
+"""Test harness: the application on a free port, demo visits with join tokens, strict skips."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from consult.tokens import issue_join_token
+from consult.visits import create_demo_visit
+from web.app import create_app
+from web.config import Config
+from web.keys import DATABASE, MEDIA, SIGNALING
+
+
+def strict() -> bool:
+    """Under ``TELECONSULT_STRICT=1`` (CI) a test that lacks a tool fails instead of skipping."""
+    return os.environ.get("TELECONSULT_STRICT") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if strict():
+        pytest.fail(f"{reason} (TELECONSULT_STRICT=1)")
+    pytest.skip(reason)
+
+
+@dataclass
+class Visit:
+    visit_id: str
+    tokens: dict[str, str]
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    config: Config
+    runner: web.AppRunner
+
+    async def visit(self) -> Visit:
+        """A new demo visit with a join token per role."""
+        demo = await create_demo_visit(self.app[DATABASE])
+        secret = self.config.secret()
+        tokens = {
+            "doctor": issue_join_token(
+                secret, visit_id=demo.visit_id, user_id=demo.doctor_id, role="doctor"
+            ),
+            "patient": issue_join_token(
+                secret, visit_id=demo.visit_id, user_id=demo.patient_id, role="patient"
+            ),
+        }
+        return Visit(demo.visit_id, tokens)
+
+    @property
+    def media(self):  # type: ignore[no-untyped-def]
+        return self.app[MEDIA]
+
+    @property
+    def signaling(self):  # type: ignore[no-untyped-def]
+        return self.app[SIGNALING]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(tmp_path: Path, **settings: Any) -> Server:
+    """The whole application on 127.0.0.1 at a free port, ICE on 127.0.0.1 only."""
+    config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return Server(url=f"http://127.0.0.1:{port}", app=app, config=config, runner=runner)
