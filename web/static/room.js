@@ -741,18 +741,17 @@ function connect() {
     s.enqueueOffer(offer).catch(reportError);
   });
 
-  socket.on("ice_candidate", (payload) => {
-    const s = session;
-    const pc = payload?.target === "publish" ? s?.publishPc : s?.subscribePc;
-    // `null` only marks the end: the server's candidates are all in its SDP.
-    if (!pc || !payload.candidate) return;
-    pc.addIceCandidate(payload.candidate).catch((err) => console.warn("[tc] addIceCandidate", err));
-  });
-
   socket.on("room_closed", (payload) => {
     console.info("[tc] room closed:", payload?.reason);
     session?.close();
     session = null;
+    if (payload?.reason === "media_worker_failed" && !ended) {
+      // The process carrying the room's media died; the socket is still up: join again, and
+      // the server opens the room on a live worker.
+      setState("reconnecting");
+      startSession();
+      return;
+    }
     // "replaced": the same participant opened the visit in another window, which took over.
     finish(payload?.reason === "replaced" ? "replaced" : "closed");
   });
