@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from encoded_media import EncodedClip, EncodedTrack
 from stream_counter import StreamCounter, count_receivers
@@ -45,6 +45,7 @@ class Control:
 class Publisher:
     pc: RTCPeerConnection
     producer_ids: list[str] = field(default_factory=list)
+    senders: dict[str, RTCRtpSender] = field(default_factory=dict)  # by producer id
 
 
 @dataclass
@@ -64,6 +65,15 @@ async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publish
     reply = await control.call("/publish", {"sdp": pc.localDescription.sdp})
     await pc.setRemoteDescription(RTCSessionDescription(reply["answer"], "answer"))
     publisher.producer_ids = [p["id"] for p in reply["producers"]]
+    transceivers = pc.getTransceivers()
+    for i, producer in enumerate(reply["producers"]):
+        # by mid when the engine says it, else in order (one Producer per m-line)
+        mid = producer.get("mid")
+        match = next((t for t in transceivers if mid is not None and t.mid == mid), None)
+        if match is None and i < len(transceivers):
+            match = transceivers[i]
+        if match is not None:
+            publisher.senders[producer["id"]] = match.sender
     return publisher
 
 

@@ -255,6 +255,10 @@ class ProcessMediaPool:
         if room is not None and room.worker.alive:
             return room
         alive = [w for w in self.workers if w.alive]
+        if not alive and self._tasks:
+            # every worker is gone and replacements are starting: wait for them
+            await asyncio.wait(set(self._tasks), timeout=START_TIMEOUT_S)
+            alive = [w for w in self.workers if w.alive]
         if not alive:
             raise WorkerLost("no media worker is running")
         worker = min(alive, key=lambda w: (len(w.rooms), w.index))

@@ -28,7 +28,12 @@ def bad_request(message: str) -> SignalingError:
     return SignalingError("bad_request", message)
 
 
-_MEDIA_CODES = {"bad_sdp": "bad_sdp", "invalid_state": "invalid_state", "closed": "invalid_state"}
+_MEDIA_CODES = {
+    "bad_sdp": "bad_sdp",
+    "invalid_state": "invalid_state",
+    "closed": "invalid_state",
+    "worker_lost": "media_unavailable",
+}
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:

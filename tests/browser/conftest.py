@@ -169,7 +169,13 @@ def _wait_for_http(server: Server, path: str, deadline: float) -> None:
 
 
 @pytest.fixture
-def teleconsult_server(netns: str, tmp_path: Path) -> Iterator[Server]:
+def server_env() -> dict[str, str]:
+    """Extra environment for `teleconsult serve` (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def teleconsult_server(netns: str, tmp_path: Path, server_env: dict[str, str]) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` on 127.0.0.1 inside the namespace."""
     if shutil.which("curl") is None:
         _unavailable("curl is needed to poll the server inside the namespace")
@@ -217,6 +223,7 @@ def teleconsult_server(netns: str, tmp_path: Path) -> Iterator[Server]:
             ],
             stdout=out,
             stderr=err,
+            env={**os.environ, **server_env},
         )
     server = Server(
         ns=netns,
