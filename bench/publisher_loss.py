@@ -90,13 +90,26 @@ def _networks_in_use() -> list[ipaddress.IPv4Network]:
         fields = line.split()
         if "inet" in fields:
             nets.append(ipaddress.ip_interface(fields[fields.index("inet") + 1]).network)
+    route_types = {
+        "unicast",
+        "broadcast",
+        "local",
+        "anycast",
+        "multicast",
+        "unreachable",
+        "prohibit",
+        "blackhole",
+        "throw",
+        "nat",
+    }
     for line in run("ip", "-4", "route", "show", "table", "all").splitlines():
-        dst = line.split()[0] if line.split() else ""
-        if dst in ("default", "broadcast", "local", "unreachable", "prohibit", "blackhole"):
-            dst = line.split()[1] if dst != "default" and len(line.split()) > 1 else ""
+        words = line.split()
+        if words and words[0] in route_types:
+            words = words[1:]
+        if not words or words[0] == "default":
+            continue  # the default route covers everything; it is not an address in use
         with contextlib.suppress(ValueError):
-            if dst:
-                nets.append(ipaddress.ip_network(dst, strict=False))
+            nets.append(ipaddress.ip_network(words[0], strict=False))
     return nets
 
 
@@ -127,18 +140,44 @@ class Rig:
     def setup(self) -> None:
         self._up = True  # from the first command on, teardown has something to undo
         run("ip", "netns", "add", self.ns)
-        run("ip", "link", "add", self.root_if, "type", "veth", "peer", "name", self.ns_if,
-            "netns", self.ns)  # fmt: skip
+        run(
+            "ip",
+            "link",
+            "add",
+            self.root_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.ns_if,
+            "netns",
+            self.ns,
+        )
         # no IPv6 autoconfiguration chatter on the pair (both settings go with the interfaces)
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv6/conf/{self.root_if}/disable_ipv6").write_text("1")
         with contextlib.suppress(RuntimeError):
-            run("ip", "netns", "exec", self.ns, "sysctl", "-qw",
-                f"net.ipv6.conf.{self.ns_if}.disable_ipv6=1")  # fmt: skip
+            run(
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "sysctl",
+                "-qw",
+                f"net.ipv6.conf.{self.ns_if}.disable_ipv6=1",
+            )
         for address in (self.pub_addr, self.sub_addr):
             run("ip", "addr", "add", f"{address}/{self.prefix}", "dev", self.root_if)
-        run("ip", "-n", self.ns, "addr", "add", f"{self.server_addr}/{self.prefix}",
-            "dev", self.ns_if)  # fmt: skip
+        run(
+            "ip",
+            "-n",
+            self.ns,
+            "addr",
+            "add",
+            f"{self.server_addr}/{self.prefix}",
+            "dev",
+            self.ns_if,
+        )
         run("ip", "link", "set", self.root_if, "up")
         run("ip", "-n", self.ns, "link", "set", self.ns_if, "up")
         run("ip", "-n", self.ns, "link", "set", "lo", "up")
@@ -156,8 +195,11 @@ table inet {NFT_TABLE} {{
 """
         done = subprocess.run(
             ["ip", "netns", "exec", self.ns, "nft", "-f", "-"],
-            input=ruleset, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            input=ruleset,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"nft refused the namespace's table: {done.stderr.strip()}")
         self.set_loss(0)
@@ -166,9 +208,23 @@ table inet {NFT_TABLE} {{
         """Drop ``percent`` % of the publishers' UDP at random (0: drop nothing)."""
         self.nft("flush", "chain", "inet", NFT_TABLE, "loss")
         if percent > 0:
-            self.nft("add", "rule", "inet", NFT_TABLE, "loss", "numgen", "random", "mod", "10000",
-                     "<", str(round(percent * 100)), "counter", "name", "publisher_dropped",
-                     "drop")  # fmt: skip
+            self.nft(
+                "add",
+                "rule",
+                "inet",
+                NFT_TABLE,
+                "loss",
+                "numgen",
+                "random",
+                "mod",
+                "10000",
+                "<",
+                str(round(percent * 100)),
+                "counter",
+                "name",
+                "publisher_dropped",
+                "drop",
+            )
 
     def counters(self) -> dict[str, int]:
         """Packets counted by the namespace's named counters."""
@@ -361,10 +417,14 @@ def report_phase(
         for producer_id in publisher.producer_ids:
             p0, p1 = a.producers.get(producer_id, {}), b.producers.get(producer_id, {})
             kind = next(
-                (c.kind for s in subscribers for c, pid in zip(s.counters, s.producer_ids,
-                 strict=False) if pid == producer_id),
+                (
+                    c.kind
+                    for s in subscribers
+                    for c, pid in zip(s.counters, s.producer_ids, strict=False)
+                    if pid == producer_id
+                ),
                 "?",
-            )  # fmt: skip
+            )
             figures = ", ".join(
                 f"{key} {text(delta(p0, p1, key))}"
                 for key in ("nacks_sent", "packets_recovered", "packets_dropped")
@@ -466,6 +526,7 @@ def main() -> None:
     # SIGTERM outside the event loop unwinds like Ctrl-C, through the teardown below
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     rig = Rig()
+    interrupted = False
     try:
         rig.setup()
         print(
@@ -483,11 +544,12 @@ def main() -> None:
         )
         asyncio.run(measure(rig, args, clips))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        sys.exitcode = 1
+        interrupted = True
     finally:
         rig.teardown()
         print(f"removed namespace {rig.ns} and veth {rig.root_if}", flush=True)
+    if interrupted:
+        sys.exit("interrupted; the server, the namespace and the veth pair were removed")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 
 import socketio
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from peers import CounterTrack, Received, Subscriber, ToneTrack, client_pc
+from peers import CounterTrack, Received, Subscriber, ToneTrack, client_pc, wait_for
 
 
 class Participant:
@@ -110,3 +110,33 @@ class Participant:
             await self.sub.close()
         if self.publish_pc is not None:
             await self.publish_pc.close()
+
+
+def pair(url: str, visit: Any) -> tuple[Participant, Participant]:
+    """The doctor and the patient of a demo visit, not yet connected."""
+    return (
+        Participant(url, visit.tokens["doctor"], visit.visit_id),
+        Participant(url, visit.tokens["patient"], visit.visit_id),
+    )
+
+
+def sees(receiver: Participant, sender: Participant, frames: int) -> bool:
+    """``receiver`` has decoded more than ``frames`` of ``sender``'s video."""
+    video = receiver.received_from(sender.id, "video")
+    return video is not None and len(video.counters) > frames
+
+
+async def start_call(url: str, visit: Any, frames: int = 5) -> tuple[Participant, Participant]:
+    """Doctor and patient joined, publishing and subscribed, each seeing the other."""
+    doctor, patient = pair(url, visit)
+    for p in (doctor, patient):
+        await p.connect()
+        await p.join()
+        await p.publish()
+        await p.subscribe()
+    await wait_for(
+        lambda: sees(doctor, patient, frames) and sees(patient, doctor, frames),
+        timeout=15,
+        message="the call did not start",
+    )
+    return doctor, patient

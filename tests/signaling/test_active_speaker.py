@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client import Participant
+from client import pair
 from peers import wait_for
 
 LOUD, SOFT = 12000, 30  # about -8 dBov and -69 dBov
@@ -10,8 +10,7 @@ LOUD, SOFT = 12000, 30  # about -8 dBov and -69 dBov
 
 async def test_active_speaker_follows_the_loudest_participant(server):
     visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    doctor, patient = pair(server.url, visit)
     try:
         for p in (doctor, patient):
             await p.connect()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import socketio
-from client import Participant
+from client import Participant, start_call
 from peers import wait_for
 
 from consult.tokens import issue_join_token
@@ -40,20 +40,7 @@ async def refused(url: str, token: Any) -> dict[str, Any]:
 async def call_in_progress(server):
     """A doctor and a patient with media flowing both ways."""
     visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
-    for p in (doctor, patient):
-        await p.connect()
-        await p.join()
-        await p.publish()
-        await p.subscribe()
-    await wait_for(
-        lambda: all(
-            (r := a.received_from(b.id, "video")) is not None and len(r.counters) > 10
-            for a, b in ((doctor, patient), (patient, doctor))
-        ),
-        timeout=15,
-    )
+    doctor, patient = await start_call(server.url, visit, frames=10)
     yield visit, doctor, patient
     for p in (doctor, patient):
         await p.close()

@@ -5,29 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from client import Participant
+from client import Participant, start_call
 from peers import wait_for
 
 from media import open_objects
 
 
 async def _call(server):
-    visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
-    for p in (doctor, patient):
-        await p.connect()
-        await p.join()
-        await p.publish()
-        await p.subscribe()
-    await wait_for(
-        lambda: all(
-            (r := a.received_from(b.id, "video")) is not None and len(r.counters) > 5
-            for a, b in ((doctor, patient), (patient, doctor))
-        ),
-        timeout=15,
-    )
-    return doctor, patient
+    return await start_call(server.url, await server.visit())
 
 
 def _other_tasks() -> list[asyncio.Task]:

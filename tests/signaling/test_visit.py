@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 
-from client import Participant
+from client import pair
 from peers import wait_for
 from probes import codec_probe, server_endpoints
 
@@ -18,8 +18,7 @@ def strictly_increasing(values: list[int]) -> bool:
 async def test_doctor_and_patient_exchange_audio_and_video_without_transcoding(server):
     with codec_probe() as probe:
         visit = await server.visit()
-        doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-        patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+        doctor, patient = pair(server.url, visit)
         joined_at = {}
         try:
             for p in (doctor, patient):
@@ -72,8 +71,7 @@ async def test_late_joiner_sees_a_picture_within_one_second(server):
     """The publisher sends a keyframe only when asked (its encoder's keyframe interval is 100 s,
     like a browser's); a participant joining 10 s later must still see a picture within 1 s."""
     visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    doctor, patient = pair(server.url, visit)
     try:
         await doctor.connect()
         await doctor.join()
@@ -121,8 +119,7 @@ async def test_client_candidates_can_trickle_after_the_offer(server):
     from peers import CounterTrack, client_pc
 
     visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    doctor, patient = pair(server.url, visit)
     try:
         await doctor.connect()
         await doctor.join()
@@ -171,8 +168,7 @@ async def test_a_track_the_publisher_stops_is_renegotiated_away(server):
     from aiortc import RTCSessionDescription
 
     visit = await server.visit()
-    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
-    patient = Participant(server.url, visit.tokens["patient"], visit.visit_id)
+    doctor, patient = pair(server.url, visit)
     try:
         for p in (doctor, patient):
             await p.connect()
