@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
-from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
@@ -84,6 +83,11 @@ def intercept_sender_rtcp(sender: RTCRtpSender, on_rtcp: RtcpHandler) -> None:
     sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
 
 
+def negotiated_extension_ids(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """Header-extension URI -> id, as both sides agreed for ``transceiver``."""
+    return {ext.uri: ext.id for ext in transceiver._headerExtensions}
+
+
 def sender_ssrc(sender: RTCRtpSender) -> int:
     return sender._ssrc
 
@@ -120,17 +124,12 @@ async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:
     await sender.transport._send_rtp(data)
 
 
-def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int) -> None:
-    """Keep the sender's report counters true for a packet we sent around it."""
-    sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int, ntp: int) -> None:
+    """Keep the sender's report counters true for a packet we sent around it at ``ntp``."""
+    sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count += payload_size  # type: ignore[attr-defined]
     sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
-
-
-def abs_send_time() -> int:
-    """The 24-bit abs-send-time value for a packet leaving now."""
-    return (clock.current_ntp_time() >> 14) & 0x00FFFFFF
 
 
 class IdleTrack(MediaStreamTrack):

@@ -24,6 +24,7 @@ from aiortc.rtp import (
 
 from . import _aiortc_seam as seam
 from .keyframes import keyframe_start
+from .rtp_writer import RtpWriter
 from .tracking import track
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Consumer:
         self._transceiver = transceiver
         self._sender = transceiver.sender
         self._closed = False
-        self._ready = False
+        self._writer: RtpWriter | None = None
         self._payload_type = 0
         self._rtx_payload_type: int | None = None
         self._ssrc = seam.sender_ssrc(self._sender)
@@ -127,7 +128,8 @@ class Consumer:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        """The subscriber accepted this stream: packets go out."""
+        return self._writer is not None
 
     @property
     def paused(self) -> bool:
@@ -155,9 +157,14 @@ class Consumer:
                 )
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
                 self._extensions = seam.sender_extensions_map(self._sender)
-                self._ready = True
+                self._writer = RtpWriter(
+                    ssrc=self._ssrc,
+                    payload_type=codec.payloadType,
+                    extension_ids=seam.negotiated_extension_ids(self._transceiver),
+                    mid=self._mid,
+                )
                 return True
-        self._ready = False
+        self._writer = None
         return False
 
     def pause(self) -> None:
@@ -185,40 +192,39 @@ class Consumer:
 
     # --- hot path ----------------------------------------------------------------------------
 
-    async def _forward(self, packet: RtpPacket) -> None:
-        if not self._ready or self._closed:
-            return
-        if self._paused or self._congested:
+    async def _forward(self, packet: RtpPacket, ntp: int, send_time: bytes) -> None:
+        """Send ``packet`` on to the subscriber; ``ntp``/``send_time``: now, computed once per
+        incoming packet by the Producer."""
+        writer = self._writer
+        if writer is None or self._paused or self._congested:
             return
         if self._rebase:
             if not self._start(packet):
                 return
         elif _older(packet.sequence_number, self._base_in_seq):
             return  # from before the re-base: its number is taken
-        out = RtpPacket(
-            payload_type=self._payload_type,
+        seq = (packet.sequence_number + self._seq_delta) & 0xFFFF
+        ts = (packet.timestamp + self._ts_delta) & 0xFFFFFFFF
+        data = writer.write(
+            sequence_number=seq,
+            timestamp=ts,
             marker=packet.marker,
-            sequence_number=(packet.sequence_number + self._seq_delta) & 0xFFFF,
-            timestamp=(packet.timestamp + self._ts_delta) & 0xFFFFFFFF,
-            ssrc=self._ssrc,
             payload=packet.payload,
+            padding_size=packet.padding_size,
+            send_time=send_time,
+            audio_level=packet.extensions.audio_level,
         )
-        out.padding_size = packet.padding_size
-        out.extensions.mid = self._mid
-        out.extensions.audio_level = packet.extensions.audio_level
-        out.extensions.abs_send_time = seam.abs_send_time()
-        data = out.serialize(self._extensions)
         if self._history is not None:
-            self._history[out.sequence_number % HISTORY_SIZE] = data
-        if self._last_out_seq is None or _older(self._last_out_seq, out.sequence_number):
-            self._last_out_seq = out.sequence_number
-            self._last_out_ts = out.timestamp
+            self._history[seq % HISTORY_SIZE] = data
+        if self._last_out_seq is None or _older(self._last_out_seq, seq):
+            self._last_out_seq = seq
+            self._last_out_ts = ts
             self._last_out_at = time.monotonic()
         try:
             await seam.send_rtp(self._sender, data)
         except ConnectionError:
             return
-        seam.note_sent(self._sender, out.timestamp, len(out.payload))
+        seam.note_sent(self._sender, ts, len(packet.payload), ntp)
         self.packets_sent += 1
 
     def _start(self, packet: RtpPacket) -> bool:
@@ -316,7 +322,7 @@ class Consumer:
         if self._closed:
             return
         self._closed = True
-        self._ready = False
+        self._writer = None
         self._history = None
         self.producer._remove_consumer(self)
         for callback in self._on_close:

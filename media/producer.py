@@ -14,6 +14,7 @@ from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
+from .rtp_writer import abs_send_time, ntp_now
 from .tracking import track
 
 if TYPE_CHECKING:
@@ -123,10 +124,12 @@ class Producer:
             if level is not None:
                 self._level_sum += level[1]
                 self._level_count += 1
-        if self._paused:
+        if self._paused or not self._consumers:
             return
+        ntp = ntp_now()
+        send_time = abs_send_time(ntp)
         for consumer in tuple(self._consumers.values()):
-            await consumer._forward(packet)
+            await consumer._forward(packet, ntp, send_time)
 
     def _measure(self, size: int, now_ms: int) -> None:
         if self._rate_start_ms is None:

@@ -59,12 +59,13 @@ async def test_sender_private_state_has_the_names_we_use():
         assert isinstance(seam.sender_ssrc(sender), int)
         assert seam.sender_extensions_map(sender) is not None
         assert seam.sender_mid(sender) is None  # set when the sender starts
-        seam.note_sent(sender, 1234, 100)
-        seam.note_sent(sender, 4321, 50)
+        seam.note_sent(sender, 1234, 100, 1 << 40)
+        seam.note_sent(sender, 4321, 50, 2 << 40)
         assert sender._RTCRtpSender__rtp_timestamp == 4321
         assert sender._RTCRtpSender__octet_count == 150
         assert sender._RTCRtpSender__packet_count == 2
-        assert sender._RTCRtpSender__ntp_timestamp > 0
+        assert sender._RTCRtpSender__ntp_timestamp == 2 << 40
+        assert seam.negotiated_extension_ids(transceiver) == {}
         # the sender reports from exactly these counters
         rtcp_source = inspect.getsource(RTCRtpSender._run_rtcp)
         for name in ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count"):
