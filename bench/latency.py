@@ -2,32 +2,48 @@
 
 The histogram is allocated once, so recording costs no memory however long a run lasts: a
 10-minute memory run must not see its own instrument grow. Resolution: 1 µs below 20 ms,
-100 µs from 20 ms to 2.02 s; anything slower lands in the last bucket (the maximum is exact).
+100 µs below 2 s, 10 ms below 120 s; slower samples share one last bucket (reported as the
+exact maximum).
 """
 
 from __future__ import annotations
 
 from array import array
 
-FINE_NS = 1_000  # bucket width below FINE_LIMIT_NS
-FINE_LIMIT_NS = 20_000_000
-COARSE_NS = 100_000  # bucket width above it
-COARSE_BUCKETS = 20_000
-_FINE_BUCKETS = FINE_LIMIT_NS // FINE_NS
-_BUCKETS = _FINE_BUCKETS + COARSE_BUCKETS + 1  # the last one: everything slower
+#: (bucket width, upper end) of each tier, in nanoseconds, fastest first.
+TIERS = ((1_000, 20_000_000), (100_000, 2_000_000_000), (10_000_000, 120_000_000_000))
+
+
+def _layout() -> list[tuple[int, int, int, int]]:
+    """Per tier: (first bucket, lower end ns, width ns, upper end ns)."""
+    rows, first, low = [], 0, 0
+    for width, high in TIERS:
+        rows.append((first, low, width, high))
+        first += (high - low) // width
+        low = high
+    return rows
+
+
+_TIERS = _layout()
+_OVERFLOW = _TIERS[-1][0] + (_TIERS[-1][3] - _TIERS[-1][1]) // _TIERS[-1][2]
+_BUCKETS = _OVERFLOW + 1
 
 
 def _bucket(ns: int) -> int:
-    if ns < FINE_LIMIT_NS:
-        return max(0, ns) // FINE_NS
-    return min(_BUCKETS - 1, _FINE_BUCKETS + (ns - FINE_LIMIT_NS) // COARSE_NS)
+    ns = max(0, ns)
+    for first, low, width, high in _TIERS:
+        if ns < high:
+            return first + (ns - low) // width
+    return _OVERFLOW
 
 
-def _upper_edge_ns(bucket: int) -> int:
-    """The upper edge of a bucket: a percentile is reported no lower than any sample in it."""
-    if bucket < _FINE_BUCKETS:
-        return (bucket + 1) * FINE_NS
-    return FINE_LIMIT_NS + (bucket - _FINE_BUCKETS + 1) * COARSE_NS
+def _upper_edge_ns(bucket: int) -> int | None:
+    """A bucket's upper edge (a percentile is never reported below a sample in its bucket);
+    None for the overflow bucket."""
+    for first, low, width, _high in reversed(_TIERS):
+        if bucket >= first and bucket < _OVERFLOW:
+            return low + (bucket - first + 1) * width
+    return None
 
 
 class LatencyRecorder:
@@ -65,7 +81,8 @@ class LatencyRecorder:
             seen += count
             for key, rank in ranks.items():
                 if key not in found and seen > round(rank):
-                    found[key] = min(_upper_edge_ns(bucket), self._max_ns) / 1e6
+                    edge = _upper_edge_ns(bucket)
+                    found[key] = (self._max_ns if edge is None else min(edge, self._max_ns)) / 1e6
             if len(found) == 3:
                 break
         found["max_ms"] = self._max_ns / 1e6

@@ -6,6 +6,8 @@ They talk to the server under test through its control channel (bench/sfu_server
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +27,31 @@ def client_pc() -> RTCPeerConnection:
     return RTCPeerConnection(
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+
+
+#: Receive buffer asked for each subscriber's socket (Linux caps it at net.core.rmem_max, and
+#: doubles it). One load-generator thread serves every subscriber, so when it is not scheduled
+#: for a while (other processes on the machine) its sockets must hold the packets meanwhile:
+#: 2 MiB is a few seconds of two 1 Mbps streams. A subscriber on its own machine needs no such
+#: thing, and the server's sockets are left as they are.
+SUBSCRIBER_RCVBUF = 2 * 1024 * 1024
+
+
+def enlarge_receive_buffers(pc: RTCPeerConnection, size: int = SUBSCRIBER_RCVBUF) -> int:
+    """Set SO_RCVBUF on the ICE sockets of ``pc`` (gathered already); returns how many.
+
+    Uses aiortc's and aioice's private attributes (bench only): if they move, nothing is set.
+    """
+    done = set()
+    for transceiver in pc.getTransceivers():
+        with contextlib.suppress(AttributeError):
+            connection = transceiver.receiver.transport.transport.iceGatherer._connection
+            for protocol in connection._protocols:
+                sock = protocol.transport.get_extra_info("socket")
+                if sock is not None and sock.fileno() not in done:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                    done.add(sock.fileno())
+    return len(done)
 
 
 class Control:
@@ -84,7 +111,8 @@ async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscri
     subscriber = Subscriber(pc, count_receivers(pc), id=reply["id"])
     mids: dict[str, str] = reply.get("mids", {})  # mid -> producer id, when the engine says
     subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]
-    await pc.setLocalDescription(await pc.createAnswer())
+    await pc.setLocalDescription(await pc.createAnswer())  # gathers: the sockets exist now
+    enlarge_receive_buffers(pc)
     await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
     return subscriber
 

@@ -83,6 +83,11 @@ def run(*command: str) -> str:
     return done.stdout
 
 
+def sh(command: str) -> str:
+    """``run`` for a command line whose words hold no spaces."""
+    return run(*command.split())
+
+
 def _networks_in_use() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the root namespace has an address in or a route to."""
     nets = []
@@ -117,10 +122,14 @@ class Rig:
     """A network namespace holding the server, joined to the root namespace by a veth pair."""
 
     def __init__(self) -> None:
-        tag = secrets.token_hex(3)
-        self.ns = f"tcb-{tag}"
-        self.root_if = f"tcb{tag}r"  # interface names: at most 15 characters
-        self.ns_if = f"tcb{tag}n"
+        while True:
+            tag = secrets.token_hex(3)
+            self.ns = f"tcb-{tag}"
+            self.root_if = f"tcb{tag}r"  # interface names: at most 15 characters
+            self.ns_if = f"tcb{tag}n"
+            taken = [Path(f"/run/netns/{self.ns}"), Path(f"/sys/class/net/{self.root_if}")]
+            if not any(path.exists() for path in taken):
+                break
         used = _networks_in_use()
         candidates = [ipaddress.ip_network(f"10.213.{x}.0/29") for x in range(256)]
         random.shuffle(candidates)
@@ -139,48 +148,20 @@ class Rig:
 
     def setup(self) -> None:
         self._up = True  # from the first command on, teardown has something to undo
-        run("ip", "netns", "add", self.ns)
-        run(
-            "ip",
-            "link",
-            "add",
-            self.root_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            self.ns_if,
-            "netns",
-            self.ns,
-        )
+        ns, root_if, ns_if, prefix = self.ns, self.root_if, self.ns_if, self.prefix
+        sh(f"ip netns add {ns}")
+        sh(f"ip link add {root_if} type veth peer name {ns_if} netns {ns}")
         # no IPv6 autoconfiguration chatter on the pair (both settings go with the interfaces)
         with contextlib.suppress(OSError):
-            Path(f"/proc/sys/net/ipv6/conf/{self.root_if}/disable_ipv6").write_text("1")
+            Path(f"/proc/sys/net/ipv6/conf/{root_if}/disable_ipv6").write_text("1")
         with contextlib.suppress(RuntimeError):
-            run(
-                "ip",
-                "netns",
-                "exec",
-                self.ns,
-                "sysctl",
-                "-qw",
-                f"net.ipv6.conf.{self.ns_if}.disable_ipv6=1",
-            )
-        for address in (self.pub_addr, self.sub_addr):
-            run("ip", "addr", "add", f"{address}/{self.prefix}", "dev", self.root_if)
-        run(
-            "ip",
-            "-n",
-            self.ns,
-            "addr",
-            "add",
-            f"{self.server_addr}/{self.prefix}",
-            "dev",
-            self.ns_if,
-        )
-        run("ip", "link", "set", self.root_if, "up")
-        run("ip", "-n", self.ns, "link", "set", self.ns_if, "up")
-        run("ip", "-n", self.ns, "link", "set", "lo", "up")
+            sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.{ns_if}.disable_ipv6=1")
+        sh(f"ip addr add {self.pub_addr}/{prefix} dev {root_if}")
+        sh(f"ip addr add {self.sub_addr}/{prefix} dev {root_if}")
+        sh(f"ip -n {ns} addr add {self.server_addr}/{prefix} dev {ns_if}")
+        sh(f"ip link set {root_if} up")
+        sh(f"ip -n {ns} link set {ns_if} up")
+        sh(f"ip -n {ns} link set lo up")
         ruleset = f"""
 table inet {NFT_TABLE} {{
     counter publisher_udp {{ }}
@@ -194,7 +175,7 @@ table inet {NFT_TABLE} {{
 }}
 """
         done = subprocess.run(
-            ["ip", "netns", "exec", self.ns, "nft", "-f", "-"],
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
             input=ruleset,
             capture_output=True,
             text=True,
@@ -206,25 +187,14 @@ table inet {NFT_TABLE} {{
 
     def set_loss(self, percent: float) -> None:
         """Drop ``percent`` % of the publishers' UDP at random (0: drop nothing)."""
-        self.nft("flush", "chain", "inet", NFT_TABLE, "loss")
+        self.nft(*f"flush chain inet {NFT_TABLE} loss".split())
         if percent > 0:
-            self.nft(
-                "add",
-                "rule",
-                "inet",
-                NFT_TABLE,
-                "loss",
-                "numgen",
-                "random",
-                "mod",
-                "10000",
-                "<",
-                str(round(percent * 100)),
-                "counter",
-                "name",
-                "publisher_dropped",
-                "drop",
+            # in 1/10000, so that fractions of a percent work too
+            rule = (
+                f"add rule inet {NFT_TABLE} loss numgen random mod 10000 < "
+                f"{round(percent * 100)} counter name publisher_dropped drop"
             )
+            self.nft(*rule.split())
 
     def counters(self) -> dict[str, int]:
         """Packets counted by the namespace's named counters."""
@@ -268,17 +238,31 @@ table inet {NFT_TABLE} {{
 # --- what the publisher's own peer sees --------------------------------------------------------
 
 
-class PublisherProbe:
-    """NACKs one publisher's aiortc peer receives, and RTP packets it puts on the wire.
+@dataclass(frozen=True)
+class ProbeSnapshot:
+    sent: dict[str, int]  # producer id -> original packets
+    nack_packets: int
+    nacked_seqs: int
+    resent: int
 
-    Retransmissions = RTP packets sent - the senders' packetsSent (which counts originals only),
-    so the figure holds with RTX (the usual case) or without it.
+
+class PublisherProbe:
+    """What one publisher's aiortc peer puts on the wire, and the NACKs it gets back.
+
+    Every RTP packet it sends is classified as it leaves: an original (a sequence number newer
+    than any before on its sender's SSRC) or a retransmission (an older one, or any packet on
+    another SSRC: RTX). So the figures hold with RTX (the usual case) or without it, and one
+    synchronous snapshot gives them all.
     """
 
     def __init__(self, publisher: Publisher) -> None:
         self.nack_packets = 0
         self.nacked_seqs = 0
-        self.rtp_sent = 0
+        self.resent = 0
+        self.originals: dict[int, int] = {}  # media SSRC -> packets
+        self._highest: dict[int, int] = {}  # media SSRC -> highest sequence number sent
+        self.ssrc_of = {pid: seam.sender_ssrc(s) for pid, s in publisher.senders.items()}
+        media_ssrcs = set(self.ssrc_of.values())
         senders = publisher.pc.getSenders()
         for sender in senders:
             seam.intercept_sender_rtcp(sender, self._counting_rtcp(sender._handle_rtcp_packet))
@@ -287,8 +271,19 @@ class PublisherProbe:
 
         async def counting_send(data: bytes) -> None:
             await original_send(data)
-            if not is_rtcp(data):
-                self.rtp_sent += 1
+            if is_rtcp(data):
+                return
+            ssrc = int.from_bytes(data[8:12], "big")
+            seq = int.from_bytes(data[2:4], "big")
+            highest = self._highest.get(ssrc)
+            if ssrc not in media_ssrcs or (highest is not None and (seq - highest) & 0x8000):
+                self.resent += 1
+                return
+            if highest is not None and seq == highest:
+                self.resent += 1
+                return
+            self._highest[ssrc] = seq
+            self.originals[ssrc] = self.originals.get(ssrc, 0) + 1
 
         transport._send_rtp = counting_send
 
@@ -301,8 +296,13 @@ class PublisherProbe:
 
         return counting
 
-    def snapshot(self) -> tuple[int, int, int]:
-        return self.nack_packets, self.nacked_seqs, self.rtp_sent
+    def snapshot(self) -> ProbeSnapshot:
+        return ProbeSnapshot(
+            sent={pid: self.originals.get(ssrc, 0) for pid, ssrc in self.ssrc_of.items()},
+            nack_packets=self.nack_packets,
+            nacked_seqs=self.nacked_seqs,
+            resent=self.resent,
+        )
 
 
 # --- one window --------------------------------------------------------------------------------
@@ -313,36 +313,25 @@ class Snapshot:
     sent: dict[str, int]  # producer id -> packets its publisher sent (originals)
     producers: dict[str, dict[str, int]]  # producer id -> the Producer's counters
     counters: list[CounterSnapshot]  # per subscribed stream
-    probes: list[tuple[int, int, int]]  # per publisher
+    probes: list[ProbeSnapshot]  # per publisher
     nft: dict[str, int]
     at: float = field(default_factory=time.perf_counter)
-
-
-async def packets_sent(publishers: list[Publisher]) -> dict[str, int]:
-    sent = {}
-    for publisher in publishers:
-        for producer_id, sender in publisher.senders.items():
-            report = await sender.getStats()
-            sent[producer_id] = sum(
-                s.packetsSent for s in report.values() if s.type == "outbound-rtp"
-            )
-    return sent
 
 
 async def snapshot(
     rig: Rig,
     control: Control,
-    publishers: list[Publisher],
     subscribers: list[Subscriber],
     probes: list[PublisherProbe],
 ) -> Snapshot:
-    sent = await packets_sent(publishers)
+    """Publishers, then the server, then subscribers: each a few milliseconds after the last."""
+    probed = [p.snapshot() for p in probes]
     stats = await control.call("/stats")
     return Snapshot(
-        sent=sent,
+        sent={pid: n for p in probed for pid, n in p.sent.items()},
         producers=stats.get("producers", {}),
         counters=[c.snapshot() for s in subscribers for c in s.counters],
-        probes=[p.snapshot() for p in probes],
+        probes=probed,
         nft=rig.counters(),
     )
 
@@ -379,7 +368,7 @@ def report_phase(
             names[producer_id] = f"pub{i}"
     header = (
         f"{'stream':<22}{'pub sent':>10}{'srv recv':>10}{'recovered':>11}{'sub recv':>10}"
-        f"{'sub lost':>10}{'sub loss':>10}"
+        f"{'sub lost':>10}{'sub loss':>10}{'sub dup':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -400,6 +389,7 @@ def report_phase(
                 f"{text(delta(p0, p1, 'packets_recovered')):>11}"
                 f"{s1.packets - s0.packets:>10,}{lost:>10,}"
                 f"{100 * lost / max(1, expected):>9.2f}%"
+                f"{s1.duplicates - s0.duplicates:>9,}"
             )
     print(
         f"all subscribed streams: {total_lost:,} of {total_expected:,} packets lost "
@@ -416,25 +406,23 @@ def report_phase(
     for i, publisher in enumerate(publishers, 1):
         for producer_id in publisher.producer_ids:
             p0, p1 = a.producers.get(producer_id, {}), b.producers.get(producer_id, {})
-            kind = next(
-                (
-                    c.kind
-                    for s in subscribers
-                    for c, pid in zip(s.counters, s.producer_ids, strict=False)
-                    if pid == producer_id
-                ),
-                "?",
-            )
-            figures = ", ".join(
-                f"{key} {text(delta(p0, p1, key))}"
-                for key in ("nacks_sent", "packets_recovered", "packets_dropped")
-            )
-            print(f"  pub{i} {kind} Producer: {figures}")
-        (n0, q0, r0), (n1, q1, r1) = a.probes[i - 1], b.probes[i - 1]
-        originals = sum(b.sent.get(p, 0) - a.sent.get(p, 0) for p in publisher.producer_ids)
+            sender = publisher.senders.get(producer_id)
+            kind = sender.kind if sender is not None else "?"
+            shown = ("nacks_sent", "packets_recovered", "packets_dropped")
+            figures = [f"{key} {text(delta(p0, p1, key))}" for key in shown]
+            # any other counter media/ keeps that moved in the window, by its own name
+            skip = {*shown, "packets_received", "bitrate"}
+            figures += [
+                f"{key} {delta(p0, p1, key):,}"
+                for key in sorted(p1)
+                if key not in skip and delta(p0, p1, key)
+            ]
+            print(f"  pub{i} {kind} Producer: {', '.join(figures)}")
+        q0, q1 = a.probes[i - 1], b.probes[i - 1]
         print(
-            f"  pub{i} peer: {n1 - n0:,} NACK packets received asking for {q1 - q0:,} packets; "
-            f"{(r1 - r0) - originals:,} packets sent again (RTX or plain)"
+            f"  pub{i} peer: {q1.nack_packets - q0.nack_packets:,} NACK packets received asking "
+            f"for {q1.nacked_seqs - q0.nacked_seqs:,} packets; "
+            f"{q1.resent - q0.resent:,} packets sent again (RTX or plain)"
         )
     return total_expected, total_lost
 
@@ -474,9 +462,9 @@ async def measure(rig: Rig, args: argparse.Namespace, clips: list[EncodedClip]) 
                 for loss in (0.0, args.loss):
                     print(f"window with the loss rule at {loss:g}% ...", flush=True)
                     rig.set_loss(loss)
-                    start = await snapshot(rig, control, publishers, subscribers, probes)
+                    start = await snapshot(rig, control, subscribers, probes)
                     await asyncio.sleep(args.seconds)  # the measurement window
-                    end = await snapshot(rig, control, publishers, subscribers, probes)
+                    end = await snapshot(rig, control, subscribers, probes)
                     phases.append(Phase(loss, start, end))
                 rig.set_loss(0)
             finally:
@@ -487,6 +475,13 @@ async def measure(rig: Rig, args: argparse.Namespace, clips: list[EncodedClip]) 
             proc.kill()
             await proc.wait()
 
+    print(
+        "\npub sent: originals the publisher's peer sent; srv recv: the Producer's "
+        "packets_received\n(recovered included); recovered: its packets_recovered; sub recv, "
+        "sub lost: counted by the\nsubscriber (sequence gaps; sub dup: packets it got twice, "
+        "not counted as received).\nSnapshots are taken publisher, "
+        "server, subscriber, a few ms apart."
+    )
     results = [report_phase(phase, publishers, subscribers) for phase in phases]
     if len(results) == 2:
         (e0, l0), (e1, l1) = results

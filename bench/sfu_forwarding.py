@@ -21,7 +21,8 @@ take them away until the server uses F of one core (within --cpu-tolerance, meas
     .venv/bin/python bench/sfu_forwarding.py --engines ours --cpu-target 0.5
 
 --rss-every N: sample the server's RSS every N seconds through the window; print the series,
-its spread (max - min over mean, target within 5%) and its trend. E.g. memory over 10 minutes:
+and its spread (max - min over mean, target within 5%) and trend from --rss-warmup seconds
+into the window on (default 60, at most half the window). E.g. memory over 10 minutes:
 
     .venv/bin/python bench/sfu_forwarding.py --engines ours --seconds 600 --rss-every 10
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import platform
 import shlex
 import signal
@@ -56,7 +58,13 @@ from load_clients import (  # noqa: E402
     stop_subscriber,
     wait_until_flowing,
 )
-from proc_stats import cpu_seconds, rss_mb, usable_cores  # noqa: E402
+from proc_stats import (  # noqa: E402
+    cpu_seconds,
+    machine_busy_seconds,
+    rss_mb,
+    udp_drops,
+    usable_cores,
+)
 from stream_counter import CounterSnapshot, window_loss  # noqa: E402
 
 from media import _aiortc_seam as seam  # noqa: E402
@@ -81,6 +89,8 @@ class RampStep:
 class RssSample:
     t: float  # seconds since the window opened
     mb: float
+    heap_in_use_mb: float | None = None  # glibc: live allocations
+    heap_free_mb: float | None = None  # glibc: freed, kept by malloc
 
 
 @dataclass
@@ -101,6 +111,9 @@ class EngineResult:
     video_bytes: int
     jitter_ms: float
     rss_mb: dict[str, float]
+    machine_cpu_s: float = 0.0  # every process of the machine, this bench's included
+    udp_drops_server: int = 0  # datagrams the kernel dropped at the server's sockets
+    udp_drops_client: int = 0  # ... at the load generator's (publishers' and subscribers')
     ramp: list[RampStep] | None = None
     rss_series: list[RssSample] | None = None
 
@@ -167,27 +180,48 @@ async def cpu_share(pid: int, seconds: float) -> float:
     return (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
 
 
+def check_publishers(publishers: list[Publisher]) -> None:
+    """Raise if a publisher's connection is gone: every figure after that would be wrong."""
+    states = [p.pc.connectionState for p in publishers]
+    if any(state != "connected" for state in states):
+        raise RuntimeError(
+            f"a publisher's connection was lost (states {states}); usually ICE consent expired "
+            "because the load generator or the server was starved of CPU (a busy machine?)"
+        )
+
+
 async def ramp_to_cpu(
     pid: int,
     control: Control,
+    publishers: list[Publisher],
     subscribers: list[Subscriber],
-    producer_ids: list[str],
     args: argparse.Namespace,
 ) -> list[RampStep]:
     """Add or remove subscribers (in place) until the server uses about ``args.cpu_target``."""
     target, tolerance = args.cpu_target, args.cpu_tolerance
+    producer_ids = [i for p in publishers for i in p.producer_ids]
     steps: list[RampStep] = []
     for _ in range(args.ramp_steps):
         await asyncio.sleep(args.ramp_settle)  # let the joins' handshakes finish first
+        client0, t0 = time.process_time(), time.perf_counter()
         cpu = await cpu_share(pid, args.ramp_window)
+        client = (time.process_time() - client0) / (time.perf_counter() - t0)
         n = len(subscribers)
         steps.append(RampStep(n, sum(len(s.counters) for s in subscribers), cpu))
         print(
-            f"  ramp: {n} subscribers, {steps[-1].streams} streams: "
-            f"server CPU {100 * cpu:.1f}% of one core",
+            f"  ramp: {n} subscribers, {steps[-1].streams} streams: server CPU "
+            f"{100 * cpu:.1f}%, load generator {100 * client:.1f}% of one core",
             flush=True,
         )
+        check_publishers(publishers)
         if abs(cpu - target) <= tolerance:
+            break
+        if cpu < target and client > args.max_loadgen_cpu:
+            print(
+                f"  ramp: the load generator is near saturation (over "
+                f"{100 * args.max_loadgen_cpu:.0f}% of its one core); measuring here",
+                flush=True,
+            )
             break
         # CPU = fixed + per-subscriber cost * n: fit the last two different points, or, at
         # first, assume it is all per-subscriber (which undershoots: the publishers cost too)
@@ -221,18 +255,21 @@ async def ramp_to_cpu(
     return steps
 
 
-async def sample_rss(pid: int, seconds: float, every: float) -> list[RssSample]:
-    """RSS at 0, every, 2*every, ... seconds, and at ``seconds``."""
+async def sample_rss(pid: int, control: Control, seconds: float, every: float) -> list[RssSample]:
+    """RSS (and the server's malloc heap) at 0, every, 2*every, ... seconds, and at ``seconds``."""
     start = time.perf_counter()
-    samples = [RssSample(0.0, rss_mb(pid))]
+    samples: list[RssSample] = []
+    next_at = 0.0
     while True:
-        next_at = samples[-1].t + every
-        if next_at > seconds - every / 10:
-            next_at = seconds
         await asyncio.sleep(max(0.0, start + next_at - time.perf_counter()))  # sampling clock
-        samples.append(RssSample(time.perf_counter() - start, rss_mb(pid)))
+        t, mb = time.perf_counter() - start, rss_mb(pid)
+        heap = await control.call("/memory")
+        samples.append(RssSample(t, mb, heap.get("in_use_mb"), heap.get("free_mb")))
         if next_at >= seconds:
             return samples
+        next_at += every
+        if next_at > seconds - every / 10:
+            next_at = seconds
 
 
 async def run_engine(
@@ -256,15 +293,17 @@ async def run_engine(
                     subscribers.append(await start_subscriber(control, producer_ids))
                 await wait_until_flowing(subscribers, limit_s=15)
                 if args.cpu_target:
-                    ramp = await ramp_to_cpu(proc.pid, control, subscribers, producer_ids, args)
+                    ramp = await ramp_to_cpu(proc.pid, control, publishers, subscribers, args)
                 await asyncio.sleep(args.warmup)  # pacing the warm-up, not polling
 
                 await control.call("/mark", {})
                 stats0 = await control.call("/stats")
                 cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
+                machine0 = machine_busy_seconds()
+                drops0 = udp_drops(proc.pid), udp_drops(os.getpid())
                 counters0, t0 = snapshots(subscribers), time.perf_counter()
                 if args.rss_every:
-                    series = await sample_rss(proc.pid, args.seconds, args.rss_every)
+                    series = await sample_rss(proc.pid, control, args.seconds, args.rss_every)
                     rss["start"] = series[0].mb
                     rss["mid"] = min(series, key=lambda x: abs(x.t - args.seconds / 2)).mb
                 else:
@@ -273,9 +312,12 @@ async def run_engine(
                     rss["mid"] = rss_mb(proc.pid)
                     await asyncio.sleep(args.seconds / 2)
                 counters1, t1 = snapshots(subscribers), time.perf_counter()
+                drops1 = udp_drops(proc.pid), udp_drops(os.getpid())
                 cpu1, client1 = cpu_seconds(proc.pid), time.process_time()
+                machine1 = machine_busy_seconds()
                 stats1 = await control.call("/stats")
                 rss["end"] = rss_mb(proc.pid)
+                check_publishers(publishers)
             finally:
                 await close_all(publishers, subscribers)
                 await stop_server(proc, control)
@@ -314,6 +356,9 @@ async def run_engine(
         video_bytes=video_bytes,
         jitter_ms=sum(c.jitter for c in video) / len(video) / 90 if video else 0.0,
         rss_mb=rss,
+        machine_cpu_s=machine1 - machine0,
+        udp_drops_server=drops1[0] - drops0[0],
+        udp_drops_client=drops1[1] - drops0[1],
         ramp=ramp,
         rss_series=series,
     )
@@ -352,6 +397,10 @@ def report(results: list[EngineResult]) -> None:
     )
     row("subscriber packet loss", lambda r: f"{100 * r.lost / max(1, r.expected):.3f}%")
     row(
+        "UDP drops, full socket buffer: server/loadgen",
+        lambda r: f"{r.udp_drops_server}/{r.udp_drops_client}",
+    )
+    row(
         "video fps per stream (source 30)",
         lambda r: f"{r.video_frames / max(1, r.video_streams) / r.window_s:.1f}",
     )
@@ -365,6 +414,10 @@ def report(results: list[EngineResult]) -> None:
         lambda r: "/".join(f"{r.rss_mb[k]:.0f}" for k in ("idle", "start", "mid", "end")),
     )
     row("load generator CPU (% of one core)", lambda r: f"{100 * r.client_cpu_s / r.window_s:.1f}")
+    row(
+        "whole machine CPU, every process (%)",
+        lambda r: f"{100 * r.machine_cpu_s / r.window_s:.0f} of {100 * usable_cores()[0]}",
+    )
 
     width = max(len(label) for label, _ in rows) + 2
     col = max(14, *(len(v) + 2 for _, values in rows for v in values))
@@ -415,31 +468,75 @@ def report_cpu_target(results: list[EngineResult], target: float) -> None:
         checks.append((f"no silent streams ({r.silent_streams})", r.silent_streams == 0))
         for text, ok in checks:
             print(f"  {'ok  ' if ok else 'FAIL'} {text}")
+        others = r.machine_cpu_s - r.server_cpu_s - r.client_cpu_s
+        print(
+            f"  kernel drops at full UDP socket buffers: {r.udp_drops_server} at the server, "
+            f"{r.udp_drops_client} at the load generator; other processes used "
+            f"{100 * max(0.0, others) / r.window_s:.0f}% of one core meanwhile"
+        )
+        if r.lost and r.udp_drops_client:
+            print(
+                "  (datagrams dropped at the load generator's own sockets count as subscriber "
+                "loss: a starved load generator, not the SFU)"
+            )
 
 
-def report_rss(results: list[EngineResult], every: float) -> None:
+def trend(points: list[tuple[float, float]]) -> tuple[float, float, float, float, float]:
+    """min, max, mean, spread ((max - min) / mean) and least-squares slope per minute."""
+    values = [v for _, v in points]
+    mean = sum(values) / len(values)
+    mt = sum(t for t, _ in points) / len(points)
+    var = sum((t - mt) ** 2 for t, _ in points)
+    slope = sum((t - mt) * (v - mean) for t, v in points) / var * 60 if var else 0.0
+    return min(values), max(values), mean, (max(values) - min(values)) / mean, slope
+
+
+def report_rss(results: list[EngineResult], every: float, warmup: float) -> None:
     for r in results:
         series = r.rss_series
         if not series:
             continue
-        print(f"\n{r.engine}: server RSS every {every:g} s through the window (s: MB)")
-        cells = [f"{x.t:6.0f}: {x.mb:6.1f}" for x in series]
-        for i in range(0, len(cells), 6):
-            print("  " + "   ".join(cells[i : i + 6]))
-        values = [x.mb for x in series]
-        mean = sum(values) / len(values)
-        spread = (max(values) - min(values)) / mean
-        # least-squares slope, MB per minute
-        mt = sum(x.t for x in series) / len(series)
-        var = sum((x.t - mt) ** 2 for x in series)
-        slope = sum((x.t - mt) * (x.mb - mean) for x in series) / var * 60 if var else 0.0
+        heap = all(x.heap_in_use_mb is not None for x in series)
+        print(
+            f"\n{r.engine}: server RSS (MB) every {every:g} s through the window, at seconds "
+            f"since it opened (idle before any peer: {r.rss_mb['idle']:.1f} MB)"
+            + ("; in brackets glibc's heap in use / freed but kept" if heap else "")
+        )
+        if heap:
+            cells = [
+                f"{x.t:5.0f}: {x.mb:5.1f} ({x.heap_in_use_mb:4.1f}/{x.heap_free_mb:4.1f})"
+                for x in series
+            ]
+            per_line = 4
+        else:
+            cells = [f"{x.t:6.0f}: {x.mb:6.1f}" for x in series]
+            per_line = 6
+        for i in range(0, len(cells), per_line):
+            print("  " + "   ".join(cells[i : i + per_line]))
+        lo, hi, mean, spread, slope = trend([(x.t, x.mb) for x in series])
+        print(
+            f"  whole window: RSS min {lo:.1f}, max {hi:.1f}, mean {mean:.1f}; spread "
+            f"{100 * spread:.2f}%, trend {slope:+.3f} MB/min"
+        )
+        settled = [x for x in series if x.t >= warmup - 1e-6]
+        if len(settled) < 2:
+            print(f"  after the {warmup:g} s RSS warm-up: too few samples (--rss-warmup)")
+            continue
+        lo, hi, mean, spread, slope = trend([(x.t, x.mb) for x in settled])
         verdict = "ok" if spread <= TARGET_RSS_SPREAD else "FAIL"
         print(
-            f"  min {min(values):.1f}, max {max(values):.1f}, mean {mean:.1f} MB; "
-            f"spread (max-min)/mean {100 * spread:.2f}% ({verdict}, target "
-            f"<= {100 * TARGET_RSS_SPREAD:.0f}%); trend {slope:+.3f} MB/min; "
-            f"samples after {r.rss_mb['idle']:.0f} MB idle and the warm-up"
+            f"  from {settled[0].t:.0f} s on (--rss-warmup {warmup:g}): RSS min {lo:.1f}, max "
+            f"{hi:.1f}, mean {mean:.1f}; spread (max-min)/mean {100 * spread:.2f}% "
+            f"({verdict}, target <= {100 * TARGET_RSS_SPREAD:.0f}%), trend {slope:+.3f} MB/min"
         )
+        if heap:
+            in_use = trend([(x.t, x.heap_in_use_mb or 0.0) for x in settled])
+            kept = trend([(x.t, x.heap_free_mb or 0.0) for x in settled])
+            print(
+                f"  same samples, glibc heap: in use {in_use[0]:.1f}..{in_use[1]:.1f} MB "
+                f"(trend {in_use[4]:+.3f} MB/min), freed but kept {kept[0]:.1f}..{kept[1]:.1f} "
+                f"MB (trend {kept[4]:+.3f} MB/min)"
+            )
 
 
 def cpu_model() -> str:
@@ -462,9 +559,17 @@ async def main(args: argparse.Namespace) -> None:
         f"machine: {cores} cores ({usable} usable), {cpu_model()}; Python "
         f"{platform.python_version()}, aiortc {aiortc.__version__}"
     )
+    busy0, own0, t0 = machine_busy_seconds(), time.process_time(), time.perf_counter()
     clips = [encode_vp8()]
     if args.audio:
         clips.append(encode_opus())
+    await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - t0)))  # a quiet-machine check
+    own = time.process_time() - own0
+    others = (machine_busy_seconds() - busy0 - own) / (time.perf_counter() - t0)
+    print(
+        f"other processes used {100 * max(0.0, others):.0f}% of one core just before the run"
+        + (" (not a quiet machine: expect noisier figures)" if others > 0.2 else "")
+    )
     for clip in clips:
         print(
             f"source {clip.kind}: {len(clip.packets)} packets looping every {clip.seconds:.0f} s, "
@@ -484,7 +589,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.cpu_target:
         report_cpu_target(results, args.cpu_target)
     if args.rss_every:
-        report_rss(results, args.rss_every)
+        report_rss(results, args.rss_every, args.rss_warmup)
 
 
 def parse_args() -> argparse.Namespace:
@@ -516,6 +621,12 @@ def parse_args() -> argparse.Namespace:
     ramp.add_argument("--ramp-settle", type=float, default=3.0, help="seconds after joins")
     ramp.add_argument("--ramp-steps", type=int, default=10, help="at most this many readings")
     ramp.add_argument("--max-subscribers", type=int, default=200)
+    ramp.add_argument(
+        "--max-loadgen-cpu",
+        type=float,
+        default=0.85,
+        help="stop ramping when the load generator uses this share of its core (default 0.85)",
+    )
     memory = parser.add_argument_group("memory over time")
     memory.add_argument(
         "--rss-every",
@@ -523,6 +634,14 @@ def parse_args() -> argparse.Namespace:
         default=None,
         metavar="SECONDS",
         help="sample the server's RSS this often through the window (e.g. 10 with --seconds 600)",
+    )
+    memory.add_argument(
+        "--rss-warmup",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="samples this far into the window are shown but left out of the spread "
+        "(default: 60 s, at most half the window)",
     )
     args = parser.parse_args()
     engines_given = any(a == "--engines" or a.startswith("--engines=") for a in sys.argv[1:])
@@ -541,6 +660,8 @@ def parse_args() -> argparse.Namespace:
             parser.error("--cpu-target is a share of one core, e.g. 0.5")
     if args.rss_every is not None and not 0 < args.rss_every <= args.seconds:
         parser.error("--rss-every must be positive and at most --seconds")
+    if args.rss_warmup is None:
+        args.rss_warmup = min(60.0, args.seconds / 2)
     return args
 
 
@@ -549,3 +670,5 @@ if __name__ == "__main__":
         asyncio.run(main(parse_args()))
     except (KeyboardInterrupt, asyncio.CancelledError):
         sys.exit("interrupted; the server was stopped")
+    except RuntimeError as exc:
+        sys.exit(f"stopped: {exc}")

@@ -11,6 +11,7 @@ Prints ``PORT <n>`` once its control channel listens on --address, then serves (
     POST /unsubscribe {"id": subscription}    close that subscription's peer connection
     POST /mark        start of the measurement window: latency samples are reset
     GET  /stats       -> {"forwarded_packets", "latency": {...}, "producers"?: {...}, ...}
+    GET  /memory      -> glibc's heap: {"in_use_mb", "free_mb", "mmapped_mb"} ({} if not glibc)
     POST /shutdown    close every peer connection and exit
 
 ICE gathers on --address only (default 127.0.0.1) and no STUN/TURN server is used. Driven by
@@ -32,6 +33,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from latency import LatencyRecorder
+from proc_stats import heap_usage
 
 from media import _aiortc_seam as seam
 
@@ -103,6 +105,9 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
                 figures[name.removesuffix("_stats") + "s"] = read()
         return web.json_response(figures)
 
+    async def memory(request: web.Request) -> web.Response:
+        return web.json_response(heap_usage() or {})
+
     async def shutdown(request: web.Request) -> web.Response:
         stop.set()
         return web.json_response({})
@@ -114,6 +119,7 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
     app.router.add_post("/unsubscribe", unsubscribe)
     app.router.add_post("/mark", mark)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/memory", memory)
     app.router.add_post("/shutdown", shutdown)
     return app
 

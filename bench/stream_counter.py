@@ -22,6 +22,7 @@ class CounterSnapshot:
     frames: int
     highest_seq: int  # extended over wraps; -1 before the first packet
     at_ns: int
+    duplicates: int = 0  # packets whose sequence number had arrived already
 
 
 class StreamCounter:
@@ -35,6 +36,8 @@ class StreamCounter:
         self.bytes = 0
         self.frames = 0  # packets with the marker bit: video frames (audio: talk spurts)
         self.highest_seq = -1
+        self.duplicates = 0
+        self._seen = bytearray(0x10000)  # by 16-bit sequence number: arrived since it was due
         self.first_arrival_ns: int | None = None
         self.last_arrival_ns: int | None = None
         self.jitter = 0.0  # RFC 3550 interarrival jitter, in RTP timestamp units
@@ -48,14 +51,22 @@ class StreamCounter:
             self.highest_seq = packet.sequence_number - 1
         elif packet.ssrc != self.ssrc:
             return  # a retransmission stream or a stray: not the media we count
+        seq = packet.sequence_number
+        delta = (seq - self.highest_seq) & 0xFFFF
+        seen = self._seen
+        if 0 < delta < 0x8000:  # newer (possibly across a wrap); else reordered or duplicate
+            for skipped in range(self.highest_seq + 1, self.highest_seq + delta):
+                seen[skipped & 0xFFFF] = 0  # due now, not arrived: a gap, unless it comes late
+            self.highest_seq += delta
+        elif seen[seq]:
+            self.duplicates += 1  # a resend of what arrived: not counted again
+            return
+        seen[seq] = 1
         self.packets += 1
         self.bytes += len(packet.payload)
         if packet.marker:
             self.frames += 1
         self.last_arrival_ns = now
-        delta = (packet.sequence_number - self.highest_seq) & 0xFFFF
-        if 0 < delta < 0x8000:  # newer (possibly across a wrap); else reordered or duplicate
-            self.highest_seq += delta
         transit = now * self.clock_rate / 1e9 - packet.timestamp
         if self._last_transit is not None:
             d = abs(transit - self._last_transit)
@@ -65,7 +76,12 @@ class StreamCounter:
 
     def snapshot(self) -> CounterSnapshot:
         return CounterSnapshot(
-            self.packets, self.bytes, self.frames, self.highest_seq, time.perf_counter_ns()
+            self.packets,
+            self.bytes,
+            self.frames,
+            self.highest_seq,
+            time.perf_counter_ns(),
+            self.duplicates,
         )
 
 
