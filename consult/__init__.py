@@ -1,8 +1,14 @@
 """The consult domain: people, institutions and visits, who may join what, and the database.
 
 ``consult`` imports nothing from ``media``, ``signaling``, ``web`` or ``recording``.
+
+Services (each takes the acting :class:`Actor`, checks :mod:`consult.permissions`, records in
+:mod:`consult.audit`): :mod:`consult.sessions` and :mod:`consult.accounts` (sign-in, TOTP,
+admin), :mod:`consult.organisation`, :mod:`consult.practitioners`, :mod:`consult.schedule`,
+:mod:`consult.patients`, :mod:`consult.visit_flow`; :mod:`consult.admin_commands` for the CLI.
 """
 
+from consult.actor import Actor
 from consult.db import Database
 from consult.errors import (
     ConsultError,
@@ -23,6 +29,7 @@ from consult.models import (
     VisitMode,
 )
 from consult.passwords import hash_password, verify_password
+from consult.permissions import Role
 from consult.tokens import ROLES, JoinClaims, issue_join_token, verify_join_token
 from consult.visits import (
     DemoVisit,
@@ -34,6 +41,7 @@ from consult.visits import (
 
 __all__ = [
     "ROLES",
+    "Actor",
     "Base",
     "ConsultError",
     "Database",
@@ -44,6 +52,7 @@ __all__ = [
     "InstitutionLevel",
     "JoinClaims",
     "NotAParticipant",
+    "Role",
     "TokenExpired",
     "TokenInvalid",
     "TokenMissing",

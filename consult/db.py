@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from consult.crypto import FieldCipher
 from consult.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
@@ -28,10 +29,15 @@ class Database:
     Lifecycle: ``await start()`` (creates the engine and migrates to head), then ``session()`` as
     often as needed, then ``await close()``. ``start()`` on a started database does nothing;
     ``start()`` after ``close()`` and ``session()`` outside start..close raise ``RuntimeError``.
+
+    ``field_key`` (configuration, at least 32 bytes, never stored in the database) keys the SM4
+    encryption of personal identifiers and TOTP secrets (R36); services that need it use
+    :attr:`cipher`.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, field_key: str | None = None) -> None:
         self._url: URL = make_url(url)
+        self._cipher = FieldCipher(field_key) if field_key is not None else None
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._closed = False
@@ -46,6 +52,13 @@ class Database:
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
         return self._closed
+
+    @property
+    def cipher(self) -> FieldCipher:
+        """The field cipher; ``RuntimeError`` when the database was made without ``field_key``."""
+        if self._cipher is None:
+            raise RuntimeError("no field_key configured: Database(url, field_key=...)")
+        return self._cipher
 
     @property
     def engine(self) -> AsyncEngine:
@@ -63,8 +76,7 @@ class Database:
                 return
             engine = self._create_engine()
             try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(upgrade_to_head)
+                await self._migrate(engine)
             except BaseException:
                 await engine.dispose()
                 raise
@@ -91,6 +103,25 @@ class Database:
         if engine is not None:
             await engine.dispose()
             logger.info("database closed (%s)", self.dialect)
+
+    async def _migrate(self, engine: AsyncEngine) -> None:
+        if self.dialect != "sqlite":
+            async with engine.begin() as connection:
+                await connection.run_sync(upgrade_to_head)
+            return
+        # SQLite batch migrations rebuild tables (copy, drop, rename); with foreign keys on,
+        # dropping a table that others reference fails. Alembic's advice: switch them off
+        # around the migration (the pragma only takes effect outside a transaction), and
+        # upgrade_to_head checks every reference before committing.
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+            try:
+                async with connection.begin():
+                    await connection.run_sync(upgrade_to_head)
+            finally:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
     def _check_open(self) -> None:
         if self._closed:

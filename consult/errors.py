@@ -58,3 +58,331 @@ class NotAParticipant(ConsultError):
 
     code = "not_a_participant"
     default_message = "You are not a participant of this visit."
+
+
+# --- Categories: the boundary may map a whole category to one HTTP status. -------------------
+
+
+class Unauthenticated(ConsultError):
+    """Who is asking is unknown: no, wrong, expired or revoked credentials (HTTP 401)."""
+
+    code = "unauthenticated"
+    default_message = "Sign-in is required."
+
+
+class PermissionDenied(ConsultError):
+    """The actor is known but may not do this (HTTP 403). Always recorded in the audit chain."""
+
+    code = "forbidden"
+    default_message = "You may not do this."
+
+
+class NotFound(ConsultError):
+    """The object does not exist (HTTP 404)."""
+
+    code = "not_found"
+    default_message = "The object does not exist."
+
+
+class InvalidInput(ConsultError):
+    """A value is malformed or out of range (HTTP 422)."""
+
+    code = "invalid_input"
+    default_message = "A value is not valid."
+
+
+class Conflict(ConsultError):
+    """The request clashes with the current state: a duplicate, a wrong state (HTTP 409)."""
+
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class RuleRefused(ConsultError):
+    """A rule of care (R2-R9) refuses the request (HTTP 409 or 422: the boundary decides)."""
+
+    code = "rule_refused"
+    default_message = "A rule of care refuses this request."
+
+
+# --- Sign-in and sessions (R33) ---------------------------------------------------------------
+
+
+class InvalidCredentials(Unauthenticated):
+    """Wrong username, password or TOTP code, or an inactive account: deliberately vague."""
+
+    code = "invalid_credentials"
+    default_message = "The username, password or code is wrong."
+
+
+class AccountLocked(Unauthenticated):
+    """Too many failures: the account is locked for a while."""
+
+    code = "account_locked"
+    default_message = "Too many failed attempts; the account is locked for 10 minutes."
+
+
+class TotpRequired(Unauthenticated):
+    """The password was right; the account's TOTP code must come with it."""
+
+    code = "totp_required"
+    default_message = "Enter the code from your authenticator app."
+
+
+class SessionInvalid(Unauthenticated):
+    """The bearer token is unknown, malformed or revoked."""
+
+    code = "session_invalid"
+    default_message = "The session is not valid; sign in again."
+
+
+class SessionExpired(Unauthenticated):
+    """The session passed its idle timeout or absolute lifetime."""
+
+    code = "session_expired"
+    default_message = "The session has expired; sign in again."
+
+
+class TotpEnrolmentRequired(PermissionDenied):
+    """A staff account without a confirmed TOTP secret may only enrol one."""
+
+    code = "totp_enrolment_required"
+    default_message = "Set up two-factor sign-in first."
+
+
+class TotpInvalid(InvalidInput):
+    """The TOTP code given to confirm an enrolment is wrong."""
+
+    code = "totp_invalid"
+    default_message = "The code is wrong."
+
+
+class TotpAlreadyEnrolled(Conflict):
+    """The account already has a confirmed TOTP secret (an admin can reset it)."""
+
+    code = "totp_already_enrolled"
+    default_message = "Two-factor sign-in is already set up."
+
+
+class TotpNotEnrolled(Conflict):
+    """Confirmation without a pending enrolment."""
+
+    code = "totp_not_enrolled"
+    default_message = "Start the two-factor enrolment first."
+
+
+class WeakPassword(InvalidInput):
+    """The password does not meet the policy (10+ characters from 3 of 4 classes)."""
+
+    code = "weak_password"
+    default_message = (
+        "Use at least 10 characters from three of: lower case, upper case, digits, symbols."
+    )
+
+
+class UsernameTaken(Conflict):
+    """Another account has this username."""
+
+    code = "username_taken"
+    default_message = "The username is taken."
+
+
+class UserNotFound(NotFound):
+    """No account has this id."""
+
+    code = "user_not_found"
+    default_message = "The account does not exist."
+
+
+# --- Organisation, practitioners (R9, R35) ----------------------------------------------------
+
+
+class InstitutionNotFound(NotFound):
+    """No institution has this id."""
+
+    code = "institution_not_found"
+    default_message = "The institution does not exist."
+
+
+class DepartmentNotFound(NotFound):
+    """No department has this id (or it belongs to another institution)."""
+
+    code = "department_not_found"
+    default_message = "The department does not exist."
+
+
+class PractitionerNotFound(NotFound):
+    """The account has no practitioner record."""
+
+    code = "practitioner_not_found"
+    default_message = "The practitioner does not exist."
+
+
+class PractitionerExists(Conflict):
+    """The account already has a practitioner record, or the licence number is taken."""
+
+    code = "practitioner_exists"
+    default_message = "A practitioner with this account or licence number exists."
+
+
+class PractitionerNotVerified(RuleRefused):
+    """R9: an unverified doctor cannot take a patient."""
+
+    code = "practitioner_not_verified"
+    default_message = "The doctor's identity and licence are not verified yet."
+
+
+class SigningPinNotSet(Conflict):
+    """No signing PIN has been set (R35)."""
+
+    code = "signing_pin_not_set"
+    default_message = "Set a signing PIN first."
+
+
+class SigningPinInvalid(PermissionDenied):
+    """The signing PIN is wrong."""
+
+    code = "signing_pin_invalid"
+    default_message = "The signing PIN is wrong."
+
+
+class SigningPinLocked(PermissionDenied):
+    """Too many wrong signing PINs: signing is locked for a while."""
+
+    code = "signing_pin_locked"
+    default_message = "Too many wrong PINs; signing is locked for 10 minutes."
+
+
+class WeakPin(InvalidInput):
+    """The signing PIN is too short or trivial."""
+
+    code = "weak_pin"
+    default_message = "Use a PIN of 6 to 12 digits that is not a run or a repeat."
+
+
+# --- Patients (R36, R37) ----------------------------------------------------------------------
+
+
+class InvalidIdNumber(InvalidInput):
+    """Not an 18-character resident ID number with a valid check character and birth date."""
+
+    code = "invalid_id_number"
+    default_message = "The ID number is not valid."
+
+
+class InvalidPhone(InvalidInput):
+    """Not a mainland mobile number."""
+
+    code = "invalid_phone"
+    default_message = "The phone number is not valid."
+
+
+class PatientNotFound(NotFound):
+    """No patient record has this id."""
+
+    code = "patient_not_found"
+    default_message = "The patient does not exist."
+
+
+class PatientExists(Conflict):
+    """A patient with this ID number (or for this account) is already registered."""
+
+    code = "patient_exists"
+    default_message = "The patient is already registered."
+
+
+# --- Visits (R1-R8) ---------------------------------------------------------------------------
+
+
+class InvalidTransition(Conflict):
+    """The visit's state does not allow this step."""
+
+    code = "invalid_transition"
+    default_message = "The visit is not in a state that allows this."
+
+
+class FirstVisitRefused(RuleRefused):
+    """R2: online visits are follow-ups of a condition diagnosed at a physical institution."""
+
+    code = "first_visit_refused"
+    default_message = (
+        "Online visits are for follow-ups only: a prior diagnosis of this condition from a "
+        "hospital is required."
+    )
+
+
+class GuardianRequired(RuleRefused):
+    """R4: a child under 6 needs a guardian present."""
+
+    code = "guardian_required"
+    default_message = "A child under 6 needs a guardian present."
+
+
+class EmergencyRefused(RuleRefused):
+    """R4: no internet visits for emergencies."""
+
+    code = "emergency_not_allowed"
+    default_message = "Emergencies cannot be seen online; call 120 or go to an emergency room."
+
+
+class ConsentRequired(RuleRefused):
+    """R5: the risk notice must be signed before joining."""
+
+    code = "consent_required"
+    default_message = "Read and sign the informed consent first."
+
+
+class ConsentMismatch(InvalidInput):
+    """The signed document is not the current version of the text shown."""
+
+    code = "consent_mismatch"
+    default_message = "The document signed is not the current version."
+
+
+class AlreadySigned(Conflict):
+    """This document was already signed for this visit."""
+
+    code = "already_signed"
+    default_message = "Already signed."
+
+
+class DoctorOffline(RuleRefused):
+    """R6/R7: a queue booking needs the doctor online."""
+
+    code = "doctor_offline"
+    default_message = "The doctor is not online."
+
+
+class DoctorBusy(Conflict):
+    """The doctor already has a patient in the room: one at a time."""
+
+    code = "doctor_busy"
+    default_message = "Another patient is in the room."
+
+
+class SlotNotFound(NotFound):
+    """No schedule slot has this id (or it is another doctor's)."""
+
+    code = "slot_not_found"
+    default_message = "The schedule slot does not exist."
+
+
+class SlotUnavailable(Conflict):
+    """The slot is full or already over."""
+
+    code = "slot_unavailable"
+    default_message = "The schedule slot is full or over."
+
+
+class NotAdmitted(PermissionDenied):
+    """The patient has not been admitted into the room by the doctor."""
+
+    code = "not_admitted"
+    default_message = "Please wait: the doctor has not admitted you yet."
+
+
+class VisitClosed(Conflict):
+    """The visit has ended, been referred or been cancelled."""
+
+    code = "visit_closed"
+    default_message = "The visit is over."

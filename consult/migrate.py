@@ -60,6 +60,7 @@ def upgrade_to_head(connection: Connection) -> None:
     Run it through ``AsyncConnection.run_sync`` inside ``engine.begin()``; the caller's transaction
     commits the result. Safe to call on a database already at head.
     """
+    sqlite = connection.dialect.name == "sqlite"
     if connection.dialect.name == "postgresql":
         lock = text("SELECT pg_advisory_xact_lock(:key)")
         connection.execute(lock, {"key": _PG_MIGRATION_LOCK_KEY})
@@ -68,5 +69,10 @@ def upgrade_to_head(connection: Connection) -> None:
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
     after = current_revision(connection)
+    if sqlite and before != after:
+        # Batch mode ran with foreign keys off (see consult.db): check every reference now.
+        broken = connection.execute(text("PRAGMA foreign_key_check")).first()
+        if broken is not None:
+            raise RuntimeError(f"migration left a dangling reference in table {broken[0]!r}")
     if before != after:
         logger.info("database migrated from %s to %s", before, after)

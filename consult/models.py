@@ -1,19 +1,34 @@
 """Database models of the consult domain (SQLAlchemy 2 declarative).
 
 Every change here needs a migration in ``consult/migrations/versions`` (``tests/consult`` checks
-that the migrations produce exactly these tables). Later issues add roles, practitioners and
-patients (identifiers encrypted with SM4) as tables of their own that point at ``users.id``, so
-``User`` carries no personal identifiers beyond a display name.
+that the migrations produce exactly these tables). Personal identifiers live in ``patients``,
+encrypted with SM4 (``consult.crypto``); ``User`` carries no identifier beyond a display name.
+Columns named ``*_enc`` hold ciphertexts, ``*_index`` HMAC-SM3 blind indexes (R36).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, MetaData, String, true
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from consult.permissions import Role
 from consult.sqltypes import UtcDateTime, new_id, utc_now
 
 NAMING_CONVENTION = {
@@ -51,7 +66,69 @@ class VisitMode(StrEnum):
     TEXT = "text"
 
 
-VISIT_STATUS_SCHEDULED = "scheduled"
+class VisitState(StrEnum):
+    """Where a visit stands; the transitions between them are in ``consult.visit_flow``."""
+
+    BOOKED = "booked"
+    WAITING = "waiting"
+    IN_ROOM = "in_room"
+    ENDED = "ended"
+    REFERRED = "referred"
+    CANCELLED = "cancelled"
+
+
+VISIT_STATUS_SCHEDULED = VisitState.BOOKED.value
+"""Kept for old imports: a new visit's state (it was called "scheduled" before issue 4)."""
+
+
+class SessionScope(StrEnum):
+    """What a session may do: everything its role allows, or only enrol TOTP (R33)."""
+
+    FULL = "full"
+    ENROL = "enrol"
+
+
+class VerificationStatus(StrEnum):
+    """A practitioner's real-name and licence verification (R9)."""
+
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class Title(StrEnum):
+    """A physician's professional title."""
+
+    RESIDENT = "resident"
+    ATTENDING = "attending"
+    ASSOCIATE_CHIEF = "associate_chief"
+    CHIEF = "chief"
+
+
+class DiagnosisSource(StrEnum):
+    """Where a diagnosis was made: only ``offline`` (a physical institution) opens a follow-up."""
+
+    OFFLINE = "offline"
+    ONLINE = "online"
+
+
+class AuditResult(StrEnum):
+    """How an audited attempt ended."""
+
+    OK = "ok"
+    DENIED = "denied"
+    """Refused by the permission table, ownership or scope."""
+    REFUSED = "refused"
+    """Refused by a rule of care (R2-R9) or the visit's state."""
+    FAILED = "failed"
+    """An authentication attempt failed."""
+
+
+class ConsentKind(StrEnum):
+    """Documents a patient signs for a visit (R5)."""
+
+    RISK_NOTICE = "risk_notice"
+    REFERRAL_REFUSAL = "referral_refusal"
 
 
 def _one_of(column: str, allowed: type[StrEnum]) -> CheckConstraint:
@@ -97,15 +174,27 @@ class Department(Base):
     name: Mapped[str] = mapped_column(String(200))
 
 
+def _kind_from_role(context: Any) -> str:
+    """Default ``users.kind`` from ``role``: a patient's account is a patient account."""
+    role = context.get_current_parameters().get("role")
+    return UserKind.PATIENT.value if role == Role.PATIENT else UserKind.STAFF.value
+
+
 class User(Base):
-    """An account: staff or patient.
+    """An account: staff or patient, with exactly one role (R34).
 
     ``password_hash`` is ``None`` for an account that cannot sign in with a password (for example
-    a patient who only joins through a link).
+    a patient who only joins through a link). ``totp_secret_enc`` is the SM4-encrypted TOTP
+    secret; it counts only once ``totp_confirmed_at`` is set. ``failed_logins`` counts
+    consecutive failures; the fifth locks the account until ``locked_until`` (R33).
     """
 
     __tablename__ = "users"
-    __table_args__ = (_one_of("kind", UserKind),)
+    __table_args__ = (
+        _one_of("kind", UserKind),
+        _one_of("role", Role),
+        CheckConstraint("(role = 'patient') = (kind = 'patient')", name="kind_matches_role"),
+    )
 
     id: Mapped[str] = _id_column()
     institution_id: Mapped[str | None] = mapped_column(
@@ -117,19 +206,195 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(128))
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default=_kind_from_role)
+    role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = _created_at_column()
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    totp_secret_enc: Mapped[str | None] = mapped_column(String(255))
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    """The last accepted TOTP time step: a code is accepted once (replay protection)."""
+
+
+class UserDepartment(Base):
+    """The departments an operator is scoped to (R34); other roles use ``users.department_id``."""
+
+    __tablename__ = "user_departments"
+
+    user_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id"), primary_key=True
+    )
+    department_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("departments.id"), primary_key=True, index=True
+    )
+
+
+class Session(Base):
+    """A signed-in session. The bearer token itself is never stored, only its SM3 digest."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (_one_of("scope", SessionScope),)
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created_at_column()
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """The absolute end of the session, whatever its activity."""
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoke_reason: Mapped[str | None] = mapped_column(String(32))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """One link of the audit chain (R22, R24, R25). Rows are only ever inserted.
+
+    ``seq`` orders the chain (1, 2, 3, ... without gaps). ``digest`` is
+    ``SM3(prev_digest || canonical JSON of the event)``; see ``consult.audit``. ``details`` is
+    canonical JSON and never carries personal data. Triggers refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (_one_of("result", AuditResult),)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    result: Mapped[str] = mapped_column(String(16))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    prev_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Practitioner(Base):
+    """A doctor's professional record (R9, R35), one per doctor account.
+
+    ``signing_pin_hash`` is an Argon2id hash of the personal signing PIN, apart from the
+    password; five wrong PINs lock signing until ``pin_locked_until``.
+    """
+
+    __tablename__ = "practitioners"
+    __table_args__ = (
+        _one_of("title", Title),
+        _one_of("verification", VerificationStatus),
+        CheckConstraint("years_of_practice >= 0", name="years_not_negative"),
+    )
+
+    user_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id"), primary_key=True
+    )
+    institution_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("institutions.id"), index=True
+    )
+    department_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("departments.id"), index=True
+    )
+    licence_number: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(32))
+    years_of_practice: Mapped[int] = mapped_column(Integer)
+    specialty: Mapped[str] = mapped_column(String(128))
+    verification: Mapped[str] = mapped_column(
+        String(16),
+        default=VerificationStatus.PENDING.value,
+        server_default=VerificationStatus.PENDING.value,
+    )
+    verified_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    signing_pin_hash: Mapped[str | None] = mapped_column(String(255))
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pin_locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    online_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """Set while the doctor has opened online hours (R7): the queue accepts bookings."""
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class ScheduleSlot(Base):
+    """A fixed period of a doctor's schedule (R7) that takes up to ``capacity`` bookings."""
+
+    __tablename__ = "schedule_slots"
+    __table_args__ = (
+        CheckConstraint("capacity > 0", name="capacity_positive"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    )
+
+    id: Mapped[str] = _id_column()
+    doctor_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    capacity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class Patient(Base):
+    """A person who receives care (R36, R37): identifiers encrypted, looked up by blind index.
+
+    ``user_id`` is the person's own account, if any; a young child has none and is linked to a
+    guardian's record instead (``guardian_id``), whose account acts for it.
+    """
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id"), unique=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    id_number_enc: Mapped[str] = mapped_column(String(255))
+    id_number_index: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_enc: Mapped[str | None] = mapped_column(String(255))
+    phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    birth_date: Mapped[date] = mapped_column(Date)
+    guardian_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("patients.id"), index=True
+    )
+    guardian_relation: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class PriorDiagnosis(Base):
+    """A diagnosis the patient holds (R2): only an offline one opens an online follow-up."""
+
+    __tablename__ = "prior_diagnoses"
+    __table_args__ = (_one_of("source", DiagnosisSource),)
+
+    id: Mapped[str] = _id_column()
+    patient_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("patients.id"), index=True
+    )
+    condition_code: Mapped[str] = mapped_column(String(16))
+    """ICD-10 code; a follow-up matches on the three-character category."""
+    condition_name: Mapped[str] = mapped_column(String(200))
+    institution_name: Mapped[str] = mapped_column(String(200))
+    diagnosed_on: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(16))
+    recorded_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     created_at: Mapped[datetime] = _created_at_column()
 
 
 class Visit(Base):
-    """A consultation between one doctor and one patient.
+    """An online visit between one doctor and one patient (R1-R8).
 
-    ``status`` is free text for now; a later issue puts it under a state machine.
+    ``patient_id`` is the patient-side *account* (the guardian's for a child);
+    ``patient_record_id`` the person seen. ``status`` changes only through
+    ``consult.visit_flow`` (one transition table, one ``_set_state``).
     """
 
     __tablename__ = "visits"
-    __table_args__ = (_one_of("mode", VisitMode),)
+    __table_args__ = (_one_of("mode", VisitMode), _one_of("status", VisitState))
 
     id: Mapped[str] = _id_column()
     institution_id: Mapped[str] = mapped_column(
@@ -142,3 +407,46 @@ class Visit(Base):
         String(32), default=VISIT_STATUS_SCHEDULED, server_default=VISIT_STATUS_SCHEDULED
     )
     created_at: Mapped[datetime] = _created_at_column()
+    department_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("departments.id"), index=True
+    )
+    patient_record_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("patients.id"), index=True
+    )
+    diagnosis_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("prior_diagnoses.id")
+    )
+    slot_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("schedule_slots.id"), index=True
+    )
+    booked_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    checked_in_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    guardian_present: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    admitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    referral_reason: Mapped[str | None] = mapped_column(Text)
+    referral_appointment: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Consent(Base):
+    """A document the patient signed for a visit (R5): what text, which version, when, by whom.
+
+    ``document_digest`` is the SM3 digest of the exact text shown, so the record proves which
+    wording was accepted.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        _one_of("kind", ConsentKind),
+        UniqueConstraint("visit_id", "kind", name="uq_consents_visit_id_kind"),
+    )
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    signer_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    document_version: Mapped[str] = mapped_column(String(64))
+    document_digest: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source_ip: Mapped[str | None] = mapped_column(String(64))

@@ -14,11 +14,12 @@ from consult.models import (
     Institution,
     InstitutionLevel,
     User,
-    UserKind,
     Visit,
     VisitMode,
+    VisitState,
 )
 from consult.passwords import hash_password
+from consult.permissions import Role
 from consult.sqltypes import new_id
 from consult.tokens import JoinClaims
 
@@ -55,7 +56,8 @@ async def create_demo_visit(db: Database) -> DemoVisit:
     """Create a demo institution, department, doctor, patient and a video visit between them.
 
     Every call creates new rows with unique usernames. The doctor gets a random password that is
-    hashed and then forgotten: demo participants join by token, never by password.
+    hashed and then forgotten: demo participants join by token, never by password. The visit
+    starts with its patient admitted (``in_room``), so the demo links join at once.
     """
     suffix = secrets.token_hex(4)
     # Argon2 costs tens of milliseconds of CPU: keep it off the event loop.
@@ -71,14 +73,14 @@ async def create_demo_visit(db: Database) -> DemoVisit:
         username=f"demo-doctor-{suffix}",
         display_name=DEMO_DOCTOR_NAME,
         password_hash=doctor_hash,
-        kind=UserKind.STAFF.value,
+        role=Role.DOCTOR.value,
     )
     patient = User(
         id=new_id(),
         username=f"demo-patient-{suffix}",
         display_name=DEMO_PATIENT_NAME,
         password_hash=None,
-        kind=UserKind.PATIENT.value,
+        role=Role.PATIENT.value,
     )
     visit = Visit(
         id=new_id(),
@@ -86,6 +88,8 @@ async def create_demo_visit(db: Database) -> DemoVisit:
         doctor_id=doctor.id,
         patient_id=patient.id,
         mode=VisitMode.VIDEO.value,
+        status=VisitState.IN_ROOM.value,
+        department_id=department.id,
     )
     async with db.session() as session, session.begin():
         # Flush in dependency order: there are no relationships for the unit of work to sort by.

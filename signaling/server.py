@@ -13,9 +13,13 @@ from typing import Any
 
 import socketio
 
+from consult.actor import Actor
+from consult.audit import authorize
 from consult.db import Database
 from consult.errors import ConsultError
+from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
+from consult.visit_flow import may_join_room
 from consult.visits import resolve_participant
 from media.pool import MediaPool
 
@@ -100,9 +104,12 @@ class SignalingServer:
         if self._closed:
             raise _refusal("shutting_down", "the server is shutting down")
         token = auth.get("token") if isinstance(auth, dict) else None
+        source_ip = str(environ.get("REMOTE_ADDR") or "") or None
         try:
             claims = verify_join_token(self._secret, token)
             identity = await resolve_participant(self._db, claims)
+            # a patient enters only once admitted (R6); refusals are audited by consult
+            await may_join_room(self._db, claims, claims.visit_id, claims.role)
         except ConsultError as exc:
             logger.info("connection refused: %s", exc.code)
             raise _refusal(exc.code, str(exc)) from None
@@ -117,6 +124,7 @@ class SignalingServer:
                 role=identity.role,
                 name=identity.display_name,
             ),
+            actor=Actor(user_id=identity.user_id, role=Role(identity.role), source_ip=source_ip),
         )
         logger.info(
             "connected",
@@ -148,6 +156,15 @@ class SignalingServer:
             return error_payload(exc)
 
         async def job() -> dict[str, Any] | None:
+            # every socket event is an action of the permission table (R34); a refusal is
+            # recorded in the audit chain
+            await authorize(
+                self._db,
+                session.actor,
+                SOCKET_EVENT_ACTIONS[event],
+                object_type="visit",
+                object_id=session.identity.visit_id,
+            )
             if event != "join" and not session.joined:
                 raise SignalingError("not_joined", f"'{event}' before 'join'")
             return await handler(session, data)

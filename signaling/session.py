@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from consult.actor import Actor
+
 from .errors import SignalingError, error_payload
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,10 @@ class Identity:
 class Session:
     """A connected participant: identity, transports, negotiation state and its event queue."""
 
-    def __init__(self, sid: str, identity: Identity) -> None:
+    def __init__(self, sid: str, identity: Identity, actor: Actor) -> None:
         self.sid = sid
         self.identity = identity
+        self.actor = actor  # for the permission table and the audit chain
         self.joined = False
         self.subscribed = False
         self.offer_revision = 0

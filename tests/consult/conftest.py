@@ -4,7 +4,10 @@ PostgreSQL comes from ``TELECONSULT_TEST_PG_URL`` (default: the local ``test`` d
 creates its own databases there (``tc_test_<random>``) and drops them afterwards: one shared,
 migrated database for the whole run (``db_url``, ``db``; tests use fresh ids so they do not see
 each other), and a fresh empty one for each test that migrates from nothing (``empty_db_url``).
-When PostgreSQL cannot be reached the PostgreSQL cases are skipped, unless ``TELECONSULT_STRICT=1``,
+Tests that tamper with the audit chain use ``scratch_db``: on PostgreSQL one more database for the
+run whose chain is wiped (triggers bypassed, as a DBA would) before each test; on SQLite a new
+file. A migrated SQLite file is made once per run and copied for each ``db_url`` test, so only the
+migration tests pay for migrating (they use ``empty_db_url``). When PostgreSQL cannot be reached the PostgreSQL cases are skipped, unless ``TELECONSULT_STRICT=1``,
 which turns the skip into a failure. SQLite cases get a new file under ``tmp_path`` every time.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,13 +24,18 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
+import consult.passwords
 from consult.db import Database
 
 PG_URL_ENV = "TELECONSULT_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 STRICT_ENV = "TELECONSULT_STRICT"
+FIELD_KEY = "consult-tests-field-key-" + "0123456789abcdef" * 2
+"""The configured SM4/HMAC-SM3 secret of the test databases (never stored in them)."""
 
 T = TypeVar("T")
 
@@ -111,13 +120,72 @@ def _sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/data/teleconsult.db"
 
 
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    await database.start()
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run (closed, so its WAL is checkpointed)."""
+    path = tmp_path_factory.mktemp("template") / "teleconsult.db"
+    _run_aside(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def _sqlite_copy(template: Path, tmp_path: Path) -> str:
+    url = _sqlite_url(tmp_path)
+    target = Path(str(make_url(url).database))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL on each backend: a new SQLite file, or the run's PostgreSQL database."""
+    """A migrated database on each backend: a new SQLite file, or the run's PostgreSQL database."""
     if request.param == "sqlite":
-        return _sqlite_url(tmp_path)
+        return _sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
     url: str = request.getfixturevalue("pg_shared_database_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def pg_scratch_database_url(pg_server: None) -> Iterator[str]:
+    """A second PostgreSQL database for the run, for tests that tamper with the audit chain."""
+    name = _create_database()
+    try:
+        yield _url_of(name)
+    finally:
+        _drop_database(name)
+
+
+async def wipe_audit_chain(database: Database) -> None:
+    """Empty ``audit_events`` past its triggers, as a DBA could (test setup only)."""
+    async with database.session() as session, session.begin():
+        if database.dialect == "postgresql":
+            await session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            await session.execute(text("DELETE FROM audit_events"))
+            await session.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+        else:
+            await session.execute(text("DELETE FROM audit_events"))  # a new file: already empty
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def scratch_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database whose audit chain is empty and may be tampered with."""
+    if request.param == "sqlite":
+        url = _sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        url = request.getfixturevalue("pg_scratch_database_url")
+    database = Database(url, field_key=FIELD_KEY)
+    await database.start()
+    try:
+        await wipe_audit_chain(database)
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -131,10 +199,29 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
-    """A started (migrated) database, closed after the test."""
-    database = Database(db_url)
+    """A started (migrated) database with a field key, closed after the test."""
+    database = Database(db_url, field_key=FIELD_KEY)
     await database.start()
     try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real Argon2id at minimal cost, for tests where the hash's strength is not the point."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(consult.passwords, "_hasher", cheap)
+
+
+@pytest.fixture
+async def pg_scratch_db(pg_scratch_database_url: str) -> AsyncIterator[Database]:
+    """:func:`scratch_db` on PostgreSQL only, for roles, grants and TRUNCATE."""
+    database = Database(pg_scratch_database_url, field_key=FIELD_KEY)
+    await database.start()
+    try:
+        await wipe_audit_chain(database)
         yield database
     finally:
         await database.close()

@@ -121,7 +121,7 @@ async def test_level_must_be_known(db: Database) -> None:
 
 async def test_usernames_are_unique(db: Database) -> None:
     def user() -> User:
-        return User(id=new_id(), username=username, display_name="x", kind="staff")
+        return User(id=new_id(), username=username, display_name="x", role="nurse")
 
     username = f"same-{new_id()}"  # the PostgreSQL database is shared by the run
 
@@ -133,7 +133,7 @@ async def test_usernames_are_unique(db: Database) -> None:
 
 
 async def test_user_defaults(db: Database) -> None:
-    user = User(username=f"nurse-{new_id()}", display_name="李护士", kind="staff")
+    user = User(username=f"nurse-{new_id()}", display_name="李护士", role="nurse")
     async with db.session() as session, session.begin():
         session.add(user)
     async with db.session() as session:
@@ -142,6 +142,21 @@ async def test_user_defaults(db: Database) -> None:
     assert loaded.is_active is True
     assert loaded.password_hash is None
     assert loaded.institution_id is None
+    assert loaded.kind == "staff"  # from the role
+    assert loaded.failed_logins == 0 and loaded.locked_until is None
+    assert loaded.totp_secret_enc is None and loaded.totp_confirmed_at is None
+
+
+async def test_role_is_required_known_and_matches_kind(db: Database) -> None:
+    for values in (
+        {"role": "superuser"},
+        {"role": "patient", "kind": "staff"},
+        {"role": "doctor", "kind": "patient"},
+        {},
+    ):
+        with pytest.raises(IntegrityError):
+            async with db.session() as session, session.begin():
+                session.add(User(username=f"u-{new_id()}", display_name="x", **values))
 
 
 async def test_sqlite_creates_parent_directories_and_uses_wal(tmp_path: Path) -> None:

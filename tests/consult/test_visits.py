@@ -57,13 +57,13 @@ async def test_demo_visit_rows(db: Database) -> None:
         demo.patient_id,
     )
     assert visit.mode == "video"
-    assert visit.status == "scheduled"
-    assert doctor.kind == "staff"
+    assert visit.status == "in_room"  # demo links join at once
+    assert (doctor.kind, doctor.role) == ("staff", "doctor")
     assert doctor.department_id == departments[0].id
     assert doctor.display_name == demo.doctor_name == "王医生"
     assert doctor.password_hash is not None and doctor.password_hash.startswith("$argon2id$")
     assert not verify_password(doctor.password_hash, "")
-    assert patient.kind == "patient"
+    assert (patient.kind, patient.role) == ("patient", "patient")
     assert patient.display_name == demo.patient_name == "患者 张某"
     assert doctor.is_active and patient.is_active
 

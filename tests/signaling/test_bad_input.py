@@ -163,3 +163,25 @@ async def test_bad_events_get_codes_and_media_never_stops(server, call_in_progre
         lambda: any(p["id"] == patient.id and p["audio_muted"] for p in doctor.participants),
         timeout=5,
     )
+
+
+async def test_a_patient_sent_back_to_the_waiting_room_cannot_connect(server):
+    """R6: the patient enters the room only while admitted; the refusal has its code."""
+    from consult.actor import Actor
+    from consult.permissions import Role
+    from consult.visit_flow import send_back
+    from web.keys import DATABASE
+
+    visit = await server.visit()
+    doctor_id = _claims(visit.tokens["doctor"])["sub"]
+    await send_back(
+        server.app[DATABASE], Actor(user_id=doctor_id, role=Role.DOCTOR), visit.visit_id
+    )
+    assert (await refused(server.url, visit.tokens["patient"]))["code"] == "not_admitted"
+    # the doctor may still enter the room of the visit
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    try:
+        await doctor.connect()
+        await doctor.join()
+    finally:
+        await doctor.close()

@@ -1,0 +1,45 @@
+"""Who is acting: the result of authenticating a session, passed to every service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consult.permissions import STAFF_ROLES, Role
+
+
+@dataclass(frozen=True)
+class Actor:
+    """An authenticated account acting through one session.
+
+    ``enrolment_only`` marks a staff session whose account has no confirmed TOTP secret yet: it
+    may only enrol one (R33). ``department_ids`` scopes an operator (R34). ``user_id`` is
+    ``None`` only for :meth:`system` (the command line, run by whoever holds the server).
+    """
+
+    user_id: str | None
+    role: Role
+    session_id: str | None = None
+    source_ip: str | None = None
+    department_ids: frozenset[str] = field(default_factory=frozenset)
+    institution_id: str | None = None
+    enrolment_only: bool = False
+
+    @property
+    def is_staff(self) -> bool:
+        """Whether the role is a staff role (TOTP mandatory)."""
+        return self.role in STAFF_ROLES
+
+    @property
+    def is_system(self) -> bool:
+        """Whether this is the command line's actor rather than a signed-in account."""
+        return self.user_id is None
+
+    @classmethod
+    def system(cls, source_ip: str = "cli") -> Actor:
+        """The actor of administrative commands run on the server (``teleconsult ...``).
+
+        It has the admin role: holding the server's configuration already gives full access to
+        the database, so the command line gains nothing by pretending otherwise; its actions
+        are audited with no account id.
+        """
+        return cls(user_id=None, role=Role.ADMIN, source_ip=source_ip)

@@ -1,0 +1,122 @@
+"""What ``teleconsult`` admin commands call: each returns printable text and an exit status.
+
+The command line acts as :meth:`Actor.system` (it holds the server's configuration, hence the
+database already); every change it makes is audited with no account id and source ``cli``.
+``web/cli.py`` parses arguments, opens :class:`Database` with the configured ``field_key``,
+awaits one of these, prints the text and exits with the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from consult.accounts import count_admins, create_user
+from consult.actor import Actor
+from consult.audit import verify_chain
+from consult.db import Database
+from consult.errors import ConsultError
+from consult.models import InstitutionLevel
+from consult.organisation import create_department, create_institution
+from consult.permissions import Role
+from consult.practitioners import register_practitioner, verify_practitioner
+
+CommandResult = tuple[str, int]
+"""(text to print, process exit status)."""
+
+
+def _failed(exc: ConsultError) -> CommandResult:
+    return f"error: {exc.code}: {exc.message}", 2
+
+
+async def audit_verify(db: Database) -> CommandResult:
+    """``teleconsult audit verify``: 0 and a summary when the chain holds, 1 and the first break."""
+    report = await verify_chain(db)
+    return report.text(), report.exit_status
+
+
+async def add_institution(db: Database, name: str, level: str) -> CommandResult:
+    """``teleconsult institution add NAME --level tertiary|secondary|grassroots``."""
+    try:
+        view = await create_institution(db, Actor.system(), name, InstitutionLevel(level))
+    except ValueError:
+        return f"error: level must be one of {', '.join(InstitutionLevel)}", 2
+    except ConsultError as exc:
+        return _failed(exc)
+    return f"institution {view.id} {view.level.value}", 0
+
+
+async def add_department(db: Database, institution_id: str, name: str) -> CommandResult:
+    """``teleconsult department add INSTITUTION_ID NAME``."""
+    try:
+        view = await create_department(db, Actor.system(), institution_id, name)
+    except ConsultError as exc:
+        return _failed(exc)
+    return f"department {view.id}", 0
+
+
+async def add_user(
+    db: Database,
+    *,
+    username: str,
+    display_name: str,
+    role: str,
+    password: str | None,
+    institution_id: str | None = None,
+    department_id: str | None = None,
+    operator_department_ids: Iterable[str] = (),
+) -> CommandResult:
+    """``teleconsult user add``: any role, including the first admin.
+
+    Staff accounts must enrol TOTP at their first sign-in (they get an enrolment-only session).
+    """
+    try:
+        view = await create_user(
+            db,
+            Actor.system(),
+            username=username,
+            display_name=display_name,
+            role=role,
+            password=password,
+            institution_id=institution_id,
+            department_id=department_id,
+            operator_department_ids=operator_department_ids,
+        )
+    except ConsultError as exc:
+        return _failed(exc)
+    note = " (enrol TOTP at first sign-in)" if view.role is not Role.PATIENT else ""
+    return f"user {view.id} {view.username} {view.role.value}{note}", 0
+
+
+async def add_practitioner(
+    db: Database,
+    *,
+    user_id: str,
+    department_id: str,
+    licence_number: str,
+    title: str,
+    years_of_practice: int,
+    specialty: str,
+    verified: bool = False,
+) -> CommandResult:
+    """``teleconsult practitioner add``: the doctor's record, optionally verified at once."""
+    try:
+        await register_practitioner(
+            db,
+            Actor.system(),
+            user_id=user_id,
+            department_id=department_id,
+            licence_number=licence_number,
+            title=title,
+            years_of_practice=years_of_practice,
+            specialty=specialty,
+        )
+        if verified:
+            await verify_practitioner(db, Actor.system(), user_id)
+    except ConsultError as exc:
+        return _failed(exc)
+    return f"practitioner {user_id} {'verified' if verified else 'pending'}", 0
+
+
+async def needs_first_admin(db: Database) -> bool:
+    """Whether no active admin account exists yet (the server may print a hint at start)."""
+    return await count_admins(db) == 0

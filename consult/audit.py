@@ -1,0 +1,508 @@
+"""The audit chain (R22, R24, R25): append-only events, each digest covering the previous one.
+
+``digest = SM3(bytes.fromhex(prev_digest) || canonical_json(event))`` where the canonical JSON
+holds every field but ``seq`` (keys sorted, no spaces, UTF-8). The first event's ``prev_digest``
+is 64 zeros. Changing, removing or reordering any row breaks a digest or a link, and
+:func:`verify_chain` names the first broken event.
+
+Appending is serialized so the chain never forks: an asyncio lock per :class:`Database` (one
+process), and inside the transaction ``pg_advisory_xact_lock`` on PostgreSQL (several processes)
+or an immediate write lock on SQLite, taken *before* the head is read and held until commit.
+
+State changes and their events commit together: services open :func:`audited`, change rows and
+call :meth:`AuditTx.record` in the same transaction. A refusal raised through
+:meth:`AuditTx.refuse` rolls the work back and still records the refusal.
+
+Details never carry personal data (names, ID numbers, phones): :func:`canonical_details` refuses
+values that look like an ID number or a mobile number, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consult.actor import Actor
+from consult.crypto import GENESIS_DIGEST, sm3_digest
+from consult.db import Database
+from consult.errors import ConsultError, PermissionDenied
+from consult.models import AuditEvent, AuditResult
+from consult.permissions import require
+from consult.sqltypes import new_id, utc_now
+
+logger = logging.getLogger(__name__)
+
+PG_AUDIT_LOCK_KEY: Final = 0x7C_0002
+"""``pg_advisory_xact_lock`` key serializing appends across processes (migrations use 0x7C0001)."""
+
+MAX_DETAIL_CHARS: Final = 200
+_PII_PATTERNS: Final = (
+    # Whole tokens only: a hex id that happens to hold a run of digits is not an ID number.
+    re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),  # resident ID number
+    re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])"),  # mobile number
+)
+
+DetailValue = str | int | float | bool | None
+_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _lock_of(db: Database) -> asyncio.Lock:
+    lock = _locks.get(db)
+    if lock is None:
+        lock = _locks[db] = asyncio.Lock()
+    return lock
+
+
+# --- The canonical form and the digest ---------------------------------------------------------
+
+
+def canonical_details(details: Mapping[str, Any] | None) -> str:
+    """``details`` as canonical JSON, after checking it holds only short scalars and no PII.
+
+    Raises ``ValueError`` for nested values, long strings, or anything that looks like an ID
+    number or a mobile number: the audit chain is kept for years and must not hold them.
+    """
+    clean: dict[str, DetailValue | list[DetailValue]] = {}
+    for key, value in (details or {}).items():
+        if not isinstance(key, str):
+            raise ValueError("audit detail keys must be strings")
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if item is not None and not isinstance(item, str | int | float | bool):
+                raise ValueError(f"audit detail {key!r} must be a scalar or a list of scalars")
+            if isinstance(item, str):
+                if len(item) > MAX_DETAIL_CHARS:
+                    raise ValueError(f"audit detail {key!r} is too long")
+                if any(pattern.search(item) for pattern in _PII_PATTERNS):
+                    raise ValueError(f"audit detail {key!r} looks like personal data")
+        clean[key] = value
+    return _json(clean)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_event(event: AuditEvent) -> str:
+    """The canonical JSON of an event's fields (all but ``seq``, ``prev_digest``, ``digest``)."""
+    return _json(
+        {
+            "id": event.id,
+            "at": _iso(event.at),
+            "actor_id": event.actor_id,
+            "actor_role": event.actor_role,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "result": event.result,
+            "source_ip": event.source_ip,
+            "details": json.loads(event.details),
+        }
+    )
+
+
+def event_digest(prev_digest: str, event: AuditEvent) -> str:
+    """``SM3(prev_digest || canonical event)`` as 64 hex characters."""
+    return sm3_digest(bytes.fromhex(prev_digest) + canonical_event(event).encode()).hex()
+
+
+# --- Appending ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Refusal:
+    actor: Actor | None
+    action: str
+    object_type: str | None
+    object_id: str | None
+    result: AuditResult
+    details: dict[str, Any]
+
+
+@dataclass
+class AuditTx:
+    """One transaction that may append audit events; see :func:`audited`."""
+
+    session: AsyncSession
+    db: Database | None = None
+    """The database the transaction belongs to (for per-database listeners)."""
+    events: list[AuditEvent] = field(default_factory=list)
+    _head: tuple[int, str] | None = None
+    _refusal: _Refusal | None = None
+    _after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: Actor | None = None,
+        actor_id: str | None = None,
+        actor_role: str | None = None,
+        source_ip: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        result: AuditResult = AuditResult.OK,
+        details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEvent:
+        """Append one event to the chain, in this transaction.
+
+        ``actor`` fills ``actor_id``, ``actor_role`` and ``source_ip`` unless they are given.
+        """
+        if actor is not None:
+            actor_id = actor_id if actor_id is not None else actor.user_id
+            actor_role = actor_role if actor_role is not None else actor.role.value
+            source_ip = source_ip if source_ip is not None else actor.source_ip
+        if self._head is None:
+            self._head = await _read_head(self.session)
+        seq, prev_digest = self._head
+        event = AuditEvent(
+            seq=seq + 1,
+            id=new_id(),
+            at=at if at is not None else utc_now(),
+            actor_id=actor_id,
+            actor_role=actor_role,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            result=result.value,
+            source_ip=source_ip,
+            details=canonical_details(details),
+            prev_digest=prev_digest,
+        )
+        event.digest = event_digest(prev_digest, event)
+        self.session.add(event)
+        await self.session.flush()
+        self._head = (event.seq, event.digest)
+        self.events.append(event)
+        return event
+
+    def refuse(
+        self,
+        exc: ConsultError,
+        *,
+        actor: Actor | None,
+        action: str,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ConsultError:
+        """Note a refusal to record after rollback, and return ``exc`` for the caller to raise.
+
+        ``raise tx.refuse(SomeError(), actor=..., action=...)``: the transaction's other work
+        is rolled back, then the refusal is appended (``denied`` for a
+        :class:`PermissionDenied`, ``refused`` for a rule) with ``exc.code`` in its details.
+        """
+        result = AuditResult.DENIED if isinstance(exc, PermissionDenied) else AuditResult.REFUSED
+        merged = {"code": exc.code, **(details or {})}
+        self._refusal = _Refusal(actor, action, object_type, object_id, result, merged)
+        return exc
+
+    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once the transaction has committed (not after a rollback)."""
+        self._after_commit.append(callback)
+
+
+async def _read_head(session: AsyncSession) -> tuple[int, str]:
+    row = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
+        )
+    ).first()
+    return (0, GENESIS_DIGEST) if row is None else (int(row[0]), str(row[1]))
+
+
+async def _lock_chain(session: AsyncSession, dialect: str) -> None:
+    """Take the database's append lock inside this transaction, before the head is read."""
+    if dialect == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK_KEY}
+        )
+    elif dialect == "sqlite":
+        # A write statement (even one that touches no row) takes SQLite's write lock now, so the
+        # head read below cannot be stale when another process appends (pysqlite would otherwise
+        # start the transaction only at the first INSERT, after the read).
+        await session.execute(text("UPDATE audit_events SET seq = seq WHERE 0 = 1"))
+
+
+@asynccontextmanager
+async def audited(db: Database) -> AsyncIterator[AuditTx]:
+    """A transaction in which state changes and their audit events commit together.
+
+    Holds the append lock from start to commit, so keep slow work (Argon2) outside it. Do not
+    nest: the lock is not re-entrant. On a :meth:`AuditTx.refuse`-d exception the work is rolled
+    back and the refusal alone is recorded; any other exception rolls everything back.
+    """
+    lock = _lock_of(db)
+    async with lock:
+        tx: AuditTx | None = None
+        try:
+            async with db.session() as session, session.begin():
+                await _lock_chain(session, db.dialect)
+                tx = AuditTx(session, db)
+                yield tx
+        except ConsultError:
+            if tx is not None and tx._refusal is not None:
+                await _record_refusal(db, tx._refusal)
+            raise
+    for callback in tx._after_commit if tx is not None else ():
+        try:
+            await callback()
+        except Exception:  # a listener's failure must not undo a committed change
+            logger.exception("after-commit callback failed")
+
+
+async def _record_refusal(db: Database, refusal: _Refusal) -> None:
+    async with db.session() as session, session.begin():
+        await _lock_chain(session, db.dialect)
+        await AuditTx(session).record(
+            refusal.action,
+            actor=refusal.actor,
+            object_type=refusal.object_type,
+            object_id=refusal.object_id,
+            result=refusal.result,
+            details=refusal.details,
+        )
+
+
+async def append(
+    db: Database,
+    action: str,
+    *,
+    actor: Actor | None = None,
+    actor_id: str | None = None,
+    actor_role: str | None = None,
+    source_ip: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    result: AuditResult = AuditResult.OK,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event in a transaction of its own (for callers with nothing else to commit)."""
+    async with audited(db) as tx:
+        return await tx.record(
+            action,
+            actor=actor,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            source_ip=source_ip,
+            object_type=object_type,
+            object_id=object_id,
+            result=result,
+            details=details,
+        )
+
+
+async def authorize(
+    db: Database,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+) -> None:
+    """:func:`consult.permissions.require`, recording a refusal in the audit chain (R34).
+
+    This is the check for every REST route and socket event: it raises
+    :class:`PermissionDenied` (``forbidden``) or ``totp_enrolment_required`` after appending a
+    ``denied`` event. Nothing is recorded when the action is allowed.
+    """
+    try:
+        require(actor, action)
+    except PermissionDenied as exc:
+        await append(
+            db,
+            action,
+            actor=actor,
+            object_type=object_type,
+            object_id=object_id,
+            result=AuditResult.DENIED,
+            details={"code": exc.code},
+        )
+        raise
+
+
+# --- Reading and verifying ----------------------------------------------------------------------
+
+Problem = Literal["altered", "missing", "reordered", "bad_link"]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :func:`verify_chain`."""
+
+    ok: bool
+    checked: int
+    """Events checked, including the broken one."""
+    head_seq: int | None = None
+    head_digest: str | None = None
+    """The last good event: anchor these outside the database to detect a cut tail."""
+    broken_seq: int | None = None
+    broken_id: str | None = None
+    problem: Problem | None = None
+    detail: str = ""
+
+    def text(self) -> str:
+        """A short, printable report (no personal data: events carry none)."""
+        if self.ok:
+            if self.checked == 0:
+                return "audit chain OK: no events"
+            return (
+                f"audit chain OK: {self.checked} events, head seq {self.head_seq} "
+                f"digest {self.head_digest}"
+            )
+        return (
+            f"audit chain BROKEN at seq {self.broken_seq} (event {self.broken_id}): "
+            f"{self.problem}: {self.detail}; {self.checked} events checked"
+        )
+
+    @property
+    def exit_status(self) -> int:
+        """0 when the chain verifies, 1 when it is broken."""
+        return 0 if self.ok else 1
+
+
+async def verify_chain(db: Database, *, batch_size: int = 1000) -> VerifyReport:
+    """Recompute every digest and link in ``seq`` order; report the first broken event.
+
+    Per event, in this order: a gap in ``seq`` is ``missing``; a digest that does not match the
+    event's own fields is ``altered``; a ``prev_digest`` that is not the previous event's digest
+    is ``reordered`` when it is the digest of a later event (rows swapped), else ``bad_link`` (the
+    previous event was altered and re-hashed, or events were removed and renumbered).
+    Deleting the newest events leaves a shorter valid chain: compare ``head_seq`` and
+    ``head_digest`` with a copy kept elsewhere to detect that.
+    """
+    checked = 0
+    prev_seq, prev_digest = 0, GENESIS_DIGEST
+    async with db.session() as session:
+        while True:
+            rows = (
+                await session.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.seq > prev_seq)
+                    .order_by(AuditEvent.seq)
+                    .limit(batch_size)
+                )
+            ).all()
+            if not rows:
+                break
+            for event in rows:
+                checked += 1
+                problem = await _check_event(session, event, prev_seq, prev_digest)
+                if problem is not None:
+                    kind, detail = problem
+                    logger.warning("audit chain broken at seq %s: %s", event.seq, kind)
+                    return VerifyReport(
+                        ok=False,
+                        checked=checked,
+                        head_seq=prev_seq or None,
+                        head_digest=prev_digest if prev_seq else None,
+                        broken_seq=event.seq,
+                        broken_id=event.id,
+                        problem=kind,
+                        detail=detail,
+                    )
+                prev_seq, prev_digest = event.seq, event.digest
+            session.expunge_all()
+    return VerifyReport(
+        ok=True,
+        checked=checked,
+        head_seq=prev_seq or None,
+        head_digest=prev_digest if prev_seq else None,
+    )
+
+
+async def _check_event(
+    session: AsyncSession, event: AuditEvent, prev_seq: int, prev_digest: str
+) -> tuple[Problem, str] | None:
+    if event.seq != prev_seq + 1:
+        first, last = prev_seq + 1, event.seq - 1
+        span = f"event {first}" if first == last else f"events {first}..{last}"
+        return "missing", f"{span} missing before it"
+    try:
+        recomputed = event_digest(event.prev_digest, event)
+    except (ValueError, TypeError) as exc:
+        return "altered", f"fields cannot be read ({type(exc).__name__})"
+    if recomputed != event.digest:
+        return "altered", "its digest does not match its fields"
+    if event.prev_digest != prev_digest:
+        later = await session.scalar(
+            select(AuditEvent.seq).where(AuditEvent.digest == event.prev_digest)
+        )
+        if later is not None and later > event.seq:
+            return "reordered", f"it follows event seq {later}, which is stored after it"
+        return (
+            "bad_link",
+            f"it does not follow event seq {prev_seq}: that event was altered and re-hashed, "
+            "or events were removed",
+        )
+    return None
+
+
+async def list_events(
+    db: Database, actor: Actor, *, after_seq: int = 0, limit: int = 100
+) -> list[AuditEvent]:
+    """Events after ``after_seq`` in order, for an auditor (``audit.view``; the view is audited)."""
+    await authorize(db, actor, "audit.view", object_type="audit_chain")
+    limit = max(1, min(limit, 1000))
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.seq > after_seq)
+                .order_by(AuditEvent.seq)
+                .limit(limit)
+            )
+        ).all()
+    await append(
+        db,
+        "audit.view",
+        actor=actor,
+        object_type="audit_chain",
+        details={"after_seq": after_seq, "count": len(rows)},
+    )
+    return list(rows)
+
+
+async def verify_as(db: Database, actor: Actor) -> VerifyReport:
+    """:func:`verify_chain` for an auditor (``audit.verify``); the check itself is audited."""
+    await authorize(db, actor, "audit.verify", object_type="audit_chain")
+    report = await verify_chain(db)
+    await append(
+        db,
+        "audit.verify",
+        actor=actor,
+        object_type="audit_chain",
+        result=AuditResult.OK,
+        details={
+            "ok": report.ok,
+            "checked": report.checked,
+            "broken_seq": report.broken_seq,
+            "problem": report.problem,
+        },
+    )
+    return report
+
+
+async def events_for(db: Database, object_id: str) -> list[AuditEvent]:
+    """Every event about one object, in chain order (for tests and the regulator's export)."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.object_id == object_id).order_by(AuditEvent.seq)
+        )
+        return list(rows.all())

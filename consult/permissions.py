@@ -1,0 +1,199 @@
+"""Roles and the one permission table (R34): action -> roles allowed to attempt it.
+
+Every REST route and every socket event names one action of :data:`PERMISSIONS`. The table says
+which roles may *attempt* an action; ownership and scope (a doctor's own visits, an operator's
+departments, a patient's own records) are checked by the service on the object itself. A refusal
+is an audit event: use :func:`consult.audit.authorize` (records it) rather than :func:`require`
+alone at a boundary.
+
+Least privilege, as R34 and GB/T 22239 level 3 ask: ``admin`` manages accounts and the
+organisation and sees no clinical data; ``auditor`` reads the audit chain and quality reports;
+``regulator`` uses the export interface only; ``operator`` acts within its departments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final
+
+from consult.errors import PermissionDenied, TotpEnrolmentRequired
+
+if TYPE_CHECKING:
+    from consult.actor import Actor
+
+
+class Role(StrEnum):
+    """One role per account (R34)."""
+
+    PATIENT = "patient"
+    DOCTOR = "doctor"
+    NURSE = "nurse"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+    REGULATOR = "regulator"
+
+
+STAFF_ROLES: Final = frozenset(Role) - {Role.PATIENT}
+"""Roles for which a confirmed TOTP second factor is mandatory (R33)."""
+
+PAT, DOC, NUR, OPR, ADM, AUD, REG = (
+    Role.PATIENT,
+    Role.DOCTOR,
+    Role.NURSE,
+    Role.OPERATOR,
+    Role.ADMIN,
+    Role.AUDITOR,
+    Role.REGULATOR,
+)
+_EVERYONE: Final = frozenset(Role)
+_CARE: Final = frozenset({PAT, DOC, NUR, OPR})
+"""Roles that take part in care; ``admin``, ``auditor`` and ``regulator`` do not."""
+
+
+def _roles(*roles: Role) -> frozenset[Role]:
+    return frozenset(roles)
+
+
+PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
+    # Own session and credentials.
+    "session.view": _EVERYONE,
+    "session.sign_out": _EVERYONE,
+    "account.change_password": _EVERYONE,
+    "account.enrol_totp": _EVERYONE,
+    "account.confirm_totp": _EVERYONE,
+    # Account administration (R34: admin manages accounts, nothing clinical).
+    "account.create": _roles(ADM),
+    "account.list": _roles(ADM),
+    "account.view": _roles(ADM),
+    "account.update": _roles(ADM),
+    "account.deactivate": _roles(ADM),
+    "account.unlock": _roles(ADM),
+    "account.reset_password": _roles(ADM),
+    "account.reset_totp": _roles(ADM),
+    # Organisation.
+    "institution.create": _roles(ADM),
+    "institution.list": _roles(PAT, DOC, NUR, OPR, ADM),
+    "department.create": _roles(ADM),
+    "department.list": _roles(PAT, DOC, NUR, OPR, ADM),
+    # Practitioners (R9, R35). Operators within their departments.
+    "practitioner.create": _roles(ADM, OPR),
+    "practitioner.verify": _roles(ADM, OPR),
+    "practitioner.list": _roles(PAT, DOC, NUR, OPR, ADM),
+    "practitioner.view": _roles(PAT, DOC, NUR, OPR, ADM),
+    "practitioner.set_pin": _roles(DOC),
+    "practitioner.check_pin": _roles(DOC),
+    "practitioner.go_online": _roles(DOC),
+    "schedule.create_slot": _roles(DOC, OPR),
+    "schedule.delete_slot": _roles(DOC, OPR),
+    "schedule.view": _CARE,
+    # Patients: clinical data (R36, R37).
+    "patient.register": _roles(PAT, NUR, OPR),
+    "patient.view": _CARE,
+    "patient.find": _roles(NUR, OPR),
+    "patient.record_diagnosis": _roles(DOC, NUR, OPR),
+    "patient.view_diagnoses": _CARE,
+    # Visits (R1-R8).
+    "visit.book": _roles(PAT, NUR, OPR),
+    "visit.view": _CARE,
+    "visit.list": _CARE,
+    "visit.cancel": _roles(PAT, NUR, OPR),
+    "visit.check_in": _roles(PAT, NUR),
+    "visit.admit": _roles(DOC),
+    "visit.send_back": _roles(DOC),
+    "visit.end": _roles(DOC),
+    "visit.refer": _roles(DOC),
+    "visit.acknowledge_refusal": _roles(PAT),
+    "queue.view": _roles(DOC, NUR, OPR),
+    "consent.view_text": _CARE,
+    "consent.sign": _roles(PAT),
+    "consent.view": _CARE,
+    # The room: socket events (see SOCKET_EVENT_ACTIONS).
+    "room.join": _roles(DOC, PAT),
+    "room.publish": _roles(DOC, PAT),
+    "room.subscribe": _roles(DOC, PAT),
+    "room.signal": _roles(DOC, PAT),
+    "room.mute": _roles(DOC, PAT),
+    "room.leave": _roles(DOC, PAT),
+    "room.chat": _roles(DOC, PAT),
+    "room.viewer_sync": _roles(DOC),
+    "room.control": _roles(DOC),
+    # Audit, reports, export (R22, R25).
+    "audit.view": _roles(AUD),
+    "audit.verify": _roles(AUD),
+    "report.view": _roles(AUD, OPR),
+    "export.visits": _roles(REG),
+    "export.audit": _roles(REG),
+    "export.recordings": _roles(REG),
+}
+"""The permission table: action -> roles that may attempt it. Nothing outside it is allowed."""
+
+SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
+    "join": "room.join",
+    "publish": "room.publish",
+    "subscribe": "room.subscribe",
+    "subscribe_answer": "room.signal",
+    "ice_candidate": "room.signal",
+    "mute": "room.mute",
+    "leave": "room.leave",
+    "chat": "room.chat",
+    "viewer_sync": "room.viewer_sync",
+    "control": "room.control",
+}
+"""Socket.io event name -> action, for signaling's per-event check."""
+
+ENROLMENT_ACTIONS: Final = frozenset(
+    {"session.view", "session.sign_out", "account.enrol_totp", "account.confirm_totp"}
+)
+"""All that a staff session without a confirmed TOTP secret may do (R33)."""
+
+CLINICAL_PREFIXES: Final = ("patient.", "visit.", "queue.", "consent.", "room.")
+"""Actions that touch clinical data: never granted to admin, auditor or regulator."""
+
+
+def allowed_roles(action: str) -> frozenset[Role]:
+    """The roles the table allows for ``action``; ``ValueError`` for an action not in it.
+
+    An unknown action is a programming error (a route naming an action nobody added), so it
+    fails loudly instead of quietly refusing.
+    """
+    try:
+        return PERMISSIONS[action]
+    except KeyError:
+        raise ValueError(f"unknown action {action!r}: add it to consult.permissions") from None
+
+
+def is_allowed(actor: Actor, action: str) -> bool:
+    """Whether the table lets ``actor`` attempt ``action`` (ownership is checked elsewhere)."""
+    roles = allowed_roles(action)
+    if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
+        return False
+    return actor.role in roles
+
+
+def require(actor: Actor, action: str) -> None:
+    """Raise unless the table lets ``actor`` attempt ``action``.
+
+    Raises :class:`TotpEnrolmentRequired` (code ``totp_enrolment_required``) for a staff session
+    that must enrol TOTP first, :class:`PermissionDenied` (code ``forbidden``) otherwise. Records
+    nothing: :func:`consult.audit.authorize` is the variant that audits the refusal.
+    """
+    roles = allowed_roles(action)
+    if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
+        raise TotpEnrolmentRequired()
+    if actor.role not in roles:
+        raise PermissionDenied()
+
+
+def in_scope(actor: Actor, *, institution_id: str | None, department_id: str | None) -> bool:
+    """Whether an object of this institution and department is within the actor's scope.
+
+    Operators act only on objects of their departments (R34); nurses within their institution.
+    Other roles are not scoped here (their services check ownership instead).
+    """
+    if actor.role is Role.OPERATOR:
+        return department_id is not None and department_id in actor.department_ids
+    if actor.role is Role.NURSE:
+        return institution_id is not None and institution_id == actor.institution_id
+    return True

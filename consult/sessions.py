@@ -1,0 +1,350 @@
+"""Sign-in, sessions and sign-out (R33): lockout, TOTP, token rotation, idle and absolute expiry.
+
+- 5 consecutive failures (wrong password or wrong TOTP code) lock the account for 10 minutes;
+  attempts while locked are refused without checking the password and do not extend the lock;
+  a success resets the count.
+- A staff account with a confirmed TOTP secret must give a code; without one, it gets an
+  enrolment-only session (it may only enrol TOTP). A patient who enrolled TOTP must give it too.
+- Every sign-in issues a new random bearer token (only its SM3 digest is stored) and revokes the
+  account's other sessions: one session per account, no fixation.
+- A session expires after 15 minutes idle for staff (2 hours for patients), and 12 hours after
+  sign-in whatever its activity.
+
+Every success and failure is an audit event; failures for unknown usernames carry a keyed
+HMAC-SM3 reference to the username (correlatable, not readable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select, update
+
+from consult import passwords
+from consult.actor import Actor
+from consult.audit import AuditTx, audited
+from consult.crypto import sm3_hex
+from consult.db import Database
+from consult.errors import (
+    AccountLocked,
+    ConsultError,
+    InvalidCredentials,
+    SessionExpired,
+    SessionInvalid,
+    TotpRequired,
+)
+from consult.models import AuditResult, Session, SessionScope, User, UserDepartment
+from consult.permissions import STAFF_ROLES, Role
+from consult.sqltypes import new_id, utc_now
+from consult.totp import matching_step
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILURES: Final = 5
+LOCKOUT: Final = timedelta(minutes=10)
+STAFF_IDLE: Final = timedelta(minutes=15)
+PATIENT_IDLE: Final = timedelta(hours=2)
+ABSOLUTE_LIFETIME: Final = timedelta(hours=12)
+TOUCH_EVERY: Final = timedelta(seconds=15)
+"""``last_seen_at`` is written at most this often (idle timeouts are minutes long)."""
+MAX_TOKEN_CHARS: Final = 256
+TOTP_SECRET_CONTEXT: Final = "users.totp_secret"
+USERNAME_REF_CONTEXT: Final = "audit.username"
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    """A successful sign-in. ``token`` is shown once; the server keeps only its digest."""
+
+    token: str
+    session_id: str
+    user_id: str
+    role: Role
+    expires_at: datetime
+    """The absolute end of the session."""
+    idle_timeout_s: int
+    totp_enrolment_required: bool
+    """The session may only enrol TOTP (staff account without a confirmed secret)."""
+
+
+def idle_timeout(role: Role) -> timedelta:
+    """15 minutes for staff, 2 hours for patients."""
+    return PATIENT_IDLE if role is Role.PATIENT else STAFF_IDLE
+
+
+def token_digest(token: str) -> str:
+    """The SM3 digest under which a bearer token is stored."""
+    return sm3_hex(token)
+
+
+_dummy_hashes: dict[int, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash to verify against when there is no account, so timing does not reveal that."""
+    key = id(passwords._hasher)
+    if key not in _dummy_hashes:
+        _dummy_hashes[key] = passwords.hash_password(secrets.token_urlsafe(16))
+    return _dummy_hashes[key]
+
+
+async def sign_in(
+    db: Database,
+    username: str,
+    password: str,
+    totp_code: str | None = None,
+    source_ip: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> SignInResult:
+    """Check the credentials and open a session.
+
+    Raises :class:`InvalidCredentials` (``invalid_credentials``: unknown user, wrong password or
+    code, inactive account), :class:`AccountLocked` (``account_locked``: five failures; also
+    raised by the failure that locks), :class:`TotpRequired` (``totp_required``: the password
+    was right and a code is needed; not counted as a failure).
+    """
+    now = now or utc_now()
+    async with db.session() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+    if user is None or user.password_hash is None or not user.is_active:
+        await asyncio.to_thread(passwords.verify_password, _dummy_hash(), password)
+        reason = "unknown_user" if user is None else "inactive"
+        async with audited(db) as tx:
+            await _record_failure(tx, db, user, username, source_ip, reason)
+        raise InvalidCredentials()
+    if user.locked_until is not None and user.locked_until > now:
+        async with audited(db) as tx:
+            await _record_failure(tx, db, user, username, source_ip, "locked")
+        raise AccountLocked()
+    good_password = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
+    if not good_password:
+        await _count_failure(db, user.id, username, source_ip, "bad_password", now)
+    step: int | None = None
+    if user.totp_confirmed_at is not None:
+        if not totp_code:
+            async with audited(db) as tx:
+                await _record_failure(tx, db, user, username, source_ip, "totp_missing")
+            raise TotpRequired()
+        secret = db.cipher.decrypt(user.totp_secret_enc or "", TOTP_SECRET_CONTEXT)
+        step = matching_step(secret, totp_code, now, last_step=user.totp_last_step)
+        if step is None:
+            await _count_failure(db, user.id, username, source_ip, "bad_totp", now)
+    return await _open_session(db, user.id, source_ip, step, now)
+
+
+async def _record_failure(
+    tx: AuditTx,
+    db: Database,
+    user: User | None,
+    username: str,
+    source_ip: str | None,
+    reason: str,
+) -> None:
+    details: dict[str, str] = {"reason": reason}
+    if user is None:
+        details["username_ref"] = db.cipher.blind_index(str(username), USERNAME_REF_CONTEXT)[:32]
+    await tx.record(
+        "session.sign_in",
+        actor_id=user.id if user else None,
+        actor_role=user.role if user else None,
+        source_ip=source_ip,
+        object_type="user",
+        object_id=user.id if user else None,
+        result=AuditResult.FAILED,
+        details=details,
+    )
+
+
+async def _count_failure(
+    db: Database, user_id: str, username: str, source_ip: str | None, reason: str, now: datetime
+) -> None:
+    """Count one failure (locking at the fifth), record it, and raise."""
+    error: ConsultError = InvalidCredentials()
+    async with audited(db) as tx:
+        user = await tx.session.get(User, user_id, with_for_update=True)
+        assert user is not None
+        if user.locked_until is not None and user.locked_until > now:
+            error = AccountLocked()  # locked meanwhile by a parallel attempt: do not extend
+            await _record_failure(tx, db, user, username, source_ip, "locked")
+        else:
+            user.failed_logins += 1
+            await _record_failure(tx, db, user, username, source_ip, reason)
+            if user.failed_logins >= MAX_FAILURES:
+                user.failed_logins = 0
+                user.locked_until = now + LOCKOUT
+                error = AccountLocked()
+                await tx.record(
+                    "account.lock",
+                    actor_id=user.id,
+                    actor_role=user.role,
+                    source_ip=source_ip,
+                    object_type="user",
+                    object_id=user.id,
+                    details={"failures": MAX_FAILURES, "minutes": LOCKOUT.seconds // 60},
+                )
+                logger.warning("account %s locked after %d failures", user.id, MAX_FAILURES)
+    raise error
+
+
+async def _open_session(
+    db: Database, user_id: str, source_ip: str | None, step: int | None, now: datetime
+) -> SignInResult:
+    token = secrets.token_urlsafe(32)
+    async with audited(db) as tx:
+        user = await tx.session.get(User, user_id, with_for_update=True)
+        assert user is not None
+        role = Role(user.role)
+        enrol_only = role in STAFF_ROLES and user.totp_confirmed_at is None
+        user.failed_logins = 0
+        user.locked_until = None
+        if step is not None:
+            user.totp_last_step = step
+        await _revoke_all(tx, user.id, "rotated", now)
+        row = Session(
+            id=new_id(),
+            user_id=user.id,
+            token_digest=token_digest(token),
+            scope=(SessionScope.ENROL if enrol_only else SessionScope.FULL).value,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + ABSOLUTE_LIFETIME,
+            source_ip=source_ip,
+        )
+        tx.session.add(row)
+        await tx.record(
+            "session.sign_in",
+            actor_id=user.id,
+            actor_role=user.role,
+            source_ip=source_ip,
+            object_type="session",
+            object_id=row.id,
+            details={"scope": row.scope, "second_factor": step is not None},
+        )
+    logger.info("user %s signed in (session %s, %s)", user_id, row.id, row.scope)
+    return SignInResult(
+        token=token,
+        session_id=row.id,
+        user_id=user_id,
+        role=role,
+        expires_at=row.expires_at,
+        idle_timeout_s=int(idle_timeout(role).total_seconds()),
+        totp_enrolment_required=enrol_only,
+    )
+
+
+async def _revoke_all(
+    tx: AuditTx, user_id: str, reason: str, now: datetime, *, keep: str | None = None
+) -> None:
+    """Revoke every live session of ``user_id`` but ``keep``."""
+    statement = (
+        update(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason=reason)
+    )
+    if keep is not None:
+        statement = statement.where(Session.id != keep)
+    await tx.session.execute(statement)
+
+
+async def revoke_sessions(
+    tx: AuditTx, user_id: str, reason: str, *, keep: str | None = None
+) -> None:
+    """Revoke every live session of an account (deactivation, password or TOTP reset)."""
+    await _revoke_all(tx, user_id, reason, utc_now(), keep=keep)
+
+
+async def authenticate(
+    db: Database, token: str | None, source_ip: str | None = None, *, now: datetime | None = None
+) -> Actor:
+    """The :class:`Actor` of a bearer token, or an error.
+
+    Raises :class:`SessionInvalid` (``session_invalid``) for a missing, malformed, unknown or
+    revoked token or a deactivated account, and :class:`SessionExpired` (``session_expired``)
+    after the idle timeout or the absolute lifetime (the session is then revoked and the expiry
+    audited).
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise SessionInvalid()
+    now = now or utc_now()
+    async with db.session() as session:
+        row = await session.scalar(
+            select(Session).where(Session.token_digest == token_digest(token))
+        )
+        if row is None or row.revoked_at is not None:
+            raise SessionInvalid()
+        user = await session.get(User, row.user_id)
+        assert user is not None
+        departments = set(
+            (
+                await session.scalars(
+                    select(UserDepartment.department_id).where(UserDepartment.user_id == user.id)
+                )
+            ).all()
+        )
+    role = Role(user.role)
+    expiry = None
+    if now >= row.expires_at:
+        expiry = "absolute"
+    elif now - row.last_seen_at >= idle_timeout(role):
+        expiry = "idle"
+    elif not user.is_active:
+        expiry = "deactivated"
+    if expiry is not None:
+        await _expire(db, row, user, expiry, source_ip, now)
+        raise SessionInvalid() if expiry == "deactivated" else SessionExpired()
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        async with db.session() as session, session.begin():
+            await session.execute(
+                update(Session).where(Session.id == row.id).values(last_seen_at=now)
+            )
+    if user.department_id is not None:
+        departments.add(user.department_id)
+    return Actor(
+        user_id=user.id,
+        role=role,
+        session_id=row.id,
+        source_ip=source_ip if source_ip is not None else row.source_ip,
+        department_ids=frozenset(departments),
+        institution_id=user.institution_id,
+        enrolment_only=row.scope == SessionScope.ENROL,
+    )
+
+
+async def _expire(
+    db: Database, row: Session, user: User, reason: str, source_ip: str | None, now: datetime
+) -> None:
+    async with audited(db) as tx:
+        result = await tx.session.execute(
+            update(Session)
+            .where(Session.id == row.id, Session.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason)
+        )
+        if getattr(result, "rowcount", 0):  # once, even when two requests race
+            await tx.record(
+                "session.expire",
+                actor_id=user.id,
+                actor_role=user.role,
+                source_ip=source_ip,
+                object_type="session",
+                object_id=row.id,
+                details={"reason": reason},
+            )
+
+
+async def sign_out(db: Database, actor: Actor) -> None:
+    """Revoke the actor's session (idempotent) and record it."""
+    async with audited(db) as tx:
+        await tx.session.execute(
+            update(Session)
+            .where(Session.id == actor.session_id, Session.revoked_at.is_(None))
+            .values(revoked_at=utc_now(), revoke_reason="sign_out")
+        )
+        await tx.record(
+            "session.sign_out", actor=actor, object_type="session", object_id=actor.session_id
+        )
