@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 import socketio
 from aiohttp import web
 
+from consult.admin_commands import needs_first_admin
 from consult.db import Database
 from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
 from signaling import SignalingServer
 from turn import client_ice_servers
 
+from .api import setup_api
 from .config import Config
 from .keys import CONFIG, DATABASE, MEDIA, SIGNALING
 from .routes import setup_routes
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[CONFIG] = config
-    app[DATABASE] = Database(config.database)
+    app[DATABASE] = Database(config.database, field_key=config.field_secret())
     app[MEDIA] = _media_pool(config)
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(
@@ -39,6 +41,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[SIGNALING].attach(app)
     setup_routes(app)
+    setup_api(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_media_ctx)
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
@@ -49,6 +52,11 @@ def create_app(config: Config) -> web.Application:
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].start()
+    if await needs_first_admin(app[DATABASE]):
+        logger.warning(
+            "no admin account yet: create the first with "
+            "'teleconsult user add --role admin --username NAME --password-stdin'"
+        )
     yield
     await app[DATABASE].close()
 

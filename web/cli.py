@@ -1,24 +1,35 @@
-"""The ``teleconsult`` command: ``serve`` and ``demo``."""
+"""The ``teleconsult`` command: ``serve``, ``demo``, and administration on the server itself:
+``audit verify``, ``user add`` (the first admin), ``institution add``, ``department add``,
+``practitioner add``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from consult import admin_commands
+from consult.admin_commands import CommandResult
 from consult.db import Database
+from consult.models import InstitutionLevel, Title
+from consult.permissions import Role
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
+
+AdminCommand = Callable[[Database], Awaitable[CommandResult]]
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -28,7 +39,7 @@ def _config(args: argparse.Namespace) -> Config:
         port=getattr(args, "port", None),
         data_dir=args.data_dir,
         database_url=args.database_url,
-        ice_addresses=args.ice_address or None,
+        ice_addresses=getattr(args, "ice_address", None) or None,
         media_workers=getattr(args, "media_workers", None),
     )
 
@@ -50,7 +61,7 @@ def serve(config: Config) -> None:
 
 async def demo(config: Config, base_url: str) -> dict[str, object]:
     """Create a demo institution, doctor, patient and visit; return one join link per role."""
-    db = Database(config.database)
+    db = _database(config)
     await db.start()
     try:
         visit = await create_demo_visit(db)
@@ -68,14 +79,132 @@ async def demo(config: Config, base_url: str) -> dict[str, object]:
     return {"visit_id": visit.visit_id, "links": links}
 
 
+def _database(config: Config) -> Database:
+    return Database(config.database, field_key=config.field_secret())
+
+
+async def run_admin_command(config: Config, command: AdminCommand) -> int:
+    """Open the database, await one of :mod:`consult.admin_commands`, print its text.
+
+    The text goes to standard output on success (and for ``audit verify``, whose report it is),
+    to standard error otherwise; the return value is the command's exit status (``audit
+    verify``: 1 when the chain is broken; a refusal: 2).
+    """
+    report = command is admin_commands.audit_verify
+    # The audit chain holds no encrypted field: verifying it needs no key (nor creates one).
+    db = Database(config.database) if report else _database(config)
+    await db.start()
+    try:
+        text, status = await command(db)
+    finally:
+        await db.close()
+    print(text, file=sys.stdout if status == 0 or report else sys.stderr)
+    return status
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.no_password:
+        return None
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("the passwords differ")
+    return first
+
+
+def _admin_command(args: argparse.Namespace) -> AdminCommand:
+    """The consult admin command that the parsed arguments ask for."""
+    what = (args.command, getattr(args, "action", None))
+    if what == ("audit", "verify"):
+        return admin_commands.audit_verify
+    if what == ("institution", "add"):
+        return lambda db: admin_commands.add_institution(db, args.name, args.level)
+    if what == ("department", "add"):
+        return lambda db: admin_commands.add_department(db, args.institution_id, args.name)
+    if what == ("practitioner", "add"):
+        return lambda db: admin_commands.add_practitioner(
+            db,
+            user_id=args.user_id,
+            department_id=args.department_id,
+            licence_number=args.licence_number,
+            title=args.title,
+            years_of_practice=args.years_of_practice,
+            specialty=args.specialty,
+            verified=args.verified,
+        )
+    password = _read_password(args)
+    return lambda db: admin_commands.add_user(
+        db,
+        username=args.username,
+        display_name=args.display_name or args.username,
+        role=args.role,
+        password=password,
+        institution_id=args.institution_id,
+        department_id=args.department_id,
+        operator_department_ids=args.operator_department or (),
+    )
+
+
+def _add_database_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("--data-dir", help="where the SQLite database and data live (./data)")
+    p.add_argument("--database-url", help="SQLAlchemy async URL (default: SQLite in data dir)")
+
+
+def _add_admin_parsers(sub: Any) -> None:
+    """``audit verify``, ``user add``, ``institution add``, ``department add``,
+    ``practitioner add``: run on the server, as its system actor, each change audited."""
+    parsers = {}
+    for noun, verb, text in (
+        ("audit", "verify", "recompute the audit chain; exit 1 at the first broken event"),
+        ("user", "add", "create an account, the first admin included"),
+        ("institution", "add", "create an institution"),
+        ("department", "add", "create a department of an institution"),
+        ("practitioner", "add", "give a doctor account its practitioner record"),
+    ):
+        verbs = sub.add_parser(noun, help=text).add_subparsers(dest="action", required=True)
+        parsers[noun] = p = verbs.add_parser(verb, help=text)
+        _add_database_options(p)
+    p = parsers["user"]
+    p.add_argument("--username", required=True)
+    p.add_argument("--role", required=True, choices=[role.value for role in Role])
+    p.add_argument("--display-name", help="the name shown to others (default: the username)")
+    p.add_argument("--institution-id", help="doctors, nurses and operators need one")
+    p.add_argument("--department-id")
+    p.add_argument(
+        "--operator-department", action="append", help="an operator's department (repeatable)"
+    )
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    secret.add_argument(
+        "--no-password", action="store_true", help="an account that cannot sign in by password"
+    )
+    p = parsers["institution"]
+    p.add_argument("name")
+    p.add_argument("--level", required=True, choices=[level.value for level in InstitutionLevel])
+    p = parsers["department"]
+    p.add_argument("institution_id")
+    p.add_argument("name")
+    p = parsers["practitioner"]
+    p.add_argument("--user-id", required=True, help="the doctor account")
+    p.add_argument("--department-id", required=True)
+    p.add_argument("--licence-number", required=True)
+    p.add_argument("--title", required=True, choices=[title.value for title in Title])
+    p.add_argument("--years-of-practice", type=int, required=True)
+    p.add_argument("--specialty", required=True)
+    p.add_argument("--verified", action="store_true", help="record the verification at once")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="teleconsult", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_admin_parsers(sub)
     for name, text in (("serve", "run the server"), ("demo", "create a demo visit, print links")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--config", help="TOML configuration file")
-        p.add_argument("--data-dir", help="where the SQLite database and data live (./data)")
-        p.add_argument("--database-url", help="SQLAlchemy async URL (default: SQLite in data dir)")
+        _add_database_options(p)
         p.add_argument(
             "--ice-address",
             action="append",
@@ -93,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     config = _config(args)
+    if args.command not in ("serve", "demo"):
+        return asyncio.run(run_admin_command(config, _admin_command(args)))
     if args.command == "serve":
         serve(config)
         return 0

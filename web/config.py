@@ -24,6 +24,11 @@ class Config:
     #: Signs join tokens; default: a random key kept in ``<data_dir>/secret.key``.
     token_secret: str = ""
     token_ttl_s: int = 12 * 3600
+    #: Encrypts patients' identifiers (SM4) and keys their blind indexes (HMAC-SM3); at least 32
+    #: bytes, never stored in the database. Default: a random key kept in ``<data_dir>/field.key``.
+    #: Losing it makes the encrypted fields unreadable: back it up apart from the database. With
+    #: several processes on several machines, set it explicitly (all must share one key).
+    field_key: str = ""
     #: Local addresses to gather ICE candidates on; empty = every interface but loopback.
     ice_addresses: tuple[str, ...] = ()
     #: STUN/TURN servers as RTCIceServer dicts (urls, username, credential).
@@ -44,14 +49,31 @@ class Config:
 
     def secret(self) -> str:
         """The token-signing key; created on first use and kept in the data directory."""
-        if self.token_secret:
-            return self.token_secret
-        path = self.data_dir / "secret.key"
+        return self.token_secret or self._key_file("secret.key")
+
+    def field_secret(self) -> str:
+        """The field-encryption key; created on first use and kept in the data directory."""
+        return self.field_key or self._key_file("field.key")
+
+    def _key_file(self, name: str) -> str:
+        """A random key kept in ``<data_dir>/<name>`` (mode 0600), created on first use.
+
+        Written to a temporary file and linked into place, so that two processes starting
+        together never read a half-written key: the second link fails and both use the first.
+        """
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(48))
+            temporary = path.with_name(f".{name}.{secrets.token_hex(8)}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(48))
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
         return path.read_text().strip()
 
 
@@ -101,4 +123,6 @@ def load_config(
     config = replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
     if config.token_secret and len(config.token_secret.encode()) < 32:
         raise ValueError("token_secret must be at least 32 bytes (HS256, RFC 7518)")
+    if config.field_key and len(config.field_key.encode()) < 32:
+        raise ValueError("field_key must be at least 32 bytes")
     return config

@@ -1,8 +1,11 @@
-"""HTTP routes: the pages, the static client, the browser libraries from npm, health."""
+"""HTTP routes: the pages, the static client, the browser libraries from npm.
+
+The REST API (health included) is in ``web/api``."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -31,18 +34,26 @@ async def room_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "room.html", headers={"Cache-Control": "no-store"})
 
 
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+
+    return page
+
+
+#: Pages of the portal (sign-in, the patient's waiting room, the doctor's queue) by path.
+PAGES = {"/signin": "signin.html", "/waiting": "waiting.html", "/queue": "queue.html"}
+
+
 async def index_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index_page)
     app.router.add_get("/room", room_page)
-    app.router.add_get("/api/v1/health", health)
+    for path, name in PAGES.items():
+        app.router.add_get(path, _page(name))
     app.router.add_static("/static/", STATIC)
     node_modules = find_node_modules(app[CONFIG].node_modules)
     if node_modules is None:

@@ -1,4 +1,5 @@
-// Strings of the consult room in Simplified Chinese (default) and English.
+// Strings of the consult room in Simplified Chinese (default) and English. Other pages add
+// their own with `addStrings()` (web/static/portal-strings.js).
 //
 // Static text in the HTML carries `data-i18n="key"` (text content), `data-i18n-aria="key"`
 // (aria-label) or `data-i18n-title="key"` (title); `applyI18n()` fills them in. Text built in
@@ -164,6 +165,14 @@ const DICTIONARIES = {
 };
 
 export const LANGUAGES = Object.keys(DICTIONARIES);
+
+/** Add the strings of another page (same shape as DICTIONARIES: language -> key -> text).
+ * Call it before `applyI18n()`; keys already present are replaced. */
+export function addStrings(dictionaries) {
+  for (const [lang, strings] of Object.entries(dictionaries)) {
+    if (lang in DICTIONARIES) Object.assign(DICTIONARIES[lang], strings);
+  }
+}
 
 function readStoredLang() {
   try {

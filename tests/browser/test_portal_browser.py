@@ -1,0 +1,248 @@
+"""The whole visit in two browsers: sign-in, waiting room, queue, room, referral, audit.
+
+The patient signs in, checks camera and microphone, signs the consent and waits; the doctor
+signs in with TOTP (pyotp, from the secret the API returned at enrolment) and admits; both are
+in the consult room and see each other's video; the doctor ends the visit and refers the
+patient offline with a reason; the patient declines the referral in writing. Then
+``teleconsult audit verify`` passes and the chain holds each of those steps.
+
+Real Debian Chromium with fake devices and the real server, inside a private network namespace
+(see conftest.py); the accounts and the booking are made through the REST API from inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+
+Server = Any
+RoomPage = Any
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+
+SETUP = Path(__file__).resolve().parent / "portal_setup.py"
+TELECONSULT = Path(sys.executable).parent / "teleconsult"
+WAIT_MS = 15_000
+REFERRAL_REASON = "血压波动明显，需要线下复查心电图"
+
+REMOTE_VIDEO_JS = """
+async () => {
+  const tc = window.__tc;
+  const video = document.querySelector("video[data-participant-id]");
+  const track = video && video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
+  let framesDecoded = 0;
+  const pc = tc && tc.pcs.subscribe;
+  if (pc && track) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.trackIdentifier === track.id) {
+        framesDecoded = s.framesDecoded || 0;
+      }
+    });
+  }
+  return {
+    state: tc ? tc.state : null,
+    width: video ? video.videoWidth : 0,
+    role: video ? video.dataset.role : null,
+    framesDecoded,
+  };
+}
+"""
+
+
+def _setup(server: Server, data_dir: Path) -> dict[str, Any]:
+    """Run portal_setup.py inside the server's namespace (where 127.0.0.1 is the server's)."""
+    ip = shutil.which("ip")
+    assert ip is not None
+    result = subprocess.run(
+        [
+            ip,
+            "netns",
+            "exec",
+            server.ns,
+            sys.executable,
+            str(SETUP),
+            server.base_url,
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"API setup failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _totp(account: dict[str, Any]) -> str:
+    """A code for a time step the server has not seen from this account (no replay)."""
+    totp = pyotp.TOTP(account["totp_secret"])
+    while True:
+        now = time.time()
+        for step in (int(now // 30), int(now // 30) + 1):
+            if step > account["last_step"]:
+                account["last_step"] = step
+                return totp.generate_otp(step)
+        time.sleep(30 - now % 30 + 0.05)  # both usable steps are spent: wait for the next
+
+
+def _sign_in(room: RoomPage, base_url: str, account: dict[str, Any], code: str | None) -> None:
+    page = room.page
+    page.goto(f"{base_url}/signin", wait_until="domcontentloaded")
+    page.fill("#username", account["username"])
+    page.fill("#password", account["password"])
+    if code is not None:
+        page.fill("#totp", code)
+    page.click("#signin-button")
+
+
+def _wait_video(target: Any, who: str, deadline: float) -> dict[str, Any]:
+    """Poll until the remote <video> has a size and its decoded frame count keeps rising."""
+    last, sample = 0, {}
+    while time.monotonic() < deadline:
+        sample = target.evaluate(REMOTE_VIDEO_JS)
+        if sample["width"] > 0 and 0 < last < sample["framesDecoded"]:
+            return sample
+        last = sample["framesDecoded"]
+        time.sleep(0.1)  # poll interval, bounded by the deadline
+    pytest.fail(f"remote video did not play for the {who}: {sample}")
+
+
+def _events(data_dir: Path, visit_id: str, *user_ids: str) -> list[tuple[str, str, str | None]]:
+    """(action, result, role) of the chain's events about the visit or by these accounts."""
+    marks = ",".join("?" for _ in user_ids)
+    with sqlite3.connect(data_dir / "teleconsult.db") as db:
+        rows = db.execute(
+            f"SELECT action, result, actor_role FROM audit_events WHERE object_id = ?"
+            f" OR (action = 'session.sign_in' AND actor_id IN ({marks})) ORDER BY seq",
+            (visit_id, *user_ids),
+        ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def test_patient_waits_doctor_admits_and_refers(
+    teleconsult_server: Server,
+    open_room: Callable[[str, str], RoomPage],
+    tmp_path: Path,
+) -> None:
+    server = teleconsult_server
+    data_dir = tmp_path / "data"
+    info = _setup(server, data_dir)
+    visit_id = info["visit_id"]
+
+    # The patient: sign in (no TOTP), check devices, sign the consent, check in, wait.
+    patient = open_room("patient", "about:blank")
+    _sign_in(patient, server.base_url, info["patient"], None)
+    page = patient.page
+    page.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
+    page.wait_for_function("() => document.querySelector('#consent-text').textContent.length > 20")
+    assert "互联网诊疗知情同意书" in page.inner_text("#consent-text")
+    page.click("#device-check")
+    page.wait_for_function(
+        "() => window.__portal.device.camera === true && window.__portal.device.microphone === true",
+        timeout=WAIT_MS,
+    )
+    assert page.inner_text("#camera-result") == "摄像头：正常"
+    page.check("#consent-agree")
+    page.click("#consent-sign")
+    page.wait_for_function("() => window.__portal.visit && window.__portal.visit.consent_signed")
+    page.click("#check-in")
+    page.wait_for_function("() => window.__portal.visit.state === 'waiting'", timeout=WAIT_MS)
+    assert page.inner_text("#status") == "正在候诊，请稍候"
+    page.screenshot(path=str(tmp_path / "patient-waiting.png"), full_page=True)
+
+    # The doctor: sign in with a TOTP code; the queue lists the waiting patient.
+    doctor = open_room("doctor", "about:blank")
+    _sign_in(doctor, server.base_url, info["doctor"], _totp(info["doctor"]))
+    queue = doctor.page
+    queue.wait_for_url(re.compile(r"/queue"), timeout=WAIT_MS)
+    item = queue.locator(f"li[data-visit-id='{visit_id}']")
+    item.wait_for(timeout=WAIT_MS)
+    assert item.get_attribute("data-state") == "waiting"
+    assert item.locator(".who").inner_text() == "张某"
+    assert queue.inner_text("#status") == "线上接诊中"
+
+    # Admit: the doctor's room opens beside the queue; the patient's page moves to the room.
+    item.locator("[data-action=admit]").click()
+    page.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
+    queue.wait_for_function("() => window.__portal.roomVisitId !== null", timeout=WAIT_MS)
+    room_frame = None
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while room_frame is None and time.monotonic() < deadline:
+        room_frame = next((f for f in queue.frames if "/room?" in f.url), None)
+        time.sleep(0.05)
+    assert room_frame is not None, [f.url for f in queue.frames]
+    deadline = time.monotonic() + 20
+    patient_sees = _wait_video(page, "patient", deadline)
+    doctor_sees = _wait_video(room_frame, "doctor", deadline)
+    assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
+    assert patient_sees["state"] == doctor_sees["state"] == "joined"
+    queue.screenshot(path=str(tmp_path / "doctor-in-room.png"), full_page=True)
+
+    # End and refer offline with a reason.
+    item.locator("[data-action=refer]").click()
+    item.locator("textarea[name=reason]").fill(REFERRAL_REASON)
+    item.locator("input[name=appointment]").fill("明天上午 心内科门诊")
+    item.locator("[data-action=refer_confirm]").click()
+    item.wait_for(state="detached", timeout=WAIT_MS)
+    queue.wait_for_function("() => window.__portal.roomVisitId === null", timeout=WAIT_MS)
+
+    # The patient declines the referral in writing.
+    page.goto(f"{server.base_url}/waiting?visit={visit_id}", wait_until="domcontentloaded")
+    page.wait_for_function(
+        "() => window.__portal.visit && window.__portal.visit.state === 'referred'"
+    )
+    assert page.inner_text("#referral-reason") == REFERRAL_REASON
+    page.wait_for_function("() => document.querySelector('#refusal-text').textContent.length > 20")
+    page.check("#refusal-agree")
+    page.click("#refusal-sign")
+    page.wait_for_selector("#refusal-done", state="visible", timeout=WAIT_MS)
+    page.click("#lang-toggle")
+    assert page.inner_text("#outcome-heading") == "Outcome"
+    page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
+    for room in (patient, doctor):
+        assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
+
+    # The audit chain verifies and holds each step.
+    verify = subprocess.run(
+        [str(TELECONSULT), "audit", "verify", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("audit chain OK"), verify.stdout
+    events = _events(data_dir, visit_id, info["doctor"]["user_id"], info["patient"]["user_id"])
+    events = events[events.index(("visit.book", "ok", "patient")) :]  # after the API set-up
+    steps = [
+        ("session.sign_in", "ok", "patient"),
+        ("consent.sign", "ok", "patient"),
+        ("visit.check_in", "ok", "patient"),
+        ("session.sign_in", "ok", "doctor"),
+        ("visit.admit", "ok", "doctor"),
+        ("visit.refer", "ok", "doctor"),
+        ("visit.acknowledge_refusal", "ok", "patient"),
+    ]
+    found, at = [], 0
+    for step in steps:  # in this order; the set-up's and other events may come between
+        assert step in events[at:], f"{step} missing after event {at}: {events}"
+        at = events.index(step, at)
+        found.append(at)
+    # Both joined the room after the admission and before the referral, in either order.
+    admitted, referred = found[4], found[5]
+    joins = {event[2] for event in events[admitted:referred] if event[:2] == ("room.join", "ok")}
+    assert joins == {"doctor", "patient"}, events
+    print(f"\naudit: {verify.stdout.strip()}\nscreenshots in {tmp_path}")

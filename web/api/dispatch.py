@@ -1,0 +1,102 @@
+"""From an aiohttp request to a handler call and back: the order every route follows.
+
+1. authenticate the bearer token (public routes skip this) -> 401;
+2. check the route's permission-table action through consult (a refusal is audited) -> 403;
+3. validate the path, the query and the JSON body with the route's pydantic models -> 400/404/422;
+4. call the handler, which calls one consult service;
+5. serialise its pydantic result (or 204).
+
+Authorisation comes before validation, so that a refused caller learns nothing about the input
+the route expects, and every refusal is recorded whatever the body looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from . import auth
+from .call import Call
+from .errors import ApiError
+from .registry import Operation
+
+MAX_ERRORS_SHOWN: Final = 5
+
+AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def aiohttp_handler(op: Operation) -> AiohttpHandler:
+    """The aiohttp handler of one operation."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        call = Call.of(request)
+        if not op.public:
+            await auth.authenticate(call)
+            assert op.action is not None
+            await auth.authorize(call, op.action)
+        kwargs: dict[str, Any] = {}
+        if op.path_params is not None:
+            kwargs["path"] = _validate_path(op.path_params, request)
+        if op.query is not None:
+            kwargs["query"] = _validate_query(op.query, request)
+        if op.body is not None:
+            kwargs["body"] = await _validate_body(op.body, request)
+        result = await op.handler(call, **kwargs)
+        if op.response is None:
+            return web.Response(status=204)
+        if not isinstance(result, op.response):
+            raise TypeError(f"{op.operation_id} returned {type(result).__name__}")
+        return web.json_response(result.model_dump(mode="json"), status=op.status)
+
+    handle.__name__ = op.operation_id
+    return handle
+
+
+def _describe(exc: ValidationError) -> str:
+    """Where and what, never the value: inputs may carry personal data."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:MAX_ERRORS_SHOWN]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - MAX_ERRORS_SHOWN
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def _validate_path(model: type[BaseModel], request: web.Request) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.match_info))
+    except ValidationError:
+        # An id that cannot exist does not exist.
+        raise ApiError(404, "not_found", "No such resource.") from None
+
+
+def _validate_query(model: type[BaseModel], request: web.Request) -> BaseModel:
+    values: dict[str, str] = {}
+    for key in request.query:
+        got = request.query.getall(key)
+        if len(got) > 1:
+            raise ApiError(422, "invalid_request", f"query: {key!r} is given more than once")
+        values[key] = got[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", _describe(exc)) from None
+
+
+async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send a JSON body (application/json).")
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "bad_json", "The request body is empty.")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
+        raise ApiError(422, "invalid_request", _describe(exc)) from None

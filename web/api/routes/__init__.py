@@ -1,0 +1,13 @@
+"""The route modules; importing this package registers every route in ``registry.api``."""
+
+from . import (  # noqa: F401
+    accounts,
+    audit,
+    meta,
+    organisation,
+    patients,
+    practitioners,
+    schedule,
+    sessions,
+    visits,
+)

@@ -1,0 +1,118 @@
+// What the sign-in, waiting-room and queue pages share: strings, the language toggle, errors,
+// the top bar's sign-out, and `window.__portal` (state for tests and for people debugging).
+
+import { addStrings, applyI18n, hasKey, initLanguageToggle, t } from "./i18n.js";
+import { STRINGS } from "./portal-strings.js";
+import { ApiError, api, clearSession, getSession } from "./api.js";
+
+addStrings(STRINGS);
+
+export const portal = { state: "init", errors: [] };
+window.__portal = portal;
+
+export function setState(state) {
+  if (portal.state !== state) console.info(`[portal] state ${portal.state} -> ${state}`);
+  portal.state = state;
+}
+
+// Answers that mean "sign in again": the page goes to the sign-in page and comes back after.
+const SIGNED_OUT_CODES = new Set(["unauthenticated", "session_invalid", "session_expired"]);
+
+// The last time the person touched the page. The pages poll, and polling alone would keep a
+// session alive forever; so a page that nobody has touched for the session's idle timeout (15
+// minutes for staff, 2 hours for patients) signs out by itself (R33).
+let lastActivity = Date.now();
+for (const type of ["pointerdown", "keydown", "touchstart"]) {
+  window.addEventListener(type, () => (lastActivity = Date.now()), { passive: true });
+}
+
+/** Sign out once nobody has used the page for the session's idle timeout. `inUse()` says
+ * whether the page is busy anyway (a consultation open in an embedded room, whose clicks the
+ * page does not see). */
+export function watchIdle(inUse = () => false) {
+  const timer = setInterval(() => {
+    if (inUse()) lastActivity = Date.now();
+    const timeoutS = getSession()?.idle_timeout_s ?? 15 * 60;
+    if (Date.now() - lastActivity > timeoutS * 1000) {
+      clearInterval(timer);
+      signOutAndLeave("/signin?expired=1");
+    }
+  }, 10_000);
+}
+
+/** Wire the language toggle and fill the static strings. */
+export function initPage() {
+  const toggle = document.getElementById("lang-toggle");
+  if (toggle) initLanguageToggle(toggle);
+  applyI18n();
+  const whoAmI = document.getElementById("who-am-i");
+  const me = getSession()?.me;
+  if (whoAmI && me) whoAmI.textContent = me.display_name ?? "";
+  const signOut = document.getElementById("topbar-sign-out");
+  if (signOut) signOut.addEventListener("click", () => signOutAndLeave());
+}
+
+/** The text for an API error: our own wording for known codes, else the server's message. */
+export function errorText(err) {
+  const code = err instanceof ApiError ? err.code : "unknown";
+  if (hasKey(`api.${code}`)) return t(`api.${code}`);
+  if (err instanceof ApiError && err.serverMessage) return err.serverMessage;
+  return t("api.unknown");
+}
+
+let errorBox = null;
+
+/** Show `err` in the page's error line (role=alert), or hide it with `null`. */
+export function showError(err) {
+  errorBox ??= document.getElementById("error");
+  if (!errorBox) return;
+  if (err === null) {
+    errorBox.hidden = true;
+    errorBox.textContent = "";
+    delete errorBox.dataset.code;
+    return;
+  }
+  const code = err instanceof ApiError ? err.code : "unknown";
+  if (err instanceof ApiError && err.status === 401 && SIGNED_OUT_CODES.has(code)) {
+    clearSession();
+    const next = window.location.pathname + window.location.search;
+    window.location.assign(`/signin?next=${encodeURIComponent(next)}&expired=1`);
+    return;
+  }
+  portal.errors.push({ code, message: String(err?.message ?? err) });
+  console.warn("[portal] error", code, err);
+  errorBox.textContent = `${t("error.prefix")}：${errorText(err)}`;
+  errorBox.dataset.code = code;
+  errorBox.hidden = false;
+}
+
+export async function signOutAndLeave(target = "/signin") {
+  try {
+    await api("DELETE", "/session");
+  } catch {
+    // Signed out locally in any case; the session also ends by itself.
+  }
+  clearSession();
+  window.location.assign(target);
+}
+
+/** Run `fn` with `button` disabled, showing any error; resolves to fn's result or null. */
+export async function busy(button, fn) {
+  if (button) button.disabled = true;
+  try {
+    showError(null);
+    return await fn();
+  } catch (err) {
+    showError(err);
+    return null;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+/** Format an ISO time as local HH:MM. */
+export function clock(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}

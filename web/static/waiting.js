@@ -1,0 +1,323 @@
+// The patient's waiting room: device check, consent with its risk notice, check-in, waiting
+// for the doctor; on admission the page moves to the consult room (/room?visit=..&token=..).
+
+import { getLanguage, onLanguageChange, t } from "./i18n.js";
+import { api, requireSession } from "./api.js";
+import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
+
+const POLL_MS = 2_000;
+const OPEN_STATES = ["booked", "waiting", "in_room"];
+
+const el = {
+  status: document.getElementById("status"),
+  visitCard: document.getElementById("visit-card"),
+  visitState: document.getElementById("visit-state"),
+  visitDetails: document.getElementById("visit-details"),
+  noVisit: document.getElementById("no-visit"),
+  deviceCard: document.getElementById("device-card"),
+  deviceVideo: document.getElementById("device-video"),
+  deviceCheck: document.getElementById("device-check"),
+  cameraResult: document.getElementById("camera-result"),
+  micResult: document.getElementById("mic-result"),
+  micMeter: document.getElementById("mic-meter"),
+  micLevel: document.getElementById("mic-level"),
+  consentCard: document.getElementById("consent-card"),
+  consentText: document.getElementById("consent-text"),
+  consentAgree: document.getElementById("consent-agree"),
+  consentSign: document.getElementById("consent-sign"),
+  checkinCard: document.getElementById("checkin-card"),
+  checkinText: document.getElementById("checkin-text"),
+  checkIn: document.getElementById("check-in"),
+  outcomeCard: document.getElementById("outcome-card"),
+  outcomeText: document.getElementById("outcome-text"),
+  referralBox: document.getElementById("referral-box"),
+  referralReason: document.getElementById("referral-reason"),
+  referralAppointmentLine: document.getElementById("referral-appointment-line"),
+  referralAppointment: document.getElementById("referral-appointment"),
+  refusalAgree: document.getElementById("refusal-agree"),
+  refusalSign: document.getElementById("refusal-sign"),
+  refusalDone: document.getElementById("refusal-done"),
+  refusalText: document.getElementById("refusal-text"),
+};
+
+let visit = null;
+// The documents as shown: {kind, version, digest, text_zh, text_en}; signing sends back the
+// version and digest of exactly this text.
+let consent = null;
+let refusal = null;
+const device = { stream: null, audio: null, camera: null, microphone: null, raf: 0 };
+portal.device = { camera: null, microphone: null };
+let pollTimer = 0;
+let entering = false;
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function renderStatus() {
+  let key = "waiting.status_loading";
+  if (portal.state === "no_visit") key = "waiting.status_no_visit";
+  else if (visit) key = `visit.state.${visit.state}`;
+  if (portal.state === "entering") key = "waiting.status_entering";
+  el.status.textContent = t(key);
+  el.status.dataset.state = visit?.state === "in_room" ? "joined" : "init";
+}
+
+function renderVisit() {
+  renderStatus();
+  if (!visit) return;
+  el.visitCard.hidden = false;
+  el.visitState.textContent = t(`visit.state.${visit.state}`);
+  const parts = [t(`visit.mode.${visit.mode}`)];
+  if (visit.doctor_name) parts.push(t("visit.doctor", { name: visit.doctor_name }));
+  if (visit.checked_in_at) parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
+  if (visit.queue_position) parts.push(t("visit.queue_position", { n: visit.queue_position }));
+  el.visitDetails.textContent = parts.join(" · ");
+
+  const open = OPEN_STATES.includes(visit.state);
+  el.deviceCard.hidden = !open;
+  el.consentCard.hidden = !open;
+  el.consentCard.dataset.done = String(Boolean(visit.consent_signed));
+  el.consentAgree.disabled = Boolean(visit.consent_signed);
+  el.consentAgree.checked = el.consentAgree.checked || Boolean(visit.consent_signed);
+  el.consentSign.disabled = Boolean(visit.consent_signed) || !el.consentAgree.checked;
+  el.consentSign.textContent = t(visit.consent_signed ? "consent.signed" : "consent.sign");
+  el.checkinCard.hidden = !open;
+  const waiting = visit.state === "waiting" || visit.state === "in_room";
+  el.checkinCard.dataset.done = String(waiting);
+  el.checkIn.hidden = waiting;
+  el.checkinText.textContent = t(waiting ? "checkin.waiting" : "checkin.intro");
+
+  el.outcomeCard.hidden = open;
+  if (!open) renderOutcome();
+  renderDevice();
+}
+
+function renderOutcome() {
+  el.outcomeText.textContent = t(`outcome.${visit.state}`);
+  const referred = visit.state === "referred";
+  el.referralBox.hidden = !referred;
+  if (!referred) return;
+  loadRefusal().catch((err) => showError(err));
+  el.referralReason.textContent = visit.referral_reason ?? "";
+  el.referralAppointmentLine.hidden = !visit.referral_appointment;
+  el.referralAppointment.textContent = visit.referral_appointment ?? "";
+  const acknowledged = Boolean(visit.refusal_acknowledged);
+  el.refusalDone.hidden = !acknowledged;
+  el.refusalAgree.disabled = acknowledged;
+  el.refusalSign.hidden = acknowledged;
+  el.refusalSign.disabled = !el.refusalAgree.checked;
+}
+
+function renderDevice() {
+  const show = (node, kind, ok) => {
+    node.dataset.ok = ok === null ? "" : String(ok);
+    node.textContent = t(`device.${kind}_${ok === null ? "unknown" : ok ? "ok" : "failed"}`);
+  };
+  show(el.cameraResult, "camera", device.camera);
+  show(el.micResult, "mic", device.microphone);
+  el.deviceCard.dataset.done = String(device.camera === true && device.microphone === true);
+  el.deviceCheck.textContent = t(device.stream ? "device.again" : "device.start");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device check: a preview of the camera and a level meter of the microphone.
+
+function stopDevices() {
+  cancelAnimationFrame(device.raf);
+  device.stream?.getTracks().forEach((track) => track.stop());
+  device.stream = null;
+  device.audio?.close().catch(() => {});
+  device.audio = null;
+  el.deviceVideo.srcObject = null;
+}
+
+async function checkDevices() {
+  stopDevices();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (err) {
+    console.warn("[portal] getUserMedia failed", err);
+    device.camera = false;
+    device.microphone = false;
+    portal.device = { camera: false, microphone: false, error: err?.name ?? String(err) };
+    renderDevice();
+    return;
+  }
+  device.stream = stream;
+  el.deviceVideo.srcObject = stream;
+  const video = stream.getVideoTracks()[0];
+  const audio = stream.getAudioTracks()[0];
+  device.camera = Boolean(video && video.readyState === "live");
+  device.microphone = Boolean(audio && audio.readyState === "live");
+  if (audio) meter(stream);
+  portal.device = { camera: device.camera, microphone: device.microphone };
+  renderDevice();
+}
+
+function meter(stream) {
+  const context = new AudioContext();
+  device.audio = context;
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 512;
+  context.createMediaStreamSource(stream).connect(analyser);
+  const samples = new Uint8Array(analyser.fftSize);
+  const tick = () => {
+    analyser.getByteTimeDomainData(samples);
+    let peak = 0;
+    for (const s of samples) peak = Math.max(peak, Math.abs(s - 128));
+    const level = Math.min(100, Math.round((peak / 128) * 200));
+    el.micLevel.style.width = `${level}%`;
+    el.micMeter.setAttribute("aria-valuenow", String(level));
+    portal.device.level = Math.max(portal.device.level ?? 0, level);
+    device.raf = requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The visit
+
+function documentText(document) {
+  if (!document) return "";
+  return getLanguage() === "en" ? document.text_en : document.text_zh;
+}
+
+function renderDocuments() {
+  el.consentText.textContent = documentText(consent);
+  el.refusalText.textContent = documentText(refusal);
+}
+
+async function loadConsent() {
+  consent = await api("GET", "/documents/risk_notice");
+  renderDocuments();
+}
+
+async function loadRefusal() {
+  if (refusal) return;
+  refusal = await api("GET", "/documents/referral_refusal");
+  renderDocuments();
+}
+
+async function signConsent() {
+  await busy(el.consentSign, async () => {
+    visit = await api("POST", `/visits/${visit.id}/consent`, {
+      version: consent.version,
+      digest: consent.digest,
+    });
+    renderVisit();
+  });
+  renderVisit();
+}
+
+async function checkIn() {
+  await busy(el.checkIn, async () => {
+    visit = await api("POST", `/visits/${visit.id}/check-in`, {});
+    renderVisit();
+  });
+}
+
+async function acknowledgeRefusal() {
+  await busy(el.refusalSign, async () => {
+    await loadRefusal();
+    visit = await api("POST", `/visits/${visit.id}/refusal`, {
+      version: refusal.version,
+      digest: refusal.digest,
+    });
+    renderVisit();
+  });
+}
+
+/** Admitted: fetch a join token and move to the consult room. */
+async function enterRoom() {
+  if (entering) return;
+  entering = true;
+  setState("entering");
+  renderStatus();
+  try {
+    const join = await api("POST", `/visits/${visit.id}/join-token`, {});
+    stopDevices();
+    window.location.assign(join.room_url);
+  } catch (err) {
+    entering = false;
+    setState("waiting");
+    showError(err);
+  }
+}
+
+/** The visit as it is now. Polling reads the list of one's visits, which is not an audited
+ * view of a record: waiting for half an hour must not write hundreds of audit events. */
+async function current(visitId) {
+  const { visits } = await api("GET", "/visits?limit=50");
+  return visits.find((v) => v.id === visitId) ?? (await api("GET", `/visits/${visitId}`));
+}
+
+async function poll() {
+  try {
+    visit = await current(visit.id);
+    portal.visit = visit;
+    renderVisit();
+    if (visit.state === "in_room" && visit.consent_signed) {
+      await enterRoom();
+      return;
+    }
+  } catch (err) {
+    showError(err);
+  }
+  if (OPEN_STATES.includes(visit.state)) pollTimer = setTimeout(poll, POLL_MS);
+}
+
+async function findVisit() {
+  const wanted = new URLSearchParams(window.location.search).get("visit");
+  if (wanted) return api("GET", `/visits/${encodeURIComponent(wanted)}`);
+  const { visits } = await api("GET", "/visits");
+  return visits.find((v) => OPEN_STATES.includes(v.state)) ?? visits[0] ?? null;
+}
+
+async function main() {
+  initPage();
+  const session = requireSession(["patient"]);
+  if (!session) return;
+  watchIdle();
+  onLanguageChange(() => {
+    renderVisit();
+    renderDocuments();
+  });
+  el.deviceCheck.addEventListener("click", () => checkDevices());
+  el.consentAgree.addEventListener("change", () => renderVisit());
+  el.consentSign.addEventListener("click", () => signConsent());
+  el.checkIn.addEventListener("click", () => checkIn());
+  el.refusalAgree.addEventListener("change", () => renderOutcome());
+  el.refusalSign.addEventListener("click", () => acknowledgeRefusal());
+  window.addEventListener("pagehide", () => {
+    clearTimeout(pollTimer);
+    stopDevices();
+  });
+  renderStatus();
+  try {
+    visit = await findVisit();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  if (!visit) {
+    setState("no_visit");
+    el.noVisit.hidden = false;
+    renderStatus();
+    return;
+  }
+  portal.visit = visit;
+  setState("waiting");
+  renderVisit();
+  if (OPEN_STATES.includes(visit.state)) {
+    try {
+      await loadConsent();
+    } catch (err) {
+      showError(err);
+    }
+    renderDevice();
+    await poll();
+  }
+}
+
+main();
