@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
+from .memory import HeapTrimmer
 from .router import Router
 
 
@@ -27,6 +28,7 @@ class MediaWorker:
         self._ice_servers = list(ice_servers or [])
         self._routers: dict[str, Router] = {}
         self._closed = False
+        self._trimmer: HeapTrimmer | None = None  # started with the first room
 
     @property
     def closed(self) -> bool:
@@ -40,6 +42,8 @@ class MediaWorker:
         """The room's Router, created on first use."""
         if self._closed:
             raise ClosedError("the media worker is closed")
+        if self._trimmer is None:
+            self._trimmer = HeapTrimmer()
         router = self._routers.get(room_id)
         if router is None or router.closed:
             router = Router(room_id, ice_servers=self._ice_servers)
@@ -59,3 +63,5 @@ class MediaWorker:
         for router in tuple(self._routers.values()):
             await router.close()
         self._routers.clear()
+        if self._trimmer is not None:
+            await self._trimmer.close()

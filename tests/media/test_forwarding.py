@@ -218,3 +218,12 @@ async def test_one_subscriber_receives_every_track_of_two_publishers():
         for pc in publishers:
             await pc.close()
         await worker.close()
+
+
+async def test_the_worker_trims_the_heap_and_stops_doing_so_when_closed():
+    worker = MediaWorker(ice_addresses=["127.0.0.1"])
+    worker.get_router("any")
+    trimmer = worker._trimmer
+    assert trimmer is not None and trimmer.active  # glibc on Debian
+    await worker.close()
+    assert not trimmer.active
