@@ -81,12 +81,12 @@ class Consumer:
         self._sender = transceiver.sender
         self._closed = False
         self._writer: RtpWriter | None = None
-        self._payload_type = 0
         self._rtx_payload_type: int | None = None
         self._ssrc = seam.sender_ssrc(self._sender)
         self._rtx_ssrc = seam.sender_rtx_ssrc(self._sender)
         self._rtx_seq = random.randint(0, 0x7FFF)
         self._mid: str | None = None
+        # the subscriber's extension ids (filled in when the sender starts), for RTX resends
         self._extensions = seam.sender_extensions_map(self._sender)
         # re-basing
         self._rebase = True
@@ -145,7 +145,6 @@ class Consumer:
         codecs = seam.negotiated_codecs(self._transceiver)
         for codec in codecs:
             if codec.payloadType is not None and codecs_match(codec, self.producer.codec):
-                self._payload_type = codec.payloadType
                 self._rtx_payload_type = next(
                     (
                         c.payloadType
@@ -156,7 +155,6 @@ class Consumer:
                     None,
                 )
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
-                self._extensions = seam.sender_extensions_map(self._sender)
                 self._writer = RtpWriter(
                     ssrc=self._ssrc,
                     payload_type=codec.payloadType,

@@ -306,10 +306,6 @@ class Transport:
                     # before then is lost, and the next request would wait out the window.
                     consumer.request_keyframe()
 
-    def rollback_offer(self) -> None:
-        """Forget an unanswered offer's intent so that it is made again (e.g. after a reconnect)."""
-        self._needs_negotiation = True
-
     # --- ICE ---------------------------------------------------------------------------------
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
