@@ -14,6 +14,8 @@ An SFU must do neither, so we cut in at the packet level:
   Consumer. Upstream, ``receiver._send_rtcp_pli(media_ssrc)`` asks the publisher for a keyframe.
 * sender reports: the sender's own RTCP loop sends SRs from private counters; we keep those
   counters true for the packets we send, so receivers can map RTP time to wall-clock time.
+* sender reports in: ``receiver._handle_rtcp_packet(packet)`` receives the publisher's RTCP; we
+  wrap it (aiortc still sees every packet) to read the NTP <-> RTP time pairs of its SRs.
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
 
@@ -33,7 +35,7 @@ from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
 
 RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
@@ -108,6 +110,25 @@ def route_ssrc_to(receiver: RTCRtpReceiver, ssrc: int) -> None:
     payload type alone, which fails as soon as two video m-lines share the RTX payload type.
     """
     receiver.transport._rtp_router.ssrc_table[ssrc] = receiver
+
+
+SenderReportHandler = Callable[[int, int, int], None]
+
+
+def observe_sender_reports(receiver: RTCRtpReceiver, on_report: SenderReportHandler) -> None:
+    """Call ``on_report(ssrc, ntp_timestamp, rtp_timestamp)`` for each SR the publisher sends.
+
+    aiortc keeps handling the packet (its reception reports need the SR's time).
+    """
+    original = receiver._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            on_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
 def sender_extensions_map(sender: RTCRtpSender) -> HeaderExtensionsMap:

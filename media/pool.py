@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .errors import ClosedError
 from .room import EventSink, RoomMedia
+from .tap import TapFactory
 from .worker import MediaWorker
 
 
@@ -36,7 +37,12 @@ class MediaPool(Protocol):
     def closed(self) -> bool: ...
 
     async def start(self) -> None: ...
-    async def open_room(self, room_id: str, on_event: EventSink) -> RoomHandle: ...
+    async def open_room(
+        self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
+    ) -> RoomHandle:
+        """Open (or return the open) room ``room_id``; ``tap_options`` go to the pool's taps."""
+        ...
+
     async def close_room(self, room_id: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -49,8 +55,10 @@ class LocalMediaPool:
         *,
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        tap_factory: TapFactory | None = None,
     ) -> None:
         self.worker = MediaWorker(ice_addresses=ice_addresses, ice_servers=ice_servers)
+        self._tap_factory = tap_factory
         self._rooms: dict[str, RoomMedia] = {}
 
     @property
@@ -64,12 +72,19 @@ class LocalMediaPool:
     def rooms(self) -> list[RoomMedia]:
         return list(self._rooms.values())
 
-    async def open_room(self, room_id: str, on_event: EventSink) -> RoomMedia:
+    async def open_room(
+        self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
+    ) -> RoomMedia:
         if self.worker.closed:
             raise ClosedError("the media pool is closed")
         room = self._rooms.get(room_id)
         if room is None or room.closed:
-            room = RoomMedia(self.worker.get_router(room_id), on_event)
+            room = RoomMedia(
+                self.worker.get_router(room_id),
+                on_event,
+                tap_factory=self._tap_factory,
+                tap_options=tap_options,
+            )
             self._rooms[room_id] = room
         return room
 

@@ -19,6 +19,7 @@ from .tracking import track
 
 if TYPE_CHECKING:
     from .consumer import Consumer
+    from .tap import ProducerTap
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,10 @@ class Producer:
         self._level_sum = 0
         self._level_count = 0
         self._on_close: list[Any] = []
+        self._taps: list[ProducerTap] = []
+        self.sender_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
         seam.intercept_receiver(self._receiver, self._on_rtp)
+        seam.observe_sender_reports(self._receiver, self._on_sender_report)
         if rtx_ssrc is not None:
             seam.route_ssrc_to(self._receiver, rtx_ssrc)
         track(self)
@@ -96,6 +100,25 @@ class Producer:
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         self._consumers.pop(consumer.id, None)
+
+    @property
+    def taps(self) -> list[ProducerTap]:
+        return list(self._taps)
+
+    def add_tap(self, tap: ProducerTap) -> None:
+        """Give ``tap`` every packet forwarded from now on; it closes with this Producer."""
+        if self._closed:
+            raise ClosedError(f"producer {self.id} is closed")
+        self._taps.append(tap)
+        if self.sender_report is not None:
+            tap.on_sender_report(*self.sender_report)
+
+    def _on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        if self._closed or ssrc != self._ssrc:
+            return
+        self.sender_report = (ntp_timestamp, rtp_timestamp)
+        for tap in self._taps:
+            tap.on_sender_report(ntp_timestamp, rtp_timestamp)
 
     # --- hot path ----------------------------------------------------------------------------
 
@@ -124,7 +147,11 @@ class Producer:
             if level is not None:
                 self._level_sum += level[1]
                 self._level_count += 1
-        if self._paused or not self._consumers:
+        if self._paused:
+            return
+        for tap in self._taps:
+            tap.on_rtp(packet)
+        if not self._consumers:
             return
         ntp = ntp_now()
         send_time = abs_send_time(ntp)
@@ -167,6 +194,8 @@ class Producer:
         self._paused = False
         for consumer in self._consumers.values():
             consumer._resumed()
+        for tap in self._taps:
+            tap.on_resume()
 
     def take_audio_level(self) -> float | None:
         """Mean level (dBov, 0 = loudest) of the packets since the last call; None if none."""
@@ -226,6 +255,12 @@ class Producer:
         for consumer in tuple(self._consumers.values()):
             await consumer.close()
         self._consumers.clear()
+        taps, self._taps = self._taps, []
+        for tap in taps:
+            try:
+                await tap.close()
+            except Exception:  # a tap's failure must not stop the cascade
+                logger.exception("producer tap failed to close", extra={"producer_id": self.id})
         for task in tuple(self._tasks):
             task.cancel()
         if self._tasks:

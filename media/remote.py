@@ -56,8 +56,10 @@ class WorkerProcess:
         ice_addresses: list[str],
         ice_servers: list[dict[str, Any]],
         on_lost: Any,
+        module: str = "media.worker_process",
     ) -> None:
         self.index = index
+        self._module = module
         self._ice_addresses = ice_addresses
         self._ice_servers = ice_servers
         self._on_lost = on_lost
@@ -78,7 +80,7 @@ class WorkerProcess:
         return self._process.pid if self._process is not None else None
 
     async def start(self) -> None:
-        command = [sys.executable, "-m", "media.worker_process", "--socket", self._socket]
+        command = [sys.executable, "-m", self._module, "--socket", self._socket]
         for address in self._ice_addresses:
             command += ["--ice-address", address]
         command += ["--ice-servers", json.dumps(self._ice_servers)]
@@ -219,8 +221,12 @@ class ProcessMediaPool:
         *,
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        worker_module: str = "media.worker_process",
     ) -> None:
+        """``worker_module``: what ``python -m`` runs as a worker; a composing package may
+        name its own wrapper of :func:`media.worker_process.main` (to add taps)."""
         self.size = workers or os.cpu_count() or 1
+        self._worker_module = worker_module
         self._ice_addresses = list(ice_addresses or [])
         self._ice_servers = list(ice_servers or [])
         self.workers: list[WorkerProcess] = []
@@ -238,6 +244,7 @@ class ProcessMediaPool:
             ice_addresses=self._ice_addresses,
             ice_servers=self._ice_servers,
             on_lost=self._worker_lost,
+            module=self._worker_module,
         )
 
     async def start(self) -> None:
@@ -248,7 +255,9 @@ class ProcessMediaPool:
         """Room id -> index of the worker it lives on."""
         return {room_id: room.worker.index for room_id, room in self._rooms.items()}
 
-    async def open_room(self, room_id: str, on_event: EventSink) -> RemoteRoom:
+    async def open_room(
+        self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
+    ) -> RemoteRoom:
         if self._closed:
             raise ClosedError("the media pool is closed")
         room = self._rooms.get(room_id)
@@ -264,7 +273,7 @@ class ProcessMediaPool:
         worker = min(alive, key=lambda w: (len(w.rooms), w.index))
         worker.rooms[room_id] = on_event
         try:
-            await worker.call("open_room", room=room_id)
+            await worker.call("open_room", room=room_id, tap_options=tap_options)
         except BaseException:
             worker.rooms.pop(room_id, None)
             raise

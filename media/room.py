@@ -18,6 +18,7 @@ from .consumer import Consumer, codecs_match
 from .errors import InvalidState
 from .producer import Producer
 from .router import Router
+from .tap import TapFactory
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,18 @@ REJOIN_GRACE_S = 10.0
 class RoomMedia:
     """Publish and subscribe Transports per participant on one Router."""
 
-    def __init__(self, router: Router, on_event: EventSink) -> None:
+    def __init__(
+        self,
+        router: Router,
+        on_event: EventSink,
+        *,
+        tap_factory: TapFactory | None = None,
+        tap_options: dict[str, Any] | None = None,
+    ) -> None:
         self.router = router
         self._on_event = on_event
+        self._tap_factory = tap_factory
+        self._tap_options = dict(tap_options or {})
         self._publish: dict[str, Transport] = {}
         self._subscribe: dict[str, Transport] = {}
         self._speaker = ActiveSpeakerObserver(lambda: router.producers, self._speaker_changed)
@@ -69,6 +79,10 @@ class RoomMedia:
         result = await self.router.publish(transport, offer_sdp)
         for producer in result.added:
             producer.app_data["participant_id"] = participant_id
+            if self._tap_factory is not None:
+                tap = self._tap_factory(producer, self._tap_options)
+                if tap is not None:
+                    producer.add_tap(tap)
             adopted = self._adopt_orphans(participant_id, producer)
             for subscriber_id, subscription in self._subscribe.items():
                 if subscriber_id != participant_id and subscription.id not in adopted:

@@ -18,6 +18,7 @@ from .errors import MediaError
 from .pool import LocalMediaPool
 from .room import RoomMedia
 from .rpc import ProtocolError, encode_message, read_message
+from .tap import TapFactory
 from .tracking import open_objects
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class WorkerServer:
             def on_event(name: str, data: dict[str, Any]) -> None:
                 self._send({"event": name, "room": room_id, "data": data})
 
-            await self._pool.open_room(room_id, on_event)
+            await self._pool.open_room(room_id, on_event, args.get("tap_options"))
             return None
         if method == "close_room":
             await self._pool.close_room(room_id)
@@ -120,8 +121,15 @@ class WorkerServer:
         raise MediaError(f"room {room_id!r} is not on this worker")
 
 
-async def serve(socket_path: str, ice_addresses: list[str], ice_servers: list[Any]) -> None:
-    pool = LocalMediaPool(ice_addresses=ice_addresses, ice_servers=ice_servers)
+async def serve(
+    socket_path: str,
+    ice_addresses: list[str],
+    ice_servers: list[Any],
+    tap_factory: TapFactory | None = None,
+) -> None:
+    pool = LocalMediaPool(
+        ice_addresses=ice_addresses, ice_servers=ice_servers, tap_factory=tap_factory
+    )
     worker = WorkerServer(pool)
     server = await asyncio.start_unix_server(worker.handle, path=socket_path)
     os.chmod(socket_path, 0o600)
@@ -129,7 +137,8 @@ async def serve(socket_path: str, ice_addresses: list[str], ice_servers: list[An
         await worker.done.wait()
 
 
-def main() -> None:
+def main(tap_factory: TapFactory | None = None) -> None:
+    """The worker's entry point; a composing package may wrap it to add ``tap_factory``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--ice-address", action="append", default=[])
@@ -140,7 +149,7 @@ def main() -> None:
         level=args.log_level,
         format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s",
     )
-    asyncio.run(serve(args.socket, args.ice_address, json.loads(args.ice_servers)))
+    asyncio.run(serve(args.socket, args.ice_address, json.loads(args.ice_servers), tap_factory))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from media.pool import MediaPool, RoomHandle
+from recording import Recorder, SessionRecording
 
 from .errors import SignalingError
 from .session import Session
@@ -34,7 +35,16 @@ class Room:
         self.ready = asyncio.Event()  # set once the media is open (or failed to open)
         self.on_lost: Callable[[Room, str], None] | None = None
         self.sessions: dict[str, Session] = {}  # participant id -> session
+        self.recording: SessionRecording | None = None
         self.closed = False
+
+    def record(self, event: str, data: dict[str, Any] | None = None) -> None:
+        """Put a room event on the recording's timeline (ids only, never a patient's name)."""
+        if self.recording is not None:
+            try:
+                self.recording.event(event, data)
+            except OSError:
+                logger.exception("timeline write failed", extra={"visit_id": self.visit_id})
 
     @property
     def empty(self) -> bool:
@@ -157,13 +167,26 @@ class Room:
         await self._media().add_ice_candidate(session.participant_id, target, candidate)
 
 
-class Rooms:
-    """The live rooms of this process, by visit id."""
+#: ``on_sealed(visit_id, manifest)``: a room's recording was sealed (for the audit chain).
+OnSealed = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None]]
 
-    def __init__(self, pool: MediaPool, emit: Emit) -> None:
+
+class Rooms:
+    """The live rooms of this process, by visit id. Each opening of a room is recorded."""
+
+    def __init__(
+        self,
+        pool: MediaPool,
+        emit: Emit,
+        recorder: Recorder | None = None,
+        on_sealed: OnSealed | None = None,
+    ) -> None:
         self._pool = pool
         self._emit = emit
+        self._recorder = recorder
+        self._on_sealed = on_sealed
         self._rooms: dict[str, Room] = {}
+        self._unsealed: dict[int, Room] = {}  # rooms whose recording is still open
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, visit_id: str) -> Room:
@@ -173,10 +196,17 @@ class Rooms:
             room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:
-                room.media = await self._pool.open_room(visit_id, room.on_media_event)
+                options = None
+                if self._recorder is not None:
+                    room.recording = await self._recorder.open(visit_id)
+                    self._unsealed[id(room)] = room
+                    options = room.recording.tap_options()
+                room.media = await self._pool.open_room(visit_id, room.on_media_event, options)
             except BaseException:
                 room.closed = True
                 self._rooms.pop(visit_id, None)
+                if room.recording is not None:
+                    self._spawn(self._seal(room))
                 raise
             finally:
                 room.ready.set()
@@ -198,6 +228,25 @@ class Rooms:
         room.closed = True
         if not self._pool.closed:
             await self._pool.close_room(room.visit_id)
+            await self._seal(room)  # its recorders closed with its media
+
+    async def _seal(self, room: Room, *, interrupted: bool = False) -> None:
+        if self._unsealed.pop(id(room), None) is None or room.recording is None:
+            return
+        if self._recorder is None:
+            return
+        try:
+            manifest = await self._recorder.seal(room.recording, interrupted=interrupted)
+        except Exception:
+            logger.exception("recording could not be sealed", extra={"visit_id": room.visit_id})
+            return
+        if self._on_sealed is not None:
+            await self._on_sealed(room.visit_id, manifest)
+
+    async def seal_all(self) -> None:
+        """Seal the recordings of rooms closed by shutdown (after the media pool closed)."""
+        for room in tuple(self._unsealed.values()):
+            await self._seal(room)
 
     def _room_lost(self, room: Room, reason: str) -> None:
         """The room's media is gone (its worker died): end the room, tell its participants.
@@ -212,6 +261,8 @@ class Rooms:
             session.subscribed = False
             session.awaiting_answer = False
         room.sessions.clear()
+        room.record("room_lost", {"reason": reason})
+        self._spawn(self._seal(room, interrupted=True))
         logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
         self._spawn(self._emit("room_closed", {"reason": reason}, room.visit_id))
 

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 
 from consult.actor import Actor
-from consult.audit import authorize
+from consult.audit import append, authorize
 from consult.db import Database
 from consult.errors import ConsultError
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
@@ -22,6 +22,7 @@ from consult.tokens import verify_join_token
 from consult.visit_flow import may_join_room
 from consult.visits import resolve_participant
 from media.pool import MediaPool
+from recording import Recorder
 
 from . import messages as m
 from .errors import SignalingError, bad_request, error_payload
@@ -49,6 +50,7 @@ class SignalingServer:
         token_secret: str,
         client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._db = db
         self._client_ice_servers = list(client_ice_servers or [])
@@ -75,7 +77,7 @@ class SignalingServer:
             return task
 
         self.sio.eio.start_background_task = tracked_background_task  # type: ignore[method-assign]
-        self.rooms = Rooms(pool, self._emit)
+        self.rooms = Rooms(pool, self._emit, recorder, self.recording_sealed)
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
@@ -97,6 +99,17 @@ class SignalingServer:
 
     async def _emit(self, event: str, data: dict[str, Any], to: str) -> None:
         await self.sio.emit(event, data, to=to)
+
+    async def recording_sealed(self, visit_id: str, manifest: dict[str, Any]) -> None:
+        """A room's recording was sealed: its manifest head enters the audit chain (R22)."""
+        await append(
+            self._db,
+            "recording.sealed",
+            actor_role="system",
+            object_type="visit",
+            object_id=visit_id,
+            details=sealed_details(manifest),
+        )
 
     # --- connect / disconnect ----------------------------------------------------------------
 
@@ -190,6 +203,7 @@ class SignalingServer:
             await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.identity.visit_id)
+        room.record("joined", _who(session))
         await room.broadcast_participants()
         return {
             "participant": session.describe(),
@@ -225,6 +239,7 @@ class SignalingServer:
             session.video_muted = request.muted
         room = await self._room(session)
         await room.set_muted(session, request.kind, request.muted)
+        room.record("muted", {**_who(session), "kind": request.kind, "muted": request.muted})
         await room.broadcast_participants()
 
     async def _leave(self, session: Session, data: Any) -> None:
@@ -239,6 +254,7 @@ class SignalingServer:
             session.joined = False
             return
         await room.remove(session, returning=returning)
+        room.record("left", {**_who(session), "dropped": returning})
         await self.sio.leave_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()
         await self.rooms.discard_if_empty(room)
@@ -251,6 +267,10 @@ class SignalingServer:
         for session in tuple(self.sessions.values()):
             await session.close()
         await self.rooms.close()
+
+    async def seal_recordings(self) -> None:
+        """Seal the recordings of the rooms shutdown closed (once the media pool is closed)."""
+        await self.rooms.seal_all()
 
     async def close_sockets(self) -> None:
         """Tell every socket the room closed and disconnect it. Idempotent."""
@@ -268,3 +288,19 @@ class SignalingServer:
         for task in tuple(self._io_tasks):
             task.cancel()
         await asyncio.gather(*self._io_tasks, return_exceptions=True)
+
+
+def _who(session: Session) -> dict[str, Any]:
+    return {"participant_id": session.identity.user_id, "role": session.identity.role}
+
+
+def sealed_details(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What of a sealed recording the audit chain keeps: enough to check it against later."""
+    return {
+        "session": manifest.get("session"),
+        "head": manifest.get("head"),
+        "keep_until": manifest.get("keep_until"),
+        "interrupted": bool(manifest.get("interrupted")),
+        "tracks": len(manifest.get("tracks", [])),
+        "segments": sum(int(t.get("segments", 0)) for t in manifest.get("tracks", [])),
+    }

@@ -68,7 +68,12 @@ class Server:
 
 
 async def start_server(tmp_path: Path, **settings: Any) -> Server:
-    """The whole application on 127.0.0.1 at a free port, ICE on 127.0.0.1 only."""
+    """The whole application on 127.0.0.1 at a free port, ICE on 127.0.0.1 only.
+
+    Rooms are recorded as in production; the playback composite (ffmpeg, CPU-heavy) is built
+    only where a test asks for it (``recording_composite=True``).
+    """
+    settings.setdefault("recording_composite", False)
     config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
     app = create_app(config)
     runner = web.AppRunner(app)

@@ -39,7 +39,21 @@ class Config:
     #: Media worker processes: 0 keeps every Router in this process (the embedded default);
     #: N > 0 runs N worker processes; "auto" one per core.
     media_workers: int | str = 0
+    #: Record every room (R22, R23); segments, manifests and composites go under
+    #: ``recordings_dir`` (default ``<data_dir>/recordings``).
+    recording: bool = True
+    recordings_dir: Path | None = None
+    recording_segment_s: float = 5.0
+    #: At least 1096 days (3 years, R23); nothing is removed before a recording's keep-until date.
+    recording_retention_days: int = 1096
+    #: Build the playback composite (ffmpeg) after each session.
+    recording_composite: bool = True
+    composite_fps: int = 30
     log_level: str = "INFO"
+
+    @property
+    def recordings(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @property
     def database(self) -> str:
@@ -77,9 +91,24 @@ class Config:
         return path.read_text().strip()
 
 
+_BOOLS = {"recording", "recording_composite"}
+_INTS = {"port", "token_ttl_s", "recording_retention_days", "composite_fps"}
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name == "port" or name == "token_ttl_s":
+    if name in _INTS:
         return int(value)
+    if name in _BOOLS:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"{name} must be true or false")
+            return lowered in ("1", "true", "yes", "on")
+        return bool(value)
+    if name == "recording_segment_s":
+        return float(value)
+    if name == "recordings_dir":
+        return Path(value) if value else None
     if name == "media_workers":
         if str(value).strip().lower() == "auto":
             return os.cpu_count() or 1
@@ -125,4 +154,8 @@ def load_config(
         raise ValueError("token_secret must be at least 32 bytes (HS256, RFC 7518)")
     if config.field_key and len(config.field_key.encode()) < 32:
         raise ValueError("field_key must be at least 32 bytes")
+    if config.recording_retention_days < 1096:
+        raise ValueError("recording_retention_days must be at least 1096 (3 years, R23)")
+    if not 1.0 <= config.recording_segment_s <= 60.0:
+        raise ValueError("recording_segment_s must be between 1 and 60")
     return config

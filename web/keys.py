@@ -6,6 +6,7 @@ from aiohttp import web
 
 from consult.db import Database
 from media.pool import MediaPool
+from recording import Recorder
 from signaling import SignalingServer
 
 from .config import Config
@@ -14,3 +15,5 @@ CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
 MEDIA = web.AppKey("media", MediaPool)
 SIGNALING = web.AppKey("signaling", SignalingServer)
+#: None when recording is switched off by configuration.
+RECORDER: web.AppKey[Recorder | None] = web.AppKey("recorder")

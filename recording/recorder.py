@@ -1,0 +1,207 @@
+"""The recording Consumer: one per Producer, writing what the Producer forwards, untranscoded.
+
+It is a tap of the Producer (``media.tap.ProducerTap``): it sees exactly the packets the
+subscribers' Consumers see. On the event loop it only queues each packet (a bounded queue);
+a writer thread per track reorders them into frames (``assembler``) and muxes them into
+segments (``segments``), so file I/O and muxing never block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from aiortc.codecs import depayload
+from aiortc.rtp import RtpPacket
+
+from media.keyframes import keyframe_start
+from media.producer import Producer
+
+from .assembler import FrameAssembler
+from .segments import TrackWriter
+
+logger = logging.getLogger(__name__)
+
+#: Packets waiting for the writer thread; beyond this they are dropped and counted (about 40 s
+#: of a 1 Mbps video stream: only a stalled disk gets there).
+QUEUE_LIMIT = 4096
+#: How long a hole in the sequence is waited for (a retransmission may fill it).
+HOLD_S = 0.5
+_TICK_S = 0.1
+
+_CLOSE = ("close",)
+
+
+class RecordingConsumer:
+    """Records one Producer into ``directory`` (segments and ``manifest.jsonl``)."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        directory: Path,
+        *,
+        room_id: str,
+        session_id: str,
+        segment_s: float,
+    ) -> None:
+        self.producer = producer
+        self.directory = directory
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._closed = False
+        self.dropped = 0
+        self.failed: str | None = None
+        codec = producer.codec
+        self._header = {
+            "track": producer.id,
+            "room": room_id,
+            "session": session_id,
+            "participant_id": producer.app_data.get("participant_id"),
+            "kind": producer.kind,
+            "codec": codec.mimeType.split("/")[-1].lower(),
+            "clock_rate": codec.clockRate,
+            "channels": codec.channels,
+        }
+        self._segment_s = segment_s
+        self._thread = threading.Thread(
+            target=self._run, name=f"recorder-{producer.id[:8]}", daemon=True
+        )
+        self._thread.start()
+        producer.request_keyframe()  # the recording starts on a keyframe
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- on the event loop (ProducerTap) -----------------------------------------------------
+
+    def on_rtp(self, packet: RtpPacket) -> None:
+        self._put(("rtp", packet, time.monotonic(), time.time()))
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        self._put(("sr", ntp_timestamp, rtp_timestamp))
+
+    def on_resume(self) -> None:
+        self._put(("resume",))
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        if self._closed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def _request_keyframe(self) -> None:
+        """From the writer thread: ask the publisher for a keyframe (on the loop)."""
+        try:
+            self._loop.call_soon_threadsafe(self._keyframe_on_loop)
+        except RuntimeError:  # the loop is gone: we are closing anyway
+            pass
+
+    def _keyframe_on_loop(self) -> None:
+        if not self._closed and not self.producer.closed:
+            self.producer.request_keyframe()
+
+    async def close(self) -> None:
+        """Finish the open segment and the manifest. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._loop.run_in_executor(None, self._queue.put, _CLOSE)
+        await self._loop.run_in_executor(None, self._thread.join)
+
+    # --- on the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            writer = TrackWriter(
+                self.directory,
+                self._header,
+                segment_s=self._segment_s,
+                request_keyframe=self._request_keyframe,
+            )
+        except Exception as exc:
+            logger.exception("recording could not start", extra={"track": self.producer.id})
+            self.failed = type(exc).__name__
+            self._drain()
+            return
+        codec = self.producer.codec
+        mime = codec.mimeType
+        assembler = FrameAssembler(
+            writer.write,
+            depayload=lambda payload: depayload(codec, payload),
+            starts_keyframe=lambda payload: keyframe_start(mime, payload),
+            per_packet_frames=self.producer.kind == "audio",
+            hold_s=HOLD_S,
+            on_lost=writer.lost,
+        )
+        try:
+            self._loop_items(assembler, writer)
+        except Exception as exc:  # keep the loop's queue drained; say what failed
+            logger.exception("recording failed", extra={"track": self.producer.id})
+            self.failed = type(exc).__name__
+            self._drain()
+        finally:
+            try:
+                writer.close(
+                    {
+                        "packets": assembler.packets,
+                        "lost": assembler.lost,
+                        "duplicates": assembler.duplicates,
+                        "late": assembler.late,
+                        "dropped": self.dropped,
+                        "failed": self.failed,
+                    }
+                )
+            except Exception:
+                logger.exception("recording could not close", extra={"track": self.producer.id})
+
+    def _loop_items(self, assembler: FrameAssembler, writer: TrackWriter) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=_TICK_S)
+            except queue.Empty:
+                assembler.release(time.monotonic())
+                continue
+            kind = item[0]
+            if kind == "rtp":
+                assembler.add(item[1], item[2], item[3])
+            elif kind == "sr":
+                writer.sender_report(item[1], item[2])
+            elif kind == "resume":
+                assembler.restart(time.monotonic())
+                writer.resumed()
+            elif kind == "close":
+                assembler.release(time.monotonic(), flush=True)
+                return
+
+    def _drain(self) -> None:
+        while self._queue.get() is not _CLOSE:
+            pass
+
+
+def recording_tap(producer: Producer, options: dict[str, Any]) -> RecordingConsumer | None:
+    """The ``media.tap.TapFactory`` of this package: a recorder when the room is recorded.
+
+    ``options["recording"]`` (from :meth:`recording.session.SessionRecording.tap_options`):
+    ``dir`` (the session directory), ``room``, ``session``, ``segment_s``.
+    """
+    spec = options.get("recording")
+    if not isinstance(spec, dict):
+        return None
+    if producer.codec.mimeType.split("/")[-1].lower() not in ("vp8", "h264", "opus"):
+        logger.warning("codec not recorded", extra={"codec": producer.codec.mimeType})
+        return None
+    return RecordingConsumer(
+        producer,
+        Path(spec["dir"]) / "tracks" / producer.id,
+        room_id=str(spec["room"]),
+        session_id=str(spec["session"]),
+        segment_s=float(spec.get("segment_s", 5.0)),
+    )

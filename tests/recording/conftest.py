@@ -1,0 +1,45 @@
+"""Helpers for recording tests: publish custom tracks, wait for a sealed session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from client import Participant
+from harness import skip_or_fail
+from peers import client_pc, wait_for
+
+
+async def publish_tracks(participant: Participant, *tracks: MediaStreamTrack) -> None:
+    pc = participant.publish_pc = client_pc()
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    ack = await participant.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+    assert ack["ok"], ack
+    await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+
+
+def sessions(root: Path, room: str) -> list[Path]:
+    directory = root / room
+    return sorted(p for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+
+
+async def sealed_session(root: Path, room: str, timeout: float = 20) -> tuple[Path, dict[str, Any]]:
+    """The room's one session, once its manifest is written."""
+    await wait_for(
+        lambda: any((s / "manifest.json").exists() for s in sessions(root, room)),
+        timeout=timeout,
+        message="the recording was not sealed",
+    )
+    (session,) = sessions(root, room)
+    return session, json.loads((session / "manifest.json").read_text())
+
+
+def need_ffmpeg() -> None:
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        skip_or_fail("needs the ffmpeg CLI (Debian package ffmpeg)")
