@@ -52,6 +52,7 @@ class Producer:
         self._receiver = transceiver.receiver
         self._consumers: dict[str, Consumer] = {}
         self._closed = False
+        self._close_done = asyncio.Event()
         self._paused = False
         self._ssrc: int | None = None
         self._rtx_payload_type = rtx_payload_type
@@ -245,10 +246,18 @@ class Producer:
     # --- close -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close this Producer and, in cascade, its Consumers. Idempotent."""
+        """Close this Producer and, in cascade, its Consumers and taps. Idempotent: a second
+        caller returns when the first close has finished (its taps have written their end)."""
         if self._closed:
+            await self._close_done.wait()
             return
         self._closed = True
+        try:
+            await self._close()
+        finally:
+            self._close_done.set()
+
+    async def _close(self) -> None:
         if self._keyframe_timer is not None:
             self._keyframe_timer.cancel()
             self._keyframe_timer = None

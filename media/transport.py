@@ -99,6 +99,7 @@ class Transport:
         self._producer_by_transceiver: dict[int, Producer] = {}
         self._consumers: dict[str, Consumer] = {}
         self._closed = False
+        self._close_done = asyncio.Event()
         self._lock = asyncio.Lock()
         self._on_close: list[Callable[[Transport], Any]] = []
         self._on_negotiation_needed: list[Callable[[Transport], Any]] = []
@@ -336,23 +337,29 @@ class Transport:
     # --- close -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the Producers or Consumers, then the peer connection. Idempotent."""
+        """Close the Producers or Consumers, then the peer connection. Idempotent: a second
+        caller returns when the first close has finished (a parent closing its children must
+        not go on while one of them is still closing)."""
         if self._closed:
+            await self._close_done.wait()
             return
         self._closed = True
-        for producer in tuple(self._producers.values()):
-            await producer.close()
-        for consumer in tuple(self._consumers.values()):
-            await consumer.close()
-        self._producers.clear()
-        self._producer_by_transceiver.clear()
-        self._consumers.clear()
-        await self._pc.close()
-        for callback in tuple(self._on_close):
-            callback(self)
-        self._on_close.clear()
-        self._on_negotiation_needed.clear()
-        self._on_state.clear()
+        try:
+            for producer in tuple(self._producers.values()):
+                await producer.close()
+            for consumer in tuple(self._consumers.values()):
+                await consumer.close()
+            self._producers.clear()
+            self._producer_by_transceiver.clear()
+            self._consumers.clear()
+            await self._pc.close()
+            for callback in tuple(self._on_close):
+                callback(self)
+            self._on_close.clear()
+            self._on_negotiation_needed.clear()
+            self._on_state.clear()
+        finally:
+            self._close_done.set()
 
 
 def _is_rtx(codec: Any) -> bool:

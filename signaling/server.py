@@ -253,8 +253,8 @@ class SignalingServer:
         if room is None:
             session.joined = False
             return
-        await room.remove(session, returning=returning)
         room.record("left", {**_who(session), "dropped": returning})
+        await room.remove(session, returning=returning)
         await self.sio.leave_room(session.sid, session.identity.visit_id)
         await room.broadcast_participants()
         await self.rooms.discard_if_empty(room)

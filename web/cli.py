@@ -1,6 +1,6 @@
 """The ``teleconsult`` command: ``serve``, ``demo``, and administration on the server itself:
 ``audit verify``, ``user add`` (the first admin), ``institution add``, ``department add``,
-``practitioner add``."""
+``practitioner add``, ``recording verify|list|purge|composite``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from consult.permissions import Role
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 
+from . import recording_cli
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="teleconsult", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_admin_parsers(sub)
+    recording_cli.add_parsers(sub, _add_database_options)
     for name, text in (("serve", "run the server"), ("demo", "create a demo visit, print links")):
         p = sub.add_parser(name, help=text)
         _add_database_options(p)
@@ -222,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     config = _config(args)
+    if args.command == "recording":
+        return recording_cli.run(config, args)
     if args.command not in ("serve", "demo"):
         return asyncio.run(run_admin_command(config, _admin_command(args)))
     if args.command == "serve":
