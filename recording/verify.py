@@ -11,7 +11,9 @@ Problems are named, each with a stable code:
 * ``track_missing``      a sealed track directory is gone; ``track_extra``: one not sealed
 * ``session_altered``    the session manifest's head does not match its content
 * ``timeline_altered``   the timeline's bytes or chain do not match what was sealed
-* ``unsealed``           a session never sealed (its process was killed and no recovery ran)
+* ``unsealed``           a session never sealed (its process was killed and no recovery ran,
+                         or it is still recording); its tracks' unlisted files are reported as
+                         ``open_segments``, not as extra
 
 RTP sequence gaps (packets lost before they reached the server) are figures, not problems.
 """
@@ -149,9 +151,15 @@ def _verify_track(
             )
         else:
             report.problems.append(Problem("segment_altered", session, track, name))
+    ended = bool(records) and records[-1].get("type") == "end"
+    open_files = []
     for path in sorted(track_dir.iterdir()):
-        if path.name != "manifest.jsonl" and path.name not in listed:
+        if path.name == "manifest.jsonl" or path.name in listed:
+            continue
+        if ended:
             report.problems.append(Problem("segment_extra", session, track, path.name))
+        else:  # the track is still being written, or its writer was killed: not sealed yet
+            open_files.append(path.name)
     lost = sum(int(s.get("lost", 0)) for s in segments)
     gaps = [g for s in segments for g in s.get("gaps", [])]
     return {
@@ -162,6 +170,7 @@ def _verify_track(
         "segments": len(segments),
         "segments_ok": ok,
         "partial_segments": sum(1 for s in segments if s.get("partial")),
+        "open_segments": open_files,
         "bytes": sum(int(s.get("size", 0)) for s in segments),
         "frames": sum(int(s.get("frames", 0)) for s in segments),
         "packets": sum(int(s.get("packets", 0)) for s in segments),
