@@ -1,0 +1,104 @@
+"""Recording across the room's life: media workers, a dying worker, mute and unmute."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+from pathlib import Path
+
+from client import sees, start_call
+from conftest import sealed_session
+from harness import start_server
+from peers import wait_for
+
+from recording import RecordingStore, verify_room
+
+
+def _track_lines(session: Path, track: str) -> list[dict]:
+    text = (session / "tracks" / track / "manifest.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_rooms_on_a_media_worker_are_recorded_and_a_dead_worker_leaves_a_sealed_recording_R22(
+    tmp_path: Path,
+) -> None:
+    server = await start_server(tmp_path, media_workers=1, recording_segment_s=1.0)
+    try:
+        visit = await server.visit()
+        doctor, patient = await start_call(server.url, visit)
+        root = server.config.recordings
+        (session,) = [p for p in (root / visit.visit_id).iterdir() if p.is_dir()]
+
+        def closed_segments() -> int:
+            tracks = list((session / "tracks").iterdir())
+            return (
+                min(
+                    (
+                        sum(1 for x in _track_lines(session, t.name) if x["type"] == "segment")
+                        for t in tracks
+                    ),
+                    default=0,
+                )
+                if len(tracks) == 4
+                else 0
+            )
+
+        # the worker process writes the segments (the tap is in web.media_worker)
+        await wait_for(lambda: closed_segments() >= 2, timeout=20, message="no segments")
+        (worker,) = server.media.workers
+        os.kill(worker.pid, signal.SIGKILL)
+        session_dir, manifest = await sealed_session(root, visit.visit_id)
+        assert session_dir == session
+        assert manifest["interrupted"] is True
+        assert len(manifest["tracks"]) == 4
+        report = verify_room(RecordingStore(root), visit.visit_id)
+        assert report.ok, report.describe()
+        events = [
+            json.loads(x)["event"] for x in (session / "timeline.jsonl").read_text().splitlines()
+        ]
+        assert "room_lost" in events
+        for p in (doctor, patient):
+            await p.close()
+    finally:
+        await server.stop()
+
+
+async def test_a_mute_is_a_pause_of_the_recording_not_a_loss(tmp_path: Path) -> None:
+    server = await start_server(tmp_path, recording_segment_s=1.0)
+    try:
+        visit = await server.visit()
+        doctor, patient = await start_call(server.url, visit)
+        producers = {
+            p.kind: p
+            for room in server.media.rooms
+            for p in room.router.producers
+            if p.app_data.get("participant_id") == doctor.id
+        }
+        for kind in ("video", "audio"):
+            assert (await doctor.call("mute", {"kind": kind, "muted": True}))["ok"]
+        await asyncio.sleep(1.5)  # muted for a while, in real time
+        for kind in ("video", "audio"):
+            assert (await doctor.call("mute", {"kind": kind, "muted": False}))["ok"]
+        seen = len(patient.received_from(doctor.id, "video").counters)
+        await wait_for(lambda: sees(patient, doctor, seen + 30), timeout=10)
+        await doctor.close()
+        await patient.close()
+        session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+        for kind, producer in producers.items():
+            lines = _track_lines(session, producer.id)
+            segments = [x for x in lines if x["type"] == "segment"]
+            end = lines[-1]
+            # nothing counted lost for the muted time, and recording went on after it
+            assert sum(s["lost"] for s in segments) == 0, kind
+            assert end["lost"] == 0, kind
+            assert segments[-1]["last_pts_ms"] - segments[0]["first_pts_ms"] > 2500, kind
+            gaps = [b["first_pts_ms"] - a["last_pts_ms"] for a, b in itertools.pairwise(segments)]
+            assert max(gaps) >= 1000, (kind, gaps)  # the muted time is a pause in the timeline
+        events = [json.loads(x) for x in (session / "timeline.jsonl").read_text().splitlines()]
+        mutes = [(e["kind"], e["muted"]) for e in events if e["event"] == "muted"]
+        assert mutes == [("video", True), ("audio", True), ("video", False), ("audio", False)]
+    finally:
+        await server.stop()
