@@ -69,18 +69,22 @@ class FrameAssembler:
         self.packets = 0  # released into frames
         self.lost = 0
         self.duplicates = 0
-        self.late = 0  # arrived after their place was given up
+        self.late = 0  # arrived after they were counted lost
         self.gaps: list[tuple[int, int]] = []  # lost ranges of extended sequence numbers
 
     def add(self, packet: RtpPacket, monotonic: float, wall: float) -> None:
         if self._next is None:
-            base = self._highest + 1 if self._ts_reference is not None else 0
-            self._next = self._highest = unwrap(packet.sequence_number, base, 16)
-            if self._ts_reference is None:
+            if self._ts_reference is None:  # the first packet ever
+                self._next = self._highest = packet.sequence_number
                 self._ts_reference = packet.timestamp
+            else:  # after a pause: numbering goes on from where it was
+                self._next = self._highest = unwrap(packet.sequence_number, self._highest + 1, 16)
         seq = unwrap(packet.sequence_number, self._highest, 16)
         if seq < self._next:
-            self.late += 1
+            if any(first <= seq <= last for first, last in self.gaps[-64:]):
+                self.late += 1  # given up on: it is counted lost already
+            else:
+                self.duplicates += 1  # a retransmission of a packet already written
             return
         if seq in self._pending:
             self.duplicates += 1
