@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from latency import LatencyRecorder
@@ -75,6 +76,7 @@ class OursEngine:
         self._producers: dict[str, Producer] = {}
         self._subscriptions: dict[str, Transport] = {}
         self._forwarded_by_closed = 0  # packets sent by subscriptions closed since
+        self._recorders: list[Any] = []
 
     async def publish(self, offer_sdp: str) -> tuple[str, list[dict[str, str]]]:
         transport = self._router.create_transport("publish")
@@ -128,7 +130,32 @@ class OursEngine:
                     totals[key] = totals.get(key, 0) + value
         return totals
 
+    async def record(self, producer_ids: list[str], directory: str) -> None:
+        """Attach a recording Consumer (recording/) to each of ``producer_ids``."""
+        from recording.recorder import RecordingConsumer
+
+        for producer_id in producer_ids:
+            producer = self._producers[producer_id]
+            recorder = RecordingConsumer(
+                producer,
+                Path(directory) / "tracks" / producer.id,
+                room_id="bench",
+                session_id="bench",
+                segment_s=5.0,
+            )
+            producer.add_tap(recorder)
+            self._recorders.append(recorder)
+
+    async def stop_recording(self) -> dict[str, int]:
+        """Close every recorder; the frames and packets they wrote."""
+        recorders, self._recorders = self._recorders, []
+        for recorder in recorders:
+            await recorder.close()
+            recorder.producer._taps.remove(recorder)
+        return {"recorders": len(recorders), "dropped": sum(r.dropped for r in recorders)}
+
     async def close(self) -> None:
+        await self.stop_recording()
         await self._worker.close()
         leaks = media.open_objects()
         if leaks:

@@ -10,6 +10,8 @@ Prints ``PORT <n>`` once its control channel listens on --address, then serves (
     POST /answer      {"id": subscription, "sdp": answer} -> {}
     POST /unsubscribe {"id": subscription}    close that subscription's peer connection
     POST /mark        start of the measurement window: latency samples are reset
+    POST /record      {"producers": [ids], "dir": path}  record them (ours only: recording/)
+    POST /record_stop close the recorders -> {"recorders", "dropped"}
     GET  /stats       -> {"forwarded_packets", "latency": {...}, "producers"?: {...}, ...}
     GET  /memory      -> glibc's heap: {"in_use_mb", "free_mb", "mmapped_mb"} ({} if not glibc)
     POST /shutdown    close every peer connection and exit
@@ -85,6 +87,14 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
         await engine.unsubscribe(body["id"])
         return web.json_response({})
 
+    async def record(request: web.Request) -> web.Response:
+        body = await request.json()
+        await engine.record(body["producers"], body["dir"])  # type: ignore[attr-defined]
+        return web.json_response({})
+
+    async def stop_recording(request: web.Request) -> web.Response:
+        return web.json_response(await engine.stop_recording())  # type: ignore[attr-defined]
+
     async def mark(request: web.Request) -> web.Response:
         if engine.latency is not None:
             engine.latency.reset()
@@ -118,6 +128,8 @@ def control_app(engine: Engine, stop: asyncio.Event) -> web.Application:
     app.router.add_post("/answer", answer)
     app.router.add_post("/unsubscribe", unsubscribe)
     app.router.add_post("/mark", mark)
+    app.router.add_post("/record", record)  # ours only
+    app.router.add_post("/record_stop", stop_recording)
     app.router.add_get("/stats", stats)
     app.router.add_get("/memory", memory)
     app.router.add_post("/shutdown", shutdown)

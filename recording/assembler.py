@@ -70,6 +70,7 @@ class FrameAssembler:
         self.lost = 0
         self.duplicates = 0
         self.late = 0  # arrived after they were counted lost
+        self.malformed = 0  # counted in ``packets``, their payload not written
         self.gaps: list[tuple[int, int]] = []  # lost ranges of extended sequence numbers
 
     def add(self, packet: RtpPacket, monotonic: float, wall: float) -> None:
@@ -141,7 +142,11 @@ class FrameAssembler:
             frame.starts_keyframe = self._starts_keyframe(packet.payload)
             if self.gaps and self.gaps[-1][1] == seq - 1 and not self._per_packet:
                 frame.complete = False  # its first packets may be the ones lost
-        frame.payloads.append(self._depayload(packet.payload))
+        try:
+            frame.payloads.append(self._depayload(packet.payload))
+        except ValueError:  # a payload its codec cannot carry: counted, never fatal
+            self.malformed += 1
+            frame.complete = False
         frame.last_seq = seq
         self.packets += 1
         if self._per_packet or packet.marker:

@@ -1,28 +1,29 @@
 """The recording Consumer: one per Producer, writing what the Producer forwards, untranscoded.
 
 It is a tap of the Producer (``media.tap.ProducerTap``): it sees exactly the packets the
-subscribers' Consumers see. On the event loop it only queues each packet (a bounded queue);
-a writer thread per track reorders them into frames (``assembler``) and muxes them into
-segments (``segments``), so file I/O and muxing never block the loop.
+subscribers' Consumers see. On the event loop it only appends each packet to a bounded deque;
+a writer thread per track takes them in batches every :data:`BATCH_S` (waking a thread per
+packet would cost more than the recording itself), reorders them into frames (``assembler``)
+and muxes them into segments (``segments``), so file I/O and muxing never block the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from aiortc.codecs import depayload
 from aiortc.rtp import RtpPacket
 
 from media.keyframes import keyframe_start
 from media.producer import Producer
 
 from .assembler import FrameAssembler
+from .depacketize import depayloader
 from .segments import TrackWriter
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,8 @@ logger = logging.getLogger(__name__)
 QUEUE_LIMIT = 4096
 #: How long a hole in the sequence is waited for (a retransmission may fill it).
 HOLD_S = 0.5
-_TICK_S = 0.1
-
-_CLOSE = ("close",)
+#: The writer thread takes what arrived this often.
+BATCH_S = 0.05
 
 
 class RecordingConsumer:
@@ -52,7 +52,8 @@ class RecordingConsumer:
         self.producer = producer
         self.directory = directory
         self._loop = asyncio.get_running_loop()
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._stop = threading.Event()
         self._closed = False
         self.dropped = 0
         self.failed: str | None = None
@@ -92,10 +93,10 @@ class RecordingConsumer:
     def _put(self, item: tuple[Any, ...]) -> None:
         if self._closed:
             return
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if len(self._queue) >= QUEUE_LIMIT:
             self.dropped += 1
+        else:
+            self._queue.append(item)  # deque appends are atomic: no lock, no wake-up
 
     def _request_keyframe(self) -> None:
         """From the writer thread: ask the publisher for a keyframe (on the loop)."""
@@ -113,7 +114,7 @@ class RecordingConsumer:
         if self._closed:
             return
         self._closed = True
-        await self._loop.run_in_executor(None, self._queue.put, _CLOSE)
+        self._stop.set()
         await self._loop.run_in_executor(None, self._thread.join)
 
     # --- on the writer thread ----------------------------------------------------------------
@@ -129,13 +130,13 @@ class RecordingConsumer:
         except Exception as exc:
             logger.exception("recording could not start", extra={"track": self.producer.id})
             self.failed = type(exc).__name__
-            self._drain()
+            self._stop.wait()
+            self._queue.clear()
             return
-        codec = self.producer.codec
-        mime = codec.mimeType
+        mime = self.producer.codec.mimeType
         assembler = FrameAssembler(
             writer.write,
-            depayload=lambda payload: depayload(codec, payload),
+            depayload=depayloader(str(self._header["codec"])),
             starts_keyframe=lambda payload: keyframe_start(mime, payload),
             per_packet_frames=self.producer.kind == "audio",
             hold_s=HOLD_S,
@@ -146,7 +147,8 @@ class RecordingConsumer:
         except Exception as exc:  # keep the loop's queue drained; say what failed
             logger.exception("recording failed", extra={"track": self.producer.id})
             self.failed = type(exc).__name__
-            self._drain()
+            self._stop.wait()
+            self._queue.clear()
         finally:
             try:
                 writer.close(
@@ -155,6 +157,8 @@ class RecordingConsumer:
                         "lost": assembler.lost,
                         "duplicates": assembler.duplicates,
                         "late": assembler.late,
+                        "malformed": assembler.malformed,
+                        "mux_errors": writer.mux_errors,
                         "dropped": self.dropped,
                         "failed": self.failed,
                     }
@@ -163,27 +167,23 @@ class RecordingConsumer:
                 logger.exception("recording could not close", extra={"track": self.producer.id})
 
     def _loop_items(self, assembler: FrameAssembler, writer: TrackWriter) -> None:
+        queue = self._queue
         while True:
-            try:
-                item = self._queue.get(timeout=_TICK_S)
-            except queue.Empty:
-                assembler.release(time.monotonic())
-                continue
-            kind = item[0]
-            if kind == "rtp":
-                assembler.add(item[1], item[2], item[3])
-            elif kind == "sr":
-                writer.sender_report(item[1], item[2])
-            elif kind == "resume":
-                assembler.restart(time.monotonic())
-                writer.resumed()
-            elif kind == "close":
+            stopping = self._stop.wait(BATCH_S)
+            while queue:
+                item = queue.popleft()
+                kind = item[0]
+                if kind == "rtp":
+                    assembler.add(item[1], item[2], item[3])
+                elif kind == "sr":
+                    writer.sender_report(item[1], item[2])
+                else:  # "resume"
+                    assembler.restart(time.monotonic())
+                    writer.resumed()
+            if stopping:
                 assembler.release(time.monotonic(), flush=True)
                 return
-
-    def _drain(self) -> None:
-        while self._queue.get() is not _CLOSE:
-            pass
+            assembler.release(time.monotonic())
 
 
 def recording_tap(producer: Producer, options: dict[str, Any]) -> RecordingConsumer | None:

@@ -118,6 +118,7 @@ class TrackWriter:
         self.incomplete_frames = 0
         self.skipped_packets = 0  # video before a keyframe: not decodable on its own
         self.segments = 0
+        self.mux_errors = 0
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -150,7 +151,11 @@ class TrackWriter:
         packet.pts = packet.dts = pts
         packet.time_base = MS
         packet.is_keyframe = keyframe
-        self._container.mux(packet)
+        try:
+            self._container.mux(packet)
+        except av.error.FFmpegError:  # the muxer refused this frame: count it, go on
+            self.mux_errors += 1
+            return
         self._last_pts = pts
         segment = self._segment
         assert segment is not None

@@ -113,3 +113,51 @@ def test_flush_writes_what_is_held_and_counts_the_holes() -> None:
     a.add(_packet(3, 3000, False), 0.0, 0.0)
     a.release(0.0, flush=True)
     assert a.lost == 1 and [f.first_seq for f in frames] == [1, 3]
+
+
+def test_vp8_depayload_matches_aiortc_on_every_descriptor_form() -> None:
+    import fractions
+
+    import av
+    import pytest
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.codecs.vpx import vp8_depayload as aiortc_vp8_depayload
+
+    from recording.depacketize import depayloader
+
+    ours = depayloader("vp8")
+    encoder = Vp8Encoder()
+    frame = av.VideoFrame(width=320, height=240, format="yuv420p")
+    frame.pts, frame.time_base = 0, fractions.Fraction(1, 90000)
+    payloads, _ts = encoder.encode(frame)
+    assert payloads
+    # descriptors: none of X; X with 7- and 15-bit picture ids, TL0PICIDX, TID
+    variants = [
+        b"\x10" + b"body",
+        b"\x90\x80\x05" + b"body",
+        b"\x90\x80\x85\x01" + b"body",
+        b"\x90\xe0\x85\x01\x07\x40" + b"body",
+    ]
+    for payload in [*payloads, *variants]:
+        assert ours(payload) == aiortc_vp8_depayload(payload)
+    for bad in (b"", b"\x90", b"\x90\x80"):
+        with pytest.raises(ValueError):
+            ours(bad)
+
+
+def test_a_malformed_payload_is_counted_and_recording_goes_on() -> None:
+    from recording.depacketize import depayloader
+
+    frames: list[Frame] = []
+    a = FrameAssembler(
+        frames.append,
+        depayload=depayloader("vp8"),
+        starts_keyframe=lambda p: False,
+        per_packet_frames=False,
+        hold_s=0.5,
+    )
+    a.add(_packet(1, 0, True, b"\x10ok"), 0.0, 0.0)
+    a.add(_packet(2, 3000, True, b""), 0.0, 0.0)  # an attacker's empty payload
+    a.add(_packet(3, 6000, True, b"\x10ok"), 0.0, 0.0)
+    assert a.malformed == 1 and [f.complete for f in frames] == [True, False, True]
+    assert frames[2].payloads == [b"ok"]
