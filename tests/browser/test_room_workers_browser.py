@@ -29,7 +29,7 @@ def _media_workers(ns: str) -> list[int]:
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"media.worker_process" in f.read():
+                if b"web.media_worker" in f.read():  # media workers with the recording tap
                     found.append(int(pid))
         except OSError:
             continue

@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import time
 
+import pytest
 from client import pair
+from harness import start_server
 from peers import wait_for
 from probes import codec_probe, server_endpoints
 
@@ -67,9 +69,19 @@ async def test_doctor_and_patient_exchange_audio_and_video_without_transcoding(s
     assert len(probe.encoder_senders) >= 4
 
 
-async def test_late_joiner_sees_a_picture_within_one_second(server):
+@pytest.fixture
+async def unrecorded_server(tmp_path):
+    """A server whose rooms are not recorded: a room's recorder asks for a keyframe at each
+    segment, and this scenario is about a publisher that nobody asked."""
+    srv = await start_server(tmp_path, recording=False)
+    yield srv
+    await srv.stop()
+
+
+async def test_late_joiner_sees_a_picture_within_one_second(unrecorded_server):
     """The publisher sends a keyframe only when asked (its encoder's keyframe interval is 100 s,
     like a browser's); a participant joining 10 s later must still see a picture within 1 s."""
+    server = unrecorded_server
     visit = await server.visit()
     doctor, patient = pair(server.url, visit)
     try:
