@@ -29,7 +29,15 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 MAX_EXAMPLES = 4
 SEED = 20261122
 #: The role that calls an operation: the first one the permission table allows, in this order.
-PREFERENCE = [Role.PATIENT, Role.DOCTOR, Role.NURSE, Role.OPERATOR, Role.ADMIN, Role.AUDITOR]
+PREFERENCE = [
+    Role.PATIENT,
+    Role.DOCTOR,
+    Role.NURSE,
+    Role.OPERATOR,
+    Role.ADMIN,
+    Role.AUDITOR,
+    Role.REGULATOR,
+]
 #: Sign-out would end the session the other operations use; the role matrix covers it.
 EXCLUDED = {"sign_out"}
 
@@ -56,7 +64,7 @@ async def test_no_input_makes_a_server_error(server: Server, clinic: Clinic, tmp
         skip_or_fail("schemathesis is not installed (pip install schemathesis)")
     people: dict[Role, Person] = {Role.ADMIN: clinic.admin}
     people[Role.DOCTOR] = await verified_doctor(clinic)
-    for role in (Role.PATIENT, Role.NURSE, Role.OPERATOR, Role.AUDITOR):
+    for role in (Role.PATIENT, Role.NURSE, Role.OPERATOR, Role.AUDITOR, Role.REGULATOR):
         people[role] = await clinic.person(role.value)
     config = tmp_path / "schemathesis.toml"
     config.write_text(_config({role: person.token for role, person in people.items()}))

@@ -38,7 +38,6 @@ NOT_REST = {
     "report.view",
     "export.visits",
     "export.audit",
-    "export.recordings",
     "account.update",  # consult has no service for it yet
 }
 

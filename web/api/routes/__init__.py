@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     organisation,
     patients,
     practitioners,
+    recordings,
     schedule,
     sessions,
     visits,

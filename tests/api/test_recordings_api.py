@@ -1,0 +1,67 @@
+"""A visit's recordings through the REST API: recalled by its participants (R21), exported and
+verified for the regulator (R22), refused and audited for anyone else."""
+
+from __future__ import annotations
+
+import os
+
+from apiclient import Clinic
+from people import booked_visit, verified_doctor
+from sqlalchemy import select
+
+from consult.models import AuditEvent
+from recording import RecordingStore
+from web.keys import DATABASE, RECORDER
+
+
+async def _last_event(server, object_id: str) -> tuple[str, str]:
+    async with server.app[DATABASE].session() as session:
+        row = await session.scalar(
+            select(AuditEvent)
+            .where(AuditEvent.object_id == object_id)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+        assert row is not None
+        return row.action, row.result
+
+
+async def test_recordings_are_listed_for_the_visit_and_exported_verified_R21_R22(
+    server, clinic: Clinic
+):
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    booked = await booked_visit(clinic, doctor, nurse)
+    visit_id = booked.visit["id"]
+    store: RecordingStore = server.app[RECORDER].store
+    recording = store.open_session(visit_id)
+    recording.event("joined", {"participant_id": "p", "role": "doctor"})
+    manifest = store.seal(recording)
+
+    listed = await doctor.ok("GET", f"/visits/{visit_id}/recordings")
+    (session,) = listed["sessions"]
+    assert session["session"] == recording.session and session["sealed"] is True
+    assert session["head"] == manifest["head"] and session["keep_until"] == manifest["keep_until"]
+    assert await _last_event(server, visit_id) == ("visit.view", "ok")  # the recall is audited
+
+    regulator = await clinic.person("regulator")
+    export = await regulator.ok("GET", f"/exports/visits/{visit_id}/recordings")
+    assert export["verified"] is True and export["problems"] == []
+    assert export["sessions"][0]["head"] == manifest["head"]
+    assert await _last_event(server, visit_id) == ("export.recordings", "ok")
+
+    # a doctor who is not on this visit, and a patient of another visit: refused, audited
+    stranger = await verified_doctor(clinic, name="李医生")
+    reply = await stranger.call("GET", f"/visits/{visit_id}/recordings")
+    assert reply.status in (403, 404), reply
+    assert (await _last_event(server, visit_id))[1] in ("denied", "refused")
+    reply = await doctor.call("GET", f"/exports/visits/{visit_id}/recordings")
+    assert (reply.status, reply.code) == (403, "forbidden"), reply
+
+    # an altered timeline is what the export then says
+    timeline = recording.directory / "timeline.jsonl"
+    os.chmod(timeline, 0o644)
+    timeline.write_text(timeline.read_text().replace('"doctor"', '"nurse"'))
+    export = await regulator.ok("GET", f"/exports/visits/{visit_id}/recordings")
+    assert export["verified"] is False
+    assert [p["code"] for p in export["problems"]] == ["timeline_altered"]

@@ -1,0 +1,133 @@
+"""A visit's recordings (R21: audio and video belong to the record and can be recalled; R23)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from consult import audit, visit_flow
+from recording import RecordingStore, verify_room
+
+from ...keys import RECORDER
+from ..call import Call
+from ..fields import Id, Input, Output
+from ..registry import api
+
+
+class VisitPath(Input):
+    visit_id: Id
+
+
+class Track(Output):
+    track: str
+    participant_id: str | None
+    kind: str | None
+    codec: str | None
+    segments: int
+    packets: int
+    lost: int
+
+
+class RecordingSession(Output):
+    session: str
+    started_at: datetime
+    ended_at: datetime | None
+    keep_until: str
+    sealed: bool
+    interrupted: bool | None
+    head: str | None
+    tracks: list[Track]
+    composite: bool
+
+
+class RecordingList(Output):
+    visit_id: str
+    sessions: list[RecordingSession]
+
+
+class RecordingExport(Output):
+    visit_id: str
+    sessions: list[RecordingSession]
+    verified: bool
+    problems: list[dict[str, Any]]
+    figures: list[dict[str, Any]]
+
+
+def _store(call: Call) -> RecordingStore:
+    recorder = call.request.app[RECORDER]
+    return recorder.store if recorder is not None else RecordingStore(call.config.recordings)
+
+
+def _when(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC)
+
+
+def _sessions(store: RecordingStore, visit_id: str) -> list[RecordingSession]:
+    found = []
+    for info in store.sessions(visit_id):
+        manifest: dict[str, Any] = {}
+        if info.sealed:
+            manifest = json.loads((info.directory / "manifest.json").read_text())
+        found.append(
+            RecordingSession(
+                session=info.session,
+                started_at=_when(info.started_at) or datetime.now(UTC),
+                ended_at=_when(manifest.get("ended_at")),
+                keep_until=info.keep_until,
+                sealed=info.sealed,
+                interrupted=manifest.get("interrupted"),
+                head=manifest.get("head"),
+                tracks=[
+                    Track(
+                        track=t["track"],
+                        participant_id=t.get("participant_id"),
+                        kind=t.get("kind"),
+                        codec=t.get("codec"),
+                        segments=int(t.get("segments", 0)),
+                        packets=int(t.get("packets", 0)),
+                        lost=int(t.get("lost", 0)),
+                    )
+                    for t in manifest.get("tracks", [])
+                ],
+                composite=(Path(info.directory) / "composite.json").exists(),
+            )
+        )
+    return found
+
+
+@api.operation("GET", "/visits/{visit_id}/recordings", action="visit.view", tag="recordings")
+async def list_recordings(call: Call, path: VisitPath) -> RecordingList:
+    """The visit's recording sessions, for those who may see the visit (the view is audited)."""
+    await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
+    loop = asyncio.get_running_loop()
+    sessions = await loop.run_in_executor(None, _sessions, _store(call), path.visit_id)
+    return RecordingList(visit_id=path.visit_id, sessions=sessions)
+
+
+@api.operation(
+    "GET", "/exports/visits/{visit_id}/recordings", action="export.recordings", tag="recordings"
+)
+async def export_recordings(call: Call, path: VisitPath) -> RecordingExport:
+    """For the regulator: the visit's recordings, every digest recomputed (R22; audited)."""
+    store = _store(call)
+    loop = asyncio.get_running_loop()
+    sessions = await loop.run_in_executor(None, _sessions, store, path.visit_id)
+    report = await loop.run_in_executor(None, verify_room, store, path.visit_id)
+    await audit.append(
+        call.db,
+        "export.recordings",
+        actor=call.me,
+        object_type="visit",
+        object_id=path.visit_id,
+        details={"sessions": len(sessions), "verified": report.ok},
+    )
+    return RecordingExport(
+        visit_id=path.visit_id,
+        sessions=sessions,
+        verified=report.ok,
+        problems=[p.describe() for p in report.problems],
+        figures=report.sessions,
+    )
