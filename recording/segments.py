@@ -23,6 +23,7 @@ import av
 
 from .assembler import Frame, unwrap
 from .chain import GENESIS, link, sm3_file
+from .depacketize import h264_dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,9 @@ class TrackWriter:
             if self._waiting_keyframe and not keyframe:
                 self.skipped_packets += packets
                 return
-            if keyframe and self.codec == "vp8":
-                self._dimensions = vp8_dimensions(data) or self._dimensions
+            if keyframe:
+                found = vp8_dimensions(data) if self.codec == "vp8" else h264_dimensions(data)
+                self._dimensions = found or self._dimensions
         if self._segment is not None and self._should_rotate(pts, keyframe):
             self._close_segment()
         if self._segment is None:

@@ -102,3 +102,90 @@ async def test_a_mute_is_a_pause_of_the_recording_not_a_loss(tmp_path: Path) -> 
         assert mutes == [("video", True), ("audio", True), ("video", False), ("audio", False)]
     finally:
         await server.stop()
+
+
+async def test_h264_is_recorded_into_matroska_untranscoded(tmp_path: Path) -> None:
+    import shutil
+
+    from aiortc import RTCRtpSender, RTCSessionDescription
+    from client import Participant
+    from peers import CounterTrack, client_pc
+
+    if shutil.which("ffprobe") is None:
+        from harness import skip_or_fail
+
+        skip_or_fail("needs ffprobe (Debian package ffmpeg)")
+    server = await start_server(tmp_path, recording_segment_s=1.0)
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    try:
+        await doctor.connect()
+        await doctor.join()
+        pc = doctor.publish_pc = client_pc()
+        transceiver = pc.addTransceiver(CounterTrack(), direction="sendonly")
+        h264 = [
+            c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"
+        ]
+        transceiver.setCodecPreferences(h264)
+        await pc.setLocalDescription(await pc.createOffer())
+        ack = await doctor.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        assert ack["ok"], ack
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+        (producer,) = [p for r in server.media.rooms for p in r.router.producers]
+        assert producer.codec.mimeType == "video/H264"
+        track_dir = server.config.recordings / visit.visit_id
+        await wait_for(
+            lambda: len(list(track_dir.glob("*/tracks/*/*.mkv"))) >= 3,
+            timeout=20,
+            message="no H.264 segments",
+        )
+    finally:
+        await doctor.close()
+    session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+    await server.stop()
+    lines = _track_lines(session, producer.id)
+    assert lines[0]["codec"] == "h264"
+    for segment in (x for x in lines if x["type"] == "segment"):
+        stream = _probe(session / "tracks" / producer.id / segment["file"])
+        assert stream["codec_name"] == "h264"
+        assert int(stream["nb_read_frames"]) == segment["frames"] > 0
+
+
+def _probe(path: Path) -> dict:
+    import subprocess
+
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(probe.stdout)["streams"][0]
+
+
+def test_h264_dimensions_come_from_the_sequence_parameter_set() -> None:
+    import fractions
+
+    import av
+
+    from recording.depacketize import h264_dimensions
+
+    for width, height in ((320, 240), (318, 238), (1280, 720)):
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        encoder.time_base = fractions.Fraction(1, 30)
+        frame = av.VideoFrame(width=width, height=height, format="yuv420p")
+        frame.pts = 0
+        data = b"".join(bytes(p) for p in [*encoder.encode(frame), *encoder.encode(None)])
+        assert h264_dimensions(data) == (width, height)
+    assert h264_dimensions(b"\x00\x00\x01\x67") is None  # a truncated SPS
