@@ -209,6 +209,7 @@ class SignalingServer:
             "participant": session.describe(),
             "participants": room.participants(),
             "ice_servers": self._client_ice_servers,
+            "recording": room.recording is not None,
         }
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:

@@ -188,8 +188,12 @@ def test_doctor_and_patient_see_each_other(
     doctor = rooms["doctor"].page
     leave = doctor.locator("#leave-button .btn-text")
     assert leave.inner_text() == "离开会诊"
+    # R22: the room is recorded, and the page says so
+    badge = doctor.locator("#recording-badge")
+    assert badge.is_visible() and badge.inner_text().endswith("录制中")
     doctor.locator("#lang-toggle").click()
     assert leave.inner_text() == "Leave"
+    assert badge.inner_text().endswith("Recording")
     assert doctor.locator(".tile-remote .tile-role").inner_text() == ROLE_LABELS["patient"][1]
     assert doctor.evaluate("document.documentElement.lang") == "en"
     assert doctor.evaluate("localStorage.getItem('teleconsult.lang')") == "en"

@@ -76,6 +76,7 @@ const el = {
   rejoin: document.getElementById("rejoin"),
   enableSound: document.getElementById("enable-sound"),
   langToggle: document.getElementById("lang-toggle"),
+  recordingBadge: document.getElementById("recording-badge"),
 };
 
 let localStream = null;
@@ -337,6 +338,8 @@ async function startSession() {
     const offered = reply.ice_servers ?? reply.iceServers;
     iceServers = Array.isArray(offered) ? offered : DEFAULT_ICE_SERVERS;
     tc.self = reply.participant;
+    tc.recording = reply.recording === true;
+    el.recordingBadge.hidden = !tc.recording; // R22: everyone in the room knows it is recorded
     tc.timings = { joined: now(), firstFrame: {} };
     clearError();
     setState("joined");
