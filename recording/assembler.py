@@ -87,6 +87,11 @@ class FrameAssembler:
             else:
                 self.duplicates += 1  # a retransmission of a packet already written
             return
+        if seq == self._next and not self._pending:  # in order, nothing held: the usual case
+            self._take(seq, packet, monotonic, wall)
+            self._next += 1
+            self._highest = max(self._highest, seq)
+            return
         if seq in self._pending:
             self.duplicates += 1
             return
