@@ -111,3 +111,28 @@ async def test_host_addresses_are_configuration():
     seam.restrict_host_addresses(None)
     assert aioice.ice.get_host_addresses is seam._original_get_host_addresses
     seam.restrict_host_addresses(["127.0.0.1"])
+
+
+async def test_sender_reports_reach_our_observer_and_still_reach_aiortc():
+    from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+    # aiortc delivers a publisher's RTCP to its receiver through the attribute we wrap
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._handle_rtcp_packet)
+    assert "RtcpSrPacket" in inspect.getsource(RTCRtpReceiver._handle_rtcp_packet)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+        seen: list[tuple[int, int, int]] = []
+        seam.observe_sender_reports(receiver, lambda *report: seen.append(report))
+        info = RtcpSenderInfo(
+            ntp_timestamp=(3_900_000_000 << 32) | (1 << 31),
+            rtp_timestamp=123_456,
+            packet_count=10,
+            octet_count=1000,
+        )
+        await receiver._handle_rtcp_packet(RtcpSrPacket(ssrc=42, sender_info=info))
+        assert seen == [(42, info.ntp_timestamp, 123_456)]
+        # aiortc kept its own record of the report (for its receiver reports' LSR)
+        assert 42 in receiver._RTCRtpReceiver__lsr
+    finally:
+        await pc.close()
