@@ -24,6 +24,7 @@ from consult.visits import resolve_participant
 from media.pool import MediaPool
 
 from . import messages as m
+from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .room import Room, Rooms
 from .session import Identity, Session
@@ -49,6 +50,7 @@ class SignalingServer:
         token_secret: str,
         client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
+        on_chat_record: RecordHook | None = None,
     ) -> None:
         self._db = db
         self._client_ice_servers = list(client_ice_servers or [])
@@ -86,6 +88,8 @@ class SignalingServer:
             "mute": self._mute,
             "leave": self._leave,
         }
+        self.chat = ChatComponent(db, self._emit, on_record=on_chat_record)
+        self._handlers.update(self.chat.handlers())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
