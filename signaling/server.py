@@ -48,9 +48,9 @@ class SignalingServer:
         db: Database,
         pool: MediaPool,
         token_secret: str,
+        on_chat_record: RecordHook | None = None,
         client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
-        on_chat_record: RecordHook | None = None,
     ) -> None:
         self._db = db
         self._client_ice_servers = list(client_ice_servers or [])

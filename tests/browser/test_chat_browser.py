@@ -124,6 +124,18 @@ def test_r1_text_only_visit_between_two_browsers_with_an_image(
     doctor.wait_for_function("() => window.__chat.unread === 0", timeout=WAIT_MS)
     assert doctor.is_hidden("#chat-unread")
 
+    # Unread marker while the doctor reads older messages (scrolled up).
+    scrollable = doctor.evaluate(
+        "() => { const list = document.querySelector('#chat-list'); list.scrollTop = 0;"
+        " return list.scrollHeight > list.clientHeight + 24; }"
+    )
+    assert scrollable
+    _say(patient, "是不是过敏？")
+    doctor.wait_for_function("() => window.__chat.unread === 1", timeout=WAIT_MS)
+    assert doctor.is_visible("#chat-jump")
+    doctor.click("#chat-jump")
+    doctor.wait_for_function("() => window.__chat.unread === 0", timeout=WAIT_MS)
+
     # R43: large text; the English toggle.
     patient.click("#chat-large")
     assert patient.evaluate("() => document.body.classList.contains('large-text')")
@@ -139,14 +151,15 @@ def test_r1_text_only_visit_between_two_browsers_with_an_image(
         (2, "text", "请拍一张照片发给我。"),
         (3, "image", "这是照片"),
         (4, "text", "还有点痒。"),
+        (5, "text", "是不是过敏？"),
     ]
     assert _texts(doctor) == expected
     # A reload (a new page, nothing kept but the link) gets the whole history in order.
     patient.reload(wait_until="commit")
     _joined(patient)
-    _wait_messages(patient, 4)
+    _wait_messages(patient, 5)
     assert _texts(patient) == expected
-    assert patient.evaluate("() => window.__chat.received") == [1, 2, 3, 4]
+    assert patient.evaluate("() => window.__chat.received") == [1, 2, 3, 4, 5]
 
     for page in (doctor, patient):
         assert page.evaluate("() => window.__gum") == 0  # no camera, no microphone asked for
