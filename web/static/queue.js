@@ -146,7 +146,6 @@ async function refresh() {
     const queue = await api("GET", "/queue");
     visits = queue.visits;
     portal.queue = visits;
-portal.roomVisitId = null;
     renderQueue();
   } catch (err) {
     showError(err);
