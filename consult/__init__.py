@@ -5,7 +5,9 @@
 Services (each takes the acting :class:`Actor`, checks :mod:`consult.permissions`, records in
 :mod:`consult.audit`): :mod:`consult.sessions` and :mod:`consult.accounts` (sign-in, TOTP,
 admin), :mod:`consult.organisation`, :mod:`consult.practitioners`, :mod:`consult.schedule`,
-:mod:`consult.patients`, :mod:`consult.visit_flow`; :mod:`consult.admin_commands` for the CLI.
+:mod:`consult.patients`, :mod:`consult.visit_flow`, :mod:`consult.chat` (with
+:mod:`consult.chat_images` and :mod:`consult.sensitive_words`); :mod:`consult.admin_commands` for
+the CLI.
 """
 
 from consult.actor import Actor

@@ -12,8 +12,9 @@ class Actor:
     """An authenticated account acting through one session.
 
     ``enrolment_only`` marks a staff session whose account has no confirmed TOTP secret yet: it
-    may only enrol one (R33). ``department_ids`` scopes an operator (R34). ``user_id`` is
-    ``None`` only for :meth:`system` (the command line, run by whoever holds the server).
+    may only enrol one (R33); ``room_visit_id`` marks a join token's actor. ``department_ids``
+    scopes an operator (R34). ``user_id`` is ``None`` only for :meth:`system` (the command line,
+    run by whoever holds the server).
     """
 
     user_id: str | None
@@ -23,6 +24,10 @@ class Actor:
     department_ids: frozenset[str] = field(default_factory=frozenset)
     institution_id: str | None = None
     enrolment_only: bool = False
+    room_visit_id: str | None = None
+    """Set when the actor authenticated with a consult room's join token instead of a session:
+    it may then only use the room's chat routes (``permissions.ROOM_TOKEN_ACTIONS``), on that
+    visit only."""
 
     @property
     def is_staff(self) -> bool:

@@ -386,3 +386,107 @@ class VisitClosed(Conflict):
 
     code = "visit_closed"
     default_message = "The visit is over."
+
+
+# --- Chat (issue 6: R1, R38) --------------------------------------------------------------------
+
+
+class MessageEmpty(InvalidInput):
+    """A text message with nothing but spaces."""
+
+    code = "message_empty"
+    default_message = "The message is empty."
+
+
+class MessageTooLong(InvalidInput):
+    """A text message over the limit (``consult.chat.MAX_TEXT_CHARS``)."""
+
+    code = "message_too_long"
+    default_message = "The message is too long (2000 characters at most)."
+
+
+class MessageInvalidCharacters(InvalidInput):
+    """Control characters (other than line breaks and tabs), or text that is not valid Unicode."""
+
+    code = "message_invalid_characters"
+    default_message = "The message contains characters that cannot be sent."
+
+
+class SensitiveWordBlocked(RuleRefused):
+    """R38: the message contains a word of the sensitive-word list; it was not sent."""
+
+    code = "sensitive_word"
+    default_message = (
+        "The message was not sent: it contains a word that may not be used here. "
+        "Please rephrase it."
+    )
+
+
+class MessageNotFound(NotFound):
+    """No message of this room has this id."""
+
+    code = "message_not_found"
+    default_message = "The message does not exist."
+
+
+class RetractNotAllowed(PermissionDenied):
+    """Only the sender may retract a message, once, and a retraction cannot be retracted."""
+
+    code = "retract_not_allowed"
+    default_message = "You cannot retract this message."
+
+
+class ImageNotFound(NotFound):
+    """No image of this room has this id (an image of another room is not found either)."""
+
+    code = "image_not_found"
+    default_message = "The image does not exist."
+
+
+class ImageTypeUnsupported(InvalidInput):
+    """The bytes are not a JPEG, PNG or WebP image, whatever the name or declared type."""
+
+    code = "image_type_unsupported"
+    default_message = "Only JPEG, PNG and WebP images can be sent."
+
+
+class ImageTooLarge(InvalidInput):
+    """The file is over the byte limit."""
+
+    code = "image_too_large"
+    default_message = "The image file is too large (10 MiB at most)."
+
+
+class ImageTooManyPixels(InvalidInput):
+    """The image claims more pixels than allowed (a decompression bomb, or simply too big)."""
+
+    code = "image_too_many_pixels"
+    default_message = "The image has too many pixels (40 megapixels at most)."
+
+
+class ImageUnreadable(InvalidInput):
+    """The image type is right but its data is damaged or truncated."""
+
+    code = "image_unreadable"
+    default_message = "The image cannot be read."
+
+
+class WordInvalid(InvalidInput):
+    """A sensitive word that is empty after normalisation, or too long."""
+
+    code = "word_invalid"
+    default_message = "The word is empty after normalisation or longer than 64 characters."
+
+
+class WordNotFound(NotFound):
+    """No entry of the sensitive-word list has this id."""
+
+    code = "word_not_found"
+    default_message = "The word is not on the list."
+
+
+class NotInRoom(PermissionDenied):
+    """The actor is not the doctor or the patient of this room (or its link is for another)."""
+
+    code = "not_a_participant"
+    default_message = "You are not a participant of this room."

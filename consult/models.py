@@ -19,6 +19,7 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -122,6 +123,14 @@ class AuditResult(StrEnum):
     """Refused by a rule of care (R2-R9) or the visit's state."""
     FAILED = "failed"
     """An authentication attempt failed."""
+
+
+class ChatKind(StrEnum):
+    """What a chat message carries; a retraction points at an earlier message (never an edit)."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    RETRACTION = "retraction"
 
 
 class ConsentKind(StrEnum):
@@ -450,3 +459,91 @@ class Consent(Base):
     document_digest: Mapped[str] = mapped_column(String(64))
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     source_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+# --- Chat (issue 6: R1, R22, R23, R38) ----------------------------------------------------------
+
+
+class ChatImage(Base):
+    """An image shared in a room: re-encoded without metadata, SM4-encrypted, with a thumbnail.
+
+    ``data_enc`` and ``thumb_enc`` are ``FieldCipher.encrypt_bytes`` outputs; only the room's
+    participants are served them (``consult.chat_images``).
+    """
+
+    __tablename__ = "chat_images"
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), index=True)
+    uploader_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    content_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    data_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    thumb_content_type: Mapped[str] = mapped_column(String(32))
+    thumb_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class ChatMessage(Base):
+    """One message of a room's dialogue (R22, R23). Rows are only ever inserted.
+
+    ``seq`` numbers a room's messages 1, 2, 3, ... (unique per visit): a client that saw up to N
+    asks for everything after N. ``text_enc`` is the SM4-encrypted text (patient data, R36).
+    """
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        _one_of("kind", ChatKind),
+        UniqueConstraint("visit_id", "seq", name="uq_chat_messages_visit_id_seq"),
+        CheckConstraint("seq > 0", name="seq_positive"),
+    )
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    sender_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    sender_role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    text_enc: Mapped[str | None] = mapped_column(Text)
+    image_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("chat_images.id"))
+    retracts_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("chat_messages.id")
+    )
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class ChatBlock(Base):
+    """A message the sensitive-word filter stopped (R38): kept, encrypted, never delivered.
+
+    The audit event of the block carries ``text_mac`` (HMAC-SM3 of the original text under the
+    field key), which binds this row's text to the chain.
+    """
+
+    __tablename__ = "chat_blocks"
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), index=True)
+    sender_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    sender_role: Mapped[str] = mapped_column(String(16))
+    text_enc: Mapped[str] = mapped_column(Text)
+    word_ids: Mapped[str] = mapped_column(Text)
+    """The matched words' ids, comma-separated."""
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class SensitiveWord(Base):
+    """One entry of the sensitive-word list (R38), kept by operators.
+
+    ``normalized`` is the word after ``consult.sensitive_words.normalise``: two spellings that
+    normalise alike are one entry.
+    """
+
+    __tablename__ = "sensitive_words"
+
+    id: Mapped[str] = _id_column()
+    word: Mapped[str] = mapped_column(String(64))
+    normalized: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at_column()

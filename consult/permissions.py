@@ -119,6 +119,13 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "room.chat": _roles(DOC, PAT),
     "room.viewer_sync": _roles(DOC),
     "room.control": _roles(DOC),
+    # Chat over REST (issue 6): the room's doctor and patient (ownership checked in consult.chat).
+    "chat.read": _roles(DOC, PAT),
+    "chat.upload_image": _roles(DOC, PAT),
+    "chat.view_image": _roles(DOC, PAT),
+    "chat.export": _roles(DOC, PAT),
+    # The sensitive-word list (R38), kept by operators.
+    "words.manage": _roles(OPR),
     # Audit, reports, export (R22, R25).
     "audit.view": _roles(AUD),
     "audit.verify": _roles(AUD),
@@ -138,6 +145,8 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "mute": "room.mute",
     "leave": "room.leave",
     "chat": "room.chat",
+    "chat_history": "room.chat",
+    "chat_retract": "room.chat",
     "viewer_sync": "room.viewer_sync",
     "control": "room.control",
 }
@@ -148,7 +157,13 @@ ENROLMENT_ACTIONS: Final = frozenset(
 )
 """All that a staff session without a confirmed TOTP secret may do (R33)."""
 
-CLINICAL_PREFIXES: Final = ("patient.", "visit.", "queue.", "consent.", "room.")
+CLINICAL_PREFIXES: Final = ("patient.", "visit.", "queue.", "consent.", "room.", "chat.")
+
+ROOM_TOKEN_ACTIONS: Final = frozenset(
+    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}
+)
+"""All that a consult room's join token may do over REST (on its own visit only): the room page
+has no session of its own, only the join token of its link."""
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 
@@ -169,6 +184,8 @@ def is_allowed(actor: Actor, action: str) -> bool:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         return False
+    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
+        return False
     return actor.role in roles
 
 
@@ -182,6 +199,8 @@ def require(actor: Actor, action: str) -> None:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         raise TotpEnrolmentRequired()
+    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
+        raise PermissionDenied("A room link can only be used for the room's chat.")
     if actor.role not in roles:
         raise PermissionDenied()
 

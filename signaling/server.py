@@ -25,6 +25,7 @@ from media.pool import MediaPool
 from recording import Recorder
 
 from . import messages as m
+from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .room import Room, Rooms
 from .session import Identity, Session
@@ -48,6 +49,7 @@ class SignalingServer:
         db: Database,
         pool: MediaPool,
         token_secret: str,
+        on_chat_record: RecordHook | None = None,
         client_ice_servers: list[dict[str, Any]] | None = None,
         client_manager: socketio.AsyncManager | None = None,
         recorder: Recorder | None = None,
@@ -88,6 +90,8 @@ class SignalingServer:
             "mute": self._mute,
             "leave": self._leave,
         }
+        self.chat = ChatComponent(db, self._emit, on_record=on_chat_record)
+        self._handlers.update(self.chat.handlers())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)

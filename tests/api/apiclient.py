@@ -74,7 +74,11 @@ class Api:
         elif body is not None:
             kwargs["json"] = body
         async with self.http.request(method, f"{self.base_url}/api/v1{path}", **kwargs) as r:
-            text = await r.text()
+            raw_body = await r.read()
+            try:
+                text = raw_body.decode()
+            except UnicodeDecodeError:  # an image: keep the bytes
+                return Reply(r.status, raw_body)
             try:
                 data: Any = await r.json(content_type=None) if text else None
             except ValueError:

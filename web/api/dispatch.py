@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from . import auth
 from .call import Call
 from .errors import ApiError
-from .registry import Operation
+from .registry import BinaryResponse, Operation, RawBody
 
 MAX_ERRORS_SHOWN: Final = 5
 
@@ -34,7 +34,7 @@ def aiohttp_handler(op: Operation) -> AiohttpHandler:
     async def handle(request: web.Request) -> web.StreamResponse:
         call = Call.of(request)
         if not op.public:
-            await auth.authenticate(call)
+            await auth.authenticate(call, op.action)
             assert op.action is not None
             await auth.authorize(call, op.action)
         kwargs: dict[str, Any] = {}
@@ -44,7 +44,13 @@ def aiohttp_handler(op: Operation) -> AiohttpHandler:
             kwargs["query"] = _validate_query(op.query, request)
         if op.body is not None:
             kwargs["body"] = await _validate_body(op.body, request)
+        elif op.raw_body:
+            kwargs["body"] = await _read_raw(op, request)
         result = await op.handler(call, **kwargs)
+        if op.produces:
+            if not isinstance(result, BinaryResponse):
+                raise TypeError(f"{op.operation_id} returned {type(result).__name__}")
+            return _binary(result)
         if op.response is None:
             return web.Response(status=204)
         if not isinstance(result, op.response):
@@ -100,3 +106,42 @@ async def _validate_body(model: type[BaseModel], request: web.Request) -> BaseMo
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
         raise ApiError(422, "invalid_request", _describe(exc)) from None
+
+
+async def _read_raw(op: Operation, request: web.Request) -> RawBody:
+    """The body as bytes, refused past ``op.max_body`` (413) before it is all read."""
+    declared = request.content_length
+    if declared is not None and declared > op.max_body:
+        raise ApiError(413, "payload_too_large", f"The body is over {op.max_body} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > op.max_body:
+            raise ApiError(413, "payload_too_large", f"The body is over {op.max_body} bytes.")
+        chunks.append(chunk)
+    if not size:
+        raise ApiError(400, "empty_body", "The request body is empty.")
+    return RawBody(b"".join(chunks), request.content_type)
+
+
+#: What a served file may do in a browser: nothing but show itself (and inline images).
+_FILE_CSP: Final = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
+
+
+def _binary(result: BinaryResponse) -> web.Response:
+    disposition = "attachment" if result.attachment else "inline"
+    safe_name = "".join(c for c in result.filename if c.isalnum() or c in "._-") or "file"
+    return web.Response(
+        body=result.content,
+        headers={
+            "Content-Type": result.content_type,
+            "Content-Disposition": f'{disposition}; filename="{safe_name}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": _FILE_CSP,
+            "Cache-Control": "no-store",
+        },
+    )

@@ -13,6 +13,8 @@ from .registry import Operation, Registry
 PREFIX: Final = "/api/v1"
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
 
+_BINARY: Final = {"type": "string", "format": "binary"}
+
 #: (model, mode) -> ``{"$ref": ...}``, as ``models_json_schema`` returns it.
 Refs = Mapping[Any, dict[str, Any]]
 
@@ -41,11 +43,11 @@ _ERROR_TEXT: Final = {
 
 
 def _error_statuses(op: Operation) -> list[int]:
-    has_input = op.body or op.query or op.path_params
+    has_input = op.body or op.raw_body or op.query or op.path_params
     if op.public and not has_input:
         return []
     statuses = [400, 409, 422] if has_input else [409]
-    if op.body is not None:
+    if op.body is not None or op.raw_body:
         statuses += [413, 415]
     statuses += [401, 403] if not op.public else [401]
     if op.path_params is not None:
@@ -82,6 +84,11 @@ def build_openapi(registry: Registry, *, title: str, version: str) -> dict[str, 
             item["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+            }
+        elif op.raw_body:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": _BINARY}},
             }
         paths.setdefault(PREFIX + op.path, {})[op.method.lower()] = item
 
@@ -149,7 +156,12 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _responses(op: Operation, refs: Refs) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    if op.response is None:
+    if op.produces:
+        responses[str(op.status)] = {
+            "description": "Done.",
+            "content": {content_type: {"schema": _BINARY} for content_type in op.produces},
+        }
+    elif op.response is None:
         responses[str(op.status)] = {"description": "Done."}
     else:
         responses[str(op.status)] = {

@@ -7,6 +7,10 @@ the response model (``None`` for 204 No Content)::
 
     @api.operation("POST", "/visits/{visit_id}/admit", action="visit.admit", tag="visits")
     async def admit(call: Call, path: VisitPath) -> VisitOut: ...
+
+Uploads and downloads: a ``body`` annotated :class:`RawBody` takes the request body as bytes (up
+to the route's ``max_body``); a handler returning :class:`BinaryResponse` answers with bytes of
+the type it names (``produces`` lists them for the document).
 """
 
 from __future__ import annotations
@@ -20,6 +24,29 @@ from typing import Any
 from pydantic import BaseModel
 
 Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body taken as it is (an upload): its bytes and its declared content type.
+
+    The declared type is only informative: whoever uses the bytes checks what they are.
+    """
+
+    data: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class BinaryResponse:
+    """An answer that is not JSON: bytes, their type, and a file name for the browser."""
+
+    content: bytes
+    content_type: str
+    filename: str
+    attachment: bool = False
+    """``Content-Disposition: attachment`` (download) instead of ``inline``."""
+
 
 _INPUTS = ("body", "query", "path")
 
@@ -41,6 +68,11 @@ class Operation:
     query: type[BaseModel] | None
     path_params: type[BaseModel] | None
     response: type[BaseModel] | None
+    raw_body: bool = False
+    """The body is taken as bytes (:class:`RawBody`), at most :attr:`max_body` of them."""
+    max_body: int = 0
+    produces: tuple[str, ...] = ()
+    """Content types of a :class:`BinaryResponse` answer; empty for JSON."""
 
     @property
     def operation_id(self) -> str:
@@ -69,6 +101,8 @@ class Registry:
         action: str | None,
         tag: str,
         status: int = 200,
+        max_body: int = 0,
+        produces: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         """Register the decorated handler; its docstring's first line is the summary."""
 
@@ -78,14 +112,23 @@ class Registry:
             unknown = set(parameters) - {"call", *_INPUTS}
             if unknown or "call" not in parameters:
                 raise TypeError(f"{handler.__name__}: parameters must be call, body, query, path")
-            models = {name: _model(handler, hints, name) for name in _INPUTS if name in parameters}
+            raw_body = hints.get("body") is RawBody
+            if raw_body and max_body <= 0:
+                raise TypeError(f"{handler.__name__}: a RawBody route needs max_body")
+            models = {
+                name: _model(handler, hints, name)
+                for name in _INPUTS
+                if name in parameters and not (name == "body" and raw_body)
+            }
             returns = hints.get("return")
-            if returns is not None and returns is not type(None):
+            response: type[BaseModel] | None = None
+            if returns is BinaryResponse:
+                if not produces:
+                    raise TypeError(f"{handler.__name__}: a BinaryResponse route needs produces")
+            elif returns is not None and returns is not type(None):
                 if not (isinstance(returns, type) and issubclass(returns, BaseModel)):
                     raise TypeError(f"{handler.__name__}: return a pydantic model or None")
-                response: type[BaseModel] | None = returns
-            else:
-                response = None
+                response = returns
             if any(op.operation_id == handler.__name__ for op in self._operations):
                 raise ValueError(f"duplicate operation id {handler.__name__}")
             doc = inspect.getdoc(handler) or handler.__name__
@@ -97,11 +140,14 @@ class Registry:
                     action=action,
                     summary=doc.splitlines()[0],
                     tag=tag,
-                    status=204 if response is None else status,
+                    status=204 if response is None and not produces else status,
                     body=models.get("body"),
                     query=models.get("query"),
                     path_params=models.get("path"),
                     response=response,
+                    raw_body=raw_body,
+                    max_body=max_body,
+                    produces=tuple(produces),
                 )
             )
             return handler

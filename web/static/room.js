@@ -10,6 +10,7 @@
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
+import { ChatPanel } from "./chat.js";
 
 const ACK_TIMEOUT_MS = 10_000;
 // Wait this long for ICE gathering before sending an offer or answer, so that the candidates
@@ -344,6 +345,7 @@ async function startSession() {
     clearError();
     setState("joined");
     updateParticipants(reply.participants ?? []);
+    chat?.onJoined(reply.participant);
     const results = await Promise.allSettled([s.publish(), s.subscribe()]);
     for (const result of results) {
       if (result.status === "rejected") reportError(result.reason);
@@ -696,6 +698,9 @@ function renderAll() {
 const params = new URLSearchParams(window.location.search);
 const visitId = params.get("visit");
 const token = params.get("token");
+// A text-and-image visit (R1): no camera, no microphone, no getUserMedia at all.
+const textOnly = params.get("mode") === "text";
+let chat = null;
 
 function connect() {
   socket = io(window.location.origin, {
@@ -737,6 +742,7 @@ function connect() {
   });
 
   socket.on("participants", (payload) => updateParticipants(payload?.participants ?? []));
+  socket.on("chat_message", (message) => chat?.onMessage(message));
 
   socket.on("subscribe_offer", (offer) => {
     const s = session;
@@ -785,8 +791,10 @@ async function main() {
     return;
   }
 
+  chat = new ChatPanel(document.getElementById("chat"), { request, visitId, token, textOnly });
+  document.body.classList.toggle("text-only", textOnly);
   setState("requesting_media");
-  localStream = await openLocalMedia();
+  localStream = textOnly ? null : await openLocalMedia();
   el.localVideo.srcObject = localStream;
   renderMediaError();
   renderControls();

@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     accounts,
     audit,
+    chat,
     meta,
     organisation,
     patients,
@@ -11,4 +12,5 @@ from . import (  # noqa: F401
     schedule,
     sessions,
     visits,
+    words,
 )

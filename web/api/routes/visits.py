@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from pydantic import Field, StringConstraints
 
 from consult import visit_flow
+from consult import visits as visit_rows
 from consult.models import ConsentKind, VisitMode, VisitState
 from consult.tokens import issue_join_token, verify_join_token
 from consult.visit_flow import QueueEntry, VisitView
@@ -333,5 +334,8 @@ async def join_token(call: Call, path: VisitPath) -> JoinToken:
         ttl_s=call.config.token_ttl_s,
     )
     expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
-    room_url = "/room?" + urlencode({"visit": path.visit_id, "token": token})
+    visit = await visit_rows.get_visit(call.db, path.visit_id)
+    text_only = visit is not None and visit.mode == VisitMode.TEXT.value  # R1: no camera
+    query = {"visit": path.visit_id, "token": token, **({"mode": "text"} if text_only else {})}
+    room_url = "/room?" + urlencode(query)
     return JoinToken(token=token, role=role, expires_at=expires_at, room_url=room_url)
