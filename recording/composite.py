@@ -216,6 +216,14 @@ async def build(directory: Path, *, fps: int = 30, timeout_s: float = 3600.0) ->
     """Build ``composite.mp4`` for the sealed session in ``directory``; returns its info."""
     loop = asyncio.get_running_loop()
     composite = await loop.run_in_executor(None, plan, directory)
+    if not composite.video and not composite.audio:  # a text-only visit: its record is the timeline
+        info: dict[str, Any] = {
+            "file": None,
+            "skipped": "no_media",
+            "duration_s": composite.duration_s,
+        }
+        (directory / COMPOSITE_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+        return info
     scratch = Path(tempfile.mkdtemp(prefix="tc-composite-"))
     try:
         joined: dict[str, Path] = {}

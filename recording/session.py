@@ -134,7 +134,8 @@ class SessionRecording:
         with self._lock:
             if self.sealed:
                 return
-            self._timeline.append({"event": name, "at": time.time(), **(data or {})})
+            # "event" and "at" (server time, seconds) are the timeline's own: data cannot hide them
+            self._timeline.append({**(data or {}), "event": name, "at": time.time()})
 
     def close_timeline(self) -> tuple[str, int]:
         with self._lock:
@@ -277,8 +278,8 @@ def seal_directory(directory: Path, *, interrupted: bool = False) -> dict[str, A
     digest, size = sm3_file(directory / TIMELINE) if (directory / TIMELINE).exists() else ("", 0)
     ended_at = max(
         [float(info["started_at"])]
-        + [float(r.get("at", 0)) for r in timeline]
-        + [float(t.get("ended_at") or 0) for t in tracks]
+        + [_seconds(r.get("at")) for r in timeline]
+        + [_seconds(t.get("ended_at")) for t in tracks]
     )
     manifest: dict[str, Any] = {
         "room": info["room"],
@@ -303,6 +304,15 @@ def seal_directory(directory: Path, *, interrupted: bool = False) -> dict[str, A
     _write_json_atomically(directory / MANIFEST, manifest)
     logger.info("recording sealed", extra={"room": info["room"], "session": info["session"]})
     return manifest
+
+
+def _seconds(value: Any) -> float:
+    """A time in seconds from a manifest or timeline line; 0 for anything else (a bad line
+    must not stop a seal: verify reports it)."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _seal_track(track_dir: Path) -> dict[str, Any]:

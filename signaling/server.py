@@ -90,7 +90,8 @@ class SignalingServer:
             "mute": self._mute,
             "leave": self._leave,
         }
-        self.chat = ChatComponent(db, self._emit, on_record=on_chat_record)
+        # chat goes onto the room's recording timeline (R22, R23) unless a hook is given
+        self.chat = ChatComponent(db, self._emit, on_record=on_chat_record or self._timeline)
         self._handlers.update(self.chat.handlers())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -103,6 +104,13 @@ class SignalingServer:
 
     async def _emit(self, event: str, data: dict[str, Any], to: str) -> None:
         await self.sio.emit(event, data, to=to)
+
+    async def _timeline(self, visit_id: str, event: str, data: dict[str, Any]) -> None:
+        """Put a room event (a chat message, a block) on its recording's timeline."""
+        room = self.rooms.find(visit_id)
+        if room is not None:
+            # the message's own server time stays, as ``sent_at``; ``at`` is the timeline's
+            room.record(event, {("sent_at" if k == "at" else k): v for k, v in data.items()})
 
     async def recording_sealed(self, visit_id: str, manifest: dict[str, Any]) -> None:
         """A room's recording was sealed: its manifest head enters the audit chain (R22)."""

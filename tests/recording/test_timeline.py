@@ -1,0 +1,57 @@
+"""A text-only visit's dialogue is kept beside its media: on the recording's timeline, chained,
+named in the manifest (R22, R23); a blocked message's text is not (R38)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from chat_client import ChatClient
+from conftest import sealed_session
+from harness import start_server
+from peers import wait_for
+
+from consult import sensitive_words
+from consult.actor import Actor
+from consult.permissions import Role
+from recording import RecordingStore, verify_room
+from web.keys import DATABASE
+
+
+async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> None:
+    server = await start_server(tmp_path, recording_composite=True)
+    try:
+        operator = Actor(user_id=None, role=Role.OPERATOR, department_ids=frozenset({"d"}))
+        await sensitive_words.add_words(server.app[DATABASE], operator, ["禁词甲"])
+        visit = await server.visit()
+        doctor = ChatClient(server.url, visit.tokens["doctor"], visit.visit_id)
+        patient = ChatClient(server.url, visit.tokens["patient"], visit.visit_id)
+        await doctor.connect()
+        await patient.connect()
+        first = await patient.say("医生您好，我头痛三天了")
+        blocked = await patient.call("chat", {"text": "能不能开点 禁 词 甲"})
+        assert blocked["ok"] is False and blocked["error"]["code"] == "sensitive_word"
+        second = await doctor.say("请描述一下疼痛的位置")
+        await patient.wait_for_seq(2)
+        await doctor.close()
+        await patient.close()
+        session, manifest = await sealed_session(server.config.recordings, visit.visit_id)
+        # no media, no playback file: the timeline is the record
+        await wait_for(lambda: (session / "composite.json").exists(), timeout=10)
+        info = json.loads((session / "composite.json").read_text())
+        assert info["skipped"] == "no_media" and not (session / "composite.mp4").exists()
+    finally:
+        await server.stop()
+    events = [json.loads(line) for line in (session / "timeline.jsonl").read_text().splitlines()]
+    chat = [e for e in events if e["event"].startswith("chat_")]
+    assert [(e["event"], e.get("seq"), e.get("text")) for e in chat] == [
+        ("chat_message", 1, "医生您好，我头痛三天了"),
+        ("chat_blocked", None, None),
+        ("chat_message", 2, "请描述一下疼痛的位置"),
+    ]
+    assert chat[0]["id"] == first["id"] and chat[2]["id"] == second["id"]
+    assert "禁" not in json.dumps(chat[1], ensure_ascii=False)
+    assert manifest["timeline"]["events"] == len(events)
+    assert manifest["tracks"] == []  # text only: no camera, no microphone (R1)
+    report = verify_room(RecordingStore(server.config.recordings), visit.visit_id)
+    assert report.ok, report.describe()
