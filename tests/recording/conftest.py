@@ -43,3 +43,31 @@ async def sealed_session(root: Path, room: str, timeout: float = 20) -> tuple[Pa
 def need_ffmpeg() -> None:
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         skip_or_fail("needs the ffmpeg CLI (Debian package ffmpeg)")
+
+
+def probe_stream(path: Path) -> dict[str, Any]:
+    """ffprobe's view of a media file's first stream: ``codec_name`` and ``nb_read_frames``
+    (every frame read). Fails the test if ffprobe cannot read the file."""
+    import subprocess
+
+    done = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"ffprobe cannot read {path.name}: {done.stderr}"
+    stream: dict[str, Any] = json.loads(done.stdout)["streams"][0]
+    stream["nb_read_frames"] = int(stream["nb_read_frames"])
+    return stream

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from client import Participant, sees
-from conftest import need_ffmpeg, sessions
+from conftest import need_ffmpeg, probe_stream, sessions
 from peers import wait_for
 
 from recording import RecordingStore, verify_room
@@ -78,24 +78,7 @@ def _segments_listed(track: Path) -> list[str]:
 
 
 def _readable_frames(path: Path) -> int:
-    done = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return int(json.loads(done.stdout)["streams"][0]["nb_read_frames"])
+    return int(probe_stream(path)["nb_read_frames"])
 
 
 async def test_kill_9_leaves_closed_segments_verifiable_and_the_open_one_readable_R22(

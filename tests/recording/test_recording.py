@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from client import start_call
-from conftest import need_ffmpeg, sealed_session
+from conftest import need_ffmpeg, probe_stream, sealed_session
 from harness import Server, start_server
 
 from consult.audit import events_for, verify_chain
@@ -24,23 +24,7 @@ from web.keys import DATABASE
 
 def _frames_in(path: Path) -> tuple[int, str]:
     """Frames ffprobe reads from one segment file on its own, and its first frame's type."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    frames = int(json.loads(out)["streams"][0]["nb_read_frames"])
+    frames = probe_stream(path)["nb_read_frames"]
     first = subprocess.run(
         [
             "ffprobe",

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from client import start_call
-from conftest import sealed_session
+from conftest import probe_stream, sealed_session
 from harness import start_server
 from peers import wait_for
 
@@ -148,31 +148,9 @@ async def test_h264_is_recorded_into_matroska_untranscoded(tmp_path: Path) -> No
     lines = _track_lines(session, producer.id)
     assert lines[0]["codec"] == "h264"
     for segment in (x for x in lines if x["type"] == "segment"):
-        stream = _probe(session / "tracks" / producer.id / segment["file"])
+        stream = probe_stream(session / "tracks" / producer.id / segment["file"])
         assert stream["codec_name"] == "h264"
         assert int(stream["nb_read_frames"]) == segment["frames"] > 0
-
-
-def _probe(path: Path) -> dict:
-    import subprocess
-
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(probe.stdout)["streams"][0]
 
 
 def test_h264_dimensions_come_from_the_sequence_parameter_set() -> None:
