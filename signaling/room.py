@@ -198,7 +198,8 @@ class Rooms:
             try:
                 options = None
                 if self._recorder is not None:
-                    room.recording = await self._recorder.open(visit_id)
+                    room.recording = await self._open_recording(visit_id)
+                if room.recording is not None:
                     self._unsealed[id(room)] = room
                     options = room.recording.tap_options()
                 room.media = await self._pool.open_room(visit_id, room.on_media_event, options)
@@ -229,6 +230,16 @@ class Rooms:
         if not self._pool.closed:
             await self._pool.close_room(room.visit_id)
             await self._seal(room)  # its recorders closed with its media
+
+    async def _open_recording(self, visit_id: str) -> SessionRecording | None:
+        """The room's recording, or None when it cannot be written (a full or read-only disk):
+        care goes on, the error is logged, and the join ack tells the pages (no badge)."""
+        assert self._recorder is not None
+        try:
+            return await self._recorder.open(visit_id)
+        except OSError:
+            logger.exception("the room cannot be recorded", extra={"visit_id": visit_id})
+            return None
 
     async def _seal(self, room: Room, *, interrupted: bool = False) -> None:
         if self._unsealed.pop(id(room), None) is None or room.recording is None:

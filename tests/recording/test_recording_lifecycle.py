@@ -169,3 +169,23 @@ def test_h264_dimensions_come_from_the_sequence_parameter_set() -> None:
         data = b"".join(bytes(p) for p in [*encoder.encode(frame), *encoder.encode(None)])
         assert h264_dimensions(data) == (width, height)
     assert h264_dimensions(b"\x00\x00\x01\x67") is None  # a truncated SPS
+
+
+async def test_a_room_whose_recording_cannot_be_written_still_opens_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from client import Participant
+
+    recordings = tmp_path / "recordings"
+    recordings.write_text("not a directory")  # any path the store cannot create below
+    server = await start_server(tmp_path, recordings_dir=recordings)
+    visit = await server.visit()
+    doctor = Participant(server.url, visit.tokens["doctor"], visit.visit_id)
+    try:
+        await doctor.connect()
+        ack = await doctor.join()
+        assert ack["recording"] is False  # the page shows no recording badge
+        await doctor.publish()
+    finally:
+        await doctor.close()
+        await server.stop()
