@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: Packets kept per video Consumer to answer the subscriber's NACKs (about 1.5 s at 1 Mbps).
 HISTORY_SIZE = 512
+#: While a video Consumer waits for a keyframe, it asks the publisher again this often.
+KEYFRAME_RETRY_S = 1.0
 #: Video pauses when the subscriber's estimate (REMB) falls below this share of the stream's
 #: bitrate, and resumes when it is back above the second share.
 CONGESTED_BELOW = 0.8
@@ -96,7 +98,7 @@ class Consumer:
         self._last_out_seq: int | None = None
         self._last_out_ts = 0
         self._last_out_at = 0.0
-        self._keyframe_asked = False
+        self._keyframe_asked_at: float | None = None  # monotonic time of our last ask
         # pausing
         self._paused = False
         self._congested = False
@@ -176,7 +178,7 @@ class Consumer:
     def _resumed(self) -> None:
         """Forwarding may start again: re-base on the next packet (a keyframe, for video)."""
         self._rebase = True
-        self._keyframe_asked = False
+        self._keyframe_asked_at = None
         self.request_keyframe()
 
     def switch_producer(self, producer: Producer) -> None:
@@ -230,8 +232,12 @@ class Consumer:
         if self.kind == "video" and not keyframe_start(
             self.producer.codec.mimeType, packet.payload
         ):
-            if not self._keyframe_asked:
-                self._keyframe_asked = True
+            now = time.monotonic()
+            asked = self._keyframe_asked_at
+            if asked is None or now - asked >= KEYFRAME_RETRY_S:
+                # ask again while none comes: a request can be lost, or ignored by an encoder
+                # that made a keyframe a moment ago (browsers skip requests within ~300 ms)
+                self._keyframe_asked_at = now
                 self.producer.request_keyframe()
             return False
         if self._last_out_seq is None:

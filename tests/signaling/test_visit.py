@@ -212,3 +212,41 @@ async def test_a_track_the_publisher_stops_is_renegotiated_away(server):
     finally:
         for p in (doctor, patient):
             await p.close()
+
+
+async def test_a_keyframe_request_the_publisher_ignores_is_asked_again(unrecorded_server):
+    """An encoder may skip a keyframe request (browsers ignore one that comes within ~300 ms of
+    their last keyframe) or the request may be lost: a waiting subscriber asks again."""
+    server = unrecorded_server
+    visit = await server.visit()
+    doctor, patient = pair(server.url, visit)
+    try:
+        await doctor.connect()
+        await doctor.join()
+        await doctor.publish()
+        sender = next(t.sender for t in doctor.publish_pc.getTransceivers() if t.kind == "video")
+        asked: list[float] = []
+        real_send_keyframe = sender._send_keyframe
+
+        def send_keyframe() -> None:
+            asked.append(time.monotonic())
+            if len(asked) > 2:  # the first two requests are ignored
+                real_send_keyframe()
+
+        sender._send_keyframe = send_keyframe
+        await wait_for(lambda: doctor.video.count > 30, timeout=5)
+        await patient.connect()
+        await patient.join()
+        subscribed_at = time.monotonic()
+        await patient.subscribe()
+        await wait_for(
+            lambda: (r := patient.received_from(doctor.id, "video")) is not None and r.counters,
+            timeout=5,
+            message="no picture after an ignored keyframe request",
+        )
+        video = patient.received_from(doctor.id, "video")
+        assert len(asked) >= 3
+        assert video.first_frame_at - subscribed_at < 3.0
+    finally:
+        for p in (doctor, patient):
+            await p.close()
