@@ -27,6 +27,8 @@ PASSWORD = "Correct-Horse-42"
 class Reply:
     status: int
     body: Any
+    raw: bytes = b""  # the body's bytes as they came
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def code(self) -> str | None:
@@ -78,12 +80,12 @@ class Api:
             try:
                 text = raw_body.decode()
             except UnicodeDecodeError:  # an image: keep the bytes
-                return Reply(r.status, raw_body)
+                return Reply(r.status, raw_body, raw_body, dict(r.headers))
             try:
                 data: Any = await r.json(content_type=None) if text else None
             except ValueError:
                 data = text
-            return Reply(r.status, data)
+            return Reply(r.status, data, raw_body, dict(r.headers))
 
 
 @dataclass

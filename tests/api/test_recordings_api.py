@@ -65,3 +65,65 @@ async def test_recordings_are_listed_for_the_visit_and_exported_verified_R21_R22
     export = await regulator.ok("GET", f"/exports/visits/{visit_id}/recordings")
     assert export["verified"] is False
     assert [p["code"] for p in export["problems"]] == ["timeline_altered"]
+
+
+async def test_a_sessions_playback_file_streams_to_the_visits_participants_R21(
+    server, clinic: Clinic, tmp_path
+):
+    import asyncio
+    import shutil
+    import subprocess
+
+    from harness import skip_or_fail
+
+    if shutil.which("ffmpeg") is None:
+        skip_or_fail("needs the ffmpeg CLI (Debian package ffmpeg)")
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
+    store: RecordingStore = server.app[RECORDER].store
+    recording = store.open_session(visit_id)
+    store.seal(recording)
+    path = f"/visits/{visit_id}/recordings/{recording.session}/composite"
+    reply = await doctor.call("GET", path)
+    assert (reply.status, reply.code) == (404, "composite_not_ready"), reply
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=64x64:d=1",
+            "-c:v",
+            "libx264",
+            "-f",
+            "mp4",
+            str(recording.directory / "composite.mp4"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    expected = (recording.directory / "composite.mp4").read_bytes()
+    reply = await doctor.call("GET", path)
+    assert reply.status == 200 and reply.raw == expected
+    assert reply.headers["Content-Type"] == "video/mp4"
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert await _last_event(server, visit_id) == ("recording.view", "ok")
+    # a player seeks with Range requests
+    reply = await doctor.call("GET", path, headers={"Range": "bytes=0-99"})
+    assert reply.status == 206 and reply.raw == expected[:100]
+    # no such session, a session that is not a name, a stranger
+    reply = await doctor.call(
+        "GET", f"/visits/{visit_id}/recordings/20200101T000000-abcdef/composite"
+    )
+    assert (reply.status, reply.code) == (404, "not_found"), reply
+    reply = await doctor.call(
+        "GET", f"/visits/{visit_id}/recordings/..%2F..%2Fsecret.key/composite"
+    )
+    assert reply.status == 404, reply
+    stranger = await verified_doctor(clinic, name="李医生")
+    reply = await stranger.call("GET", path)
+    assert reply.status in (403, 404) and reply.raw != expected, reply

@@ -132,16 +132,16 @@ async def _read_raw(op: Operation, request: web.Request) -> RawBody:
 _FILE_CSP: Final = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
-def _binary(result: BinaryResponse) -> web.Response:
+def _binary(result: BinaryResponse) -> web.StreamResponse:
     disposition = "attachment" if result.attachment else "inline"
     safe_name = "".join(c for c in result.filename if c.isalnum() or c in "._-") or "file"
-    return web.Response(
-        body=result.content,
-        headers={
-            "Content-Type": result.content_type,
-            "Content-Disposition": f'{disposition}; filename="{safe_name}"',
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": _FILE_CSP,
-            "Cache-Control": "no-store",
-        },
-    )
+    headers = {
+        "Content-Type": result.content_type,
+        "Content-Disposition": f'{disposition}; filename="{safe_name}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": _FILE_CSP,
+        "Cache-Control": "no-store",
+    }
+    if result.path is not None:  # streamed from disk, with Range support (video seeking)
+        return web.FileResponse(result.path, headers=headers)
+    return web.Response(body=result.content, headers=headers)

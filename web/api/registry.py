@@ -19,6 +19,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -46,6 +47,8 @@ class BinaryResponse:
     filename: str
     attachment: bool = False
     """``Content-Disposition: attachment`` (download) instead of ``inline``."""
+    path: Path | None = None
+    """A file to stream instead of ``content`` (large media; answers Range requests)."""
 
 
 _INPUTS = ("body", "query", "path")

@@ -6,19 +6,29 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import StringConstraints
 
 from consult import audit, visit_flow
 from recording import RecordingStore, verify_room
+from recording.composite import COMPOSITE
+from recording.errors import RecordingError
 
 from ...keys import RECORDER
 from ..call import Call
+from ..errors import ApiError
 from ..fields import Id, Input, Output
-from ..registry import api
+from ..registry import BinaryResponse, api
 
 
 class VisitPath(Input):
     visit_id: Id
+
+
+class SessionPath(Input):
+    visit_id: Id
+    session: Annotated[str, StringConstraints(pattern=r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")]
 
 
 class Track(Output):
@@ -131,3 +141,31 @@ async def export_recordings(call: Call, path: VisitPath) -> RecordingExport:
         problems=[p.describe() for p in report.problems],
         figures=report.sessions,
     )
+
+
+@api.operation(
+    "GET",
+    "/visits/{visit_id}/recordings/{session}/composite",
+    action="visit.view",
+    tag="recordings",
+    produces=("video/mp4",),
+)
+async def get_composite(call: Call, path: SessionPath) -> BinaryResponse:
+    """A session's playback file (MP4), for those who may see the visit (audited, R21, R24)."""
+    await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
+    try:
+        info = _store(call).session(path.visit_id, path.session)
+    except RecordingError:
+        raise ApiError(404, "not_found", "No such recording.") from None
+    file = Path(info.directory) / COMPOSITE
+    if not file.is_file():
+        raise ApiError(404, "composite_not_ready", "The playback file is not built yet.")
+    await audit.append(
+        call.db,
+        "recording.view",
+        actor=call.me,
+        object_type="visit",
+        object_id=path.visit_id,
+        details={"session": path.session},
+    )
+    return BinaryResponse(b"", "video/mp4", f"{path.visit_id}-{path.session}.mp4", path=file)
