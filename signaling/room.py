@@ -187,6 +187,7 @@ class Rooms:
         self._on_sealed = on_sealed
         self._rooms: dict[str, Room] = {}
         self._unsealed: dict[int, Room] = {}  # rooms whose recording is still open
+        self._seals: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, visit_id: str) -> Room:
@@ -207,7 +208,7 @@ class Rooms:
                 room.closed = True
                 self._rooms.pop(visit_id, None)
                 if room.recording is not None:
-                    self._spawn(self._seal(room))
+                    self._spawn_seal(room)
                 raise
             finally:
                 room.ready.set()
@@ -254,10 +255,19 @@ class Rooms:
         if self._on_sealed is not None:
             await self._on_sealed(room.visit_id, manifest)
 
+    def _spawn_seal(self, room: Room, *, interrupted: bool = False) -> None:
+        """Seal in the background; shutdown waits for it (never cancels it: a seal cut short
+        would leave a manifest whose head never reached the audit chain)."""
+        task = asyncio.get_running_loop().create_task(self._seal(room, interrupted=interrupted))
+        self._seals.add(task)
+        task.add_done_callback(self._seals.discard)
+
     async def seal_all(self) -> None:
-        """Seal the recordings of rooms closed by shutdown (after the media pool closed)."""
+        """Seal the recordings of rooms closed by shutdown (after the media pool closed), and
+        wait for the seals already under way."""
         for room in tuple(self._unsealed.values()):
             await self._seal(room)
+        await asyncio.gather(*self._seals, return_exceptions=True)
 
     def _room_lost(self, room: Room, reason: str) -> None:
         """The room's media is gone (its worker died): end the room, tell its participants.
@@ -273,7 +283,7 @@ class Rooms:
             session.awaiting_answer = False
         room.sessions.clear()
         room.record("room_lost", {"reason": reason})
-        self._spawn(self._seal(room, interrupted=True))
+        self._spawn_seal(room, interrupted=True)
         logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
         self._spawn(self._emit("room_closed", {"reason": reason}, room.visit_id))
 
