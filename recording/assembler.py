@@ -20,6 +20,7 @@ class Frame:
     payloads: list[bytes] = field(default_factory=list)
     first_seq: int = 0  # extended sequence numbers
     last_seq: int = 0
+    packets: int = 0  # packets that arrived (a lost one is not counted here)
     complete: bool = True  # False when a packet of it was lost
     starts_keyframe: bool = False
     arrival: float = 0.0  # wall-clock arrival of its first packet
@@ -153,6 +154,7 @@ class FrameAssembler:
             self.malformed += 1
             frame.complete = False
         frame.last_seq = seq
+        frame.packets += 1
         self.packets += 1
         if self._per_packet or packet.marker:
             self._finish_frame()

@@ -128,7 +128,7 @@ class TrackWriter:
             self._first_ts = frame.timestamp
         pts = round((frame.timestamp - self._first_ts) * 1000 / self.clock_rate)
         data = b"".join(frame.payloads)
-        packets = frame.last_seq - frame.first_seq + 1
+        packets = frame.packets
         keyframe = self.kind != "video" or (frame.starts_keyframe and frame.complete)
         if self.kind == "video":
             if self._waiting_keyframe and not keyframe:

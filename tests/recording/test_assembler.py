@@ -66,6 +66,20 @@ def test_a_hole_is_waited_for_then_counted_lost_and_named() -> None:
     assert frames[1].complete is False  # its first packets may be the lost ones
 
 
+def test_a_packet_lost_inside_a_frame_is_counted_once_as_lost() -> None:
+    frames: list[Frame] = []
+    a = _assembler(frames)
+    a.add(_packet(10, 0, False, b"K"), 0.0, 0.0)
+    a.add(_packet(12, 0, True), 0.0, 0.0)  # 11, the middle of the frame, never comes
+    a.release(1.0)
+    a.add(_packet(13, 3000, True), 1.0, 1.0)
+    assert [(f.first_seq, f.last_seq, f.packets, f.complete) for f in frames] == [
+        (10, 12, 2, False),
+        (13, 13, 1, True),
+    ]
+    assert a.lost == 1 and a.packets == 3  # received = written + lost, nothing twice
+
+
 def test_a_late_retransmission_within_the_hold_fills_the_hole() -> None:
     frames: list[Frame] = []
     a = _assembler(frames)

@@ -189,3 +189,66 @@ async def test_a_room_whose_recording_cannot_be_written_still_opens_and_says_so(
     finally:
         await doctor.close()
         await server.stop()
+
+
+async def test_packets_lost_before_the_server_are_named_and_repaired_ones_recorded_R22(
+    tmp_path: Path,
+) -> None:
+    """Every 20th packet of both of the doctor's tracks is dropped at the server's input for a
+    while: video is NACKed and repaired (nothing lost in the recording); audio is not NACKed,
+    so its recording names exactly the dropped sequence numbers as gaps."""
+    server = await start_server(tmp_path, recording_segment_s=1.0)
+    try:
+        visit = await server.visit()
+        doctor, patient = await start_call(server.url, visit)
+        producers = {
+            p.kind: p
+            for room in server.media.rooms
+            for p in room.router.producers
+            if p.app_data.get("participant_id") == doctor.id
+        }
+        dtls = producers["video"]._receiver.transport  # one bundled transport for both
+        original = dtls._handle_rtp_data
+        dropped: dict[int, list[int]] = {}
+        seen: dict[int, int] = {}
+        payload_types = {p.codec.payloadType: p.kind for p in producers.values()}
+
+        async def lossy(data: bytes, arrival_time_ms: int) -> None:
+            payload_type = data[1] & 0x7F
+            if payload_type in payload_types:
+                seen[payload_type] = seen.get(payload_type, 0) + 1
+                if seen[payload_type] % 20 == 0:
+                    dropped.setdefault(payload_type, []).append(int.from_bytes(data[2:4], "big"))
+                    return
+            await original(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = lossy
+        await wait_for(lambda: min((len(v) for v in dropped.values()), default=0) >= 6, timeout=15)
+        dtls._handle_rtp_data = original
+        video = producers["video"]
+        await wait_for(
+            lambda: video.packets_recovered >= len(dropped[video.codec.payloadType]), timeout=5
+        )
+        for p in (doctor, patient):
+            await p.close()
+        session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+    finally:
+        await server.stop()
+    report = verify_room(RecordingStore(server.config.recordings), visit.visit_id)
+    assert report.ok, report.describe()
+    figures = {t["track"]: t for t in report.sessions[0]["tracks"]}
+    audio = producers["audio"]
+    audio_dropped = dropped[audio.codec.payloadType]
+    named = sorted(
+        seq % 65536 for first, last in figures[audio.id]["gaps"] for seq in range(first, last + 1)
+    )
+    assert named == sorted(audio_dropped)
+    assert figures[audio.id]["lost_packets"] == len(audio_dropped)
+    assert figures[video.id]["lost_packets"] == 0  # repaired by NACK before it was recorded
+    for producer in producers.values():
+        end = _track_lines(session, producer.id)[-1]
+        recorded = figures[producer.id]["packets"] + end["skipped_packets"]
+        # every packet the SFU took in is in the recording, and what never came is named
+        assert recorded == producer.packets_received - end["duplicates"] - end["late"], (
+            producer.kind
+        )
