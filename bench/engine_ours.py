@@ -150,8 +150,8 @@ class OursEngine:
         """Close every recorder; the frames and packets they wrote."""
         recorders, self._recorders = self._recorders, []
         for recorder in recorders:
+            recorder.producer.remove_tap(recorder)
             await recorder.close()
-            recorder.producer._taps.remove(recorder)
         return {"recorders": len(recorders), "dropped": sum(r.dropped for r in recorders)}
 
     async def close(self) -> None:

@@ -114,6 +114,11 @@ class Producer:
         if self.sender_report is not None:
             tap.on_sender_report(*self.sender_report)
 
+    def remove_tap(self, tap: ProducerTap) -> None:
+        """Stop giving ``tap`` packets (closing it is the caller's business)."""
+        if tap in self._taps:
+            self._taps.remove(tap)
+
     def _on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
         if self._closed or ssrc != self._ssrc:
             return

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: Audio and video of a visit are kept at least 3 years (R23): 3 x 365 days + a leap day.
 MIN_RETENTION_DAYS = 3 * 365 + 1
+#: Segment lengths a store accepts, in seconds.
+SEGMENT_S_RANGE = (1.0, 60.0)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MANIFEST = "manifest.json"
 SESSION = "session.json"
@@ -152,8 +154,9 @@ class RecordingStore:
     ) -> None:
         if retention_days < MIN_RETENTION_DAYS:
             raise ValueError(f"recordings are kept at least {MIN_RETENTION_DAYS} days (R23)")
-        if not 1.0 <= segment_s <= 60.0:
-            raise ValueError("segment_s must be between 1 and 60 seconds")
+        low, high = SEGMENT_S_RANGE
+        if not low <= segment_s <= high:
+            raise ValueError(f"segment_s must be between {low:g} and {high:g} seconds")
         self.root = root
         self.segment_s = segment_s
         self.retention_days = retention_days

@@ -97,6 +97,17 @@ def _verify_session(directory: Path, session: str, report: Report) -> dict[str, 
     return figures
 
 
+def _follow_chain(records: list[dict[str, Any]]) -> tuple[str, int | None]:
+    """The head of a chained file's records, and the number of the first line whose chain
+    digest does not follow (None when every link holds)."""
+    head = GENESIS
+    for number, record in enumerate(records, 1):
+        if link(head, record) != record.get("chain"):
+            return head, number
+        head = record["chain"]
+    return head, None
+
+
 def _verify_timeline(directory: Path, session: str, sealed: dict[str, Any], report: Report) -> None:
     path = directory / TIMELINE
     if not path.exists():
@@ -104,12 +115,10 @@ def _verify_timeline(directory: Path, session: str, sealed: dict[str, Any], repo
         return
     digest, _size = sm3_file(path)
     records, _bad = read_jsonl(path)
-    head = GENESIS
-    for record in records:
-        if link(head, record) != record.get("chain"):
-            report.problems.append(Problem("timeline_altered", session, detail="chain"))
-            return
-        head = record["chain"]
+    head, broken = _follow_chain(records)
+    if broken is not None:
+        report.problems.append(Problem("timeline_altered", session, detail="chain"))
+        return
     if digest != sealed.get("sm3") or head != sealed.get("head"):
         report.problems.append(Problem("timeline_altered", session, detail="digest"))
 
@@ -119,14 +128,9 @@ def _verify_track(
 ) -> dict[str, Any]:
     track = track_dir.name
     records, bad = read_jsonl(track_dir / "manifest.jsonl")
-    head = GENESIS
-    for number, record in enumerate(records, 1):
-        if link(head, record) != record.get("chain"):
-            report.problems.append(
-                Problem("manifest_altered", session, track, detail=f"line {number}")
-            )
-            break
-        head = record["chain"]
+    head, broken = _follow_chain(records)
+    if broken is not None:
+        report.problems.append(Problem("manifest_altered", session, track, detail=f"line {broken}"))
     if bad:
         report.problems.append(Problem("manifest_altered", session, track, detail="unreadable"))
     if sealed is not None and head != sealed.get("head"):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from recording.session import MIN_RETENTION_DAYS, SEGMENT_S_RANGE
+
 ENV_PREFIX = "TELECONSULT_"
 
 
@@ -44,8 +46,8 @@ class Config:
     recording: bool = True
     recordings_dir: Path | None = None
     recording_segment_s: float = 5.0
-    #: At least 1096 days (3 years, R23); nothing is removed before a recording's keep-until date.
-    recording_retention_days: int = 1096
+    #: At least 3 years (R23); nothing is removed before a recording's keep-until date.
+    recording_retention_days: int = MIN_RETENTION_DAYS
     #: Build the playback composite (ffmpeg) after each session.
     recording_composite: bool = True
     composite_fps: int = 30
@@ -154,8 +156,11 @@ def load_config(
         raise ValueError("token_secret must be at least 32 bytes (HS256, RFC 7518)")
     if config.field_key and len(config.field_key.encode()) < 32:
         raise ValueError("field_key must be at least 32 bytes")
-    if config.recording_retention_days < 1096:
-        raise ValueError("recording_retention_days must be at least 1096 (3 years, R23)")
-    if not 1.0 <= config.recording_segment_s <= 60.0:
-        raise ValueError("recording_segment_s must be between 1 and 60")
+    if config.recording_retention_days < MIN_RETENTION_DAYS:
+        raise ValueError(
+            f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
+        )
+    low, high = SEGMENT_S_RANGE
+    if not low <= config.recording_segment_s <= high:
+        raise ValueError(f"recording_segment_s must be between {low:g} and {high:g}")
     return config

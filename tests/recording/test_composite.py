@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from client import pair
-from conftest import need_ffmpeg, publish_tracks, sealed_session
 from harness import start_server
 from peers import wait_for
+from recording_helpers import need_ffmpeg, publish_tracks, sealed_session
 from sync_tracks import PERIOD_S, BeepTrack, Epoch, FlashTrack, beep_onsets, flash_onsets
 
 

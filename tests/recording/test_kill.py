@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from client import Participant, sees
-from conftest import need_ffmpeg, probe_stream, sessions
 from peers import wait_for
+from recording_helpers import need_ffmpeg, probe_stream, sessions
 
 from recording import RecordingStore, verify_room
 

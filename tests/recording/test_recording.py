@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from client import start_call
-from conftest import need_ffmpeg, probe_stream, sealed_session
 from harness import Server, start_server
+from recording_helpers import need_ffmpeg, probe_stream, sealed_session
 
 from consult.audit import events_for, verify_chain
 from recording import MIN_RETENTION_DAYS, RecordingStore, verify_room

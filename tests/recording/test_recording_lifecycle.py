@@ -10,9 +10,9 @@ import signal
 from pathlib import Path
 
 from client import start_call
-from conftest import probe_stream, sealed_session
 from harness import start_server
 from peers import wait_for
+from recording_helpers import probe_stream, sealed_session
 
 from recording import RecordingStore, verify_room
 

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from chat_client import ChatClient
-from conftest import sealed_session
 from harness import start_server
 from peers import wait_for
+from recording_helpers import sealed_session
 
 from consult import sensitive_words
 from consult.actor import Actor

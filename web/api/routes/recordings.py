@@ -20,10 +20,7 @@ from ..call import Call
 from ..errors import ApiError
 from ..fields import Id, Input, Output
 from ..registry import BinaryResponse, api
-
-
-class VisitPath(Input):
-    visit_id: Id
+from .visits import VisitPath
 
 
 class SessionPath(Input):

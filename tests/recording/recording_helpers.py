@@ -1,4 +1,5 @@
-"""Helpers for recording tests: publish custom tracks, wait for a sealed session."""
+"""Helpers for recording tests (a plain module, not a conftest: `from conftest import` picks
+whichever conftest pytest imported last): publish custom tracks, wait for a sealed session."""
 
 from __future__ import annotations
 
