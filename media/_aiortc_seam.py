@@ -16,6 +16,13 @@ An SFU must do neither, so we cut in at the packet level:
   counters true for the packets we send, so receivers can map RTP time to wall-clock time.
 * sender reports in: ``receiver._handle_rtcp_packet(packet)`` receives the publisher's RTCP; we
   wrap it (aiortc still sees every packet) to read the NTP <-> RTP time pairs of its SRs.
+* simulcast: aiortc negotiates no rid header extension and routes a packet of an unknown SSRC by
+  its payload type alone. We add the rid extensions to a publishing transceiver's negotiated
+  list (so the answer carries them and the transport parses them), and let the transport's
+  ``RtpRouter`` route an unknown SSRC by its mid header extension first.
+* bandwidth: aiortc's receive-side estimator (``aiortc.rate.RemoteBitrateEstimator``, from the
+  abs-send-time extension) never runs on an intercepted receiver; the Producer runs one itself and
+  sends REMB upstream with ``receiver._send_rtcp`` from the receiver's RTCP SSRC.
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
 
@@ -25,17 +32,26 @@ tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fa
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rate import RemoteBitrateEstimator as RemoteBitrateEstimator  # for the Producer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 
 RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
@@ -110,6 +126,70 @@ def route_ssrc_to(receiver: RTCRtpReceiver, ssrc: int) -> None:
     payload type alone, which fails as soon as two video m-lines share the RTX payload type.
     """
     receiver.transport._rtp_router.ssrc_table[ssrc] = receiver
+
+
+def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, int]) -> None:
+    """Negotiate ``extensions`` (URI -> the offer's id) on ``transceiver`` too.
+
+    Call between setRemoteDescription and createAnswer: the answer then lists them and the
+    transport parses them on the packets it receives.
+    """
+    present = {ext.uri for ext in transceiver._headerExtensions}
+    for uri, ext_id in extensions.items():
+        if uri not in present:
+            transceiver._headerExtensions.append(
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+            )
+
+
+_mid_routed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def route_by_mid(receiver: RTCRtpReceiver) -> None:
+    """Route packets of an SSRC the transport does not know by their mid header extension.
+
+    A simulcast publisher announces no SSRC: each layer's first packets carry the mid (and rid).
+    aiortc registers the receiver's mid but routes by payload type only, which fails as soon as
+    two video m-lines share a payload type. Idempotent per transport.
+    """
+    router = receiver.transport._rtp_router
+    if router in _mid_routed:
+        return
+    _mid_routed.add(router)
+    original = router.route_rtp
+
+    def route_rtp(packet: RtpPacket) -> Any:
+        if packet.ssrc not in router.ssrc_table:
+            mid = packet.extensions.mid
+            target = router.mid_table.get(mid) if mid is not None else None
+            if target is not None:
+                router.ssrc_table[packet.ssrc] = target
+                return target
+        return original(packet)
+
+    router.route_rtp = route_rtp  # type: ignore[method-assign]
+
+
+def route_feedback_of(sender: RTCRtpSender, ssrc: int) -> None:
+    """Deliver RTCP about ``ssrc`` (the sender's RTX stream) to ``sender`` too.
+
+    A receiver that gets only probes for a while (they travel on the RTX stream) sends REMBs
+    that name only the RTX SSRC; aiortc would route them nowhere.
+    """
+    sender.transport._rtp_router.register_sender(sender, ssrc)
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
+    """Send a REMB (the bitrate the publisher may use for ``ssrcs``); False if the receiver
+    has not started its RTCP yet."""
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None:
+        return False
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)
+    )
+    await receiver._send_rtcp(packet)
+    return True
 
 
 SenderReportHandler = Callable[[int, int, int], None]

@@ -23,6 +23,15 @@ from aiortc.rtp import (
 )
 
 from . import _aiortc_seam as seam
+from .bandwidth import (
+    MIN_PROBE_BPS,
+    PADDING_BYTES,
+    PAUSE_AFTER_S,
+    PAUSE_BELOW,
+    RESUME_ABOVE,
+    ProbeBudget,
+    choose_layer,
+)
 from .keyframes import keyframe_start
 from .rtp_writer import RtpWriter
 from .tracking import track
@@ -36,10 +45,12 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 512
 #: While a video Consumer waits for a keyframe, it asks the publisher again this often.
 KEYFRAME_RETRY_S = 1.0
-#: Video pauses when the subscriber's estimate (REMB) falls below this share of the stream's
-#: bitrate, and resumes when it is back above the second share.
-CONGESTED_BELOW = 0.8
-UNCONGESTED_ABOVE = 1.1
+#: A video Consumer looks at its estimate and the layers this often (and on each REMB).
+EVALUATE_EVERY_S = 0.5
+_NTP_SECOND = 1 << 32
+
+#: ``callback(consumer, paused)`` when video stops or starts again for congestion.
+CongestionCallback = Any
 
 
 def codecs_match(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
@@ -64,9 +75,14 @@ class Consumer:
 
     Sequence numbers and timestamps are offsets of the Producer's. Whenever forwarding starts
     again (first packet, resume after a pause, mute or congestion, a new Producer after the
-    publisher re-joined), the offsets are re-based so that the subscriber sees the next sequence
-    number and a timestamp advanced by the wall-clock time that passed: never a jump it would
-    take for loss. Video resumes only on a keyframe. Video packets are kept to answer NACKs.
+    publisher re-joined, a switch to another simulcast layer), the offsets are re-based so that
+    the subscriber sees the next sequence number and a timestamp advanced by the wall-clock time
+    that passed: never a jump it would take for loss. Video resumes, and switches layer, only on
+    a keyframe. Video packets are kept to answer NACKs.
+
+    The subscriber's estimate (REMB) picks the layer (media/bandwidth.py). Video stops only when
+    even the lowest layer is far above the estimate for a while, and then padding keeps probing
+    so that the estimate can recover; it resumes with a keyframe.
     """
 
     def __init__(
@@ -102,6 +118,17 @@ class Consumer:
         # pausing
         self._paused = False
         self._congested = False
+        self._congested_since: float | None = None  # monotonic time the estimate fell short
+        self._on_congestion: list[CongestionCallback] = []
+        # layers (simulcast): the one forwarded, the one wanted; a switch waits for its keyframe
+        self._layer = 0
+        self._target = 0
+        self.layer_switches = 0
+        self._next_evaluation = 0  # NTP time
+        self._probe = ProbeBudget()
+        self._probe_writer: RtpWriter | None = None
+        self._media_bytes = 0
+        self.probe_packets_sent = 0
         self._history: list[bytes | None] | None = (
             [None] * HISTORY_SIZE if self.kind == "video" else None
         )
@@ -142,6 +169,19 @@ class Consumer:
     def congested(self) -> bool:
         return self._congested
 
+    @property
+    def layer(self) -> int:
+        """The simulcast layer forwarded (0 = lowest, the only one without simulcast)."""
+        return self._layer
+
+    @property
+    def target_layer(self) -> int:
+        return self._target
+
+    def on_congestion(self, callback: CongestionCallback) -> None:
+        """Call ``callback(self, paused)`` when video stops, or starts again, for congestion."""
+        self._on_congestion.append(callback)
+
     def _negotiated(self) -> bool:
         """Bind to what the subscriber accepted; False if it accepted no matching codec."""
         codecs = seam.negotiated_codecs(self._transceiver)
@@ -157,12 +197,21 @@ class Consumer:
                     None,
                 )
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
+                extension_ids = seam.negotiated_extension_ids(self._transceiver)
                 self._writer = RtpWriter(
                     ssrc=self._ssrc,
                     payload_type=codec.payloadType,
-                    extension_ids=seam.negotiated_extension_ids(self._transceiver),
+                    extension_ids=extension_ids,
                     mid=self._mid,
                 )
+                if self._rtx_payload_type is not None:
+                    seam.route_feedback_of(self._sender, self._rtx_ssrc)
+                    self._probe_writer = RtpWriter(
+                        ssrc=self._rtx_ssrc,
+                        payload_type=self._rtx_payload_type,
+                        extension_ids=extension_ids,
+                        mid=self._mid,
+                    )
                 return True
         self._writer = None
         return False
@@ -188,15 +237,32 @@ class Consumer:
         self.producer._remove_consumer(self)
         self.producer = producer
         producer._add_consumer(self)
+        self._layer = self._target = 0
         self._resumed()
 
     # --- hot path ----------------------------------------------------------------------------
 
-    async def _forward(self, packet: RtpPacket, ntp: int, send_time: bytes) -> None:
-        """Send ``packet`` on to the subscriber; ``ntp``/``send_time``: now, computed once per
-        incoming packet by the Producer."""
+    async def _forward(self, packet: RtpPacket, layer: int, ntp: int, send_time: bytes) -> None:
+        """Send ``packet`` (of simulcast ``layer``) on to the subscriber; ``ntp``/``send_time``:
+        now, computed once per incoming packet by the Producer."""
         writer = self._writer
-        if writer is None or self._paused or self._congested:
+        if writer is None or self._paused:
+            return
+        if self._history is not None and ntp >= self._next_evaluation:
+            self._next_evaluation = ntp + int(EVALUATE_EVERY_S * _NTP_SECOND)
+            self._evaluate()
+        if self._probe.rate:
+            await self._send_probes(send_time)
+        if layer != self._layer:
+            if layer != self._target or self._congested:
+                return
+            if not keyframe_start(self.producer.codec.mimeType, packet.payload):
+                return
+            # the wanted layer's keyframe: switch, numbering continuous
+            self._layer = layer
+            self._rebase = True
+            self.layer_switches += 1
+        elif self._congested:
             return
         if self._rebase:
             if not self._start(packet):
@@ -216,6 +282,7 @@ class Consumer:
         )
         if self._history is not None:
             self._history[seq % HISTORY_SIZE] = data
+            self._media_bytes += len(data)
         if self._last_out_seq is None or _older(self._last_out_seq, seq):
             self._last_out_seq = seq
             self._last_out_ts = ts
@@ -226,6 +293,30 @@ class Consumer:
             return
         seam.note_sent(self._sender, ts, len(packet.payload), ntp)
         self.packets_sent += 1
+
+    async def _send_probes(self, send_time: bytes) -> None:
+        """Padding on the RTX stream, so the subscriber's estimate can grow (never decoded)."""
+        writer = self._probe_writer
+        media, self._media_bytes = self._media_bytes, 0
+        count = self._probe.due(time.monotonic(), media)
+        if writer is None or not count:
+            return
+        for _ in range(count):
+            data = writer.write(
+                sequence_number=self._rtx_seq,
+                timestamp=self._last_out_ts,
+                marker=0,
+                payload=b"",
+                padding_size=PADDING_BYTES,
+                send_time=send_time,
+                audio_level=None,
+            )
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            try:
+                await seam.send_rtp(self._sender, data)
+            except ConnectionError:
+                return
+            self.probe_packets_sent += 1
 
     def _start(self, packet: RtpPacket) -> bool:
         """Re-base the offsets on ``packet``; False while a video stream waits for a keyframe."""
@@ -238,7 +329,7 @@ class Consumer:
                 # ask again while none comes: a request can be lost, or ignored by an encoder
                 # that made a keyframe a moment ago (browsers skip requests within ~300 ms)
                 self._keyframe_asked_at = now
-                self.producer.request_keyframe()
+                self.producer.request_keyframe(self._target)
             return False
         if self._last_out_seq is None:
             out_seq = random.randint(0, 0x7FFF)
@@ -268,24 +359,71 @@ class Consumer:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
-            if self._ssrc in ssrcs:
+            if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
+                dropped = self.remb_bitrate is not None and bitrate < self.remb_bitrate
                 self.remb_bitrate = bitrate
-                self._check_congestion()
+                self._evaluate()
+                if dropped:
+                    self.producer.update_remb(estimate_dropped=True)
 
-    def _check_congestion(self) -> None:
-        """Pause video the subscriber cannot take (audio always goes), resume when it can."""
-        if self.kind != "video" or self.remb_bitrate is None:
+    def _evaluate(self) -> None:
+        """Pick the layer the estimate carries; stop video only when even the lowest is far
+        out of reach for :data:`PAUSE_AFTER_S`; set how much to probe."""
+        estimate = self.remb_bitrate
+        if self.kind != "video" or estimate is None or self._closed:
             return
-        needed = self.producer.bitrate
-        if not needed:
+        producer = self.producer
+        now = time.monotonic()
+        needs = producer.layer_needs(int(now * 1000))
+        active = [need for need in needs if need is not None]
+        if not active:
+            self._probe.set_rate(0)
             return
-        if not self._congested and self.remb_bitrate < needed * CONGESTED_BELOW:
-            self._congested = True
-            logger.info("video paused for a congested subscriber", extra={"consumer_id": self.id})
-        elif self._congested and self.remb_bitrate >= needed * UNCONGESTED_ABOVE:
-            self._congested = False
-            logger.info("video resumed", extra={"consumer_id": self.id})
+        lowest = active[0]
+        if self._congested:
+            if estimate >= lowest * RESUME_ABOVE:
+                self._set_congested(False)
+            else:
+                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                return
+        elif estimate < lowest * PAUSE_BELOW:
+            if self._congested_since is None:
+                self._congested_since = now
+            elif now - self._congested_since >= PAUSE_AFTER_S:
+                self._set_congested(True)
+                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                return
+        else:
+            self._congested_since = None
+        target = choose_layer(needs, estimate, self._layer)
+        if target != self._target:
+            self._target = target
+            if target != self._layer:
+                self._keyframe_asked_at = None
+                producer.request_keyframe(target)
+        # probe towards the next layer up (its last known rate), as far as the estimate goes
+        above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
+        if above and target == self._layer:
+            self._probe.set_rate(min(above[0], estimate))
+        else:
+            self._probe.set_rate(0)
+
+    def _set_congested(self, congested: bool) -> None:
+        self._congested = congested
+        self._congested_since = None
+        if congested:
+            logger.info(
+                "video paused for a congested subscriber",
+                extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
+            )
+        else:
+            logger.info(
+                "video resumed", extra={"consumer_id": self.id, "estimate": self.remb_bitrate}
+            )
+            self._probe.set_rate(0)
             self._resumed()
+        for callback in tuple(self._on_congestion):
+            callback(self, congested)
 
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
@@ -317,7 +455,7 @@ class Consumer:
         self._on_close.append(callback)
 
     def request_keyframe(self) -> None:
-        self.producer.request_keyframe()
+        self.producer.request_keyframe(self._target)
 
     # --- close -------------------------------------------------------------------------------
 
@@ -328,6 +466,7 @@ class Consumer:
         self._closed = True
         self._writer = None
         self._history = None
+        self._on_congestion.clear()
         self.producer._remove_consumer(self)
         for callback in self._on_close:
             callback(self)

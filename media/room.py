@@ -24,7 +24,9 @@ from .transport import Transport
 logger = logging.getLogger(__name__)
 
 #: ``on_event(name, data)``: "negotiation_needed" {participant_id} when a subscriber's tracks
-#: changed; "active_speaker" {participant_id | None}.
+#: changed; "active_speaker" {participant_id | None}; "video_paused" {participant_id (the
+#: subscriber), publisher_id, paused} when a subscriber's video of a publisher stops, or starts
+#: again, because its network cannot carry it.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
@@ -129,10 +131,21 @@ class RoomMedia:
     def _consume(self, transport: Transport, producer: Producer) -> None:
         if transport.closed or producer.closed:
             return
-        self.router.consume(
+        consumer = self.router.consume(
             transport,
             producer,
             app_data={"participant_id": producer.app_data.get("participant_id")},
+        )
+        subscriber = transport.app_data.get("participant_id")
+        consumer.on_congestion(
+            lambda c, paused: self._on_event(
+                "video_paused",
+                {
+                    "participant_id": subscriber,
+                    "publisher_id": c.producer.app_data.get("participant_id"),
+                    "paused": paused,
+                },
+            )
         )
 
     async def needs_offer(self, participant_id: str) -> bool:
