@@ -35,6 +35,7 @@ from .bandwidth import (
 from .keyframes import keyframe_start
 from .rtp_writer import RtpWriter
 from .tracking import track
+from .vp8 import Vp8Numbering
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -125,6 +126,7 @@ class Consumer:
         self._target = 0
         self.layer_switches = 0
         self._next_evaluation = 0  # NTP time
+        self._vp8 = self._numbering_for(producer)
         self._probe = ProbeBudget()
         self._probe_writer: RtpWriter | None = None
         self._media_bytes = 0
@@ -177,6 +179,13 @@ class Consumer:
     @property
     def target_layer(self) -> int:
         return self._target
+
+    @staticmethod
+    def _numbering_for(producer: Producer) -> Vp8Numbering | None:
+        """Simulcast VP8 needs its picture ids kept continuous across layer switches."""
+        if producer.simulcast and producer.codec.mimeType.lower() == "video/vp8":
+            return Vp8Numbering()
+        return None
 
     def on_congestion(self, callback: CongestionCallback) -> None:
         """Call ``callback(self, paused)`` when video stops, or starts again, for congestion."""
@@ -238,6 +247,8 @@ class Consumer:
         self.producer = producer
         producer._add_consumer(self)
         self._layer = self._target = 0
+        # the same subscriber stream: keep counting where it was (re-based on the next keyframe)
+        self._vp8 = self._vp8 or self._numbering_for(producer)
         self._resumed()
 
     # --- hot path ----------------------------------------------------------------------------
@@ -275,7 +286,7 @@ class Consumer:
             sequence_number=seq,
             timestamp=ts,
             marker=packet.marker,
-            payload=packet.payload,
+            payload=packet.payload if self._vp8 is None else self._vp8.rewrite(packet.payload),
             padding_size=packet.padding_size,
             send_time=send_time,
             audio_level=packet.extensions.audio_level,
@@ -331,6 +342,8 @@ class Consumer:
                 self._keyframe_asked_at = now
                 self.producer.request_keyframe(self._target)
             return False
+        if self._vp8 is not None:
+            self._vp8.rebase(packet.payload)
         if self._last_out_seq is None:
             out_seq = random.randint(0, 0x7FFF)
             out_ts = random.getrandbits(32)
@@ -397,10 +410,24 @@ class Consumer:
             self._congested_since = None
         target = choose_layer(needs, estimate, self._layer)
         if target != self._target:
+            logger.info(
+                "consumer %s: layer %d -> %d (estimate %d, layers %s)",
+                self.id[:8],
+                self._target,
+                target,
+                estimate,
+                needs,
+            )
             self._target = target
             if target != self._layer:
-                self._keyframe_asked_at = None
+                self._keyframe_asked_at = now
                 producer.request_keyframe(target)
+        elif target != self._layer and (
+            self._keyframe_asked_at is None or now - self._keyframe_asked_at >= KEYFRAME_RETRY_S
+        ):
+            # still waiting for the wanted layer's keyframe: a request can be lost or ignored
+            self._keyframe_asked_at = now
+            producer.request_keyframe(target)
         # probe towards the next layer up (its last known rate), as far as the estimate goes
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
         if above and target == self._layer:

@@ -17,12 +17,22 @@ from aiortc import RTCSessionDescription
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 from peers import Subscriber, client_pc, wait_for
-from test_continuity import _publish, _subscribe, room  # noqa: F401 (a fixture)
+from test_continuity import _publish, _subscribe
 
+from media import MediaWorker
 from media import _aiortc_seam as seam
 from media.keyframes import vp8_keyframe_start
 from media.room import RoomMedia
 from media.simulcast import URI_REPAIRED_RID, URI_RID
+
+
+@pytest.fixture
+async def room():  # type: ignore[no-untyped-def]
+    worker = MediaWorker(ice_addresses=["127.0.0.1"])
+    media = RoomMedia(worker.get_router("room"), lambda *_: None)
+    yield media
+    await media.close()
+    await worker.close()
 
 
 def _video_receiver(subscriber: Subscriber):  # type: ignore[no-untyped-def]
@@ -150,16 +160,20 @@ class Source:
                 if ssrc in self.asked:
                     keyframe[layer] = True
                     self.asked.remove(ssrc)
+                # each layer counts its own picture ids and TL0PICIDX, as an encoder does
+                picture = (frame + layer * 10_000) & 0x7FFF
+                tl0 = (frame + layer * 70) & 0xFF
                 for k in range(PACKETS_PER_FRAME[layer]):
-                    first = 0x10 if k == 0 else 0x00
-                    header = bytes([first, 0x00 if keyframe[layer] else 0x01, layer])
+                    first = 0x90 if k == 0 else 0x80  # X, and S on a frame's first packet
+                    descriptor = bytes([first, 0xC0, 0x80 | picture >> 8, picture & 0xFF, tl0])
+                    header = descriptor + bytes([0x00 if keyframe[layer] else 0x01, layer])
                     packet = RtpPacket(
                         payload_type=producer._payload_type,  # type: ignore[attr-defined]
                         sequence_number=seq[layer] & 0xFFFF,
                         timestamp=(frame * 3000 + layer * 1_000_000) & 0xFFFFFFFF,
                         ssrc=ssrc,
                         marker=int(k == PACKETS_PER_FRAME[layer] - 1),
-                        payload=header + bytes(997),
+                        payload=header + bytes(993),
                     )
                     packet.extensions.rtp_stream_id = RIDS[layer]
                     seq[layer] += 1
@@ -171,10 +185,11 @@ class Source:
 
 
 class Recorder:
-    """What one subscriber's video receiver got: (seq, timestamp, layer, keyframe, arrival)."""
+    """What one subscriber's video receiver got: (seq, timestamp, layer, keyframe, arrival,
+    picture id, TL0PICIDX, first packet of a frame)."""
 
     def __init__(self, subscriber: Subscriber) -> None:
-        self.log: list[tuple[int, int, int, bool, float]] = []
+        self.log: list[tuple[int, int, int, bool, float, int, int, bool]] = []
         receiver = _video_receiver(subscriber)
         pt = next(t for t in subscriber.pc.getTransceivers() if t.kind == "video")._codecs[0]
         receiver._RTCRtpReceiver__remote_bitrate_estimator = None
@@ -187,9 +202,12 @@ class Recorder:
                     (
                         packet.sequence_number,
                         packet.timestamp,
-                        packet.payload[2],
+                        packet.payload[6],
                         vp8_keyframe_start(packet.payload),
                         time.monotonic(),
+                        (packet.payload[2] & 0x7F) << 8 | packet.payload[3],
+                        packet.payload[4],
+                        bool(packet.payload[0] & 0x10),
                     )
                 )
             # never decoded: the payload is not a picture
@@ -198,9 +216,7 @@ class Recorder:
 
     def switches(self) -> list[tuple[int, int, bool]]:
         """(from layer, to layer, whether the first packet of the new layer is a keyframe)."""
-        return [
-            (a[2], b[2], b[3]) for a, b in itertools.pairwise(self.log) if a[2] != b[2]
-        ]
+        return [(a[2], b[2], b[3]) for a, b in itertools.pairwise(self.log) if a[2] != b[2]]
 
 
 async def _subscribe_recorded(room: RoomMedia, participant: str) -> tuple[Subscriber, Recorder]:
@@ -242,14 +258,14 @@ async def simulcast(room, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering(simulcast):
-    room, producer, source = simulcast
+    room, producer, _source = simulcast
     subscriber, recorder = await _subscribe_recorded(room, "patient")
     try:
         await wait_for(lambda: len(recorder.log) > 30, timeout=10)
         consumer = producer.consumers[0]
         assert consumer.layer == 0  # no estimate yet: the lowest layer
         for bitrate, layer in ((5_000_000, 2), (600_000, 1), (200_000, 0), (5_000_000, 2)):
-            await _hold_estimate(subscriber, bitrate, lambda l=layer: consumer.layer == l, 10)
+            await _hold_estimate(subscriber, bitrate, lambda want=layer: consumer.layer == want, 10)
             n = len(recorder.log)
             await wait_for(lambda n=n: len(recorder.log) > n + 20, timeout=5)
             assert {entry[2] for entry in recorder.log[-15:]} == {layer}
@@ -264,6 +280,11 @@ async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering
             assert ticks < 0x80000000, "the timestamp went back"
             if a[2] != b[2]:
                 assert ticks / 90000 == pytest.approx(b[4] - a[4], abs=0.1)
+        # picture ids and TL0PICIDX go on by one per frame across the switches (a receiver
+        # drops a frame whose picture id is not newer than the last one it decoded)
+        starts = [entry for entry in log if entry[7]]
+        assert {(b[5] - a[5]) & 0x7FFF for a, b in itertools.pairwise(starts)} == {1}
+        assert {(b[6] - a[6]) & 0xFF for a, b in itertools.pairwise(starts)} == {1}
         # the publisher is told what the best subscriber can take, with room for lower layers
         await wait_for(lambda: producer.remb_sent == 7_500_000, timeout=5)
     finally:
@@ -273,14 +294,12 @@ async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering
 async def test_r1_a_constrained_subscriber_does_not_take_the_top_layer_from_another(simulcast):
     """Three parties at the media layer (a visit's room admits two pages): one publisher, two
     subscribers; the one on a poor network gets the low layer, the other keeps the top one."""
-    room, producer, source = simulcast
+    room, producer, _source = simulcast
     fine, fine_log = await _subscribe_recorded(room, "patient")
     poor, poor_log = await _subscribe_recorded(room, "companion")
     try:
         await wait_for(lambda: len(fine_log.log) > 30 and len(poor_log.log) > 30, timeout=10)
-        by_subscriber = {
-            c.app_data["transport_id"]: c for c in producer.consumers
-        }
+        by_subscriber = {c.app_data["transport_id"]: c for c in producer.consumers}
         fine_c = by_subscriber[room._subscribe["patient"].id]
         poor_c = by_subscriber[room._subscribe["companion"].id]
 

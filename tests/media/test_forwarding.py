@@ -67,7 +67,8 @@ async def test_keyframe_requests_are_coalesced_per_window(call):
     await wait_for(lambda: call.video.keyframe_requests_sent >= 1, timeout=2)
     # let the window of the subscription's own request pass
     await wait_for(
-        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S, timeout=2
+        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
+        timeout=2,
     )
     sent = call.video.keyframe_requests_sent
     at_publisher = len(call.keyframe_requests)
@@ -91,7 +92,8 @@ async def test_subscriber_pli_reaches_the_publisher(call):
     receiver = next(t.receiver for t in call.subscriber.pc.getTransceivers() if t.kind == "video")
     ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))
     await wait_for(
-        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S, timeout=2
+        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
+        timeout=2,
     )
     before = len(call.keyframe_requests)
     await receiver._send_rtcp_pli(ssrc)
