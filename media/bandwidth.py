@@ -28,9 +28,6 @@ MIN_PROBE_BPS = 60_000
 PADDING_BYTES = 255
 #: The REMB the server sends a publisher never asks for less than this.
 MIN_UPSTREAM_BPS = 100_000
-#: For a simulcast publisher the REMB is the best subscriber's estimate times this: the lower
-#: layers are sent too.
-SIMULCAST_HEADROOM = 1.5
 
 
 def choose_layer(needs: Sequence[int | None], estimate: int, current: int | None) -> int:

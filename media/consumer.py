@@ -382,10 +382,16 @@ class Consumer:
     def _evaluate(self) -> None:
         """Pick the layer the estimate carries; stop video only when even the lowest is far
         out of reach for :data:`PAUSE_AFTER_S`; set how much to probe."""
-        estimate = self.remb_bitrate
-        if self.kind != "video" or estimate is None or self._closed:
+        if self.kind != "video" or self._closed:
             return
         producer = self.producer
+        estimate = self.remb_bitrate
+        if estimate is None:
+            if not producer.simulcast:
+                return
+            # no estimate yet: start on the best layer, so that the receiver's first estimate
+            # (which it takes from what it receives) is not held down by a low layer
+            estimate = 1 << 40
         now = time.monotonic()
         needs = producer.layer_needs(int(now * 1000))
         active = [need for need in needs if need is not None]
@@ -410,7 +416,7 @@ class Consumer:
             self._congested_since = None
         target = choose_layer(needs, estimate, self._layer)
         if target != self._target:
-            logger.info(
+            logger.debug(
                 "consumer %s: layer %d -> %d (estimate %d, layers %s)",
                 self.id[:8],
                 self._target,

@@ -13,7 +13,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import _aiortc_seam as seam
-from .bandwidth import MIN_UPSTREAM_BPS, SIMULCAST_HEADROOM
+from .bandwidth import MIN_UPSTREAM_BPS
 from .errors import ClosedError
 from .rtp_writer import abs_send_time, ntp_now
 from .tracking import track
@@ -199,7 +199,10 @@ class Producer:
 
     def layer_needs(self, now_ms: int) -> list[int | None]:
         """Each layer's bitrate, None for a layer not being received (lowest first)."""
-        return [(layer.bitrate or 1) if layer.active(now_ms) else None for layer in self.layers]
+        return [
+            layer.bitrate if layer.active(now_ms) and layer.bitrate else None
+            for layer in self.layers
+        ]
 
     def _on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
         if self._closed or ssrc != self._ssrc:
@@ -297,8 +300,9 @@ class Producer:
         """Tell the publisher what to send: its uplink estimate, capped by its subscribers'.
 
         One stream: the lowest subscriber estimate (so a 1:1 call degrades in quality instead
-        of stopping). Simulcast: the best subscriber's estimate with headroom for the lower
-        layers (a constrained subscriber takes a lower layer; the others keep the top one).
+        of stopping). Simulcast: the uplink alone; each subscriber takes the layer it can carry.
+        (Capping by the subscribers here would spiral down: a receiver's REMB stays within 1.5
+        times what it receives, and it receives one layer.)
         """
         if self._closed or self.kind != "video":
             return
@@ -306,11 +310,8 @@ class Producer:
             now_ms = int(time.monotonic() * 1000)
         estimates = [c.remb_bitrate for c in self._consumers.values() if c.remb_bitrate]
         cap: int | None = None
-        if estimates:
-            if self.simulcast:
-                cap = int(max(estimates) * SIMULCAST_HEADROOM)
-            else:
-                cap = min(estimates)  # type: ignore[type-var]
+        if estimates and not self.simulcast:
+            cap = min(estimates)  # type: ignore[type-var]
         values = [v for v in (self.uplink_estimate, cap) if v]
         if not values:
             return

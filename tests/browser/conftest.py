@@ -408,8 +408,12 @@ def open_room_in(
                 wrapper = tmp_path / f"chromium-in-{ns}"
                 wrapper.write_text(f'#!/bin/sh\nexec {_ip()} netns exec {ns} {CHROMIUM} "$@"\n')
                 wrapper.chmod(0o755)
+                # an address other than loopback is no secure context: no camera without this
+                origin = "/".join(url.split("/")[:3])
                 browsers[ns] = playwright.chromium.launch(
-                    executable_path=str(wrapper), headless=True, args=CHROMIUM_ARGS
+                    executable_path=str(wrapper),
+                    headless=True,
+                    args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"],
                 )
             context = browsers[ns].new_context(
                 viewport={"width": 1280, "height": 900}, locale="zh-CN"

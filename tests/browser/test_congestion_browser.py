@@ -38,7 +38,7 @@ SAMPLER_JS = """
     const pc = window.__tc.pcs.subscribe;
     const video = document.querySelector("video[data-participant-id]");
     const track = video && video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
-    const row = { t: performance.now(), frames: null, width: 0, height: 0, audio: null,
+    const row = { t: performance.now(), wall: Date.now(), frames: null, width: 0, height: 0, audio: null,
                   paused: document.querySelector(".tile-remote")?.dataset.videoPaused ?? null };
     if (pc && track) {
       const stats = await pc.getStats();
@@ -46,6 +46,8 @@ SAMPLER_JS = """
         if (s.type !== "inbound-rtp") return;
         if (s.kind === "video" && s.trackIdentifier === track.id) {
           row.frames = s.framesDecoded || 0;
+          row.detail = [s.framesReceived, s.framesDropped, s.packetsLost, s.nackCount,
+                        s.pliCount, s.keyFramesDecoded, s.packetsReceived, s.bytesReceived];
           row.width = s.frameWidth || 0;
           row.height = s.frameHeight || 0;
         } else if (s.kind === "audio") {
@@ -71,7 +73,14 @@ def _wait_playing(room: RoomPage, timeout_s: float = 20.0) -> None:
             timeout=timeout_s * 1000,
         )
     except Exception as exc:
-        pytest.fail(f"{room.role}: no remote video: {exc}\n" + "\n".join(room.logs[-30:]))
+        states = room.page.evaluate(
+            "() => Object.fromEntries(Object.entries(window.__tc?.pcs ?? {}).map(([k, pc]) =>"
+            " [k, pc && [pc.connectionState, pc.iceConnectionState, pc.iceGatheringState,"
+            " (pc.localDescription?.sdp ?? '').split('\\n').filter(l => l.includes('candidate'))]]))"
+        )
+        pytest.fail(
+            f"{room.role}: no remote video: {exc}\n{states}\n" + "\n".join(room.logs[-30:])
+        )
 
 
 def _samples(room: RoomPage) -> list[dict[str, Any]]:
@@ -131,6 +140,8 @@ def test_r1_a_minute_on_a_busy_machine_never_freezes(
         for role, rows in results.items()
     }
     print(f"\nbusy machine, 60 s: {report}")
+    for role, rows in results.items():
+        print(role, [(r["wall"] % 100000, r["frames"], r["width"]) for r in rows[-8:]])
     log = server.stdout_path.read_text(errors="replace") + server.stderr_path.read_text(
         errors="replace"
     )
@@ -169,8 +180,15 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
         _wait_playing(room)
     patient.page.evaluate(SAMPLER_JS)
     now_js = "() => performance.now()"
-    # settle, then 8 s of the unconstrained call as the reference
-    patient.page.wait_for_timeout(6000)
+    # the unconstrained call reaches the camera's full size (the top layer) ...
+    try:
+        patient.page.wait_for_function(
+            "() => document.querySelector('video[data-participant-id]').videoWidth >= 640",
+            timeout=20_000,
+        )
+    except Exception:
+        pytest.fail(f"the top layer never reached the patient: {_samples(patient)[-5:]}")
+    # ... and 8 s of it are the reference
     before_from = patient.page.evaluate(now_js)
     patient.page.wait_for_timeout(8000)
     squeeze_at = patient.page.evaluate(now_js)
@@ -208,6 +226,8 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
         "size_after": sorted({(r["width"], r["height"]) for r in after[-6:]}),
     }
     print(f"\n300 kbit/s downlink for 20 s: {report}")
+    for r in rows:
+        print(round(r["t"] / 1000, 1), r["frames"], r["width"], r.get("detail"))
     # audio never stopped: samples grew every second of the squeeze
     audio = [r["audio"] for r in during if r["audio"] is not None]
     assert len(audio) >= 15 and all(b > a for a, b in itertools.pairwise(audio)), audio

@@ -18,12 +18,25 @@ const ACK_TIMEOUT_MS = 10_000;
 const ICE_GATHER_TIMEOUT_MS = 2_000;
 // Camera video goes out as simulcast, lowest layer first (the server reads the order of
 // a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
-// poor network costs that subscriber resolution, not the picture.
-const SIMULCAST_ENCODINGS = [
-  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
+// poor network costs that subscriber resolution, not the picture. Chromium sends at most two
+// layers below 960x540 (it drops the highest ones), so a VGA camera gets two.
+function simulcastEncodings(track) {
+  const height = track.getSettings?.().height ?? 0;
+  if (height >= 540) {
+    return [
+      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+    ];
+  }
+  if (height >= 240) {
+    return [
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_000_000 },
+    ];
+  }
+  return null; // too small to split
+}
 
 // Hook for ICE servers (STUN/TURN). Empty until the server provides them: when the join ack
 // carries `ice_servers` (RTCIceServer[]), peer connections made after it use that list.
@@ -271,9 +284,10 @@ class Session {
     const trickle = new Trickle("publish", pc);
     for (const track of localStream.getTracks()) {
       const init = { direction: "sendonly", streams: [localStream] };
-      if (track.kind === "video") {
+      const encodings = track.kind === "video" ? simulcastEncodings(track) : null;
+      if (encodings) {
         try {
-          pc.addTransceiver(track, { ...init, sendEncodings: SIMULCAST_ENCODINGS });
+          pc.addTransceiver(track, { ...init, sendEncodings: encodings });
           continue;
         } catch (err) {
           console.info("[tc] simulcast refused, one layer:", err?.message); // fall back
