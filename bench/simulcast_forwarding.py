@@ -120,6 +120,8 @@ async def run(simulcast: bool, subscribers: int, seconds: float) -> tuple[float,
                     payload=head + bytes([0x00 if keyframe else 0x01]) + bytes(994),
                 )
                 packet.extensions.rtp_stream_id = RIDS[layer] if simulcast else None
+                # as a browser sends it: the Producer estimates the uplink from it
+                packet.extensions.abs_send_time = int(time.time() * (1 << 18)) & 0xFFFFFF
                 seq[layer] += 1
                 t0 = time.process_time()
                 await producer._on_rtp(packet, int(time.monotonic() * 1000))

@@ -32,13 +32,14 @@ tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fa
 from __future__ import annotations
 
 import asyncio
+import collections
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rate import RemoteBitrateEstimator as RemoteBitrateEstimator  # for the Producer
+from aiortc.rate import RemoteBitrateEstimator as _RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -190,6 +191,56 @@ async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) ->
     )
     await receiver._send_rtcp(packet)
     return True
+
+
+class _WindowRate:
+    """What ``RemoteBitrateEstimator.incoming_bitrate`` (aiortc's ``RateCounter``) does, in
+    O(1): bits per second over the last ``window_ms``. aiortc's counter walks a 1000-slot ring
+    one millisecond at a time on every call, which made the estimator cost as much as
+    forwarding the packet to several subscribers."""
+
+    __slots__ = ("_bytes", "_first_ms", "_items", "_scale", "_window_ms")
+
+    def __init__(self, window_ms: int = 1000, scale: int = 8000) -> None:
+        self._window_ms = window_ms
+        self._scale = scale
+        self._items: collections.deque[tuple[int, int]] = collections.deque()
+        self._bytes = 0
+        self._first_ms: int | None = None
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._first_ms is None:
+            self._first_ms = now_ms
+        self._erase_old(now_ms)
+        self._items.append((now_ms, value))
+        self._bytes += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._first_ms is None:
+            return None
+        self._erase_old(now_ms)
+        active = min(now_ms - self._first_ms + 1, self._window_ms)
+        if not self._items or active <= 1:
+            return None
+        return round(self._scale * self._bytes / active)
+
+    def reset(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+        self._first_ms = None
+
+    def _erase_old(self, now_ms: int) -> None:
+        oldest = now_ms - self._window_ms + 1
+        items = self._items
+        while items and items[0][0] < oldest:
+            self._bytes -= items.popleft()[1]
+
+
+def RemoteBitrateEstimator() -> _RemoteBitrateEstimator:
+    """aiortc's receive-side estimator (abs-send-time, AIMD), with an O(1) rate counter."""
+    estimator = _RemoteBitrateEstimator()
+    estimator.incoming_bitrate = _WindowRate()  # type: ignore[assignment]
+    return estimator
 
 
 SenderReportHandler = Callable[[int, int, int], None]
