@@ -165,7 +165,17 @@ def test_simulcast_and_bandwidth_hooks_exist():
         "payload_size",
         "ssrc",
     ]
-    assert seam.RemoteBitrateEstimator is RemoteBitrateEstimator
+    estimator = seam.RemoteBitrateEstimator()
+    assert isinstance(estimator, RemoteBitrateEstimator)
+    # the rate counter we replace is used through exactly these calls
+    source = inspect.getsource(RemoteBitrateEstimator)
+    for call in ("incoming_bitrate.rate(", "incoming_bitrate.add(", "incoming_bitrate.reset()"):
+        assert call in source
+    assert estimator.incoming_bitrate.rate(0) is None
+    estimator.incoming_bitrate.add(1000, 0)
+    estimator.incoming_bitrate.add(1000, 499)
+    assert estimator.incoming_bitrate.rate(499) == 8000 * 2000 // 500
+    assert estimator.incoming_bitrate.rate(1400) == 8000 * 1000 // 1000  # the first one expired
     assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp)
     assert "self.__rtcp_ssrc" in inspect.getsource(RTCRtpReceiver)
 
