@@ -247,6 +247,7 @@ class Consumer:
         self.producer = producer
         producer._add_consumer(self)
         self._layer = self._target = 0
+        producer._layers_wanted()
         # the same subscriber stream: keep counting where it was (re-based on the next keyframe)
         self._vp8 = self._vp8 or self._numbering_for(producer)
         self._resumed()
@@ -271,6 +272,7 @@ class Consumer:
                 return
             # the wanted layer's keyframe: switch, numbering continuous
             self._layer = layer
+            self.producer._layers_wanted()
             self._rebase = True
             self.layer_switches += 1
         elif self._congested:
@@ -425,6 +427,7 @@ class Consumer:
                 needs,
             )
             self._target = target
+            producer._layers_wanted()
             if target != self._layer:
                 self._keyframe_asked_at = now
                 producer.request_keyframe(target)

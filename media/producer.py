@@ -123,6 +123,7 @@ class Producer:
         self.simulcast = len(self.layers) > 1
         self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
         self._by_ssrc: dict[int, Layer] = {}
+        self._wanted = [False] * len(self.layers)  # by layer: a Consumer forwards it
         if rtx_ssrc is not None and not self.simulcast:
             self.layers[0].rtx_ssrc = rtx_ssrc
             self._by_ssrc[rtx_ssrc] = self.layers[0]
@@ -170,9 +171,21 @@ class Producer:
         if self._closed:
             raise ClosedError(f"producer {self.id} is closed")
         self._consumers[consumer.id] = consumer
+        self._layers_wanted()
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         self._consumers.pop(consumer.id, None)
+        self._layers_wanted()
+
+    def _layers_wanted(self) -> None:
+        """Note which layers some Consumer forwards or waits for: the others' packets stop at
+        the Producer (a simulcast layer nobody takes costs only its reception)."""
+        wanted = [False] * len(self.layers)
+        for consumer in self._consumers.values():
+            for index in (consumer.layer, consumer.target_layer):
+                if 0 <= index < len(wanted):
+                    wanted[index] = True
+        self._wanted = wanted
 
     @property
     def taps(self) -> list[ProducerTap]:
@@ -276,11 +289,11 @@ class Producer:
         if layer.index == 0:
             for tap in self._taps:
                 tap.on_rtp(packet)
-        if not self._consumers:
+        index = layer.index
+        if not self._wanted[index]:
             return
         ntp = ntp_now()
         send_time = abs_send_time(ntp)
-        index = layer.index
         for consumer in tuple(self._consumers.values()):
             await consumer._forward(packet, index, ntp, send_time)
 
