@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: Switch up when the estimate covers the next layer's bitrate times this.
-UP_ABOVE = 1.0
-#: Switch down when the estimate falls below the current layer's bitrate times this.
+#: A receiver's REMB grows by about 8 % a second and stays within 1.5 times what it receives,
+#: so waiting for it to cover a higher layer whole takes long after congestion. While it has not
+#: dropped for :data:`STEADY_S` (no overuse seen), switch up when it covers this share of the next
+#: layer's bitrate, and stay on a layer down to the second share ...
+UP_ABOVE = 0.6
+STAY_ABOVE = 0.5
+#: ... while it is falling (the receiver saw overuse), stay only above this share.
 DOWN_BELOW = 0.8
+#: The estimate counts as falling this long after it last dropped by more than :data:`DROP`.
+STEADY_S = 2.0
+DROP = 0.97
 #: Video stops when the estimate is below the lowest layer's bitrate times this ...
 PAUSE_BELOW = 0.5
 #: ... for this long (a dip under CPU load or a keyframe burst is no reason to stop).
@@ -30,24 +37,28 @@ PADDING_BYTES = 255
 MIN_UPSTREAM_BPS = 100_000
 
 
-def choose_layer(needs: Sequence[int | None], estimate: int, current: int | None) -> int:
+def choose_layer(
+    needs: Sequence[int | None], estimate: int, current: int | None, *, steady: bool = True
+) -> int:
     """The layer (index into ``needs``, lowest first) ``estimate`` carries.
 
     ``needs[i]`` is layer i's bitrate, None while the layer is not being received. With
-    hysteresis: stay on ``current`` until the estimate falls below it by :data:`DOWN_BELOW`;
-    go up only when the estimate covers the higher layer by :data:`UP_ABOVE`. Never returns an
+    hysteresis: while the estimate is ``steady`` (not falling), go up when it covers
+    :data:`UP_ABOVE` of a higher layer and stay down to :data:`STAY_ABOVE` of the current one;
+    while it falls, go up never and stay only above :data:`DOWN_BELOW`. Never returns an
     inactive layer unless none is active (then the lowest).
     """
     active = [i for i, need in enumerate(needs) if need is not None]
     if not active:
         return 0 if current is None else current
+    stay = STAY_ABOVE if steady else DOWN_BELOW
     best = active[0]
     for i in active:
         need = needs[i] or 0
         if i == current:
-            if estimate >= need * DOWN_BELOW:
+            if estimate >= need * stay:
                 best = i
-        elif estimate >= need * UP_ABOVE:
+        elif (steady or current is None or i < current) and estimate >= need * UP_ABOVE:
             best = i
     return best
 

@@ -24,11 +24,13 @@ from aiortc.rtp import (
 
 from . import _aiortc_seam as seam
 from .bandwidth import (
+    DROP,
     MIN_PROBE_BPS,
     PADDING_BYTES,
     PAUSE_AFTER_S,
     PAUSE_BELOW,
     RESUME_ABOVE,
+    STEADY_S,
     ProbeBudget,
     choose_layer,
 )
@@ -120,6 +122,7 @@ class Consumer:
         self._paused = False
         self._congested = False
         self._congested_since: float | None = None  # monotonic time the estimate fell short
+        self._estimate_fell_at = -STEADY_S  # monotonic time the estimate last dropped
         self._on_congestion: list[CongestionCallback] = []
         # layers (simulcast): the one forwarded, the one wanted; a switch waits for its keyframe
         self._layer = 0
@@ -376,6 +379,8 @@ class Consumer:
                 return
             if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
                 dropped = self.remb_bitrate is not None and bitrate < self.remb_bitrate
+                if dropped and bitrate < self.remb_bitrate * DROP:  # type: ignore[operator]
+                    self._estimate_fell_at = time.monotonic()
                 self.remb_bitrate = bitrate
                 self._evaluate()
                 if dropped:
@@ -416,7 +421,8 @@ class Consumer:
                 return
         else:
             self._congested_since = None
-        target = choose_layer(needs, estimate, self._layer)
+        steady = now - self._estimate_fell_at >= STEADY_S
+        target = choose_layer(needs, estimate, self._layer, steady=steady)
         if target != self._target:
             logger.debug(
                 "consumer %s: layer %d -> %d (estimate %d, layers %s)",

@@ -31,8 +31,8 @@ function simulcastEncodings(track) {
   }
   if (height >= 240) {
     return [
-      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
-      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_000_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 800_000 },
     ];
   }
   return null; // too small to split
