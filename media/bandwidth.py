@@ -16,10 +16,10 @@ from collections.abc import Sequence
 #: so waiting for it to cover a higher layer whole takes long after congestion. While it has not
 #: dropped for :data:`STEADY_S` (no overuse seen), switch up when it covers this share of the next
 #: layer's bitrate, and stay on a layer down to the second share ...
-UP_ABOVE = 0.6
-STAY_ABOVE = 0.5
-#: ... while it is falling (the receiver saw overuse), stay only above this share.
-DOWN_BELOW = 0.8
+UP_ABOVE = 0.9
+STAY_ABOVE = 0.75
+#: ... while it is falling (the receiver saw overuse), stay only while it covers the layer whole.
+DOWN_BELOW = 1.0
 #: The estimate counts as falling this long after it last dropped by more than :data:`DROP`.
 STEADY_S = 2.0
 DROP = 0.97
@@ -31,6 +31,8 @@ PAUSE_AFTER_S = 3.0
 RESUME_ABOVE = 1.0
 #: Probes while stopped go at least this fast, so that an estimate of nearly nothing can grow.
 MIN_PROBE_BPS = 60_000
+#: Probes towards a higher layer fill what is sent up to this share of the estimate.
+PROBE_SHARE = 0.9
 #: A padding packet's padding (the RTP maximum).
 PADDING_BYTES = 255
 #: The REMB the server sends a publisher never asks for less than this.

@@ -29,6 +29,7 @@ from .bandwidth import (
     PADDING_BYTES,
     PAUSE_AFTER_S,
     PAUSE_BELOW,
+    PROBE_SHARE,
     RESUME_ABOVE,
     STEADY_S,
     ProbeBudget,
@@ -444,9 +445,12 @@ class Consumer:
             self._keyframe_asked_at = now
             producer.request_keyframe(target)
         # probe towards the next layer up (its last known rate), as far as the estimate goes
+        # probe towards the next layer up (its last known rate), only while the estimate is
+        # steady (padding on a link that just showed overuse only adds to the queue), and to a
+        # little under the estimate: the receiver's estimate may grow to 1.5 times that
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
-        if above and target == self._layer:
-            self._probe.set_rate(min(above[0], estimate))
+        if above and target == self._layer and steady:
+            self._probe.set_rate(int(min(above[0], estimate * PROBE_SHARE)))
         else:
             self._probe.set_rate(0)
 

@@ -265,7 +265,7 @@ async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering
         consumer = producer.consumers[0]
         # no estimate yet: the best layer, once the layers' rates are known
         await wait_for(lambda: consumer.layer == 2, timeout=5)
-        for bitrate, layer in ((400_000, 1), (120_000, 0), (5_000_000, 2)):
+        for bitrate, layer in ((450_000, 1), (120_000, 0), (5_000_000, 2)):
             await _hold_estimate(subscriber, bitrate, lambda want=layer: consumer.layer == want, 10)
             n = len(recorder.log)
             await wait_for(lambda n=n: len(recorder.log) > n + 20, timeout=5)
