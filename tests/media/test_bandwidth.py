@@ -308,7 +308,7 @@ async def test_r1_a_constrained_subscriber_does_not_take_the_top_layer_from_anot
         def settled() -> bool:
             return (
                 fine_c.remb_bitrate == 5_000_000
-                and poor_c.remb_bitrate == 250_000
+                and poor_c.remb_bitrate == 350_000
                 and fine_c.layer == 2
                 and poor_c.layer == 0
                 and poor_c.target_layer == 0
@@ -318,7 +318,7 @@ async def test_r1_a_constrained_subscriber_does_not_take_the_top_layer_from_anot
         while not settled():
             assert time.monotonic() < deadline, (fine_c.layer, poor_c.layer)
             await _send_remb(fine, 5_000_000)
-            await _send_remb(poor, 250_000)
+            await _send_remb(poor, 350_000)
             await _poll(settled, 0.3)
         n, m = len(fine_log.log), len(poor_log.log)
         await wait_for(lambda: len(fine_log.log) > n + 40 and len(poor_log.log) > m + 10, 5)
