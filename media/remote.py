@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BadSdp, ClosedError, InvalidState, MediaError
+from .errors import BadSdp, ClosedError, InvalidState, MediaError, ServerBusy
 from .room import EventSink
 from .rpc import ProtocolError, encode_message, read_message
 
@@ -31,6 +31,7 @@ _ERRORS: dict[str, type[MediaError]] = {
     BadSdp.code: BadSdp,
     InvalidState.code: InvalidState,
     ClosedError.code: ClosedError,
+    ServerBusy.code: ServerBusy,
 }
 
 
@@ -182,6 +183,9 @@ class RemoteRoom:
     async def publish(self, participant_id: str, offer_sdp: str) -> str:
         return str(await self._call("publish", participant_id=participant_id, offer_sdp=offer_sdp))
 
+    async def admit(self, participant_id: str) -> None:
+        await self._call("admit", participant_id=participant_id)
+
     async def subscribe(self, participant_id: str) -> None:
         await self._call("subscribe", participant_id=participant_id)
 
@@ -270,15 +274,21 @@ class ProcessMediaPool:
             alive = [w for w in self.workers if w.alive]
         if not alive:
             raise WorkerLost("no media worker is running")
-        worker = min(alive, key=lambda w: (len(w.rooms), w.index))
-        worker.rooms[room_id] = on_event
-        try:
-            await worker.call("open_room", room=room_id, tap_options=tap_options)
-        except BaseException:
-            worker.rooms.pop(room_id, None)
-            raise
-        room = self._rooms[room_id] = RemoteRoom(room_id, worker)
-        return room
+        # the worker with the fewest rooms first; a busy one (its loop lags) refuses, and the
+        # next is asked; when all refuse, so does the pool
+        for worker in sorted(alive, key=lambda w: (len(w.rooms), w.index)):
+            worker.rooms[room_id] = on_event
+            try:
+                await worker.call("open_room", room=room_id, tap_options=tap_options)
+            except ServerBusy:
+                worker.rooms.pop(room_id, None)
+                continue
+            except BaseException:
+                worker.rooms.pop(room_id, None)
+                raise
+            room = self._rooms[room_id] = RemoteRoom(room_id, worker)
+            return room
+        raise ServerBusy("every media worker is busy; try again shortly")
 
     async def close_room(self, room_id: str) -> None:
         room = self._rooms.pop(room_id, None)

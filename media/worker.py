@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
+from .loop_lag import LoopLagMonitor
 from .memory import HeapTrimmer
 from .router import Router
 
@@ -29,6 +30,22 @@ class MediaWorker:
         self._routers: dict[str, Router] = {}
         self._closed = False
         self._trimmer: HeapTrimmer | None = None  # started with the first room
+        self.load = LoopLagMonitor(describe=self._figures)
+
+    def _figures(self) -> dict[str, int]:
+        return {
+            "rooms": len(self._routers),
+            "transports": sum(len(r.dump()["transports"]) for r in self._routers.values()),
+        }
+
+    @property
+    def busy(self) -> bool:
+        """The loop lags: refuse new rooms and participants (media/loop_lag.py)."""
+        return self.load.busy
+
+    def start(self) -> None:
+        """Start measuring the loop (needs the running loop)."""
+        self.load.start()
 
     @property
     def closed(self) -> bool:
@@ -44,6 +61,7 @@ class MediaWorker:
             raise ClosedError("the media worker is closed")
         if self._trimmer is None:
             self._trimmer = HeapTrimmer()
+        self.load.start()
         router = self._routers.get(room_id)
         if router is None or router.closed:
             router = Router(room_id, ice_servers=self._ice_servers)
@@ -60,6 +78,7 @@ class MediaWorker:
         if self._closed:
             return
         self._closed = True
+        await self.load.close()
         for router in tuple(self._routers.values()):
             await router.close()
         self._routers.clear()

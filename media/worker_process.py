@@ -24,6 +24,7 @@ from .tracking import open_objects
 logger = logging.getLogger(__name__)
 
 ROOM_METHODS = {
+    "admit",
     "publish",
     "subscribe",
     "needs_offer",
@@ -130,6 +131,7 @@ async def serve(
     pool = LocalMediaPool(
         ice_addresses=ice_addresses, ice_servers=ice_servers, tap_factory=tap_factory
     )
+    await pool.start()
     worker = WorkerServer(pool)
     server = await asyncio.start_unix_server(worker.handle, path=socket_path)
     os.chmod(socket_path, 0o600)
