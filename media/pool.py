@@ -36,6 +36,7 @@ class RoomHandle(Protocol):
         self, participant_id: str, target: Any, candidate: dict[str, Any] | None
     ) -> None: ...
     async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None: ...
+    async def restart(self, participant_id: str) -> None: ...
     async def leave(self, participant_id: str, *, returning: bool = False) -> None: ...
 
 
@@ -44,6 +45,10 @@ class MediaPool(Protocol):
     def closed(self) -> bool: ...
 
     async def start(self) -> None: ...
+    async def check_capacity(self) -> None:
+        """Raise ``ServerBusy`` when no worker would take a new room now."""
+        ...
+
     async def open_room(
         self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
     ) -> RoomHandle:
@@ -76,6 +81,15 @@ class LocalMediaPool:
         """The Routers live in this process; only the loop-lag measure starts."""
         self.worker.start()
 
+    async def check_capacity(self) -> None:
+        if self.worker.busy:
+            self.worker.load.refusals += 1
+            logger.warning(
+                "new room refused: the event loop lags (max %.0f ms in the last window)",
+                self.worker.load.last_window_max_s * 1000,
+            )
+            raise ServerBusy("the media server is busy; try again shortly")
+
     @property
     def rooms(self) -> list[RoomMedia]:
         return list(self._rooms.values())
@@ -87,13 +101,7 @@ class LocalMediaPool:
             raise ClosedError("the media pool is closed")
         room = self._rooms.get(room_id)
         if room is None or room.closed:
-            if self.worker.busy:
-                self.worker.load.refusals += 1
-                logger.warning(
-                    "new room refused: the event loop lags (max %.0f ms in the last window)",
-                    self.worker.load.last_window_max_s * 1000,
-                )
-                raise ServerBusy("the media server is busy; try again shortly")
+            await self.check_capacity()
             room = RoomMedia(
                 self.worker.get_router(room_id),
                 on_event,

@@ -209,6 +209,9 @@ class RemoteRoom:
     async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:
         await self._call("set_muted", participant_id=participant_id, kind=kind, muted=muted)
 
+    async def restart(self, participant_id: str) -> None:
+        await self._call("restart", participant_id=participant_id)
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         await self._call("leave", participant_id=participant_id, returning=returning)
 
@@ -254,6 +257,18 @@ class ProcessMediaPool:
     async def start(self) -> None:
         self.workers = [self._new_worker(i) for i in range(self.size)]
         await asyncio.gather(*(w.start() for w in self.workers))
+
+    async def check_capacity(self) -> None:
+        """Raise ``ServerBusy`` when every live worker's loop lags (a new room would fail)."""
+        alive = [w for w in self.workers if w.alive]
+        for worker in alive:
+            try:
+                if not await worker.call("busy"):
+                    return
+            except WorkerLost:
+                continue
+        if alive:
+            raise ServerBusy("every media worker is busy; try again shortly")
 
     def placement(self) -> dict[str, int]:
         """Room id -> index of the worker it lives on."""

@@ -257,6 +257,13 @@ class RoomMedia:
             if producer.kind == kind:
                 producer.pause() if muted else producer.resume()
 
+    async def restart(self, participant_id: str) -> None:
+        """The participant's page found its connections dead: close them as a lost path is
+        closed (the others keep its streams), so that it can make new ones."""
+        self._recovering.add(participant_id)
+        for transport in self._detach(participant_id, returning=True):
+            await transport.close()
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         """Close the participant's Transports; the others renegotiate its tracks away.
 

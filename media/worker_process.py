@@ -33,6 +33,7 @@ ROOM_METHODS = {
     "add_ice_candidate",
     "set_muted",
     "leave",
+    "restart",
     "dump",
 }
 
@@ -97,6 +98,8 @@ class WorkerServer:
             return {"pid": os.getpid()}
         if method == "open_objects":
             return open_objects()
+        if method == "busy":
+            return self._pool.worker.busy
         room_id = str(args.pop("room", ""))
         if method == "open_room":
 

@@ -88,6 +88,7 @@ class SignalingServer:
             "subscribe_answer": self._subscribe_answer,
             "ice_candidate": self._ice_candidate,
             "mute": self._mute,
+            "restart_media": self._restart_media,
             "leave": self._leave,
         }
         # chat goes onto the room's recording timeline (R22, R23) unless a hook is given
@@ -206,6 +207,8 @@ class SignalingServer:
         if request.visit != session.identity.visit_id:
             raise SignalingError("visit_mismatch", "the join token is for another visit")
         room = await self._room(session)
+        # an overloaded media worker takes nobody new (server_busy); the page retries
+        await room.admit(session)
         replaced = room.add(session)
         if replaced is not None:
             # The same participant came back on a new socket: the old one goes.
@@ -254,6 +257,10 @@ class SignalingServer:
         await room.set_muted(session, request.kind, request.muted)
         room.record("muted", {**_who(session), "kind": request.kind, "muted": request.muted})
         await room.broadcast_participants()
+
+    async def _restart_media(self, session: Session, data: Any) -> None:
+        m.Empty.parse(data)
+        await (await self._room(session)).restart_media(session)
 
     async def _leave(self, session: Session, data: Any) -> None:
         m.Empty.parse(data)
