@@ -21,6 +21,7 @@ from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
 from consult.visit_flow import may_join_room
 from consult.visits import resolve_participant
+from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
 
@@ -162,7 +163,10 @@ class SignalingServer:
         if session is None:
             return
         await session.close()
-        await self._leave_room(session, returning=True)
+        try:
+            await self._leave_room(session, returning=True)
+        except MediaError as exc:  # its media is gone already (a lost worker, shutdown)
+            logger.info("media left with the socket: %s", exc.code, extra={"sid": sid})
         logger.info("disconnected", extra={"sid": sid})
 
     # --- events ------------------------------------------------------------------------------
