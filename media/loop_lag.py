@@ -8,8 +8,9 @@ connections. A worker whose loop lags therefore stops taking new rooms and parti
 
 The measure: a task asks to wake every ``interval_s``; how late it wakes is the lag. Each
 ``window_s`` the largest lag of the window is compared with the threshold. Busy after
-``enter_windows`` windows over it in a row (one long stall of 4x the threshold is enough);
-not busy again after ``leave_windows`` windows under half of it, so the state does not flap.
+``enter_windows`` windows over it in a row (one stall, however long, is not overload: a
+sustained lag is); not busy again after ``leave_windows`` windows under half of it, so the
+state does not flap. A threshold of 0 measures but never refuses.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class LoopLagMonitor:
     def end_window(self, max_lag_s: float, mean_lag_s: float, length_s: float) -> None:
         """Fold one window's figures into the busy state (the task calls it; tests may too)."""
         self.last_window_max_s = max_lag_s
+        if self.threshold_s <= 0:
+            return
         if max_lag_s >= self.threshold_s:
             self._over += 1
             self._under = 0
@@ -98,8 +101,7 @@ class LoopLagMonitor:
             self._over = 0
         else:
             self._over = self._under = 0
-        stall = max_lag_s >= 4 * self.threshold_s
-        if not self.busy and (self._over >= self._enter or stall):
+        if not self.busy and self._over >= self._enter:
             self.busy = True
             self.busy_since = time.monotonic()
             extra = self._describe() if self._describe is not None else {}

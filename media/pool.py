@@ -10,6 +10,7 @@ import logging
 from typing import Any, Protocol
 
 from .errors import ClosedError, ServerBusy
+from .loop_lag import THRESHOLD_S
 from .room import EventSink, RoomMedia
 from .tap import TapFactory
 from .worker import MediaWorker
@@ -68,8 +69,11 @@ class LocalMediaPool:
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         tap_factory: TapFactory | None = None,
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
-        self.worker = MediaWorker(ice_addresses=ice_addresses, ice_servers=ice_servers)
+        self.worker = MediaWorker(
+            ice_addresses=ice_addresses, ice_servers=ice_servers, busy_lag_s=busy_lag_s
+        )
         self._tap_factory = tap_factory
         self._rooms: dict[str, RoomMedia] = {}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadSdp, ClosedError, InvalidState, MediaError, ServerBusy
+from .loop_lag import THRESHOLD_S
 from .room import EventSink
 from .rpc import ProtocolError, encode_message, read_message
 
@@ -58,8 +59,10 @@ class WorkerProcess:
         ice_servers: list[dict[str, Any]],
         on_lost: Any,
         module: str = "media.worker_process",
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         self.index = index
+        self._busy_lag_s = busy_lag_s
         self._module = module
         self._ice_addresses = ice_addresses
         self._ice_servers = ice_servers
@@ -85,6 +88,7 @@ class WorkerProcess:
         for address in self._ice_addresses:
             command += ["--ice-address", address]
         command += ["--ice-servers", json.dumps(self._ice_servers)]
+        command += ["--busy-lag-ms", str(round(self._busy_lag_s * 1000))]
         command += ["--log-level", logging.getLevelName(logging.getLogger().level)]
         self._process = await asyncio.create_subprocess_exec(*command)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -229,11 +233,13 @@ class ProcessMediaPool:
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         worker_module: str = "media.worker_process",
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         """``worker_module``: what ``python -m`` runs as a worker; a composing package may
         name its own wrapper of :func:`media.worker_process.main` (to add taps)."""
         self.size = workers or os.cpu_count() or 1
         self._worker_module = worker_module
+        self._busy_lag_s = busy_lag_s
         self._ice_addresses = list(ice_addresses or [])
         self._ice_servers = list(ice_servers or [])
         self.workers: list[WorkerProcess] = []
@@ -252,6 +258,7 @@ class ProcessMediaPool:
             ice_servers=self._ice_servers,
             on_lost=self._worker_lost,
             module=self._worker_module,
+            busy_lag_s=self._busy_lag_s,
         )
 
     async def start(self) -> None:

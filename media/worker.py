@@ -6,7 +6,7 @@ from typing import Any
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
-from .loop_lag import LoopLagMonitor
+from .loop_lag import THRESHOLD_S, LoopLagMonitor
 from .memory import HeapTrimmer
 from .router import Router
 
@@ -17,6 +17,7 @@ class MediaWorker:
     ``ice_addresses`` are the local addresses candidates are gathered on (production: one per
     network provider; tests: 127.0.0.1); empty means aioice's default, every interface but
     loopback. ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
+    ``busy_lag_s``: loop lag past which new rooms and participants are refused (0: never).
     """
 
     def __init__(
@@ -24,13 +25,14 @@ class MediaWorker:
         *,
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         seam.restrict_host_addresses(ice_addresses)
         self._ice_servers = list(ice_servers or [])
         self._routers: dict[str, Router] = {}
         self._closed = False
         self._trimmer: HeapTrimmer | None = None  # started with the first room
-        self.load = LoopLagMonitor(describe=self._figures)
+        self.load = LoopLagMonitor(threshold_s=busy_lag_s, describe=self._figures)
 
     def _figures(self) -> dict[str, int]:
         return {

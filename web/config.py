@@ -41,6 +41,9 @@ class Config:
     #: Media worker processes: 0 keeps every Router in this process (the embedded default);
     #: N > 0 runs N worker processes; "auto" one per core.
     media_workers: int | str = 0
+    #: A media worker whose event loop lags past this (ms, in two 1 s windows in a row) takes no
+    #: new room or participant (``server_busy``) until it keeps up again; 0 never refuses.
+    media_busy_lag_ms: int = 200
     #: Record every room (R22, R23); segments, manifests and composites go under
     #: ``recordings_dir`` (default ``<data_dir>/recordings``).
     recording: bool = True
@@ -94,7 +97,13 @@ class Config:
 
 
 _BOOLS = {"recording", "recording_composite"}
-_INTS = {"port", "token_ttl_s", "recording_retention_days", "composite_fps"}
+_INTS = {
+    "port",
+    "token_ttl_s",
+    "recording_retention_days",
+    "composite_fps",
+    "media_busy_lag_ms",
+}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -160,6 +169,8 @@ def load_config(
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
         )
+    if config.media_busy_lag_ms < 0:
+        raise ValueError("media_busy_lag_ms must be 0 (never refuse) or a positive number")
     low, high = SEGMENT_S_RANGE
     if not low <= config.recording_segment_s <= high:
         raise ValueError(f"recording_segment_s must be between {low:g} and {high:g}")

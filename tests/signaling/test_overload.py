@@ -69,7 +69,7 @@ class Stopper:
 
 @pytest.fixture(params=[0, 1], ids=["in_process", "worker_process"])
 async def placed(request, tmp_path) -> AsyncIterator[Server]:
-    srv = await start_server(tmp_path, media_workers=request.param)
+    srv = await start_server(tmp_path, media_workers=request.param, media_busy_lag_ms=200)
     yield srv
     await srv.stop()
 

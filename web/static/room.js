@@ -806,6 +806,8 @@ function finish(state) {
 
 function renderStatus() {
   el.status.dataset.state = tc.state;
+  // Not in the room yet: "waiting for the other side" would be the wrong thing to say.
+  el.remoteEmpty.hidden = tiles.size > 0 || ended || !["joined", "media_reconnecting"].includes(tc.state);
   if (tc.state === "busy" && tc.busy) {
     const seconds = Math.max(0, Math.ceil((tc.busy.retryAt - Date.now()) / 1000));
     el.status.textContent = t("state.busy", { seconds });
@@ -882,14 +884,19 @@ async function measureQuality() {
       let packets = 0;
       let lost = 0;
       let fps = null;
-      let measured = false;
+      let measured = false; // a previous sample of at least one of its streams to compare with
       for (const track of [tile.audioTrack, tile.videoTrack]) {
         const r = track ? byTrack.get(track.id) : undefined;
         if (!r) continue;
-        measured = true;
         const prev = lastInbound.get(r.id);
-        seen.set(r.id, { packetsReceived: r.packetsReceived ?? 0, packetsLost: r.packetsLost ?? 0, framesDecoded: r.framesDecoded ?? 0, at });
+        seen.set(r.id, {
+          packetsReceived: r.packetsReceived ?? 0,
+          packetsLost: r.packetsLost ?? 0,
+          framesDecoded: r.framesDecoded ?? 0,
+          at,
+        });
         if (!prev) continue;
+        measured = true;
         packets += (r.packetsReceived ?? 0) - prev.packetsReceived;
         lost += Math.max(0, (r.packetsLost ?? 0) - prev.packetsLost);
         if (r.kind === "video") fps = (((r.framesDecoded ?? 0) - prev.framesDecoded) * 1000) / (at - prev.at);
@@ -916,7 +923,7 @@ async function measureQuality() {
         if (typeof r.roundTripTime === "number") rtt = Math.max(rtt ?? 0, r.roundTripTime);
       }
     });
-    const sent = lastOutbound === null ? null : packets - lastOutbound;
+    const sent = lastOutbound === null || packets < lastOutbound ? null : packets - lastOutbound;
     lastOutbound = packets;
     let level = fraction > POOR_LOSS || (rtt !== null && rtt > POOR_RTT_S) ? "poor" : "good";
     if (s.publishPc.connectionState !== "connected" || sent === 0) level = "lost";
