@@ -269,10 +269,12 @@ class Session {
     }, ms);
   }
 
-  /** Every connection that has been negotiated is connected (and there is at least one). */
+  /** Every connection under negotiation is connected. One with no description yet (a subscribe
+   * connection with nothing to receive, a page without camera or microphone) waits for nothing. */
   mediaConnected() {
-    const pcs = [this.publishPc, this.subscribePc].filter((pc) => pc && pc.remoteDescription);
-    return pcs.length > 0 && pcs.every((pc) => pc.connectionState === "connected");
+    return [this.publishPc, this.subscribePc]
+      .filter((pc) => pc && (pc.localDescription || pc.remoteDescription))
+      .every((pc) => pc.connectionState === "connected");
   }
 
   /** Call after every await: a replaced session must not touch the page or the server. */
@@ -301,7 +303,8 @@ class Session {
         // Our side saw the path die first: the server closes its side too, then we rebuild.
         restartMedia(`${name}_failed`, true);
       } else if (pc.connectionState === "connected" && this.mediaConnected()) {
-        clearTimeout(this.watchdog);
+        // The watchdog stays armed: it checks again when it fires (a subscribe connection may
+        // only now be starting its negotiation).
         if (tc.state === "media_reconnecting") {
           tc.mediaBack.push(now());
           setState("joined");
