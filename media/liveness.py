@@ -47,7 +47,7 @@ CHECK_INTERVAL_S = 0.25
 class Lost:
     """Why a Transport was declared lost."""
 
-    reason: str  # "silence" | "ice_failed" | "dtls_failed"
+    reason: str  # "silence" | "ice_failed" | "dtls_failed" | "connection_closed"
     silent_s: float = 0.0
     packets: int = 0  # datagrams received over the Transport's life
 
@@ -70,9 +70,16 @@ def expected_silence(
 
 
 def failure_reason(transport: Transport, state: str) -> str | None:
-    """The loss a connection state means, or None if it is not one (or we closed it)."""
+    """The loss a connection state means, or None if it is not one (or we closed it).
+
+    "closed" without our close: the peer ended DTLS (a page that closed its connection), or
+    aioice closed the ICE connection when consent expired; aiortc then closes the whole peer
+    connection and the two are no longer told apart.
+    """
     if transport.closed or state not in ("failed", "closed"):
         return None
+    if state == "closed":
+        return "connection_closed"
     return "dtls_failed" if transport.dtls_state == "failed" else "ice_failed"
 
 
