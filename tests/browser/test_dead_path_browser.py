@@ -135,6 +135,28 @@ table inet tc_dead_path {
 """
 
 
+LOSSY_UDP = """
+table inet tc_lossy {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    meta l4proto udp numgen random mod 100 < 33 drop;
+  }
+}
+"""
+
+
+def _wait_quality(room: RoomPage, participant_id: str, level: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        quality = room.tc()["quality"].get(participant_id)
+        seen.append(quality)
+        if quality and quality["level"] == level:
+            return
+        room.page.wait_for_timeout(200)  # poll interval, bounded by the deadline
+    pytest.fail(f"{room.role}: quality of {participant_id} never {level}: {seen[-8:]}")
+
+
 def _describe(room: RoomPage) -> str:
     return f"{room.role}: __tc={room.tc()}\n" + "\n".join(room.logs[-50:])
 
@@ -207,9 +229,7 @@ def test_a_dropped_path_is_noticed_and_the_page_rebuilds_it(
     # Part 5: the quality indicator, the call timer.
     patient_id = patient.tc()["self"]["id"]
     tile = doctor.page.locator(f".tile-remote[data-participant-id='{patient_id}']")
-    doctor.page.wait_for_function(
-        "(id) => (window.__tc.quality[id] || {}).level === 'good'", arg=patient_id, timeout=5000
-    )
+    _wait_quality(doctor, patient_id, "good", 8)
     assert tile.locator(".quality-text").inner_text() == "信号良好"
     timer = doctor.page.locator("#call-timer .call-timer-time")
     assert re.fullmatch(r"\d\d:\d\d", timer.inner_text()), timer.inner_text()
@@ -269,4 +289,14 @@ def test_a_dropped_path_is_noticed_and_the_page_rebuilds_it(
     patient.page.wait_for_function("() => window.__tc.state === 'joined'", timeout=3000)
     doctor.page.screenshot(path=str(tmp_path / "doctor-back.png"))
     patient.page.screenshot(path=str(tmp_path / "patient-back.png"))
+
+    # A lossy path (a third of the patient's outgoing UDP dropped) reads as a poor signal.
+    _nft(patient_ns, "-f -", LOSSY_UDP)
+    try:
+        _wait_quality(doctor, patient_id, "poor", 10)
+        assert tile.locator(".quality-text").inner_text() == "信号较差"
+        print(f"quality under loss: {doctor.tc()['quality'][patient_id]}")
+        doctor.page.screenshot(path=str(tmp_path / "doctor-poor.png"))
+    finally:
+        _nft(patient_ns, "delete table inet tc_lossy")
     assert "media path lost" in server.log_tail(400), server.log_tail()
