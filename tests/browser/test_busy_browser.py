@@ -75,6 +75,7 @@ def test_a_busy_server_is_said_and_the_page_joins_by_itself(
         patient.page.screenshot(path=str(tmp_path / "patient-busy-phone.png"))
         patient.page.locator("#lang-toggle").click()
         assert "The server is busy" in status.inner_text()
+        patient.page.screenshot(path=str(tmp_path / "patient-busy-phone-en.png"))
         patient.page.locator("#lang-toggle").click()
         busy = patient.tc()["busy"]
         assert busy["code"] == "server_busy" and busy["attempt"] >= 1, busy

@@ -454,7 +454,7 @@ async function restartMedia(reason, tellServer) {
   s.attempt = reason === "timeout" ? old.attempt + 1 : 0;
   session = s;
   setState("media_reconnecting");
-  renderAllTiles();
+  qualityWhileReconnecting();
   try {
     if (tellServer) {
       await request("restart_media", {});
@@ -868,9 +868,22 @@ function judge({ packets, lost, rtt, fps, expectsPackets, expectsVideo }) {
   return "good";
 }
 
+/** Our own media is being rebuilt: our signal is lost, the others' is unknown until it is back. */
+function qualityWhileReconnecting() {
+  tc.quality = { self: { level: "lost" } };
+  lastInbound = new Map();
+  lastOutbound = null;
+  renderQuality(el.localQuality, "lost");
+  renderAllTiles();
+}
+
 async function measureQuality() {
   const s = session;
   if (!s || s.closed || ended) return;
+  if (tc.state === "media_reconnecting") {
+    qualityWhileReconnecting();
+    return;
+  }
   const at = performance.now();
   // Remote tiles: what arrives for each on the subscribe connection.
   if (s.subscribePc && s.subscribePc.connectionState !== "new") {
@@ -932,7 +945,6 @@ async function measureQuality() {
     if (s.publishPc.connectionState !== "connected" || sent === 0) level = "lost";
     tc.quality.self = { level, loss: fraction, rtt };
   }
-  if (tc.state === "media_reconnecting") tc.quality.self = { level: "lost" };
   renderQuality(el.localQuality, tc.quality.self?.level);
   renderAllTiles();
 }
