@@ -213,7 +213,11 @@ class SignalingServer:
             raise SignalingError("visit_mismatch", "the join token is for another visit")
         room = await self._room(session)
         # an overloaded media worker takes nobody new (server_busy); the page retries
-        await room.admit(session)
+        try:
+            await room.admit(session)
+        except MediaError:
+            await self.rooms.discard_if_empty(room)  # a room opened for this join alone
+            raise
         replaced = room.add(session)
         if replaced is not None:
             # The same participant came back on a new socket: the old one goes.
