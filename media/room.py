@@ -16,7 +16,7 @@ from typing import Any, Literal
 from .active_speaker import ActiveSpeakerObserver
 from .consumer import Consumer, codecs_match
 from .errors import InvalidState, ServerBusy
-from .liveness import LivenessWatch, Lost
+from .liveness import SILENCE_S, LivenessWatch, Lost
 from .producer import Producer
 from .router import Router
 from .tap import TapFactory
@@ -46,6 +46,7 @@ class RoomMedia:
         tap_factory: TapFactory | None = None,
         tap_options: dict[str, Any] | None = None,
         busy: Callable[[], bool] | None = None,
+        silence_s: float = SILENCE_S,
     ) -> None:
         self.router = router
         self._busy = busy
@@ -61,7 +62,7 @@ class RoomMedia:
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._muted: dict[str, set[str]] = {}  # kind -> participant ids
-        self._liveness = LivenessWatch(self._transports, self._transport_lost)
+        self._liveness = LivenessWatch(self._transports, self._transport_lost, silence_s=silence_s)
         self._recovering: set[str] = set()  # participants whose media was lost
 
     def _transports(self) -> list[Transport]:
