@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from client import Participant, sees, start_call
+from harness import Server, start_server
 from peers import wait_for
 
 from media.liveness import SILENCE_S
@@ -73,8 +76,24 @@ async def restart_media(p: Participant) -> None:
     await p.subscribe()
 
 
-async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(server):
-    doctor, patient = await start_call(server.url, await server.visit())
+@pytest.fixture(params=[0, 1], ids=["in_process", "worker_process"])
+async def placed(request, tmp_path) -> AsyncIterator[Server]:
+    srv = await start_server(tmp_path, media_workers=request.param)
+    yield srv
+    await srv.stop()
+
+
+async def _room_dump(server: Server, visit_id: str) -> dict[str, Any]:
+    pool = server.media
+    if hasattr(pool, "worker"):
+        return dict(pool.rooms[0].dump())
+    return dict(await pool._rooms[visit_id].dump())
+
+
+async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(placed):
+    server = placed
+    visit = await server.visit()
+    doctor, patient = await start_call(server.url, visit)
     watch = {p.id: Watch(p) for p in (doctor, patient)}
     try:
         # A mute is not a dead path: the server stops forwarding, the publisher keeps sending.
@@ -117,9 +136,9 @@ async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(serve
         # the doctor's stream of the patient carried on: same stream, no renegotiation needed
         assert doctor.received_from(patient.id, "video") is doctor_video
         await wait_for(lambda: watch[doctor.id].state_of(patient.id) == "connected", timeout=3)
-        room = server.media.rooms[0]
-        assert room.dump()["publishers"] == sorted([doctor.id, patient.id])
-        assert len(room.dump()["transports"]) == 4  # the lost ones are closed and gone
+        dump = await _room_dump(server, visit.visit_id)
+        assert dump["publishers"] == sorted([doctor.id, patient.id])
+        assert len(dump["transports"]) == 4  # the lost ones are closed and gone
     finally:
         for p in (doctor, patient):
             await p.close()
