@@ -23,6 +23,8 @@ An SFU must do neither, so we cut in at the packet level:
 * bandwidth: aiortc's receive-side estimator (``aiortc.rate.RemoteBitrateEstimator``, from the
   abs-send-time extension) never runs on an intercepted receiver; the Producer runs one itself and
   sends REMB upstream with ``receiver._send_rtcp`` from the receiver's RTCP SSRC.
+* liveness: ``RTCDtlsTransport`` counts the datagrams it receives for its stats; we read that
+  counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
 
@@ -38,8 +40,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import RemoteBitrateEstimator as _RemoteBitrateEstimator
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -304,3 +308,25 @@ class IdleTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._stopped_event.set()
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The distinct DTLS transports of ``pc`` (one with max-bundle)."""
+    seen: dict[int, RTCDtlsTransport] = {}
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is not None:
+            seen[id(transport)] = transport
+    return list(seen.values())
+
+
+def datagrams_received(pc: RTCPeerConnection) -> int:
+    """Datagrams that reached ``pc``'s DTLS transports (SRTP, SRTCP and DTLS; STUN excluded).
+
+    aiortc counts them for its transport stats; reading the counter costs nothing on the hot
+    path, which is why liveness polls it instead of wrapping the receive path.
+    """
+    total = 0
+    for transport in dtls_transports(pc):
+        total += int(transport._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]
+    return total

@@ -18,7 +18,6 @@ from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
 from recording import CompositeJobs, Recorder, RecordingStore, recording_tap
 from signaling import SignalingServer
-from turn import client_ice_servers
 
 from .api import setup_api
 from .config import Config
@@ -39,7 +38,7 @@ def create_app(config: Config) -> web.Application:
         db=app[DATABASE],
         pool=app[MEDIA],
         token_secret=config.secret(),
-        client_ice_servers=client_ice_servers(list(config.ice_servers)),
+        client_ice_servers=config.client_ice_servers(),
         client_manager=manager,
         recorder=app[RECORDER],
     )
@@ -68,14 +67,21 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _media_pool(config: Config) -> MediaPool:
     addresses, servers = list(config.ice_addresses), list(config.ice_servers)
+    busy_lag_s = config.media_busy_lag_ms / 1000
     if config.media_workers:
         return ProcessMediaPool(
             int(config.media_workers),
             ice_addresses=addresses,
             ice_servers=servers,
             worker_module="web.media_worker",  # media workers with the recording tap
+            busy_lag_s=busy_lag_s,
         )
-    return LocalMediaPool(ice_addresses=addresses, ice_servers=servers, tap_factory=recording_tap)
+    return LocalMediaPool(
+        ice_addresses=addresses,
+        ice_servers=servers,
+        tap_factory=recording_tap,
+        busy_lag_s=busy_lag_s,
+    )
 
 
 def _recorder(config: Config) -> Recorder | None:
