@@ -78,9 +78,7 @@ def _wait_playing(room: RoomPage, timeout_s: float = 20.0) -> None:
             " [k, pc && [pc.connectionState, pc.iceConnectionState, pc.iceGatheringState,"
             " (pc.localDescription?.sdp ?? '').split('\\n').filter(l => l.includes('candidate'))]]))"
         )
-        pytest.fail(
-            f"{room.role}: no remote video: {exc}\n{states}\n" + "\n".join(room.logs[-30:])
-        )
+        pytest.fail(f"{room.role}: no remote video: {exc}\n{states}\n" + "\n".join(room.logs[-30:]))
 
 
 def _samples(room: RoomPage) -> list[dict[str, Any]]:
