@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 512
 #: While a video Consumer waits for a keyframe, it asks the publisher again this often.
 KEYFRAME_RETRY_S = 1.0
+#: Retransmissions to a subscriber take at most this share of its estimate per second (the
+#: share of an unknown estimate: of this).
+RESEND_SHARE = 0.25
+RESEND_UNLIMITED_BPS = 10_000_000
 #: A video Consumer looks at its estimate and the layers this often (and on each REMB).
 EVALUATE_EVERY_S = 0.5
 _NTP_SECOND = 1 << 32
@@ -140,6 +144,9 @@ class Consumer:
         )
         self.packets_sent = 0
         self.packets_resent = 0
+        self.resends_refused = 0
+        self._resend_window_at = 0.0
+        self._resend_bytes = 0
         self.keyframe_requests_received = 0
         self.remb_bitrate: int | None = None
         self._on_close: list[Any] = []
@@ -474,11 +481,22 @@ class Consumer:
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
             return
+        now = time.monotonic()
+        if now - self._resend_window_at >= 1.0:
+            self._resend_window_at = now
+            self._resend_bytes = 0
+        # retransmissions take at most a share of the estimate: on a congested link, answering
+        # every NACK doubles what it must carry, and the loss with it
+        budget = (self.remb_bitrate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
         for seq in lost:
             data = self._history[seq % HISTORY_SIZE]
             # the sequence number sits in bytes 2-3 of the RTP header
             if data is None or int.from_bytes(data[2:4], "big") != seq:
                 continue
+            if self._resend_bytes + len(data) > budget:
+                self.resends_refused += 1
+                continue
+            self._resend_bytes += len(data)
             if self._rtx_payload_type is not None:
                 original = RtpPacket.parse(data, self._extensions)
                 rtx = wrap_rtx(
