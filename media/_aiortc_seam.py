@@ -18,6 +18,10 @@ An SFU must do neither, so we cut in at the packet level:
   wrap it (aiortc still sees every packet) to read the NTP <-> RTP time pairs of its SRs.
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
+* hostile datagrams: aioice hands every datagram that is not STUN, from any address, to DTLS,
+  whose receive loop dies on an empty one. ``guard_datagrams`` wraps, per peer connection, each
+  ICE socket's ``datagram_received``, the ICE connection's ``data_received`` and the DTLS
+  transport's RTP/RTCP handlers (media/datagram_guard.py says what is dropped).
 
 tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fails there first.
 """
@@ -29,13 +33,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
+import aioice.stun
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
+
+from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
 
 RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
@@ -173,3 +182,133 @@ class IdleTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._stopped_event.set()
+
+
+# --- hostile datagrams ------------------------------------------------------------------------
+
+
+def guard_datagrams(pc: RTCPeerConnection, guard: DatagramGuard) -> None:
+    """Filter every datagram that reaches ``pc``'s ICE sockets before aioice and DTLS see it.
+
+    aiortc creates its ICE and DTLS transports lazily (on an offer or a transceiver); we wrap
+    the private factory on this instance, so each one is guarded from its creation, before it
+    gathers (opens sockets).
+    """
+    create = pc._RTCPeerConnection__createDtlsTransport  # type: ignore[attr-defined]
+
+    def create_guarded() -> RTCDtlsTransport:
+        dtls: RTCDtlsTransport = create()
+        _guard_dtls(dtls, guard)
+        _guard_ice(dtls.transport.iceGatherer._connection, guard)
+        return dtls
+
+    pc._RTCPeerConnection__createDtlsTransport = create_guarded  # type: ignore[attr-defined]
+
+
+def _guard_ice(connection: aioice.ice.Connection, guard: DatagramGuard) -> None:
+    deliver = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        # The last gate before DTLS, whichever way a datagram came (a socket receives from its
+        # creation, a moment before gather_candidates returns and its protocol is guarded).
+        kind = classify(data)
+        if kind in (DTLS, SRTP):
+            deliver(data, component)
+        else:
+            guard.drop("stun_malformed" if kind == STUN else kind)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+    gather = connection.gather_candidates
+
+    async def gather_candidates() -> None:
+        try:
+            await gather()
+        finally:
+            for protocol in connection._protocols:
+                _guard_protocol(protocol, connection, guard)
+
+    connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+def _guard_protocol(
+    protocol: aioice.ice.StunProtocol, connection: aioice.ice.Connection, guard: DatagramGuard
+) -> None:
+    if getattr(protocol, "_teleconsult_guarded", False):
+        return
+    protocol._teleconsult_guarded = True  # type: ignore[attr-defined]
+    handle_stun = protocol.datagram_received
+    component = protocol.local_candidate.component
+
+    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if not isinstance(data, bytes):
+            guard.drop("unclassifiable")
+            return
+        kind = classify(data)
+        if kind == STUN:
+            try:
+                # aioice raises struct.error (not ValueError) on a short attribute, out of
+                # the event loop's callback: a traceback per datagram
+                aioice.stun.parse_message(data)
+            except Exception as exc:
+                guard.drop("stun_malformed", type(exc).__name__)
+                return
+            try:
+                handle_stun(data, addr)
+            except Exception as exc:
+                guard.drop("stun_error", type(exc).__name__)
+        elif kind in (DTLS, SRTP):
+            if _ice_verified(connection, protocol, addr[0], addr[1]):
+                connection.data_received(data, component)
+            else:
+                guard.drop("unverified_source")
+        else:
+            guard.drop(kind)
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
+def _ice_verified(
+    connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol, host: str, port: int
+) -> bool:
+    """Whether ICE verified ``host:port`` on ``protocol``: a pair whose check succeeded, or that
+    the peer nominated in an authenticated check (its DTLS can arrive before our own check
+    of that pair has succeeded)."""
+    nominated = connection._nominated.get(protocol.local_candidate.component)
+    if nominated is not None and nominated.protocol is protocol:
+        remote = nominated.remote_candidate
+        if remote.port == port and remote._network_host == host:
+            return True
+    succeeded = aioice.ice.CandidatePair.State.SUCCEEDED
+    for pair in connection._check_list:
+        remote = pair.remote_candidate
+        if (
+            pair.protocol is protocol
+            and remote.port == port
+            and remote._network_host == host
+            and (pair.state == succeeded or pair.remote_nominated)
+        ):
+            return True
+    return False
+
+
+def _guard_dtls(dtls: RTCDtlsTransport, guard: DatagramGuard) -> None:
+    """After SRTP: a packet that fails to parse or to be handled (by aiortc or by our Producer
+    and Consumer handlers) is dropped, never the end of the DTLS receive loop."""
+    handle_rtp = dtls._handle_rtp_data
+    handle_rtcp = dtls._handle_rtcp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            await handle_rtp(data, arrival_time_ms)
+        except Exception as exc:
+            guard.drop("rtp_error", type(exc).__name__)
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            await handle_rtcp(data)
+        except Exception as exc:
+            guard.drop("rtcp_error", type(exc).__name__)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]

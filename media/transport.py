@@ -27,6 +27,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import _aiortc_seam as seam
 from .consumer import Consumer, codecs_match
+from .datagram_guard import DatagramGuard
 from .errors import BadSdp, ClosedError, InvalidState
 from .producer import Producer
 from .tracking import track
@@ -94,6 +95,8 @@ class Transport:
         self.role: Role = role
         self.app_data: dict[str, Any] = dict(app_data or {})
         self._pc = RTCPeerConnection(ice_configuration(ice_servers or []))
+        self._datagrams = DatagramGuard(self.id)
+        seam.guard_datagrams(self._pc, self._datagrams)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._producers: dict[str, Producer] = {}
         self._producer_by_transceiver: dict[int, Producer] = {}
@@ -132,6 +135,10 @@ class Transport:
     @property
     def needs_negotiation(self) -> bool:
         return self._needs_negotiation
+
+    def datagram_stats(self) -> dict[str, int]:
+        """Datagrams dropped at this transport's ICE sockets, by reason (docs/hostile-input.md)."""
+        return self._datagrams.stats()
 
     def on_close(self, callback: Callable[[Transport], Any]) -> None:
         self._on_close.append(callback)
