@@ -136,3 +136,76 @@ async def test_sender_reports_reach_our_observer_and_still_reach_aiortc():
         assert 42 in receiver._RTCRtpReceiver__lsr
     finally:
         await pc.close()
+
+
+async def test_datagram_path_is_where_the_guard_wraps_it():
+    """The private names ``guard_datagrams`` relies on, and why each wrap takes effect."""
+    from aioice.ice import Candidate, CandidatePair, Connection, StunProtocol
+
+    # aiortc builds ICE + DTLS transports through this factory, called on self (so the
+    # instance attribute we set wins), for media and for SCTP alike
+    from aiortc.rtcpeerconnection import RTCPeerConnection as PC
+
+    source = inspect.getsource(PC)
+    assert source.count("self.__createDtlsTransport()") == 2
+    assert inspect.signature(PC._RTCPeerConnection__createDtlsTransport).parameters.keys() == {
+        "self"
+    }
+    # aioice hands every datagram that does not parse as STUN, from any address, to the
+    # connection's data_received, looked up on the instance
+    received = inspect.getsource(StunProtocol.datagram_received)
+    assert "stun.parse_message(data)" in received
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert list(inspect.signature(Connection.data_received).parameters) == [
+        "self",
+        "data",
+        "component",
+    ]
+    assert inspect.iscoroutinefunction(Connection.gather_candidates)
+    assert "self._connection.gather_candidates()" in inspect.getsource(aiortc.RTCIceGatherer)
+    assert "self._protocols += host_protocols" in inspect.getsource(
+        Connection.get_component_candidates
+    )
+    # ... whose queue DTLS reads, dying on an empty datagram (the bug the guard is for)
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte = data[0]" in recv_next
+    assert "await self._handle_rtcp_data(data)" in recv_next
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_next
+    # what "ICE verified" is read from
+    pair = CandidatePair(
+        StunProtocol(None),  # type: ignore[arg-type]
+        Candidate("f", 1, "udp", 1, "127.0.0.1", 9, "host"),
+    )
+    assert pair.remote_nominated is False
+    assert pair.state == CandidatePair.State.FROZEN
+    assert CandidatePair.State.SUCCEEDED
+    assert pair.remote_candidate._network_host == "127.0.0.1"
+    connection = Connection(ice_controlling=False)
+    assert connection._nominated == {}
+    assert connection._check_list == []
+    assert connection._protocols == []
+
+
+async def test_guard_datagrams_wraps_every_ice_socket_and_the_dtls_handlers():
+    from media.datagram_guard import DatagramGuard
+
+    guard = DatagramGuard("pin")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    seam.guard_datagrams(pc, guard)
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())  # gathers
+        dtls = pc.getTransceivers()[0].receiver.transport
+        connection = dtls.transport.iceGatherer._connection
+        assert connection._protocols
+        for protocol in connection._protocols:
+            assert protocol._teleconsult_guarded
+            assert "datagram_received" in vars(protocol)
+        assert "data_received" in vars(connection)
+        assert {"_handle_rtp_data", "_handle_rtcp_data"} <= set(vars(dtls))
+        # an empty datagram straight into the socket's protocol is counted, not queued for DTLS
+        connection._protocols[0].datagram_received(b"", ("127.0.0.1", 9))
+        assert guard.stats()["empty"] == 1
+        assert connection._queue.empty()
+    finally:
+        await pc.close()
