@@ -34,6 +34,7 @@ from typing import Any
 
 import aioice.ice
 import aioice.stun
+import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -149,9 +150,25 @@ def sender_mid(sender: RTCRtpSender) -> str | None:
     return sender._RTCRtpSender__mid  # type: ignore[attr-defined,no-any-return]
 
 
+class SendRefused(ConnectionError):
+    """SRTP refused to protect a packet (one far behind the last sent: its replay window).
+
+    A ConnectionError, so a sender drops the packet as it does on a transport that is down.
+    """
+
+
 async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:
-    """SRTP-protect and send one serialized RTP packet on the sender's transport."""
-    await sender.transport._send_rtp(data)
+    """SRTP-protect and send one serialized RTP packet on the sender's transport.
+
+    Raises ConnectionError when the transport is not connected, or ``SendRefused`` when SRTP
+    will not protect it: a publisher can send any sequence number, and libsrtp refuses to
+    protect one that falls behind its replay window (found by tests/fuzz; the error used to
+    end the publisher's receive loop).
+    """
+    try:
+        await sender.transport._send_rtp(data)
+    except pylibsrtp.Error as exc:
+        raise SendRefused(str(exc)) from None
 
 
 def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int, ntp: int) -> None:
