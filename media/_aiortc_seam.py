@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+import logging
 from typing import Any
 
 import aioice.ice
@@ -46,6 +47,8 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
 
 from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
+
+logger = logging.getLogger(__name__)
 
 RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
@@ -199,6 +202,36 @@ class IdleTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._stopped_event.set()
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, even one a half-applied description left broken.
+
+    aiortc's ``close()`` stops at the first transceiver it cannot stop (one an offer it could not
+    answer left without a transport) and never finishes, leaving sockets open and a second
+    ``close()`` waiting forever. Then we stop each part that can be stopped ourselves.
+    """
+    try:
+        await pc.close()
+        return
+    except Exception as exc:
+        logger.info("closing a broken peer connection part by part (%s)", type(exc).__name__)
+    stops: list[Callable[[], Awaitable[None]]] = []
+    for transceiver in pc.getTransceivers():
+        stops += [transceiver.receiver.stop, transceiver.sender.stop]
+    for dtls in tuple(pc._RTCPeerConnection__dtlsTransports):  # type: ignore[attr-defined]
+        stops += [dtls.stop, dtls.transport.stop]
+    for ice in tuple(pc._RTCPeerConnection__iceTransports):  # type: ignore[attr-defined]
+        stops.append(ice.stop)
+    for stop in stops:
+        try:
+            await stop()
+        except Exception:  # noqa: S112 - each part is stopped on its own, as far as it goes
+            continue
+    closed = pc._RTCPeerConnection__isClosed  # type: ignore[attr-defined]
+    if isinstance(closed, asyncio.Future) and not closed.done():
+        closed.set_result(True)
+    pc.remove_all_listeners()
 
 
 # --- hostile datagrams ------------------------------------------------------------------------

@@ -67,6 +67,14 @@ def parse_sdp(sdp: object, expected_type: str) -> SessionDescription:
             raise BadSdp("a media section has no ICE credentials")
         if not m.dtls or not m.dtls.fingerprints:
             raise BadSdp("a media section has no DTLS fingerprint")
+    # What aiortc accepts but then cannot answer or even close (found by tests/fuzz): a section
+    # without a mid or with a repeated one, a BUNDLE group naming no section.
+    mids = [m.rtp.muxId for m in description.media]
+    if any(not mid for mid in mids) or len(set(mids)) != len(mids):
+        raise BadSdp("each media section needs a mid of its own")
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not {str(i) for i in group.items} <= set(mids):
+            raise BadSdp("a BUNDLE group names a media section that is not there")
     description.type = expected_type
     return description
 
@@ -222,9 +230,21 @@ class Transport:
                     result.added.append(producer)
                 elif producer is not None and not sending:
                     result.removed.append(producer)
-            answer = await self._pc.createAnswer()
-            await self._pc.setLocalDescription(answer)
-            result.answer_sdp = self._pc.localDescription.sdp
+            try:
+                answer = await self._pc.createAnswer()
+                await self._pc.setLocalDescription(answer)
+                result.answer_sdp = self._pc.localDescription.sdp
+            except Exception as exc:
+                unanswerable: Exception | None = exc
+            else:
+                unanswerable = None
+        if unanswerable is not None:
+            # aiortc took the offer but cannot answer it (a BUNDLE group naming no section,
+            # sections without a mid ...; found by tests/fuzz). The connection is stuck
+            # half-negotiated, so it goes; the client may publish afresh on a new one.
+            await self.close()
+            name = type(unanswerable).__name__
+            raise BadSdp(f"the offer cannot be answered ({name}: {unanswerable})") from None
         for producer in result.removed:
             await producer.close()
         return result
@@ -359,7 +379,7 @@ class Transport:
             self._producers.clear()
             self._producer_by_transceiver.clear()
             self._consumers.clear()
-            await self._pc.close()
+            await seam.close_peer_connection(self._pc)
             for callback in tuple(self._on_close):
                 callback(self)
             self._on_close.clear()

@@ -40,7 +40,8 @@ STRANGER = ("127.0.0.1", 9)
 
 
 def corpus(target: str) -> list[Path]:
-    return sorted((CORPUS / target).glob("*.bin"))
+    """The kept inputs of ``target``: ``*.bin`` (packets), ``*.sdp`` (descriptions)."""
+    return sorted(p for p in (CORPUS / target).iterdir() if p.suffix in (".bin", ".sdp"))
 
 
 def _dtls(transport: Transport) -> Any:

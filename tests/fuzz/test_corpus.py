@@ -13,14 +13,22 @@ The call must carry media afterwards and nothing may log a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import struct
+from pathlib import Path
 
 import aioice.stun
 import pytest
 import targets
 from aiortc.rtp import RtpPacket, unpack_remb_fci
+from aiortc.sdp import SessionDescription
 from targets import Call, corpus
+
+from media import transport as transport_module
+from media.errors import BadSdp
+from media.transport import Transport, parse_sdp
 
 PLACEHOLDER = struct.pack("!I", 0x5EED5EED)
 
@@ -30,8 +38,39 @@ def _ids(target: str) -> list[str]:
 
 
 def test_the_corpus_holds_every_kind_of_crasher():
-    for target in ("datagram", "stun", "stun_signed", "rtp", "rtcp"):
+    for target in ("datagram", "stun", "stun_signed", "rtp", "rtcp", "sdp_offer"):
         assert corpus(target), target
+
+
+async def test_replay_offers_aiortc_cannot_answer():
+    """Each made aiortc accept the offer, then fail to answer it and even to close (sockets
+    left open, a second close waiting forever). They are refused as bad_sdp up front; an offer
+    of the kind that still gets through is answered by closing the Transport, cleanly."""
+    for path in corpus("sdp_offer"):
+        with pytest.raises(BadSdp):
+            parse_sdp(path.read_text(), "offer")
+        transport = Transport("publish")
+        with pytest.raises(BadSdp):
+            await transport.publish(path.read_text())
+        assert not transport.closed  # refused before aiortc saw it: the transport goes on
+        await asyncio.wait_for(transport.close(), 5)
+
+
+async def test_an_offer_aiortc_takes_but_cannot_answer_closes_the_transport(monkeypatch, caplog):
+    """The fallback behind parse_sdp's checks, with them switched off."""
+    caplog.set_level(logging.INFO, logger="media._aiortc_seam")
+    monkeypatch.setattr(transport_module, "parse_sdp", lambda sdp, _kind: SessionDescription.parse(sdp))
+    path = targets.CORPUS / "sdp_offer" / "bundle_names_a_section_that_lost_its_m_line.sdp"
+    sockets_before = _open_sockets()
+    transport = Transport("publish")
+    with pytest.raises(BadSdp, match="cannot be answered"):
+        await transport.publish(path.read_text())
+    assert transport.closed
+    # aiortc's own close failed on it; every socket it had opened is closed all the same
+    assert "part by part" in caplog.text
+    assert _open_sockets() == sockets_before
+    assert transport._pc._RTCPeerConnection__isClosed.done()  # a later close() returns
+    await asyncio.wait_for(transport.close(), 5)  # idempotent, and nothing hangs
 
 
 def test_each_crasher_still_breaks_the_code_the_guard_protects():
@@ -71,6 +110,18 @@ def _extension_map():  # type: ignore[no-untyped-def]
         )
     )
     return extensions
+
+
+def _open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _readlink(fd).startswith("socket:"))
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def _dropped(call: Call) -> int:
