@@ -29,8 +29,8 @@ tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
@@ -226,7 +226,7 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
     for stop in stops:
         try:
             await stop()
-        except Exception:  # noqa: S112 - each part is stopped on its own, as far as it goes
+        except Exception:  # each part is stopped on its own, as far as it goes
             continue
     closed = pc._RTCPeerConnection__isClosed  # type: ignore[attr-defined]
     if isinstance(closed, asyncio.Future) and not closed.done():

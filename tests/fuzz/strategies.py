@@ -70,7 +70,9 @@ def stun_messages(draw: st.DrawFn) -> bytes:
         body += struct.pack("!HH", attr_type, len(value)) + value + pad
     length = len(body) if draw(st.integers(0, 9)) else draw(u16)
     cookie = 0x2112A442 if draw(st.integers(0, 9)) else draw(u32)
-    data = struct.pack("!HHI", message_type, length, cookie) + draw(st.binary(min_size=12, max_size=12))
+    data = struct.pack("!HHI", message_type, length, cookie) + draw(
+        st.binary(min_size=12, max_size=12)
+    )
     data += body
     if draw(st.integers(0, 5)) == 0:
         data = data[: draw(st.integers(0, len(data)))]
@@ -145,7 +147,10 @@ def rtcp_packet(draw: st.DrawFn, ssrcs: list[int]) -> bytes:
         if packet_type == 200:
             body += draw(st.binary(min_size=20, max_size=20))
         blocks = draw(st.integers(0, 3))
-        body += b"".join(struct.pack("!I", ssrc()) + draw(st.binary(min_size=20, max_size=20)) for _ in range(blocks))
+        body += b"".join(
+            struct.pack("!I", ssrc()) + draw(st.binary(min_size=20, max_size=20))
+            for _ in range(blocks)
+        )
         count = blocks if draw(st.integers(0, 3)) else count
     else:
         body = draw(st.binary(max_size=40))
@@ -154,7 +159,11 @@ def rtcp_packet(draw: st.DrawFn, ssrcs: list[int]) -> bytes:
     if draw(st.integers(0, 5)) == 0:
         words = draw(u16)
     padding_bit = 0x20 if draw(st.integers(0, 8)) == 0 else 0
-    return bytes([0x80 | padding_bit | (count & 0x1F), packet_type]) + struct.pack("!H", words) + padded
+    return (
+        bytes([0x80 | padding_bit | (count & 0x1F), packet_type])
+        + struct.pack("!H", words)
+        + padded
+    )
 
 
 def rtcp_compounds(ssrcs: list[int]) -> st.SearchStrategy[bytes]:

@@ -100,7 +100,9 @@ class Call:
         assert self.alive()
         before = [p.packets_received for p in self.producers]
         await wait_for(
-            lambda: all(p.packets_received > b for p, b in zip(self.producers, before)),
+            lambda: all(
+                p.packets_received > b for p, b in zip(self.producers, before, strict=True)
+            ),
             timeout=5,
             message="media stopped",
         )
@@ -130,8 +132,10 @@ async def start_call() -> Call:
     await room.apply_answer("patient", subscriber.pc.localDescription.sdp)
     call = Call(worker, room, pc, subscriber)
     await wait_for(
-        lambda: all(p.packets_received > 10 for p in call.producers)
-        and all(c.packets_sent > 10 for c in call.consumers),
+        lambda: (
+            all(p.packets_received > 10 for p in call.producers)
+            and all(c.packets_sent > 10 for c in call.consumers)
+        ),
         timeout=15,
         message="the call did not start",
     )

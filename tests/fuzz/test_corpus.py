@@ -59,7 +59,9 @@ async def test_replay_offers_aiortc_cannot_answer():
 async def test_an_offer_aiortc_takes_but_cannot_answer_closes_the_transport(monkeypatch, caplog):
     """The fallback behind parse_sdp's checks, with them switched off."""
     caplog.set_level(logging.INFO, logger="media._aiortc_seam")
-    monkeypatch.setattr(transport_module, "parse_sdp", lambda sdp, _kind: SessionDescription.parse(sdp))
+    monkeypatch.setattr(
+        transport_module, "parse_sdp", lambda sdp, _kind: SessionDescription.parse(sdp)
+    )
     path = targets.CORPUS / "sdp_offer" / "bundle_names_a_section_that_lost_its_m_line.sdp"
     sockets_before = _open_sockets()
     transport = Transport("publish")
@@ -179,5 +181,7 @@ async def test_replay_rtp_and_rtcp_crashers(call: Call, caplog):
 
 
 def _assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r.getMessage()[:200] for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    bad = [
+        r.getMessage()[:200] for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()
+    ]
     assert bad == []

@@ -29,13 +29,17 @@ FUZZ = settings(
 
 
 def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r.getMessage()[:200] for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    bad = [
+        r.getMessage()[:200] for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()
+    ]
     assert bad == []
 
 
 @FUZZ
 @given(data=datagrams, from_peer=st.booleans(), subscribe=st.booleans())
-async def test_fuzz_datagrams_at_a_server_ice_socket(call: Call, caplog, data, from_peer, subscribe):
+async def test_fuzz_datagrams_at_a_server_ice_socket(
+    call: Call, caplog, data, from_peer, subscribe
+):
     transport = call.subscribe if subscribe else call.publish
     targets.datagram(call, transport, data, from_peer=from_peer)
     await targets.settle()

@@ -134,7 +134,9 @@ async def test_a_call_survives_hostile_datagrams_at_every_server_ice_port(server
             last = now
             # and the server took in every track of both publishers, second by second
             now_received = [p.packets_received for p in producers]
-            stalled = [p.kind for p, a, b in zip(producers, received, now_received) if b <= a]
+            stalled = [
+                p.kind for p, a, b in zip(producers, received, now_received, strict=True) if b <= a
+            ]
             assert not stalled, f"the server stopped receiving {stalled} in second {second}"
             received = now_received
         print(f"RTP packets per second (to patient, to doctor): {per_second}")
