@@ -209,3 +209,22 @@ async def test_guard_datagrams_wraps_every_ice_socket_and_the_dtls_handlers():
         assert connection._queue.empty()
     finally:
         await pc.close()
+
+
+async def test_srtp_refusal_and_the_broken_close_use_these_names():
+    import pylibsrtp
+
+    # aiortc's send path lets libsrtp's error out (send_rtp turns it into SendRefused)
+    assert "self._tx_srtp.protect(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert issubclass(pylibsrtp.Error, Exception)
+    assert issubclass(seam.SendRefused, ConnectionError)
+    # close_peer_connection finishes what aiortc's close started
+    close = inspect.getsource(RTCPeerConnection.close)
+    assert "self.__isClosed = asyncio.Future()" in close
+    assert "await transceiver.stop()" in close
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="recvonly")
+    assert len(pc._RTCPeerConnection__dtlsTransports) == 1
+    assert len(pc._RTCPeerConnection__iceTransports) == 1
+    await seam.close_peer_connection(pc)
+    assert pc._RTCPeerConnection__isClosed.done()
