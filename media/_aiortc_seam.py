@@ -362,3 +362,21 @@ def _guard_dtls(dtls: RTCDtlsTransport, guard: DatagramGuard) -> None:
 
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
     dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+
+    # SCTP (an offer with a data channel starts it): aiortc's handler asserts on a malformed
+    # INIT, and that assertion would end the same receive loop.
+    register = dtls._register_data_receiver
+
+    def register_data_receiver(receiver: Any) -> None:
+        handle_data = receiver._handle_data
+
+        async def guarded(data: bytes) -> None:
+            try:
+                await handle_data(data)
+            except Exception as exc:
+                guard.drop("sctp_error", type(exc).__name__)
+
+        receiver._handle_data = guarded
+        register(receiver)
+
+    dtls._register_data_receiver = register_data_receiver  # type: ignore[method-assign]

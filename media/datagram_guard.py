@@ -40,6 +40,7 @@ REASONS: Final = (
     "unverified_source",  # DTLS or media from an address ICE did not verify
     "rtp_error",  # decrypted RTP that failed to parse or to be handled
     "rtcp_error",  # decrypted RTCP that failed to parse or to be handled
+    "sctp_error",  # decrypted SCTP (data channels) that failed to be handled
 )
 
 #: The smallest datagram of each kind: the STUN header (RFC 8489), the DTLS record header

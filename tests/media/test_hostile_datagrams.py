@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import socket
+import struct
 import time
 from typing import Any
 
@@ -163,3 +164,36 @@ async def test_a_call_survives_hostile_datagrams_at_every_server_ice_port(server
     tracebacks = [r.getMessage()[:300] for r in caplog.records if _has_traceback(r)]
     assert tracebacks == []
     assert "Traceback" not in capfd.readouterr().err
+
+
+async def test_a_malformed_sctp_init_is_counted_not_the_end_of_the_receive_loop():
+    """An offer with a data channel starts aiortc's SCTP, which asserts on an INIT that shares
+    its packet with another chunk; what comes out of DTLS must not end the receive loop."""
+    from aiortc.rtcsctptransport import CookieEchoChunk, InitChunk
+    from google_crc32c import value as crc32c
+    from peers import client_pc
+
+    from media.transport import Transport
+
+    client = client_pc()
+    client.createDataChannel("x")
+    client.addTransceiver("audio", direction="sendonly")
+    await client.setLocalDescription(await client.createOffer())
+    transport = Transport("publish")
+    try:
+        await transport.publish(client.localDescription.sdp)
+        sctp = transport._pc.sctp
+        assert sctp is not None
+        dtls = sctp.transport
+        dtls._register_data_receiver(sctp)  # as sctp.start() does once DTLS is up
+        init = InitChunk()
+        init.initiate_tag, init.advertised_rwnd, init.outbound_streams = 1, 1, 1
+        init.inbound_streams, init.initial_tsn = 1, 0
+        header = struct.pack("!HHL", 5000, 5000, 0)
+        chunks = bytes(init) + bytes(CookieEchoChunk())
+        packet = header + struct.pack("<L", crc32c(header + bytes(4) + chunks)) + chunks
+        await dtls._data_receiver._handle_data(packet)  # as DTLS hands it over
+        assert transport.datagram_stats()["sctp_error"] == 1
+    finally:
+        await transport.close()
+        await client.close()

@@ -228,3 +228,13 @@ async def test_srtp_refusal_and_the_broken_close_use_these_names():
     assert len(pc._RTCPeerConnection__iceTransports) == 1
     await seam.close_peer_connection(pc)
     assert pc._RTCPeerConnection__isClosed.done()
+
+
+def test_sctp_reaches_its_data_receiver_through_these_names():
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    assert "self.__transport._register_data_receiver(self)" in inspect.getsource(RTCSctpTransport)
+    assert "await self._data_receiver._handle_data(data)" in inspect.getsource(
+        RTCDtlsTransport._recv_next
+    )
+    assert "assert len(chunks) == 1" in inspect.getsource(RTCSctpTransport._handle_data)
