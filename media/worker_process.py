@@ -33,6 +33,7 @@ ROOM_METHODS = {
     "set_muted",
     "leave",
     "dump",
+    "datagram_stats",
 }
 
 

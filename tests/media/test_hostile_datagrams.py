@@ -197,3 +197,42 @@ async def test_a_malformed_sctp_init_is_counted_not_the_end_of_the_receive_loop(
     finally:
         await transport.close()
         await client.close()
+
+
+async def test_the_counts_reach_signaling_from_a_worker_process():
+    """RoomMedia.datagram_stats() is plain data, so it crosses the worker process boundary."""
+    from aiortc import RTCSessionDescription
+    from peers import ToneTrack, client_pc
+
+    from media.remote import ProcessMediaPool
+
+    pool = ProcessMediaPool(1, ice_addresses=["127.0.0.1"])
+    await pool.start()
+    client = client_pc()
+    stranger = _stranger()
+    try:
+        room = await pool.open_room("r", lambda *_: None)
+        client.addTransceiver(ToneTrack(), direction="sendonly")
+        await client.setLocalDescription(await client.createOffer())
+        answer = await room.publish("doctor", client.localDescription.sdp)
+        await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        ports = {
+            int(line.split()[5])
+            for line in answer.splitlines()
+            if line.startswith("a=candidate:") and " 127.0.0.1 " in line
+        }
+        assert ports
+        for port in ports:
+            _send(stranger, b"", ("127.0.0.1", port))
+        deadline = time.monotonic() + 10
+        while True:  # poll the worker until the drops are counted there
+            counts = await room.datagram_stats()
+            if counts.get("doctor", {}).get("publish", {}).get("empty", 0) >= len(ports):
+                break
+            assert time.monotonic() < deadline, counts
+            await asyncio.sleep(0.05)
+        assert counts["doctor"]["publish"]["empty"] == len(ports)
+    finally:
+        stranger.close()
+        await client.close()
+        await pool.close()
