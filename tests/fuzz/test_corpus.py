@@ -7,6 +7,7 @@
 * ``rtp``, ``rtcp``: as they come out of SRTP. SSRC 0x5EED5EED stands for the real stream's
   (random each run); an RTP input is also replayed as each Producer's stream and RTX stream,
   with sequence numbers spread over the whole range, so that some fall far behind the stream's.
+* ``sdp_offer``: publish offers aiortc accepts but cannot answer; refused as bad_sdp.
 
 The call must carry media afterwards and nothing may log a traceback.
 """
@@ -80,9 +81,6 @@ def test_each_crasher_still_breaks_the_code_the_guard_protects():
     for path in corpus("stun"):
         with pytest.raises(struct.error):  # not the ValueError aioice expects: a traceback
             aioice.stun.parse_message(path.read_bytes())
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-
-    dtls = RTCDtlsTransport.__new__(RTCDtlsTransport)
     extensions = _extension_map()
     for name in ("abs_send_time_of_2_bytes", "audio_level_of_0_bytes"):
         with pytest.raises(struct.error):  # aiortc's receive loop catches ValueError only
@@ -90,7 +88,6 @@ def test_each_crasher_still_breaks_the_code_the_guard_protects():
     remb = (targets.CORPUS / "rtcp" / "remb_count_beyond_its_fci.bin").read_bytes()
     with pytest.raises(struct.error):
         unpack_remb_fci(remb[12:])
-    assert dtls is not None
 
 
 def _extension_map():  # type: ignore[no-untyped-def]
