@@ -20,7 +20,7 @@ from targets import Call
 pytestmark = pytest.mark.timeout(120)
 
 FUZZ = settings(
-    max_examples=400,
+    max_examples=300,
     derandomize=True,
     database=None,
     deadline=None,
@@ -65,7 +65,7 @@ async def test_fuzz_signed_connectivity_checks(call: Call, message, from_peer):
     assert call.alive()
 
 
-@settings(FUZZ, max_examples=800)
+@settings(FUZZ, max_examples=500)
 @given(data=st.data())
 async def test_fuzz_rtp_after_srtp(call: Call, data):
     producers = call.producers
@@ -78,7 +78,7 @@ async def test_fuzz_rtp_after_srtp(call: Call, data):
     assert call.alive()
 
 
-@settings(FUZZ, max_examples=800)
+@settings(FUZZ, max_examples=500)
 @given(data=st.data())
 async def test_fuzz_rtcp_after_srtp(call: Call, data):
     ssrcs = [c._ssrc for c in call.consumers] + [c._rtx_ssrc for c in call.consumers]
