@@ -112,6 +112,9 @@ async def test_a_call_survives_hostile_datagrams_at_every_server_ice_port(server
                 peer_socket[pair.remote_addr] = socket.fromfd(fd, socket.AF_INET, socket.SOCK_DGRAM)
         assert sorted(peer_socket) == sorted(targets)
 
+        # an honest call drops nothing: no first DTLS flight of a peer was taken for a stranger's
+        for t in transports:
+            assert sum(t.datagram_stats().values()) == 0, t.datagram_stats()
         to_patient, to_doctor = PacketCount(patient), PacketCount(doctor)
         # what used to kill a direction: one zero-byte datagram, from a stranger and from the peer
         for target in targets:
