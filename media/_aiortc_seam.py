@@ -289,6 +289,11 @@ def _guard_protocol(
     protocol._teleconsult_guarded = True  # type: ignore[attr-defined]
     handle_stun = protocol.datagram_received
     component = protocol.local_candidate.component
+    # Addresses that sent an authenticated check here: they know our ICE password, so they are
+    # the peer. A browser sends its first DTLS flight as soon as one of its checks succeeds,
+    # before our own check of that pair has (and, on a subscribe transport, before we have even
+    # applied its answer); dropping that flight would cost a DTLS retransmission timeout.
+    checked: set[tuple[str, int]] = set()
 
     def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
         if not isinstance(data, bytes):
@@ -299,16 +304,20 @@ def _guard_protocol(
             try:
                 # aioice raises struct.error (not ValueError) on a short attribute, out of
                 # the event loop's callback: a traceback per datagram
-                aioice.stun.parse_message(data)
+                message = aioice.stun.parse_message(data)
             except Exception as exc:
                 guard.drop("stun_malformed", type(exc).__name__)
                 return
+            if _authenticated_check(connection, message):
+                checked.add((addr[0], addr[1]))
             try:
                 handle_stun(data, addr)
             except Exception as exc:
                 guard.drop("stun_error", type(exc).__name__)
         elif kind in (DTLS, SRTP):
-            if _ice_verified(connection, protocol, addr[0], addr[1]):
+            if (addr[0], addr[1]) in checked or _ice_verified(
+                connection, protocol, addr[0], addr[1]
+            ):
                 connection.data_received(data, component)
             else:
                 guard.drop("unverified_source")
@@ -316,6 +325,18 @@ def _guard_protocol(
             guard.drop(kind)
 
     protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
+def _authenticated_check(connection: aioice.ice.Connection, message: aioice.stun.Message) -> bool:
+    """A binding request signed with our ICE password, as aioice itself checks one."""
+    username = message.attributes.get("USERNAME")
+    return (
+        message.message_class == aioice.stun.Class.REQUEST
+        and message.message_method == aioice.stun.Method.BINDING
+        and isinstance(username, str)
+        and connection._valid_username(username)
+        and message.check_message_integrity(connection.local_password.encode("utf8"))
+    )
 
 
 def _ice_verified(

@@ -181,6 +181,11 @@ async def test_datagram_path_is_where_the_guard_wraps_it():
     assert CandidatePair.State.SUCCEEDED
     assert pair.remote_candidate._network_host == "127.0.0.1"
     connection = Connection(ice_controlling=False)
+    # what an authenticated check is, as aioice decides it
+    request = inspect.getsource(Connection.request_received)
+    assert "self._valid_username(message.attributes[\"USERNAME\"])" in request
+    assert "message.check_message_integrity(self.local_password.encode(\"utf8\"))" in request
+    assert connection._valid_username(f"{connection.local_username}:peer")
     assert connection._nominated == {}
     assert connection._check_list == []
     assert connection._protocols == []
