@@ -183,8 +183,8 @@ async def test_datagram_path_is_where_the_guard_wraps_it():
     connection = Connection(ice_controlling=False)
     # what an authenticated check is, as aioice decides it
     request = inspect.getsource(Connection.request_received)
-    assert "self._valid_username(message.attributes[\"USERNAME\"])" in request
-    assert "message.check_message_integrity(self.local_password.encode(\"utf8\"))" in request
+    assert 'self._valid_username(message.attributes["USERNAME"])' in request
+    assert 'message.check_message_integrity(self.local_password.encode("utf8"))' in request
     assert connection._valid_username(f"{connection.local_username}:peer")
     assert connection._nominated == {}
     assert connection._check_list == []
