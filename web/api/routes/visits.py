@@ -59,6 +59,7 @@ class Visit(Output):
     consent_signed: bool = Field(description="The risk notice is signed (R5).")
     refusal_acknowledged: bool = Field(description="The patient signed a referral refusal.")
     doctor_name: str = ""
+    patient_name: str | None = None
     department_name: str | None = None
     slot_starts_at: datetime | None = None
     slot_ends_at: datetime | None = None
@@ -167,6 +168,7 @@ async def visit_of(call: Call, view: VisitView) -> Visit:
         consent_signed=consent,
         refusal_acknowledged=refusal,
         doctor_name=details.doctor_name if details else "",
+        patient_name=details.patient_name if details else None,
         department_name=details.department_name if details else None,
         slot_starts_at=details.slot_starts_at if details else None,
         slot_ends_at=details.slot_ends_at if details else None,

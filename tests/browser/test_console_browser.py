@@ -1,0 +1,219 @@
+"""From an empty server to a patient admitted into the room, through the pages alone (issue 12).
+
+The first admin exists (`teleconsult user add`, as the README says) and nothing else. In
+Debian Chromium, inside a private network namespace: the admin signs in, enrols TOTP by the QR
+code, and creates an institution, a department, a doctor and an operator, and the doctor's
+practitioner record, verified; the doctor enrols by the QR code and goes online; the operator
+enrols, opens a slot in the doctor's schedule, registers a patient with a sign-in account and a
+prior diagnosis (R2) and books the slot; the patient signs in, sees the booking with its doctor,
+department and time, cannot check in before signing the consent (R5), signs, checks in and is
+admitted by the doctor: the patient's page opens the consult room. No REST call is made
+outside the pages. Each page is checked at 390 px and 1280 px wide (console_pages.check_layout).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_pages import PASSWORD, WAIT_MS, check_layout, empty_server, sign_in_and_enrol
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+RoomPage = Any
+
+
+def _id_number() -> str:
+    """A valid resident ID number born 1980-01-01."""
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    first17 = "11010519800101" + f"{secrets.randbelow(1000):03d}"
+    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
+    return first17 + "10X98765432"[total % 11]
+
+
+def _notice(page: Any, text: str) -> None:
+    """Wait for the console's success notice to say `text` (and fail on an error line)."""
+    page.wait_for_function(
+        """(text) => {
+          const error = document.querySelector('#error');
+          if (error && !error.hidden) throw new Error(error.textContent);
+          const info = document.querySelector('#info');
+          return info && !info.hidden && info.textContent.includes(text);
+        }""",
+        arg=text,
+        timeout=WAIT_MS,
+    )
+
+
+def _tab(page: Any, tab: str) -> None:
+    page.wait_for_function("() => window.__portal.state.startsWith('tab:')", timeout=WAIT_MS)
+    page.click(f"#console-nav [data-tab={tab}]")
+    page.wait_for_function(f"() => window.__portal.state === 'tab:{tab}'", timeout=WAIT_MS)
+
+
+def test_empty_server_to_admitted_patient_through_the_pages(
+    netns: str, open_room: Callable[[str, str], RoomPage], tmp_path: Path
+) -> None:
+    shots = tmp_path
+    with empty_server(netns, tmp_path) as (base_url, _data_dir):
+        # --- The administrator ------------------------------------------------------------------
+        admin = open_room("admin", "about:blank").page
+        sign_in_and_enrol(admin, base_url, "admin", PASSWORD)
+        admin.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
+        admin.wait_for_function("() => window.__portal.state === 'tab:organisation'")
+        assert admin.inner_text("#institution-empty") != ""
+        admin.fill("#institution-name", "仁济互联网医院")
+        admin.select_option("#institution-level", "tertiary")
+        admin.click("#institution-form [type=submit]")
+        _notice(admin, "仁济互联网医院")
+        admin.fill("#department-name", "心血管内科")
+        admin.click("#department-form [type=submit]")
+        _notice(admin, "心血管内科")
+        assert "心血管内科" in admin.inner_text("#institution-list")
+        check_layout(admin, "console-admin-organisation", shots)
+
+        _tab(admin, "accounts")
+        department_id = admin.evaluate(
+            "() => [...window.__portal.console.departments.values()][0][0].id"
+        )
+        for role, name, username in (
+            ("doctor", "王医生", "wang.doctor"),
+            ("operator", "陈运营", "chen.operator"),
+        ):
+            admin.select_option("#account-role", role)
+            admin.fill("#account-display-name", name)
+            admin.fill("#account-username", username)
+            admin.fill("#account-password", PASSWORD)
+            if role == "doctor":
+                admin.select_option("#account-department", department_id)
+            else:
+                admin.check(f"#account-scope input[value='{department_id}']")
+            admin.click("#account-form [type=submit]")
+            _notice(admin, username)
+        rows = admin.locator("#account-list li")
+        assert rows.count() == 3  # the admin, the doctor, the operator
+        check_layout(admin, "console-admin-accounts", shots)
+
+        _tab(admin, "practitioners")
+        admin.fill("#practitioner-licence", "110310000123456")
+        admin.select_option("#practitioner-title", "attending")
+        admin.fill("#practitioner-years", "8")
+        admin.fill("#practitioner-specialty", "高血压")
+        admin.click("#practitioner-form [type=submit]")
+        _notice(admin, "王医生")
+        pending = admin.locator("#practitioner-list li[data-verification=pending]")
+        pending.locator("[data-action='prac.verify']").click()
+        admin.locator("#practitioner-list li[data-verification=verified]").wait_for(
+            timeout=WAIT_MS
+        )
+        check_layout(admin, "console-admin-practitioners", shots)
+
+        # --- The doctor: enrols by the QR code, goes online ---------------------------------
+        doctor_room = open_room("doctor", "about:blank")
+        doctor = doctor_room.page
+        sign_in_and_enrol(doctor, base_url, "wang.doctor", PASSWORD)
+        doctor.wait_for_url(re.compile(r"/queue"), timeout=WAIT_MS)
+        doctor.wait_for_function("() => window.__portal.practitioner !== undefined")
+        doctor.click("#online-toggle")
+        doctor.wait_for_function("() => window.__portal.practitioner.online === true")
+
+        # --- The operator: a slot, a patient with an account and a diagnosis, a booking -------
+        operator = open_room("operator", "about:blank").page
+        sign_in_and_enrol(operator, base_url, "chen.operator", PASSWORD)
+        operator.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
+        _tab(operator, "schedule")
+        tomorrow = (date.today() + timedelta(days=1)).isoformat()
+        operator.fill("#slot-date", tomorrow)
+        operator.fill("#slot-start", "09:00")
+        operator.fill("#slot-end", "09:30")
+        operator.fill("#slot-capacity", "3")
+        operator.click("#slot-form [type=submit]")
+        operator.locator("#slot-list li").wait_for(timeout=WAIT_MS)
+        check_layout(operator, "console-operator-schedule", shots)
+
+        _tab(operator, "patients")
+        id_number = _id_number()
+        operator.fill("#find-id-number", id_number)
+        operator.click("#find-form [type=submit]")
+        operator.locator("#find-none").wait_for(timeout=WAIT_MS)
+        assert operator.input_value("#register-id-number") == id_number
+        operator.fill("#register-name", "张某")
+        operator.fill("#register-phone", "13900001111")
+        operator.click("#register-form [type=submit]")
+        _notice(operator, "张某")
+        assert "110105********" in operator.inner_text("#patient-facts")
+        assert id_number not in operator.content()
+        operator.fill("#patient-username", "zhang.patient")
+        operator.fill("#patient-password", PASSWORD)
+        operator.click("#patient-account-form [type=submit]")
+        _notice(operator, "zhang.patient")
+        operator.fill("#diagnosis-code", "I10")
+        operator.fill("#diagnosis-name", "原发性高血压")
+        operator.fill("#diagnosis-institution", "市第一人民医院")
+        operator.fill("#diagnosis-date", "2025-03-01")
+        operator.click("#diagnosis-form [type=submit]")
+        operator.locator("#diagnosis-list li[data-code=I10]").wait_for(timeout=WAIT_MS)
+        slot = operator.locator("#booking-when input[type=radio]:not([value=queue])").first
+        slot.wait_for(timeout=WAIT_MS)
+        slot.check()
+        check_layout(operator, "console-operator-patient", shots)
+        operator.click("#booking-submit")
+        _notice(operator, "王医生")
+
+        # A second open booking of the same follow-up is refused, with words, not a code.
+        operator.locator("#booking-when input[type=radio]").first.check()
+        operator.click("#booking-submit")
+        operator.wait_for_function(
+            "() => document.querySelector('#error').dataset.code === 'visit_exists'",
+            timeout=WAIT_MS,
+        )
+        assert "已经有一个同一医生" in operator.inner_text("#error")
+
+        _tab(operator, "bookings")
+        booked = operator.locator("#booking-list li[data-state=booked]")
+        booked.wait_for(timeout=WAIT_MS)
+        assert "张某 → 王医生" in booked.inner_text()
+        check_layout(operator, "console-operator-bookings", shots)
+
+        # --- The patient: sees the booking, consents, checks in, is admitted ----------------
+        patient = open_room("patient", "about:blank").page
+        patient.goto(f"{base_url}/signin", wait_until="domcontentloaded")
+        patient.fill("#username", "zhang.patient")
+        patient.fill("#password", PASSWORD)
+        patient.click("#signin-button")
+        patient.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
+        patient.wait_for_function("() => window.__portal.visit && window.__portal.visit.id")
+        details = patient.inner_text("#visit-details")
+        assert "王医生" in details and "心血管内科" in details and "09:00" in details, details
+        assert patient.is_disabled("#check-in")
+        assert patient.is_visible("#checkin-needs")
+        patient.wait_for_function(
+            "() => document.querySelector('#consent-text').textContent.length > 20"
+        )
+        check_layout(patient, "waiting-booked", shots)
+        patient.check("#consent-agree")
+        patient.click("#consent-sign")
+        patient.wait_for_function("() => window.__portal.visit.consent_signed === true")
+        assert patient.is_enabled("#check-in")
+        patient.click("#check-in")
+        patient.wait_for_function("() => window.__portal.visit.state === 'waiting'")
+        patient.wait_for_function(
+            "() => document.querySelector('#visit-details').textContent.includes('下一位就是您')",
+            timeout=WAIT_MS,
+        )
+        check_layout(patient, "waiting-waiting", shots)
+
+        visit_id = patient.evaluate("() => window.__portal.visit.id")
+        item = doctor.locator(f"li[data-visit-id='{visit_id}']")
+        item.wait_for(timeout=WAIT_MS)
+        assert item.locator(".who").inner_text() == "张某"
+        check_layout(doctor, "queue-waiting", shots)
+        item.locator("[data-action=admit]").click()
+        patient.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
+        patient.locator("video, #remote, main").first.wait_for(timeout=WAIT_MS)
+        assert f"visit={visit_id}" in patient.url
