@@ -63,6 +63,19 @@ def test_empty_server_to_admitted_patient_through_the_pages(
     with empty_server(netns, tmp_path) as (base_url, _data_dir):
         # --- The administrator ------------------------------------------------------------------
         admin = open_room("admin", "about:blank").page
+
+        # An error shown on /signin follows the language toggle (it used to stay in Chinese).
+        admin.goto(f"{base_url}/signin", wait_until="domcontentloaded")
+        admin.fill("#username", "admin")
+        admin.fill("#password", "Wrong-Password-1")
+        admin.click("#signin-button")
+        admin.wait_for_function("() => document.querySelector('#error').dataset.code")
+        assert admin.inner_text("#error") == "错误：用户名、密码或动态验证码不正确。"
+        admin.click("#lang-toggle")
+        assert admin.inner_text("#error") == "Error：The username, password or code is wrong."
+        admin.click("#lang-toggle")
+        check_layout(admin, "signin", shots)
+
         sign_in_and_enrol(admin, base_url, "admin", PASSWORD)
         admin.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
         admin.wait_for_function("() => window.__portal.state === 'tab:organisation'")
@@ -112,6 +125,11 @@ def test_empty_server_to_admitted_patient_through_the_pages(
             timeout=WAIT_MS
         )
         check_layout(admin, "console-admin-practitioners", shots)
+        admin.click("#lang-toggle")
+        assert admin.inner_text("#console-nav [data-tab=accounts]") == "Accounts"
+        assert "Verified" in admin.inner_text("#practitioner-list")
+        check_layout(admin, "console-admin-practitioners-en", shots)
+        admin.click("#lang-toggle")
 
         # --- The doctor: enrols by the QR code, goes online ---------------------------------
         doctor_room = open_room("doctor", "about:blank")
@@ -148,6 +166,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         _notice(operator, "张某")
         assert "110105********" in operator.inner_text("#patient-facts")
         assert id_number not in operator.content()
+        assert operator.input_value("#find-id-number") == ""  # not left on the screen
         operator.fill("#patient-username", "zhang.patient")
         operator.fill("#patient-password", PASSWORD)
         operator.click("#patient-account-form [type=submit]")
@@ -208,12 +227,57 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         )
         check_layout(patient, "waiting-waiting", shots)
 
+        # An error on /waiting follows the language toggle too (the page's own error line).
+        patient.evaluate(
+            """async () => {
+              const { showError } = await import('/static/portal.js');
+              const { ApiError } = await import('/static/api.js');
+              showError(new ApiError(409, 'doctor_offline', 'The doctor is not online.'));
+            }"""
+        )
+        assert patient.inner_text("#error") == "错误：医生目前不在线。"
+        patient.click("#lang-toggle")
+        assert patient.inner_text("#error") == "Error：The doctor is not online."
+        patient.click("#lang-toggle")
+        patient.evaluate("async () => (await import('/static/portal.js')).showError(null)")
+
         visit_id = patient.evaluate("() => window.__portal.visit.id")
         item = doctor.locator(f"li[data-visit-id='{visit_id}']")
         item.wait_for(timeout=WAIT_MS)
         assert item.locator(".who").inner_text() == "张某"
         check_layout(doctor, "queue-waiting", shots)
+
+        # The doctor reads the patient's record: prior diagnoses and the visits with this doctor.
+        with doctor.context.expect_page() as opened:
+            item.locator("[data-action=record]").click()
+        record = opened.value
+        record.locator("#record-diagnoses li[data-code=I10]").wait_for(timeout=WAIT_MS)
+        assert record.inner_text("#record-name") == "张某"
+        assert "市第一人民医院" in record.inner_text("#record-diagnoses")
+        record.locator(f"#record-visits li[data-visit-id='{visit_id}']").wait_for(timeout=WAIT_MS)
+        check_layout(record, "console-doctor-record", shots)
+        record.close()
         item.locator("[data-action=admit]").click()
         patient.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
         patient.locator("video, #remote, main").first.wait_for(timeout=WAIT_MS)
         assert f"visit={visit_id}" in patient.url
+
+        # The queue: "End visit" asks first and sits apart from the rest; an empty referral
+        # reason is named (it used to read "unknown error").
+        item.locator("[data-action=end]").wait_for(timeout=WAIT_MS)
+        end_box = item.locator("[data-action=end]").bounding_box()
+        back_box = item.locator("[data-action=send_back]").bounding_box()
+        assert end_box and back_box and end_box["y"] > back_box["y"] + back_box["height"] - 1 or (
+            end_box and back_box and end_box["x"] - (back_box["x"] + back_box["width"]) >= 24
+        ), (end_box, back_box)
+        item.locator("[data-action=end]").click()
+        assert item.locator(".end-confirm").is_visible()
+        assert not item.locator("[data-action=end]").is_visible()
+        check_layout(doctor, "queue-in-room", shots)
+        item.locator("[data-action=end_cancel]").click()
+        assert not item.locator(".end-confirm").is_visible()
+        assert item.get_attribute("data-state") == "in_room"
+        item.locator("[data-action=refer]").click()
+        item.locator("[data-action=refer_confirm]").click()
+        assert doctor.inner_text("#error") == "错误：请填写转诊原因。"
+        assert item.get_attribute("data-state") == "in_room"

@@ -287,6 +287,7 @@ function renderPractitionerForm() {
   );
   const chosen = accounts.find((a) => a.id === $("practitioner-user").value);
   if (chosen?.department_id) $("practitioner-department").value = chosen.department_id;
+  $("practitioner-form").querySelector("[type=submit]").disabled = !doctors.length;
 }
 
 export function renderPractitioners() {
@@ -354,8 +355,8 @@ async function createPractitioner(event) {
     });
     await loadPractitioners();
     renderPractitioners();
+    form.reset();
     renderPractitionerForm();
-    form.elements.licence_number.value = "";
     notify("prac.created", { name: record.display_name });
   });
 }
@@ -389,5 +390,6 @@ export function initAdmin() {
   initPractitionerList();
   ctx.renderers.add(renderOrganisation);
   ctx.renderers.add(renderAccounts);
+  ctx.renderers.add(renderPractitionerForm);
   renderOrganisation();
 }

@@ -137,6 +137,8 @@ async function register(event) {
   }
   await busy(form.querySelector("[type=submit]"), async () => {
     const record = await api("POST", "/patients", body);
+    form.reset();
+    $("find-form").reset(); // the full ID number does not stay on the screen
     form.hidden = true;
     await show(record);
     notify("patients.registered", { name: record.name });

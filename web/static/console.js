@@ -45,6 +45,7 @@ export function notify(key, params = {}) {
   infoParams = params;
   info.textContent = key ? t(key, params) : "";
   info.hidden = !key;
+  if (key) info.scrollIntoView({ block: "nearest" });
 }
 
 /** Every department of the institutions known, as {value, label} for a select. */
