@@ -218,7 +218,7 @@ function renderRecord() {
           h("div", {
             class: "row-meta",
             text: [
-              t(`visit.state.${v.state}`),
+              t(`staff_state.${v.state}`),
               v.closed_at ? t("record.closed_at", { time: clock(v.closed_at) }) : "",
               v.referral_reason ? `${t("outcome.reason")}${v.referral_reason}` : "",
             ]

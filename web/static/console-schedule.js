@@ -107,7 +107,7 @@ function renderBookings() {
           h("div", {
             class: "row-meta",
             text: [
-              t(`visit.state.${v.state}`),
+              t(`staff_state.${v.state}`),
               t(`visit.mode.${v.mode}`),
               v.department_name ?? "",
               v.slot_starts_at ? when(v.slot_starts_at) : t("booking.queue"),
