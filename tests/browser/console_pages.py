@@ -67,8 +67,10 @@ def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", ns, str(TELECONSULT), "serve", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1"],
+            [
+                *("ip", "netns", "exec", ns, str(TELECONSULT), "serve", "--host", "127.0.0.1"),
+                *("--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1"),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),

@@ -121,9 +121,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         _notice(admin, "王医生")
         pending = admin.locator("#practitioner-list li[data-verification=pending]")
         pending.locator("[data-action='prac.verify']").click()
-        admin.locator("#practitioner-list li[data-verification=verified]").wait_for(
-            timeout=WAIT_MS
-        )
+        admin.locator("#practitioner-list li[data-verification=verified]").wait_for(timeout=WAIT_MS)
         check_layout(admin, "console-admin-practitioners", shots)
         admin.click("#lang-toggle")
         assert admin.inner_text("#console-nav [data-tab=accounts]") == "Accounts"
@@ -177,36 +175,63 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         operator.fill("#diagnosis-date", "2025-03-01")
         operator.click("#diagnosis-form [type=submit]")
         operator.locator("#diagnosis-list li[data-code=I10]").wait_for(timeout=WAIT_MS)
-        slot = operator.locator("#booking-when input[type=radio]:not([value=queue])").first
-        slot.wait_for(timeout=WAIT_MS)
-        slot.check()
         check_layout(operator, "console-operator-patient", shots)
-        operator.click("#booking-submit")
-        _notice(operator, "王医生")
 
-        # A second open booking of the same follow-up is refused, with words, not a code.
-        operator.locator("#booking-when input[type=radio]").first.check()
-        operator.click("#booking-submit")
-        operator.wait_for_function(
-            "() => document.querySelector('#error').dataset.code === 'visit_exists'",
-            timeout=WAIT_MS,
-        )
-        assert "已经有一个同一医生" in operator.inner_text("#error")
-
-        _tab(operator, "bookings")
-        booked = operator.locator("#booking-list li[data-state=booked]")
-        booked.wait_for(timeout=WAIT_MS)
-        assert "张某 → 王医生" in booked.inner_text()
-        check_layout(operator, "console-operator-bookings", shots)
-
-        # --- The patient: sees the booking, consents, checks in, is admitted ----------------
+        # --- The patient books the online queue from /waiting (nothing booked yet) ----------
         patient = open_room("patient", "about:blank").page
         patient.goto(f"{base_url}/signin", wait_until="domcontentloaded")
         patient.fill("#username", "zhang.patient")
         patient.fill("#password", PASSWORD)
         patient.click("#signin-button")
         patient.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
-        patient.wait_for_function("() => window.__portal.visit && window.__portal.visit.id")
+        patient.locator("#booking-when input[value=queue]").wait_for(timeout=WAIT_MS)
+        assert patient.is_visible("#no-visit")
+        check_layout(patient, "waiting-book", shots)
+        patient.check("#booking-when input[value=queue]")
+        patient.click("#booking-submit")
+        patient.wait_for_function("() => window.__portal.visit?.state === 'booked'")
+        assert patient.is_hidden("#book-card")
+        queued_id = patient.evaluate("() => window.__portal.visit.id")
+
+        # The operator cannot book the same follow-up again (one open visit per doctor and
+        # condition), is told so in words, cancels the queue booking (asked first) and books the
+        # slot instead.
+        slot = operator.locator("#booking-when input[type=radio]:not([value=queue])").first
+        slot.wait_for(timeout=WAIT_MS)
+        slot.check()
+        operator.click("#booking-submit")
+        operator.wait_for_function(
+            "() => document.querySelector('#error').dataset.code === 'visit_exists'",
+            timeout=WAIT_MS,
+        )
+        assert "已经有一个同一医生" in operator.inner_text("#error")
+        _tab(operator, "bookings")
+        queued = operator.locator(f"#booking-list li[data-visit-id='{queued_id}']")
+        queued.wait_for(timeout=WAIT_MS)
+        assert "张某 → 王医生" in queued.inner_text() and "在线排队" in queued.inner_text()
+        check_layout(operator, "console-operator-bookings", shots)
+        queued.locator("[data-action='bookings.cancel']").click()
+        queued.locator("[data-action='bookings.cancel_confirm']").click()
+        operator.locator(
+            f"#booking-list li[data-visit-id='{queued_id}'][data-state=cancelled]"
+        ).wait_for(timeout=WAIT_MS)
+        _tab(operator, "patients")
+        operator.fill("#find-id-number", id_number)
+        operator.click("#find-form [type=submit]")
+        slot = operator.locator("#booking-when input[type=radio]:not([value=queue])").first
+        slot.wait_for(timeout=WAIT_MS)
+        slot.check()
+        operator.click("#booking-submit")
+        _notice(operator, "王医生")
+
+        # --- The patient: sees the booking, consents, checks in, is admitted ----------------
+        patient.wait_for_function(
+            "() => window.__portal.visit.state === 'cancelled'", timeout=WAIT_MS
+        )
+        patient.reload(wait_until="domcontentloaded")
+        patient.wait_for_function(
+            f"() => window.__portal.visit && window.__portal.visit.id !== '{queued_id}'"
+        )
         details = patient.inner_text("#visit-details")
         assert "王医生" in details and "心血管内科" in details and "09:00" in details, details
         assert patient.is_disabled("#check-in")
@@ -267,9 +292,10 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         item.locator("[data-action=end]").wait_for(timeout=WAIT_MS)
         end_box = item.locator("[data-action=end]").bounding_box()
         back_box = item.locator("[data-action=send_back]").bounding_box()
-        assert end_box and back_box and end_box["y"] > back_box["y"] + back_box["height"] - 1 or (
-            end_box and back_box and end_box["x"] - (back_box["x"] + back_box["width"]) >= 24
-        ), (end_box, back_box)
+        assert end_box is not None and back_box is not None
+        below = end_box["y"] >= back_box["y"] + back_box["height"] - 1
+        apart = end_box["x"] - (back_box["x"] + back_box["width"]) >= 24
+        assert below or apart, (end_box, back_box)
         item.locator("[data-action=end]").click()
         assert item.locator(".end-confirm").is_visible()
         assert not item.locator("[data-action=end]").is_visible()

@@ -29,8 +29,8 @@ from ..fields import (
     ShortText,
     Username,
 )
-from .accounts import Account, account_of
 from ..registry import api
+from .accounts import Account, account_of
 
 Relation = Literal["parent", "grandparent", "spouse", "child", "sibling", "other"]
 Icd10 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][0-9]{2}(\.[0-9]{1,4})?$")]
