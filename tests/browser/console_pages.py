@@ -132,7 +132,9 @@ def totp_code(secret: str) -> str:
     return code
 
 
-def sign_in_and_enrol(page: Any, base_url: str, username: str, password: str) -> str:
+def sign_in_and_enrol(
+    page: Any, base_url: str, username: str, password: str, shots: Path | None = None
+) -> str:
     """Sign a staff account in for the first time: enrol TOTP by the QR code alone (the
     secret is read from the decoded image, never from the page's text) and confirm it."""
     page.goto(f"{base_url}/signin", wait_until="domcontentloaded")
@@ -142,6 +144,9 @@ def sign_in_and_enrol(page: Any, base_url: str, username: str, password: str) ->
     page.locator("#enrol").wait_for(timeout=WAIT_MS)
     page.click("#enrol-start")
     page.locator("#totp-qr-image").wait_for(timeout=WAIT_MS)
+    assert page.is_hidden("#totp-secret")  # the key is behind "cannot scan?"
+    if shots is not None:
+        check_layout(page, "signin-enrol", shots)
     uri = decode_qr(page)
     parsed = urlparse(uri)
     assert parsed.scheme == "otpauth" and parsed.netloc == "totp", uri

@@ -76,7 +76,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         admin.click("#lang-toggle")
         check_layout(admin, "signin", shots)
 
-        sign_in_and_enrol(admin, base_url, "admin", PASSWORD)
+        sign_in_and_enrol(admin, base_url, "admin", PASSWORD, shots)
         admin.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
         admin.wait_for_function("() => window.__portal.state === 'tab:organisation'")
         assert admin.inner_text("#institution-empty") != ""
@@ -110,6 +110,25 @@ def test_empty_server_to_admitted_patient_through_the_pages(
             _notice(admin, username)
         rows = admin.locator("#account-list li")
         assert rows.count() == 3  # the admin, the doctor, the operator
+
+        # A nurse who leaves: a new password first, then deactivation; each asks first.
+        admin.select_option("#account-role", "nurse")
+        admin.fill("#account-display-name", "李护士")
+        admin.fill("#account-username", "li.nurse")
+        admin.fill("#account-password", PASSWORD)
+        admin.click("#account-form [type=submit]")
+        _notice(admin, "li.nurse")
+        nurse_row = admin.locator("#account-list li[data-username='li.nurse']")
+        nurse_row.locator("[data-action='accounts.reset_password']").click()
+        nurse_row.locator("input[name=new_password]").fill("Another-Horse-43")
+        nurse_row.locator("form [type=submit]").click()
+        _notice(admin, "李护士")
+        nurse_row.locator("[data-action='accounts.deactivate']").click()
+        assert "李护士" in nurse_row.locator(".confirm").inner_text()
+        nurse_row.locator("[data-action='common.confirm']").click()
+        _notice(admin, "已停用账号")
+        assert "已停用" in nurse_row.inner_text()
+        assert nurse_row.locator("button").count() == 0
         check_layout(admin, "console-admin-accounts", shots)
 
         _tab(admin, "practitioners")
