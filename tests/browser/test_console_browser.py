@@ -211,6 +211,18 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         patient.wait_for_function("() => window.__portal.visit?.state === 'booked'")
         assert patient.is_hidden("#book-card")
         queued_id = patient.evaluate("() => window.__portal.visit.id")
+        assert "在线排队" in patient.inner_text("#visit-details")
+        patient.wait_for_function(
+            "() => document.querySelector('#consent-text').textContent.length > 20"
+        )
+        patient.check("#consent-agree")
+        patient.click("#consent-sign")
+        patient.wait_for_function("() => window.__portal.visit.consent_signed === true")
+        patient.click("#check-in")
+        patient.wait_for_function(
+            "() => document.querySelector('#visit-details').textContent.includes('开始候诊')",
+            timeout=WAIT_MS,
+        )
 
         # The operator cannot book the same follow-up again (one open visit per doctor and
         # condition), is told so in words, cancels the queue booking (asked first) and books the
@@ -229,6 +241,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         queued.wait_for(timeout=WAIT_MS)
         assert "张某 → 王医生" in queued.inner_text() and "在线排队" in queued.inner_text()
         check_layout(operator, "console-operator-bookings", shots)
+        assert queued.get_attribute("data-state") == "waiting"
         queued.locator("[data-action='bookings.cancel']").click()
         queued.locator("[data-action='bookings.cancel_confirm']").click()
         operator.locator(
@@ -247,6 +260,9 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         patient.wait_for_function(
             "() => window.__portal.visit.state === 'cancelled'", timeout=WAIT_MS
         )
+        # A closed visit no longer says "waiting since".
+        assert "开始候诊" not in patient.inner_text("#visit-details")
+        assert patient.is_visible("#outcome-card")
         patient.reload(wait_until="domcontentloaded")
         patient.wait_for_function(
             f"() => window.__portal.visit && window.__portal.visit.id !== '{queued_id}'"

@@ -18,7 +18,13 @@ const MODES = ["video", "voice", "text"];
  * verified doctors to choose from; `onBooked(visit)` after a booking.
  */
 export function mountBooking(container, { patientId, diagnoses, practitioners, onBooked }) {
-  const state = { doctorId: practitioners[0]?.user_id ?? "", slots: [], choice: "", mode: "video" };
+  const state = {
+    doctorId: practitioners[0]?.user_id ?? "",
+    slots: [],
+    loading: true, // the doctor's times are being read: no choice is offered yet
+    choice: "",
+    mode: "video",
+  };
   state.condition = diagnoses[0]?.condition_code ?? "";
   let alive = true;
 
@@ -26,10 +32,19 @@ export function mountBooking(container, { patientId, diagnoses, practitioners, o
 
   async function loadSlots() {
     state.slots = [];
-    if (state.doctorId) {
-      const { slots } = await api("GET", `/practitioners/${state.doctorId}/slots`);
-      state.slots = slots.filter((slot) => slot.remaining > 0);
+    state.loading = true;
+    render();
+    try {
+      if (state.doctorId) {
+        const { slots } = await api("GET", `/practitioners/${state.doctorId}/slots`);
+        state.slots = slots.filter((slot) => slot.remaining > 0);
+      }
+    } catch (err) {
+      state.loading = false;
+      render();
+      throw err;
     }
+    state.loading = false;
     const choices = choicesOf();
     if (!choices.some((c) => c.value === state.choice)) state.choice = choices[0]?.value ?? "";
     render();
@@ -74,7 +89,9 @@ export function mountBooking(container, { patientId, diagnoses, practitioners, o
       "fieldset",
       { class: "field choices", id: "booking-when" },
       h("legend", { class: "label", text: t("booking.when") }),
-      choices.length
+      state.loading
+        ? h("p", { class: "empty", text: t("booking.loading") })
+        : choices.length
         ? choices.map((c) =>
             h(
               "label",
@@ -95,7 +112,7 @@ export function mountBooking(container, { patientId, diagnoses, practitioners, o
       type: "button",
       id: "booking-submit",
       class: "btn btn-primary",
-      disabled: !choices.length,
+      disabled: state.loading || !choices.length,
       text: t("booking.submit"),
       onclick: (e) => book(e.currentTarget),
     });

@@ -97,6 +97,11 @@ async function find(event) {
   const form = event.currentTarget;
   const idNumber = form.elements.id_number.value.trim();
   if (!idNumber) return showError({ code: "fields_missing_form" });
+  // The card of the person shown before goes at once: nothing is done to the wrong patient.
+  booking?.close();
+  booking = null;
+  patient = null;
+  renderPatient();
   await busy(form.querySelector("[type=submit]"), async () => {
     notify(null);
     const { patient: found } = await api("POST", "/patients/find", { id_number: idNumber });

@@ -80,6 +80,7 @@ function renderVisit() {
   if (visit.doctor_name) parts.push(t("visit.doctor", { name: visit.doctor_name }));
   if (visit.department_name) parts.push(visit.department_name);
   if (visit.slot_starts_at) parts.push(t("visit.slot_time", { time: when(visit.slot_starts_at) }));
+  else parts.push(t("booking.queue"));
   // "Waiting since" only while waiting: an ended visit is not waiting any more.
   if (visit.state === "waiting" && visit.checked_in_at) {
     parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
