@@ -72,7 +72,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         admin.wait_for_function("() => document.querySelector('#error').dataset.code")
         assert admin.inner_text("#error") == "错误：用户名、密码或动态验证码不正确。"
         admin.click("#lang-toggle")
-        assert admin.inner_text("#error") == "Error：The username, password or code is wrong."
+        assert admin.inner_text("#error") == "Error: The username, password or code is wrong."
         admin.click("#lang-toggle")
         check_layout(admin, "signin", shots)
 
@@ -297,7 +297,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         )
         assert patient.inner_text("#error") == "错误：医生目前不在线。"
         patient.click("#lang-toggle")
-        assert patient.inner_text("#error") == "Error：The doctor is not online."
+        assert patient.inner_text("#error") == "Error: The doctor is not online."
         patient.click("#lang-toggle")
         patient.evaluate("async () => (await import('/static/portal.js')).showError(null)")
 

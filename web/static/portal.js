@@ -1,7 +1,15 @@
 // What the sign-in, waiting-room and queue pages share: strings, the language toggle, errors,
 // the top bar's sign-out, and `window.__portal` (state for tests and for people debugging).
 
-import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
+import {
+  addStrings,
+  applyI18n,
+  getLanguage,
+  hasKey,
+  initLanguageToggle,
+  onLanguageChange,
+  t,
+} from "./i18n.js";
 import { STRINGS } from "./portal-strings.js";
 import { ApiError, api, clearSession, getSession } from "./api.js";
 
@@ -75,7 +83,8 @@ let shownError = null; // the error on show, remade in the new language after a 
 function renderError() {
   errorBox ??= document.getElementById("error");
   if (!errorBox || shownError === null) return;
-  errorBox.textContent = `${t("error.prefix")}：${errorText(shownError)}`;
+  const colon = getLanguage() === "en" ? ": " : "："; // a full-width colon only in Chinese
+  errorBox.textContent = `${t("error.prefix")}${colon}${errorText(shownError)}`;
 }
 
 /** Show `err` in the page's error line (role=alert), or hide it with `null`. */
