@@ -28,10 +28,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 RoomPage = Any
 
 
-def _id_number() -> str:
-    """A valid resident ID number born 1980-01-01."""
+def _id_number(birth: str = "19800101") -> str:
+    """A valid resident ID number born on `birth` (YYYYMMDD)."""
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    first17 = "11010519800101" + f"{secrets.randbelow(1000):03d}"
+    first17 = "110105" + birth + f"{secrets.randbelow(1000):03d}"
     total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
     return first17 + "10X98765432"[total % 11]
 
@@ -255,6 +255,19 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         slot.check()
         operator.click("#booking-submit")
         _notice(operator, "王医生")
+
+        # A guardian's ward (a child of 3): registered from the guardian's card, no account of
+        # its own (the guardian signs in for it).
+        operator.click("#register-ward")
+        assert "张某" in operator.inner_text("#register-ward-of")
+        operator.fill("#register-name", "张小某")
+        operator.fill("#register-id-number", _id_number(f"{date.today().year - 3}0101"))
+        operator.select_option("#register-relation", "parent")
+        operator.click("#register-form [type=submit]")
+        _notice(operator, "张小某")
+        assert operator.inner_text("#patient-name") == "张小某"
+        assert "被监护人" in operator.inner_text("#patient-facts")
+        assert operator.is_hidden("#patient-account-form")
 
         # --- The patient: sees the booking, consents, checks in, is admitted ----------------
         patient.wait_for_function(
