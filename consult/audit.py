@@ -395,7 +395,7 @@ class VerifyReport:
         anchored = (
             f"; anchored at seq {self.anchored_seq} by {self.anchor_label}"
             if self.anchored_seq is not None
-            else "; no checkpoint to anchor it"
+            else ""
         )
         if self.ok:
             if self.checked == 0:
