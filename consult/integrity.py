@@ -72,9 +72,8 @@ class IntegrityReport:
             )
         lines += [f"note: {note}" for note in self.notes]
         lines += [f"{f.code}: {f.detail}" for f in self.findings]
-        lines.append(
-            "integrity OK" if self.ok else f"integrity BROKEN: {len(self.findings)} problem(s)"
-        )
+        if not self.ok:
+            lines.append(f"integrity BROKEN: {len(self.findings)} problem(s)")
         return "\n".join(lines)
 
     def describe(self) -> dict[str, Any]:
