@@ -131,15 +131,14 @@ def _checkpoint_ctx(key: SM2Key) -> Callable[[web.Application], AsyncIterator[No
             logger.error("audit checkpoint failed: %s", type(exc).__name__)
 
     async def every(app: web.Application, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
+        while True:  # the first one checks every event since the last: not before serving
             await checkpoint(app)
+            await asyncio.sleep(interval)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         interval = app[CONFIG].checkpoint_interval_s
         task = None
         if interval > 0:
-            await checkpoint(app)
             task = asyncio.create_task(every(app, interval), name="audit-checkpoints")
         yield
         if task is not None:

@@ -8,8 +8,9 @@
 * audit -> disk: every session the chain or a checkpoint says was sealed is on disk, unless a
   ``recording.purged`` event says it was removed after its keep-until date
   (``session_missing``);
-* the audit chain itself verifies against the checkpoints (``audit_chain_broken``): otherwise
-  a rewritten manifest with a recomputed ``recording.sealed`` event would pass the comparisons;
+* the audit chain verifies against the checkpoints from the room's first event on
+  (``audit_chain_broken``): otherwise a rewritten manifest with a recomputed
+  ``recording.sealed`` event would pass the comparisons;
 * the checkpoint file verifies (``checkpoint_invalid``, ``checkpoint_unlinked``).
 
 The ``recording`` package cannot see the database (layers), hence this module in ``web``.
@@ -51,7 +52,10 @@ async def verify_recordings(
             {"code": p.code, "detail": f"checkpoint file line {p.line}: {p.detail}"}
             for p in log.problems
         ]
-    chain = await verify_chain(db, anchors=log.anchors() if log else ())
+    events = await events_for(db, room)
+    # The chain from the room's first event on: enough to show its events are the signed ones.
+    first = min((event.seq for event in events), default=1)
+    chain = await verify_chain(db, anchors=log.anchors() if log else (), start_seq=first)
     if not chain.ok:
         problems.append(
             {
@@ -61,7 +65,7 @@ async def verify_recordings(
         )
     sealed: dict[str, str | None] = {}
     purged: set[str] = set()
-    for event in await events_for(db, room):
+    for event in events:
         if event.action not in (SEALED, PURGED):
             continue
         try:

@@ -422,3 +422,22 @@ async def test_r24_a_chain_made_before_version_2_still_verifies_after_migration(
                 await connection.run_sync(migrate, "0003_chat", True)
     finally:
         await engine.dispose()
+
+
+async def test_r24_a_partial_walk_from_an_event_still_meets_the_anchor(
+    scratch_db: Database, tmp_path: Path, key: SM2Key
+) -> None:
+    """From ``start_seq`` on (the regulator's export of one visit): a rewrite before it still
+    changes the digest the checkpoint signed, and a cut tail is still short of it."""
+    db, path = scratch_db, tmp_path / "checkpoints.jsonl"
+    await _fill(db, 10)
+    await write_checkpoint(db, path, key)
+    anchors = read_checkpoints(path, key.public()).anchors()
+    report = await verify_chain(db, anchors=anchors, start_seq=8)
+    assert report.ok and report.checked == 3 and report.anchored_seq == 10
+    await _as_dba(db, "UPDATE audit_events SET action = 'x' WHERE seq = 3")
+    await _rechain(db)
+    report = await verify_chain(db, anchors=anchors, start_seq=8)
+    assert (report.problem, report.broken_seq) == ("rewritten", 10)
+    await _as_dba(db, "DELETE FROM audit_events WHERE seq = 10")
+    assert (await verify_chain(db, anchors=anchors, start_seq=8)).problem == "truncated"
