@@ -16,6 +16,7 @@ from aiohttp import web
 
 from consult.admin_commands import needs_first_admin
 from consult.checkpoints import CheckpointRefused, write_checkpoint
+from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.trust import SM2Key, TrustError
 from media.pool import LocalMediaPool, MediaPool
@@ -90,6 +91,8 @@ def _recorder(config: Config) -> Recorder | None:
         config.recordings,
         segment_s=config.recording_segment_s,
         retention_days=config.recording_retention_days,
+        # chat texts on the timeline are SM4-encrypted under the field key (R36)
+        seal_text=FieldCipher(config.field_secret()).encrypt,
     )
     composites = CompositeJobs(fps=config.composite_fps) if config.recording_composite else None
     return Recorder(store, composites)

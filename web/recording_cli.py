@@ -6,6 +6,8 @@ head against its ``recording.sealed`` event and the signed checkpoints, each sea
 chain or a checkpoint names against the disk, and the chain against the checkpoints. Exit
 status: 0 all verified, 1 a problem was found, 2 nothing to verify. ``purge`` enters a
 ``recording.purged`` event for each session it removes, so its absence is not a problem.
+``timeline ROOM SESSION`` prints a session's timeline with its chat texts (SM4-encrypted at
+rest, R36) opened with the field key; each such read is audited.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from consult import audit
+from consult.crypto import FieldCipher, FieldDecryptError
 from consult.db import Database
 from recording import RecordingStore
 from recording.composite import build
 from recording.errors import RecordingError
+from recording.session import TIMELINE, read_jsonl, timeline_text_context
 
 from .config import Config
 from .recording_audit import PURGED, verify_recordings
@@ -38,6 +43,12 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     add_common(p)
     p = verbs.add_parser("purge", help="remove recordings past their keep-until date, only those")
     p.add_argument("--dry-run", action="store_true")
+    add_common(p)
+    p = verbs.add_parser(
+        "timeline", help="a session's timeline with its chat texts decrypted (audited)"
+    )
+    p.add_argument("room")
+    p.add_argument("session")
     add_common(p)
     p = verbs.add_parser("composite", help="(re)build a session's playback composite now")
     p.add_argument("room")
@@ -69,12 +80,50 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 print(f"  {info.room} {info.session} (kept until {info.keep_until})")
             return 0
         info = store.session(args.room, args.session)
+        if args.action == "timeline":
+            for line in _open_timeline(config, info.room, info.session, info.directory):
+                print(json.dumps(line, ensure_ascii=False, sort_keys=True))
+            asyncio.run(_audit_read(config, info.room, info.session))
+            return 0
         result = asyncio.run(build(info.directory, fps=config.composite_fps))
         print(json.dumps(result, indent=1, sort_keys=True))
         return 0
     except RecordingError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 2
+
+
+def _open_timeline(config: Config, room: str, session: str, directory: Path) -> list[Any]:
+    """The timeline's lines, each sealed chat text opened (``text``) with the field key; one
+    that does not open (another key, altered) is named ``text_unreadable``."""
+    cipher = FieldCipher(config.field_secret())
+    records, _bad = read_jsonl(directory / TIMELINE)
+    for record in records:
+        sealed = record.pop("text_enc", None)
+        if isinstance(sealed, str):
+            context = timeline_text_context(room, session, str(record.get("id", "")))
+            try:
+                record["text"] = cipher.decrypt(sealed, context)
+            except FieldDecryptError:
+                record["text_unreadable"] = True
+    return records
+
+
+async def _audit_read(config: Config, room: str, session: str) -> None:
+    db = Database(config.database)
+    await db.start()
+    try:
+        await audit.append(
+            db,
+            "recording.timeline_read",
+            actor_role="system",
+            source_ip="cli",
+            object_type="visit",
+            object_id=room,
+            details={"session": session},
+        )
+    finally:
+        await db.close()
 
 
 async def _audit_purge(config: Config, removed: list[Any]) -> None:
