@@ -213,3 +213,27 @@ async def test_the_regulator_reads_the_signed_checkpoints_R22_R26(server, clinic
     export = await regulator.ok("GET", "/exports/audit/checkpoints")
     assert export["verified"] is False
     assert [p["code"] for p in export["problems"]] == ["truncated"]
+
+
+async def test_a_session_purged_after_its_keep_until_date_is_not_missing_R23(
+    server, clinic: Clinic
+):
+    """``recording purge`` enters a ``recording.purged`` event per session it removes: the
+    walk from the chain to the disk then expects it gone."""
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
+    directory, _ = await _recorded_session(server, visit_id)
+    data = server.config.data_dir
+    assert (await _cli("audit", "checkpoint", "--data-dir", str(data)))[0] == 0
+    info = directory / "session.json"
+    os.chmod(info, 0o644)
+    info.write_text(json.dumps({**json.loads(info.read_text()), "keep_until": "2001-01-01"}))
+    status, out = await _cli("recording", "purge", "--data-dir", str(data))
+    assert status == 0 and "removed 1 session" in out, out
+    assert not directory.exists()
+    assert await _verify(data, visit_id) == (2, set())  # nothing left, nothing missing
+    export = await (await clinic.person("regulator")).ok(
+        "GET", f"/exports/visits/{visit_id}/recordings"
+    )
+    assert export["verified"] is True and export["problems"] == []
