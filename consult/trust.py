@@ -19,6 +19,7 @@ verified against the authority's CA certificates.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -120,12 +121,23 @@ def _bio_bytes(lib: ctypes.CDLL, bio: int) -> bytes:
     return ctypes.string_at(data, length) if length > 0 and data.value else b""
 
 
+_PasswordCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p
+)
+
+
+@_PasswordCallback
+def _no_password(_buf: int, _size: int, _rwflag: int, _u: int) -> int:
+    """A passphrase-protected key is refused, never prompted for on the terminal."""
+    return -1
+
+
 def _read_pem(pem: bytes, *, private: bool) -> int:
     lib = _libcrypto()
     bio = lib.BIO_new_mem_buf(pem, len(pem))
     try:
         read = lib.PEM_read_bio_PrivateKey if private else lib.PEM_read_bio_PUBKEY
-        pkey = read(bio, None, None, None)
+        pkey = read(bio, None, _no_password, None)
     finally:
         lib.BIO_free(bio)
     if not pkey:
@@ -146,7 +158,8 @@ class _Key:
     def __del__(self) -> None:
         pkey, self._pkey = getattr(self, "_pkey", 0), 0
         if pkey:
-            _libcrypto().EVP_PKEY_free(pkey)
+            with contextlib.suppress(Exception):  # at interpreter exit the library may be gone
+                _libcrypto().EVP_PKEY_free(pkey)
 
     def _digest_ctx(self, sign: bool) -> tuple[int, int]:
         """An ``EVP_MD_CTX`` set up for SM2-with-SM3 under :data:`SM2_ID`, and its pkey ctx."""

@@ -89,8 +89,16 @@ def test_r26_a_bad_key_is_a_stable_error(pem: bytes) -> None:
         SM2PublicKey.from_pem(pem)
 
 
-def test_r26_an_rsa_or_ec_key_is_not_an_sm2_key(tmp_path: Path) -> None:
+def test_r26_an_ec_or_locked_key_is_not_a_usable_sm2_key(tmp_path: Path) -> None:
     openssl = need_openssl()
+    subprocess.run(
+        [openssl, "genpkey", "-algorithm", "SM2", "-aes256", "-pass", "pass:secret", "-out",
+         "locked.pem"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(TrustError) as info:  # refused, never prompted for
+        SM2Key.from_pem((tmp_path / "locked.pem").read_bytes())
+    assert info.value.code == "key_invalid"
     subprocess.run(
         [openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"],
         cwd=tmp_path, check=True, capture_output=True,
