@@ -205,6 +205,14 @@ async def test_the_regulator_reads_the_signed_checkpoints_R22_R26(server, clinic
     # others may not
     reply = await clinic.admin.call("GET", "/exports/audit/checkpoints")
     assert (reply.status, reply.code) == (403, "forbidden")
+    # an off-host copy of the file and the public key: audit verify uses them as given
+    data = server.config.data_dir
+    copy, pem = data.parent / "offhost.jsonl", data.parent / "signing.pub.pem"
+    shutil.copy(server.config.checkpoints, copy)
+    pem.write_text(export["public_key"])
+    offhost = ("--checkpoints", str(copy), "--public-key", str(pem))
+    status, out = await _cli("audit", "verify", "--data-dir", str(data), *offhost)
+    assert status == 0 and f"anchored at seq {export['anchored_seq']}" in out, out
     # the chain's tail cut past the last checkpoint: the export says so
     anchored = export["anchored_seq"]
     async with server.app[DATABASE].session() as s, s.begin():
@@ -213,6 +221,8 @@ async def test_the_regulator_reads_the_signed_checkpoints_R22_R26(server, clinic
     export = await regulator.ok("GET", "/exports/audit/checkpoints")
     assert export["verified"] is False
     assert [p["code"] for p in export["problems"]] == ["truncated"]
+    status, out = await _cli("audit", "verify", "--data-dir", str(data), *offhost)
+    assert status == 1 and "truncated" in out, out
 
 
 async def test_a_session_purged_after_its_keep_until_date_is_not_missing_R23(
