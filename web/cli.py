@@ -24,7 +24,7 @@ from consult.db import Database
 from consult.models import InstitutionLevel, Title
 from consult.permissions import Role
 from consult.tokens import issue_join_token
-from consult.trust import SM2PublicKey
+from consult.trust import SM2PublicKey, TrustError
 from consult.visits import create_demo_visit
 
 from . import recording_cli, turn_cli
@@ -114,11 +114,22 @@ def _audit_verify(args: argparse.Namespace) -> AdminCommand:
     given with ``--checkpoints``) under the server's key (or ``--public-key``)."""
     config = _config(args)
     checkpoints = Path(args.checkpoints) if args.checkpoints else config.checkpoints
-    if args.public_key:
-        public_key: SM2PublicKey | None = SM2PublicKey.from_pem(Path(args.public_key).read_bytes())
-    else:
-        public_key = config.public_key()
-    roots = config.tsa_roots()
+    try:
+        if args.public_key:
+            public_key: SM2PublicKey | None = SM2PublicKey.from_pem(
+                Path(args.public_key).read_bytes()
+            )
+        else:
+            public_key = config.public_key()
+        roots = config.tsa_roots()
+    except (OSError, ValueError, TrustError) as exc:
+        code = exc.code if isinstance(exc, TrustError) else "unreadable"
+        failure = f"error: {code}: the public key or the authority's certificates: {exc}"
+
+        async def refuse(_db: Database) -> CommandResult:
+            return failure, 2
+
+        return refuse
 
     async def command(db: Database) -> CommandResult:
         return await admin_commands.audit_verify(db, checkpoints, public_key, roots)

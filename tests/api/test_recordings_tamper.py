@@ -213,6 +213,10 @@ async def test_the_regulator_reads_the_signed_checkpoints_R22_R26(server, clinic
     offhost = ("--checkpoints", str(copy), "--public-key", str(pem))
     status, out = await _cli("audit", "verify", "--data-dir", str(data), *offhost)
     assert status == 0 and f"anchored at seq {export['anchored_seq']}" in out, out
+    (data.parent / "junk.pem").write_text("not a key")
+    bad = ("--public-key", str(data.parent / "junk.pem"))
+    status, out = await _cli("audit", "verify", "--data-dir", str(data), *bad)
+    assert status == 2 and out.startswith("error: key_invalid"), out  # no traceback
     # the chain's tail cut past the last checkpoint: the export says so
     anchored = export["anchored_seq"]
     async with server.app[DATABASE].session() as s, s.begin():
