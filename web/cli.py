@@ -140,7 +140,16 @@ def _audit_verify(args: argparse.Namespace) -> AdminCommand:
 def _audit_checkpoint(args: argparse.Namespace) -> AdminCommand:
     """``audit checkpoint``: sign the current heads into the checkpoint file now."""
     config = _config(args)
-    key = config.signing_key()
+    try:
+        key = config.signing_key()
+    except (OSError, TrustError) as exc:
+        code = exc.code if isinstance(exc, TrustError) else "unreadable"
+        failure = f"error: {code}: the signing key {config.signing_key_path}: {exc}"
+
+        async def refuse(_db: Database) -> CommandResult:
+            return failure, 2
+
+        return refuse
 
     async def command(db: Database) -> CommandResult:
         return await admin_commands.audit_checkpoint(
