@@ -57,6 +57,9 @@ class Config:
     #: Media worker processes: 0 keeps every Router in this process (the embedded default);
     #: N > 0 runs N worker processes; "auto" one per core.
     media_workers: int | str = 0
+    #: A media worker whose event loop lags past this (ms, in two 1 s windows in a row) takes no
+    #: new room or participant (``server_busy``) until it keeps up again; 0 never refuses.
+    media_busy_lag_ms: int = 200
     #: Record every room (R22, R23); segments, manifests and composites go under
     #: ``recordings_dir`` (default ``<data_dir>/recordings``).
     recording: bool = True
@@ -169,6 +172,7 @@ _INTS = {
     "recording_retention_days",
     "composite_fps",
     "turn_credential_ttl_s",
+    "media_busy_lag_ms",
 }
 #: Lists of tables: TOML only, never from an environment variable.
 _TOML_ONLY = {"ice_servers", "turn_providers"}
@@ -245,6 +249,8 @@ def load_config(
         )
     if config.checkpoint_interval_s < 0:
         raise ValueError("checkpoint_interval_s must be 0 (off) or positive")
+    if config.media_busy_lag_ms < 0:
+        raise ValueError("media_busy_lag_ms must be 0 (never refuse) or a positive number")
     low, high = SEGMENT_S_RANGE
     if not low <= config.recording_segment_s <= high:
         raise ValueError(f"recording_segment_s must be between {low:g} and {high:g}")
