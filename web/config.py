@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,22 @@ class Config:
     recording_composite: bool = True
     composite_fps: int = 30
     log_level: str = "INFO"
+    #: Imaging store (DICOM files) directory; default ``<data_dir>/imaging``.
+    imaging_dir: Path | None = None
+    #: The largest DICOM instance the store accepts (STOW-RS part, C-STORE dataset).
+    imaging_max_instance_mb: int = 512
+    #: C-STORE SCP port; 0 (the embedded default) keeps it off.
+    dicom_port: int = 0
+    #: Address the C-STORE SCP listens on.
+    dicom_host: str = "127.0.0.1"
+    dicom_ae_title: str = "TELECONSULT"
+    #: Calling AE titles allowed to store, each with the institution id its studies belong to
+    #: (TOML table ``[dicom_peers]``, ``AE = "institution id"``); nobody else may associate.
+    dicom_peers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def imaging(self) -> Path:
+        return self.imaging_dir or self.data_dir / "imaging"
 
     @property
     def recordings(self) -> Path:
@@ -94,7 +110,14 @@ class Config:
 
 
 _BOOLS = {"recording", "recording_composite"}
-_INTS = {"port", "token_ttl_s", "recording_retention_days", "composite_fps"}
+_INTS = {
+    "port",
+    "token_ttl_s",
+    "recording_retention_days",
+    "composite_fps",
+    "imaging_max_instance_mb",
+    "dicom_port",
+}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -109,8 +132,15 @@ def _coerce(name: str, value: Any) -> Any:
         return bool(value)
     if name == "recording_segment_s":
         return float(value)
-    if name == "recordings_dir":
+    if name in ("recordings_dir", "imaging_dir"):
         return Path(value) if value else None
+    if name == "dicom_peers":
+        if not isinstance(value, dict):
+            raise ValueError("dicom_peers is a table of AE title = institution id (TOML)")
+        peers = {str(k).strip(): str(v) for k, v in value.items()}
+        if any(not 0 < len(k) <= 16 for k in peers):
+            raise ValueError("an AE title is 1 to 16 characters")
+        return peers
     if name == "media_workers":
         if str(value).strip().lower() == "auto":
             return os.cpu_count() or 1
@@ -148,7 +178,7 @@ def load_config(
     env = os.environ if environ is None else environ
     for name in names:
         key = ENV_PREFIX + name.upper()
-        if key in env and name != "ice_servers":
+        if key in env and name not in ("ice_servers", "dicom_peers"):
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
@@ -160,6 +190,12 @@ def load_config(
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
         )
+    if not 0 <= config.dicom_port <= 65535:
+        raise ValueError("dicom_port must be 0 (off) or a TCP port")
+    if not 0 < len(config.dicom_ae_title.strip()) <= 16:
+        raise ValueError("dicom_ae_title is 1 to 16 characters")
+    if config.imaging_max_instance_mb < 1:
+        raise ValueError("imaging_max_instance_mb must be at least 1")
     low, high = SEGMENT_S_RANGE
     if not low <= config.recording_segment_s <= high:
         raise ValueError(f"recording_segment_s must be between {low:g} and {high:g}")
