@@ -1,0 +1,33 @@
+"""Helpers of the imaging tests: DICOMweb clients run in threads, audit events of a study."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from apiclient import Person
+from dicomweb_client.api import DICOMwebClient
+from sqlalchemy import select
+
+from consult.db import Database
+from consult.models import AuditEvent
+
+T = TypeVar("T")
+
+
+def client(url: str, person: Person) -> DICOMwebClient:
+    return DICOMwebClient(url=url, headers={"Authorization": f"Bearer {person.token}"})
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """dicomweb-client is blocking (requests); the server runs on this test's loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def imaging_events(db: Database) -> list[AuditEvent]:
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action.like("imaging.%")).order_by(AuditEvent.seq)
+        )
+        return list(rows.all())
