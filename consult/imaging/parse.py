@@ -17,6 +17,7 @@ from typing import BinaryIO, Final
 
 from pydicom import config as pydicom_config
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
@@ -71,6 +72,7 @@ ACCEPTED_SYNTAXES: Final = NATIVE_SYNTAXES | frozenset(
 licensed plugins only: pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle, python-gdcm (JPEG, JPEG-LS);
 never the GPL pylibjpeg-libjpeg."""
 
+UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 MAX_FRAMES: Final = 10_000
 MAX_DIMENSION: Final = 65_535
 _UID: Final = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -144,6 +146,14 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
     """Convert every element now (pydicom converts raw elements lazily, on first access)."""
     if depth > 16:
         raise DicomMalformed("The dataset nests too deeply.")
+    for raw in ds.elements():  # before conversion: pydicom reads a short value without error
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.value is not None
+            and raw.length != UNDEFINED_LENGTH
+            and len(raw.value) != raw.length
+        ):
+            raise DicomMalformed("An element is shorter than its declared length.")
     for element in ds:
         value = element.value
         if element.VR == "SQ":
