@@ -15,9 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
 
-from apiclient import Clinic, Person  # noqa: E402
-from harness import Server, start_server  # noqa: E402
-from people import booked_visit, verified_doctor  # noqa: E402
+from apiclient import Clinic, Person
+from harness import Server, start_server
+from people import booked_visit, verified_doctor
 
 
 @dataclass

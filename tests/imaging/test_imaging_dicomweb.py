@@ -35,9 +35,7 @@ async def test_stow_then_query_and_retrieve_byte_exact(world: World) -> None:
     assert studies[0]["00201208"]["Value"] == [5]  # NumberOfStudyRelatedInstances
     series = await off_loop(reader.search_for_series, study_uid)
     assert len(series) == 3
-    instances = await off_loop(
-        reader.search_for_instances, study_uid, ct[0].SeriesInstanceUID
-    )
+    instances = await off_loop(reader.search_for_instances, study_uid, ct[0].SeriesInstanceUID)
     assert sorted(i["00080018"]["Value"][0] for i in instances) == sorted(
         ds.SOPInstanceUID for ds in ct
     )
@@ -92,9 +90,13 @@ async def test_media_types_are_exact_and_png_renders(world: World) -> None:
         async with http.get(f"{world.dicomweb}/studies") as r:
             assert r.status == 200
             assert r.headers["Content-Type"] == "application/dicom+json"
-        async with http.get(base, headers={"Accept": 'multipart/related; type="application/dicom"'}) as r:
+        async with http.get(
+            base, headers={"Accept": 'multipart/related; type="application/dicom"'}
+        ) as r:
             assert r.status == 200
-            assert r.headers["Content-Type"].startswith('multipart/related; type="application/dicom"')
+            assert r.headers["Content-Type"].startswith(
+                'multipart/related; type="application/dicom"'
+            )
         async with http.get(base + "/rendered", headers={"Accept": "image/png"}) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "image/png"
             image = Image.open(io.BytesIO(await r.read()))

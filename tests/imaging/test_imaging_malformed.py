@@ -108,9 +108,10 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif kind == "cut":
             del data[at:]
         elif kind == "length":
-            data[at : at + 4] = struct.pack("<I", draw(st.sampled_from(
-                [0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF]
-            )))
+            data[at : at + 4] = struct.pack(
+                "<I",
+                draw(st.sampled_from([0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF])),
+            )
         else:
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
     return bytes(data)
@@ -149,10 +150,19 @@ async def test_stow_refuses_malformed_parts_and_keeps_the_good_ones(world: World
     )
     bodies = [data for data, _ in cases.values()] + [part10(good)]
     boundary = "b0undary"
-    payload = b"".join(
-        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + body + b"\r\n"
-        for body in bodies
-    ) + b"--" + boundary.encode() + b"--\r\n"
+    payload = (
+        b"".join(
+            b"--"
+            + boundary.encode()
+            + b"\r\nContent-Type: application/dicom\r\n\r\n"
+            + body
+            + b"\r\n"
+            for body in bodies
+        )
+        + b"--"
+        + boundary.encode()
+        + b"--\r\n"
+    )
 
     def post() -> tuple[int, object]:
         response = http._session.post(
