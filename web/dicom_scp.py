@@ -144,7 +144,7 @@ SCP: Final = web.AppKey("dicom_scp", DicomScp)
 async def imaging_ctx(app: web.Application) -> AsyncIterator[None]:
     """Prepare the store; run the C-STORE SCP when ``dicom_port`` is set (off by default)."""
     store = app[IMAGING]
-    await asyncio.get_running_loop().run_in_executor(None, store.prepare)
+    await store.start()
     config = app[CONFIG]
     scp: DicomScp | None = None
     if config.dicom_port:
@@ -162,3 +162,4 @@ async def imaging_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         if scp is not None:
             await scp.close()
+        await store.close()  # the queued retrieval events, before the database closes

@@ -32,6 +32,7 @@ from consult.permissions import Role, in_scope
 
 from .errors import StudyAccessDenied, StudyNotFound
 from .models import ImagingStudy
+from .retrieval_audit import RetrievalAudit
 
 READ: str = "imaging.read"
 
@@ -126,13 +127,24 @@ async def audit_retrieval(
     study: ImagingStudy | None,
     what: str,
     details: Mapping[str, Any] | None = None,
+    *,
+    batch: RetrievalAudit | None = None,
 ) -> None:
-    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering)."""
+    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering).
+
+    With a running ``batch`` writer the event is queued (appended within moments, in order);
+    without one it is appended now.
+    """
+    merged = {"what": what, **(details or {})}
+    study_id = study.id if study is not None else None
+    if batch is not None and batch.running:
+        await batch.record(actor, study_id, merged)
+        return
     await append(
         db,
         "imaging.retrieve",
         actor=actor,
         object_type="imaging_study",
-        object_id=study.id if study is not None else None,
-        details={"what": what, **(details or {})},
+        object_id=study_id,
+        details=merged,
     )

@@ -73,6 +73,7 @@ licensed plugins only: pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle, python-gdc
 never the GPL pylibjpeg-libjpeg."""
 
 UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+BINARY_VRS: Final = frozenset({"OB", "OW", "OD", "OF", "OL", "OV"})
 MAX_FRAMES: Final = 10_000
 MAX_DIMENSION: Final = 65_535
 _UID: Final = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -147,17 +148,18 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
     if depth > 16:
         raise DicomMalformed("The dataset nests too deeply.")
     for raw in ds.elements():  # before conversion: pydicom reads a short value without error
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.value is not None
-            and raw.length != UNDEFINED_LENGTH
-            and len(raw.value) != raw.length
-        ):
-            raise DicomMalformed("An element is shorter than its declared length.")
-    for element in ds:
-        value = element.value
+        if isinstance(raw, RawDataElement):
+            if (
+                raw.value is not None
+                and raw.length != UNDEFINED_LENGTH
+                and len(raw.value) != raw.length
+            ):
+                raise DicomMalformed("An element is shorter than its declared length.")
+            if raw.VR in BINARY_VRS and raw.length != UNDEFINED_LENGTH:
+                continue  # bytes stay bytes: nothing to convert, the length is checked
+        element = ds[raw.tag]
         if element.VR == "SQ":
-            for item in value:
+            for item in element.value:
                 _touch(item, depth + 1)
     if depth == 0:
         for element in ds.file_meta:

@@ -33,6 +33,7 @@ from consult.models import AuditResult, Patient, Visit
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
 from .models import ImagingInstance, ImagingStudy
 from .parse import ParsedInstance, parse_file
+from .retrieval_audit import RetrievalAudit
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,17 @@ class ImagingStore:
         self._executor = executor
         self.incoming = self.root / "incoming"
         self.studies = self.root / "studies"
+        self.retrievals = RetrievalAudit(db)
+        """Batches the ``imaging.retrieve`` audit events (see :mod:`.retrieval_audit`)."""
+
+    async def start(self) -> None:
+        """Prepare the directories and start the retrieval audit writer."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.prepare)
+        self.retrievals.start()
+
+    async def close(self) -> None:
+        """Write the queued retrieval events; idempotent."""
+        await self.retrievals.close()
 
     def prepare(self) -> None:
         """Create the directories and remove partial files a killed process left (blocking)."""

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aiohttp import web
 from apiclient import Person
 from dicomweb_client.api import DICOMwebClient
 from sqlalchemy import select
 
-from consult.db import Database
 from consult.models import AuditEvent
+from web.keys import DATABASE, IMAGING
 
 T = TypeVar("T")
 
@@ -25,8 +26,10 @@ async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def imaging_events(db: Database) -> list[AuditEvent]:
-    async with db.session() as session:
+async def imaging_events(app: web.Application) -> list[AuditEvent]:
+    """The chain's imaging events, once the queued retrievals are written."""
+    await app[IMAGING].retrievals.flush()
+    async with app[DATABASE].session() as session:
         rows = await session.scalars(
             select(AuditEvent).where(AuditEvent.action.like("imaging.%")).order_by(AuditEvent.seq)
         )

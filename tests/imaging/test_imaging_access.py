@@ -10,8 +10,6 @@ from conftest import World
 from dicom_data import series_from
 from imaging_helpers import client, imaging_events, off_loop
 
-from web.keys import DATABASE
-
 
 async def _get(world: World, person: Person, path: str) -> tuple[int, str | None]:
     headers = {"Authorization": f"Bearer {person.token}"}
@@ -39,8 +37,8 @@ async def test_no_relationship_no_study_and_every_refusal_is_audited(world: Worl
         instance + "/frames/1",
         instance + "/rendered",
     ]
-    db = world.server.app[DATABASE]
-    before = len(await imaging_events(db))
+    app = world.server.app
+    before = len(await imaging_events(app))
     for outsider in (world.other_doctor, world.doctor_b):
         for path in paths:
             assert await _get(world, outsider, path) == (403, "forbidden"), path
@@ -49,7 +47,7 @@ async def test_no_relationship_no_study_and_every_refusal_is_audited(world: Worl
         assert await off_loop(reader.search_for_studies) == []
     for path in paths:
         assert (await _get(world, world.clinic.admin, path))[0] == 403
-    events = (await imaging_events(db))[before:]
+    events = (await imaging_events(app))[before:]
     denied = [e for e in events if e.result == "denied"]
     assert len(denied) == 3 * len(paths)
     assert {e.actor_id for e in denied} == {
@@ -63,7 +61,7 @@ async def test_no_relationship_no_study_and_every_refusal_is_audited(world: Worl
     for reader_person in (world.doctor, world.patient, world.nurse):
         for path in paths:
             assert (await _get(world, reader_person, path))[0] == 200, (reader_person.role, path)
-    events = (await imaging_events(db))[before:]
+    events = (await imaging_events(app))[before:]
     ok = [e for e in events if e.action == "imaging.retrieve" and e.result == "ok"]
     assert len(ok) >= 3 * len(paths)
 

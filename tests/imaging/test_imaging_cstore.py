@@ -18,7 +18,6 @@ from harness import Server, skip_or_fail, start_server
 from imaging_helpers import client, imaging_events, off_loop
 
 from web.dicom_scp import SCP
-from web.keys import DATABASE
 
 AE = "CT_SCANNER"
 
@@ -101,7 +100,7 @@ async def test_storescu_sends_series_native_and_compressed(scp_world, tmp_path: 
         )
         assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         assert bytes(got.PixelData) == bytes(sent.PixelData)
-    events = await imaging_events(world.server.app[DATABASE])
+    events = await imaging_events(world.server.app)
     stored = [e for e in events if e.action == "imaging.store" and e.result == "ok"]
     assert len(stored) == 11 and {e.actor_role for e in stored} == {"modality"}
     assert {e.source_ip for e in stored} == {AE}

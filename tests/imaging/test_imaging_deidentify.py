@@ -15,7 +15,6 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from consult.imaging.deidentify import ANNEX_E_VERSION, deidentify, uid_mapper
-from web.keys import DATABASE
 
 KEEP = {(0x0020, 0x000D), (0x0020, 0x000E), (0x0008, 0x0018)}  # the UIDs a study needs
 MARKER = re.compile(rb"MARKER|MK\d{6}|1\.2\.3\.4444\.|1\.2\.3\.5555\.|19770707")
@@ -170,7 +169,7 @@ async def test_shared_study_reaches_the_other_institution_de_identified(world: W
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(f"{world.dicomweb}/studies/{copy_uid}/metadata") as r:
             assert r.status == 403
-    events = await imaging_events(world.server.app[DATABASE])
+    events = await imaging_events(world.server.app)
     assert [e.action for e in events].count("imaging.share") == 1
 
 

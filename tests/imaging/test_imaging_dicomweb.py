@@ -13,8 +13,6 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
 
-from web.keys import DATABASE
-
 
 async def test_stow_then_query_and_retrieve_byte_exact(world: World) -> None:
     """R20/R21: a CT series (native), a JPEG 2000 and an RLE instance go in over STOW-RS and
@@ -67,7 +65,7 @@ async def test_stow_then_query_and_retrieve_byte_exact(world: World) -> None:
     metadata = await off_loop(reader.retrieve_study_metadata, study_uid)
     assert len(metadata) == 5
     assert all("BulkDataURI" in m["7FE00010"] for m in metadata)
-    events = await imaging_events(world.server.app[DATABASE])
+    events = await imaging_events(world.server.app)
     stored = [e for e in events if e.action == "imaging.store" and e.result == "ok"]
     assert len(stored) == 5
     retrieved = [json.loads(e.details)["what"] for e in events if e.action == "imaging.retrieve"]

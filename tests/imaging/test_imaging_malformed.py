@@ -20,7 +20,7 @@ from imaging_helpers import client, imaging_events, off_loop
 
 from consult.imaging.errors import DicomRejected
 from consult.imaging.parse import parse_bytes
-from web.keys import DATABASE, IMAGING
+from web.keys import IMAGING
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CODES = {
@@ -182,7 +182,7 @@ async def test_stow_refuses_malformed_parts_and_keeps_the_good_ones(world: World
         code for _, code in cases.values()
     )
     assert len(answer["00081199"]["Value"]) == 1
-    events = await imaging_events(world.server.app[DATABASE])
+    events = await imaging_events(world.server.app)
     assert sum(1 for e in events if e.action == "imaging.store" and e.result == "refused") == len(
         cases
     )

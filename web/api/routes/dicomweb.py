@@ -112,6 +112,15 @@ def _store(call: Call) -> ImagingStore:
     return call.request.app[IMAGING]
 
 
+async def _audit(
+    call: Call, study: ImagingStudy | None, what: str, details: dict[str, Any] | None = None
+) -> None:
+    """Every retrieval goes into the audit chain (batched by the store's writer)."""
+    await access.audit_retrieval(
+        call.db, call.me, study, what, details, batch=_store(call).retrievals
+    )
+
+
 def _uid(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     if not valid_uid(value):
@@ -365,9 +374,9 @@ async def qido_studies(request: web.Request) -> web.StreamResponse:
     rows = [await _rows(call, study) for study in studies]
     answers = await _run(call, study_answers, rows, query, _header_of(_store(call)))
     for study in studies:
-        await access.audit_retrieval(call.db, call.me, study, "qido.studies")
+        await _audit(call, study, "qido.studies")
     if not studies:
-        await access.audit_retrieval(call.db, call.me, None, "qido.studies", {"found": 0})
+        await _audit(call, None, "qido.studies", {"found": 0})
     return _json(answers)
 
 
@@ -378,7 +387,7 @@ async def qido_series(request: web.Request) -> web.StreamResponse:
     query = _query(request)
     rows = await _rows(call, study)
     answers = await _run(call, series_answers, rows, query, _header_of(_store(call)))
-    await access.audit_retrieval(call.db, call.me, study, "qido.series")
+    await _audit(call, study, "qido.series")
     return _json(answers)
 
 
@@ -389,7 +398,7 @@ async def qido_instances(request: web.Request) -> web.StreamResponse:
     series = _uid(request, "series") if "series" in request.match_info else None
     rows = await _rows(call, study)
     answers = instance_answers(rows, _query(request), series)
-    await access.audit_retrieval(call.db, call.me, study, "qido.instances")
+    await _audit(call, study, "qido.instances")
     return _json(answers)
 
 
@@ -403,6 +412,19 @@ async def _target(
     study = await access.readable_study(call.db, call.me, _uid(request, "study"), what)
     series = _uid(request, "series") if "series" in request.match_info else None
     instance = _uid(request, "instance") if "instance" in request.match_info else None
+    if instance is not None:  # one row by its unique key: the hot path of a viewer
+        async with call.db.session() as session:
+            row = (
+                await session.scalars(
+                    select(ImagingInstance).where(
+                        ImagingInstance.study_id == study.id,
+                        ImagingInstance.sop_instance_uid == instance,
+                    )
+                )
+            ).first()
+        if row is None or row.series_uid != series:
+            raise ApiError(404, "instance_not_found", "No such series or instance in the study.")
+        return call, study, [row]
     rows = await _rows(call, study)
     return call, study, _pick(rows, series, instance)
 
@@ -425,9 +447,7 @@ async def wado_instances(request: web.Request) -> web.StreamResponse:
         )
         for i in instances
     ]
-    await access.audit_retrieval(
-        call.db, call.me, study, "instances", {"instances": len(instances)}
-    )
+    await _audit(call, study, "instances", {"instances": len(instances)})
     return await _multipart(request, "application/dicom", parts)
 
 
@@ -454,7 +474,7 @@ async def wado_metadata(request: web.Request) -> web.StreamResponse:
         return out
 
     answer = await _run(call, build)
-    await access.audit_retrieval(call.db, call.me, study, "metadata", {"instances": len(answer)})
+    await _audit(call, study, "metadata", {"instances": len(answer)})
     return _json(answer)
 
 
@@ -506,9 +526,8 @@ async def wado_frames(request: web.Request) -> web.StreamResponse:
     else:
         data = await _run(call, frames_native, path, numbers)
         part_type = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
-    await access.audit_retrieval(
-        call.db,
-        call.me,
+    await _audit(
+        call,
         study,
         "frames",
         {"instance": instance.sop_instance_uid, "frames": len(numbers)},
@@ -530,9 +549,8 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "too_many_frames", "Render one frame at a time.")
         number = numbers[0]
     png = await _run(call, render_png, _store(call).path_of(study.id, instance.id), number)
-    await access.audit_retrieval(
-        call.db,
-        call.me,
+    await _audit(
+        call,
         study,
         "rendered",
         {"instance": instance.sop_instance_uid, "frame": number},
@@ -569,9 +587,8 @@ async def wado_bulkdata(request: web.Request) -> web.StreamResponse:
     data = await _run(call, value)
     if data is None:
         raise ApiError(404, "bulkdata_not_found", "No such bulk data.")
-    await access.audit_retrieval(
-        call.db,
-        call.me,
+    await _audit(
+        call,
         study,
         "bulkdata",
         {"instance": instance.sop_instance_uid, "tag": f"{tag:08X}"},
