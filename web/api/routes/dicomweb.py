@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from consult import visit_flow
 from consult.imaging import access
+from consult.imaging.ecg import read_ecg
 from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
 from consult.imaging.models import ImagingInstance, ImagingStudy
 from consult.imaging.parse import NATIVE_SYNTAXES, valid_uid
@@ -96,6 +97,7 @@ def setup_dicomweb(app: web.Application) -> None:
         BASE + "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
         wado_bulkdata,
     )
+    add("GET", BASE + "/studies/{study}/series/{series}/instances/{instance}/ecg", ecg)
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -595,4 +597,19 @@ async def wado_bulkdata(request: web.Request) -> web.StreamResponse:
     )
     return await _multipart(
         request, "application/octet-stream", [("application/octet-stream", data)]
+    )
+
+
+async def ecg(request: web.Request) -> web.StreamResponse:
+    """The ECG viewer's JSON: leads calibrated in mV, the device's measurements (not DICOMweb)."""
+    call, study, instances = await _target(request, "ecg")
+    path = _store(call).path_of(study.id, instances[0].id)
+    try:
+        answer = await _run(call, read_ecg, path)
+    except DicomRejected as exc:
+        raise ApiError(422, exc.code, exc.message) from None
+    await _audit(call, study, "ecg", {"instance": instances[0].sop_instance_uid})
+    return web.Response(
+        body=json.dumps(answer, separators=(",", ":")).encode(),
+        headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
     )
