@@ -39,6 +39,10 @@ NOT_REST = {
     "export.visits",
     "export.audit",
     "account.update",  # consult has no service for it yet
+    # DICOMweb: plain aiohttp routes outside the JSON registry (multipart bodies and answers);
+    # tests/imaging/test_imaging_access.py checks who is refused.
+    "imaging.read",
+    "imaging.store",
 }
 
 REFUSED_CODES = {"forbidden", "totp_enrolment_required"}

@@ -69,7 +69,7 @@ async def test_no_relationship_no_study_and_every_refusal_is_audited(world: Worl
 async def test_stow_needs_the_visit(world: World) -> None:
     """Only staff who may act on the visit store into it; a patient may not store at all."""
     ds = series_from("CT_small.dcm", 1)[0]
-    for outsider in (world.other_doctor, world.doctor_b, world.patient):
+    for outsider in (world.other_doctor, world.doctor_b, world.patient, world.clinic.admin):
         try:
             await off_loop(client(world.stow_url, outsider).store_instances, [ds])
         except Exception as exc:  # requests.HTTPError
