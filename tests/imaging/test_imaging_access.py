@@ -6,9 +6,9 @@ import json
 
 import aiohttp
 from apiclient import Person
-from conftest import World
 from dicom_data import series_from
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import World
 
 
 async def _get(world: World, person: Person, path: str) -> tuple[int, str | None]:

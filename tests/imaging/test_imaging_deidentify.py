@@ -6,10 +6,10 @@ import json
 import re
 
 import aiohttp
-from conftest import World
 from dicom_data import part10, series_from
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import World
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence

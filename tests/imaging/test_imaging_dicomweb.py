@@ -6,9 +6,9 @@ import io
 import json
 
 import aiohttp
-from conftest import World
 from dicom_data import local_file, series_from
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import World
 from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
@@ -109,3 +109,24 @@ async def test_media_types_are_exact_and_png_renders(world: World) -> None:
             assert r.status == 404
             assert (await r.json())["error"]["code"] == "study_not_found"
     assert dcmread(local_file("CT_small.dcm")).Rows == ds.Rows
+
+
+async def test_stow_to_a_study_refuses_another_studys_instance(world: World) -> None:
+    """STOW-RS to /studies/{uid}: an instance of another study fails with its code; the same
+    instance sent twice is kept once (a warning, not a failure)."""
+    first = series_from("CT_small.dcm", 1)[0]
+    other = series_from("MR_small.dcm", 1)[0]
+    stow = client(world.stow_url, world.doctor)
+    answer = await off_loop(stow.store_instances, [first], first.StudyInstanceUID)
+    assert len(answer.ReferencedSOPSequence) == 1
+    again = await off_loop(stow.store_instances, [first], first.StudyInstanceUID)
+    assert "WarningReason" in again.ReferencedSOPSequence[0]
+    try:
+        await off_loop(stow.store_instances, [other], first.StudyInstanceUID)
+    except Exception as exc:  # 409: every instance failed
+        assert "409" in str(exc)
+    else:
+        raise AssertionError("another study's instance was stored")
+    reader = client(world.dicomweb, world.doctor)
+    instances = await off_loop(reader.search_for_instances, first.StudyInstanceUID)
+    assert len(instances) == 1

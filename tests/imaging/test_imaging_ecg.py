@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import numpy as np
-from conftest import World
 from dicom_data import series_from
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import World
 from pydicom.waveforms.numpy_handler import multiplex_array
 
 from consult.imaging.ecg import lead_name

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import World
 from dicom_data import part10, series_from
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import World
 
 from consult.imaging.errors import DicomRejected
 from consult.imaging.parse import parse_bytes
