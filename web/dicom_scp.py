@@ -19,15 +19,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
 from aiohttp import web
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pynetdicom import AE, evt
-from pynetdicom.presentation import StoragePresentationContexts
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from consult.imaging.errors import DicomRejected, DicomTooLarge
-from consult.imaging.parse import ACCEPTED_SYNTAXES
 from consult.imaging.store import Destination, ImagingStore
+from consult.imaging.uids import ACCEPTED_SYNTAXES
 
 from .keys import CONFIG, IMAGING
 
@@ -75,6 +70,11 @@ class DicomScp:
         return str(host), int(port)
 
     async def start(self) -> None:
+        # pynetdicom and pydicom are imported only when the SCP is configured.
+        from pynetdicom import AE, evt
+        from pynetdicom.presentation import StoragePresentationContexts
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
         self._loop = asyncio.get_running_loop()
         ae = AE(ae_title=self.ae_title)
         syntaxes = sorted(ACCEPTED_SYNTAXES)
@@ -105,6 +105,9 @@ class DicomScp:
         institution_id = self.peers.get(calling)
         if institution_id is None:  # require_calling_aet already refused it; be sure
             return STATUS_CANNOT_UNDERSTAND
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+
         incoming = self.store.new_incoming()
         try:
             raw = event.request.DataSet

@@ -8,7 +8,6 @@ never fails later in a query or a viewer. No value read here is ever used to bui
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -21,21 +20,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import (
-    JPEG2000,
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-)
+from pydicom.uid import UID
 
 from .errors import DicomInvalidUid as InvalidUid
 from .errors import (
@@ -46,42 +31,23 @@ from .errors import (
     DicomTooLarge,
     DicomUnsupportedSyntax,
 )
+from .uids import (
+    ACCEPTED_SYNTAXES,
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    NATIVE_SYNTAXES,
+    valid_uid,
+)
+
+__all__ = ["ACCEPTED_SYNTAXES", "NATIVE_SYNTAXES", "ParsedInstance", "parse_bytes", "valid_uid"]
 
 # Keep pydicom's own checks lenient while reading: the parser decides what to refuse, with its
 # own codes, instead of letting a warning turn into an exception deep inside a query.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
-NATIVE_SYNTAXES: Final = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
-"""Uncompressed transfer syntaxes: frames are slices of the pixel data."""
-
-ACCEPTED_SYNTAXES: Final = NATIVE_SYNTAXES | frozenset(
-    {
-        DeflatedExplicitVRLittleEndian,
-        JPEGBaseline8Bit,
-        JPEGExtended12Bit,
-        JPEGLossless,
-        JPEGLosslessSV1,
-        JPEGLSLossless,
-        JPEGLSNearLossless,
-        JPEG2000Lossless,
-        JPEG2000,
-        RLELossless,
-    }
-)
-"""What the store accepts. Compressed syntaxes are decoded (for rendering) by permissively
-licensed plugins only: pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle, python-gdcm (JPEG, JPEG-LS);
-never the GPL pylibjpeg-libjpeg."""
-
 UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 BINARY_VRS: Final = frozenset({"OB", "OW", "OD", "OF", "OL", "OV"})
 MAX_FRAMES: Final = 10_000
 MAX_DIMENSION: Final = 65_535
-_UID: Final = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-
-
-def valid_uid(value: object) -> bool:
-    """A UID as PS3.5 9.1 has it: digit components without leading zeros, dots, <= 64 chars."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and _UID.match(value) is not None
 
 
 @dataclass(frozen=True)
@@ -262,7 +228,7 @@ def _check_pixel_data(ds: Dataset, syntax: UID, rows: int, columns: int, frames:
         if len(data) not in (expected, expected + 1):  # + the pad byte of an odd length
             raise DicomPixelDataInvalid()
         return
-    if syntax == DeflatedExplicitVRLittleEndian:
+    if syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return  # pydicom inflated it while reading; the native check above does not apply
     try:
         found = sum(1 for _ in encoded_frames(ds, frames))
@@ -279,7 +245,7 @@ def encoded_frames(ds: Dataset, frames: int) -> Iterator[bytes]:
 
 def frame_bytes(ds: Dataset, syntax: str, index: int, frames: int) -> bytes:
     """Frame ``index`` (0-based) as stored: a slice of native data, or its encoded bytes."""
-    if syntax in NATIVE_SYNTAXES or syntax == DeflatedExplicitVRLittleEndian:
+    if syntax in NATIVE_SYNTAXES or syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         rows, columns = int(ds.Rows), int(ds.Columns)
         size = native_frame_size(ds, rows, columns)
         return bytes(ds.PixelData[index * size : (index + 1) * size])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 from PIL import Image
@@ -20,20 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from .errors import FrameNotRenderable, StudyNotFound
-from .parse import NATIVE_SYNTAXES, frame_bytes
-
-FRAME_MEDIA_TYPES: Final = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
-"""PS3.18 Table 8.7.3-2: the media type of a frame in a compressed transfer syntax."""
+from .parse import frame_bytes
+from .uids import NATIVE_SYNTAXES
 
 
 def load(path: Path) -> Dataset:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import select
 
@@ -32,8 +32,10 @@ from consult.models import AuditResult, Patient, Visit
 
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
 from .models import ImagingInstance, ImagingStudy
-from .parse import ParsedInstance, parse_file
 from .retrieval_audit import RetrievalAudit
+
+if TYPE_CHECKING:
+    from .parse import ParsedInstance
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ class ImagingStore:
         Raises :class:`DicomRejected` (with its code; the refusal is audited) for anything the
         parser or the study's links refuse.
         """
+        from .parse import parse_file  # pydicom: imported on first use, not at start-up
+
         try:
             parsed = await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: parse_file(incoming, max_bytes=self.max_instance_bytes)

@@ -15,37 +15,33 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from sqlalchemy import select
 
 from consult import visit_flow
 from consult.imaging import access
-from consult.imaging.ecg import read_ecg
 from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
 from consult.imaging.models import ImagingInstance, ImagingStudy
-from consult.imaging.parse import NATIVE_SYNTAXES, valid_uid
-from consult.imaging.query import (
-    StudyRows,
-    instance_answers,
-    metadata_json,
-    parse_query,
-    read_header,
-    series_answers,
-    study_answers,
-)
-from consult.imaging.render import FRAME_MEDIA_TYPES, frames_as_stored, frames_native, render_png
 from consult.imaging.store import Destination, ImagingStore
+from consult.imaging.uids import FRAME_MEDIA_TYPES, NATIVE_SYNTAXES, valid_uid
 
 from ...keys import IMAGING
 from .. import auth
 from ..call import Call
 from ..errors import ApiError
 from ..openapi import PREFIX
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from consult.imaging.query import StudyRows
+
+# The DICOM modules (pydicom, numpy) are imported inside the handlers, on first use: importing
+# them costs a second or more, which every server start (and every test that starts one) would
+# otherwise pay.
 
 BASE: Final = PREFIX + "/dicomweb"
 DICOM_JSON: Final = "application/dicom+json"
@@ -138,6 +134,8 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _rows(call: Call, study: ImagingStudy) -> StudyRows:
+    from consult.imaging.query import StudyRows
+
     async with call.db.session() as session:
         instances = (
             await session.scalars(
@@ -171,6 +169,8 @@ async def _run(call: Call, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _header_of(store: ImagingStore) -> Callable[[ImagingStudy, ImagingInstance], Dataset]:
+    from consult.imaging.query import read_header
+
     def header(study: ImagingStudy, instance: ImagingInstance) -> Dataset:
         return read_header(store.path_of(study.id, instance.id))
 
@@ -233,6 +233,9 @@ async def _multipart(
 
 async def stow(request: web.Request) -> web.StreamResponse:
     """Store instances (``multipart/related; type="application/dicom"``), streamed to disk."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
     call = await _call(request, "imaging.store")
     visit_id = request.match_info["visit_id"]
     if len(visit_id) != 32 or not set(visit_id) <= _ID_CHARS:
@@ -335,6 +338,8 @@ async def _receive(part: BodyPartReader, target: Path, limit: int, total: int) -
 
 
 def _failure(cls: str | None, uid: str | None, status: int, code: str) -> Dataset:
+    from pydicom.dataset import Dataset
+
     item = Dataset()
     if cls:
         item.ReferencedSOPClassUID = cls
@@ -358,6 +363,8 @@ def _retrieve_url(request: web.Request, study: str, series: str, instance: str) 
 
 
 def _query(request: web.Request) -> Any:
+    from consult.imaging.query import parse_query
+
     try:
         return parse_query(list(request.query.items()))
     except DicomRejected as exc:
@@ -366,6 +373,8 @@ def _query(request: web.Request) -> Any:
 
 async def qido_studies(request: web.Request) -> web.StreamResponse:
     """QIDO-RS: the studies the caller may read that match."""
+    from consult.imaging.query import study_answers
+
     call = await _call(request, "imaging.read")
     query = _query(request)
     wanted = query.match.get("StudyInstanceUID")
@@ -384,6 +393,8 @@ async def qido_studies(request: web.Request) -> web.StreamResponse:
 
 async def qido_series(request: web.Request) -> web.StreamResponse:
     """QIDO-RS: a study's series."""
+    from consult.imaging.query import series_answers
+
     call = await _call(request, "imaging.read")
     study = await access.readable_study(call.db, call.me, _uid(request, "study"), "qido")
     query = _query(request)
@@ -395,6 +406,8 @@ async def qido_series(request: web.Request) -> web.StreamResponse:
 
 async def qido_instances(request: web.Request) -> web.StreamResponse:
     """QIDO-RS: a study's (or a series') instances."""
+    from consult.imaging.query import instance_answers
+
     call = await _call(request, "imaging.read")
     study = await access.readable_study(call.db, call.me, _uid(request, "study"), "qido")
     series = _uid(request, "series") if "series" in request.match_info else None
@@ -455,6 +468,8 @@ async def wado_instances(request: web.Request) -> web.StreamResponse:
 
 async def wado_metadata(request: web.Request) -> web.StreamResponse:
     """WADO-RS: DICOM JSON metadata, bulk values as BulkDataURIs."""
+    from consult.imaging.query import metadata_json
+
     call, study, instances = await _target(request, "metadata")
     store = _store(call)
     origin = _origin(request)
@@ -495,6 +510,8 @@ def _frame_numbers(request: web.Request, frames: int) -> list[int]:
 
 async def wado_frames(request: web.Request) -> web.StreamResponse:
     """WADO-RS: frames as stored, or decoded to native little endian if that is all asked."""
+    from consult.imaging.render import frames_as_stored, frames_native
+
     call, study, instances = await _target(request, "frames")
     instance = instances[0]
     numbers = _frame_numbers(request, instance.frames)
@@ -540,6 +557,8 @@ async def wado_frames(request: web.Request) -> web.StreamResponse:
 
 async def wado_rendered(request: web.Request) -> web.StreamResponse:
     """WADO-RS: one frame rendered as PNG (decoded and windowed off the event loop)."""
+    from consult.imaging.render import render_png
+
     call, study, instances = await _target(request, "rendered")
     instance = instances[0]
     if not instance.frames:
@@ -602,6 +621,8 @@ async def wado_bulkdata(request: web.Request) -> web.StreamResponse:
 
 async def ecg(request: web.Request) -> web.StreamResponse:
     """The ECG viewer's JSON: leads calibrated in mV, the device's measurements (not DICOMweb)."""
+    from consult.imaging.ecg import read_ecg
+
     call, study, instances = await _target(request, "ecg")
     path = _store(call).path_of(study.id, instances[0].id)
     try:

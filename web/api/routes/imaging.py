@@ -10,8 +10,6 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from consult.imaging.share import share_study
-
 from ...keys import IMAGING
 from ..call import Call
 from ..fields import Id, Input, Output
@@ -51,6 +49,8 @@ class ShareOut(Output):
 )
 async def share_imaging_study(call: Call, path: StudyPath, body: ShareIn) -> ShareOut:
     """Share a study with a doctor of another institution: a de-identified copy (audited)."""
+    from consult.imaging.share import share_study  # pydicom: imported on first use
+
     result = await share_study(
         call.request.app[IMAGING], call.me, path.study_uid, body.recipient_id
     )
