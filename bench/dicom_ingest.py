@@ -1,7 +1,7 @@
 """Imaging figures of a real server process: C-STORE ingest, WADO-RS frames, rendered PNGs.
 
     .venv/bin/python bench/dicom_ingest.py [--instances 300] [--frames 500] [--renders 400]
-        [--clients 8]
+        [--clients 8] [--associations 4]
 
 The server (``python -m web serve``) runs in its own process on a fresh SQLite data directory,
 with its C-STORE SCP on. One patient account and its record are made through the API; every
@@ -9,7 +9,9 @@ instance names that record as its Patient ID, so the patient may read the study.
 
 * C-STORE: DCMTK ``storescu`` sends ``--instances`` 512x512 CT instances (pydicom-data's
   693_UNCI, each with new UIDs; ~0.5 MB) in one association: instances per second, each parsed,
-  checked, fsync'd, renamed into place, inserted and audited (target >= 150/s).
+  checked, fsync'd, renamed into place, inserted and audited (target >= 150/s); DCMTK's own
+  storescp receives the same files right after, as the reference; then the same number again
+  over ``--associations`` associations at once (storescu alone limits one association).
 * WADO-RS frame: ``--frames`` sequential requests for one native frame (the access check and
   the audit append included): p50/p95 in ms (target p95 <= 5 ms).
 * Rendered PNG: ``--clients`` concurrent clients ask ``--renders`` renderings in all (decoded,
@@ -229,6 +231,21 @@ async def main(args: argparse.Namespace) -> None:
                 f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
                 f"{reference:.0f} instances/s; ours / DCMTK = {rate / reference:.2f}"
             )
+            # storescu itself limits one association: several senders at once (as a PACS
+            # forwarding to us does) show what the SCP takes.
+            again = write_instances(args.instances, record_id, tmp / "files2")
+            files2 = sorted((tmp / "files2").iterdir())
+            uids += again
+            n = args.associations
+            chunks = [files2[i::n] for i in range(n)]
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(storescu(dicom_port, "BENCH", "TELECONSULT", chunk) for chunk in chunks)
+            )
+            parallel = len(files2) / (time.perf_counter() - started)
+            print(
+                f"C-STORE with {n} associations at once: {parallel:.0f} instances/s (target >= 150)"
+            )
 
             base = url + "/api/v1/dicomweb/studies"
             frame_ms = []
@@ -291,4 +308,5 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--renders", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--associations", type=int, default=4)
     asyncio.run(main(parser.parse_args()))
