@@ -92,6 +92,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "patient.register": _roles(PAT, NUR, OPR),
     "patient.view": _CARE,
     "patient.find": _roles(NUR, OPR),
+    "patient.create_account": _roles(NUR, OPR),
     "patient.record_diagnosis": _roles(DOC, NUR, OPR),
     "patient.view_diagnoses": _CARE,
     # Visits (R1-R8).
@@ -147,6 +148,7 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "subscribe_answer": "room.signal",
     "ice_candidate": "room.signal",
     "mute": "room.mute",
+    "restart_media": "room.publish",
     "leave": "room.leave",
     "chat": "room.chat",
     "chat_history": "room.chat",

@@ -86,6 +86,18 @@ const DICTIONARIES = {
     "error.connect_failed": "无法连接服务器，正在重试…",
     "error.media_failed": "音视频连接失败。",
     "error.unknown": "未知错误。",
+    "error.server_busy": "服务器繁忙，正在自动重试…",
+    "error.media_unavailable": "音视频服务暂时不可用，正在重试…",
+
+    "state.media_reconnecting": "网络不稳定，正在恢复音视频…",
+    "state.busy": "服务器繁忙，{seconds} 秒后自动重试…",
+    "tile.reconnecting": "重新连接中…",
+    "quality.good": "信号良好",
+    "quality.poor": "信号较差",
+    "quality.lost": "信号中断",
+    "quality.aria": "网络质量：{quality}",
+    "timer.label": "通话时长",
+    "timer.aria": "通话时长 {time}",
   },
   en: {
     "app.title": "Teleconsultation",
@@ -163,6 +175,18 @@ const DICTIONARIES = {
     "error.connect_failed": "Cannot reach the server, retrying…",
     "error.media_failed": "The audio/video connection failed.",
     "error.unknown": "Unknown error.",
+    "error.server_busy": "The server is busy; retrying by itself…",
+    "error.media_unavailable": "The audio/video service is unavailable for a moment; retrying…",
+
+    "state.media_reconnecting": "Unstable network, restoring audio and video…",
+    "state.busy": "The server is busy; retrying in {seconds} s…",
+    "tile.reconnecting": "Reconnecting…",
+    "quality.good": "Good signal",
+    "quality.poor": "Poor signal",
+    "quality.lost": "Signal lost",
+    "quality.aria": "Network quality: {quality}",
+    "timer.label": "Call time",
+    "timer.aria": "Call time {time}",
   },
 };
 
