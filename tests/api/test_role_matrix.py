@@ -37,7 +37,6 @@ NOT_REST = {
     "room.control",
     "report.view",
     "export.visits",
-    "export.audit",
     "account.update",  # consult has no service for it yet
     # DICOMweb: plain aiohttp routes outside the JSON registry (multipart bodies and answers);
     # tests/imaging/test_imaging_access.py checks who is refused.

@@ -1,7 +1,7 @@
 """Imaging: DICOM studies and their instances (issue 15).
 
 Revision ID: 0006_imaging
-Revises: 0003_chat
+Revises: 0004_audit_digest_v2
 Create Date: 2026-12-01 22:00:00
 
 The files are on disk under ``<data_dir>/imaging``, named by these rows' ids. Instances are never
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_imaging"
-down_revision: str | Sequence[str] | None = "0003_chat"
+down_revision: str | Sequence[str] | None = "0004_audit_digest_v2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
