@@ -380,7 +380,9 @@ class Consumer:
             await self._resend(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self.keyframe_requests_received += 1
-            self.producer.request_keyframe()
+            # the subscriber's decoder needs a keyframe of the layer it gets (or is about to):
+            # asking for another layer's left a subscriber frozen on a higher one for good
+            self.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -452,7 +454,6 @@ class Consumer:
             # still waiting for the wanted layer's keyframe: a request can be lost or ignored
             self._keyframe_asked_at = now
             producer.request_keyframe(target)
-        # probe towards the next layer up (its last known rate), as far as the estimate goes
         # probe towards the next layer up (its last known rate), only while the estimate is
         # steady (padding on a link that just showed overuse only adds to the queue), and to a
         # little under the estimate: the receiver's estimate may grow to 1.5 times that
@@ -520,7 +521,10 @@ class Consumer:
         self._on_close.append(callback)
 
     def request_keyframe(self) -> None:
-        self.producer.request_keyframe(self._target)
+        """Ask for a keyframe of the layer forwarded, and of the one wanted if a switch waits."""
+        self.producer.request_keyframe(self._layer)
+        if self._target != self._layer:
+            self.producer.request_keyframe(self._target)
 
     # --- close -------------------------------------------------------------------------------
 

@@ -331,3 +331,30 @@ async def test_r1_a_constrained_subscriber_does_not_take_the_top_layer_from_anot
     finally:
         await fine.close()
         await poor.close()
+
+
+async def test_r1_a_subscribers_keyframe_request_asks_for_the_layer_it_gets(simulcast, monkeypatch):
+    """A subscriber's PLI is about the layer it receives: asking another layer's publisher
+    encoder left a subscriber on the top layer frozen for good after a loss."""
+    room, producer, _source = simulcast
+    subscriber, recorder = await _subscribe_recorded(room, "patient")
+    asked: list[int] = []
+    patched = seam.send_pli
+
+    async def send_pli(receiver, ssrc):  # type: ignore[no-untyped-def]
+        asked.append(ssrc)
+        await patched(receiver, ssrc)
+
+    monkeypatch.setattr(seam, "send_pli", send_pli)
+    try:
+        consumer = producer.consumers[0]
+        await wait_for(lambda: consumer.layer == 2 and len(recorder.log) > 30, timeout=10)
+        top = producer.layers[2].ssrc
+        media_ssrc = next(iter(subscriber.video_ssrcs))  # type: ignore[attr-defined]
+        asked.clear()
+        await _video_receiver(subscriber)._send_rtcp_pli(media_ssrc)
+        # a request inside a layer's keyframe window is sent when the window ends
+        await wait_for(lambda: top in asked, timeout=2)
+        assert set(asked) == {top}
+    finally:
+        await subscriber.close()

@@ -37,7 +37,7 @@ function simulcastEncodings(track) {
   if (height >= 240) {
     return [
       { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250_000 },
-      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 800_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 600_000 },
     ];
   }
   return null; // too small to split
