@@ -143,6 +143,14 @@ class SessionExpired(Unauthenticated):
     default_message = "The session has expired; sign in again."
 
 
+class TokenRevoked(Unauthenticated):
+    """A join token whose session ended (sign-out, a newer sign-in), or issued before its
+    account's password changed or the account was deactivated."""
+
+    code = "token_revoked"
+    default_message = "The join token was revoked; sign in again."
+
+
 class TotpEnrolmentRequired(PermissionDenied):
     """A staff account without a confirmed TOTP secret may only enrol one."""
 
