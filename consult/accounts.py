@@ -362,7 +362,7 @@ async def change_password(
         row.password_changed_at = utc_now()
         await revoke_sessions(tx, user.id, "password_changed", keep=actor.session_id)
         # this session stays; the join tokens it issued (stamped with the old password) do not
-        publish(tx, AccessRevoked(user.id, "password_changed"))
+        publish(tx, AccessRevoked(user.id, "password_changed", tokens_only=True))
         await tx.record(
             "account.change_password", actor=actor, object_type="user", object_id=user.id
         )

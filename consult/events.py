@@ -54,6 +54,9 @@ class AccessRevoked(DomainEvent):
     user_id: str
     reason: str
     session_ids: frozenset[str] = frozenset()
+    tokens_only: bool = False
+    """Only the join tokens (and room sockets) end; the sessions named, or all, stay signed in
+    (a password change keeps the session that made it)."""
 
     @property
     def whole_account(self) -> bool:

@@ -30,6 +30,7 @@ from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .room import Room, Rooms
 from .session import Identity, Session
+from .updates import Updates
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class SignalingServer:
         self._sockets_closed = False
         # domain events, after commit: a visit leaving the room, an account's access revoked
         self._relay_tasks: set[asyncio.Task[None]] = set()
+        self.updates = Updates(self.sio, db)
         self._unsubscribe = events.subscribe(db, self._on_domain_event)
 
     def attach(self, app: Any) -> None:
@@ -288,6 +290,10 @@ class SignalingServer:
         committing request does not wait for the media to close)."""
         if self._closed:
             return
+        try:
+            await self.updates.relay(event)
+        except Exception:  # a page that misses a push reads again on its next (re)connect
+            logger.exception("update push failed")
         evictions: list[tuple[Session, dict[str, Any]]] = []
         if isinstance(event, events.StateChanged) and event.machine == "visit":
             reason = LEAVE_REASONS.get(event.event)
@@ -316,6 +322,8 @@ class SignalingServer:
         disconnect it: its media and chat stop at once; the page moves on (docs/signaling.md)."""
         if self.sessions.get(session.sid) is not session:
             return
+        # ours from now on: a disconnect the page makes on being told finds nothing to do
+        del self.sessions[session.sid]
         logger.info(
             "room left: %s",
             payload["reason"],
@@ -328,15 +336,10 @@ class SignalingServer:
             await self.sio.emit("room_left", payload, to=session.sid)
         except Exception:  # the socket is already gone: it is taken out all the same
             logger.debug("room_left not delivered", extra={"sid": session.sid})
-
-        async def leave() -> None:
-            await self._leave_room(session)
-
-        await session.submit(leave)  # after the events it already queued
-        self.sessions.pop(session.sid, None)
+        # as on a disconnect: its queued events are refused, then its media goes (outside the
+        # queue, so that nothing cancels a room's close and seal halfway)
         await session.close()
-        if session.joined:  # its queue was full or closed: take it out directly
-            await self._leave_room(session)
+        await self._leave_room(session)
         try:
             await self.sio.disconnect(session.sid)
         except Exception:

@@ -196,3 +196,98 @@ async def test_revoked_access_disconnects_and_kills_the_join_token(
     finally:
         for who in (d, p):
             await who.close()
+
+
+class Watch:
+    """A portal page's ``/updates`` socket: what it was pushed."""
+
+    def __init__(self, url: str, person: Person) -> None:
+        self.url, self.person = url, person
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.pushed: list[tuple[str, dict[str, Any]]] = []
+        self.disconnected = False
+        for name in ("visit_changed", "signed_out"):
+            self.sio.on(name, self._keep(name), namespace="/updates")
+        self.sio.on("disconnect", self._gone, namespace="/updates")
+
+    def _keep(self, name: str) -> Any:
+        return lambda data: self.pushed.append((name, data))
+
+    def _gone(self, *args: Any) -> None:
+        self.disconnected = True
+
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url,
+            namespaces=["/updates"],
+            auth={"session": self.person.token},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+
+    def states(self, visit_id: str) -> list[str]:
+        return [d["state"] for n, d in self.pushed if n == "visit_changed" and d["visit"] == visit_id]
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+async def test_queue_and_waiting_pages_are_pushed_each_change(server, clinic: Clinic):
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    booked = await booked_visit(clinic, doctor, nurse)
+    patient, visit_id = booked.patient, booked.visit["id"]
+    queue, waiting, other = Watch(server.url, doctor), Watch(server.url, patient), None
+    try:
+        await queue.connect()
+        await waiting.connect()
+        other_patient = await clinic.person("patient")
+        other = Watch(server.url, other_patient)
+        await other.connect()
+        await sign(patient, visit_id, "risk_notice", "consent")
+        await patient.ok("POST", f"/visits/{visit_id}/check-in", {})
+        await doctor.ok("POST", f"/visits/{visit_id}/admit")
+        await doctor.ok("POST", f"/visits/{visit_id}/send-back")
+        expected = ["waiting", "in_room", "waiting"]
+        await wait_for(lambda: queue.states(visit_id) == expected, timeout=3, message="queue")
+        await wait_for(lambda: waiting.states(visit_id) == expected, timeout=3, message="wait")
+        assert other.pushed == []  # nobody else hears of the visit
+        # the session that signs out elsewhere loses its pushes: told, then disconnected
+        await patient.ok("DELETE", "/session")
+        await wait_for(lambda: waiting.disconnected, timeout=2, message="still pushed")
+        assert ("signed_out", {"reason": "sign_out"}) in waiting.pushed
+        assert not queue.disconnected
+        # a session token that is not (or no more) valid is refused
+        stale = Watch(server.url, patient)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await stale.connect()
+    finally:
+        for w in (queue, waiting, other):
+            if w is not None:
+                await w.close()
+
+
+async def test_sent_back_and_admitted_again_the_call_resumes(server, clinic: Clinic, monkeypatch):
+    """Admitted again at once, while the room's media is still closing: the new room must not
+    open on the router that is about to close (it waits for the close)."""
+    doctor, patient, visit_id = await _waiting_visit(clinic)
+    await doctor.ok("POST", f"/visits/{visit_id}/admit")
+    d, p = await _in_call(server, doctor, patient, visit_id)
+    worker = server.media.worker
+    close_router = worker.close_router
+
+    async def slow_close_router(room_id: str) -> None:
+        await asyncio.sleep(1.5)  # a loaded machine: the router closes late
+        await close_router(room_id)
+
+    monkeypatch.setattr(worker, "close_router", slow_close_router)
+    await doctor.ok("POST", f"/visits/{visit_id}/send-back")
+    # as the pages do: told, they leave at once (without waiting to be disconnected)
+    await wait_for(lambda: p.left is not None and d.left is not None, timeout=5, message="left?")
+    for who in (d, p):
+        await who.close()
+    await doctor.ok("POST", f"/visits/{visit_id}/admit")
+    d, p = await _in_call(server, doctor, patient, visit_id)
+    for who in (d, p):
+        await who.close()

@@ -38,6 +38,10 @@ export const STRINGS = {
     "waiting.status_loading": "正在读取您的预约…",
     "waiting.status_no_visit": "没有待就诊的预约",
     "waiting.status_entering": "医生已接诊，正在进入视频诊室…",
+    "waiting.left.sent_back": "医生请您回到候诊室。请稍候，医生会再次接诊。",
+    "waiting.left.ended": "医生已结束本次就诊。",
+    "waiting.left.referred": "医生结束了线上就诊并建议您线下就诊，转诊信息见下方。",
+    "waiting.left.cancelled": "本次就诊已取消。",
 
     "visit.state.booked": "已预约，尚未候诊",
     "visit.state.waiting": "正在候诊，请稍候",
@@ -180,6 +184,10 @@ export const STRINGS = {
     "waiting.status_loading": "Loading your booking…",
     "waiting.status_no_visit": "No visit booked",
     "waiting.status_entering": "The doctor admitted you; entering the consult room…",
+    "waiting.left.sent_back": "The doctor sent you back to the waiting room. Please wait; the doctor will admit you again.",
+    "waiting.left.ended": "The doctor ended the visit.",
+    "waiting.left.referred": "The doctor ended the online visit and advises an in-person visit; see the referral below.",
+    "waiting.left.cancelled": "The visit was cancelled.",
 
     "visit.state.booked": "Booked, not waiting yet",
     "visit.state.waiting": "Waiting, please stay",

@@ -45,6 +45,7 @@ const STATES = [
   "left",
   "closed",
   "replaced",
+  "room_left",
   "error",
 ];
 
@@ -618,7 +619,7 @@ async function leave() {
 }
 
 /** Left or room closed: close everything and stop reconnecting. */
-function finish(state) {
+function finish(state, messageKey = `${state}.message`) {
   if (ended) return;
   ended = true;
   session?.close();
@@ -628,7 +629,7 @@ function finish(state) {
   tiles.clear();
   for (const track of localStream?.getTracks() ?? []) track.stop();
   el.localVideo.srcObject = null;
-  el.leftMessage.dataset.i18n = `${state}.message`;
+  el.leftMessage.dataset.i18n = messageKey;
   applyI18n(el.leftPanel);
   el.leftPanel.hidden = false;
   el.remoteEmpty.hidden = true;
@@ -748,6 +749,30 @@ function connect() {
     const s = session;
     if (!s) return;
     s.enqueueOffer(offer).catch(reportError);
+  });
+
+  // The visit left the room (sent back, ended, referred, cancelled) or this account's access was
+  // revoked: the server took us out and disconnects us. Go where the reason leads.
+  socket.on("room_left", (payload) => {
+    const reason = payload?.reason ?? "ended";
+    console.info("[tc] room left:", reason);
+    tc.leftReason = reason;
+    el.leftMessage.dataset.reason = reason;
+    finish("room_left", `room_left.${reason}`);
+    const embedded = window.parent !== window;
+    if (embedded) {
+      // The doctor's queue page holds this room in a frame: it reads its queue again.
+      window.parent.postMessage({ type: "room_left", reason, visit: visitId }, window.location.origin);
+      return;
+    }
+    if (reason === "revoked") {
+      window.location.assign("/signin?expired=1");
+    } else if (tc.self?.role === "patient") {
+      const query = new URLSearchParams({ visit: visitId, left: reason });
+      window.location.assign(`/waiting?${query}`);
+    } else if (tc.self?.role === "doctor") {
+      window.location.assign("/queue");
+    }
   });
 
   socket.on("room_closed", (payload) => {
