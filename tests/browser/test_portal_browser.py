@@ -216,6 +216,7 @@ def test_patient_waits_doctor_admits_and_refers(
     # Admitted again: the patient's page goes to the room by itself (a push).
     item.locator("[data-action=admit]").click()
     page.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
+    room_link = page.url
     page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS)
 
     # End and refer offline with a reason: the patient's page goes to the waiting room, which
@@ -242,6 +243,15 @@ def test_patient_waits_doctor_admits_and_refers(
     page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
     for room in (patient, doctor):
         assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
+
+    # The referred visit's old room link is refused: the page says why in the reader's
+    # language (here English, as toggled above), never a raw code (issue 11).
+    page.goto(room_link, wait_until="domcontentloaded")
+    page.wait_for_selector("#error", state="visible", timeout=WAIT_MS)
+    assert page.get_attribute("#error", "data-code") == "visit_closed"
+    assert page.inner_text("#error") == "Error：This visit is over."
+    page.click("#lang-toggle")
+    assert page.inner_text("#error") == "错误：这次就诊已经结束。"
 
     # The audit chain verifies and holds each step.
     verify = subprocess.run(

@@ -5,6 +5,10 @@
 // (aria-label) or `data-i18n-title="key"` (title); `applyI18n()` fills them in. Text built in
 // JavaScript calls `t(key, params)` and re-renders on `onLanguageChange()`.
 // The choice is kept in localStorage so it survives a reload and a rejoin.
+// Error texts ("error.<code>") come from the server's one table of error codes
+// (consult/error_table.py, served as /errors.js): no page shows a raw code.
+
+import { ERROR_STRINGS } from "/errors.js";
 
 const STORAGE_KEY = "teleconsult.lang";
 export const DEFAULT_LANG = "zh-CN";
@@ -72,26 +76,6 @@ const DICTIONARIES = {
     "media.no_microphone": "没有找到可用的麦克风，对方只能看到您的画面。",
 
     "error.prefix": "错误",
-    "error.link_invalid": "链接不完整，请使用医院发给您的完整链接。",
-    "error.token_missing": "链接缺少凭证，请使用医院发给您的完整链接。",
-    "error.token_invalid": "链接无效，请向医院索取新的链接。",
-    "error.token_expired": "链接已过期，请向医院索取新的链接。",
-    "error.visit_not_found": "找不到这次就诊。",
-    "error.bad_request": "请求格式不正确。",
-    "error.message_too_large": "消息太大。",
-    "error.bad_sdp": "音视频协商失败。",
-    "error.not_joined": "尚未进入会诊。",
-    "error.already_joined": "已经在会诊中。",
-    "error.visit_mismatch": "链接与就诊不匹配。",
-    "error.invalid_state": "当前状态下不能执行此操作。",
-    "error.stale_answer": "音视频协商已过期，正在重试。",
-    "error.busy": "服务器繁忙，请稍候。",
-    "error.unknown_event": "服务器不认识此请求。",
-    "error.internal_error": "服务器内部错误。",
-    "error.timeout": "服务器没有响应。",
-    "error.connect_failed": "无法连接服务器，正在重试…",
-    "error.media_failed": "音视频连接失败。",
-    "error.unknown": "未知错误。",
   },
   en: {
     "app.title": "Teleconsultation",
@@ -155,28 +139,10 @@ const DICTIONARIES = {
     "media.no_microphone": "No usable microphone was found; the others can only see you.",
 
     "error.prefix": "Error",
-    "error.link_invalid": "The link is incomplete. Please use the full link from the hospital.",
-    "error.token_missing": "The link has no access token. Please use the full link from the hospital.",
-    "error.token_invalid": "The link is not valid. Please ask the hospital for a new link.",
-    "error.token_expired": "The link has expired. Please ask the hospital for a new link.",
-    "error.visit_not_found": "This visit was not found.",
-    "error.bad_request": "The request was malformed.",
-    "error.message_too_large": "The message is too large.",
-    "error.bad_sdp": "Audio/video negotiation failed.",
-    "error.not_joined": "Not in the consultation yet.",
-    "error.already_joined": "Already in the consultation.",
-    "error.visit_mismatch": "The link does not match this visit.",
-    "error.invalid_state": "This cannot be done right now.",
-    "error.stale_answer": "Audio/video negotiation was out of date; retrying.",
-    "error.busy": "The server is busy, please wait.",
-    "error.unknown_event": "The server does not know this request.",
-    "error.internal_error": "Internal server error.",
-    "error.timeout": "The server did not answer.",
-    "error.connect_failed": "Cannot reach the server, retrying…",
-    "error.media_failed": "The audio/video connection failed.",
-    "error.unknown": "Unknown error.",
   },
 };
+
+for (const [lang, strings] of Object.entries(ERROR_STRINGS)) Object.assign(DICTIONARIES[lang], strings);
 
 export const LANGUAGES = Object.keys(DICTIONARIES);
 

@@ -55,9 +55,8 @@ export function initPage() {
 /** The text for an API error: our own wording for known codes, else the server's message. */
 export function errorText(err) {
   const code = err instanceof ApiError ? err.code : "unknown";
-  if (hasKey(`api.${code}`)) return t(`api.${code}`);
-  if (err instanceof ApiError && err.serverMessage) return err.serverMessage;
-  return t("api.unknown");
+  // every code of the table has its text; an unknown one never shows as a raw code
+  return hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
 }
 
 let errorBox = null;

@@ -112,9 +112,9 @@ class SignalError extends Error {
 /** Thrown by `Session.check()` when a session was replaced while a step awaited. */
 class SessionClosed extends Error {}
 
-function errorText(code, serverMessage) {
-  if (hasKey(`error.${code}`)) return t(`error.${code}`);
-  return serverMessage || t("error.unknown");
+function errorText(code) {
+  // every code of the table (/errors.js) has its text; never a raw code or English-only text
+  return hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
 }
 
 function reportError(err) {
@@ -651,8 +651,8 @@ function renderStatus() {
 function renderError() {
   el.error.hidden = lastError === null;
   if (lastError) {
-    const text = errorText(lastError.code, lastError.message);
-    el.error.textContent = `${t("error.prefix")}：${text}（${lastError.code}）`;
+    const text = errorText(lastError.code);
+    el.error.textContent = `${t("error.prefix")}：${text}`;
     el.error.dataset.code = lastError.code;
   }
 }
