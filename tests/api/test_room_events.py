@@ -13,8 +13,8 @@ import pytest
 import socketio
 from apiclient import Clinic, Person
 from client import Participant, sees
-from people import booked_visit, sign, verified_doctor
 from peers import wait_for
+from people import booked_visit, sign, verified_doctor
 from sqlalchemy import select
 
 from consult.models import AuditEvent
@@ -226,7 +226,9 @@ class Watch:
         )
 
     def states(self, visit_id: str) -> list[str]:
-        return [d["state"] for n, d in self.pushed if n == "visit_changed" and d["visit"] == visit_id]
+        return [
+            d["state"] for n, d in self.pushed if n == "visit_changed" and d["visit"] == visit_id
+        ]
 
     async def close(self) -> None:
         if self.sio.connected:

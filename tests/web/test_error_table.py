@@ -105,6 +105,6 @@ async def test_the_server_serves_the_dictionary_the_pages_import(server):
         body = await reply.text()
     for code in ("not_admitted", "visit_closed", "not_a_participant", "token_revoked"):
         assert ERRORS[code].zh in body and ERRORS[code].en in body
-    assert 'import { ERROR_STRINGS } from "/errors.js";' in (
-        ROOT / "web/static/i18n.js"
-    ).read_text(encoding="utf-8")
+    assert 'import { ERROR_STRINGS } from "/errors.js";' in (ROOT / "web/static/i18n.js").read_text(
+        encoding="utf-8"
+    )
