@@ -24,6 +24,7 @@ from consult.visit_flow import may_join_room
 from consult.visits import resolve_participant
 from media.pool import MediaPool
 from recording import Recorder
+from turn import IceServerSource
 
 from . import messages as m
 from .chat import ChatComponent, RecordHook
@@ -52,12 +53,12 @@ class SignalingServer:
         pool: MediaPool,
         token_secret: str,
         on_chat_record: RecordHook | None = None,
-        client_ice_servers: list[dict[str, Any]] | None = None,
+        client_ice_servers: IceServerSource | None = None,
         client_manager: socketio.AsyncManager | None = None,
         recorder: Recorder | None = None,
     ) -> None:
         self._db = db
-        self._client_ice_servers = list(client_ice_servers or [])
+        self._ice_servers = client_ice_servers or IceServerSource()
         self._secret = token_secret
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -231,7 +232,7 @@ class SignalingServer:
         return {
             "participant": session.describe(),
             "participants": room.participants(),
-            "ice_servers": self._client_ice_servers,
+            "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
         }
 

@@ -13,8 +13,13 @@ from peers import CounterTrack, Received, Subscriber, ToneTrack, client_pc, wait
 class Participant:
     """Joins a visit, publishes a counter video and a tone, and subscribes to the others."""
 
-    def __init__(self, url: str, token: str, visit_id: str) -> None:
+    def __init__(
+        self, url: str, token: str, visit_id: str, *, use_ice_servers: bool = False
+    ) -> None:
         self.url = url
+        #: Use the ICE servers the join ack names (TURN tests); by default expect none.
+        self.use_ice_servers = use_ice_servers
+        self.ice_servers: list[dict[str, Any]] = []
         self.token = token
         self.visit_id = visit_id
         self.sio = socketio.AsyncClient(reconnection=False)
@@ -49,11 +54,14 @@ class Participant:
         ack = await self.call("join", {"visit": self.visit_id})
         assert ack["ok"], ack
         self.id = ack["participant"]["id"]
-        assert ack["ice_servers"] == []  # the embedded default: no STUN, no TURN
+        if self.use_ice_servers:
+            self.ice_servers = ack["ice_servers"]
+        else:
+            assert ack["ice_servers"] == []  # the embedded default: no STUN, no TURN
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:
-        pc = self.publish_pc = client_pc()
+        pc = self.publish_pc = client_pc(self.ice_servers)
         if video:
             self.video = CounterTrack()
             pc.addTransceiver(self.video, direction="sendonly")
@@ -66,7 +74,7 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
 
     async def subscribe(self) -> None:
-        self.sub = Subscriber(client_pc())
+        self.sub = Subscriber(client_pc(self.ice_servers))
         ack = await self.call("subscribe", {})
         assert ack["ok"], ack
         if ack["offer"] is not None:

@@ -9,10 +9,17 @@ import asyncio
 import fractions
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+)
 from aiortc.mediastreams import MediaStreamError
 
 WIDTH, HEIGHT = 320, 240
@@ -146,14 +153,19 @@ class Subscriber:
         await self.pc.close()
 
 
-def client_pc() -> RTCPeerConnection:
+def client_pc(ice_servers: list[dict[str, Any]] | None = None) -> RTCPeerConnection:
     """A client peer that never reaches for a public STUN server, bundling as browsers do.
 
     (With aiortc's default bundle policy, a second m-line of a kind gets a transport that BUNDLE
-    discards, and that track never plays.)
+    discards, and that track never plays.) ``ice_servers``: RTCIceServer dicts, e.g. the TURN
+    servers a join ack names.
     """
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers or []
+    ]
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
 
 

@@ -18,7 +18,6 @@ from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
 from recording import CompositeJobs, Recorder, RecordingStore, recording_tap
 from signaling import SignalingServer
-from turn import client_ice_servers
 
 from .api import setup_api
 from .config import Config
@@ -39,7 +38,7 @@ def create_app(config: Config) -> web.Application:
         db=app[DATABASE],
         pool=app[MEDIA],
         token_secret=config.secret(),
-        client_ice_servers=client_ice_servers(list(config.ice_servers)),
+        client_ice_servers=config.client_ice_servers(),
         client_manager=manager,
         recorder=app[RECORDER],
     )

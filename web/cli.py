@@ -1,6 +1,6 @@
 """The ``teleconsult`` command: ``serve``, ``demo``, and administration on the server itself:
 ``audit verify``, ``user add`` (the first admin), ``institution add``, ``department add``,
-``practitioner add``, ``recording verify|list|purge|composite``."""
+``practitioner add``, ``recording verify|list|purge|composite``, ``turn config``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from consult.permissions import Role
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 
-from . import recording_cli
+from . import recording_cli, turn_cli
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_admin_parsers(sub)
     recording_cli.add_parsers(sub, _add_database_options)
+    turn_cli.add_parsers(sub, _add_database_options)
     for name, text in (("serve", "run the server"), ("demo", "create a demo visit, print links")):
         p = sub.add_parser(name, help=text)
         _add_database_options(p)
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     if args.command == "recording":
         return recording_cli.run(config, args)
+    if args.command == "turn":
+        return turn_cli.run(config, args)
     if args.command not in ("serve", "demo"):
         return asyncio.run(run_admin_command(config, _admin_command(args)))
     if args.command == "serve":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recording.session import MIN_RETENTION_DAYS, SEGMENT_S_RANGE
+from turn import IceServerSource, TurnProvider
 
 ENV_PREFIX = "TELECONSULT_"
 
@@ -35,6 +36,12 @@ class Config:
     ice_addresses: tuple[str, ...] = ()
     #: STUN/TURN servers as RTCIceServer dicts (urls, username, credential).
     ice_servers: tuple[dict[str, Any], ...] = ()
+    #: One coturn per network provider (TOML ``[[turn_providers]]`` tables, docs/turn.md); each
+    #: participant gets a time-limited credential for each.
+    turn_providers: tuple[TurnProvider, ...] = ()
+    #: coturn's static-auth-secret; default: a random key kept in ``<data_dir>/turn.key``.
+    turn_secret: str = ""
+    turn_credential_ttl_s: int = 12 * 3600
     #: Where npm installed the browser libraries (socket.io-client); default: found by search.
     node_modules: str = ""
     redis_url: str = ""
@@ -71,6 +78,15 @@ class Config:
         """The field-encryption key; created on first use and kept in the data directory."""
         return self.field_key or self._key_file("field.key")
 
+    def client_ice_servers(self) -> IceServerSource:
+        """What each participant is told to use for ICE (static servers, then TURN per provider)."""
+        return IceServerSource(
+            static=self.ice_servers,
+            providers=self.turn_providers,
+            secret=(self.turn_secret or self._key_file("turn.key")) if self.turn_providers else "",
+            ttl_s=self.turn_credential_ttl_s,
+        )
+
     def _key_file(self, name: str) -> str:
         """A random key kept in ``<data_dir>/<name>`` (mode 0600), created on first use.
 
@@ -94,7 +110,15 @@ class Config:
 
 
 _BOOLS = {"recording", "recording_composite"}
-_INTS = {"port", "token_ttl_s", "recording_retention_days", "composite_fps"}
+_INTS = {
+    "port",
+    "token_ttl_s",
+    "recording_retention_days",
+    "composite_fps",
+    "turn_credential_ttl_s",
+}
+#: Lists of tables: TOML only, never from an environment variable.
+_TOML_ONLY = {"ice_servers", "turn_providers"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -126,6 +150,8 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(str(v) for v in value)
     if name == "ice_servers":
         return tuple(dict(v) for v in value)
+    if name == "turn_providers":
+        return tuple(TurnProvider.from_mapping(dict(v)) for v in value)
     return value
 
 
@@ -148,7 +174,7 @@ def load_config(
     env = os.environ if environ is None else environ
     for name in names:
         key = ENV_PREFIX + name.upper()
-        if key in env and name != "ice_servers":
+        if key in env and name not in _TOML_ONLY:
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
@@ -156,6 +182,10 @@ def load_config(
         raise ValueError("token_secret must be at least 32 bytes (HS256, RFC 7518)")
     if config.field_key and len(config.field_key.encode()) < 32:
         raise ValueError("field_key must be at least 32 bytes")
+    if config.turn_secret and len(config.turn_secret.encode()) < 32:
+        raise ValueError("turn_secret must be at least 32 bytes")
+    if config.turn_credential_ttl_s <= 0:
+        raise ValueError("turn_credential_ttl_s must be positive")
     if config.recording_retention_days < MIN_RETENTION_DAYS:
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
