@@ -42,12 +42,21 @@ class Watched(Participant):
         super().__init__(url, token, visit_id)
         self.left: dict[str, Any] | None = None
         self.left_at: float | None = None
+        self.chat_after_left: asyncio.Future[Any] | None = None
         self.disconnected_at: float | None = None
         self.sio.on("room_left", self._on_left)
         self.sio.on("disconnect", self._on_disconnect)
 
     def _on_left(self, data: dict[str, Any]) -> None:
         self.left, self.left_at = data, time.monotonic()
+        # told to leave, it tries to chat at once: refused (or the socket is already gone)
+        self.chat_after_left = asyncio.ensure_future(self._try_chat())
+
+    async def _try_chat(self) -> Any:
+        try:
+            return await self.sio.call("chat", {"text": "还在吗"}, timeout=2)
+        except Exception as exc:  # disconnected meanwhile, or no ack
+            return type(exc).__name__
 
     def _on_disconnect(self, *args: Any) -> None:
         self.disconnected_at = time.monotonic()
@@ -128,6 +137,14 @@ async def test_a_visit_leaving_the_room_takes_both_out_within_a_second(
             assert who.left == {"reason": reason, "visit": visit_id, "state": who.left["state"]}
             assert who.left_at is not None and who.left_at - started < 1.0, who.left_at - started
             assert who.disconnected_at is not None and who.disconnected_at - started < 1.0
+        # its chat after room_left is refused, never stored
+        assert p.chat_after_left is not None
+        refused = await p.chat_after_left
+        assert not (isinstance(refused, dict) and refused.get("ok")), refused
+        history = await patient.api.call("GET", f"/visits/{visit_id}/chat/messages", token=d.token)
+        assert history.status in (200, 401, 403), history
+        if history.status == 200:
+            assert all(m.get("text") != "还在吗" for m in history.body["messages"]), history
         # the patient's inbound video stopped: nothing more arrives
         frozen = await p.video_packets()
         await asyncio.sleep(1.0)  # the assertion is about a second without packets
