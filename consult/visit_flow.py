@@ -762,6 +762,24 @@ async def doctor_queue(
 # --- The room -----------------------------------------------------------------------------------
 
 
+async def room_refusal(db: Database, visit_id: str, role: str) -> ConsultError | None:
+    """Why a verified participant of ``role`` may not be in the visit's room now, or ``None``.
+
+    Not audited: signaling asks again on ``join`` (the connect was audited by
+    :func:`may_join_room`), so that a change committed between the two is not missed.
+    """
+    async with db.session() as session:
+        visit = await session.get(Visit, visit_id)
+    if visit is None:
+        return VisitNotFound()
+    state = VisitState(visit.status)
+    if state in CLOSED_STATES:
+        return VisitClosed()
+    if role == "patient" and state is not S.IN_ROOM:
+        return NotAdmitted()
+    return None
+
+
 async def may_join_room(
     db: Database, who: Actor | JoinClaims, visit_id: str, role: str | Role
 ) -> bool:

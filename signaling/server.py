@@ -20,7 +20,7 @@ from consult.db import Database
 from consult.errors import ConsultError
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
-from consult.visit_flow import may_join_room
+from consult.visit_flow import may_join_room, room_refusal
 from consult.visits import resolve_participant
 from media.pool import MediaPool
 from recording import Recorder
@@ -217,6 +217,10 @@ class SignalingServer:
             raise SignalingError("already_joined", "already joined")
         if request.visit != session.identity.visit_id:
             raise SignalingError("visit_mismatch", "the join token is for another visit")
+        # asked again: the visit may have left the room since this socket connected
+        refusal = await room_refusal(self._db, request.visit, session.identity.role)
+        if refusal is not None:
+            raise refusal
         room = await self._room(session)
         replaced = room.add(session)
         if replaced is not None:

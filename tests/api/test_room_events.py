@@ -310,3 +310,19 @@ async def test_sent_back_and_admitted_again_the_call_resumes(server, clinic: Cli
     d, p = await _in_call(server, doctor, patient, visit_id)
     for who in (d, p):
         await who.close()
+
+
+async def test_join_asks_again_after_connect(server, clinic: Clinic):
+    """A change committed between a socket's connect and its join (here: with the relay
+    detached, as if it raced) still keeps the patient out of the room."""
+    doctor, patient, visit_id = await _waiting_visit(clinic)
+    await doctor.ok("POST", f"/visits/{visit_id}/admit")
+    p = Watched(server.url, await _token(patient, visit_id), visit_id)
+    try:
+        await p.connect()
+        server.signaling._unsubscribe()  # the relay misses the next change
+        await doctor.ok("POST", f"/visits/{visit_id}/send-back")
+        ack = await p.call("join", {"visit": visit_id})
+        assert ack["ok"] is False and ack["error"]["code"] == "not_admitted", ack
+    finally:
+        await p.close()
