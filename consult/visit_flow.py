@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
+from consult.access import holds_room_role, may_act_on_visit
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.db import Database
@@ -261,7 +262,7 @@ async def _load_visit(tx: AuditTx, actor: Actor, visit_id: str, action: str) -> 
     visit = await tx.session.get(Visit, visit_id, with_for_update=True)
     if visit is None:
         raise VisitNotFound()
-    if not _may_act(actor, visit):
+    if not may_act_on_visit(actor, visit):
         raise tx.refuse(
             PermissionDenied("Not your visit."),
             actor=actor,
@@ -270,18 +271,6 @@ async def _load_visit(tx: AuditTx, actor: Actor, visit_id: str, action: str) -> 
             object_id=visit_id,
         )
     return visit
-
-
-def _may_act(actor: Actor, visit: Visit) -> bool:
-    if actor.role is Role.PATIENT:
-        return visit.patient_id == actor.user_id
-    if actor.role is Role.DOCTOR:
-        return visit.doctor_id == actor.user_id
-    if actor.role in {Role.NURSE, Role.OPERATOR}:
-        return in_scope(
-            actor, institution_id=visit.institution_id, department_id=visit.department_id
-        )
-    return False
 
 
 # --- Booking (R1, R2, R4, R6, R7, R9) -----------------------------------------------------------
@@ -744,7 +733,7 @@ async def doctor_queue(
         ).all()
     entries = []
     for visit, name in rows:
-        if not _may_act(actor, visit):
+        if not may_act_on_visit(actor, visit):
             continue
         entries.append(
             QueueEntry(
@@ -806,9 +795,8 @@ async def may_join_room(
         account = await session.get(User, user_id) if user_id else None
     if visit is None:
         raise VisitNotFound()
-    expected = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(role)
     state = VisitState(visit.status)
-    if expected is None or expected != user_id or actor_role != role:
+    if not holds_room_role(visit, user_id, role) or actor_role != role:
         error = NotAParticipant()
     elif account is None or not account.is_active:
         error = NotAParticipant("The account is not active.")

@@ -7,6 +7,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from consult.access import holds_room_role
 from consult.db import Database
 from consult.errors import NotAParticipant, TokenRevoked, VisitNotFound
 from consult.models import (
@@ -126,8 +127,7 @@ async def resolve_participant(db: Database, claims: JoinClaims) -> Identity:
         visit = await session.get(Visit, claims.visit_id)
         if visit is None:
             raise VisitNotFound()
-        expected = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(claims.role)
-        if expected is None or expected != claims.user_id:
+        if not holds_room_role(visit, claims.user_id, claims.role):
             logger.info("join refused for visit %s: not the visit's %s", visit.id, claims.role)
             raise NotAParticipant()
         user = await session.get(User, claims.user_id)
