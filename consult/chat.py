@@ -45,7 +45,7 @@ from consult.errors import (
     MessageNotFound,
     MessageTooLong,
     NotAdmitted,
-    NotInRoom,
+    NotAParticipant,
     RetractNotAllowed,
     SensitiveWordBlocked,
     VisitClosed,
@@ -196,7 +196,7 @@ async def _load_room(
         raise VisitNotFound()
     if not is_participant(actor, visit):
         raise tx.refuse(
-            NotInRoom(), actor=actor, action=action, object_type="visit", object_id=visit_id
+            NotAParticipant(), actor=actor, action=action, object_type="visit", object_id=visit_id
         )
     if sending:
         state = VisitState(visit.status)
@@ -536,7 +536,7 @@ async def image_bytes(
         visit = await tx.session.get(Visit, row.visit_id)
         if visit is None or not is_participant(actor, visit):
             raise tx.refuse(
-                NotInRoom(),
+                NotAParticipant(),
                 actor=actor,
                 action="chat.view_image",
                 object_type="chat_image",

@@ -53,13 +53,6 @@ class VisitNotFound(ConsultError):
     default_message = "The visit does not exist."
 
 
-class NotAParticipant(ConsultError):
-    """The token's user is not this visit's doctor or patient in the claimed role."""
-
-    code = "not_a_participant"
-    default_message = "You are not a participant of this visit."
-
-
 # --- Categories: the boundary may map a whole category to one HTTP status. -------------------
 
 
@@ -493,8 +486,10 @@ class WordNotFound(NotFound):
     default_message = "The word is not on the list."
 
 
-class NotInRoom(PermissionDenied):
-    """The actor is not the doctor or the patient of this room (or its link is for another)."""
+class NotAParticipant(PermissionDenied):
+    """The actor is not this visit's doctor or patient in its role (or its join token is for
+    another visit, or its account is deactivated): the one refusal of participation, for the
+    room, its join tokens and its chat."""
 
     code = "not_a_participant"
-    default_message = "You are not a participant of this room."
+    default_message = "You are not a participant of this visit."
