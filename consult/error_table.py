@@ -363,8 +363,14 @@ _ROWS: Final = [
     (
         "media_unavailable",
         "unavailable",
-        "音视频服务暂时不可用，请稍后重新进入。",
-        "The audio/video service is unavailable for now; join again in a moment.",
+        "音视频服务暂时不可用，正在重试…",
+        "The audio/video service is unavailable for a moment; retrying…",
+    ),
+    (
+        "server_busy",
+        "unavailable",
+        "服务器繁忙，正在自动重试…",
+        "The server is busy; retrying by itself…",
     ),
     (
         "shutting_down",

@@ -143,6 +143,7 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "subscribe_answer": "room.signal",
     "ice_candidate": "room.signal",
     "mute": "room.mute",
+    "restart_media": "room.publish",
     "leave": "room.leave",
     "chat": "room.chat",
     "chat_history": "room.chat",

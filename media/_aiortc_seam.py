@@ -16,6 +16,8 @@ An SFU must do neither, so we cut in at the packet level:
   counters true for the packets we send, so receivers can map RTP time to wall-clock time.
 * sender reports in: ``receiver._handle_rtcp_packet(packet)`` receives the publisher's RTCP; we
   wrap it (aiortc still sees every packet) to read the NTP <-> RTP time pairs of its SRs.
+* liveness: ``RTCDtlsTransport`` counts the datagrams it receives for its stats; we read that
+  counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
 
@@ -29,7 +31,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -173,3 +177,25 @@ class IdleTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._stopped_event.set()
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The distinct DTLS transports of ``pc`` (one with max-bundle)."""
+    seen: dict[int, RTCDtlsTransport] = {}
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is not None:
+            seen[id(transport)] = transport
+    return list(seen.values())
+
+
+def datagrams_received(pc: RTCPeerConnection) -> int:
+    """Datagrams that reached ``pc``'s DTLS transports (SRTP, SRTCP and DTLS; STUN excluded).
+
+    aiortc counts them for its transport stats; reading the counter costs nothing on the hot
+    path, which is why liveness polls it instead of wrapping the receive path.
+    """
+    total = 0
+    for transport in dtls_transports(pc):
+        total += int(transport._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]
+    return total

@@ -25,3 +25,9 @@ class InvalidState(MediaError):
     """An operation that does not fit the current negotiation state."""
 
     code = "invalid_state"
+
+
+class ServerBusy(MediaError):
+    """The media worker is overloaded and takes no new room or participant for now."""
+
+    code = "server_busy"

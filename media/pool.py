@@ -6,12 +6,16 @@ arguments and results plain data), so the signaling layer does not know which it
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
-from .errors import ClosedError
+from .errors import ClosedError, ServerBusy
+from .loop_lag import THRESHOLD_S
 from .room import EventSink, RoomMedia
 from .tap import TapFactory
 from .worker import MediaWorker
+
+logger = logging.getLogger(__name__)
 
 
 class RoomHandle(Protocol):
@@ -21,6 +25,10 @@ class RoomHandle(Protocol):
     def id(self) -> str: ...
 
     async def publish(self, participant_id: str, offer_sdp: str) -> str: ...
+    async def admit(self, participant_id: str) -> None:
+        """Raise ``ServerBusy`` if a participant new to the room cannot be taken now."""
+        ...
+
     async def subscribe(self, participant_id: str) -> None: ...
     async def needs_offer(self, participant_id: str) -> bool: ...
     async def create_offer(self, participant_id: str) -> dict[str, Any] | None: ...
@@ -29,6 +37,7 @@ class RoomHandle(Protocol):
         self, participant_id: str, target: Any, candidate: dict[str, Any] | None
     ) -> None: ...
     async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None: ...
+    async def restart(self, participant_id: str) -> None: ...
     async def leave(self, participant_id: str, *, returning: bool = False) -> None: ...
 
 
@@ -37,6 +46,10 @@ class MediaPool(Protocol):
     def closed(self) -> bool: ...
 
     async def start(self) -> None: ...
+    async def check_capacity(self) -> None:
+        """Raise ``ServerBusy`` when no worker would take a new room now."""
+        ...
+
     async def open_room(
         self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
     ) -> RoomHandle:
@@ -56,8 +69,11 @@ class LocalMediaPool:
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         tap_factory: TapFactory | None = None,
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
-        self.worker = MediaWorker(ice_addresses=ice_addresses, ice_servers=ice_servers)
+        self.worker = MediaWorker(
+            ice_addresses=ice_addresses, ice_servers=ice_servers, busy_lag_s=busy_lag_s
+        )
         self._tap_factory = tap_factory
         self._rooms: dict[str, RoomMedia] = {}
 
@@ -66,7 +82,17 @@ class LocalMediaPool:
         return self.worker.closed
 
     async def start(self) -> None:
-        """Nothing to start: the Routers live in this process."""
+        """The Routers live in this process; only the loop-lag measure starts."""
+        self.worker.start()
+
+    async def check_capacity(self) -> None:
+        if self.worker.busy:
+            self.worker.load.refusals += 1
+            logger.warning(
+                "new room refused: the event loop lags (max %.0f ms in the last window)",
+                self.worker.load.last_window_max_s * 1000,
+            )
+            raise ServerBusy("the media server is busy; try again shortly")
 
     @property
     def rooms(self) -> list[RoomMedia]:
@@ -79,14 +105,26 @@ class LocalMediaPool:
             raise ClosedError("the media pool is closed")
         room = self._rooms.get(room_id)
         if room is None or room.closed:
+            await self.check_capacity()
             room = RoomMedia(
                 self.worker.get_router(room_id),
                 on_event,
                 tap_factory=self._tap_factory,
                 tap_options=tap_options,
+                busy=self._refuse_participant,
             )
             self._rooms[room_id] = room
         return room
+
+    def _refuse_participant(self) -> bool:
+        if not self.worker.busy:
+            return False
+        self.worker.load.refusals += 1
+        logger.warning(
+            "new participant refused: the event loop lags (max %.0f ms in the last window)",
+            self.worker.load.last_window_max_s * 1000,
+        )
+        return True
 
     async def close_room(self, room_id: str) -> None:
         room = self._rooms.pop(room_id, None)

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BadSdp, ClosedError, InvalidState, MediaError
+from .errors import BadSdp, ClosedError, InvalidState, MediaError, ServerBusy
+from .loop_lag import THRESHOLD_S
 from .room import EventSink
 from .rpc import ProtocolError, encode_message, read_message
 
@@ -31,6 +32,7 @@ _ERRORS: dict[str, type[MediaError]] = {
     BadSdp.code: BadSdp,
     InvalidState.code: InvalidState,
     ClosedError.code: ClosedError,
+    ServerBusy.code: ServerBusy,
 }
 
 
@@ -57,8 +59,10 @@ class WorkerProcess:
         ice_servers: list[dict[str, Any]],
         on_lost: Any,
         module: str = "media.worker_process",
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         self.index = index
+        self._busy_lag_s = busy_lag_s
         self._module = module
         self._ice_addresses = ice_addresses
         self._ice_servers = ice_servers
@@ -84,6 +88,7 @@ class WorkerProcess:
         for address in self._ice_addresses:
             command += ["--ice-address", address]
         command += ["--ice-servers", json.dumps(self._ice_servers)]
+        command += ["--busy-lag-ms", str(round(self._busy_lag_s * 1000))]
         command += ["--log-level", logging.getLevelName(logging.getLogger().level)]
         self._process = await asyncio.create_subprocess_exec(*command)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -182,6 +187,9 @@ class RemoteRoom:
     async def publish(self, participant_id: str, offer_sdp: str) -> str:
         return str(await self._call("publish", participant_id=participant_id, offer_sdp=offer_sdp))
 
+    async def admit(self, participant_id: str) -> None:
+        await self._call("admit", participant_id=participant_id)
+
     async def subscribe(self, participant_id: str) -> None:
         await self._call("subscribe", participant_id=participant_id)
 
@@ -205,6 +213,9 @@ class RemoteRoom:
     async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:
         await self._call("set_muted", participant_id=participant_id, kind=kind, muted=muted)
 
+    async def restart(self, participant_id: str) -> None:
+        await self._call("restart", participant_id=participant_id)
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         await self._call("leave", participant_id=participant_id, returning=returning)
 
@@ -222,11 +233,13 @@ class ProcessMediaPool:
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         worker_module: str = "media.worker_process",
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         """``worker_module``: what ``python -m`` runs as a worker; a composing package may
         name its own wrapper of :func:`media.worker_process.main` (to add taps)."""
         self.size = workers or os.cpu_count() or 1
         self._worker_module = worker_module
+        self._busy_lag_s = busy_lag_s
         self._ice_addresses = list(ice_addresses or [])
         self._ice_servers = list(ice_servers or [])
         self.workers: list[WorkerProcess] = []
@@ -245,11 +258,24 @@ class ProcessMediaPool:
             ice_servers=self._ice_servers,
             on_lost=self._worker_lost,
             module=self._worker_module,
+            busy_lag_s=self._busy_lag_s,
         )
 
     async def start(self) -> None:
         self.workers = [self._new_worker(i) for i in range(self.size)]
         await asyncio.gather(*(w.start() for w in self.workers))
+
+    async def check_capacity(self) -> None:
+        """Raise ``ServerBusy`` when every live worker's loop lags (a new room would fail)."""
+        alive = [w for w in self.workers if w.alive]
+        for worker in alive:
+            try:
+                if not await worker.call("busy"):
+                    return
+            except WorkerLost:
+                continue
+        if alive:
+            raise ServerBusy("every media worker is busy; try again shortly")
 
     def placement(self) -> dict[str, int]:
         """Room id -> index of the worker it lives on."""
@@ -270,15 +296,21 @@ class ProcessMediaPool:
             alive = [w for w in self.workers if w.alive]
         if not alive:
             raise WorkerLost("no media worker is running")
-        worker = min(alive, key=lambda w: (len(w.rooms), w.index))
-        worker.rooms[room_id] = on_event
-        try:
-            await worker.call("open_room", room=room_id, tap_options=tap_options)
-        except BaseException:
-            worker.rooms.pop(room_id, None)
-            raise
-        room = self._rooms[room_id] = RemoteRoom(room_id, worker)
-        return room
+        # the worker with the fewest rooms first; a busy one (its loop lags) refuses, and the
+        # next is asked; when all refuse, so does the pool
+        for worker in sorted(alive, key=lambda w: (len(w.rooms), w.index)):
+            worker.rooms[room_id] = on_event
+            try:
+                await worker.call("open_room", room=room_id, tap_options=tap_options)
+            except ServerBusy:
+                worker.rooms.pop(room_id, None)
+                continue
+            except BaseException:
+                worker.rooms.pop(room_id, None)
+                raise
+            room = self._rooms[room_id] = RemoteRoom(room_id, worker)
+            return room
+        raise ServerBusy("every media worker is busy; try again shortly")
 
     async def close_room(self, room_id: str) -> None:
         room = self._rooms.pop(room_id, None)

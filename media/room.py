@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from .active_speaker import ActiveSpeakerObserver
 from .consumer import Consumer, codecs_match
-from .errors import InvalidState
+from .errors import InvalidState, ServerBusy
+from .liveness import SILENCE_S, LivenessWatch, Lost
 from .producer import Producer
 from .router import Router
 from .tap import TapFactory
@@ -24,7 +25,10 @@ from .transport import Transport
 logger = logging.getLogger(__name__)
 
 #: ``on_event(name, data)``: "negotiation_needed" {participant_id} when a subscriber's tracks
-#: changed; "active_speaker" {participant_id | None}.
+#: changed; "active_speaker" {participant_id | None}; "media_lost" {participant_id, role,
+#: reason, silent_ms} when a participant's path died (its Transports are then closed, as for a
+#: participant expected back); "media_connected" {participant_id} when, after that, one of its
+#: new Transports connected.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
@@ -41,8 +45,11 @@ class RoomMedia:
         *,
         tap_factory: TapFactory | None = None,
         tap_options: dict[str, Any] | None = None,
+        busy: Callable[[], bool] | None = None,
+        silence_s: float = SILENCE_S,
     ) -> None:
         self.router = router
+        self._busy = busy
         self._on_event = on_event
         self._tap_factory = tap_factory
         self._tap_options = dict(tap_options or {})
@@ -55,6 +62,80 @@ class RoomMedia:
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._muted: dict[str, set[str]] = {}  # kind -> participant ids
+        self._liveness = LivenessWatch(self._transports, self._transport_lost, silence_s=silence_s)
+        self._recovering: set[str] = set()  # participants whose media was lost
+
+    def _transports(self) -> list[Transport]:
+        return [*self._publish.values(), *self._subscribe.values()]
+
+    def _new_transport(
+        self, participant_id: str, role: Literal["publish", "subscribe"]
+    ) -> Transport:
+        transport = self.router.create_transport(role, app_data={"participant_id": participant_id})
+        self._liveness.watch(transport)
+        transport.on_connection_state(self._transport_state)
+        return transport
+
+    def _current(self, transport: Transport) -> str | None:
+        """The participant whose current Transport ``transport`` is, else None."""
+        participant_id = str(transport.app_data.get("participant_id"))
+        transports = self._publish if transport.role == "publish" else self._subscribe
+        return participant_id if transports.get(participant_id) is transport else None
+
+    def _transport_lost(self, transport: Transport, lost: Lost) -> None:
+        """A participant's path died: close its Transports (the others keep its streams, paused,
+        for when it is back) and say so; its page makes new connections."""
+        participant_id = self._current(transport)
+        if participant_id is None or self.closed:
+            return
+        logger.warning(
+            "media path lost: participant %s %s transport %s: %s after %.1f s of silence "
+            "(%d datagrams received, connection %s, dtls %s)",
+            participant_id,
+            transport.role,
+            transport.id,
+            lost.reason,
+            lost.silent_s,
+            lost.packets,
+            transport.connection_state,
+            transport.dtls_state,
+        )
+        self._recovering.add(participant_id)
+        detached = self._detach(participant_id, returning=True)
+        self._on_event(
+            "media_lost",
+            {
+                "participant_id": participant_id,
+                "role": transport.role,
+                "reason": lost.reason,
+                "silent_ms": round(lost.silent_s * 1000),
+            },
+        )
+        for closing in detached:
+            self._spawn(closing.close())
+
+    def _transport_state(self, transport: Transport, state: str) -> None:
+        if state != "connected":
+            return
+        participant_id = self._current(transport)
+        if participant_id is not None and participant_id in self._recovering:
+            self._recovering.discard(participant_id)
+            self._on_event("media_connected", {"participant_id": participant_id})
+
+    def knows(self, participant_id: str) -> bool:
+        """The participant has (or had a moment ago, and is expected back) media here."""
+        return (
+            participant_id in self._publish
+            or participant_id in self._subscribe
+            or participant_id in self._recovering
+            or any(key[0] == participant_id for key in self._orphans)
+        )
+
+    async def admit(self, participant_id: str) -> None:
+        """Refuse a new participant while this worker is overloaded (``server_busy``); those
+        already in the room (or coming back to it) are never refused."""
+        if self._busy is not None and not self.knows(participant_id) and self._busy():
+            raise ServerBusy("the media server is busy; try again shortly")
 
     def _speaker_changed(self, producer: Producer | None) -> None:
         participant = producer.app_data.get("participant_id") if producer is not None else None
@@ -72,9 +153,7 @@ class RoomMedia:
         """Apply a participant's (re-)offer; new tracks go to every other subscriber."""
         transport = self._publish.get(participant_id)
         if transport is None or transport.closed:
-            transport = self.router.create_transport(
-                "publish", app_data={"participant_id": participant_id}
-            )
+            transport = self._new_transport(participant_id, "publish")
             self._publish[participant_id] = transport
         result = await self.router.publish(transport, offer_sdp)
         for producer in result.added:
@@ -115,9 +194,7 @@ class RoomMedia:
         """Start receiving every other participant's tracks, now and as they come."""
         if participant_id in self._subscribe:
             raise InvalidState("already subscribed")
-        transport = self.router.create_transport(
-            "subscribe", app_data={"participant_id": participant_id}
-        )
+        transport = self._new_transport(participant_id, "subscribe")
         self._subscribe[participant_id] = transport
         transport.on_negotiation_needed(
             lambda _t: self._on_event("negotiation_needed", {"participant_id": participant_id})
@@ -181,6 +258,13 @@ class RoomMedia:
             if producer.kind == kind:
                 producer.pause() if muted else producer.resume()
 
+    async def restart(self, participant_id: str) -> None:
+        """The participant's page found its connections dead: close them as a lost path is
+        closed (the others keep its streams), so that it can make new ones."""
+        self._recovering.add(participant_id)
+        for transport in self._detach(participant_id, returning=True):
+            await transport.close()
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         """Close the participant's Transports; the others renegotiate its tracks away.
 
@@ -188,17 +272,25 @@ class RoomMedia:
         :data:`REJOIN_GRACE_S` the others' Consumers of its tracks stay, paused, and carry its
         tracks again when it publishes; only then, if it did not, are they renegotiated away.
         """
+        for transport in self._detach(participant_id, returning=returning):
+            await transport.close()
+        if not returning:
+            self._recovering.discard(participant_id)
+            for kind in self._muted.values():
+                kind.discard(participant_id)
+
+    def _detach(self, participant_id: str, *, returning: bool) -> list[Transport]:
+        """Take the participant's Transports out of the room (the caller closes them)."""
+        detached = []
         publish = self._publish.pop(participant_id, None)
         if publish is not None:
             if returning:
                 self._keep_orphans(participant_id, publish)
-            await publish.close()
+            detached.append(publish)
         subscribe = self._subscribe.pop(participant_id, None)
         if subscribe is not None:
-            await subscribe.close()
-        if not returning:
-            for kind in self._muted.values():
-                kind.discard(participant_id)
+            detached.append(subscribe)
+        return detached
 
     def _keep_orphans(self, participant_id: str, publish: Transport) -> None:
         for producer in publish.producers:
@@ -233,6 +325,7 @@ class RoomMedia:
         }
 
     async def close(self) -> None:
+        await self._liveness.close()
         await self._speaker.close()
         for timer in self._orphan_timers.values():
             timer.cancel()

@@ -118,6 +118,17 @@ class Transport:
         return str(self._pc.connectionState)
 
     @property
+    def dtls_state(self) -> str | None:
+        """The state of the (bundled) DTLS transport, None before there is one."""
+        transports = seam.dtls_transports(self._pc)
+        return str(transports[0].state) if transports else None
+
+    @property
+    def datagrams_received(self) -> int:
+        """Datagrams (SRTP, SRTCP, DTLS) received so far: liveness watches it move."""
+        return seam.datagrams_received(self._pc)
+
+    @property
     def signaling_state(self) -> str:
         return str(self._pc.signalingState)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _aiortc_seam as seam
 from .errors import ClosedError
+from .loop_lag import THRESHOLD_S, LoopLagMonitor
 from .memory import HeapTrimmer
 from .router import Router
 
@@ -16,6 +17,7 @@ class MediaWorker:
     ``ice_addresses`` are the local addresses candidates are gathered on (production: one per
     network provider; tests: 127.0.0.1); empty means aioice's default, every interface but
     loopback. ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
+    ``busy_lag_s``: loop lag past which new rooms and participants are refused (0: never).
     """
 
     def __init__(
@@ -23,12 +25,29 @@ class MediaWorker:
         *,
         ice_addresses: list[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        busy_lag_s: float = THRESHOLD_S,
     ) -> None:
         seam.restrict_host_addresses(ice_addresses)
         self._ice_servers = list(ice_servers or [])
         self._routers: dict[str, Router] = {}
         self._closed = False
         self._trimmer: HeapTrimmer | None = None  # started with the first room
+        self.load = LoopLagMonitor(threshold_s=busy_lag_s, describe=self._figures)
+
+    def _figures(self) -> dict[str, int]:
+        return {
+            "rooms": len(self._routers),
+            "transports": sum(len(r.dump()["transports"]) for r in self._routers.values()),
+        }
+
+    @property
+    def busy(self) -> bool:
+        """The loop lags: refuse new rooms and participants (media/loop_lag.py)."""
+        return self.load.busy
+
+    def start(self) -> None:
+        """Start measuring the loop (needs the running loop)."""
+        self.load.start()
 
     @property
     def closed(self) -> bool:
@@ -44,6 +63,7 @@ class MediaWorker:
             raise ClosedError("the media worker is closed")
         if self._trimmer is None:
             self._trimmer = HeapTrimmer()
+        self.load.start()
         router = self._routers.get(room_id)
         if router is None or router.closed:
             router = Router(room_id, ice_servers=self._ice_servers)
@@ -60,6 +80,7 @@ class MediaWorker:
         if self._closed:
             return
         self._closed = True
+        await self.load.close()
         for router in tuple(self._routers.values()):
             await router.close()
         self._routers.clear()

@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from .errors import MediaError
+from .loop_lag import THRESHOLD_S
 from .pool import LocalMediaPool
 from .room import RoomMedia
 from .rpc import ProtocolError, encode_message, read_message
@@ -24,6 +25,7 @@ from .tracking import open_objects
 logger = logging.getLogger(__name__)
 
 ROOM_METHODS = {
+    "admit",
     "publish",
     "subscribe",
     "needs_offer",
@@ -32,6 +34,7 @@ ROOM_METHODS = {
     "add_ice_candidate",
     "set_muted",
     "leave",
+    "restart",
     "dump",
 }
 
@@ -96,6 +99,8 @@ class WorkerServer:
             return {"pid": os.getpid()}
         if method == "open_objects":
             return open_objects()
+        if method == "busy":
+            return self._pool.worker.busy
         room_id = str(args.pop("room", ""))
         if method == "open_room":
 
@@ -126,10 +131,15 @@ async def serve(
     ice_addresses: list[str],
     ice_servers: list[Any],
     tap_factory: TapFactory | None = None,
+    busy_lag_s: float = THRESHOLD_S,
 ) -> None:
     pool = LocalMediaPool(
-        ice_addresses=ice_addresses, ice_servers=ice_servers, tap_factory=tap_factory
+        ice_addresses=ice_addresses,
+        ice_servers=ice_servers,
+        tap_factory=tap_factory,
+        busy_lag_s=busy_lag_s,
     )
+    await pool.start()
     worker = WorkerServer(pool)
     server = await asyncio.start_unix_server(worker.handle, path=socket_path)
     os.chmod(socket_path, 0o600)
@@ -144,12 +154,23 @@ def main(tap_factory: TapFactory | None = None) -> None:
     parser.add_argument("--ice-address", action="append", default=[])
     parser.add_argument("--ice-servers", default="[]", help="JSON list of RTCIceServer dicts")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--busy-lag-ms", type=int, default=round(THRESHOLD_S * 1000), help="0: never refuse"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=args.log_level,
         format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s",
     )
-    asyncio.run(serve(args.socket, args.ice_address, json.loads(args.ice_servers), tap_factory))
+    asyncio.run(
+        serve(
+            args.socket,
+            args.ice_address,
+            json.loads(args.ice_servers),
+            tap_factory,
+            busy_lag_s=args.busy_lag_ms / 1000,
+        )
+    )
 
 
 if __name__ == "__main__":

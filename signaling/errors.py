@@ -33,6 +33,7 @@ _MEDIA_CODES = {
     "invalid_state": "invalid_state",
     "closed": "invalid_state",
     "worker_lost": "media_unavailable",
+    "server_busy": "server_busy",
 }
 
 

@@ -7,6 +7,7 @@ keeps what only signaling knows: sockets, offer revisions, who is told what.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -64,10 +65,69 @@ class Room:
                 self.on_lost(self, str(data.get("reason", "media_lost")))
         elif name == "active_speaker":
             self._spawn(self._emit("active_speaker", dict(data), self.visit_id))
+        elif name == "media_lost":
+            session = self.sessions.get(str(data.get("participant_id")))
+            if session is not None:
+                lost = dict(data)
+                session.post(functools.partial(self._media_lost, session, lost))
+        elif name == "media_connected":
+            session = self.sessions.get(str(data.get("participant_id")))
+            if session is not None:
+                session.post(functools.partial(self._media_back, session))
         elif name == "negotiation_needed":
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
                 self._queue_renegotiation(session)
+
+    async def _media_lost(self, session: Session, data: dict[str, Any]) -> None:
+        """The participant's media path died and the media closed its connections: tell it
+        (its page makes new ones) and the others (its tile says it is reconnecting)."""
+        if not session.joined or self.sessions.get(session.participant_id) is not session:
+            return
+        self._media_reset(session)
+        self.record(
+            "media_lost",
+            {
+                "participant_id": session.participant_id,
+                "role": session.identity.role,
+                "transport": data.get("role"),
+                "reason": data.get("reason"),
+            },
+        )
+        await self._emit(
+            "media_lost",
+            {
+                "reason": data.get("reason"),
+                "transport": data.get("role"),
+                "silent_ms": data.get("silent_ms"),
+            },
+            session.sid,
+        )
+        await self.broadcast_participants()
+
+    def _media_reset(self, session: Session) -> None:
+        session.subscribed = False
+        session.awaiting_answer = False
+        session.media_state = "reconnecting"
+
+    async def _media_back(self, session: Session) -> None:
+        if not session.joined or session.media_state == "connected":
+            return
+        session.media_state = "connected"
+        self.record("media_back", {"participant_id": session.participant_id})
+        await self.broadcast_participants()
+
+    async def restart_media(self, session: Session) -> None:
+        """The page found its connections dead by itself: close them on the server too, so
+        that its next publish and subscribe make new ones."""
+        await self._media().restart(session.participant_id)
+        self._media_reset(session)
+        self.record("media_restart", {"participant_id": session.participant_id})
+        await self.broadcast_participants()
+
+    async def admit(self, session: Session) -> None:
+        """Raise ``server_busy`` if the media cannot take this participant now."""
+        await self._media().admit(session.participant_id)
 
     # --- membership --------------------------------------------------------------------------
 
@@ -203,6 +263,8 @@ class Rooms:
             room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:
+                # a busy media server refuses before a recording is opened for nothing
+                await self._pool.check_capacity()
                 options = None
                 if self._recorder is not None:
                     room.recording = await self._open_recording(visit_id)

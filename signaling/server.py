@@ -22,6 +22,7 @@ from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
 from consult.visit_flow import may_join_room, room_refusal
 from consult.visits import resolve_participant
+from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
 from turn import IceServerSource
@@ -91,6 +92,7 @@ class SignalingServer:
             "subscribe_answer": self._subscribe_answer,
             "ice_candidate": self._ice_candidate,
             "mute": self._mute,
+            "restart_media": self._restart_media,
             "leave": self._leave,
         }
         # chat goes onto the room's recording timeline (R22, R23) unless a hook is given
@@ -173,7 +175,10 @@ class SignalingServer:
         if session is None:
             return
         await session.close()
-        await self._leave_room(session, returning=True)
+        try:
+            await self._leave_room(session, returning=True)
+        except MediaError as exc:  # its media is gone already (a lost worker, shutdown)
+            logger.info("media left with the socket: %s", exc.code, extra={"sid": sid})
         logger.info("disconnected", extra={"sid": sid})
 
     # --- events ------------------------------------------------------------------------------
@@ -222,6 +227,12 @@ class SignalingServer:
         if refusal is not None:
             raise refusal
         room = await self._room(session)
+        # an overloaded media worker takes nobody new (server_busy); the page retries
+        try:
+            await room.admit(session)
+        except MediaError:
+            await self.rooms.discard_if_empty(room)  # a room opened for this join alone
+            raise
         replaced = room.add(session)
         if replaced is not None:
             # The same participant came back on a new socket: the old one goes.
@@ -270,6 +281,10 @@ class SignalingServer:
         await room.set_muted(session, request.kind, request.muted)
         room.record("muted", {**_who(session), "kind": request.kind, "muted": request.muted})
         await room.broadcast_participants()
+
+    async def _restart_media(self, session: Session, data: Any) -> None:
+        m.Empty.parse(data)
+        await (await self._room(session)).restart_media(session)
 
     async def _leave(self, session: Session, data: Any) -> None:
         m.Empty.parse(data)

@@ -49,6 +49,8 @@ class Session:
         self.renegotiation_queued = False
         self.audio_muted = False
         self.video_muted = False
+        # "connected", or "reconnecting" from a lost media path until a new connection is up
+        self.media_state = "connected"
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[dict[str, Any]] | None]] = (
             asyncio.Queue(QUEUE_SIZE)
         )
@@ -71,6 +73,7 @@ class Session:
             "role": self.identity.role,
             "audio_muted": self.audio_muted,
             "video_muted": self.video_muted,
+            "state": self.media_state,
         }
 
     async def submit(self, job: Job) -> dict[str, Any]:

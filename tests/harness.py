@@ -74,6 +74,10 @@ async def start_server(tmp_path: Path, **settings: Any) -> Server:
     only where a test asks for it (``recording_composite=True``).
     """
     settings.setdefault("recording_composite", False)
+    # The test's own aiortc clients run on the in-process server's loop, so their work counts
+    # as the server's lag: only a lag no client causes refuses joins here (test_overload.py
+    # asks for the production threshold).
+    settings.setdefault("media_busy_lag_ms", 1000)
     config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
     app = create_app(config)
     runner = web.AppRunner(app)

@@ -67,14 +67,21 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _media_pool(config: Config) -> MediaPool:
     addresses, servers = list(config.ice_addresses), list(config.ice_servers)
+    busy_lag_s = config.media_busy_lag_ms / 1000
     if config.media_workers:
         return ProcessMediaPool(
             int(config.media_workers),
             ice_addresses=addresses,
             ice_servers=servers,
             worker_module="web.media_worker",  # media workers with the recording tap
+            busy_lag_s=busy_lag_s,
         )
-    return LocalMediaPool(ice_addresses=addresses, ice_servers=servers, tap_factory=recording_tap)
+    return LocalMediaPool(
+        ice_addresses=addresses,
+        ice_servers=servers,
+        tap_factory=recording_tap,
+        busy_lag_s=busy_lag_s,
+    )
 
 
 def _recorder(config: Config) -> Recorder | None:

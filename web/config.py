@@ -48,6 +48,9 @@ class Config:
     #: Media worker processes: 0 keeps every Router in this process (the embedded default);
     #: N > 0 runs N worker processes; "auto" one per core.
     media_workers: int | str = 0
+    #: A media worker whose event loop lags past this (ms, in two 1 s windows in a row) takes no
+    #: new room or participant (``server_busy``) until it keeps up again; 0 never refuses.
+    media_busy_lag_ms: int = 200
     #: Record every room (R22, R23); segments, manifests and composites go under
     #: ``recordings_dir`` (default ``<data_dir>/recordings``).
     recording: bool = True
@@ -116,6 +119,7 @@ _INTS = {
     "recording_retention_days",
     "composite_fps",
     "turn_credential_ttl_s",
+    "media_busy_lag_ms",
 }
 #: Lists of tables: TOML only, never from an environment variable.
 _TOML_ONLY = {"ice_servers", "turn_providers"}
@@ -190,6 +194,8 @@ def load_config(
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
         )
+    if config.media_busy_lag_ms < 0:
+        raise ValueError("media_busy_lag_ms must be 0 (never refuse) or a positive number")
     low, high = SEGMENT_S_RANGE
     if not low <= config.recording_segment_s <= high:
         raise ValueError(f"recording_segment_s must be between {low:g} and {high:g}")

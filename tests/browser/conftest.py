@@ -175,7 +175,19 @@ def server_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def teleconsult_server(netns: str, tmp_path: Path, server_env: dict[str, str]) -> Iterator[Server]:
+def server_listen() -> tuple[str, list[str]]:
+    """Listen address and ICE addresses of `teleconsult serve` (a test module may override this
+    fixture, e.g. to reach pages in another namespace)."""
+    return "127.0.0.1", ["127.0.0.1"]
+
+
+@pytest.fixture
+def teleconsult_server(
+    netns: str,
+    tmp_path: Path,
+    server_env: dict[str, str],
+    server_listen: tuple[str, list[str]],
+) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` on 127.0.0.1 inside the namespace."""
     if shutil.which("curl") is None:
         _unavailable("curl is needed to poll the server inside the namespace")
@@ -201,6 +213,8 @@ def teleconsult_server(netns: str, tmp_path: Path, server_env: dict[str, str]) -
         pytest.fail(f"teleconsult demo failed ({demo.returncode}):\n{demo.stdout}\n{demo.stderr}")
     info = _parse_demo_output(demo.stdout)
 
+    host, ice_addresses = server_listen
+    ice_args = [arg for address in ice_addresses for arg in ("--ice-address", address)]
     stdout_path = tmp_path / "server.stdout.log"
     stderr_path = tmp_path / "server.stderr.log"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -213,13 +227,12 @@ def teleconsult_server(netns: str, tmp_path: Path, server_env: dict[str, str]) -
                 str(TELECONSULT),
                 "serve",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--data-dir",
                 str(data_dir),
-                "--ice-address",
-                "127.0.0.1",
+                *ice_args,
             ],
             stdout=out,
             stderr=err,
@@ -271,6 +284,29 @@ def chromium(netns: str, tmp_path: Path) -> Iterator[Any]:
             browser.close()
 
 
+@pytest.fixture
+def chromium_in(chromium: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: one more Chromium, in network namespace `ns` (e.g. a page behind its own link);
+    `extra_args` are added to the command line."""
+    browsers: list[Any] = []
+
+    def _launch(ns: str, extra_args: tuple[str, ...] = ()) -> Any:
+        wrapper = tmp_path / f"chromium-in-{ns}"
+        wrapper.write_text(f'#!/bin/sh\nexec {_ip()} netns exec {ns} {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        browser = chromium.browser_type.launch(
+            executable_path=str(wrapper), headless=True, args=[*CHROMIUM_ARGS, *extra_args]
+        )
+        browsers.append(browser)
+        return browser
+
+    try:
+        yield _launch
+    finally:
+        for browser in browsers:
+            browser.close()
+
+
 @dataclass
 class RoomPage:
     """One participant's page with what it logged."""
@@ -288,13 +324,18 @@ class RoomPage:
 
 
 @pytest.fixture
-def open_room(chromium: Any) -> Iterator[Callable[[str, str], RoomPage]]:
-    """Factory: open `url` as `role` in its own browser context (own camera, own storage)."""
+def open_room(chromium: Any) -> Iterator[Callable[..., RoomPage]]:
+    """Factory: open `url` as `role` in its own browser context (own camera, own storage);
+    `browser=` another Chromium (see `chromium_in`), `viewport=` another size."""
     rooms: list[RoomPage] = []
     contexts: list[Any] = []
 
-    def _open(role: str, url: str) -> RoomPage:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    def _open(
+        role: str, url: str, browser: Any = None, viewport: dict[str, int] | None = None
+    ) -> RoomPage:
+        context = (browser or chromium).new_context(
+            viewport=viewport or {"width": 1280, "height": 900}, locale="zh-CN"
+        )
         contexts.append(context)
         page = context.new_page()
         room = RoomPage(role=role, page=page)

@@ -136,3 +136,24 @@ async def test_sender_reports_reach_our_observer_and_still_reach_aiortc():
         assert 42 in receiver._RTCRtpReceiver__lsr
     finally:
         await pc.close()
+
+
+async def test_the_datagram_counter_liveness_reads_is_aiortcs_own():
+    """media/liveness.py reads the count aiortc keeps for its transport stats; it counts every
+    datagram handed to DTLS (SRTP, SRTCP and DTLS alike)."""
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self.__rx_packets += 1" in source
+    assert source.index("self.__rx_packets += 1") < source.index("first_byte = data[0]")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver(seam.IdleTrack("video"), direction="sendonly")
+        pc.addTransceiver(seam.IdleTrack("audio"), direction="sendonly")
+        transports = seam.dtls_transports(pc)
+        assert len(transports) == 2  # no bundle negotiated yet: one per transceiver
+        assert seam.datagrams_received(pc) == 0
+        transports[0]._RTCDtlsTransport__rx_packets = 3  # as after three datagrams
+        stats = transports[0]._get_stats()
+        assert [s.packetsReceived for s in stats.values()] == [3]
+        assert seam.datagrams_received(pc) == 3
+    finally:
+        await pc.close()

@@ -76,6 +76,16 @@ const DICTIONARIES = {
     "media.no_microphone": "没有找到可用的麦克风，对方只能看到您的画面。",
 
     "error.prefix": "错误",
+
+    "state.media_reconnecting": "网络不稳定，正在恢复音视频…",
+    "state.busy": "服务器繁忙，{seconds} 秒后自动重试…",
+    "tile.reconnecting": "重新连接中…",
+    "quality.good": "信号良好",
+    "quality.poor": "信号较差",
+    "quality.lost": "信号中断",
+    "quality.aria": "网络质量：{quality}",
+    "timer.label": "通话时长",
+    "timer.aria": "通话时长 {time}",
   },
   en: {
     "app.title": "Teleconsultation",
@@ -139,6 +149,16 @@ const DICTIONARIES = {
     "media.no_microphone": "No usable microphone was found; the others can only see you.",
 
     "error.prefix": "Error",
+
+    "state.media_reconnecting": "Unstable network, restoring audio and video…",
+    "state.busy": "The server is busy; retrying in {seconds} s…",
+    "tile.reconnecting": "Reconnecting…",
+    "quality.good": "Good signal",
+    "quality.poor": "Poor signal",
+    "quality.lost": "Signal lost",
+    "quality.aria": "Network quality: {quality}",
+    "timer.label": "Call time",
+    "timer.aria": "Call time {time}",
   },
 };
 

@@ -6,6 +6,11 @@
 // socket.io connection; after a drop socket.io reconnects by itself and a fresh session joins,
 // publishes and subscribes again on new peer connections.
 //
+// When the media path dies but the socket lives (`media_lost` from the server, a peer connection
+// that failed, or new connections that do not come up in time), only the media is rebuilt: new
+// peer connections on the same socket and the same join, no reload. A server too busy to take
+// us (`server_busy`) is retried with a countdown.
+//
 // For tests, `window.__tc` exposes the state, the participants and the current peer connections.
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
@@ -16,6 +21,19 @@ const ACK_TIMEOUT_MS = 10_000;
 // Wait this long for ICE gathering before sending an offer or answer, so that the candidates
 // travel inside the SDP; candidates found later are forwarded with `ice_candidate`.
 const ICE_GATHER_TIMEOUT_MS = 2_000;
+// New peer connections after a lost path must be up within this long (per attempt, growing),
+// else they are thrown away and made again: one that started while the path was still dead
+// may otherwise sit in ICE checks for half a minute after the path is back.
+const MEDIA_CONNECT_TIMEOUT_MS = [2_000, 2_000, 3_000, 4_500, 6_000, 8_000];
+// The first connections of a join get longer.
+const FIRST_CONNECT_TIMEOUT_MS = 12_000;
+// Retries of a join refused with `server_busy` (ms, then +0-1 s of jitter so pages spread).
+const BUSY_RETRY_MS = [3_000, 5_000, 8_000, 12_000, 15_000];
+// Connection quality from getStats, per tile, every QUALITY_INTERVAL_MS.
+const QUALITY_INTERVAL_MS = 1_000;
+const POOR_LOSS = 0.05; // fraction of packets lost over the last interval
+const POOR_RTT_S = 0.4;
+const POOR_FPS = 10;
 
 // Hook for ICE servers (STUN/TURN). Empty until the server provides them: when the join ack
 // carries `ice_servers` (RTCIceServer[]), peer connections made after it use that list.
@@ -41,6 +59,8 @@ const STATES = [
   "joining",
   "joined",
   "reconnecting",
+  "media_reconnecting",
+  "busy",
   "leaving",
   "left",
   "closed",
@@ -57,6 +77,11 @@ const tc = {
   errors: [],
   mediaError: null,
   timings: { joined: null, firstFrame: {} },
+  mediaRestarts: [], // {reason, at}
+  mediaBack: [], // times at which rebuilt connections came up
+  quality: {}, // participant id (or "self") -> {level, loss, rtt, fps}
+  busy: null, // {attempt, retryAt} while a join waits for a busy server
+  callStartedAt: null,
 };
 window.__tc = tc;
 
@@ -79,6 +104,8 @@ const el = {
   enableSound: document.getElementById("enable-sound"),
   langToggle: document.getElementById("lang-toggle"),
   recordingBadge: document.getElementById("recording-badge"),
+  callTimer: document.getElementById("call-timer"),
+  localQuality: document.getElementById("local-quality"),
 };
 
 let localStream = null;
@@ -88,6 +115,8 @@ let socket = null;
 let session = null;
 let ended = false; // left or closed: no more reconnects
 const tiles = new Map(); // participant id -> RemoteTile
+let busyTimer = null;
+let busyAttempt = 0;
 
 function setState(next) {
   if (!STATES.includes(next)) throw new Error(`unknown state ${next}`);
@@ -226,6 +255,27 @@ class Session {
     this.subscribeTrickle = null;
     this.tracks = new Map(); // subscribe mid -> {mid, participant_id, kind, active}
     this.offerChain = Promise.resolve(); // subscribe offers are applied one at a time
+    this.joined = false; // the join this session's media belongs to was acknowledged
+    this.attempt = 0; // how many media rebuilds in a row came before this one
+    this.watchdog = null;
+  }
+
+  /** Rebuild the media if these connections are not all up within `ms`. */
+  armWatchdog(ms) {
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      if (this.closed || session !== this || this.mediaConnected()) return;
+      console.info("[tc] connections not up in", ms, "ms");
+      restartMedia("timeout", true);
+    }, ms);
+  }
+
+  /** Every connection under negotiation is connected. One with no description yet (a subscribe
+   * connection with nothing to receive, a page without camera or microphone) waits for nothing. */
+  mediaConnected() {
+    return [this.publishPc, this.subscribePc]
+      .filter((pc) => pc && (pc.localDescription || pc.remoteDescription))
+      .every((pc) => pc.connectionState === "connected");
   }
 
   /** Call after every await: a replaced session must not touch the page or the server. */
@@ -236,6 +286,7 @@ class Session {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.watchdog);
     for (const pc of [this.publishPc, this.subscribePc]) pc?.close();
     if (tc.pcs.publish === this.publishPc) tc.pcs.publish = null;
     if (tc.pcs.subscribe === this.subscribePc) tc.pcs.subscribe = null;
@@ -248,14 +299,24 @@ class Session {
   watchConnection(pc, name) {
     pc.addEventListener("connectionstatechange", () => {
       console.info(`[tc] ${name} connection ${pc.connectionState}`);
-      if (pc.connectionState === "failed" && !this.closed) {
-        reportError(new SignalError("media_failed", `${name} connection failed`));
+      if (this.closed || session !== this) return;
+      if (pc.connectionState === "failed") {
+        // Our side saw the path die first: the server closes its side too, then we rebuild.
+        restartMedia(`${name}_failed`, true);
+      } else if (pc.connectionState === "connected" && this.mediaConnected()) {
+        // The watchdog stays armed: it checks again when it fires (a subscribe connection may
+        // only now be starting its negotiation).
+        if (tc.state === "media_reconnecting") {
+          tc.mediaBack.push(now());
+          setState("joined");
+        }
       }
     });
   }
 
   async publish() {
     if (!localStream || localStream.getTracks().length === 0) return; // receive only
+    this.check();
     const pc = new RTCPeerConnection(peerConnectionConfig());
     this.publishPc = pc;
     tc.pcs.publish = pc;
@@ -277,6 +338,7 @@ class Session {
   }
 
   async subscribe() {
+    this.check();
     const pc = new RTCPeerConnection(peerConnectionConfig());
     this.subscribePc = pc;
     tc.pcs.subscribe = pc;
@@ -329,6 +391,8 @@ class Session {
 }
 
 async function startSession() {
+  clearTimeout(busyTimer);
+  busyTimer = null;
   session?.close();
   const s = new Session();
   session = s;
@@ -336,6 +400,11 @@ async function startSession() {
   try {
     const reply = await request("join", { visit: visitId });
     s.check();
+    s.joined = true;
+    busyAttempt = 0;
+    tc.busy = null;
+    if (tc.callStartedAt === null) tc.callStartedAt = Date.now();
+    renderTimer();
     // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
     const offered = reply.ice_servers ?? reply.iceServers;
     iceServers = Array.isArray(offered) ? offered : DEFAULT_ICE_SERVERS;
@@ -347,19 +416,79 @@ async function startSession() {
     setState("joined");
     updateParticipants(reply.participants ?? []);
     chat?.onJoined(reply.participant);
-    const results = await Promise.allSettled([s.publish(), s.subscribe()]);
-    for (const result of results) {
-      if (result.status === "rejected") reportError(result.reason);
-    }
-    s.check();
-    // The server starts everyone unmuted: tell it about mutes that survived a reconnect.
-    for (const kind of ["audio", "video"]) {
-      if (muted[kind] && hasLocalTrack(kind)) await request("mute", { kind, muted: true });
-    }
+    s.armWatchdog(FIRST_CONNECT_TIMEOUT_MS);
+    await startMedia(s);
   } catch (err) {
+    if (err instanceof SignalError && BUSY_CODES.has(err.code) && !ended && session === s) {
+      scheduleBusyRetry(err);
+      return;
+    }
     reportError(err);
     if (!(err instanceof SessionClosed) && tc.state === "joining") setState("error");
   }
+}
+
+/** Publish and subscribe on the session's new peer connections. */
+async function startMedia(s) {
+  const results = await Promise.allSettled([s.publish(), s.subscribe()]);
+  for (const result of results) {
+    if (result.status === "rejected") reportError(result.reason);
+  }
+  s.check();
+  // The server starts everyone unmuted: tell it about mutes that survived a reconnect.
+  for (const kind of ["audio", "video"]) {
+    if (muted[kind] && hasLocalTrack(kind)) await request("mute", { kind, muted: true });
+  }
+}
+
+/** The media path died (the server said `media_lost`, a connection failed, or new ones did not
+ * come up in time): new peer connections on the same socket and join. `tellServer`: the server
+ * does not know yet, and closes its side first (`restart_media`). */
+async function restartMedia(reason, tellServer) {
+  const old = session;
+  if (ended || !old || !old.joined || !socket?.connected) return;
+  console.info("[tc] media restart:", reason);
+  tc.mediaRestarts.push({ reason, at: now() });
+  old.close();
+  const s = new Session();
+  s.joined = true;
+  s.attempt = reason === "timeout" ? old.attempt + 1 : 0;
+  session = s;
+  setState("media_reconnecting");
+  qualityWhileReconnecting();
+  try {
+    if (tellServer) {
+      await request("restart_media", {});
+      s.check();
+    }
+    s.armWatchdog(MEDIA_CONNECT_TIMEOUT_MS[Math.min(s.attempt, MEDIA_CONNECT_TIMEOUT_MS.length - 1)]);
+    await startMedia(s);
+  } catch (err) {
+    if (err instanceof SessionClosed) return;
+    console.warn("[tc] media restart failed", err);
+    // The watchdog tries again; a dead socket is handled by socket.io's own reconnect.
+    if (!s.closed) s.armWatchdog(MEDIA_CONNECT_TIMEOUT_MS[0]);
+  }
+}
+
+const BUSY_CODES = new Set(["server_busy", "media_unavailable"]);
+
+/** The server is too busy to take us: say so and join again after a growing pause. */
+function scheduleBusyRetry(err) {
+  session?.close();
+  session = null;
+  const delay = BUSY_RETRY_MS[Math.min(busyAttempt, BUSY_RETRY_MS.length - 1)] + Math.random() * 1000;
+  busyAttempt += 1;
+  tc.busy = { attempt: busyAttempt, code: err.code, retryAt: Date.now() + delay };
+  tc.errors.push({ code: err.code, message: err.serverMessage, at: now() });
+  console.info("[tc] server busy; retry in", Math.round(delay), "ms");
+  setState("busy");
+  renderStatus();
+  clearTimeout(busyTimer);
+  busyTimer = setTimeout(() => {
+    busyTimer = null;
+    if (!ended && socket?.connected) startSession();
+  }, delay);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +513,10 @@ class RemoteTile {
     this.placeholder.className = "tile-placeholder";
     this.audio = document.createElement("audio");
     this.audio.autoplay = true;
-    this.media.append(this.video, this.placeholder, this.audio);
+    this.reconnecting = document.createElement("div");
+    this.reconnecting.className = "tile-reconnecting";
+    this.reconnecting.setAttribute("role", "status");
+    this.media.append(this.video, this.placeholder, this.reconnecting, this.audio);
 
     const label = document.createElement("div");
     label.className = "tile-label";
@@ -396,7 +528,8 @@ class RemoteTile {
     who.append(this.nameEl, this.roleEl);
     this.flags = document.createElement("span");
     this.flags.className = "tile-flags";
-    label.append(who, this.flags);
+    this.quality = makeQuality();
+    label.append(who, this.quality, this.flags);
 
     this.root.append(this.media, label);
     el.tiles.append(this.root);
@@ -454,6 +587,11 @@ class RemoteTile {
     this.nameEl.textContent = p.name;
     this.roleEl.textContent = role;
     renderFlags(this.flags, p.audio_muted, p.video_muted);
+    const reconnecting = p.state === "reconnecting";
+    this.root.dataset.state = p.state ?? "connected";
+    this.reconnecting.hidden = !reconnecting;
+    this.reconnecting.textContent = reconnecting ? t("tile.reconnecting") : "";
+    renderQuality(this.quality, reconnecting ? "lost" : tc.quality[p.id]?.level);
     let placeholder = null;
     if (p.video_muted) placeholder = t("tile.video_muted");
     else if (!this.hasFrame) placeholder = t("tile.waiting_video");
@@ -466,6 +604,30 @@ class RemoteTile {
     this.audio.srcObject = null;
     this.root.remove();
   }
+}
+
+function makeQuality() {
+  const quality = document.createElement("span");
+  quality.className = "quality";
+  quality.hidden = true;
+  const bars = document.createElement("span");
+  bars.className = "quality-bars";
+  bars.setAttribute("aria-hidden", "true");
+  for (let i = 0; i < 3; i += 1) bars.append(document.createElement("i"));
+  const text = document.createElement("span");
+  text.className = "quality-text";
+  quality.append(bars, text);
+  return quality;
+}
+
+/** Show `level` ("good" | "poor" | "lost"; undefined: not measured yet) in a quality element. */
+function renderQuality(container, level) {
+  container.hidden = !level;
+  if (!level) return;
+  container.dataset.quality = level;
+  container.querySelector(".quality-text").textContent = t(`quality.${level}`);
+  container.setAttribute("aria-label", t("quality.aria", { quality: t(`quality.${level}`) }));
+  container.title = t(`quality.${level}`);
 }
 
 function renderFlags(container, audioMuted, videoMuted) {
@@ -622,6 +784,9 @@ async function leave() {
 function finish(state, messageKey = `${state}.message`) {
   if (ended) return;
   ended = true;
+  clearTimeout(busyTimer);
+  clearInterval(qualityTimer);
+  clearInterval(clockTimer);
   session?.close();
   session = null;
   socket?.disconnect();
@@ -645,7 +810,144 @@ function finish(state, messageKey = `${state}.message`) {
 
 function renderStatus() {
   el.status.dataset.state = tc.state;
-  el.status.textContent = t(`state.${tc.state}`);
+  // Not in the room yet: "waiting for the other side" would be the wrong thing to say.
+  el.remoteEmpty.hidden = tiles.size > 0 || ended || !["joined", "media_reconnecting"].includes(tc.state);
+  if (tc.state === "busy" && tc.busy) {
+    const seconds = Math.max(0, Math.ceil((tc.busy.retryAt - Date.now()) / 1000));
+    el.status.textContent = t("state.busy", { seconds });
+  } else {
+    el.status.textContent = t(`state.${tc.state}`);
+  }
+}
+
+/** The call timer: time since this page first joined (a reconnect does not reset it). */
+function renderTimer() {
+  if (tc.callStartedAt === null || ended) {
+    el.callTimer.hidden = true;
+    return;
+  }
+  const total = Math.max(0, Math.floor((Date.now() - tc.callStartedAt) / 1000));
+  const h = Math.floor(total / 3600);
+  const mm = String(Math.floor((total % 3600) / 60)).padStart(2, "0");
+  const ss = String(total % 60).padStart(2, "0");
+  const time = h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+  el.callTimer.hidden = false;
+  el.callTimer.querySelector(".call-timer-time").textContent = time;
+  el.callTimer.setAttribute("aria-label", t("timer.aria", { time }));
+}
+
+function renderAllTiles() {
+  for (const tile of tiles.values()) tile.render();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection quality, from getStats of the current peer connections
+
+let qualityTimer = null;
+let clockTimer = null;
+let lastInbound = new Map(); // inbound-rtp id -> {packetsReceived, packetsLost, framesDecoded, at}
+let lastOutbound = null;
+
+function selectedRtt(stats) {
+  let rtt = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime;
+    }
+  });
+  return rtt;
+}
+
+/** good / poor / lost from what arrived over the last interval. `expectsPackets`: the sender is
+ * not muted, so silence means a dead path rather than a muted microphone. */
+function judge({ packets, lost, rtt, fps, expectsPackets, expectsVideo }) {
+  if (expectsPackets && packets === 0) return "lost";
+  const loss = packets + lost > 0 ? lost / (packets + lost) : 0;
+  if (loss > POOR_LOSS || (rtt !== null && rtt > POOR_RTT_S)) return "poor";
+  if (expectsVideo && fps !== null && fps < POOR_FPS) return "poor";
+  return "good";
+}
+
+/** Our own media is being rebuilt: our signal is lost, the others' is unknown until it is back. */
+function qualityWhileReconnecting() {
+  tc.quality = { self: { level: "lost" } };
+  lastInbound = new Map();
+  lastOutbound = null;
+  renderQuality(el.localQuality, "lost");
+  renderAllTiles();
+}
+
+async function measureQuality() {
+  const s = session;
+  if (!s || s.closed || ended) return;
+  if (tc.state === "media_reconnecting") {
+    qualityWhileReconnecting();
+    return;
+  }
+  const at = performance.now();
+  // Remote tiles: what arrives for each on the subscribe connection.
+  if (s.subscribePc && s.subscribePc.connectionState !== "new") {
+    const stats = await s.subscribePc.getStats();
+    if (s.closed) return;
+    const rtt = selectedRtt(stats);
+    const byTrack = new Map();
+    const seen = new Map();
+    stats.forEach((r) => {
+      if (r.type === "inbound-rtp") byTrack.set(r.trackIdentifier, r);
+    });
+    for (const tile of tiles.values()) {
+      const p = tile.participant;
+      let packets = 0;
+      let lost = 0;
+      let fps = null;
+      let measured = false; // a previous sample of at least one of its streams to compare with
+      for (const track of [tile.audioTrack, tile.videoTrack]) {
+        const r = track ? byTrack.get(track.id) : undefined;
+        if (!r) continue;
+        const prev = lastInbound.get(r.id);
+        seen.set(r.id, {
+          packetsReceived: r.packetsReceived ?? 0,
+          packetsLost: r.packetsLost ?? 0,
+          framesDecoded: r.framesDecoded ?? 0,
+          at,
+        });
+        if (!prev) continue;
+        measured = true;
+        packets += (r.packetsReceived ?? 0) - prev.packetsReceived;
+        lost += Math.max(0, (r.packetsLost ?? 0) - prev.packetsLost);
+        if (r.kind === "video") fps = (((r.framesDecoded ?? 0) - prev.framesDecoded) * 1000) / (at - prev.at);
+      }
+      if (!measured) continue;
+      const expectsVideo = !p.video_muted && tile.videoTrack !== null;
+      const expectsPackets = (!p.audio_muted && tile.audioTrack !== null) || expectsVideo;
+      const level = judge({ packets, lost, rtt, fps, expectsPackets, expectsVideo });
+      tc.quality[p.id] = { level, packets, lost, rtt, fps };
+    }
+    lastInbound = seen;
+  }
+  // This page's own sending: the server's reports on the publish connection.
+  if (s.publishPc && s.publishPc.connectionState !== "new") {
+    const stats = await s.publishPc.getStats();
+    if (s.closed) return;
+    let packets = 0;
+    let fraction = 0;
+    let rtt = selectedRtt(stats);
+    stats.forEach((r) => {
+      if (r.type === "outbound-rtp") packets += r.packetsSent ?? 0;
+      if (r.type === "remote-inbound-rtp") {
+        fraction = Math.max(fraction, r.fractionLost ?? 0);
+        if (typeof r.roundTripTime === "number") rtt = Math.max(rtt ?? 0, r.roundTripTime);
+      }
+    });
+    const sent = lastOutbound === null || packets < lastOutbound ? null : packets - lastOutbound;
+    lastOutbound = packets;
+    let level = fraction > POOR_LOSS || (rtt !== null && rtt > POOR_RTT_S) ? "poor" : "good";
+    if (s.publishPc.connectionState !== "connected" || sent === 0) level = "lost";
+    tc.quality.self = { level, loss: fraction, rtt };
+  }
+  renderQuality(el.localQuality, tc.quality.self?.level);
+  renderAllTiles();
 }
 
 function renderError() {
@@ -686,6 +988,8 @@ function renderLocal() {
 function renderAll() {
   applyI18n();
   renderStatus();
+  renderTimer();
+  renderQuality(el.localQuality, tc.quality.self?.level);
   renderError();
   renderMediaError();
   renderControls();
@@ -775,6 +1079,12 @@ function connect() {
     }
   });
 
+  socket.on("media_lost", (payload) => {
+    // The server closed our connections: their path went silent or failed. Make new ones.
+    console.info("[tc] media lost:", payload?.transport, payload?.reason, payload?.silent_ms);
+    restartMedia(`lost_${payload?.reason ?? "unknown"}`, false);
+  });
+
   socket.on("room_closed", (payload) => {
     console.info("[tc] room closed:", payload?.reason);
     session?.close();
@@ -809,6 +1119,11 @@ async function main() {
   el.rejoin.addEventListener("click", () => window.location.reload());
   window.addEventListener("pagehide", () => socket?.disconnect());
   renderAll();
+  qualityTimer = setInterval(() => measureQuality().catch((err) => console.warn("[tc] stats", err)), QUALITY_INTERVAL_MS);
+  clockTimer = setInterval(() => {
+    renderTimer();
+    if (tc.state === "busy") renderStatus();
+  }, 1000);
 
   if (!visitId || !token) {
     reportError(new SignalError("link_invalid", "missing visit or token in the URL"));

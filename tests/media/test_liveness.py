@@ -1,0 +1,62 @@
+"""Liveness (issue 10, part 3) at the room level: ICE consent that expires is a lost path too.
+
+Consent freshness (RFC 7675) is checked every ~5 s and expires after 6 failures (30 s); here aioice
+is told to check every 0.2 s and give up after 2, and the silence rule is set aside, so that the
+consent path alone is what notices the dead client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aioice.ice
+import pytest
+from aiortc import RTCSessionDescription
+from peers import CounterTrack, ToneTrack, client_pc, wait_for
+
+from media import MediaWorker
+from media.room import RoomMedia
+
+
+def _blackhole(pc: Any) -> None:
+    """Drop every datagram ``pc`` sends or receives, as a cut network would."""
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport._connection._protocols:
+            protocol.datagram_received = lambda data, addr: None
+            protocol.transport.sendto = lambda data, addr=None: None
+
+
+async def test_expired_ice_consent_is_a_lost_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 2)
+    worker = MediaWorker(ice_addresses=["127.0.0.1"])
+    events: list[tuple[str, dict[str, Any]]] = []
+    room = RoomMedia(
+        worker.get_router("room"), lambda name, data: events.append((name, data)), silence_s=60
+    )
+    pc = client_pc()
+    try:
+        pc.addTransceiver(CounterTrack(), direction="sendonly")
+        pc.addTransceiver(ToneTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await room.publish("doctor", pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await wait_for(lambda: room.router.producers and pc.connectionState == "connected", 10)
+        transport = room._publish["doctor"]
+        await wait_for(lambda: transport.datagrams_received > 20, timeout=5)
+
+        _blackhole(pc)
+        await wait_for(lambda: any(e[0] == "media_lost" for e in events), timeout=10)
+        lost = next(data for name, data in events if name == "media_lost")
+        assert lost["participant_id"] == "doctor" and lost["role"] == "publish"
+        # aiortc 1.16 closes the whole peer connection when aioice ends the ICE connection
+        # for expired consent, so it reads as "connection_closed" (ICE "failed" comes later)
+        assert lost["reason"] in ("ice_failed", "connection_closed"), lost
+        # the lost Transport is closed and out of the room; the doctor may publish again
+        await wait_for(lambda: transport.closed, timeout=5)
+        assert room.dump()["publishers"] == []
+        assert room.knows("doctor")
+    finally:
+        await pc.close()
+        await room.close()
+        await worker.close()
