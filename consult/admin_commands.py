@@ -9,16 +9,21 @@ awaits one of these, prints the text and exits with the status.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
 
 from consult.accounts import count_admins, create_user
 from consult.actor import Actor
-from consult.audit import verify_chain
+from consult.checkpoints import CheckpointRefused, write_checkpoint
 from consult.db import Database
 from consult.errors import ConsultError
+from consult.integrity import verify_integrity
 from consult.models import InstitutionLevel
 from consult.organisation import create_department, create_institution
 from consult.permissions import Role
 from consult.practitioners import register_practitioner, verify_practitioner
+from consult.trust import SM2Key, SM2PublicKey, TimestampAuthority
 
 CommandResult = tuple[str, int]
 """(text to print, process exit status)."""
@@ -28,10 +33,42 @@ def _failed(exc: ConsultError) -> CommandResult:
     return f"error: {exc.code}: {exc.message}", 2
 
 
-async def audit_verify(db: Database) -> CommandResult:
-    """``teleconsult audit verify``: 0 and a summary when the chain holds, 1 and the first break."""
-    report = await verify_chain(db)
+async def audit_verify(
+    db: Database,
+    checkpoint_file: Path | None = None,
+    public_key: SM2PublicKey | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
+) -> CommandResult:
+    """``teleconsult audit verify``: 0 and a summary when the chain holds, 1 and the problems.
+
+    With a checkpoint file and the key that signed it, the chain is checked against every
+    checkpoint (a cut tail or a recomputed chain is named); the chat record is cross-checked
+    with the chain either way (:func:`consult.integrity.verify_integrity`).
+    """
+    report = await verify_integrity(db, checkpoint_file, public_key, tsa_roots)
     return report.text(), report.exit_status
+
+
+async def audit_checkpoint(
+    db: Database, checkpoint_file: Path, key: SM2Key, tsa: TimestampAuthority | None = None
+) -> CommandResult:
+    """``teleconsult audit checkpoint``: sign the current heads into the checkpoint file now."""
+    try:
+        record = await write_checkpoint(db, checkpoint_file, key, tsa, force=True)
+    except CheckpointRefused as exc:
+        return f"error: {exc.code}: {exc}", 1
+    assert record is not None
+    body = record["body"]
+    stamped = (
+        "timestamped"
+        if record.get("tst")
+        else f"not timestamped ({record.get('tsa_error', 'no authority')})"
+    )
+    return (
+        f"checkpoint {body['n']} at seq {body['audit']['seq']} digest {body['audit']['digest']}, "
+        f"{len(body['recordings'])} recording head(s), signed, {stamped}: {checkpoint_file}",
+        0,
+    )
 
 
 async def add_institution(db: Database, name: str, level: str) -> CommandResult:

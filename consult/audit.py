@@ -1,9 +1,18 @@
 """The audit chain (R22, R24, R25): append-only events, each digest covering the previous one.
 
 ``digest = SM3(bytes.fromhex(prev_digest) || canonical_json(event))`` where the canonical JSON
-holds every field but ``seq`` (keys sorted, no spaces, UTF-8). The first event's ``prev_digest``
-is 64 zeros. Changing, removing or reordering any row breaks a digest or a link, and
-:func:`verify_chain` names the first broken event.
+holds the event's fields (keys sorted, no spaces, UTF-8). Its form is versioned per event
+(``digest_version``): version 2, written by this code, covers ``seq`` too, so an event moved to
+another place no longer matches its digest; version 1 (events written before version 2 existed)
+holds every field but ``seq``. Versions never go back along the chain. The first event's
+``prev_digest`` is 64 zeros. Changing, removing or reordering any row breaks a digest or a
+link, and :func:`verify_chain` names the first broken event.
+
+A hash chain alone does not show a cut tail, nor a consistent rewrite (events removed or edited
+and every later digest recomputed: SM3 needs no key). :mod:`consult.checkpoints` therefore signs
+the head periodically (SM2, and an RFC 3161 timestamp where configured) into a file kept outside
+the database; :func:`verify_chain` takes those heads as :class:`Anchor` s and names a chain that
+ends before one (``truncated``) or no longer leads to its digest (``rewritten``).
 
 Appending is serialized so the chain never forks: an asyncio lock per :class:`Database` (one
 process), and inside the transaction ``pg_advisory_xact_lock`` on PostgreSQL (several processes)
@@ -24,7 +33,7 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +56,8 @@ PG_AUDIT_LOCK_KEY: Final = 0x7C_0002
 """``pg_advisory_xact_lock`` key serializing appends across processes (migrations use 0x7C0001)."""
 
 MAX_DETAIL_CHARS: Final = 200
+DIGEST_VERSION: Final = 2
+"""The canonical form new events are digested in (2: ``seq`` included)."""
 _PII_PATTERNS: Final = (
     # Whole tokens only: a hex id that happens to hold a run of digits is not an ID number.
     re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),  # resident ID number
@@ -99,21 +110,28 @@ def _iso(moment: datetime) -> str:
 
 
 def canonical_event(event: AuditEvent) -> str:
-    """The canonical JSON of an event's fields (all but ``seq``, ``prev_digest``, ``digest``)."""
-    return _json(
-        {
-            "id": event.id,
-            "at": _iso(event.at),
-            "actor_id": event.actor_id,
-            "actor_role": event.actor_role,
-            "action": event.action,
-            "object_type": event.object_type,
-            "object_id": event.object_id,
-            "result": event.result,
-            "source_ip": event.source_ip,
-            "details": json.loads(event.details),
-        }
-    )
+    """The canonical JSON of an event's fields, in the form of its ``digest_version``.
+
+    Version 2 holds every field but ``prev_digest`` and ``digest`` (``seq`` included); version 1
+    also leaves out ``seq``.
+    """
+    fields: dict[str, Any] = {
+        "id": event.id,
+        "at": _iso(event.at),
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "result": event.result,
+        "source_ip": event.source_ip,
+        "details": json.loads(event.details),
+    }
+    version = event.digest_version or 1
+    if version >= 2:
+        fields["seq"] = event.seq
+        fields["v"] = version
+    return _json(fields)
 
 
 def event_digest(prev_digest: str, event: AuditEvent) -> str:
@@ -184,6 +202,7 @@ class AuditTx:
             source_ip=source_ip,
             details=canonical_details(details),
             prev_digest=prev_digest,
+            digest_version=DIGEST_VERSION,
         )
         event.digest = event_digest(prev_digest, event)
         self.session.add(event)
@@ -339,7 +358,18 @@ async def authorize(
 
 # --- Reading and verifying ----------------------------------------------------------------------
 
-Problem = Literal["altered", "missing", "reordered", "bad_link"]
+Problem = Literal["altered", "missing", "reordered", "bad_link", "truncated", "rewritten"]
+"""Stable codes: the first four from the chain itself, the last two against an :class:`Anchor`."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head of the chain known from outside the database (a signed checkpoint)."""
+
+    seq: int
+    digest: str
+    label: str
+    """How to name it in a report, e.g. ``checkpoint 7 of 2026-12-01T21:40:00Z``."""
 
 
 @dataclass(frozen=True)
@@ -356,15 +386,23 @@ class VerifyReport:
     broken_id: str | None = None
     problem: Problem | None = None
     detail: str = ""
+    anchored_seq: int | None = None
+    """The newest anchor the chain was checked against (None: no anchor was given)."""
+    anchor_label: str | None = None
 
     def text(self) -> str:
         """A short, printable report (no personal data: events carry none)."""
+        anchored = (
+            f"; anchored at seq {self.anchored_seq} by {self.anchor_label}"
+            if self.anchored_seq is not None
+            else ""
+        )
         if self.ok:
             if self.checked == 0:
-                return "audit chain OK: no events"
+                return "audit chain OK: no events" + anchored
             return (
                 f"audit chain OK: {self.checked} events, head seq {self.head_seq} "
-                f"digest {self.head_digest}"
+                f"digest {self.head_digest}{anchored}"
             )
         return (
             f"audit chain BROKEN at seq {self.broken_seq} (event {self.broken_id}): "
@@ -377,18 +415,58 @@ class VerifyReport:
         return 0 if self.ok else 1
 
 
-async def verify_chain(db: Database, *, batch_size: int = 1000) -> VerifyReport:
+async def verify_chain(
+    db: Database,
+    *,
+    batch_size: int = 1000,
+    anchors: Sequence[Anchor] = (),
+    start_seq: int = 1,
+) -> VerifyReport:
     """Recompute every digest and link in ``seq`` order; report the first broken event.
 
-    Per event, in this order: a gap in ``seq`` is ``missing``; a digest that does not match the
-    event's own fields is ``altered``; a ``prev_digest`` that is not the previous event's digest
-    is ``reordered`` when it is the digest of a later event (rows swapped), else ``bad_link`` (the
-    previous event was altered and re-hashed, or events were removed and renumbered).
-    Deleting the newest events leaves a shorter valid chain: compare ``head_seq`` and
-    ``head_digest`` with a copy kept elsewhere to detect that.
+    Per event, in this order: a gap in ``seq`` is ``missing``; a ``prev_digest`` that is not the
+    previous event's digest is ``reordered`` when it is the digest of a later event (rows
+    swapped), else ``bad_link`` (the previous event was altered and re-hashed, or events were
+    removed and renumbered); a digest that does not match the event's own fields (``seq``
+    included from version 2 on), or a digest version lower than the previous event's, is
+    ``altered``.
+
+    ``anchors`` are heads known from outside the database (signed checkpoints): the event at
+    each anchor's ``seq`` must have its ``digest`` (else ``rewritten``: events before it were
+    removed, edited or added and the chain recomputed), and the chain must reach the newest
+    anchor (else ``truncated``: events were cut from its end). Without anchors a cut tail
+    leaves a shorter valid chain.
+
+    ``start_seq`` > 1 checks only the events from there on, taking the event before it as
+    given: enough to show that those events are the ones the anchors signed (each digest covers
+    the one before), at the cost of what follows them only.
     """
+    newest = max(anchors, key=lambda anchor: anchor.seq) if anchors else None
     checked = 0
-    prev_seq, prev_digest = 0, GENESIS_DIGEST
+    prev_seq, prev_digest, prev_version = 0, GENESIS_DIGEST, 1
+    if start_seq > 1:
+        async with db.session() as session:
+            before = await session.get(AuditEvent, start_seq - 1)
+            if before is not None:
+                prev_seq, prev_digest = before.seq, before.digest
+                prev_version = before.digest_version or 1
+    by_seq = {anchor.seq: anchor for anchor in anchors if anchor.seq > prev_seq}
+
+    def broken(event: AuditEvent | None, kind: Problem, detail: str, seq: int) -> VerifyReport:
+        logger.warning("audit chain broken at seq %s: %s", seq, kind)
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            head_seq=prev_seq or None,
+            head_digest=prev_digest if prev_seq else None,
+            broken_seq=seq,
+            broken_id=event.id if event is not None else None,
+            problem=kind,
+            detail=detail,
+            anchored_seq=newest.seq if newest else None,
+            anchor_label=newest.label if newest else None,
+        )
+
     async with db.session() as session:
         while True:
             rows = (
@@ -403,43 +481,47 @@ async def verify_chain(db: Database, *, batch_size: int = 1000) -> VerifyReport:
                 break
             for event in rows:
                 checked += 1
-                problem = await _check_event(session, event, prev_seq, prev_digest)
+                problem = await _check_event(session, event, prev_seq, prev_digest, prev_version)
                 if problem is not None:
-                    kind, detail = problem
-                    logger.warning("audit chain broken at seq %s: %s", event.seq, kind)
-                    return VerifyReport(
-                        ok=False,
-                        checked=checked,
-                        head_seq=prev_seq or None,
-                        head_digest=prev_digest if prev_seq else None,
-                        broken_seq=event.seq,
-                        broken_id=event.id,
-                        problem=kind,
-                        detail=detail,
+                    return broken(event, *problem, event.seq)
+                anchor = by_seq.get(event.seq)
+                if anchor is not None and anchor.digest != event.digest:
+                    return broken(
+                        event,
+                        "rewritten",
+                        f"the chain up to it no longer ends in the digest {anchor.label} "
+                        "signed: events were removed, edited or added and the chain recomputed",
+                        event.seq,
                     )
                 prev_seq, prev_digest = event.seq, event.digest
+                prev_version = event.digest_version or 1
             session.expunge_all()
+    if newest is not None and prev_seq < newest.seq:
+        cut = newest.seq - prev_seq
+        return broken(
+            None,
+            "truncated",
+            f"the chain ends at seq {prev_seq} but {newest.label} signed seq {newest.seq}: "
+            f"at least {cut} event(s) were cut from its end",
+            prev_seq + 1,
+        )
     return VerifyReport(
         ok=True,
         checked=checked,
         head_seq=prev_seq or None,
         head_digest=prev_digest if prev_seq else None,
+        anchored_seq=newest.seq if newest else None,
+        anchor_label=newest.label if newest else None,
     )
 
 
 async def _check_event(
-    session: AsyncSession, event: AuditEvent, prev_seq: int, prev_digest: str
+    session: AsyncSession, event: AuditEvent, prev_seq: int, prev_digest: str, prev_version: int
 ) -> tuple[Problem, str] | None:
     if event.seq != prev_seq + 1:
         first, last = prev_seq + 1, event.seq - 1
         span = f"event {first}" if first == last else f"events {first}..{last}"
         return "missing", f"{span} missing before it"
-    try:
-        recomputed = event_digest(event.prev_digest, event)
-    except (ValueError, TypeError) as exc:
-        return "altered", f"fields cannot be read ({type(exc).__name__})"
-    if recomputed != event.digest:
-        return "altered", "its digest does not match its fields"
     if event.prev_digest != prev_digest:
         later = await session.scalar(
             select(AuditEvent.seq).where(AuditEvent.digest == event.prev_digest)
@@ -451,7 +533,22 @@ async def _check_event(
             f"it does not follow event seq {prev_seq}: that event was altered and re-hashed, "
             "or events were removed",
         )
+    version = event.digest_version or 1
+    if version < prev_version or version > DIGEST_VERSION:
+        return "altered", f"its digest version {version} follows version {prev_version}"
+    try:
+        recomputed = event_digest(event.prev_digest, event)
+    except (ValueError, TypeError) as exc:
+        return "altered", f"fields cannot be read ({type(exc).__name__})"
+    if recomputed != event.digest:
+        return "altered", "its digest does not match its fields"
     return None
+
+
+async def read_head(db: Database) -> tuple[int, str]:
+    """The chain's last ``(seq, digest)`` as committed now (``(0, genesis)`` when empty)."""
+    async with db.session() as session:
+        return await _read_head(session)
 
 
 async def list_events(

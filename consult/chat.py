@@ -221,6 +221,16 @@ def _text_context(message_id: str) -> str:
     return f"chat_messages.text/{message_id}"
 
 
+def stored_text(db: Database, row: ChatMessage | ChatBlock) -> str | None:
+    """The decrypted text of a stored message or block (for checks on the server itself)."""
+    if row.text_enc is None:
+        return None
+    context = (
+        _text_context(row.id) if isinstance(row, ChatMessage) else f"chat_blocks.text/{row.id}"
+    )
+    return db.cipher.decrypt(row.text_enc, context)
+
+
 def _view(db: Database, row: ChatMessage) -> MessageView:
     text = None
     if row.text_enc is not None:

@@ -243,6 +243,13 @@ _ROWS: Final = [
         "诊室里还有一位患者，请先结束或送回候诊。",
         "Another patient is in the room; end or send back that visit first.",
     ),
+    (
+        "visit_exists",
+        "conflict",
+        "已经有一个同一医生、同一疾病的预约还没有结束，请使用那个预约，或先取消它。",
+        "There is already an open visit with this doctor for this condition; use it, or cancel "
+        "it first.",
+    ),
     ("slot_not_found", "not_found", "找不到这个号源。", "The schedule slot does not exist."),
     (
         "slot_unavailable",
@@ -402,6 +409,8 @@ _ROWS: Final = [
     ("media_failed", "client", "音视频连接失败。", "The audio/video connection failed."),
     ("fields_missing", "client", "请填写用户名和密码。", "Enter the username and the password."),
     ("reason_missing", "client", "请填写转诊原因。", "Enter the reason for the referral."),
+    ("fields_missing_form", "client", "请填写所有必填项。", "Fill in every required field."),
+    ("booking_no_time", "client", "请选择就诊时间。", "Choose a time."),
     ("upload_failed", "client", "图片上传失败，请重试。", "The picture upload failed; try again."),
 ]
 

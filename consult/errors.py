@@ -375,6 +375,16 @@ class SlotUnavailable(Conflict):
     default_message = "The schedule slot is full or over."
 
 
+class VisitExists(Conflict):
+    """The patient already holds an open visit with this doctor for this condition."""
+
+    code = "visit_exists"
+    default_message = (
+        "The patient already has an open visit with this doctor for this condition; "
+        "use it or cancel it first."
+    )
+
+
 class NotAdmitted(PermissionDenied):
     """The patient has not been admitted into the room by the doctor."""
 

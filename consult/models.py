@@ -264,8 +264,10 @@ class AuditEvent(Base):
     """One link of the audit chain (R22, R24, R25). Rows are only ever inserted.
 
     ``seq`` orders the chain (1, 2, 3, ... without gaps). ``digest`` is
-    ``SM3(prev_digest || canonical JSON of the event)``; see ``consult.audit``. ``details`` is
-    canonical JSON and never carries personal data. Triggers refuse UPDATE and DELETE.
+    ``SM3(prev_digest || canonical JSON of the event)`` in the form ``digest_version`` names
+    (1: without ``seq``, events older than migration 0004; 2: with it); see ``consult.audit``.
+    ``details`` is canonical JSON and never carries personal data. Triggers refuse UPDATE and
+    DELETE.
     """
 
     __tablename__ = "audit_events"
@@ -286,6 +288,7 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64), unique=True)
+    digest_version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class Practitioner(Base):

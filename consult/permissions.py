@@ -92,6 +92,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "patient.register": _roles(PAT, NUR, OPR),
     "patient.view": _CARE,
     "patient.find": _roles(NUR, OPR),
+    "patient.create_account": _roles(NUR, OPR),
     "patient.record_diagnosis": _roles(DOC, NUR, OPR),
     "patient.view_diagnoses": _CARE,
     # Visits (R1-R8).

@@ -8,7 +8,20 @@ Normalisation, per character of the text (and of every listed word, the same way
 3. traditional to simplified Chinese, character by character (``zhconv``, a maintained table:
    ``醫`` -> ``医``);
 4. dropped: whitespace, punctuation, symbols, control and format characters (zero-width
-   spaces and joiners), so ``敏 感``, ``敏.感`` and ``敏\u200b感`` read as ``敏感``.
+   spaces and joiners), so ``敏 感``, ``敏.感`` and ``敏\u200b感`` read as ``敏感``;
+5. dropped: every default-ignorable code point (Unicode's ``Default_Ignorable_Code_Point``:
+   the combining grapheme joiner U+034F, variation selectors U+FE00-FE0F, Hangul fillers
+   U+115F, U+1160, U+3164, U+FFA0, tags, ...) and every combining mark (categories Mn, Me),
+   which render nothing of their own between two characters;
+6. look-alikes folded (Unicode's confusables, from ``confusable-homoglyphs``): a letter of
+   another script that looks like a Latin letter or digit becomes it (Cyrillic ``а`` -> ``a``,
+   Greek ``ο`` -> ``o``), a CJK radical that looks like an ideograph becomes it (``⺠`` ->
+   ``民``).
+
+The list is matched in one pass by an Aho-Corasick automaton (``pyahocorasick``), built once
+per snapshot of the list. Stored entries are matched in the current normalisation of their
+word (``normalized`` is recomputed when the list is loaded), so a change of these rules applies
+to entries made before it.
 
 Each character of the normalised text remembers the index of the original character it came
 from, so a hit can be told back as a span of the original. A listed word matches only as a whole:
@@ -29,10 +42,12 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Final
 
+import ahocorasick
 import zhconv
+from confusable_homoglyphs import confusables
 from sqlalchemy import delete, select
 
 from consult.actor import Actor
@@ -45,18 +60,73 @@ MAX_WORD_CHARS: Final = 64
 MAX_IMPORT: Final = 5000
 CACHE_SECONDS: Final = 5.0
 _DROPPED_CATEGORIES: Final = ("Z", "P", "S", "C")
+_DROPPED_MARKS: Final = ("Mn", "Me")
+_DEFAULT_IGNORABLE: Final = (
+    # DerivedCoreProperties.txt, Default_Ignorable_Code_Point (Unicode 15.1).
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+_CJK_IDEOGRAPHS: Final = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0x20000, 0x3134F))
+
+
+def _in(code: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(first <= code <= last for first, last in ranges)
+
+
+def renders_nothing(char: str) -> bool:
+    """Whether ``char`` is default-ignorable or a combining mark (dropped before matching)."""
+    return _in(ord(char), _DEFAULT_IGNORABLE) or unicodedata.category(char) in _DROPPED_MARKS
+
+
+@cache
+def _look_alikes() -> dict[str, str]:
+    """Each confusable character with the one it is folded to: an ASCII letter or digit, or
+    (for a CJK radical or the like) a unified ideograph."""
+    table: dict[str, str] = {}
+    for char, entries in confusables.confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        targets = [e["c"] for e in entries if isinstance(e, dict) and len(e.get("c", "")) == 1]
+        ascii_targets = [t for t in targets if t.isascii() and t.isalnum()]
+        if ascii_targets:
+            table[char] = ascii_targets[0]
+        elif not _in(ord(char), _CJK_IDEOGRAPHS):
+            cjk = [t for t in targets if _in(ord(t), _CJK_IDEOGRAPHS)]
+            if cjk:
+                table[char] = cjk[0]
+    return table
 
 
 @lru_cache(maxsize=65536)
 def _fold(char: str) -> str:
     """One original character as zero or more normalised characters."""
+    if not char or renders_nothing(char):
+        return ""
+    look_alikes = _look_alikes()
     out = []
-    for part in unicodedata.normalize("NFKC", char).casefold():
-        if unicodedata.category(part)[0] in _DROPPED_CATEGORIES:
-            continue
-        if ord(part) > 0x2E7F:  # CJK and beyond: the traditional -> simplified table
-            part = zhconv.convert(part, "zh-hans")
-        out.append(part)
+    for composed in unicodedata.normalize("NFKC", char):
+        for part in look_alikes.get(composed, composed).casefold():
+            part = look_alikes.get(part, part)
+            if unicodedata.category(part)[0] in _DROPPED_CATEGORIES or renders_nothing(part):
+                continue
+            if ord(part) > 0x2E7F:  # CJK and beyond: the traditional -> simplified table
+                part = zhconv.convert(part, "zh-hans")
+            out.append(part)
     return "".join(out)
 
 
@@ -95,27 +165,37 @@ class Hit:
 
 
 class Matcher:
-    """A snapshot of the list: ``(id, normalised word)`` pairs, matched as whole words."""
+    """A snapshot of the list: ``(id, normalised word)`` pairs, matched as whole words by one
+    Aho-Corasick automaton (one pass over the text, whatever the length of the list)."""
 
     def __init__(self, words: Iterable[tuple[str, str]]) -> None:
-        self._words = sorted(words, key=lambda pair: (-len(pair[1]), pair[1]))
+        self._automaton = ahocorasick.Automaton()
+        self._count = 0
+        for word_id, word in words:
+            if not word:
+                continue
+            _, ids = self._automaton.get(word, (word, ()))
+            self._automaton.add_word(word, (word, (*ids, word_id)))
+            self._count += 1
+        if self._count:
+            self._automaton.make_automaton()
 
     def __len__(self) -> int:
-        return len(self._words)
+        return self._count
 
     def find(self, text: str) -> list[Hit]:
-        """Every listed word the text holds (first occurrence of each)."""
+        """Every listed word the text holds (first occurrence of each), in order of place."""
+        if not self._count:
+            return []
         normalised, origin = normalise(text)
-        hits = []
-        for word_id, word in self._words:
-            start = normalised.find(word)
-            while start != -1:
-                first, last = origin[start], origin[start + len(word) - 1]
-                if not _latin(word) or _at_boundary(text, first, last):
-                    hits.append(Hit(word_id, first, last + 1))
-                    break
-                start = normalised.find(word, start + 1)
-        return hits
+        hits: dict[str, Hit] = {}
+        for end, (word, ids) in self._automaton.iter(normalised):
+            first, last = origin[end - len(word) + 1], origin[end]
+            if _latin(word) and not _at_boundary(text, first, last):
+                continue
+            for word_id in ids:
+                hits.setdefault(word_id, Hit(word_id, first, last + 1))
+        return sorted(hits.values(), key=lambda hit: (hit.start, -hit.end))
 
 
 def _at_boundary(text: str, first: int, last: int) -> bool:
@@ -142,8 +222,12 @@ async def matcher(db: Database) -> Matcher:
     if cached is not None and now - cached.loaded_at < CACHE_SECONDS:
         return cached.matcher
     async with db.session() as session:
-        rows = (await session.execute(select(SensitiveWord.id, SensitiveWord.normalized))).all()
-    loaded = Matcher((str(row[0]), str(row[1])) for row in rows)
+        rows = (
+            await session.execute(
+                select(SensitiveWord.id, SensitiveWord.word, SensitiveWord.normalized)
+            )
+        ).all()
+    loaded = Matcher((str(row[0]), normalise(str(row[1]))[0] or str(row[2])) for row in rows)
     _cache[db] = _Cached(loaded, now)
     return loaded
 

@@ -61,6 +61,7 @@ from consult.errors import (
     SlotNotFound,
     SlotUnavailable,
     VisitClosed,
+    VisitExists,
     VisitNotFound,
 )
 from consult.events import DomainEvent, StateChanged, subscribe
@@ -351,6 +352,8 @@ async def book_visit(
         )
         if diagnosis is None:
             raise refuse(FirstVisitRefused(), condition=condition[:16])
+        if await _open_visit_of(session, patient_id, doctor_id, diagnosis.condition_code):
+            raise refuse(VisitExists(), condition=condition[:16])
         if slot_id is not None:
             slot = await session.get(ScheduleSlot, slot_id, with_for_update=True)
             if slot is None or slot.doctor_id != doctor_id:
@@ -390,6 +393,22 @@ async def book_visit(
             },
         )
     return _view(visit)
+
+
+async def _open_visit_of(session: Any, patient_id: str, doctor_id: str, condition: str) -> bool:
+    """Whether the patient already holds an open visit with the doctor for the condition."""
+    rows = (
+        await session.execute(
+            select(PriorDiagnosis.condition_code)
+            .join(Visit, Visit.diagnosis_id == PriorDiagnosis.id)
+            .where(
+                Visit.patient_record_id == patient_id,
+                Visit.doctor_id == doctor_id,
+                Visit.status.in_([S.BOOKED.value, S.WAITING.value, S.IN_ROOM.value]),
+            )
+        )
+    ).scalars()
+    return any(_same_condition(code, condition) for code in rows)
 
 
 async def _patient_account(session: Any, actor: Actor, patient: Patient) -> str:

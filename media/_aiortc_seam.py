@@ -20,6 +20,10 @@ An SFU must do neither, so we cut in at the packet level:
   counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
   addresses the server offers is configuration, so we replace its address lookup.
+* hostile datagrams: aioice hands every datagram that is not STUN, from any address, to DTLS,
+  whose receive loop dies on an empty one. ``guard_datagrams`` wraps, per peer connection, each
+  ICE socket's ``datagram_received``, the ICE connection's ``data_received`` and the DTLS
+  transport's RTP/RTCP handlers (media/datagram_guard.py says what is dropped).
 
 tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fails there first.
 """
@@ -27,10 +31,13 @@ tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fa
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
+import aioice.stun
+import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -40,6 +47,10 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
+
+from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
+
+logger = logging.getLogger(__name__)
 
 RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
@@ -144,9 +155,25 @@ def sender_mid(sender: RTCRtpSender) -> str | None:
     return sender._RTCRtpSender__mid  # type: ignore[attr-defined,no-any-return]
 
 
+class SendRefused(ConnectionError):
+    """SRTP refused to protect a packet (one far behind the last sent: its replay window).
+
+    A ConnectionError, so a sender drops the packet as it does on a transport that is down.
+    """
+
+
 async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:
-    """SRTP-protect and send one serialized RTP packet on the sender's transport."""
-    await sender.transport._send_rtp(data)
+    """SRTP-protect and send one serialized RTP packet on the sender's transport.
+
+    Raises ConnectionError when the transport is not connected, or ``SendRefused`` when SRTP
+    will not protect it: a publisher can send any sequence number, and libsrtp refuses to
+    protect one that falls behind its replay window (found by tests/fuzz; the error used to
+    end the publisher's receive loop).
+    """
+    try:
+        await sender.transport._send_rtp(data)
+    except pylibsrtp.Error as exc:
+        raise SendRefused(str(exc)) from None
 
 
 def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int, ntp: int) -> None:
@@ -177,6 +204,205 @@ class IdleTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._stopped_event.set()
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, even one a half-applied description left broken.
+
+    aiortc's ``close()`` stops at the first transceiver it cannot stop (one an offer it could not
+    answer left without a transport) and never finishes, leaving sockets open and a second
+    ``close()`` waiting forever. Then we stop each part that can be stopped ourselves.
+    """
+    try:
+        await pc.close()
+        return
+    except Exception as exc:
+        logger.info("closing a broken peer connection part by part (%s)", type(exc).__name__)
+    stops: list[Callable[[], Awaitable[None]]] = []
+    for transceiver in pc.getTransceivers():
+        stops += [transceiver.receiver.stop, transceiver.sender.stop]
+    for dtls in tuple(pc._RTCPeerConnection__dtlsTransports):  # type: ignore[attr-defined]
+        stops += [dtls.stop, dtls.transport.stop]
+    for ice in tuple(pc._RTCPeerConnection__iceTransports):  # type: ignore[attr-defined]
+        stops.append(ice.stop)
+    for stop in stops:
+        try:
+            await stop()
+        except Exception:  # each part is stopped on its own, as far as it goes
+            continue
+    closed = pc._RTCPeerConnection__isClosed  # type: ignore[attr-defined]
+    if isinstance(closed, asyncio.Future) and not closed.done():
+        closed.set_result(True)
+    pc.remove_all_listeners()
+
+
+# --- hostile datagrams ------------------------------------------------------------------------
+
+
+def guard_datagrams(pc: RTCPeerConnection, guard: DatagramGuard) -> None:
+    """Filter every datagram that reaches ``pc``'s ICE sockets before aioice and DTLS see it.
+
+    aiortc creates its ICE and DTLS transports lazily (on an offer or a transceiver); we wrap
+    the private factory on this instance, so each one is guarded from its creation, before it
+    gathers (opens sockets).
+    """
+    create = pc._RTCPeerConnection__createDtlsTransport  # type: ignore[attr-defined]
+
+    def create_guarded() -> RTCDtlsTransport:
+        dtls: RTCDtlsTransport = create()
+        _guard_dtls(dtls, guard)
+        _guard_ice(dtls.transport.iceGatherer._connection, guard)
+        return dtls
+
+    pc._RTCPeerConnection__createDtlsTransport = create_guarded  # type: ignore[attr-defined]
+
+
+def _guard_ice(connection: aioice.ice.Connection, guard: DatagramGuard) -> None:
+    deliver = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        # The last gate before DTLS, whichever way a datagram came (a socket receives from its
+        # creation, a moment before gather_candidates returns and its protocol is guarded).
+        kind = classify(data)
+        if kind in (DTLS, SRTP):
+            deliver(data, component)
+        else:
+            guard.drop("stun_malformed" if kind == STUN else kind)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+    gather = connection.gather_candidates
+
+    async def gather_candidates() -> None:
+        try:
+            await gather()
+        finally:
+            for protocol in connection._protocols:
+                _guard_protocol(protocol, connection, guard)
+
+    connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+def _guard_protocol(
+    protocol: aioice.ice.StunProtocol, connection: aioice.ice.Connection, guard: DatagramGuard
+) -> None:
+    if getattr(protocol, "_teleconsult_guarded", False):
+        return
+    protocol._teleconsult_guarded = True  # type: ignore[attr-defined]
+    handle_stun = protocol.datagram_received
+    component = protocol.local_candidate.component
+    # Addresses that sent an authenticated check here: they know our ICE password, so they are
+    # the peer. A browser sends its first DTLS flight as soon as one of its checks succeeds,
+    # before our own check of that pair has (and, on a subscribe transport, before we have even
+    # applied its answer); dropping that flight would cost a DTLS retransmission timeout.
+    checked: set[tuple[str, int]] = set()
+
+    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if not isinstance(data, bytes):
+            guard.drop("unclassifiable")
+            return
+        kind = classify(data)
+        if kind == STUN:
+            try:
+                # aioice raises struct.error (not ValueError) on a short attribute, out of
+                # the event loop's callback: a traceback per datagram
+                message = aioice.stun.parse_message(data)
+            except Exception as exc:
+                guard.drop("stun_malformed", type(exc).__name__)
+                return
+            if _authenticated_check(connection, message):
+                checked.add((addr[0], addr[1]))
+            try:
+                handle_stun(data, addr)
+            except Exception as exc:
+                guard.drop("stun_error", type(exc).__name__)
+        elif kind in (DTLS, SRTP):
+            if (addr[0], addr[1]) in checked or _ice_verified(
+                connection, protocol, addr[0], addr[1]
+            ):
+                connection.data_received(data, component)
+            else:
+                guard.drop("unverified_source")
+        else:
+            guard.drop(kind)
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
+def _authenticated_check(connection: aioice.ice.Connection, message: aioice.stun.Message) -> bool:
+    """A binding request signed with our ICE password, as aioice itself checks one."""
+    username = message.attributes.get("USERNAME")
+    return (
+        message.message_class == aioice.stun.Class.REQUEST
+        and message.message_method == aioice.stun.Method.BINDING
+        and isinstance(username, str)
+        and connection._valid_username(username)
+        and message.check_message_integrity(connection.local_password.encode("utf8"))
+    )
+
+
+def _ice_verified(
+    connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol, host: str, port: int
+) -> bool:
+    """Whether ICE verified ``host:port`` on ``protocol``: a pair whose check succeeded, or that
+    the peer nominated in an authenticated check (its DTLS can arrive before our own check
+    of that pair has succeeded)."""
+    nominated = connection._nominated.get(protocol.local_candidate.component)
+    if nominated is not None and nominated.protocol is protocol:
+        remote = nominated.remote_candidate
+        if remote.port == port and remote._network_host == host:
+            return True
+    succeeded = aioice.ice.CandidatePair.State.SUCCEEDED
+    for pair in connection._check_list:
+        remote = pair.remote_candidate
+        if (
+            pair.protocol is protocol
+            and remote.port == port
+            and remote._network_host == host
+            and (pair.state == succeeded or pair.remote_nominated)
+        ):
+            return True
+    return False
+
+
+def _guard_dtls(dtls: RTCDtlsTransport, guard: DatagramGuard) -> None:
+    """After SRTP: a packet that fails to parse or to be handled (by aiortc or by our Producer
+    and Consumer handlers) is dropped, never the end of the DTLS receive loop."""
+    handle_rtp = dtls._handle_rtp_data
+    handle_rtcp = dtls._handle_rtcp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            await handle_rtp(data, arrival_time_ms)
+        except Exception as exc:
+            guard.drop("rtp_error", type(exc).__name__)
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            await handle_rtcp(data)
+        except Exception as exc:
+            guard.drop("rtcp_error", type(exc).__name__)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+
+    # SCTP (an offer with a data channel starts it): aiortc's handler asserts on a malformed
+    # INIT, and that assertion would end the same receive loop.
+    register = dtls._register_data_receiver
+
+    def register_data_receiver(receiver: Any) -> None:
+        handle_data = receiver._handle_data
+
+        async def guarded(data: bytes) -> None:
+            try:
+                await handle_data(data)
+            except Exception as exc:
+                guard.drop("sctp_error", type(exc).__name__)
+
+        receiver._handle_data = guarded
+        register(receiver)
+
+    dtls._register_data_receiver = register_data_receiver  # type: ignore[method-assign]
 
 
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:

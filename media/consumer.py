@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -266,7 +267,7 @@ class Consumer:
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
+            except (ValueError, struct.error):  # a count the FCI does not hold (tests/fuzz)
                 return
             if self._ssrc in ssrcs:
                 self.remb_bitrate = bitrate

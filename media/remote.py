@@ -222,6 +222,9 @@ class RemoteRoom:
     async def dump(self) -> dict[str, Any]:
         return dict(await self._call("dump"))
 
+    async def datagram_stats(self) -> dict[str, dict[str, dict[str, int]]]:
+        return dict(await self._call("datagram_stats"))
+
 
 class ProcessMediaPool:
     """N worker processes; each room is placed on the worker with the fewest rooms."""

@@ -317,6 +317,15 @@ class RoomMedia:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def datagram_stats(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Datagrams dropped at each participant's transports, by reason
+        (``{participant_id: {"publish": {...}, "subscribe": {...}}}``; docs/hostile-input.md)."""
+        stats: dict[str, dict[str, dict[str, int]]] = {}
+        for role, transports in (("publish", self._publish), ("subscribe", self._subscribe)):
+            for participant_id, transport in transports.items():
+                stats.setdefault(participant_id, {})[role] = transport.datagram_stats()
+        return stats
+
     def dump(self) -> dict[str, Any]:
         return {
             **self.router.dump(),

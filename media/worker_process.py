@@ -36,6 +36,7 @@ ROOM_METHODS = {
     "leave",
     "restart",
     "dump",
+    "datagram_stats",
 }
 
 

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MANIFEST = "manifest.json"
 SESSION = "session.json"
 TIMELINE = "timeline.jsonl"
+
+TextSealer = Callable[[str, str], str]
+"""Encrypts a timeline text at rest (R36): ``(text, context) -> sealed string``. The store is
+handed one (SM4-GCM under the field key, from ``web``); ``recording`` holds no key itself."""
+
+
+def timeline_text_context(room: str, session: str, message_id: str) -> str:
+    """What a sealed timeline text is bound to: a copy moved to another line fails to open."""
+    return f"recording.timeline.text/{room}/{session}/{message_id}"
 
 
 def check_name(name: str) -> str:
@@ -107,11 +117,19 @@ class SessionInfo:
 class SessionRecording:
     """One open recording session: where its tracks go, and its timeline."""
 
-    def __init__(self, room: str, session: str, directory: Path, segment_s: float) -> None:
+    def __init__(
+        self,
+        room: str,
+        session: str,
+        directory: Path,
+        segment_s: float,
+        seal_text: TextSealer | None = None,
+    ) -> None:
         self.room = room
         self.session = session
         self.directory = directory
         self.segment_s = segment_s
+        self._seal_text = seal_text
         # flushed per event (a killed process loses none), synced at seal: events come on the
         # event loop, which must not wait for the disk
         self._timeline = ManifestWriter(directory / TIMELINE, sync=False)
@@ -132,7 +150,13 @@ class SessionRecording:
     def event(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Append a room event (join, leave, mute, chat ...) to the timeline, at server time.
 
-        ``data`` must hold no patient name, ID number or phone (ids only)."""
+        ``data`` must hold no patient name, ID number or phone (ids only). A ``text`` (chat) is
+        kept as ``text_enc``, sealed by the store's :data:`TextSealer` (R36), when it has one."""
+        data = dict(data or {})
+        text = data.get("text")
+        if self._seal_text is not None and isinstance(text, str):
+            context = timeline_text_context(self.room, self.session, str(data.get("id", "")))
+            data["text_enc"] = self._seal_text(data.pop("text"), context)
         with self._lock:
             if self.sealed:
                 return
@@ -150,7 +174,12 @@ class RecordingStore:
     """The recordings root: opens sessions, seals them, finds and verifies them."""
 
     def __init__(
-        self, root: Path, *, segment_s: float = 5.0, retention_days: int = MIN_RETENTION_DAYS
+        self,
+        root: Path,
+        *,
+        segment_s: float = 5.0,
+        retention_days: int = MIN_RETENTION_DAYS,
+        seal_text: TextSealer | None = None,
     ) -> None:
         if retention_days < MIN_RETENTION_DAYS:
             raise ValueError(f"recordings are kept at least {MIN_RETENTION_DAYS} days (R23)")
@@ -160,6 +189,7 @@ class RecordingStore:
         self.root = root
         self.segment_s = segment_s
         self.retention_days = retention_days
+        self.seal_text = seal_text
 
     # --- open / seal -------------------------------------------------------------------------
 
@@ -181,7 +211,7 @@ class RecordingStore:
                 "segment_s": self.segment_s,
             },
         )
-        recording = SessionRecording(room, session, directory, self.segment_s)
+        recording = SessionRecording(room, session, directory, self.segment_s, self.seal_text)
         recording.event("recording_started")
         return recording
 

@@ -1,19 +1,24 @@
 """The aiohttp application factory: it composes every package and owns the process.
 
-Shutdown order: peers (media), then sockets (signaling), then the database.
+Shutdown order: peers (media), then sockets (signaling), then a last checkpoint of the audit
+and recording heads, then the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import socketio
 from aiohttp import web
 
 from consult.admin_commands import needs_first_admin
+from consult.checkpoints import CheckpointRefused, write_checkpoint
+from consult.crypto import FieldCipher
 from consult.db import Database
+from consult.trust import SM2Key, TrustError
 from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
 from recording import CompositeJobs, Recorder, RecordingStore, recording_tap
@@ -48,6 +53,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_recording_ctx)
+    app.cleanup_ctx.append(_checkpoint_ctx(config.signing_key()))  # made at first start
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
     # cleanup contexts (the database).
     app.on_shutdown.append(_close_peers_then_sockets)
@@ -91,6 +97,8 @@ def _recorder(config: Config) -> Recorder | None:
         config.recordings,
         segment_s=config.recording_segment_s,
         retention_days=config.recording_retention_days,
+        # chat texts on the timeline are SM4-encrypted under the field key (R36)
+        seal_text=FieldCipher(config.field_secret()).encrypt,
     )
     composites = CompositeJobs(fps=config.composite_fps) if config.recording_composite else None
     return Recorder(store, composites)
@@ -113,6 +121,42 @@ async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if recorder.composites is not None:
         await recorder.composites.close()
+
+
+def _checkpoint_ctx(key: SM2Key) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Checkpoints of the audit and recording heads (``consult.checkpoints``): one at start, one
+    every ``checkpoint_interval_s`` when the chain moved, and a last one at shutdown (after the
+    recordings were sealed). The task is cancelled and awaited on shutdown."""
+
+    async def checkpoint(app: web.Application) -> None:
+        config = app[CONFIG]
+        try:
+            await write_checkpoint(
+                app[DATABASE], config.checkpoints, key, config.timestamp_authority()
+            )
+        except CheckpointRefused as exc:
+            logger.error("audit checkpoint refused: %s", exc)
+        except (OSError, TrustError) as exc:
+            logger.error("audit checkpoint failed: %s", type(exc).__name__)
+
+    async def every(app: web.Application, interval: float) -> None:
+        while True:  # the first one checks every event since the last: not before serving
+            await checkpoint(app)
+            await asyncio.sleep(interval)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        interval = app[CONFIG].checkpoint_interval_s
+        task = None
+        if interval > 0:
+            task = asyncio.create_task(every(app, interval), name="audit-checkpoints")
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await checkpoint(app)
+
+    return context
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:

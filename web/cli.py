@@ -1,6 +1,7 @@
 """The ``teleconsult`` command: ``serve``, ``demo``, and administration on the server itself:
-``audit verify``, ``user add`` (the first admin), ``institution add``, ``department add``,
-``practitioner add``, ``recording verify|list|purge|composite``, ``turn config``."""
+``audit verify``, ``audit checkpoint``, ``user add`` (the first admin), ``institution add``,
+``department add``, ``practitioner add``, ``recording verify|list|purge|composite|timeline``,
+``turn config``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from consult.db import Database
 from consult.models import InstitutionLevel, Title
 from consult.permissions import Role
 from consult.tokens import issue_join_token
+from consult.trust import SM2PublicKey, TrustError
 from consult.visits import create_demo_visit
 
 from . import recording_cli, turn_cli
@@ -84,16 +86,20 @@ def _database(config: Config) -> Database:
     return Database(config.database, field_key=config.field_secret())
 
 
-async def run_admin_command(config: Config, command: AdminCommand) -> int:
+async def run_admin_command(config: Config, command: AdminCommand, *, report: bool = False) -> int:
     """Open the database, await one of :mod:`consult.admin_commands`, print its text.
 
     The text goes to standard output on success (and for ``audit verify``, whose report it is),
     to standard error otherwise; the return value is the command's exit status (``audit
     verify``: 1 when the chain is broken; a refusal: 2).
     """
-    report = command is admin_commands.audit_verify
-    # The audit chain holds no encrypted field: verifying it needs no key (nor creates one).
-    db = Database(config.database) if report else _database(config)
+    # The audit chain holds no encrypted field: verifying it needs no key (nor creates one);
+    # with the field key at hand the chat texts are checked against their MACs too.
+    db = (
+        Database(config.database, field_key=config.existing_field_secret())
+        if report
+        else _database(config)
+    )
     await db.start()
     try:
         text, status = await command(db)
@@ -101,6 +107,56 @@ async def run_admin_command(config: Config, command: AdminCommand) -> int:
         await db.close()
     print(text, file=sys.stdout if status == 0 or report else sys.stderr)
     return status
+
+
+def _audit_verify(args: argparse.Namespace) -> AdminCommand:
+    """``audit verify``: the chain against the checkpoint file (the configured one, or a copy
+    given with ``--checkpoints``) under the server's key (or ``--public-key``)."""
+    config = _config(args)
+    checkpoints = Path(args.checkpoints) if args.checkpoints else config.checkpoints
+    try:
+        if args.public_key:
+            public_key: SM2PublicKey | None = SM2PublicKey.from_pem(
+                Path(args.public_key).read_bytes()
+            )
+        else:
+            public_key = config.public_key()
+        roots = config.tsa_roots()
+    except (OSError, ValueError, TrustError) as exc:
+        code = exc.code if isinstance(exc, TrustError) else "unreadable"
+        failure = f"error: {code}: the public key or the authority's certificates: {exc}"
+
+        async def refuse(_db: Database) -> CommandResult:
+            return failure, 2
+
+        return refuse
+
+    async def command(db: Database) -> CommandResult:
+        return await admin_commands.audit_verify(db, checkpoints, public_key, roots)
+
+    return command
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> AdminCommand:
+    """``audit checkpoint``: sign the current heads into the checkpoint file now."""
+    config = _config(args)
+    try:
+        key = config.signing_key()
+    except (OSError, TrustError) as exc:
+        code = exc.code if isinstance(exc, TrustError) else "unreadable"
+        failure = f"error: {code}: the signing key {config.signing_key_path}: {exc}"
+
+        async def refuse(_db: Database) -> CommandResult:
+            return failure, 2
+
+        return refuse
+
+    async def command(db: Database) -> CommandResult:
+        return await admin_commands.audit_checkpoint(
+            db, config.checkpoints, key, config.timestamp_authority()
+        )
+
+    return command
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -118,7 +174,9 @@ def _admin_command(args: argparse.Namespace) -> AdminCommand:
     """The consult admin command that the parsed arguments ask for."""
     what = (args.command, getattr(args, "action", None))
     if what == ("audit", "verify"):
-        return admin_commands.audit_verify
+        return _audit_verify(args)
+    if what == ("audit", "checkpoint"):
+        return _audit_checkpoint(args)
     if what == ("institution", "add"):
         return lambda db: admin_commands.add_institution(db, args.name, args.level)
     if what == ("department", "add"):
@@ -157,16 +215,29 @@ def _add_admin_parsers(sub: Any) -> None:
     """``audit verify``, ``user add``, ``institution add``, ``department add``,
     ``practitioner add``: run on the server, as its system actor, each change audited."""
     parsers = {}
+    nouns = {}
     for noun, verb, text in (
-        ("audit", "verify", "recompute the audit chain; exit 1 at the first broken event"),
+        (
+            "audit",
+            "verify",
+            "recompute the audit chain, check it against the signed checkpoints "
+            "and the chat record; exit 1 on a problem",
+        ),
+        ("audit", "checkpoint", "sign the audit and recording heads into the checkpoint file now"),
         ("user", "add", "create an account, the first admin included"),
         ("institution", "add", "create an institution"),
         ("department", "add", "create a department of an institution"),
         ("practitioner", "add", "give a doctor account its practitioner record"),
     ):
-        verbs = sub.add_parser(noun, help=text).add_subparsers(dest="action", required=True)
-        parsers[noun] = p = verbs.add_parser(verb, help=text)
+        if noun not in nouns:
+            nouns[noun] = sub.add_parser(noun, help=text).add_subparsers(
+                dest="action", required=True
+            )
+        parsers[f"{noun} {verb}"] = parsers[noun] = p = nouns[noun].add_parser(verb, help=text)
         _add_database_options(p)
+    p = parsers["audit verify"]
+    p.add_argument("--checkpoints", help="a checkpoint file (default: the configured one)")
+    p.add_argument("--public-key", help="the signing key's public PEM (default: the server's)")
     p = parsers["user"]
     p.add_argument("--username", required=True)
     p.add_argument("--role", required=True, choices=[role.value for role in Role])
@@ -230,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "turn":
         return turn_cli.run(config, args)
     if args.command not in ("serve", "demo"):
-        return asyncio.run(run_admin_command(config, _admin_command(args)))
+        report = (args.command, args.action) == ("audit", "verify")
+        return asyncio.run(run_admin_command(config, _admin_command(args), report=report))
     if args.command == "serve":
         serve(config)
         return 0

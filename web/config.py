@@ -11,6 +11,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
+from consult.trust import (
+    SM2Key,
+    SM2PublicKey,
+    TimestampAuthority,
+    load_certificates,
+    load_or_create_key,
+)
 from recording.session import MIN_RETENTION_DAYS, SEGMENT_S_RANGE
 from turn import IceServerSource, TurnProvider
 
@@ -61,11 +70,55 @@ class Config:
     #: Build the playback composite (ffmpeg) after each session.
     recording_composite: bool = True
     composite_fps: int = 30
+    #: The server's SM2 private key (PEM, mode 0600) that signs the audit checkpoints (R26);
+    #: default ``<data_dir>/signing.key``, generated at first start. Never in the repository.
+    signing_key_file: Path | None = None
+    #: Signed checkpoints of the audit and recording heads (JSON Lines, ``docs/checkpoints.md``);
+    #: default ``<data_dir>/checkpoints.jsonl``. Ship it off the host.
+    checkpoint_file: Path | None = None
+    #: How often the server writes a checkpoint when the chain moved; 0 turns it off.
+    checkpoint_interval_s: float = 300.0
+    #: An RFC 3161 time-stamping authority (HTTP) that stamps each checkpoint; empty: none.
+    tsa_url: str = ""
+    #: The authority's CA certificates (PEM), to verify its stamps.
+    tsa_ca_file: Path | None = None
     log_level: str = "INFO"
 
     @property
     def recordings(self) -> Path:
         return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing.key"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.checkpoint_file or self.data_dir / "checkpoints.jsonl"
+
+    def signing_key(self) -> SM2Key:
+        """The checkpoint-signing SM2 key; created on first use and kept in the data directory."""
+        return load_or_create_key(self.signing_key_path)
+
+    def public_key(self) -> SM2PublicKey | None:
+        """The signing key's public half, or None when no key was made yet (nothing signed)."""
+        path = self.signing_key_path
+        return SM2Key.from_pem(path.read_bytes()).public() if path.exists() else None
+
+    def timestamp_authority(self) -> TimestampAuthority | None:
+        return TimestampAuthority(self.tsa_url) if self.tsa_url else None
+
+    def tsa_roots(self) -> list[x509.Certificate] | None:
+        if self.tsa_ca_file is None:
+            return None
+        return load_certificates(self.tsa_ca_file.read_bytes())
+
+    def existing_field_secret(self) -> str | None:
+        """The field key if configured or already made (never creates one)."""
+        if self.field_key:
+            return self.field_key
+        path = self.data_dir / "field.key"
+        return path.read_text().strip() if path.exists() else None
 
     @property
     def database(self) -> str:
@@ -135,9 +188,9 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(f"{name} must be true or false")
             return lowered in ("1", "true", "yes", "on")
         return bool(value)
-    if name == "recording_segment_s":
+    if name in ("recording_segment_s", "checkpoint_interval_s"):
         return float(value)
-    if name == "recordings_dir":
+    if name in ("recordings_dir", "signing_key_file", "checkpoint_file", "tsa_ca_file"):
         return Path(value) if value else None
     if name == "media_workers":
         if str(value).strip().lower() == "auto":
@@ -194,6 +247,8 @@ def load_config(
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
         )
+    if config.checkpoint_interval_s < 0:
+        raise ValueError("checkpoint_interval_s must be 0 (off) or positive")
     if config.media_busy_lag_ms < 0:
         raise ValueError("media_busy_lag_ms must be 0 (never refuse) or a positive number")
     low, high = SEGMENT_S_RANGE

@@ -1,8 +1,13 @@
 """``teleconsult recording ...``: verify, list, purge and composite recordings on the server.
 
 ``verify ROOM`` recomputes every digest of every session of the room (``recording.verify``)
-and checks each sealed session's head against the audit chain, where it was entered when the
-session was sealed. Exit status: 0 all verified, 1 a problem was found, 2 nothing to verify.
+and walks disk -> audit and audit -> disk (:mod:`web.recording_audit`): each sealed session's
+head against its ``recording.sealed`` event and the signed checkpoints, each sealed session the
+chain or a checkpoint names against the disk, and the chain against the checkpoints. Exit
+status: 0 all verified, 1 a problem was found, 2 nothing to verify. ``purge`` enters a
+``recording.purged`` event for each session it removes, so its absence is not a problem.
+``timeline ROOM SESSION`` prints a session's timeline with its chat texts (SM4-encrypted at
+rest, R36) opened with the field key; each such read is audited.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from consult.audit import events_for
+from consult import audit
+from consult.crypto import FieldCipher, FieldDecryptError
 from consult.db import Database
-from recording import RecordingStore, verify_room
+from recording import RecordingStore
 from recording.composite import build
 from recording.errors import RecordingError
+from recording.session import TIMELINE, read_jsonl, timeline_text_context
 
 from .config import Config
+from .recording_audit import PURGED, verify_recordings
 
 
 def add_parsers(sub: Any, add_common: Any) -> None:
@@ -34,6 +43,12 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     add_common(p)
     p = verbs.add_parser("purge", help="remove recordings past their keep-until date, only those")
     p.add_argument("--dry-run", action="store_true")
+    add_common(p)
+    p = verbs.add_parser(
+        "timeline", help="a session's timeline with its chat texts decrypted (audited)"
+    )
+    p.add_argument("room")
+    p.add_argument("session")
     add_common(p)
     p = verbs.add_parser("composite", help="(re)build a session's playback composite now")
     p.add_argument("room")
@@ -57,12 +72,19 @@ def run(config: Config, args: argparse.Namespace) -> int:
             return 0
         if args.action == "purge":
             removed = store.purge(dry_run=args.dry_run)
+            if not args.dry_run and removed:
+                asyncio.run(_audit_purge(config, removed))
             verb = "would remove" if args.dry_run else "removed"
             print(f"{verb} {len(removed)} session(s) past their keep-until date")
             for info in removed:
                 print(f"  {info.room} {info.session} (kept until {info.keep_until})")
             return 0
         info = store.session(args.room, args.session)
+        if args.action == "timeline":
+            for line in _open_timeline(config, info.room, info.session, info.directory):
+                print(json.dumps(line, ensure_ascii=False, sort_keys=True))
+            asyncio.run(_audit_read(config, info.room, info.session))
+            return 0
         result = asyncio.run(build(info.directory, fps=config.composite_fps))
         print(json.dumps(result, indent=1, sort_keys=True))
         return 0
@@ -71,36 +93,69 @@ def run(config: Config, args: argparse.Namespace) -> int:
         return 2
 
 
-async def _verify(config: Config, store: RecordingStore, room: str, *, as_json: bool) -> int:
-    report = await asyncio.get_running_loop().run_in_executor(None, verify_room, store, room)
+def _open_timeline(config: Config, room: str, session: str, directory: Path) -> list[Any]:
+    """The timeline's lines, each sealed chat text opened (``text``) with the field key; one
+    that does not open (another key, altered) is named ``text_unreadable``."""
+    cipher = FieldCipher(config.field_secret())
+    records, _bad = read_jsonl(directory / TIMELINE)
+    for record in records:
+        sealed = record.pop("text_enc", None)
+        if isinstance(sealed, str):
+            context = timeline_text_context(room, session, str(record.get("id", "")))
+            try:
+                record["text"] = cipher.decrypt(sealed, context)
+            except FieldDecryptError:
+                record["text_unreadable"] = True
+    return records
+
+
+async def _audit_read(config: Config, room: str, session: str) -> None:
+    db = Database(config.database)
+    await db.start()
+    try:
+        await audit.append(
+            db,
+            "recording.timeline_read",
+            actor_role="system",
+            source_ip="cli",
+            object_type="visit",
+            object_id=room,
+            details={"session": session},
+        )
+    finally:
+        await db.close()
+
+
+async def _audit_purge(config: Config, removed: list[Any]) -> None:
     db = Database(config.database)  # the audit chain holds no encrypted field: no key needed
     await db.start()
     try:
-        events = await events_for(db, room)
+        for info in removed:
+            await audit.append(
+                db,
+                PURGED,
+                actor_role="system",
+                source_ip="cli",
+                object_type="visit",
+                object_id=info.room,
+                details={"session": info.session, "keep_until": info.keep_until},
+            )
     finally:
         await db.close()
-    sealed_heads = {}
-    for event in events:
-        if event.action == "recording.sealed":
-            details = json.loads(event.details or "{}")
-            sealed_heads[details.get("session")] = details.get("head")
-    audit_problems = []
-    for session in report.sessions:
-        if not session.get("sealed"):
-            continue
-        head = sealed_heads.get(session["session"])
-        if head is None:
-            audit_problems.append({"code": "audit_missing", "session": session["session"]})
-        elif head != session.get("head"):
-            audit_problems.append({"code": "audit_mismatch", "session": session["session"]})
-    result = report.describe()
-    result["problems"] += audit_problems
-    result["ok"] = not result["problems"]
+
+
+async def _verify(config: Config, store: RecordingStore, room: str, *, as_json: bool) -> int:
+    db = Database(config.database)  # the audit chain holds no encrypted field: no key needed
+    await db.start()
+    try:
+        result = await verify_recordings(db, store, config, room)
+    finally:
+        await db.close()
     if as_json:
         print(json.dumps(result, indent=1, sort_keys=True))
     else:
         _print_report(result)
-    if not report.sessions:
+    if not result["sessions"] and result["ok"]:
         return 2
     return 0 if result["ok"] else 1
 

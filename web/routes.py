@@ -43,8 +43,20 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     return page
 
 
-#: Pages of the portal (sign-in, the patient's waiting room, the doctor's queue) by path.
-PAGES = {"/signin": "signin.html", "/waiting": "waiting.html", "/queue": "queue.html"}
+#: Pages of the portal (sign-in, the patient's waiting room, the doctor's queue, the staff
+#: console) by path.
+PAGES = {
+    "/signin": "signin.html",
+    "/waiting": "waiting.html",
+    "/queue": "queue.html",
+    "/console": "console.html",
+}
+
+#: Browser libraries served from node_modules: URL prefix -> directory inside node_modules.
+VENDOR = {
+    "/vendor/socket.io/": "socket.io-client/dist",
+    "/vendor/qrcode/": "qrcode-generator/dist",
+}
 
 
 _ERRORS_JS = browser_module()
@@ -72,4 +84,8 @@ def setup_routes(app: web.Application) -> None:
     if node_modules is None:
         logger.warning("socket.io-client not found: run 'npm ci' in the repository root")
     else:
-        app.router.add_static("/vendor/socket.io/", node_modules / "socket.io-client" / "dist")
+        for prefix, directory in VENDOR.items():
+            if (node_modules / directory).is_dir():
+                app.router.add_static(prefix, node_modules / directory)
+            else:
+                logger.warning("%s not found: run 'npm ci' in the repository root", directory)

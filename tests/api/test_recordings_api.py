@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from consult.models import AuditEvent
 from recording import RecordingStore
-from web.keys import DATABASE, RECORDER
+from web.keys import DATABASE, RECORDER, SIGNALING
 
 
 async def _last_event(server, object_id: str) -> tuple[str, str]:
@@ -37,6 +37,7 @@ async def test_recordings_are_listed_for_the_visit_and_exported_verified_R21_R22
     recording = store.open_session(visit_id)
     recording.event("joined", {"participant_id": "p", "role": "doctor"})
     manifest = store.seal(recording)
+    await server.app[SIGNALING].recording_sealed(visit_id, manifest)  # as the room does
 
     listed = await doctor.ok("GET", f"/visits/{visit_id}/recordings")
     (session,) = listed["sessions"]

@@ -37,7 +37,6 @@ NOT_REST = {
     "room.control",
     "report.view",
     "export.visits",
-    "export.audit",
     "account.update",  # consult has no service for it yet
 }
 

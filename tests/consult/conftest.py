@@ -162,14 +162,16 @@ def pg_scratch_database_url(pg_server: None) -> Iterator[str]:
 
 
 async def wipe_audit_chain(database: Database) -> None:
-    """Empty ``audit_events`` past its triggers, as a DBA could (test setup only)."""
+    """Empty ``audit_events`` past its triggers, as a DBA could (test setup only), and the chat
+    record the chain accounts for (``audit verify`` cross-checks the two)."""
     async with database.session() as session, session.begin():
-        if database.dialect == "postgresql":
-            await session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
-            await session.execute(text("DELETE FROM audit_events"))
-            await session.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
-        else:
-            await session.execute(text("DELETE FROM audit_events"))  # a new file: already empty
+        for table in ("audit_events", "chat_messages", "chat_blocks"):
+            if database.dialect == "postgresql":
+                await session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+                await session.execute(text(f"DELETE FROM {table}"))
+                await session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+            elif table == "audit_events":
+                await session.execute(text("DELETE FROM audit_events"))  # a new file: empty
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

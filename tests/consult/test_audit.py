@@ -69,7 +69,10 @@ async def test_r22_events_chain_from_the_genesis_digest(fresh: Database) -> None
         "result",
         "source_ip",
         "details",
+        "seq",  # digest version 2: an event moved elsewhere no longer matches its digest
+        "v",
     }
+    assert first["seq"] == 1 and first["v"] == 2 and events[0].digest_version == 2
     assert first["actor_role"] == "doctor" and first["source_ip"] == "10.0.0.7"
     report = await verify_chain(fresh)
     assert report.ok and report.checked == 4 and report.exit_status == 0

@@ -41,6 +41,7 @@ from consult.errors import (
     SlotNotFound,
     SlotUnavailable,
     VisitClosed,
+    VisitExists,
     VisitNotFound,
 )
 from consult.models import AuditEvent, Visit, VisitMode, VisitState
@@ -256,17 +257,43 @@ async def test_r7_schedule_slots_take_bookings_up_to_capacity(db: Database, scen
         ends_at=start + timedelta(minutes=30),
         capacity=2,
     )
+    second, third = await make_patient(db, scene.org), await make_patient(db, scene.org)
+
+    async def book_for(patient: Patienthood) -> str:
+        view = await book_visit(
+            db,
+            patient.person.actor,
+            patient_id=patient.record_id,
+            doctor_id=scene.doctor.user_id,
+            mode="video",
+            condition_code="I10",
+            slot_id=slot.id,
+        )
+        return view.id
+
     first = await _book(db, scene, slot_id=slot.id)
-    await _book(db, scene, slot_id=slot.id)
+    await book_for(second)
     with pytest.raises(SlotUnavailable):
-        await _book(db, scene, slot_id=slot.id)
+        await book_for(third)
     await cancel_visit(db, scene.p.actor, first)  # a cancellation frees its place
-    await _book(db, scene, slot_id=slot.id)
+    await book_for(third)
     (listed,) = await list_slots(db, scene.p.actor, scene.doctor.user_id)
     assert (listed.booked, listed.remaining) == (2, 0)
     other = await make_doctor(db, scene.org)
     with pytest.raises(SlotNotFound):
         await _book(db, scene, doctor_id=other.user_id, slot_id=slot.id)
+
+
+async def test_r2_one_open_visit_per_doctor_and_condition(db: Database, scene: Scene) -> None:
+    """A second open booking of the same follow-up (same doctor, same ICD-10 category) is
+    refused (``visit_exists``); another doctor, or the same after the first closed, is fine."""
+    first = await _book(db, scene)
+    with pytest.raises(VisitExists):
+        await _book(db, scene, condition_code="I10.0")
+    other = await make_doctor(db, scene.org)
+    await _book(db, scene, doctor_id=other.user_id)
+    await cancel_visit(db, scene.p.actor, first)
+    await _book(db, scene)
 
 
 async def test_r7_slots_are_managed_by_their_doctor_or_an_operator_in_scope(

@@ -138,6 +138,113 @@ async def test_sender_reports_reach_our_observer_and_still_reach_aiortc():
         await pc.close()
 
 
+async def test_datagram_path_is_where_the_guard_wraps_it():
+    """The private names ``guard_datagrams`` relies on, and why each wrap takes effect."""
+    from aioice.ice import Candidate, CandidatePair, Connection, StunProtocol
+
+    # aiortc builds ICE + DTLS transports through this factory, called on self (so the
+    # instance attribute we set wins), for media and for SCTP alike
+    from aiortc.rtcpeerconnection import RTCPeerConnection as PC
+
+    source = inspect.getsource(PC)
+    assert source.count("self.__createDtlsTransport()") == 2
+    assert inspect.signature(PC._RTCPeerConnection__createDtlsTransport).parameters.keys() == {
+        "self"
+    }
+    # aioice hands every datagram that does not parse as STUN, from any address, to the
+    # connection's data_received, looked up on the instance
+    received = inspect.getsource(StunProtocol.datagram_received)
+    assert "stun.parse_message(data)" in received
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert list(inspect.signature(Connection.data_received).parameters) == [
+        "self",
+        "data",
+        "component",
+    ]
+    assert inspect.iscoroutinefunction(Connection.gather_candidates)
+    assert "self._connection.gather_candidates()" in inspect.getsource(aiortc.RTCIceGatherer)
+    assert "self._protocols += host_protocols" in inspect.getsource(
+        Connection.get_component_candidates
+    )
+    # ... whose queue DTLS reads, dying on an empty datagram (the bug the guard is for)
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte = data[0]" in recv_next
+    assert "await self._handle_rtcp_data(data)" in recv_next
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv_next
+    # what "ICE verified" is read from
+    pair = CandidatePair(
+        StunProtocol(None),  # type: ignore[arg-type]
+        Candidate("f", 1, "udp", 1, "127.0.0.1", 9, "host"),
+    )
+    assert pair.remote_nominated is False
+    assert pair.state == CandidatePair.State.FROZEN
+    assert CandidatePair.State.SUCCEEDED
+    assert pair.remote_candidate._network_host == "127.0.0.1"
+    connection = Connection(ice_controlling=False)
+    # what an authenticated check is, as aioice decides it
+    request = inspect.getsource(Connection.request_received)
+    assert 'self._valid_username(message.attributes["USERNAME"])' in request
+    assert 'message.check_message_integrity(self.local_password.encode("utf8"))' in request
+    assert connection._valid_username(f"{connection.local_username}:peer")
+    assert connection._nominated == {}
+    assert connection._check_list == []
+    assert connection._protocols == []
+
+
+async def test_guard_datagrams_wraps_every_ice_socket_and_the_dtls_handlers():
+    from media.datagram_guard import DatagramGuard
+
+    guard = DatagramGuard("pin")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    seam.guard_datagrams(pc, guard)
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())  # gathers
+        dtls = pc.getTransceivers()[0].receiver.transport
+        connection = dtls.transport.iceGatherer._connection
+        assert connection._protocols
+        for protocol in connection._protocols:
+            assert protocol._teleconsult_guarded
+            assert "datagram_received" in vars(protocol)
+        assert "data_received" in vars(connection)
+        assert {"_handle_rtp_data", "_handle_rtcp_data"} <= set(vars(dtls))
+        # an empty datagram straight into the socket's protocol is counted, not queued for DTLS
+        connection._protocols[0].datagram_received(b"", ("127.0.0.1", 9))
+        assert guard.stats()["empty"] == 1
+        assert connection._queue.empty()
+    finally:
+        await pc.close()
+
+
+async def test_srtp_refusal_and_the_broken_close_use_these_names():
+    import pylibsrtp
+
+    # aiortc's send path lets libsrtp's error out (send_rtp turns it into SendRefused)
+    assert "self._tx_srtp.protect(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert issubclass(pylibsrtp.Error, Exception)
+    assert issubclass(seam.SendRefused, ConnectionError)
+    # close_peer_connection finishes what aiortc's close started
+    close = inspect.getsource(RTCPeerConnection.close)
+    assert "self.__isClosed = asyncio.Future()" in close
+    assert "await transceiver.stop()" in close
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="recvonly")
+    assert len(pc._RTCPeerConnection__dtlsTransports) == 1
+    assert len(pc._RTCPeerConnection__iceTransports) == 1
+    await seam.close_peer_connection(pc)
+    assert pc._RTCPeerConnection__isClosed.done()
+
+
+def test_sctp_reaches_its_data_receiver_through_these_names():
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    assert "self.__transport._register_data_receiver(self)" in inspect.getsource(RTCSctpTransport)
+    assert "await self._data_receiver._handle_data(data)" in inspect.getsource(
+        RTCDtlsTransport._recv_next
+    )
+    assert "assert len(chunks) == 1" in inspect.getsource(RTCSctpTransport._handle_data)
+
+
 async def test_the_datagram_counter_liveness_reads_is_aiortcs_own():
     """media/liveness.py reads the count aiortc keeps for its transport stats; it counts every
     datagram handed to DTLS (SRTP, SRTCP and DTLS alike)."""

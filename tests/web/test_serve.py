@@ -60,6 +60,10 @@ def test_serve_with_no_configuration_serves_the_room_page(tmp_path: Path):
         assert status == 200
         status, _ = _get(f"http://127.0.0.1:{port}/vendor/socket.io/socket.io.esm.min.js")
         assert status == 200
+        status, body = _get(f"http://127.0.0.1:{port}/vendor/qrcode/qrcode.mjs")
+        assert status == 200 and b"export default qrcode" in body
+        status, body = _get(f"http://127.0.0.1:{port}/console")
+        assert status == 200 and b"console.js" in body
         status, body = _get(f"http://127.0.0.1:{port}/api/v1/health")
         assert status == 200 and b"ok" in body
         # the embedded default: SQLite and its key under ./data

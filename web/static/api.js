@@ -67,6 +67,7 @@ export async function api(method, path, body = undefined) {
 export function homeFor(role) {
   if (role === "patient") return "/waiting";
   if (role === "doctor") return "/queue";
+  if (role === "admin" || role === "operator" || role === "nurse") return "/console";
   return "/signin?signed_in=1";
 }
 

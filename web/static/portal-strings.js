@@ -21,7 +21,10 @@ export const STRINGS = {
     "signin.expired": "登录已过期或已在别处登录，请重新登录。",
     "enrol.heading": "设置两步验证",
     "enrol.intro":
-      "医护人员账号必须使用动态验证码登录。请在手机上的验证器应用中添加下面的密钥，然后输入应用显示的 6 位数字。",
+      "医护人员账号必须使用动态验证码登录。请用手机上的验证器应用扫描下面的二维码，然后输入应用显示的 6 位数字。",
+    "enrol.scan": "用验证器应用扫描这个二维码：",
+    "enrol.qr_aria": "两步验证的二维码",
+    "enrol.cannot_scan": "无法扫描？手动输入密钥",
     "enrol.start": "生成密钥",
     "enrol.secret": "密钥（手动输入）：",
     "enrol.uri": "或把这个链接交给验证器应用：",
@@ -29,12 +32,14 @@ export const STRINGS = {
     "enrol.confirm": "确认并完成设置",
     "enrol.done": "两步验证已设置好。以后登录时请输入验证器应用中的数字。",
     "signedin.heading": "已登录",
-    "signedin.text": "您已作为{role}登录。此角色的工作请使用管理接口。",
+    "signedin.text": "您已作为{role}登录。此角色的工作通过审计与监管接口进行（见 docs/api.md）。",
 
     "waiting.title": "候诊室",
     "waiting.visit": "本次就诊",
     "waiting.no_visit_heading": "没有待就诊的预约",
-    "waiting.no_visit": "您目前没有待就诊的互联网复诊。请先在医院预约。",
+    "waiting.no_visit": "您目前没有待就诊的互联网复诊。可以在下面预约。",
+    "waiting.book_for": "为谁预约",
+    "waiting.no_record": "医院还没有为您登记患者信息。请联系医院工作人员登记后再预约。",
     "waiting.status_loading": "正在读取您的预约…",
     "waiting.status_no_visit": "没有待就诊的预约",
     "waiting.status_entering": "医生已接诊，正在进入视频诊室…",
@@ -55,6 +60,8 @@ export const STRINGS = {
     "visit.doctor": "医生：{name}",
     "visit.checked_in_at": "{time} 开始候诊",
     "visit.queue_position": "前面还有 {n} 位",
+    "visit.queue_next": "下一位就是您",
+    "visit.slot_time": "预约时间 {time}",
 
     "device.heading": "第一步：检查摄像头和麦克风",
     "device.intro":
@@ -79,6 +86,7 @@ export const STRINGS = {
     "checkin.heading": "第三步：进入候诊",
     "checkin.intro": "准备好后点击“我已到达，开始候诊”。医生会按顺序接诊，轮到您时页面会自动进入视频诊室。",
     "checkin.button": "我已到达，开始候诊",
+    "checkin.needs_consent": "请先完成第二步：签署知情同意书。",
     "checkin.waiting": "您正在候诊。请不要关闭此页面，轮到您时会自动进入视频诊室。",
 
     "outcome.heading": "就诊结果",
@@ -114,6 +122,10 @@ export const STRINGS = {
     "queue.refer_reason": "转诊原因（必填，患者会看到）",
     "queue.refer_appointment": "线下预约（选填，如时间和科室）",
     "queue.refer_confirm": "确认结束并转诊",
+    "queue.record": "病历",
+    "queue.end_confirm_text": "确定结束本次就诊吗？结束后患者将离开诊室，不能再回到本次就诊。",
+    "queue.end_confirm": "确认结束就诊",
+    "queue.end_cancel": "继续就诊",
     "queue.cancel": "取消",
 
   },
@@ -136,7 +148,10 @@ export const STRINGS = {
     "signin.expired": "Your sign-in expired or continued elsewhere; please sign in again.",
     "enrol.heading": "Set up two-step sign-in",
     "enrol.intro":
-      "Staff accounts must sign in with a one-time code. Add the key below to an authenticator app on your phone, then enter the 6 digits it shows.",
+      "Staff accounts must sign in with a one-time code. Scan the QR code below with an authenticator app on your phone, then enter the 6 digits it shows.",
+    "enrol.scan": "Scan this QR code with your authenticator app:",
+    "enrol.qr_aria": "QR code for two-step sign-in",
+    "enrol.cannot_scan": "Cannot scan? Type the key in",
     "enrol.start": "Create a key",
     "enrol.secret": "Key (to type in):",
     "enrol.uri": "Or give this link to the authenticator app:",
@@ -144,12 +159,14 @@ export const STRINGS = {
     "enrol.confirm": "Confirm and finish",
     "enrol.done": "Two-step sign-in is set up. Enter the app's code whenever you sign in.",
     "signedin.heading": "Signed in",
-    "signedin.text": "You are signed in as {role}. This role works through the administration API.",
+    "signedin.text": "You are signed in as {role}. This role works through the audit and regulator interfaces (see docs/api.md).",
 
     "waiting.title": "Waiting room",
     "waiting.visit": "Your visit",
     "waiting.no_visit_heading": "No visit booked",
-    "waiting.no_visit": "You have no online follow-up visit waiting. Please book one with the hospital first.",
+    "waiting.no_visit": "You have no online follow-up visit waiting. You can book one below.",
+    "waiting.book_for": "Book for",
+    "waiting.no_record": "The hospital has not registered you as a patient yet. Ask its staff to register you, then book.",
     "waiting.status_loading": "Loading your booking…",
     "waiting.status_no_visit": "No visit booked",
     "waiting.status_entering": "The doctor admitted you; entering the consult room…",
@@ -170,6 +187,8 @@ export const STRINGS = {
     "visit.doctor": "Doctor: {name}",
     "visit.checked_in_at": "waiting since {time}",
     "visit.queue_position": "{n} ahead of you",
+    "visit.queue_next": "You are next",
+    "visit.slot_time": "booked for {time}",
 
     "device.heading": "Step 1: check camera and microphone",
     "device.intro":
@@ -195,6 +214,7 @@ export const STRINGS = {
     "checkin.intro":
       "When you are ready, press “I am here, start waiting”. The doctor sees patients in turn; when it is yours this page enters the video room by itself.",
     "checkin.button": "I am here, start waiting",
+    "checkin.needs_consent": "First finish step 2: sign the informed consent.",
     "checkin.waiting": "You are waiting. Keep this page open; it enters the video room when it is your turn.",
 
     "outcome.heading": "Outcome",
@@ -231,6 +251,10 @@ export const STRINGS = {
     "queue.refer_reason": "Reason for the referral (required; the patient sees it)",
     "queue.refer_appointment": "In-person appointment (optional: time, department)",
     "queue.refer_confirm": "End and refer",
+    "queue.record": "Record",
+    "queue.end_confirm_text": "End this visit? The patient leaves the room and cannot come back to this visit.",
+    "queue.end_confirm": "Yes, end the visit",
+    "queue.end_cancel": "Continue the visit",
     "queue.cancel": "Cancel",
 
   },

@@ -1,7 +1,15 @@
 // What the sign-in, waiting-room and queue pages share: strings, the language toggle, errors,
 // the top bar's sign-out, and `window.__portal` (state for tests and for people debugging).
 
-import { addStrings, applyI18n, hasKey, initLanguageToggle, t } from "./i18n.js";
+import {
+  addStrings,
+  applyI18n,
+  getLanguage,
+  hasKey,
+  initLanguageToggle,
+  onLanguageChange,
+  t,
+} from "./i18n.js";
 import { STRINGS } from "./portal-strings.js";
 import { ApiError, api, clearSession, getSession } from "./api.js";
 
@@ -50,28 +58,48 @@ export function initPage() {
   if (whoAmI && me) whoAmI.textContent = me.display_name ?? "";
   const signOut = document.getElementById("topbar-sign-out");
   if (signOut) signOut.addEventListener("click", () => signOutAndLeave());
+  // The error line is text made in the language of the moment: remake it after a toggle.
+  onLanguageChange(() => renderError());
+}
+
+/** The stable code of an error: an ApiError's, or `code` of a page's own `{code}` object. */
+export function errorCode(err) {
+  if (err instanceof ApiError) return err.code;
+  if (err && typeof err === "object" && typeof err.code === "string") return err.code;
+  return "unknown";
 }
 
 /** The text for an API error: our own wording for known codes, else the server's message. */
 export function errorText(err) {
-  const code = err instanceof ApiError ? err.code : "unknown";
-  // every code of the table has its text; an unknown one never shows as a raw code
+  const code = errorCode(err);
+  // a form's own wording where it has one (booking-strings.js), else the one table's
+  // (/errors.js): every code of the table has its text, none shows as a raw code
+  if (hasKey(`api.${code}`)) return t(`api.${code}`);
   return hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
 }
 
 let errorBox = null;
+let shownError = null; // the error on show, remade in the new language after a toggle
+
+function renderError() {
+  errorBox ??= document.getElementById("error");
+  if (!errorBox || shownError === null) return;
+  const colon = getLanguage() === "en" ? ": " : "："; // a full-width colon only in Chinese
+  errorBox.textContent = `${t("error.prefix")}${colon}${errorText(shownError)}`;
+}
 
 /** Show `err` in the page's error line (role=alert), or hide it with `null`. */
 export function showError(err) {
   errorBox ??= document.getElementById("error");
   if (!errorBox) return;
   if (err === null) {
+    shownError = null;
     errorBox.hidden = true;
     errorBox.textContent = "";
     delete errorBox.dataset.code;
     return;
   }
-  const code = err instanceof ApiError ? err.code : "unknown";
+  const code = errorCode(err);
   if (err instanceof ApiError && err.status === 401 && SIGNED_OUT_CODES.has(code)) {
     clearSession();
     const next = window.location.pathname + window.location.search;
@@ -80,7 +108,8 @@ export function showError(err) {
   }
   portal.errors.push({ code, message: String(err?.message ?? err) });
   console.warn("[portal] error", code, err);
-  errorBox.textContent = `${t("error.prefix")}：${errorText(err)}`;
+  shownError = err;
+  renderError();
   errorBox.dataset.code = code;
   errorBox.hidden = false;
 }

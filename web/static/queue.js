@@ -2,7 +2,7 @@
 // consult room, send back, end, or end and refer offline with a reason.
 
 import { applyI18n, onLanguageChange, t } from "./i18n.js";
-import { api, requireSession } from "./api.js";
+import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 
@@ -22,6 +22,7 @@ let practitioner = null;
 let visits = [];
 let roomVisitId = null;
 const referring = new Set(); // visit ids whose refer form is open
+const ending = new Set(); // visit ids whose "end the visit?" question is open
 portal.queue = visits;
 portal.roomVisitId = null;
 
@@ -36,7 +37,9 @@ function renderOnline() {
 
 function describe(visit) {
   const parts = [t(`visit.state.${visit.state}`), t(`visit.mode.${visit.mode}`)];
-  if (visit.checked_in_at) parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
+  if (visit.state === "waiting" && visit.checked_in_at) {
+    parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
+  }
   return parts.join(" · ");
 }
 
@@ -65,9 +68,15 @@ function renderQueue() {
     button("admit").disabled = Boolean(inRoom);
     button("enter").hidden = !here || roomVisitId === visit.id;
     button("send_back").hidden = !here;
-    button("end").hidden = !here;
+    button("end").hidden = !here || ending.has(visit.id);
     button("refer").hidden = !here || referring.has(visit.id);
     li.querySelector(".refer-form").hidden = !here || !referring.has(visit.id);
+    li.querySelector(".end-confirm").hidden = !here || !ending.has(visit.id);
+    const record = button("record");
+    record.hidden = !visit.patient_record_id;
+    if (visit.patient_record_id) {
+      record.href = `/console?patient=${encodeURIComponent(visit.patient_record_id)}`;
+    }
   }
   if (roomVisitId && !visits.some((v) => v.id === roomVisitId && v.state === "in_room")) {
     closeRoom();
@@ -83,9 +92,24 @@ function wire(li, visitId) {
   on("admit", (button) => act(button, visitId, "admit", null, true));
   on("enter", (button) => busy(button, () => openRoom(visitId)));
   on("send_back", (button) => act(button, visitId, "send-back"));
-  on("end", (button) => act(button, visitId, "end"));
+  on("end", () => {
+    ending.add(visitId);
+    referring.delete(visitId);
+    renderQueue();
+    li.querySelector('[data-action="end_confirm"]').focus();
+  });
+  on("end_cancel", () => {
+    ending.delete(visitId);
+    renderQueue();
+  });
+  on("end_confirm", async (button) => {
+    const done = await act(button, visitId, "end");
+    if (done) ending.delete(visitId);
+    renderQueue();
+  });
   on("refer", () => {
     referring.add(visitId);
+    ending.delete(visitId);
     renderQueue();
     li.querySelector("textarea").focus();
   });
@@ -99,7 +123,7 @@ function wire(li, visitId) {
     const reason = form.elements.reason.value.trim();
     if (!reason) {
       form.elements.reason.focus();
-      showError({ message: "reason missing", code: "reason_missing" });
+      showError(new ApiError(0, "reason_missing", ""));
       return;
     }
     const body = { reason };

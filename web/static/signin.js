@@ -16,6 +16,7 @@ const el = {
   enrolSecretBox: document.getElementById("enrol-secret-box"),
   secret: document.getElementById("totp-secret"),
   uri: document.getElementById("otpauth-uri"),
+  qr: document.getElementById("totp-qr"),
   enrolForm: document.getElementById("enrol-form"),
   enrolCode: document.getElementById("enrol-code"),
   enrolConfirm: document.getElementById("enrol-confirm"),
@@ -43,9 +44,34 @@ function show(section) {
   setState(section);
 }
 
+let infoKey = null; // the notice on show, remade in the new language after a toggle
+
 function info(key) {
+  infoKey = key;
   el.info.textContent = key ? t(key) : "";
   el.info.hidden = !key;
+}
+
+/** Draw the otpauth:// URI as a QR code (qrcode-generator from node_modules, an ES module).
+ * Without the library the key and the link stay as text, so enrolment still works. */
+async function drawQr(uri) {
+  el.qr.replaceChildren();
+  try {
+    const { default: qrcode } = await import("/vendor/qrcode/qrcode.mjs");
+    const code = qrcode(0, "M"); // type 0: the smallest that holds the URI
+    code.addData(uri);
+    code.make();
+    const img = document.createElement("img");
+    img.src = code.createDataURL(6, 4); // 6 px a module, the 4-module quiet zone
+    img.alt = t("enrol.qr_aria");
+    img.id = "totp-qr-image";
+    el.qr.append(img);
+    portal.qr = "shown";
+  } catch (err) {
+    console.warn("[portal] QR code library unavailable", err);
+    portal.qr = "unavailable";
+    el.qr.hidden = true;
+  }
 }
 
 function renderSignedIn() {
@@ -104,7 +130,7 @@ async function startEnrolment() {
     const enrolment = await api("POST", "/me/totp");
     el.secret.textContent = enrolment.secret;
     el.uri.textContent = enrolment.otpauth_uri;
-    portal.otpauthUri = enrolment.otpauth_uri;
+    await drawQr(enrolment.otpauth_uri);
     el.enrolStartActions.hidden = true;
     el.enrolSecretBox.hidden = false;
     el.enrolCode.focus();
@@ -128,7 +154,10 @@ function main() {
   el.enrolStart.addEventListener("click", startEnrolment);
   el.enrolForm.addEventListener("submit", confirmEnrolment);
   el.signOut.addEventListener("click", () => signOutAndLeave());
-  onLanguageChange(() => renderSignedIn());
+  onLanguageChange(() => {
+    renderSignedIn();
+    info(infoKey);
+  });
   const session = getSession();
   if (session?.token && params.has("signed_in")) {
     renderSignedIn();

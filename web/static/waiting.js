@@ -5,6 +5,8 @@ import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
+import { mountBooking } from "./booking.js";
+import { when } from "./console-dom.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -14,6 +16,12 @@ const el = {
   visitState: document.getElementById("visit-state"),
   visitDetails: document.getElementById("visit-details"),
   noVisit: document.getElementById("no-visit"),
+  bookCard: document.getElementById("book-card"),
+  bookPatientField: document.getElementById("book-patient-field"),
+  bookPatient: document.getElementById("book-patient"),
+  bookNoRecord: document.getElementById("book-no-record"),
+  bookForm: document.getElementById("book-form"),
+  checkinNeeds: document.getElementById("checkin-needs"),
   deviceCard: document.getElementById("device-card"),
   deviceVideo: document.getElementById("device-video"),
   deviceCheck: document.getElementById("device-check"),
@@ -53,6 +61,7 @@ let refusal = null;
 const device = { stream: null, audio: null, camera: null, microphone: null, raf: 0 };
 portal.device = { camera: null, microphone: null };
 let entering = false;
+let updates = null; // the /updates socket, once a visit is shown
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -81,13 +90,25 @@ function renderVisit() {
   if (!visit) return;
   el.visitCard.hidden = false;
   el.visitState.textContent = t(`visit.state.${visit.state}`);
+  const open = OPEN_STATES.includes(visit.state);
   const parts = [t(`visit.mode.${visit.mode}`)];
   if (visit.doctor_name) parts.push(t("visit.doctor", { name: visit.doctor_name }));
-  if (visit.checked_in_at) parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
-  if (visit.queue_position) parts.push(t("visit.queue_position", { n: visit.queue_position }));
+  if (visit.department_name) parts.push(visit.department_name);
+  if (visit.slot_starts_at) parts.push(t("visit.slot_time", { time: when(visit.slot_starts_at) }));
+  else parts.push(t("booking.queue"));
+  // "Waiting since" only while waiting: an ended visit is not waiting any more.
+  if (visit.state === "waiting" && visit.checked_in_at) {
+    parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
+  }
+  if (visit.state === "waiting" && visit.queue_position != null) {
+    parts.push(
+      visit.queue_position === 0
+        ? t("visit.queue_next")
+        : t("visit.queue_position", { n: visit.queue_position }),
+    );
+  }
   el.visitDetails.textContent = parts.join(" · ");
 
-  const open = OPEN_STATES.includes(visit.state);
   el.deviceCard.hidden = !open;
   el.consentCard.hidden = !open;
   el.consentCard.dataset.done = String(Boolean(visit.consent_signed));
@@ -99,6 +120,9 @@ function renderVisit() {
   const waiting = visit.state === "waiting" || visit.state === "in_room";
   el.checkinCard.dataset.done = String(waiting);
   el.checkIn.hidden = waiting;
+  // Check-in comes after the consent (R5): the button says so instead of failing when pressed.
+  el.checkIn.disabled = !visit.consent_signed;
+  el.checkinNeeds.hidden = waiting || Boolean(visit.consent_signed);
   el.checkinText.textContent = t(waiting ? "checkin.waiting" : "checkin.intro");
 
   el.outcomeCard.hidden = open;
@@ -279,6 +303,53 @@ async function reread() {
   } catch (err) {
     showError(err);
   }
+  if (!OPEN_STATES.includes(visit.state) && el.bookCard.hidden) {
+    showBooking().catch((err) => showError(err));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Booking, when there is no open visit: for one's own record or a ward's.
+
+let records = [];
+let booking = null;
+
+async function mountBookingFor(recordId) {
+  booking?.close();
+  const [{ diagnoses }, { practitioners }] = await Promise.all([
+    api("GET", `/patients/${recordId}/diagnoses`),
+    api("GET", "/practitioners"),
+  ]);
+  booking = mountBooking(el.bookForm, {
+    patientId: recordId,
+    diagnoses,
+    practitioners,
+    onBooked: (booked) => {
+      booking?.close();
+      booking = null;
+      el.bookCard.hidden = true;
+      el.noVisit.hidden = true;
+      el.outcomeCard.hidden = true;
+      startVisit(booked).catch((err) => showError(err));
+    },
+  });
+}
+
+async function showBooking() {
+  el.bookCard.hidden = false;
+  ({ patients: records } = await api("GET", "/patients"));
+  el.bookNoRecord.hidden = records.length > 0;
+  el.bookPatientField.hidden = records.length < 2;
+  el.bookPatient.replaceChildren(
+    ...records.map((r) => {
+      const option = document.createElement("option");
+      option.value = r.id;
+      option.textContent = r.name;
+      return option;
+    }),
+  );
+  portal.booking = "ready";
+  if (records.length) await mountBookingFor(records[0].id);
 }
 
 async function findVisit() {
@@ -303,6 +374,9 @@ async function main() {
   el.checkIn.addEventListener("click", () => checkIn());
   el.refusalAgree.addEventListener("change", () => renderOutcome());
   el.refusalSign.addEventListener("click", () => acknowledgeRefusal());
+  el.bookPatient.addEventListener("change", () =>
+    mountBookingFor(el.bookPatient.value).catch((err) => showError(err)),
+  );
   window.addEventListener("pagehide", () => stopDevices());
   renderStatus();
   try {
@@ -315,8 +389,16 @@ async function main() {
     setState("no_visit");
     el.noVisit.hidden = false;
     renderStatus();
+    await showBooking().catch((err) => showError(err));
     return;
   }
+  await startVisit(visit);
+  if (!OPEN_STATES.includes(visit.state)) await showBooking().catch((err) => showError(err));
+}
+
+/** Show `current` and, while it is open, the steps before the room. */
+async function startVisit(current) {
+  visit = current;
   portal.visit = visit;
   setState("waiting");
   renderVisit();
@@ -328,8 +410,8 @@ async function main() {
     }
     renderDevice();
     // No polling: the page reads the visit again when the server pushes a change of it.
-    watchUpdates((change) => {
-      if (change === null || change.visit === visit.id) reread();
+    updates ??= watchUpdates((change) => {
+      if (visit && (change === null || change.visit === visit.id)) reread();
     });
   }
 }

@@ -1,7 +1,9 @@
-"""The audit chain for auditors (R22, R24, R25): read events, verify the chain."""
+"""The audit chain for auditors (R22, R24, R25): read events, verify the chain; for the
+regulator, the signed checkpoints of the chain's head (R26)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from consult import audit
+from consult.checkpoints import read_checkpoints
 from consult.models import AuditEvent
 
 from ..call import Call
@@ -99,4 +102,84 @@ async def verify_audit_chain(call: Call) -> Verification:
         problem=report.problem,
         detail=report.detail,
         text=report.text(),
+    )
+
+
+class CheckpointQuery(Input):
+    after_n: int = Field(default=0, ge=0, le=2**62)
+    limit: int = Field(default=1000, ge=1, le=5000)
+
+
+class CheckpointExport(Output):
+    key_id: str | None
+    """SM3 of the signing key's DER SubjectPublicKeyInfo."""
+    public_key: str | None
+    """The SM2 public key (PEM) that signs the checkpoints."""
+    checkpoints: list[dict[str, Any]]
+    """The lines of the checkpoint file after ``after_n``, as written (``docs/checkpoints.md``)."""
+    more: bool
+    verified: bool
+    """Every line verifies and the chain verifies against every checkpoint."""
+    problems: list[dict[str, Any]]
+    head_seq: int | None
+    anchored_seq: int | None
+
+
+def _lines(path: Any, after_n: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    lines: list[dict[str, Any]] = []
+    more = False
+    if not path.exists():
+        return lines, more
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                record = json.loads(raw)
+                n = int(record["body"]["n"])
+            except (ValueError, KeyError, TypeError):
+                continue  # the verification below names it
+            if n <= after_n:
+                continue
+            if len(lines) == limit:
+                more = True
+                break
+            lines.append(record)
+    return lines, more
+
+
+@api.operation("GET", "/exports/audit/checkpoints", action="export.audit", tag="audit")
+async def export_checkpoints(call: Call, query: CheckpointQuery) -> CheckpointExport:
+    """For the regulator: the signed checkpoints of the audit head, the key that signs them,
+    and whether the chain still leads through every one of them (R22, R26; audited)."""
+    public_key = call.config.public_key()
+    loop = asyncio.get_running_loop()
+    lines, more = await loop.run_in_executor(
+        None, _lines, call.config.checkpoints, query.after_n, query.limit
+    )
+    problems: list[dict[str, Any]] = []
+    anchors = []
+    if public_key is not None:
+        log = await loop.run_in_executor(
+            None, read_checkpoints, call.config.checkpoints, public_key, call.config.tsa_roots()
+        )
+        problems += [p.describe() for p in log.problems]
+        anchors = log.anchors()
+    chain = await audit.verify_chain(call.db, anchors=anchors)
+    if not chain.ok:
+        problems.append({"code": chain.problem, "seq": chain.broken_seq, "detail": chain.detail})
+    await audit.append(
+        call.db,
+        "export.audit",
+        actor=call.me,
+        object_type="audit_chain",
+        details={"checkpoints": len(lines), "verified": not problems},
+    )
+    return CheckpointExport(
+        key_id=public_key.key_id if public_key else None,
+        public_key=public_key.public_pem().decode() if public_key else None,
+        checkpoints=lines,
+        more=more,
+        verified=not problems,
+        problems=problems,
+        head_seq=chain.head_seq,
+        anchored_seq=chain.anchored_seq,
     )

@@ -12,13 +12,25 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from consult import patients
+from consult import patient_accounts, patients
 from consult.models import DiagnosisSource
 from consult.patients import DiagnosisView, PatientView
 
 from ..call import Call
-from ..fields import BirthDate, Id, IdNumber, Input, Name, Output, Phone, ShortText
+from ..fields import (
+    BirthDate,
+    Id,
+    IdNumber,
+    Input,
+    Name,
+    Output,
+    Password,
+    Phone,
+    ShortText,
+    Username,
+)
 from ..registry import api
+from .accounts import Account, account_of
 
 Relation = Literal["parent", "grandparent", "spouse", "child", "sibling", "other"]
 Icd10 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][0-9]{2}(\.[0-9]{1,4})?$")]
@@ -66,6 +78,11 @@ class PatientFound(Output):
 
 class PatientPath(Input):
     patient_id: Id
+
+
+class PatientAccountCreate(Input):
+    username: Username
+    password: Password = Field(description="A first password to hand to the patient.")
 
 
 class DiagnosisCreate(Input):
@@ -182,3 +199,20 @@ async def list_diagnoses(call: Call, path: PatientPath) -> DiagnosisList:
     """The patient's prior diagnoses, newest first."""
     views = await patients.list_diagnoses(call.db, call.me, path.patient_id)
     return DiagnosisList(diagnoses=[diagnosis_of(view) for view in views])
+
+
+@api.operation(
+    "POST",
+    "/patients/{patient_id}/account",
+    action="patient.create_account",
+    tag="patients",
+    status=201,
+)
+async def create_patient_account(
+    call: Call, path: PatientPath, body: PatientAccountCreate
+) -> Account:
+    """Give a registered patient (not a ward) its sign-in account, linked to the record."""
+    view = await patient_accounts.create_patient_account(
+        call.db, call.me, path.patient_id, username=body.username, password=body.password
+    )
+    return account_of(view)

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from pydantic import StringConstraints
 
 from consult import audit, visit_flow
-from recording import RecordingStore, verify_room
+from recording import RecordingStore
 from recording.composite import COMPOSITE
 from recording.errors import RecordingError
 
 from ...keys import RECORDER
+from ...recording_audit import verify_recordings
 from ..call import Call
 from ..errors import ApiError
 from ..fields import Id, Input, Output
@@ -61,6 +62,8 @@ class RecordingExport(Output):
     verified: bool
     problems: list[dict[str, Any]]
     figures: list[dict[str, Any]]
+    checkpoint: dict[str, Any] | None
+    """The newest signed checkpoint the recordings and the chain were checked against."""
 
 
 def _store(call: Call) -> RecordingStore:
@@ -118,25 +121,27 @@ async def list_recordings(call: Call, path: VisitPath) -> RecordingList:
     "GET", "/exports/visits/{visit_id}/recordings", action="export.recordings", tag="recordings"
 )
 async def export_recordings(call: Call, path: VisitPath) -> RecordingExport:
-    """For the regulator: the visit's recordings, every digest recomputed (R22; audited)."""
+    """For the regulator: the visit's recordings, every digest recomputed, and checked both
+    ways against the audit chain and the signed checkpoints (R22, R24-R26; audited)."""
     store = _store(call)
     loop = asyncio.get_running_loop()
     sessions = await loop.run_in_executor(None, _sessions, store, path.visit_id)
-    report = await loop.run_in_executor(None, verify_room, store, path.visit_id)
+    result = await verify_recordings(call.db, store, call.config, path.visit_id)
     await audit.append(
         call.db,
         "export.recordings",
         actor=call.me,
         object_type="visit",
         object_id=path.visit_id,
-        details={"sessions": len(sessions), "verified": report.ok},
+        details={"sessions": len(sessions), "verified": result["ok"]},
     )
     return RecordingExport(
         visit_id=path.visit_id,
         sessions=sessions,
-        verified=report.ok,
-        problems=[p.describe() for p in report.problems],
-        figures=report.sessions,
+        verified=result["ok"],
+        problems=result["problems"],
+        figures=result["sessions"],
+        checkpoint=result["checkpoint"],
     )
 
 

@@ -14,6 +14,7 @@ from consult import visits as visit_rows
 from consult.models import ConsentKind, VisitMode, VisitState
 from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
+from consult.visit_details import visit_details
 from consult.visit_flow import QueueEntry, VisitView
 
 from ..call import Call
@@ -58,6 +59,14 @@ class Visit(Output):
     referral_appointment: str | None
     consent_signed: bool = Field(description="The risk notice is signed (R5).")
     refusal_acknowledged: bool = Field(description="The patient signed a referral refusal.")
+    doctor_name: str = ""
+    patient_name: str | None = None
+    department_name: str | None = None
+    slot_starts_at: datetime | None = None
+    slot_ends_at: datetime | None = None
+    queue_position: int | None = Field(
+        default=None, description="Patients waiting ahead (0: next); only while waiting."
+    )
 
 
 class VisitList(Output):
@@ -138,6 +147,7 @@ class JoinToken(Output):
 async def visit_of(call: Call, view: VisitView) -> Visit:
     consent = await visit_flow.consent_signed(call.db, view.id, ConsentKind.RISK_NOTICE)
     refusal = await visit_flow.consent_signed(call.db, view.id, ConsentKind.REFERRAL_REFUSAL)
+    details = await visit_details(call.db, view.id)
     return Visit(
         id=view.id,
         state=view.state,
@@ -158,6 +168,12 @@ async def visit_of(call: Call, view: VisitView) -> Visit:
         referral_appointment=view.referral_appointment,
         consent_signed=consent,
         refusal_acknowledged=refusal,
+        doctor_name=details.doctor_name if details else "",
+        patient_name=details.patient_name if details else None,
+        department_name=details.department_name if details else None,
+        slot_starts_at=details.slot_starts_at if details else None,
+        slot_ends_at=details.slot_ends_at if details else None,
+        queue_position=details.queue_position if details else None,
     )
 
 

@@ -1,0 +1,220 @@
+"""Helpers of the console's browser tests: a server with an empty database, TOTP enrolment read
+from the QR code on the page, and layout checks from element geometry.
+
+A plain module (not a conftest): the tests import it by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from consult.totp import code_at, matching_step
+
+TELECONSULT = Path(sys.executable).parent / "teleconsult"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+WAIT_MS = 15_000
+PASSWORD = "Correct-Horse-42"
+
+
+def _ns(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, **kwargs)
+
+
+@contextmanager
+def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`teleconsult serve` on a new data directory with nothing in it but the first admin
+    (made with `teleconsult user add`, as the README says). Yields (base URL, data dir)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    subprocess.run(
+        [
+            str(TELECONSULT),
+            "user",
+            "add",
+            "--data-dir",
+            str(data_dir),
+            "--role",
+            "admin",
+            "--username",
+            "admin",
+            "--display-name",
+            "管理员",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
+    base_url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *("ip", "netns", "exec", ns, str(TELECONSULT), "serve", "--host", "127.0.0.1"),
+                *("--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"teleconsult serve exited early:\n{log.read_text(errors='replace')}")
+            probe = _ns(
+                ns,
+                "curl",
+                "--silent",
+                "--output",
+                "/dev/null",
+                "--max-time",
+                "1",
+                "--write-out",
+                "%{http_code}",
+                base_url + "/signin",
+                capture_output=True,
+                check=False,
+            )
+            if probe.stdout.strip() not in ("", "000"):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"teleconsult serve did not answer:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)  # poll interval, bounded by the deadline
+        yield base_url, data_dir
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        print(f"\n--- server log ---\n{log.read_text(errors='replace')[-6000:]}")
+
+
+def decode_qr(page: Any) -> str:
+    """The text of the QR code image on the sign-in page, decoded from its pixels (zxing-cpp)."""
+    try:
+        import zxingcpp
+    except ImportError:
+        if os.environ.get("TELECONSULT_STRICT") == "1":
+            pytest.fail("zxing-cpp is not installed (TELECONSULT_STRICT=1): pip install zxing-cpp")
+        pytest.skip("zxing-cpp is not installed (pip install zxing-cpp)")
+    from PIL import Image
+
+    src = page.get_attribute("#totp-qr-image", "src")
+    assert src and src.startswith("data:image/"), src
+    image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L")
+    results = zxingcpp.read_barcodes(image)
+    assert len(results) == 1, f"expected one QR code, found {len(results)}"
+    return str(results[0].text)
+
+
+def totp_code(secret: str) -> str:
+    """The current code, computed with the project's own TOTP module (consult/totp.py)."""
+    now = datetime.now(UTC)
+    code = code_at(secret, now)
+    assert matching_step(secret, code, now, last_step=None) is not None
+    return code
+
+
+def sign_in_and_enrol(
+    page: Any, base_url: str, username: str, password: str, shots: Path | None = None
+) -> str:
+    """Sign a staff account in for the first time: enrol TOTP by the QR code alone (the
+    secret is read from the decoded image, never from the page's text) and confirm it."""
+    page.goto(f"{base_url}/signin", wait_until="domcontentloaded")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#signin-button")
+    page.locator("#enrol").wait_for(timeout=WAIT_MS)
+    page.click("#enrol-start")
+    page.locator("#totp-qr-image").wait_for(timeout=WAIT_MS)
+    assert page.is_hidden("#totp-secret")  # the key is behind "cannot scan?"
+    if shots is not None:
+        check_layout(page, "signin-enrol", shots)
+    uri = decode_qr(page)
+    parsed = urlparse(uri)
+    assert parsed.scheme == "otpauth" and parsed.netloc == "totp", uri
+    secret = parse_qs(parsed.query)["secret"][0]
+    page.fill("#enrol-code", totp_code(secret))
+    page.click("#enrol-confirm")
+    return secret
+
+
+LAYOUT_JS = """
+() => {
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && style.visibility !== "hidden";
+  };
+  const h1 = document.querySelector(".topbar h1");
+  const style = getComputedStyle(h1);
+  const lineHeight = parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.5;
+  const box = h1.getBoundingClientRect();
+  const range = document.createRange();
+  range.selectNodeContents(h1);
+  const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+  const targets = [...document.querySelectorAll("button, a.btn, select, summary, .topbar .btn")]
+    .filter(visible)
+    .map((el) => {
+      const r = el.getBoundingClientRect();
+      return { id: el.id || el.dataset.action || el.dataset.tab || el.textContent.trim().slice(0, 20),
+               width: Math.round(r.width), height: Math.round(r.height) };
+    });
+  const keys = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const text = walker.currentNode.textContent.trim();
+    const parent = walker.currentNode.parentElement;
+    if (/^[a-z_]+(\\.[a-z_]+)+$/.test(text) && parent && visible(parent)) keys.push(text);
+  }
+  return {
+    title: h1.textContent,
+    titleLines: lines,
+    titleHeight: box.height,
+    lineHeight,
+    titleWidth: box.width,
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    small: targets.filter((t) => t.height < 44 || t.width < 44),
+    keys,
+  };
+}
+"""
+
+
+def check_layout(page: Any, name: str, shots: Path) -> None:
+    """At 390 px and 1280 px wide: the header's title on one line, no sideways scrolling,
+    every visible button and select at least 44 px each way, no untranslated string key."""
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_function(f"() => window.innerWidth === {width}")
+        layout = page.evaluate(LAYOUT_JS)
+        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+        where = f"{name} at {width} px: {layout}"
+        assert layout["titleLines"] == 1, where
+        assert layout["titleHeight"] < 1.6 * layout["lineHeight"], where
+        assert layout["overflow"] <= 1, where
+        assert layout["small"] == [], where
+        assert layout["keys"] == [], where
+    page.set_viewport_size({"width": 1280, "height": 900})
