@@ -2,7 +2,14 @@
 
     .venv/bin/python bench/sfu_forwarding.py [--publishers 2] [--subscribers 4] [--seconds 20]
         [--engines ours,relay] [--warmup 3] [--audio] [--no-latency]
-        [--cpu-target 0.5] [--rss-every 10]
+        [--cpu-target 0.5] [--rss-every 10] [--baseline-tree /work/main]
+
+--engines baseline (with --baseline-tree DIR) runs our SFU as another checkout has it (e.g. main):
+DIR/bench/sfu_server.py, which imports DIR's media/. Alternate the two to measure a change side by
+side in one run:
+
+    .venv/bin/python bench/sfu_forwarding.py --engines baseline,ours,baseline,ours \
+        --baseline-tree /work/main
 
 Each engine runs in its own server process (bench/sfu_server.py), so its CPU time (utime+stime
 of all its threads, from /proc) and RSS are its alone. This process is the load generator:
@@ -70,6 +77,7 @@ from stream_counter import CounterSnapshot, window_loss  # noqa: E402
 from media import _aiortc_seam as seam  # noqa: E402
 
 SERVER = Path(__file__).resolve().parent / "sfu_server.py"
+BASELINE_SERVER = SERVER  # --baseline-tree DIR: DIR/bench/sfu_server.py
 
 #: What --cpu-target checks (the latency is the server's, packet in to packet out).
 TARGET_P50_MS = 2.0
@@ -137,7 +145,10 @@ async def start_server(
     With ``prefix`` the command must exec the server (as ``ip netns exec`` does), so that the
     process's pid is the server's.
     """
-    args = [*prefix, sys.executable, str(SERVER), "--engine", engine, "--address", address]
+    server = SERVER
+    if engine == "baseline":
+        server, engine = BASELINE_SERVER, "ours"
+    args = [*prefix, sys.executable, str(server), "--engine", engine, "--address", address]
     if not latency:
         args.append("--no-latency")
     # the server stops at end of file on its stdin: it never outlives this process
@@ -600,7 +611,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--subscribers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
-    parser.add_argument("--engines", default="ours,relay", help="comma-separated: ours, relay")
+    parser.add_argument(
+        "--engines", default="ours,relay", help="comma-separated: ours, relay, baseline"
+    )
+    parser.add_argument(
+        "--baseline-tree", default=None, help="a checkout whose SFU the baseline engine runs"
+    )
     parser.add_argument("--audio", action="store_true", help="each publisher adds Opus audio")
     parser.add_argument("--no-latency", action="store_true", help="no latency instrumentation")
     ramp = parser.add_argument_group("latency at a server CPU load (ours only)")
@@ -648,7 +664,14 @@ def parse_args() -> argparse.Namespace:
     if args.cpu_target and not engines_given:
         args.engines = "ours"
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = set(args.engines) - {"ours", "relay"}
+    unknown = set(args.engines) - {"ours", "relay", "baseline"}
+    if "baseline" in args.engines:
+        if not args.baseline_tree:
+            parser.error("--engines baseline needs --baseline-tree DIR")
+        global BASELINE_SERVER
+        BASELINE_SERVER = Path(args.baseline_tree).resolve() / "bench" / "sfu_server.py"
+        if not BASELINE_SERVER.exists():
+            parser.error(f"{BASELINE_SERVER} does not exist")
     if unknown or not args.engines:
         parser.error(f"unknown engines: {', '.join(sorted(unknown)) or '(none)'}")
     if args.publishers < 1 or args.subscribers < 1 or args.seconds <= 0:

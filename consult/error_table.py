@@ -9,8 +9,9 @@ fails on a code without its texts, or on one that a boundary raises but the tabl
 
 Categories: ``unauthenticated`` 401, ``forbidden`` 403, ``not_found`` 404, ``invalid`` 422,
 ``bad_request`` 400 (the shape of a request), ``conflict`` 409 (the current state), ``rule`` 409
-(a rule of care), ``too_large`` 413, ``unsupported`` 415, ``unavailable`` 503, ``internal`` 500,
-``client`` (made by the browser; never sent by the server).
+(a rule of care), ``too_large`` 413, ``unsupported`` 415, ``not_acceptable`` 406,
+``unavailable`` 503, ``internal`` 500, ``client`` (made by the browser; never sent by the
+server).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CATEGORY_STATUS: Final[Mapping[str, int]] = {
     "rule": 409,
     "too_large": 413,
     "unsupported": 415,
+    "not_acceptable": 406,
     "unavailable": 503,
     "internal": 500,
     "client": 0,
@@ -302,6 +304,64 @@ _ROWS: Final = [
         "The word is empty or longer than 64 characters.",
     ),
     ("word_not_found", "not_found", "词表里没有这个词。", "The word is not on the list."),
+    # --- Imaging (DICOM, DICOMweb) ---
+    ("study_not_found", "not_found", "找不到这项检查。", "The study does not exist."),
+    (
+        "study_not_linked",
+        "conflict",
+        "这项检查还没有关联到就诊。",
+        "The study is not attached to a visit.",
+    ),
+    ("instance_not_found", "not_found", "找不到这幅影像。", "The image does not exist."),
+    ("frame_not_found", "not_found", "找不到这一帧影像。", "The frame does not exist."),
+    ("bulkdata_not_found", "not_found", "找不到这部分影像数据。", "The image data does not exist."),
+    ("dicom_invalid", "invalid", "DICOM 数据不符合要求。", "The DICOM data is not acceptable."),
+    (
+        "dicom_malformed",
+        "invalid",
+        "文件不是格式正确的 DICOM 文件。",
+        "The file is not a well-formed DICOM file.",
+    ),
+    (
+        "dicom_missing_attribute",
+        "invalid",
+        "DICOM 文件缺少必需的属性。",
+        "A required DICOM attribute is missing.",
+    ),
+    (
+        "dicom_invalid_uid",
+        "invalid",
+        "DICOM 标识符（UID）格式不正确。",
+        "A DICOM UID is malformed.",
+    ),
+    (
+        "dicom_unsupported_transfer_syntax",
+        "invalid",
+        "不支持这种 DICOM 传输语法。",
+        "The DICOM transfer syntax is not supported.",
+    ),
+    (
+        "dicom_pixel_data_invalid",
+        "invalid",
+        "影像像素数据与影像描述不符。",
+        "The pixel data does not match the image description.",
+    ),
+    ("dicom_too_large", "invalid", "DICOM 数据太大。", "The DICOM data is too large."),
+    (
+        "dicom_study_mismatch",
+        "invalid",
+        "这幅影像属于另一项检查。",
+        "The image belongs to another study.",
+    ),
+    ("frame_not_renderable", "invalid", "这一帧影像无法显示。", "The frame cannot be rendered."),
+    ("bad_multipart", "bad_request", "上传内容的格式不正确。", "The upload is not well-formed."),
+    ("too_many_frames", "bad_request", "一次请求的帧数太多。", "Too many frames in one request."),
+    (
+        "not_acceptable",
+        "not_acceptable",
+        "无法以所要求的格式提供。",
+        "It cannot be given in the format asked for.",
+    ),
     # --- Categories (a refusal without a more specific code) ---
     ("not_found", "not_found", "找不到相应的记录。", "Not found."),
     ("invalid_input", "invalid", "填写的内容不正确。", "Some of the input is not valid."),

@@ -125,6 +125,10 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "chat.upload_image": _roles(DOC, PAT),
     "chat.view_image": _roles(DOC, PAT),
     "chat.export": _roles(DOC, PAT),
+    # Imaging (issue 15, R19-R21, R37); relationships in consult.imaging.access.
+    "imaging.store": _roles(DOC, NUR, OPR),
+    "imaging.read": _roles(PAT, DOC, NUR, OPR),
+    "imaging.share": _roles(DOC),
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Audit, reports, export (R22, R25).
@@ -159,7 +163,15 @@ ENROLMENT_ACTIONS: Final = frozenset(
 )
 """All that a staff session without a confirmed TOTP secret may do (R33)."""
 
-CLINICAL_PREFIXES: Final = ("patient.", "visit.", "queue.", "consent.", "room.", "chat.")
+CLINICAL_PREFIXES: Final = (
+    "patient.",
+    "visit.",
+    "queue.",
+    "consent.",
+    "room.",
+    "chat.",
+    "imaging.",
+)
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
     {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}

@@ -16,6 +16,13 @@ An SFU must do neither, so we cut in at the packet level:
   counters true for the packets we send, so receivers can map RTP time to wall-clock time.
 * sender reports in: ``receiver._handle_rtcp_packet(packet)`` receives the publisher's RTCP; we
   wrap it (aiortc still sees every packet) to read the NTP <-> RTP time pairs of its SRs.
+* simulcast: aiortc negotiates no rid header extension and routes a packet of an unknown SSRC by
+  its payload type alone. We add the rid extensions to a publishing transceiver's negotiated
+  list (so the answer carries them and the transport parses them), and let the transport's
+  ``RtpRouter`` route an unknown SSRC by its mid header extension first.
+* bandwidth: aiortc's receive-side estimator (``aiortc.rate.RemoteBitrateEstimator``, from the
+  abs-send-time extension) never runs on an intercepted receiver; the Producer runs one itself and
+  sends REMB upstream with ``receiver._send_rtcp`` from the receiver's RTCP SSRC.
 * liveness: ``RTCDtlsTransport`` counts the datagrams it receives for its stats; we read that
   counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
@@ -31,7 +38,9 @@ tests/media/test_seam.py pins each of these; an aiortc upgrade that moves one fa
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,13 +49,21 @@ import aioice.stun
 import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rate import RemoteBitrateEstimator as _RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 
 from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
 
@@ -125,6 +142,120 @@ def route_ssrc_to(receiver: RTCRtpReceiver, ssrc: int) -> None:
     payload type alone, which fails as soon as two video m-lines share the RTX payload type.
     """
     receiver.transport._rtp_router.ssrc_table[ssrc] = receiver
+
+
+def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, int]) -> None:
+    """Negotiate ``extensions`` (URI -> the offer's id) on ``transceiver`` too.
+
+    Call between setRemoteDescription and createAnswer: the answer then lists them and the
+    transport parses them on the packets it receives.
+    """
+    present = {ext.uri for ext in transceiver._headerExtensions}
+    for uri, ext_id in extensions.items():
+        if uri not in present:
+            transceiver._headerExtensions.append(
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+            )
+
+
+_mid_routed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def route_by_mid(receiver: RTCRtpReceiver) -> None:
+    """Route packets of an SSRC the transport does not know by their mid header extension.
+
+    A simulcast publisher announces no SSRC: each layer's first packets carry the mid (and rid).
+    aiortc registers the receiver's mid but routes by payload type only, which fails as soon as
+    two video m-lines share a payload type. Idempotent per transport.
+    """
+    router = receiver.transport._rtp_router
+    if router in _mid_routed:
+        return
+    _mid_routed.add(router)
+    original = router.route_rtp
+
+    def route_rtp(packet: RtpPacket) -> Any:
+        if packet.ssrc not in router.ssrc_table:
+            mid = packet.extensions.mid
+            target = router.mid_table.get(mid) if mid is not None else None
+            if target is not None:
+                router.ssrc_table[packet.ssrc] = target
+                return target
+        return original(packet)
+
+    router.route_rtp = route_rtp  # type: ignore[method-assign]
+
+
+def route_feedback_of(sender: RTCRtpSender, ssrc: int) -> None:
+    """Deliver RTCP about ``ssrc`` (the sender's RTX stream) to ``sender`` too.
+
+    A receiver that gets only probes for a while (they travel on the RTX stream) sends REMBs
+    that name only the RTX SSRC; aiortc would route them nowhere.
+    """
+    sender.transport._rtp_router.register_sender(sender, ssrc)
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
+    """Send a REMB (the bitrate the publisher may use for ``ssrcs``); False if the receiver
+    has not started its RTCP yet."""
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None:
+        return False
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)
+    )
+    await receiver._send_rtcp(packet)
+    return True
+
+
+class _WindowRate:
+    """What ``RemoteBitrateEstimator.incoming_bitrate`` (aiortc's ``RateCounter``) does, in
+    O(1): bits per second over the last ``window_ms``. aiortc's counter walks a 1000-slot ring
+    one millisecond at a time on every call, which made the estimator cost as much as
+    forwarding the packet to several subscribers."""
+
+    __slots__ = ("_bytes", "_first_ms", "_items", "_scale", "_window_ms")
+
+    def __init__(self, window_ms: int = 1000, scale: int = 8000) -> None:
+        self._window_ms = window_ms
+        self._scale = scale
+        self._items: collections.deque[tuple[int, int]] = collections.deque()
+        self._bytes = 0
+        self._first_ms: int | None = None
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._first_ms is None:
+            self._first_ms = now_ms
+        self._erase_old(now_ms)
+        self._items.append((now_ms, value))
+        self._bytes += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._first_ms is None:
+            return None
+        self._erase_old(now_ms)
+        active = min(now_ms - self._first_ms + 1, self._window_ms)
+        if not self._items or active <= 1:
+            return None
+        return round(self._scale * self._bytes / active)
+
+    def reset(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+        self._first_ms = None
+
+    def _erase_old(self, now_ms: int) -> None:
+        oldest = now_ms - self._window_ms + 1
+        items = self._items
+        while items and items[0][0] < oldest:
+            self._bytes -= items.popleft()[1]
+
+
+def RemoteBitrateEstimator() -> _RemoteBitrateEstimator:
+    """aiortc's receive-side estimator (abs-send-time, AIMD), with an O(1) rate counter."""
+    estimator = _RemoteBitrateEstimator()
+    estimator.incoming_bitrate = _WindowRate()  # type: ignore[assignment]
+    return estimator
 
 
 SenderReportHandler = Callable[[int, int, int], None]

@@ -24,9 +24,22 @@ from aiortc.rtp import (
 )
 
 from . import _aiortc_seam as seam
+from .bandwidth import (
+    DROP,
+    MIN_PROBE_BPS,
+    PADDING_BYTES,
+    PAUSE_AFTER_S,
+    PAUSE_BELOW,
+    PROBE_SHARE,
+    RESUME_ABOVE,
+    STEADY_S,
+    ProbeBudget,
+    choose_layer,
+)
 from .keyframes import keyframe_start
 from .rtp_writer import RtpWriter
 from .tracking import track
+from .vp8 import Vp8Numbering
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -37,10 +50,16 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 512
 #: While a video Consumer waits for a keyframe, it asks the publisher again this often.
 KEYFRAME_RETRY_S = 1.0
-#: Video pauses when the subscriber's estimate (REMB) falls below this share of the stream's
-#: bitrate, and resumes when it is back above the second share.
-CONGESTED_BELOW = 0.8
-UNCONGESTED_ABOVE = 1.1
+#: Retransmissions to a subscriber take at most this share of its estimate per second (the
+#: share of an unknown estimate: of this).
+RESEND_SHARE = 0.25
+RESEND_UNLIMITED_BPS = 10_000_000
+#: A video Consumer looks at its estimate and the layers this often (and on each REMB).
+EVALUATE_EVERY_S = 0.5
+_NTP_SECOND = 1 << 32
+
+#: ``callback(consumer, paused)`` when video stops or starts again for congestion.
+CongestionCallback = Any
 
 
 def codecs_match(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
@@ -65,9 +84,14 @@ class Consumer:
 
     Sequence numbers and timestamps are offsets of the Producer's. Whenever forwarding starts
     again (first packet, resume after a pause, mute or congestion, a new Producer after the
-    publisher re-joined), the offsets are re-based so that the subscriber sees the next sequence
-    number and a timestamp advanced by the wall-clock time that passed: never a jump it would
-    take for loss. Video resumes only on a keyframe. Video packets are kept to answer NACKs.
+    publisher re-joined, a switch to another simulcast layer), the offsets are re-based so that
+    the subscriber sees the next sequence number and a timestamp advanced by the wall-clock time
+    that passed: never a jump it would take for loss. Video resumes, and switches layer, only on
+    a keyframe. Video packets are kept to answer NACKs.
+
+    The subscriber's estimate (REMB) picks the layer (media/bandwidth.py). Video stops only when
+    even the lowest layer is far above the estimate for a while, and then padding keeps probing
+    so that the estimate can recover; it resumes with a keyframe.
     """
 
     def __init__(
@@ -103,11 +127,27 @@ class Consumer:
         # pausing
         self._paused = False
         self._congested = False
+        self._congested_since: float | None = None  # monotonic time the estimate fell short
+        self._estimate_fell_at = -STEADY_S  # monotonic time the estimate last dropped
+        self._on_congestion: list[CongestionCallback] = []
+        # layers (simulcast): the one forwarded, the one wanted; a switch waits for its keyframe
+        self._layer = 0
+        self._target = 0
+        self.layer_switches = 0
+        self._next_evaluation = 0  # NTP time
+        self._vp8 = self._numbering_for(producer)
+        self._probe = ProbeBudget()
+        self._probe_writer: RtpWriter | None = None
+        self._media_bytes = 0
+        self.probe_packets_sent = 0
         self._history: list[bytes | None] | None = (
             [None] * HISTORY_SIZE if self.kind == "video" else None
         )
         self.packets_sent = 0
         self.packets_resent = 0
+        self.resends_refused = 0
+        self._resend_window_at = 0.0
+        self._resend_bytes = 0
         self.keyframe_requests_received = 0
         self.remb_bitrate: int | None = None
         self._on_close: list[Any] = []
@@ -143,6 +183,26 @@ class Consumer:
     def congested(self) -> bool:
         return self._congested
 
+    @property
+    def layer(self) -> int:
+        """The simulcast layer forwarded (0 = lowest, the only one without simulcast)."""
+        return self._layer
+
+    @property
+    def target_layer(self) -> int:
+        return self._target
+
+    @staticmethod
+    def _numbering_for(producer: Producer) -> Vp8Numbering | None:
+        """Simulcast VP8 needs its picture ids kept continuous across layer switches."""
+        if producer.simulcast and producer.codec.mimeType.lower() == "video/vp8":
+            return Vp8Numbering()
+        return None
+
+    def on_congestion(self, callback: CongestionCallback) -> None:
+        """Call ``callback(self, paused)`` when video stops, or starts again, for congestion."""
+        self._on_congestion.append(callback)
+
     def _negotiated(self) -> bool:
         """Bind to what the subscriber accepted; False if it accepted no matching codec."""
         codecs = seam.negotiated_codecs(self._transceiver)
@@ -158,12 +218,21 @@ class Consumer:
                     None,
                 )
                 self._mid = seam.sender_mid(self._sender) or self._transceiver.mid
+                extension_ids = seam.negotiated_extension_ids(self._transceiver)
                 self._writer = RtpWriter(
                     ssrc=self._ssrc,
                     payload_type=codec.payloadType,
-                    extension_ids=seam.negotiated_extension_ids(self._transceiver),
+                    extension_ids=extension_ids,
                     mid=self._mid,
                 )
+                if self._rtx_payload_type is not None:
+                    seam.route_feedback_of(self._sender, self._rtx_ssrc)
+                    self._probe_writer = RtpWriter(
+                        ssrc=self._rtx_ssrc,
+                        payload_type=self._rtx_payload_type,
+                        extension_ids=extension_ids,
+                        mid=self._mid,
+                    )
                 return True
         self._writer = None
         return False
@@ -189,15 +258,36 @@ class Consumer:
         self.producer._remove_consumer(self)
         self.producer = producer
         producer._add_consumer(self)
+        self._layer = self._target = 0
+        producer._layers_wanted()
+        # the same subscriber stream: keep counting where it was (re-based on the next keyframe)
+        self._vp8 = self._vp8 or self._numbering_for(producer)
         self._resumed()
 
     # --- hot path ----------------------------------------------------------------------------
 
-    async def _forward(self, packet: RtpPacket, ntp: int, send_time: bytes) -> None:
-        """Send ``packet`` on to the subscriber; ``ntp``/``send_time``: now, computed once per
-        incoming packet by the Producer."""
+    async def _forward(self, packet: RtpPacket, layer: int, ntp: int, send_time: bytes) -> None:
+        """Send ``packet`` (of simulcast ``layer``) on to the subscriber; ``ntp``/``send_time``:
+        now, computed once per incoming packet by the Producer."""
         writer = self._writer
-        if writer is None or self._paused or self._congested:
+        if writer is None or self._paused:
+            return
+        if self._history is not None and ntp >= self._next_evaluation:
+            self._next_evaluation = ntp + int(EVALUATE_EVERY_S * _NTP_SECOND)
+            self._evaluate()
+        if self._probe.rate:
+            await self._send_probes(send_time)
+        if layer != self._layer:
+            if layer != self._target or self._congested:
+                return
+            if not keyframe_start(self.producer.codec.mimeType, packet.payload):
+                return
+            # the wanted layer's keyframe: switch, numbering continuous
+            self._layer = layer
+            self.producer._layers_wanted()
+            self._rebase = True
+            self.layer_switches += 1
+        elif self._congested:
             return
         if self._rebase:
             if not self._start(packet):
@@ -210,13 +300,14 @@ class Consumer:
             sequence_number=seq,
             timestamp=ts,
             marker=packet.marker,
-            payload=packet.payload,
+            payload=packet.payload if self._vp8 is None else self._vp8.rewrite(packet.payload),
             padding_size=packet.padding_size,
             send_time=send_time,
             audio_level=packet.extensions.audio_level,
         )
         if self._history is not None:
             self._history[seq % HISTORY_SIZE] = data
+            self._media_bytes += len(data)
         if self._last_out_seq is None or _older(self._last_out_seq, seq):
             self._last_out_seq = seq
             self._last_out_ts = ts
@@ -227,6 +318,30 @@ class Consumer:
             return
         seam.note_sent(self._sender, ts, len(packet.payload), ntp)
         self.packets_sent += 1
+
+    async def _send_probes(self, send_time: bytes) -> None:
+        """Padding on the RTX stream, so the subscriber's estimate can grow (never decoded)."""
+        writer = self._probe_writer
+        media, self._media_bytes = self._media_bytes, 0
+        count = self._probe.due(time.monotonic(), media)
+        if writer is None or not count:
+            return
+        for _ in range(count):
+            data = writer.write(
+                sequence_number=self._rtx_seq,
+                timestamp=self._last_out_ts,
+                marker=0,
+                payload=b"",
+                padding_size=PADDING_BYTES,
+                send_time=send_time,
+                audio_level=None,
+            )
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            try:
+                await seam.send_rtp(self._sender, data)
+            except ConnectionError:
+                return
+            self.probe_packets_sent += 1
 
     def _start(self, packet: RtpPacket) -> bool:
         """Re-base the offsets on ``packet``; False while a video stream waits for a keyframe."""
@@ -239,8 +354,10 @@ class Consumer:
                 # ask again while none comes: a request can be lost, or ignored by an encoder
                 # that made a keyframe a moment ago (browsers skip requests within ~300 ms)
                 self._keyframe_asked_at = now
-                self.producer.request_keyframe()
+                self.producer.request_keyframe(self._target)
             return False
+        if self._vp8 is not None:
+            self._vp8.rebase(packet.payload)
         if self._last_out_seq is None:
             out_seq = random.randint(0, 0x7FFF)
             out_ts = random.getrandbits(32)
@@ -269,33 +386,118 @@ class Consumer:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except (ValueError, struct.error):  # a count the FCI does not hold (tests/fuzz)
                 return
-            if self._ssrc in ssrcs:
+            if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
+                dropped = self.remb_bitrate is not None and bitrate < self.remb_bitrate
+                if dropped and bitrate < self.remb_bitrate * DROP:  # type: ignore[operator]
+                    self._estimate_fell_at = time.monotonic()
                 self.remb_bitrate = bitrate
-                self._check_congestion()
+                self._evaluate()
+                if dropped:
+                    self.producer.update_remb(estimate_dropped=True)
 
-    def _check_congestion(self) -> None:
-        """Pause video the subscriber cannot take (audio always goes), resume when it can."""
-        if self.kind != "video" or self.remb_bitrate is None:
+    def _evaluate(self) -> None:
+        """Pick the layer the estimate carries; stop video only when even the lowest is far
+        out of reach for :data:`PAUSE_AFTER_S`; set how much to probe."""
+        if self.kind != "video" or self._closed:
             return
-        needed = self.producer.bitrate
-        if not needed:
+        producer = self.producer
+        estimate = self.remb_bitrate
+        if estimate is None:
+            if not producer.simulcast:
+                return
+            # no estimate yet: start on the best layer, so that the receiver's first estimate
+            # (which it takes from what it receives) is not held down by a low layer
+            estimate = 1 << 40
+        now = time.monotonic()
+        needs = producer.layer_needs(int(now * 1000))
+        active = [need for need in needs if need is not None]
+        if not active:
+            self._probe.set_rate(0)
             return
-        if not self._congested and self.remb_bitrate < needed * CONGESTED_BELOW:
-            self._congested = True
-            logger.info("video paused for a congested subscriber", extra={"consumer_id": self.id})
-        elif self._congested and self.remb_bitrate >= needed * UNCONGESTED_ABOVE:
-            self._congested = False
-            logger.info("video resumed", extra={"consumer_id": self.id})
+        lowest = active[0]
+        if self._congested:
+            if estimate >= lowest * RESUME_ABOVE:
+                self._set_congested(False)
+            else:
+                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                return
+        elif estimate < lowest * PAUSE_BELOW:
+            if self._congested_since is None:
+                self._congested_since = now
+            elif now - self._congested_since >= PAUSE_AFTER_S:
+                self._set_congested(True)
+                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                return
+        else:
+            self._congested_since = None
+        steady = now - self._estimate_fell_at >= STEADY_S
+        target = choose_layer(needs, estimate, self._layer, steady=steady)
+        if target != self._target:
+            logger.debug(
+                "consumer %s: layer %d -> %d (estimate %d, layers %s)",
+                self.id[:8],
+                self._target,
+                target,
+                estimate,
+                needs,
+            )
+            self._target = target
+            producer._layers_wanted()
+            if target != self._layer:
+                self._keyframe_asked_at = now
+                producer.request_keyframe(target)
+        elif target != self._layer and (
+            self._keyframe_asked_at is None or now - self._keyframe_asked_at >= KEYFRAME_RETRY_S
+        ):
+            # still waiting for the wanted layer's keyframe: a request can be lost or ignored
+            self._keyframe_asked_at = now
+            producer.request_keyframe(target)
+        # probe towards the next layer up (its last known rate), as far as the estimate goes
+        # probe towards the next layer up (its last known rate), only while the estimate is
+        # steady (padding on a link that just showed overuse only adds to the queue), and to a
+        # little under the estimate: the receiver's estimate may grow to 1.5 times that
+        above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
+        if above and target == self._layer and steady:
+            self._probe.set_rate(int(min(above[0], estimate * PROBE_SHARE)))
+        else:
+            self._probe.set_rate(0)
+
+    def _set_congested(self, congested: bool) -> None:
+        self._congested = congested
+        self._congested_since = None
+        if congested:
+            logger.info(
+                "video paused for a congested subscriber",
+                extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
+            )
+        else:
+            logger.info(
+                "video resumed", extra={"consumer_id": self.id, "estimate": self.remb_bitrate}
+            )
+            self._probe.set_rate(0)
             self._resumed()
+        for callback in tuple(self._on_congestion):
+            callback(self, congested)
 
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
             return
+        now = time.monotonic()
+        if now - self._resend_window_at >= 1.0:
+            self._resend_window_at = now
+            self._resend_bytes = 0
+        # retransmissions take at most a share of the estimate: on a congested link, answering
+        # every NACK doubles what it must carry, and the loss with it
+        budget = (self.remb_bitrate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
         for seq in lost:
             data = self._history[seq % HISTORY_SIZE]
             # the sequence number sits in bytes 2-3 of the RTP header
             if data is None or int.from_bytes(data[2:4], "big") != seq:
                 continue
+            if self._resend_bytes + len(data) > budget:
+                self.resends_refused += 1
+                continue
+            self._resend_bytes += len(data)
             if self._rtx_payload_type is not None:
                 original = RtpPacket.parse(data, self._extensions)
                 rtx = wrap_rtx(
@@ -318,7 +520,7 @@ class Consumer:
         self._on_close.append(callback)
 
     def request_keyframe(self) -> None:
-        self.producer.request_keyframe()
+        self.producer.request_keyframe(self._target)
 
     # --- close -------------------------------------------------------------------------------
 
@@ -329,6 +531,7 @@ class Consumer:
         self._closed = True
         self._writer = None
         self._history = None
+        self._on_congestion.clear()
         self.producer._remove_consumer(self)
         for callback in self._on_close:
             callback(self)

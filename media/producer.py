@@ -13,6 +13,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import _aiortc_seam as seam
+from .bandwidth import MIN_UPSTREAM_BPS
 from .errors import ClosedError
 from .rtp_writer import abs_send_time, ntp_now
 from .tracking import track
@@ -25,6 +26,64 @@ logger = logging.getLogger(__name__)
 
 #: Keyframe requests to one publisher are coalesced to at most one per window.
 KEYFRAME_WINDOW_S = 0.3
+#: A layer that sent nothing for this long is off (the publisher's encoder dropped it).
+LAYER_IDLE_MS = 1500
+#: The REMB to the publisher is sent at least this often, and at once when it drops by
+#: more than :data:`REMB_DROP`.
+REMB_INTERVAL_MS = 1000
+REMB_DROP = 0.9
+#: Packets sent within 5 ms (abs-send-time is 6.18 fixed-point seconds) form one group for the
+#: uplink estimator, as in its own inter-arrival filter.
+GROUP_SPAN = 5 * (1 << 18) // 1000
+
+
+class Layer:
+    """One encoding of the track: the only one, or a simulcast layer (by rid, lowest first)."""
+
+    __slots__ = (
+        "_keyframe_timer",
+        "_keyframe_wanted",
+        "_last_keyframe_request",
+        "_rate_bytes",
+        "_rate_start_ms",
+        "bitrate",
+        "index",
+        "last_packet_ms",
+        "nack",
+        "packets_received",
+        "rid",
+        "rtx_ssrc",
+        "ssrc",
+    )
+
+    def __init__(self, index: int, rid: str | None, video: bool) -> None:
+        self.index = index
+        self.rid = rid
+        self.ssrc: int | None = None
+        self.rtx_ssrc: int | None = None
+        self.nack = seam.NackGenerator() if video else None
+        self._rate_start_ms: int | None = None
+        self._rate_bytes = 0
+        self.bitrate = 0  # bits per second over the last second (kept while the layer is off)
+        self.last_packet_ms: int | None = None
+        self.packets_received = 0
+        self._last_keyframe_request = -KEYFRAME_WINDOW_S
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframe_wanted = False
+
+    def measure(self, size: int, now_ms: int) -> None:
+        self.last_packet_ms = now_ms
+        if self._rate_start_ms is None:
+            self._rate_start_ms = now_ms
+        self._rate_bytes += size
+        elapsed = now_ms - self._rate_start_ms
+        if elapsed >= 1000:
+            self.bitrate = self._rate_bytes * 8000 // elapsed
+            self._rate_start_ms = now_ms
+            self._rate_bytes = 0
+
+    def active(self, now_ms: int) -> bool:
+        return self.last_packet_ms is not None and now_ms - self.last_packet_ms < LAYER_IDLE_MS
 
 
 class Producer:
@@ -41,6 +100,7 @@ class Producer:
         *,
         rtx_payload_type: int | None = None,
         rtx_ssrc: int | None = None,
+        rids: tuple[str, ...] = (),
     ) -> None:
         self.id = uuid.uuid4().hex
         self.kind: str = transceiver.kind
@@ -54,16 +114,27 @@ class Producer:
         self._closed = False
         self._close_done = asyncio.Event()
         self._paused = False
-        self._ssrc: int | None = None
         self._rtx_payload_type = rtx_payload_type
-        self._nack = seam.NackGenerator() if self.kind == "video" else None
-        self._last_keyframe_request = -KEYFRAME_WINDOW_S
-        self._keyframe_timer: asyncio.TimerHandle | None = None
-        self._keyframe_wanted = False
+        video = self.kind == "video"
+        #: the encodings, lowest first; one unless the publisher sends simulcast
+        self.layers: list[Layer] = [
+            Layer(i, rid, video) for i, rid in enumerate(rids[:4] if video else ())
+        ] or [Layer(0, None, video)]
+        self.simulcast = len(self.layers) > 1
+        self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
+        self._by_ssrc: dict[int, Layer] = {}
+        self._wanted = [False] * len(self.layers)  # by layer: a Consumer forwards it
+        if rtx_ssrc is not None and not self.simulcast:
+            self.layers[0].rtx_ssrc = rtx_ssrc
+            self._by_ssrc[rtx_ssrc] = self.layers[0]
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rate_start_ms: int | None = None
-        self._rate_bytes = 0
-        self.bitrate = 0  # bits per second over the last second
+        # the publisher's uplink, estimated from abs-send-time (video only, as aiortc does)
+        self._estimator = seam.RemoteBitrateEstimator() if video else None
+        self.uplink_estimate: int | None = None
+        self._group: list[int] | None = None  # (first, last send time, last arrival, bytes)
+        self.remb_sent: int | None = None  # the last REMB value sent upstream
+        self._remb_sent_ms = 0
+        self._remb_task: asyncio.Task[None] | None = None
         self.packets_received = 0
         self.packets_dropped = 0
         self.packets_recovered = 0
@@ -78,6 +149,8 @@ class Producer:
         seam.observe_sender_reports(self._receiver, self._on_sender_report)
         if rtx_ssrc is not None:
             seam.route_ssrc_to(self._receiver, rtx_ssrc)
+        if self.simulcast:
+            seam.route_by_mid(self._receiver)
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -98,9 +171,21 @@ class Producer:
         if self._closed:
             raise ClosedError(f"producer {self.id} is closed")
         self._consumers[consumer.id] = consumer
+        self._layers_wanted()
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         self._consumers.pop(consumer.id, None)
+        self._layers_wanted()
+
+    def _layers_wanted(self) -> None:
+        """Note which layers some Consumer forwards or waits for: the others' packets stop at
+        the Producer (a simulcast layer nobody takes costs only its reception)."""
+        wanted = [False] * len(self.layers)
+        for consumer in self._consumers.values():
+            for index in (consumer.layer, consumer.target_layer):
+                if 0 <= index < len(wanted):
+                    wanted[index] = True
+        self._wanted = wanted
 
     @property
     def taps(self) -> list[ProducerTap]:
@@ -119,6 +204,23 @@ class Producer:
         if tap in self._taps:
             self._taps.remove(tap)
 
+    @property
+    def _ssrc(self) -> int | None:
+        """The SSRC of the first (or only) encoding."""
+        return self.layers[0].ssrc
+
+    @property
+    def bitrate(self) -> int:
+        """Bits per second received over the last second, all layers."""
+        return sum(layer.bitrate for layer in self.layers)
+
+    def layer_needs(self, now_ms: int) -> list[int | None]:
+        """Each layer's bitrate, None for a layer not being received (lowest first)."""
+        return [
+            layer.bitrate if layer.active(now_ms) and layer.bitrate else None
+            for layer in self.layers
+        ]
+
     def _on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
         if self._closed or ssrc != self._ssrc:
             return
@@ -131,23 +233,52 @@ class Producer:
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         if self._closed:
             return
+        layer = self._by_ssrc.get(packet.ssrc)
+        if layer is None:
+            layer = self._learn(packet)
+            if layer is None:
+                self.packets_dropped += 1  # FEC, a codec we did not agree on, an unknown rid
+                return
+        estimator = self._estimator
+        if estimator is not None:
+            sent_at = packet.extensions.abs_send_time
+            if sent_at is not None:
+                size = len(packet.payload) + packet.padding_size
+                group = self._group
+                if group is not None and (sent_at - group[0]) & 0xFFFFFF <= GROUP_SPAN:
+                    # the same 5 ms group: the estimator only looks at its last packet's times
+                    # and its size, so it is fed once per group (a quarter of the calls)
+                    group[1] = sent_at
+                    group[2] = arrival_time_ms
+                    group[3] += size
+                else:
+                    if group is not None:
+                        remb = estimator.add(
+                            arrival_time_ms=group[2],
+                            abs_send_time=group[1],
+                            payload_size=group[3],
+                            ssrc=packet.ssrc,
+                        )
+                        if remb is not None:
+                            self.uplink_estimate = remb[0]
+                    self._group = [sent_at, sent_at, arrival_time_ms, size]
+            if arrival_time_ms - self._remb_sent_ms >= REMB_INTERVAL_MS:
+                self.update_remb(arrival_time_ms)
         if packet.payload_type != self._payload_type:
-            if packet.payload_type != self._rtx_payload_type or self._ssrc is None:
-                self.packets_dropped += 1  # FEC, or a codec we did not agree on
+            if packet.payload_type != self._rtx_payload_type or layer.ssrc is None:
+                self.packets_dropped += 1
                 return
             if len(packet.payload) < 2:
                 self.packets_dropped += 1  # RTX padding: a bandwidth probe
                 return
-            packet = unwrap_rtx(packet, payload_type=self._payload_type, ssrc=self._ssrc)
+            packet = unwrap_rtx(packet, payload_type=self._payload_type, ssrc=layer.ssrc)
             self.packets_recovered += 1
-        elif self._ssrc is None:
-            self._ssrc = packet.ssrc
-            if self._keyframe_wanted:
-                self._send_keyframe_request()
         self.packets_received += 1
-        self._measure(len(packet.payload), arrival_time_ms)
-        if self._nack is not None and self._nack.add(packet):
-            await self._send_nack(sorted(self._nack.missing))
+        layer.packets_received += 1
+        layer.measure(len(packet.payload), arrival_time_ms)
+        nack = layer.nack
+        if nack is not None and nack.add(packet):
+            await self._send_nack(layer, sorted(nack.missing))
         if self.kind == "audio":
             level = packet.extensions.audio_level
             if level is not None:
@@ -155,32 +286,90 @@ class Producer:
                 self._level_count += 1
         if self._paused:
             return
-        for tap in self._taps:
-            tap.on_rtp(packet)
-        if not self._consumers:
+        if layer.index == 0:
+            for tap in self._taps:
+                tap.on_rtp(packet)
+        index = layer.index
+        if not self._wanted[index]:
             return
         ntp = ntp_now()
         send_time = abs_send_time(ntp)
         for consumer in tuple(self._consumers.values()):
-            await consumer._forward(packet, ntp, send_time)
+            await consumer._forward(packet, index, ntp, send_time)
 
-    def _measure(self, size: int, now_ms: int) -> None:
-        if self._rate_start_ms is None:
-            self._rate_start_ms = now_ms
-        self._rate_bytes += size
-        elapsed = now_ms - self._rate_start_ms
-        if elapsed >= 1000:
-            self.bitrate = self._rate_bytes * 8000 // elapsed
-            self._rate_start_ms = now_ms
-            self._rate_bytes = 0
+    def _learn(self, packet: RtpPacket) -> Layer | None:
+        """The layer a packet of a new SSRC belongs to (by its rid when simulcast)."""
+        rtx = packet.payload_type == self._rtx_payload_type
+        if packet.payload_type != self._payload_type and not rtx:
+            return None
+        if self.simulcast:
+            if rtx:
+                layer = self._by_rid.get(packet.extensions.repaired_rtp_stream_id)
+            else:
+                layer = self._by_rid.get(packet.extensions.rtp_stream_id)
+            if layer is None:
+                return None
+        else:
+            layer = self.layers[0]
+            if rtx and layer.rtx_ssrc is not None:
+                return None  # not the RTX stream the SDP announced
+        self._by_ssrc[packet.ssrc] = layer
+        if rtx:
+            layer.rtx_ssrc = packet.ssrc
+        elif layer.ssrc is None:
+            layer.ssrc = packet.ssrc
+            if layer._keyframe_wanted:
+                self._send_keyframe_request(layer)
+        return layer
 
-    async def _send_nack(self, lost: list[int]) -> None:
+    # --- the publisher's bitrate -------------------------------------------------------------
+
+    def update_remb(self, now_ms: int | None = None, *, estimate_dropped: bool = False) -> None:
+        """Tell the publisher what to send: its uplink estimate, capped by its subscribers'.
+
+        One stream: the lowest subscriber estimate (so a 1:1 call degrades in quality instead
+        of stopping). Simulcast: the uplink alone; each subscriber takes the layer it can carry.
+        (Capping by the subscribers here would spiral down: a receiver's REMB stays within 1.5
+        times what it receives, and it receives one layer.)
+        """
+        if self._closed or self.kind != "video":
+            return
+        if now_ms is None:
+            now_ms = int(time.monotonic() * 1000)
+        estimates = [c.remb_bitrate for c in self._consumers.values() if c.remb_bitrate]
+        cap: int | None = None
+        if estimates and not self.simulcast:
+            cap = min(estimates)  # type: ignore[type-var]
+        values = [v for v in (self.uplink_estimate, cap) if v]
+        if not values:
+            return
+        bitrate = max(MIN_UPSTREAM_BPS, min(values))  # type: ignore[type-var]
+        previous = self.remb_sent
+        if estimate_dropped and previous is not None and bitrate >= previous * REMB_DROP:
+            return  # not enough of a change to say at once; the next regular REMB carries it
+        ssrcs = [layer.ssrc for layer in self.layers if layer.ssrc is not None]
+        if not ssrcs or (self._remb_task is not None and not self._remb_task.done()):
+            return
+        self._remb_sent_ms = now_ms
+        self.remb_sent = bitrate
+        task = asyncio.get_running_loop().create_task(self._send_remb(bitrate, ssrcs))
+        self._remb_task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        try:
+            await seam.send_remb(self._receiver, bitrate, ssrcs)
+        except ConnectionError:
+            pass
+
+    async def _send_nack(self, layer: Layer, lost: list[int]) -> None:
         """Losses on the publisher's leg: ask the publisher to send them again."""
-        if self._ssrc is None or not lost:
+        if layer.ssrc is None or not lost:
             return
         self.nacks_sent += 1
         try:
-            await seam.send_nack(self._receiver, self._ssrc, lost)
+            await seam.send_nack(self._receiver, layer.ssrc, lost)
         except ConnectionError:
             pass
 
@@ -213,38 +402,40 @@ class Producer:
 
     # --- keyframes ---------------------------------------------------------------------------
 
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per :data:`KEYFRAME_WINDOW_S`.
+    def request_keyframe(self, layer: int = 0) -> None:
+        """Ask the publisher for a keyframe of ``layer``, at most once per
+        :data:`KEYFRAME_WINDOW_S` per layer.
 
         A request inside the window is not dropped: one request goes out when the window ends.
         """
         if self._closed or self.kind != "video":
             return
-        if self._keyframe_timer is not None:
+        target = self.layers[min(max(layer, 0), len(self.layers) - 1)]
+        if target._keyframe_timer is not None:
             return  # one is already scheduled; it covers this request too
-        wait = self._last_keyframe_request + KEYFRAME_WINDOW_S - time.monotonic()
+        wait = target._last_keyframe_request + KEYFRAME_WINDOW_S - time.monotonic()
         if wait <= 0:
-            self._send_keyframe_request()
+            self._send_keyframe_request(target)
         else:
             loop = asyncio.get_running_loop()
-            self._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired)
+            target._keyframe_timer = loop.call_later(wait, self._keyframe_timer_fired, target)
 
-    def _keyframe_timer_fired(self) -> None:
-        self._keyframe_timer = None
-        self._send_keyframe_request()
+    def _keyframe_timer_fired(self, layer: Layer) -> None:
+        layer._keyframe_timer = None
+        self._send_keyframe_request(layer)
 
-    def _send_keyframe_request(self) -> None:
+    def _send_keyframe_request(self, layer: Layer) -> None:
         if self._closed:
             return
-        if self._ssrc is None:
+        if layer.ssrc is None:
             # Nothing received yet: the publisher's first frame is a keyframe anyway; ask when
             # its SSRC is known in case it is not.
-            self._keyframe_wanted = True
+            layer._keyframe_wanted = True
             return
-        self._keyframe_wanted = False
-        self._last_keyframe_request = time.monotonic()
+        layer._keyframe_wanted = False
+        layer._last_keyframe_request = time.monotonic()
         self.keyframe_requests_sent += 1
-        task = asyncio.get_running_loop().create_task(seam.send_pli(self._receiver, self._ssrc))
+        task = asyncio.get_running_loop().create_task(seam.send_pli(self._receiver, layer.ssrc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -263,9 +454,10 @@ class Producer:
             self._close_done.set()
 
     async def _close(self) -> None:
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        for layer in self.layers:
+            if layer._keyframe_timer is not None:
+                layer._keyframe_timer.cancel()
+                layer._keyframe_timer = None
         for consumer in tuple(self._consumers.values()):
             await consumer.close()
         self._consumers.clear()

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 #: changed; "active_speaker" {participant_id | None}; "media_lost" {participant_id, role,
 #: reason, silent_ms} when a participant's path died (its Transports are then closed, as for a
 #: participant expected back); "media_connected" {participant_id} when, after that, one of its
-#: new Transports connected.
+#: new Transports connected; "video_paused" {participant_id (the subscriber), publisher_id,
+#: paused} when a subscriber's video of a publisher stops, or starts again, because its network
+#: cannot carry it.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
@@ -206,10 +208,21 @@ class RoomMedia:
     def _consume(self, transport: Transport, producer: Producer) -> None:
         if transport.closed or producer.closed:
             return
-        self.router.consume(
+        consumer = self.router.consume(
             transport,
             producer,
             app_data={"participant_id": producer.app_data.get("participant_id")},
+        )
+        subscriber = transport.app_data.get("participant_id")
+        consumer.on_congestion(
+            lambda c, paused: self._on_event(
+                "video_paused",
+                {
+                    "participant_id": subscriber,
+                    "publisher_id": c.producer.app_data.get("participant_id"),
+                    "paused": paused,
+                },
+            )
         )
 
     async def needs_offer(self, participant_id: str) -> bool:

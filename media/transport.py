@@ -30,6 +30,7 @@ from .consumer import Consumer, codecs_match
 from .datagram_guard import DatagramGuard
 from .errors import BadSdp, ClosedError, InvalidState
 from .producer import Producer
+from .simulcast import complete_answer, parse_offer
 from .tracking import track
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class Transport:
             for group in m.ssrc_group
             if group.semantic == "FID" and len(group.items) == 2
         }
+        simulcast = parse_offer(str(offer_sdp))
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -212,6 +214,10 @@ class Transport:
             self._check_open()
             result = PublishResult(answer_sdp="")
             for transceiver in self._pc.getTransceivers():
+                layers = simulcast.get(transceiver.mid or "")
+                if layers is not None:
+                    # negotiated again on each offer: aiortc recomputes the list from its own
+                    seam.add_header_extensions(transceiver, layers.extensions)
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
@@ -234,6 +240,7 @@ class Transport:
                         app_data=dict(self.app_data),
                         rtx_payload_type=rtx,
                         rtx_ssrc=rtx_ssrcs.get(transceiver.mid or ""),
+                        rids=layers.rids if layers is not None else (),
                     )
                     self._producers[producer.id] = producer
                     self._producer_by_transceiver[id(transceiver)] = producer
@@ -244,7 +251,13 @@ class Transport:
             try:
                 answer = await self._pc.createAnswer()
                 await self._pc.setLocalDescription(answer)
-                result.answer_sdp = self._pc.localDescription.sdp
+                # only the layers of the Producers we have (one made before offered none)
+                accepted = {
+                    mid: offer
+                    for mid, offer in simulcast.items()
+                    if any(p.mid == mid and p.simulcast for p in self._producers.values())
+                }
+                result.answer_sdp = complete_answer(self._pc.localDescription.sdp, accepted)
             except Exception as exc:
                 unanswerable: Exception | None = exc
             else:

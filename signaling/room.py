@@ -65,6 +65,15 @@ class Room:
                 self.on_lost(self, str(data.get("reason", "media_lost")))
         elif name == "active_speaker":
             self._spawn(self._emit("active_speaker", dict(data), self.visit_id))
+        elif name == "video_paused":
+            # only that subscriber: its own network cannot carry this participant's video
+            session = self.sessions.get(str(data.get("participant_id")))
+            if session is not None:
+                payload = {
+                    "participant": data.get("publisher_id"),
+                    "paused": bool(data.get("paused")),
+                }
+                self._spawn(self._emit("video_paused", payload, session.sid))
         elif name == "media_lost":
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:

@@ -37,6 +37,8 @@ class Participant:
         self.sio.on("participants", self._on_participants)
         self.speakers: list[str | None] = []
         self.sio.on("active_speaker", lambda d: self.speakers.append(d["participant_id"]))
+        self.video_paused: list[dict[str, Any]] = []
+        self.sio.on("video_paused", self.video_paused.append)
 
     def _on_participants(self, data: dict[str, Any]) -> None:
         self.participants = data["participants"]

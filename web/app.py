@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import socketio
 from aiohttp import web
@@ -18,6 +19,7 @@ from consult.admin_commands import needs_first_admin
 from consult.checkpoints import CheckpointRefused, write_checkpoint
 from consult.crypto import FieldCipher
 from consult.db import Database
+from consult.imaging.store import ImagingStore
 from consult.trust import SM2Key, TrustError
 from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
@@ -26,7 +28,8 @@ from signaling import SignalingServer
 
 from .api import setup_api
 from .config import Config
-from .keys import CONFIG, DATABASE, MEDIA, RECORDER, SIGNALING
+from .dicom_scp import imaging_ctx
+from .keys import CONFIG, DATABASE, IMAGING, MEDIA, RECORDER, SIGNALING
 from .routes import setup_routes
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,12 @@ def create_app(config: Config) -> web.Application:
     app[DATABASE] = Database(config.database, field_key=config.field_secret())
     app[MEDIA] = _media_pool(config)
     app[RECORDER] = _recorder(config)
+    app[IMAGING] = ImagingStore(
+        app[DATABASE],
+        config.imaging,
+        max_instance_bytes=config.imaging_max_instance_mb * 1024 * 1024,
+        executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging"),
+    )
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(
         db=app[DATABASE],
@@ -54,6 +63,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_checkpoint_ctx(config.signing_key()))  # made at first start
+    app.cleanup_ctx.append(imaging_ctx)  # after the database: the SCP stops before it closes
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
     # cleanup contexts (the database).
     app.on_shutdown.append(_close_peers_then_sockets)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,22 @@ class Config:
     #: The authority's CA certificates (PEM), to verify its stamps.
     tsa_ca_file: Path | None = None
     log_level: str = "INFO"
+    #: Imaging store (DICOM files) directory; default ``<data_dir>/imaging``.
+    imaging_dir: Path | None = None
+    #: The largest DICOM instance the store accepts (STOW-RS part, C-STORE dataset).
+    imaging_max_instance_mb: int = 512
+    #: C-STORE SCP port; 0 (the embedded default) keeps it off.
+    dicom_port: int = 0
+    #: Address the C-STORE SCP listens on.
+    dicom_host: str = "127.0.0.1"
+    dicom_ae_title: str = "TELECONSULT"
+    #: Calling AE titles allowed to store, each with the institution id its studies belong to
+    #: (TOML table ``[dicom_peers]``, ``AE = "institution id"``); nobody else may associate.
+    dicom_peers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def imaging(self) -> Path:
+        return self.imaging_dir or self.data_dir / "imaging"
 
     @property
     def recordings(self) -> Path:
@@ -171,11 +187,13 @@ _INTS = {
     "token_ttl_s",
     "recording_retention_days",
     "composite_fps",
+    "imaging_max_instance_mb",
+    "dicom_port",
     "turn_credential_ttl_s",
     "media_busy_lag_ms",
 }
 #: Lists of tables: TOML only, never from an environment variable.
-_TOML_ONLY = {"ice_servers", "turn_providers"}
+_TOML_ONLY = {"ice_servers", "turn_providers", "dicom_peers"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -190,8 +208,21 @@ def _coerce(name: str, value: Any) -> Any:
         return bool(value)
     if name in ("recording_segment_s", "checkpoint_interval_s"):
         return float(value)
-    if name in ("recordings_dir", "signing_key_file", "checkpoint_file", "tsa_ca_file"):
+    if name in (
+        "recordings_dir",
+        "imaging_dir",
+        "signing_key_file",
+        "checkpoint_file",
+        "tsa_ca_file",
+    ):
         return Path(value) if value else None
+    if name == "dicom_peers":
+        if not isinstance(value, dict):
+            raise ValueError("dicom_peers is a table of AE title = institution id (TOML)")
+        peers = {str(k).strip(): str(v) for k, v in value.items()}
+        if any(not 0 < len(k) <= 16 for k in peers):
+            raise ValueError("an AE title is 1 to 16 characters")
+        return peers
     if name == "media_workers":
         if str(value).strip().lower() == "auto":
             return os.cpu_count() or 1
@@ -247,6 +278,12 @@ def load_config(
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"
         )
+    if not 0 <= config.dicom_port <= 65535:
+        raise ValueError("dicom_port must be 0 (off) or a TCP port")
+    if not 0 < len(config.dicom_ae_title.strip()) <= 16:
+        raise ValueError("dicom_ae_title is 1 to 16 characters")
+    if config.imaging_max_instance_mb < 1:
+        raise ValueError("imaging_max_instance_mb must be at least 1")
     if config.checkpoint_interval_s < 0:
         raise ValueError("checkpoint_interval_s must be 0 (off) or positive")
     if config.media_busy_lag_ms < 0:

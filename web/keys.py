@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from consult.db import Database
+from consult.imaging.store import ImagingStore
 from media.pool import MediaPool
 from recording import Recorder
 from signaling import SignalingServer
@@ -17,3 +18,4 @@ MEDIA = web.AppKey("media", MediaPool)
 SIGNALING = web.AppKey("signaling", SignalingServer)
 #: None when recording is switched off by configuration.
 RECORDER: web.AppKey[Recorder | None] = web.AppKey("recorder")
+IMAGING = web.AppKey("imaging", ImagingStore)

@@ -38,6 +38,10 @@ NOT_REST = {
     "report.view",
     "export.visits",
     "account.update",  # consult has no service for it yet
+    # DICOMweb: plain aiohttp routes outside the JSON registry (multipart bodies and answers);
+    # tests/imaging/test_imaging_access.py checks who is refused.
+    "imaging.read",
+    "imaging.store",
 }
 
 REFUSED_CODES = {"forbidden", "totp_enrolment_required"}

@@ -10,6 +10,7 @@ Playwright. Without them the tests skip; with TELECONSULT_STRICT=1 they fail ins
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -189,15 +190,29 @@ def teleconsult_server(
     server_listen: tuple[str, list[str]],
 ) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` on 127.0.0.1 inside the namespace."""
+    with _serve(netns, "127.0.0.1", server_listen, tmp_path, server_env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serve(
+    ns: str,
+    url_host: str,
+    server_listen: tuple[str, list[str]],
+    tmp_path: Path,
+    server_env: dict[str, str],
+) -> Iterator[Server]:
+    """A demo visit and `teleconsult serve` inside ``ns``, listening on ``server_listen`` (host,
+    ICE addresses); its links name ``url_host``."""
     if shutil.which("curl") is None:
         _unavailable("curl is needed to poll the server inside the namespace")
     port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://{url_host}:{port}"
     data_dir = tmp_path / "data"
     data_dir.mkdir()
 
     demo = ns_run(
-        netns,
+        ns,
         str(TELECONSULT),
         "demo",
         "--data-dir",
@@ -223,7 +238,7 @@ def teleconsult_server(
                 _ip(),
                 "netns",
                 "exec",
-                netns,
+                ns,
                 str(TELECONSULT),
                 "serve",
                 "--host",
@@ -239,7 +254,7 @@ def teleconsult_server(
             env={**os.environ, **server_env},
         )
     server = Server(
-        ns=netns,
+        ns=ns,
         base_url=base_url,
         visit_id=info["visit_id"],
         links=dict(info["links"]),
@@ -356,3 +371,116 @@ def open_room(chromium: Any) -> Iterator[Callable[..., RoomPage]]:
             print(f"\n--- console of the {room.role} page ---\n" + "\n".join(room.logs))
         for context in contexts:
             context.close()
+
+
+# --- two namespaces joined by a veth: a link that can be shaped ---------------------------------
+
+
+@dataclass
+class Link:
+    """A server namespace and a client namespace joined by a veth pair (a /30)."""
+
+    server: str
+    client: str
+    address: str  # the server's address on the link
+    device: str  # the link's end in the server namespace: shaping its egress shapes the
+    # client's downlink
+
+
+@pytest.fixture
+def two_namespaces(browser_prerequisites: None) -> Iterator[Link]:
+    """Fresh server and client namespaces (``lo`` up in both) joined by a veth; deleted after."""
+    tag = secrets.token_hex(3)
+    server_ns, client_ns = f"tc-s{tag}", f"tc-c{tag}"
+    server_dev, client_dev = f"tcs{tag}", f"tcc{tag}"
+    prefix = f"10.{16 + secrets.randbelow(200)}.{secrets.randbelow(250)}"
+    ip = _ip()
+    created: list[str] = []
+    try:
+        for ns in (server_ns, client_ns):
+            subprocess.run([ip, "netns", "add", ns], check=True)
+            created.append(ns)
+            subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            [
+                ip,
+                "link",
+                "add",
+                server_dev,
+                "netns",
+                server_ns,
+                "type",
+                "veth",
+                "peer",
+                client_dev,
+                "netns",
+                client_ns,
+            ],
+            check=True,
+        )
+        for ns, dev, host in ((server_ns, server_dev, 1), (client_ns, client_dev, 2)):
+            subprocess.run(
+                [ip, "-n", ns, "addr", "add", f"{prefix}.{host}/30", "dev", dev], check=True
+            )
+            subprocess.run([ip, "-n", ns, "link", "set", dev, "up"], check=True)
+        yield Link(server_ns, client_ns, f"{prefix}.1", server_dev)
+    finally:
+        for ns in reversed(created):
+            _kill_namespace_processes(ns)
+            subprocess.run([ip, "netns", "delete", ns], check=False)
+
+
+@pytest.fixture
+def veth_server(
+    two_namespaces: Link, tmp_path: Path, server_env: dict[str, str]
+) -> Iterator[Server]:
+    """`teleconsult serve` in the server namespace on its link address (pages in that namespace
+    reach it over lo, pages in the client namespace over the veth)."""
+    address = two_namespaces.address
+    with _serve(
+        two_namespaces.server, address, (address, [address]), tmp_path, server_env
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def open_room_in(
+    browser_prerequisites: None, tmp_path: Path
+) -> Iterator[Callable[[str, str, str], RoomPage]]:
+    """Factory: open ``url`` as ``role`` in a Chromium running inside namespace ``ns``."""
+    from playwright.sync_api import sync_playwright
+
+    rooms: list[RoomPage] = []
+    with sync_playwright() as playwright:
+        browsers: dict[str, Any] = {}
+
+        def _open(ns: str, role: str, url: str) -> RoomPage:
+            if ns not in browsers:
+                wrapper = tmp_path / f"chromium-in-{ns}"
+                wrapper.write_text(f'#!/bin/sh\nexec {_ip()} netns exec {ns} {CHROMIUM} "$@"\n')
+                wrapper.chmod(0o755)
+                # an address other than loopback is no secure context: no camera without this
+                origin = "/".join(url.split("/")[:3])
+                browsers[ns] = playwright.chromium.launch(
+                    executable_path=str(wrapper),
+                    headless=True,
+                    args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"],
+                )
+            context = browsers[ns].new_context(
+                viewport={"width": 1280, "height": 900}, locale="zh-CN"
+            )
+            page = context.new_page()
+            room = RoomPage(role=role, page=page)
+            page.on("console", lambda msg: room.logs.append(f"{msg.type}: {msg.text}"))
+            page.on("pageerror", lambda exc: room.logs.append(f"pageerror: {exc}"))
+            page.goto(url, wait_until="commit")
+            rooms.append(room)
+            return room
+
+        try:
+            yield _open
+        finally:
+            for room in rooms:
+                print(f"\n--- console of the {room.role} page ---\n" + "\n".join(room.logs[-60:]))
+            for browser in browsers.values():
+                browser.close()

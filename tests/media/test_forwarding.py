@@ -67,19 +67,20 @@ async def test_keyframe_requests_are_coalesced_per_window(call):
     await wait_for(lambda: call.video.keyframe_requests_sent >= 1, timeout=2)
     # let the window of the subscription's own request pass
     await wait_for(
-        lambda: time.monotonic() - call.video._last_keyframe_request > KEYFRAME_WINDOW_S, timeout=2
+        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
+        timeout=2,
     )
     sent = call.video.keyframe_requests_sent
     at_publisher = len(call.keyframe_requests)
     for _ in range(20):
         call.video.request_keyframe()
     assert call.video.keyframe_requests_sent == sent + 1  # one goes at once
-    first = call.video._last_keyframe_request
+    first = call.video.layers[0]._last_keyframe_request
     for _ in range(20):
         call.video.request_keyframe()
     assert call.video.keyframe_requests_sent == sent + 1  # the rest wait for the window
     await wait_for(lambda: call.video.keyframe_requests_sent == sent + 2, timeout=2)
-    second = call.video._last_keyframe_request
+    second = call.video.layers[0]._last_keyframe_request
     assert second - first >= KEYFRAME_WINDOW_S * 0.95
     # forty requests made two PLIs, and both reached the publisher
     await wait_for(lambda: len(call.keyframe_requests) == at_publisher + 2, timeout=2)
@@ -91,7 +92,8 @@ async def test_subscriber_pli_reaches_the_publisher(call):
     receiver = next(t.receiver for t in call.subscriber.pc.getTransceivers() if t.kind == "video")
     ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))
     await wait_for(
-        lambda: time.monotonic() - call.video._last_keyframe_request > KEYFRAME_WINDOW_S, timeout=2
+        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
+        timeout=2,
     )
     before = len(call.keyframe_requests)
     await receiver._send_rtcp_pli(ssrc)

@@ -264,3 +264,84 @@ async def test_the_datagram_counter_liveness_reads_is_aiortcs_own():
         assert seam.datagrams_received(pc) == 3
     finally:
         await pc.close()
+
+
+def test_simulcast_and_bandwidth_hooks_exist():
+    from aiortc.rate import RemoteBitrateEstimator
+    from aiortc.rtcpeerconnection import RTCPeerConnection as Pc
+    from aiortc.rtp import HeaderExtensionsMap
+
+    # the answer and the receiver both take a transceiver's negotiated extensions from this list,
+    # which setRemoteDescription fills before we add the rid extensions
+    assert "transceiver._headerExtensions = find_common_header_extensions" in inspect.getsource(
+        Pc.setRemoteDescription
+    )
+    assert "headerExtensions=transceiver._headerExtensions" in inspect.getsource(Pc)
+    # aiortc parses the rid extensions once they are negotiated
+    source = inspect.getsource(HeaderExtensionsMap)
+    assert "sdes:rtp-stream-id" in source and "repaired-rtp-stream-id" in source
+    # the router: an instance attribute route_rtp, the tables we read and fill
+    router = RtpRouter()
+    assert router.mid_table == {} and router.ssrc_table == {}
+    assert list(inspect.signature(router.register_sender).parameters) == ["sender", "ssrc"]
+    assert "self.senders.get(ssrc)" in inspect.getsource(RtpRouter.route_rtcp)
+    # the estimator the Producer runs, and the receiver's RTCP sending
+    assert list(inspect.signature(RemoteBitrateEstimator.add).parameters) == [
+        "self",
+        "arrival_time_ms",
+        "abs_send_time",
+        "payload_size",
+        "ssrc",
+    ]
+    estimator = seam.RemoteBitrateEstimator()
+    assert isinstance(estimator, RemoteBitrateEstimator)
+    # the rate counter we replace is used through exactly these calls
+    source = inspect.getsource(RemoteBitrateEstimator)
+    for call in ("incoming_bitrate.rate(", "incoming_bitrate.add(", "incoming_bitrate.reset()"):
+        assert call in source
+    assert estimator.incoming_bitrate.rate(0) is None
+    estimator.incoming_bitrate.add(1000, 0)
+    estimator.incoming_bitrate.add(1000, 499)
+    assert estimator.incoming_bitrate.rate(499) == 8000 * 2000 // 500
+    assert estimator.incoming_bitrate.rate(1400) == 8000 * 1000 // 1000  # the first one expired
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp)
+    assert "self.__rtcp_ssrc" in inspect.getsource(RTCRtpReceiver)
+
+
+async def test_simulcast_seam_functions_act_on_aiortc_objects():
+    from aiortc.rtp import RtpPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        seam.add_header_extensions(
+            transceiver, {"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10}
+        )
+        seam.add_header_extensions(
+            transceiver, {"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10}
+        )
+        assert (
+            seam.negotiated_extension_ids(transceiver)[
+                "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+            ]
+            == 10
+        )
+        receiver = transceiver.receiver
+        # the receiver has its RTCP SSRC from the start; unconnected, aiortc drops the packet
+        assert receiver._RTCRtpReceiver__rtcp_ssrc is not None
+        assert await seam.send_remb(receiver, 100_000, [1]) is True
+        router = receiver.transport._rtp_router
+        router.register_receiver(receiver, ssrcs=[], payload_types=[96], mid="0")
+        router.register_receiver(object(), ssrcs=[], payload_types=[96], mid="1")  # type: ignore[arg-type]
+        packet = RtpPacket(payload_type=96, ssrc=1234)
+        packet.extensions.mid = "0"
+        assert router.route_rtp(packet) is None  # two receivers share the payload type
+        seam.route_by_mid(receiver)
+        seam.route_by_mid(receiver)  # idempotent
+        assert router.route_rtp(packet) is receiver
+        assert router.ssrc_table[1234] is receiver
+        sender = pc.addTransceiver(seam.IdleTrack("video"), direction="sendonly").sender
+        seam.route_feedback_of(sender, 5678)
+        assert router.senders[5678] is sender
+    finally:
+        await pc.close()

@@ -18,6 +18,7 @@ from .dispatch import aiohttp_handler
 from .errors import from_exception
 from .openapi import PREFIX, build_openapi
 from .registry import api
+from .routes.dicomweb import setup_dicomweb
 
 __all__ = ["PREFIX", "api", "setup_api"]
 
@@ -32,6 +33,7 @@ def setup_api(app: web.Application) -> None:
         app.router.add_route(op.method, PREFIX + op.path, aiohttp_handler(op))
     app[OPENAPI_KEY] = build_openapi(api, title=TITLE, version=VERSION)
     app.router.add_get(PREFIX + "/openapi.json", _openapi)
+    setup_dicomweb(app)
     app.middlewares.append(_api_boundary)
 
 

@@ -21,6 +21,27 @@ const ACK_TIMEOUT_MS = 10_000;
 // Wait this long for ICE gathering before sending an offer or answer, so that the candidates
 // travel inside the SDP; candidates found later are forwarded with `ice_candidate`.
 const ICE_GATHER_TIMEOUT_MS = 2_000;
+// Camera video goes out as simulcast, lowest layer first (the server reads the order of
+// a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
+// poor network costs that subscriber resolution, not the picture. Chromium sends at most two
+// layers below 960x540 (it drops the highest ones), so a VGA camera gets two.
+function simulcastEncodings(track) {
+  const height = track.getSettings?.().height ?? 0;
+  if (height >= 540) {
+    return [
+      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+    ];
+  }
+  if (height >= 240) {
+    return [
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 800_000 },
+    ];
+  }
+  return null; // too small to split
+}
 // New peer connections after a lost path must be up within this long (per attempt, growing),
 // else they are thrown away and made again: one that started while the path was still dead
 // may otherwise sit in ICE checks for half a minute after the path is back.
@@ -115,6 +136,7 @@ let socket = null;
 let session = null;
 let ended = false; // left or closed: no more reconnects
 const tiles = new Map(); // participant id -> RemoteTile
+const pausedVideo = new Set(); // participant ids whose video the server paused for our network
 let busyTimer = null;
 let busyAttempt = 0;
 
@@ -323,7 +345,17 @@ class Session {
     this.watchConnection(pc, "publish");
     const trickle = new Trickle("publish", pc);
     for (const track of localStream.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+      const init = { direction: "sendonly", streams: [localStream] };
+      const encodings = track.kind === "video" ? simulcastEncodings(track) : null;
+      if (encodings) {
+        try {
+          pc.addTransceiver(track, { ...init, sendEncodings: encodings });
+          continue;
+        } catch (err) {
+          console.info("[tc] simulcast refused, one layer:", err?.message); // fall back
+        }
+      }
+      pc.addTransceiver(track, init);
     }
     await pc.setLocalDescription(await pc.createOffer());
     this.check();
@@ -394,6 +426,9 @@ async function startSession() {
   clearTimeout(busyTimer);
   busyTimer = null;
   session?.close();
+  // a new subscribe connection: nothing is paused for it yet
+  pausedVideo.clear();
+  for (const tile of tiles.values()) tile.videoPaused = false;
   const s = new Session();
   session = s;
   setState("joining");
@@ -500,6 +535,7 @@ class RemoteTile {
     this.audioTrack = null;
     this.videoTrack = null;
     this.hasFrame = false;
+    this.videoPaused = pausedVideo.has(participant.id); // for this page's poor network
 
     this.root = document.createElement("article");
     this.root.className = "tile tile-remote";
@@ -594,7 +630,9 @@ class RemoteTile {
     renderQuality(this.quality, reconnecting ? "lost" : tc.quality[p.id]?.level);
     let placeholder = null;
     if (p.video_muted) placeholder = t("tile.video_muted");
+    else if (this.videoPaused) placeholder = t("tile.video_paused_network");
     else if (!this.hasFrame) placeholder = t("tile.waiting_video");
+    this.root.dataset.videoPaused = this.videoPaused ? "true" : "false";
     this.placeholder.hidden = placeholder === null;
     this.placeholder.textContent = placeholder ?? "";
   }
@@ -1048,6 +1086,18 @@ function connect() {
 
   socket.on("participants", (payload) => updateParticipants(payload?.participants ?? []));
   socket.on("chat_message", (message) => chat?.onMessage(message));
+
+  socket.on("video_paused", (payload) => {
+    const id = payload?.participant;
+    if (typeof id !== "string") return;
+    if (payload.paused) pausedVideo.add(id);
+    else pausedVideo.delete(id);
+    const tile = tiles.get(id);
+    if (tile) {
+      tile.videoPaused = Boolean(payload.paused);
+      tile.render();
+    }
+  });
 
   socket.on("subscribe_offer", (offer) => {
     const s = session;

@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     accounts,
     audit,
     chat,
+    imaging,
     meta,
     organisation,
     patients,

@@ -1,0 +1,312 @@
+"""Imaging figures of a real server process: C-STORE ingest, WADO-RS frames, rendered PNGs.
+
+    .venv/bin/python bench/dicom_ingest.py [--instances 300] [--frames 500] [--renders 400]
+        [--clients 8] [--associations 4]
+
+The server (``python -m web serve``) runs in its own process on a fresh SQLite data directory,
+with its C-STORE SCP on. One patient account and its record are made through the API; every
+instance names that record as its Patient ID, so the patient may read the study.
+
+* C-STORE: DCMTK ``storescu`` sends ``--instances`` 512x512 CT instances (pydicom-data's
+  693_UNCI, each with new UIDs; ~0.5 MB) in one association: instances per second, each parsed,
+  checked, fsync'd, renamed into place, inserted and audited (target >= 150/s); DCMTK's own
+  storescp receives the same files right after, as the reference; then the same number again
+  over ``--associations`` associations at once (storescu alone limits one association).
+* WADO-RS frame: ``--frames`` sequential requests for one native frame (the access check and
+  the audit append included): p50/p95 in ms (target p95 <= 5 ms).
+* Rendered PNG: ``--clients`` concurrent clients ask ``--renders`` renderings in all (decoded,
+  windowed and PNG-encoded in the server's executor, off the event loop): p50/p95 in ms and
+  renders per second (target p95 <= 35 ms).
+
+Not a test: figures for the notes (timing on a shared machine is noisy; run it twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import random
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from consult.admin_commands import add_institution, add_user  # noqa: E402
+from consult.db import Database  # noqa: E402
+from consult.identifiers import id_check_char  # noqa: E402
+
+PASSWORD = "Correct-Horse-42"
+PROFILE: list[str] = []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def prepare(data_dir: Path) -> str:
+    """The institution and a patient account, as the command line makes them."""
+    db = Database(f"sqlite+aiosqlite:///{data_dir / 'teleconsult.db'}", field_key="f" * 48)
+    await db.start()
+    try:
+        text, code = await add_institution(db, "Bench Hospital", "tertiary")
+        assert code == 0, text
+        institution_id = text.split()[1]
+        text, code = await add_user(
+            db,
+            username="bench-patient",
+            display_name="bench",
+            role="patient",
+            password=PASSWORD,
+        )
+        assert code == 0, text
+    finally:
+        await db.close()
+    return institution_id
+
+
+def write_instances(count: int, patient_id: str, directory: Path) -> list[tuple[str, str, str]]:
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    source = dcmread(get_testdata_file("693_UNCI.dcm", download=False))
+    assert source.Rows == 512 and source.Columns == 512
+    study, series = generate_uid(), generate_uid()
+    directory.mkdir(parents=True)
+    uids = []
+    for n in range(count):
+        ds = copy.deepcopy(source)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = n + 1
+        ds.PatientID = patient_id
+        ds.save_as(directory / f"{n:05d}.dcm", enforce_file_format=True)
+        uids.append((study, series, ds.SOPInstanceUID))
+    return uids
+
+
+async def storescu(port: int, calling: str, called: str, files: list[Path]) -> float:
+    """Send ``files`` in one association; the seconds it took."""
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        "storescu",
+        "-aet",
+        calling,
+        "-aec",
+        called,
+        "127.0.0.1",
+        str(port),
+        *map(str, files),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"storescu failed: {output[-500:]!r}")
+    return elapsed
+
+
+async def dcmtk_storescp_rate(files: list[Path], directory: Path) -> float:
+    """DCMTK's own SCP receiving the same files on this machine now: the reference."""
+    directory.mkdir()  # noqa: ASYNC240  (a bench, before anything is timed)
+    port = free_port()
+    scp = await asyncio.create_subprocess_exec(
+        "storescp",
+        "-od",
+        str(directory),
+        "-aet",
+        "REF",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        return len(files) / await storescu(port, "BENCH", "REF", files)
+    finally:
+        scp.terminate()
+        await scp.wait()
+
+
+async def wait_healthy(
+    http: aiohttp.ClientSession, url: str, process: asyncio.subprocess.Process
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise SystemExit("the server exited")
+        try:
+            async with http.get(url + "/api/v1/health") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+async def main(args: argparse.Namespace) -> None:
+    if shutil.which("storescu") is None:
+        raise SystemExit("DCMTK storescu is missing (apt-get install dcmtk)")
+    tmp = Path(tempfile.mkdtemp(prefix="dicom-bench-"))
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    institution_id = await prepare(data_dir)
+    port, dicom_port = free_port(), free_port()
+    (tmp / "server.toml").write_text(
+        f'data_dir = "{data_dir}"\nport = {port}\nfield_key = "{"f" * 48}"\n'
+        f'recording = false\ndicom_port = {dicom_port}\nlog_level = "WARNING"\n'
+        f'[dicom_peers]\nBENCH = "{institution_id}"\n'
+    )
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *PROFILE,
+        "-m",
+        "web",
+        "serve",
+        "--config",
+        str(tmp / "server.toml"),
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_healthy(http, url, server)
+            async with http.post(
+                url + "/api/v1/session", json={"username": "bench-patient", "password": PASSWORD}
+            ) as r:
+                token = (await r.json())["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            first17 = "110105198001011" + f"{secrets.randbelow(100):02d}"
+            async with http.post(
+                url + "/api/v1/patients",
+                json={
+                    "name": "bench",
+                    "id_number": first17 + id_check_char(first17),
+                    "phone": "13900000000",
+                },
+                headers=auth,
+            ) as r:
+                record_id = (await r.json())["id"]
+            uids = write_instances(args.instances, record_id, tmp / "files")
+            files = sorted((tmp / "files").iterdir())
+            elapsed = await storescu(dicom_port, "BENCH", "TELECONSULT", files)
+            rate = len(files) / elapsed
+            size = sum(f.stat().st_size for f in files) / len(files) / 1e6
+            print(
+                f"C-STORE (storescu -> our SCP: parse, check, fsync, rename, row, audit): "
+                f"{len(files)} x {size:.2f} MB 512x512 CT in {elapsed:.2f} s = {rate:.0f} "
+                f"instances/s (target >= 150)"
+            )
+            reference = await dcmtk_storescp_rate(files, tmp / "storescp")
+            print(
+                f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
+                f"{reference:.0f} instances/s; ours / DCMTK = {rate / reference:.2f}"
+            )
+            # storescu itself limits one association: several senders at once (as a PACS
+            # forwarding to us does) show what the SCP takes.
+            again = write_instances(args.instances, record_id, tmp / "files2")
+            files2 = sorted((tmp / "files2").iterdir())
+            uids += again
+            n = args.associations
+            chunks = [files2[i::n] for i in range(n)]
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(storescu(dicom_port, "BENCH", "TELECONSULT", chunk) for chunk in chunks)
+            )
+            parallel = len(files2) / (time.perf_counter() - started)
+            print(
+                f"C-STORE with {n} associations at once: {parallel:.0f} instances/s (target >= 150)"
+            )
+
+            base = url + "/api/v1/dicomweb/studies"
+            frame_ms = []
+            accept = {
+                "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+                **auth,
+            }
+            for _ in range(args.frames):
+                study, series, sop = random.choice(uids)
+                t0 = time.perf_counter()
+                async with http.get(
+                    f"{base}/{study}/series/{series}/instances/{sop}/frames/1", headers=accept
+                ) as r:
+                    body = await r.read()
+                    assert r.status == 200, r.status
+                frame_ms.append((time.perf_counter() - t0) * 1000)
+            print(
+                f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
+                f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
+                f"(target p95 <= 5)"
+            )
+
+            render_ms: list[float] = []
+            per_client = args.renders // args.clients
+
+            async def renderer() -> None:
+                for _ in range(per_client):
+                    study, series, sop = random.choice(uids)
+                    t0 = time.perf_counter()
+                    async with http.get(
+                        f"{base}/{study}/series/{series}/instances/{sop}/rendered",
+                        headers={"Accept": "image/png", **auth},
+                    ) as r:
+                        await r.read()
+                        assert r.status == 200, r.status
+                    render_ms.append((time.perf_counter() - t0) * 1000)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(renderer() for _ in range(args.clients)))
+            wall = time.perf_counter() - t0
+            print(
+                f"Rendered PNG ({args.clients} concurrent clients): p50 "
+                f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms, "
+                f"mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s "
+                f"(target p95 <= 35)"
+            )
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(server.wait(), timeout=30)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--renders", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--associations", type=int, default=4)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,150 @@
+"""Who may read a study: the one check every imaging retrieval goes through (R24, R34, R37).
+
+Today's rules, from the permission table and the relationships the visit model has:
+
+- the permission table's ``imaging.read`` (patients, doctors, nurses, operators; never admin,
+  auditor or regulator) is checked first;
+- a study attached to a visit: the visit's doctor, the visit's patient (and the account whose
+  patient record it is), nurses of the institution, operators of the visit's department;
+- a modality's study nobody linked yet: nurses of the institution only (it has no visit,
+  so no doctor and no department yet);
+- a de-identified copy shared with another institution: the doctor it was shared with, and
+  nurses of that institution. The original stays with its own institution.
+
+Every decision is recorded: a refusal as a ``denied`` audit event, a retrieval as an ``ok`` one
+(:func:`audit_retrieval`). When the access policy module replaces the participation checks, it
+replaces :func:`related` and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consult.actor import Actor
+from consult.audit import append, authorize
+from consult.db import Database
+from consult.models import AuditResult, Patient, Visit
+from consult.permissions import Role, in_scope
+
+from .errors import StudyAccessDenied, StudyNotFound
+from .models import ImagingStudy
+from .retrieval_audit import RetrievalAudit
+
+READ: str = "imaging.read"
+
+
+def related(
+    actor: Actor, study: ImagingStudy, visit: Visit | None, patient: Patient | None
+) -> bool:
+    """Whether ``actor`` has a relationship to the study's patient or visit that lets it read."""
+    if actor.user_id is None:
+        return False
+    if study.deidentified:
+        if actor.role is Role.DOCTOR:
+            return study.recipient_id == actor.user_id
+        if actor.role is Role.NURSE:
+            return actor.institution_id == study.institution_id
+        return False
+    if actor.role is Role.PATIENT:
+        return (visit is not None and visit.patient_id == actor.user_id) or (
+            patient is not None and patient.user_id == actor.user_id
+        )
+    if actor.role is Role.DOCTOR:
+        return visit is not None and visit.doctor_id == actor.user_id
+    if actor.role is Role.NURSE:
+        return in_scope(actor, institution_id=study.institution_id, department_id=None)
+    if actor.role is Role.OPERATOR:
+        return visit is not None and in_scope(
+            actor, institution_id=visit.institution_id, department_id=visit.department_id
+        )
+    return False
+
+
+async def _may_read(session: AsyncSession, actor: Actor, study: ImagingStudy) -> bool:
+    visit = await session.get(Visit, study.visit_id) if study.visit_id else None
+    patient = await session.get(Patient, study.patient_id) if study.patient_id else None
+    return related(actor, study, visit, patient)
+
+
+async def may_read_study(db: Database, actor: Actor, study: ImagingStudy, what: str) -> None:
+    """Allow, or raise :class:`StudyAccessDenied` after recording the refusal (``denied``)."""
+    await authorize(db, actor, READ, object_type="imaging_study", object_id=study.id)
+    async with db.session() as session:
+        allowed = await _may_read(session, actor, study)
+    if not allowed:
+        await _deny(db, actor, study.id, what)
+        raise StudyAccessDenied()
+
+
+async def _deny(db: Database, actor: Actor, study_id: str | None, what: str) -> None:
+    await append(
+        db,
+        READ,
+        actor=actor,
+        object_type="imaging_study",
+        object_id=study_id,
+        result=AuditResult.DENIED,
+        details={"code": StudyAccessDenied.code, "what": what},
+    )
+
+
+async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) -> ImagingStudy:
+    """The study with this Study Instance UID that ``actor`` may read.
+
+    404 when no institution holds it; 403 (audited) when some do but none lets ``actor`` read.
+    """
+    await authorize(db, actor, READ, object_type="imaging_study")
+    async with db.session() as session:
+        studies = (
+            await session.scalars(select(ImagingStudy).where(ImagingStudy.study_uid == study_uid))
+        ).all()
+        for study in studies:
+            if await _may_read(session, actor, study):
+                return study
+    if not studies:
+        raise StudyNotFound()
+    await _deny(db, actor, studies[0].id, what)
+    raise StudyAccessDenied()
+
+
+async def readable_studies(db: Database, actor: Actor) -> list[ImagingStudy]:
+    """Every study ``actor`` may read, newest first (for QIDO-RS without a study UID)."""
+    await authorize(db, actor, READ, object_type="imaging_study")
+    async with db.session() as session:
+        studies = (
+            await session.scalars(select(ImagingStudy).order_by(ImagingStudy.created_at.desc()))
+        ).all()
+        return [study for study in studies if await _may_read(session, actor, study)]
+
+
+async def audit_retrieval(
+    db: Database,
+    actor: Actor,
+    study: ImagingStudy | None,
+    what: str,
+    details: Mapping[str, Any] | None = None,
+    *,
+    batch: RetrievalAudit | None = None,
+) -> None:
+    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering).
+
+    With a running ``batch`` writer the event is queued (appended within moments, in order);
+    without one it is appended now.
+    """
+    merged = {"what": what, **(details or {})}
+    study_id = study.id if study is not None else None
+    if batch is not None and batch.running:
+        await batch.record(actor, study_id, merged)
+        return
+    await append(
+        db,
+        "imaging.retrieve",
+        actor=actor,
+        object_type="imaging_study",
+        object_id=study_id,
+        details=merged,
+    )

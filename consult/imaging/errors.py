@@ -1,0 +1,89 @@
+"""Errors of the imaging store, each with a stable code (``docs/imaging.md``)."""
+
+from __future__ import annotations
+
+from consult.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+
+class DicomRejected(InvalidInput):
+    """An instance the store refuses: what is wrong is in ``code``, never a value of the data."""
+
+    code = "dicom_invalid"
+    default_message = "The DICOM data is not acceptable."
+
+
+class DicomMalformed(DicomRejected):
+    """Not parseable as DICOM Part 10: truncated, wrong or impossible lengths, bad encoding."""
+
+    code = "dicom_malformed"
+    default_message = "The data is not a well-formed DICOM file."
+
+
+class DicomMissingAttribute(DicomRejected):
+    """A required attribute (the UIDs, the SOP class, the transfer syntax) is absent or empty."""
+
+    code = "dicom_missing_attribute"
+    default_message = "A required DICOM attribute is missing."
+
+
+class DicomInvalidUid(DicomRejected):
+    """A UID that is not a UID (PS3.5 9.1): digits and dots, at most 64 characters."""
+
+    code = "dicom_invalid_uid"
+    default_message = "A DICOM UID is malformed."
+
+
+class DicomUnsupportedSyntax(DicomRejected):
+    """A transfer syntax the store does not accept."""
+
+    code = "dicom_unsupported_transfer_syntax"
+    default_message = "The transfer syntax is not supported."
+
+
+class DicomPixelDataInvalid(DicomRejected):
+    """Pixel data whose length does not match rows x columns x frames x samples x bits."""
+
+    code = "dicom_pixel_data_invalid"
+    default_message = "The pixel data does not match the image description."
+
+
+class DicomTooLarge(DicomRejected):
+    """An instance or a request body over the store's bound."""
+
+    code = "dicom_too_large"
+    default_message = "The DICOM data is too large."
+
+
+class DicomStudyMismatch(DicomRejected):
+    """STOW-RS to ``/studies/{uid}`` with an instance of another study."""
+
+    code = "dicom_study_mismatch"
+    default_message = "The instance belongs to another study."
+
+
+class StudyNotFound(NotFound):
+    """No study (or series, instance, frame) with this id that the caller may know of."""
+
+    code = "study_not_found"
+    default_message = "The study does not exist."
+
+
+class StudyAccessDenied(PermissionDenied):
+    """The caller has no relationship to the study's patient or visit (audited)."""
+
+    code = "forbidden"
+    default_message = "You may not see this study."
+
+
+class StudyNotLinked(Conflict):
+    """The study is not linked to a patient and visit yet: it cannot be shared."""
+
+    code = "study_not_linked"
+    default_message = "The study is not attached to a visit."
+
+
+class FrameNotRenderable(DicomRejected):
+    """The frame cannot be decoded or rendered (unsupported photometric, broken codestream)."""
+
+    code = "frame_not_renderable"
+    default_message = "The frame cannot be rendered."

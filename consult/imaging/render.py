@@ -1,0 +1,106 @@
+"""Frames and renderings of stored instances (blocking; callers run them off the event loop).
+
+A frame is served as stored (native bytes, or the encoded codestream of a compressed syntax),
+or decoded to native little-endian bytes when the client asks for that. A rendering applies the
+modality LUT (rescale) and the VOI window (the instance's first window, else the frame's range)
+and writes an 8-bit PNG with fast compression (level 1: ~2 ms for 512x512).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, pixel_array
+
+from .errors import FrameNotRenderable, StudyNotFound
+from .parse import frame_bytes
+from .uids import NATIVE_SYNTAXES
+
+
+def load(path: Path) -> Dataset:
+    try:
+        return dcmread(path)
+    except FileNotFoundError:
+        raise StudyNotFound() from None
+
+
+def frames_as_stored(path: Path, syntax: str, numbers: Sequence[int], frames: int) -> list[bytes]:
+    """Frames (1-based numbers) exactly as stored."""
+    ds = load(path)
+    return [frame_bytes(ds, syntax, n - 1, frames) for n in numbers]
+
+
+def frames_native(path: Path, numbers: Sequence[int]) -> list[bytes]:
+    """Frames decoded to native little-endian bytes (for a client that cannot decode)."""
+    ds = load(path)
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    if syntax in NATIVE_SYNTAXES:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        return [frame_bytes(ds, syntax, n - 1, frames) for n in numbers]
+    out = []
+    for n in numbers:
+        try:
+            array = pixel_array(ds, index=n - 1)
+        except Exception:
+            raise FrameNotRenderable() from None
+        out.append(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+    return out
+
+
+def _window(ds: Dataset) -> tuple[float, float] | None:
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    try:
+        c = float(
+            center[0] if isinstance(center, Sequence) and not isinstance(center, str) else center
+        )
+        w = float(width[0] if isinstance(width, Sequence) and not isinstance(width, str) else width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (c, w) if w > 1 else None
+
+
+def render_png(path: Path, number: int) -> bytes:
+    """Frame ``number`` (1-based) as an 8-bit PNG: grey or RGB."""
+    ds = load(path)
+    try:
+        array = pixel_array(ds, index=number - 1)
+    except Exception:
+        raise FrameNotRenderable() from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if array.ndim == 3 and array.shape[-1] == 3:
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            array = convert_color_space(array, photometric, "RGB")
+        image = Image.fromarray(_to_uint8(array.astype(np.float32), None), "RGB")
+    elif array.ndim == 2:
+        values = apply_modality_lut(array, ds).astype(np.float32)
+        grey = _to_uint8(values, _window(ds))
+        if photometric == "MONOCHROME1":
+            grey = 255 - grey
+        image = Image.fromarray(grey, "L")
+    else:
+        raise FrameNotRenderable()
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _to_uint8(values: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    if window is not None:
+        center, width = window
+        low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    else:
+        low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(scaled, 0, 255).astype(np.uint8)

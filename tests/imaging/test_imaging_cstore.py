@@ -1,0 +1,124 @@
+"""Modalities and PACS send studies by C-STORE (R20): DCMTK's storescu against our SCP.
+
+The SCP belongs to the web application (configured by ``dicom_port`` and ``dicom_peers``); the
+server is restarted on the same data with it switched on, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import make_world
+from dicom_data import series_from, write_series
+from harness import Server, skip_or_fail, start_server
+from imaging_helpers import client, imaging_events, off_loop
+
+from web.dicom_scp import SCP
+
+AE = "CT_SCANNER"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def storescu(port: int, files: list[Path], *options: str, calling: str = AE) -> int:
+    process = await asyncio.create_subprocess_exec(
+        "storescu",
+        "-aet",
+        calling,
+        "-aec",
+        "TELECONSULT",
+        *options,
+        "127.0.0.1",
+        str(port),
+        *[str(f) for f in files],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode
+
+
+@pytest.fixture
+async def scp_world(tmp_path: Path):
+    if shutil.which("storescu") is None:
+        skip_or_fail("DCMTK storescu is missing (apt-get install dcmtk)")
+    first = await start_server(tmp_path)
+    world = await make_world(first)
+    await world.clinic.close()
+    await first.stop()
+    port = _free_port()
+    server: Server = await start_server(
+        tmp_path,
+        dicom_port=port,
+        dicom_peers={AE: world.clinic.institution_id},
+    )
+    world.server = server
+    from apiclient import Api
+
+    world.clinic.api = Api(server.url)
+    for person in (world.doctor, world.other_doctor, world.nurse, world.patient, world.doctor_b):
+        person.api = world.clinic.api
+    try:
+        yield world, port
+    finally:
+        await world.clinic.close()
+        await server.stop()
+
+
+async def test_storescu_sends_series_native_and_compressed(scp_world, tmp_path: Path) -> None:
+    """A multi-slice CT series (native), a JPEG 2000 and an RLE series arrive by C-STORE, join
+    the visit named by their Accession Number, and come back over WADO-RS byte for byte."""
+    world, port = scp_world
+    native = series_from("CT_small.dcm", 6)
+    study = native[0].StudyInstanceUID
+    j2k = series_from("693_J2KR.dcm", 3, study_uid=study)
+    rle = series_from("MR_small_RLE.dcm", 2, study_uid=study)
+    everything = native + j2k + rle
+    for ds in everything:
+        ds.AccessionNumber = world.visit_id  # as the modality worklist gave it
+    assert await storescu(port, write_series(native, tmp_path / "native")) == 0
+    assert await storescu(port, write_series(j2k, tmp_path / "j2k"), "-xv") == 0
+    assert await storescu(port, write_series(rle, tmp_path / "rle"), "-xr") == 0
+    assert world.server.app[SCP].stored == 11
+
+    reader = client(world.server.url + "/api/v1/dicomweb", world.doctor)
+    studies = await off_loop(reader.search_for_studies)
+    assert [s["0020000D"]["Value"][0] for s in studies] == [study]
+    assert len(await off_loop(reader.search_for_series, study)) == 3
+    for sent in (native[0], native[5], j2k[1], rle[1]):
+        got = await off_loop(
+            reader.retrieve_instance, study, sent.SeriesInstanceUID, sent.SOPInstanceUID
+        )
+        assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+        assert bytes(got.PixelData) == bytes(sent.PixelData)
+    events = await imaging_events(world.server.app)
+    stored = [e for e in events if e.action == "imaging.store" and e.result == "ok"]
+    assert len(stored) == 11 and {e.actor_role for e in stored} == {"modality"}
+    assert {e.source_ip for e in stored} == {AE}
+
+
+async def test_unlisted_ae_is_refused_and_unlinked_study_stays_with_nurses(
+    scp_world, tmp_path: Path
+) -> None:
+    """An AE title not in ``dicom_peers`` cannot associate; a study no visit claims is seen by
+    the institution's nurses, not by a doctor."""
+    world, port = scp_world
+    series = series_from("CT_small.dcm", 2)
+    files = write_series(series, tmp_path / "s")
+    assert await storescu(port, files, calling="INTRUDER") != 0
+    assert world.server.app[SCP].stored == 0
+    assert await storescu(port, files) == 0
+    doctor = client(world.server.url + "/api/v1/dicomweb", world.doctor)
+    assert await off_loop(doctor.search_for_studies) == []
+    nurse = client(world.server.url + "/api/v1/dicomweb", world.nurse)
+    found = await off_loop(nurse.search_for_studies)
+    assert [s["0020000D"]["Value"][0] for s in found] == [series[0].StudyInstanceUID]

@@ -1,0 +1,636 @@
+"""DICOMweb (PS3.18) for the subset viewers use: STOW-RS, QIDO-RS, WADO-RS (R20, R21, R24).
+
+Base URL ``/api/v1/dicomweb``; a visit's STOW-RS endpoint is
+``/api/v1/dicomweb/visits/{visit_id}/studies`` (the study joins that visit and its patient).
+The routes take the same bearer session as the REST API; they are plain aiohttp handlers
+(multipart bodies and answers do not fit the JSON registry). Every retrieval goes through
+:func:`consult.imaging.access.readable_study` and is audited; a refusal is a 403, audited.
+Reference: ``docs/imaging.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from aiohttp.multipart import BodyPartReader, MultipartReader
+from sqlalchemy import select
+
+from consult import visit_flow
+from consult.imaging import access
+from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
+from consult.imaging.models import ImagingInstance, ImagingStudy
+from consult.imaging.store import Destination, ImagingStore
+from consult.imaging.uids import FRAME_MEDIA_TYPES, NATIVE_SYNTAXES, valid_uid
+
+from ...keys import IMAGING
+from .. import auth
+from ..call import Call
+from ..errors import ApiError
+from ..openapi import PREFIX
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from consult.imaging.query import StudyRows
+
+# The DICOM modules (pydicom, numpy) are imported inside the handlers, on first use: importing
+# them costs a second or more, which every server start (and every test that starts one) would
+# otherwise pay.
+
+BASE: Final = PREFIX + "/dicomweb"
+DICOM_JSON: Final = "application/dicom+json"
+STOW_MAX_BODY: Final = 2 * 1024 * 1024 * 1024
+"""A STOW-RS request's bound (2 GiB); each instance is bounded by the store's own limit."""
+CHUNK: Final = 256 * 1024
+MAX_FRAMES_PER_REQUEST: Final = 1000
+_ID_CHARS: Final = frozenset("0123456789abcdef")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def setup_dicomweb(app: web.Application) -> None:
+    """Add the DICOMweb routes to ``app`` (the store is ``app[IMAGING]``)."""
+    add = app.router.add_route
+    add("POST", BASE + "/visits/{visit_id}/studies", stow)
+    add("POST", BASE + "/visits/{visit_id}/studies/{study}", stow)
+    add("GET", BASE + "/studies", qido_studies)
+    add("GET", BASE + "/studies/{study}/series", qido_series)
+    add("GET", BASE + "/studies/{study}/instances", qido_instances)
+    add("GET", BASE + "/studies/{study}/series/{series}/instances", qido_instances)
+    add("GET", BASE + "/studies/{study}", wado_instances)
+    add("GET", BASE + "/studies/{study}/series/{series}", wado_instances)
+    add("GET", BASE + "/studies/{study}/series/{series}/instances/{instance}", wado_instances)
+    add("GET", BASE + "/studies/{study}/metadata", wado_metadata)
+    add("GET", BASE + "/studies/{study}/series/{series}/metadata", wado_metadata)
+    add(
+        "GET",
+        BASE + "/studies/{study}/series/{series}/instances/{instance}/metadata",
+        wado_metadata,
+    )
+    add(
+        "GET",
+        BASE + "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+        wado_frames,
+    )
+    add(
+        "GET",
+        BASE + "/studies/{study}/series/{series}/instances/{instance}/rendered",
+        wado_rendered,
+    )
+    add(
+        "GET",
+        BASE + "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+        wado_rendered,
+    )
+    add(
+        "GET",
+        BASE + "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+        wado_bulkdata,
+    )
+    add("GET", BASE + "/studies/{study}/series/{series}/instances/{instance}/ecg", ecg)
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+async def _call(request: web.Request, action: str) -> Call:
+    call = Call.of(request)
+    await auth.authenticate(call, action)
+    await auth.authorize(call, action)
+    return call
+
+
+def _store(call: Call) -> ImagingStore:
+    return call.request.app[IMAGING]
+
+
+async def _audit(
+    call: Call, study: ImagingStudy | None, what: str, details: dict[str, Any] | None = None
+) -> None:
+    """Every retrieval goes into the audit chain (batched by the store's writer)."""
+    await access.audit_retrieval(
+        call.db, call.me, study, what, details, batch=_store(call).retrievals
+    )
+
+
+def _uid(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not valid_uid(value):
+        raise ApiError(404, "study_not_found", "No such study, series or instance.")
+    return value
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    """DICOM JSON with exactly ``application/dicom+json`` (no charset: clients compare it)."""
+    response = web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status)
+    response.headers["Content-Type"] = DICOM_JSON
+    return response
+
+
+async def _rows(call: Call, study: ImagingStudy) -> StudyRows:
+    from consult.imaging.query import StudyRows
+
+    async with call.db.session() as session:
+        instances = (
+            await session.scalars(
+                select(ImagingInstance)
+                .where(ImagingInstance.study_id == study.id)
+                .order_by(
+                    ImagingInstance.series_number,
+                    ImagingInstance.series_uid,
+                    ImagingInstance.instance_number,
+                    ImagingInstance.created_at,
+                )
+            )
+        ).all()
+    return StudyRows(study, list(instances))
+
+
+def _pick(rows: StudyRows, series: str | None, instance: str | None) -> list[ImagingInstance]:
+    picked = [
+        i
+        for i in rows.instances
+        if (series is None or i.series_uid == series)
+        and (instance is None or i.sop_instance_uid == instance)
+    ]
+    if not picked:
+        raise ApiError(404, "instance_not_found", "No such series or instance in the study.")
+    return picked
+
+
+async def _run(call: Call, fn: Callable[..., Any], *args: Any) -> Any:
+    return await _store(call).run(fn, *args)
+
+
+def _header_of(store: ImagingStore) -> Callable[[ImagingStudy, ImagingInstance], Dataset]:
+    from consult.imaging.query import read_header
+
+    def header(study: ImagingStudy, instance: ImagingInstance) -> Dataset:
+        return read_header(store.path_of(study.id, instance.id))
+
+    return header
+
+
+def _accepted(request: web.Request) -> list[tuple[str, str | None]]:
+    """The Accept header as (media type inside multipart, transfer syntax or None)."""
+    header = request.headers.get("Accept", "*/*") or "*/*"
+    found: list[tuple[str, str | None]] = []
+    for item in header.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        media = parts[0].lower()
+        params: dict[str, str] = {}
+        for p in parts[1:]:
+            key, _, value = p.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        if media == "multipart/related":
+            found.append(
+                (
+                    params.get("type", "application/octet-stream").lower(),
+                    params.get("transfer-syntax"),
+                )
+            )
+        else:
+            found.append((media, params.get("transfer-syntax")))
+    return found
+
+
+async def _multipart(
+    request: web.Request, inner: str, parts: Sequence[tuple[str, bytes | Path]]
+) -> web.StreamResponse:
+    """A ``multipart/related`` answer; parts are bytes or files (streamed)."""
+    boundary = secrets.token_hex(16)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f'multipart/related; type="{inner}"; boundary={boundary}',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    for content_type, body in parts:
+        await response.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
+        if isinstance(body, Path):
+            with body.open("rb") as f:
+                while chunk := await loop.run_in_executor(None, f.read, CHUNK):
+                    await response.write(chunk)
+        else:
+            await response.write(body)
+        await response.write(b"\r\n")
+    await response.write(f"--{boundary}--\r\n".encode())
+    await response.write_eof()
+    return response
+
+
+# --- STOW-RS --------------------------------------------------------------------------------
+
+
+async def stow(request: web.Request) -> web.StreamResponse:
+    """Store instances (``multipart/related; type="application/dicom"``), streamed to disk."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    call = await _call(request, "imaging.store")
+    visit_id = request.match_info["visit_id"]
+    if len(visit_id) != 32 or not set(visit_id) <= _ID_CHARS:
+        raise ApiError(404, "visit_not_found", "The visit does not exist.")
+    expected = _uid(request, "study") if "study" in request.match_info else None
+    visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
+    if request.content_type != "multipart/related":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            'Send multipart/related; type="application/dicom".',
+        )
+    if request.content_length is not None and request.content_length > STOW_MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"The body is over {STOW_MAX_BODY} bytes.")
+    store = _store(call)
+    dest = Destination(
+        institution_id=visit.institution_id,
+        visit_id=visit.id,
+        patient_id=visit.patient_record_id,
+        source="stow",
+        expected_study_uid=expected,
+    )
+    try:
+        reader = MultipartReader(request.headers, request.content)
+    except (AssertionError, ValueError, KeyError):
+        raise ApiError(400, "bad_multipart", "The multipart body is malformed.") from None
+    stored: list[Dataset] = []
+    study_uids: list[str] = []
+    failed: list[Dataset] = []
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, RuntimeError):
+            raise ApiError(400, "bad_multipart", "The multipart body is malformed.") from None
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise ApiError(400, "bad_multipart", "Nested multipart bodies are not accepted.")
+        if part.headers.get("Content-Type", "").split(";")[0].strip() != "application/dicom":
+            await part.release()
+            failed.append(_failure(None, None, 0xC000, "dicom_not_application_dicom"))
+            continue
+        incoming = store.new_incoming()
+        try:
+            total = await _receive(part, incoming, store.max_instance_bytes, total)
+            result = await store.ingest(incoming, dest, call.me)
+        except DicomRejected as exc:
+            incoming.unlink(missing_ok=True)
+            failed.append(_failure(None, None, 0xC000, exc.code))
+            if isinstance(exc, DicomTooLarge) and total > STOW_MAX_BODY:
+                break
+            continue
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        item = Dataset()
+        item.ReferencedSOPClassUID = result.sop_class_uid
+        item.ReferencedSOPInstanceUID = result.sop_instance_uid
+        item.RetrieveURL = _retrieve_url(
+            request, result.study_uid, result.series_uid, result.sop_instance_uid
+        )
+        if result.duplicate:
+            item.WarningReason = 0xB000  # coercion of data elements: "already stored"
+        stored.append(item)
+        study_uids.append(result.study_uid)
+    answer = Dataset()
+    if stored:
+        answer.RetrieveURL = f"{_origin(request)}{BASE}/studies/{study_uids[0]}"
+        answer.ReferencedSOPSequence = DicomSequence(stored)
+    if failed:
+        answer.FailedSOPSequence = DicomSequence(failed)
+    status = 200 if not failed else (202 if stored else 409)
+    if not stored and not failed:
+        raise ApiError(400, "bad_multipart", "The body holds no instance.")
+    return _json(answer.to_json_dict(), status)
+
+
+async def _receive(part: BodyPartReader, target: Path, limit: int, total: int) -> int:
+    """Stream one part into ``target``; refuse past the instance's or the request's bound."""
+    size = 0
+    loop = asyncio.get_running_loop()
+    with target.open("wb") as f:
+        while True:
+            try:
+                chunk = await part.read_chunk(CHUNK)
+            except (ValueError, AssertionError):
+                raise DicomMalformed("The part is malformed.") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            total += len(chunk)
+            if size > limit or total > STOW_MAX_BODY:
+                await part.release()
+                raise DicomTooLarge()
+            await loop.run_in_executor(None, f.write, chunk)
+    if size == 0:
+        raise DicomMalformed("The part is empty.")
+    return total
+
+
+def _failure(cls: str | None, uid: str | None, status: int, code: str) -> Dataset:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    if cls:
+        item.ReferencedSOPClassUID = cls
+    if uid:
+        item.ReferencedSOPInstanceUID = uid
+    item.FailureReason = status
+    # Our stable code, so a client can tell a truncated file from an unsupported syntax.
+    item.TextValue = code
+    return item
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _retrieve_url(request: web.Request, study: str, series: str, instance: str) -> str:
+    return f"{_origin(request)}{BASE}/studies/{study}/series/{series}/instances/{instance}"
+
+
+# --- QIDO-RS --------------------------------------------------------------------------------
+
+
+def _query(request: web.Request) -> Any:
+    from consult.imaging.query import parse_query
+
+    try:
+        return parse_query(list(request.query.items()))
+    except DicomRejected as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+
+
+async def qido_studies(request: web.Request) -> web.StreamResponse:
+    """QIDO-RS: the studies the caller may read that match."""
+    from consult.imaging.query import study_answers
+
+    call = await _call(request, "imaging.read")
+    query = _query(request)
+    wanted = query.match.get("StudyInstanceUID")
+    if wanted and valid_uid(wanted):
+        studies = [await access.readable_study(call.db, call.me, wanted, "qido")]
+    else:
+        studies = await access.readable_studies(call.db, call.me)
+    rows = [await _rows(call, study) for study in studies]
+    answers = await _run(call, study_answers, rows, query, _header_of(_store(call)))
+    for study in studies:
+        await _audit(call, study, "qido.studies")
+    if not studies:
+        await _audit(call, None, "qido.studies", {"found": 0})
+    return _json(answers)
+
+
+async def qido_series(request: web.Request) -> web.StreamResponse:
+    """QIDO-RS: a study's series."""
+    from consult.imaging.query import series_answers
+
+    call = await _call(request, "imaging.read")
+    study = await access.readable_study(call.db, call.me, _uid(request, "study"), "qido")
+    query = _query(request)
+    rows = await _rows(call, study)
+    answers = await _run(call, series_answers, rows, query, _header_of(_store(call)))
+    await _audit(call, study, "qido.series")
+    return _json(answers)
+
+
+async def qido_instances(request: web.Request) -> web.StreamResponse:
+    """QIDO-RS: a study's (or a series') instances."""
+    from consult.imaging.query import instance_answers
+
+    call = await _call(request, "imaging.read")
+    study = await access.readable_study(call.db, call.me, _uid(request, "study"), "qido")
+    series = _uid(request, "series") if "series" in request.match_info else None
+    rows = await _rows(call, study)
+    answers = instance_answers(rows, _query(request), series)
+    await _audit(call, study, "qido.instances")
+    return _json(answers)
+
+
+# --- WADO-RS --------------------------------------------------------------------------------
+
+
+async def _target(
+    request: web.Request, what: str
+) -> tuple[Call, ImagingStudy, list[ImagingInstance]]:
+    call = await _call(request, "imaging.read")
+    study = await access.readable_study(call.db, call.me, _uid(request, "study"), what)
+    series = _uid(request, "series") if "series" in request.match_info else None
+    instance = _uid(request, "instance") if "instance" in request.match_info else None
+    if instance is not None:  # one row by its unique key: the hot path of a viewer
+        async with call.db.session() as session:
+            row = (
+                await session.scalars(
+                    select(ImagingInstance).where(
+                        ImagingInstance.study_id == study.id,
+                        ImagingInstance.sop_instance_uid == instance,
+                    )
+                )
+            ).first()
+        if row is None or row.series_uid != series:
+            raise ApiError(404, "instance_not_found", "No such series or instance in the study.")
+        return call, study, [row]
+    rows = await _rows(call, study)
+    return call, study, _pick(rows, series, instance)
+
+
+async def wado_instances(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: instances as stored (``multipart/related; type="application/dicom"``)."""
+    call, study, instances = await _target(request, "instances")
+    ok = any(
+        media in ("application/dicom", "*/*", "*", "multipart/related")
+        and (syntax in (None, "*") or all(i.transfer_syntax == syntax for i in instances))
+        for media, syntax in _accepted(request)
+    )
+    if not ok:
+        raise ApiError(406, "not_acceptable", "Instances are served as stored (transfer-syntax=*).")
+    store = _store(call)
+    parts: list[tuple[str, bytes | Path]] = [
+        (
+            f"application/dicom; transfer-syntax={i.transfer_syntax}",
+            store.path_of(study.id, i.id),
+        )
+        for i in instances
+    ]
+    await _audit(call, study, "instances", {"instances": len(instances)})
+    return await _multipart(request, "application/dicom", parts)
+
+
+async def wado_metadata(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: DICOM JSON metadata, bulk values as BulkDataURIs."""
+    from consult.imaging.query import metadata_json
+
+    call, study, instances = await _target(request, "metadata")
+    store = _store(call)
+    origin = _origin(request)
+
+    def build() -> list[dict[str, Any]]:
+        out = []
+        for i in instances:
+            base = (
+                f"{origin}{BASE}/studies/{study.study_uid}/series/{i.series_uid}"
+                f"/instances/{i.sop_instance_uid}"
+            )
+
+            def uri(tag: int, base: str = base, frames: int = i.frames) -> str:
+                if tag == 0x7FE00010 and frames:
+                    return f"{base}/frames/{','.join(str(n) for n in range(1, frames + 1))}"
+                return f"{base}/bulkdata/{tag:08X}"
+
+            out.append(metadata_json(store.path_of(study.id, i.id), uri))
+        return out
+
+    answer = await _run(call, build)
+    await _audit(call, study, "metadata", {"instances": len(answer)})
+    return _json(answer)
+
+
+def _frame_numbers(request: web.Request, frames: int) -> list[int]:
+    raw = request.match_info["frames"]
+    try:
+        numbers = [int(n) for n in raw.split(",")]
+    except ValueError:
+        raise ApiError(404, "frame_not_found", "Frame numbers are 1-based integers.") from None
+    if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
+        raise ApiError(400, "too_many_frames", "Ask for 1 to 1000 frames at a time.")
+    if any(n < 1 or n > frames for n in numbers):
+        raise ApiError(404, "frame_not_found", "No such frame.")
+    return numbers
+
+
+async def wado_frames(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: frames as stored, or decoded to native little endian if that is all asked."""
+    from consult.imaging.render import frames_as_stored, frames_native
+
+    call, study, instances = await _target(request, "frames")
+    instance = instances[0]
+    numbers = _frame_numbers(request, instance.frames)
+    path = _store(call).path_of(study.id, instance.id)
+    syntax = instance.transfer_syntax
+    native = syntax in NATIVE_SYNTAXES
+    stored_type = (
+        "application/octet-stream"
+        if native
+        else FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream")
+    )
+    mode: str | None = None
+    for media, ts in _accepted(request):
+        if media in ("*/*", "*") or (media == stored_type and ts in (None, "*", syntax)):
+            mode = "stored"
+        elif media in (stored_type,) or ts == "*":
+            mode = "stored"
+        elif media == "application/octet-stream" and ts in (None, "1.2.840.10008.1.2.1"):
+            mode = "stored" if native else "native"
+        if mode:
+            break
+    if mode is None:
+        raise ApiError(406, "not_acceptable", "Ask for the frames as stored or as octet-stream.")
+    if mode == "stored":
+        data = await _run(call, frames_as_stored, path, syntax, numbers, instance.frames)
+        part_type = (
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+            if native
+            else f"{stored_type}; transfer-syntax={syntax}"
+        )
+    else:
+        data = await _run(call, frames_native, path, numbers)
+        part_type = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    await _audit(
+        call,
+        study,
+        "frames",
+        {"instance": instance.sop_instance_uid, "frames": len(numbers)},
+    )
+    inner = part_type.split(";")[0]
+    return await _multipart(request, inner, [(part_type, d) for d in data])
+
+
+async def wado_rendered(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: one frame rendered as PNG (decoded and windowed off the event loop)."""
+    from consult.imaging.render import render_png
+
+    call, study, instances = await _target(request, "rendered")
+    instance = instances[0]
+    if not instance.frames:
+        raise ApiError(404, "frame_not_found", "The instance has no image.")
+    number = 1
+    if "frames" in request.match_info:
+        numbers = _frame_numbers(request, instance.frames)
+        if len(numbers) != 1:
+            raise ApiError(400, "too_many_frames", "Render one frame at a time.")
+        number = numbers[0]
+    png = await _run(call, render_png, _store(call).path_of(study.id, instance.id), number)
+    await _audit(
+        call,
+        study,
+        "rendered",
+        {"instance": instance.sop_instance_uid, "frame": number},
+    )
+    return web.Response(
+        body=png,
+        headers={
+            "Content-Type": "image/png",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def wado_bulkdata(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: one top-level bulk value (a BulkDataURI of the metadata)."""
+    call, study, instances = await _target(request, "bulkdata")
+    instance = instances[0]
+    try:
+        tag = int(request.match_info["tag"], 16)
+    except ValueError:
+        raise ApiError(404, "bulkdata_not_found", "No such bulk data.") from None
+    path = _store(call).path_of(study.id, instance.id)
+
+    def value() -> bytes | None:
+        from pydicom import dcmread
+
+        ds = dcmread(path)
+        element = ds.get(tag)
+        if element is None or not isinstance(element.value, bytes | bytearray):
+            return None
+        return bytes(element.value)
+
+    data = await _run(call, value)
+    if data is None:
+        raise ApiError(404, "bulkdata_not_found", "No such bulk data.")
+    await _audit(
+        call,
+        study,
+        "bulkdata",
+        {"instance": instance.sop_instance_uid, "tag": f"{tag:08X}"},
+    )
+    return await _multipart(
+        request, "application/octet-stream", [("application/octet-stream", data)]
+    )
+
+
+async def ecg(request: web.Request) -> web.StreamResponse:
+    """The ECG viewer's JSON: leads calibrated in mV, the device's measurements (not DICOMweb)."""
+    from consult.imaging.ecg import read_ecg
+
+    call, study, instances = await _target(request, "ecg")
+    path = _store(call).path_of(study.id, instances[0].id)
+    try:
+        answer = await _run(call, read_ecg, path)
+    except DicomRejected as exc:
+        raise ApiError(422, exc.code, exc.message) from None
+    await _audit(call, study, "ecg", {"instance": instances[0].sop_instance_uid})
+    return web.Response(
+        body=json.dumps(answer, separators=(",", ":")).encode(),
+        headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
+    )
