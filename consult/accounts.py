@@ -33,6 +33,7 @@ from consult.errors import (
     UserNotFound,
     WeakPassword,
 )
+from consult.events import AccessRevoked, publish
 from consult.models import (
     Department,
     Institution,
@@ -360,6 +361,8 @@ async def change_password(
         row.password_hash = new_hash
         row.password_changed_at = utc_now()
         await revoke_sessions(tx, user.id, "password_changed", keep=actor.session_id)
+        # this session stays; the join tokens it issued (stamped with the old password) do not
+        publish(tx, AccessRevoked(user.id, "password_changed", tokens_only=True))
         await tx.record(
             "account.change_password", actor=actor, object_type="user", object_id=user.id
         )

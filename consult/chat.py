@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import sensitive_words
+from consult.access import is_participant
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.chat_images import ProcessedImage, process
@@ -44,7 +45,7 @@ from consult.errors import (
     MessageNotFound,
     MessageTooLong,
     NotAdmitted,
-    NotInRoom,
+    NotAParticipant,
     RetractNotAllowed,
     SensitiveWordBlocked,
     VisitClosed,
@@ -186,16 +187,6 @@ def clean_text(text: Any) -> str:
     return text
 
 
-def _participant(actor: Actor, visit: Visit) -> bool:
-    if actor.room_visit_id is not None and actor.room_visit_id != visit.id:
-        return False
-    if actor.role is Role.DOCTOR:
-        return visit.doctor_id == actor.user_id
-    if actor.role is Role.PATIENT:
-        return visit.patient_id == actor.user_id
-    return False
-
-
 async def _load_room(
     tx: AuditTx, actor: Actor, visit_id: str, action: str, *, sending: bool = False
 ) -> Visit:
@@ -203,9 +194,9 @@ async def _load_room(
     visit = await tx.session.get(Visit, visit_id, with_for_update=sending)
     if visit is None:
         raise VisitNotFound()
-    if not _participant(actor, visit):
+    if not is_participant(actor, visit):
         raise tx.refuse(
-            NotInRoom(), actor=actor, action=action, object_type="visit", object_id=visit_id
+            NotAParticipant(), actor=actor, action=action, object_type="visit", object_id=visit_id
         )
     if sending:
         state = VisitState(visit.status)
@@ -553,9 +544,9 @@ async def image_bytes(
         if row is None:
             raise ImageNotFound()
         visit = await tx.session.get(Visit, row.visit_id)
-        if visit is None or not _participant(actor, visit):
+        if visit is None or not is_participant(actor, visit):
             raise tx.refuse(
-                NotInRoom(),
+                NotAParticipant(),
                 actor=actor,
                 action="chat.view_image",
                 object_type="chat_image",

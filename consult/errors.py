@@ -53,13 +53,6 @@ class VisitNotFound(ConsultError):
     default_message = "The visit does not exist."
 
 
-class NotAParticipant(ConsultError):
-    """The token's user is not this visit's doctor or patient in the claimed role."""
-
-    code = "not_a_participant"
-    default_message = "You are not a participant of this visit."
-
-
 # --- Categories: the boundary may map a whole category to one HTTP status. -------------------
 
 
@@ -141,6 +134,14 @@ class SessionExpired(Unauthenticated):
 
     code = "session_expired"
     default_message = "The session has expired; sign in again."
+
+
+class TokenRevoked(Unauthenticated):
+    """A join token whose session ended (sign-out, a newer sign-in), or issued before its
+    account's password changed or the account was deactivated."""
+
+    code = "token_revoked"
+    default_message = "The join token was revoked; sign in again."
 
 
 class TotpEnrolmentRequired(PermissionDenied):
@@ -495,8 +496,10 @@ class WordNotFound(NotFound):
     default_message = "The word is not on the list."
 
 
-class NotInRoom(PermissionDenied):
-    """The actor is not the doctor or the patient of this room (or its link is for another)."""
+class NotAParticipant(PermissionDenied):
+    """The actor is not this visit's doctor or patient in its role (or its join token is for
+    another visit, or its account is deactivated): the one refusal of participation, for the
+    room, its join tokens and its chat."""
 
     code = "not_a_participant"
-    default_message = "You are not a participant of this room."
+    default_message = "You are not a participant of this visit."

@@ -20,10 +20,11 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import passwords
 from consult.actor import Actor
@@ -38,9 +39,11 @@ from consult.errors import (
     SessionInvalid,
     TotpRequired,
 )
+from consult.events import AccessRevoked, publish
 from consult.models import AuditResult, Session, SessionScope, User, UserDepartment
 from consult.permissions import STAFF_ROLES, Role
 from consult.sqltypes import new_id, utc_now
+from consult.tokens import JoinClaims
 from consult.totp import matching_step
 
 logger = logging.getLogger(__name__)
@@ -241,22 +244,33 @@ async def _open_session(
 async def _revoke_all(
     tx: AuditTx, user_id: str, reason: str, now: datetime, *, keep: str | None = None
 ) -> None:
-    """Revoke every live session of ``user_id`` but ``keep``."""
-    statement = (
+    """Revoke every live session of ``user_id`` but ``keep``; their sockets and join tokens go
+    with them after commit (:class:`AccessRevoked`)."""
+    live = select(Session.id).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+    if keep is not None:
+        live = live.where(Session.id != keep)
+    ids = frozenset((await tx.session.scalars(live)).all())
+    if not ids:
+        return
+    await tx.session.execute(
         update(Session)
-        .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        .where(Session.id.in_(sorted(ids)), Session.revoked_at.is_(None))
         .values(revoked_at=now, revoke_reason=reason)
     )
-    if keep is not None:
-        statement = statement.where(Session.id != keep)
-    await tx.session.execute(statement)
+    publish(tx, AccessRevoked(user_id, reason, ids))
 
 
 async def revoke_sessions(
     tx: AuditTx, user_id: str, reason: str, *, keep: str | None = None
 ) -> None:
-    """Revoke every live session of an account (deactivation, password or TOTP reset)."""
+    """Revoke every live session of an account (deactivation, password or TOTP reset).
+
+    Without ``keep``, every socket and join token of the account ends too, whichever session
+    issued it (:class:`AccessRevoked` for the whole account, after commit).
+    """
     await _revoke_all(tx, user_id, reason, utc_now(), keep=keep)
+    if keep is None:
+        publish(tx, AccessRevoked(user_id, reason))
 
 
 async def authenticate(
@@ -326,6 +340,7 @@ async def _expire(
             .values(revoked_at=now, revoke_reason=reason)
         )
         if getattr(result, "rowcount", 0):  # once, even when two requests race
+            publish(tx, AccessRevoked(user.id, reason, frozenset({row.id})))
             await tx.record(
                 "session.expire",
                 actor_id=user.id,
@@ -335,6 +350,38 @@ async def _expire(
                 object_id=row.id,
                 details={"reason": reason},
             )
+
+
+def credential_stamp(user: User) -> int:
+    """The account's last password change in Unix microseconds (0: never), for join tokens."""
+    changed = user.password_changed_at
+    if changed is None:
+        return 0
+    return (changed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+async def account_stamp(db: Database, user_id: str) -> int:
+    """:func:`credential_stamp` of an account, to put into the join token it is issued."""
+    async with db.session() as session:
+        user = await session.get(User, user_id)
+    return 0 if user is None else credential_stamp(user)
+
+
+async def join_token_alive(session: AsyncSession, claims: JoinClaims, user: User) -> bool:
+    """Whether a verified join token still stands: its session (if one issued it) is neither
+    revoked nor past its absolute end, and the account's password did not change since it was
+    issued. Tokens of the command line (no session, no stamp) depend on the account alone."""
+    if claims.credential_stamp is not None and claims.credential_stamp != credential_stamp(user):
+        return False
+    if claims.session_id is None:
+        return True
+    row = await session.get(Session, claims.session_id)
+    return (
+        row is not None
+        and row.user_id == user.id
+        and row.revoked_at is None
+        and utc_now() < row.expires_at
+    )
 
 
 async def sign_out(db: Database, actor: Actor) -> None:
@@ -348,3 +395,5 @@ async def sign_out(db: Database, actor: Actor) -> None:
         await tx.record(
             "session.sign_out", actor=actor, object_type="session", object_id=actor.session_id
         )
+        if actor.user_id is not None and actor.session_id is not None:
+            publish(tx, AccessRevoked(actor.user_id, "sign_out", frozenset({actor.session_id})))

@@ -2,8 +2,10 @@
 
 ``web/`` issues a token after sign-in (or ``teleconsult demo`` prints one); ``signaling/`` verifies
 it on connect and asks :func:`consult.visits.resolve_participant` whether the user belongs to the
-visit. Verification accepts HS256 only and checks every claim's presence and type itself, so a
-token that PyJWT would tolerate but we did not issue is refused.
+visit, and whether the session that asked for the token is still alive (a token dies with its
+session, and with a password change or deactivation of its account). Verification accepts HS256
+only and checks every claim's presence and type itself, so a token that PyJWT would tolerate but
+we did not issue is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ class JoinClaims:
     expires_at: int
     """Unix time in seconds; the token is refused from this second on."""
     token_id: str
+    session_id: str | None = None
+    """The signed-in session that asked for the token (claim ``sid``): the token dies with it.
+    ``None`` for a token the command line issued (``teleconsult demo``)."""
+    credential_stamp: int | None = None
+    """The account's password-change time when the token was issued (claim ``cst``, Unix
+    microseconds, 0 for never): a password change since refuses the token."""
 
 
 def issue_join_token(
@@ -51,9 +59,14 @@ def issue_join_token(
     role: str,
     ttl_s: int = DEFAULT_TTL_S,
     now: float | None = None,
+    session_id: str | None = None,
+    credential_stamp: int | None = None,
 ) -> str:
     """Sign a join token for ``user_id`` to enter ``visit_id`` as ``role``.
 
+    ``session_id`` ties the token to the signed-in session that asked for it (``sid``), and
+    ``credential_stamp`` to the account's current password (``cst``, see
+    :func:`consult.sessions.credential_stamp`).
     Raises ``ValueError`` for a secret shorter than 32 bytes, an unknown role, empty ids or a
     non-positive ``ttl_s``: these are programming or configuration errors, not client errors.
     """
@@ -74,6 +87,10 @@ def issue_join_token(
         "jti": secrets.token_hex(16),
         "aud": AUDIENCE,
     }
+    if session_id is not None:
+        payload["sid"] = session_id
+    if credential_stamp is not None:
+        payload["cst"] = credential_stamp
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -123,12 +140,16 @@ def _claims_from_payload(payload: dict[str, Any]) -> JoinClaims:
     if role not in ROLES:
         raise TokenInvalid("The join token names an unknown role.")
     _int_claim(payload, "iat")
+    session_id = _str_claim(payload, "sid") if "sid" in payload else None
+    stamp = _int_claim(payload, "cst") if "cst" in payload else None
     return JoinClaims(
         visit_id=_str_claim(payload, "visit"),
         user_id=_str_claim(payload, "sub"),
         role=role,
         expires_at=_int_claim(payload, "exp"),
         token_id=_str_claim(payload, "jti"),
+        session_id=session_id,
+        credential_stamp=stamp,
     )
 
 

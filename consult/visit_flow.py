@@ -29,16 +29,15 @@ visits it holds, a nurse within its institution, an operator within its departme
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from functools import partial
 from typing import Any, Final
 
 from sqlalchemy import select
 
+from consult.access import holds_room_role, may_act_on_visit
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.db import Database
@@ -65,7 +64,9 @@ from consult.errors import (
     VisitExists,
     VisitNotFound,
 )
+from consult.events import DomainEvent, StateChanged, subscribe
 from consult.identifiers import age_on
+from consult.machine import StateMachine
 from consult.models import (
     AuditResult,
     Consent,
@@ -119,13 +120,14 @@ TRANSITIONS: Final[Mapping[tuple[VisitState, VisitEvent], VisitState]] = {
 
 INITIAL_STATE: Final = VisitState.BOOKED
 CLOSED_STATES: Final = frozenset({S.ENDED, S.REFERRED, S.CANCELLED})
-EVENT_ACTIONS: Final[Mapping[VisitEvent, str]] = {event: f"visit.{event.value}" for event in E}
+VISIT_MACHINE: Final = StateMachine("visit", VisitState, TRANSITIONS, CLOSED_STATES, VisitClosed)
+EVENT_ACTIONS: Final[Mapping[VisitEvent, str]] = {e: VISIT_MACHINE.action(e) for e in E}
 """The permission-table action (and audit action) of each event."""
 
 
 def transitions() -> list[tuple[VisitState, VisitEvent, VisitState]]:
     """The transition table as a sorted list of ``(from, event, to)``."""
-    return sorted((old, event, new) for (old, event), new in TRANSITIONS.items())
+    return VISIT_MACHINE.table()
 
 
 # --- Listeners --------------------------------------------------------------------------------
@@ -145,18 +147,31 @@ class StateChange:
 
 
 Listener = Callable[[StateChange], Awaitable[None]]
-_listeners: weakref.WeakKeyDictionary[Database, list[Listener]] = weakref.WeakKeyDictionary()
 
 
 def on_state_change(db: Database, listener: Listener) -> Callable[[], None]:
-    """Call ``listener`` after each committed state change; returns a function that unsubscribes.
+    """Call ``listener`` after each committed visit state change; returns the unsubscriber.
 
-    Signaling uses it to take a patient out of the room when sent back, and to close the room
-    when the visit ends or is referred. A failing listener is logged, never undoes the change.
+    A view of the domain events (:mod:`consult.events`) for visits only. A failing listener is
+    logged, never undoes the change.
     """
-    listeners = _listeners.setdefault(db, [])
-    listeners.append(listener)
-    return lambda: listeners.remove(listener) if listener in listeners else None
+
+    async def relay(event: DomainEvent) -> None:
+        if isinstance(event, StateChanged) and event.machine == VISIT_MACHINE.name:
+            parties = dict(event.parties)
+            await listener(
+                StateChange(
+                    visit_id=event.object_id,
+                    old=VisitState(event.old),
+                    new=VisitState(event.new),
+                    event=VisitEvent(event.event),
+                    actor_id=event.actor_id,
+                    doctor_id=parties.get("doctor", ""),
+                    patient_id=parties.get("patient", ""),
+                )
+            )
+
+    return subscribe(db, relay)
 
 
 # --- Views --------------------------------------------------------------------------------------
@@ -230,43 +245,14 @@ async def _set_state(
     event: VisitEvent,
     details: Mapping[str, Any] | None = None,
 ) -> VisitState:
-    """Move ``visit`` by ``event`` per :data:`TRANSITIONS`, log, audit, and notify after commit.
+    """Move ``visit`` by ``event`` per :data:`TRANSITIONS` (:data:`VISIT_MACHINE`): checked,
+    logged, audited, and relayed after commit as a domain event.
 
     Raises (and audits) :class:`InvalidTransition` when the table has no such transition, or
     :class:`VisitClosed` when the visit is over.
     """
-    old = VisitState(visit.status)
-    new = TRANSITIONS.get((old, event))
-    action = EVENT_ACTIONS[event]
-    if new is None:
-        error: ConsultError = VisitClosed() if old in CLOSED_STATES else InvalidTransition()
-        raise tx.refuse(
-            error,
-            actor=actor,
-            action=action,
-            object_type="visit",
-            object_id=visit.id,
-            details={"state": old.value},
-        )
-    now = utc_now()
-    visit.status = new.value
-    visit.updated_at = now
-    if new in CLOSED_STATES:
-        visit.closed_at = now
-    logger.info("visit %s: %s -> %s (%s)", visit.id, old.value, new.value, event.value)
-    await tx.record(
-        action,
-        actor=actor,
-        object_type="visit",
-        object_id=visit.id,
-        details={"from": old.value, "to": new.value, **(details or {})},
-    )
-    change = StateChange(
-        visit.id, old, new, event, actor.user_id, visit.doctor_id, visit.patient_id
-    )
-    for listener in list(_listeners.get(tx.db, ()) if tx.db is not None else ()):
-        tx.after_commit(partial(listener, change))
-    return new
+    parties = (("doctor", visit.doctor_id), ("patient", visit.patient_id))
+    return await VISIT_MACHINE.set_state(tx, actor, visit, event, details, parties=parties)
 
 
 # --- Loading with ownership ----------------------------------------------------------------------
@@ -277,7 +263,7 @@ async def _load_visit(tx: AuditTx, actor: Actor, visit_id: str, action: str) -> 
     visit = await tx.session.get(Visit, visit_id, with_for_update=True)
     if visit is None:
         raise VisitNotFound()
-    if not _may_act(actor, visit):
+    if not may_act_on_visit(actor, visit):
         raise tx.refuse(
             PermissionDenied("Not your visit."),
             actor=actor,
@@ -286,18 +272,6 @@ async def _load_visit(tx: AuditTx, actor: Actor, visit_id: str, action: str) -> 
             object_id=visit_id,
         )
     return visit
-
-
-def _may_act(actor: Actor, visit: Visit) -> bool:
-    if actor.role is Role.PATIENT:
-        return visit.patient_id == actor.user_id
-    if actor.role is Role.DOCTOR:
-        return visit.doctor_id == actor.user_id
-    if actor.role in {Role.NURSE, Role.OPERATOR}:
-        return in_scope(
-            actor, institution_id=visit.institution_id, department_id=visit.department_id
-        )
-    return False
 
 
 # --- Booking (R1, R2, R4, R6, R7, R9) -----------------------------------------------------------
@@ -778,7 +752,7 @@ async def doctor_queue(
         ).all()
     entries = []
     for visit, name in rows:
-        if not _may_act(actor, visit):
+        if not may_act_on_visit(actor, visit):
             continue
         entries.append(
             QueueEntry(
@@ -794,6 +768,24 @@ async def doctor_queue(
 
 
 # --- The room -----------------------------------------------------------------------------------
+
+
+async def room_refusal(db: Database, visit_id: str, role: str) -> ConsultError | None:
+    """Why a verified participant of ``role`` may not be in the visit's room now, or ``None``.
+
+    Not audited: signaling asks again on ``join`` (the connect was audited by
+    :func:`may_join_room`), so that a change committed between the two is not missed.
+    """
+    async with db.session() as session:
+        visit = await session.get(Visit, visit_id)
+    if visit is None:
+        return VisitNotFound()
+    state = VisitState(visit.status)
+    if state in CLOSED_STATES:
+        return VisitClosed()
+    if role == "patient" and state is not S.IN_ROOM:
+        return NotAdmitted()
+    return None
 
 
 async def may_join_room(
@@ -822,9 +814,8 @@ async def may_join_room(
         account = await session.get(User, user_id) if user_id else None
     if visit is None:
         raise VisitNotFound()
-    expected = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(role)
     state = VisitState(visit.status)
-    if expected is None or expected != user_id or actor_role != role:
+    if not holds_room_role(visit, user_id, role) or actor_role != role:
         error = NotAParticipant()
     elif account is None or not account.is_active:
         error = NotAParticipant("The account is not active.")

@@ -7,8 +7,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from consult.access import holds_room_role
 from consult.db import Database
-from consult.errors import NotAParticipant, VisitNotFound
+from consult.errors import NotAParticipant, TokenRevoked, VisitNotFound
 from consult.models import (
     Department,
     Institution,
@@ -20,6 +21,7 @@ from consult.models import (
 )
 from consult.passwords import hash_password
 from consult.permissions import Role
+from consult.sessions import join_token_alive
 from consult.sqltypes import new_id
 from consult.tokens import JoinClaims
 
@@ -116,19 +118,23 @@ async def get_visit(db: Database, visit_id: str) -> Visit | None:
 async def resolve_participant(db: Database, claims: JoinClaims) -> Identity:
     """Check that the token's user is the visit's doctor or patient in the claimed role.
 
-    Raises :class:`VisitNotFound` when the visit does not exist and :class:`NotAParticipant` when
-    the user is not the visit's participant in that role or the account is deactivated.
+    Raises :class:`VisitNotFound` when the visit does not exist, :class:`NotAParticipant` when
+    the user is not the visit's participant in that role or the account is deactivated, and
+    :class:`TokenRevoked` when the session that issued the token ended or the account's password
+    changed after it was issued.
     """
     async with db.session() as session:
         visit = await session.get(Visit, claims.visit_id)
         if visit is None:
             raise VisitNotFound()
-        expected = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(claims.role)
-        if expected is None or expected != claims.user_id:
+        if not holds_room_role(visit, claims.user_id, claims.role):
             logger.info("join refused for visit %s: not the visit's %s", visit.id, claims.role)
             raise NotAParticipant()
         user = await session.get(User, claims.user_id)
         if user is None or not user.is_active:
             logger.info("join refused for visit %s: %s account inactive", visit.id, claims.role)
             raise NotAParticipant("The account is not active.")
+        if not await join_token_alive(session, claims, user):
+            logger.info("join refused for visit %s: %s token revoked", visit.id, claims.role)
+            raise TokenRevoked()
         return Identity(user_id=user.id, role=claims.role, display_name=user.display_name)

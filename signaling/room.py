@@ -258,8 +258,14 @@ class Rooms:
         self._unsealed: dict[int, Room] = {}  # rooms whose recording is still open
         self._seals: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: dict[str, asyncio.Event] = {}  # visit id -> set once its media closed
 
     async def get(self, visit_id: str) -> Room:
+        closing = self._closing.get(visit_id)
+        if closing is not None:
+            # the room's previous media is still closing (everyone was just taken out): a new
+            # room must not open on the router that is about to close
+            await closing.wait()
         room = self._rooms.get(visit_id)
         if room is None or room.closed:
             room = Room(visit_id, self._emit, self._spawn)
@@ -300,7 +306,13 @@ class Rooms:
             del self._rooms[room.visit_id]
         room.closed = True
         if not self._pool.closed:
-            await self._pool.close_room(room.visit_id)
+            closing = self._closing[room.visit_id] = asyncio.Event()
+            try:
+                await self._pool.close_room(room.visit_id)
+            finally:
+                closing.set()
+                if self._closing.get(room.visit_id) is closing:
+                    del self._closing[room.visit_id]
             await self._seal(room)  # its recorders closed with its media
 
     async def _open_recording(self, visit_id: str) -> SessionRecording | None:

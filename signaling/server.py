@@ -9,17 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import socketio
 
+from consult import events
 from consult.actor import Actor
 from consult.audit import append, authorize
 from consult.db import Database
 from consult.errors import ConsultError
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
-from consult.visit_flow import may_join_room
+from consult.visit_flow import may_join_room, room_refusal
 from consult.visits import resolve_participant
 from media.errors import MediaError
 from media.pool import MediaPool
@@ -31,6 +32,7 @@ from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .room import Room, Rooms
 from .session import Identity, Session
+from .updates import Updates
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,10 @@ class SignalingServer:
         self.sio.on("*", self._on_event)
         self._closed = False
         self._sockets_closed = False
+        # domain events, after commit: a visit leaving the room, an account's access revoked
+        self._relay_tasks: set[asyncio.Task[None]] = set()
+        self.updates = Updates(self.sio, db)
+        self._unsubscribe = events.subscribe(db, self._on_domain_event)
 
     def attach(self, app: Any) -> None:
         self.sio.attach(app, socketio_path="socket.io")
@@ -152,7 +158,12 @@ class SignalingServer:
                 role=identity.role,
                 name=identity.display_name,
             ),
-            actor=Actor(user_id=identity.user_id, role=Role(identity.role), source_ip=source_ip),
+            actor=Actor(
+                user_id=identity.user_id,
+                role=Role(identity.role),
+                session_id=claims.session_id,
+                source_ip=source_ip,
+            ),
         )
         logger.info(
             "connected",
@@ -211,6 +222,10 @@ class SignalingServer:
             raise SignalingError("already_joined", "already joined")
         if request.visit != session.identity.visit_id:
             raise SignalingError("visit_mismatch", "the join token is for another visit")
+        # asked again: the visit may have left the room since this socket connected
+        refusal = await room_refusal(self._db, request.visit, session.identity.role)
+        if refusal is not None:
+            raise refusal
         room = await self._room(session)
         # an overloaded media worker takes nobody new (server_busy); the page retries
         try:
@@ -288,11 +303,77 @@ class SignalingServer:
         await room.broadcast_participants()
         await self.rooms.discard_if_empty(room)
 
+    # --- domain events: the live room follows the visit and the account -----------------------
+
+    async def _on_domain_event(self, event: events.DomainEvent) -> None:
+        """Relay a committed domain event to the sockets it concerns (in a task of our own: the
+        committing request does not wait for the media to close)."""
+        if self._closed:
+            return
+        try:
+            await self.updates.relay(event)
+        except Exception:  # a page that misses a push reads again on its next (re)connect
+            logger.exception("update push failed")
+        evictions: list[tuple[Session, dict[str, Any]]] = []
+        if isinstance(event, events.StateChanged) and event.machine == "visit":
+            reason = LEAVE_REASONS.get(event.event)
+            if reason is not None and (event.old == "in_room" or event.new in CLOSED_VISIT):
+                payload = {"reason": reason, "visit": event.object_id, "state": event.new}
+                evictions = [
+                    (s, payload)
+                    for s in self.sessions.values()
+                    if s.identity.visit_id == event.object_id
+                ]
+        elif isinstance(event, events.AccessRevoked):
+            payload = {"reason": "revoked", "detail": event.reason}
+            evictions = [
+                (s, {**payload, "visit": s.identity.visit_id})
+                for s in self.sessions.values()
+                if s.identity.user_id == event.user_id
+                and (event.whole_account or s.actor.session_id in event.session_ids)
+            ]
+        for session, payload in evictions:
+            task = asyncio.get_running_loop().create_task(self._evict(session, payload))
+            self._relay_tasks.add(task)
+            task.add_done_callback(self._relay_tasks.discard)
+
+    async def _evict(self, session: Session, payload: dict[str, Any]) -> None:
+        """Take a socket out of its room for ``payload["reason"]``, tell it (``room_left``) and
+        disconnect it: its media and chat stop at once; the page moves on (docs/signaling.md)."""
+        if self.sessions.get(session.sid) is not session:
+            return
+        # ours from now on: a disconnect the page makes on being told finds nothing to do
+        del self.sessions[session.sid]
+        logger.info(
+            "room left: %s",
+            payload["reason"],
+            extra={"sid": session.sid, "visit_id": session.identity.visit_id},
+        )
+        room = self.rooms.find(session.identity.visit_id)
+        if room is not None and session.joined:
+            room.record("room_left", {**_who(session), "reason": payload["reason"]})
+        try:
+            await self.sio.emit("room_left", payload, to=session.sid)
+        except Exception:  # the socket is already gone: it is taken out all the same
+            logger.debug("room_left not delivered", extra={"sid": session.sid})
+        # as on a disconnect: its queued events are refused, then its media goes (outside the
+        # queue, so that nothing cancels a room's close and seal halfway)
+        await session.close()
+        await self._leave_room(session)
+        try:
+            await self.sio.disconnect(session.sid)
+        except Exception:
+            logger.debug("disconnect after room_left failed", extra={"sid": session.sid})
+
     # --- shutdown ----------------------------------------------------------------------------
 
     async def close_rooms(self) -> None:
         """Close every room's media (peers first, per the shutdown order)."""
         self._closed = True
+        self._unsubscribe()
+        for task in tuple(self._relay_tasks):
+            task.cancel()
+        await asyncio.gather(*self._relay_tasks, return_exceptions=True)
         for session in tuple(self.sessions.values()):
             await session.close()
         await self.rooms.close()
@@ -317,6 +398,16 @@ class SignalingServer:
         for task in tuple(self._io_tasks):
             task.cancel()
         await asyncio.gather(*self._io_tasks, return_exceptions=True)
+
+
+LEAVE_REASONS: Final = {
+    "send_back": "sent_back",
+    "end": "ended",
+    "refer": "referred",
+    "cancel": "cancelled",
+}
+"""Visit event -> the ``room_left`` reason its room's sockets are told."""
+CLOSED_VISIT: Final = frozenset({"ended", "referred", "cancelled"})
 
 
 def _who(session: Session) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from consult.error_table import browser_module
+
 from .keys import CONFIG
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,16 @@ VENDOR = {
 }
 
 
+_ERRORS_JS = browser_module()
+
+
+async def errors_module(request: web.Request) -> web.Response:
+    """The pages' one error dictionary, generated from ``consult/error_table.py``."""
+    return web.Response(
+        text=_ERRORS_JS, content_type="text/javascript", headers={"Cache-Control": "no-cache"}
+    )
+
+
 async def index_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
@@ -64,6 +76,7 @@ async def index_page(request: web.Request) -> web.FileResponse:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index_page)
     app.router.add_get("/room", room_page)
+    app.router.add_get("/errors.js", errors_module)
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))
     app.router.add_static("/static/", STATIC)

@@ -191,16 +191,45 @@ def test_patient_waits_doctor_admits_and_refers(
     assert patient_sees["state"] == doctor_sees["state"] == "joined"
     queue.screenshot(path=str(tmp_path / "doctor-in-room.png"), full_page=True)
 
-    # End and refer offline with a reason.
+    # The queue does not poll: idle for 5 s, it makes no request at all (issue 11).
+    requests: list[str] = []
+    queue.on("request", lambda r: requests.append(r.url) if "/api/v1/" in r.url else None)
+    time.sleep(5)  # the assertion is about a quiet interval
+    assert requests == [], requests
+
+    # Send back: within a second the patient's page is in the waiting room, told why; the
+    # doctor's queue shows the visit waiting again (pushed, not polled).
+    item.locator("[data-action=send_back]").click()
+    sent_at = time.monotonic()
+    page.wait_for_url(re.compile(r"/waiting\?visit=.*left=sent_back"), timeout=WAIT_MS)
+    page.wait_for_selector("#left-notice", state="visible", timeout=WAIT_MS)
+    print(f"\nsend-back to the patient's waiting room: {time.monotonic() - sent_at:.2f} s")
+    assert page.inner_text("#left-notice").startswith("医生请您回到候诊室")
+    queue.wait_for_function(
+        f"() => document.querySelector(\"li[data-visit-id='{visit_id}']\").dataset.state"
+        " === 'waiting'",
+        timeout=WAIT_MS,
+    )
+    queue.wait_for_function("() => window.__portal.roomVisitId === null", timeout=WAIT_MS)
+    assert [p["state"] for p in queue.evaluate("window.__portal.pushes")][-1] == "waiting"
+
+    # Admitted again: the patient's page goes to the room by itself (a push).
+    item.locator("[data-action=admit]").click()
+    page.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
+    room_link = page.url
+    page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS)
+
+    # End and refer offline with a reason: the patient's page goes to the waiting room, which
+    # shows the referral.
     item.locator("[data-action=refer]").click()
     item.locator("textarea[name=reason]").fill(REFERRAL_REASON)
     item.locator("input[name=appointment]").fill("明天上午 心内科门诊")
     item.locator("[data-action=refer_confirm]").click()
     item.wait_for(state="detached", timeout=WAIT_MS)
     queue.wait_for_function("() => window.__portal.roomVisitId === null", timeout=WAIT_MS)
+    page.wait_for_url(re.compile(r"/waiting\?visit=.*left=referred"), timeout=WAIT_MS)
 
     # The patient declines the referral in writing.
-    page.goto(f"{server.base_url}/waiting?visit={visit_id}", wait_until="domcontentloaded")
     page.wait_for_function(
         "() => window.__portal.visit && window.__portal.visit.state === 'referred'"
     )
@@ -214,6 +243,15 @@ def test_patient_waits_doctor_admits_and_refers(
     page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
     for room in (patient, doctor):
         assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
+
+    # The referred visit's old room link is refused: the page says why in the reader's
+    # language (here English, as toggled above), never a raw code (issue 11).
+    page.goto(room_link, wait_until="domcontentloaded")
+    page.wait_for_selector("#error", state="visible", timeout=WAIT_MS)
+    assert page.get_attribute("#error", "data-code") == "visit_closed"
+    assert page.inner_text("#error") == "Error：This visit is over."
+    page.click("#lang-toggle")
+    assert page.inner_text("#error") == "错误：这次就诊已经结束。"
 
     # The audit chain verifies and holds each step.
     verify = subprocess.run(
@@ -233,6 +271,8 @@ def test_patient_waits_doctor_admits_and_refers(
         ("visit.check_in", "ok", "patient"),
         ("session.sign_in", "ok", "doctor"),
         ("visit.admit", "ok", "doctor"),
+        ("visit.send_back", "ok", "doctor"),
+        ("visit.admit", "ok", "doctor"),
         ("visit.refer", "ok", "doctor"),
         ("visit.acknowledge_refusal", "ok", "patient"),
     ]
@@ -242,7 +282,7 @@ def test_patient_waits_doctor_admits_and_refers(
         at = events.index(step, at)
         found.append(at)
     # Both joined the room after the admission and before the referral, in either order.
-    admitted, referred = found[4], found[5]
+    admitted, referred = found[6], found[7]
     joins = {event[2] for event in events[admitted:referred] if event[:2] == ("room.join", "ok")}
     assert joins == {"doctor", "patient"}, events
     print(f"\naudit: {verify.stdout.strip()}\nscreenshots in {tmp_path}")

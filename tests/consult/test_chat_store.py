@@ -37,7 +37,7 @@ from consult.errors import (
     MessageInvalidCharacters,
     MessageTooLong,
     NotAdmitted,
-    NotInRoom,
+    NotAParticipant,
     PermissionDenied,
     RetractNotAllowed,
     VisitClosed,
@@ -302,13 +302,13 @@ async def test_outsiders_cannot_read_messages_or_fetch_images(db: Database) -> N
         user_id=demo.patient_id, role=Role.PATIENT, room_visit_id=other.visit_id
     )
     for outsider in (_doctor(other), _patient(other), linked_elsewhere):
-        with pytest.raises(NotInRoom):
+        with pytest.raises(NotAParticipant):
             await chat.history(db, outsider, demo.visit_id)
-        with pytest.raises(NotInRoom):
+        with pytest.raises(NotAParticipant):
             await chat.image_bytes(db, outsider, image.id)
-        with pytest.raises(NotInRoom):
+        with pytest.raises(NotAParticipant):
             await chat.export(db, outsider, demo.visit_id, fmt="json")
-        with pytest.raises(PermissionDenied):  # NotInRoom, or a room link used to send
+        with pytest.raises(PermissionDenied):  # NotAParticipant, or a room link used to send
             await chat.send_message(db, outsider, demo.visit_id, text="hi")
     denied = [
         e

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from consult.error_table import ERRORS
 from consult.errors import (
     Conflict,
     ConsultError,
@@ -66,7 +67,11 @@ _BY_CODE: Final[dict[str, int]] = {
 
 
 def status_of(exc: ConsultError) -> int:
-    """The HTTP status for a consult refusal: always 4xx."""
+    """The HTTP status for a consult refusal: always 4xx, from the one table of error codes
+    (``consult/error_table.py``); a code it lacks falls back to the error's category."""
+    row = ERRORS.get(exc.code)
+    if row is not None and 400 <= row.status < 500:
+        return row.status
     for category, status in _BY_CATEGORY:
         if isinstance(exc, category):
             return status

@@ -9,7 +9,7 @@
 //
 // For tests, `window.__chat` exposes the messages, the last seq and the unread count.
 
-import { addStrings, onLanguageChange, t } from "./i18n.js";
+import { addStrings, hasKey, onLanguageChange, t } from "./i18n.js";
 
 const MAX_TEXT = 2000;
 const IMAGE_TYPES = "image/jpeg,image/png,image/webp";
@@ -109,9 +109,9 @@ function make(tag, props = {}, ...children) {
 }
 
 function errorText(code) {
-  const key = `chat.error.${code}`;
-  const text = t(key);
-  return text === key ? t("chat.error.unknown") : text;
+  // the chat's own wording where it has one, else the one table's (/errors.js)
+  if (hasKey(`chat.error.${code}`)) return t(`chat.error.${code}`);
+  return hasKey(`error.${code}`) ? t(`error.${code}`) : t("chat.error.unknown");
 }
 
 /**

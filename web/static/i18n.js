@@ -5,6 +5,10 @@
 // (aria-label) or `data-i18n-title="key"` (title); `applyI18n()` fills them in. Text built in
 // JavaScript calls `t(key, params)` and re-renders on `onLanguageChange()`.
 // The choice is kept in localStorage so it survives a reload and a rejoin.
+// Error texts ("error.<code>") come from the server's one table of error codes
+// (consult/error_table.py, served as /errors.js): no page shows a raw code.
+
+import { ERROR_STRINGS } from "/errors.js";
 
 const STORAGE_KEY = "teleconsult.lang";
 export const DEFAULT_LANG = "zh-CN";
@@ -52,11 +56,17 @@ const DICTIONARIES = {
     "state.left": "您已离开会诊",
     "state.closed": "会诊已结束",
     "state.replaced": "已在其他窗口进入",
+    "state.room_left": "已离开诊室",
     "state.error": "出错了",
 
     "left.message": "您已离开会诊。可以关闭此页面。",
     "closed.message": "会诊已结束。可以关闭此页面。",
     "replaced.message": "您已在其他窗口或设备进入本次会诊，此页面已断开。",
+    "room_left.sent_back": "医生已请您回到候诊室，正在返回…",
+    "room_left.ended": "医生已结束本次就诊。",
+    "room_left.referred": "医生已建议您到线下医院就诊，正在返回查看转诊信息…",
+    "room_left.cancelled": "本次就诊已取消。",
+    "room_left.revoked": "您的登录已失效（已退出、修改密码或账号停用），请重新登录。",
 
     "media.denied": "没有获得摄像头和麦克风的使用权限。对方将看不到、也听不到您，但您仍可以看到和听到对方。请在浏览器地址栏旁允许使用后重新进入。",
     "media.not_found": "没有找到摄像头或麦克风。您仍可以看到和听到对方。",
@@ -67,28 +77,6 @@ const DICTIONARIES = {
     "media.no_microphone": "没有找到可用的麦克风，对方只能看到您的画面。",
 
     "error.prefix": "错误",
-    "error.link_invalid": "链接不完整，请使用医院发给您的完整链接。",
-    "error.token_missing": "链接缺少凭证，请使用医院发给您的完整链接。",
-    "error.token_invalid": "链接无效，请向医院索取新的链接。",
-    "error.token_expired": "链接已过期，请向医院索取新的链接。",
-    "error.visit_not_found": "找不到这次就诊。",
-    "error.bad_request": "请求格式不正确。",
-    "error.message_too_large": "消息太大。",
-    "error.bad_sdp": "音视频协商失败。",
-    "error.not_joined": "尚未进入会诊。",
-    "error.already_joined": "已经在会诊中。",
-    "error.visit_mismatch": "链接与就诊不匹配。",
-    "error.invalid_state": "当前状态下不能执行此操作。",
-    "error.stale_answer": "音视频协商已过期，正在重试。",
-    "error.busy": "服务器繁忙，请稍候。",
-    "error.unknown_event": "服务器不认识此请求。",
-    "error.internal_error": "服务器内部错误。",
-    "error.timeout": "服务器没有响应。",
-    "error.connect_failed": "无法连接服务器，正在重试…",
-    "error.media_failed": "音视频连接失败。",
-    "error.unknown": "未知错误。",
-    "error.server_busy": "服务器繁忙，正在自动重试…",
-    "error.media_unavailable": "音视频服务暂时不可用，正在重试…",
 
     "state.media_reconnecting": "网络不稳定，正在恢复音视频…",
     "state.busy": "服务器繁忙，{seconds} 秒后自动重试…",
@@ -142,11 +130,17 @@ const DICTIONARIES = {
     "state.left": "You have left the consultation",
     "state.closed": "The consultation has ended",
     "state.replaced": "Joined from another window",
+    "state.room_left": "Left the room",
     "state.error": "Something went wrong",
 
     "left.message": "You have left the consultation. You can close this page.",
     "closed.message": "The consultation has ended. You can close this page.",
     "replaced.message": "You joined this consultation from another window or device; this page is disconnected.",
+    "room_left.sent_back": "The doctor sent you back to the waiting room; returning…",
+    "room_left.ended": "The doctor ended the visit.",
+    "room_left.referred": "The doctor referred you to an offline visit; returning to see the referral…",
+    "room_left.cancelled": "The visit was cancelled.",
+    "room_left.revoked": "Your sign-in ended (signed out, password changed or account deactivated); please sign in again.",
 
     "media.denied": "Camera and microphone permission was not given. The others cannot see or hear you, but you can still see and hear them. Allow access next to the address bar and join again.",
     "media.not_found": "No camera or microphone was found. You can still see and hear the others.",
@@ -157,28 +151,6 @@ const DICTIONARIES = {
     "media.no_microphone": "No usable microphone was found; the others can only see you.",
 
     "error.prefix": "Error",
-    "error.link_invalid": "The link is incomplete. Please use the full link from the hospital.",
-    "error.token_missing": "The link has no access token. Please use the full link from the hospital.",
-    "error.token_invalid": "The link is not valid. Please ask the hospital for a new link.",
-    "error.token_expired": "The link has expired. Please ask the hospital for a new link.",
-    "error.visit_not_found": "This visit was not found.",
-    "error.bad_request": "The request was malformed.",
-    "error.message_too_large": "The message is too large.",
-    "error.bad_sdp": "Audio/video negotiation failed.",
-    "error.not_joined": "Not in the consultation yet.",
-    "error.already_joined": "Already in the consultation.",
-    "error.visit_mismatch": "The link does not match this visit.",
-    "error.invalid_state": "This cannot be done right now.",
-    "error.stale_answer": "Audio/video negotiation was out of date; retrying.",
-    "error.busy": "The server is busy, please wait.",
-    "error.unknown_event": "The server does not know this request.",
-    "error.internal_error": "Internal server error.",
-    "error.timeout": "The server did not answer.",
-    "error.connect_failed": "Cannot reach the server, retrying…",
-    "error.media_failed": "The audio/video connection failed.",
-    "error.unknown": "Unknown error.",
-    "error.server_busy": "The server is busy; retrying by itself…",
-    "error.media_unavailable": "The audio/video service is unavailable for a moment; retrying…",
 
     "state.media_reconnecting": "Unstable network, restoring audio and video…",
     "state.busy": "The server is busy; retrying in {seconds} s…",
@@ -191,6 +163,8 @@ const DICTIONARIES = {
     "timer.aria": "Call time {time}",
   },
 };
+
+for (const [lang, strings] of Object.entries(ERROR_STRINGS)) Object.assign(DICTIONARIES[lang], strings);
 
 export const LANGUAGES = Object.keys(DICTIONARIES);
 

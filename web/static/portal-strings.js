@@ -1,6 +1,6 @@
 // Strings of the sign-in, waiting-room and queue pages (Simplified Chinese default, English).
-// Added to the room's dictionaries by portal.js with addStrings(); error texts are keyed by the
-// API's stable codes (docs/api.md) as "api.<code>".
+// Added to the room's dictionaries by portal.js with addStrings(). Error texts are not here: they
+// come from the one table of error codes (consult/error_table.py, /errors.js) as "error.<code>".
 
 export const STRINGS = {
   "zh-CN": {
@@ -43,6 +43,10 @@ export const STRINGS = {
     "waiting.status_loading": "正在读取您的预约…",
     "waiting.status_no_visit": "没有待就诊的预约",
     "waiting.status_entering": "医生已接诊，正在进入视频诊室…",
+    "waiting.left.sent_back": "医生请您回到候诊室。请稍候，医生会再次接诊。",
+    "waiting.left.ended": "医生已结束本次就诊。",
+    "waiting.left.referred": "医生结束了线上就诊并建议您线下就诊，转诊信息见下方。",
+    "waiting.left.cancelled": "本次就诊已取消。",
 
     "visit.state.booked": "已预约，尚未候诊",
     "visit.state.waiting": "正在候诊，请稍候",
@@ -124,37 +128,6 @@ export const STRINGS = {
     "queue.end_cancel": "继续就诊",
     "queue.cancel": "取消",
 
-    "api.unknown": "出现了未知错误，请稍后再试。",
-    "api.network_error": "无法连接服务器，请检查网络后再试。",
-    "api.fields_missing": "请填写用户名和密码。",
-    "api.reason_missing": "请填写转诊原因。",
-    "api.invalid_credentials": "用户名、密码或动态验证码不正确。",
-    "api.account_locked": "连续输错次数太多，账号已锁定 10 分钟。",
-    "api.totp_required": "请输入验证器应用中的 6 位动态验证码。",
-    "api.totp_invalid": "验证码不正确，请输入应用中当前显示的数字。",
-    "api.unauthenticated": "请先登录。",
-    "api.session_invalid": "登录已失效，请重新登录。",
-    "api.session_expired": "长时间未操作，登录已过期，请重新登录。",
-    "api.forbidden": "您没有执行此操作的权限。",
-    "api.totp_enrolment_required": "请先设置两步验证。",
-    "api.invalid_request": "填写的内容格式不正确。",
-    "api.invalid_input": "填写的内容不正确。",
-    "api.bad_json": "请求格式不正确。",
-    "api.not_found": "找不到相应的记录。",
-    "api.visit_not_found": "找不到这次就诊。",
-    "api.consent_required": "请先阅读并签署知情同意书。",
-    "api.consent_mismatch": "同意书内容已更新，请刷新页面后重新阅读。",
-    "api.already_signed": "已经签署过了。",
-    "api.not_admitted": "医生还没有接诊，请稍候。",
-    "api.practitioner_not_verified": "医生的执业资格尚未核验，暂不能接诊。",
-    "api.doctor_busy": "诊室里还有一位患者，请先结束或送回候诊。",
-    "api.doctor_offline": "医生目前不在线。",
-    "api.invalid_transition": "当前状态下不能执行此操作。",
-    "api.visit_closed": "这次就诊已经结束。",
-    "api.first_visit_refused": "互联网诊疗只用于复诊：需要有实体医院对同一疾病的诊断。",
-    "api.guardian_required": "6 岁以下儿童就诊需要监护人陪同。",
-    "api.weak_password": "密码至少 10 位，并包含大写字母、小写字母、数字、符号中的三类。",
-    "api.internal_error": "服务器内部错误，请稍后再试。",
   },
   en: {
     signout: "Sign out",
@@ -197,6 +170,10 @@ export const STRINGS = {
     "waiting.status_loading": "Loading your booking…",
     "waiting.status_no_visit": "No visit booked",
     "waiting.status_entering": "The doctor admitted you; entering the consult room…",
+    "waiting.left.sent_back": "The doctor sent you back to the waiting room. Please wait; the doctor will admit you again.",
+    "waiting.left.ended": "The doctor ended the visit.",
+    "waiting.left.referred": "The doctor ended the online visit and advises an in-person visit; see the referral below.",
+    "waiting.left.cancelled": "The visit was cancelled.",
 
     "visit.state.booked": "Booked, not waiting yet",
     "visit.state.waiting": "Waiting, please stay",
@@ -280,38 +257,5 @@ export const STRINGS = {
     "queue.end_cancel": "Continue the visit",
     "queue.cancel": "Cancel",
 
-    "api.unknown": "Something went wrong; please try again later.",
-    "api.network_error": "Cannot reach the server; check the network and try again.",
-    "api.fields_missing": "Enter the username and the password.",
-    "api.reason_missing": "Enter the reason for the referral.",
-    "api.invalid_credentials": "The username, password or code is wrong.",
-    "api.account_locked": "Too many failed attempts; the account is locked for 10 minutes.",
-    "api.totp_required": "Enter the 6-digit code from your authenticator app.",
-    "api.totp_invalid": "The code is wrong; enter the one the app shows now.",
-    "api.unauthenticated": "Please sign in.",
-    "api.session_invalid": "The sign-in is no longer valid; please sign in again.",
-    "api.session_expired": "The sign-in expired after a period without activity; please sign in again.",
-    "api.forbidden": "You may not do this.",
-    "api.totp_enrolment_required": "Set up two-step sign-in first.",
-    "api.invalid_request": "Some of the input is not in the right form.",
-    "api.invalid_input": "Some of the input is not valid.",
-    "api.bad_json": "The request was malformed.",
-    "api.not_found": "Not found.",
-    "api.visit_not_found": "This visit was not found.",
-    "api.consent_required": "Read and sign the informed consent first.",
-    "api.consent_mismatch": "The consent text has changed; reload the page and read it again.",
-    "api.already_signed": "Already signed.",
-    "api.not_admitted": "The doctor has not admitted you yet; please wait.",
-    "api.practitioner_not_verified": "The doctor's licence is not verified yet.",
-    "api.doctor_busy": "Another patient is in the room; end or send back that visit first.",
-    "api.doctor_offline": "The doctor is not online.",
-    "api.invalid_transition": "This cannot be done in the visit's current state.",
-    "api.visit_closed": "This visit is over.",
-    "api.first_visit_refused":
-      "Online care is for follow-ups only: a diagnosis of the same condition from a hospital is required.",
-    "api.guardian_required": "A child under 6 needs a guardian present.",
-    "api.weak_password":
-      "Use at least 10 characters from three of: lower case, upper case, digits, symbols.",
-    "api.internal_error": "Internal server error; please try again later.",
   },
 };

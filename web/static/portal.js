@@ -72,9 +72,10 @@ export function errorCode(err) {
 /** The text for an API error: our own wording for known codes, else the server's message. */
 export function errorText(err) {
   const code = errorCode(err);
+  // a form's own wording where it has one (booking-strings.js), else the one table's
+  // (/errors.js): every code of the table has its text, none shows as a raw code
   if (hasKey(`api.${code}`)) return t(`api.${code}`);
-  if (err instanceof ApiError && err.serverMessage) return err.serverMessage;
-  return t("api.unknown");
+  return hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
 }
 
 let errorBox = null;

@@ -4,8 +4,7 @@
 import { applyI18n, onLanguageChange, t } from "./i18n.js";
 import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
-
-const POLL_MS = 2_000;
+import { watchUpdates } from "./updates.js";
 
 const el = {
   status: document.getElementById("status"),
@@ -22,7 +21,6 @@ let me = null;
 let practitioner = null;
 let visits = [];
 let roomVisitId = null;
-let pollTimer = 0;
 const referring = new Set(); // visit ids whose refer form is open
 const ending = new Set(); // visit ids whose "end the visit?" question is open
 portal.queue = visits;
@@ -176,11 +174,6 @@ async function refresh() {
   }
 }
 
-async function poll() {
-  await refresh();
-  pollTimer = setTimeout(poll, POLL_MS);
-}
-
 async function toggleOnline() {
   await busy(el.onlineToggle, async () => {
     practitioner = await api("POST", "/me/online", { online: !practitioner?.online });
@@ -200,7 +193,10 @@ async function main() {
     renderQueue();
   });
   el.onlineToggle.addEventListener("click", () => toggleOnline());
-  window.addEventListener("pagehide", () => clearTimeout(pollTimer));
+  // The embedded room tells us when it was left (send-back, end, referral: room_left).
+  window.addEventListener("message", (event) => {
+    if (event.origin === window.location.origin && event.data?.type === "room_left") refresh();
+  });
   try {
     practitioner = await api("GET", `/practitioners/${me.user_id}`);
     portal.practitioner = practitioner;
@@ -209,7 +205,8 @@ async function main() {
   }
   renderOnline();
   setState("ready");
-  await poll();
+  // No polling: the queue reads again when the server pushes a change (and on each connect).
+  watchUpdates(() => refresh(), () => roomVisitId !== null);
 }
 
 main();

@@ -86,6 +86,7 @@ const STATES = [
   "left",
   "closed",
   "replaced",
+  "room_left",
   "error",
 ];
 
@@ -162,9 +163,9 @@ class SignalError extends Error {
 /** Thrown by `Session.check()` when a session was replaced while a step awaited. */
 class SessionClosed extends Error {}
 
-function errorText(code, serverMessage) {
-  if (hasKey(`error.${code}`)) return t(`error.${code}`);
-  return serverMessage || t("error.unknown");
+function errorText(code) {
+  // every code of the table (/errors.js) has its text; never a raw code or English-only text
+  return hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
 }
 
 function reportError(err) {
@@ -818,7 +819,7 @@ async function leave() {
 }
 
 /** Left or room closed: close everything and stop reconnecting. */
-function finish(state) {
+function finish(state, messageKey = `${state}.message`) {
   if (ended) return;
   ended = true;
   clearTimeout(busyTimer);
@@ -831,7 +832,7 @@ function finish(state) {
   tiles.clear();
   for (const track of localStream?.getTracks() ?? []) track.stop();
   el.localVideo.srcObject = null;
-  el.leftMessage.dataset.i18n = `${state}.message`;
+  el.leftMessage.dataset.i18n = messageKey;
   applyI18n(el.leftPanel);
   el.leftPanel.hidden = false;
   el.remoteEmpty.hidden = true;
@@ -990,8 +991,8 @@ async function measureQuality() {
 function renderError() {
   el.error.hidden = lastError === null;
   if (lastError) {
-    const text = errorText(lastError.code, lastError.message);
-    el.error.textContent = `${t("error.prefix")}：${text}（${lastError.code}）`;
+    const text = errorText(lastError.code);
+    el.error.textContent = `${t("error.prefix")}：${text}`;
     el.error.dataset.code = lastError.code;
   }
 }
@@ -1102,6 +1103,30 @@ function connect() {
     const s = session;
     if (!s) return;
     s.enqueueOffer(offer).catch(reportError);
+  });
+
+  // The visit left the room (sent back, ended, referred, cancelled) or this account's access was
+  // revoked: the server took us out and disconnects us. Go where the reason leads.
+  socket.on("room_left", (payload) => {
+    const reason = payload?.reason ?? "ended";
+    console.info("[tc] room left:", reason);
+    tc.leftReason = reason;
+    el.leftMessage.dataset.reason = reason;
+    finish("room_left", `room_left.${reason}`);
+    const embedded = window.parent !== window;
+    if (embedded) {
+      // The doctor's queue page holds this room in a frame: it reads its queue again.
+      window.parent.postMessage({ type: "room_left", reason, visit: visitId }, window.location.origin);
+      return;
+    }
+    if (reason === "revoked") {
+      window.location.assign("/signin?expired=1");
+    } else if (tc.self?.role === "patient") {
+      const query = new URLSearchParams({ visit: visitId, left: reason });
+      window.location.assign(`/waiting?${query}`);
+    } else if (tc.self?.role === "doctor") {
+      window.location.assign("/queue");
+    }
   });
 
   socket.on("media_lost", (payload) => {

@@ -4,10 +4,10 @@
 import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
+import { watchUpdates } from "./updates.js";
 import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
 
-const POLL_MS = 2_000;
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
 const el = {
@@ -46,7 +46,12 @@ const el = {
   refusalSign: document.getElementById("refusal-sign"),
   refusalDone: document.getElementById("refusal-done"),
   refusalText: document.getElementById("refusal-text"),
+  leftNotice: document.getElementById("left-notice"),
 };
+
+// Why the room sent us here (/waiting?visit=..&left=sent_back|ended|referred|cancelled).
+const LEFT_REASONS = ["sent_back", "ended", "referred", "cancelled"];
+const leftReason = new URLSearchParams(window.location.search).get("left");
 
 let visit = null;
 // The documents as shown: {kind, version, digest, text_zh, text_en}; signing sends back the
@@ -55,8 +60,8 @@ let consent = null;
 let refusal = null;
 const device = { stream: null, audio: null, camera: null, microphone: null, raf: 0 };
 portal.device = { camera: null, microphone: null };
-let pollTimer = 0;
 let entering = false;
+let updates = null; // the /updates socket, once a visit is shown
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -70,8 +75,18 @@ function renderStatus() {
   el.status.dataset.state = visit?.state === "in_room" ? "joined" : "init";
 }
 
+function renderLeft() {
+  const known = LEFT_REASONS.includes(leftReason);
+  el.leftNotice.hidden = !known;
+  if (!known) return;
+  el.leftNotice.dataset.reason = leftReason;
+  el.leftNotice.textContent = t(`waiting.left.${leftReason}`);
+}
+
 function renderVisit() {
+  portal.visit = visit;
   renderStatus();
+  renderLeft();
   if (!visit) return;
   el.visitCard.hidden = false;
   el.visitState.textContent = t(`visit.state.${visit.state}`);
@@ -275,7 +290,8 @@ async function current(visitId) {
   return visits.find((v) => v.id === visitId) ?? (await api("GET", `/visits/${visitId}`));
 }
 
-async function poll() {
+/** Read the visit again (pushed: it changed, or the updates socket (re)connected). */
+async function reread() {
   try {
     visit = await current(visit.id);
     portal.visit = visit;
@@ -287,8 +303,9 @@ async function poll() {
   } catch (err) {
     showError(err);
   }
-  if (OPEN_STATES.includes(visit.state)) pollTimer = setTimeout(poll, POLL_MS);
-  else if (el.bookCard.hidden) showBooking().catch((err) => showError(err));
+  if (!OPEN_STATES.includes(visit.state) && el.bookCard.hidden) {
+    showBooking().catch((err) => showError(err));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,10 +377,7 @@ async function main() {
   el.bookPatient.addEventListener("change", () =>
     mountBookingFor(el.bookPatient.value).catch((err) => showError(err)),
   );
-  window.addEventListener("pagehide", () => {
-    clearTimeout(pollTimer);
-    stopDevices();
-  });
+  window.addEventListener("pagehide", () => stopDevices());
   renderStatus();
   try {
     visit = await findVisit();
@@ -395,7 +409,10 @@ async function startVisit(current) {
       showError(err);
     }
     renderDevice();
-    await poll();
+    // No polling: the page reads the visit again when the server pushes a change of it.
+    updates ??= watchUpdates((change) => {
+      if (visit && (change === null || change.visit === visit.id)) reread();
+    });
   }
 }
 

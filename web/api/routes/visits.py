@@ -12,6 +12,7 @@ from pydantic import Field, StringConstraints
 from consult import visit_flow
 from consult import visits as visit_rows
 from consult.models import ConsentKind, VisitMode, VisitState
+from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
 from consult.visit_details import visit_details
 from consult.visit_flow import QueueEntry, VisitView
@@ -348,6 +349,9 @@ async def join_token(call: Call, path: VisitPath) -> JoinToken:
         user_id=me.user_id,
         role=role,
         ttl_s=call.config.token_ttl_s,
+        # the token dies with the session that asked for it, and with a password change
+        session_id=me.session_id,
+        credential_stamp=await account_stamp(call.db, me.user_id),
     )
     expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
     visit = await visit_rows.get_visit(call.db, path.visit_id)

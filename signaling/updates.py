@@ -1,0 +1,110 @@
+"""Pushed updates for the portal pages (the doctor's queue, the patient's waiting room).
+
+Namespace ``/updates`` of the same socket.io server. A page connects with its signed-in session
+(``auth: {session: <bearer token>}``) and is told, instead of polling:
+
+- ``visit_changed {visit, state, event}``: a visit the account takes part in changed state
+  (after commit); the page reads the visit (or its queue) once;
+- ``signed_out {reason}``: the session ended (sign-out elsewhere, password change, deactivation);
+  the socket is then disconnected.
+
+``touch`` (no payload) keeps the session alive while the page is in use (a consultation open in
+the queue page's embedded room); it is what a poll used to do, once a minute at most.
+Protocol: docs/signaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+import socketio
+
+from consult import events
+from consult.accounts import authenticate
+from consult.actor import Actor
+from consult.audit import authorize
+from consult.db import Database
+from consult.errors import ConsultError
+
+from .errors import error_payload
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE: Final = "/updates"
+
+
+@dataclass
+class Watcher:
+    """One page's socket: the session it authenticated with."""
+
+    actor: Actor
+    token: str
+
+
+def _user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class Updates:
+    """The ``/updates`` namespace of ``sio``: sockets by sid, pushes by account."""
+
+    def __init__(self, sio: socketio.AsyncServer, db: Database) -> None:
+        self._sio = sio
+        self._db = db
+        self.watchers: dict[str, Watcher] = {}
+        sio.on("connect", self._on_connect, namespace=NAMESPACE)
+        sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        sio.on("touch", self._on_touch, namespace=NAMESPACE)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("session") if isinstance(auth, dict) else None
+        source_ip = str(environ.get("REMOTE_ADDR") or "") or None
+        try:
+            actor = await authenticate(
+                self._db, token if isinstance(token, str) else None, source_ip
+            )
+            await authorize(self._db, actor, "session.view", object_type="session")
+        except ConsultError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                str(exc), {"code": exc.code, "message": str(exc)}
+            ) from None
+        assert actor.user_id is not None and isinstance(token, str)
+        self.watchers[sid] = Watcher(actor, token)
+        await self._sio.enter_room(sid, _user_room(actor.user_id), namespace=NAMESPACE)
+
+    async def _on_disconnect(self, sid: str, *args: Any) -> None:
+        self.watchers.pop(sid, None)
+
+    async def _on_touch(self, sid: str, data: Any = None) -> dict[str, Any]:
+        watcher = self.watchers.get(sid)
+        if watcher is None:
+            return {"ok": False, "error": {"code": "invalid_state", "message": "not connected"}}
+        try:
+            await authenticate(self._db, watcher.token, watcher.actor.source_ip)
+        except Exception as exc:  # expired meanwhile: the page signs in again
+            return error_payload(exc)
+        return {"ok": True}
+
+    async def relay(self, event: events.DomainEvent) -> None:
+        """Push a committed domain event to the pages it concerns."""
+        if isinstance(event, events.StateChanged) and event.machine == "visit":
+            payload = {"visit": event.object_id, "state": event.new, "event": event.event}
+            for user_id in sorted({user_id for _role, user_id in event.parties}):
+                await self._sio.emit(
+                    "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
+                )
+        elif isinstance(event, events.AccessRevoked):
+            if event.tokens_only:  # the sessions stay signed in
+                return
+            for sid, watcher in tuple(self.watchers.items()):
+                if watcher.actor.user_id != event.user_id:
+                    continue
+                if not event.whole_account and watcher.actor.session_id not in event.session_ids:
+                    continue
+                self.watchers.pop(sid, None)
+                await self._sio.emit(
+                    "signed_out", {"reason": event.reason}, to=sid, namespace=NAMESPACE
+                )
+                await self._sio.disconnect(sid, namespace=NAMESPACE)

@@ -1,0 +1,54 @@
+// Pushed updates for the portal pages (docs/signaling.md, namespace /updates): the queue and
+// the waiting room read again when told that one of their visits changed, instead of polling.
+
+import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { clearSession, getSession } from "./api.js";
+import { portal } from "./portal.js";
+
+const TOUCH_MS = 60_000;
+
+/**
+ * Connect the page's `/updates` socket. `onChange(change)` runs on every push
+ * (`{visit, state, event}`) and, with `null`, on every (re)connect, since pushes may have been
+ * missed meanwhile. `inUse()` says whether the page is busy without being touched (a room open
+ * in it): the session is then kept alive, once a minute at most.
+ */
+export function watchUpdates(onChange, inUse = () => false) {
+  const session = getSession();
+  const socket = io(`${window.location.origin}/updates`, {
+    path: "/socket.io/",
+    auth: { session: session?.token },
+    transports: ["websocket"],
+  });
+  portal.pushes = [];
+  socket.on("connect", () => {
+    portal.updates = "connected";
+    onChange(null);
+  });
+  socket.on("disconnect", () => (portal.updates = "disconnected"));
+  socket.on("visit_changed", (change) => {
+    portal.pushes.push(change);
+    onChange(change);
+  });
+  socket.on("signed_out", (payload) => {
+    console.info("[portal] signed out elsewhere:", payload?.reason);
+    clearSession();
+    window.location.assign("/signin?expired=1");
+  });
+  socket.on("connect_error", (err) => {
+    if (err?.data?.code) {
+      // The session is no longer valid: sign in again.
+      clearSession();
+      const next = window.location.pathname + window.location.search;
+      window.location.assign(`/signin?next=${encodeURIComponent(next)}&expired=1`);
+    }
+  });
+  const timer = setInterval(() => {
+    if (socket.connected && inUse()) socket.emit("touch");
+  }, TOUCH_MS);
+  window.addEventListener("pagehide", () => {
+    clearInterval(timer);
+    socket.disconnect();
+  });
+  return socket;
+}
