@@ -354,6 +354,12 @@ _ROWS: Final = [
         "The image belongs to another study.",
     ),
     ("frame_not_renderable", "invalid", "这一帧影像无法显示。", "The frame cannot be rendered."),
+    (
+        "ecg_unreadable",
+        "invalid",
+        "该影像中没有可校准的心电图。",
+        "The instance holds no ECG that can be calibrated.",
+    ),
     ("bad_multipart", "bad_request", "上传内容的格式不正确。", "The upload is not well-formed."),
     ("too_many_frames", "bad_request", "一次请求的帧数太多。", "Too many frames in one request."),
     (
