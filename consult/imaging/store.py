@@ -240,21 +240,7 @@ class ImagingStore:
             ).first()
             if existing is not None:  # the same instance sent again: keep what we hold
                 return _stored(study, existing, duplicate=True)
-            instance = ImagingInstance(
-                study_id=study.id,
-                series_uid=parsed.series_uid,
-                sop_instance_uid=parsed.sop_instance_uid,
-                sop_class_uid=parsed.sop_class_uid,
-                transfer_syntax=parsed.transfer_syntax,
-                modality=parsed.modality,
-                series_number=parsed.series_number,
-                instance_number=parsed.instance_number,
-                frames=parsed.frames,
-                rows=parsed.rows,
-                columns=parsed.columns,
-                size=size,
-                burned_in=parsed.burned_in,
-            )
+            instance = _instance_row(study.id, parsed, size)
             session.add(instance)
             await session.flush()
             target = self.path_of(study.id, instance.id)
@@ -303,21 +289,7 @@ class ImagingStore:
             tx.session.add(copy)
             await tx.session.flush()
             for parsed, path in files:
-                instance = ImagingInstance(
-                    study_id=copy.id,
-                    series_uid=parsed.series_uid,
-                    sop_instance_uid=parsed.sop_instance_uid,
-                    sop_class_uid=parsed.sop_class_uid,
-                    transfer_syntax=parsed.transfer_syntax,
-                    modality=parsed.modality,
-                    series_number=parsed.series_number,
-                    instance_number=parsed.instance_number,
-                    frames=parsed.frames,
-                    rows=parsed.rows,
-                    columns=parsed.columns,
-                    size=(await self.run(path.stat)).st_size,
-                    burned_in=parsed.burned_in,
-                )
+                instance = _instance_row(copy.id, parsed, (await self.run(path.stat)).st_size)
                 tx.session.add(instance)
                 await tx.session.flush()
                 await asyncio.get_running_loop().run_in_executor(
@@ -376,3 +348,22 @@ async def _link_from_modality(
         if patient is not None:
             return None, patient.id
     return None, None
+
+
+def _instance_row(study_id: str, parsed: ParsedInstance, size: int) -> ImagingInstance:
+    """The row for one stored instance of ``study_id``, from what its parse found."""
+    return ImagingInstance(
+        study_id=study_id,
+        series_uid=parsed.series_uid,
+        sop_instance_uid=parsed.sop_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        transfer_syntax=parsed.transfer_syntax,
+        modality=parsed.modality,
+        series_number=parsed.series_number,
+        instance_number=parsed.instance_number,
+        frames=parsed.frames,
+        rows=parsed.rows,
+        columns=parsed.columns,
+        size=size,
+        burned_in=parsed.burned_in,
+    )
