@@ -84,7 +84,7 @@ def test_every_code_a_boundary_or_page_writes_is_in_the_table():
 
 def test_the_pages_have_one_error_dictionary():
     """No page keeps its own copy of the error texts: they come from /errors.js."""
-    for name in ("i18n.js", "portal-strings.js"):
+    for name in ("i18n.js", "portal-strings.js", "room-strings.js"):
         text = (ROOT / "web/static" / name).read_text(encoding="utf-8")
         own = re.findall(r'"(?:api|error)\.([a-z_]+)":', text)
         assert own == ["prefix", "prefix"] or own == [], (name, own)

@@ -1,17 +1,20 @@
-// The doctor's queue: go online, admit the next patient (one at a time), talk in the embedded
-// consult room, send back, end, or end and refer offline with a reason.
+// The doctor's queue: go online, admit the next patient (one at a time), talk in the consult
+// room shown beside the queue (room-view.js, mounted in this page: no frame, one top bar), send
+// back, end, or end and refer offline with a reason. While the room is open, the visit's summary
+// and actions sit at the top of the room's side panel, above the chat.
 
 import { applyI18n, onLanguageChange, t } from "./i18n.js";
 import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
+import { RoomView } from "./room-view.js";
 
 const el = {
   status: document.getElementById("status"),
   onlineText: document.getElementById("online-text"),
   onlineToggle: document.getElementById("online-toggle"),
   roomCard: document.getElementById("room-card"),
-  roomFrame: document.getElementById("room-frame"),
+  roomHost: document.getElementById("room-host"),
   queue: document.getElementById("queue"),
   empty: document.getElementById("queue-empty"),
   template: document.getElementById("queue-item"),
@@ -21,6 +24,8 @@ let me = null;
 let practitioner = null;
 let visits = [];
 let roomVisitId = null;
+let room = null; // the mounted RoomView
+const itemsById = new Map(); // visit id -> its <li> (in the queue, or in the room's side panel)
 const referring = new Set(); // visit ids whose refer form is open
 const ending = new Set(); // visit ids whose "end the visit?" question is open
 portal.queue = visits;
@@ -45,23 +50,34 @@ function describe(visit) {
 
 function renderQueue() {
   const inRoom = visits.find((v) => v.state === "in_room");
-  el.empty.hidden = visits.length > 0;
-  const items = new Map([...el.queue.children].map((li) => [li.dataset.visitId, li]));
-  for (const [id, li] of items) {
-    if (!visits.some((v) => v.id === id)) li.remove();
+  for (const [id, li] of itemsById) {
+    if (!visits.some((v) => v.id === id)) {
+      li.remove();
+      itemsById.delete(id);
+    }
   }
+  el.empty.hidden = visits.some((v) => v.id !== roomVisitId);
   for (const visit of visits) {
-    let li = items.get(visit.id);
+    let li = itemsById.get(visit.id);
     if (!li) {
       li = el.template.content.firstElementChild.cloneNode(true);
       li.dataset.visitId = visit.id;
       applyI18n(li);
       wire(li, visit.id);
+      itemsById.set(visit.id, li);
     }
-    el.queue.appendChild(li); // keeps the server's order
+    if (room && visit.id === roomVisitId) {
+      // the visit in the room: its summary and actions beside the video
+      if (li.parentElement?.id !== "room-visit") room.setVisitPanel(visitPanel(li));
+    } else {
+      el.queue.appendChild(li); // keeps the server's order
+    }
     li.dataset.state = visit.state;
     li.querySelector(".who").textContent = visit.patient_name ?? t("role.patient");
     li.querySelector(".meta").textContent = describe(visit);
+    const summary = li.querySelector(".summary");
+    summary.hidden = visit.state !== "in_room";
+    if (visit.state === "in_room") summary.replaceChildren(...summaryRows(visit));
     const button = (action) => li.querySelector(`[data-action="${action}"]`);
     const here = visit.state === "in_room";
     button("admit").hidden = visit.state !== "waiting";
@@ -81,6 +97,42 @@ function renderQueue() {
   if (roomVisitId && !visits.some((v) => v.id === roomVisitId && v.state === "in_room")) {
     closeRoom();
   }
+}
+
+/** The facts of the visit the doctor is in: what the room's side panel shows first. */
+function summaryRows(visit) {
+  const rows = [
+    ["queue.summary_department", visit.department_name],
+    ["queue.summary_admitted", visit.admitted_at ? clock(visit.admitted_at) : null],
+    ["queue.summary_guardian", visit.guardian_present ? t("queue.summary_yes") : null],
+  ];
+  const out = [];
+  for (const [key, value] of rows) {
+    if (!value) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = t(key);
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    out.push(dt, dd);
+  }
+  return out;
+}
+
+/** The room's side panel block: a heading and the visit's <li> in a list of its own. */
+function visitPanel(li) {
+  const section = document.createElement("section");
+  section.className = "room-visit";
+  section.setAttribute("aria-labelledby", "room-visit-heading");
+  const heading = document.createElement("h2");
+  heading.id = "room-visit-heading";
+  heading.dataset.i18n = "queue.room_heading";
+  heading.textContent = t("queue.room_heading");
+  const list = document.createElement("ol");
+  list.id = "room-visit";
+  list.className = "queue";
+  list.append(li);
+  section.append(heading, list);
+  return section;
 }
 
 function wire(li, visitId) {
@@ -149,18 +201,32 @@ async function act(button, visitId, step, body = null, enter = false) {
 
 async function openRoom(visitId) {
   const join = await api("POST", `/visits/${visitId}/join-token`, {});
+  const link = new URL(join.room_url, window.location.origin).searchParams;
+  room?.destroy();
   roomVisitId = visitId;
   portal.roomVisitId = visitId;
-  el.roomFrame.src = join.room_url;
+  document.body.classList.add("in-room");
   el.roomCard.hidden = false;
+  room = new RoomView(el.roomHost, {
+    visitId,
+    token: link.get("token"),
+    textOnly: link.get("mode") === "text",
+    embedded: true,
+    // sent back, ended, referred: the server took the visit out of the room; read the queue
+    onRoomLeft: () => refresh(),
+  });
+  room.start();
   renderQueue();
 }
 
 function closeRoom() {
   roomVisitId = null;
   portal.roomVisitId = null;
-  el.roomFrame.src = "about:blank";
+  room?.destroy();
+  room = null;
+  document.body.classList.remove("in-room");
   el.roomCard.hidden = true;
+  renderQueue();
 }
 
 async function refresh() {
@@ -193,10 +259,6 @@ async function main() {
     renderQueue();
   });
   el.onlineToggle.addEventListener("click", () => toggleOnline());
-  // The embedded room tells us when it was left (send-back, end, referral: room_left).
-  window.addEventListener("message", (event) => {
-    if (event.origin === window.location.origin && event.data?.type === "room_left") refresh();
-  });
   try {
     practitioner = await api("GET", `/practitioners/${me.user_id}`);
     portal.practitioner = practitioner;

@@ -1,0 +1,235 @@
+// One join's media: two peer connections on one signaling connection (LiveKit style).
+//
+// "publish": this page offers its camera and microphone; "subscribe": the server offers
+// everyone else's tracks and this page answers. A MediaSession is thrown away whole when the
+// socket drops or the media path dies; the page then makes a new one (same socket or a new one).
+// Reusable by any page that joins a room (consult room, consultations, image review).
+
+import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./signaling.js";
+
+// Camera video goes out as simulcast, lowest layer first (the server reads the order of
+// a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
+// poor network costs that subscriber resolution, not the picture. Chromium sends at most two
+// layers below 960x540 (it drops the highest ones), so a VGA camera gets two.
+export function simulcastEncodings(track) {
+  const height = track.getSettings?.().height ?? 0;
+  if (height >= 540) {
+    return [
+      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+    ];
+  }
+  if (height >= 240) {
+    return [
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250_000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 600_000 },
+    ];
+  }
+  return null; // too small to split
+}
+
+/**
+ * The peer connections of one join.
+ *
+ * `client`: a SignalingClient. `hooks`:
+ * - `iceServers()`: the RTCIceServer list to use now (from the join ack);
+ * - `localStream()`: the MediaStream to publish (null: receive only);
+ * - `onPeerConnection(name, pc)`: a connection was made ("publish" | "subscribe") or closed (pc null);
+ * - `onTracks()`: the subscribe connection's tracks changed (map them to tiles with `tracks`);
+ * - `onFailed(name)`: a connection failed; `onConnected()`: every connection is up;
+ * - `onWatchdog()`: the connections were not all up when the watchdog fired;
+ * - `onError(err)`: a late candidate could not be sent.
+ */
+export class MediaSession {
+  constructor(client, hooks) {
+    this.client = client;
+    this.hooks = hooks;
+    this.closed = false;
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.subscribeTrickle = null;
+    this.tracks = new Map(); // subscribe mid -> {mid, participant_id, kind, active}
+    this.offerChain = Promise.resolve(); // subscribe offers are applied one at a time
+    this.joined = false; // the join this session's media belongs to was acknowledged
+    this.attempt = 0; // how many media rebuilds in a row came before this one
+    this.watchdog = null;
+  }
+
+  request(event, payload) {
+    return this.client.request(event, payload);
+  }
+
+  peerConnection() {
+    return new RTCPeerConnection({
+      iceServers: this.hooks.iceServers(),
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+    });
+  }
+
+  trickle(target, pc) {
+    return new Trickle(target, pc, (payload) =>
+      this.request("ice_candidate", payload).catch((err) => this.hooks.onError(err)),
+    );
+  }
+
+  /** Call `onWatchdog` if these connections are not all up within `ms`. */
+  armWatchdog(ms) {
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      if (this.closed || this.mediaConnected()) return;
+      console.info("[tc] connections not up in", ms, "ms");
+      this.hooks.onWatchdog();
+    }, ms);
+  }
+
+  /** Every connection under negotiation is connected. One with no description yet (a subscribe
+   * connection with nothing to receive, a page without camera or microphone) waits for nothing. */
+  mediaConnected() {
+    return [this.publishPc, this.subscribePc]
+      .filter((pc) => pc && (pc.localDescription || pc.remoteDescription))
+      .every((pc) => pc.connectionState === "connected");
+  }
+
+  /** Call after every await: a replaced session must not touch the page or the server. */
+  check() {
+    if (this.closed) throw new SessionClosed();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.watchdog);
+    for (const pc of [this.publishPc, this.subscribePc]) pc?.close();
+    if (this.publishPc) this.hooks.onPeerConnection("publish", null, this.publishPc);
+    if (this.subscribePc) this.hooks.onPeerConnection("subscribe", null, this.subscribePc);
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.tracks.clear();
+    this.hooks.onTracks();
+  }
+
+  watchConnection(pc, name) {
+    pc.addEventListener("connectionstatechange", () => {
+      console.info(`[tc] ${name} connection ${pc.connectionState}`);
+      if (this.closed) return;
+      if (pc.connectionState === "failed") {
+        // Our side saw the path die first: the server closes its side too, then we rebuild.
+        this.hooks.onFailed(name);
+      } else if (pc.connectionState === "connected" && this.mediaConnected()) {
+        // The watchdog stays armed: it checks again when it fires (a subscribe connection may
+        // only now be starting its negotiation).
+        this.hooks.onConnected();
+      }
+    });
+  }
+
+  /** Publish and subscribe; the errors of either are returned (the other may still work). */
+  async start() {
+    const results = await Promise.allSettled([this.publish(), this.subscribe()]);
+    return results.filter((r) => r.status === "rejected").map((r) => r.reason);
+  }
+
+  async publish() {
+    const stream = this.hooks.localStream();
+    if (!stream || stream.getTracks().length === 0) return; // receive only
+    this.check();
+    const pc = this.peerConnection();
+    this.publishPc = pc;
+    this.hooks.onPeerConnection("publish", pc);
+    this.watchConnection(pc, "publish");
+    const trickle = this.trickle("publish", pc);
+    for (const track of stream.getTracks()) {
+      const init = { direction: "sendonly", streams: [stream] };
+      const encodings = track.kind === "video" ? simulcastEncodings(track) : null;
+      if (encodings) {
+        try {
+          pc.addTransceiver(track, { ...init, sendEncodings: encodings });
+          continue;
+        } catch (err) {
+          console.info("[tc] simulcast refused, one layer:", err?.message); // fall back
+        }
+      }
+      pc.addTransceiver(track, init);
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    this.check();
+    await waitForIceGathering(pc);
+    this.check();
+    trickle.markSent();
+    const reply = await this.request("publish", { type: "offer", sdp: pc.localDescription.sdp });
+    this.check();
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    this.check();
+    trickle.markReady();
+  }
+
+  async subscribe() {
+    this.check();
+    const pc = this.peerConnection();
+    this.subscribePc = pc;
+    this.hooks.onPeerConnection("subscribe", pc);
+    this.watchConnection(pc, "subscribe");
+    this.subscribeTrickle = this.trickle("subscribe", pc);
+    pc.addEventListener("track", () => this.hooks.onTracks());
+    const reply = await this.request("subscribe", {});
+    this.check();
+    // `offer` is null while there is nothing to receive; offers then come as `subscribe_offer`.
+    if (reply.offer) await this.enqueueOffer(reply.offer);
+  }
+
+  enqueueOffer(offer) {
+    const step = this.offerChain.then(() => this.applyOffer(offer));
+    this.offerChain = step.catch(() => {}); // one failed offer must not block the next
+    return step;
+  }
+
+  async applyOffer(offer) {
+    this.check();
+    const pc = this.subscribePc;
+    if (!pc) throw new SignalError("invalid_state", "subscribe offer before subscribe");
+    // The map must be in place before setRemoteDescription: `track` events fire inside it.
+    this.tracks = new Map((offer.tracks ?? []).map((track) => [track.mid, track]));
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    this.check();
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.check();
+    await waitForIceGathering(pc);
+    this.check();
+    this.hooks.onTracks();
+    this.subscribeTrickle.markSent();
+    try {
+      await this.request("subscribe_answer", {
+        revision: offer.revision,
+        type: "answer",
+        sdp: pc.localDescription.sdp,
+      });
+    } catch (err) {
+      // A newer offer is already on its way and will replace this one.
+      if (err instanceof SignalError && err.code === "stale_answer") {
+        console.info("[tc] stale subscribe answer, revision", offer.revision);
+        return;
+      }
+      throw err;
+    }
+    this.check();
+    this.subscribeTrickle.markReady();
+  }
+
+  /** participant id -> {audio, video} receiver tracks, from the transceivers and the offer's
+   * track list. */
+  remoteTracks() {
+    const wanted = new Map();
+    const pc = this.subscribePc;
+    if (!pc || this.closed) return wanted;
+    for (const transceiver of pc.getTransceivers()) {
+      const info = transceiver.mid === null ? undefined : this.tracks.get(transceiver.mid);
+      if (!info || !info.active || transceiver.currentDirection === "stopped") continue;
+      const entry = wanted.get(info.participant_id) ?? { audio: null, video: null };
+      entry[info.kind] = transceiver.receiver.track;
+      wanted.set(info.participant_id, entry);
+    }
+    return wanted;
+  }
+}

@@ -1,0 +1,741 @@
+// The consult room as a view that a page mounts: the patient's room page (room.js) mounts it
+// alone, the doctor's queue (queue.js) beside the queue, with the visit's summary and actions.
+//
+// Speaks the protocol of docs/signaling.md through the signaling client (signaling.js); the
+// peer connections of one join are a MediaSession (media-session.js). After a socket drop
+// socket.io reconnects by itself and a fresh session joins, publishes and subscribes again.
+// When the media path dies but the socket lives (`media_lost`, a failed peer connection, or new
+// connections not up in time), only the media is rebuilt: new peer connections on the same
+// socket and join, no reload. A server too busy to take us (`server_busy`) is retried with a
+// countdown.
+//
+// The camera opens only after the server accepted the link (the join ack): a bad or expired link
+// never turns it on.
+//
+// For tests, `window.__tc` is the mounted view's state: participants, peer connections, timings.
+
+import { addStrings, applyI18n, hasKey, onLanguageChange, t } from "./i18n.js";
+import { ROOM_STRINGS } from "./room-strings.js";
+import { SessionClosed, SignalError, SignalingClient, now } from "./signaling.js";
+import { MediaSession } from "./media-session.js";
+import { LocalMedia } from "./local-media.js";
+import { TileGrid, renderFlags, renderQuality, roleLabel, roomRole } from "./tiles.js";
+import { QualityMeter } from "./call-quality.js";
+import { ChatPanel } from "./chat.js";
+
+addStrings(ROOM_STRINGS);
+
+// New peer connections after a lost path must be up within this long (per attempt, growing),
+// else they are thrown away and made again: one that started while the path was still dead
+// may otherwise sit in ICE checks for half a minute after the path is back.
+const MEDIA_CONNECT_TIMEOUT_MS = [2_000, 2_000, 3_000, 4_500, 6_000, 8_000];
+// The first connections of a join get longer.
+const FIRST_CONNECT_TIMEOUT_MS = 12_000;
+// Retries of a join refused with `server_busy` (ms, then +0-1 s of jitter so pages spread).
+const BUSY_RETRY_MS = [3_000, 5_000, 8_000, 12_000, 15_000];
+const BUSY_CODES = new Set(["server_busy", "media_unavailable"]);
+const QUALITY_INTERVAL_MS = 1_000;
+
+const STATES = [
+  "init",
+  "requesting_media",
+  "connecting",
+  "joining",
+  "joined",
+  "reconnecting",
+  "media_reconnecting",
+  "busy",
+  "leaving",
+  "left",
+  "closed",
+  "replaced",
+  "room_left",
+  "error",
+];
+
+const ICON = {
+  mic: '<rect x="9" y="2" width="6" height="12" rx="3"/><path d="M5 11a7 7 0 0 0 14 0M12 18v4M8 22h8"/>',
+  cam: '<rect x="2" y="6" width="14" height="12" rx="2"/><path d="M16 10l6-4v12l-6-4"/>',
+  self: '<rect x="2" y="4" width="20" height="16" rx="2"/><rect x="12" y="12" width="8" height="6" rx="1"/>',
+  full: '<path d="M3 9V3h6M21 9V3h-6M3 15v6h6M21 15v6h-6"/>',
+  leave: '<path d="M10 4H5v16h5M14 8l4 4-4 4M18 12H9"/>',
+  slash: '<path class="icon-slash" d="M3 3l18 18"/>',
+};
+
+function icon(name, slash = false) {
+  return `<svg class="btn-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">${ICON[name]}${
+    slash ? ICON.slash : ""
+  }</svg>`;
+}
+
+/** The view's markup. Static text only (data-i18n keys); ids the tests and CSS know. */
+function markup(ids) {
+  return `
+  <div class="room-bar">
+    <p id="${ids.status}" class="status room-status" role="status" aria-live="polite" data-state="init"></p>
+    <span id="recording-badge" class="recording-badge" data-i18n="room.recording" hidden></span>
+    <span id="call-timer" class="call-timer" role="timer" hidden>
+      <svg class="call-timer-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+        <circle cx="12" cy="13" r="8"/><path d="M12 9v4l3 2M9 2h6"/>
+      </svg>
+      <span class="call-timer-label" data-i18n="timer.label"></span>
+      <span class="call-timer-time">00:00</span>
+    </span>
+  </div>
+  <p id="media-error" class="notice notice-warning" role="alert" hidden></p>
+  <p id="${ids.error}" class="notice notice-error" role="alert" hidden></p>
+  <div class="room-body">
+    <div class="room-main" id="room">
+      <div class="stage" id="stage">
+        <section id="tiles" class="tiles" data-count="0" data-i18n-aria="tiles.aria"></section>
+        <p id="remote-empty" class="remote-empty" data-i18n="remote.empty" hidden></p>
+        <article id="local-tile" class="tile tile-local" aria-labelledby="local-name">
+          <div class="tile-media">
+            <video id="local-video" autoplay muted playsinline data-i18n-aria="local.video_aria"></video>
+            <div class="tile-placeholder" id="local-placeholder" hidden></div>
+          </div>
+          <div class="tile-label">
+            <span id="local-name" class="tile-name"></span>
+            <span id="local-quality" class="quality" hidden>
+              <span class="quality-bars" aria-hidden="true"><i></i><i></i><i></i></span>
+              <span class="quality-text"></span>
+            </span>
+            <span class="tile-flags" id="local-flags"></span>
+          </div>
+        </article>
+        <button type="button" id="enable-sound" class="btn btn-primary btn-sound" hidden
+                data-i18n="button.enable_sound"></button>
+      </div>
+      <nav id="controls" class="controls" data-i18n-aria="controls.aria">
+        <button type="button" id="mic-button" class="btn btn-control" data-muted="false" aria-pressed="false" disabled>
+          ${icon("mic", true)}<span class="btn-text"></span>
+        </button>
+        <button type="button" id="cam-button" class="btn btn-control" data-muted="false" aria-pressed="false" disabled>
+          ${icon("cam", true)}<span class="btn-text"></span>
+        </button>
+        <button type="button" id="selfview-button" class="btn btn-control btn-secondary-control" aria-pressed="true">
+          ${icon("self")}<span class="btn-text"></span>
+        </button>
+        <button type="button" id="fullscreen-button" class="btn btn-control btn-secondary-control" aria-pressed="false">
+          ${icon("full")}<span class="btn-text"></span>
+        </button>
+        <button type="button" id="leave-button" class="btn btn-danger" data-i18n-aria="button.leave_aria">
+          ${icon("leave")}<span class="btn-text" data-i18n="button.leave"></span>
+        </button>
+      </nav>
+    </div>
+    <aside class="room-side" data-i18n-aria="side.aria">
+      <div id="room-visit-slot" class="room-visit-slot" hidden></div>
+      <section id="chat" class="chat-panel" aria-labelledby="chat-title"></section>
+    </aside>
+  </div>
+  <section id="left-panel" class="left-panel" hidden>
+    <p id="left-message" class="left-message" data-i18n="left.message"></p>
+    <button type="button" id="rejoin" class="btn btn-primary" data-i18n="button.rejoin"></button>
+  </section>`;
+}
+
+export class RoomView {
+  /**
+   * Mount a room into `root` (emptied) and join it.
+   * `options`: `visitId`, `token` (the room link's), `textOnly` (R1: no camera or microphone),
+   * `embedded` (inside another page: its own status and error ids, no navigation on leaving),
+   * `onRoomLeft(reason)` (the visit left the room: sent back, ended, referred ...).
+   */
+  constructor(root, { visitId, token, textOnly = false, embedded = false, onRoomLeft = null }) {
+    this.root = root;
+    this.visitId = visitId;
+    this.token = token;
+    this.textOnly = textOnly;
+    this.embedded = embedded;
+    this.onRoomLeft = onRoomLeft;
+    this.ids = embedded ? { status: "room-status", error: "room-error" } : { status: "status", error: "error" };
+    this.tc = {
+      state: "init",
+      participants: [],
+      self: null,
+      pcs: { publish: null, subscribe: null },
+      errors: [],
+      mediaError: null,
+      timings: { joined: null, firstFrame: {} },
+      mediaRestarts: [], // {reason, at}
+      mediaBack: [], // times at which rebuilt connections came up
+      quality: {}, // participant id (or "self") -> {level, loss, rtt, fps}
+      busy: null, // {attempt, retryAt} while a join waits for a busy server
+      callStartedAt: null,
+      selfView: true,
+    };
+    this.tc.simulateDrop = () => this.client?.simulateDrop();
+    window.__tc = this.tc;
+    this.local = new LocalMedia();
+    this.lastError = null;
+    this.client = null;
+    this.session = null;
+    this.ended = false;
+    this.busyTimer = null;
+    this.busyAttempt = 0;
+    this.iceServers = [];
+    this.chat = null;
+    this.meter = new QualityMeter(this.tc.quality);
+    this.build();
+  }
+
+  build() {
+    this.root.classList.add("room-view");
+    this.root.innerHTML = markup(this.ids);
+    const $ = (id) => this.root.querySelector(`#${id}`);
+    this.el = {
+      status: $(this.ids.status),
+      error: $(this.ids.error),
+      mediaError: $("media-error"),
+      room: $("room"),
+      stage: $("stage"),
+      tiles: $("tiles"),
+      remoteEmpty: $("remote-empty"),
+      localTile: $("local-tile"),
+      localVideo: $("local-video"),
+      localPlaceholder: $("local-placeholder"),
+      localName: $("local-name"),
+      localFlags: $("local-flags"),
+      localQuality: $("local-quality"),
+      micButton: $("mic-button"),
+      camButton: $("cam-button"),
+      selfViewButton: $("selfview-button"),
+      fullscreenButton: $("fullscreen-button"),
+      leaveButton: $("leave-button"),
+      controls: $("controls"),
+      leftPanel: $("left-panel"),
+      leftMessage: $("left-message"),
+      rejoin: $("rejoin"),
+      enableSound: $("enable-sound"),
+      recordingBadge: $("recording-badge"),
+      callTimer: $("call-timer"),
+      visitSlot: $("room-visit-slot"),
+      chat: $("chat"),
+    };
+    this.tiles = new TileGrid(this.el.tiles, {
+      quality: (id) => this.tc.quality[id]?.level,
+      onFirstFrame: (id) => {
+        if (!(id in this.tc.timings.firstFrame)) this.tc.timings.firstFrame[id] = now();
+      },
+      onAudioBlocked: () => (this.el.enableSound.hidden = false),
+    });
+    this.root.classList.toggle("text-only", this.textOnly);
+    this.el.micButton.addEventListener("click", () => this.setMuted("audio", !this.local.muted.audio));
+    this.el.camButton.addEventListener("click", () => this.setMuted("video", !this.local.muted.video));
+    this.el.selfViewButton.addEventListener("click", () => {
+      this.tc.selfView = !this.tc.selfView;
+      this.renderLocal();
+      this.renderControls();
+    });
+    this.el.fullscreenButton.addEventListener("click", () => this.toggleFullscreen());
+    this.el.fullscreenButton.hidden = !document.fullscreenEnabled;
+    document.addEventListener("fullscreenchange", () => this.renderControls());
+    this.el.leaveButton.addEventListener("click", () => this.leave());
+    this.el.rejoin.addEventListener("click", () => window.location.reload());
+    this.el.rejoin.hidden = this.embedded;
+    this.el.enableSound.addEventListener("click", () => {
+      this.tiles.unblockAudio();
+      this.el.enableSound.hidden = true;
+    });
+    this.unlisten = onLanguageChange(() => this.renderAll());
+    this.onPageHide = () => this.client?.disconnect();
+    window.addEventListener("pagehide", this.onPageHide);
+  }
+
+  /** Put `node` (the visit's summary and actions) at the top of the side panel. */
+  setVisitPanel(node) {
+    this.el.visitSlot.replaceChildren(...(node ? [node] : []));
+    this.el.visitSlot.hidden = !node;
+  }
+
+  // --- state ---------------------------------------------------------------------------------
+
+  setState(next) {
+    if (!STATES.includes(next)) throw new Error(`unknown state ${next}`);
+    if (this.tc.state === next) return;
+    console.info(`[tc] state ${this.tc.state} -> ${next}`);
+    this.tc.state = next;
+    this.renderStatus();
+    this.renderControls();
+  }
+
+  reportError(err) {
+    if (err instanceof SessionClosed) return;
+    const code = err instanceof SignalError ? err.code : "unknown";
+    const message = err instanceof SignalError ? err.serverMessage : String(err?.message ?? err);
+    console.warn("[tc] error", code, message, err);
+    this.lastError = { code, message };
+    this.tc.errors.push({ code, message, at: now() });
+    this.renderError();
+  }
+
+  clearError() {
+    this.lastError = null;
+    this.renderError();
+  }
+
+  request(event, payload) {
+    if (!this.client) return Promise.reject(new SignalError("timeout", "not connected", event));
+    return this.client.request(event, payload);
+  }
+
+  // --- start ---------------------------------------------------------------------------------
+
+  async start() {
+    this.renderAll();
+    this.qualityTimer = setInterval(
+      () => this.measureQuality().catch((err) => console.warn("[tc] stats", err)),
+      QUALITY_INTERVAL_MS,
+    );
+    this.clockTimer = setInterval(() => {
+      this.renderTimer();
+      if (this.tc.state === "busy") this.renderStatus();
+    }, 1000);
+    if (!this.visitId || !this.token) {
+      this.reportError(new SignalError("link_invalid", "missing visit or token in the URL"));
+      this.setState("error");
+      return;
+    }
+    this.chat = new ChatPanel(this.el.chat, {
+      request: (event, payload) => this.request(event, payload),
+      visitId: this.visitId,
+      token: this.token,
+      textOnly: this.textOnly,
+    });
+    this.setState("connecting");
+    this.connect();
+  }
+
+  connect() {
+    const client = new SignalingClient({ token: this.token });
+    this.client = client;
+    client.on("connect", () => {
+      if (this.ended) return;
+      console.info("[tc] socket connected", client.id);
+      this.startSession();
+    });
+    client.on("disconnect", (reason) => {
+      console.info("[tc] socket disconnected:", reason);
+      this.session?.close();
+      this.session = null;
+      if (this.ended || reason === "io client disconnect") return;
+      if (reason === "io server disconnect") {
+        // The server sent us away on purpose; socket.io does not retry this on its own.
+        this.finish("closed");
+        return;
+      }
+      this.setState("reconnecting");
+    });
+    client.on("connect_error", (err) => {
+      const data = err?.data;
+      if (data?.code) {
+        // Refused by the server (token or visit): socket.io does not retry; neither do we.
+        this.reportError(new SignalError(data.code, data.message ?? "", "connect"));
+        this.setState("error");
+      } else {
+        console.warn("[tc] connect_error", err?.message);
+        this.reportError(new SignalError("connect_failed", err?.message ?? ""));
+      }
+    });
+    client.on("participants", (payload) => this.updateParticipants(payload?.participants ?? []));
+    client.on("chat_message", (message) => this.chat?.onMessage(message));
+    client.on("video_paused", (payload) => {
+      const id = payload?.participant;
+      if (typeof id === "string") this.tiles.setVideoPaused(id, Boolean(payload.paused));
+    });
+    client.on("subscribe_offer", (offer) => {
+      this.session?.enqueueOffer(offer).catch((err) => this.reportError(err));
+    });
+    // The visit left the room (sent back, ended, referred, cancelled) or this account's access
+    // was revoked: the server took us out and disconnects us. Go where the reason leads.
+    client.on("room_left", (payload) => this.roomLeft(payload?.reason ?? "ended"));
+    client.on("media_lost", (payload) => {
+      // The server closed our connections: their path went silent or failed. Make new ones.
+      console.info("[tc] media lost:", payload?.transport, payload?.reason, payload?.silent_ms);
+      this.restartMedia(`lost_${payload?.reason ?? "unknown"}`, false);
+    });
+    client.on("room_closed", (payload) => {
+      console.info("[tc] room closed:", payload?.reason);
+      this.session?.close();
+      this.session = null;
+      if (payload?.reason === "media_worker_failed" && !this.ended) {
+        // The process carrying the room's media died; the socket is still up: join again, and
+        // the server opens the room on a live worker.
+        this.setState("reconnecting");
+        this.startSession();
+        return;
+      }
+      // "replaced": the same participant opened the visit in another window, which took over.
+      this.finish(payload?.reason === "replaced" ? "replaced" : "closed");
+    });
+    client.connect();
+  }
+
+  roomLeft(reason) {
+    console.info("[tc] room left:", reason);
+    this.tc.leftReason = reason;
+    this.el.leftMessage.dataset.reason = reason;
+    this.finish("room_left", `room_left.${reason}`);
+    if (this.embedded) {
+      this.onRoomLeft?.(reason);
+      return;
+    }
+    if (reason === "revoked") {
+      window.location.assign("/signin?expired=1");
+    } else if (this.tc.self?.role === "patient") {
+      const query = new URLSearchParams({ visit: this.visitId, left: reason });
+      window.location.assign(`/waiting?${query}`);
+    } else if (this.tc.self?.role === "doctor") {
+      window.location.assign("/queue");
+    }
+  }
+
+  newSession() {
+    const s = new MediaSession(this.client, {
+      iceServers: () => this.iceServers,
+      localStream: () => this.local.stream,
+      onPeerConnection: (name, pc, old) => {
+        if (pc) this.tc.pcs[name] = pc;
+        else if (this.tc.pcs[name] === old) this.tc.pcs[name] = null;
+      },
+      onTracks: () => this.syncRemoteMedia(),
+      onFailed: (name) => {
+        if (this.session === s) this.restartMedia(`${name}_failed`, true);
+      },
+      onConnected: () => {
+        if (this.session === s && this.tc.state === "media_reconnecting") {
+          this.tc.mediaBack.push(now());
+          this.setState("joined");
+        }
+      },
+      onWatchdog: () => {
+        if (this.session === s) this.restartMedia("timeout", true);
+      },
+      onError: (err) => this.reportError(err),
+    });
+    return s;
+  }
+
+  async startSession() {
+    clearTimeout(this.busyTimer);
+    this.busyTimer = null;
+    this.session?.close();
+    this.tiles.clearPaused();
+    const s = this.newSession();
+    this.session = s;
+    this.setState("joining");
+    try {
+      const reply = await this.request("join", { visit: this.visitId });
+      s.check();
+      s.joined = true;
+      this.busyAttempt = 0;
+      this.tc.busy = null;
+      if (this.tc.callStartedAt === null) this.tc.callStartedAt = Date.now();
+      this.renderTimer();
+      // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
+      const offered = reply.ice_servers ?? reply.iceServers;
+      this.iceServers = Array.isArray(offered) ? offered : [];
+      this.tc.self = reply.participant;
+      this.tc.recording = reply.recording === true;
+      this.el.recordingBadge.hidden = !this.tc.recording; // R22: everyone knows it is recorded
+      this.tc.timings = { joined: now(), firstFrame: {} };
+      this.clearError();
+      // The roster of the ack first: `participants` events that come while the camera opens
+      // are newer and must not be overwritten by it.
+      this.updateParticipants(reply.participants ?? []);
+      // The link is good: only now ask for camera and microphone (once per page).
+      if (!this.textOnly && !this.mediaRequested) await this.openLocalMedia(s);
+      this.setState("joined");
+      this.renderStatus();
+      this.chat?.onJoined(reply.participant);
+      s.armWatchdog(FIRST_CONNECT_TIMEOUT_MS);
+      await this.startMedia(s);
+    } catch (err) {
+      if (err instanceof SignalError && BUSY_CODES.has(err.code) && !this.ended && this.session === s) {
+        this.scheduleBusyRetry(err);
+        return;
+      }
+      this.reportError(err);
+      if (!(err instanceof SessionClosed) && this.tc.state === "joining") this.setState("error");
+    }
+  }
+
+  async openLocalMedia(s) {
+    this.mediaRequested = true;
+    this.setState("requesting_media");
+    await this.local.open();
+    this.tc.mediaError = this.local.error;
+    this.el.localVideo.srcObject = this.local.stream;
+    this.renderMediaError();
+    this.renderControls();
+    this.renderLocal();
+    s.check();
+  }
+
+  /** Publish and subscribe on the session's new peer connections. */
+  async startMedia(s) {
+    for (const err of await s.start()) this.reportError(err);
+    s.check();
+    // The server starts everyone unmuted: tell it about mutes that survived a reconnect.
+    for (const kind of ["audio", "video"]) {
+      if (this.local.muted[kind] && this.local.hasTrack(kind)) await this.request("mute", { kind, muted: true });
+    }
+  }
+
+  /** The media path died (the server said `media_lost`, a connection failed, or new ones did not
+   * come up in time): new peer connections on the same socket and join. `tellServer`: the server
+   * does not know yet, and closes its side first (`restart_media`). */
+  async restartMedia(reason, tellServer) {
+    const old = this.session;
+    if (this.ended || !old || !old.joined || !this.client?.connected) return;
+    console.info("[tc] media restart:", reason);
+    this.tc.mediaRestarts.push({ reason, at: now() });
+    old.close();
+    const s = this.newSession();
+    s.joined = true;
+    s.attempt = reason === "timeout" ? old.attempt + 1 : 0;
+    this.session = s;
+    this.setState("media_reconnecting");
+    this.qualityWhileReconnecting();
+    try {
+      if (tellServer) {
+        await this.request("restart_media", {});
+        s.check();
+      }
+      s.armWatchdog(MEDIA_CONNECT_TIMEOUT_MS[Math.min(s.attempt, MEDIA_CONNECT_TIMEOUT_MS.length - 1)]);
+      await this.startMedia(s);
+    } catch (err) {
+      if (err instanceof SessionClosed) return;
+      console.warn("[tc] media restart failed", err);
+      // The watchdog tries again; a dead socket is handled by socket.io's own reconnect.
+      if (!s.closed) s.armWatchdog(MEDIA_CONNECT_TIMEOUT_MS[0]);
+    }
+  }
+
+  /** The server is too busy to take us: say so and join again after a growing pause. */
+  scheduleBusyRetry(err) {
+    this.session?.close();
+    this.session = null;
+    const delay = BUSY_RETRY_MS[Math.min(this.busyAttempt, BUSY_RETRY_MS.length - 1)] + Math.random() * 1000;
+    this.busyAttempt += 1;
+    this.tc.busy = { attempt: this.busyAttempt, code: err.code, retryAt: Date.now() + delay };
+    this.tc.errors.push({ code: err.code, message: err.serverMessage, at: now() });
+    console.info("[tc] server busy; retry in", Math.round(delay), "ms");
+    this.setState("busy");
+    this.renderStatus();
+    clearTimeout(this.busyTimer);
+    this.busyTimer = setTimeout(() => {
+      this.busyTimer = null;
+      if (!this.ended && this.client?.connected) this.startSession();
+    }, delay);
+  }
+
+  updateParticipants(list) {
+    this.tc.participants = list;
+    if (!this.tc.self) return; // before our own join ack we cannot tell ourselves apart
+    const me = list.find((p) => p.id === this.tc.self.id);
+    if (me) this.tc.self = me;
+    this.tiles.update(list.filter((p) => p.id !== this.tc.self.id));
+    this.el.stage.dataset.remotes = String(this.tiles.size);
+    this.renderStatus();
+    this.syncRemoteMedia();
+    this.renderLocal();
+  }
+
+  /** Give every tile the tracks the subscribe connection carries for it. Idempotent: called
+   * after offers, track events and roster changes. */
+  syncRemoteMedia() {
+    const s = this.session;
+    this.tiles.setMedia(s && !s.closed ? s.remoteTracks() : new Map());
+  }
+
+  // --- controls ------------------------------------------------------------------------------
+
+  setMuted(kind, value) {
+    if (this.ended || !this.local.setMuted(kind, value)) return;
+    this.renderControls();
+    this.renderLocal();
+    if (this.tc.state === "joined") this.request("mute", { kind, muted: value }).catch((err) => this.reportError(err));
+  }
+
+  async toggleFullscreen() {
+    try {
+      if (document.fullscreenElement) await document.exitFullscreen();
+      else await this.el.room.requestFullscreen();
+    } catch (err) {
+      console.info("[tc] fullscreen refused:", err?.name);
+    }
+  }
+
+  async leave() {
+    if (this.ended) return;
+    this.setState("leaving");
+    if (this.session && this.client?.connected) {
+      try {
+        await this.request("leave", {});
+      } catch (err) {
+        console.warn("[tc] leave", err); // we go anyway; the server also cleans up on disconnect
+      }
+    }
+    this.finish("left");
+  }
+
+  /** Left or room closed: close everything and stop reconnecting. */
+  finish(state, messageKey = `${state}.message`) {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.busyTimer);
+    clearInterval(this.qualityTimer);
+    clearInterval(this.clockTimer);
+    this.session?.close();
+    this.session = null;
+    this.client?.disconnect();
+    this.tiles.clear();
+    this.local.stop();
+    this.el.localVideo.srcObject = null;
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    this.el.leftMessage.dataset.i18n = messageKey;
+    applyI18n(this.el.leftPanel);
+    this.el.leftPanel.hidden = false;
+    this.el.remoteEmpty.hidden = true;
+    this.el.enableSound.hidden = true;
+    this.el.room.hidden = true;
+    this.el.controls.hidden = true;
+    this.setState(state);
+    if (!this.embedded) this.el.rejoin.focus();
+  }
+
+  /** Unmount (the doctor's queue closes the room): leave quietly and free everything. */
+  destroy() {
+    if (!this.ended) this.finish("left");
+    this.unlisten?.();
+    window.removeEventListener("pagehide", this.onPageHide);
+    if (window.__tc === this.tc) window.__tc = undefined;
+    this.root.replaceChildren();
+  }
+
+  // --- quality -------------------------------------------------------------------------------
+
+  qualityWhileReconnecting() {
+    this.meter.reset();
+    renderQuality(this.el.localQuality, "lost");
+    this.tiles.render();
+  }
+
+  async measureQuality() {
+    const s = this.session;
+    if (!s || s.closed || this.ended) return;
+    if (this.tc.state === "media_reconnecting") {
+      this.qualityWhileReconnecting();
+      return;
+    }
+    await this.meter.measure(s, this.tiles);
+    renderQuality(this.el.localQuality, this.tc.quality.self?.level);
+    this.tiles.render();
+  }
+
+  // --- rendering -----------------------------------------------------------------------------
+
+  renderStatus() {
+    const el = this.el;
+    el.status.dataset.state = this.tc.state;
+    // Not in the room yet: "waiting for the other side" would be the wrong thing to say.
+    el.remoteEmpty.hidden =
+      this.tiles.size > 0 || this.ended || !["joined", "media_reconnecting"].includes(this.tc.state);
+    if (this.tc.state === "busy" && this.tc.busy) {
+      const seconds = Math.max(0, Math.ceil((this.tc.busy.retryAt - Date.now()) / 1000));
+      el.status.textContent = t("state.busy", { seconds });
+    } else {
+      el.status.textContent = t(`state.${this.tc.state}`);
+    }
+  }
+
+  /** The call timer: time since this page first joined (a reconnect does not reset it). */
+  renderTimer() {
+    const timer = this.el.callTimer;
+    if (this.tc.callStartedAt === null || this.ended) {
+      timer.hidden = true;
+      return;
+    }
+    const total = Math.max(0, Math.floor((Date.now() - this.tc.callStartedAt) / 1000));
+    const h = Math.floor(total / 3600);
+    const mm = String(Math.floor((total % 3600) / 60)).padStart(2, "0");
+    const ss = String(total % 60).padStart(2, "0");
+    const time = h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+    timer.hidden = false;
+    timer.querySelector(".call-timer-time").textContent = time;
+    timer.setAttribute("aria-label", t("timer.aria", { time }));
+  }
+
+  renderError() {
+    const el = this.el;
+    el.error.hidden = this.lastError === null;
+    if (this.lastError) {
+      // every code of the table (/errors.js) has its text; never a raw code or English-only text
+      const code = this.lastError.code;
+      const text = hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
+      el.error.textContent = `${t("error.prefix")}：${text}`;
+      el.error.dataset.code = code;
+    }
+  }
+
+  renderMediaError() {
+    this.el.mediaError.hidden = this.tc.mediaError === null;
+    if (this.tc.mediaError) this.el.mediaError.textContent = t(`media.${this.tc.mediaError}`);
+  }
+
+  renderControls() {
+    const el = this.el;
+    const active = !this.ended;
+    for (const [button, kind, muteKey, unmuteKey] of [
+      [el.micButton, "audio", "button.mic_mute", "button.mic_unmute"],
+      [el.camButton, "video", "button.cam_mute", "button.cam_unmute"],
+    ]) {
+      const muted = this.local.muted[kind];
+      button.disabled = !active || !this.local.hasTrack(kind);
+      button.dataset.muted = String(muted);
+      button.setAttribute("aria-pressed", String(muted));
+      button.querySelector(".btn-text").textContent = t(muted ? unmuteKey : muteKey);
+    }
+    el.selfViewButton.setAttribute("aria-pressed", String(this.tc.selfView));
+    el.selfViewButton.querySelector(".btn-text").textContent = t(
+      this.tc.selfView ? "button.selfview_hide" : "button.selfview_show",
+    );
+    const full = Boolean(document.fullscreenElement);
+    el.fullscreenButton.setAttribute("aria-pressed", String(full));
+    el.fullscreenButton.querySelector(".btn-text").textContent = t(full ? "button.fullscreen_exit" : "button.fullscreen");
+    el.leaveButton.disabled = !active || this.tc.state === "leaving";
+  }
+
+  renderLocal() {
+    const el = this.el;
+    const self = this.tc.self;
+    const role = self ? roleLabel(roomRole(self)) : null;
+    el.localName.textContent = role ? t("tile.you_with_role", { role }) : t("tile.you");
+    if (self) el.localTile.dataset.role = roomRole(self);
+    const hasVideo = this.local.hasTrack("video");
+    const camOff = hasVideo && this.local.muted.video;
+    renderFlags(el.localFlags, this.local.muted.audio && this.local.hasTrack("audio"), camOff);
+    // Camera off by choice says so (and how to turn it on); no camera at all says that instead.
+    let placeholder = null;
+    if (camOff) placeholder = "local.camera_off";
+    else if (!hasVideo) placeholder = this.mediaRequested ? "local.no_camera" : "local.camera_waiting";
+    el.localPlaceholder.hidden = placeholder === null;
+    el.localPlaceholder.dataset.reason = placeholder ?? "";
+    el.localPlaceholder.textContent = placeholder ? t(placeholder) : "";
+    el.localTile.hidden = !this.tc.selfView;
+  }
+
+  renderAll() {
+    applyI18n(this.root);
+    this.renderStatus();
+    this.renderTimer();
+    renderQuality(this.el.localQuality, this.tc.quality.self?.level);
+    this.renderError();
+    this.renderMediaError();
+    this.renderControls();
+    this.renderLocal();
+    this.tiles.render();
+  }
+}
