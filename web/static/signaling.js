@@ -39,6 +39,9 @@ export class SignalingClient {
       auth: { token },
       transports: ["websocket"],
       autoConnect: false,
+      // Its own connection: a page may hold another socket to the same origin (the queue's
+      // /updates), and a shared one would tie this room's reconnects to it.
+      forceNew: true,
     });
   }
 
