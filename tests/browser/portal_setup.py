@@ -171,7 +171,7 @@ def main(base_url: str, data_dir: str) -> None:
         },
     )
     # The browser signs in afresh: these sessions end here.
-    for account in (doctor, patient):
+    for account in (doctor, patient, admin):
         account.call("DELETE", "/session")
     print(
         json.dumps(
@@ -179,6 +179,7 @@ def main(base_url: str, data_dir: str) -> None:
                 "visit_id": visit["id"],
                 "doctor": doctor.describe(),
                 "patient": patient.describe(),
+                "admin": admin.describe(),
             }
         )
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from room_layout import check_room_layout
 
 Server = Any
 RoomPage = Any
@@ -184,7 +185,13 @@ def test_patient_waits_doctor_admits_and_refers(
     doctor_sees = _wait_video(queue, "doctor", deadline)  # the room is in the queue page
     assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
     assert patient_sees["state"] == doctor_sees["state"] == "joined"
-    queue.screenshot(path=str(tmp_path / "doctor-in-room.png"), full_page=True)
+    # The room beside the queue fits the doctor's 1280x900 screen: the patient's video on the
+    # first screen, the control bar over nothing (issue 12).
+    geometry = check_room_layout(queue, min_video_width=400)
+    print(f"\ndoctor's queue with the room, 1280x900: {geometry['remoteVideos'][0]}")
+    assert queue.locator("#room-visit li[data-visit-id]").count() == 1  # summary and actions
+    assert queue.locator("iframe").count() == 0
+    queue.screenshot(path=str(tmp_path / "doctor-in-room.png"))
 
     # The queue does not poll: idle for 5 s, it makes no request at all (issue 11).
     requests: list[str] = []

@@ -18,7 +18,7 @@ const DICTIONARIES = {
   "zh-CN": {
     "app.title": "远程会诊",
     "lang.toggle": "English",
-    "lang.toggle_aria": "切换到英文界面",
+    "lang.toggle_aria": "English（切换到英文界面）",
     "role.doctor": "医生",
     "role.patient": "患者",
     "role.unknown": "参与者",
@@ -30,7 +30,7 @@ const DICTIONARIES = {
   en: {
     "app.title": "Teleconsultation",
     "lang.toggle": "中文",
-    "lang.toggle_aria": "Switch to Chinese",
+    "lang.toggle_aria": "中文 (switch to Chinese)",
     "role.doctor": "Doctor",
     "role.patient": "Patient",
     "role.unknown": "Participant",
