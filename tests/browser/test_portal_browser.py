@@ -156,6 +156,13 @@ def test_patient_waits_doctor_admits_and_refers(
         timeout=WAIT_MS,
     )
     assert page.inner_text("#camera-result") == "摄像头：正常"
+    # The device check offers the camera and microphone to use, and a speaker test (issue 12).
+    page.wait_for_selector("#device-choice", state="visible", timeout=WAIT_MS)
+    assert page.locator("#camera-select option").count() >= 1
+    assert page.locator("#microphone-select option").count() >= 1
+    page.click("#speaker-test")
+    page.wait_for_function("() => window.__portal.device.speakerPlayed === 1", timeout=WAIT_MS)
+    assert page.inner_text("#speaker-result").startswith("已播放测试声音")
     page.check("#consent-agree")
     page.click("#consent-sign")
     page.wait_for_function("() => window.__portal.visit && window.__portal.visit.consent_signed")
@@ -180,6 +187,8 @@ def test_patient_waits_doctor_admits_and_refers(
     item.locator("[data-action=admit]").click()
     page.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
     queue.wait_for_function("() => window.__portal.roomVisitId !== null", timeout=WAIT_MS)
+    # an audible call when admitted: the waiting room played its chime before moving on
+    assert "info: [portal] admitted: playing the call chime" in patient.logs, patient.logs
     deadline = time.monotonic() + 20
     patient_sees = _wait_video(page, "patient", deadline)
     doctor_sees = _wait_video(queue, "doctor", deadline)  # the room is in the queue page

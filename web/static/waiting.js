@@ -7,6 +7,8 @@ import { busy, clock, initPage, portal, setState, showError, watchIdle } from ".
 import { watchUpdates } from "./updates.js";
 import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
+import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
+import { playChime } from "./chime.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -29,6 +31,13 @@ const el = {
   micResult: document.getElementById("mic-result"),
   micMeter: document.getElementById("mic-meter"),
   micLevel: document.getElementById("mic-level"),
+  speakerTest: document.getElementById("speaker-test"),
+  speakerResult: document.getElementById("speaker-result"),
+  deviceChoice: document.getElementById("device-choice"),
+  cameraSelect: document.getElementById("camera-select"),
+  microphoneSelect: document.getElementById("microphone-select"),
+  speakerSelect: document.getElementById("speaker-select"),
+  speakerField: document.getElementById("speaker-field"),
   consentCard: document.getElementById("consent-card"),
   consentText: document.getElementById("consent-text"),
   consentAgree: document.getElementById("consent-agree"),
@@ -173,7 +182,8 @@ async function checkDevices() {
   stopDevices();
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    // the devices chosen below (kept for the room), else the browser's defaults
+    stream = await navigator.mediaDevices.getUserMedia(constraints());
   } catch (err) {
     console.warn("[portal] getUserMedia failed", err);
     device.camera = false;
@@ -189,8 +199,63 @@ async function checkDevices() {
   device.camera = Boolean(video && video.readyState === "live");
   device.microphone = Boolean(audio && audio.readyState === "live");
   if (audio) meter(stream);
-  portal.device = { camera: device.camera, microphone: device.microphone };
+  portal.device = { ...portal.device, camera: device.camera, microphone: device.microphone };
   renderDevice();
+  await renderDeviceChoice(stream);
+}
+
+/** Camera, microphone and speaker lists (labels are known once permission was given); the
+ * choice is kept for the room (local-media.js) and the check runs again with it. */
+async function renderDeviceChoice(stream) {
+  const devices = await listDevices();
+  const chosen = {
+    camera: stream.getVideoTracks()[0]?.getSettings().deviceId,
+    microphone: stream.getAudioTracks()[0]?.getSettings().deviceId,
+    speaker: preferredDevices().speaker,
+  };
+  const fill = (select, list, selected) => {
+    select.replaceChildren(
+      ...list.map((d, i) => {
+        const option = document.createElement("option");
+        option.value = d.id;
+        option.textContent = d.label || t("device.unnamed", { n: i + 1 });
+        option.selected = d.id === selected;
+        return option;
+      }),
+    );
+  };
+  fill(el.cameraSelect, devices.camera, chosen.camera);
+  fill(el.microphoneSelect, devices.microphone, chosen.microphone);
+  fill(el.speakerSelect, devices.speaker, chosen.speaker);
+  // choosing a speaker needs setSinkId (Chromium; not every browser)
+  el.speakerField.hidden = devices.speaker.length === 0 || !("setSinkId" in HTMLMediaElement.prototype);
+  el.deviceChoice.hidden = devices.camera.length + devices.microphone.length === 0;
+  portal.device.choices = {
+    camera: devices.camera.length,
+    microphone: devices.microphone.length,
+    speaker: devices.speaker.length,
+  };
+}
+
+function chooseDevice(kind, select) {
+  savePreferredDevices({ [kind]: select.value });
+  portal.device.chosen = preferredDevices();
+  if (kind !== "speaker") checkDevices();
+}
+
+/** The speaker test: a chime on the chosen speaker. */
+async function testSpeaker() {
+  el.speakerTest.disabled = true;
+  try {
+    await playChime({ sinkId: preferredDevices().speaker });
+    portal.device = { ...portal.device, speakerPlayed: (portal.device.speakerPlayed ?? 0) + 1 };
+    el.speakerResult.dataset.i18n = "device.speaker_played";
+    el.speakerResult.textContent = t("device.speaker_played");
+  } catch (err) {
+    console.warn("[portal] speaker test failed", err);
+  } finally {
+    el.speakerTest.disabled = false;
+  }
 }
 
 function meter(stream) {
@@ -275,6 +340,13 @@ async function enterRoom() {
   try {
     const join = await api("POST", `/visits/${visit.id}/join-token`, {});
     stopDevices();
+    // An audible call: a patient who looked away hears that the doctor is ready.
+    el.status.textContent = t("waiting.called");
+    portal.called = (portal.called ?? 0) + 1;
+    console.info("[portal] admitted: playing the call chime");
+    await playChime({ notes: [659, 784, 1047, 1319], sinkId: preferredDevices().speaker }).catch((err) =>
+      console.info("[portal] call chime not played:", err?.name),
+    );
     window.location.assign(join.room_url);
   } catch (err) {
     entering = false;
@@ -369,6 +441,10 @@ async function main() {
     renderDocuments();
   });
   el.deviceCheck.addEventListener("click", () => checkDevices());
+  el.speakerTest.addEventListener("click", () => testSpeaker());
+  el.cameraSelect.addEventListener("change", () => chooseDevice("camera", el.cameraSelect));
+  el.microphoneSelect.addEventListener("change", () => chooseDevice("microphone", el.microphoneSelect));
+  el.speakerSelect.addEventListener("change", () => chooseDevice("speaker", el.speakerSelect));
   el.consentAgree.addEventListener("change", () => renderVisit());
   el.consentSign.addEventListener("click", () => signConsent());
   el.checkIn.addEventListener("click", () => checkIn());
