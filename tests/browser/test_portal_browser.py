@@ -245,6 +245,10 @@ def test_patient_waits_doctor_admits_and_refers(
         "() => window.__portal.visit && window.__portal.visit.state === 'referred'"
     )
     assert page.inner_text("#referral-reason") == REFERRAL_REASON
+    # the finished visit's summary: who, where, when and how long (issue 12, R40's first half)
+    assert page.inner_text("#visit-summary [data-field='summary.doctor']") == "王医生"
+    assert page.inner_text("#visit-summary [data-field='summary.department']") == "心血管内科"
+    assert page.inner_text("#visit-summary [data-field='summary.duration']").endswith("分钟")
     page.wait_for_function("() => document.querySelector('#refusal-text').textContent.length > 20")
     page.check("#refusal-agree")
     page.click("#refusal-sign")

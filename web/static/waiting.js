@@ -47,6 +47,7 @@ const el = {
   checkIn: document.getElementById("check-in"),
   outcomeCard: document.getElementById("outcome-card"),
   outcomeText: document.getElementById("outcome-text"),
+  visitSummary: document.getElementById("visit-summary"),
   referralBox: document.getElementById("referral-box"),
   referralReason: document.getElementById("referral-reason"),
   referralAppointmentLine: document.getElementById("referral-appointment-line"),
@@ -139,8 +140,36 @@ function renderVisit() {
   renderDevice();
 }
 
+/** What the finished visit was: doctor, department, when it started and ended, how long. */
+function renderSummary() {
+  const minutes =
+    visit.admitted_at && visit.closed_at
+      ? Math.max(1, Math.round((Date.parse(visit.closed_at) - Date.parse(visit.admitted_at)) / 60_000))
+      : null;
+  const rows = [
+    ["summary.doctor", visit.doctor_name],
+    ["summary.department", visit.department_name],
+    ["summary.mode", t(`visit.mode.${visit.mode}`)],
+    ["summary.started", visit.admitted_at ? when(visit.admitted_at) : null],
+    ["summary.ended", visit.closed_at ? when(visit.closed_at) : null],
+    ["summary.duration", minutes === null ? null : t("summary.minutes", { minutes })],
+  ].filter(([, value]) => value);
+  el.visitSummary.replaceChildren(
+    ...rows.flatMap(([key, value]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = t(key);
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      dd.dataset.field = key;
+      return [dt, dd];
+    }),
+  );
+  el.visitSummary.hidden = rows.length === 0 || !visit.admitted_at;
+}
+
 function renderOutcome() {
   el.outcomeText.textContent = t(`outcome.${visit.state}`);
+  renderSummary();
   const referred = visit.state === "referred";
   el.referralBox.hidden = !referred;
   if (!referred) return;
