@@ -214,6 +214,10 @@ async function openRoom(visitId) {
     embedded: true,
     // sent back, ended, referred: the server took the visit out of the room; read the queue
     onRoomLeft: () => refresh(),
+    // the doctor left the room (the visit goes on): back to the queue, "open video" offered
+    onClosed: () => {
+      if (roomVisitId === visitId) closeRoom();
+    },
   });
   room.start();
   renderQueue();

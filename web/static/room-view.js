@@ -140,15 +140,17 @@ export class RoomView {
    * Mount a room into `root` (emptied) and join it.
    * `options`: `visitId`, `token` (the room link's), `textOnly` (R1: no camera or microphone),
    * `embedded` (inside another page: its own status and error ids, no navigation on leaving),
-   * `onRoomLeft(reason)` (the visit left the room: sent back, ended, referred ...).
+   * `onRoomLeft(reason)` (the visit left the room: sent back, ended, referred ...),
+   * `onClosed(state)` (embedded: this page left the room itself, or was replaced or closed).
    */
-  constructor(root, { visitId, token, textOnly = false, embedded = false, onRoomLeft = null }) {
+  constructor(root, { visitId, token, textOnly = false, embedded = false, onRoomLeft = null, onClosed = null }) {
     this.root = root;
     this.visitId = visitId;
     this.token = token;
     this.textOnly = textOnly;
     this.embedded = embedded;
     this.onRoomLeft = onRoomLeft;
+    this.onClosed = onClosed;
     this.ids = embedded ? { status: "room-status", error: "room-error" } : { status: "status", error: "error" };
     this.tc = {
       state: "init",
@@ -604,6 +606,8 @@ export class RoomView {
     this.el.controls.hidden = true;
     this.setState(state);
     if (!this.embedded) this.el.rejoin.focus();
+    // the host page decides what comes next (the queue offers "open video" again)
+    else if (state !== "room_left" && this.onClosed) setTimeout(() => this.onClosed(state), 0);
   }
 
   /** Unmount (the doctor's queue closes the room): leave quietly and free everything. */
