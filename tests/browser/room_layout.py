@@ -59,6 +59,9 @@ def check_room_layout(page: Any, *, min_video_width: float, remotes: int = 1) ->
     # the control bar covers no name label, no picture and not the chat's input
     for item in [*g["remoteLabels"], *g["remoteVideos"]] + ([g["chatInput"]] if g["chatInput"] else []):
         assert not _overlap(controls, item), (controls, item)
+    if g["chatInput"] is not None and g["viewport"]["width"] > 900:
+        # beside the video on a computer: the chat's input is on the first screen too
+        assert g["chatInput"]["bottom"] <= vh + 0.5, (g["chatInput"], g["viewport"])
     for button in g["controlButtons"]:
         assert button["height"] >= 44 and button["width"] >= 44, button
     return g
