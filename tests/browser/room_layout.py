@@ -35,7 +35,12 @@ GEOMETRY_JS = """
 
 
 def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
 
 
 def room_geometry(page: Any) -> dict[str, Any]:
@@ -57,7 +62,9 @@ def check_room_layout(page: Any, *, min_video_width: float, remotes: int = 1) ->
     controls = g["controls"]
     assert controls is not None and controls["bottom"] <= vh + 0.5, (controls, g["viewport"])
     # the control bar covers no name label, no picture and not the chat's input
-    for item in [*g["remoteLabels"], *g["remoteVideos"]] + ([g["chatInput"]] if g["chatInput"] else []):
+    for item in [*g["remoteLabels"], *g["remoteVideos"]] + (
+        [g["chatInput"]] if g["chatInput"] else []
+    ):
         assert not _overlap(controls, item), (controls, item)
     if g["chatInput"] is not None and g["viewport"]["width"] > 900:
         # beside the video on a computer: the chat's input is on the first screen too

@@ -105,7 +105,9 @@ def test_r43_every_page_has_no_serious_or_critical_axe_violation(
     shots.mkdir()
 
     signin = open_room("visitor", f"{server.base_url}/signin").page
-    _check_page(signin, "signin", "() => document.querySelector('#signin-button') !== null", found, shots)
+    _check_page(
+        signin, "signin", "() => document.querySelector('#signin-button') !== null", found, shots
+    )
 
     patient = open_room("patient", "about:blank")
     _sign_in(patient, server.base_url, info["patient"], None)
@@ -121,20 +123,32 @@ def test_r43_every_page_has_no_serious_or_critical_axe_violation(
     doctor = open_room("doctor", "about:blank")
     _sign_in(doctor, server.base_url, info["doctor"], _totp(info["doctor"]))
     doctor.page.wait_for_url(re.compile(r"/queue"), timeout=WAIT_MS)
-    _check_page(doctor.page, "queue", "() => window.__portal && window.__portal.state === 'ready'", found, shots)
+    _check_page(
+        doctor.page,
+        "queue",
+        "() => window.__portal && window.__portal.state === 'ready'",
+        found,
+        shots,
+    )
 
     admin = open_room("admin", "about:blank")
     _sign_in(admin, server.base_url, info["admin"], _totp(info["admin"]))
     admin.page.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
     _check_page(
-        admin.page, "console", "() => window.__portal && window.__portal.state.startsWith('tab:')", found, shots
+        admin.page,
+        "console",
+        "() => window.__portal && window.__portal.state.startsWith('tab:')",
+        found,
+        shots,
     )
 
     # The room with both sides in (the demo visit's links).
     room_doctor = open_room("room-doctor", server.links["doctor"])
     room_patient = open_room("room-patient", server.links["patient"])
     for room in (room_doctor, room_patient):
-        room.page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS)
+        room.page.wait_for_function(
+            "() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS
+        )
     joined = "() => window.__tc && window.__tc.state === 'joined' && document.querySelector('.tile-remote') !== null"
     _check_page(room_patient.page, "room", joined, found, shots)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from room_layout import check_room_layout
 
 Server = Any
@@ -74,7 +73,9 @@ def test_r43_the_room_fits_the_doctors_and_the_patients_screen(
     patient = open_room("patient", server.links["patient"], viewport={"width": 390, "height": 844})
     deadline = time.monotonic() + 25
     for room in (doctor, patient):
-        room.page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS)
+        room.page.wait_for_function(
+            "() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS
+        )
     for room in (doctor, patient):
         _wait_playing(room, deadline)
 
@@ -88,11 +89,15 @@ def test_r43_the_room_fits_the_doctors_and_the_patients_screen(
     patient.page.screenshot(path=str(tmp_path / "room-patient-390x844.png"))
 
     # Typing in the chat keeps the video where it is (the page does not scroll it away).
-    before = doctor.page.evaluate("() => document.querySelector('.tile-remote video').getBoundingClientRect().top")
+    before = doctor.page.evaluate(
+        "() => document.querySelector('.tile-remote video').getBoundingClientRect().top"
+    )
     doctor.page.fill("#chat-input", "您好，请把血压计放在旁边")
     doctor.page.keyboard.press("Enter")
     doctor.page.locator("#chat-list .chat-item").first.wait_for(timeout=WAIT_MS)
-    after = doctor.page.evaluate("() => document.querySelector('.tile-remote video').getBoundingClientRect().top")
+    after = doctor.page.evaluate(
+        "() => document.querySelector('.tile-remote video').getBoundingClientRect().top"
+    )
     assert abs(after - before) < 1, (before, after)
 
     # The self-view can be hidden and shown again; full screen is offered.
@@ -119,12 +124,16 @@ def test_a_bad_room_link_never_turns_the_camera_on(
     room.page.add_init_script(COUNT_GUM_JS)
     good = server.links["patient"]
     room.page.goto(good.replace("token=", "token=x"), wait_until="domcontentloaded")
-    room.page.wait_for_function("() => window.__tc && window.__tc.state === 'error'", timeout=WAIT_MS)
+    room.page.wait_for_function(
+        "() => window.__tc && window.__tc.state === 'error'", timeout=WAIT_MS
+    )
     assert room.page.get_attribute("#error", "data-code") in {"token_invalid", "unauthenticated"}
     assert room.page.evaluate("() => window.__gum") == 0
     # the good link does ask (so the counter works)
     room.page.goto(good, wait_until="domcontentloaded")
-    room.page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS)
+    room.page.wait_for_function(
+        "() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS
+    )
     assert room.page.evaluate("() => window.__gum") >= 1
 
 
@@ -168,7 +177,13 @@ def test_any_number_of_remote_participants_get_a_labelled_tile(
     people = [
         {"id": "d1", "name": "王医生", "role": "doctor"},
         {"id": "p1", "name": "张某", "role": "patient"},
-        {"id": "g1", "name": "张某某", "role": "patient", "room_role": "guardian", "label": "张某某（母亲）"},
+        {
+            "id": "g1",
+            "name": "张某某",
+            "role": "patient",
+            "room_role": "guardian",
+            "label": "张某某（母亲）",
+        },
         {"id": "i1", "name": "李翻译", "role": "interpreter"},
     ]
     result = room.page.evaluate(TILES_JS, people)
