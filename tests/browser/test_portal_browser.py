@@ -30,7 +30,7 @@ from room_layout import check_room_layout
 Server = Any
 RoomPage = Any
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 SETUP = Path(__file__).resolve().parent / "portal_setup.py"
 TELECONSULT = Path(sys.executable).parent / "teleconsult"
