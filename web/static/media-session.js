@@ -125,9 +125,11 @@ export class MediaSession {
     });
   }
 
-  /** Publish and subscribe; the errors of either are returned (the other may still work). */
-  async start() {
-    const results = await Promise.allSettled([this.publish(), this.subscribe()]);
+  /** Subscribe now and publish once `beforePublish` settles (the camera opening); the errors of
+   * either are returned (the other may still work). */
+  async start(beforePublish = null) {
+    const publishing = Promise.resolve(beforePublish).then(() => this.publish());
+    const results = await Promise.allSettled([publishing, this.subscribe()]);
     return results.filter((r) => r.status === "rejected").map((r) => r.reason);
   }
 

@@ -365,13 +365,17 @@ export class RoomView {
       // The roster of the ack first: `participants` events that come while the camera opens
       // are newer and must not be overwritten by it.
       this.updateParticipants(reply.participants ?? []);
-      // The link is good: only now ask for camera and microphone (once per page).
-      if (!this.textOnly && !this.mediaRequested) await this.openLocalMedia(s);
-      this.setState("joined");
-      this.renderStatus();
+      // The link is good: only now ask for camera and microphone (once per page). Receiving
+      // starts at once; publishing once the camera is open.
+      const media = !this.textOnly && !this.mediaRequested ? this.openLocalMedia(s) : null;
       this.chat?.onJoined(reply.participant);
       s.armWatchdog(FIRST_CONNECT_TIMEOUT_MS);
-      await this.startMedia(s);
+      const started = this.startMedia(s, media);
+      started.catch(() => {}); // awaited below; not "unhandled" while the camera opens
+      if (media) await media;
+      this.setState("joined");
+      this.renderStatus();
+      await started;
     } catch (err) {
       if (err instanceof SignalError && BUSY_CODES.has(err.code) && !this.ended && this.session === s) {
         this.scheduleBusyRetry(err);
@@ -395,8 +399,8 @@ export class RoomView {
   }
 
   /** Publish and subscribe on the session's new peer connections. */
-  async startMedia(s) {
-    for (const err of await s.start()) this.reportError(err);
+  async startMedia(s, beforePublish = null) {
+    for (const err of await s.start(beforePublish)) this.reportError(err);
     s.check();
     // The server starts everyone unmuted: tell it about mutes that survived a reconnect.
     for (const kind of ["audio", "video"]) {
