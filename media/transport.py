@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,9 +26,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import _aiortc_seam as seam
+from . import _ice_seam
 from .consumer import Consumer, codecs_match
 from .datagram_guard import DatagramGuard
 from .errors import BadSdp, ClosedError, InvalidState
+from .paths import PathMonitor, Switch, audio_packets, use_addresses
 from .producer import Producer
 from .simulcast import complete_answer, parse_offer
 from .tracking import track
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 Role = Literal["publish", "subscribe"]
 
+#: After a path switch, keyframes are asked for again this much later (see _path_switched).
+KEYFRAME_AGAIN_S = 1.0
 #: A session description larger than this is refused before parsing.
 MAX_SDP_BYTES = 64 * 1024
 
@@ -98,12 +102,16 @@ class Transport:
         role: Role,
         *,
         ice_servers: list[dict[str, Any]] | None = None,
+        ice_addresses: Sequence[str] = (),
         app_data: dict[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.role: Role = role
         self.app_data: dict[str, Any] = dict(app_data or {})
+        self.ice_addresses: tuple[str, ...] = tuple(ice_addresses)
         self._pc = RTCPeerConnection(ice_configuration(ice_servers or []))
+        # before the datagram guard: it wraps (and so guards) the gathering we set here
+        use_addresses(self._pc, self.ice_addresses)
         self._datagrams = DatagramGuard(self.id)
         seam.guard_datagrams(self._pc, self._datagrams)
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -117,6 +125,15 @@ class Transport:
         self._on_negotiation_needed: list[Callable[[Transport], Any]] = []
         self._on_state: list[Callable[[Transport, str], Any]] = []
         self._needs_negotiation = False
+        # one path per provider address: watch them all and move off a dead one (media/paths.py)
+        self._paths: PathMonitor | None = None
+        if len(self.ice_addresses) > 1:
+            self._paths = PathMonitor(
+                self._ice_connection,
+                on_switch=self._path_switched,
+                duplicate=audio_packets(self._pc),
+            )
+        self._on_path_switch: list[Callable[[Transport, Switch], Any]] = []
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -170,6 +187,44 @@ class Transport:
     def on_connection_state(self, callback: Callable[[Transport, str], Any]) -> None:
         self._on_state.append(callback)
 
+    # --- network paths -----------------------------------------------------------------------
+
+    @property
+    def paths(self) -> PathMonitor | None:
+        """The path monitor, when this Transport has more than one address (one per provider)."""
+        return self._paths
+
+    @property
+    def selected_path(self) -> tuple[str, int, str, int] | None:
+        """The candidate pair media is sent on: (local host, port, remote host, port)."""
+        connection = self._ice_connection()
+        return None if connection is None else _ice_seam.selected(connection)
+
+    def on_path_switch(self, callback: Callable[[Transport, Switch], Any]) -> None:
+        """``callback(self, switch)`` when the path monitor moved the selected pair."""
+        self._on_path_switch.append(callback)
+
+    def _request_keyframes(self) -> None:
+        if self._closed:
+            return
+        for consumer in self._consumers.values():
+            consumer.request_keyframe()
+        for producer in self._producers.values():
+            producer.request_keyframe()  # audio Producers ignore it
+
+    def _ice_connection(self) -> Any:
+        transports = seam.dtls_transports(self._pc)
+        return _ice_seam.ice_connection(transports[0]) if transports else None
+
+    def _path_switched(self, switch: Switch) -> None:
+        # Video resumes on a keyframe: what was in flight on the dead path is lost. Asked now
+        # and once more a second later: the peer may still send on the dead path for a moment
+        # (it notices on its own), and a keyframe sent there is lost too.
+        self._request_keyframes()
+        asyncio.get_running_loop().call_later(KEYFRAME_AGAIN_S, self._request_keyframes)
+        for callback in tuple(self._on_path_switch):
+            callback(self, switch)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"transport {self.id} is closed")
@@ -182,6 +237,8 @@ class Transport:
         state = self.connection_state
         logger.debug("transport %s %s: %s", self.id, self.role, state)
         if state == "connected":
+            if self._paths is not None and not self._closed:
+                self._paths.start()
             for consumer in self._consumers.values():
                 consumer.request_keyframe()
         for callback in tuple(self._on_state):
@@ -396,6 +453,8 @@ class Transport:
             return
         self._closed = True
         try:
+            if self._paths is not None:
+                await self._paths.close()
             for producer in tuple(self._producers.values()):
                 await producer.close()
             for consumer in tuple(self._consumers.values()):
@@ -409,6 +468,7 @@ class Transport:
             self._on_close.clear()
             self._on_negotiation_needed.clear()
             self._on_state.clear()
+            self._on_path_switch.clear()
         finally:
             self._close_done.set()
 
