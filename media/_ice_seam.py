@@ -158,7 +158,8 @@ async def probe(connection: aioice.ice.Connection, socket: Socket, remote: tuple
     before aioice's transaction timeout (0.5 s)."""
     if connection.remote_password is None or socket.protocol.transport is None:
         return False
-    request = connection.build_request(_ProbePair(socket, remote), nominate=False)
+    pair: Any = _ProbePair(socket, remote)
+    request = connection.build_request(pair, nominate=False)
     try:
         await socket.protocol.request(
             request,

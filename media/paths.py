@@ -107,6 +107,9 @@ class PathMonitor:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._started_at = 0.0
+        self._sending = False
+        self._last_tick: float | None = None
+        self.lagged_passes = 0
         self.switches: list[Switch] = []
 
     # --- reading -------------------------------------------------------------------------------
@@ -148,13 +151,25 @@ class PathMonitor:
         connection = self._connection()
         if connection is None or not ice.sending(connection):
             return
+        if not self._sending:
+            self._sending = True
+            self._started_at = now  # silence counts from when there is a path to watch
+        # A loop that stalled (a busy process) has not read its sockets either: what looks like
+        # silence is then no evidence; probe, and judge on the next pass.
+        lagged = self._last_tick is not None and (
+            now - self._last_tick > self._interval_s + self._dead_after_s / 2
+        )
+        self._last_tick = now
         self._refresh(connection)
         if self._duplicate is not None:
             ice.copy_sends(connection, self._copy_to)
         for path in self._paths.values():
             if path.in_flight < 3:
                 self._send_probe(connection, path)
-        self._judge(connection, now)
+        if lagged:
+            self.lagged_passes += 1
+        else:
+            self._judge(connection, now)
         self._standby = self._choose_standby(connection, now)
 
     def standby(self) -> tuple[str, int, str, int] | None:
@@ -242,8 +257,8 @@ class PathMonitor:
         current = ice.selected(connection)
         if current is None:
             return
-        path = self._paths.get(current)
-        silent = now - (self._heard(path) if path else self._started_at)
+        on = self._paths.get(current)
+        silent = now - (self._heard(on) if on else self._started_at)
         if silent < self._dead_after_s:
             return
         candidates = self._others(current, now)

@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 #: participant expected back); "media_connected" {participant_id} when, after that, one of its
 #: new Transports connected; "video_paused" {participant_id (the subscriber), publisher_id,
 #: paused} when a subscriber's video of a publisher stops, or starts again, because its network
-#: cannot carry it; "path_switched" {participant_id, role, from_address, to_address, silent_ms,
-#: at} when one of its Transports moved off a dead network path onto another provider's.
+#: cannot carry it; "path_switched" {participant_id, role, transport_id, from_address,
+#: to_address, silent_ms, at} when one of its Transports moved off a dead network path onto
+#: another provider's; "path_state" {address, alive, transport_id} when a Transport's paths on
+#: one of our addresses stop or start answering its probes.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
@@ -79,7 +81,14 @@ class RoomMedia:
         self._liveness.watch(transport)
         transport.on_connection_state(self._transport_state)
         transport.on_path_switch(self._path_switched)
+        transport.on_path_state(self._path_state)
         return transport
+
+    def _path_state(self, transport: Transport, address: str, alive: bool) -> None:
+        if self._current(transport) is not None and not self.closed:
+            self._on_event(
+                "path_state", {"address": address, "alive": alive, "transport_id": transport.id}
+            )
 
     def _path_switched(self, transport: Transport, switch: Switch) -> None:
         """The Transport moved off a dead path onto another provider's (media/paths.py)."""
@@ -91,6 +100,7 @@ class RoomMedia:
             {
                 "participant_id": participant_id,
                 "role": transport.role,
+                "transport_id": transport.id,
                 "from_address": switch.from_address,
                 "to_address": switch.to_address,
                 "silent_ms": round(switch.silent_s * 1000),

@@ -131,9 +131,11 @@ class Transport:
             self._paths = PathMonitor(
                 self._ice_connection,
                 on_switch=self._path_switched,
+                on_state=self._path_state,
                 duplicate=audio_packets(self._pc),
             )
         self._on_path_switch: list[Callable[[Transport, Switch], Any]] = []
+        self._on_path_state: list[Callable[[Transport, str, bool], Any]] = []
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -203,6 +205,15 @@ class Transport:
     def on_path_switch(self, callback: Callable[[Transport, Switch], Any]) -> None:
         """``callback(self, switch)`` when the path monitor moved the selected pair."""
         self._on_path_switch.append(callback)
+
+    def on_path_state(self, callback: Callable[[Transport, str, bool], Any]) -> None:
+        """``callback(self, address, alive)`` when the paths on one of our addresses stop or
+        start answering."""
+        self._on_path_state.append(callback)
+
+    def _path_state(self, address: str, alive: bool) -> None:
+        for callback in tuple(self._on_path_state):
+            callback(self, address, alive)
 
     def _request_keyframes(self) -> None:
         if self._closed:
@@ -469,6 +480,7 @@ class Transport:
             self._on_negotiation_needed.clear()
             self._on_state.clear()
             self._on_path_switch.clear()
+            self._on_path_state.clear()
         finally:
             self._close_done.set()
 

@@ -16,7 +16,8 @@ class MediaWorker:
     ``ice_addresses`` are the local addresses each Transport gathers candidates on (production:
     one per network provider, and with more than one each Transport watches its paths and moves
     off a dead one, media/paths.py; tests: 127.0.0.1); empty means aioice's default, every
-    interface but loopback. Nothing process-wide: each Transport is given them. ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
+    interface but loopback. Nothing process-wide: each Transport is given them.
+    ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
     ``busy_lag_s``: loop lag past which new rooms and participants are refused (0: never).
     """
 

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,13 +78,29 @@ class ProviderRig:
         _run("ip", "netns", "exec", self.router_ns, "nft", "-f", "-", input=rules)
 
     def restore(self, provider: str) -> None:
-        _run("ip", "netns", "exec", self.router_ns, "nft", "delete", "table", "inet",
-             f"tccut{provider}")
+        _run(
+            "ip",
+            "netns",
+            "exec",
+            self.router_ns,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            f"tccut{provider}",
+        )
 
     def link(self, provider: str, up: bool) -> None:
         """Set the router's side of ``provider``'s link down (a cable pulled) or up again."""
-        _run("ip", "-n", self.router_ns, "link", "set", self.router_links[provider],
-             "up" if up else "down")
+        _run(
+            "ip",
+            "-n",
+            self.router_ns,
+            "link",
+            "set",
+            self.router_links[provider],
+            "up" if up else "down",
+        )
 
 
 @contextmanager
@@ -110,8 +127,9 @@ def provider_rig(providers: tuple[str, ...] = ("a", "b")) -> Iterator[ProviderRi
             router_dev, server_dev = f"tr{name}{tag}", f"ts{name}{tag}"
             _veth(router_dev, router_ns, f"{net}.1", server_dev, server_ns, f"{net}.2")
             table = str(100 + index)
-            _run("ip", "-n", server_ns, "route", "add", "default", "via", f"{net}.1",
-                 "table", table)
+            _run(
+                "ip", "-n", server_ns, "route", "add", "default", "via", f"{net}.1", "table", table
+            )
             _run("ip", "-n", server_ns, "rule", "add", "from", f"{net}.2", "table", table)
             server_addresses[name] = f"{net}.2"
             router_links[name] = router_dev
@@ -190,3 +208,32 @@ class NamespaceLoop:
             self._thread.join(timeout=10)
             if not self.loop.is_running():
                 self.loop.close()
+
+
+def count_media_packets(pc: Any, arrivals: dict[str, list[float]]) -> None:
+    """Note, by kind, when each media packet (not RTX, not padding) reaches a receiver of the
+    aiortc peer ``pc``: what gets to the client, as inbound statistics would say. (aiortc's own
+    getStats() keeps one inbound entry per receiver, which the server's RTX padding probes
+    overwrite, and its VP8 decoder trips over those probes: decoded frames are no measure.)
+    Call before the remote description is applied."""
+    from media import _aiortc_seam as seam
+
+    def on_track(track: Any) -> None:
+        transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+        kind, receiver = transceiver.kind, transceiver.receiver
+        media_types = {
+            c.payloadType
+            for c in seam.negotiated_codecs(transceiver)
+            if c.mimeType.lower() != f"{kind}/rtx"
+        }
+        times = arrivals.setdefault(kind, [])
+        handle = receiver._handle_rtp_packet
+
+        async def counted(packet: Any, arrival_time_ms: int) -> None:
+            if packet.payload_type in media_types and packet.payload:
+                times.append(time.monotonic())
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = counted
+
+    pc.on("track", on_track)

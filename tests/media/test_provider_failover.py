@@ -10,6 +10,7 @@ Transports (media/paths.py), as an aiortc-based client would.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Iterator
@@ -20,10 +21,9 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from peers import CounterTrack, ToneTrack, client_pc
-from provider_rig import NamespaceLoop, ProviderRig, provider_rig
+from provider_rig import NamespaceLoop, ProviderRig, count_media_packets, provider_rig
 
 from media import MediaWorker, Router
-from media import _aiortc_seam as seam
 from media.paths import PathMonitor, monitor_peer_connection, use_addresses
 from media.transport import Transport
 
@@ -56,7 +56,7 @@ class Arrivals:
     def gap_around(self, t: float, until: float) -> float:
         """The longest silence between arrivals from just before ``t`` to ``until``."""
         window = [x for x in self.times if t - 1.0 <= x <= until]
-        return max((b - a for a, b in zip(window, window[1:], strict=False)), default=99.0)
+        return max((b - a for a, b in itertools.pairwise(window)), default=99.0)
 
 
 @dataclass
@@ -94,25 +94,36 @@ class Call:
 
     def client_paths(self) -> list[str]:
         """The server address each client peer sends to."""
-        return self.client.call(lambda: [(m.selected() or ("", 0, "", 0))[2] for m in self.monitors])
+        return self.client.call(
+            lambda: [(m.selected() or ("", 0, "", 0))[2] for m in self.monitors]
+        )
 
     def describe(self) -> str:
         """Each side's paths, for a failure message."""
 
         def read(monitors: list[PathMonitor]) -> list[Any]:
             return [
-                (m.selected(), m.states(), [(k, p.last_ok) for k, p in m._paths.items()],
-                 len(m.switches))
+                (
+                    m.selected(),
+                    m.states(),
+                    [(k, p.last_ok) for k, p in m._paths.items()],
+                    len(m.switches),
+                )
                 for m in monitors
             ]
 
         server = self.server.call(lambda: read([self.publish.paths, self.subscribe.paths]))
         media = self.server.call(
-            lambda: [
-                (c.kind, c.packets_sent, c.packets_resent, c.keyframe_requests_received)
-                for c in self.subscribe.consumers
-            ]
-            + [(p.kind, p.packets_received, p.keyframe_requests_sent) for p in self.publish.producers]
+            lambda: (
+                [
+                    (c.kind, c.packets_sent, c.packets_resent, c.keyframe_requests_received)
+                    for c in self.subscribe.consumers
+                ]
+                + [
+                    (p.kind, p.packets_received, p.keyframe_requests_sent)
+                    for p in self.publish.producers
+                ]
+            )
         )
         client = self.client.call(lambda: read(self.monitors))
         return f"media {media} now {time.monotonic():.2f} server {server} client {client}"
@@ -142,28 +153,6 @@ async def _drain(track: MediaStreamTrack) -> None:
         pass
 
 
-def _count_inbound(pc: RTCPeerConnection, down: dict[str, Arrivals]) -> None:
-    """Note the arrival of every media packet (not RTX, not padding) each receiver of ``pc``
-    gets: what reaches the client. (aiortc's getStats() keeps one inbound entry per receiver,
-    which the server's RTX padding probes overwrite; its decoder trips over those probes.)"""
-    for transceiver in pc.getTransceivers():
-        receiver, kind = transceiver.receiver, transceiver.kind
-        media_types = {
-            c.payloadType
-            for c in seam.negotiated_codecs(transceiver)
-            if c.mimeType.lower() != f"{kind}/rtx"
-        }
-        handle = receiver._handle_rtp_packet
-
-        async def counted(packet: Any, arrival_time_ms: int, handle: Any = handle,
-                          types: set[int] = media_types, arrivals: Arrivals = down[kind]) -> None:
-            if packet.payload_type in types and packet.payload:
-                arrivals.times.append(time.monotonic())
-            await handle(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = counted
-
-
 @pytest.fixture
 def call() -> Iterator[Call]:
     with provider_rig() as rig:
@@ -184,8 +173,11 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
     async def make_server() -> tuple[MediaWorker, Router, Transport, Transport]:
         worker = MediaWorker(ice_addresses=addresses)
         router = worker.get_router("room")
-        return worker, router, router.create_transport("publish"), router.create_transport(
-            "subscribe"
+        return (
+            worker,
+            router,
+            router.create_transport("publish"),
+            router.create_transport("subscribe"),
         )
 
     worker, router, publish, subscribe = server.run(make_server())
@@ -214,9 +206,9 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
         pc = client_pc()
         use_addresses(pc, [rig.client_address])
         pc.on("track", lambda track: asyncio.ensure_future(_drain(track)))
+        count_media_packets(pc, {kind: a.times for kind, a in down.items()})
         await pc.setRemoteDescription(RTCSessionDescription(sub_offer, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        _count_inbound(pc, down)
         return pc, pc.localDescription.sdp
 
     subscriber, sub_answer = client.run(answer_subscribe())
@@ -231,8 +223,20 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
         return monitors
 
     monitors = client.run(watch())
-    result = Call(rig, server, client, worker, router, publish, subscribe, publisher,
-                  subscriber, monitors, up, down)
+    result = Call(
+        rig,
+        server,
+        client,
+        worker,
+        router,
+        publish,
+        subscribe,
+        publisher,
+        subscriber,
+        monitors,
+        up,
+        down,
+    )
     result.wait_flowing(0.0, timeout=20)
     settled = time.monotonic() + 1.0  # a call that runs, not one still starting, is cut
     result.wait_flowing(settled, timeout=20)
@@ -353,8 +357,9 @@ def test_gap_statistics_over_ten_cuts(call: Call):
     """Issue 16's bench figure: p50 and max of the gap per stream over 10 alternating cuts."""
     names = list(call.rig.server_addresses)
     gaps: dict[str, list[float]] = {}
-    active = next(n for n, a in call.rig.server_addresses.items()
-                  if a == call.server_paths()["publish"])
+    active = next(
+        n for n, a in call.rig.server_addresses.items() if a == call.server_paths()["publish"]
+    )
     # the harness's own noise: three event loops and a VP8 encoder and decoder share one
     # process (and this machine): the same measure over a window without a cut
     quiet_at = time.monotonic()
@@ -368,8 +373,7 @@ def test_gap_statistics_over_ten_cuts(call: Call):
         call.rig.restore(active)
         active = other
     summary = {
-        name: (round(statistics.median(v) * 1000), round(max(v) * 1000))
-        for name, v in gaps.items()
+        name: (round(statistics.median(v) * 1000), round(max(v) * 1000)) for name, v in gaps.items()
     }
     print("gap p50/max over 10 cuts (ms):", summary)
     print("same measure without a cut (ms):", {k: round(v * 1000) for k, v in baseline.items()})
