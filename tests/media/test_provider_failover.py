@@ -158,9 +158,22 @@ def call() -> Iterator[Call]:
     with provider_rig() as rig:
         server = NamespaceLoop(rig.server_ns)
         client = NamespaceLoop(rig.client_ns)
+        started: Call | None = None
         try:
-            yield _start_call(rig, server, client)
+            started = _start_call(rig, server, client)
+            yield started
         finally:
+            if started is not None:
+                call = started
+
+                async def close_client() -> None:
+                    for monitor in call.monitors:
+                        await monitor.close()
+                    for pc in (call.publisher, call.subscriber):
+                        await pc.close()
+
+                client.run(close_client())
+                server.run(call.worker.close())
             client.close()
             server.close()
 
@@ -275,10 +288,11 @@ def test_each_transport_gathers_on_the_addresses_it_is_given_R28():
             async def offers() -> tuple[str, str]:
                 sdps = []
                 for addresses in (both, only_a):
-                    router = MediaWorker(ice_addresses=addresses).get_router("r")
+                    worker = MediaWorker(ice_addresses=addresses)
+                    router = worker.get_router("r")
                     transport = router.create_transport("subscribe")
                     sdps.append(await _offer_with_a_track(router, transport))
-                    await router.close()
+                    await worker.close()
                 return sdps[0], sdps[1]
 
             sdp_both, sdp_a = server.run(offers())
