@@ -336,7 +336,7 @@ class Producer:
             return
         if now_ms is None:
             now_ms = int(time.monotonic() * 1000)
-        estimates = [c.remb_bitrate for c in self._consumers.values() if c.remb_bitrate]
+        estimates = [c.estimate for c in self._consumers.values() if c.estimate]
         cap: int | None = None
         if estimates and not self.simulcast:
             cap = min(estimates)  # type: ignore[type-var]

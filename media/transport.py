@@ -32,6 +32,7 @@ from .errors import BadSdp, ClosedError, InvalidState
 from .producer import Producer
 from .simulcast import complete_answer, parse_offer
 from .tracking import track
+from .twcc import URI_TRANSPORT_CC, offer_transport_cc, transport_cc_ids
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class Transport:
             if group.semantic == "FID" and len(group.items) == 2
         }
         simulcast = parse_offer(str(offer_sdp))
+        transport_cc = transport_cc_ids(str(offer_sdp))
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -218,6 +220,13 @@ class Transport:
                 if layers is not None:
                     # negotiated again on each offer: aiortc recomputes the list from its own
                     seam.add_header_extensions(transceiver, layers.extensions)
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    # the publisher numbers its packets and we report their arrival: its own
+                    # send-side estimator drives its encoder (REMB still caps it)
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
+                    seam.add_codec_feedback(transceiver, "transport-cc")
+                    seam.record_transport_feedback(transceiver.receiver)
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
@@ -333,6 +342,9 @@ class Transport:
                 raise InvalidState("the previous offer has not been answered")
             self._needs_negotiation = False
             offer = await self._pc.createOffer()
+            # transport-cc offered (aiortc offers none): a browser then reports every packet's
+            # arrival and the Consumers estimate its bandwidth from that instead of its REMB
+            offer = RTCSessionDescription(sdp=offer_transport_cc(offer.sdp), type="offer")
             await self._pc.setLocalDescription(offer)
             return str(self._pc.localDescription.sdp)
 
@@ -351,6 +363,11 @@ class Transport:
                 )
             except Exception as exc:
                 raise BadSdp(f"the answer was refused ({type(exc).__name__}: {exc})") from None
+            transport_cc = transport_cc_ids(str(answer_sdp))
+            for transceiver in self._pc.getTransceivers():
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
             connected = self.connection_state == "connected"
             for consumer in self._consumers.values():
                 if not consumer.ready and consumer._negotiated() and connected:
