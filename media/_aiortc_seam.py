@@ -24,11 +24,11 @@ An SFU must do neither, so we cut in at the packet level:
   abs-send-time extension) never runs on an intercepted receiver; the Producer runs one itself and
   sends REMB upstream with ``receiver._send_rtcp`` from the receiver's RTCP SSRC.
 * transport-cc: aiortc negotiates no transport-wide sequence numbers and parses a transport
-  feedback packet as a NACK. Publish side: ``record_transport_feedback`` wraps the transport's
-  ``RtpRouter.route_rtp`` to note each numbered packet's arrival and its ``_handle_rtp_data`` to
-  send the feedback that is due (media/twcc.py). Subscribe side: ``transport_wide_sender`` wraps
-  ``_handle_rtcp_data`` to take the transport feedback out of each compound packet before aiortc
-  parses the rest.
+  feedback packet as a NACK. Publish side: ``record_transport_feedback`` wraps the ICE
+  connection's ``data_received`` to note each numbered packet's arrival as it leaves the socket,
+  and the DTLS transport's ``_handle_rtp_data`` to send the feedback that is due (media/twcc.py).
+  Subscribe side: ``transport_wide_sender`` wraps ``_handle_rtcp_data`` to take the transport
+  feedback out of each compound packet before aiortc parses the rest.
 * liveness: ``RTCDtlsTransport`` counts the datagrams it receives for its stats; we read that
   counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
@@ -77,7 +77,7 @@ from aiortc.rtp import (
 )
 
 from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
-from .twcc import FeedbackRecorder, TransportWideSender, split_compound
+from .twcc import FeedbackRecorder, TransportWideSender, split_compound, transport_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -184,25 +184,32 @@ _recorders: weakref.WeakKeyDictionary[Any, FeedbackRecorder] = weakref.WeakKeyDi
 _senders: weakref.WeakKeyDictionary[Any, TransportWideSender] = weakref.WeakKeyDictionary()
 
 
-def record_transport_feedback(receiver: RTCRtpReceiver) -> FeedbackRecorder:
-    """Report the arrival of the packets numbered with transport-wide sequence numbers on the
-    receiver's transport (idempotent per transport), so that the publisher's send-side
-    estimator drives its encoder. The feedback goes out after a packet is handled, when due."""
+def record_transport_feedback(receiver: RTCRtpReceiver, ext_id: int) -> FeedbackRecorder:
+    """Report the arrival of the packets numbered with transport-wide sequence numbers
+    (extension ``ext_id``) on the receiver's transport (idempotent per transport), so that the
+    publisher's send-side estimator drives its encoder.
+
+    A packet's arrival is noted as its datagram leaves the socket, from its RTP header (SRTP
+    leaves it in the clear): after DTLS's receive queue it would carry that queue's wait, which
+    the publisher's estimator would read as queueing on the network. The feedback due goes out
+    after a packet is handled.
+    """
     dtls = receiver.transport
     recorder = _recorders.get(dtls)
     if recorder is not None:
         return recorder
     recorder = _recorders[dtls] = FeedbackRecorder()
-    router = dtls._rtp_router
-    route = router.route_rtp
+    connection = dtls.transport._connection
+    deliver = connection.data_received
 
-    def route_rtp(packet: RtpPacket) -> Any:
-        seq = packet.extensions.transport_sequence_number
-        if seq is not None:
-            recorder.record(seq, time.monotonic_ns() // 1000, packet.ssrc)
-        return route(packet)
+    def data_received(data: bytes, component: int) -> None:
+        if len(data) > 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP (RFC 5761)
+            seq = transport_sequence(data, ext_id)
+            if seq is not None:
+                recorder.record(seq, time.monotonic_ns() // 1000, int.from_bytes(data[8:12]))
+        deliver(data, component)
 
-    router.route_rtp = route_rtp  # type: ignore[method-assign]
+    connection.data_received = data_received  # type: ignore[method-assign]
     handle = dtls._handle_rtp_data
 
     async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:

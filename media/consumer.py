@@ -163,6 +163,7 @@ class Consumer:
         # estimate, and the probe clusters this Consumer sends to climb a layer
         self._cc: TransportWideSender | None = None
         self._cc_fell_at_us: int | None = None
+        self._cc_logged = False
         self._base_probe_rate = 0
         self._cluster_rate = 0
         self._cluster_until = 0.0
@@ -494,7 +495,7 @@ class Consumer:
         steady = now - self._estimate_fell_at >= STEADY_S
         target = choose_layer(needs, estimate, self._layer, steady=steady)
         if target != self._target:
-            logger.debug(
+            logger.info(
                 "consumer %s: layer %d -> %d (estimate %d, layers %s)",
                 self.id[:8],
                 self._target,
@@ -538,6 +539,12 @@ class Consumer:
         estimate = cc.estimate
         if estimate is None:
             return None
+        if not self._cc_logged:
+            self._cc_logged = True
+            logger.info(
+                "transport-cc estimate in use",
+                extra={"consumer_id": self.id, "estimate": estimate},
+            )
         fell = cc.estimator.decreased_at_us
         if fell is not None and fell != self._cc_fell_at_us:
             self._cc_fell_at_us = fell

@@ -36,6 +36,12 @@ from .twcc import URI_TRANSPORT_CC, offer_transport_cc, transport_cc_ids
 
 logger = logging.getLogger(__name__)
 
+#: Answer a publisher's transport-cc offer: it then estimates its uplink itself from our
+#: feedback (and probes), instead of following our receive-side REMB, which grows ~7 % a second.
+#: A switch, because on a loaded machine both can hold a publisher under its top layer; the
+#: subscriber leg always offers transport-cc.
+PUBLISH_TRANSPORT_CC = True
+
 Role = Literal["publish", "subscribe"]
 
 #: A session description larger than this is refused before parsing.
@@ -202,7 +208,7 @@ class Transport:
             if group.semantic == "FID" and len(group.items) == 2
         }
         simulcast = parse_offer(str(offer_sdp))
-        transport_cc = transport_cc_ids(str(offer_sdp))
+        transport_cc = transport_cc_ids(str(offer_sdp)) if PUBLISH_TRANSPORT_CC else {}
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -226,7 +232,7 @@ class Transport:
                     # send-side estimator drives its encoder (REMB still caps it)
                     seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
                     seam.add_codec_feedback(transceiver, "transport-cc")
-                    seam.record_transport_feedback(transceiver.receiver)
+                    seam.record_transport_feedback(transceiver.receiver, cc_id)
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
@@ -257,6 +263,8 @@ class Transport:
                     result.added.append(producer)
                 elif producer is not None and not sending:
                     result.removed.append(producer)
+                if producer is not None and cc_id is not None:
+                    producer.uplink_by_transport_cc()
             try:
                 answer = await self._pc.createAnswer()
                 await self._pc.setLocalDescription(answer)

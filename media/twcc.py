@@ -471,25 +471,30 @@ class TransportWideSender:
             self.estimator.on_feedback(results, now_us)
 
 
+def transport_sequence(data: bytes, ext_id: int) -> int | None:
+    """The transport-wide sequence number of a serialized (or SRTP-protected: the header is
+    not encrypted) RTP packet with one-byte header extensions; None if it carries none."""
+    if len(data) < 12 or not data[0] & 0x10:
+        return None
+    start = 12 + (data[0] & 0x0F) * 4
+    if len(data) < start + 4 or data[start] != 0xBE or data[start + 1] != 0xDE:
+        return None
+    pos = start + 4
+    end = min(pos + ((data[start + 2] << 8) | data[start + 3]) * 4, len(data))
+    while pos < end:
+        byte = data[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        length = (byte & 0x0F) + 1
+        if byte >> 4 == ext_id:
+            if length != 2 or pos + 3 > end:
+                return None
+            return (data[pos + 1] << 8) | data[pos + 2]
+        pos += 1 + length
+    return None
+
+
 def sequence_numbers(packets: Iterable[bytes], ext_id: int) -> list[int | None]:
-    """The transport-wide sequence numbers of serialized RTP packets (one-byte extensions):
-    for tests and tools."""
-    found: list[int | None] = []
-    for data in packets:
-        value = None
-        if data[0] & 0x10:
-            csrc = (data[0] & 0x0F) * 4
-            start = 12 + csrc
-            profile, words = struct.unpack_from("!HH", data, start)
-            pos, end = start + 4, start + 4 + words * 4
-            while profile == 0xBEDE and pos < end:
-                byte = data[pos]
-                if byte == 0:
-                    pos += 1
-                    continue
-                element, length = byte >> 4, (byte & 0x0F) + 1
-                if element == ext_id and length == 2:
-                    value = int.from_bytes(data[pos + 1 : pos + 3], "big")
-                pos += 1 + length
-        found.append(value)
-    return found
+    """The transport-wide sequence numbers of serialized RTP packets: for tests and tools."""
+    return [transport_sequence(data, ext_id) for data in packets]

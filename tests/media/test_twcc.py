@@ -20,6 +20,7 @@ from peers import CounterTrack, Subscriber, client_pc, wait_for
 from test_bandwidth import Recorder, room, simulcast  # noqa: F401  (fixtures)
 
 from media import _aiortc_seam as seam
+from media import transport as transport_module
 from media.gcc import PacketResult, SendSideEstimator
 from media.room import RoomMedia
 from media.twcc import (
@@ -289,7 +290,9 @@ async def _subscribe_with_transport_cc(
     await subscriber.pc.setLocalDescription(await subscriber.pc.createAnswer())
     answer = subscriber.pc.localDescription.sdp
     assert transport_cc_ids(answer) == ids
-    feedback = seam.record_transport_feedback(subscriber.pc.getTransceivers()[0].receiver)
+    feedback = seam.record_transport_feedback(
+        subscriber.pc.getTransceivers()[0].receiver, next(iter(ids.values()))
+    )
     await media.apply_answer(participant, answer)
     return subscriber, recorder, feedback
 
@@ -353,9 +356,10 @@ async def test_r1_transport_cc_estimate_follows_a_throttled_link_down_and_back_u
         await subscriber.close()
 
 
-async def test_r1_a_publisher_offering_transport_cc_gets_feedback(room):  # noqa: F811
+async def test_r1_a_publisher_offering_transport_cc_gets_feedback(room, monkeypatch):  # noqa: F811
     """The publisher leg: the answer negotiates transport-cc and the server reports arrivals
     (here from aiortc, which numbers nothing itself: the test numbers its packets)."""
+    monkeypatch.setattr(transport_module, "PUBLISH_TRANSPORT_CC", True)
     publisher = client_pc()
     publisher.addTransceiver(CounterTrack(), direction="sendonly")
     await publisher.setLocalDescription(await publisher.createOffer())
