@@ -155,12 +155,16 @@ class Trendline:
 
 
 def _slope(points: collections.deque[tuple[float, float]], default: float) -> float:
+    """Least-squares slope of ``points`` (one pass: this runs once per packet group)."""
     n = len(points)
-    mean_x = sum(p[0] for p in points) / n
-    mean_y = sum(p[1] for p in points) / n
-    numerator = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    denominator = sum((x - mean_x) ** 2 for x, _ in points)
-    return numerator / denominator if denominator else default
+    sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    denominator = n * sxx - sx * sx
+    return (n * sxy - sx * sy) / denominator if denominator else default
 
 
 @dataclass
@@ -268,18 +272,25 @@ class SendSideEstimator:
     def on_feedback(self, results: list[PacketResult], now_us: int) -> None:
         received = [r for r in results if r.arrival_us is not None]
         received.sort(key=_arrival)
+        lost = 0
+        counted = 0
         for result in results:
             if not result.cluster:  # a probe overshoots on purpose: its losses say little
-                self._reported_count += 1
-                self._lost_count += result.arrival_us is None
+                counted += 1
+                lost += result.arrival_us is None
+        self._reported_count += counted
+        self._lost_count += lost
+        acked = self._acked
+        acked_bytes = 0
+        group_packet = self._group_packet
         for result in received:
-            arrival = result.arrival_us
-            assert arrival is not None
-            self._acked.append((arrival, result.size))
-            self._acked_bytes += result.size
+            arrival: int = result.arrival_us  # type: ignore[assignment]
+            acked.append((arrival, result.size))
+            acked_bytes += result.size
             if result.cluster:
                 self._probe_packet(result, arrival)
-            self._group_packet(result.send_us, arrival)
+            group_packet(result.send_us, arrival)
+        self._acked_bytes += acked_bytes
         if received:
             latest = received[-1].arrival_us or 0
             while self._acked and self._acked[0][0] <= latest - THROUGHPUT_WINDOW_US:

@@ -40,6 +40,7 @@ FEEDBACK_INTERVAL_US = 50_000
 MAX_STATUSES = 1000
 #: Packets kept for matching feedback (several seconds at a few Mbit/s).
 SEND_HISTORY = 4096
+_HISTORY_MASK = SEND_HISTORY - 1
 #: The feedback counts as flowing while the last one is at most this old.
 ACTIVE_FOR_US = 1_500_000
 
@@ -420,8 +421,10 @@ class TransportWideSender:
         """Note that the packet numbered ``sequence`` (``size`` bytes) went out."""
         if now_us is None:
             now_us = time.monotonic_ns() // 1000
-        cluster = self.estimator.on_sent(size, now_us)
-        self._history[sequence % SEND_HISTORY] = (sequence, now_us, size, cluster)
+        estimator = self.estimator
+        # the hot path: one call per packet sent; a probe cluster is the rare case
+        cluster = estimator.on_sent(size, now_us) if estimator.probing else 0
+        self._history[sequence & _HISTORY_MASK] = (sequence, now_us, size, cluster)
 
     @property
     def active(self) -> bool:
@@ -457,17 +460,17 @@ class TransportWideSender:
         origin = self._reference_base_us
         results: list[PacketResult] = []
         history = self._history
-        for index, arrival in enumerate(feedback.arrivals):
-            seq = (feedback.base_sequence + index) & 0xFFFF
-            entry = history[seq % SEND_HISTORY]
-            if entry is None or entry[0] != seq:
-                continue
-            _, send_us, size, cluster = entry
-            if arrival is not None:
-                history[seq % SEND_HISTORY] = None  # reported once
-            results.append(
-                PacketResult(send_us, None if arrival is None else origin + arrival, size, cluster)
-            )
+        seq = feedback.base_sequence
+        for arrival in feedback.arrivals:
+            slot = seq & _HISTORY_MASK
+            entry = history[slot]
+            if entry is not None and entry[0] == seq:
+                if arrival is None:
+                    results.append(PacketResult(entry[1], None, entry[2], entry[3]))
+                else:
+                    history[slot] = None  # reported once
+                    results.append(PacketResult(entry[1], origin + arrival, entry[2], entry[3]))
+            seq = (seq + 1) & 0xFFFF
         if results:
             self.estimator.on_feedback(results, now_us)
 
