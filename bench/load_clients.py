@@ -123,7 +123,9 @@ async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscri
     subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]
     await pc.setLocalDescription(await pc.createAnswer())  # gathers: the sockets exist now
     if cc_ids:
-        seam.record_transport_feedback(pc.getTransceivers()[0].receiver, next(iter(cc_ids.values())))
+        seam.record_transport_feedback(
+            pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
+        )
     enlarge_receive_buffers(pc)
     await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
     return subscriber
