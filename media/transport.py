@@ -34,8 +34,15 @@ from .paths import PathMonitor, Switch, audio_packets, use_addresses
 from .producer import Producer
 from .simulcast import complete_answer, parse_offer
 from .tracking import track
+from .twcc import URI_TRANSPORT_CC, offer_transport_cc, transport_cc_ids
 
 logger = logging.getLogger(__name__)
+
+#: Answer a publisher's transport-cc offer: it then estimates its uplink itself from our
+#: feedback (and probes), instead of following our receive-side REMB, which grows ~7 % a second.
+#: A switch, because on a loaded machine both can hold a publisher under its top layer; the
+#: subscriber leg always offers transport-cc.
+PUBLISH_TRANSPORT_CC = True
 
 Role = Literal["publish", "subscribe"]
 
@@ -269,6 +276,7 @@ class Transport:
             if group.semantic == "FID" and len(group.items) == 2
         }
         simulcast = parse_offer(str(offer_sdp))
+        transport_cc = transport_cc_ids(str(offer_sdp)) if PUBLISH_TRANSPORT_CC else {}
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -286,6 +294,13 @@ class Transport:
                 if layers is not None:
                     # negotiated again on each offer: aiortc recomputes the list from its own
                     seam.add_header_extensions(transceiver, layers.extensions)
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    # the publisher numbers its packets and we report their arrival: its own
+                    # send-side estimator drives its encoder (REMB still caps it)
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
+                    seam.add_codec_feedback(transceiver, "transport-cc")
+                    seam.record_transport_feedback(transceiver.receiver, cc_id)
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
@@ -316,6 +331,8 @@ class Transport:
                     result.added.append(producer)
                 elif producer is not None and not sending:
                     result.removed.append(producer)
+                if producer is not None and cc_id is not None:
+                    producer.uplink_by_transport_cc()
             try:
                 answer = await self._pc.createAnswer()
                 await self._pc.setLocalDescription(answer)
@@ -401,6 +418,9 @@ class Transport:
                 raise InvalidState("the previous offer has not been answered")
             self._needs_negotiation = False
             offer = await self._pc.createOffer()
+            # transport-cc offered (aiortc offers none): a browser then reports every packet's
+            # arrival and the Consumers estimate its bandwidth from that instead of its REMB
+            offer = RTCSessionDescription(sdp=offer_transport_cc(offer.sdp), type="offer")
             await self._pc.setLocalDescription(offer)
             return str(self._pc.localDescription.sdp)
 
@@ -419,6 +439,11 @@ class Transport:
                 )
             except Exception as exc:
                 raise BadSdp(f"the answer was refused ({type(exc).__name__}: {exc})") from None
+            transport_cc = transport_cc_ids(str(answer_sdp))
+            for transceiver in self._pc.getTransceivers():
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
             connected = self.connection_state == "connected"
             for consumer in self._consumers.values():
                 if not consumer.ready and consumer._negotiated() and connected:
