@@ -10,9 +10,9 @@ import logging
 from typing import Any, Protocol
 
 from .errors import ClosedError, ServerBusy
+from .graph import TapFactory
 from .loop_lag import THRESHOLD_S
 from .room import EventSink, RoomMedia
-from .tap import TapFactory
 from .worker import MediaWorker
 
 logger = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any, Literal
 from .active_speaker import ActiveSpeakerObserver
 from .consumer import Consumer, codecs_match
 from .errors import InvalidState, ServerBusy
+from .graph import TapFactory
 from .liveness import SILENCE_S, LivenessWatch, Lost
 from .producer import Producer
 from .router import Router
-from .tap import TapFactory
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class RoomMedia:
             if self._tap_factory is not None:
                 tap = self._tap_factory(producer, self._tap_options)
                 if tap is not None:
-                    producer.add_tap(tap)
+                    self.router.attach(producer, tap)
             adopted = self._adopt_orphans(participant_id, producer)
             for subscriber_id, subscription in self._subscribe.items():
                 if subscriber_id != participant_id and subscription.id not in adopted:
@@ -183,7 +183,7 @@ class RoomMedia:
             if consumer.closed or not codecs_match(consumer.producer.codec, producer.codec):
                 self._spawn(consumer.close())
                 continue
-            consumer.switch_producer(producer)
+            self.router.switch(consumer, producer)
             consumer.resume()
             served.add(consumer.transport_id)
         if not any(key[0] == participant_id for key in self._orphans):
@@ -308,9 +308,9 @@ class RoomMedia:
     def _keep_orphans(self, participant_id: str, publish: Transport) -> None:
         for producer in publish.producers:
             kept = self._orphans.setdefault((participant_id, producer.kind), [])
-            for consumer in producer.consumers:
+            for consumer in self.router.consumers_of(producer):
                 consumer.pause()
-                producer._remove_consumer(consumer)
+                self.router.detach(consumer)
                 kept.append(consumer)
         previous = self._orphan_timers.pop(participant_id, None)
         if previous is not None:

@@ -15,11 +15,11 @@ import os
 from typing import Any
 
 from .errors import MediaError
+from .graph import TapFactory
 from .loop_lag import THRESHOLD_S
 from .pool import LocalMediaPool
 from .room import RoomMedia
 from .rpc import ProtocolError, encode_message, read_message
-from .tap import TapFactory
 from .tracking import open_objects
 
 logger = logging.getLogger(__name__)

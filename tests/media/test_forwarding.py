@@ -98,14 +98,14 @@ async def test_subscriber_pli_reaches_the_publisher(call):
     before = len(call.keyframe_requests)
     await receiver._send_rtcp_pli(ssrc)
     await wait_for(lambda: len(call.keyframe_requests) > before, timeout=2)
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     assert consumer.keyframe_requests_received >= 1
 
 
 async def test_subscriber_nack_is_answered_from_history(call):
     receiver = next(t.receiver for t in call.subscriber.pc.getTransceivers() if t.kind == "video")
     ssrc, stats = next(iter(receiver._RTCRtpReceiver__remote_streams.items()))
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     recent = [(stats.max_seq - i) & 0xFFFF for i in range(1, 4)]
     too_old = (stats.max_seq - 5000) & 0xFFFF
     await receiver._send_rtcp_nack(ssrc, sorted(recent))
@@ -115,9 +115,9 @@ async def test_subscriber_nack_is_answered_from_history(call):
 
 
 async def test_close_cascades_and_closed_objects_refuse_use(call):
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     await call.video.close()
-    assert consumer.closed and call.video.consumers == []
+    assert consumer.closed and call.router.consumers_of(call.video) == []
     assert call.video.id not in call.router.dump()["producers"]
     transport = call.router.create_transport("subscribe")
     with pytest.raises(ClosedError):
