@@ -1,7 +1,8 @@
 """RoomMedia: one room's media, addressed by participant id.
 
-This is the whole API the signaling layer uses, the same whether the room's Router lives in this
-process or in a media worker process (media/pool.py): every argument and result is plain data.
+It implements the room API (media/room_api.py), the whole of what the signaling layer uses, the
+same whether the room's Router lives in this process or in a media worker process
+(media/pool.py, media/remote.py): every argument and result is plain data.
 Who is subscribed to whom is decided here, next to the Router, so that a worker can fan out a new
 Producer to every subscriber without a round trip.
 """
@@ -19,6 +20,7 @@ from .errors import InvalidState, ServerBusy
 from .graph import TapFactory
 from .liveness import SILENCE_S, LivenessWatch, Lost
 from .producer import Producer
+from .room_api import RoomApi
 from .router import Router
 from .transport import Transport
 
@@ -37,7 +39,7 @@ EventSink = Callable[[str, dict[str, Any]], None]
 REJOIN_GRACE_S = 10.0
 
 
-class RoomMedia:
+class RoomMedia(RoomApi):
     """Publish and subscribe Transports per participant on one Router."""
 
     def __init__(
@@ -339,7 +341,7 @@ class RoomMedia:
                 stats.setdefault(participant_id, {})[role] = transport.datagram_stats()
         return stats
 
-    def dump(self) -> dict[str, Any]:
+    async def dump(self) -> dict[str, Any]:
         return {
             **self.router.dump(),
             "publishers": sorted(self._publish),

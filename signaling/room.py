@@ -1,7 +1,8 @@
 """Room: the participants of one visit, their subscribe-offer bookkeeping, and the room's media.
 
-The media (wherever it lives) is reached through a room handle of the media pool; this module
-keeps what only signaling knows: sockets, offer revisions, who is told what.
+The media (wherever it lives) is reached through the room API (media/room_api.py) of the media
+pool's room: callers use it as is (:meth:`Room.live_media`); this module keeps what only
+signaling knows: sockets, offer revisions, who is told what.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from media.pool import MediaPool, RoomHandle
+from media.pool import MediaPool
+from media.room_api import RoomApi
 from recording import Recorder, SessionRecording
 
 from .errors import SignalingError
@@ -32,7 +34,7 @@ class Room:
         self.visit_id = visit_id
         self._emit = emit
         self._spawn = spawn
-        self.media: RoomHandle | None = None
+        self.media: RoomApi | None = None
         self.ready = asyncio.Event()  # set once the media is open (or failed to open)
         self.on_lost: Callable[[Room, str], None] | None = None
         self.sessions: dict[str, Session] = {}  # participant id -> session
@@ -51,7 +53,8 @@ class Room:
     def empty(self) -> bool:
         return not self.sessions
 
-    def _media(self) -> RoomHandle:
+    def live_media(self) -> RoomApi:
+        """The room's media, addressed by participant id; ``invalid_state`` once closed."""
         if self.media is None or self.closed:
             raise SignalingError("invalid_state", "the room is closed")
         return self.media
@@ -129,14 +132,10 @@ class Room:
     async def restart_media(self, session: Session) -> None:
         """The page found its connections dead by itself: close them on the server too, so
         that its next publish and subscribe make new ones."""
-        await self._media().restart(session.participant_id)
+        await self.live_media().restart(session.participant_id)
         self._media_reset(session)
         self.record("media_restart", {"participant_id": session.participant_id})
         await self.broadcast_participants()
-
-    async def admit(self, session: Session) -> None:
-        """Raise ``server_busy`` if the media cannot take this participant now."""
-        await self._media().admit(session.participant_id)
 
     # --- membership --------------------------------------------------------------------------
 
@@ -174,13 +173,10 @@ class Room:
 
     # --- publish / subscribe -----------------------------------------------------------------
 
-    async def publish(self, session: Session, offer_sdp: str) -> str:
-        return await self._media().publish(session.participant_id, offer_sdp)
-
     async def subscribe(self, session: Session) -> dict[str, Any] | None:
         if session.subscribed:
             raise SignalingError("invalid_state", "already subscribed")
-        await self._media().subscribe(session.participant_id)
+        await self.live_media().subscribe(session.participant_id)
         session.subscribed = True
         return await self.make_offer(session)
 
@@ -197,7 +193,7 @@ class Room:
 
     async def make_offer(self, session: Session) -> dict[str, Any] | None:
         """A new subscribe offer for ``session``, or None if it has nothing to receive yet."""
-        offer = await self._media().create_offer(session.participant_id)
+        offer = await self.live_media().create_offer(session.participant_id)
         if offer is None:
             return None
         session.offer_revision += 1
@@ -208,7 +204,7 @@ class Room:
         """Send the next subscribe offer, unless one is still waiting for its answer."""
         if session.awaiting_answer or not session.joined or not session.subscribed:
             return
-        if self.closed or not await self._media().needs_offer(session.participant_id):
+        if self.closed or not await self.live_media().needs_offer(session.participant_id):
             return
         offer = await self.make_offer(session)
         if offer is not None:
@@ -221,19 +217,11 @@ class Room:
             raise SignalingError(
                 "stale_answer", f"answer for offer {revision}, the last is {session.offer_revision}"
             )
-        media = self._media()
+        media = self.live_media()
         await media.apply_answer(session.participant_id, sdp)
         session.awaiting_answer = False
         if await media.needs_offer(session.participant_id):
             self._queue_renegotiation(session)
-
-    async def set_muted(self, session: Session, kind: str, muted: bool) -> None:
-        await self._media().set_muted(session.participant_id, kind, muted)
-
-    async def add_ice_candidate(
-        self, session: Session, target: Any, candidate: dict[str, Any] | None
-    ) -> None:
-        await self._media().add_ice_candidate(session.participant_id, target, candidate)
 
 
 #: ``on_sealed(visit_id, manifest)``: a room's recording was sealed (for the audit chain).
