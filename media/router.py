@@ -139,7 +139,17 @@ class Router:
             "closed": self._closed,
             "transports": sorted(self._transports),
             "producers": {p.id: sorted(self._sinks.get(p.id, {})) for p in self.producers},
-            "consumers": {sink_id: p.id for sink_id, p in self._source.items()},
+            # sink -> producer: the subscribers' Consumers, and the other sinks (recorders)
+            "consumers": {
+                sink_id: p.id
+                for sink_id, p in self._source.items()
+                if isinstance(self._sinks[p.id][sink_id], Consumer)
+            },
+            "sinks": {
+                sink_id: p.id
+                for sink_id, p in self._source.items()
+                if not isinstance(self._sinks[p.id][sink_id], Consumer)
+            },
         }
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from media.errors import MediaError
 from media.pool import MediaPool
 from media.room_api import RoomApi
 from recording import Recorder, SessionRecording
@@ -161,12 +162,61 @@ class Room:
             del self.sessions[session.participant_id]
         session.joined = False
         if (current is session or replaced) and self.media is not None and not self.closed:
+            await self._log_drops(session)
             await self.media.leave(session.participant_id, returning=replaced or returning)
         session.subscribed = False
         session.awaiting_answer = False
 
     def participants(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.sessions.values()]
+
+    # --- hostile datagrams -------------------------------------------------------------------
+
+    async def datagram_drops(self, participant_id: str | None = None) -> list[dict[str, Any]]:
+        """Datagrams dropped at the room's connections, by reason (media/datagram_guard.py):
+        a row per participant (or only ``participant_id``) and transport, ``{room,
+        participant_id, role, transport, total, dropped: {reason: n}}`` (non-zero reasons)."""
+        stats = await self.live_media().datagram_stats()
+        rows = []
+        for pid, transports in sorted(stats.items()):
+            if participant_id is not None and pid != participant_id:
+                continue
+            session = self.sessions.get(pid)
+            for transport, counts in sorted(transports.items()):
+                dropped = {reason: n for reason, n in counts.items() if n}
+                rows.append(
+                    {
+                        "room": self.visit_id,
+                        "participant_id": pid,
+                        "role": session.identity.role if session is not None else None,
+                        "transport": transport,
+                        "total": sum(dropped.values()),
+                        "dropped": dropped,
+                    }
+                )
+        return rows
+
+    async def _log_drops(self, session: Session) -> None:
+        """What the participant's connections dropped, into the server log as they close."""
+        try:
+            rows = await self.datagram_drops(session.participant_id)
+        except MediaError:  # its worker is gone: nothing to read
+            return
+        for row in rows:
+            if row["total"]:
+                logger.warning(
+                    "%d datagram(s) dropped at %s's %s transport in room %s: %s",
+                    row["total"],
+                    row["participant_id"],
+                    row["transport"],
+                    self.visit_id,
+                    row["dropped"],
+                    extra={
+                        "visit_id": self.visit_id,
+                        "participant_id": row["participant_id"],
+                        "dropped": row["dropped"],
+                    },
+                )
 
     async def broadcast_participants(self) -> None:
         await self._emit("participants", {"participants": self.participants()}, self.visit_id)
@@ -284,6 +334,10 @@ class Rooms:
 
     def find(self, visit_id: str) -> Room | None:
         return self._rooms.get(visit_id)
+
+    def live(self) -> list[Room]:
+        """The rooms open now, with their media."""
+        return [r for r in self._rooms.values() if not r.closed and r.media is not None]
 
     async def discard_if_empty(self, room: Room) -> None:
         if room.empty and self._rooms.get(room.visit_id) is room:

@@ -121,6 +121,18 @@ class SignalingServer:
             # the message's own server time stays, as ``sent_at``; ``at`` is the timeline's
             room.record(event, {("sent_at" if k == "at" else k): v for k, v in data.items()})
 
+    async def datagram_drops(self) -> list[dict[str, Any]]:
+        """Datagrams dropped at the connections of every room of this process, by reason
+        (:meth:`Room.datagram_drops`); a room closing meanwhile, or whose worker died, is left
+        out."""
+        rows: list[dict[str, Any]] = []
+        for room in self.rooms.live():
+            try:
+                rows += await room.datagram_drops()
+            except (MediaError, SignalingError):
+                continue
+        return rows
+
     async def recording_sealed(self, visit_id: str, manifest: dict[str, Any]) -> None:
         """A room's recording was sealed: its manifest head enters the audit chain (R22)."""
         await append(
