@@ -7,7 +7,7 @@ import random
 import struct
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -37,14 +37,12 @@ from .bandwidth import (
     ProbeBudget,
     choose_layer,
 )
+from .graph import Source
 from .keyframes import keyframe_start
 from .rtp_writer import RtpWriter
 from .tracking import track
 from .twcc import TransportWideSender
 from .vp8 import Vp8Numbering
-
-if TYPE_CHECKING:
-    from .producer import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +99,13 @@ class Consumer:
     The subscriber's estimate (REMB) picks the layer (media/bandwidth.py). Video stops only when
     even the lowest layer is far above the estimate for a while, and then padding keeps probing
     so that the estimate can recover; it resumes with a keyframe.
+
+    A sink of the media graph (media/graph.py): its Router attaches it to its Producer.
     """
 
     def __init__(
         self,
-        producer: Producer,
+        producer: Source,
         transceiver: RTCRtpTransceiver,
         app_data: dict[str, Any] | None = None,
     ) -> None:
@@ -172,7 +172,6 @@ class Consumer:
         self._cluster_every = CLUSTER_EVERY_S
         self._on_close: list[Any] = []
         seam.intercept_sender_rtcp(self._sender, self._on_rtcp)
-        producer._add_consumer(self)
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -213,6 +212,11 @@ class Consumer:
         return self._target
 
     @property
+    def layers(self) -> tuple[int, ...]:
+        """The layers forwarded and wanted (a switch waits for the wanted one's keyframe)."""
+        return (self._layer, self._target)
+
+    @property
     def estimate(self) -> int | None:
         """The subscriber's bandwidth: the transport-cc estimate while its feedback flows,
         else its REMB."""
@@ -228,7 +232,7 @@ class Consumer:
         return self._cc
 
     @staticmethod
-    def _numbering_for(producer: Producer) -> Vp8Numbering | None:
+    def _numbering_for(producer: Source) -> Vp8Numbering | None:
         """Simulcast VP8 needs its picture ids kept continuous across layer switches."""
         if producer.simulcast and producer.codec.mimeType.lower() == "video/vp8":
             return Vp8Numbering()
@@ -288,22 +292,28 @@ class Consumer:
         self._keyframe_asked_at = None
         self.request_keyframe()
 
-    def switch_producer(self, producer: Producer) -> None:
-        """Carry ``producer`` (the same participant's track after a re-join) on this stream."""
+    def on_resume(self) -> None:
+        """The Producer forwards again after a pause."""
+        self._resumed()
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """Nothing to pass on: this stream's sender reports are our own (seam.note_sent)."""
+
+    def _switched_to(self, producer: Source) -> None:
+        """The Router attached this stream to ``producer`` (the same participant's track after
+        a re-join): carry it on, numbering continuous."""
         if producer is self.producer:
             return
-        self.producer._remove_consumer(self)
         self.producer = producer
-        producer._add_consumer(self)
         self._layer = self._target = 0
-        producer._layers_wanted()
+        producer.wanted_layers_changed()
         # the same subscriber stream: keep counting where it was (re-based on the next keyframe)
         self._vp8 = self._vp8 or self._numbering_for(producer)
         self._resumed()
 
     # --- hot path ----------------------------------------------------------------------------
 
-    async def _forward(self, packet: RtpPacket, layer: int, ntp: int, send_time: bytes) -> None:
+    async def on_rtp(self, packet: RtpPacket, layer: int, ntp: int, send_time: bytes) -> None:
         """Send ``packet`` (of simulcast ``layer``) on to the subscriber; ``ntp``/``send_time``:
         now, computed once per incoming packet by the Producer."""
         writer = self._writer
@@ -321,7 +331,7 @@ class Consumer:
                 return
             # the wanted layer's keyframe: switch, numbering continuous
             self._layer = layer
-            self.producer._layers_wanted()
+            self.producer.wanted_layers_changed()
             self._rebase = True
             self.layer_switches += 1
         elif self._congested:
@@ -504,7 +514,7 @@ class Consumer:
                 needs,
             )
             self._target = target
-            producer._layers_wanted()
+            producer.wanted_layers_changed()
             if target != self._layer:
                 self._keyframe_asked_at = now
                 producer.request_keyframe(target)
@@ -650,14 +660,14 @@ class Consumer:
     # --- close -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Detach from the Producer; the Transport owns the transceiver. Idempotent."""
+        """Stop forwarding; the Router detaches it from its Producer (on_close), the Transport
+        owns the transceiver. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._writer = None
         self._history = None
         self._on_congestion.clear()
-        self.producer._remove_consumer(self)
         for callback in self._on_close:
             callback(self)
         self._on_close.clear()

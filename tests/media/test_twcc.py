@@ -305,7 +305,7 @@ async def test_r1_transport_cc_estimate_follows_a_throttled_link_down_and_back_u
     bottleneck = Bottleneck()
     bottleneck.install(subscriber)
     try:
-        consumer = producer.consumers[0]
+        consumer = media.router.consumers_of(producer)[0]
         await wait_for(lambda: consumer.transport_cc is not None, timeout=5)
         cc = consumer.transport_cc
         assert cc is not None
