@@ -33,13 +33,18 @@ VIDEO_MAX_S = 1.5
 
 
 class Arrivals:
-    """Arrival times of one stream (appended from the loop thread that receives it)."""
+    """Arrival times of one stream (appended from the loop thread that receives it): a sink of
+    the media graph (media.graph.Sink) attached to the server's Producer."""
 
-    def __init__(self) -> None:
+    layers = (0,)
+    estimate = None
+
+    def __init__(self, kind: str) -> None:
+        self.id = f"arrivals-{kind}"
         self.times: list[float] = []
 
-    def on_rtp(self, packet: Any) -> None:  # a Producer tap: what reaches the server
-        self.times.append(time.monotonic())
+    async def on_rtp(self, packet: Any, layer: int, ntp: int, send_time: bytes) -> None:
+        self.times.append(time.monotonic())  # what reaches the server
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         pass
@@ -180,8 +185,8 @@ def call() -> Iterator[Call]:
 
 def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) -> Call:
     addresses = list(rig.server_addresses.values())
-    up = {"audio": Arrivals(), "video": Arrivals()}
-    down = {"audio": Arrivals(), "video": Arrivals()}
+    up = {"audio": Arrivals("audio"), "video": Arrivals("video")}
+    down = {"audio": Arrivals("audio"), "video": Arrivals("video")}
 
     async def make_server() -> tuple[MediaWorker, Router, Transport, Transport]:
         worker = MediaWorker(ice_addresses=addresses)
@@ -208,7 +213,7 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
     async def answer_publish() -> tuple[str, list[Any]]:
         result = await router.publish(publish, offer)
         for producer in result.added:
-            producer.add_tap(up[producer.kind])
+            router.attach(producer, up[producer.kind])
             router.consume(subscribe, producer)
         return result.answer_sdp, result.added
 
