@@ -143,14 +143,14 @@ class OursEngine:
                 session_id="bench",
                 segment_s=5.0,
             )
-            producer.add_tap(recorder)
+            self._router.attach(producer, recorder)
             self._recorders.append(recorder)
 
     async def stop_recording(self) -> dict[str, int]:
         """Close every recorder; the frames and packets they wrote."""
         recorders, self._recorders = self._recorders, []
         for recorder in recorders:
-            recorder.producer.remove_tap(recorder)
+            self._router.detach(recorder)
             await recorder.close()
         return {"recorders": len(recorders), "dropped": sum(r.dropped for r in recorders)}
 

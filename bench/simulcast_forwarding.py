@@ -79,7 +79,7 @@ async def run(simulcast: bool, subscribers: int, seconds: float) -> tuple[float,
         await room.apply_answer(f"sub{i}", pc.localDescription.sdp)
         peers.append(pc)
     deadline = time.monotonic() + 15
-    while not all(c.ready for c in producer.consumers) or any(
+    while not all(c.ready for c in room.router.consumers_of(producer)) or any(
         pc.connectionState != "connected" for pc in peers
     ):
         assert time.monotonic() < deadline, "subscribers did not connect"
@@ -97,14 +97,14 @@ async def run(simulcast: bool, subscribers: int, seconds: float) -> tuple[float,
         if frame % 10 == 0:
             for pc in peers:  # every subscriber can take everything
                 receiver = pc.getTransceivers()[0].receiver
-                ssrcs = [c._ssrc for c in producer.consumers]
+                ssrcs = [c._ssrc for c in room.router.consumers_of(producer)]
                 fci = pack_remb_fci(50_000_000, ssrcs)
                 await receiver._send_rtcp(
                     RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=fci)
                 )
         measuring = time.monotonic() >= measure_from
         if measuring and not sent_at_start:
-            sent_at_start = sum(c.packets_sent for c in producer.consumers) or 1
+            sent_at_start = sum(c.packets_sent for c in room.router.consumers_of(producer)) or 1
         for layer in layers:
             for k in range(PACKETS_PER_FRAME[layer]):
                 keyframe = frame % 60 == 0
@@ -130,8 +130,8 @@ async def run(simulcast: bool, subscribers: int, seconds: float) -> tuple[float,
                     packets_in += 1
         frame += 1
         await asyncio.sleep(max(0.0, start + frame / 30 - time.monotonic()))  # 30 fps pacing
-    forwarded = sum(c.packets_sent for c in producer.consumers) - sent_at_start
-    layers_used = sorted({c.layer for c in producer.consumers})
+    forwarded = sum(c.packets_sent for c in room.router.consumers_of(producer)) - sent_at_start
+    layers_used = sorted({c.layer for c in room.router.consumers_of(producer)})
     assert layers_used == [2 if simulcast else 0], layers_used
     for pc in peers:
         await pc.close()

@@ -129,8 +129,12 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "imaging.store": _roles(DOC, NUR, OPR),
     "imaging.read": _roles(PAT, DOC, NUR, OPR),
     "imaging.share": _roles(DOC),
+    # The media server's own figures (no clinical data): datagrams dropped at its ICE ports.
+    "media.view_stats": _roles(ADM, OPR),
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
+    # Network providers' health (R28, R31): who runs the service.
+    "system.providers": _roles(OPR, ADM),
     # Audit, reports, export (R22, R25).
     "audit.view": _roles(AUD),
     "audit.verify": _roles(AUD),

@@ -1,6 +1,6 @@
 """Media pools: where rooms' media live. In this process, or spread over worker processes.
 
-Both kinds hand out rooms with the API of :class:`media.room.RoomMedia` (every method async,
+Both kinds hand out rooms with the room API (:class:`media.room_api.RoomApi`: every method async,
 arguments and results plain data), so the signaling layer does not know which it has.
 """
 
@@ -10,36 +10,13 @@ import logging
 from typing import Any, Protocol
 
 from .errors import ClosedError, ServerBusy
+from .graph import TapFactory
 from .loop_lag import THRESHOLD_S
 from .room import EventSink, RoomMedia
-from .tap import TapFactory
+from .room_api import RoomApi
 from .worker import MediaWorker
 
 logger = logging.getLogger(__name__)
-
-
-class RoomHandle(Protocol):
-    """What signaling may do with a room's media (see RoomMedia for the meaning)."""
-
-    @property
-    def id(self) -> str: ...
-
-    async def publish(self, participant_id: str, offer_sdp: str) -> str: ...
-    async def admit(self, participant_id: str) -> None:
-        """Raise ``ServerBusy`` if a participant new to the room cannot be taken now."""
-        ...
-
-    async def subscribe(self, participant_id: str) -> None: ...
-    async def needs_offer(self, participant_id: str) -> bool: ...
-    async def create_offer(self, participant_id: str) -> dict[str, Any] | None: ...
-    async def apply_answer(self, participant_id: str, answer_sdp: str) -> None: ...
-    async def add_ice_candidate(
-        self, participant_id: str, target: Any, candidate: dict[str, Any] | None
-    ) -> None: ...
-    async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None: ...
-    async def restart(self, participant_id: str) -> None: ...
-    async def leave(self, participant_id: str, *, returning: bool = False) -> None: ...
-    async def datagram_stats(self) -> dict[str, dict[str, dict[str, int]]]: ...
 
 
 class MediaPool(Protocol):
@@ -53,7 +30,7 @@ class MediaPool(Protocol):
 
     async def open_room(
         self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
-    ) -> RoomHandle:
+    ) -> RoomApi:
         """Open (or return the open) room ``room_id``; ``tap_options`` go to the pool's taps."""
         ...
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -14,13 +14,9 @@ from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import _aiortc_seam as seam
 from .bandwidth import MIN_UPSTREAM_BPS
-from .errors import ClosedError
+from .graph import Sink
 from .rtp_writer import abs_send_time, ntp_now
 from .tracking import track
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
-    from .tap import ProducerTap
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +86,8 @@ class Producer:
     """An incoming audio or video track. Forwards every RTP packet as it arrives.
 
     Never decodes: the receiver's packets are routed here instead of to aiortc's jitter buffer.
+    It forwards to the sinks (Consumers, a recorder) its Router attached to it
+    (:meth:`media.router.Router.attach`): the Router holds the graph, the Producer reads it.
     """
 
     def __init__(
@@ -110,7 +108,7 @@ class Producer:
         self.app_data: dict[str, Any] = dict(app_data or {})
         self._transceiver = transceiver
         self._receiver = transceiver.receiver
-        self._consumers: dict[str, Consumer] = {}
+        self._sinks: tuple[Sink, ...] = ()  # set by the Router (_feed)
         self._closed = False
         self._close_done = asyncio.Event()
         self._paused = False
@@ -123,7 +121,7 @@ class Producer:
         self.simulcast = len(self.layers) > 1
         self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
         self._by_ssrc: dict[int, Layer] = {}
-        self._wanted = [False] * len(self.layers)  # by layer: a Consumer forwards it
+        self._wanted = [False] * len(self.layers)  # by layer: a sink forwards it
         if rtx_ssrc is not None and not self.simulcast:
             self.layers[0].rtx_ssrc = rtx_ssrc
             self._by_ssrc[rtx_ssrc] = self.layers[0]
@@ -131,6 +129,8 @@ class Producer:
         # the publisher's uplink, estimated from abs-send-time (video only, as aiortc does)
         self._estimator = seam.RemoteBitrateEstimator() if video else None
         self.uplink_estimate: int | None = None
+        # transport-cc on the publisher's leg: it estimates its uplink itself from our feedback
+        self._uplink_by_feedback = False
         self._group: list[int] | None = None  # (first, last send time, last arrival, bytes)
         self.remb_sent: int | None = None  # the last REMB value sent upstream
         self._remb_sent_ms = 0
@@ -143,7 +143,6 @@ class Producer:
         self._level_sum = 0
         self._level_count = 0
         self._on_close: list[Any] = []
-        self._taps: list[ProducerTap] = []
         self.sender_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
         seam.intercept_receiver(self._receiver, self._on_rtp)
         seam.observe_sender_reports(self._receiver, self._on_sender_report)
@@ -160,49 +159,28 @@ class Producer:
         return self._closed
 
     @property
-    def consumers(self) -> list[Consumer]:
-        return list(self._consumers.values())
+    def sinks(self) -> tuple[Sink, ...]:
+        """What this Producer feeds, as its Router attached them."""
+        return self._sinks
 
     def on_close(self, callback: Any) -> None:
         """Call ``callback(self)`` once when this Producer closes."""
         self._on_close.append(callback)
 
-    def _add_consumer(self, consumer: Consumer) -> None:
-        if self._closed:
-            raise ClosedError(f"producer {self.id} is closed")
-        self._consumers[consumer.id] = consumer
-        self._layers_wanted()
+    def _feed(self, sinks: tuple[Sink, ...]) -> None:
+        """The Router's graph changed: forward to ``sinks`` from now on."""
+        self._sinks = sinks
+        self.wanted_layers_changed()
 
-    def _remove_consumer(self, consumer: Consumer) -> None:
-        self._consumers.pop(consumer.id, None)
-        self._layers_wanted()
-
-    def _layers_wanted(self) -> None:
-        """Note which layers some Consumer forwards or waits for: the others' packets stop at
+    def wanted_layers_changed(self) -> None:
+        """Note which layers some sink forwards or waits for: the others' packets stop at
         the Producer (a simulcast layer nobody takes costs only its reception)."""
         wanted = [False] * len(self.layers)
-        for consumer in self._consumers.values():
-            for index in (consumer.layer, consumer.target_layer):
+        for sink in self._sinks:
+            for index in sink.layers:
                 if 0 <= index < len(wanted):
                     wanted[index] = True
         self._wanted = wanted
-
-    @property
-    def taps(self) -> list[ProducerTap]:
-        return list(self._taps)
-
-    def add_tap(self, tap: ProducerTap) -> None:
-        """Give ``tap`` every packet forwarded from now on; it closes with this Producer."""
-        if self._closed:
-            raise ClosedError(f"producer {self.id} is closed")
-        self._taps.append(tap)
-        if self.sender_report is not None:
-            tap.on_sender_report(*self.sender_report)
-
-    def remove_tap(self, tap: ProducerTap) -> None:
-        """Stop giving ``tap`` packets (closing it is the caller's business)."""
-        if tap in self._taps:
-            self._taps.remove(tap)
 
     @property
     def _ssrc(self) -> int | None:
@@ -225,8 +203,8 @@ class Producer:
         if self._closed or ssrc != self._ssrc:
             return
         self.sender_report = (ntp_timestamp, rtp_timestamp)
-        for tap in self._taps:
-            tap.on_sender_report(ntp_timestamp, rtp_timestamp)
+        for sink in self._sinks:
+            sink.on_sender_report(ntp_timestamp, rtp_timestamp)
 
     # --- hot path ----------------------------------------------------------------------------
 
@@ -242,7 +220,7 @@ class Producer:
         estimator = self._estimator
         if estimator is not None:
             sent_at = packet.extensions.abs_send_time
-            if sent_at is not None:
+            if sent_at is not None and not self._uplink_by_feedback:
                 size = len(packet.payload) + packet.padding_size
                 group = self._group
                 if group is not None and (sent_at - group[0]) & 0xFFFFFF <= GROUP_SPAN:
@@ -286,16 +264,13 @@ class Producer:
                 self._level_count += 1
         if self._paused:
             return
-        if layer.index == 0:
-            for tap in self._taps:
-                tap.on_rtp(packet)
         index = layer.index
         if not self._wanted[index]:
             return
         ntp = ntp_now()
         send_time = abs_send_time(ntp)
-        for consumer in tuple(self._consumers.values()):
-            await consumer._forward(packet, index, ntp, send_time)
+        for sink in self._sinks:
+            await sink.on_rtp(packet, index, ntp, send_time)
 
     def _learn(self, packet: RtpPacket) -> Layer | None:
         """The layer a packet of a new SSRC belongs to (by its rid when simulcast)."""
@@ -324,6 +299,14 @@ class Producer:
 
     # --- the publisher's bitrate -------------------------------------------------------------
 
+    def uplink_by_transport_cc(self) -> None:
+        """The publisher numbers its packets and we report their arrival (transport-cc): its
+        own send-side estimator, which probes, knows its uplink better than our receive-side
+        one, which stays within 1.5 times what it receives and, sent as REMB, held the
+        publisher there. The REMB then carries only the subscribers' cap (one stream)."""
+        self._uplink_by_feedback = True
+        self.uplink_estimate = None
+
     def update_remb(self, now_ms: int | None = None, *, estimate_dropped: bool = False) -> None:
         """Tell the publisher what to send: its uplink estimate, capped by its subscribers'.
 
@@ -336,7 +319,7 @@ class Producer:
             return
         if now_ms is None:
             now_ms = int(time.monotonic() * 1000)
-        estimates = [c.remb_bitrate for c in self._consumers.values() if c.remb_bitrate]
+        estimates = [s.estimate for s in self._sinks if s.estimate]
         cap: int | None = None
         if estimates and not self.simulcast:
             cap = min(estimates)  # type: ignore[type-var]
@@ -387,10 +370,8 @@ class Producer:
         if not self._paused:
             return
         self._paused = False
-        for consumer in self._consumers.values():
-            consumer._resumed()
-        for tap in self._taps:
-            tap.on_resume()
+        for sink in self._sinks:
+            sink.on_resume()
 
     def take_audio_level(self) -> float | None:
         """Mean level (dBov, 0 = loudest) of the packets since the last call; None if none."""
@@ -442,8 +423,8 @@ class Producer:
     # --- close -------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close this Producer and, in cascade, its Consumers and taps. Idempotent: a second
-        caller returns when the first close has finished (its taps have written their end)."""
+        """Close this Producer and, in cascade, its sinks. Idempotent: a second caller returns
+        when the first close has finished (a recorder among its sinks has written its end)."""
         if self._closed:
             await self._close_done.wait()
             return
@@ -458,15 +439,13 @@ class Producer:
             if layer._keyframe_timer is not None:
                 layer._keyframe_timer.cancel()
                 layer._keyframe_timer = None
-        for consumer in tuple(self._consumers.values()):
-            await consumer.close()
-        self._consumers.clear()
-        taps, self._taps = self._taps, []
-        for tap in taps:
+        # its sinks close with it (the Router forgets them, and this Producer, on close)
+        for sink in self._sinks:
             try:
-                await tap.close()
-            except Exception:  # a tap's failure must not stop the cascade
-                logger.exception("producer tap failed to close", extra={"producer_id": self.id})
+                await sink.close()
+            except Exception:  # a sink's failure must not stop the cascade
+                logger.exception("producer sink failed to close", extra={"producer_id": self.id})
+        self._sinks = ()
         for task in tuple(self._tasks):
             task.cancel()
         if self._tasks:

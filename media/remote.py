@@ -8,6 +8,8 @@ dead one's place for rooms opened later.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import json
 import logging
@@ -16,11 +18,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import BadSdp, ClosedError, InvalidState, MediaError, ServerBusy
 from .loop_lag import THRESHOLD_S
 from .room import EventSink
+from .room_api import RoomApi, room_methods
 from .rpc import ProtocolError, encode_message, read_message
 
 logger = logging.getLogger(__name__)
@@ -175,7 +178,12 @@ class WorkerProcess:
 
 
 class RemoteRoom:
-    """A room on a worker process, with the API of :class:`media.room.RoomMedia`."""
+    """A room on a worker process: the room API (media/room_api.py) over the channel.
+
+    Its methods are made from the declaration (:func:`remote_room_class`), each sending its
+    arguments to the worker, which calls the room's :class:`media.room.RoomMedia`; a method
+    declared there is reachable here with nothing else to write.
+    """
 
     def __init__(self, room_id: str, worker: WorkerProcess) -> None:
         self.id = room_id
@@ -184,46 +192,34 @@ class RemoteRoom:
     async def _call(self, method: str, **args: Any) -> Any:
         return await self.worker.call(method, room=self.id, **args)
 
-    async def publish(self, participant_id: str, offer_sdp: str) -> str:
-        return str(await self._call("publish", participant_id=participant_id, offer_sdp=offer_sdp))
 
-    async def admit(self, participant_id: str) -> None:
-        await self._call("admit", participant_id=participant_id)
+def _remote_method(name: str, signature: inspect.Signature, doc: str | None) -> Any:
+    async def method(self: RemoteRoom, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)  # a wrong call fails here, not remotely
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        return await self._call(name, **arguments)
 
-    async def subscribe(self, participant_id: str) -> None:
-        await self._call("subscribe", participant_id=participant_id)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = doc
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    return method
 
-    async def needs_offer(self, participant_id: str) -> bool:
-        return bool(await self._call("needs_offer", participant_id=participant_id))
 
-    async def create_offer(self, participant_id: str) -> dict[str, Any] | None:
-        result = await self._call("create_offer", participant_id=participant_id)
-        return dict(result) if result is not None else None
+@functools.cache
+def remote_room_class(api: type[RoomApi] = RoomApi) -> type[RemoteRoom]:
+    """The proxy class of ``api`` (the room API, or a protocol extending it)."""
+    namespace = {
+        name: _remote_method(name, signature, getattr(api, name).__doc__)
+        for name, signature in room_methods(api).items()
+    }
+    return type(f"Remote{api.__name__}", (RemoteRoom,), namespace)
 
-    async def apply_answer(self, participant_id: str, answer_sdp: str) -> None:
-        await self._call("apply_answer", participant_id=participant_id, answer_sdp=answer_sdp)
 
-    async def add_ice_candidate(
-        self, participant_id: str, target: Any, candidate: dict[str, Any] | None
-    ) -> None:
-        await self._call(
-            "add_ice_candidate", participant_id=participant_id, target=target, candidate=candidate
-        )
-
-    async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:
-        await self._call("set_muted", participant_id=participant_id, kind=kind, muted=muted)
-
-    async def restart(self, participant_id: str) -> None:
-        await self._call("restart", participant_id=participant_id)
-
-    async def leave(self, participant_id: str, *, returning: bool = False) -> None:
-        await self._call("leave", participant_id=participant_id, returning=returning)
-
-    async def dump(self) -> dict[str, Any]:
-        return dict(await self._call("dump"))
-
-    async def datagram_stats(self) -> dict[str, dict[str, dict[str, int]]]:
-        return dict(await self._call("datagram_stats"))
+def _as_api(room: RemoteRoom) -> RoomApi:
+    # its methods are made from the declaration at run time, which a type checker cannot see
+    return cast(RoomApi, room)
 
 
 class ProcessMediaPool:
@@ -237,9 +233,12 @@ class ProcessMediaPool:
         ice_servers: list[dict[str, Any]] | None = None,
         worker_module: str = "media.worker_process",
         busy_lag_s: float = THRESHOLD_S,
+        api: type[RoomApi] = RoomApi,
     ) -> None:
         """``worker_module``: what ``python -m`` runs as a worker; a composing package may
-        name its own wrapper of :func:`media.worker_process.main` (to add taps)."""
+        name its own wrapper of :func:`media.worker_process.main` (to add taps, or methods to
+        the room API: ``api``, a protocol extending it, which that worker serves too)."""
+        self._room_class = remote_room_class(api)
         self.size = workers or os.cpu_count() or 1
         self._worker_module = worker_module
         self._busy_lag_s = busy_lag_s
@@ -286,12 +285,12 @@ class ProcessMediaPool:
 
     async def open_room(
         self, room_id: str, on_event: EventSink, tap_options: dict[str, Any] | None = None
-    ) -> RemoteRoom:
+    ) -> RoomApi:
         if self._closed:
             raise ClosedError("the media pool is closed")
         room = self._rooms.get(room_id)
         if room is not None and room.worker.alive:
-            return room
+            return _as_api(room)
         alive = [w for w in self.workers if w.alive]
         if not alive and self._tasks:
             # every worker is gone and replacements are starting: wait for them
@@ -311,8 +310,8 @@ class ProcessMediaPool:
             except BaseException:
                 worker.rooms.pop(room_id, None)
                 raise
-            room = self._rooms[room_id] = RemoteRoom(room_id, worker)
-            return room
+            room = self._rooms[room_id] = self._room_class(room_id, worker)
+            return _as_api(room)
         raise ServerBusy("every media worker is busy; try again shortly")
 
     async def close_room(self, room_id: str) -> None:

@@ -1,7 +1,8 @@
 """RoomMedia: one room's media, addressed by participant id.
 
-This is the whole API the signaling layer uses, the same whether the room's Router lives in this
-process or in a media worker process (media/pool.py): every argument and result is plain data.
+It implements the room API (media/room_api.py), the whole of what the signaling layer uses, the
+same whether the room's Router lives in this process or in a media worker process
+(media/pool.py, media/remote.py): every argument and result is plain data.
 Who is subscribed to whom is decided here, next to the Router, so that a worker can fan out a new
 Producer to every subscriber without a round trip.
 """
@@ -16,10 +17,12 @@ from typing import Any, Literal
 from .active_speaker import ActiveSpeakerObserver
 from .consumer import Consumer, codecs_match
 from .errors import InvalidState, ServerBusy
+from .graph import TapFactory
 from .liveness import SILENCE_S, LivenessWatch, Lost
+from .paths import Switch
 from .producer import Producer
+from .room_api import RoomApi
 from .router import Router
-from .tap import TapFactory
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -30,14 +33,17 @@ logger = logging.getLogger(__name__)
 #: participant expected back); "media_connected" {participant_id} when, after that, one of its
 #: new Transports connected; "video_paused" {participant_id (the subscriber), publisher_id,
 #: paused} when a subscriber's video of a publisher stops, or starts again, because its network
-#: cannot carry it.
+#: cannot carry it; "path_switched" {participant_id, role, transport_id, from_address,
+#: to_address, silent_ms, at} when one of its Transports moved off a dead network path onto
+#: another provider's; "path_state" {address, alive, transport_id} when a Transport's paths on
+#: one of our addresses stop or start answering its probes.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
 REJOIN_GRACE_S = 10.0
 
 
-class RoomMedia:
+class RoomMedia(RoomApi):
     """Publish and subscribe Transports per participant on one Router."""
 
     def __init__(
@@ -76,7 +82,33 @@ class RoomMedia:
         transport = self.router.create_transport(role, app_data={"participant_id": participant_id})
         self._liveness.watch(transport)
         transport.on_connection_state(self._transport_state)
+        transport.on_path_switch(self._path_switched)
+        transport.on_path_state(self._path_state)
         return transport
+
+    def _path_state(self, transport: Transport, address: str, alive: bool) -> None:
+        if self._current(transport) is not None and not self.closed:
+            self._on_event(
+                "path_state", {"address": address, "alive": alive, "transport_id": transport.id}
+            )
+
+    def _path_switched(self, transport: Transport, switch: Switch) -> None:
+        """The Transport moved off a dead path onto another provider's (media/paths.py)."""
+        participant_id = self._current(transport)
+        if participant_id is None or self.closed:
+            return
+        self._on_event(
+            "path_switched",
+            {
+                "participant_id": participant_id,
+                "role": transport.role,
+                "transport_id": transport.id,
+                "from_address": switch.from_address,
+                "to_address": switch.to_address,
+                "silent_ms": round(switch.silent_s * 1000),
+                "at": switch.at,
+            },
+        )
 
     def _current(self, transport: Transport) -> str | None:
         """The participant whose current Transport ``transport`` is, else None."""
@@ -163,7 +195,7 @@ class RoomMedia:
             if self._tap_factory is not None:
                 tap = self._tap_factory(producer, self._tap_options)
                 if tap is not None:
-                    producer.add_tap(tap)
+                    self.router.attach(producer, tap)
             adopted = self._adopt_orphans(participant_id, producer)
             for subscriber_id, subscription in self._subscribe.items():
                 if subscriber_id != participant_id and subscription.id not in adopted:
@@ -183,7 +215,7 @@ class RoomMedia:
             if consumer.closed or not codecs_match(consumer.producer.codec, producer.codec):
                 self._spawn(consumer.close())
                 continue
-            consumer.switch_producer(producer)
+            self.router.switch(consumer, producer)
             consumer.resume()
             served.add(consumer.transport_id)
         if not any(key[0] == participant_id for key in self._orphans):
@@ -308,9 +340,9 @@ class RoomMedia:
     def _keep_orphans(self, participant_id: str, publish: Transport) -> None:
         for producer in publish.producers:
             kept = self._orphans.setdefault((participant_id, producer.kind), [])
-            for consumer in producer.consumers:
+            for consumer in self.router.consumers_of(producer):
                 consumer.pause()
-                producer._remove_consumer(consumer)
+                self.router.detach(consumer)
                 kept.append(consumer)
         previous = self._orphan_timers.pop(participant_id, None)
         if previous is not None:
@@ -339,7 +371,7 @@ class RoomMedia:
                 stats.setdefault(participant_id, {})[role] = transport.datagram_stats()
         return stats
 
-    def dump(self) -> dict[str, Any]:
+    async def dump(self) -> dict[str, Any]:
         return {
             **self.router.dump(),
             "publishers": sorted(self._publish),

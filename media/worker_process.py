@@ -15,36 +15,27 @@ import os
 from typing import Any
 
 from .errors import MediaError
+from .graph import TapFactory
 from .loop_lag import THRESHOLD_S
 from .pool import LocalMediaPool
 from .room import RoomMedia
+from .room_api import RoomApi, room_methods
 from .rpc import ProtocolError, encode_message, read_message
-from .tap import TapFactory
 from .tracking import open_objects
 
 logger = logging.getLogger(__name__)
 
-ROOM_METHODS = {
-    "admit",
-    "publish",
-    "subscribe",
-    "needs_offer",
-    "create_offer",
-    "apply_answer",
-    "add_ice_candidate",
-    "set_muted",
-    "leave",
-    "restart",
-    "dump",
-    "datagram_stats",
-}
-
 
 class WorkerServer:
-    """Executes the parent's requests against this process's rooms."""
+    """Executes the parent's requests against this process's rooms.
 
-    def __init__(self, pool: LocalMediaPool) -> None:
+    The requests a room answers are the methods of the room API's declaration (``api``:
+    :class:`media.room_api.RoomApi`, or a protocol extending it).
+    """
+
+    def __init__(self, pool: LocalMediaPool, api: type[RoomApi] = RoomApi) -> None:
         self._pool = pool
+        self._methods = room_methods(api)
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.done = asyncio.Event()
@@ -113,10 +104,13 @@ class WorkerServer:
         if method == "close_room":
             await self._pool.close_room(room_id)
             return None
-        if method in ROOM_METHODS:
+        signature = self._methods.get(method)
+        if signature is not None:
             room = self._room(room_id)
-            if method == "dump":
-                return room.dump()
+            try:
+                signature.bind(room, **args)
+            except TypeError as exc:
+                raise MediaError(f"{method}: {exc}") from None
             return await getattr(room, method)(**args)
         raise MediaError(f"unknown method {method!r}")
 
@@ -133,6 +127,7 @@ async def serve(
     ice_servers: list[Any],
     tap_factory: TapFactory | None = None,
     busy_lag_s: float = THRESHOLD_S,
+    api: type[RoomApi] = RoomApi,
 ) -> None:
     pool = LocalMediaPool(
         ice_addresses=ice_addresses,
@@ -141,15 +136,16 @@ async def serve(
         busy_lag_s=busy_lag_s,
     )
     await pool.start()
-    worker = WorkerServer(pool)
+    worker = WorkerServer(pool, api)
     server = await asyncio.start_unix_server(worker.handle, path=socket_path)
     os.chmod(socket_path, 0o600)
     async with server:
         await worker.done.wait()
 
 
-def main(tap_factory: TapFactory | None = None) -> None:
-    """The worker's entry point; a composing package may wrap it to add ``tap_factory``."""
+def main(tap_factory: TapFactory | None = None, api: type[RoomApi] = RoomApi) -> None:
+    """The worker's entry point; a composing package may wrap it to add ``tap_factory``, or
+    methods to the room API (``api``: a protocol extending it; RoomMedia implements them)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--ice-address", action="append", default=[])
@@ -170,6 +166,7 @@ def main(tap_factory: TapFactory | None = None) -> None:
             json.loads(args.ice_servers),
             tap_factory,
             busy_lag_s=args.busy_lag_ms / 1000,
+            api=api,
         )
     )
 

@@ -1,6 +1,6 @@
 """Recording of every visit (R22, R23): taps media/ Producers, writes segments and manifests.
 
-* ``recorder``: the recording Consumer, one per Producer (a ``media.tap.ProducerTap``).
+* ``recorder``: the recording Consumer, one per Producer (a ``media.graph.Sink``).
 * ``assembler`` / ``segments``: packets -> frames -> WebM/Matroska segments + chained manifest.
 * ``session``: a room's sessions on disk, timeline, seal, recovery, retention.
 * ``verify``: recompute every digest, name what is missing, altered, reordered or extra.

@@ -1,7 +1,8 @@
 """The recording Consumer: one per Producer, writing what the Producer forwards, untranscoded.
 
-It is a tap of the Producer (``media.tap.ProducerTap``): it sees exactly the packets the
-subscribers' Consumers see. On the event loop it only appends each packet to a bounded deque;
+It is a sink of the media graph (``media.graph.Sink``), attached to its Producer by the Router
+like the subscribers' Consumers: it sees exactly the packets they see (those of the lowest
+simulcast layer). On the event loop it only appends each packet to a bounded deque;
 a writer thread per track takes them in batches every :data:`BATCH_S` (waking a thread per
 packet would cost more than the recording itself), reorders them into frames (``assembler``)
 and muxes them into segments (``segments``), so file I/O and muxing never block the loop.
@@ -14,13 +15,14 @@ import collections
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from aiortc.rtp import RtpPacket
 
+from media.graph import Source
 from media.keyframes import keyframe_start
-from media.producer import Producer
 
 from .assembler import FrameAssembler
 from .depacketize import depayloader
@@ -42,13 +44,14 @@ class RecordingConsumer:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: Source,
         directory: Path,
         *,
         room_id: str,
         session_id: str,
         segment_s: float,
     ) -> None:
+        self.id = uuid.uuid4().hex
         self.producer = producer
         self.directory = directory
         self._loop = asyncio.get_running_loop()
@@ -79,10 +82,16 @@ class RecordingConsumer:
     def closed(self) -> bool:
         return self._closed
 
-    # --- on the event loop (ProducerTap) -----------------------------------------------------
+    # --- on the event loop (a media.graph.Sink) ---------------------------------------------
 
-    def on_rtp(self, packet: RtpPacket) -> None:
-        self._put(("rtp", packet, time.monotonic(), time.time()))
+    #: the lowest simulcast layer (always sent) is recorded
+    layers = (0,)
+    #: a recorder asks the publisher for no particular bitrate
+    estimate = None
+
+    async def on_rtp(self, packet: RtpPacket, layer: int, ntp: int, send_time: bytes) -> None:
+        if layer == 0:
+            self._put(("rtp", packet, time.monotonic(), time.time()))
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         self._put(("sr", ntp_timestamp, rtp_timestamp))
@@ -186,8 +195,8 @@ class RecordingConsumer:
             assembler.release(time.monotonic())
 
 
-def recording_tap(producer: Producer, options: dict[str, Any]) -> RecordingConsumer | None:
-    """The ``media.tap.TapFactory`` of this package: a recorder when the room is recorded.
+def recording_tap(producer: Source, options: dict[str, Any]) -> RecordingConsumer | None:
+    """The ``media.graph.TapFactory`` of this package: a recorder when the room is recorded.
 
     ``options["recording"]`` (from :meth:`recording.session.SessionRecording.tap_options`):
     ``dir`` (the session directory), ``room``, ``session``, ``segment_s``.

@@ -1,7 +1,8 @@
 """Room: the participants of one visit, their subscribe-offer bookkeeping, and the room's media.
 
-The media (wherever it lives) is reached through a room handle of the media pool; this module
-keeps what only signaling knows: sockets, offer revisions, who is told what.
+The media (wherever it lives) is reached through the room API (media/room_api.py) of the media
+pool's room: callers use it as is (:meth:`Room.live_media`); this module keeps what only
+signaling knows: sockets, offer revisions, who is told what.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from media.pool import MediaPool, RoomHandle
+from media.errors import MediaError
+from media.pool import MediaPool
+from media.room_api import RoomApi
 from recording import Recorder, SessionRecording
+from turn import ProviderHealth
 
 from .errors import SignalingError
 from .session import Session
@@ -27,12 +31,17 @@ class Room:
     """One visit's live room. Every method runs inside the calling participant's queue."""
 
     def __init__(
-        self, visit_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self,
+        visit_id: str,
+        emit: Emit,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        providers: ProviderHealth | None = None,
     ) -> None:
         self.visit_id = visit_id
+        self.providers = providers or ProviderHealth()
         self._emit = emit
         self._spawn = spawn
-        self.media: RoomHandle | None = None
+        self.media: RoomApi | None = None
         self.ready = asyncio.Event()  # set once the media is open (or failed to open)
         self.on_lost: Callable[[Room, str], None] | None = None
         self.sessions: dict[str, Session] = {}  # participant id -> session
@@ -51,7 +60,8 @@ class Room:
     def empty(self) -> bool:
         return not self.sessions
 
-    def _media(self) -> RoomHandle:
+    def live_media(self) -> RoomApi:
+        """The room's media, addressed by participant id; ``invalid_state`` once closed."""
         if self.media is None or self.closed:
             raise SignalingError("invalid_state", "the room is closed")
         return self.media
@@ -87,6 +97,36 @@ class Room:
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
                 self._queue_renegotiation(session)
+        elif name == "path_switched":
+            self._path_switched(data)
+        elif name == "path_state":
+            self.providers.path_state(
+                str(data.get("address")), bool(data.get("alive")), str(data.get("transport_id"))
+            )
+
+    def _path_switched(self, data: dict[str, Any]) -> None:
+        """A participant's Transport moved onto another provider: provider health, and the
+        gap on the recording's timeline (how long the dead path was silent, and where from)."""
+        participant_id = str(data.get("participant_id"))
+        gap_ms = int(data.get("silent_ms") or 0)
+        failover = self.providers.path_switched(
+            str(data.get("from_address")),
+            str(data.get("to_address")),
+            gap_ms,
+            participant_id=participant_id,
+            transport=str(data.get("role")),
+            transport_id=str(data.get("transport_id")),
+        )
+        self.record(
+            "path_failover",
+            {
+                "participant_id": participant_id,
+                "transport": data.get("role"),
+                "from_provider": failover.from_provider,
+                "to_provider": failover.to_provider,
+                "gap_ms": gap_ms,
+            },
+        )
 
     async def _media_lost(self, session: Session, data: dict[str, Any]) -> None:
         """The participant's media path died and the media closed its connections: tell it
@@ -129,14 +169,10 @@ class Room:
     async def restart_media(self, session: Session) -> None:
         """The page found its connections dead by itself: close them on the server too, so
         that its next publish and subscribe make new ones."""
-        await self._media().restart(session.participant_id)
+        await self.live_media().restart(session.participant_id)
         self._media_reset(session)
         self.record("media_restart", {"participant_id": session.participant_id})
         await self.broadcast_participants()
-
-    async def admit(self, session: Session) -> None:
-        """Raise ``server_busy`` if the media cannot take this participant now."""
-        await self._media().admit(session.participant_id)
 
     # --- membership --------------------------------------------------------------------------
 
@@ -162,6 +198,7 @@ class Room:
             del self.sessions[session.participant_id]
         session.joined = False
         if (current is session or replaced) and self.media is not None and not self.closed:
+            await self._log_drops(session)
             await self.media.leave(session.participant_id, returning=replaced or returning)
         session.subscribed = False
         session.awaiting_answer = False
@@ -169,18 +206,63 @@ class Room:
     def participants(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.sessions.values()]
 
+    # --- hostile datagrams -------------------------------------------------------------------
+
+    async def datagram_drops(self, participant_id: str | None = None) -> list[dict[str, Any]]:
+        """Datagrams dropped at the room's connections, by reason (media/datagram_guard.py):
+        a row per participant (or only ``participant_id``) and transport, ``{room,
+        participant_id, role, transport, total, dropped: {reason: n}}`` (non-zero reasons)."""
+        stats = await self.live_media().datagram_stats()
+        rows = []
+        for pid, transports in sorted(stats.items()):
+            if participant_id is not None and pid != participant_id:
+                continue
+            session = self.sessions.get(pid)
+            for transport, counts in sorted(transports.items()):
+                dropped = {reason: n for reason, n in counts.items() if n}
+                rows.append(
+                    {
+                        "room": self.visit_id,
+                        "participant_id": pid,
+                        "role": session.identity.role if session is not None else None,
+                        "transport": transport,
+                        "total": sum(dropped.values()),
+                        "dropped": dropped,
+                    }
+                )
+        return rows
+
+    async def _log_drops(self, session: Session) -> None:
+        """What the participant's connections dropped, into the server log as they close."""
+        try:
+            rows = await self.datagram_drops(session.participant_id)
+        except MediaError:  # its worker is gone: nothing to read
+            return
+        for row in rows:
+            if row["total"]:
+                logger.warning(
+                    "%d datagram(s) dropped at %s's %s transport in room %s: %s",
+                    row["total"],
+                    row["participant_id"],
+                    row["transport"],
+                    self.visit_id,
+                    row["dropped"],
+                    extra={
+                        "visit_id": self.visit_id,
+                        "participant_id": row["participant_id"],
+                        "dropped": row["dropped"],
+                    },
+                )
+
     async def broadcast_participants(self) -> None:
         await self._emit("participants", {"participants": self.participants()}, self.visit_id)
 
     # --- publish / subscribe -----------------------------------------------------------------
 
-    async def publish(self, session: Session, offer_sdp: str) -> str:
-        return await self._media().publish(session.participant_id, offer_sdp)
-
     async def subscribe(self, session: Session) -> dict[str, Any] | None:
         if session.subscribed:
             raise SignalingError("invalid_state", "already subscribed")
-        await self._media().subscribe(session.participant_id)
+        await self.live_media().subscribe(session.participant_id)
         session.subscribed = True
         return await self.make_offer(session)
 
@@ -197,7 +279,7 @@ class Room:
 
     async def make_offer(self, session: Session) -> dict[str, Any] | None:
         """A new subscribe offer for ``session``, or None if it has nothing to receive yet."""
-        offer = await self._media().create_offer(session.participant_id)
+        offer = await self.live_media().create_offer(session.participant_id)
         if offer is None:
             return None
         session.offer_revision += 1
@@ -208,7 +290,7 @@ class Room:
         """Send the next subscribe offer, unless one is still waiting for its answer."""
         if session.awaiting_answer or not session.joined or not session.subscribed:
             return
-        if self.closed or not await self._media().needs_offer(session.participant_id):
+        if self.closed or not await self.live_media().needs_offer(session.participant_id):
             return
         offer = await self.make_offer(session)
         if offer is not None:
@@ -221,19 +303,11 @@ class Room:
             raise SignalingError(
                 "stale_answer", f"answer for offer {revision}, the last is {session.offer_revision}"
             )
-        media = self._media()
+        media = self.live_media()
         await media.apply_answer(session.participant_id, sdp)
         session.awaiting_answer = False
         if await media.needs_offer(session.participant_id):
             self._queue_renegotiation(session)
-
-    async def set_muted(self, session: Session, kind: str, muted: bool) -> None:
-        await self._media().set_muted(session.participant_id, kind, muted)
-
-    async def add_ice_candidate(
-        self, session: Session, target: Any, candidate: dict[str, Any] | None
-    ) -> None:
-        await self._media().add_ice_candidate(session.participant_id, target, candidate)
 
 
 #: ``on_sealed(visit_id, manifest)``: a room's recording was sealed (for the audit chain).
@@ -249,7 +323,10 @@ class Rooms:
         emit: Emit,
         recorder: Recorder | None = None,
         on_sealed: OnSealed | None = None,
+        *,
+        providers: ProviderHealth | None = None,
     ) -> None:
+        self._providers = providers
         self._pool = pool
         self._emit = emit
         self._recorder = recorder
@@ -268,7 +345,7 @@ class Rooms:
             await closing.wait()
         room = self._rooms.get(visit_id)
         if room is None or room.closed:
-            room = Room(visit_id, self._emit, self._spawn)
+            room = Room(visit_id, self._emit, self._spawn, self._providers)
             room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:
@@ -296,6 +373,10 @@ class Rooms:
 
     def find(self, visit_id: str) -> Room | None:
         return self._rooms.get(visit_id)
+
+    def live(self) -> list[Room]:
+        """The rooms open now, with their media."""
+        return [r for r in self._rooms.values() if not r.closed and r.media is not None]
 
     async def discard_if_empty(self, room: Room) -> None:
         if room.empty and self._rooms.get(room.visit_id) is room:

@@ -25,7 +25,7 @@ from consult.visits import resolve_participant
 from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
-from turn import IceServerSource
+from turn import IceServerSource, ProviderHealth
 
 from . import messages as m
 from .chat import ChatComponent, RecordHook
@@ -57,8 +57,10 @@ class SignalingServer:
         client_ice_servers: IceServerSource | None = None,
         client_manager: socketio.AsyncManager | None = None,
         recorder: Recorder | None = None,
+        providers: ProviderHealth | None = None,
     ) -> None:
         self._db = db
+        self.providers = providers or ProviderHealth()
         self._ice_servers = client_ice_servers or IceServerSource()
         self._secret = token_secret
         self.sio = socketio.AsyncServer(
@@ -83,7 +85,9 @@ class SignalingServer:
             return task
 
         self.sio.eio.start_background_task = tracked_background_task  # type: ignore[method-assign]
-        self.rooms = Rooms(pool, self._emit, recorder, self.recording_sealed)
+        self.rooms = Rooms(
+            pool, self._emit, recorder, self.recording_sealed, providers=self.providers
+        )
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
@@ -120,6 +124,18 @@ class SignalingServer:
         if room is not None:
             # the message's own server time stays, as ``sent_at``; ``at`` is the timeline's
             room.record(event, {("sent_at" if k == "at" else k): v for k, v in data.items()})
+
+    async def datagram_drops(self) -> list[dict[str, Any]]:
+        """Datagrams dropped at the connections of every room of this process, by reason
+        (:meth:`Room.datagram_drops`); a room closing meanwhile, or whose worker died, is left
+        out."""
+        rows: list[dict[str, Any]] = []
+        for room in self.rooms.live():
+            try:
+                rows += await room.datagram_drops()
+            except (MediaError, SignalingError):
+                continue
+        return rows
 
     async def recording_sealed(self, visit_id: str, manifest: dict[str, Any]) -> None:
         """A room's recording was sealed: its manifest head enters the audit chain (R22)."""
@@ -229,7 +245,7 @@ class SignalingServer:
         room = await self._room(session)
         # an overloaded media worker takes nobody new (server_busy); the page retries
         try:
-            await room.admit(session)
+            await room.live_media().admit(session.participant_id)
         except MediaError:
             await self.rooms.discard_if_empty(room)  # a room opened for this join alone
             raise
@@ -249,11 +265,14 @@ class SignalingServer:
             "participants": room.participants(),
             "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
+            # each network provider's signaling URL: the page reconnects through another one
+            "signaling_urls": self.providers.signaling_urls(),
         }
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)
-        answer = await (await self._room(session)).publish(session, request.sdp)
+        media = (await self._room(session)).live_media()
+        answer = await media.publish(session.participant_id, request.sdp)
         return {"type": "answer", "sdp": answer}
 
     async def _subscribe(self, session: Session, data: Any) -> dict[str, Any]:
@@ -268,8 +287,8 @@ class SignalingServer:
 
     async def _ice_candidate(self, session: Session, data: Any) -> None:
         request = m.IceCandidate.parse(data)
-        room = await self._room(session)
-        await room.add_ice_candidate(session, request.target, request.candidate)
+        media = (await self._room(session)).live_media()
+        await media.add_ice_candidate(session.participant_id, request.target, request.candidate)
 
     async def _mute(self, session: Session, data: Any) -> None:
         request = m.Mute.parse(data)
@@ -278,7 +297,7 @@ class SignalingServer:
         else:
             session.video_muted = request.muted
         room = await self._room(session)
-        await room.set_muted(session, request.kind, request.muted)
+        await room.live_media().set_muted(session.participant_id, request.kind, request.muted)
         room.record("muted", {**_who(session), "kind": request.kind, "muted": request.muted})
         await room.broadcast_participants()
 

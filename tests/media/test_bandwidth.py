@@ -75,7 +75,7 @@ async def test_r1_stopped_video_is_probed_and_resumes_when_the_estimate_recovers
     try:
         await wait_for(lambda: wire.count("video") > 30, timeout=10)
         producer = next(p for p in room.router.producers if p.kind == "video")
-        consumer = producer.consumers[0]
+        consumer = room.router.consumers_of(producer)[0]
         events: list[bool] = []
         consumer.on_congestion(lambda _c, paused: events.append(paused))
         receiver = _video_receiver(subscriber)
@@ -262,7 +262,7 @@ async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering
     subscriber, recorder = await _subscribe_recorded(room, "patient")
     try:
         await wait_for(lambda: len(recorder.log) > 30, timeout=10)
-        consumer = producer.consumers[0]
+        consumer = room.router.consumers_of(producer)[0]
         # no estimate yet: the best layer, once the layers' rates are known
         await wait_for(lambda: consumer.layer == 2, timeout=5)
         for bitrate, layer in ((450_000, 1), (120_000, 0), (5_000_000, 2)):
@@ -301,7 +301,7 @@ async def test_r1_a_constrained_subscriber_does_not_take_the_top_layer_from_anot
     poor, poor_log = await _subscribe_recorded(room, "companion")
     try:
         await wait_for(lambda: len(fine_log.log) > 30 and len(poor_log.log) > 30, timeout=10)
-        by_subscriber = {c.app_data["transport_id"]: c for c in producer.consumers}
+        by_subscriber = {c.app_data["transport_id"]: c for c in room.router.consumers_of(producer)}
         fine_c = by_subscriber[room._subscribe["patient"].id]
         poor_c = by_subscriber[room._subscribe["companion"].id]
 
@@ -347,7 +347,7 @@ async def test_r1_a_subscribers_keyframe_request_asks_for_the_layer_it_gets(simu
 
     monkeypatch.setattr(seam, "send_pli", send_pli)
     try:
-        consumer = producer.consumers[0]
+        consumer = room.router.consumers_of(producer)[0]
         await wait_for(lambda: consumer.layer == 2 and len(recorder.log) > 30, timeout=10)
         top = producer.layers[2].ssrc
         media_ssrc = next(iter(subscriber.video_ssrcs))  # type: ignore[attr-defined]

@@ -97,12 +97,12 @@ async def test_pause_resume_and_mute_unmute_keep_numbering_continuous(room):
     subscriber, wire = await _subscribe(room, "patient")
     try:
         await wait_for(lambda: wire.count("video") > 30 and wire.count("audio") > 30, timeout=10)
-        (consumer_v, _consumer_a) = sorted(
-            room.router.dump()["consumers"],
-            key=lambda c: room.router._consumers[c].kind,
-            reverse=True,
+        video = next(
+            c
+            for p in room.router.producers
+            for c in room.router.consumers_of(p)
+            if c.kind == "video"
         )
-        video = room.router._consumers[consumer_v]
 
         # a Consumer paused for a second (as for congestion), then resumed
         paused_at = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -98,14 +99,14 @@ async def test_subscriber_pli_reaches_the_publisher(call):
     before = len(call.keyframe_requests)
     await receiver._send_rtcp_pli(ssrc)
     await wait_for(lambda: len(call.keyframe_requests) > before, timeout=2)
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     assert consumer.keyframe_requests_received >= 1
 
 
 async def test_subscriber_nack_is_answered_from_history(call):
     receiver = next(t.receiver for t in call.subscriber.pc.getTransceivers() if t.kind == "video")
     ssrc, stats = next(iter(receiver._RTCRtpReceiver__remote_streams.items()))
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     recent = [(stats.max_seq - i) & 0xFFFF for i in range(1, 4)]
     too_old = (stats.max_seq - 5000) & 0xFFFF
     await receiver._send_rtcp_nack(ssrc, sorted(recent))
@@ -115,9 +116,9 @@ async def test_subscriber_nack_is_answered_from_history(call):
 
 
 async def test_close_cascades_and_closed_objects_refuse_use(call):
-    consumer = call.video.consumers[0]
+    consumer = call.router.consumers_of(call.video)[0]
     await call.video.close()
-    assert consumer.closed and call.video.consumers == []
+    assert consumer.closed and call.router.consumers_of(call.video) == []
     assert call.video.id not in call.router.dump()["producers"]
     transport = call.router.create_transport("subscribe")
     with pytest.raises(ClosedError):
@@ -129,11 +130,76 @@ async def test_close_cascades_and_closed_objects_refuse_use(call):
         "transports": [],
         "producers": {},
         "consumers": {},
+        "sinks": {},
     }
     with pytest.raises(ClosedError):
         call.router.create_transport("publish")
     await call.worker.close()
     assert open_objects() == {}
+
+
+class CountingSink:
+    """A sink of the media graph as recording/ makes one (media.graph.Sink)."""
+
+    layers = (0,)
+    estimate = None
+
+    def __init__(self, sink_id: str) -> None:
+        self.id = sink_id
+        self.packets = 0
+        self.reports: list[tuple[int, int]] = []
+        self.resumed = 0
+        self.closed = False
+
+    async def on_rtp(self, packet: Any, layer: int, ntp: int, send_time: bytes) -> None:
+        self.packets += 1
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        self.reports.append((ntp_timestamp, rtp_timestamp))
+
+    def on_resume(self) -> None:
+        self.resumed += 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_router_holds_the_graph_and_sinks_close_with_their_producer(call):
+    """The Router holds ``producer -> sinks`` and ``sink -> producer``; a Consumer and a
+    recorder are sinks alike: fed while attached, told of resumes, closed with the Producer."""
+    router, video = call.router, call.video
+    consumer = router.consumers_of(video)[0]
+    await wait_for(lambda: video.sender_report is not None, timeout=5)
+    tap = CountingSink("tap")
+    router.attach(video, tap)
+    assert tap.reports == [video.sender_report]  # the last one, at once
+    dump = router.dump()
+    assert dump["producers"][video.id] == sorted([consumer.id, "tap"])
+    assert dump["consumers"][consumer.id] == video.id and dump["sinks"] == {"tap": video.id}
+    assert router.producer_of(tap) is video and router.producer_of(consumer) is video
+    assert router.sinks_of(video) == [consumer, tap] and video.sinks == (consumer, tap)
+    await wait_for(lambda: tap.packets > 10, timeout=5)
+    video.pause()
+    video.resume()
+    assert tap.resumed == 1
+
+    # detached, it gets nothing more while the Consumer goes on
+    assert router.detach(tap) is video
+    assert router.dump()["sinks"] == {} and video.sinks == (consumer,)
+    held, sent = tap.packets, consumer.packets_sent
+    await wait_for(lambda: consumer.packets_sent > sent + 10, timeout=5)
+    assert tap.packets == held and not tap.closed
+
+    # attached again, it closes with its Producer, and the graph forgets both
+    router.attach(video, tap)
+    await video.close()
+    assert tap.closed and consumer.closed
+    dump = router.dump()
+    assert video.id not in dump["producers"] and video.id not in dump["consumers"].values()
+    assert dump["sinks"] == {}
+    assert router.producer_of(tap) is None
+    with pytest.raises(ClosedError):
+        router.attach(video, CountingSink("late"))
 
 
 async def test_h264_when_the_publisher_offers_only_that():

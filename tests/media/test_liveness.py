@@ -54,7 +54,7 @@ async def test_expired_ice_consent_is_a_lost_path(monkeypatch: pytest.MonkeyPatc
         assert lost["reason"] in ("ice_failed", "connection_closed"), lost
         # the lost Transport is closed and out of the room; the doctor may publish again
         await wait_for(lambda: transport.closed, timeout=5)
-        assert room.dump()["publishers"] == []
+        assert (await room.dump())["publishers"] == []
         assert room.knows("doctor")
     finally:
         await pc.close()

@@ -87,7 +87,7 @@ async def test_a_congested_or_stalled_subscriber_does_not_slow_the_others():
         ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))
         slow_consumer = next(
             c
-            for c in producer.consumers
+            for c in room.router.consumers_of(producer)
             if c.app_data["transport_id"] == room._subscribe["patient"].id
         )
         deadline = time.monotonic() + 15

@@ -86,7 +86,7 @@ async def placed(request, tmp_path) -> AsyncIterator[Server]:
 async def _room_dump(server: Server, visit_id: str) -> dict[str, Any]:
     pool = server.media
     if hasattr(pool, "worker"):
-        return dict(pool.rooms[0].dump())
+        return dict(await pool.rooms[0].dump())
     return dict(await pool._rooms[visit_id].dump())
 
 
