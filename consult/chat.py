@@ -527,7 +527,17 @@ async def image_bytes(
         room = await tx.session.get(Room, row.room_id)
         if room is None:
             raise ImageNotFound()
-        await access.check(tx, actor, "chat.view_image", room)
+        participation = await access.participation_of(tx.session, room.id, actor.user_id)
+        error = access.decide(actor, "chat.view_image", room, participation)
+        if error is not None:  # audited on the image, whose trail it belongs to
+            raise tx.refuse(
+                error,
+                actor=actor,
+                action="chat.view_image",
+                object_type="chat_image",
+                object_id=image_id,
+                details={"room_id": row.room_id},
+            )
         await tx.record(
             "chat.view_image",
             actor=actor,
