@@ -141,6 +141,7 @@ class SignalingServer:
             )
             # a patient enters only once admitted (R6); every answer is audited by consult
             await rooms.enter(self._db, actor, actor.room_id or "")
+            subject = await rooms.subject_of(self._db, actor.room_id or "")
         except ConsultError as exc:
             logger.info("connection refused: %s", exc.code)
             raise _refusal(exc.code, str(exc)) from None
@@ -148,6 +149,7 @@ class SignalingServer:
             logger.exception("connection refused: internal error")
             raise _refusal("internal_error", "internal error") from None
         self.sessions[sid] = Session(sid, actor)
+        self.sessions[sid].subject = subject
         logger.info(
             "connected",
             extra={"sid": sid, "room_id": actor.room_id, "participant_id": actor.user_id},
@@ -201,7 +203,7 @@ class SignalingServer:
             raise SignalingError("already_joined", "already joined")
         if request.room is not None and request.room != session.room_id:
             raise SignalingError("visit_mismatch", "the join token is for another room")
-        if request.visit is not None and request.visit != await self._subject_visit(session):
+        if request.visit is not None and request.visit != self._subject_visit(session):
             raise SignalingError("visit_mismatch", "the join token is for another visit")
         # asked again: the room may have closed, or the participant been sent back, since this
         # socket connected (not audited again)
@@ -231,9 +233,10 @@ class SignalingServer:
             "recording": room.recording is not None,
         }
 
-    async def _subject_visit(self, session: Session) -> str | None:
+    @staticmethod
+    def _subject_visit(session: Session) -> str | None:
         """The visit a socket's room belongs to (``None`` for a room of another subject)."""
-        subject = await rooms.subject_of(self._db, session.room_id)
+        subject = session.subject
         return subject[1] if subject is not None and subject[0] == "visit" else None
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
@@ -304,11 +307,10 @@ class SignalingServer:
             reason = LEAVE_REASONS.get(event.event)
             if reason is not None and (event.old == "in_room" or event.new in CLOSED_VISIT):
                 payload = {"reason": reason, "visit": event.object_id, "state": event.new}
-                room_id = await rooms.visit_room_id(self._db, event.object_id)
                 evictions = [
-                    (s, {**payload, "room": room_id})
+                    (s, {**payload, "room": s.room_id})
                     for s in self.sessions.values()
-                    if s.room_id == room_id
+                    if s.subject == ("visit", event.object_id)
                 ]
         elif isinstance(event, events.AccessRevoked):
             payload = {"reason": "revoked", "detail": event.reason}

@@ -35,6 +35,9 @@ class Session:
         self.room_id: str = actor.room_id
         self.room_role: str = actor.room_role
         self.name: str = actor.display_name or ""
+        #: What the room belongs to, ``(subject_type, subject_id)`` (set on connect): a visit's
+        #: state change reaches the sockets of its room without asking the database.
+        self.subject: tuple[str, str] | None = None
         self.joined = False
         self.subscribed = False
         self.offer_revision = 0
