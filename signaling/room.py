@@ -15,6 +15,7 @@ from typing import Any
 
 from media.pool import MediaPool, RoomHandle
 from recording import Recorder, SessionRecording
+from turn import ProviderHealth
 
 from .errors import SignalingError
 from .session import Session
@@ -28,9 +29,14 @@ class Room:
     """One room's live state. Every method runs inside the calling participant's queue."""
 
     def __init__(
-        self, room_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self,
+        room_id: str,
+        emit: Emit,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        providers: ProviderHealth | None = None,
     ) -> None:
         self.room_id = room_id
+        self.providers = providers or ProviderHealth()
         self._emit = emit
         self._spawn = spawn
         self.media: RoomHandle | None = None
@@ -88,6 +94,36 @@ class Room:
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
                 self._queue_renegotiation(session)
+        elif name == "path_switched":
+            self._path_switched(data)
+        elif name == "path_state":
+            self.providers.path_state(
+                str(data.get("address")), bool(data.get("alive")), str(data.get("transport_id"))
+            )
+
+    def _path_switched(self, data: dict[str, Any]) -> None:
+        """A participant's Transport moved onto another provider: provider health, and the
+        gap on the recording's timeline (how long the dead path was silent, and where from)."""
+        participant_id = str(data.get("participant_id"))
+        gap_ms = int(data.get("silent_ms") or 0)
+        failover = self.providers.path_switched(
+            str(data.get("from_address")),
+            str(data.get("to_address")),
+            gap_ms,
+            participant_id=participant_id,
+            transport=str(data.get("role")),
+            transport_id=str(data.get("transport_id")),
+        )
+        self.record(
+            "path_failover",
+            {
+                "participant_id": participant_id,
+                "transport": data.get("role"),
+                "from_provider": failover.from_provider,
+                "to_provider": failover.to_provider,
+                "gap_ms": gap_ms,
+            },
+        )
 
     async def _media_lost(self, session: Session, data: dict[str, Any]) -> None:
         """The participant's media path died and the media closed its connections: tell it
@@ -250,7 +286,10 @@ class Rooms:
         emit: Emit,
         recorder: Recorder | None = None,
         on_sealed: OnSealed | None = None,
+        *,
+        providers: ProviderHealth | None = None,
     ) -> None:
+        self._providers = providers
         self._pool = pool
         self._emit = emit
         self._recorder = recorder
@@ -269,7 +308,7 @@ class Rooms:
             await closing.wait()
         room = self._rooms.get(room_id)
         if room is None or room.closed:
-            room = Room(room_id, self._emit, self._spawn)
+            room = Room(room_id, self._emit, self._spawn, self._providers)
             room.on_lost = self._room_lost
             self._rooms[room_id] = room
             try:
