@@ -58,7 +58,7 @@ async def _record_visit(server: Server, seconds: float) -> tuple[str, list[Any]]
     finally:
         await doctor.close()
         await patient.close()
-    return visit.visit_id, producers
+    return visit.room_id, producers
 
 
 def _track_lines(session: Path, track: str) -> list[dict[str, Any]]:
