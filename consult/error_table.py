@@ -188,6 +188,14 @@ _ROWS: Final = [
     # --- Visits (R1-R9) ---
     ("visit_not_found", "not_found", "找不到这次就诊。", "This visit was not found."),
     ("room_not_found", "not_found", "找不到这个诊室。", "This room was not found."),
+    ("invitation_not_found", "not_found", "邀请链接无效。", "This invitation link does not exist."),
+    (
+        "invitation_used",
+        "conflict",
+        "此邀请链接已被使用，每个链接只能使用一次。",
+        "This invitation link has been used already.",
+    ),
+    ("invitation_expired", "conflict", "此邀请链接已过期。", "This invitation link has expired."),
     (
         "not_a_participant",
         "forbidden",

@@ -510,3 +510,24 @@ class NotAParticipant(PermissionDenied):
 
     code = "not_a_participant"
     default_message = "You are not a participant of this room."
+
+
+class InvitationNotFound(NotFound):
+    """No invitation has this link (or the link is malformed)."""
+
+    code = "invitation_not_found"
+    default_message = "This invitation link does not exist."
+
+
+class InvitationUsed(Conflict):
+    """The single-use invitation link was used already."""
+
+    code = "invitation_used"
+    default_message = "This invitation link has been used already."
+
+
+class InvitationExpired(Conflict):
+    """The invitation link is past its time, or its room has closed."""
+
+    code = "invitation_expired"
+    default_message = "This invitation link has expired."

@@ -120,6 +120,10 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "room.chat": _roles(DOC, PAT),
     "room.viewer_sync": _roles(DOC),
     "room.control": _roles(DOC),
+    "room.invite": _roles(DOC),
+    "room.admit": _roles(DOC),
+    "room.redeem": _roles(PAT),
+    "room.view": _roles(DOC, PAT),
     # Chat over REST (issue 6): the room's doctor and patient (ownership checked in consult.chat).
     "chat.read": _roles(DOC, PAT),
     "chat.upload_image": _roles(DOC, PAT),

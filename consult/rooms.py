@@ -20,18 +20,25 @@ Who may do what in a room is :mod:`consult.access`; this module applies it to jo
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import access
 from consult.actor import Actor
-from consult.audit import audited
+from consult.audit import audited, authorize
+from consult.crypto import sm3_hex
 from consult.db import Database
 from consult.errors import (
     ConsultError,
+    InvalidInput,
+    InvalidTransition,
+    InvitationExpired,
+    InvitationNotFound,
+    InvitationUsed,
     NotAParticipant,
     RoomNotFound,
     TokenRevoked,
@@ -44,6 +51,7 @@ from consult.models import (
     ParticipationState,
     Patient,
     Room,
+    RoomInvitation,
     RoomKind,
     RoomRole,
     User,
@@ -411,9 +419,11 @@ async def enter_visit_room(db: Database, actor: Actor, visit_id: str) -> tuple[s
 
 __all__ = [
     "GUARDIAN_AGE",
+    "Invitation",
     "ParticipantView",
     "RoomView",
     "add_participant",
+    "admit_participant",
     "arrive",
     "authenticate_join",
     "enter",
@@ -421,13 +431,170 @@ __all__ = [
     "follow_visit",
     "get_room",
     "guardian_present",
+    "invite",
     "open_room",
     "open_visit_room",
     "participants",
     "patient_side_role",
+    "redeem",
     "room_of",
     "subject_of",
     "under_guardian_age",
     "visit_room",
     "visit_room_id",
 ]
+
+
+# --- Invitations: a companion or an interpreter joins by a single-use link (R4, issue 11) ------
+
+INVITABLE = frozenset({RoomRole.COMPANION, RoomRole.INTERPRETER})
+INVITATION_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A new invitation: ``code`` is the link's secret, shown once and stored only as a digest."""
+
+    id: str
+    room_id: str
+    room_role: RoomRole
+    label: str
+    code: str
+    expires_at: datetime
+
+
+async def invite(
+    db: Database, actor: Actor, visit_id: str, room_role: RoomRole | str, label: str
+) -> Invitation:
+    """The visit's doctor invites a companion or an interpreter (``room.invite``; audited)."""
+    await authorize(db, actor, "room.invite", object_type="visit", object_id=visit_id)
+    try:
+        role = RoomRole(room_role)
+    except ValueError:
+        raise InvalidInput("Invite a companion or an interpreter.") from None
+    if role not in INVITABLE:
+        raise InvalidInput("Invite a companion or an interpreter.")
+    label = (label or "").strip()
+    if not 1 <= len(label) <= 64:
+        raise InvalidInput("Name the person invited (up to 64 characters).")
+    code = secrets.token_urlsafe(24)
+    async with audited(db) as tx:
+        visit = await tx.session.get(Visit, visit_id)
+        if visit is None:
+            raise VisitNotFound()
+        room = await visit_room(tx.session, visit)
+        await access.check(tx, actor, "room.invite", room)
+        assert actor.user_id is not None
+        row = RoomInvitation(
+            id=new_id(),
+            room_id=room.id,
+            room_role=role.value,
+            secret_digest=sm3_hex(code),
+            label=label,
+            created_by=actor.user_id,
+            created_at=utc_now(),
+            expires_at=utc_now() + INVITATION_TTL,
+        )
+        tx.session.add(row)
+        await tx.session.flush()
+        await tx.record(
+            "room.invite",
+            actor=actor,
+            object_type="room",
+            object_id=room.id,
+            details={"invitation": row.id, "room_role": role.value},
+        )
+    return Invitation(row.id, room.id, role, label, code, row.expires_at)
+
+
+async def redeem(db: Database, actor: Actor, code: str) -> Participation:
+    """A signed-in account takes up an invitation: it joins the room's waiting room in the
+    invited room role, to be admitted by the doctor like the patient. Single use: the second
+    redemption is ``invitation_used``; a late one or one for a closed room ``invitation_expired``.
+    """
+    await authorize(db, actor, "room.redeem", object_type="room")
+    if not isinstance(code, str) or not 16 <= len(code) <= 64:
+        raise InvitationNotFound()
+    digest = sm3_hex(code)
+    async with audited(db) as tx:
+        row = await tx.session.scalar(
+            select(RoomInvitation).where(RoomInvitation.secret_digest == digest).with_for_update()
+        )
+        if row is None:
+            raise InvitationNotFound()
+
+        def refuse(error: ConsultError) -> ConsultError:
+            return tx.refuse(
+                error,
+                actor=actor,
+                action="room.redeem",
+                object_type="room",
+                object_id=row.room_id,
+                details={"invitation": row.id},
+            )
+
+        if row.used_at is not None:
+            raise refuse(InvitationUsed())
+        room = await tx.session.get(Room, row.room_id)
+        if room is None or room.closed_at is not None or utc_now() >= row.expires_at:
+            raise refuse(InvitationExpired())
+        assert actor.user_id is not None
+        if await access.participation_of(tx.session, room.id, actor.user_id) is not None:
+            raise refuse(InvitationUsed("You take part in this room already."))
+        used = await tx.session.execute(
+            update(RoomInvitation)
+            .where(RoomInvitation.id == row.id, RoomInvitation.used_at.is_(None))
+            .values(used_at=utc_now(), used_by=actor.user_id)
+        )
+        if used.rowcount != 1:  # type: ignore[attr-defined]
+            raise refuse(InvitationUsed())
+        participation = await add_participant(
+            tx.session,
+            room,
+            actor.user_id,
+            RoomRole(row.room_role),
+            ParticipationState.WAITING,
+            invited_by=row.created_by,
+            arrived=True,
+        )
+        await tx.record(
+            "room.redeem",
+            actor=actor,
+            object_type="room",
+            object_id=room.id,
+            details={"invitation": row.id, "room_role": row.room_role},
+        )
+    return participation
+
+
+async def admit_participant(db: Database, actor: Actor, visit_id: str, user_id: str) -> None:
+    """The doctor lets one waiting person in (a companion who came while the visit is on)."""
+    await authorize(db, actor, "visit.admit", object_type="visit", object_id=visit_id)
+    async with audited(db) as tx:
+        visit = await tx.session.get(Visit, visit_id)
+        if visit is None:
+            raise VisitNotFound()
+        room = await visit_room(tx.session, visit)
+        await access.check(tx, actor, "room.admit", room)
+        row = await access.participation_of(tx.session, room.id, user_id)
+        if (
+            row is None
+            or row.state != ParticipationState.WAITING.value
+            or visit.status != "in_room"
+        ):
+            raise tx.refuse(
+                InvalidTransition("Only a waiting person of a visit in the room is admitted."),
+                actor=actor,
+                action="room.admit",
+                object_type="room",
+                object_id=room.id,
+            )
+        row.state = ParticipationState.ADMITTED.value
+        row.updated_at = utc_now()
+        await tx.record(
+            "room.admit",
+            actor=actor,
+            object_type="room",
+            object_id=room.id,
+            details={"participant": user_id, "room_role": row.room_role},
+        )

@@ -36,9 +36,10 @@ BODIES: dict[str, Any] = {
     "/visits/{visit_id}/refusal": {"version": "x", "digest": "0" * 64},
     "/visits/{visit_id}/check-in": {},
     "/visits/{visit_id}/refer": {"reason": "线下检查"},
+    "/visits/{visit_id}/invitations": {"room_role": "companion", "label": "家属"},
 }
 
-DOCTOR_ONLY_ACTIONS = {"visit.admit", "visit.send_back", "visit.end", "visit.refer"}
+DOCTOR_ONLY_ACTIONS = {"visit.admit", "visit.send_back", "visit.end", "visit.refer", "room.invite"}
 
 
 @pytest.fixture
@@ -95,6 +96,7 @@ async def test_every_object_route_asks_the_policy(
             .replace("{image_id}", image["id"])
             .replace("{room_id}", str(room_id))
             .replace("{session}", "20261201T120000-abcdef")
+            .replace("{user_id}", patient.user_id)
         )
         outsider = other_doctor if op.action in DOCTOR_ONLY_ACTIONS else other_patient
         decisions.clear()

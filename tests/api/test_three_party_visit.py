@@ -7,15 +7,15 @@ else's audio and video, and the ``participants`` event names each one's room rol
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from apiclient import Clinic, Person
 from client import Participant, sees
 from peers import wait_for
-from people import CONDITION, new_id_number, new_phone, sign, verified_doctor
+from people import CONDITION, booked_visit, new_id_number, new_phone, sign, verified_doctor
 from sqlalchemy import update
 
-from consult.models import Patient
+from consult.models import Patient, RoomInvitation
 from web.keys import DATABASE
 
 
@@ -112,3 +112,55 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
     finally:
         for p in people:
             await p.close()
+
+
+async def test_a_companion_comes_in_by_a_single_use_link_and_is_admitted(
+    server, clinic: Clinic
+) -> None:
+    """The doctor invites a companion (or an interpreter); the link works once; the companion
+    waits until the doctor admits it, then joins the room as ``companion``."""
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    booked = await booked_visit(clinic, doctor, nurse)
+    patient, visit_id = booked.patient, booked.visit["id"]
+    await sign(patient, visit_id, "risk_notice", "consent")
+    await patient.ok("POST", f"/visits/{visit_id}/check-in", {})
+    await doctor.ok("POST", f"/visits/{visit_id}/admit")
+
+    reply = await patient.call(
+        "POST", f"/visits/{visit_id}/invitations", {"room_role": "companion", "label": "女儿"}
+    )
+    assert (reply.status, reply.code) == (403, "forbidden")  # only the doctor invites
+    made = await doctor.ok(
+        "POST", f"/visits/{visit_id}/invitations", {"room_role": "companion", "label": "女儿"}
+    )
+    companion = await clinic.person("patient", name="女儿")
+    other = await clinic.person("patient")
+    bogus = await companion.call("POST", "/invitations/redeem", {"code": "x" * 32})
+    assert (bogus.status, bogus.code) == (404, "invitation_not_found")
+    redeemed = await companion.ok("POST", "/invitations/redeem", {"code": made["code"]})
+    assert (redeemed["room_role"], redeemed["state"], redeemed["visit_id"]) == (
+        "companion",
+        "waiting",
+        visit_id,
+    )
+    again = await other.call("POST", "/invitations/redeem", {"code": made["code"]})
+    assert (again.status, again.code) == (409, "invitation_used")
+    waiting = await companion.call("POST", f"/visits/{visit_id}/join-token")
+    assert (waiting.status, waiting.code) == (403, "not_admitted")
+
+    await doctor.ok("POST", f"/visits/{visit_id}/participants/{companion.user_id}/admit")
+    joined = await companion.ok("POST", f"/visits/{visit_id}/join-token")
+    assert joined["role"] == "companion"
+
+    late = await doctor.ok(
+        "POST", f"/visits/{visit_id}/invitations", {"room_role": "interpreter", "label": "翻译"}
+    )
+    async with server.app[DATABASE].session() as session, session.begin():
+        await session.execute(
+            update(RoomInvitation)
+            .where(RoomInvitation.id == late["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    expired = await other.call("POST", "/invitations/redeem", {"code": late["code"]})
+    assert (expired.status, expired.code) == (409, "invitation_expired")
