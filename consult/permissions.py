@@ -120,6 +120,10 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "room.chat": _roles(DOC, PAT),
     "room.viewer_sync": _roles(DOC),
     "room.control": _roles(DOC),
+    "room.invite": _roles(DOC),
+    "room.admit": _roles(DOC),
+    "room.redeem": _roles(PAT),
+    "room.view": _roles(DOC, PAT),
     # Chat over REST (issue 6): the room's doctor and patient (ownership checked in consult.chat).
     "chat.read": _roles(DOC, PAT),
     "chat.upload_image": _roles(DOC, PAT),
@@ -176,13 +180,16 @@ CLINICAL_PREFIXES: Final = (
     "chat.",
     "imaging.",
 )
+"""Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
     {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}
 )
-"""All that a consult room's join token may do over REST (on its own visit only): the room page
-has no session of its own, only the join token of its link."""
-"""Actions that touch clinical data: never granted to admin, auditor or regulator."""
+"""All that a room's join token may do over REST (in its own room only): the room page has no
+session of its own, only the join token of its link."""
+
+JOIN_TOKEN_ACTIONS: Final = ROOM_TOKEN_ACTIONS | frozenset(SOCKET_EVENT_ACTIONS.values())
+"""All that a join token's actor may attempt: its room's socket events and chat routes."""
 
 
 def allowed_roles(action: str) -> frozenset[Role]:
@@ -202,7 +209,7 @@ def is_allowed(actor: Actor, action: str) -> bool:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         return False
-    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
+    if actor.room_id is not None and action not in JOIN_TOKEN_ACTIONS:
         return False
     return actor.role in roles
 
@@ -217,8 +224,8 @@ def require(actor: Actor, action: str) -> None:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         raise TotpEnrolmentRequired()
-    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
-        raise PermissionDenied("A room link can only be used for the room's chat.")
+    if actor.room_id is not None and action not in JOIN_TOKEN_ACTIONS:
+        raise PermissionDenied("A room link can only be used in the room.")
     if actor.role not in roles:
         raise PermissionDenied()
 

@@ -82,7 +82,7 @@ async def test_participants_share_images_outsiders_are_refused_and_audited(
     assert (reply.status, reply.code) == (403, "forbidden")
     denied = [
         (e.action, e.actor_id)
-        for e in await _events(server, visit_id) + await _events(server, image_id)
+        for e in await _events(server, join["room_id"]) + await _events(server, image_id)
         if e.result == "denied"
     ]
     assert ("chat.read", other_doctor.user_id) in denied
@@ -144,7 +144,7 @@ async def test_r22_r23_export_json_and_html_audited(server, clinic: Clinic):
     assert "data:image/jpeg;base64," in page
     formats = [
         json.loads(e.details)["format"]
-        for e in await _events(server, visit_id)
+        for e in await _events(server, join["room_id"])
         if e.action == "chat.export"
     ]
     assert formats == ["json", "html"]

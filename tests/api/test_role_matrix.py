@@ -35,6 +35,8 @@ NOT_REST = {
     "room.chat",
     "room.viewer_sync",
     "room.control",
+    "room.view",  # consult.rooms.get_room: for the consultation rooms' routes to come
+    "room.admit",  # the room-role side of letting one person in (the route's action: visit.admit)
     "report.view",
     "export.visits",
     "account.update",  # consult has no service for it yet

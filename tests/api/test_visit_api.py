@@ -9,13 +9,18 @@ from sqlalchemy import select
 
 from consult.audit import verify_chain
 from consult.models import AuditEvent
+from consult.rooms import visit_room_id
 from web.keys import DATABASE
 
 
-async def _actions(server, object_id: str) -> list[tuple[str, str]]:
+async def _actions(server, visit_id: str) -> list[tuple[str, str]]:
+    """The audit trail of a visit and of its room (joins are the room's), in chain order."""
+    room_id = await visit_room_id(server.app[DATABASE], visit_id)
     async with server.app[DATABASE].session() as session:
         rows = await session.scalars(
-            select(AuditEvent).where(AuditEvent.object_id == object_id).order_by(AuditEvent.seq)
+            select(AuditEvent)
+            .where(AuditEvent.object_id.in_([visit_id, room_id]))
+            .order_by(AuditEvent.seq)
         )
         return [(row.action, row.result) for row in rows]
 

@@ -28,7 +28,8 @@ def _probe_duration(path: Path) -> float:
 async def test_composite_keeps_lip_sync_and_the_session_length_R22(tmp_path: Path) -> None:
     need_ffmpeg()
     server = await start_server(tmp_path, recording_segment_s=2.0, recording_composite=True)
-    doctor, patient = pair(server.url, await server.visit())
+    visit = await server.visit()
+    doctor, patient = pair(server.url, visit)
     try:
         began = time.monotonic()
         for p in (doctor, patient):
@@ -48,7 +49,7 @@ async def test_composite_keeps_lip_sync_and_the_session_length_R22(tmp_path: Pat
             await p.close()
     ended = time.monotonic()
     try:
-        session, manifest = await sealed_session(server.config.recordings, doctor.visit_id)
+        session, manifest = await sealed_session(server.config.recordings, visit.room_id)
         await wait_for(
             lambda: (session / "composite.json").exists(),
             timeout=120,
@@ -71,7 +72,7 @@ async def test_composite_keeps_lip_sync_and_the_session_length_R22(tmp_path: Pat
         # the originals are untouched: the manifest still verifies
         from recording import RecordingStore, verify_room
 
-        report = verify_room(RecordingStore(server.config.recordings), doctor.visit_id)
+        report = verify_room(RecordingStore(server.config.recordings), visit.room_id)
         assert report.ok, report.describe()
     finally:
         await server.stop()

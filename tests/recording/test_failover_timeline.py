@@ -137,7 +137,7 @@ def test_a_provider_cut_is_a_failover_in_provider_health_and_on_the_recording_ti
 
             client_loop.run(leave())
             session, _manifest = server_loop.run(
-                sealed_session(server.config.recordings, visit.visit_id)
+                sealed_session(server.config.recordings, visit.room_id)
             )
             server_loop.run(server.stop())
         finally:
@@ -154,5 +154,5 @@ def test_a_provider_cut_is_a_failover_in_provider_health_and_on_the_recording_ti
         assert (data["from_provider"], data["to_provider"]) == (cut, other)
         assert 0 < data["gap_ms"] < 1500 and data["transport"] in ("publish", "subscribe")
         assert data["participant_id"]
-    report = verify_room(RecordingStore(server.config.recordings), visit.visit_id)
+    report = verify_room(RecordingStore(server.config.recordings), visit.room_id)
     assert report.ok, report

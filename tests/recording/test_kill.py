@@ -90,12 +90,12 @@ async def test_kill_9_leaves_closed_segments_verifiable_and_the_open_one_readabl
     demo = await _run([_teleconsult(), "demo", "--json"], env)
     assert demo.returncode == 0, demo.stderr
     links = json.loads(demo.stdout)["links"]
-    room = json.loads(demo.stdout)["visit_id"]
+    visit_id, room = json.loads(demo.stdout)["visit_id"], json.loads(demo.stdout)["room_id"]
     tokens = {role: link.split("token=")[1] for role, link in links.items()}
     process = await _start(env, port, log)
     url = f"http://127.0.0.1:{port}"
-    doctor = Participant(url, tokens["doctor"], room)
-    patient = Participant(url, tokens["patient"], room)
+    doctor = Participant(url, tokens["doctor"], visit_id)
+    patient = Participant(url, tokens["patient"], visit_id)
     try:
         for p in (doctor, patient):
             await p.connect()

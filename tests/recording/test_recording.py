@@ -58,7 +58,7 @@ async def _record_visit(server: Server, seconds: float) -> tuple[str, list[Any]]
     finally:
         await doctor.close()
         await patient.close()
-    return visit.visit_id, producers
+    return visit.room_id, producers
 
 
 def _track_lines(session: Path, track: str) -> list[dict[str, Any]]:
@@ -103,7 +103,12 @@ async def test_a_visit_is_recorded_packet_for_packet_R22(tmp_path: Path) -> None
         assert date.fromisoformat(manifest["keep_until"]) >= started + timedelta(days=3 * 365)
         # R22: the sealed head is in the audit chain, and the chain holds
         db = server.app[DATABASE]
-        sealed = [e for e in await events_for(db, room) if e.action == "recording.sealed"]
+        # the head enters the chain just after the manifest reaches the disk
+        for _attempt in range(100):  # up to 5 s
+            sealed = [e for e in await events_for(db, room) if e.action == "recording.sealed"]
+            if sealed:
+                break
+            await asyncio.sleep(0.05)
         assert len(sealed) == 1
         assert json.loads(sealed[0].details)["head"] == manifest["head"]
         assert (await verify_chain(db)).ok

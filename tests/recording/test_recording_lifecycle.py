@@ -30,7 +30,7 @@ async def test_rooms_on_a_media_worker_are_recorded_and_a_dead_worker_leaves_a_s
         visit = await server.visit()
         doctor, patient = await start_call(server.url, visit)
         root = server.config.recordings
-        (session,) = [p for p in (root / visit.visit_id).iterdir() if p.is_dir()]
+        (session,) = [p for p in (root / visit.room_id).iterdir() if p.is_dir()]
 
         def closed_segments() -> int:
             tracks = list((session / "tracks").iterdir())
@@ -50,11 +50,11 @@ async def test_rooms_on_a_media_worker_are_recorded_and_a_dead_worker_leaves_a_s
         await wait_for(lambda: closed_segments() >= 2, timeout=20, message="no segments")
         (worker,) = server.media.workers
         os.kill(worker.pid, signal.SIGKILL)
-        session_dir, manifest = await sealed_session(root, visit.visit_id)
+        session_dir, manifest = await sealed_session(root, visit.room_id)
         assert session_dir == session
         assert manifest["interrupted"] is True
         assert len(manifest["tracks"]) == 4
-        report = verify_room(RecordingStore(root), visit.visit_id)
+        report = verify_room(RecordingStore(root), visit.room_id)
         assert report.ok, report.describe()
         events = [
             json.loads(x)["event"] for x in (session / "timeline.jsonl").read_text().splitlines()
@@ -88,7 +88,7 @@ async def test_a_mute_is_a_pause_of_the_recording_not_a_loss(tmp_path: Path) -> 
         await wait_for(lambda: video.packets_received > before + 45, timeout=10)
         await doctor.close()
         await patient.close()
-        session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+        session, _manifest = await sealed_session(server.config.recordings, visit.room_id)
         for kind, producer in producers.items():
             lines = _track_lines(session, producer.id)
             segments = [x for x in lines if x["type"] == "segment"]
@@ -135,7 +135,7 @@ async def test_h264_is_recorded_into_matroska_untranscoded(tmp_path: Path) -> No
         await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
         (producer,) = [p for r in server.media.rooms for p in r.router.producers]
         assert producer.codec.mimeType == "video/H264"
-        track_dir = server.config.recordings / visit.visit_id
+        track_dir = server.config.recordings / visit.room_id
         await wait_for(
             lambda: len(list(track_dir.glob("*/tracks/*/*.mkv"))) >= 3,
             timeout=20,
@@ -143,7 +143,7 @@ async def test_h264_is_recorded_into_matroska_untranscoded(tmp_path: Path) -> No
         )
     finally:
         await doctor.close()
-    session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+    session, _manifest = await sealed_session(server.config.recordings, visit.room_id)
     await server.stop()
     lines = _track_lines(session, producer.id)
     assert lines[0]["codec"] == "h264"
@@ -231,10 +231,10 @@ async def test_packets_lost_before_the_server_are_named_and_repaired_ones_record
         )
         for p in (doctor, patient):
             await p.close()
-        session, _manifest = await sealed_session(server.config.recordings, visit.visit_id)
+        session, _manifest = await sealed_session(server.config.recordings, visit.room_id)
     finally:
         await server.stop()
-    report = verify_room(RecordingStore(server.config.recordings), visit.visit_id)
+    report = verify_room(RecordingStore(server.config.recordings), visit.room_id)
     assert report.ok, report.describe()
     figures = {t["track"]: t for t in report.sessions[0]["tracks"]}
     audio = producers["audio"]

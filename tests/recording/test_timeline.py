@@ -45,7 +45,7 @@ async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> 
         await patient.wait_for_seq(2)
         await doctor.close()
         await patient.close()
-        session, manifest = await sealed_session(server.config.recordings, visit.visit_id)
+        session, manifest = await sealed_session(server.config.recordings, visit.room_id)
         # no media, no playback file: the timeline is the record
         await wait_for(lambda: (session / "composite.json").exists(), timeout=10)
         info = json.loads((session / "composite.json").read_text())
@@ -62,7 +62,7 @@ async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> 
     def opened(event: dict) -> str | None:
         if "text_enc" not in event:
             return None
-        context = timeline_text_context(visit.visit_id, session.name, event["id"])
+        context = timeline_text_context(visit.room_id, session.name, event["id"])
         return cipher.decrypt(event["text_enc"], context)
 
     assert [(e["event"], e.get("seq"), opened(e)) for e in chat] == [
@@ -72,13 +72,13 @@ async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> 
     ]
     with pytest.raises(FieldDecryptError):  # a sealed text moved onto another message's line
         cipher.decrypt(
-            chat[0]["text_enc"], timeline_text_context(visit.visit_id, session.name, chat[2]["id"])
+            chat[0]["text_enc"], timeline_text_context(visit.room_id, session.name, chat[2]["id"])
         )
     # the operator reads it on the server: opened, and the read is audited
     done = await asyncio.to_thread(
         subprocess.run,
         [str(Path(sys.executable).parent / "teleconsult"), "recording", "timeline",
-         visit.visit_id, session.name, "--data-dir", str(server.config.data_dir)],
+         visit.room_id, session.name, "--data-dir", str(server.config.data_dir)],
         capture_output=True, text=True, timeout=60, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")},
     )  # fmt: skip
@@ -91,7 +91,7 @@ async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> 
     db = Database(server.config.database)
     await db.start()
     try:
-        reads = [e for e in await events_for(db, visit.visit_id) if e.action.endswith("_read")]
+        reads = [e for e in await events_for(db, visit.room_id) if e.action.endswith("_read")]
     finally:
         await db.close()
     assert [(e.action, json.loads(e.details)["session"]) for e in reads] == [
@@ -101,5 +101,5 @@ async def test_chat_goes_onto_the_recording_timeline_R22_R23(tmp_path: Path) -> 
     assert "禁" not in json.dumps(chat[1], ensure_ascii=False)
     assert manifest["timeline"]["events"] == len(events)
     assert manifest["tracks"] == []  # text only: no camera, no microphone (R1)
-    report = verify_room(RecordingStore(server.config.recordings), visit.visit_id)
+    report = verify_room(RecordingStore(server.config.recordings), visit.room_id)
     assert report.ok, report.describe()

@@ -4,12 +4,12 @@ offline, the patient's refusal of a referral, and join tokens for the consult ro
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field, StringConstraints
 
-from consult import visit_flow
+from consult import rooms, visit_flow
 from consult import visits as visit_rows
 from consult.models import ConsentKind, VisitMode, VisitState
 from consult.sessions import account_stamp
@@ -139,7 +139,8 @@ class QueueQuery(Input):
 
 class JoinToken(Output):
     token: str
-    role: str
+    role: str = Field(description="The room role the token carries (doctor, patient, guardian...).")
+    room_id: str
     expires_at: datetime
     room_url: str = Field(description="The consult room page with this visit and token.")
 
@@ -337,15 +338,15 @@ async def acknowledge_refusal(call: Call, path: VisitPath, body: Signature) -> V
 
 @api.operation("POST", "/visits/{visit_id}/join-token", action="room.join", tag="visits")
 async def join_token(call: Call, path: VisitPath) -> JoinToken:
-    """A join token for the consult room: the visit's doctor, or its admitted patient."""
+    """A join token for the visit's room: for its doctor, and for its admitted patient side."""
     me = call.me
-    role = me.role.value
-    await visit_flow.may_join_room(call.db, me, path.visit_id, role)
+    # the one policy: a participant of the room, admitted, the room open (audited either way)
+    room_id, role = await rooms.enter_visit_room(call.db, me, path.visit_id)
     assert me.user_id is not None
     secret = call.config.secret()
     token = issue_join_token(
         secret,
-        visit_id=path.visit_id,
+        room_id=room_id,
         user_id=me.user_id,
         role=role,
         ttl_s=call.config.token_ttl_s,
@@ -358,4 +359,79 @@ async def join_token(call: Call, path: VisitPath) -> JoinToken:
     text_only = visit is not None and visit.mode == VisitMode.TEXT.value  # R1: no camera
     query = {"visit": path.visit_id, "token": token, **({"mode": "text"} if text_only else {})}
     room_url = "/room?" + urlencode(query)
-    return JoinToken(token=token, role=role, expires_at=expires_at, room_url=room_url)
+    return JoinToken(
+        token=token, role=role, room_id=room_id, expires_at=expires_at, room_url=room_url
+    )
+
+
+# --- More than two in a visit's room: invitations (issue 11) -------------------------------------
+
+
+class InvitationIn(Input):
+    room_role: Literal["companion", "interpreter"]
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class InvitationOut(Output):
+    id: str
+    room_id: str
+    room_role: str
+    label: str
+    code: str = Field(description="The link's secret, shown once: single use.")
+    link: str = Field(description="The page the invitee opens (signed in) to come in.")
+    expires_at: datetime
+
+
+class Redemption(Input):
+    code: Annotated[str, StringConstraints(min_length=16, max_length=64)]
+
+
+class Redeemed(Output):
+    room_id: str
+    room_role: str
+    state: str
+    visit_id: str | None
+
+
+class ParticipantPath(Input):
+    visit_id: Id
+    user_id: Id
+
+
+@api.operation(
+    "POST", "/visits/{visit_id}/invitations", action="room.invite", tag="visits", status=201
+)
+async def invite(call: Call, path: VisitPath, body: InvitationIn) -> InvitationOut:
+    """The doctor invites a companion or an interpreter: a single-use link (24 h)."""
+    made = await rooms.invite(call.db, call.me, path.visit_id, body.room_role, body.label)
+    return InvitationOut(
+        id=made.id,
+        room_id=made.room_id,
+        room_role=made.room_role.value,
+        label=made.label,
+        code=made.code,
+        link="/waiting?" + urlencode({"visit": path.visit_id, "invite": made.code}),
+        expires_at=made.expires_at,
+    )
+
+
+@api.operation("POST", "/invitations/redeem", action="room.redeem", tag="visits")
+async def redeem(call: Call, body: Redemption) -> Redeemed:
+    """Take up an invitation: into the visit's waiting room, admitted by the doctor."""
+    row = await rooms.redeem(call.db, call.me, body.code)
+    subject = await rooms.subject_of(call.db, row.room_id)
+    return Redeemed(
+        room_id=row.room_id,
+        room_role=row.room_role,
+        state=row.state,
+        visit_id=subject[1] if subject and subject[0] == "visit" else None,
+    )
+
+
+@api.operation(
+    "POST", "/visits/{visit_id}/participants/{user_id}/admit", action="visit.admit", tag="visits"
+)
+async def admit_participant(call: Call, path: ParticipantPath) -> Visit:
+    """The doctor lets in one waiting person (a companion who came while the visit is on)."""
+    await rooms.admit_participant(call.db, call.me, path.visit_id, path.user_id)
+    return await _fresh(call, path.visit_id)
