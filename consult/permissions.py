@@ -129,6 +129,36 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "imaging.store": _roles(DOC, NUR, OPR),
     "imaging.read": _roles(PAT, DOC, NUR, OPR),
     "imaging.share": _roles(DOC),
+    # Remote consultation between institutions (issue 14, R10-R16); the sides (requester, the
+    # requesting department, the two consult centres, invited experts) in consult.access.
+    "agreement.create": _roles(ADM),
+    "agreement.list": _roles(ADM, OPR, DOC),
+    "centre.set": _roles(ADM),
+    "consultation.create": _roles(DOC),
+    "consultation.update": _roles(DOC),
+    "consultation.attach": _roles(DOC),
+    "consultation.view": _roles(DOC, OPR),
+    "consultation.list": _roles(DOC, OPR),
+    "consultation.submit": _roles(DOC),
+    "consultation.return": _roles(OPR),
+    "consultation.approve": _roles(OPR),
+    "consultation.send": _roles(OPR),
+    "consultation.accept": _roles(DOC),
+    "consultation.decline": _roles(OPR),
+    "consultation.start": _roles(DOC),
+    "consultation.join": _roles(DOC, PAT),
+    "consultation.report": _roles(DOC),
+    "consultation.decide": _roles(DOC),
+    "consultation.cancel": _roles(DOC, OPR),
+    "consultation.assign": _roles(OPR),
+    "invitation.accept": _roles(DOC),
+    "invitation.decline": _roles(DOC),
+    "invitation.withdraw": _roles(OPR),
+    "opinion.write": _roles(DOC),
+    "opinion.sign": _roles(DOC),
+    "opinion.issue": _roles(DOC),
+    "opinion.supersede": _roles(DOC),
+    "opinion.view": _roles(DOC, OPR),
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Audit, reports, export (R22, R25).
@@ -171,6 +201,9 @@ CLINICAL_PREFIXES: Final = (
     "room.",
     "chat.",
     "imaging.",
+    "consultation.",
+    "invitation.",
+    "opinion.",
 )
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
