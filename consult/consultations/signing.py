@@ -72,6 +72,10 @@ class SigningAuthority:
     def issue(self, public_pem: bytes, *, common_name: str, serial: str, now: datetime) -> bytes:
         """A certificate (PEM) for the practitioner's public key, signed by the CA."""
         ca = self.ca_certificate
+        # serialNumber is a PrintableString: a licence number keeps its printable characters.
+        serial = (
+            "".join(c for c in serial if c.isascii() and (c.isalnum() or c in " -./:()")) or "0"
+        )
         spki = asn1_keys.PublicKeyInfo.load(_pem_body(public_pem))
         start = now.astimezone(UTC).replace(microsecond=0) - timedelta(minutes=5)
         tbs = asn1_x509.TbsCertificate(
