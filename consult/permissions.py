@@ -142,7 +142,6 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.submit": _roles(DOC),
     "consultation.return": _roles(OPR),
     "consultation.approve": _roles(OPR),
-    "consultation.send": _roles(OPR),
     "consultation.decline": _roles(OPR),
     "consultation.start": _roles(DOC),
     "consultation.join": _roles(DOC, PAT),
