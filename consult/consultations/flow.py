@@ -121,6 +121,10 @@ ATTACHMENT_TYPES: Final = {
     b"\x89PNG\r\n\x1a\n": "image/png",
     b"\xff\xd8\xff": "image/jpeg",
 }
+UNSENT: Final = frozenset(
+    {ConsultationState.DRAFT, ConsultationState.SUBMITTED, ConsultationState.APPROVED}
+)
+"""States in which the invited institution does not see the request yet."""
 REPORT_FIELDS: Final = (
     "findings",
     "opinion",
@@ -364,6 +368,19 @@ class _Loaded:
     row: Consultation
     sides: frozenset[str]
     invitations: list[ConsultationInvitation]
+    centre_operators: tuple[tuple[str, str], ...] = ()
+    """``(side, user_id)`` of the operators of both centres, told of every change."""
+
+
+async def _operators_of(session: Any, department_id: str | None) -> list[str]:
+    if department_id is None:
+        return []
+    from consult.models import UserDepartment
+
+    rows = await session.scalars(
+        select(UserDepartment.user_id).where(UserDepartment.department_id == department_id)
+    )
+    return sorted(rows.all())
 
 
 async def _sides(tx: AuditTx, actor: Actor, row: Consultation) -> _Loaded:
@@ -376,21 +393,26 @@ async def _sides(tx: AuditTx, actor: Actor, row: Consultation) -> _Loaded:
             )
         ).all()
     )
+    inviter_centre = await _centre(tx.session, row.institution_id)
+    invitee_centre = await _centre(tx.session, row.target_institution_id)
     sides = consultation_sides(
         actor,
         institution_id=row.institution_id,
         department_id=row.department_id,
         requested_by=row.requested_by,
         target_institution_id=row.target_institution_id,
-        inviter_centre_department=await _centre(tx.session, row.institution_id),
-        invitee_centre_department=await _centre(tx.session, row.target_institution_id),
+        inviter_centre_department=inviter_centre,
+        invitee_centre_department=invitee_centre,
         invited_expert_ids=frozenset(
             i.expert_id for i in invitations if i.status != InvitationState.WITHDRAWN.value
         ),
-        sent=row.status
-        not in {ConsultationState.DRAFT, ConsultationState.SUBMITTED, ConsultationState.APPROVED},
+        sent=ConsultationState(row.status) not in UNSENT,
     )
-    return _Loaded(row, sides, invitations)
+    operators = [("inviter_centre", u) for u in await _operators_of(tx.session, inviter_centre)]
+    if ConsultationState(row.status) not in UNSENT:  # the invited side hears once it is sent
+        invitee_operators = await _operators_of(tx.session, invitee_centre)
+        operators += [("invitee_centre", u) for u in invitee_operators]
+    return _Loaded(row, sides, invitations, tuple(operators))
 
 
 async def _load(
@@ -425,7 +447,7 @@ def _parties(loaded: _Loaded) -> tuple[tuple[str, str], ...]:
     parties += [("expert", i.expert_id) for i in loaded.invitations]
     if row.patient_account_id:
         parties.append(("patient", row.patient_account_id))
-    return tuple(parties)
+    return (*parties, *loaded.centre_operators)
 
 
 async def _move(
@@ -1611,3 +1633,36 @@ async def export_report(db: Database, actor: Actor, report_id: str) -> dict[str,
             for r in rows
         ],
     )
+
+
+@dataclass(frozen=True)
+class PatientChoice:
+    """A patient a requester may name: registered by its institution's staff."""
+
+    id: str
+    name: str
+    age: int
+
+
+async def requester_patients(db: Database, actor: Actor) -> list[PatientChoice]:
+    """The patients registered by staff of the requester's institution (the request form's list;
+    the listing is audited)."""
+    await authorize(db, actor, "consultation.create", object_type="consultation")
+    async with audited(db) as tx:
+        staff = select(User.id).where(User.institution_id == actor.institution_id)
+        rows = (
+            await tx.session.scalars(
+                select(Patient)
+                .where(Patient.created_by.in_(staff))
+                .order_by(Patient.created_at.desc())
+                .limit(200)
+            )
+        ).all()
+        await tx.record(
+            "consultation.list_patients",
+            actor=actor,
+            object_type="patient",
+            details={"count": len(rows)},
+        )
+        today = utc_now().date()
+        return [PatientChoice(r.id, r.name, age_on(r.birth_date, today)) for r in rows]

@@ -312,6 +312,23 @@ async def create_consultation(call: Call, body: ConsultationIn) -> Consultation:
     return consultation_of(await flow.create_consultation(call.db, call.me, body.fields()))
 
 
+class PatientChoice(Output):
+    id: str
+    name: str
+    age: int
+
+
+class PatientChoices(Output):
+    patients: list[PatientChoice]
+
+
+@api.operation("GET", "/consultation-patients", action="consultation.create", tag="consultations")
+async def requester_patients(call: Call) -> PatientChoices:
+    """Patients registered by the requester's institution, for the request form."""
+    views = await flow.requester_patients(call.db, call.me)
+    return PatientChoices(patients=[PatientChoice(**v.__dict__) for v in views])
+
+
 @api.operation("GET", "/consultations", action="consultation.list", tag="consultations")
 async def list_consultations(call: Call) -> ConsultationList:
     """The caller's worklist: its requests, its invitations, its centre's queue."""
