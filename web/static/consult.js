@@ -37,7 +37,11 @@ function notify(key, params = {}) {
 }
 
 /** Run an action: errors shown, success noted, everything read again. */
+let acting = 0;
+
 async function act(work, okKey = "cs.done") {
+  acting += 1;
+  setState("busy");
   showError(null);
   try {
     await work();
@@ -46,6 +50,7 @@ async function act(work, okKey = "cs.done") {
     notify(null);
     showError(err);
   }
+  acting -= 1;
   await refresh();
 }
 
@@ -253,6 +258,20 @@ function renderReport(c, report, canWrite) {
 }
 
 function renderDetail() {
+  // What the person is typing or choosing survives a pushed re-render.
+  const kept = [...$("detail").querySelectorAll("textarea[id], input[id]:not([type=file]), select[id]")]
+    .filter((el) => el.value)
+    .map((el) => [el.id, el.value]);
+  renderDetailNow();
+  for (const [id, value] of kept) {
+    const el = document.getElementById(id);
+    if (!el || el.readOnly) continue;
+    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) continue;
+    el.value = value;
+  }
+}
+
+function renderDetailNow() {
   const c = state.current;
   $("detail").hidden = !c;
   if (!c) return;
@@ -468,7 +487,8 @@ async function refresh() {
       state.current = await api("GET", `/consultations/${state.current.id}`);
       renderDetail();
     }
-    setState(`ready:${state.current?.state ?? "list"}`);
+    // "ready" only once no action is under way (a pushed refresh may finish in the middle).
+    if (!acting) setState(`ready:${state.current?.state ?? "list"}`);
   } catch (err) {
     showError(err);
   }
