@@ -4,7 +4,8 @@ FILE is the JSON the server exports (``GET /api/v1/reports/{id}/signed``). Every
 checked over the report's document, every signer certificate against the hospital CA, every
 RFC 3161 timestamp against the signature it covers (``--tsa-ca``). The problems are named with
 stable codes (``document_altered``, ``signature_invalid``, ``certificate_untrusted``,
-``certificate_expired``, ``timestamp_mismatch``, ``timestamp_missing``, ``format_unknown``);
+``certificate_expired``, ``timestamp_mismatch``, ``timestamp_missing``, ``format_unknown``,
+``pdf_altered`` with the offset of the first changed byte of ``--pdf``);
 exit status 0 when all holds, 1 when something does not, 2 for unusable input.
 """
 
@@ -16,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from consult.consultations.signing import verify_export
+from consult.consultations import report_pdf
+from consult.consultations.signing import Problem, verify_export
 from consult.trust import load_certificates
 
 
@@ -30,6 +32,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--require-timestamp", action="store_true", help="a signature without timestamp fails"
     )
+    p.add_argument("--pdf", help="the report's PDF: made again from the JSON and compared")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,5 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print("not a signed report", file=sys.stderr)
         return 2
     result = verify_export(export, ca, roots, require_timestamp=args.require_timestamp)
+    if args.pdf and "document" in export and export.get("signatures"):
+        given = Path(args.pdf).read_bytes()
+        offset = report_pdf.first_difference(report_pdf.render(export), given)
+        if offset is not None:
+            result.problems.append(Problem("pdf_altered", detail=f"first differing byte {offset}"))
     print(result.text())
     return 0 if result.ok else 1

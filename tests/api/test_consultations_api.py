@@ -191,6 +191,10 @@ async def test_r10_to_r13_request_invitations_session_cosigned_report_and_decisi
     assert result.ok, result.text()
     assert result.signers == ["王教授", "陈医生"]
     await asyncio.to_thread(openssl_verifies, export, signing_ca, tmp_path)
+    # R15: the inviter archives the PDF in Chinese, with the signatures listed.
+    pdf = await w.doctor.call("GET", f"/reports/{rid}/signed.pdf")
+    assert pdf.status == 200 and pdf.headers["Content-Type"] == "application/pdf", pdf
+    assert pdf.raw.startswith(b"%PDF-") and b"+NotoSansCJKSC" in pdf.raw
     # Nothing changes a decided consultation.
     late = await e2.call("POST", f"/consultations/{cid}/report/versions", content)
     assert (late.status, late.code) == (409, "consultation_closed"), late

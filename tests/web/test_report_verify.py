@@ -23,6 +23,7 @@ from typing import Any
 from signing_ca import make_sm2_ca
 from timestamping import make_authority, serve_authority
 
+from consult.consultations import report_pdf
 from consult.consultations.signing import SigningAuthority, canonical, export_document
 from consult.trust import SM2Key, TimestampAuthority
 from web.cli import main
@@ -32,8 +33,12 @@ def _document() -> dict[str, Any]:
     return {
         "type": "opinion_report",
         "consultation_id": "c" * 32,
+        "kind": "consultation",
         "report_id": "r" * 32,
         "version": 1,
+        "supersedes_id": None,
+        "inviter_institution": {"id": "d" * 32, "name": "青山镇卫生院"},
+        "invitee_institution": {"id": "u" * 32, "name": "省人民医院"},
         "content": {"opinion": "稳定型心绞痛可能性大", "treatment_plan": "冠脉 CTA"},
     }
 
@@ -66,13 +71,19 @@ async def _signed_export(tmp_path: Path) -> tuple[dict[str, Any], Path, Path, Si
 
 
 def _verify(
-    tmp_path: Path, export: dict[str, Any], ca: Path, tsa_ca: Path, *, process: bool = False
+    tmp_path: Path,
+    export: dict[str, Any],
+    ca: Path,
+    tsa_ca: Path,
+    *,
+    process: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     """Run the command: in a new process (as an operator would), or in this one (faster)."""
     path = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     path.write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
     argv = ["report", "verify", str(path), "--ca", str(ca), "--tsa-ca", str(tsa_ca),
-            "--require-timestamp"]  # fmt: skip
+            "--require-timestamp", *extra]  # fmt: skip
     if process:
         done = subprocess.run(
             [sys.executable, "-m", "web", *argv], capture_output=True, text=True, timeout=120
@@ -91,6 +102,9 @@ async def test_r26_report_verify_accepts_the_export_and_names_each_tampering(
 
     def verify(changed: dict[str, Any]) -> tuple[int, str]:
         return _verify(tmp_path, changed, ca, tsa_ca)
+
+    def verify_pdf(pdf_path: Path) -> tuple[int, str]:
+        return _verify(tmp_path, export, ca, tsa_ca, extra=("--pdf", str(pdf_path)))
 
     status, text = await asyncio.to_thread(_verify, tmp_path, export, ca, tsa_ca, process=True)
     assert status == 0 and text.strip().endswith("OK"), text
@@ -125,6 +139,18 @@ async def test_r26_report_verify_accepts_the_export_and_names_each_tampering(
     swapped["signatures"][0]["timestamp"] = export["signatures"][1]["timestamp"]
     status, text = await asyncio.to_thread(verify, swapped)
     assert status == 1 and "PROBLEM timestamp_mismatch [王教授]" in text, text
+
+    # The PDF: made again from the verified JSON; one changed byte is named by its offset.
+    pdf = await asyncio.to_thread(report_pdf.render, export)
+    assert pdf.startswith(b"%PDF-") and b"+NotoSansCJKSC" in pdf
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    status, text = await asyncio.to_thread(verify_pdf, tmp_path / "report.pdf")
+    assert status == 0 and text.strip().endswith("OK"), text
+    changed = bytearray(pdf)
+    changed[len(pdf) // 2] ^= 0x01
+    (tmp_path / "changed.pdf").write_bytes(bytes(changed))
+    status, text = await asyncio.to_thread(verify_pdf, tmp_path / "changed.pdf")
+    assert status == 1 and f"PROBLEM pdf_altered: first differing byte {len(pdf) // 2}" in text
 
     # A signature left without its timestamp, when one is required.
     bare = copy.deepcopy(export)

@@ -4,12 +4,13 @@ and the inviter's decision. The rules are in ``consult.consultations.flow``."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from consult.consultations import flow
+from consult.consultations import flow, report_pdf
 from consult.consultations.flow import (
     AttachmentView,
     ConsultationView,
@@ -569,3 +570,17 @@ async def issue_report(call: Call, path: ReportPath) -> Report:
 async def export_report(call: Call, path: ReportPath) -> SignedExport:
     """The signed report as JSON: `teleconsult report verify FILE --ca CA.pem` checks it."""
     return SignedExport(**await flow.export_report(call.db, call.me, path.report_id))
+
+
+@api.operation(
+    "GET",
+    "/reports/{report_id}/signed.pdf",
+    action="opinion.view",
+    tag="consultations",
+    produces=("application/pdf",),
+)
+async def export_report_pdf(call: Call, path: ReportPath) -> BinaryResponse:
+    """The signed report as a PDF in Chinese with its signatures listed (R15)."""
+    export = await flow.export_report(call.db, call.me, path.report_id)
+    pdf = await asyncio.to_thread(report_pdf.render, export)
+    return BinaryResponse(pdf, "application/pdf", f"report-{path.report_id}.pdf", attachment=True)
