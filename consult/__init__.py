@@ -34,14 +34,9 @@ from consult.models import (
 )
 from consult.passwords import hash_password, verify_password
 from consult.permissions import Role
-from consult.tokens import ROLES, JoinClaims, issue_join_token, verify_join_token
-from consult.visits import (
-    DemoVisit,
-    Identity,
-    create_demo_visit,
-    get_visit,
-    resolve_participant,
-)
+from consult.rooms import authenticate_join
+from consult.tokens import ROLES, issue_join_token, verify_join_token
+from consult.visits import DemoVisit, create_demo_visit, get_visit
 
 __all__ = [
     "ROLES",
@@ -51,10 +46,8 @@ __all__ = [
     "Database",
     "DemoVisit",
     "Department",
-    "Identity",
     "Institution",
     "InstitutionLevel",
-    "JoinClaims",
     "NotAParticipant",
     "Role",
     "TokenExpired",
@@ -65,11 +58,11 @@ __all__ = [
     "Visit",
     "VisitMode",
     "VisitNotFound",
+    "authenticate_join",
     "create_demo_visit",
     "get_visit",
     "hash_password",
     "issue_join_token",
-    "resolve_participant",
     "verify_join_token",
     "verify_password",
 ]

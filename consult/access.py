@@ -1,57 +1,279 @@
-"""The relationship rules of access, in one place, beside the role table.
+"""The one access policy: may this actor do this action on this target?
 
-:mod:`consult.permissions` says which roles may *attempt* an action; this module says whether an
-actor may do it *on this visit*: its participation (the visit's doctor, its patient account) or,
-for staff, its scope (a nurse within its institution, an operator within its departments). A
-join token's actor is bound to its visit. Every visit check of the services goes through here:
-``visit_flow`` (acting on a visit, entering its room), ``visits`` (a join token on connect) and
-``chat`` (the room's chat).
+Two tables and the relationships, in one place:
+
+1. the role table (:data:`consult.permissions.PERMISSIONS`): which account roles may *attempt*
+   an action at all (R34), and what a join token or a TOTP-enrolment session is limited to;
+2. the room-role table (:data:`ROOM_ROLE_ACTIONS`): which room roles may do a room action
+   (only the doctor controls the room; an observer neither publishes nor chats);
+3. the relationships: a visit's own doctor, its patient-side account or a guardian taking part
+   in its room; a nurse within its institution, an operator within its departments; for a room,
+   the actor's participation in *that* room (a join token is bound to its room), admitted for
+   what needs admission, and the room still open.
+
+:func:`decide` answers for a loaded target without touching the database; :func:`check` loads
+the actor's participation, decides, and records a refusal in the audit chain. Every service
+check of a visit or a room goes through :func:`check` (``visit_flow``, ``chat``, ``rooms``);
+socket events through :func:`authorize_event`; REST routes through the dispatcher's role-table
+check and then the service's :func:`check`. ``tests/api/test_access_everywhere.py`` enumerates
+every REST route and socket event and fails on one that bypasses this module.
 """
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from consult.actor import Actor
-from consult.models import Visit
-from consult.permissions import Role, in_scope
+from consult.audit import AuditTx, append, authorize
+from consult.db import Database
+from consult.errors import (
+    ConsultError,
+    NotAdmitted,
+    NotAParticipant,
+    PermissionDenied,
+    VisitClosed,
+)
+from consult.models import (
+    AuditResult,
+    Participation,
+    ParticipationState,
+    Room,
+    RoomRole,
+    Visit,
+)
+from consult.permissions import Role, in_scope, require
 
-ROOM_ROLES = ("doctor", "patient")
-"""The roles a visit's room knows, each held by one account of the visit."""
+R = RoomRole
+_EVERY_ROOM_ROLE: Final = frozenset(RoomRole)
+_SPEAKERS: Final = _EVERY_ROOM_ROLE - {R.OBSERVER}
+_HOSTS: Final = frozenset({R.DOCTOR, R.INVITER})
+
+ROOM_ROLE_ACTIONS: Final[Mapping[str, frozenset[RoomRole]]] = {
+    "room.join": _EVERY_ROOM_ROLE,
+    "room.publish": _SPEAKERS,
+    "room.subscribe": _EVERY_ROOM_ROLE,
+    "room.signal": _EVERY_ROOM_ROLE,
+    "room.mute": _SPEAKERS,
+    "room.leave": _EVERY_ROOM_ROLE,
+    "room.chat": _SPEAKERS,
+    "room.viewer_sync": frozenset({R.DOCTOR, R.INVITER, R.INVITEE}),
+    "room.control": _HOSTS,
+    "room.invite": _HOSTS,
+    "room.admit": _HOSTS,
+    "room.view": _EVERY_ROOM_ROLE,
+    "chat.read": _EVERY_ROOM_ROLE,
+    "chat.upload_image": _SPEAKERS,
+    "chat.view_image": _EVERY_ROOM_ROLE,
+    "chat.export": _EVERY_ROOM_ROLE,
+}
+"""Room action -> the room roles that may do it (on top of the role table)."""
+
+NEEDS_ADMISSION: Final = frozenset({"room.join", "room.publish", "room.chat", "chat.upload_image"})
+"""Room actions a waiting participant may not do yet (R6: the doctor admits)."""
+
+HOST_ROLES: Final = frozenset({R.DOCTOR, R.INVITER})
+"""Room roles that are admitted by being who they are (the room's host), never from waiting."""
 
 
-def room_role(visit: Visit, user_id: str | None) -> str | None:
-    """The room role ``user_id`` holds in ``visit`` (``doctor``, ``patient``), or ``None``."""
-    if user_id is None:
-        return None
-    if visit.doctor_id == user_id:
-        return "doctor"
-    if visit.patient_id == user_id:
-        return "patient"
-    return None
+@dataclass(frozen=True)
+class Decision:
+    """One answer of the policy, kept for tests that check every route asked (see below)."""
+
+    action: str
+    target_type: str
+    target_id: str | None
+    allowed: bool
 
 
-def holds_room_role(visit: Visit, user_id: str | None, role: str) -> bool:
-    """Whether ``user_id`` is the visit's participant in ``role``."""
-    holder = {"doctor": visit.doctor_id, "patient": visit.patient_id}.get(role)
-    return user_id is not None and holder == user_id
+_decisions: contextvars.ContextVar[list[Decision] | None] = contextvars.ContextVar(
+    "access_decisions", default=None
+)
 
 
-def is_participant(actor: Actor, visit: Visit) -> bool:
-    """Whether ``actor`` takes part in ``visit`` in its own role (a join token: on its visit)."""
-    if actor.room_visit_id is not None and actor.room_visit_id != visit.id:
+def _note(action: str, target_type: str, target_id: str | None, allowed: bool) -> None:
+    log = _decisions.get()
+    if log is not None:
+        log.append(Decision(action, target_type, target_id, allowed))
+
+
+def observe() -> list[Decision]:
+    """Start noting this task's decisions (and those of tasks it starts); returns the list.
+
+    For the test that proves every route and socket event asks the policy; costs one
+    context-variable lookup per decision otherwise.
+    """
+    log: list[Decision] = []
+    _decisions.set(log)
+    return log
+
+
+# --- Deciding on a loaded target -------------------------------------------------------------
+
+
+def may_act_on_visit(actor: Actor, visit: Visit, participation: Participation | None) -> bool:
+    """The relationship rule for a visit (its record, its state changes, its documents).
+
+    Its doctor; its patient-side account, or a guardian taking part in its room; a nurse of its
+    institution; an operator of its department. ``participation`` is the actor's in the visit's
+    room (or ``None``). A join token's actor acts on its own room's visit only. Companions and
+    interpreters take part in the room but do not act on the visit's record.
+    """
+    if actor.room_id is not None and (
+        participation is None or participation.room_id != actor.room_id
+    ):
         return False
-    return holds_room_role(visit, actor.user_id, actor.role.value)
-
-
-def may_act_on_visit(actor: Actor, visit: Visit) -> bool:
-    """Whether ``actor`` may act on ``visit``: a participant, or staff whose scope holds it."""
-    if actor.role in {Role.PATIENT, Role.DOCTOR}:
-        return is_participant(actor, visit)
+    taking_part = participation is not None and participation.state != ParticipationState.LEFT
+    if actor.role is Role.DOCTOR:
+        return visit.doctor_id == actor.user_id
+    if actor.role is Role.PATIENT:
+        return visit.patient_id == actor.user_id or (
+            taking_part and participation is not None and participation.room_role == R.GUARDIAN
+        )
     if actor.role in {Role.NURSE, Role.OPERATOR}:
         return in_scope(
             actor, institution_id=visit.institution_id, department_id=visit.department_id
         )
     return False
 
+
+def room_refusal(
+    actor: Actor, action: str, room: Room, participation: Participation | None
+) -> ConsultError | None:
+    """Why ``actor`` may not do the room ``action`` in ``room`` now, or ``None``.
+
+    Not a participant of this room (none, gone, or a join token for another room; also a
+    participation held in another room role than the token says) -> ``not_a_participant``;
+    a room role the room-role table refuses -> ``forbidden``; the room closed ->
+    ``visit_closed``; waiting for what needs admission -> ``not_admitted``.
+    """
+    if actor.room_id is not None and actor.room_id != room.id:
+        return NotAParticipant("The join token is for another room.")
+    if (
+        participation is None
+        or participation.room_id != room.id
+        or participation.user_id != actor.user_id
+        # taken out of a room that goes on; once the room closed, its people may still read
+        or (participation.state == ParticipationState.LEFT and room.closed_at is None)
+    ):
+        return NotAParticipant()
+    if actor.room_role is not None and actor.room_role != participation.room_role:
+        return NotAParticipant("The join token names another room role.")
+    allowed = ROOM_ROLE_ACTIONS.get(action)
+    if allowed is None or RoomRole(participation.room_role) not in allowed:
+        return PermissionDenied("Your role in this room does not allow it.")
+    if action in NEEDS_ADMISSION:
+        if room.closed_at is not None:
+            return VisitClosed()
+        if participation.state != ParticipationState.ADMITTED:
+            return NotAdmitted()
+    return None
+
+
+def decide(
+    actor: Actor,
+    action: str,
+    target: Visit | Room,
+    participation: Participation | None,
+) -> ConsultError | None:
+    """The whole answer for a loaded target: the role table, then the relationships."""
+    try:
+        require(actor, action)
+    except PermissionDenied as exc:
+        error: ConsultError | None = exc
+    else:
+        if isinstance(target, Room):
+            error = room_refusal(actor, action, target, participation)
+        elif may_act_on_visit(actor, target, participation):
+            error = None
+        else:
+            error = PermissionDenied("Not your visit.")
+    _note(action, _type_of(target), target.id, error is None)
+    return error
+
+
+def _type_of(target: Visit | Room) -> str:
+    return "room" if isinstance(target, Room) else "visit"
+
+
+# --- Checking, with the database and the audit chain --------------------------------------------
+
+
+async def participation_of(
+    session: AsyncSession, room_id: str | None, user_id: str | None
+) -> Participation | None:
+    """``user_id``'s participation in ``room_id``, or ``None``."""
+    if room_id is None or user_id is None:
+        return None
+    return await session.scalar(
+        select(Participation).where(
+            Participation.room_id == room_id, Participation.user_id == user_id
+        )
+    )
+
+
+async def visit_room_id(session: AsyncSession, visit_id: str) -> str | None:
+    """The id of a visit's room."""
+    return await session.scalar(
+        select(Room.id).where(Room.subject_type == "visit", Room.subject_id == visit_id)
+    )
+
+
+async def check(
+    tx: AuditTx, actor: Actor, action: str, target: Visit | Room
+) -> Participation | None:
+    """Decide, and raise the refusal recorded in the audit chain (after rollback).
+
+    Returns the actor's participation in the target's room (``None`` for staff acting on a
+    visit by scope).
+    """
+    if isinstance(target, Room):
+        room_id: str | None = target.id
+    else:
+        room_id = await visit_room_id(tx.session, target.id)
+    participation = await participation_of(tx.session, room_id, actor.user_id)
+    error = decide(actor, action, target, participation)
+    if error is not None:
+        raise tx.refuse(
+            error,
+            actor=actor,
+            action=action,
+            object_type=_type_of(target),
+            object_id=target.id,
+            details={"room_role": participation.room_role} if participation else None,
+        )
+    return participation
+
+
+async def authorize_event(db: Database, actor: Actor, action: str, room_id: str) -> None:
+    """A socket event of a join token's actor in its room: the role table (a refusal audited),
+    the token's room and the room-role table. Admission and the room's state were checked when
+    the socket joined; a later change reaches the socket as a domain event (it is evicted)."""
+    await authorize(db, actor, action, object_type="room", object_id=room_id)
+    error: ConsultError | None = None
+    if actor.room_id != room_id:
+        error = NotAParticipant("The join token is for another room.")
+    else:
+        allowed = ROOM_ROLE_ACTIONS.get(action)
+        if allowed is None or actor.room_role not in allowed:
+            error = PermissionDenied("Your role in this room does not allow it.")
+    _note(action, "room", room_id, error is None)
+    if error is not None:
+        await append(
+            db,
+            action,
+            actor=actor,
+            object_type="room",
+            object_id=room_id,
+            result=AuditResult.DENIED,
+            details={"code": error.code, "room_role": actor.room_role},
+        )
+        raise error
 
 # --- Remote consultation (issue 14): inviter's institution, invitee, department scope ------------
 
@@ -75,7 +297,7 @@ def consultation_sides(
     Nobody else (admin, auditor, patients, other institutions) holds a side.
     """
     sides: set[str] = set()
-    if actor.user_id is None or actor.room_visit_id is not None:
+    if actor.user_id is None or actor.room_id is not None:
         return frozenset()
     if actor.role is Role.DOCTOR:
         if actor.user_id == requested_by:

@@ -12,9 +12,11 @@ class Actor:
     """An authenticated account acting through one session.
 
     ``enrolment_only`` marks a staff session whose account has no confirmed TOTP secret yet: it
-    may only enrol one (R33); ``room_visit_id`` marks a join token's actor. ``department_ids``
-    scopes an operator (R34). ``user_id`` is ``None`` only for :meth:`system` (the command line,
-    run by whoever holds the server).
+    may only enrol one (R33); ``room_id`` marks a join token's actor, bound to one room in one
+    room role (``room_role``: doctor, patient, guardian, ...). ``department_ids`` scopes an
+    operator (R34). This is the one identity type: a signed-in session, a join token's holder
+    on a socket or a REST route, and the command line are each an ``Actor``. ``user_id`` is
+    ``None`` only for :meth:`system` (the command line, run by whoever holds the server).
     """
 
     user_id: str | None
@@ -24,10 +26,13 @@ class Actor:
     department_ids: frozenset[str] = field(default_factory=frozenset)
     institution_id: str | None = None
     enrolment_only: bool = False
-    room_visit_id: str | None = None
-    """Set when the actor authenticated with a consult room's join token instead of a session:
-    it may then only use the room's chat routes (``permissions.ROOM_TOKEN_ACTIONS``), on that
-    visit only."""
+    room_id: str | None = None
+    """Set when the actor authenticated with a room's join token instead of a session: it acts
+    in that room only (over REST: the room's chat routes, ``permissions.ROOM_TOKEN_ACTIONS``)."""
+    room_role: str | None = None
+    """The room role the join token carries (``consult.models.RoomRole``)."""
+    display_name: str | None = None
+    """The account's display name, as the room shows it (join tokens' actors)."""
 
     @property
     def is_staff(self) -> bool:

@@ -1,14 +1,14 @@
 """Text and image chat of a room (R1, R22, R23, R38): send, retract, read, images, export.
 
-A room is a visit (consultations will be rooms of their own). Its doctor and its patient-side
-account are its participants: both read its dialogue at any time; they send while the visit is
-open, the patient only once admitted (``in_room``).
+Each room has one dialogue (a visit's room, a consultation's). Who reads and who sends is the one
+access policy (``consult.access``): the room's participants read it at any time; they send while
+the room is open and they are admitted. A message carries its sender's room role.
 
 Storage. Messages are only inserted, never updated or deleted (triggers refuse it): a
 retraction is a new message pointing at the one it retracts. Each message gets the next number
 of its room (``seq`` 1, 2, 3, ...): the number is taken inside the audit chain's transaction,
 whose append lock (``consult.audit``) serialises every writer, across processes on PostgreSQL
-too; the visit's row is also locked, and a unique ``(visit_id, seq)`` constraint guards both.
+too; the room's row is also locked, and a unique ``(room_id, seq)`` constraint guards both.
 Texts are patient data: stored SM4-encrypted (R36) and never logged.
 
 Audit. Every message (``room.chat``), every block by the sensitive-word filter (``room.chat``,
@@ -31,8 +31,7 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consult import sensitive_words
-from consult.access import is_participant
+from consult import access, sensitive_words
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.chat_images import ProcessedImage, process
@@ -44,12 +43,9 @@ from consult.errors import (
     MessageInvalidCharacters,
     MessageNotFound,
     MessageTooLong,
-    NotAdmitted,
-    NotAParticipant,
     RetractNotAllowed,
+    RoomNotFound,
     SensitiveWordBlocked,
-    VisitClosed,
-    VisitNotFound,
 )
 from consult.models import (
     AuditResult,
@@ -57,10 +53,9 @@ from consult.models import (
     ChatImage,
     ChatKind,
     ChatMessage,
-    Visit,
+    Room,
     VisitState,
 )
-from consult.permissions import Role
 from consult.sqltypes import new_id, utc_now
 
 logger = logging.getLogger(__name__)
@@ -82,7 +77,7 @@ class MessageView:
     """A message as the room's participants see it (no names: ids and roles only)."""
 
     id: str
-    visit_id: str
+    room_id: str
     seq: int
     sender_id: str
     sender_role: str
@@ -96,7 +91,7 @@ class MessageView:
         """The JSON form sent to clients (``docs/chat.md``)."""
         return {
             "id": self.id,
-            "visit_id": self.visit_id,
+            "room_id": self.room_id,
             "seq": self.seq,
             "sender_id": self.sender_id,
             "sender_role": self.sender_role,
@@ -113,7 +108,7 @@ class BlockView:
     """A message the filter stopped (for the sender's notice and the recording; no text)."""
 
     id: str
-    visit_id: str
+    room_id: str
     sender_id: str
     sender_role: str
     word_count: int
@@ -127,7 +122,7 @@ class ImageView:
     """An image's description (its bytes are served apart, to participants only)."""
 
     id: str
-    visit_id: str
+    room_id: str
     uploader_id: str
     content_type: str
     width: int
@@ -148,7 +143,7 @@ class HistoryPage:
 class ChatExport:
     """A room's whole dialogue for an export, with its images' thumbnails."""
 
-    visit_id: str
+    room_id: str
     exported_at: datetime
     messages: list[MessageView]
     images: list[ImageView]
@@ -188,33 +183,19 @@ def clean_text(text: Any) -> str:
 
 
 async def _load_room(
-    tx: AuditTx, actor: Actor, visit_id: str, action: str, *, sending: bool = False
-) -> Visit:
-    """The visit if ``actor`` is its participant (and, to send, the room is open to it)."""
-    visit = await tx.session.get(Visit, visit_id, with_for_update=sending)
-    if visit is None:
-        raise VisitNotFound()
-    if not is_participant(actor, visit):
-        raise tx.refuse(
-            NotAParticipant(), actor=actor, action=action, object_type="visit", object_id=visit_id
-        )
-    if sending:
-        state = VisitState(visit.status)
-        error: ConsultError | None = None
-        if state in _CLOSED:
-            error = VisitClosed()
-        elif actor.role is Role.PATIENT and state is not VisitState.IN_ROOM:
-            error = NotAdmitted()
-        if error is not None:
-            raise tx.refuse(
-                error,
-                actor=actor,
-                action=action,
-                object_type="visit",
-                object_id=visit_id,
-                details={"state": state.value},
-            )
-    return visit
+    tx: AuditTx, actor: Actor, room_id: str, action: str, *, sending: bool = False
+) -> Room:
+    """The room if the policy lets ``actor`` do ``action`` in it (to send: admitted, open)."""
+    room = await tx.session.get(Room, room_id, with_for_update=sending)
+    if room is None:
+        raise RoomNotFound()
+    await access.check(tx, actor, action, room)
+    return room
+
+
+def _room_role(actor: Actor) -> str:
+    """As what the sender speaks: its room role (a join token's), else its account's role."""
+    return actor.room_role or actor.role.value
 
 
 def _text_context(message_id: str) -> str:
@@ -237,7 +218,7 @@ def _view(db: Database, row: ChatMessage) -> MessageView:
         text = db.cipher.decrypt(row.text_enc, _text_context(row.id))
     return MessageView(
         id=row.id,
-        visit_id=row.visit_id,
+        room_id=row.room_id,
         seq=row.seq,
         sender_id=row.sender_id,
         sender_role=row.sender_role,
@@ -252,7 +233,7 @@ def _view(db: Database, row: ChatMessage) -> MessageView:
 def _image_view(row: ChatImage) -> ImageView:
     return ImageView(
         id=row.id,
-        visit_id=row.visit_id,
+        room_id=row.room_id,
         uploader_id=row.uploader_id,
         content_type=row.content_type,
         width=row.width,
@@ -267,9 +248,9 @@ def text_mac(db: Database, text: str) -> str:
     return db.cipher.blind_index(text, "chat.text")
 
 
-async def _next_seq(session: AsyncSession, visit_id: str) -> int:
+async def _next_seq(session: AsyncSession, room_id: str) -> int:
     last = await session.scalar(
-        select(func.max(ChatMessage.seq)).where(ChatMessage.visit_id == visit_id)
+        select(func.max(ChatMessage.seq)).where(ChatMessage.room_id == room_id)
     )
     return int(last or 0) + 1
 
@@ -278,7 +259,7 @@ async def _insert(
     tx: AuditTx,
     db: Database,
     actor: Actor,
-    visit: Visit,
+    room: Room,
     kind: ChatKind,
     *,
     text: str | None = None,
@@ -289,10 +270,10 @@ async def _insert(
     message_id = new_id()
     row = ChatMessage(
         id=message_id,
-        visit_id=visit.id,
-        seq=await _next_seq(tx.session, visit.id),
+        room_id=room.id,
+        seq=await _next_seq(tx.session, room.id),
         sender_id=actor.user_id,
-        sender_role=actor.role.value,
+        sender_role=_room_role(actor),
         kind=kind.value,
         text_enc=db.cipher.encrypt(text, _text_context(message_id)) if text is not None else None,
         image_id=image_id,
@@ -309,7 +290,7 @@ async def _insert(
     if retracts_id is not None:
         details["retracts_id"] = retracts_id
     await tx.record(
-        "room.chat", actor=actor, object_type="visit", object_id=visit.id, details=details
+        "room.chat", actor=actor, object_type="room", object_id=room.id, details=details
     )
     return row
 
@@ -320,7 +301,7 @@ async def _insert(
 async def send_message(
     db: Database,
     actor: Actor,
-    visit_id: str,
+    room_id: str,
     *,
     text: str | None = None,
     image_id: str | None = None,
@@ -331,40 +312,40 @@ async def send_message(
     block, appends a ``refused`` ``room.chat`` event naming the block, and raises
     :class:`Blocked` (code ``sensitive_word``). Nothing is delivered then.
     """
-    await authorize(db, actor, "room.chat", object_type="visit", object_id=visit_id)
+    await authorize(db, actor, "room.chat", object_type="room", object_id=room_id)
     if text is None and image_id is None:
         raise MessageEmpty()
     if text is not None:
         text = clean_text(text)
     hits = (await sensitive_words.matcher(db)).find(text) if text is not None else []
     if hits:
-        block = await _block(db, actor, visit_id, text or "", hits)
-        logger.info("chat message blocked", extra={"visit_id": visit_id, "block_id": block.id})
+        block = await _block(db, actor, room_id, text or "", hits)
+        logger.info("chat message blocked", extra={"room_id": room_id, "block_id": block.id})
         raise Blocked(block)
     async with audited(db) as tx:
-        visit = await _load_room(tx, actor, visit_id, "room.chat", sending=True)
+        room = await _load_room(tx, actor, room_id, "room.chat", sending=True)
         if image_id is not None:
             image = await tx.session.get(ChatImage, image_id)
-            if image is None or image.visit_id != visit_id:
+            if image is None or image.room_id != room_id:
                 raise ImageNotFound()
         kind = ChatKind.IMAGE if image_id is not None else ChatKind.TEXT
-        row = await _insert(tx, db, actor, visit, kind, text=text, image_id=image_id)
+        row = await _insert(tx, db, actor, room, kind, text=text, image_id=image_id)
     return _view(db, row)
 
 
 async def _block(
-    db: Database, actor: Actor, visit_id: str, text: str, hits: list[sensitive_words.Hit]
+    db: Database, actor: Actor, room_id: str, text: str, hits: list[sensitive_words.Hit]
 ) -> BlockView:
     assert actor.user_id is not None
     word_ids = sorted({hit.word_id for hit in hits})
     async with audited(db) as tx:
-        await _load_room(tx, actor, visit_id, "room.chat", sending=True)
+        await _load_room(tx, actor, room_id, "room.chat", sending=True)
         block_id = new_id()
         row = ChatBlock(
             id=block_id,
-            visit_id=visit_id,
+            room_id=room_id,
             sender_id=actor.user_id,
-            sender_role=actor.role.value,
+            sender_role=_room_role(actor),
             text_enc=db.cipher.encrypt(text, f"chat_blocks.text/{block_id}"),
             word_ids=",".join(word_ids),
             created_at=utc_now(),
@@ -374,8 +355,8 @@ async def _block(
         await tx.record(
             "room.chat",
             actor=actor,
-            object_type="visit",
-            object_id=visit_id,
+            object_type="room",
+            object_id=room_id,
             result=AuditResult.REFUSED,
             details={
                 "code": SensitiveWordBlocked.code,
@@ -386,9 +367,9 @@ async def _block(
         )
     return BlockView(
         id=block_id,
-        visit_id=visit_id,
+        room_id=room_id,
         sender_id=actor.user_id,
-        sender_role=actor.role.value,
+        sender_role=_room_role(actor),
         word_count=len(word_ids),
         spans=tuple((hit.start, hit.end) for hit in hits),
         at=row.created_at,
@@ -404,13 +385,13 @@ async def blocked_text(db: Database, block_id: str) -> str:
     return db.cipher.decrypt(row.text_enc, f"chat_blocks.text/{block_id}")
 
 
-async def retract(db: Database, actor: Actor, visit_id: str, message_id: str) -> MessageView:
+async def retract(db: Database, actor: Actor, room_id: str, message_id: str) -> MessageView:
     """Retract one's own message: a new ``retraction`` message pointing at it (never an edit)."""
-    await authorize(db, actor, "room.chat", object_type="visit", object_id=visit_id)
+    await authorize(db, actor, "room.chat", object_type="room", object_id=room_id)
     async with audited(db) as tx:
-        visit = await _load_room(tx, actor, visit_id, "room.chat", sending=True)
+        room = await _load_room(tx, actor, room_id, "room.chat", sending=True)
         target = await tx.session.get(ChatMessage, message_id)
-        if target is None or target.visit_id != visit_id:
+        if target is None or target.room_id != room_id:
             raise MessageNotFound()
         already = await tx.session.scalar(
             select(ChatMessage.id).where(ChatMessage.retracts_id == message_id)
@@ -424,11 +405,11 @@ async def retract(db: Database, actor: Actor, visit_id: str, message_id: str) ->
                 RetractNotAllowed(),
                 actor=actor,
                 action="room.chat",
-                object_type="visit",
-                object_id=visit_id,
+                object_type="room",
+                object_id=room_id,
                 details={"message_id": message_id},
             )
-        row = await _insert(tx, db, actor, visit, ChatKind.RETRACTION, retracts_id=message_id)
+        row = await _insert(tx, db, actor, room, ChatKind.RETRACTION, retracts_id=message_id)
     return _view(db, row)
 
 
@@ -438,7 +419,7 @@ async def retract(db: Database, actor: Actor, visit_id: str, message_id: str) ->
 async def history(
     db: Database,
     actor: Actor,
-    visit_id: str,
+    room_id: str,
     *,
     after: int = 0,
     limit: int = HISTORY_LIMIT,
@@ -448,15 +429,15 @@ async def history(
 
     ``action`` is the permission checked: ``chat.read`` over REST, ``room.chat`` from the room.
     """
-    await authorize(db, actor, action, object_type="visit", object_id=visit_id)
+    await authorize(db, actor, action, object_type="room", object_id=room_id)
     limit = max(1, min(int(limit), HISTORY_LIMIT))
     after = max(0, int(after))
     async with audited(db) as tx:
-        await _load_room(tx, actor, visit_id, "chat.read")
+        await _load_room(tx, actor, room_id, "chat.read")
         rows = (
             await tx.session.scalars(
                 select(ChatMessage)
-                .where(ChatMessage.visit_id == visit_id, ChatMessage.seq > after)
+                .where(ChatMessage.room_id == room_id, ChatMessage.seq > after)
                 .order_by(ChatMessage.seq)
                 .limit(limit + 1)
             )
@@ -464,8 +445,8 @@ async def history(
         await tx.record(
             "chat.read",
             actor=actor,
-            object_type="visit",
-            object_id=visit_id,
+            object_type="room",
+            object_id=room_id,
             details={"after": after, "count": min(len(rows), limit)},
         )
     return HistoryPage([_view(db, row) for row in rows[:limit]], more=len(rows) > limit)
@@ -474,16 +455,16 @@ async def history(
 # --- Images -------------------------------------------------------------------------------------
 
 
-async def upload_image(db: Database, actor: Actor, visit_id: str, data: bytes) -> ImageView:
+async def upload_image(db: Database, actor: Actor, room_id: str, data: bytes) -> ImageView:
     """Check, clean and store an image for the room (``chat.upload_image``; audited).
 
     Refusals: ``image_type_unsupported``, ``image_too_large``, ``image_too_many_pixels``,
     ``image_unreadable`` (each audited as ``refused``), and the room's own checks.
     """
-    await authorize(db, actor, "chat.upload_image", object_type="visit", object_id=visit_id)
+    await authorize(db, actor, "chat.upload_image", object_type="room", object_id=room_id)
     assert actor.user_id is not None
     async with audited(db) as tx:  # check the room before spending CPU on the image
-        await _load_room(tx, actor, visit_id, "chat.upload_image", sending=True)
+        await _load_room(tx, actor, room_id, "chat.upload_image", sending=True)
     try:
         processed: ProcessedImage = await asyncio.to_thread(process, data)
     except ConsultError as exc:
@@ -491,18 +472,18 @@ async def upload_image(db: Database, actor: Actor, visit_id: str, data: bytes) -
             await tx.record(
                 "chat.upload_image",
                 actor=actor,
-                object_type="visit",
-                object_id=visit_id,
+                object_type="room",
+                object_id=room_id,
                 result=AuditResult.REFUSED,
                 details={"code": exc.code, "bytes": len(data)},
             )
         raise
     image_id = new_id()
     async with audited(db) as tx:
-        await _load_room(tx, actor, visit_id, "chat.upload_image", sending=True)
+        await _load_room(tx, actor, room_id, "chat.upload_image", sending=True)
         row = ChatImage(
             id=image_id,
-            visit_id=visit_id,
+            room_id=room_id,
             uploader_id=actor.user_id,
             content_type=processed.content_type,
             width=processed.width,
@@ -521,7 +502,7 @@ async def upload_image(db: Database, actor: Actor, visit_id: str, data: bytes) -
             object_type="chat_image",
             object_id=image_id,
             details={
-                "visit_id": visit_id,
+                "room_id": room_id,
                 "content_type": processed.content_type,
                 "width": processed.width,
                 "height": processed.height,
@@ -543,22 +524,16 @@ async def image_bytes(
         row = await tx.session.get(ChatImage, image_id)
         if row is None:
             raise ImageNotFound()
-        visit = await tx.session.get(Visit, row.visit_id)
-        if visit is None or not is_participant(actor, visit):
-            raise tx.refuse(
-                NotAParticipant(),
-                actor=actor,
-                action="chat.view_image",
-                object_type="chat_image",
-                object_id=image_id,
-                details={"visit_id": row.visit_id},
-            )
+        room = await tx.session.get(Room, row.room_id)
+        if room is None:
+            raise ImageNotFound()
+        await access.check(tx, actor, "chat.view_image", room)
         await tx.record(
             "chat.view_image",
             actor=actor,
             object_type="chat_image",
             object_id=image_id,
-            details={"visit_id": row.visit_id, "thumbnail": thumbnail},
+            details={"room_id": row.room_id, "thumbnail": thumbnail},
         )
     if thumbnail:
         data = db.cipher.decrypt_bytes(row.thumb_enc, f"chat_images.thumb/{image_id}")
@@ -570,29 +545,29 @@ async def image_bytes(
 # --- Export -------------------------------------------------------------------------------------
 
 
-async def export(db: Database, actor: Actor, visit_id: str, *, fmt: str) -> ChatExport:
+async def export(db: Database, actor: Actor, room_id: str, *, fmt: str) -> ChatExport:
     """The room's whole dialogue for its participants (``chat.export``; audited with ``fmt``)."""
-    await authorize(db, actor, "chat.export", object_type="visit", object_id=visit_id)
+    await authorize(db, actor, "chat.export", object_type="room", object_id=room_id)
     async with audited(db) as tx:
-        await _load_room(tx, actor, visit_id, "chat.export")
+        await _load_room(tx, actor, room_id, "chat.export")
         rows = (
             await tx.session.scalars(
                 select(ChatMessage)
-                .where(ChatMessage.visit_id == visit_id)
+                .where(ChatMessage.room_id == room_id)
                 .order_by(ChatMessage.seq)
                 .limit(EXPORT_LIMIT)
             )
         ).all()
         images = (
             await tx.session.scalars(
-                select(ChatImage).where(ChatImage.visit_id == visit_id).order_by(ChatImage.id)
+                select(ChatImage).where(ChatImage.room_id == room_id).order_by(ChatImage.id)
             )
         ).all()
         await tx.record(
             "chat.export",
             actor=actor,
-            object_type="visit",
-            object_id=visit_id,
+            object_type="room",
+            object_id=room_id,
             details={"format": fmt, "messages": len(rows), "images": len(images)},
         )
     thumbnails = {
@@ -603,7 +578,7 @@ async def export(db: Database, actor: Actor, visit_id: str, *, fmt: str) -> Chat
         for image in images
     }
     return ChatExport(
-        visit_id=visit_id,
+        room_id=room_id,
         exported_at=utc_now(),
         messages=[_view(db, row) for row in rows],
         images=[_image_view(image) for image in images],

@@ -187,11 +187,12 @@ _ROWS: Final = [
     ("patient_exists", "conflict", "这位患者已经登记过了。", "The patient is already registered."),
     # --- Visits (R1-R9) ---
     ("visit_not_found", "not_found", "找不到这次就诊。", "This visit was not found."),
+    ("room_not_found", "not_found", "找不到这个诊室。", "This room was not found."),
     (
         "not_a_participant",
         "forbidden",
-        "您不是这次就诊的参与者。",
-        "You are not a participant of this visit.",
+        "您不是这个诊室的参与者。",
+        "You are not a participant of this room.",
     ),
     (
         "not_admitted",

@@ -46,6 +46,13 @@ class TokenExpired(ConsultError):
     default_message = "The join token has expired."
 
 
+class RoomNotFound(ConsultError):
+    """No room has the requested id."""
+
+    code = "room_not_found"
+    default_message = "The room does not exist."
+
+
 class VisitNotFound(ConsultError):
     """No visit has the requested id."""
 
@@ -497,9 +504,9 @@ class WordNotFound(NotFound):
 
 
 class NotAParticipant(PermissionDenied):
-    """The actor is not this visit's doctor or patient in its role (or its join token is for
-    another visit, or its account is deactivated): the one refusal of participation, for the
-    room, its join tokens and its chat."""
+    """The actor takes no part in this room in that room role (or its join token is for another
+    room, or its account is deactivated). Raised by the one access policy (``consult.access``)
+    and by :func:`consult.rooms.authenticate_join` only."""
 
     code = "not_a_participant"
-    default_message = "You are not a participant of this visit."
+    default_message = "You are not a participant of this room."

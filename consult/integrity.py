@@ -159,7 +159,7 @@ async def check_chat(db: Database) -> list[Finding]:
             differs = [
                 name
                 for name, stored, expected in (
-                    ("visit", row.visit_id, visit_id),
+                    ("room", row.room_id, visit_id),
                     ("seq", row.seq, details.get("seq")),
                     ("kind", row.kind, details.get("kind")),
                 )
@@ -183,7 +183,7 @@ async def check_chat(db: Database) -> list[Finding]:
                 findings.append(
                     Finding("chat_unaudited", "a block no room.chat event records", None, block.id)
                 )
-            elif recorded[1] != block.visit_id or (
+            elif recorded[1] != block.room_id or (
                 cipher_ready and _mac_differs(db, block, recorded[2])
             ):
                 findings.append(Finding("chat_altered", "block differs", recorded[0], block.id))

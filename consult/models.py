@@ -133,6 +133,35 @@ class ChatKind(StrEnum):
     RETRACTION = "retraction"
 
 
+class RoomKind(StrEnum):
+    """What a room is for: a visit, a consultation between institutions, a study reviewed."""
+
+    VISIT = "visit"
+    CONSULTATION = "consultation"
+    REVIEW = "review"
+
+
+class RoomRole(StrEnum):
+    """As what a person takes part in a room (apart from the account's role, R34)."""
+
+    DOCTOR = "doctor"
+    PATIENT = "patient"
+    GUARDIAN = "guardian"
+    COMPANION = "companion"
+    INTERPRETER = "interpreter"
+    INVITER = "inviter"
+    INVITEE = "invitee"
+    OBSERVER = "observer"
+
+
+class ParticipationState(StrEnum):
+    """Where a participant stands: waiting to be let in, admitted, or gone from the room."""
+
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    LEFT = "left"
+
+
 class ConsentKind(StrEnum):
     """Documents a patient signs for a visit (R5)."""
 
@@ -464,6 +493,88 @@ class Consent(Base):
     source_ip: Mapped[str | None] = mapped_column(String(64))
 
 
+# --- Rooms (issue 11) ---------------------------------------------------------------------------
+
+
+class Room(Base):
+    """Where people meet: a visit's consult room, a consultation's MDT room, a review.
+
+    ``subject_type``/``subject_id`` name what the room belongs to (``visit`` and the visit's
+    id). Signaling rooms, join tokens, chat, recordings and the timeline are keyed by the room's
+    id. A visit's room made by migration 0007 kept the visit's id as its own: the append-only
+    audit chain and the recordings on disk name the room by it.
+    """
+
+    __tablename__ = "rooms"
+    __table_args__ = (
+        _one_of("kind", RoomKind),
+        UniqueConstraint("subject_type", "subject_id", name="uq_rooms_subject"),
+    )
+
+    id: Mapped[str] = _id_column()
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    institution_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("institutions.id"), index=True
+    )
+    """The institution that holds the room (the visit's; a consultation's requester)."""
+    created_at: Mapped[datetime] = _created_at_column()
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Participation(Base):
+    """One person in one room: its room role, whether it is admitted, and for whom it acts.
+
+    One row per person and room (a second tab of the same person takes over its socket, it is
+    not a second participation). ``arrived_at`` is set when the person came to the waiting room
+    (checked in, redeemed an invitation); R4 asks a guardian to have arrived before the doctor
+    starts. ``institution_id`` is the institution the person takes part for (a consultation's
+    invitee comes from another one).
+    """
+
+    __tablename__ = "participations"
+    __table_args__ = (
+        _one_of("room_role", RoomRole),
+        _one_of("state", ParticipationState),
+        UniqueConstraint("room_id", "user_id", name="uq_participations_room_id_user_id"),
+    )
+
+    id: Mapped[str] = _id_column()
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("rooms.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"), index=True)
+    room_role: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    institution_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("institutions.id")
+    )
+    invited_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    arrived_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = _created_at_column()
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class RoomInvitation(Base):
+    """A single-use link that lets one more person into a room in a room role (a companion, an
+    interpreter). Only the SM3 digest of the link's secret is stored; ``used_at`` is set once.
+    """
+
+    __tablename__ = "room_invitations"
+    __table_args__ = (_one_of("room_role", RoomRole),)
+
+    id: Mapped[str] = _id_column()
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("rooms.id"), index=True)
+    room_role: Mapped[str] = mapped_column(String(16))
+    secret_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(64))
+    """The name the doctor gave the invitee (shown in the waiting room and on its tile)."""
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    used_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+
+
 # --- Chat (issue 6: R1, R22, R23, R38) ----------------------------------------------------------
 
 
@@ -477,7 +588,7 @@ class ChatImage(Base):
     __tablename__ = "chat_images"
 
     id: Mapped[str] = _id_column()
-    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), index=True)
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("rooms.id"), index=True)
     uploader_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     content_type: Mapped[str] = mapped_column(String(32))
     width: Mapped[int] = mapped_column(Integer)
@@ -492,19 +603,19 @@ class ChatImage(Base):
 class ChatMessage(Base):
     """One message of a room's dialogue (R22, R23). Rows are only ever inserted.
 
-    ``seq`` numbers a room's messages 1, 2, 3, ... (unique per visit): a client that saw up to N
+    ``seq`` numbers a room's messages 1, 2, 3, ... (unique per room): a client that saw up to N
     asks for everything after N. ``text_enc`` is the SM4-encrypted text (patient data, R36).
     """
 
     __tablename__ = "chat_messages"
     __table_args__ = (
         _one_of("kind", ChatKind),
-        UniqueConstraint("visit_id", "seq", name="uq_chat_messages_visit_id_seq"),
+        UniqueConstraint("room_id", "seq", name="uq_chat_messages_room_id_seq"),
         CheckConstraint("seq > 0", name="seq_positive"),
     )
 
     id: Mapped[str] = _id_column()
-    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"))
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("rooms.id"))
     seq: Mapped[int] = mapped_column(Integer)
     sender_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     sender_role: Mapped[str] = mapped_column(String(16))
@@ -527,7 +638,7 @@ class ChatBlock(Base):
     __tablename__ = "chat_blocks"
 
     id: Mapped[str] = _id_column()
-    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), index=True)
+    room_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("rooms.id"), index=True)
     sender_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     sender_role: Mapped[str] = mapped_column(String(16))
     text_enc: Mapped[str] = mapped_column(Text)

@@ -202,13 +202,16 @@ CLINICAL_PREFIXES: Final = (
     "invitation.",
     "opinion.",
 )
+"""Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
     {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}
 )
-"""All that a consult room's join token may do over REST (on its own visit only): the room page
-has no session of its own, only the join token of its link."""
-"""Actions that touch clinical data: never granted to admin, auditor or regulator."""
+"""All that a room's join token may do over REST (in its own room only): the room page has no
+session of its own, only the join token of its link."""
+
+JOIN_TOKEN_ACTIONS: Final = ROOM_TOKEN_ACTIONS | frozenset(SOCKET_EVENT_ACTIONS.values())
+"""All that a join token's actor may attempt: its room's socket events and chat routes."""
 
 
 def allowed_roles(action: str) -> frozenset[Role]:
@@ -228,7 +231,7 @@ def is_allowed(actor: Actor, action: str) -> bool:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         return False
-    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
+    if actor.room_id is not None and action not in JOIN_TOKEN_ACTIONS:
         return False
     return actor.role in roles
 
@@ -243,8 +246,8 @@ def require(actor: Actor, action: str) -> None:
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:
         raise TotpEnrolmentRequired()
-    if actor.room_visit_id is not None and action not in ROOM_TOKEN_ACTIONS:
-        raise PermissionDenied("A room link can only be used for the room's chat.")
+    if actor.room_id is not None and action not in JOIN_TOKEN_ACTIONS:
+        raise PermissionDenied("A room link can only be used in the room.")
     if actor.role not in roles:
         raise PermissionDenied()
 

@@ -43,7 +43,7 @@ from consult.events import AccessRevoked, publish
 from consult.models import AuditResult, Session, SessionScope, User, UserDepartment
 from consult.permissions import STAFF_ROLES, Role
 from consult.sqltypes import new_id, utc_now
-from consult.tokens import JoinClaims
+from consult.tokens import TokenClaims
 from consult.totp import matching_step
 
 logger = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ async def account_stamp(db: Database, user_id: str) -> int:
     return 0 if user is None else credential_stamp(user)
 
 
-async def join_token_alive(session: AsyncSession, claims: JoinClaims, user: User) -> bool:
+async def join_token_alive(session: AsyncSession, claims: TokenClaims, user: User) -> bool:
     """Whether a verified join token still stands: its session (if one issued it) is neither
     revoked nor past its absolute end, and the account's password did not change since it was
     issued. Tokens of the command line (no session, no stamp) depend on the account alone."""

@@ -1,9 +1,12 @@
-"""Join tokens: signed, expiring JWTs (HS256) that admit one user to one visit in one role.
+"""Join tokens: signed, expiring JWTs (HS256) that admit one user to one room in one room role.
 
-``web/`` issues a token after sign-in (or ``teleconsult demo`` prints one); ``signaling/`` verifies
-it on connect and asks :func:`consult.visits.resolve_participant` whether the user belongs to the
-visit, and whether the session that asked for the token is still alive (a token dies with its
-session, and with a password change or deactivation of its account). Verification accepts HS256
+``web/`` issues a token after sign-in (or ``teleconsult demo`` prints one); whoever presents it
+(a socket on connect, the room page's chat routes) goes through
+:func:`consult.rooms.authenticate_join`, which turns it into the one :class:`~consult.actor.Actor`
+after checking that the user takes part in the room and that the session that asked for the
+token is still alive (a token dies with its session, and with a password change or deactivation
+of its account). :class:`TokenClaims` is what a token says, never who acts: nothing outside
+consult sees it. Verification accepts HS256
 only and checks every claim's presence and type itself, so a token that PyJWT would tolerate but
 we did not issue is refused.
 """
@@ -18,9 +21,10 @@ from typing import Any, Final
 import jwt
 
 from consult.errors import TokenExpired, TokenInvalid, TokenMissing
+from consult.models import RoomRole
 
-ROLES: Final = ("doctor", "patient")
-"""Roles a join token may carry."""
+ROLES: Final = tuple(role.value for role in RoomRole)
+"""Room roles a join token may carry."""
 
 AUDIENCE: Final = "teleconsult-join"
 ALGORITHM: Final = "HS256"
@@ -30,14 +34,14 @@ MIN_SECRET_BYTES: Final = 32
 
 DEFAULT_TTL_S: Final = 12 * 3600
 
-_REQUIRED_CLAIMS: Final = ["sub", "visit", "role", "iat", "exp", "jti", "aud"]
+_REQUIRED_CLAIMS: Final = ["sub", "room", "role", "iat", "exp", "jti", "aud"]
 
 
 @dataclass(frozen=True)
-class JoinClaims:
-    """The verified content of a join token."""
+class TokenClaims:
+    """The verified content of a join token (what it says; :mod:`consult.rooms` decides)."""
 
-    visit_id: str
+    room_id: str
     user_id: str
     role: str
     expires_at: int
@@ -54,7 +58,7 @@ class JoinClaims:
 def issue_join_token(
     secret: str,
     *,
-    visit_id: str,
+    room_id: str,
     user_id: str,
     role: str,
     ttl_s: int = DEFAULT_TTL_S,
@@ -62,7 +66,7 @@ def issue_join_token(
     session_id: str | None = None,
     credential_stamp: int | None = None,
 ) -> str:
-    """Sign a join token for ``user_id`` to enter ``visit_id`` as ``role``.
+    """Sign a join token for ``user_id`` to enter ``room_id`` in the room role ``role``.
 
     ``session_id`` ties the token to the signed-in session that asked for it (``sid``), and
     ``credential_stamp`` to the account's current password (``cst``, see
@@ -73,14 +77,14 @@ def issue_join_token(
     _check_secret(secret)
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-    if not visit_id or not user_id:
-        raise ValueError("visit_id and user_id must be non-empty")
+    if not room_id or not user_id:
+        raise ValueError("room_id and user_id must be non-empty")
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
     issued_at = int(time.time() if now is None else now)
     payload = {
         "sub": user_id,
-        "visit": visit_id,
+        "room": room_id,
         "role": role,
         "iat": issued_at,
         "exp": issued_at + ttl_s,
@@ -94,7 +98,7 @@ def issue_join_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def verify_join_token(secret: str, token: object, *, now: float | None = None) -> JoinClaims:
+def verify_join_token(secret: str, token: object, *, now: float | None = None) -> TokenClaims:
     """Check a presented join token and return its claims.
 
     Raises :class:`TokenMissing` for ``None`` or ``""``, :class:`TokenExpired` once ``exp`` is
@@ -134,7 +138,7 @@ def verify_join_token(secret: str, token: object, *, now: float | None = None) -
     return claims
 
 
-def _claims_from_payload(payload: dict[str, Any]) -> JoinClaims:
+def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
     """Type-check the claims we rely on; PyJWT only checks that they are present."""
     role = _str_claim(payload, "role")
     if role not in ROLES:
@@ -142,8 +146,8 @@ def _claims_from_payload(payload: dict[str, Any]) -> JoinClaims:
     _int_claim(payload, "iat")
     session_id = _str_claim(payload, "sid") if "sid" in payload else None
     stamp = _int_claim(payload, "cst") if "cst" in payload else None
-    return JoinClaims(
-        visit_id=_str_claim(payload, "visit"),
+    return TokenClaims(
+        room_id=_str_claim(payload, "room"),
         user_id=_str_claim(payload, "sub"),
         role=role,
         expires_at=_int_claim(payload, "exp"),

@@ -17,7 +17,8 @@ The rules, each checked in the service, refused with a stable code and audited:
 - R1 modes video, voice, text; R6/R7 booking into a schedule slot, or the queue of a doctor
   who is online; R9 only a verified doctor is booked or admits;
 - R2 follow-up only: an offline diagnosis of the same condition (ICD-10 category) is needed;
-- R4 no emergencies; a child under 6 needs a guardian present at check-in;
+- R4 no emergencies; a child under 6 needs a guardian present in its room before the doctor
+  admits (starts the visit): the guardian's participation has arrived (``consult.rooms``);
 - R5 the risk notice is signed before check-in; a refused referral is acknowledged in writing;
 - waiting room: a patient enters the room only when admitted, the doctor admits one at a time
   and can send the patient back; R3 the doctor refers offline with a reason.
@@ -31,13 +32,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from consult.access import holds_room_role, may_act_on_visit
+from consult import access, rooms
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.db import Database
@@ -54,8 +55,6 @@ from consult.errors import (
     GuardianRequired,
     InvalidInput,
     InvalidTransition,
-    NotAdmitted,
-    NotAParticipant,
     PatientNotFound,
     PermissionDenied,
     SlotNotFound,
@@ -65,15 +64,16 @@ from consult.errors import (
     VisitNotFound,
 )
 from consult.events import DomainEvent, StateChanged, subscribe
-from consult.identifiers import age_on
 from consult.machine import StateMachine
 from consult.models import (
-    AuditResult,
     Consent,
     ConsentKind,
     DiagnosisSource,
+    Participation,
     Patient,
     PriorDiagnosis,
+    Room,
+    RoomRole,
     ScheduleSlot,
     User,
     Visit,
@@ -85,7 +85,6 @@ from consult.permissions import Role, in_scope
 from consult.practitioners import require_verified
 from consult.schedule import booked_count
 from consult.sqltypes import new_id, utc_now
-from consult.tokens import JoinClaims
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +251,10 @@ async def _set_state(
     :class:`VisitClosed` when the visit is over.
     """
     parties = (("doctor", visit.doctor_id), ("patient", visit.patient_id))
-    return await VISIT_MACHINE.set_state(tx, actor, visit, event, details, parties=parties)
+    new = await VISIT_MACHINE.set_state(tx, actor, visit, event, details, parties=parties)
+    # the room's participations follow, in the same transaction
+    await rooms.follow_visit(tx.session, visit, event.value, actor)
+    return new
 
 
 # --- Loading with ownership ----------------------------------------------------------------------
@@ -263,14 +265,7 @@ async def _load_visit(tx: AuditTx, actor: Actor, visit_id: str, action: str) -> 
     visit = await tx.session.get(Visit, visit_id, with_for_update=True)
     if visit is None:
         raise VisitNotFound()
-    if not may_act_on_visit(actor, visit):
-        raise tx.refuse(
-            PermissionDenied("Not your visit."),
-            actor=actor,
-            action=action,
-            object_type="visit",
-            object_id=visit_id,
-        )
+    await access.check(tx, actor, action, visit)
     return visit
 
 
@@ -380,6 +375,7 @@ async def book_visit(
         )
         session.add(visit)
         await session.flush()
+        room = await rooms.open_visit_room(session, visit, patient)
         await tx.record(
             "visit.book",
             actor=actor,
@@ -390,6 +386,7 @@ async def book_visit(
                 "mode": mode.value,
                 "via": "slot" if slot_id else "queue",
                 "condition": diagnosis.condition_code,
+                "room": room.id,
             },
         )
     return _view(visit)
@@ -546,11 +543,16 @@ async def consent_signed(
 async def check_in(
     db: Database, actor: Actor, visit_id: str, *, guardian_present: bool = False
 ) -> VisitView:
-    """Enter the waiting room (R6): consent signed (R5), guardian present for under-6 (R4).
+    """Enter the waiting room (R6): the risk notice signed first (R5).
 
-    ``visit.check_in``: the visit's patient account, or a nurse. Raises :class:`ConsentRequired`,
-    :class:`GuardianRequired`, :class:`InvalidTransition` (audited).
+    ``visit.check_in``: the visit's patient-side account, a guardian taking part in its room, or
+    a nurse. The first check-in moves the visit to ``waiting``; a guardian who comes later (the
+    visit already waiting or in the room) is marked as arrived, for the doctor to admit (R4).
+    ``guardian_present`` is no longer a declaration that counts: a guardian is present when its
+    own participation has arrived (``consult.rooms``). Raises :class:`ConsentRequired`,
+    :class:`InvalidTransition` (audited).
     """
+    del guardian_present  # kept for old callers; R4 counts the guardian's own arrival
     await authorize(db, actor, "visit.check_in", object_type="visit", object_id=visit_id)
     async with audited(db) as tx:
         visit = await _load_visit(tx, actor, visit_id, "visit.check_in")
@@ -560,19 +562,28 @@ async def check_in(
                 error, actor=actor, action="visit.check_in", object_type="visit", object_id=visit_id
             )
 
-        if VisitState(visit.status) is S.BOOKED:
-            if await _consent(tx, visit.id, ConsentKind.RISK_NOTICE) is None:
-                raise refuse(ConsentRequired())
-            if visit.patient_record_id is not None:
-                patient = await tx.session.get(Patient, visit.patient_record_id)
-                assert patient is not None
-                if age_on(patient.birth_date, date.today()) < GUARDIAN_AGE and not (
-                    guardian_present and patient.guardian_id is not None
-                ):
-                    raise refuse(GuardianRequired())
-        visit.guardian_present = guardian_present
+        state = VisitState(visit.status)
+        if state in {S.WAITING, S.IN_ROOM} and actor.user_id != visit.patient_id:
+            # a guardian arriving after the patient-side account checked in
+            room = await rooms.visit_room(tx.session, visit)
+            row = await rooms.arrive(tx.session, room, actor.user_id or "")
+            if row is None:
+                raise refuse(InvalidTransition())
+            await tx.record(
+                "visit.check_in",
+                actor=actor,
+                object_type="visit",
+                object_id=visit_id,
+                details={"arrived": row.room_role, "room": room.id},
+            )
+            visit.guardian_present = await rooms.guardian_present(tx.session, room)
+            return _view(visit)
+        if state is S.BOOKED and await _consent(tx, visit.id, ConsentKind.RISK_NOTICE) is None:
+            raise refuse(ConsentRequired())
         visit.checked_in_at = utc_now()
-        await _set_state(tx, actor, visit, E.CHECK_IN, {"guardian_present": guardian_present})
+        await _set_state(tx, actor, visit, E.CHECK_IN)
+        room = await rooms.visit_room(tx.session, visit)
+        visit.guardian_present = await rooms.guardian_present(tx.session, room)
     return _view(visit)
 
 
@@ -586,10 +597,12 @@ async def cancel_visit(db: Database, actor: Actor, visit_id: str) -> VisitView:
 
 
 async def admit(db: Database, actor: Actor, visit_id: str) -> VisitView:
-    """The doctor admits a waiting patient into the room, one at a time (R6, R9).
+    """The doctor admits a waiting patient into the room, one at a time (R6, R9), and with it
+    everyone of the patient's side who arrived (a guardian, a companion, an interpreter).
 
     ``visit.admit``: the visit's doctor, verified. Raises :class:`PractitionerNotVerified`,
     :class:`DoctorBusy` (another patient is in the room), :class:`ConsentRequired`,
+    :class:`GuardianRequired` (R4: a child under 6 and no guardian arrived),
     :class:`InvalidTransition` (audited).
     """
     await authorize(db, actor, "visit.admit", object_type="visit", object_id=visit_id)
@@ -609,6 +622,10 @@ async def admit(db: Database, actor: Actor, visit_id: str) -> VisitView:
                 error = DoctorBusy()
             elif await _consent(tx, visit.id, ConsentKind.RISK_NOTICE) is None:
                 error = ConsentRequired()
+            elif await rooms.under_guardian_age(tx.session, visit) and not (
+                await rooms.guardian_present(tx.session, await rooms.visit_room(tx.session, visit))
+            ):
+                error = GuardianRequired()  # R4: the guardian is there before the doctor starts
             if error is not None:
                 raise tx.refuse(
                     error,
@@ -713,7 +730,18 @@ async def list_visits(
     await authorize(db, actor, "visit.list", object_type="visit")
     statement = select(Visit).order_by(Visit.created_at.desc()).limit(max(1, min(limit, 500)))
     if actor.role is Role.PATIENT:
-        statement = statement.where(Visit.patient_id == actor.user_id)
+        as_guardian = (
+            select(Room.subject_id)
+            .join(Participation, Participation.room_id == Room.id)
+            .where(
+                Room.subject_type == "visit",
+                Participation.user_id == actor.user_id,
+                Participation.room_role == RoomRole.GUARDIAN.value,
+            )
+        )
+        statement = statement.where(
+            or_(Visit.patient_id == actor.user_id, Visit.id.in_(as_guardian))
+        )
     elif actor.role is Role.DOCTOR:
         statement = statement.where(Visit.doctor_id == actor.user_id)
     elif actor.role is Role.NURSE:
@@ -752,7 +780,7 @@ async def doctor_queue(
         ).all()
     entries = []
     for visit, name in rows:
-        if not may_act_on_visit(actor, visit):
+        if access.decide(actor, "queue.view", visit, None) is not None:
             continue
         entries.append(
             QueueEntry(
@@ -765,76 +793,3 @@ async def doctor_queue(
             )
         )
     return entries
-
-
-# --- The room -----------------------------------------------------------------------------------
-
-
-async def room_refusal(db: Database, visit_id: str, role: str) -> ConsultError | None:
-    """Why a verified participant of ``role`` may not be in the visit's room now, or ``None``.
-
-    Not audited: signaling asks again on ``join`` (the connect was audited by
-    :func:`may_join_room`), so that a change committed between the two is not missed.
-    """
-    async with db.session() as session:
-        visit = await session.get(Visit, visit_id)
-    if visit is None:
-        return VisitNotFound()
-    state = VisitState(visit.status)
-    if state in CLOSED_STATES:
-        return VisitClosed()
-    if role == "patient" and state is not S.IN_ROOM:
-        return NotAdmitted()
-    return None
-
-
-async def may_join_room(
-    db: Database, who: Actor | JoinClaims, visit_id: str, role: str | Role
-) -> bool:
-    """Whether ``who`` may enter the visit's room as ``role``; raises the reason when not.
-
-    ``who`` is an authenticated :class:`Actor` (before a join token is issued) or verified
-    :class:`JoinClaims` (signaling, on connect). The doctor of the visit may enter while the visit
-    is open; the patient account only once admitted (``in_room``). Raises
-    :class:`PermissionDenied` (role may not join), :class:`VisitNotFound`,
-    :class:`NotAParticipant`, :class:`NotAdmitted` (still waiting), :class:`VisitClosed`.
-    Every answer is audited as ``room.join`` (``ok`` or ``denied``).
-    """
-    if isinstance(who, Actor):
-        await authorize(db, who, "room.join", object_type="visit", object_id=visit_id)
-        user_id, actor_role, source_ip = who.user_id, who.role.value, who.source_ip
-    else:
-        user_id, actor_role, source_ip = who.user_id, who.role, None
-        if who.visit_id != visit_id:
-            raise NotAParticipant("The token is for another visit.")
-    role = str(role)
-    error: ConsultError | None = None
-    async with db.session() as session:
-        visit = await session.get(Visit, visit_id)
-        account = await session.get(User, user_id) if user_id else None
-    if visit is None:
-        raise VisitNotFound()
-    state = VisitState(visit.status)
-    if not holds_room_role(visit, user_id, role) or actor_role != role:
-        error = NotAParticipant()
-    elif account is None or not account.is_active:
-        error = NotAParticipant("The account is not active.")
-    elif state in CLOSED_STATES:
-        error = VisitClosed()
-    elif role == "patient" and state is not S.IN_ROOM:
-        error = NotAdmitted()
-    async with audited(db) as tx:
-        await tx.record(
-            "room.join",
-            actor_id=user_id,
-            actor_role=actor_role,
-            source_ip=source_ip,
-            object_type="visit",
-            object_id=visit_id,
-            result=AuditResult.OK if error is None else AuditResult.DENIED,
-            details={"role": role, "state": state.value, **({"code": error.code} if error else {})},
-        )
-    if error is not None:
-        logger.info("room join refused for visit %s: %s", visit_id, error.code)
-        raise error
-    return True

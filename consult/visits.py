@@ -1,4 +1,4 @@
-"""Visits: creating demo visits and deciding who may join one."""
+"""Visits: demo visits (who may join a room: ``consult.rooms`` and ``consult.access``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from consult.access import holds_room_role
+from consult import rooms
+from consult.actor import Actor
 from consult.db import Database
-from consult.errors import NotAParticipant, TokenRevoked, VisitNotFound
 from consult.models import (
     Department,
     Institution,
@@ -21,9 +21,7 @@ from consult.models import (
 )
 from consult.passwords import hash_password
 from consult.permissions import Role
-from consult.sessions import join_token_alive
 from consult.sqltypes import new_id
-from consult.tokens import JoinClaims
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +36,12 @@ class DemoVisit:
     """The ids and names of a freshly created demo visit."""
 
     visit_id: str
+    room_id: str
     institution_id: str
     doctor_id: str
     doctor_name: str
     patient_id: str
     patient_name: str
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a verified join token belongs to, as the visit knows them."""
-
-    user_id: str
-    role: str
-    display_name: str
 
 
 async def create_demo_visit(db: Database) -> DemoVisit:
@@ -98,9 +88,13 @@ async def create_demo_visit(db: Database) -> DemoVisit:
         for row in (institution, department, doctor, patient, visit):
             session.add(row)
             await session.flush()
+        # the demo's patient is already in the room: arrived, admitted
+        for event in ("check_in", "admit"):
+            room = await rooms.follow_visit(session, visit, event, Actor.system())
     logger.info("demo visit %s created in institution %s", visit.id, institution.id)
     return DemoVisit(
         visit_id=visit.id,
+        room_id=room.id,
         institution_id=institution.id,
         doctor_id=doctor.id,
         doctor_name=doctor.display_name,
@@ -113,28 +107,3 @@ async def get_visit(db: Database, visit_id: str) -> Visit | None:
     """The visit with this id, or ``None``; the returned object is detached from any session."""
     async with db.session() as session:
         return await session.get(Visit, visit_id)
-
-
-async def resolve_participant(db: Database, claims: JoinClaims) -> Identity:
-    """Check that the token's user is the visit's doctor or patient in the claimed role.
-
-    Raises :class:`VisitNotFound` when the visit does not exist, :class:`NotAParticipant` when
-    the user is not the visit's participant in that role or the account is deactivated, and
-    :class:`TokenRevoked` when the session that issued the token ended or the account's password
-    changed after it was issued.
-    """
-    async with db.session() as session:
-        visit = await session.get(Visit, claims.visit_id)
-        if visit is None:
-            raise VisitNotFound()
-        if not holds_room_role(visit, claims.user_id, claims.role):
-            logger.info("join refused for visit %s: not the visit's %s", visit.id, claims.role)
-            raise NotAParticipant()
-        user = await session.get(User, claims.user_id)
-        if user is None or not user.is_active:
-            logger.info("join refused for visit %s: %s account inactive", visit.id, claims.role)
-            raise NotAParticipant("The account is not active.")
-        if not await join_token_alive(session, claims, user):
-            logger.info("join refused for visit %s: %s token revoked", visit.id, claims.role)
-            raise TokenRevoked()
-        return Identity(user_id=user.id, role=claims.role, display_name=user.display_name)

@@ -4,7 +4,7 @@ Protocol: ``docs/chat.md``. consult decides and stores (``consult.chat``: the fi
 per-room numbering, encryption, the audit chain); this module parses the payloads, broadcasts a
 stored message to the room (``chat_message``, sender included), and tells the recording hook.
 
-The recording hook is an awaitable ``on_record(visit_id, event, data)`` given to
+The recording hook is an awaitable ``on_record(room_id, event, data)`` given to
 :class:`ChatComponent`; it is called after a message (``"chat_message"``) or a block
 (``"chat_blocked"``) is stored. ``data`` never holds a blocked text nor any patient identifier.
 A failing hook is logged and never undoes nor delays the message's delivery to the room.
@@ -34,7 +34,7 @@ _ID: Final = re.compile(r"^[0-9a-f]{32}$")
 MAX_AFTER: Final = 2**31 - 1
 
 
-async def no_record(visit_id: str, event: str, data: dict[str, Any]) -> None:
+async def no_record(room_id: str, event: str, data: dict[str, Any]) -> None:
     """The default recording hook: does nothing."""
 
 
@@ -133,15 +133,15 @@ class ChatComponent:
 
     async def send(self, session: Session, data: Any) -> dict[str, Any]:
         request = ChatSend.parse(data)
-        visit_id = session.identity.visit_id
+        room_id = session.room_id
         try:
             message = await consult_chat.send_message(
-                self._db, session.actor, visit_id, text=request.text, image_id=request.image_id
+                self._db, session.actor, room_id, text=request.text, image_id=request.image_id
             )
         except consult_chat.Blocked as blocked:
             block = blocked.block
             await self._record(
-                visit_id,
+                room_id,
                 "chat_blocked",
                 {
                     "block_id": block.id,
@@ -158,7 +158,7 @@ class ChatComponent:
     async def retract(self, session: Session, data: Any) -> dict[str, Any]:
         request = ChatRetract.parse(data)
         message = await consult_chat.retract(
-            self._db, session.actor, session.identity.visit_id, request.message_id
+            self._db, session.actor, session.room_id, request.message_id
         )
         await self._deliver(message)
         return {"message": message.as_dict()}
@@ -168,7 +168,7 @@ class ChatComponent:
         page = await consult_chat.history(
             self._db,
             session.actor,
-            session.identity.visit_id,
+            session.room_id,
             after=request.after,
             limit=request.limit,
             action="room.chat",
@@ -182,9 +182,9 @@ class ChatComponent:
 
     async def _deliver(self, message: consult_chat.MessageView) -> None:
         payload = message.as_dict()
-        await self._emit("chat_message", payload, message.visit_id)
+        await self._emit("chat_message", payload, message.room_id)
         await self._record(
-            message.visit_id,
+            message.room_id,
             "chat_message",
             {
                 "id": message.id,
@@ -199,11 +199,11 @@ class ChatComponent:
             },
         )
 
-    async def _record(self, visit_id: str, event: str, data: dict[str, Any]) -> None:
+    async def _record(self, room_id: str, event: str, data: dict[str, Any]) -> None:
         try:
-            await self.on_record(visit_id, event, data)
+            await self.on_record(room_id, event, data)
         except Exception:  # the recording must never stop the chat
-            logger.exception("chat record hook failed", extra={"visit_id": visit_id})
+            logger.exception("chat record hook failed", extra={"room_id": room_id})
 
 
 __all__ = ["ChatComponent", "RecordHook", "no_record"]

@@ -38,11 +38,18 @@ def _string(data: dict[str, Any], key: str, max_len: int = MAX_MESSAGE_BYTES) ->
 
 @dataclass(frozen=True)
 class Join:
-    visit: str
+    """``join``: the room the token is for, named by its id (``room``) or, for a visit's room,
+    by the visit's id (``visit``, as the room page's link has it). At least one."""
+
+    room: str | None
+    visit: str | None
 
     @classmethod
     def parse(cls, data: Any) -> Join:
-        return cls(visit=_string(_object(data), "visit", 128))
+        d = _object(data)
+        room = _string(d, "room", 128) if "room" in d else None
+        visit = _string(d, "visit", 128) if "visit" in d or room is None else None
+        return cls(room=room, visit=visit)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Room: the participants of one visit, their subscribe-offer bookkeeping, and the room's media.
+"""Room: the participants of one room (a visit's, a consultation's), their subscribe-offer
+bookkeeping, and the room's media; keyed by the domain's room id.
 
 The media (wherever it lives) is reached through a room handle of the media pool; this module
 keeps what only signaling knows: sockets, offer revisions, who is told what.
@@ -24,12 +25,12 @@ Emit = Callable[[str, dict[str, Any], str], Coroutine[Any, Any, None]]
 
 
 class Room:
-    """One visit's live room. Every method runs inside the calling participant's queue."""
+    """One room's live state. Every method runs inside the calling participant's queue."""
 
     def __init__(
-        self, visit_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self, room_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
     ) -> None:
-        self.visit_id = visit_id
+        self.room_id = room_id
         self._emit = emit
         self._spawn = spawn
         self.media: RoomHandle | None = None
@@ -45,7 +46,7 @@ class Room:
             try:
                 self.recording.event(event, data)
             except OSError:
-                logger.exception("timeline write failed", extra={"visit_id": self.visit_id})
+                logger.exception("timeline write failed", extra={"room_id": self.room_id})
 
     @property
     def empty(self) -> bool:
@@ -64,7 +65,7 @@ class Room:
             if self.on_lost is not None:
                 self.on_lost(self, str(data.get("reason", "media_lost")))
         elif name == "active_speaker":
-            self._spawn(self._emit("active_speaker", dict(data), self.visit_id))
+            self._spawn(self._emit("active_speaker", dict(data), self.room_id))
         elif name == "video_paused":
             # only that subscriber: its own network cannot carry this participant's video
             session = self.sessions.get(str(data.get("participant_id")))
@@ -98,7 +99,7 @@ class Room:
             "media_lost",
             {
                 "participant_id": session.participant_id,
-                "role": session.identity.role,
+                "role": session.room_role,
                 "transport": data.get("role"),
                 "reason": data.get("reason"),
             },
@@ -170,7 +171,7 @@ class Room:
         return [s.describe() for s in self.sessions.values()]
 
     async def broadcast_participants(self) -> None:
-        await self._emit("participants", {"participants": self.participants()}, self.visit_id)
+        await self._emit("participants", {"participants": self.participants()}, self.room_id)
 
     # --- publish / subscribe -----------------------------------------------------------------
 
@@ -236,12 +237,12 @@ class Room:
         await self._media().add_ice_candidate(session.participant_id, target, candidate)
 
 
-#: ``on_sealed(visit_id, manifest)``: a room's recording was sealed (for the audit chain).
+#: ``on_sealed(room_id, manifest)``: a room's recording was sealed (for the audit chain).
 OnSealed = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class Rooms:
-    """The live rooms of this process, by visit id. Each opening of a room is recorded."""
+    """The live rooms of this process, by room id. Each opening of a room is recorded."""
 
     def __init__(
         self,
@@ -258,32 +259,32 @@ class Rooms:
         self._unsealed: dict[int, Room] = {}  # rooms whose recording is still open
         self._seals: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing: dict[str, asyncio.Event] = {}  # visit id -> set once its media closed
+        self._closing: dict[str, asyncio.Event] = {}  # room id -> set once its media closed
 
-    async def get(self, visit_id: str) -> Room:
-        closing = self._closing.get(visit_id)
+    async def get(self, room_id: str) -> Room:
+        closing = self._closing.get(room_id)
         if closing is not None:
             # the room's previous media is still closing (everyone was just taken out): a new
             # room must not open on the router that is about to close
             await closing.wait()
-        room = self._rooms.get(visit_id)
+        room = self._rooms.get(room_id)
         if room is None or room.closed:
-            room = Room(visit_id, self._emit, self._spawn)
+            room = Room(room_id, self._emit, self._spawn)
             room.on_lost = self._room_lost
-            self._rooms[visit_id] = room
+            self._rooms[room_id] = room
             try:
                 # a busy media server refuses before a recording is opened for nothing
                 await self._pool.check_capacity()
                 options = None
                 if self._recorder is not None:
-                    room.recording = await self._open_recording(visit_id)
+                    room.recording = await self._open_recording(room_id)
                 if room.recording is not None:
                     self._unsealed[id(room)] = room
                     options = room.recording.tap_options()
-                room.media = await self._pool.open_room(visit_id, room.on_media_event, options)
+                room.media = await self._pool.open_room(room_id, room.on_media_event, options)
             except BaseException:
                 room.closed = True
-                self._rooms.pop(visit_id, None)
+                self._rooms.pop(room_id, None)
                 if room.recording is not None:
                     self._spawn_seal(room)
                 raise
@@ -294,35 +295,35 @@ class Rooms:
             raise SignalingError("invalid_state", "the room closed")
         return room
 
-    def find(self, visit_id: str) -> Room | None:
-        return self._rooms.get(visit_id)
+    def find(self, room_id: str) -> Room | None:
+        return self._rooms.get(room_id)
 
     async def discard_if_empty(self, room: Room) -> None:
-        if room.empty and self._rooms.get(room.visit_id) is room:
+        if room.empty and self._rooms.get(room.room_id) is room:
             await self.discard(room)
 
     async def discard(self, room: Room) -> None:
-        if self._rooms.get(room.visit_id) is room:
-            del self._rooms[room.visit_id]
+        if self._rooms.get(room.room_id) is room:
+            del self._rooms[room.room_id]
         room.closed = True
         if not self._pool.closed:
-            closing = self._closing[room.visit_id] = asyncio.Event()
+            closing = self._closing[room.room_id] = asyncio.Event()
             try:
-                await self._pool.close_room(room.visit_id)
+                await self._pool.close_room(room.room_id)
             finally:
                 closing.set()
-                if self._closing.get(room.visit_id) is closing:
-                    del self._closing[room.visit_id]
+                if self._closing.get(room.room_id) is closing:
+                    del self._closing[room.room_id]
             await self._seal(room)  # its recorders closed with its media
 
-    async def _open_recording(self, visit_id: str) -> SessionRecording | None:
+    async def _open_recording(self, room_id: str) -> SessionRecording | None:
         """The room's recording, or None when it cannot be written (a full or read-only disk):
         care goes on, the error is logged, and the join ack tells the pages (no badge)."""
         assert self._recorder is not None
         try:
-            return await self._recorder.open(visit_id)
+            return await self._recorder.open(room_id)
         except OSError:
-            logger.exception("the room cannot be recorded", extra={"visit_id": visit_id})
+            logger.exception("the room cannot be recorded", extra={"room_id": room_id})
             return None
 
     async def _seal(self, room: Room, *, interrupted: bool = False) -> None:
@@ -333,13 +334,13 @@ class Rooms:
         try:
             manifest = await self._recorder.seal(room.recording, interrupted=interrupted)
         except Exception:
-            logger.exception("recording could not be sealed", extra={"visit_id": room.visit_id})
+            logger.exception("recording could not be sealed", extra={"room_id": room.room_id})
             return
         if self._on_sealed is not None:
             try:
-                await self._on_sealed(room.visit_id, manifest)
+                await self._on_sealed(room.room_id, manifest)
             except Exception:  # the manifest is on disk; verify will say the audit lacks it
-                logger.exception("sealed head not audited", extra={"visit_id": room.visit_id})
+                logger.exception("sealed head not audited", extra={"room_id": room.room_id})
 
     def _spawn_seal(self, room: Room, *, interrupted: bool = False) -> None:
         """Seal in the background; shutdown waits for it (never cancels it: a seal cut short
@@ -360,8 +361,8 @@ class Rooms:
 
         They stay connected and may join again, which opens the room on a live worker.
         """
-        if self._rooms.get(room.visit_id) is room:
-            del self._rooms[room.visit_id]
+        if self._rooms.get(room.room_id) is room:
+            del self._rooms[room.room_id]
         room.closed = True
         for session in room.sessions.values():
             session.joined = False
@@ -370,8 +371,8 @@ class Rooms:
         room.sessions.clear()
         room.record("room_lost", {"reason": reason})
         self._spawn_seal(room, interrupted=True)
-        logger.error("room media lost", extra={"visit_id": room.visit_id, "reason": reason})
-        self._spawn(self._emit("room_closed", {"reason": reason}, room.visit_id))
+        logger.error("room media lost", extra={"room_id": room.room_id, "reason": reason})
+        self._spawn(self._emit("room_closed", {"reason": reason}, room.room_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task these Rooms own (cancelled at close)."""

@@ -13,15 +13,11 @@ from typing import Any, Final
 
 import socketio
 
-from consult import events
-from consult.actor import Actor
-from consult.audit import append, authorize
+from consult import access, events, rooms
+from consult.audit import append
 from consult.db import Database
 from consult.errors import ConsultError
-from consult.permissions import SOCKET_EVENT_ACTIONS, Role
-from consult.tokens import verify_join_token
-from consult.visit_flow import may_join_room, room_refusal
-from consult.visits import resolve_participant
+from consult.permissions import SOCKET_EVENT_ACTIONS
 from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
@@ -31,7 +27,7 @@ from . import messages as m
 from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .room import Room, Rooms
-from .session import Identity, Session
+from .session import Session
 from .updates import Updates
 
 logger = logging.getLogger(__name__)
@@ -114,21 +110,21 @@ class SignalingServer:
     async def _emit(self, event: str, data: dict[str, Any], to: str) -> None:
         await self.sio.emit(event, data, to=to)
 
-    async def _timeline(self, visit_id: str, event: str, data: dict[str, Any]) -> None:
+    async def _timeline(self, room_id: str, event: str, data: dict[str, Any]) -> None:
         """Put a room event (a chat message, a block) on its recording's timeline."""
-        room = self.rooms.find(visit_id)
+        room = self.rooms.find(room_id)
         if room is not None:
             # the message's own server time stays, as ``sent_at``; ``at`` is the timeline's
             room.record(event, {("sent_at" if k == "at" else k): v for k, v in data.items()})
 
-    async def recording_sealed(self, visit_id: str, manifest: dict[str, Any]) -> None:
+    async def recording_sealed(self, room_id: str, manifest: dict[str, Any]) -> None:
         """A room's recording was sealed: its manifest head enters the audit chain (R22)."""
         await append(
             self._db,
             "recording.sealed",
             actor_role="system",
-            object_type="visit",
-            object_id=visit_id,
+            object_type="room",
+            object_id=room_id,
             details=sealed_details(manifest),
         )
 
@@ -140,34 +136,21 @@ class SignalingServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         source_ip = str(environ.get("REMOTE_ADDR") or "") or None
         try:
-            claims = verify_join_token(self._secret, token)
-            identity = await resolve_participant(self._db, claims)
-            # a patient enters only once admitted (R6); refusals are audited by consult
-            await may_join_room(self._db, claims, claims.visit_id, claims.role)
+            actor = await rooms.authenticate_join(
+                self._db, self._secret, token, source_ip=source_ip
+            )
+            # a patient enters only once admitted (R6); every answer is audited by consult
+            await rooms.enter(self._db, actor, actor.room_id or "")
         except ConsultError as exc:
             logger.info("connection refused: %s", exc.code)
             raise _refusal(exc.code, str(exc)) from None
         except Exception:
             logger.exception("connection refused: internal error")
             raise _refusal("internal_error", "internal error") from None
-        self.sessions[sid] = Session(
-            sid,
-            Identity(
-                visit_id=claims.visit_id,
-                user_id=identity.user_id,
-                role=identity.role,
-                name=identity.display_name,
-            ),
-            actor=Actor(
-                user_id=identity.user_id,
-                role=Role(identity.role),
-                session_id=claims.session_id,
-                source_ip=source_ip,
-            ),
-        )
+        self.sessions[sid] = Session(sid, actor)
         logger.info(
             "connected",
-            extra={"sid": sid, "visit_id": claims.visit_id, "participant_id": identity.user_id},
+            extra={"sid": sid, "room_id": actor.room_id, "participant_id": actor.user_id},
         )
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
@@ -200,12 +183,8 @@ class SignalingServer:
         async def job() -> dict[str, Any] | None:
             # every socket event is an action of the permission table (R34); a refusal is
             # recorded in the audit chain
-            await authorize(
-                self._db,
-                session.actor,
-                SOCKET_EVENT_ACTIONS[event],
-                object_type="visit",
-                object_id=session.identity.visit_id,
+            await access.authorize_event(
+                self._db, session.actor, SOCKET_EVENT_ACTIONS[event], session.room_id
             )
             if event != "join" and not session.joined:
                 raise SignalingError("not_joined", f"'{event}' before 'join'")
@@ -214,18 +193,19 @@ class SignalingServer:
         return await session.submit(job)
 
     async def _room(self, session: Session) -> Room:
-        return await self.rooms.get(session.identity.visit_id)
+        return await self.rooms.get(session.room_id)
 
     async def _join(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Join.parse(data)
         if session.joined:
             raise SignalingError("already_joined", "already joined")
-        if request.visit != session.identity.visit_id:
+        if request.room is not None and request.room != session.room_id:
+            raise SignalingError("visit_mismatch", "the join token is for another room")
+        if request.visit is not None and request.visit != await self._subject_visit(session):
             raise SignalingError("visit_mismatch", "the join token is for another visit")
-        # asked again: the visit may have left the room since this socket connected
-        refusal = await room_refusal(self._db, request.visit, session.identity.role)
-        if refusal is not None:
-            raise refusal
+        # asked again: the room may have closed, or the participant been sent back, since this
+        # socket connected (not audited again)
+        await rooms.enter(self._db, session.actor, session.room_id, audit=False)
         room = await self._room(session)
         # an overloaded media worker takes nobody new (server_busy); the page retries
         try:
@@ -241,7 +221,7 @@ class SignalingServer:
             self.sessions.pop(replaced.sid, None)
             await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
-        await self.sio.enter_room(session.sid, session.identity.visit_id)
+        await self.sio.enter_room(session.sid, session.room_id)
         room.record("joined", _who(session))
         await room.broadcast_participants()
         return {
@@ -250,6 +230,11 @@ class SignalingServer:
             "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
         }
+
+    async def _subject_visit(self, session: Session) -> str | None:
+        """The visit a socket's room belongs to (``None`` for a room of another subject)."""
+        subject = await rooms.subject_of(self._db, session.room_id)
+        return subject[1] if subject is not None and subject[0] == "visit" else None
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)
@@ -293,13 +278,13 @@ class SignalingServer:
     async def _leave_room(self, session: Session, *, returning: bool = False) -> None:
         if not session.joined:
             return
-        room = self.rooms.find(session.identity.visit_id)
+        room = self.rooms.find(session.room_id)
         if room is None:
             session.joined = False
             return
         room.record("left", {**_who(session), "dropped": returning})
         await room.remove(session, returning=returning)
-        await self.sio.leave_room(session.sid, session.identity.visit_id)
+        await self.sio.leave_room(session.sid, session.room_id)
         await room.broadcast_participants()
         await self.rooms.discard_if_empty(room)
 
@@ -319,17 +304,18 @@ class SignalingServer:
             reason = LEAVE_REASONS.get(event.event)
             if reason is not None and (event.old == "in_room" or event.new in CLOSED_VISIT):
                 payload = {"reason": reason, "visit": event.object_id, "state": event.new}
+                room_id = await rooms.visit_room_id(self._db, event.object_id)
                 evictions = [
-                    (s, payload)
+                    (s, {**payload, "room": room_id})
                     for s in self.sessions.values()
-                    if s.identity.visit_id == event.object_id
+                    if s.room_id == room_id
                 ]
         elif isinstance(event, events.AccessRevoked):
             payload = {"reason": "revoked", "detail": event.reason}
             evictions = [
-                (s, {**payload, "visit": s.identity.visit_id})
+                (s, {**payload, "room": s.room_id})
                 for s in self.sessions.values()
-                if s.identity.user_id == event.user_id
+                if s.actor.user_id == event.user_id
                 and (event.whole_account or s.actor.session_id in event.session_ids)
             ]
         for session, payload in evictions:
@@ -347,9 +333,9 @@ class SignalingServer:
         logger.info(
             "room left: %s",
             payload["reason"],
-            extra={"sid": session.sid, "visit_id": session.identity.visit_id},
+            extra={"sid": session.sid, "room_id": session.room_id},
         )
-        room = self.rooms.find(session.identity.visit_id)
+        room = self.rooms.find(session.room_id)
         if room is not None and session.joined:
             room.record("room_left", {**_who(session), "reason": payload["reason"]})
         try:
@@ -411,7 +397,7 @@ CLOSED_VISIT: Final = frozenset({"ended", "referred", "cancelled"})
 
 
 def _who(session: Session) -> dict[str, Any]:
-    return {"participant_id": session.identity.user_id, "role": session.identity.role}
+    return {"participant_id": session.participant_id, "role": session.room_role}
 
 
 def sealed_details(manifest: dict[str, Any]) -> dict[str, Any]:

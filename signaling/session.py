@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from consult.actor import Actor
@@ -25,23 +24,17 @@ QUEUE_SIZE = 32
 Job = Callable[[], Awaitable[dict[str, Any] | None]]
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who is on the other end of a socket, from the verified join token."""
-
-    visit_id: str
-    user_id: str
-    role: str
-    name: str
-
-
 class Session:
     """A connected participant: identity, transports, negotiation state and its event queue."""
 
-    def __init__(self, sid: str, identity: Identity, actor: Actor) -> None:
+    def __init__(self, sid: str, actor: Actor) -> None:
+        if actor.room_id is None or actor.user_id is None or actor.room_role is None:
+            raise ValueError("a socket's actor is a join token's: bound to a room, in a role")
         self.sid = sid
-        self.identity = identity
-        self.actor = actor  # for the permission table and the audit chain
+        self.actor = actor  # who, in which room, as what: for the policy and the audit chain
+        self.room_id: str = actor.room_id
+        self.room_role: str = actor.room_role
+        self.name: str = actor.display_name or ""
         self.joined = False
         self.subscribed = False
         self.offer_revision = 0
@@ -59,7 +52,8 @@ class Session:
 
     @property
     def participant_id(self) -> str:
-        return self.identity.user_id
+        assert self.actor.user_id is not None
+        return self.actor.user_id
 
     @property
     def closed(self) -> bool:
@@ -69,8 +63,10 @@ class Session:
         """The participant as the room's other members see it."""
         return {
             "id": self.participant_id,
-            "name": self.identity.name,
-            "role": self.identity.role,
+            "name": self.name,
+            "role": self.room_role,
+            "room_role": self.room_role,
+            "label": self.name,
             "audio_muted": self.audio_muted,
             "video_muted": self.video_muted,
             "state": self.media_state,

@@ -32,6 +32,8 @@ def skip_or_fail(reason: str) -> None:
 class Visit:
     visit_id: str
     tokens: dict[str, str]
+    room_id: str = ""
+    """The visit's room: signaling rooms, recordings and chat are keyed by it."""
 
 
 @dataclass
@@ -47,13 +49,13 @@ class Server:
         secret = self.config.secret()
         tokens = {
             "doctor": issue_join_token(
-                secret, visit_id=demo.visit_id, user_id=demo.doctor_id, role="doctor"
+                secret, room_id=demo.room_id, user_id=demo.doctor_id, role="doctor"
             ),
             "patient": issue_join_token(
-                secret, visit_id=demo.visit_id, user_id=demo.patient_id, role="patient"
+                secret, room_id=demo.room_id, user_id=demo.patient_id, role="patient"
             ),
         }
-        return Visit(demo.visit_id, tokens)
+        return Visit(demo.visit_id, tokens, demo.room_id)
 
     @property
     def media(self):  # type: ignore[no-untyped-def]

@@ -55,11 +55,11 @@ def render_html(export: ChatExport) -> str:
     exported = escape(export.exported_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
-<title>问诊对话记录 Chat record {escape(export.visit_id)}</title>
+<title>问诊对话记录 Chat record {escape(export.room_id)}</title>
 <style>{_STYLE}</style></head>
 <body>
 <h1>问诊对话记录 / Chat record</h1>
-<p>就诊 Visit: {escape(export.visit_id)}<br>导出时间 Exported: {exported}<br>
+<p>诊室 Room: {escape(export.room_id)}<br>导出时间 Exported: {exported}<br>
 消息数 Messages: {len(export.messages)}</p>
 <table>
 <thead><tr><th>#</th><th>时间 Time</th><th>发送者 Sender</th><th>内容 Content</th></tr></thead>

@@ -74,12 +74,12 @@ async def demo(config: Config, base_url: str) -> dict[str, object]:
     links = {}
     for role, user_id in (("doctor", visit.doctor_id), ("patient", visit.patient_id)):
         token = issue_join_token(
-            secret, visit_id=visit.visit_id, user_id=user_id, role=role, ttl_s=config.token_ttl_s
+            secret, room_id=visit.room_id, user_id=user_id, role=role, ttl_s=config.token_ttl_s
         )
         links[role] = (
             f"{base_url.rstrip('/')}/room?{urlencode({'visit': visit.visit_id, 'token': token})}"
         )
-    return {"visit_id": visit.visit_id, "links": links}
+    return {"visit_id": visit.visit_id, "room_id": visit.room_id, "links": links}
 
 
 def _database(config: Config) -> Database:

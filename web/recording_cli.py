@@ -35,7 +35,7 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     recording = sub.add_parser("recording", help="verify, list, purge recordings")
     verbs = recording.add_subparsers(dest="action", required=True)
     p = verbs.add_parser("verify", help="recompute every digest of a room's recordings")
-    p.add_argument("room", help="the visit id")
+    p.add_argument("room", help="the room id (a visit's room made before rooms existed has the visit's id)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_common(p)
     p = verbs.add_parser("list", help="a room's recording sessions (or every room's)")
@@ -118,7 +118,7 @@ async def _audit_read(config: Config, room: str, session: str) -> None:
             "recording.timeline_read",
             actor_role="system",
             source_ip="cli",
-            object_type="visit",
+            object_type="room",
             object_id=room,
             details={"session": session},
         )
@@ -136,7 +136,7 @@ async def _audit_purge(config: Config, removed: list[Any]) -> None:
                 PURGED,
                 actor_role="system",
                 source_ip="cli",
-                object_type="visit",
+                object_type="room",
                 object_id=info.room,
                 details={"session": info.session, "keep_until": info.keep_until},
             )

@@ -34,6 +34,7 @@ from sqlalchemy import or_, select
 from consult.access import INVITEE_SIDES, INVITER_SIDES, consultation_sides
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
+from consult.consultations import room
 from consult.consultations.errors import (
     AlreadyInvited,
     AlreadySignedReport,
@@ -922,6 +923,7 @@ async def accept_invitation(
                 tx, actor, invitation, InvitationEvent.ACCEPT, parties=_parties(loaded)
             )
             invitation.responded_at = now
+            await room.add_expert(tx, loaded.row, invitation)
             if loaded.row.status == ConsultationState.SENT.value:
                 await _move(
                     tx, actor, loaded, ConsultationEvent.ACCEPT, {"invitation_id": invitation_id}
@@ -1045,9 +1047,7 @@ async def start_session(db: Database, actor: Actor, consultation_id: str) -> Con
 
 
 async def _open_room(tx: AuditTx, actor: Actor, loaded: _Loaded) -> None:
-    """Hook: the consultation's MDT room (``consult.consultations.room``)."""
-    from consult.consultations import room
-
+    """The consultation's MDT room (``consult.consultations.room``)."""
     await room.open_room(tx, actor, loaded.row, loaded.invitations)
 
 
@@ -1666,3 +1666,17 @@ async def requester_patients(db: Database, actor: Actor) -> list[PatientChoice]:
         )
         today = utc_now().date()
         return [PatientChoice(r.id, r.name, age_on(r.birth_date, today)) for r in rows]
+
+
+async def room_id_of(db: Database, consultation_id: str) -> str:
+    """The consultation's room id; whether the actor may enter is the room's policy
+    (``consult.rooms.enter``: a participation, admitted, the room open)."""
+    async with db.session() as session:
+        row = await session.get(Consultation, consultation_id)
+    if row is None:
+        raise ConsultationNotFound()
+    if row.room_id is None:
+        from consult.errors import RoomNotFound
+
+        raise RoomNotFound()
+    return row.room_id

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiclient import Clinic
+from apiclient import Clinic, Person
+from client import Participant, sees
 from consultation_world import PIN, World, two_institutions
 from harness import Server, start_server
+from peers import wait_for
 from signing_ca import SM2_ID_OPT, SigningCa, make_sm2_ca
 from timestamping import need_openssl
 
@@ -72,6 +74,49 @@ def openssl_verifies(export: dict[str, Any], ca: SigningCa, directory: Path) -> 
         cwd=directory, capture_output=True, text=True,
     )  # fmt: skip
     assert chain.returncode == 0, chain
+
+
+def ca_server_url(w: World) -> str:
+    return w.clinic.api.base_url
+
+
+async def meet_in_the_room(
+    url: str, cid: str, room_id: str, inviter: Person, *invitees_then_declined: Person
+) -> None:
+    """Issue 14 item 4: the consultation's room (kind consultation) admits the inviter and the
+    accepted experts, refuses the expert who declined, and carries everyone's audio and video."""
+    *invitees, declined = invitees_then_declined
+    refused = await declined.call("POST", f"/consultations/{cid}/join-token")
+    assert (refused.status, refused.code) == (403, "not_a_participant"), refused
+    people: list[Participant] = []
+    try:
+        for person, role in ((inviter, "inviter"), *((i, "invitee") for i in invitees)):
+            reply = await person.ok("POST", f"/consultations/{cid}/join-token")
+            assert (reply["role"], reply["room_id"]) == (role, room_id), reply
+            assert reply["room_url"].startswith(f"/room?room={room_id}&token=")
+            p = Participant(url, reply["token"], "", room_id=room_id)
+            people.append(p)
+            await p.connect()
+            await p.join()
+            await p.publish()
+            await p.subscribe()
+        await wait_for(
+            lambda: all(
+                sees(receiver, sender, 5)
+                and (audio := receiver.received_from(sender.id, "audio")) is not None
+                and audio.frames > 10
+                for receiver in people
+                for sender in people
+                if receiver is not sender
+            ),
+            timeout=40,
+            message="not everyone in the consultation room received everyone's media",
+        )
+        roles = sorted(p["room_role"] for p in people[0].participants)
+        assert roles == ["invitee", "invitee", "inviter"], people[0].participants
+    finally:
+        for p in people:
+            await p.close()
 
 
 async def sent_request(w: World) -> dict[str, Any]:
@@ -142,6 +187,7 @@ async def test_r10_to_r13_request_invitations_session_cosigned_report_and_decisi
     # The declined expert cannot act on the case any more than look at it.
     started = await w.doctor.ok("POST", f"/consultations/{cid}/start")
     assert started["state"] == "in_session" and started["room_id"]
+    await meet_in_the_room(ca_server_url(w), cid, started["room_id"], w.doctor, e2, e3, e1)
     # R13: an accepted expert drafts; the inviter does not see a draft.
     content = {
         "findings": "心电图 ST 段压低，运动试验阳性",

@@ -10,6 +10,7 @@ from people import booked_visit, verified_doctor
 from sqlalchemy import select
 
 from consult.models import AuditEvent
+from consult.rooms import visit_room_id
 from recording import RecordingStore
 from web.keys import DATABASE, RECORDER, SIGNALING
 
@@ -34,10 +35,12 @@ async def test_recordings_are_listed_for_the_visit_and_exported_verified_R21_R22
     booked = await booked_visit(clinic, doctor, nurse)
     visit_id = booked.visit["id"]
     store: RecordingStore = server.app[RECORDER].store
-    recording = store.open_session(visit_id)
+    room_id = await visit_room_id(server.app[DATABASE], visit_id)  # recordings are the room's
+    assert room_id is not None
+    recording = store.open_session(room_id)
     recording.event("joined", {"participant_id": "p", "role": "doctor"})
     manifest = store.seal(recording)
-    await server.app[SIGNALING].recording_sealed(visit_id, manifest)  # as the room does
+    await server.app[SIGNALING].recording_sealed(room_id, manifest)  # as the room does
 
     listed = await doctor.ok("GET", f"/visits/{visit_id}/recordings")
     (session,) = listed["sessions"]
@@ -83,7 +86,7 @@ async def test_a_sessions_playback_file_streams_to_the_visits_participants_R21(
     nurse = await clinic.person("nurse")
     visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
     store: RecordingStore = server.app[RECORDER].store
-    recording = store.open_session(visit_id)
+    recording = store.open_session(await visit_room_id(server.app[DATABASE], visit_id) or "")
     store.seal(recording)
     path = f"/visits/{visit_id}/recordings/{recording.session}/composite"
     reply = await doctor.call("GET", path)

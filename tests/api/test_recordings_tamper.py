@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from consult.audit import event_digest
 from consult.crypto import GENESIS_DIGEST
 from consult.models import AuditEvent
+from consult.rooms import visit_room_id
 from recording import RecordingStore
 from recording.chain import GENESIS, link, sm3_file
 from recording.segments import ManifestWriter
@@ -54,11 +55,13 @@ def _fake_track(directory: Path, track: str, segments: list[bytes]) -> None:
 async def _recorded_session(server: Any, visit_id: str) -> tuple[Path, dict[str, Any]]:
     """A sealed session with one track of three segments, its head in the audit chain."""
     store: RecordingStore = server.app[RECORDER].store
-    recording = store.open_session(visit_id)
+    room_id = await visit_room_id(server.app[DATABASE], visit_id)  # recordings are the room's
+    assert room_id is not None
+    recording = store.open_session(room_id)
     recording.event("joined", {"participant_id": "p1", "role": "doctor"})
     _fake_track(recording.directory, "a1", [os.urandom(3000) for _ in range(3)])
     manifest = store.seal(recording)
-    await server.app[SIGNALING].recording_sealed(visit_id, manifest)  # as a room does
+    await server.app[SIGNALING].recording_sealed(room_id, manifest)  # as a room does
     return recording.directory, manifest
 
 
@@ -73,8 +76,8 @@ async def _cli(*argv: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def _verify(data: Path, visit_id: str) -> tuple[int, set[tuple[str, str | None]]]:
-    status, out = await _cli("recording", "verify", visit_id, "--data-dir", str(data), "--json")
+async def _verify(data: Path, room_id: str) -> tuple[int, set[tuple[str, str | None]]]:
+    status, out = await _cli("recording", "verify", room_id, "--data-dir", str(data), "--json")
     result = json.loads(out)
     return status, {(p["code"], p.get("session")) for p in result["problems"]}
 
@@ -138,6 +141,7 @@ async def test_a_deleted_session_and_a_rewritten_segment_are_named_by_both_R22_R
     nurse = await clinic.person("nurse")
     visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
     kept, kept_manifest = await _recorded_session(server, visit_id)
+    room_id = kept.parent.name  # the CLI names the room (its recordings' directory)
     doomed, _ = await _recorded_session(server, visit_id)
     data = server.config.data_dir
     status, out = await _cli("audit", "checkpoint", "--data-dir", str(data))
@@ -148,7 +152,7 @@ async def test_a_deleted_session_and_a_rewritten_segment_are_named_by_both_R22_R
     export = await regulator.ok("GET", url)
     assert export["verified"] is True and export["problems"] == [], export["problems"]
     assert export["checkpoint"]["audit_seq"] > 0
-    assert await _verify(data, visit_id) == (0, set())
+    assert await _verify(data, room_id) == (0, set())
 
     # 1. a whole session directory deleted
     shutil.rmtree(doomed)
@@ -156,11 +160,11 @@ async def test_a_deleted_session_and_a_rewritten_segment_are_named_by_both_R22_R
     export = await regulator.ok("GET", url)
     assert export["verified"] is False
     assert {(p["code"], p.get("session")) for p in export["problems"]} == expected
-    assert await _verify(data, visit_id) == (1, expected)
+    assert await _verify(data, room_id) == (1, expected)
 
     # 2. a segment replaced, its track manifest and session manifest rewritten to match
     _rewrite_segment(kept)
-    status, problems = await _verify(data, visit_id)
+    status, problems = await _verify(data, room_id)
     assert status == 1
     assert problems == expected | {
         ("audit_mismatch", kept.name),
@@ -173,7 +177,7 @@ async def test_a_deleted_session_and_a_rewritten_segment_are_named_by_both_R22_R
     new_head = json.loads((kept / MANIFEST).read_text())["head"]
     assert new_head != kept_manifest["head"]
     await _rewrite_sealed_event(server, visit_id, kept.name, new_head)
-    status, problems = await _verify(data, visit_id)
+    status, problems = await _verify(data, room_id)
     assert status == 1
     assert problems == expected | {
         ("audit_chain_broken", None),
@@ -238,6 +242,7 @@ async def test_a_session_purged_after_its_keep_until_date_is_not_missing_R23(
     nurse = await clinic.person("nurse")
     visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
     directory, _ = await _recorded_session(server, visit_id)
+    room_id = directory.parent.name
     data = server.config.data_dir
     assert (await _cli("audit", "checkpoint", "--data-dir", str(data)))[0] == 0
     info = directory / "session.json"
@@ -246,7 +251,7 @@ async def test_a_session_purged_after_its_keep_until_date_is_not_missing_R23(
     status, out = await _cli("recording", "purge", "--data-dir", str(data))
     assert status == 0 and "removed 1 session" in out, out
     assert not directory.exists()
-    assert await _verify(data, visit_id) == (2, set())  # nothing left, nothing missing
+    assert await _verify(data, room_id) == (2, set())  # nothing left, nothing missing
     export = await (await clinic.person("regulator")).ok(
         "GET", f"/exports/visits/{visit_id}/recordings"
     )

@@ -42,8 +42,6 @@ NOT_REST = {
     # tests/imaging/test_imaging_access.py checks who is refused.
     "imaging.read",
     "imaging.store",
-    # The consultation room is joined over the socket (issue 14).
-    "consultation.join",
 }
 
 REFUSED_CODES = {"forbidden", "totp_enrolment_required"}

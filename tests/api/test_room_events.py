@@ -18,6 +18,7 @@ from people import booked_visit, sign, verified_doctor
 from sqlalchemy import select
 
 from consult.models import AuditEvent
+from consult.rooms import visit_room_id
 from web.keys import DATABASE
 
 
@@ -101,10 +102,11 @@ async def _refused(url: str, token: str) -> str:
 
 
 async def _sealed(server: Any, visit_id: str) -> bool:
+    room_id = await visit_room_id(server.app[DATABASE], visit_id)  # recordings are the room's
     async with server.app[DATABASE].session() as session:
         found = await session.scalar(
             select(AuditEvent.seq).where(
-                AuditEvent.action == "recording.sealed", AuditEvent.object_id == visit_id
+                AuditEvent.action == "recording.sealed", AuditEvent.object_id == room_id
             )
         )
     return found is not None
@@ -134,7 +136,12 @@ async def test_a_visit_leaving_the_room_takes_both_out_within_a_second(
             message="the room's sockets were not taken out",
         )
         for who in (p, d):
-            assert who.left == {"reason": reason, "visit": visit_id, "state": who.left["state"]}
+            assert who.left == {
+                "reason": reason,
+                "visit": visit_id,
+                "room": who.left["room"],
+                "state": who.left["state"],
+            }
             assert who.left_at is not None and who.left_at - started < 1.0, who.left_at - started
             assert who.disconnected_at is not None and who.disconnected_at - started < 1.0
         # its chat after room_left is refused, never stored

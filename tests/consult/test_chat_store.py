@@ -23,7 +23,7 @@ from conftest import FIELD_KEY
 from PIL import ExifTags, Image
 from sqlalchemy import select, text, update
 
-from consult import chat, sensitive_words
+from consult import chat, sensitive_words, visit_flow
 from consult.actor import Actor
 from consult.audit import verify_chain
 from consult.db import Database
@@ -43,7 +43,7 @@ from consult.errors import (
     VisitClosed,
     WordInvalid,
 )
-from consult.models import AuditEvent, ChatMessage, Visit, VisitState
+from consult.models import AuditEvent, ChatMessage
 from consult.permissions import Role
 from consult.sqltypes import new_id
 from consult.visits import DemoVisit, create_demo_visit
@@ -83,21 +83,21 @@ async def test_r22_r23_two_participants_exchange_text_and_an_image(db: Database)
     """Texts and an image in order with seq 1..n; a late reader pages through all; encrypted."""
     demo = await create_demo_visit(db)
     doctor, patient = _doctor(demo), _patient(demo)
-    first = await chat.send_message(db, doctor, demo.visit_id, text="您好，哪里不舒服？")
-    second = await chat.send_message(db, patient, demo.visit_id, text="手臂起了红疹\n两天了")
-    image = await chat.upload_image(db, patient, demo.visit_id, jpeg())
-    third = await chat.send_message(db, patient, demo.visit_id, image_id=image.id, text="这是照片")
+    first = await chat.send_message(db, doctor, demo.room_id, text="您好，哪里不舒服？")
+    second = await chat.send_message(db, patient, demo.room_id, text="手臂起了红疹\n两天了")
+    image = await chat.upload_image(db, patient, demo.room_id, jpeg())
+    third = await chat.send_message(db, patient, demo.room_id, image_id=image.id, text="这是照片")
     assert [m.seq for m in (first, second, third)] == [1, 2, 3]
     assert third.kind.value == "image" and third.image_id == image.id
     assert second.text == "手臂起了红疹\n两天了"  # line breaks survive
 
-    everything = await _all_history(db, doctor, demo.visit_id, limit=2)  # paged, bounded
+    everything = await _all_history(db, doctor, demo.room_id, limit=2)  # paged, bounded
     assert [(m.seq, m.sender_role, m.text) for m in everything] == [
         (1, "doctor", "您好，哪里不舒服？"),
         (2, "patient", "手臂起了红疹\n两天了"),
         (3, "patient", "这是照片"),
     ]
-    later = await chat.history(db, patient, demo.visit_id, after=2)
+    later = await chat.history(db, patient, demo.room_id, after=2)
     assert [m.seq for m in later.messages] == [3] and not later.more
 
     # R36: the text is stored encrypted; the audit chain holds its HMAC, never the text.
@@ -106,7 +106,7 @@ async def test_r22_r23_two_participants_exchange_text_and_an_image(db: Database)
             await session.scalars(select(ChatMessage.text_enc).where(ChatMessage.id == first.id))
         ).one()
     assert stored is not None and "您好" not in stored and stored.startswith("1.")
-    events = await _events(db, demo.visit_id)
+    events = await _events(db, demo.room_id)
     sent = [e for e in events if e.action == "room.chat" and e.result == "ok"]
     assert len(sent) == 3
     details = json.loads(sent[0].details)
@@ -122,18 +122,18 @@ async def test_r23_messages_are_never_updated_and_a_retraction_is_a_new_message(
 ) -> None:
     demo = await create_demo_visit(db)
     doctor, patient = _doctor(demo), _patient(demo)
-    sent = await chat.send_message(db, doctor, demo.visit_id, text="剂量写错了")
+    sent = await chat.send_message(db, doctor, demo.room_id, text="剂量写错了")
     with pytest.raises(RetractNotAllowed):
-        await chat.retract(db, patient, demo.visit_id, sent.id)  # not the sender's
-    retraction = await chat.retract(db, doctor, demo.visit_id, sent.id)
+        await chat.retract(db, patient, demo.room_id, sent.id)  # not the sender's
+    retraction = await chat.retract(db, doctor, demo.room_id, sent.id)
     assert (retraction.seq, retraction.kind.value, retraction.retracts_id) == (
         2,
         "retraction",
         sent.id,
     )
     with pytest.raises(RetractNotAllowed):
-        await chat.retract(db, doctor, demo.visit_id, sent.id)  # once
-    history = await chat.history(db, doctor, demo.visit_id)
+        await chat.retract(db, doctor, demo.room_id, sent.id)  # once
+    history = await chat.history(db, doctor, demo.room_id)
     assert [m.text for m in history.messages] == ["剂量写错了", None]  # the original is kept
     with pytest.raises(Exception, match="append-only"):
         async with db.session() as session, session.begin():
@@ -156,13 +156,13 @@ async def test_seq_is_atomic_with_concurrent_senders_on_two_connections(db_url: 
         doctor, patient = _doctor(demo), _patient(demo)
         sends = [
             chat.send_message(
-                one if i % 2 else two, doctor if i % 3 else patient, demo.visit_id, text=f"消息 {i}"
+                one if i % 2 else two, doctor if i % 3 else patient, demo.room_id, text=f"消息 {i}"
             )
             for i in range(24)
         ]
         results = await asyncio.gather(*sends)
         assert sorted(m.seq for m in results) == list(range(1, 25))
-        history = await _all_history(one, doctor, demo.visit_id)
+        history = await _all_history(one, doctor, demo.room_id)
         assert [m.seq for m in history] == list(range(1, 25))
         assert sorted(m.text or "" for m in history) == sorted(f"消息 {i}" for i in range(24))
     finally:
@@ -208,19 +208,19 @@ async def test_r38_the_filter_blocks_a_listed_word_in_every_disguise(db: Databas
     ]
     for attempt in disguises:
         with pytest.raises(chat.Blocked) as info:
-            await chat.send_message(db, patient, demo.visit_id, text=attempt)
+            await chat.send_message(db, patient, demo.room_id, text=attempt)
         assert info.value.code == "sensitive_word"
         block = info.value.block
         assert block.word_count == 1 and block.spans
         assert await chat.blocked_text(db, block.id) == attempt  # the original is kept
     # Not blocked: only the first character of the listed word, or the word inside another one.
-    fine = await chat.send_message(db, patient, demo.visit_id, text="违反规定的事不做")
-    also_fine = await chat.send_message(db, patient, demo.visit_id, text=f"x{latin}y")
+    fine = await chat.send_message(db, patient, demo.room_id, text="违反规定的事不做")
+    also_fine = await chat.send_message(db, patient, demo.room_id, text=f"x{latin}y")
     assert (fine.seq, also_fine.seq) == (1, 2)  # blocked messages take no number
 
     refused = [
         e
-        for e in await _events(db, demo.visit_id)
+        for e in await _events(db, demo.room_id)
         if e.action == "room.chat" and e.result == "refused"
     ]
     assert len(refused) == len(disguises)
@@ -230,7 +230,7 @@ async def test_r38_the_filter_blocks_a_listed_word_in_every_disguise(db: Databas
         assert details["text_mac"] == chat.text_mac(db, attempt)
         assert await chat.blocked_text(db, details["block_id"]) == attempt
         assert attempt not in event.details
-    history = await chat.history(db, patient, demo.visit_id)
+    history = await chat.history(db, patient, demo.room_id)
     assert [m.seq for m in history.messages] == [1, 2]
     assert (await verify_chain(db)).ok
 
@@ -270,17 +270,17 @@ async def test_images_are_checked_from_their_bytes_and_cleaned(db: Database) -> 
         (png_bomb(), ImageTooManyPixels),
     ]:
         with pytest.raises(error):
-            await chat.upload_image(db, patient, demo.visit_id, data)
+            await chat.upload_image(db, patient, demo.room_id, data)
     codes = [
         json.loads(e.details)["code"]
-        for e in await _events(db, demo.visit_id)
+        for e in await _events(db, demo.room_id)
         if e.action == "chat.upload_image" and e.result == "refused"
     ]
     assert codes == ["image_type_unsupported", "image_too_large", "image_too_many_pixels"]
 
     original = jpeg_with_gps(80, 40)
     assert Image.open(io.BytesIO(original)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
-    view = await chat.upload_image(db, patient, demo.visit_id, original)
+    view = await chat.upload_image(db, patient, demo.room_id, original)
     assert (view.content_type, view.width, view.height) == ("image/jpeg", 40, 80)  # turned upright
     _, content_type, data = await chat.image_bytes(db, _doctor(demo), view.id)
     served = Image.open(io.BytesIO(data))
@@ -289,39 +289,37 @@ async def test_images_are_checked_from_their_bytes_and_cleaned(db: Database) -> 
     assert "exif" not in served.info and "xmp" not in served.info
     _, thumb_type, thumb = await chat.image_bytes(db, patient, view.id, thumbnail=True)
     assert thumb_type == "image/jpeg" and max(Image.open(io.BytesIO(thumb)).size) <= 320
-    png_view = await chat.upload_image(db, patient, demo.visit_id, png())
+    png_view = await chat.upload_image(db, patient, demo.room_id, png())
     assert png_view.content_type == "image/png"
 
 
 async def test_outsiders_cannot_read_messages_or_fetch_images(db: Database) -> None:
     """Refused and audited as denied: another visit's doctor and patient, a token of another room."""
     demo, other = await create_demo_visit(db), await create_demo_visit(db)
-    await chat.send_message(db, _doctor(demo), demo.visit_id, text="只给本次就诊")
-    image = await chat.upload_image(db, _patient(demo), demo.visit_id, jpeg())
-    linked_elsewhere = Actor(
-        user_id=demo.patient_id, role=Role.PATIENT, room_visit_id=other.visit_id
-    )
+    await chat.send_message(db, _doctor(demo), demo.room_id, text="只给本次就诊")
+    image = await chat.upload_image(db, _patient(demo), demo.room_id, jpeg())
+    linked_elsewhere = Actor(user_id=demo.patient_id, role=Role.PATIENT, room_id=other.room_id)
     for outsider in (_doctor(other), _patient(other), linked_elsewhere):
         with pytest.raises(NotAParticipant):
-            await chat.history(db, outsider, demo.visit_id)
+            await chat.history(db, outsider, demo.room_id)
         with pytest.raises(NotAParticipant):
             await chat.image_bytes(db, outsider, image.id)
         with pytest.raises(NotAParticipant):
-            await chat.export(db, outsider, demo.visit_id, fmt="json")
+            await chat.export(db, outsider, demo.room_id, fmt="json")
         with pytest.raises(PermissionDenied):  # NotAParticipant, or a room link used to send
-            await chat.send_message(db, outsider, demo.visit_id, text="hi")
+            await chat.send_message(db, outsider, demo.room_id, text="hi")
     denied = [
         e
-        for e in await _events(db, demo.visit_id) + await _events(db, image.id)
+        for e in await _events(db, demo.room_id) + await _events(db, image.id)
         if e.result == "denied"
     ]
     assert len(denied) == 12
     assert {e.actor_id for e in denied} == {other.doctor_id, other.patient_id, demo.patient_id}
     # An image of another room is not found, even for someone who could see that room's.
     with pytest.raises(ImageNotFound):
-        await chat.send_message(db, _doctor(other), other.visit_id, image_id=image.id)
+        await chat.send_message(db, _doctor(other), other.room_id, image_id=image.id)
     with pytest.raises(ImageNotFound):
-        await chat.send_message(db, _doctor(demo), demo.visit_id, image_id=new_id())
+        await chat.send_message(db, _doctor(demo), demo.room_id, image_id=new_id())
 
 
 async def test_bad_text_gets_stable_codes(db: Database) -> None:
@@ -335,34 +333,28 @@ async def test_bad_text_gets_stable_codes(db: Database) -> None:
         ("\ud800", MessageInvalidCharacters),
     ]:
         with pytest.raises(error):
-            await chat.send_message(db, doctor, demo.visit_id, text=value)
+            await chat.send_message(db, doctor, demo.room_id, text=value)
     with pytest.raises(MessageEmpty):
-        await chat.send_message(db, doctor, demo.visit_id)
-    ok = await chat.send_message(db, doctor, demo.visit_id, text="x" * chat.MAX_TEXT_CHARS)
+        await chat.send_message(db, doctor, demo.room_id)
+    ok = await chat.send_message(db, doctor, demo.room_id, text="x" * chat.MAX_TEXT_CHARS)
     assert ok.seq == 1
 
 
 async def test_r1_who_sends_when(db: Database) -> None:
     """The patient sends only once admitted; nobody sends after the visit closed; both still read."""
     demo = await create_demo_visit(db)
-    async with db.session() as session, session.begin():
-        await session.execute(
-            update(Visit).where(Visit.id == demo.visit_id).values(status=VisitState.WAITING.value)
-        )
+    await visit_flow.send_back(db, _doctor(demo), demo.visit_id)  # the room follows the visit
     with pytest.raises(NotAdmitted):
-        await chat.send_message(db, _patient(demo), demo.visit_id, text="在吗")
-    await chat.send_message(db, _doctor(demo), demo.visit_id, text="请稍等")
-    async with db.session() as session, session.begin():
-        await session.execute(
-            update(Visit).where(Visit.id == demo.visit_id).values(status=VisitState.ENDED.value)
-        )
+        await chat.send_message(db, _patient(demo), demo.room_id, text="在吗")
+    await chat.send_message(db, _doctor(demo), demo.room_id, text="请稍等")
+    await visit_flow.cancel_visit(db, _patient(demo), demo.visit_id)
     with pytest.raises(VisitClosed):
-        await chat.send_message(db, _doctor(demo), demo.visit_id, text="再见")
-    page = await chat.history(db, _patient(demo), demo.visit_id)
+        await chat.send_message(db, _doctor(demo), demo.room_id, text="再见")
+    page = await chat.history(db, _patient(demo), demo.room_id)
     assert [m.text for m in page.messages] == ["请稍等"]
-    exported = await chat.export(db, _patient(demo), demo.visit_id, fmt="json")
+    exported = await chat.export(db, _patient(demo), demo.room_id, fmt="json")
     assert [m.seq for m in exported.messages] == [1]
-    assert any(e.action == "chat.export" for e in await _events(db, demo.visit_id))
+    assert any(e.action == "chat.export" for e in await _events(db, demo.room_id))
 
 
 async def test_r23_postgresql_app_role_appends_chat_and_cannot_change_it(
@@ -378,8 +370,8 @@ async def test_r23_postgresql_app_role_appends_chat_and_cannot_change_it(
     try:
         await app.start()
         demo = await create_demo_visit(app)
-        sent = await chat.send_message(app, _doctor(demo), demo.visit_id, text="可以发送")
-        await chat.upload_image(app, _patient(demo), demo.visit_id, jpeg())
+        sent = await chat.send_message(app, _doctor(demo), demo.room_id, text="可以发送")
+        await chat.upload_image(app, _patient(demo), demo.room_id, jpeg())
         added, _ = await sensitive_words.add_words(app, _operator(), [f"词{new_id()[:6]}"])
         await sensitive_words.remove_word(app, _operator(), added[0].id)
         for statement in (

@@ -296,7 +296,7 @@ async def test_r24_a_deleted_or_altered_chat_row_is_named(scratch_db: Database) 
     demo = await create_demo_visit(db)
     patient = Actor(user_id=demo.patient_id, role=Role.PATIENT, source_ip="192.0.2.2")
     sent = [
-        await chat.send_message(db, patient, demo.visit_id, text=f"第{n}条消息") for n in range(3)
+        await chat.send_message(db, patient, demo.room_id, text=f"第{n}条消息") for n in range(3)
     ]
     assert await check_chat(db) == []
     assert (await audit_verify(db))[1] == 0
@@ -322,7 +322,7 @@ async def test_r24_a_deleted_or_altered_chat_row_is_named(scratch_db: Database) 
         session.add(
             ChatMessage(
                 id=new_id(),
-                visit_id=original.visit_id,
+                room_id=original.room_id,
                 seq=99,
                 sender_id=original.sender_id,
                 sender_role=original.sender_role,

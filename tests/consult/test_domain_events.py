@@ -17,7 +17,7 @@ from consult.machine import StateMachine
 from consult.models import User
 from consult.permissions import Role
 from consult.sessions import credential_stamp, join_token_alive, sign_in, sign_out
-from consult.tokens import JoinClaims
+from consult.tokens import TokenClaims
 from consult.visit_flow import VISIT_MACHINE, VisitEvent, VisitState
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
@@ -67,15 +67,15 @@ async def test_events_are_relayed_after_commit_only(db: Database, heard) -> None
     assert len(heard) == 1
 
 
-async def _claims(db: Database, user_id: str, session_id: str | None) -> JoinClaims:
+async def _claims(db: Database, user_id: str, session_id: str | None) -> TokenClaims:
     async with db.session() as session:
         user = await session.get(User, user_id)
         assert user is not None
         stamp = credential_stamp(user)
-    return JoinClaims("v" * 32, user_id, "patient", 2**31, "j" * 32, session_id, stamp)
+    return TokenClaims("v" * 32, user_id, "patient", 2**31, "j" * 32, session_id, stamp)
 
 
-async def _alive(db: Database, claims: JoinClaims) -> bool:
+async def _alive(db: Database, claims: TokenClaims) -> bool:
     async with db.session() as session:
         user = await session.get(User, claims.user_id)
         assert user is not None

@@ -72,8 +72,8 @@ async def test_r38_bypass_and_look_alike_messages_are_blocked(db: Database) -> N
     ]
     for attempt in disguises:
         with pytest.raises(chat.Blocked) as info:
-            await chat.send_message(db, patient, demo.visit_id, text=attempt)
+            await chat.send_message(db, patient, demo.room_id, text=attempt)
         assert info.value.code == "sensitive_word", attempt
         assert await chat.blocked_text(db, info.value.block.id) == attempt
-    fine = await chat.send_message(db, patient, demo.visit_id, text="违反规定\u034f的事不做")
+    fine = await chat.send_message(db, patient, demo.room_id, text="违反规定\u034f的事不做")
     assert fine.seq == 1

@@ -14,7 +14,7 @@ from consult.tokens import (
     AUDIENCE,
     MAX_TOKEN_CHARS,
     ROLES,
-    JoinClaims,
+    TokenClaims,
     issue_join_token,
     verify_join_token,
 )
@@ -28,7 +28,7 @@ USER = "b" * 32
 
 
 def _issue(**overrides: Any) -> str:
-    args: dict[str, Any] = {"visit_id": VISIT, "user_id": USER, "role": "doctor", "now": NOW}
+    args: dict[str, Any] = {"room_id": VISIT, "user_id": USER, "role": "doctor", "now": NOW}
     args.update(overrides)
     return issue_join_token(SECRET, ttl_s=TTL, **args)
 
@@ -36,7 +36,7 @@ def _issue(**overrides: Any) -> str:
 def _payload(**overrides: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "sub": USER,
-        "visit": VISIT,
+        "room": VISIT,
         "role": "patient",
         "iat": NOW,
         "exp": NOW + TTL,
@@ -63,15 +63,24 @@ def _expect(exc_type: type[ConsultError], code: str, token: object, now: float =
 
 
 def test_roles() -> None:
-    assert ROLES == ("doctor", "patient")
+    assert ROLES == (
+        "doctor",
+        "patient",
+        "guardian",
+        "companion",
+        "interpreter",
+        "inviter",
+        "invitee",
+        "observer",
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_round_trip(role: str) -> None:
     token = _issue(role=role)
     claims = verify_join_token(SECRET, token, now=NOW + 10)
-    assert isinstance(claims, JoinClaims)
-    assert claims.visit_id == VISIT
+    assert isinstance(claims, TokenClaims)
+    assert claims.room_id == VISIT
     assert claims.user_id == USER
     assert claims.role == role
     assert claims.expires_at == NOW + TTL
@@ -83,7 +92,7 @@ def test_token_carries_the_documented_claims() -> None:
     header = jwt.get_unverified_header(token)
     payload = jwt.decode(token, options={"verify_signature": False})
     assert header["alg"] == "HS256"
-    assert set(payload) == {"sub", "visit", "role", "iat", "exp", "jti", "aud"}
+    assert set(payload) == {"sub", "room", "role", "iat", "exp", "jti", "aud"}
     assert payload["aud"] == "teleconsult-join"
     assert payload["iat"] == NOW
     assert payload["exp"] == NOW + TTL
@@ -96,7 +105,7 @@ def test_each_token_has_its_own_id() -> None:
 
 
 def test_default_ttl_is_twelve_hours() -> None:
-    token = issue_join_token(SECRET, visit_id=VISIT, user_id=USER, role="patient", now=NOW)
+    token = issue_join_token(SECRET, room_id=VISIT, user_id=USER, role="patient", now=NOW)
     assert verify_join_token(SECRET, token, now=NOW).expires_at == NOW + 12 * 3600
 
 
@@ -108,8 +117,8 @@ def test_valid_until_the_last_second_then_expired() -> None:
 
 
 def test_without_now_uses_the_clock() -> None:
-    fresh = issue_join_token(SECRET, visit_id=VISIT, user_id=USER, role="doctor")
-    assert verify_join_token(SECRET, fresh).visit_id == VISIT
+    fresh = issue_join_token(SECRET, room_id=VISIT, user_id=USER, role="doctor")
+    assert verify_join_token(SECRET, fresh).room_id == VISIT
     with pytest.raises(TokenExpired):
         verify_join_token(SECRET, _issue())  # issued in 2023 for an hour
 
@@ -132,7 +141,7 @@ def test_tampered_signature() -> None:
 
 
 def test_signed_with_another_secret() -> None:
-    token = issue_join_token(OTHER_SECRET, visit_id=VISIT, user_id=USER, role="doctor", now=NOW)
+    token = issue_join_token(OTHER_SECRET, room_id=VISIT, user_id=USER, role="doctor", now=NOW)
     _expect(TokenInvalid, "token_invalid", token)
 
 
@@ -159,7 +168,7 @@ def test_hand_built_valid_token_verifies() -> None:
     assert claims.role == "patient"
 
 
-@pytest.mark.parametrize("claim", ["sub", "visit", "role", "iat", "exp", "jti"])
+@pytest.mark.parametrize("claim", ["sub", "room", "role", "iat", "exp", "jti"])
 def test_missing_claim(claim: str) -> None:
     _expect(TokenInvalid, "token_invalid", jwt.encode(_payload(**{claim: _DROP}), SECRET))
 
@@ -167,10 +176,10 @@ def test_missing_claim(claim: str) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"visit": 42},
-        {"visit": ""},
-        {"visit": None},
-        {"visit": ["a"]},
+        {"room": 42},
+        {"room": ""},
+        {"room": None},
+        {"room": ["a"]},
         {"role": "admin"},
         {"role": "Doctor"},
         {"role": ""},
@@ -241,14 +250,14 @@ def test_issue_refuses_bad_arguments() -> None:
     with pytest.raises(ValueError, match="role"):
         _issue(role="admin")
     with pytest.raises(ValueError, match="ttl_s"):
-        issue_join_token(SECRET, visit_id=VISIT, user_id=USER, role="doctor", ttl_s=0)
+        issue_join_token(SECRET, room_id=VISIT, user_id=USER, role="doctor", ttl_s=0)
     with pytest.raises(ValueError, match="non-empty"):
-        _issue(visit_id="")
+        _issue(room_id="")
 
 
 @pytest.mark.parametrize("secret", ["", "short", "x" * 31])
 def test_short_secret_is_a_configuration_error(secret: str) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        issue_join_token(secret, visit_id=VISIT, user_id=USER, role="doctor")
+        issue_join_token(secret, room_id=VISIT, user_id=USER, role="doctor")
     with pytest.raises(ValueError, match="32 bytes"):
         verify_join_token(secret, _issue())

@@ -20,6 +20,7 @@ from consult_world import (
 )
 from sqlalchemy import select, update
 
+from consult.actor import Actor
 from consult.audit import events_for, verify_chain
 from consult.db import Database
 from consult.documents import REFERRAL_REFUSAL, RISK_NOTICE
@@ -38,19 +39,20 @@ from consult.errors import (
     NotAParticipant,
     PermissionDenied,
     PractitionerNotVerified,
+    RoomNotFound,
     SlotNotFound,
     SlotUnavailable,
     VisitClosed,
     VisitExists,
-    VisitNotFound,
 )
-from consult.models import AuditEvent, Visit, VisitMode, VisitState
+from consult.models import AuditEvent, Patient, Visit, VisitMode, VisitState
 from consult.patients import record_prior_diagnosis, register_patient
 from consult.permissions import Role
 from consult.practitioners import set_online, verify_practitioner
+from consult.rooms import authenticate_join, enter, enter_visit_room, visit_room_id
 from consult.schedule import add_slot, list_slots
 from consult.sqltypes import new_id, utc_now
-from consult.tokens import JoinClaims
+from consult.tokens import issue_join_token
 from consult.visit_flow import (
     TRANSITIONS,
     StateChange,
@@ -64,7 +66,6 @@ from consult.visit_flow import (
     end_visit,
     get_visit_view,
     list_visits,
-    may_join_room,
     on_state_change,
     refer_offline,
     send_back,
@@ -138,6 +139,25 @@ async def _force(db: Database, visit_id: str, state: VisitState) -> None:
 
 async def _audit(db: Database, object_id: str) -> list[tuple[str, str, dict[str, object]]]:
     return [(e.action, e.result, json.loads(e.details)) for e in await events_for(db, object_id)]
+
+
+async def _visit_and_room_audit(
+    db: Database, visit_id: str
+) -> list[tuple[str, str, dict[str, object]]]:
+    """The events of a visit and of its room, in chain order."""
+    room_id = await visit_room_id(db, visit_id)
+    assert room_id is not None
+    events = sorted(
+        [*await events_for(db, visit_id), *await events_for(db, room_id)], key=lambda e: e.seq
+    )
+    return [(e.action, e.result, json.loads(e.details)) for e in events]
+
+
+async def may_join_room(db: Database, actor: Actor, visit_id: str, role: str) -> bool:
+    """Enter the visit's room through the one policy, and check the room role it gives."""
+    _room_id, room_role = await enter_visit_room(db, actor, visit_id)
+    assert room_role == role
+    return True
 
 
 # --- The state machine --------------------------------------------------------------------
@@ -420,16 +440,52 @@ async def _child(db: Database, scene: Scene, birth: date) -> str:
     return child.id
 
 
-async def test_r4_a_child_under_six_needs_a_guardian_present(db: Database, scene: Scene) -> None:
+async def test_r4_a_wards_guardian_joins_as_guardian_and_is_present_on_check_in(
+    db: Database, scene: Scene
+) -> None:
+    """A ward has no account: its guardian's books and checks in, in the room role guardian;
+    that arrival is the guardian's presence (R4), so the doctor may admit."""
     today = date.today()
     child_id = await _child(db, scene, today.replace(year=today.year - 3))
     visit_id = await _book(db, scene, patient_id=child_id, condition_code="J45")
     await _sign(db, scene, visit_id)
-    with pytest.raises(GuardianRequired) as info:
-        await check_in(db, scene.p.actor, visit_id)
-    assert info.value.code == "guardian_required"
-    view = await check_in(db, scene.p.actor, visit_id, guardian_present=True)
+    view = await check_in(db, scene.p.actor, visit_id)
     assert view.state is S.WAITING and view.guardian_present
+    assert (await admit(db, scene.doctor.actor, visit_id)).state is S.IN_ROOM
+    assert await may_join_room(db, scene.p.actor, visit_id, "guardian")
+
+
+async def test_r4_the_doctor_cannot_start_before_the_guardian_arrives(
+    db: Database, scene: Scene
+) -> None:
+    """A child under 6 with an account of its own (a family tablet) and a guardian with another:
+    the child's check-in alone does not let the doctor start; the guardian's arrival does, and
+    admits both (R4)."""
+    today = date.today()
+    child = await make_patient(db, scene.org, birth=today.replace(year=today.year - 4))
+    async with db.session() as session, session.begin():
+        await session.execute(
+            update(Patient)
+            .where(Patient.id == child.record_id)
+            .values(guardian_id=scene.patient.record_id, guardian_relation="parent")
+        )
+    kid = Scene(scene.org, scene.doctor, child)
+    visit_id = await _book(db, kid)
+    await _sign(db, kid, visit_id)
+    view = await check_in(db, child.person.actor, visit_id)
+    assert view.state is S.WAITING and not view.guardian_present
+    with pytest.raises(GuardianRequired) as info:
+        await admit(db, scene.doctor.actor, visit_id)
+    assert info.value.code == "guardian_required"
+    # the guardian sees the ward's visit, and comes to the waiting room
+    assert visit_id in {v.id for v in await list_visits(db, scene.p.actor)}
+    assert (await check_in(db, scene.p.actor, visit_id)).guardian_present
+    assert (await admit(db, scene.doctor.actor, visit_id)).state is S.IN_ROOM
+    assert await may_join_room(db, child.person.actor, visit_id, "patient")
+    assert await may_join_room(db, scene.p.actor, visit_id, "guardian")
+    await send_back(db, scene.doctor.actor, visit_id)
+    with pytest.raises(NotAdmitted):
+        await may_join_room(db, scene.p.actor, visit_id, "guardian")
 
 
 async def test_r4_a_child_of_six_checks_in_alone(db: Database, scene: Scene) -> None:
@@ -567,7 +623,11 @@ async def test_r6_a_patient_enters_the_room_only_when_admitted(db: Database, sce
     await send_back(db, scene.doctor.actor, visit_id)
     with pytest.raises(NotAdmitted):
         await may_join_room(db, scene.p.actor, visit_id, "patient")
-    joins = [(r, d["role"]) for a, r, d in await _audit(db, visit_id) if a == "room.join"]
+    joins = [
+        (r, d["room_role"])
+        for a, r, d in await _visit_and_room_audit(db, visit_id)
+        if a == "room.join"
+    ]
     assert joins == [
         ("ok", "doctor"),
         ("denied", "patient"),
@@ -576,26 +636,36 @@ async def test_r6_a_patient_enters_the_room_only_when_admitted(db: Database, sce
     ]
 
 
-async def test_r6_room_checks_accept_join_claims(db: Database, scene: Scene) -> None:
+async def test_r6_a_join_token_is_checked_against_the_room(db: Database, scene: Scene) -> None:
+    """A join token's actor: its room, its room role, its participation; then the policy."""
     visit_id = await _waiting(db, scene)
+    room_id = await visit_room_id(db, visit_id)
+    assert room_id is not None and room_id != visit_id  # a new visit's room has its own id
+    secret = "s" * 32
 
-    def claims(user_id: str, role: str, visit: str = visit_id) -> JoinClaims:
-        return JoinClaims(visit, user_id, role, 2**31, new_id())
+    def token(user_id: str, role: str, room: str = room_id) -> str:
+        return issue_join_token(secret, room_id=room, user_id=user_id, role=role)
 
+    patient = await authenticate_join(db, secret, token(scene.p.user_id, "patient"))
+    assert (patient.room_id, patient.room_role, patient.role) == (room_id, "patient", Role.PATIENT)
     with pytest.raises(NotAdmitted):
-        await may_join_room(db, claims(scene.p.user_id, "patient"), visit_id, "patient")
+        await enter(db, patient, room_id)
     await admit(db, scene.doctor.actor, visit_id)
-    assert await may_join_room(db, claims(scene.p.user_id, "patient"), visit_id, "patient")
+    await enter(db, patient, room_id)
     with pytest.raises(NotAParticipant):  # a patient claiming to be the doctor
-        await may_join_room(db, claims(scene.p.user_id, "doctor"), visit_id, "doctor")
-    with pytest.raises(NotAParticipant):  # a token for another visit
-        await may_join_room(db, claims(scene.p.user_id, "patient", new_id()), visit_id, "patient")
-    with pytest.raises(VisitNotFound):
-        missing = new_id()
-        await may_join_room(db, claims(scene.p.user_id, "patient", missing), missing, "patient")
+        await authenticate_join(db, secret, token(scene.p.user_id, "doctor"))
+    other = await _waiting(db, Scene(scene.org, scene.doctor, await make_patient(db, scene.org)))
+    other_room = await visit_room_id(db, other)
+    assert other_room is not None
+    with pytest.raises(NotAParticipant):  # a token for another room
+        await authenticate_join(db, secret, token(scene.p.user_id, "patient", other_room))
+    with pytest.raises(NotAParticipant):  # its own token used in another room
+        await enter(db, patient, other_room)
+    with pytest.raises(RoomNotFound):
+        await authenticate_join(db, secret, token(scene.p.user_id, "patient", new_id()))
     nurse = await make_person(db, scene.org, Role.NURSE)
     with pytest.raises(PermissionDenied):  # the table: nurses do not join rooms
-        await may_join_room(db, nurse.actor, visit_id, "doctor")
+        await enter(db, nurse.actor, room_id)
 
 
 async def test_r6_the_doctor_admits_one_patient_at_a_time(db: Database, scene: Scene) -> None:
@@ -676,7 +746,7 @@ async def test_r22_a_visit_leaves_its_steps_in_the_chain(db: Database, scene: Sc
     await admit(db, scene.doctor.actor, visit_id)
     await may_join_room(db, scene.p.actor, visit_id, "patient")
     await refer_offline(db, scene.doctor.actor, visit_id, reason="需线下检查")
-    steps = [(a, d.get("to")) for a, r, d in await _audit(db, visit_id) if r == "ok"]
+    steps = [(a, d.get("to")) for a, r, d in await _visit_and_room_audit(db, visit_id) if r == "ok"]
     assert steps == [
         ("visit.book", "booked"),
         ("consent.sign", None),

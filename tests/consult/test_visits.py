@@ -1,4 +1,4 @@
-"""Demo visits and the participant check that admits a verified token's user to a visit."""
+"""Demo visits, and a join token turned into the one Actor (``consult.rooms.authenticate_join``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
 import consult.passwords
+from consult.actor import Actor
 from consult.db import Database
-from consult.errors import NotAParticipant, VisitNotFound
+from consult.errors import NotAParticipant, RoomNotFound
 from consult.models import Department, Institution, User, Visit
 from consult.passwords import verify_password
+from consult.permissions import Role
+from consult.rooms import authenticate_join
 from consult.sqltypes import new_id
-from consult.tokens import JoinClaims, issue_join_token, verify_join_token
-from consult.visits import DemoVisit, Identity, create_demo_visit, get_visit, resolve_participant
+from consult.tokens import issue_join_token
+from consult.visits import DemoVisit, create_demo_visit, get_visit
 
 SECRET = "visits-test-secret-" + "0123456789abcdef" * 2
 
@@ -27,10 +30,9 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(consult.passwords, "_hasher", cheap)
 
 
-def _claims(visit_id: str, user_id: str, role: str) -> JoinClaims:
-    return JoinClaims(
-        visit_id=visit_id, user_id=user_id, role=role, expires_at=2**31, token_id="t" * 32
-    )
+async def resolve_participant(db: Database, room_id: str, user_id: str, role: str) -> Actor:
+    token = issue_join_token(SECRET, room_id=room_id, user_id=user_id, role=role)
+    return await authenticate_join(db, SECRET, token)
 
 
 async def test_demo_visit_rows(db: Database) -> None:
@@ -81,19 +83,19 @@ async def test_each_demo_visit_is_new(db: Database) -> None:
 
 async def test_resolve_doctor_and_patient(db: Database) -> None:
     demo = await create_demo_visit(db)
-    doctor = await resolve_participant(db, _claims(demo.visit_id, demo.doctor_id, "doctor"))
-    patient = await resolve_participant(db, _claims(demo.visit_id, demo.patient_id, "patient"))
-    assert doctor == Identity(user_id=demo.doctor_id, role="doctor", display_name="王医生")
-    assert patient == Identity(user_id=demo.patient_id, role="patient", display_name="患者 张某")
-
-
-async def test_from_token_to_identity(db: Database) -> None:
-    demo = await create_demo_visit(db)
-    token = issue_join_token(
-        SECRET, visit_id=demo.visit_id, user_id=demo.patient_id, role="patient"
+    doctor = await resolve_participant(db, demo.room_id, demo.doctor_id, "doctor")
+    patient = await resolve_participant(db, demo.room_id, demo.patient_id, "patient")
+    assert (doctor.user_id, doctor.role, doctor.room_role, doctor.display_name) == (
+        demo.doctor_id,
+        Role.DOCTOR,
+        "doctor",
+        "王医生",
     )
-    identity = await resolve_participant(db, verify_join_token(SECRET, token))
-    assert identity.display_name == demo.patient_name
+    assert (patient.room_id, patient.room_role, patient.display_name) == (
+        demo.room_id,
+        "patient",
+        "患者 张某",
+    )
 
 
 @pytest.mark.parametrize(("user", "role"), [("doctor", "patient"), ("patient", "doctor")])
@@ -101,30 +103,29 @@ async def test_swapped_role_is_not_a_participant(db: Database, user: str, role: 
     demo = await create_demo_visit(db)
     user_id = demo.doctor_id if user == "doctor" else demo.patient_id
     with pytest.raises(NotAParticipant) as info:
-        await resolve_participant(db, _claims(demo.visit_id, user_id, role))
+        await resolve_participant(db, demo.room_id, user_id, role)
     assert info.value.code == "not_a_participant"
 
 
-async def test_someone_elses_visit_is_not_theirs(db: Database) -> None:
+async def test_someone_elses_room_is_not_theirs(db: Database) -> None:
     mine = await create_demo_visit(db)
     other = await create_demo_visit(db)
     for role, user_id in (("doctor", other.doctor_id), ("patient", other.patient_id)):
         with pytest.raises(NotAParticipant):
-            await resolve_participant(db, _claims(mine.visit_id, user_id, role))
+            await resolve_participant(db, mine.room_id, user_id, role)
 
 
-async def test_unknown_role_is_not_a_participant(db: Database) -> None:
+async def test_unknown_role_cannot_be_issued() -> None:
+    with pytest.raises(ValueError):
+        issue_join_token(SECRET, room_id=new_id(), user_id=new_id(), role="admin")
+
+
+async def test_unknown_room(db: Database) -> None:
     demo = await create_demo_visit(db)
-    with pytest.raises(NotAParticipant):
-        await resolve_participant(db, _claims(demo.visit_id, demo.doctor_id, "admin"))
-
-
-async def test_unknown_visit(db: Database) -> None:
-    demo = await create_demo_visit(db)
-    for visit_id in (new_id(), "", "not-an-id", "x" * 300):
-        with pytest.raises(VisitNotFound) as info:
-            await resolve_participant(db, _claims(visit_id, demo.doctor_id, "doctor"))
-        assert info.value.code == "visit_not_found"
+    for room_id in (new_id(), "not-an-id", "x" * 300):
+        with pytest.raises(RoomNotFound) as info:
+            await resolve_participant(db, room_id, demo.doctor_id, "doctor")
+        assert info.value.code == "room_not_found"
 
 
 async def test_deactivated_account_is_refused(db: Database) -> None:
@@ -134,9 +135,9 @@ async def test_deactivated_account_is_refused(db: Database) -> None:
             update(User).where(User.id == demo.patient_id).values(is_active=False)
         )
     with pytest.raises(NotAParticipant):
-        await resolve_participant(db, _claims(demo.visit_id, demo.patient_id, "patient"))
-    doctor = await resolve_participant(db, _claims(demo.visit_id, demo.doctor_id, "doctor"))
-    assert doctor.role == "doctor"
+        await resolve_participant(db, demo.room_id, demo.patient_id, "patient")
+    doctor = await resolve_participant(db, demo.room_id, demo.doctor_id, "doctor")
+    assert doctor.room_role == "doctor"
 
 
 async def test_get_visit(db: Database) -> None:
@@ -151,11 +152,11 @@ async def test_get_visit(db: Database) -> None:
 async def test_logs_name_no_patient(db: Database, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="consult")
     demo = await create_demo_visit(db)
-    await resolve_participant(db, _claims(demo.visit_id, demo.patient_id, "patient"))
+    await resolve_participant(db, demo.room_id, demo.patient_id, "patient")
     with pytest.raises(NotAParticipant):
-        await resolve_participant(db, _claims(demo.visit_id, demo.patient_id, "doctor"))
+        await resolve_participant(db, demo.room_id, demo.patient_id, "doctor")
     messages = [record.getMessage() for record in caplog.records]
-    assert any(demo.visit_id in message for message in messages)  # logging did happen
+    assert any(demo.room_id in message for message in messages)  # logging did happen
     for message in messages:
         assert demo.patient_id not in message
         assert demo.patient_name not in message

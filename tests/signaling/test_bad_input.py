@@ -49,12 +49,12 @@ async def call_in_progress(server):
 async def test_token_errors_refuse_the_connection(server):
     visit = await server.visit()
     secret = server.config.secret()
-    ids = {"visit_id": visit.visit_id, "role": "doctor"}
+    ids = {"room_id": visit.room_id, "role": "doctor"}
     doctor_id = _claims(visit.tokens["doctor"])["sub"]
 
     expired = issue_join_token(secret, user_id=doctor_id, ttl_s=60, now=time.time() - 3600, **ids)
     forged = issue_join_token("another-secret-" + "x" * 32, user_id=doctor_id, **ids)
-    unknown_visit = issue_join_token(secret, visit_id="f" * 32, user_id=doctor_id, role="doctor")
+    unknown_room = issue_join_token(secret, room_id="f" * 32, user_id=doctor_id, role="doctor")
     tampered = visit.tokens["doctor"][:-4] + (
         "AAAA" if not visit.tokens["doctor"].endswith("AAAA") else "BBBB"
     )
@@ -65,7 +65,7 @@ async def test_token_errors_refuse_the_connection(server):
     assert (await refused(server.url, tampered))["code"] == "token_invalid"
     assert (await refused(server.url, "not.a.token"))["code"] == "token_invalid"
     assert (await refused(server.url, {"nested": 1}))["code"] == "token_invalid"
-    assert (await refused(server.url, unknown_visit))["code"] == "visit_not_found"
+    assert (await refused(server.url, unknown_room))["code"] == "room_not_found"
     # a patient's token cannot be turned into a doctor's
     patient_id = _claims(visit.tokens["patient"])["sub"]
     wrong_role = issue_join_token(secret, user_id=patient_id, **ids)

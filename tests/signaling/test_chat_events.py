@@ -131,8 +131,8 @@ async def test_r38_a_blocked_message_gets_a_notice_and_the_recording_hook_no_tex
     await sensitive_words.add_words(db, operator, [word])
     recorded: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def on_record(visit_id: str, event: str, data: dict[str, Any]) -> None:
-        recorded.append((visit_id, event, data))
+    async def on_record(room_id: str, event: str, data: dict[str, Any]) -> None:
+        recorded.append((room_id, event, data))
 
     server.signaling.chat.on_record = on_record
     visit = await server.visit()
@@ -149,8 +149,8 @@ async def test_r38_a_blocked_message_gets_a_notice_and_the_recording_hook_no_tex
         await doctor.wait_for_seq(1)
         assert doctor.texts() == ["好的，谢谢医生"]  # the blocked one never arrived
         assert [(v, e) for v, e, _ in recorded] == [
-            (visit.visit_id, "chat_blocked"),
-            (visit.visit_id, "chat_message"),
+            (visit.room_id, "chat_blocked"),
+            (visit.room_id, "chat_message"),
         ]
         blocked = recorded[0][2]
         assert set(blocked) == {"block_id", "sender_id", "sender_role", "word_count", "at"}

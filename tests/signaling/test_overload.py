@@ -114,7 +114,7 @@ async def test_a_lagging_worker_refuses_new_joins_and_keeps_its_calls(placed):
         assert not ack["ok"] and ack["error"]["code"] == "server_busy", ack
         ack = await doctor_c.call("join", {"visit": visit_c.visit_id})
         assert not ack["ok"] and ack["error"]["code"] == "server_busy", ack
-        assert server.signaling.rooms.find(visit_c.visit_id) is None
+        assert server.signaling.rooms.find(visit_c.room_id) is None
 
         # The call in progress keeps its media all along: its audio (50 packets a second each
         # way) keeps coming. (Its video may pause: bursts after each stall read as congestion

@@ -425,7 +425,17 @@ function renderDetailNow() {
     );
   }
   if (c.room_id && c.state === "in_session" && (sides.has("requester") || accepted)) {
-    actions.push(h("a", { class: "btn", id: "room-link", href: `/consult/room?consultation=${c.id}`, text: t("cs.room") }));
+    actions.push(
+      button(
+        "cs.room",
+        () =>
+          act(async () => {
+            const { room_url: url } = await api("POST", `/consultations/${c.id}/join-token`);
+            window.open(url, "_blank", "noopener");
+          }),
+        { action: "room", kind: "btn-primary" },
+      ),
+    );
   }
   if ((sides.has("requester") || sides.has("inviter")) && c.state === "reported") {
     const form = h(

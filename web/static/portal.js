@@ -24,7 +24,12 @@ export function setState(state) {
 }
 
 // Answers that mean "sign in again": the page goes to the sign-in page and comes back after.
-const SIGNED_OUT_CODES = new Set(["unauthenticated", "session_invalid", "session_expired"]);
+const SIGNED_OUT_CODES = new Set([
+  "unauthenticated",
+  "session_invalid",
+  "session_expired",
+  "token_revoked",
+]);
 
 // The last time the person touched the page. The pages poll, and polling alone would keep a
 // session alive forever; so a page that nobody has touched for the session's idle timeout (15

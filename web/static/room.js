@@ -433,7 +433,8 @@ async function startSession() {
   session = s;
   setState("joining");
   try {
-    const reply = await request("join", { visit: visitId });
+    // A visit's room is named by the visit; any other room (a consultation's) by its room id.
+    const reply = await request("join", visitId ? { visit: visitId } : { room: roomId });
     s.check();
     s.joined = true;
     busyAttempt = 0;
@@ -1040,6 +1041,7 @@ function renderAll() {
 
 const params = new URLSearchParams(window.location.search);
 const visitId = params.get("visit");
+const roomId = params.get("room");
 const token = params.get("token");
 // A text-and-image visit (R1): no camera, no microphone, no getUserMedia at all.
 const textOnly = params.get("mode") === "text";
@@ -1175,7 +1177,7 @@ async function main() {
     if (tc.state === "busy") renderStatus();
   }, 1000);
 
-  if (!visitId || !token) {
+  if (!(visitId || roomId) || !token) {
     reportError(new SignalError("link_invalid", "missing visit or token in the URL"));
     setState("error");
     return;

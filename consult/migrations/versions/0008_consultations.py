@@ -2,7 +2,7 @@
 attachments, invitations, versioned opinion reports, their SM2 signatures, signing credentials.
 
 Revision ID: 0008_consultations
-Revises: 0006_imaging
+Revises: 0007_rooms
 Create Date: 2026-12-02 00:31:57
 
 Signatures and attachments are never changed once written (R24): the application role may only
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_consultations"
-down_revision: str | Sequence[str] | None = "0006_imaging"
+down_revision: str | Sequence[str] | None = "0007_rooms"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,8 +11,9 @@ from datetime import datetime
 
 from pydantic import Field
 
-from consult import chat
+from consult import chat, rooms
 from consult.chat_images import MAX_IMAGE_BYTES
+from consult.errors import VisitNotFound
 from consult.models import ChatKind
 
 from ...chat_export import render_html
@@ -27,6 +28,14 @@ class RoomPath(Input):
     visit_id: Id
 
 
+async def _room(call: Call, visit_id: str) -> str:
+    """The id of the visit's room (its chat is keyed by it)."""
+    room_id = await rooms.visit_room_id(call.db, visit_id)
+    if room_id is None:
+        raise VisitNotFound()
+    return room_id
+
+
 class ImagePath(Input):
     image_id: Id
 
@@ -38,7 +47,7 @@ class HistoryQuery(Input):
 
 class Message(Output):
     id: str
-    visit_id: str
+    room_id: str
     seq: int = Field(description="1, 2, 3, ... within the room, without gaps.")
     sender_id: str
     sender_role: str
@@ -57,7 +66,7 @@ class MessagePage(Output):
 
 class Image(Output):
     id: str
-    visit_id: str
+    room_id: str
     content_type: str
     width: int
     height: int
@@ -66,7 +75,7 @@ class Image(Output):
 
 
 class ChatExport(Output):
-    visit_id: str
+    room_id: str
     exported_at: datetime
     messages: list[Message]
     images: list[Image]
@@ -75,7 +84,7 @@ class ChatExport(Output):
 def message_of(view: chat.MessageView) -> Message:
     return Message(
         id=view.id,
-        visit_id=view.visit_id,
+        room_id=view.room_id,
         seq=view.seq,
         sender_id=view.sender_id,
         sender_role=view.sender_role,
@@ -90,7 +99,7 @@ def message_of(view: chat.MessageView) -> Message:
 def image_of(view: chat.ImageView) -> Image:
     return Image(
         id=view.id,
-        visit_id=view.visit_id,
+        room_id=view.room_id,
         content_type=view.content_type,
         width=view.width,
         height=view.height,
@@ -103,7 +112,7 @@ def image_of(view: chat.ImageView) -> Image:
 async def list_chat_messages(call: Call, path: RoomPath, query: HistoryQuery) -> MessagePage:
     """The room's messages after ``after_seq``, in order, a page at a time (the read is audited)."""
     page = await chat.history(
-        call.db, call.me, path.visit_id, after=query.after_seq, limit=query.limit
+        call.db, call.me, await _room(call, path.visit_id), after=query.after_seq, limit=query.limit
     )
     last = page.messages[-1].seq if page.messages else query.after_seq
     return MessagePage(
@@ -121,7 +130,7 @@ async def list_chat_messages(call: Call, path: RoomPath, query: HistoryQuery) ->
 )
 async def upload_chat_image(call: Call, path: RoomPath, body: RawBody) -> Image:
     """Upload an image (JPEG, PNG or WebP, checked from its bytes), then send it with `chat`."""
-    view = await chat.upload_image(call.db, call.me, path.visit_id, body.data)
+    view = await chat.upload_image(call.db, call.me, await _room(call, path.visit_id), body.data)
     return image_of(view)
 
 
@@ -152,9 +161,9 @@ async def get_chat_thumbnail(call: Call, path: ImagePath) -> BinaryResponse:
 @api.operation("GET", "/visits/{visit_id}/chat/export", action="chat.export", tag="chat")
 async def export_chat(call: Call, path: RoomPath) -> ChatExport:
     """The room's whole dialogue as JSON (R22, R23; the export is audited)."""
-    result = await chat.export(call.db, call.me, path.visit_id, fmt="json")
+    result = await chat.export(call.db, call.me, await _room(call, path.visit_id), fmt="json")
     return ChatExport(
-        visit_id=result.visit_id,
+        room_id=result.room_id,
         exported_at=result.exported_at,
         messages=[message_of(m) for m in result.messages],
         images=[image_of(i) for i in result.images],
@@ -170,8 +179,8 @@ async def export_chat(call: Call, path: RoomPath) -> ChatExport:
 )
 async def export_chat_html(call: Call, path: RoomPath) -> BinaryResponse:
     """The room's whole dialogue as a readable HTML page with thumbnails (audited)."""
-    result = await chat.export(call.db, call.me, path.visit_id, fmt="html")
+    result = await chat.export(call.db, call.me, await _room(call, path.visit_id), fmt="html")
     page = render_html(result)
     return BinaryResponse(
-        page.encode(), "text/html; charset=utf-8", f"chat-{result.visit_id}.html", attachment=True
+        page.encode(), "text/html; charset=utf-8", f"chat-{result.room_id}.html", attachment=True
     )

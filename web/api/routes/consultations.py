@@ -5,11 +5,13 @@ and the inviter's decision. The rules are in ``consult.consultations.flow``."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from pydantic import Field, StringConstraints
 
+from consult import rooms
 from consult.consultations import flow, report_pdf
 from consult.consultations.flow import (
     AttachmentView,
@@ -26,6 +28,8 @@ from consult.consultations.models import (
     Urgency,
 )
 from consult.models import Title
+from consult.sessions import account_stamp
+from consult.tokens import issue_join_token, verify_join_token
 
 from ..call import Call
 from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time
@@ -584,3 +588,45 @@ async def export_report_pdf(call: Call, path: ReportPath) -> BinaryResponse:
     export = await flow.export_report(call.db, call.me, path.report_id)
     pdf = await asyncio.to_thread(report_pdf.render, export)
     return BinaryResponse(pdf, "application/pdf", f"report-{path.report_id}.pdf", attachment=True)
+
+
+class JoinToken(Output):
+    token: str
+    role: str = Field(description="The room role: inviter, invitee or patient.")
+    room_id: str
+    expires_at: datetime
+    room_url: str = Field(description="The room page with this room and token.")
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/join-token",
+    action="consultation.join",
+    tag="consultations",
+)
+async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinToken:
+    """A join token for the consultation's MDT room: the requester, the patient, each accepted
+    expert (the room's participations; audited by the one policy)."""
+    me = call.me
+    room_id = await flow.room_id_of(call.db, path.consultation_id)
+    participation = await rooms.enter(call.db, me, room_id)
+    assert me.user_id is not None
+    secret = call.config.secret()
+    token = issue_join_token(
+        secret,
+        room_id=room_id,
+        user_id=me.user_id,
+        role=participation.room_role,
+        ttl_s=call.config.token_ttl_s,
+        session_id=me.session_id,
+        credential_stamp=await account_stamp(call.db, me.user_id),
+    )
+    expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
+    room_url = "/room?" + urlencode({"room": room_id, "token": token})
+    return JoinToken(
+        token=token,
+        role=participation.room_role,
+        room_id=room_id,
+        expires_at=expires_at,
+        room_url=room_url,
+    )

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints
 
-from consult import audit, visit_flow
+from consult import audit, rooms, visit_flow
+from consult.errors import VisitNotFound
 from recording import RecordingStore
 from recording.composite import COMPOSITE
 from recording.errors import RecordingError
@@ -66,6 +67,14 @@ class RecordingExport(Output):
     """The newest signed checkpoint the recordings and the chain were checked against."""
 
 
+async def _room(call: Call, visit_id: str) -> str:
+    """The id of the visit's room: its recordings are kept under it."""
+    room_id = await rooms.visit_room_id(call.db, visit_id)
+    if room_id is None:
+        raise VisitNotFound()
+    return room_id
+
+
 def _store(call: Call) -> RecordingStore:
     recorder = call.request.app[RECORDER]
     return recorder.store if recorder is not None else RecordingStore(call.config.recordings)
@@ -113,7 +122,8 @@ async def list_recordings(call: Call, path: VisitPath) -> RecordingList:
     """The visit's recording sessions, for those who may see the visit (the view is audited)."""
     await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
     loop = asyncio.get_running_loop()
-    sessions = await loop.run_in_executor(None, _sessions, _store(call), path.visit_id)
+    room_id = await _room(call, path.visit_id)
+    sessions = await loop.run_in_executor(None, _sessions, _store(call), room_id)
     return RecordingList(visit_id=path.visit_id, sessions=sessions)
 
 
@@ -125,8 +135,9 @@ async def export_recordings(call: Call, path: VisitPath) -> RecordingExport:
     ways against the audit chain and the signed checkpoints (R22, R24-R26; audited)."""
     store = _store(call)
     loop = asyncio.get_running_loop()
-    sessions = await loop.run_in_executor(None, _sessions, store, path.visit_id)
-    result = await verify_recordings(call.db, store, call.config, path.visit_id)
+    room_id = await _room(call, path.visit_id)
+    sessions = await loop.run_in_executor(None, _sessions, store, room_id)
+    result = await verify_recordings(call.db, store, call.config, room_id)
     await audit.append(
         call.db,
         "export.recordings",
@@ -156,7 +167,7 @@ async def get_composite(call: Call, path: SessionPath) -> BinaryResponse:
     """A session's playback file (MP4), for those who may see the visit (audited, R21, R24)."""
     await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
     try:
-        info = _store(call).session(path.visit_id, path.session)
+        info = _store(call).session(await _room(call, path.visit_id), path.session)
     except RecordingError:
         raise ApiError(404, "not_found", "No such recording.") from None
     file = Path(info.directory) / COMPOSITE

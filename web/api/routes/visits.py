@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field, StringConstraints
 
-from consult import visit_flow
+from consult import rooms, visit_flow
 from consult import visits as visit_rows
 from consult.models import ConsentKind, VisitMode, VisitState
 from consult.sessions import account_stamp
@@ -139,7 +139,8 @@ class QueueQuery(Input):
 
 class JoinToken(Output):
     token: str
-    role: str
+    role: str = Field(description="The room role the token carries (doctor, patient, guardian...).")
+    room_id: str
     expires_at: datetime
     room_url: str = Field(description="The consult room page with this visit and token.")
 
@@ -337,15 +338,15 @@ async def acknowledge_refusal(call: Call, path: VisitPath, body: Signature) -> V
 
 @api.operation("POST", "/visits/{visit_id}/join-token", action="room.join", tag="visits")
 async def join_token(call: Call, path: VisitPath) -> JoinToken:
-    """A join token for the consult room: the visit's doctor, or its admitted patient."""
+    """A join token for the visit's room: for its doctor, and for its admitted patient side."""
     me = call.me
-    role = me.role.value
-    await visit_flow.may_join_room(call.db, me, path.visit_id, role)
+    # the one policy: a participant of the room, admitted, the room open (audited either way)
+    room_id, role = await rooms.enter_visit_room(call.db, me, path.visit_id)
     assert me.user_id is not None
     secret = call.config.secret()
     token = issue_join_token(
         secret,
-        visit_id=path.visit_id,
+        room_id=room_id,
         user_id=me.user_id,
         role=role,
         ttl_s=call.config.token_ttl_s,
@@ -358,4 +359,6 @@ async def join_token(call: Call, path: VisitPath) -> JoinToken:
     text_only = visit is not None and visit.mode == VisitMode.TEXT.value  # R1: no camera
     query = {"visit": path.visit_id, "token": token, **({"mode": "text"} if text_only else {})}
     room_url = "/room?" + urlencode(query)
-    return JoinToken(token=token, role=role, expires_at=expires_at, room_url=room_url)
+    return JoinToken(
+        token=token, role=role, room_id=room_id, expires_at=expires_at, room_url=room_url
+    )

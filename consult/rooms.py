@@ -1,0 +1,433 @@
+"""Rooms and who is in them (issue 11): opening a room, following its subject, joining it.
+
+A :class:`~consult.models.Room` belongs to a subject (a visit now; a consultation or a review
+later) and holds :class:`~consult.models.Participation` rows: one per person, with a room role
+(doctor, patient, guardian, companion, interpreter, inviter, invitee, observer) and a state
+(waiting, admitted, left). Join tokens, signaling rooms, chat, recordings and the timeline are
+keyed by the room's id.
+
+A visit's room follows the visit's state machine (:func:`follow_visit`, called in the same
+transaction as the transition): booking opens it with the doctor (admitted: the host) and the
+patient-side account (waiting; ``guardian`` when that account is a ward's guardian's), and a
+separate guardian account if the patient record has one; check-in marks who arrived in the
+waiting room; admission lets in everyone who arrived; sending back puts them back to waiting;
+ending, referring or cancelling closes the room.
+
+Who may do what in a room is :mod:`consult.access`; this module applies it to joining
+(:func:`enter`, :func:`authenticate_join`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consult import access
+from consult.actor import Actor
+from consult.audit import audited
+from consult.db import Database
+from consult.errors import (
+    ConsultError,
+    NotAParticipant,
+    RoomNotFound,
+    TokenRevoked,
+    VisitNotFound,
+)
+from consult.identifiers import age_on
+from consult.models import (
+    AuditResult,
+    Participation,
+    ParticipationState,
+    Patient,
+    Room,
+    RoomKind,
+    RoomRole,
+    User,
+    Visit,
+)
+from consult.permissions import Role
+from consult.sessions import join_token_alive
+from consult.sqltypes import new_id, utc_now
+from consult.tokens import verify_join_token
+
+logger = logging.getLogger(__name__)
+
+W, A = ParticipationState.WAITING, ParticipationState.ADMITTED
+GUARDIAN_AGE = 6
+"""R4: a patient younger than this needs a guardian present before the doctor starts."""
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    """One person of a room, as the room's people and its host see it."""
+
+    user_id: str
+    room_role: RoomRole
+    state: ParticipationState
+    label: str
+    """The display name (or the label an invitation gave)."""
+    arrived: bool
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """A room and its people."""
+
+    id: str
+    kind: RoomKind
+    subject_type: str
+    subject_id: str
+    institution_id: str | None
+    closed: bool
+    participants: tuple[ParticipantView, ...]
+
+
+# --- Opening and finding -----------------------------------------------------------------------
+
+
+async def open_room(
+    session: AsyncSession,
+    *,
+    kind: RoomKind,
+    subject_type: str,
+    subject_id: str,
+    institution_id: str | None,
+) -> Room:
+    """A new room for a subject (one room per subject), flushed."""
+    room = Room(
+        id=new_id(),
+        kind=kind.value,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        institution_id=institution_id,
+        created_at=utc_now(),
+    )
+    session.add(room)
+    await session.flush()
+    return room
+
+
+async def add_participant(
+    session: AsyncSession,
+    room: Room,
+    user_id: str,
+    room_role: RoomRole,
+    state: ParticipationState,
+    *,
+    institution_id: str | None = None,
+    invited_by: str | None = None,
+    arrived: bool = False,
+) -> Participation:
+    """Put a person into a room (flushed); an existing participation is returned as it is."""
+    existing = await access.participation_of(session, room.id, user_id)
+    if existing is not None:
+        return existing
+    now = utc_now()
+    row = Participation(
+        id=new_id(),
+        room_id=room.id,
+        user_id=user_id,
+        room_role=room_role.value,
+        state=state.value,
+        institution_id=institution_id,
+        invited_by=invited_by,
+        arrived_at=now if arrived else None,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def room_of(session: AsyncSession, subject_type: str, subject_id: str) -> Room | None:
+    """The room of a subject (``"visit"``, its id), or ``None``."""
+    return await session.scalar(
+        select(Room).where(Room.subject_type == subject_type, Room.subject_id == subject_id)
+    )
+
+
+async def visit_room_id(db: Database, visit_id: str) -> str | None:
+    """The id of a visit's room (``None``: no such visit)."""
+    async with db.session() as session:
+        return await access.visit_room_id(session, visit_id)
+
+
+async def subject_of(db: Database, room_id: str) -> tuple[str, str] | None:
+    """What a room belongs to: ``(subject_type, subject_id)``, or ``None`` for no such room."""
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                select(Room.subject_type, Room.subject_id).where(Room.id == room_id)
+            )
+        ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def participants(session: AsyncSession, room_id: str) -> list[tuple[Participation, str]]:
+    """The room's participations with each person's display name, oldest first."""
+    rows = (
+        await session.execute(
+            select(Participation, User.display_name)
+            .join(User, User.id == Participation.user_id)
+            .where(Participation.room_id == room_id)
+            .order_by(Participation.created_at, Participation.id)
+        )
+    ).all()
+    return [(p, name) for p, name in rows]
+
+
+def _view(room: Room, people: list[tuple[Participation, str]]) -> RoomView:
+    return RoomView(
+        id=room.id,
+        kind=RoomKind(room.kind),
+        subject_type=room.subject_type,
+        subject_id=room.subject_id,
+        institution_id=room.institution_id,
+        closed=room.closed_at is not None,
+        participants=tuple(
+            ParticipantView(
+                user_id=p.user_id,
+                room_role=RoomRole(p.room_role),
+                state=ParticipationState(p.state),
+                label=name,
+                arrived=p.arrived_at is not None,
+            )
+            for p, name in people
+        ),
+    )
+
+
+async def get_room(db: Database, actor: Actor, room_id: str) -> RoomView:
+    """A room and its people, for its participants (``room.view``; refusals audited)."""
+    async with audited(db) as tx:
+        room = await tx.session.get(Room, room_id)
+        if room is None:
+            raise RoomNotFound()
+        await access.check(tx, actor, "room.view", room)
+        people = await participants(tx.session, room.id)
+    return _view(room, people)
+
+
+# --- A visit's room follows the visit ------------------------------------------------------------
+
+
+def patient_side_role(record: Patient | None, account_id: str) -> RoomRole:
+    """The room role of a visit's patient-side account: ``guardian`` when it is not the patient
+    record's own account (a ward has none; its guardian's account books and joins for it)."""
+    if record is not None and record.user_id not in (None, account_id):
+        return RoomRole.GUARDIAN
+    if record is not None and record.user_id is None and record.guardian_id is not None:
+        return RoomRole.GUARDIAN
+    return RoomRole.PATIENT
+
+
+async def guardian_account(session: AsyncSession, record: Patient | None) -> str | None:
+    """The account of a patient record's guardian, if it has one."""
+    if record is None or record.guardian_id is None:
+        return None
+    guardian = await session.get(Patient, record.guardian_id)
+    return None if guardian is None else guardian.user_id
+
+
+async def open_visit_room(session: AsyncSession, visit: Visit, record: Patient | None) -> Room:
+    """Open a booked visit's room: its doctor (admitted), its patient-side account (waiting), and
+    the record's guardian if that is another account (waiting, R4)."""
+    room = await open_room(
+        session,
+        kind=RoomKind.VISIT,
+        subject_type="visit",
+        subject_id=visit.id,
+        institution_id=visit.institution_id,
+    )
+    await add_participant(
+        session, room, visit.doctor_id, RoomRole.DOCTOR, A, institution_id=visit.institution_id
+    )
+    side = patient_side_role(record, visit.patient_id)
+    await add_participant(session, room, visit.patient_id, side, W)
+    guardian = await guardian_account(session, record)
+    if guardian is not None and guardian != visit.patient_id:
+        await add_participant(session, room, guardian, RoomRole.GUARDIAN, W)
+    return room
+
+
+async def visit_room(session: AsyncSession, visit: Visit) -> Room:
+    """A visit's room (every visit has one: booking opens it, migration 0007 made the old ones)."""
+    room = await room_of(session, "visit", visit.id)
+    if room is None:  # a visit inserted behind the services' back (a test's fixture)
+        record = (
+            await session.get(Patient, visit.patient_record_id) if visit.patient_record_id else None
+        )
+        room = await open_visit_room(session, visit, record)
+    return room
+
+
+async def under_guardian_age(session: AsyncSession, visit: Visit) -> bool:
+    """Whether the visit's patient is younger than 6 (R4)."""
+    if visit.patient_record_id is None:
+        return False
+    record = await session.get(Patient, visit.patient_record_id)
+    return record is not None and age_on(record.birth_date, date.today()) < GUARDIAN_AGE
+
+
+async def guardian_present(session: AsyncSession, room: Room) -> bool:
+    """Whether a guardian has come to the room (arrived, and not gone)."""
+    found = await session.scalar(
+        select(Participation.id).where(
+            Participation.room_id == room.id,
+            Participation.room_role == RoomRole.GUARDIAN.value,
+            Participation.arrived_at.is_not(None),
+            Participation.state != ParticipationState.LEFT.value,
+        )
+    )
+    return found is not None
+
+
+async def arrive(session: AsyncSession, room: Room, user_id: str) -> Participation | None:
+    """Mark that a person came to the waiting room (check-in); returns its participation."""
+    row = await access.participation_of(session, room.id, user_id)
+    if row is not None and row.arrived_at is None:
+        row.arrived_at = utc_now()
+        row.updated_at = row.arrived_at
+    return row
+
+
+async def follow_visit(session: AsyncSession, visit: Visit, event: str, actor: Actor) -> Room:
+    """Move the visit's room along with a visit transition (same transaction)."""
+    room = await visit_room(session, visit)
+    people = (
+        await session.scalars(select(Participation).where(Participation.room_id == room.id))
+    ).all()
+    now = utc_now()
+
+    def move(row: Participation, state: ParticipationState) -> None:
+        if row.state != state.value:
+            row.state = state.value
+            row.updated_at = now
+
+    if event == "check_in":
+        arrived = visit.patient_id if actor.role is not Role.PATIENT else actor.user_id
+        if arrived is not None:
+            await arrive(session, room, arrived)
+    for row in people:
+        host = RoomRole(row.room_role) in access.HOST_ROLES
+        if event == "admit" and not host and row.state == W.value and row.arrived_at is not None:
+            move(row, A)
+        elif event == "send_back" and not host and row.state == A.value:
+            move(row, W)
+        elif event in ("end", "refer", "cancel"):
+            move(row, ParticipationState.LEFT)
+    if event in ("end", "refer", "cancel") and room.closed_at is None:
+        room.closed_at = now
+    return room
+
+
+# --- Joining -------------------------------------------------------------------------------------
+
+
+async def authenticate_join(
+    db: Database, secret: str, token: object, *, source_ip: str | None = None
+) -> Actor:
+    """The actor a join token stands for: verified, its room and participation checked.
+
+    Raises ``token_missing``/``token_invalid``/``token_expired`` (the token itself),
+    :class:`RoomNotFound`, :class:`NotAParticipant` (no participation in that room role, or the
+    account deactivated), :class:`TokenRevoked` (its session ended or the password changed).
+    """
+    claims = verify_join_token(secret, token)
+    async with db.session() as session:
+        room = await session.get(Room, claims.room_id)
+        if room is None:
+            raise RoomNotFound()
+        user = await session.get(User, claims.user_id)
+        if user is None or not user.is_active:
+            logger.info("join refused for room %s: account inactive", room.id)
+            raise NotAParticipant("The account is not active.")
+        if not await join_token_alive(session, claims, user):
+            logger.info("join refused for room %s: token revoked", room.id)
+            raise TokenRevoked()
+        row = await access.participation_of(session, room.id, user.id)
+        if row is None or row.room_role != claims.role:
+            logger.info("join refused for room %s: not a participant as %s", room.id, claims.role)
+            raise NotAParticipant()
+    return Actor(
+        user_id=user.id,
+        role=Role(user.role),
+        session_id=claims.session_id,
+        source_ip=source_ip,
+        institution_id=user.institution_id,
+        room_id=room.id,
+        room_role=row.room_role,
+        display_name=user.display_name,
+    )
+
+
+async def enter(db: Database, actor: Actor, room_id: str, *, audit: bool = True) -> Participation:
+    """Whether ``actor`` may be in the room now (``room.join``): the one policy, every answer
+    audited (``ok`` or ``denied``) unless ``audit`` is false (asked again on ``join``).
+
+    Raises :class:`RoomNotFound`, :class:`NotAParticipant`, :class:`NotAdmitted` (still
+    waiting), ``visit_closed`` (the room closed), ``forbidden`` (the role table).
+    """
+    error: ConsultError | None = None
+    async with db.session() as session:
+        room = await session.get(Room, room_id)
+        if room is None:
+            raise RoomNotFound()
+        participation = await access.participation_of(session, room.id, actor.user_id)
+    error = access.decide(actor, "room.join", room, participation)
+    if audit:
+        async with audited(db) as tx:
+            await tx.record(
+                "room.join",
+                actor=actor,
+                object_type="room",
+                object_id=room.id,
+                result=AuditResult.OK if error is None else AuditResult.DENIED,
+                details={
+                    "room_role": participation.room_role if participation else None,
+                    **({"code": error.code} if error else {}),
+                },
+            )
+    if error is not None:
+        logger.info("room join refused for room %s: %s", room.id, error.code)
+        raise error
+    assert participation is not None
+    return participation
+
+
+async def enter_visit_room(db: Database, actor: Actor, visit_id: str) -> tuple[str, str]:
+    """Before a join token is issued: the visit's room id and the actor's room role there, if
+    it may enter now (see :func:`enter`)."""
+    room_id = await visit_room_id(db, visit_id)
+    if room_id is None:
+        raise VisitNotFound()
+    participation = await enter(db, actor, room_id)
+    return room_id, participation.room_role
+
+
+__all__ = [
+    "GUARDIAN_AGE",
+    "ParticipantView",
+    "RoomView",
+    "add_participant",
+    "arrive",
+    "authenticate_join",
+    "enter",
+    "enter_visit_room",
+    "follow_visit",
+    "get_room",
+    "guardian_present",
+    "open_room",
+    "open_visit_room",
+    "participants",
+    "patient_side_role",
+    "room_of",
+    "subject_of",
+    "under_guardian_age",
+    "visit_room",
+    "visit_room_id",
+]
