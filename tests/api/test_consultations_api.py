@@ -8,6 +8,7 @@ import asyncio
 import base64
 import subprocess
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ from peers import wait_for
 from signing_ca import SM2_ID_OPT, SigningCa, make_sm2_ca
 from timestamping import need_openssl
 
+from consult.consultations.flow import expire_overdue
 from consult.consultations.signing import canonical, verify_export
+from consult.sqltypes import utc_now
+from web.keys import DATABASE
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -250,7 +254,7 @@ async def test_r10_to_r13_request_invitations_session_cosigned_report_and_decisi
 
 
 async def test_r15_no_agreement_no_invitation_and_r24_new_version_keeps_the_old(
-    world: World,
+    world: World, ca_server: Server
 ) -> None:
     w = world
     # R15: an institution without an agreement cannot be invited.
@@ -273,6 +277,23 @@ async def test_r15_no_agreement_no_invitation_and_r24_new_version_keeps_the_old(
     )
     assert twice.code == "expert_already_invited", twice
     await e1.ok("POST", f"/invitations/{invitation['id']}/accept")
+    # R11: an invitation not answered by its deadline expires; a late answer is refused.
+    e2 = w.experts[1]
+    late = await w.up_centre.ok(
+        "POST",
+        f"/consultations/{cid}/invitations",
+        {"expert_id": e2.user_id, "respond_within_hours": 1},
+    )
+    db = ca_server.app[DATABASE]
+    assert await expire_overdue(db, now=utc_now() + timedelta(minutes=59)) == 0
+    assert await expire_overdue(db, now=utc_now() + timedelta(hours=1, seconds=1)) == 1
+    answer = await e2.call("POST", f"/invitations/{late['id']}/accept")
+    assert (answer.status, answer.code) == (409, "invitation_closed"), answer
+    states = {
+        i["expert_id"]: i["state"]
+        for i in (await w.doctor.ok("GET", f"/consultations/{cid}"))["invitations"]
+    }
+    assert states == {e1.user_id: "accepted", e2.user_id: "expired"}
     content = {"opinion": "高血压 2 级，很高危", "treatment_plan": "调整降压方案"}
     first = await e1.ok("PUT", f"/consultations/{cid}/report", content)
     unsigned = await e1.call("POST", f"/consultations/{cid}/report/versions", content)
@@ -291,4 +312,4 @@ async def test_r15_no_agreement_no_invitation_and_r24_new_version_keeps_the_old(
     # The requester may cancel before a decision; the invitation is withdrawn with it.
     cancelled = await w.doctor.ok("POST", f"/consultations/{cid}/cancel")
     assert cancelled["state"] == "cancelled"
-    assert [i["state"] for i in cancelled["invitations"]] == ["withdrawn"]
+    assert [i["state"] for i in cancelled["invitations"]] == ["withdrawn", "expired"]
