@@ -438,7 +438,7 @@ _ROWS: Final = [
     ),
     (
         "signing_unavailable",
-        "unavailable",
+        "conflict",
         "本服务器未配置签名证书机构，暂不能签名。",
         "Report signing is not configured on this server.",
     ),
