@@ -275,6 +275,7 @@ async def authorize_event(db: Database, actor: Actor, action: str, room_id: str)
         )
         raise error
 
+
 # --- Remote consultation (issue 14): inviter's institution, invitee, department scope ------------
 
 
