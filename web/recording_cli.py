@@ -35,9 +35,7 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     recording = sub.add_parser("recording", help="verify, list, purge recordings")
     verbs = recording.add_subparsers(dest="action", required=True)
     p = verbs.add_parser("verify", help="recompute every digest of a room's recordings")
-    p.add_argument(
-        "room", help="the room id (a visit's room made before rooms existed has the visit's id)"
-    )
+    p.add_argument("room", help="the room id (a visit's room made before rooms existed has the visit's id)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_common(p)
     p = verbs.add_parser("list", help="a room's recording sessions (or every room's)")
