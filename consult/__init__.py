@@ -10,6 +10,7 @@ admin), :mod:`consult.organisation`, :mod:`consult.practitioners`, :mod:`consult
 the CLI.
 """
 
+import consult.consultations.models
 import consult.imaging.models  # noqa: F401  (the imaging tables join Base.metadata)
 from consult.actor import Actor
 from consult.db import Database

@@ -274,3 +274,59 @@ async def authorize_event(db: Database, actor: Actor, action: str, room_id: str)
             details={"code": error.code, "room_role": actor.room_role},
         )
         raise error
+
+
+# --- Remote consultation (issue 14): inviter's institution, invitee, department scope ------------
+
+
+def consultation_sides(
+    actor: Actor,
+    *,
+    institution_id: str,
+    department_id: str | None,
+    requested_by: str,
+    target_institution_id: str,
+    inviter_centre_department: str | None,
+    invitee_centre_department: str | None,
+    invited_expert_ids: frozenset[str],
+    sent: bool,
+) -> frozenset[str]:
+    """The sides ``actor`` holds on a consultation: a subset of ``requester``, ``inviter``
+    (a doctor of the requesting department), ``inviter_centre``, ``invitee_centre``, ``expert``.
+
+    The invitee side sees the request only once it is sent; an expert only once invited.
+    Nobody else (admin, auditor, patients, other institutions) holds a side.
+    """
+    sides: set[str] = set()
+    if actor.user_id is None or actor.room_id is not None:
+        return frozenset()
+    if actor.role is Role.DOCTOR:
+        if actor.user_id == requested_by:
+            sides.add("requester")
+        if (
+            actor.institution_id == institution_id
+            and department_id is not None
+            and department_id in actor.department_ids
+        ):
+            sides.add("inviter")
+        if sent and actor.user_id in invited_expert_ids:
+            sides.add("expert")
+    elif actor.role is Role.OPERATOR:
+        if (
+            inviter_centre_department is not None
+            and actor.institution_id == institution_id
+            and inviter_centre_department in actor.department_ids
+        ):
+            sides.add("inviter_centre")
+        if (
+            sent
+            and invitee_centre_department is not None
+            and actor.institution_id == target_institution_id
+            and invitee_centre_department in actor.department_ids
+        ):
+            sides.add("invitee_centre")
+    return frozenset(sides)
+
+
+INVITER_SIDES = frozenset({"requester", "inviter", "inviter_centre"})
+INVITEE_SIDES = frozenset({"expert", "invitee_centre"})

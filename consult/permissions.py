@@ -135,6 +135,33 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "imaging.share": _roles(DOC),
     # The media server's own figures (no clinical data): datagrams dropped at its ICE ports.
     "media.view_stats": _roles(ADM, OPR),
+    # Remote consultation between institutions (issue 14, R10-R16); the sides (requester, the
+    # requesting department, the two consult centres, invited experts) in consult.access.
+    "agreement.create": _roles(ADM),
+    "agreement.list": _roles(ADM, OPR, DOC),
+    "centre.set": _roles(ADM),
+    "consultation.create": _roles(DOC),
+    "consultation.update": _roles(DOC),
+    "consultation.attach": _roles(DOC),
+    "consultation.view": _roles(DOC, OPR),
+    "consultation.list": _roles(DOC, OPR),
+    "consultation.submit": _roles(DOC),
+    "consultation.return": _roles(OPR),
+    "consultation.approve": _roles(OPR),
+    "consultation.decline": _roles(OPR),
+    "consultation.start": _roles(DOC),
+    "consultation.join": _roles(DOC, PAT),
+    "consultation.decide": _roles(DOC),
+    "consultation.cancel": _roles(DOC, OPR),
+    "consultation.assign": _roles(OPR),
+    "invitation.accept": _roles(DOC),
+    "invitation.decline": _roles(DOC),
+    "invitation.withdraw": _roles(OPR),
+    "opinion.write": _roles(DOC),
+    "opinion.sign": _roles(DOC),
+    "opinion.issue": _roles(DOC),
+    "opinion.supersede": _roles(DOC),
+    "opinion.view": _roles(DOC, OPR),
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Network providers' health (R28, R31): who runs the service.
@@ -179,6 +206,9 @@ CLINICAL_PREFIXES: Final = (
     "room.",
     "chat.",
     "imaging.",
+    "consultation.",
+    "invitation.",
+    "opinion.",
 )
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 

@@ -33,6 +33,8 @@ from .errors import error_payload
 logger = logging.getLogger(__name__)
 
 NAMESPACE: Final = "/updates"
+CONSULTATION_MACHINES: Final = frozenset({"consultation", "invitation", "opinion"})
+"""The machines of remote consultation whose changes the consultation pages hear."""
 
 
 @dataclass
@@ -94,6 +96,18 @@ class Updates:
             for user_id in sorted({user_id for _role, user_id in event.parties}):
                 await self._sio.emit(
                     "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
+                )
+        elif isinstance(event, events.StateChanged) and event.machine in CONSULTATION_MACHINES:
+            # Remote consultation (issue 14): the worklists of both institutions read again.
+            payload = {
+                "machine": event.machine,
+                "id": event.object_id,
+                "state": event.new,
+                "event": event.event,
+            }
+            for user_id in sorted({user_id for _role, user_id in event.parties}):
+                await self._sio.emit(
+                    "consultation_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
                 )
         elif isinstance(event, events.AccessRevoked):
             if event.tokens_only:  # the sessions stay signed in

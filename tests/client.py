@@ -14,7 +14,13 @@ class Participant:
     """Joins a visit, publishes a counter video and a tone, and subscribes to the others."""
 
     def __init__(
-        self, url: str, token: str, visit_id: str, *, use_ice_servers: bool = False
+        self,
+        url: str,
+        token: str,
+        visit_id: str,
+        *,
+        use_ice_servers: bool = False,
+        room_id: str | None = None,
     ) -> None:
         self.url = url
         #: Use the ICE servers the join ack names (TURN tests); by default expect none.
@@ -22,6 +28,8 @@ class Participant:
         self.ice_servers: list[dict[str, Any]] = []
         self.token = token
         self.visit_id = visit_id
+        #: A room that is not a visit's (a consultation's) is joined by its room id.
+        self.room_id = room_id
         self.sio = socketio.AsyncClient(reconnection=False)
         #: Makes this participant's peer connections (a test may gather elsewhere, or watch).
         self.make_pc = client_pc
@@ -55,7 +63,8 @@ class Participant:
         return ack
 
     async def join(self) -> dict[str, Any]:
-        ack = await self.call("join", {"visit": self.visit_id})
+        where = {"room": self.room_id} if self.room_id else {"visit": self.visit_id}
+        ack = await self.call("join", where)
         assert ack["ok"], ack
         self.id = ack["participant"]["id"]
         if self.use_ice_servers:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from consult.admin_commands import needs_first_admin
 from consult.checkpoints import CheckpointRefused, write_checkpoint
+from consult.consultations import flow as consultation_flow
 from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.imaging.store import ImagingStore
@@ -64,6 +65,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_checkpoint_ctx(config.signing_key()))  # made at first start
+    app.cleanup_ctx.append(_invitation_expiry_ctx)  # R11: unanswered invitations expire
     app.cleanup_ctx.append(imaging_ctx)  # after the database: the SCP stops before it closes
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
     # cleanup contexts (the database).
@@ -168,6 +170,30 @@ def _checkpoint_ctx(key: SM2Key) -> Callable[[web.Application], AsyncIterator[No
             await checkpoint(app)
 
     return context
+
+
+INVITATION_EXPIRY_EVERY_S = 60.0
+
+
+async def _invitation_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Once a minute, consultation invitations past their deadline expire (R11), each one
+    audited and pushed to the inviter and the invited expert."""
+
+    async def every() -> None:
+        while True:
+            try:
+                expired = await consultation_flow.expire_overdue(app[DATABASE])
+                if expired:
+                    logger.info("invitations expired: %d", expired)
+            except Exception as exc:  # the next round tries again
+                logger.error("invitation expiry failed: %s", type(exc).__name__)
+            await asyncio.sleep(INVITATION_EXPIRY_EVERY_S)
+
+    task = asyncio.create_task(every(), name="invitation-expiry")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:

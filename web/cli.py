@@ -28,7 +28,7 @@ from consult.tokens import issue_join_token
 from consult.trust import SM2PublicKey, TrustError
 from consult.visits import create_demo_visit
 
-from . import recording_cli, turn_cli
+from . import recording_cli, report_cli, turn_cli
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_admin_parsers(sub)
     recording_cli.add_parsers(sub, _add_database_options)
     turn_cli.add_parsers(sub, _add_database_options)
+    report_cli.add_parsers(sub)
     for name, text in (("serve", "run the server"), ("demo", "create a demo visit, print links")):
         p = sub.add_parser(name, help=text)
         _add_database_options(p)
@@ -317,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--base-url", help="the server's URL for the links")
             p.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return report_cli.run(args)
     config = _config(args)
     if args.command == "recording":
         return recording_cli.run(config, args)

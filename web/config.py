@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography import x509
 
+from consult.consultations.signing import SigningAuthority
 from consult.trust import (
     SM2Key,
     SM2PublicKey,
@@ -92,6 +93,11 @@ class Config:
     tsa_url: str = ""
     #: The authority's CA certificates (PEM), to verify its stamps.
     tsa_ca_file: Path | None = None
+    #: The hospital's SM2 CA that issues practitioners' report-signing certificates (issue 14,
+    #: R26, R27): its certificate and its private key (PEM, mode 0600). Without them, reports
+    #: cannot be signed (``signing_unavailable``).
+    signing_ca_cert_file: Path | None = None
+    signing_ca_key_file: Path | None = None
     log_level: str = "INFO"
     #: Imaging store (DICOM files) directory; default ``<data_dir>/imaging``.
     imaging_dir: Path | None = None
@@ -133,6 +139,17 @@ class Config:
 
     def timestamp_authority(self) -> TimestampAuthority | None:
         return TimestampAuthority(self.tsa_url) if self.tsa_url else None
+
+    def report_signing(self) -> SigningAuthority | None:
+        """The CA that issues practitioners' certificates, with the TSA; ``None`` unconfigured."""
+        if self.signing_ca_cert_file is None or self.signing_ca_key_file is None:
+            return None
+        return SigningAuthority(
+            ca_key=SM2Key.from_pem(self.signing_ca_key_file.read_bytes()),
+            ca_certificate_pem=self.signing_ca_cert_file.read_bytes(),
+            tsa=self.timestamp_authority(),
+            tsa_roots=tuple(self.tsa_roots() or ()),
+        )
 
     def tsa_roots(self) -> list[x509.Certificate] | None:
         if self.tsa_ca_file is None:
@@ -231,6 +248,8 @@ def _coerce(name: str, value: Any) -> Any:
         "signing_key_file",
         "checkpoint_file",
         "tsa_ca_file",
+        "signing_ca_cert_file",
+        "signing_ca_key_file",
     ):
         return Path(value) if value else None
     if name == "dicom_peers":

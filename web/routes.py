@@ -50,6 +50,7 @@ PAGES = {
     "/waiting": "waiting.html",
     "/queue": "queue.html",
     "/console": "console.html",
+    "/consult": "consult.html",
 }
 
 #: Browser libraries served from node_modules: URL prefix -> directory inside node_modules.

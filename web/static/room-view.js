@@ -62,9 +62,11 @@ export class RoomView {
    * `onRoomLeft(reason)` (the visit left the room: sent back, ended, referred ...),
    * `onClosed(state)` (embedded: this page left the room itself, or was replaced or closed).
    */
-  constructor(root, { visitId, token, textOnly = false, embedded = false, onRoomLeft = null, onClosed = null }) {
+  constructor(root, { visitId, roomId = null, token, textOnly = false, embedded = false, onRoomLeft = null, onClosed = null }) {
     this.root = root;
     this.visitId = visitId;
+    // A visit's room is named by the visit; any other room (a consultation's) by its room id.
+    this.roomId = roomId;
     this.token = token;
     this.textOnly = textOnly;
     this.embedded = embedded;
@@ -213,7 +215,7 @@ export class RoomView {
       this.renderTimer();
       if (this.tc.state === "busy") this.renderStatus();
     }, 1000);
-    if (!this.visitId || !this.token) {
+    if (!(this.visitId || this.roomId) || !this.token) {
       this.reportError(new SignalError("link_invalid", "missing visit or token in the URL"));
       this.setState("error");
       return;
@@ -304,7 +306,7 @@ export class RoomView {
     }
     if (reason === "revoked") {
       window.location.assign("/signin?expired=1");
-    } else if (this.tc.self?.role === "patient") {
+    } else if (this.tc.self?.role === "patient" && this.visitId) {
       const query = new URLSearchParams({ visit: this.visitId, left: reason });
       window.location.assign(`/waiting?${query}`);
     } else if (this.tc.self?.role === "doctor") {
@@ -347,7 +349,10 @@ export class RoomView {
     this.session = s;
     this.setState("joining");
     try {
-      const reply = await this.request("join", { visit: this.visitId });
+      const reply = await this.request(
+        "join",
+        this.visitId ? { visit: this.visitId } : { room: this.roomId },
+      );
       s.check();
       s.joined = true;
       this.busyAttempt = 0;

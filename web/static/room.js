@@ -19,6 +19,7 @@ const textOnly = params.get("mode") === "text";
 document.body.classList.toggle("text-only", textOnly);
 const view = new RoomView(document.getElementById("room-root"), {
   visitId: params.get("visit"),
+  roomId: params.get("room"),
   token: params.get("token"),
   textOnly,
 });

@@ -30,6 +30,10 @@ export function watchUpdates(onChange, inUse = () => false) {
     portal.pushes.push(change);
     onChange(change);
   });
+  socket.on("consultation_changed", (change) => {
+    portal.pushes.push(change);
+    onChange(change);
+  });
   socket.on("signed_out", (payload) => {
     console.info("[portal] signed out elsewhere:", payload?.reason);
     clearSession();

@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     accounts,
     audit,
     chat,
+    consultations,
     imaging,
     media,
     meta,

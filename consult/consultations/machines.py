@@ -1,0 +1,116 @@
+"""The three state machines of remote consultation, as data (``consult.machine``).
+
+Consultation (the request, R10, R11, R13, R16)::
+
+    draft --submit--> submitted --approve--> approved --send--> sent --accept--> accepted
+      ^                  |                                        |               |
+      +-----return-------+                       declined <-decline-+     start  v
+                                                                         in_session
+    accepted | in_session --report--> reported --decide--> decided      (report: a version issued)
+    draft, submitted, approved, sent, accepted --cancel--> cancelled
+
+Invitation (one per expert, R11, R12): invited --accept--> accepted; invited --decline-->
+declined (with its reason); invited --expire--> expired (the answer's deadline passed);
+invited | accepted --withdraw--> withdrawn.
+
+Opinion report version (R13, R24): draft --sign--> signing (content frozen) --sign--> signing
+(co-signers) --issue--> issued; signing | issued --supersede--> superseded (a new version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+
+from consult.consultations.errors import ConsultationClosed, InvitationClosed, ReportSuperseded
+from consult.consultations.models import ConsultationState, InvitationState, ReportState
+from consult.machine import StateMachine
+
+
+class ConsultationEvent(StrEnum):
+    SUBMIT = "submit"
+    RETURN = "return"
+    APPROVE = "approve"
+    SEND = "send"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    START = "start"
+    REPORT = "report"
+    DECIDE = "decide"
+    CANCEL = "cancel"
+
+
+class InvitationEvent(StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    EXPIRE = "expire"
+    WITHDRAW = "withdraw"
+
+
+class ReportEvent(StrEnum):
+    SIGN = "sign"
+    ISSUE = "issue"
+    SUPERSEDE = "supersede"
+
+
+C, CE = ConsultationState, ConsultationEvent
+CONSULTATION_TRANSITIONS: Final[
+    Mapping[tuple[ConsultationState, ConsultationEvent], ConsultationState]
+] = {
+    (C.DRAFT, CE.SUBMIT): C.SUBMITTED,
+    (C.SUBMITTED, CE.RETURN): C.DRAFT,
+    (C.SUBMITTED, CE.APPROVE): C.APPROVED,
+    (C.APPROVED, CE.SEND): C.SENT,
+    (C.SENT, CE.ACCEPT): C.ACCEPTED,
+    (C.SENT, CE.DECLINE): C.DECLINED,
+    (C.ACCEPTED, CE.START): C.IN_SESSION,
+    (C.ACCEPTED, CE.REPORT): C.REPORTED,
+    (C.IN_SESSION, CE.REPORT): C.REPORTED,
+    (C.REPORTED, CE.REPORT): C.REPORTED,
+    (C.REPORTED, CE.DECIDE): C.DECIDED,
+    (C.DRAFT, CE.CANCEL): C.CANCELLED,
+    (C.SUBMITTED, CE.CANCEL): C.CANCELLED,
+    (C.APPROVED, CE.CANCEL): C.CANCELLED,
+    (C.SENT, CE.CANCEL): C.CANCELLED,
+    (C.ACCEPTED, CE.CANCEL): C.CANCELLED,
+}
+CONSULTATION_MACHINE: Final = StateMachine(
+    "consultation",
+    ConsultationState,
+    CONSULTATION_TRANSITIONS,
+    frozenset({C.DECIDED, C.DECLINED, C.CANCELLED}),
+    ConsultationClosed,
+)
+
+N, IE = InvitationState, InvitationEvent
+INVITATION_TRANSITIONS: Final[Mapping[tuple[InvitationState, InvitationEvent], InvitationState]] = {
+    (N.INVITED, IE.ACCEPT): N.ACCEPTED,
+    (N.INVITED, IE.DECLINE): N.DECLINED,
+    (N.INVITED, IE.EXPIRE): N.EXPIRED,
+    (N.INVITED, IE.WITHDRAW): N.WITHDRAWN,
+    (N.ACCEPTED, IE.WITHDRAW): N.WITHDRAWN,
+}
+INVITATION_MACHINE: Final = StateMachine(
+    "invitation",
+    InvitationState,
+    INVITATION_TRANSITIONS,
+    frozenset({N.DECLINED, N.EXPIRED, N.WITHDRAWN}),
+    InvitationClosed,
+)
+
+R, RE = ReportState, ReportEvent
+REPORT_TRANSITIONS: Final[Mapping[tuple[ReportState, ReportEvent], ReportState]] = {
+    (R.DRAFT, RE.SIGN): R.SIGNING,
+    (R.SIGNING, RE.SIGN): R.SIGNING,
+    (R.SIGNING, RE.ISSUE): R.ISSUED,
+    (R.SIGNING, RE.SUPERSEDE): R.SUPERSEDED,
+    (R.ISSUED, RE.SUPERSEDE): R.SUPERSEDED,
+}
+REPORT_MACHINE: Final = StateMachine(
+    "opinion",
+    ReportState,
+    REPORT_TRANSITIONS,
+    frozenset({R.SUPERSEDED}),
+    ReportSuperseded,
+)

@@ -1,0 +1,632 @@
+"""Remote consultation between institutions (issue 14, R10-R16): agreements and consult
+centres, requests and their attachments, invitations, the session, the signed opinion report
+and the inviter's decision. The rules are in ``consult.consultations.flow``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from pydantic import Field, StringConstraints
+
+from consult import rooms
+from consult.consultations import flow, report_pdf
+from consult.consultations.flow import (
+    AttachmentView,
+    ConsultationView,
+    InvitationView,
+    ReportView,
+    RequestFields,
+)
+from consult.consultations.models import (
+    ConsultationKind,
+    ConsultationState,
+    InvitationState,
+    ReportState,
+    Urgency,
+)
+from consult.models import Title
+from consult.sessions import account_stamp
+from consult.tokens import issue_join_token, verify_join_token
+
+from ..call import Call
+from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time
+from ..registry import BinaryResponse, RawBody, api
+
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Storable]
+OptionalText = Annotated[str, StringConstraints(max_length=4000), Storable]
+FileName = Annotated[str, StringConstraints(min_length=1, max_length=200), Storable]
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+# --- Models -------------------------------------------------------------------------------------
+
+
+class AgreementIn(Input):
+    inviter_institution_id: Id
+    invitee_institution_id: Id
+
+
+class Agreement(Output):
+    id: str
+    inviter_institution_id: str
+    invitee_institution_id: str
+    created_at: datetime
+
+
+class Agreements(Output):
+    agreements: list[Agreement]
+
+
+class CentreIn(Input):
+    department_id: Id = Field(description="The department whose operators are the centre.")
+
+
+class InstitutionPath(Input):
+    institution_id: Id
+
+
+class ConsultationIn(Input):
+    kind: ConsultationKind = ConsultationKind.CONSULTATION
+    patient_id: Id = Field(description="The patient record.")
+    target_institution_id: Id = Field(description="The invited institution (R15: agreement).")
+    target_department_id: Id | None = None
+    reason: Reason
+    purpose: Reason
+    specialty: ShortText = Field(description="The specialty wanted (R10).")
+    min_title: Title = Field(description="The lowest professional title wanted (R10).")
+    urgency: Urgency = Urgency.ROUTINE
+    description: LongText = Field(description="The patient's condition (R16).")
+    history: OptionalText = Field(default="", description="Existing diagnosis and treatment.")
+    summary: LongText = Field(description="The record summary (R10).")
+    proposed_start: Time | None = None
+    proposed_end: Time | None = None
+
+    def fields(self) -> RequestFields:
+        return RequestFields(
+            kind=self.kind,
+            patient_id=self.patient_id,
+            target_institution_id=self.target_institution_id,
+            target_department_id=self.target_department_id,
+            reason=self.reason,
+            purpose=self.purpose,
+            specialty=self.specialty,
+            min_title=self.min_title,
+            urgency=self.urgency,
+            description=self.description,
+            history=self.history,
+            summary=self.summary,
+            proposed_start=self.proposed_start,
+            proposed_end=self.proposed_end,
+        )
+
+
+class Invitation(Output):
+    id: str
+    consultation_id: str
+    expert_id: str
+    expert_name: str
+    institution_id: str
+    state: InvitationState
+    respond_by: datetime
+    decline_reason: str | None
+    responded_at: datetime | None
+
+
+class Attachment(Output):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sm3: str
+    created_at: datetime
+
+
+class Signature(Output):
+    signer_id: str
+    signer_name: str
+    signed_at: datetime
+    timestamped: bool
+
+
+class Report(Output):
+    id: str
+    consultation_id: str
+    version: int
+    state: ReportState
+    supersedes_id: str | None
+    content: dict[str, str]
+    content_digest: str = Field(description="SM3 of the content the signers sign.")
+    created_by: str
+    created_at: datetime
+    issued_at: datetime | None
+    signatures: list[Signature]
+
+
+class Consultation(Output):
+    id: str
+    kind: ConsultationKind
+    state: ConsultationState
+    institution_id: str
+    institution_name: str
+    department_id: str | None
+    requested_by: str
+    requester_name: str
+    target_institution_id: str
+    target_institution_name: str
+    target_department_id: str | None
+    patient_id: str | None = Field(description="Only the inviter side sees the patient (R37).")
+    patient_name: str | None
+    patient_age: int | None
+    reason: str
+    purpose: str
+    specialty: str
+    min_title: Title
+    urgency: Urgency
+    description: str
+    history: str
+    summary: str
+    proposed_start: datetime | None
+    proposed_end: datetime | None
+    room_id: str | None
+    decision: str | None
+    return_reason: str | None
+    created_at: datetime
+    updated_at: datetime | None
+    closed_at: datetime | None
+    sides: list[str] = Field(
+        description="requester, inviter, inviter_centre, invitee_centre, expert"
+    )
+    invitations: list[Invitation]
+    attachments: list[Attachment]
+    reports: list[Report]
+
+
+class ConsultationList(Output):
+    consultations: list[Consultation]
+
+
+class ConsultationPath(Input):
+    consultation_id: Id
+
+
+class AttachmentPath(Input):
+    consultation_id: Id
+    attachment_id: Id
+
+
+class AttachmentQuery(Input):
+    filename: FileName = "attachment"
+
+
+class InvitationPath(Input):
+    invitation_id: Id
+
+
+class ReportPath(Input):
+    report_id: Id
+
+
+class ReasonIn(Input):
+    reason: OptionalText = Field(default="", description="Required: an empty one is refused.")
+
+
+class AssignIn(Input):
+    expert_id: Id
+    respond_within_hours: float | None = Field(default=None, gt=0, le=24 * 14)
+
+
+class DecisionIn(Input):
+    decision: LongText
+
+
+class ReportContent(Input):
+    findings: OptionalText = ""
+    opinion: LongText = Field(description="The diagnostic opinion.")
+    treatment_plan: OptionalText = ""
+    medication_advice: OptionalText = ""
+    referral_advice: OptionalText = ""
+
+
+class SignIn(Input):
+    pin: Pin = Field(description="The practitioner's signing PIN (R35).")
+    content_digest: Digest | None = Field(
+        default=None, description="The content the signer read; refused if it changed."
+    )
+
+
+class SignedExport(Output):
+    format: str
+    document: dict[str, Any]
+    document_sm3: str
+    signatures: list[dict[str, Any]]
+
+
+# --- Conversions ------------------------------------------------------------------------------
+
+
+def invitation_of(view: InvitationView) -> Invitation:
+    return Invitation(**view.__dict__)
+
+
+def attachment_of(view: AttachmentView) -> Attachment:
+    return Attachment(**view.__dict__)
+
+
+def report_of(view: ReportView) -> Report:
+    fields = dict(view.__dict__)
+    fields["signatures"] = [Signature(**s.__dict__) for s in view.signatures]
+    return Report(**fields)
+
+
+def consultation_of(view: ConsultationView) -> Consultation:
+    fields = dict(view.__dict__)
+    fields["sides"] = sorted(view.sides)
+    fields["invitations"] = [invitation_of(i) for i in view.invitations]
+    fields["attachments"] = [attachment_of(a) for a in view.attachments]
+    fields["reports"] = [report_of(r) for r in view.reports]
+    return Consultation(**fields)
+
+
+async def _fresh(call: Call, consultation_id: str) -> Consultation:
+    return consultation_of(
+        await flow.get_consultation(call.db, call.me, consultation_id, audit=False)
+    )
+
+
+# --- Organisation -------------------------------------------------------------------------------
+
+
+@api.operation("POST", "/agreements", action="agreement.create", tag="consultations", status=201)
+async def create_agreement(call: Call, body: AgreementIn) -> Agreement:
+    """Let one institution invite another (R15)."""
+    view = await flow.create_agreement(
+        call.db,
+        call.me,
+        inviter_institution_id=body.inviter_institution_id,
+        invitee_institution_id=body.invitee_institution_id,
+    )
+    return Agreement(**view.__dict__)
+
+
+@api.operation("GET", "/agreements", action="agreement.list", tag="consultations")
+async def list_agreements(call: Call) -> Agreements:
+    """Cooperation agreements (staff see their institution's)."""
+    views = await flow.list_agreements(call.db, call.me)
+    return Agreements(agreements=[Agreement(**v.__dict__) for v in views])
+
+
+@api.operation(
+    "PUT", "/institutions/{institution_id}/consult-centre", action="centre.set", tag="consultations"
+)
+async def set_centre(call: Call, path: InstitutionPath, body: CentreIn) -> None:
+    """Name the institution's consult centre (its operators approve and assign)."""
+    await flow.set_centre(call.db, call.me, path.institution_id, body.department_id)
+
+
+# --- Requests -------------------------------------------------------------------------------------
+
+
+@api.operation(
+    "POST", "/consultations", action="consultation.create", tag="consultations", status=201
+)
+async def create_consultation(call: Call, body: ConsultationIn) -> Consultation:
+    """A draft request (R10, R16) by a verified physician."""
+    return consultation_of(await flow.create_consultation(call.db, call.me, body.fields()))
+
+
+class PatientChoice(Output):
+    id: str
+    name: str
+    age: int
+
+
+class PatientChoices(Output):
+    patients: list[PatientChoice]
+
+
+@api.operation("GET", "/consultation-patients", action="consultation.create", tag="consultations")
+async def requester_patients(call: Call) -> PatientChoices:
+    """Patients registered by the requester's institution, for the request form."""
+    views = await flow.requester_patients(call.db, call.me)
+    return PatientChoices(patients=[PatientChoice(**v.__dict__) for v in views])
+
+
+@api.operation("GET", "/consultations", action="consultation.list", tag="consultations")
+async def list_consultations(call: Call) -> ConsultationList:
+    """The caller's worklist: its requests, its invitations, its centre's queue."""
+    views = await flow.list_consultations(call.db, call.me)
+    return ConsultationList(consultations=[consultation_of(v) for v in views])
+
+
+@api.operation(
+    "GET", "/consultations/{consultation_id}", action="consultation.view", tag="consultations"
+)
+async def get_consultation(call: Call, path: ConsultationPath) -> Consultation:
+    """One consultation as the caller's side sees it (audited)."""
+    return consultation_of(await flow.get_consultation(call.db, call.me, path.consultation_id))
+
+
+@api.operation(
+    "PUT", "/consultations/{consultation_id}", action="consultation.update", tag="consultations"
+)
+async def update_consultation(
+    call: Call, path: ConsultationPath, body: ConsultationIn
+) -> Consultation:
+    """Change a draft."""
+    return consultation_of(
+        await flow.update_consultation(call.db, call.me, path.consultation_id, body.fields())
+    )
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/attachments",
+    action="consultation.attach",
+    tag="consultations",
+    status=201,
+    max_body=flow.ATTACHMENT_MAX_BYTES,
+)
+async def add_attachment(
+    call: Call, path: ConsultationPath, query: AttachmentQuery, body: RawBody
+) -> Attachment:
+    """Attach a PDF, PNG or JPEG (typed by its bytes; SM4-encrypted at rest)."""
+    view = await flow.add_attachment(
+        call.db, call.me, path.consultation_id, filename=query.filename, data=body.data
+    )
+    return attachment_of(view)
+
+
+@api.operation(
+    "GET",
+    "/consultations/{consultation_id}/attachments/{attachment_id}",
+    action="consultation.view",
+    tag="consultations",
+    produces=tuple(flow.ATTACHMENT_TYPES.values()),
+)
+async def get_attachment(call: Call, path: AttachmentPath) -> BinaryResponse:
+    """An attachment's bytes (the view is audited)."""
+    view, data = await flow.get_attachment(
+        call.db, call.me, path.consultation_id, path.attachment_id
+    )
+    return BinaryResponse(data, view.content_type, view.filename)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/submit",
+    action="consultation.submit",
+    tag="consultations",
+)
+async def submit(call: Call, path: ConsultationPath) -> Consultation:
+    """Hand the draft to the consult centre (R16)."""
+    await flow.submit(call.db, call.me, path.consultation_id)
+    return await _fresh(call, path.consultation_id)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/approve",
+    action="consultation.approve",
+    tag="consultations",
+)
+async def approve(call: Call, path: ConsultationPath) -> Consultation:
+    """The inviter's centre approves; the request is sent to the invited institution (R15)."""
+    await flow.approve(call.db, call.me, path.consultation_id)
+    return await _fresh(call, path.consultation_id)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/cancel",
+    action="consultation.cancel",
+    tag="consultations",
+)
+async def cancel(call: Call, path: ConsultationPath) -> Consultation:
+    """Withdraw the request; open invitations are withdrawn with it."""
+    await flow.cancel(call.db, call.me, path.consultation_id)
+    return await _fresh(call, path.consultation_id)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/return",
+    action="consultation.return",
+    tag="consultations",
+)
+async def return_consultation(call: Call, path: ConsultationPath, body: ReasonIn) -> Consultation:
+    """The inviter's centre returns the request to its doctor, with a reason."""
+    await flow.return_to_requester(call.db, call.me, path.consultation_id, body.reason)
+    return await _fresh(call, path.consultation_id)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/decline",
+    action="consultation.decline",
+    tag="consultations",
+)
+async def decline_consultation(call: Call, path: ConsultationPath, body: ReasonIn) -> None:
+    """The invited institution's centre declines the request with its reason (R11)."""
+    await flow.decline_request(call.db, call.me, path.consultation_id, body.reason)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/invitations",
+    action="consultation.assign",
+    tag="consultations",
+    status=201,
+)
+async def assign_expert(call: Call, path: ConsultationPath, body: AssignIn) -> Invitation:
+    """The invited centre invites one of its experts (R12: 3+ years, the title asked)."""
+    within = timedelta(hours=body.respond_within_hours) if body.respond_within_hours else None
+    view = await flow.assign_expert(
+        call.db, call.me, path.consultation_id, body.expert_id, respond_within=within
+    )
+    return invitation_of(view)
+
+
+@api.operation(
+    "POST", "/invitations/{invitation_id}/accept", action="invitation.accept", tag="consultations"
+)
+async def accept_invitation(call: Call, path: InvitationPath) -> None:
+    """The invited expert accepts (R11)."""
+    await flow.accept_invitation(call.db, call.me, path.invitation_id)
+
+
+@api.operation(
+    "POST", "/invitations/{invitation_id}/decline", action="invitation.decline", tag="consultations"
+)
+async def decline_invitation(call: Call, path: InvitationPath, body: ReasonIn) -> None:
+    """The invited expert declines with its reason (R11)."""
+    await flow.decline_invitation(call.db, call.me, path.invitation_id, body.reason)
+
+
+@api.operation(
+    "POST",
+    "/invitations/{invitation_id}/withdraw",
+    action="invitation.withdraw",
+    tag="consultations",
+)
+async def withdraw_invitation(call: Call, path: InvitationPath) -> None:
+    """The invited centre takes an invitation back."""
+    await flow.withdraw_invitation(call.db, call.me, path.invitation_id)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/start",
+    action="consultation.start",
+    tag="consultations",
+)
+async def start_session(call: Call, path: ConsultationPath) -> Consultation:
+    """Open the consultation's session and room (R12 checked)."""
+    return consultation_of(await flow.start_session(call.db, call.me, path.consultation_id))
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/decision",
+    action="consultation.decide",
+    tag="consultations",
+)
+async def decide(call: Call, path: ConsultationPath, body: DecisionIn) -> Consultation:
+    """The inviter records its decision on diagnosis and treatment (R13); archived."""
+    await flow.decide(call.db, call.me, path.consultation_id, body.decision)
+    return await _fresh(call, path.consultation_id)
+
+
+# --- The opinion report ---------------------------------------------------------------------------
+
+
+@api.operation(
+    "PUT", "/consultations/{consultation_id}/report", action="opinion.write", tag="consultations"
+)
+async def write_report(call: Call, path: ConsultationPath, body: ReportContent) -> Report:
+    """Write or change the draft report (an accepted expert); refused once signed (R24)."""
+    view = await flow.write_report(call.db, call.me, path.consultation_id, body.model_dump())
+    return report_of(view)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/report/versions",
+    action="opinion.supersede",
+    tag="consultations",
+    status=201,
+)
+async def new_version(call: Call, path: ConsultationPath, body: ReportContent) -> Report:
+    """A new version of a signed report; the old one stays, superseded (R24)."""
+    view = await flow.new_version(call.db, call.me, path.consultation_id, body.model_dump())
+    return report_of(view)
+
+
+@api.operation("GET", "/reports/{report_id}", action="opinion.view", tag="consultations")
+async def get_report(call: Call, path: ReportPath) -> Report:
+    """One report version (audited)."""
+    return report_of(await flow.get_report(call.db, call.me, path.report_id))
+
+
+@api.operation("POST", "/reports/{report_id}/sign", action="opinion.sign", tag="consultations")
+async def sign_report(call: Call, path: ReportPath, body: SignIn) -> Report:
+    """Co-sign with SM2 after the signing PIN (R27, R35); the first signature freezes it."""
+    view = await flow.sign_report(
+        call.db,
+        call.me,
+        path.report_id,
+        body.pin,
+        call.config.report_signing(),
+        expected_digest=body.content_digest,
+    )
+    return report_of(view)
+
+
+@api.operation("POST", "/reports/{report_id}/issue", action="opinion.issue", tag="consultations")
+async def issue_report(call: Call, path: ReportPath) -> Report:
+    """Issue a signed version to the inviter (R13)."""
+    return report_of(await flow.issue_report(call.db, call.me, path.report_id))
+
+
+@api.operation("GET", "/reports/{report_id}/signed", action="opinion.view", tag="consultations")
+async def export_report(call: Call, path: ReportPath) -> SignedExport:
+    """The signed report as JSON: `teleconsult report verify FILE --ca CA.pem` checks it."""
+    return SignedExport(**await flow.export_report(call.db, call.me, path.report_id))
+
+
+@api.operation(
+    "GET",
+    "/reports/{report_id}/signed.pdf",
+    action="opinion.view",
+    tag="consultations",
+    produces=("application/pdf",),
+)
+async def export_report_pdf(call: Call, path: ReportPath) -> BinaryResponse:
+    """The signed report as a PDF in Chinese with its signatures listed (R15)."""
+    export = await flow.export_report(call.db, call.me, path.report_id)
+    pdf = await asyncio.to_thread(report_pdf.render, export)
+    return BinaryResponse(pdf, "application/pdf", f"report-{path.report_id}.pdf", attachment=True)
+
+
+class JoinToken(Output):
+    token: str
+    role: str = Field(description="The room role: inviter, invitee or patient.")
+    room_id: str
+    expires_at: datetime
+    room_url: str = Field(description="The room page with this room and token.")
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/join-token",
+    action="consultation.join",
+    tag="consultations",
+)
+async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinToken:
+    """A join token for the consultation's MDT room: the requester, the patient, each accepted
+    expert (the room's participations; audited by the one policy)."""
+    me = call.me
+    room_id = await flow.room_id_of(call.db, path.consultation_id)
+    participation = await rooms.enter(call.db, me, room_id)
+    assert me.user_id is not None
+    secret = call.config.secret()
+    token = issue_join_token(
+        secret,
+        room_id=room_id,
+        user_id=me.user_id,
+        role=participation.room_role,
+        ttl_s=call.config.token_ttl_s,
+        session_id=me.session_id,
+        credential_stamp=await account_stamp(call.db, me.user_id),
+    )
+    expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
+    room_url = "/room?" + urlencode({"room": room_id, "token": token})
+    return JoinToken(
+        token=token,
+        role=participation.room_role,
+        room_id=room_id,
+        expires_at=expires_at,
+        room_url=room_url,
+    )
