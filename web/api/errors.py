@@ -101,7 +101,11 @@ def from_exception(exc: BaseException) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, ConsultError):
-        return error_response(status_of(exc), exc.code, exc.message)
+        response = error_response(status_of(exc), exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
         response = error_response(exc.status, code, message)
