@@ -48,8 +48,10 @@ class RecordingConsumer:
         room_id: str,
         session_id: str,
         segment_s: float,
+        data_key: bytes | None = None,
     ) -> None:
         self.producer = producer
+        self._data_key = data_key
         self.directory = directory
         self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -126,6 +128,7 @@ class RecordingConsumer:
                 self._header,
                 segment_s=self._segment_s,
                 request_keyframe=self._request_keyframe,
+                data_key=self._data_key,
             )
         except Exception as exc:
             logger.exception("recording could not start", extra={"track": self.producer.id})
@@ -190,7 +193,8 @@ def recording_tap(producer: Producer, options: dict[str, Any]) -> RecordingConsu
     """The ``media.tap.TapFactory`` of this package: a recorder when the room is recorded.
 
     ``options["recording"]`` (from :meth:`recording.session.SessionRecording.tap_options`):
-    ``dir`` (the session directory), ``room``, ``session``, ``segment_s``.
+    ``dir`` (the session directory), ``room``, ``session``, ``segment_s``, ``data_key`` (hex:
+    the session's SM4 key; segments are then encrypted at rest).
     """
     spec = options.get("recording")
     if not isinstance(spec, dict):
@@ -204,4 +208,5 @@ def recording_tap(producer: Producer, options: dict[str, Any]) -> RecordingConsu
         room_id=str(spec["room"]),
         session_id=str(spec["session"]),
         segment_s=float(spec.get("segment_s", 5.0)),
+        data_key=bytes.fromhex(spec["data_key"]) if spec.get("data_key") else None,
     )
