@@ -17,7 +17,8 @@ from consult import events
 from consult.actor import Actor
 from consult.audit import append, authorize
 from consult.db import Database
-from consult.errors import ConsultError
+from consult.models import AuditResult
+from consult.errors import ConsultError, RateLimited
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
 from consult.visit_flow import may_join_room, room_refusal
@@ -30,6 +31,8 @@ from turn import IceServerSource
 from . import messages as m
 from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
+from .limits import EventLimits
+from .packets import MALFORMED, BoundedPacket
 from .room import Room, Rooms
 from .session import Identity, Session
 from .updates import Updates
@@ -67,7 +70,11 @@ class SignalingServer:
             # Larger payloads are refused by our own check with an error code; beyond this the
             # transport drops the connection.
             max_http_buffer_size=1024 * 1024,
-            cors_allowed_origins=[],
+            # same origin only (scheme://host of the request, or the proxy's forwarded one):
+            # another site's page cannot open a socket with a token it got hold of
+            cors_allowed_origins=None,
+            # JSON nesting bounded before parsing: a 10,000-deep packet is one error, no trace
+            serializer=BoundedPacket,
             logger=False,
             engineio_logger=False,
         )
@@ -101,6 +108,7 @@ class SignalingServer:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
+        self._limits = EventLimits()
         self._closed = False
         self._sockets_closed = False
         # domain events, after commit: a visit leaving the room, an account's access revoked
@@ -187,6 +195,8 @@ class SignalingServer:
         session = self.sessions.get(sid)
         if session is None:
             return error_payload(SignalingError("invalid_state", "not connected"))
+        if event == MALFORMED:
+            return error_payload(bad_request("the packet is not JSON or nested too deep"))
         handler = self._handlers.get(event)
         if handler is None:
             return error_payload(SignalingError("unknown_event", "unknown event"))
@@ -197,13 +207,29 @@ class SignalingServer:
         except SignalingError as exc:
             return error_payload(exc)
 
+        action = SOCKET_EVENT_ACTIONS[event]
+        kind, wait = self._limits.take(sid, action)
+        if wait > 0:  # issue 13: a flood is refused before it reaches the room or the disk
+            count = self._limits.summary.refused((sid, kind.name))
+            if count is not None:
+                await append(
+                    self._db,
+                    "room.rate_limited",
+                    actor=session.actor,
+                    object_type="visit",
+                    object_id=session.identity.visit_id,
+                    result=AuditResult.DENIED,
+                    details={"class": kind.name, "event": event, "refused": count},
+                )
+            return error_payload(RateLimited(wait))
+
         async def job() -> dict[str, Any] | None:
             # every socket event is an action of the permission table (R34); a refusal is
             # recorded in the audit chain
             await authorize(
                 self._db,
                 session.actor,
-                SOCKET_EVENT_ACTIONS[event],
+                action,
                 object_type="visit",
                 object_id=session.identity.visit_id,
             )

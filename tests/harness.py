@@ -13,6 +13,7 @@ from aiohttp import web
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 from web.app import create_app
+from web.transport import runner_options
 from web.config import Config
 from web.keys import DATABASE, MEDIA, SIGNALING
 
@@ -80,7 +81,7 @@ async def start_server(tmp_path: Path, **settings: Any) -> Server:
     settings.setdefault("media_busy_lag_ms", 1000)
     config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
     app = create_app(config)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **runner_options(config))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

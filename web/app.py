@@ -32,6 +32,7 @@ from .dicom_scp import imaging_ctx
 from .keys import CONFIG, DATABASE, IMAGING, MEDIA, RECORDER, SIGNALING
 from .recording_keys import key_wrapper
 from .routes import setup_routes
+from .transport import setup_transport
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def create_app(config: Config) -> web.Application:
         recorder=app[RECORDER],
     )
     app[SIGNALING].attach(app)
+    setup_transport(app, config)  # first: body limits before the API boundary reads one
     setup_routes(app)
     setup_api(app)
     app.cleanup_ctx.append(_database_ctx)

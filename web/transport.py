@@ -1,0 +1,109 @@
+"""What the HTTP edge refuses before any handler runs (issue 13, R33).
+
+- **Headers:** aiohttp closes a connection whose request has not fully arrived when its
+  keep-alive timer fires (started at connection and after each response); the timer is
+  :attr:`Config.header_timeout_s`, so a slowloris that trickles its headers is cut then.
+- **Bodies:** a declared length over the application's limit is refused at once (413, nothing
+  read); any other body must arrive within :attr:`Config.body_timeout_s` (408
+  ``request_timeout``, connection closed). Routes that stream large uploads themselves (DICOM
+  STOW-RS) are skipped here and bounded by their own limits. A client that aborts mid-body gets
+  no 500 and no ERROR log.
+- **Security headers** on every response: a CSP without inline script (``frame-ancestors
+  'none'``), ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``,
+  ``Referrer-Policy: no-referrer`` (the room URL must never leak to another site). A response
+  that sets its own CSP (a served file: stricter, sandboxed) keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from .api.errors import error_response
+from .config import Config
+
+logger = logging.getLogger(__name__)
+
+PAGE_CSP: Final = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "worker-src 'self' blob:",
+        "connect-src 'self' ws: wss:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+"""Scripts only from the server's own files (no inline script, no eval; WebAssembly for the
+image codecs); styles may be inline (layout attributes), never scripts."""
+
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+#: Path prefixes whose handlers read (and bound) large bodies themselves.
+STREAMED_PREFIXES: Final = ("/api/v1/dicomweb/",)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def runner_options(config: Config) -> dict[str, Any]:
+    """Keyword arguments for ``web.AppRunner`` / ``web.run_app``: the header timeout."""
+    return {"keepalive_timeout": config.header_timeout_s}
+
+
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+
+
+def _body_limits(body_timeout_s: float) -> Any:
+    @web.middleware
+    async def body_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.body_exists or request.path.startswith(STREAMED_PREFIXES):
+            return await handler(request)
+        limit = request.client_max_size
+        length = request.content_length
+        if length is not None and length > limit:
+            response = error_response(
+                413, "payload_too_large", "The request body is too large."
+            )
+            response.force_close()
+            return response
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                await request.read()  # aiohttp keeps it: the handler reads it again for free
+        except TimeoutError:
+            logger.info("request body too slow: closed", extra={"path": request.path})
+            response = error_response(
+                408, "request_timeout", "The request arrived too slowly; the connection was closed."
+            )
+            response.force_close()
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(413, "payload_too_large", "The request body is too large.")
+            response.force_close()
+            return response
+        except (ConnectionResetError, asyncio.IncompleteReadError, OSError) as exc:
+            logger.info("client left mid-body: %s", type(exc).__name__)
+            raise web.HTTPBadRequest() from None
+        return await handler(request)
+
+    return body_limits
+
+
+def setup_transport(app: web.Application, config: Config) -> None:
+    app.middlewares.append(_body_limits(config.body_timeout_s))
+    app.on_response_prepare.append(_security_headers)
