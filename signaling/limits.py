@@ -30,6 +30,12 @@ CONTROL: Final = EventClass("control", 2.0, 20.0)
 CHAT: Final = EventClass("chat", 1.0, 10.0)
 VIEWER: Final = EventClass("viewer", 15.0, 60.0)
 """Viewer sync follows a dragged window/level: smooth, but bounded."""
+READ: Final = EventClass("read", 10.0, 60.0)
+"""Reads that write nothing (the chat history after a reconnect)."""
+
+CLASS_OF_EVENT: Final[Mapping[str, EventClass]] = {"chat_history": READ}
+"""Events whose class is not their action's (``chat_history`` is ``room.chat`` but writes
+nothing)."""
 
 CLASS_OF_ACTION: Final[Mapping[str, EventClass]] = {
     "room.join": CONTROL,
@@ -49,11 +55,11 @@ class EventLimits:
 
     def __init__(self) -> None:
         self._buckets = {
-            c.name: TokenBuckets(c.rate, c.burst) for c in {SIGNAL, CONTROL, CHAT, VIEWER}
+            c.name: TokenBuckets(c.rate, c.burst) for c in (SIGNAL, CONTROL, CHAT, VIEWER, READ)
         }
         self.summary = RefusalSummary(60.0)
 
-    def take(self, sid: str, action: str) -> tuple[EventClass, float]:
+    def take(self, sid: str, event: str, action: str) -> tuple[EventClass, float]:
         """The event's class and 0.0 if it may run, else the seconds until it could."""
-        kind = CLASS_OF_ACTION.get(action, CONTROL)
+        kind = CLASS_OF_EVENT.get(event) or CLASS_OF_ACTION.get(action, CONTROL)
         return kind, self._buckets[kind.name].take(sid)

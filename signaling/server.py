@@ -208,7 +208,7 @@ class SignalingServer:
             return error_payload(exc)
 
         action = SOCKET_EVENT_ACTIONS[event]
-        kind, wait = self._limits.take(sid, action)
+        kind, wait = self._limits.take(sid, event, action)
         if wait > 0:  # issue 13: a flood is refused before it reaches the room or the disk
             count = self._limits.summary.refused((sid, kind.name))
             if count is not None:
