@@ -58,9 +58,14 @@ STREAMED_PREFIXES: Final = ("/api/v1/dicomweb/",)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+LINGER_S: Final = 1.0
+"""After refusing a body, read (and drop) what the client still sends for at most this long, so
+it sees the answer; aiohttp's default of 10 s would hold a stalled client that much longer."""
+
+
 def runner_options(config: Config) -> dict[str, Any]:
     """Keyword arguments for ``web.AppRunner`` / ``web.run_app``: the header timeout."""
-    return {"keepalive_timeout": config.header_timeout_s}
+    return {"keepalive_timeout": config.header_timeout_s, "lingering_time": LINGER_S}
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
