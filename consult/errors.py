@@ -134,6 +134,15 @@ class RateLimited(ConsultError):
         self.retry_after_s = max(1, int(retry_after_s + 0.999))
 
 
+class CredentialsSetByPerson(PermissionDenied):
+    """An admin may not set a doctor's password (R34): it issues an enrolment link instead."""
+
+    code = "credentials_set_by_person"
+    default_message = (
+        "An administrator cannot set a clinician's password; issue a one-time enrolment link."
+    )
+
+
 class EnrolmentLinkInvalid(Unauthenticated):
     """An enrolment link that is unknown, used or expired (all alike, R34)."""
 

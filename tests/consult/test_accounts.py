@@ -418,14 +418,19 @@ async def test_r34_unlock_reset_password_and_reset_totp(db: Database, org: Org) 
             await sign_in(db, doctor.username, "Wrong-Password-1")
     await unlock_user(db, admin.actor, doctor.user_id)
     await signed_in(db, doctor)
-    await reset_password(db, admin.actor, doctor.user_id, "New-Password-77")
+    nurse = await make_person(db, org, Role.NURSE)
+    await reset_password(db, admin.actor, nurse.user_id, "New-Password-77")
     with pytest.raises(InvalidCredentials):
-        await sign_in(db, doctor.username, PASSWORD, "000000")
-    await reset_totp(db, admin.actor, doctor.user_id)
-    result = await sign_in(db, doctor.username, "New-Password-77")
+        await sign_in(db, nurse.username, PASSWORD, "000000")
+    await reset_totp(db, admin.actor, nurse.user_id)
+    result = await sign_in(db, nurse.username, "New-Password-77")
     assert result.totp_enrolment_required
-    for action in ("account.unlock", "account.reset_password", "account.reset_totp"):
+    await reset_totp(db, admin.actor, doctor.user_id)
+    result = await sign_in(db, doctor.username, PASSWORD)
+    assert result.totp_enrolment_required
+    for action in ("account.unlock", "account.reset_totp"):
         assert len(await _audit(db, action, doctor.user_id)) == 1
+    assert len(await _audit(db, "account.reset_password", nurse.user_id)) == 1
 
 
 async def test_r33_change_password(db: Database, org: Org) -> None:
