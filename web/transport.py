@@ -4,10 +4,10 @@
   keep-alive timer fires (started at connection and after each response); the timer is
   :attr:`Config.header_timeout_s`, so a slowloris that trickles its headers is cut then.
 - **Bodies:** a declared length over the application's limit is refused at once (413, nothing
-  read); any other body must arrive within :attr:`Config.body_timeout_s` (408
-  ``request_timeout``, connection closed). Routes that stream large uploads themselves (DICOM
-  STOW-RS) are skipped here and bounded by their own limits. A client that aborts mid-body gets
-  no 500 and no ERROR log.
+  read); any other body must arrive within :attr:`Config.body_timeout_s`: then the handler's
+  pending read raises and the answer is 408 ``request_timeout``, connection closed. The body is
+  never read here (handlers and engine.io read it as a stream). Routes that stream large uploads
+  themselves (DICOM STOW-RS) are skipped here and bounded by their own limits.
 - **Security headers** on every response: a CSP without inline script (``frame-ancestors
   'none'``), ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: no-referrer`` (the room URL must never leak to another site). A response
@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .api.errors import error_response
+from .api.errors import BodyTimeout, error_response
 from .config import Config
 
 logger = logging.getLogger(__name__)
@@ -79,34 +79,34 @@ def _body_limits(body_timeout_s: float) -> Any:
     async def body_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists or request.path.startswith(STREAMED_PREFIXES):
             return await handler(request)
-        limit = request.client_max_size
         length = request.content_length
-        if length is not None and length > limit:
-            response = error_response(
-                413, "payload_too_large", "The request body is too large."
-            )
-            response.force_close()
-            return response
+        if length is not None and length > request.client_max_size:
+            return _refusal(413, "payload_too_large", "The request body is too large.")
+
+        def cut() -> None:
+            # the body is read by the handler (or engine.io) as a stream: a stalled one makes
+            # its pending read raise, wherever it is
+            if not request.content.is_eof():
+                request.content.set_exception(BodyTimeout())
+
+        timer = asyncio.get_running_loop().call_later(body_timeout_s, cut)
         try:
-            async with asyncio.timeout(body_timeout_s):
-                await request.read()  # aiohttp keeps it: the handler reads it again for free
-        except TimeoutError:
+            return await handler(request)
+        except BodyTimeout:
             logger.info("request body too slow: closed", extra={"path": request.path})
-            response = error_response(
+            return _refusal(
                 408, "request_timeout", "The request arrived too slowly; the connection was closed."
             )
-            response.force_close()
-            return response
-        except web.HTTPRequestEntityTooLarge:
-            response = error_response(413, "payload_too_large", "The request body is too large.")
-            response.force_close()
-            return response
-        except (ConnectionResetError, asyncio.IncompleteReadError, OSError) as exc:
-            logger.info("client left mid-body: %s", type(exc).__name__)
-            raise web.HTTPBadRequest() from None
-        return await handler(request)
+        finally:
+            timer.cancel()
 
     return body_limits
+
+
+def _refusal(status: int, code: str, message: str) -> web.Response:
+    response = error_response(status, code, message)
+    response.force_close()
+    return response
 
 
 def setup_transport(app: web.Application, config: Config) -> None:

@@ -96,8 +96,24 @@ _HTTP_CODES: Final[dict[int, tuple[str, str]]] = {
 }
 
 
+class BodyTimeout(TimeoutError):
+    """The request body did not arrive within ``body_timeout_s`` (``web.transport``).
+
+    A ``TimeoutError``: aiohttp's lingering read after the answer (which meets it again on the
+    same payload) treats it as the quiet end it is."""
+
+
 def from_exception(exc: BaseException) -> web.Response:
     """The JSON error response for any exception raised while handling an API request."""
+    if isinstance(exc, BodyTimeout):
+        response = error_response(
+            408, "request_timeout", "The request arrived too slowly; the connection was closed."
+        )
+        response.force_close()
+        return response
+    if isinstance(exc, ConnectionResetError):  # the client left mid-body: nobody to answer
+        logger.info("client left mid-request")
+        return error_response(400, "bad_request", "The request is malformed.")
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, ConsultError):
