@@ -101,7 +101,9 @@ class EncryptedWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         raw = bytes(data)
-        os.pwrite(self._fd, _xor(self._key, self._iv, self._position, raw), HEADER_BYTES + self._position)
+        os.pwrite(
+            self._fd, _xor(self._key, self._iv, self._position, raw), HEADER_BYTES + self._position
+        )
         self._position += len(raw)
         self._size = max(self._size, self._position)
         return len(raw)

@@ -17,8 +17,8 @@ from consult import events
 from consult.actor import Actor
 from consult.audit import append, authorize
 from consult.db import Database
-from consult.models import AuditResult
 from consult.errors import ConsultError, RateLimited
+from consult.models import AuditResult
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
 from consult.tokens import verify_join_token
 from consult.visit_flow import may_join_room, room_refusal

@@ -29,7 +29,7 @@ async def main(url: str, token: str, visit_id: str, seconds: float, specs: list[
     jobs: list[tuple[str, Any]] = []  # interleaved, in proportion to the counts
     total = sum(len(k) for k in kinds)
     taken = [0] * len(kinds)
-    for n in range(total):
+    for _ in range(total):
         i = min(range(len(kinds)), key=lambda k: (taken[k] + 1) / (len(kinds[k]) or 1e-9))
         jobs.append(kinds[i][taken[i]])
         taken[i] += 1

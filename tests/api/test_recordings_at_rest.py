@@ -40,8 +40,10 @@ async def test_r36_the_composite_is_stored_encrypted_and_played_back_decrypted(
     plain = tmp_path / "plain.mp4"
     await asyncio.to_thread(
         subprocess.run,
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1"]
-        + ["-c:v", "libx264", "-f", "mp4", str(plain)],
+        [
+            *("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1"),
+            *("-c:v", "libx264", "-f", "mp4", str(plain)),
+        ],
         check=True,
         timeout=60,
     )

@@ -103,7 +103,9 @@ async def test_r33_every_failure_answers_alike_until_both_factors_pass(
     assert len(answers) == 1 and next(iter(answers))[1] == "invalid_credentials", answers
 
 
-async def test_r33_unknown_usernames_lock_like_accounts(any_server: Server, any_clinic: Clinic) -> None:
+async def test_r33_unknown_usernames_lock_like_accounts(
+    any_server: Server, any_clinic: Clinic
+) -> None:
     """Lockout does not tell which usernames exist: five failures lock either kind."""
     patient = await any_clinic.person("patient")
     results: dict[str, list[str | None]] = {}
@@ -163,7 +165,9 @@ async def test_r33_one_address_is_throttled_across_accounts(
         await attacker.close()
 
 
-async def test_r33_weak_passwords_are_refused_at_the_edge(any_server: Server, any_clinic: Clinic) -> None:
+async def test_r33_weak_passwords_are_refused_at_the_edge(
+    any_server: Server, any_clinic: Clinic
+) -> None:
     for password in ("Password12", "P@ssw0rd2024", "Qwerty123456", " " * 10 + "aA1"):
         body: dict[str, Any] = {
             "username": f"weak-{secrets.token_hex(3)}",

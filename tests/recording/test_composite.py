@@ -12,9 +12,9 @@ from client import pair
 from harness import start_server
 from peers import wait_for
 from recording_helpers import need_ffmpeg, plain_media, publish_tracks, sealed_session
+from sync_tracks import PERIOD_S, BeepTrack, Epoch, FlashTrack, beep_onsets, flash_onsets
 
 from recording.at_rest import is_encrypted
-from sync_tracks import PERIOD_S, BeepTrack, Epoch, FlashTrack, beep_onsets, flash_onsets
 
 
 def _probe_duration(path: Path) -> float:

@@ -92,9 +92,9 @@ async def test_r33_mute_and_chat_floods_are_refused_and_bounded(server):
         assert _timeline_events(server, visit.visit_id, "muted") == accepted_mutes
         stored = await _count(
             server,
-            select(func.count()).select_from(ChatMessage).where(
-                ChatMessage.visit_id == visit.visit_id
-            ),
+            select(func.count())
+            .select_from(ChatMessage)
+            .where(ChatMessage.visit_id == visit.visit_id),
         )
         assert stored == accepted_chats + 1
         summaries = await _count(
@@ -124,7 +124,9 @@ async def test_r33_the_bucket_refills(server):
     patient = ChatClient(server.url, visit.tokens["patient"], visit.visit_id)
     try:
         await patient.connect()
-        acks = await _flood(patient, "mute", {"kind": "video", "muted": False}, int(CONTROL.burst) + 5)
+        acks = await _flood(
+            patient, "mute", {"kind": "video", "muted": False}, int(CONTROL.burst) + 5
+        )
         assert any(not a["ok"] for a in acks)
         deadline = time.monotonic() + 5
         while True:

@@ -180,7 +180,10 @@ async def test_r33_a_10000_deep_socketio_packet_gets_one_error_and_no_traceback(
         (ack,) = json.loads(answer[3:])
         assert ack == {
             "ok": False,
-            "error": {"code": "bad_request", "message": "the packet is not JSON or nested too deep"},
+            "error": {
+                "code": "bad_request",
+                "message": "the packet is not JSON or nested too deep",
+            },
         }
         await ws.send_str("428{not json")  # not JSON at all: the same, still no traceback
         while not (answer := await ws.receive_str(timeout=5)).startswith("438"):

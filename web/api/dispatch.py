@@ -13,7 +13,6 @@ the route expects, and every refusal is recorded whatever the body looks like.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 

@@ -163,9 +163,7 @@ async def issue_enrolment_link(call: Call, path: AccountPath) -> EnrolmentLinkIs
 async def redeem_enrolment_link(call: Call, body: EnrolmentRedeem) -> None:
     """Set one's password with an enrolment link (once, before it expires); then sign in and
     enrol the second factor."""
-    await enrolment.redeem_enrolment_link(
-        call.db, body.token, body.new_password, call.source_ip
-    )
+    await enrolment.redeem_enrolment_link(call.db, body.token, body.new_password, call.source_ip)
 
 
 @api.operation(
