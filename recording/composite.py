@@ -138,7 +138,7 @@ def join_segments(files: list[Path], target: Path, data_key: bytes | None = None
         stream = None
         for path in files:
             plain = open_plain(path, data_key)
-            source = av.open(plain)
+            source = av.open(plain, "r")
             try:
                 if not source.streams:
                     continue

@@ -13,9 +13,9 @@ from aiohttp import web
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
 from web.app import create_app
-from web.transport import runner_options
 from web.config import Config
 from web.keys import DATABASE, MEDIA, SIGNALING
+from web.transport import runner_options
 
 
 def strict() -> bool:
