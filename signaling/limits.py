@@ -27,7 +27,8 @@ SIGNAL: Final = EventClass("signal", 20.0, 200.0)
 """Offers, answers, trickled ICE candidates, media restarts: many at a call's start."""
 CONTROL: Final = EventClass("control", 2.0, 20.0)
 """Join, leave, mute, room control: a person clicks, a script floods."""
-CHAT: Final = EventClass("chat", 1.0, 10.0)
+CHAT: Final = EventClass("chat", 2.0, 30.0)
+"""A person types a few lines in a row; a script sending 130 a second is cut to two."""
 VIEWER: Final = EventClass("viewer", 15.0, 60.0)
 """Viewer sync follows a dragged window/level: smooth, but bounded."""
 READ: Final = EventClass("read", 10.0, 60.0)

@@ -81,8 +81,9 @@ async def test_r33_mute_and_chat_floods_are_refused_and_bounded(server):
         elapsed = time.monotonic() - started
         codes = json.loads(output.decode().strip().splitlines()[-1])
         mute_codes, chat_codes = codes["mute"], codes["chat"]
-        assert set(mute_codes) == {None, "rate_limited"}, set(mute_codes)
-        assert set(chat_codes) == {None, "rate_limited"}, set(chat_codes)
+        # rate_limited, or busy when the participant's own queue is full (both refusals)
+        for found in (set(mute_codes), set(chat_codes)):
+            assert "rate_limited" in found and found <= {None, "rate_limited", "busy"}, found
         accepted_mutes = mute_codes.count(None)
         accepted_chats = chat_codes.count(None)
         assert accepted_mutes <= CONTROL.burst + CONTROL.rate * elapsed + 1, accepted_mutes
