@@ -21,6 +21,7 @@ from consult.actor import Actor
 from consult.audit import audited, authorize
 from consult.db import Database
 from consult.errors import (
+    CredentialsSetByPerson,
     DepartmentNotFound,
     InstitutionNotFound,
     InvalidCredentials,
@@ -78,6 +79,8 @@ __all__ = [
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
 DEFAULT_ISSUER: Final = "Teleconsult"
 _INSTITUTION_ROLES: Final = frozenset({Role.DOCTOR, Role.NURSE, Role.OPERATOR})
+_CREDENTIALS_BY_PERSON: Final = frozenset({Role.DOCTOR})
+"""As :data:`consult.enrolment.CREDENTIALS_BY_PERSON` (that module imports this one)."""
 
 
 @dataclass(frozen=True)
@@ -310,9 +313,21 @@ async def reset_totp(db: Database, actor: Actor, user_id: str) -> None:
 
 
 async def reset_password(db: Database, actor: Actor, user_id: str, new_password: str) -> None:
-    """Set a new password for an account and end its sessions (``account.reset_password``)."""
+    """Set a new password for an account and end its sessions (``account.reset_password``).
+
+    Refused for a doctor (``credentials_set_by_person``, R34): issue a one-time enrolment link
+    instead (:func:`consult.enrolment.issue_enrolment_link`)."""
     await authorize(db, actor, "account.reset_password", object_type="user", object_id=user_id)
     user, _ = await _load_user(db, user_id)
+    if Role(user.role) in _CREDENTIALS_BY_PERSON:  # R34: the admin would know it
+        async with audited(db) as tx:
+            raise tx.refuse(
+                CredentialsSetByPerson(),
+                actor=actor,
+                action="account.reset_password",
+                object_type="user",
+                object_id=user_id,
+            )
     check_password(new_password, username=user.username)
     new_hash = await asyncio.to_thread(passwords.hash_password, new_password)
     await _admin_change(

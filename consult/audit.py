@@ -45,9 +45,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consult.actor import Actor
 from consult.crypto import GENESIS_DIGEST, sm3_digest
 from consult.db import Database
-from consult.errors import ConsultError, PermissionDenied
+from consult.errors import ConsultError, PermissionDenied, RateLimited
 from consult.models import AuditEvent, AuditResult
 from consult.permissions import require
+from consult.ratelimit import RefusalSummary, TokenBuckets
 from consult.sqltypes import new_id, utc_now
 
 logger = logging.getLogger(__name__)
@@ -344,6 +345,23 @@ async def authorize(
     try:
         require(actor, action)
     except PermissionDenied as exc:
+        guard = _denial_guard(db)
+        key = actor.user_id or actor.source_ip or "anonymous"
+        wait = guard.budget.take(key)
+        if wait > 0:  # a flood of refused requests: rate_limited, one summary row a minute
+            count = guard.summary.refused(key)
+            if count is not None:
+                await append(
+                    db,
+                    "audit.denials_throttled",
+                    actor=actor,
+                    object_type=object_type,
+                    object_id=object_id,
+                    result=AuditResult.DENIED,
+                    details={"action": action, "refused": count},
+                )
+                logger.warning("refused requests throttled (%d)", count)
+            raise RateLimited(wait) from None
         await append(
             db,
             action,
@@ -354,6 +372,29 @@ async def authorize(
             details={"code": exc.code},
         )
         raise
+
+
+DENIALS_BURST: Final = 100
+DENIALS_PER_S: Final = 1.0
+"""Refused actions audited one row each per actor: 100 at once, then one a second; beyond that
+the actor gets ``rate_limited`` and the audit chain one summary row a minute (issue 13: a
+patient hitting a forbidden route wrote 179 rows a second)."""
+
+
+@dataclass
+class _DenialGuard:
+    budget: TokenBuckets = field(default_factory=lambda: TokenBuckets(DENIALS_PER_S, DENIALS_BURST))
+    summary: RefusalSummary = field(default_factory=lambda: RefusalSummary(60.0))
+
+
+_denial_guards: weakref.WeakKeyDictionary[Database, _DenialGuard] = weakref.WeakKeyDictionary()
+
+
+def _denial_guard(db: Database) -> _DenialGuard:
+    guard = _denial_guards.get(db)
+    if guard is None:
+        guard = _denial_guards[db] = _DenialGuard()
+    return guard
 
 
 # --- Reading and verifying ----------------------------------------------------------------------

@@ -9,7 +9,8 @@ fails on a code without its texts, or on one that a boundary raises but the tabl
 
 Categories: ``unauthenticated`` 401, ``forbidden`` 403, ``not_found`` 404, ``invalid`` 422,
 ``bad_request`` 400 (the shape of a request), ``conflict`` 409 (the current state), ``rule`` 409
-(a rule of care), ``too_large`` 413, ``unsupported`` 415, ``not_acceptable`` 406,
+(a rule of care), ``too_large`` 413, ``rate_limited`` 429, ``timeout`` 408 (a request too slow
+to arrive), ``unsupported`` 415, ``not_acceptable`` 406,
 ``unavailable`` 503, ``internal`` 500, ``client`` (made by the browser; never sent by the
 server).
 """
@@ -30,6 +31,8 @@ CATEGORY_STATUS: Final[Mapping[str, int]] = {
     "conflict": 409,
     "rule": 409,
     "too_large": 413,
+    "rate_limited": 429,
+    "timeout": 408,
     "unsupported": 415,
     "not_acceptable": 406,
     "unavailable": 503,
@@ -67,6 +70,30 @@ _ROWS: Final = [
         "unauthenticated",
         "连续输错次数太多，账号已锁定 10 分钟。",
         "Too many failed attempts; the account is locked for 10 minutes.",
+    ),
+    (
+        "rate_limited",
+        "rate_limited",
+        "操作太频繁，请稍后再试。",
+        "Too many requests; wait a moment and try again.",
+    ),
+    (
+        "enrolment_link_invalid",
+        "unauthenticated",
+        "该设置链接无效或已过期，请联系管理员重新发放。",
+        "This enrolment link is not valid; ask the administrator for a new one.",
+    ),
+    (
+        "credentials_set_by_person",
+        "forbidden",
+        "管理员不能为医护人员设置密码，请发放一次性设置链接。",
+        "An administrator cannot set a clinician's password; issue a one-time enrolment link.",
+    ),
+    (
+        "request_timeout",
+        "timeout",
+        "请求发送太慢，连接已断开。",
+        "The request arrived too slowly; the connection was closed.",
     ),
     (
         "totp_required",

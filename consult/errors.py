@@ -129,6 +129,34 @@ class TotpRequired(Unauthenticated):
     default_message = "Enter the code from your authenticator app."
 
 
+class RateLimited(ConsultError):
+    """Too many requests (or failures) from one address, account or socket: wait and retry
+    (HTTP 429). ``retry_after_s`` says how long; it is also the ``Retry-After`` header."""
+
+    code = "rate_limited"
+    default_message = "Too many requests; wait a moment and try again."
+
+    def __init__(self, retry_after_s: float = 1.0, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s + 0.999))
+
+
+class CredentialsSetByPerson(PermissionDenied):
+    """An admin may not set a doctor's password (R34): it issues an enrolment link instead."""
+
+    code = "credentials_set_by_person"
+    default_message = (
+        "An administrator cannot set a clinician's password; issue a one-time enrolment link."
+    )
+
+
+class EnrolmentLinkInvalid(Unauthenticated):
+    """An enrolment link that is unknown, used or expired (all alike, R34)."""
+
+    code = "enrolment_link_invalid"
+    default_message = "This enrolment link is not valid; ask the administrator for a new one."
+
+
 class SessionInvalid(Unauthenticated):
     """The bearer token is unknown, malformed or revoked."""
 

@@ -270,6 +270,40 @@ class UserDepartment(Base):
     )
 
 
+class SignInFailure(Base):
+    """Failed sign-ins under a username that has no account (issue 13: no enumeration).
+
+    Keyed by a keyed HMAC-SM3 of the case-folded username (never the name itself): after five
+    failures such a name answers ``account_locked`` for ten minutes exactly as an account would,
+    so lockout does not tell which usernames exist. Counted with one atomic statement.
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    username_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+
+
+class EnrolmentLink(Base):
+    """A one-time link an admin issues to a person to set their own credentials (R34).
+
+    Only the SM3 digest of the link's secret is stored; it is shown once to the admin, expires,
+    and is used at most once (a conditional update marks it used).
+    """
+
+    __tablename__ = "enrolment_links"
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class Session(Base):
     """A signed-in session. The bearer token itself is never stored, only its SM3 digest."""
 

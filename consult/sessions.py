@@ -1,10 +1,17 @@
 """Sign-in, sessions and sign-out (R33): lockout, TOTP, token rotation, idle and absolute expiry.
 
-- 5 consecutive failures (wrong password or wrong TOTP code) lock the account for 10 minutes;
-  attempts while locked are refused without checking the password and do not extend the lock;
-  a success resets the count.
+- 5 consecutive failures (wrong password, missing or wrong TOTP code) lock the account for 10
+  minutes; attempts while locked are refused without checking the password and do not extend
+  the lock; a success resets the count. Counting is atomic (parallel failures all count), and
+  usernames without an account lock the same way (``sign_in_failures``), so lockout does not
+  reveal which exist.
+- Every failure answers ``invalid_credentials`` until both factors pass: a right password
+  without its code is not told apart (issue 13: no password oracle).
+- One address is throttled after 10 failures across usernames (exponential back-off) and to a
+  burst of 60 attempts, before any Argon2 work (``rate_limited``, audited once a minute).
 - A staff account with a confirmed TOTP secret must give a code; without one, it gets an
   enrolment-only session (it may only enrol TOTP). A patient who enrolled TOTP must give it too.
+  A code's time step is claimed atomically: one code opens one session.
 - Every sign-in issues a new random bearer token (only its SM3 digest is stored) and revokes the
   account's other sessions: one session per account, no fixation.
 - A session expires after 15 minutes idle for staff (2 hours for patients), and 12 hours after
@@ -19,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import passwords
@@ -35,13 +43,21 @@ from consult.errors import (
     AccountLocked,
     ConsultError,
     InvalidCredentials,
+    RateLimited,
     SessionExpired,
     SessionInvalid,
-    TotpRequired,
 )
 from consult.events import AccessRevoked, publish
-from consult.models import AuditResult, Session, SessionScope, User, UserDepartment
+from consult.models import (
+    AuditResult,
+    Session,
+    SessionScope,
+    SignInFailure,
+    User,
+    UserDepartment,
+)
 from consult.permissions import STAFF_ROLES, Role
+from consult.ratelimit import FailureBackoff, RefusalSummary, TokenBuckets
 from consult.sqltypes import new_id, utc_now
 from consult.tokens import TokenClaims
 from consult.totp import matching_step
@@ -58,6 +74,12 @@ TOUCH_EVERY: Final = timedelta(seconds=15)
 MAX_TOKEN_CHARS: Final = 256
 TOTP_SECRET_CONTEXT: Final = "users.totp_secret"
 USERNAME_REF_CONTEXT: Final = "audit.username"
+ADDRESS_FAILURES: Final = 10
+"""Failed sign-ins from one address (any usernames) within 15 minutes before back-off starts."""
+ADDRESS_RATE: Final = 1.0
+ADDRESS_BURST: Final = 60.0
+"""Sign-in attempts from one address: 60 at once, then one a second."""
+CONCURRENT_HASHES: Final = 2
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,51 @@ def _dummy_hash() -> str:
     return _dummy_hashes[key]
 
 
+class _Guard:
+    """Per-database, per-process throttles of sign-in (issue 13).
+
+    - per address: from :data:`ADDRESS_FAILURES` failures within 15 minutes (whatever the
+      usernames), each next attempt waits 1 s, 2 s, 4 s ... up to 15 minutes after the last
+      failure; refused attempts get ``rate_limited`` before any password is hashed;
+    - per address, every attempt: a bucket of :data:`ADDRESS_BURST` refilled at
+      :data:`ADDRESS_RATE` a second, so a flood costs no Argon2 time;
+    - Argon2 itself: at most :data:`CONCURRENT_HASHES` at once, so a burst cannot take every core.
+    """
+
+    def __init__(self) -> None:
+        self.failures = FailureBackoff(ADDRESS_FAILURES, window_s=900.0, base_s=1.0)
+        self.attempts = TokenBuckets(ADDRESS_RATE, ADDRESS_BURST)
+        self.summary = RefusalSummary(60.0)
+        self._hashing: asyncio.Semaphore | None = None
+
+    @property
+    def hashing(self) -> asyncio.Semaphore:
+        if self._hashing is None:
+            self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
+        return self._hashing
+
+
+_guards: weakref.WeakKeyDictionary[Database, _Guard] = weakref.WeakKeyDictionary()
+
+
+def sign_in_guard(db: Database) -> _Guard:
+    """The sign-in throttles of ``db`` in this process."""
+    guard = _guards.get(db)
+    if guard is None:
+        guard = _guards[db] = _Guard()
+    return guard
+
+
+def username_ref(db: Database, username: str) -> str:
+    """The keyed reference of a (case-folded) username: correlatable, not readable."""
+    return db.cipher.blind_index(str(username).casefold(), USERNAME_REF_CONTEXT)[:32]
+
+
+async def _verify(guard: _Guard, password_hash: str, password: str) -> bool:
+    async with guard.hashing:
+        return await asyncio.to_thread(passwords.verify_password, password_hash, password)
+
+
 async def sign_in(
     db: Database,
     username: str,
@@ -107,38 +174,110 @@ async def sign_in(
 ) -> SignInResult:
     """Check the credentials and open a session.
 
-    Raises :class:`InvalidCredentials` (``invalid_credentials``: unknown user, wrong password or
-    code, inactive account), :class:`AccountLocked` (``account_locked``: five failures; also
-    raised by the failure that locks), :class:`TotpRequired` (``totp_required``: the password
-    was right and a code is needed; not counted as a failure).
+    Every failure answers alike until both factors pass (issue 13: no password oracle, no
+    enumeration): :class:`InvalidCredentials` (``invalid_credentials``) for an unknown user, a
+    wrong password, a missing or wrong or replayed code, an inactive account;
+    :class:`AccountLocked` (``account_locked``) after five failures under one username, whether
+    or not it has an account; :class:`RateLimited` (``rate_limited``) when the address is
+    throttled. Failures are counted with atomic statements, so parallel attempts all count, and
+    a TOTP step is claimed atomically, so one code opens one session.
     """
     now = now or utc_now()
+    guard = sign_in_guard(db)
+    if source_ip is not None:
+        wait = max(guard.failures.wait(source_ip), guard.attempts.take(source_ip))
+        if wait > 0:
+            await _throttled(db, guard, source_ip, wait)
     async with db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
     if user is None or user.password_hash is None or not user.is_active:
-        await asyncio.to_thread(passwords.verify_password, _dummy_hash(), password)
-        reason = "unknown_user" if user is None else "inactive"
-        async with audited(db) as tx:
-            await _record_failure(tx, db, user, username, source_ip, reason)
-        raise InvalidCredentials()
+        await _verify(guard, _dummy_hash(), password)
+        await _count_unknown_failure(db, guard, user, username, source_ip, now)
+        raise AssertionError("unreachable")  # pragma: no cover
     if user.locked_until is not None and user.locked_until > now:
         async with audited(db) as tx:
             await _record_failure(tx, db, user, username, source_ip, "locked")
         raise AccountLocked()
-    good_password = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
+    good_password = await _verify(guard, user.password_hash, password)
     if not good_password:
-        await _count_failure(db, user.id, username, source_ip, "bad_password", now)
+        await _count_failure(db, guard, user.id, username, source_ip, "bad_password", now)
     step: int | None = None
     if user.totp_confirmed_at is not None:
         if not totp_code:
-            async with audited(db) as tx:
-                await _record_failure(tx, db, user, username, source_ip, "totp_missing")
-            raise TotpRequired()
+            await _count_failure(db, guard, user.id, username, source_ip, "totp_missing", now)
         secret = db.cipher.decrypt(user.totp_secret_enc or "", TOTP_SECRET_CONTEXT)
         step = matching_step(secret, totp_code, now, last_step=user.totp_last_step)
         if step is None:
-            await _count_failure(db, user.id, username, source_ip, "bad_totp", now)
-    return await _open_session(db, user.id, source_ip, step, now)
+            await _count_failure(db, guard, user.id, username, source_ip, "bad_totp", now)
+    result = await _open_session(db, user.id, source_ip, step, now)
+    if result is None:  # locked meanwhile, or the code's step was claimed by a parallel sign-in
+        await _count_failure(db, guard, user.id, username, source_ip, "bad_totp", now)
+    assert result is not None
+    if source_ip is not None:
+        guard.failures.forget(source_ip)
+    return result
+
+
+async def _throttled(db: Database, guard: _Guard, source_ip: str, wait: float) -> None:
+    """Refuse with ``rate_limited``; audit one summary per address a minute, not every try."""
+    count = guard.summary.refused(source_ip)
+    if count is not None:
+        async with audited(db) as tx:
+            await tx.record(
+                "session.sign_in",
+                source_ip=source_ip,
+                object_type="user",
+                result=AuditResult.FAILED,
+                details={"reason": "rate_limited", "refused": count},
+            )
+        logger.warning("sign-in throttled for an address (%d refused)", count)
+    raise RateLimited(wait)
+
+
+async def _count_unknown_failure(
+    db: Database,
+    guard: _Guard,
+    user: User | None,
+    username: str,
+    source_ip: str | None,
+    now: datetime,
+) -> None:
+    """A failure under a username without a usable account: counted like an account's (atomic
+    upsert), locking the name at the fifth, so lockout tells nothing about existence."""
+    if source_ip is not None:
+        guard.failures.failed(source_ip)
+    reason = "unknown_user" if user is None else "inactive"
+    ref = username_ref(db, username)
+    error: ConsultError = InvalidCredentials()
+    async with audited(db) as tx:
+        row = await tx.session.get(SignInFailure, ref)
+        if row is None:
+            row = SignInFailure(username_ref=ref, failures=0, updated_at=now)
+            tx.session.add(row)
+            await tx.session.flush()
+        if row.locked_until is not None and row.locked_until > now:
+            await _record_failure(tx, db, user, username, source_ip, "locked")
+            error = AccountLocked()
+        else:
+            await tx.session.execute(
+                update(SignInFailure)
+                .where(SignInFailure.username_ref == ref)
+                .values(failures=SignInFailure.failures + 1, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            failures = await tx.session.scalar(
+                select(SignInFailure.failures).where(SignInFailure.username_ref == ref)
+            )
+            await _record_failure(tx, db, user, username, source_ip, reason)
+            if (failures or 0) >= MAX_FAILURES:
+                await tx.session.execute(
+                    update(SignInFailure)
+                    .where(SignInFailure.username_ref == ref)
+                    .values(failures=0, locked_until=now + LOCKOUT)
+                    .execution_options(synchronize_session=False)
+                )
+                error = AccountLocked()
+    raise error
 
 
 async def _record_failure(
@@ -151,7 +290,7 @@ async def _record_failure(
 ) -> None:
     details: dict[str, str] = {"reason": reason}
     if user is None:
-        details["username_ref"] = db.cipher.blind_index(str(username), USERNAME_REF_CONTEXT)[:32]
+        details["username_ref"] = username_ref(db, username)
     await tx.record(
         "session.sign_in",
         actor_id=user.id if user else None,
@@ -165,18 +304,36 @@ async def _record_failure(
 
 
 async def _count_failure(
-    db: Database, user_id: str, username: str, source_ip: str | None, reason: str, now: datetime
+    db: Database,
+    guard: _Guard,
+    user_id: str,
+    username: str,
+    source_ip: str | None,
+    reason: str,
+    now: datetime,
 ) -> None:
-    """Count one failure (locking at the fifth), record it, and raise."""
+    """Count one failure (locking at the fifth), record it, and raise.
+
+    The count is one conditional ``UPDATE ... SET failed_logins = failed_logins + 1`` on an
+    account that is not locked: parallel failures each add one (a read-modify-write would lose
+    some), and a failure after the lock does not extend it.
+    """
+    if source_ip is not None:
+        guard.failures.failed(source_ip)
     error: ConsultError = InvalidCredentials()
     async with audited(db) as tx:
-        user = await tx.session.get(User, user_id, with_for_update=True)
+        counted = await tx.session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(failed_logins=User.failed_logins + 1)
+            .execution_options(synchronize_session=False)
+        )
+        user = await tx.session.get(User, user_id, populate_existing=True)
         assert user is not None
-        if user.locked_until is not None and user.locked_until > now:
+        if not getattr(counted, "rowcount", 0):
             error = AccountLocked()  # locked meanwhile by a parallel attempt: do not extend
             await _record_failure(tx, db, user, username, source_ip, "locked")
         else:
-            user.failed_logins += 1
             await _record_failure(tx, db, user, username, source_ip, reason)
             if user.failed_logins >= MAX_FAILURES:
                 user.failed_logins = 0
@@ -197,17 +354,27 @@ async def _count_failure(
 
 async def _open_session(
     db: Database, user_id: str, source_ip: str | None, step: int | None, now: datetime
-) -> SignInResult:
+) -> SignInResult | None:
+    """Open the session, or ``None`` when the account was locked meanwhile or the TOTP step was
+    claimed by a parallel sign-in: one conditional update checks both and claims the step."""
     token = secrets.token_urlsafe(32)
     async with audited(db) as tx:
-        user = await tx.session.get(User, user_id, with_for_update=True)
+        claim = (
+            update(User)
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(failed_logins=0, locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        if step is not None:
+            claim = claim.where(
+                or_(User.totp_last_step.is_(None), User.totp_last_step < step)
+            ).values(totp_last_step=step)
+        if not getattr(await tx.session.execute(claim), "rowcount", 0):
+            return None
+        user = await tx.session.get(User, user_id, populate_existing=True)
         assert user is not None
         role = Role(user.role)
         enrol_only = role in STAFF_ROLES and user.totp_confirmed_at is None
-        user.failed_logins = 0
-        user.locked_until = None
-        if step is not None:
-            user.totp_last_step = step
         await _revoke_all(tx, user.id, "rotated", now)
         row = Session(
             id=new_id(),

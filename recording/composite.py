@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import av
 import ffmpeg
 
+from .at_rest import encrypt_file, open_plain
 from .chain import sm3_file
 from .errors import CompositeError
 from .session import MANIFEST, read_jsonl
@@ -128,13 +130,15 @@ def _clock_offsets(
     return offsets
 
 
-def join_segments(files: list[Path], target: Path) -> None:
-    """The segments of one track as one file, packets copied with their timestamps."""
+def join_segments(files: list[Path], target: Path, data_key: bytes | None = None) -> None:
+    """The segments of one track as one file, packets copied with their timestamps (segments
+    encrypted at rest are decrypted as they are read)."""
     output = av.open(str(target), "w", format="matroska")
     try:
         stream = None
         for path in files:
-            source = av.open(str(path))
+            plain = open_plain(path, data_key)
+            source = av.open(plain, "r")
             try:
                 if not source.streams:
                     continue
@@ -153,6 +157,7 @@ def join_segments(files: list[Path], target: Path) -> None:
                 logger.warning("a segment ends early", extra={"file": path.name})
             finally:
                 source.close()
+                plain.close()
     finally:
         output.close()
 
@@ -212,8 +217,14 @@ def ffmpeg_command(
     return list(ffmpeg.compile(output, overwrite_output=True))
 
 
-async def build(directory: Path, *, fps: int = 30, timeout_s: float = 3600.0) -> dict[str, Any]:
-    """Build ``composite.mp4`` for the sealed session in ``directory``; returns its info."""
+async def build(
+    directory: Path, *, fps: int = 30, timeout_s: float = 3600.0, data_key: bytes | None = None
+) -> dict[str, Any]:
+    """Build ``composite.mp4`` for the sealed session in ``directory``; returns its info.
+
+    With the session's ``data_key`` the segments are read decrypted and the composite is stored
+    SM4-CTR-encrypted (R36); the plain intermediate files live only in a private (0700)
+    scratch directory that is removed afterwards."""
     loop = asyncio.get_running_loop()
     composite = await loop.run_in_executor(None, plan, directory)
     if not composite.video and not composite.audio:  # a text-only visit: its record is the timeline
@@ -229,9 +240,9 @@ async def build(directory: Path, *, fps: int = 30, timeout_s: float = 3600.0) ->
         joined: dict[str, Path] = {}
         for track in composite.video + composite.audio:
             target = scratch / f"{track.track}.mkv"
-            await loop.run_in_executor(None, join_segments, track.files, target)
+            await loop.run_in_executor(None, join_segments, track.files, target, data_key)
             joined[track.track] = target
-        partial = directory / f".{COMPOSITE}.part"
+        partial = scratch / COMPOSITE if data_key is not None else directory / f".{COMPOSITE}.part"
         command = ffmpeg_command(composite, joined, partial, fps=fps)
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
@@ -252,6 +263,11 @@ async def build(directory: Path, *, fps: int = 30, timeout_s: float = 3600.0) ->
             partial.unlink(missing_ok=True)
             tail = err.decode(errors="replace")[-800:]
             raise CompositeError(f"ffmpeg exited with {process.returncode}: {tail}")
+        if data_key is not None:
+            sealed = directory / f".{COMPOSITE}.enc"
+            sealed.unlink(missing_ok=True)
+            await loop.run_in_executor(None, encrypt_file, partial, sealed, data_key)
+            partial = sealed
         os.replace(partial, directory / COMPOSITE)
         digest, size = await loop.run_in_executor(None, sm3_file, directory / COMPOSITE)
         info = {
@@ -274,8 +290,11 @@ async def build(directory: Path, *, fps: int = 30, timeout_s: float = 3600.0) ->
 class CompositeJobs:
     """Builds composites one at a time in the background; owned by the application."""
 
-    def __init__(self, *, fps: int = 30) -> None:
+    def __init__(
+        self, *, fps: int = 30, key_of: Callable[[Path], bytes | None] | None = None
+    ) -> None:
         self._fps = fps
+        self._key_of = key_of
         self._queue: asyncio.Queue[Path] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.built = 0
@@ -294,7 +313,8 @@ class CompositeJobs:
             if (directory / COMPOSITE_INFO).exists():
                 continue
             try:
-                await build(directory, fps=self._fps)
+                key = self._key_of(directory) if self._key_of is not None else None
+                await build(directory, fps=self._fps, data_key=key)
                 self.built += 1
             except asyncio.CancelledError:
                 raise

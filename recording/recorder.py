@@ -50,9 +50,11 @@ class RecordingConsumer:
         room_id: str,
         session_id: str,
         segment_s: float,
+        data_key: bytes | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.producer = producer
+        self._data_key = data_key
         self.directory = directory
         self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -135,6 +137,7 @@ class RecordingConsumer:
                 self._header,
                 segment_s=self._segment_s,
                 request_keyframe=self._request_keyframe,
+                data_key=self._data_key,
             )
         except Exception as exc:
             logger.exception("recording could not start", extra={"track": self.producer.id})
@@ -199,7 +202,8 @@ def recording_tap(producer: Source, options: dict[str, Any]) -> RecordingConsume
     """The ``media.graph.TapFactory`` of this package: a recorder when the room is recorded.
 
     ``options["recording"]`` (from :meth:`recording.session.SessionRecording.tap_options`):
-    ``dir`` (the session directory), ``room``, ``session``, ``segment_s``.
+    ``dir`` (the session directory), ``room``, ``session``, ``segment_s``, ``data_key`` (hex:
+    the session's SM4 key; segments are then encrypted at rest).
     """
     spec = options.get("recording")
     if not isinstance(spec, dict):
@@ -213,4 +217,5 @@ def recording_tap(producer: Source, options: dict[str, Any]) -> RecordingConsume
         room_id=str(spec["room"]),
         session_id=str(spec["session"]),
         segment_s=float(spec.get("segment_s", 5.0)),
+        data_key=bytes.fromhex(spec["data_key"]) if spec.get("data_key") else None,
     )

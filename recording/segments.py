@@ -22,6 +22,7 @@ from typing import Any
 import av
 
 from .assembler import Frame, unwrap
+from .at_rest import EncryptedWriter
 from .chain import GENESIS, link, sm3_file
 from .depacketize import h264_dimensions
 
@@ -61,7 +62,8 @@ class ManifestWriter:
     """Appends chained JSON lines to a manifest file, each one flushed and fsynced."""
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
-        self._file = open(path, "a", encoding="utf-8")  # closed in close()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")  # closed in close()
         self._sync = sync
         self.head = GENESIS
         self.lines = 0
@@ -94,9 +96,12 @@ class TrackWriter:
         *,
         segment_s: float,
         request_keyframe: Any,
+        data_key: bytes | None = None,
     ) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=False)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=False)
+        self._data_key = data_key
+        self._sink: EncryptedWriter | None = None
         self.kind = str(header["kind"])
         self.codec = str(header["codec"]).lower()
         self.clock_rate = int(header["clock_rate"])
@@ -225,8 +230,11 @@ class TrackWriter:
     def _open_segment(self, pts: int, frame: Frame) -> None:
         self._index += 1
         name = f"{self._index:06d}{self._suffix}"
+        target: Any = str(self.directory / name)
+        if self._data_key is not None:  # SM4-CTR at rest (R36): no plain byte reaches the disk
+            self._sink = target = EncryptedWriter(self.directory / name, self._data_key)
         container = av.open(
-            str(self.directory / name),
+            target,
             "w",
             format=self._format,
             # one cluster per frame, written through at once: a kill loses at most one frame
@@ -267,11 +275,14 @@ class TrackWriter:
         if segment is None or container is None:
             return
         container.close()
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
         path = self.directory / segment["file"]
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-        segment["sm3"], segment["size"] = sm3_file(path)
-        os.chmod(path, 0o444)  # sealed: nothing here rewrites a closed segment
+        segment["sm3"], segment["size"] = sm3_file(path)  # over the stored (encrypted) bytes
+        os.chmod(path, 0o400)  # sealed: nothing here rewrites a closed segment
         self.manifest.append(segment)
         self.segments += 1
 

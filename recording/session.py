@@ -9,6 +9,10 @@ Layout under the recordings root (``<data_dir>/recordings`` by default)::
                                          digest, the session head (which enters the audit chain)
     <room>/<session>/composite.mp4       the playback file, built afterwards (composite.json)
 
+With a :class:`recording.at_rest.KeyWrapper` (the application always gives one), every segment
+and the composite are SM4-CTR-encrypted under a random per-session key that ``session.json``
+keeps wrapped by the configured key (R36); files are 0600 (0400 once sealed), directories 0700.
+
 A session is one opening of a room's media: a room emptied and opened again is a new session.
 Every session keeps a ``keep_until`` date at least :data:`MIN_RETENTION_DAYS` after it started
 (R23); :meth:`RecordingStore.purge` removes nothing before that date.
@@ -30,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .at_rest import KeyWrapper, key_context, new_key
 from .chain import GENESIS, link, sm3_file
 from .errors import BadName, NotFound, RetentionError
 from .segments import ManifestWriter
@@ -73,7 +78,7 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
-    os.chmod(path, 0o444)
+    os.chmod(path, 0o400)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -124,12 +129,14 @@ class SessionRecording:
         directory: Path,
         segment_s: float,
         seal_text: TextSealer | None = None,
+        data_key: bytes | None = None,
     ) -> None:
         self.room = room
         self.session = session
         self.directory = directory
         self.segment_s = segment_s
         self._seal_text = seal_text
+        self.data_key = data_key
         # flushed per event (a killed process loses none), synced at seal: events come on the
         # event loop, which must not wait for the disk
         self._timeline = ManifestWriter(directory / TIMELINE, sync=False)
@@ -144,6 +151,8 @@ class SessionRecording:
                 "room": self.room,
                 "session": self.session,
                 "segment_s": self.segment_s,
+                # the session's own SM4 key, in memory only (the writer may be a worker)
+                "data_key": self.data_key.hex() if self.data_key is not None else None,
             }
         }
 
@@ -180,6 +189,7 @@ class RecordingStore:
         segment_s: float = 5.0,
         retention_days: int = MIN_RETENTION_DAYS,
         seal_text: TextSealer | None = None,
+        key_wrapper: KeyWrapper | None = None,
     ) -> None:
         if retention_days < MIN_RETENTION_DAYS:
             raise ValueError(f"recordings are kept at least {MIN_RETENTION_DAYS} days (R23)")
@@ -190,6 +200,7 @@ class RecordingStore:
         self.segment_s = segment_s
         self.retention_days = retention_days
         self.seal_text = seal_text
+        self.key_wrapper = key_wrapper
 
     # --- open / seal -------------------------------------------------------------------------
 
@@ -199,19 +210,25 @@ class RecordingStore:
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
         session = f"{stamp}-{secrets.token_hex(3)}"
         directory = self.root / room / session
-        (directory / "tracks").mkdir(parents=True)
+        for path in (self.root, self.root / room, directory, directory / "tracks"):
+            path.mkdir(mode=0o700, exist_ok=path != directory)
         keep_until = datetime.fromtimestamp(now, UTC) + timedelta(days=self.retention_days)
-        _write_json_atomically(
-            directory / SESSION,
-            {
-                "room": room,
-                "session": session,
-                "started_at": now,
-                "keep_until": keep_until.date().isoformat(),
-                "segment_s": self.segment_s,
-            },
+        header: dict[str, Any] = {
+            "room": room,
+            "session": session,
+            "started_at": now,
+            "keep_until": keep_until.date().isoformat(),
+            "segment_s": self.segment_s,
+        }
+        data_key = None
+        if self.key_wrapper is not None:
+            data_key = new_key()
+            header["encryption"] = "sm4-ctr"
+            header["data_key"] = self.key_wrapper.wrap(data_key, key_context(room, session))
+        _write_json_atomically(directory / SESSION, header)
+        recording = SessionRecording(
+            room, session, directory, self.segment_s, self.seal_text, data_key
         )
-        recording = SessionRecording(room, session, directory, self.segment_s, self.seal_text)
         recording.event("recording_started")
         return recording
 
@@ -259,6 +276,21 @@ class RecordingStore:
                 )
         return found
 
+    def session_key(self, directory: Path) -> bytes | None:
+        """The unwrapped data key of the session in ``directory`` (None: stored in the clear).
+
+        Raises ``ValueError`` when the session is encrypted and this store has no key wrapper
+        (or the wrapped key does not open under it: another configured key)."""
+        info = json.loads((directory / SESSION).read_text())
+        wrapped = info.get("data_key")
+        if not wrapped:
+            return None
+        if self.key_wrapper is None:
+            raise ValueError("the recording is encrypted and no key is configured")
+        return self.key_wrapper.unwrap(
+            str(wrapped), key_context(str(info["room"]), str(info["session"]))
+        )
+
     def session(self, room: str, session: str) -> SessionInfo:
         check_name(session)
         for info in self.sessions(room):
@@ -289,7 +321,7 @@ class RecordingStore:
             raise RetentionError(f"kept until {info.keep_until or 'an unknown date'}")
         for path in info.directory.rglob("*"):
             if path.is_file():
-                os.chmod(path, 0o644)
+                os.chmod(path, 0o600)
         shutil.rmtree(info.directory)
 
 
@@ -396,7 +428,7 @@ def _recover_track(track_dir: Path, records: list[dict[str, Any]]) -> dict[str, 
             continue
         index += 1
         digest, size = sm3_file(file)
-        os.chmod(file, 0o444)
+        os.chmod(file, 0o400)
         entry = {"type": "segment", "index": index, "file": file.name, "sm3": digest}
         writer.append({**entry, "size": size, "partial": True})
     end = writer.append({"type": "end", "interrupted": True, "ended_at": last_write})

@@ -16,7 +16,8 @@ import socketio
 from consult import access, events, rooms
 from consult.audit import append
 from consult.db import Database
-from consult.errors import ConsultError
+from consult.errors import ConsultError, RateLimited
+from consult.models import AuditResult
 from consult.permissions import SOCKET_EVENT_ACTIONS
 from media.errors import MediaError
 from media.pool import MediaPool
@@ -26,6 +27,8 @@ from turn import IceServerSource, ProviderHealth
 from . import messages as m
 from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
+from .limits import EventLimits
+from .packets import MALFORMED, BoundedPacket
 from .room import Room, Rooms
 from .session import Session
 from .updates import Updates
@@ -65,7 +68,11 @@ class SignalingServer:
             # Larger payloads are refused by our own check with an error code; beyond this the
             # transport drops the connection.
             max_http_buffer_size=1024 * 1024,
-            cors_allowed_origins=[],
+            # same origin only (scheme://host of the request, or the proxy's forwarded one):
+            # another site's page cannot open a socket with a token it got hold of
+            cors_allowed_origins=None,
+            # JSON nesting bounded before parsing: a 10,000-deep packet is one error, no trace
+            serializer=BoundedPacket,
             logger=False,
             engineio_logger=False,
         )
@@ -101,6 +108,7 @@ class SignalingServer:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
+        self._limits = EventLimits()
         self._closed = False
         self._sockets_closed = False
         # domain events, after commit: a visit leaving the room, an account's access revoked
@@ -188,6 +196,8 @@ class SignalingServer:
         session = self.sessions.get(sid)
         if session is None:
             return error_payload(SignalingError("invalid_state", "not connected"))
+        if event == MALFORMED:
+            return error_payload(bad_request("the packet is not JSON or nested too deep"))
         handler = self._handlers.get(event)
         if handler is None:
             return error_payload(SignalingError("unknown_event", "unknown event"))
@@ -198,12 +208,26 @@ class SignalingServer:
         except SignalingError as exc:
             return error_payload(exc)
 
+        action = SOCKET_EVENT_ACTIONS[event]
+        kind, wait = self._limits.take(sid, event, action)
+        if wait > 0:  # issue 13: a flood is refused before it reaches the room or the disk
+            count = self._limits.summary.refused((sid, kind.name))
+            if count is not None:
+                await append(
+                    self._db,
+                    "room.rate_limited",
+                    actor=session.actor,
+                    object_type="room",
+                    object_id=session.room_id,
+                    result=AuditResult.DENIED,
+                    details={"class": kind.name, "event": event, "refused": count},
+                )
+            return error_payload(RateLimited(wait))
+
         async def job() -> dict[str, Any] | None:
             # every socket event is an action of the permission table (R34); a refusal is
             # recorded in the audit chain
-            await access.authorize_event(
-                self._db, session.actor, SOCKET_EVENT_ACTIONS[event], session.room_id
-            )
+            await access.authorize_event(self._db, session.actor, action, session.room_id)
             if event != "join" and not session.joined:
                 raise SignalingError("not_joined", f"'{event}' before 'join'")
             return await handler(session, data)

@@ -15,6 +15,7 @@ from consult.visits import create_demo_visit
 from web.app import create_app
 from web.config import Config
 from web.keys import DATABASE, MEDIA, SIGNALING
+from web.transport import runner_options
 
 
 def strict() -> bool:
@@ -84,7 +85,7 @@ async def start_server(tmp_path: Path, host: str = "127.0.0.1", **settings: Any)
     settings.setdefault("ice_addresses", ("127.0.0.1",))
     config = Config(data_dir=tmp_path / "data", **settings)
     app = create_app(config)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **runner_options(config))
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()

@@ -31,7 +31,9 @@ from .api import setup_api
 from .config import Config
 from .dicom_scp import imaging_ctx
 from .keys import CONFIG, DATABASE, IMAGING, MEDIA, RECORDER, SIGNALING
+from .recording_keys import key_wrapper
 from .routes import setup_routes
+from .transport import setup_transport
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def create_app(config: Config) -> web.Application:
         providers=config.provider_health(),
     )
     app[SIGNALING].attach(app)
+    setup_transport(app, config)  # first: body limits before the API boundary reads one
     setup_routes(app)
     setup_api(app)
     app.cleanup_ctx.append(_database_ctx)
@@ -106,14 +109,21 @@ def _media_pool(config: Config) -> MediaPool:
 def _recorder(config: Config) -> Recorder | None:
     if not config.recording:
         return None
+    cipher = FieldCipher(config.field_secret())
     store = RecordingStore(
         config.recordings,
         segment_s=config.recording_segment_s,
         retention_days=config.recording_retention_days,
-        # chat texts on the timeline are SM4-encrypted under the field key (R36)
-        seal_text=FieldCipher(config.field_secret()).encrypt,
+        # chat texts on the timeline are SM4-encrypted under the field key, segments and the
+        # composite under a per-session key that the field key wraps (R36)
+        seal_text=cipher.encrypt,
+        key_wrapper=key_wrapper(cipher),
     )
-    composites = CompositeJobs(fps=config.composite_fps) if config.recording_composite else None
+    composites = (
+        CompositeJobs(fps=config.composite_fps, key_of=store.session_key)
+        if config.recording_composite
+        else None
+    )
     return Recorder(store, composites)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from . import recording_cli, report_cli, turn_cli
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
+from .transport import runner_options
 
 AdminCommand = Callable[[Database], Awaitable[CommandResult]]
 
@@ -52,10 +54,13 @@ def serve(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # files 0600, directories 0700: the database, keys and recordings are the server's alone
+    os.umask(0o077)
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        **runner_options(config),
         access_log_class=PathOnlyAccessLogger,
         print=lambda _msg: print(
             f"teleconsult serving on http://{config.host}:{config.port}", flush=True

@@ -99,6 +99,11 @@ class Config:
     signing_ca_cert_file: Path | None = None
     signing_ca_key_file: Path | None = None
     log_level: str = "INFO"
+    #: A connection must deliver a request's headers within this many seconds of opening (or of
+    #: its previous response); slow ones are closed (slowloris). Also the keep-alive idle time.
+    header_timeout_s: float = 15.0
+    #: A request body (up to the 2 MiB JSON limit) must arrive within this many seconds.
+    body_timeout_s: float = 20.0
     #: Imaging store (DICOM files) directory; default ``<data_dir>/imaging``.
     imaging_dir: Path | None = None
     #: The largest DICOM instance the store accepts (STOW-RS part, C-STORE dataset).

@@ -29,6 +29,7 @@ from recording.session import TIMELINE, read_jsonl, timeline_text_context
 
 from .config import Config
 from .recording_audit import PURGED, verify_recordings
+from .recording_keys import key_wrapper
 
 
 def add_parsers(sub: Any, add_common: Any) -> None:
@@ -57,7 +58,11 @@ def add_parsers(sub: Any, add_common: Any) -> None:
 
 
 def _store(config: Config) -> RecordingStore:
-    return RecordingStore(config.recordings, retention_days=config.recording_retention_days)
+    return RecordingStore(
+        config.recordings,
+        retention_days=config.recording_retention_days,
+        key_wrapper=key_wrapper(FieldCipher(config.field_secret())),
+    )
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -85,7 +90,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 print(json.dumps(line, ensure_ascii=False, sort_keys=True))
             asyncio.run(_audit_read(config, info.room, info.session))
             return 0
-        result = asyncio.run(build(info.directory, fps=config.composite_fps))
+        key = store.session_key(info.directory)
+        result = asyncio.run(build(info.directory, fps=config.composite_fps, data_key=key))
         print(json.dumps(result, indent=1, sort_keys=True))
         return 0
     except RecordingError as exc:

@@ -3,8 +3,11 @@ whichever conftest pytest imported last): publish custom tracks, wait for a seal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +49,44 @@ def need_ffmpeg() -> None:
         skip_or_fail("needs the ffmpeg CLI (Debian package ffmpeg)")
 
 
+def session_key_of(path: Path) -> bytes | None:
+    """The data key of the recording session holding ``path`` (a segment or composite), opened
+    with the server's field key from its data directory, as the server does (R36)."""
+    from consult.crypto import FieldCipher
+    from recording import RecordingStore
+    from web.recording_keys import key_wrapper
+
+    session = next(p for p in path.parents if (p / "session.json").exists())
+    key_file = next(p / "field.key" for p in session.parents if (p / "field.key").exists())
+    store = RecordingStore(
+        session.parent.parent, key_wrapper=key_wrapper(FieldCipher(key_file.read_text().strip()))
+    )
+    return store.session_key(session)
+
+
+@contextlib.contextmanager
+def plain_media(path: Path) -> Iterator[Path]:
+    """``path`` itself when stored in the clear, else a decrypted copy (deleted afterwards)."""
+    from recording.at_rest import decrypt_to, is_encrypted
+
+    if not is_encrypted(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="tc-plain-") as scratch:
+        target = Path(scratch) / path.name
+        decrypt_to(path, target, session_key_of(path))
+        yield target
+
+
 def probe_stream(path: Path) -> dict[str, Any]:
     """ffprobe's view of a media file's first stream: ``codec_name`` and ``nb_read_frames``
-    (every frame read). Fails the test if ffprobe cannot read the file."""
+    (every frame read), decrypted first when stored encrypted. Fails the test if ffprobe cannot
+    read the file."""
+    with plain_media(path) as plain:
+        return _probe_stream(plain)
+
+
+def _probe_stream(path: Path) -> dict[str, Any]:
     import subprocess
 
     done = subprocess.run(

@@ -11,8 +11,10 @@ from pathlib import Path
 from client import pair
 from harness import start_server
 from peers import wait_for
-from recording_helpers import need_ffmpeg, publish_tracks, sealed_session
+from recording_helpers import need_ffmpeg, plain_media, publish_tracks, sealed_session
 from sync_tracks import PERIOD_S, BeepTrack, Epoch, FlashTrack, beep_onsets, flash_onsets
+
+from recording.at_rest import is_encrypted
 
 
 def _probe_duration(path: Path) -> float:
@@ -56,17 +58,19 @@ async def test_composite_keeps_lip_sync_and_the_session_length_R22(tmp_path: Pat
             interval=0.2,
             message="the composite was not built",
         )
-        composite = session / "composite.mp4"
-        flashes = flash_onsets(str(composite))
-        beeps = beep_onsets(str(composite))
-        assert len(flashes) == 3, flashes
-        assert len(beeps) == 3, beeps
-        skews = [abs(f - b) for f, b in zip(flashes, beeps, strict=True)]
-        print(f"composite lip-sync skews (ms): {[round(s * 1000, 1) for s in skews]}")
-        assert max(skews) <= 0.040, skews
-        session_s = manifest["ended_at"] - manifest["started_at"]
-        duration = _probe_duration(composite)
-        assert abs(duration - session_s) <= 0.01 * session_s, (duration, session_s)
+        stored = session / "composite.mp4"
+        assert is_encrypted(stored)  # SM4 at rest (R36): nothing plays without the key
+        with plain_media(stored) as composite:
+            flashes = flash_onsets(str(composite))
+            beeps = beep_onsets(str(composite))
+            assert len(flashes) == 3, flashes
+            assert len(beeps) == 3, beeps
+            skews = [abs(f - b) for f, b in zip(flashes, beeps, strict=True)]
+            print(f"composite lip-sync skews (ms): {[round(s * 1000, 1) for s in skews]}")
+            assert max(skews) <= 0.040, skews
+            session_s = manifest["ended_at"] - manifest["started_at"]
+            duration = _probe_duration(composite)
+            assert abs(duration - session_s) <= 0.01 * session_s, (duration, session_s)
         # and the session the manifest names is the one the test ran
         assert abs(session_s - (ended - began)) <= 0.05 * (ended - began) + 0.5
         # the originals are untouched: the manifest still verifies

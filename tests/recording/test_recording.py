@@ -15,15 +15,22 @@ from typing import Any
 
 from client import start_call
 from harness import Server, start_server
-from recording_helpers import need_ffmpeg, probe_stream, sealed_session
+from recording_helpers import need_ffmpeg, plain_media, probe_stream, sealed_session
 
 from consult.audit import events_for, verify_chain
 from recording import MIN_RETENTION_DAYS, RecordingStore, verify_room
+from recording.at_rest import is_encrypted
 from web.keys import DATABASE
 
 
-def _frames_in(path: Path) -> tuple[int, str]:
-    """Frames ffprobe reads from one segment file on its own, and its first frame's type."""
+def _frames_in(stored: Path) -> tuple[int, str]:
+    """Frames ffprobe reads from one segment file on its own (decrypted), and its first frame's
+    type."""
+    with plain_media(stored) as path:
+        return _frames_in_plain(path)
+
+
+def _frames_in_plain(path: Path) -> tuple[int, str]:
     frames = probe_stream(path)["nb_read_frames"]
     first = subprocess.run(
         [
@@ -88,7 +95,10 @@ async def test_a_visit_is_recorded_packet_for_packet_R22(tmp_path: Path) -> None
             assert lost == 0 and end["skipped_packets"] == 0  # loopback: nothing lost
             for segment in segments:
                 # each segment plays on its own, video from a keyframe
-                frames, first_key = _frames_in(session / "tracks" / producer.id / segment["file"])
+                stored = session / "tracks" / producer.id / segment["file"]
+                # R36: SM4 at rest, no Matroska/EBML magic on disk; played back decrypted
+                assert is_encrypted(stored) and b"\x1a\x45\xdf\xa3" not in stored.read_bytes()
+                frames, first_key = _frames_in(stored)
                 assert frames == segment["frames"], (producer.kind, segment["file"])
                 assert first_key == "1"
                 assert segment["first_seq"] <= segment["last_seq"]

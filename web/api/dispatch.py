@@ -12,6 +12,7 @@ the route expects, and every refusal is recorded whatever the body looks like.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -50,7 +51,7 @@ def aiohttp_handler(op: Operation) -> AiohttpHandler:
         if op.produces:
             if not isinstance(result, BinaryResponse):
                 raise TypeError(f"{op.operation_id} returned {type(result).__name__}")
-            return _binary(result)
+            return await _binary(request, result)
         if op.response is None:
             return web.Response(status=204)
         if not isinstance(result, op.response):
@@ -132,7 +133,7 @@ async def _read_raw(op: Operation, request: web.Request) -> RawBody:
 _FILE_CSP: Final = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
-def _binary(result: BinaryResponse) -> web.StreamResponse:
+async def _binary(request: web.Request, result: BinaryResponse) -> web.StreamResponse:
     disposition = "attachment" if result.attachment else "inline"
     safe_name = "".join(c for c in result.filename if c.isalnum() or c in "._-") or "file"
     headers = {
@@ -142,6 +143,52 @@ def _binary(result: BinaryResponse) -> web.StreamResponse:
         "Content-Security-Policy": _FILE_CSP,
         "Cache-Control": "no-store",
     }
+    if result.opener is not None:  # encrypted at rest: decrypted as it is sent, Range too
+        return await _stream_plain(request, result, headers)
     if result.path is not None:  # streamed from disk, with Range support (video seeking)
         return web.FileResponse(result.path, headers=headers)
     return web.Response(body=result.content, headers=headers)
+
+
+_STREAM_CHUNK: Final = 256 * 1024
+
+
+async def _stream_plain(
+    request: web.Request, result: BinaryResponse, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send the plain bytes of ``result.opener()``, whole or one ``Range`` (RFC 9110 14.2)."""
+    assert result.opener is not None
+    size = result.size
+    start, stop, status = 0, size, 200
+    try:
+        wanted = request.http_range
+    except ValueError:
+        wanted = slice(None, None)
+    if request.headers.get("Range") and (wanted.start is not None or wanted.stop is not None):
+        start = wanted.start if wanted.start is not None else 0
+        stop = wanted.stop if wanted.stop is not None else size
+        if start < 0:  # a suffix range: the last -start bytes
+            start, stop = max(0, size + start), size
+        stop = min(stop, size)
+        if start >= stop:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.headers["Accept-Ranges"] = "bytes"
+    response.content_length = stop - start
+    await response.prepare(request)
+    stream = await asyncio.to_thread(result.opener)
+    try:
+        await asyncio.to_thread(stream.seek, start)
+        left = stop - start
+        while left > 0:
+            chunk = await asyncio.to_thread(stream.read, min(_STREAM_CHUNK, left))
+            if not chunk:
+                break
+            await response.write(chunk)
+            left -= len(chunk)
+    finally:
+        await asyncio.to_thread(stream.close)
+    await response.write_eof()
+    return response

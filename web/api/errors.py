@@ -96,12 +96,32 @@ _HTTP_CODES: Final[dict[int, tuple[str, str]]] = {
 }
 
 
+class BodyTimeout(TimeoutError):
+    """The request body did not arrive within ``body_timeout_s`` (``web.transport``).
+
+    A ``TimeoutError``: aiohttp's lingering read after the answer (which meets it again on the
+    same payload) treats it as the quiet end it is."""
+
+
 def from_exception(exc: BaseException) -> web.Response:
     """The JSON error response for any exception raised while handling an API request."""
+    if isinstance(exc, BodyTimeout):
+        response = error_response(
+            408, "request_timeout", "The request arrived too slowly; the connection was closed."
+        )
+        response.force_close()
+        return response
+    if isinstance(exc, ConnectionResetError):  # the client left mid-body: nobody to answer
+        logger.info("client left mid-request")
+        return error_response(400, "bad_request", "The request is malformed.")
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, ConsultError):
-        return error_response(status_of(exc), exc.code, exc.message)
+        response = error_response(status_of(exc), exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
         response = error_response(exc.status, code, message)

@@ -20,7 +20,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
@@ -49,6 +49,10 @@ class BinaryResponse:
     """``Content-Disposition: attachment`` (download) instead of ``inline``."""
     path: Path | None = None
     """A file to stream instead of ``content`` (large media; answers Range requests)."""
+    opener: Callable[[], BinaryIO] | None = None
+    """Opens a seekable stream of the plain bytes instead (a file encrypted at rest, decrypted
+    as it is sent; answers Range requests); ``size`` is its plain length."""
+    size: int = 0
 
 
 _INPUTS = ("body", "query", "path")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from consult import accounts
+from consult import accounts, enrolment
 from consult.accounts import AccountView
 from consult.permissions import Role
 
@@ -130,6 +130,40 @@ async def unlock_account(call: Call, path: AccountPath) -> None:
 async def reset_totp(call: Call, path: AccountPath) -> None:
     """Forget the account's TOTP secret (lost phone); it must enrol again."""
     await accounts.reset_totp(call.db, call.me, path.user_id)
+
+
+class EnrolmentLinkIssued(Output):
+    token: str = Field(description="The link's secret: shown once, give it to the person only.")
+    url: str = Field(description="The page that takes it (the secret in the fragment).")
+    expires_at: datetime
+
+
+class EnrolmentRedeem(Input):
+    token: Annotated[str, Field(min_length=16, max_length=128)]
+    new_password: Password
+
+
+@api.operation(
+    "POST",
+    "/accounts/{user_id}/enrolment-link",
+    action="account.reset_password",
+    tag="accounts",
+    status=201,
+)
+async def issue_enrolment_link(call: Call, path: AccountPath) -> EnrolmentLinkIssued:
+    """Reset the account's password and second factor and issue a one-time enrolment link
+    (R34: the person sets their own credentials; the admin never knows them)."""
+    issued = await enrolment.issue_enrolment_link(call.db, call.me, path.user_id)
+    return EnrolmentLinkIssued(
+        token=issued.token, url=f"/enrol#{issued.token}", expires_at=issued.expires_at
+    )
+
+
+@api.operation("POST", "/enrolment", action=None, tag="accounts")
+async def redeem_enrolment_link(call: Call, body: EnrolmentRedeem) -> None:
+    """Set one's password with an enrolment link (once, before it expires); then sign in and
+    enrol the second factor."""
+    await enrolment.redeem_enrolment_link(call.db, body.token, body.new_password, call.source_ip)
 
 
 @api.operation(

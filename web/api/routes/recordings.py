@@ -11,13 +11,16 @@ from typing import Annotated, Any
 from pydantic import StringConstraints
 
 from consult import audit, rooms, visit_flow
+from consult.crypto import FieldCipher
 from consult.errors import VisitNotFound
 from recording import RecordingStore
+from recording.at_rest import is_encrypted, open_plain, plain_size
 from recording.composite import COMPOSITE
 from recording.errors import RecordingError
 
 from ...keys import RECORDER
 from ...recording_audit import verify_recordings
+from ...recording_keys import key_wrapper
 from ..call import Call
 from ..errors import ApiError
 from ..fields import Id, Input, Output
@@ -77,7 +80,10 @@ async def _room(call: Call, visit_id: str) -> str:
 
 def _store(call: Call) -> RecordingStore:
     recorder = call.request.app[RECORDER]
-    return recorder.store if recorder is not None else RecordingStore(call.config.recordings)
+    if recorder is not None:
+        return recorder.store
+    cipher = FieldCipher(call.config.field_secret())
+    return RecordingStore(call.config.recordings, key_wrapper=key_wrapper(cipher))
 
 
 def _when(seconds: float | None) -> datetime | None:
@@ -181,4 +187,14 @@ async def get_composite(call: Call, path: SessionPath) -> BinaryResponse:
         object_id=path.visit_id,
         details={"session": path.session},
     )
-    return BinaryResponse(b"", "video/mp4", f"{path.visit_id}-{path.session}.mp4", path=file)
+    name = f"{path.visit_id}-{path.session}.mp4"
+    if not is_encrypted(file):  # a composite from before encryption at rest
+        return BinaryResponse(b"", "video/mp4", name, path=file)
+    key = await asyncio.to_thread(_store(call).session_key, Path(info.directory))
+    return BinaryResponse(
+        b"",
+        "video/mp4",
+        name,
+        opener=lambda: open_plain(file, key),
+        size=plain_size(file),
+    )
