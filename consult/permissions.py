@@ -118,7 +118,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "room.mute": _roles(DOC, PAT),
     "room.leave": _roles(DOC, PAT),
     "room.chat": _roles(DOC, PAT),
-    "room.viewer_sync": _roles(DOC),
+    "room.viewer_sync": _roles(DOC),  # presenting in a review (signaling/review.py)
+    "room.review": _roles(DOC, PAT),  # following a review: the room's shared viewer
     "room.control": _roles(DOC),
     # Chat over REST (issue 6): the room's doctor and patient (ownership checked in consult.chat).
     "chat.read": _roles(DOC, PAT),
@@ -154,6 +155,13 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "chat_history": "room.chat",
     "chat_retract": "room.chat",
     "viewer_sync": "room.viewer_sync",
+    "review_join": "room.review",
+    "review_leave": "room.review",
+    "review_share": "room.viewer_sync",
+    "review_view": "room.viewer_sync",
+    "review_annotations": "room.viewer_sync",
+    "review_handover": "room.viewer_sync",
+    "review_stop": "room.viewer_sync",
     "control": "room.control",
 }
 """Socket.io event name -> action, for signaling's per-event check."""
@@ -174,10 +182,11 @@ CLINICAL_PREFIXES: Final = (
 )
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
-    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}
+    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export", "imaging.read"}
 )
 """All that a consult room's join token may do over REST (on its own visit only): the room page
-has no session of its own, only the join token of its link."""
+has no session of its own, only the join token of its link. ``imaging.read``: the room's viewer
+reads the studies attached to the room's visit (``consult.imaging.access.related``)."""
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 

@@ -9,7 +9,9 @@ Today's rules, from the permission table and the relationships the visit model h
 - a modality's study nobody linked yet: nurses of the institution only (it has no visit,
   so no doctor and no department yet);
 - a de-identified copy shared with another institution: the doctor it was shared with, and
-  nurses of that institution. The original stays with its own institution.
+  nurses of that institution. The original stays with its own institution;
+- a room's join token (the viewer of a consult room has no session of its own): only the studies
+  attached to that room's visit, and only as its participant may read them.
 
 Every decision is recorded: a refusal as a ``denied`` audit event, a retrieval as an ``ok`` one
 (:func:`audit_retrieval`). When the access policy module replaces the participation checks, it
@@ -42,6 +44,9 @@ def related(
 ) -> bool:
     """Whether ``actor`` has a relationship to the study's patient or visit that lets it read."""
     if actor.user_id is None:
+        return False
+    if actor.room_visit_id is not None and study.visit_id != actor.room_visit_id:
+        # a room's join token (the shared viewer of a room): that room's visit's studies only
         return False
     if study.deidentified:
         if actor.role is Role.DOCTOR:

@@ -34,6 +34,7 @@ NOT_REST = {
     "room.leave",
     "room.chat",
     "room.viewer_sync",
+    "room.review",
     "room.control",
     "report.view",
     "export.visits",
