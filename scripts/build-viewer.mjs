@@ -31,8 +31,10 @@ await build({
   sourcemap: false,
   target: ["chrome110", "firefox110", "safari16"],
   platform: "browser",
-  // node built-ins that the codecs' emscripten glue names but never reaches in a browser
-  external: ["fs", "path", "url", "events", "module", "crypto", "worker_threads"],
+  // node built-ins that the codecs' emscripten glue names but never reaches in a browser; "events"
+  // is npm's browser EventEmitter (a dependency), "url" a shim of the one function used
+  external: ["fs", "path", "module", "crypto", "worker_threads"],
+  alias: { url: join(root, "web", "viewer_bundle", "shims", "url.js") },
   nodePaths: [join(root, "node_modules")],
   logLevel: "warning",
   legalComments: "linked",

@@ -417,7 +417,7 @@ class ReviewComponent:
             session.sid, session.participant_id, session.identity.role, session.identity.name
         )
         await self._sio.enter_room(session.sid, _sio_room(key))
-        return {"state": review.snapshot()}
+        return {"state": review.snapshot(), "you": session.participant_id}
 
     async def leave_event(self, session: Session, data: Any) -> None:
         _object(data)
