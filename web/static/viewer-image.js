@@ -94,6 +94,8 @@ export class ImageViewer {
     this.element.style.position = "relative";
     this.element.appendChild(this.pointerEl);
     this.element.addEventListener("contextmenu", (e) => e.preventDefault());
+    // the page may enable the viewport while its panel is hidden: size it when it shows
+    new ResizeObserver(() => this.resize()).observe(this.element);
     let group = tools.ToolGroupManager.getToolGroup(GROUP_ID);
     if (!group) {
       group = tools.ToolGroupManager.createToolGroup(GROUP_ID);
@@ -145,9 +147,16 @@ export class ImageViewer {
     });
   }
 
+  /** Fit the canvas to its element again (after the element was hidden or changed size). */
+  resize() {
+    this.engine?.resize(true, true);
+  }
+
   /** Load a series (WADO-RS metadata, then frames as the viewport needs them). */
   async loadSeries(client, study, series, index = 0) {
+    const started = performance.now();
     const metadata = await client.seriesMetadata(study, series);
+    this.timings = { metadata_ms: performance.now() - started };
     metadata.sort((a, b) => (value(a, TAG.instanceNumber) ?? 0) - (value(b, TAG.instanceNumber) ?? 0));
     const base = `${window.location.origin}${DICOMWEB}/studies/${study}/series/${series}/instances`;
     const imageIds = [];
@@ -174,6 +183,7 @@ export class ImageViewer {
     try {
       await this.viewport.setStack(imageIds, Math.min(index, imageIds.length - 1));
       this.viewport.render();
+      this.timings.first_image_ms = performance.now() - started;
       // fetch and decode the rest of the series now: scrolling (ours or the presenter's) then
       // draws from the cache instead of waiting for the network
       tools.utilities.stackPrefetch.enable(this.element);
@@ -182,6 +192,11 @@ export class ImageViewer {
     }
     this.onChange("view");
     return imageIds.length;
+  }
+
+  /** Whether every frame of the series is decoded in the cache (prefetch done). */
+  prefetched() {
+    return this.imageIds.length > 0 && this.imageIds.every((id) => core.cache.getImage(id));
   }
 
   get count() {

@@ -69,24 +69,31 @@ export class ReviewSync {
     return ack.state;
   }
 
-  /** Queue the presenter's view; sent once per animation frame, only the fields that changed. */
+  /** The presenter's view: sent at once (only the fields that changed), then at most once per
+   * animation frame while changes keep coming (a drag sends one view per frame, not per event). */
   sendView(view) {
     if (!this.presenting || !view) return;
     this.pending = { ...(this.pending ?? {}), ...view };
     if (this.frame) return;
+    this.flush();
     this.frame = window.requestAnimationFrame(() => {
       this.frame = 0;
-      const next = this.pending;
-      this.pending = null;
-      const changed = {};
-      for (const [key, value] of Object.entries(next)) {
-        if (JSON.stringify(this.last[key]) !== JSON.stringify(value)) changed[key] = value;
-      }
-      if (!Object.keys(changed).length) return;
-      Object.assign(this.last, changed);
-      this.socket.emit("review_view", { view: changed, sent_at: performance.timeOrigin + performance.now() }, (ack) => {
-        if (!ack?.ok) this.onError(ack?.error?.code ?? "internal_error");
-      });
+      if (this.pending) this.flush();
+    });
+  }
+
+  flush() {
+    const next = this.pending;
+    this.pending = null;
+    const changed = {};
+    for (const [key, value] of Object.entries(next)) {
+      if (JSON.stringify(this.last[key]) !== JSON.stringify(value)) changed[key] = value;
+    }
+    if (!Object.keys(changed).length) return;
+    Object.assign(this.last, changed);
+    const message = { view: changed, sent_at: performance.timeOrigin + performance.now() };
+    this.socket.emit("review_view", message, (ack) => {
+      if (!ack?.ok) this.onError(ack?.error?.code ?? "internal_error");
     });
   }
 

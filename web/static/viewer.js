@@ -33,6 +33,8 @@ const page = {
   me: null,
   pendingSeq: null,
 };
+page.prefetched = () => Boolean(image?.prefetched());
+page.timings = () => image?.timings ?? null;
 window.__viewer = page;
 
 const client = new DicomwebClient(token);
@@ -160,7 +162,17 @@ async function startImage() {
     onPointer: (world) => review?.sendView({ pointer: world }),
   });
   await image.open();
-  const { core } = await import("/vendor/viewer/cornerstone.js");
+  const { core, tools } = await import("/vendor/viewer/cornerstone.js");
+  // the figures are computed when an annotation is drawn (on a follower, after it arrived)
+  let listQueued = false;
+  $("viewport").addEventListener(tools.Enums.Events.ANNOTATION_RENDERED, () => {
+    if (listQueued) return;
+    listQueued = true;
+    window.requestAnimationFrame(() => {
+      listQueued = false;
+      renderMeasurements();
+    });
+  });
   $("viewport").addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
     if (page.pendingSeq !== null) {
       page.renders.push({ seq: page.pendingSeq, at: performance.timeOrigin + performance.now(), index: image.index });
