@@ -29,7 +29,7 @@ from conftest import RoomPage, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
 
-from dicom_data import local_file  # noqa: E402
+from dicom_data import local_file
 
 VIEWER_BUNDLE = Path(__file__).resolve().parents[2] / "build" / "viewer" / "cornerstone.js"
 SLICES = 6
@@ -262,9 +262,10 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     assert _settled(doctor, patient) < 1.0
     doctor.page.select_option("#preset", "lung")
     assert _settled(doctor, patient) < 1.0
-    assert patient.page.locator("#wl-info").inner_text() == doctor.page.locator(
-        "#wl-info"
-    ).inner_text()
+    assert (
+        patient.page.locator("#wl-info").inner_text()
+        == doctor.page.locator("#wl-info").inner_text()
+    )
 
     # a length measurement in mm appears on the follower with the same figure
     doctor.page.locator('[data-tool="length"]').click()

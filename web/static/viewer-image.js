@@ -178,6 +178,7 @@ export class ImageViewer {
     this.keys = keys;
     this.series = { study, series };
     this.modality = String(value(metadata[0], TAG.modality) ?? "");
+    this.frameOfReference = value(metadata[0], "00200052");
     tools.annotation.state.removeAllAnnotations();
     this.applying++;
     try {
@@ -397,10 +398,11 @@ export class ImageViewer {
         const index = this.keys.indexOf(`${item.instance}/${item.frame}`);
         const Tool = classes[item.tool];
         if (index < 0 || !Tool) continue;
-        Tool.hydrate(this.viewportId, item.points, {
-          annotationUID: item.uid,
-          referencedImageId: this.imageIds[index],
-        });
+        // the frame of reference from the metadata: a late joiner hydrates before its first
+        // image is drawn, when the viewport does not know it yet
+        const options = { annotationUID: item.uid, referencedImageId: this.imageIds[index] };
+        if (this.frameOfReference) options.FrameOfReferenceUID = this.frameOfReference;
+        Tool.hydrate(this.viewportId, item.points, options);
       }
       this.viewport.render();
     } finally {
