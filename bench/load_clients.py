@@ -17,6 +17,9 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from encoded_media import EncodedClip, EncodedTrack
 from stream_counter import StreamCounter, count_receivers
 
+from media import _aiortc_seam as seam
+from media.twcc import URI_TRANSPORT_CC, transport_cc_ids
+
 
 def client_pc() -> RTCPeerConnection:
     """A peer that bundles every m-line, as browsers do, and never reaches for a STUN server.
@@ -108,10 +111,21 @@ async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscri
     reply = await control.call("/subscribe", {"producers": producer_ids})
     pc = client_pc()
     await pc.setRemoteDescription(RTCSessionDescription(reply["offer"], "offer"))
+    # accept transport-cc when the engine offers it and send feedback, as a browser does: the
+    # server then numbers every packet and runs its send-side estimator (part of the cost)
+    cc_ids = transport_cc_ids(reply["offer"])
+    for transceiver in pc.getTransceivers():
+        if transceiver.mid in cc_ids:
+            seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_ids[transceiver.mid]})
+            seam.add_codec_feedback(transceiver, "transport-cc")
     subscriber = Subscriber(pc, count_receivers(pc), id=reply["id"])
     mids: dict[str, str] = reply.get("mids", {})  # mid -> producer id, when the engine says
     subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]
     await pc.setLocalDescription(await pc.createAnswer())  # gathers: the sockets exist now
+    if cc_ids:
+        seam.record_transport_feedback(
+            pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
+        )
     enlarge_receive_buffers(pc)
     await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
     return subscriber

@@ -132,6 +132,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "imaging.share": _roles(DOC),
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
+    # Network providers' health (R28, R31): who runs the service.
+    "system.providers": _roles(OPR, ADM),
     # Audit, reports, export (R22, R25).
     "audit.view": _roles(AUD),
     "audit.verify": _roles(AUD),

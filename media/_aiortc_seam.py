@@ -23,6 +23,12 @@ An SFU must do neither, so we cut in at the packet level:
 * bandwidth: aiortc's receive-side estimator (``aiortc.rate.RemoteBitrateEstimator``, from the
   abs-send-time extension) never runs on an intercepted receiver; the Producer runs one itself and
   sends REMB upstream with ``receiver._send_rtcp`` from the receiver's RTCP SSRC.
+* transport-cc: aiortc negotiates no transport-wide sequence numbers and parses a transport
+  feedback packet as a NACK. Publish side: ``record_transport_feedback`` wraps the ICE
+  connection's ``data_received`` to note each numbered packet's arrival as it leaves the socket,
+  and the DTLS transport's ``_handle_rtp_data`` to send the feedback that is due (media/twcc.py).
+  Subscribe side: ``transport_wide_sender`` wraps ``_handle_rtcp_data`` to take the transport
+  feedback out of each compound packet before aiortc parses the rest.
 * liveness: ``RTCDtlsTransport`` counts the datagrams it receives for its stats; we read that
   counter to notice a path that went silent (media/liveness.py).
 * host candidates: aioice gathers on every interface except loopback, with no filter; which
@@ -40,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,7 +58,11 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import RemoteBitrateEstimator as _RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
 from aiortc.rtcrtpreceiver import NackGenerator as NackGenerator  # re-exported for the Producer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -66,6 +77,7 @@ from aiortc.rtp import (
 )
 
 from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
+from .twcc import FeedbackRecorder, TransportWideSender, split_compound, transport_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +168,81 @@ def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, 
             transceiver._headerExtensions.append(
                 RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
             )
+
+
+def add_codec_feedback(transceiver: RTCRtpTransceiver, feedback_type: str) -> None:
+    """Answer ``a=rtcp-fb:<pt> feedback_type`` for each negotiated codec but RTX (aiortc keeps
+    only the feedback types it knows). Call between setRemoteDescription and createAnswer."""
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower().endswith("/rtx"):
+            continue
+        if not any(fb.type == feedback_type for fb in codec.rtcpFeedback):
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type=feedback_type))
+
+
+_recorders: weakref.WeakKeyDictionary[Any, FeedbackRecorder] = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[Any, TransportWideSender] = weakref.WeakKeyDictionary()
+
+
+def record_transport_feedback(receiver: RTCRtpReceiver, ext_id: int) -> FeedbackRecorder:
+    """Report the arrival of the packets numbered with transport-wide sequence numbers
+    (extension ``ext_id``) on the receiver's transport (idempotent per transport), so that the
+    publisher's send-side estimator drives its encoder.
+
+    A packet's arrival is noted as its datagram leaves the socket, from its RTP header (SRTP
+    leaves it in the clear): after DTLS's receive queue it would carry that queue's wait, which
+    the publisher's estimator would read as queueing on the network. The feedback due goes out
+    after a packet is handled.
+    """
+    dtls = receiver.transport
+    recorder = _recorders.get(dtls)
+    if recorder is not None:
+        return recorder
+    recorder = _recorders[dtls] = FeedbackRecorder()
+    connection = dtls.transport._connection
+    deliver = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        if len(data) > 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP (RFC 5761)
+            seq = transport_sequence(data, ext_id)
+            if seq is not None:
+                recorder.record(seq, time.monotonic_ns() // 1000, int.from_bytes(data[8:12]))
+        deliver(data, component)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    handle = dtls._handle_rtp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        await handle(data, arrival_time_ms)
+        for feedback in recorder.take(time.monotonic_ns() // 1000):
+            try:
+                await dtls._send_rtp(feedback)
+            except ConnectionError:
+                return
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    return recorder
+
+
+def transport_wide_sender(sender: RTCRtpSender) -> TransportWideSender:
+    """The transport-wide numbering and estimate of the sender's transport (one per
+    transport); its transport feedback is taken out of the RTCP and given to it."""
+    dtls = sender.transport
+    found = _senders.get(dtls)
+    if found is not None:
+        return found
+    twcc = _senders[dtls] = TransportWideSender()
+    handle = dtls._handle_rtcp_data
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        feedback, rest = split_compound(data)
+        for packet in feedback:
+            twcc.on_feedback(packet)
+        if rest:
+            await handle(rest)
+
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+    return twcc
 
 
 _mid_routed: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -33,12 +33,14 @@ from .bandwidth import (
     PROBE_SHARE,
     RESUME_ABOVE,
     STEADY_S,
+    UP_ABOVE,
     ProbeBudget,
     choose_layer,
 )
 from .keyframes import keyframe_start
 from .rtp_writer import RtpWriter
 from .tracking import track
+from .twcc import TransportWideSender
 from .vp8 import Vp8Numbering
 
 if TYPE_CHECKING:
@@ -56,6 +58,13 @@ RESEND_SHARE = 0.25
 RESEND_UNLIMITED_BPS = 10_000_000
 #: A video Consumer looks at its estimate and the layers this often (and on each REMB).
 EVALUATE_EVERY_S = 0.5
+#: With transport-cc, a subscriber below the next layer is probed with a cluster this much
+#: above that layer's rate (the result must cover it) ...
+CLUSTER_ABOVE = 1.2
+CLUSTER_S = 0.1
+#: ... at first this long after the last one, doubling while they find no more, up to the max.
+CLUSTER_EVERY_S = 1.0
+CLUSTER_EVERY_MAX_S = 3.0
 _NTP_SECOND = 1 << 32
 
 #: ``callback(consumer, paused)`` when video stops or starts again for congestion.
@@ -150,6 +159,17 @@ class Consumer:
         self._resend_bytes = 0
         self.keyframe_requests_received = 0
         self.remb_bitrate: int | None = None
+        # transport-cc (when the subscriber negotiated it): the transport's numbering and
+        # estimate, and the probe clusters this Consumer sends to climb a layer
+        self._cc: TransportWideSender | None = None
+        self._cc_fell_at_us: int | None = None
+        self._cc_logged = False
+        self._base_probe_rate = 0
+        self._cluster_rate = 0
+        self._cluster_until = 0.0
+        self._cluster_goal = 0
+        self._next_cluster_at = 0.0
+        self._cluster_every = CLUSTER_EVERY_S
         self._on_close: list[Any] = []
         seam.intercept_sender_rtcp(self._sender, self._on_rtcp)
         producer._add_consumer(self)
@@ -192,6 +212,21 @@ class Consumer:
     def target_layer(self) -> int:
         return self._target
 
+    @property
+    def estimate(self) -> int | None:
+        """The subscriber's bandwidth: the transport-cc estimate while its feedback flows,
+        else its REMB."""
+        cc = self._cc
+        if cc is not None:
+            estimate = cc.estimate
+            if estimate is not None:
+                return estimate
+        return self.remb_bitrate
+
+    @property
+    def transport_cc(self) -> TransportWideSender | None:
+        return self._cc
+
     @staticmethod
     def _numbering_for(producer: Producer) -> Vp8Numbering | None:
         """Simulcast VP8 needs its picture ids kept continuous across layer switches."""
@@ -225,6 +260,8 @@ class Consumer:
                     extension_ids=extension_ids,
                     mid=self._mid,
                 )
+                if self._writer.transport_cc:
+                    self._cc = seam.transport_wide_sender(self._sender)
                 if self._rtx_payload_type is not None:
                     seam.route_feedback_of(self._sender, self._rtx_ssrc)
                     self._probe_writer = RtpWriter(
@@ -275,7 +312,7 @@ class Consumer:
         if self._history is not None and ntp >= self._next_evaluation:
             self._next_evaluation = ntp + int(EVALUATE_EVERY_S * _NTP_SECOND)
             self._evaluate()
-        if self._probe.rate:
+        if self._probe.rate or self._cluster_until:
             await self._send_probes(send_time)
         if layer != self._layer:
             if layer != self._target or self._congested:
@@ -296,6 +333,8 @@ class Consumer:
             return  # from before the re-base: its number is taken
         seq = (packet.sequence_number + self._seq_delta) & 0xFFFF
         ts = (packet.timestamp + self._ts_delta) & 0xFFFFFFFF
+        cc = self._cc
+        transport_seq = cc.next_sequence() if cc is not None else None
         data = writer.write(
             sequence_number=seq,
             timestamp=ts,
@@ -304,6 +343,7 @@ class Consumer:
             padding_size=packet.padding_size,
             send_time=send_time,
             audio_level=packet.extensions.audio_level,
+            transport_seq=transport_seq,
         )
         if self._history is not None:
             self._history[seq % HISTORY_SIZE] = data
@@ -316,6 +356,8 @@ class Consumer:
             await seam.send_rtp(self._sender, data)
         except ConnectionError:
             return
+        if cc is not None:
+            cc.sent(transport_seq, len(data))  # type: ignore[arg-type]
         seam.note_sent(self._sender, ts, len(packet.payload), ntp)
         self.packets_sent += 1
 
@@ -323,10 +365,19 @@ class Consumer:
         """Padding on the RTX stream, so the subscriber's estimate can grow (never decoded)."""
         writer = self._probe_writer
         media, self._media_bytes = self._media_bytes, 0
-        count = self._probe.due(time.monotonic(), media)
+        now = time.monotonic()
+        if self._cluster_until:
+            if now < self._cluster_until:
+                self._probe.set_rate(self._cluster_rate)
+            else:
+                self._cluster_until = 0.0
+                self._probe.set_rate(self._base_probe_rate)
+        count = self._probe.due(now, media)
         if writer is None or not count:
             return
+        cc = self._cc
         for _ in range(count):
+            transport_seq = cc.next_sequence() if cc is not None else None
             data = writer.write(
                 sequence_number=self._rtx_seq,
                 timestamp=self._last_out_ts,
@@ -335,12 +386,15 @@ class Consumer:
                 padding_size=PADDING_BYTES,
                 send_time=send_time,
                 audio_level=None,
+                transport_seq=transport_seq,
             )
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             try:
                 await seam.send_rtp(self._sender, data)
             except ConnectionError:
                 return
+            if cc is not None:
+                cc.sent(transport_seq, len(data))  # type: ignore[arg-type]
             self.probe_packets_sent += 1
 
     def _start(self, packet: RtpPacket) -> bool:
@@ -389,6 +443,9 @@ class Consumer:
             except (ValueError, struct.error):  # a count the FCI does not hold (tests/fuzz)
                 return
             if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
+                if not self.estimate_from_remb:
+                    self.remb_bitrate = bitrate  # the fallback, should the feedback stop
+                    return
                 dropped = self.remb_bitrate is not None and bitrate < self.remb_bitrate
                 if dropped and bitrate < self.remb_bitrate * DROP:  # type: ignore[operator]
                     self._estimate_fell_at = time.monotonic()
@@ -403,14 +460,16 @@ class Consumer:
         if self.kind != "video" or self._closed:
             return
         producer = self.producer
-        estimate = self.remb_bitrate
+        now = time.monotonic()
+        estimate = self._cc_estimate(now)
+        if estimate is None:
+            estimate = self.remb_bitrate
         if estimate is None:
             if not producer.simulcast:
                 return
             # no estimate yet: start on the best layer, so that the receiver's first estimate
             # (which it takes from what it receives) is not held down by a low layer
             estimate = 1 << 40
-        now = time.monotonic()
         needs = producer.layer_needs(int(now * 1000))
         active = [need for need in needs if need is not None]
         if not active:
@@ -421,21 +480,22 @@ class Consumer:
             if estimate >= lowest * RESUME_ABOVE:
                 self._set_congested(False)
             else:
-                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                self._probe_cluster(lowest, estimate, now)
                 return
         elif estimate < lowest * PAUSE_BELOW:
             if self._congested_since is None:
                 self._congested_since = now
             elif now - self._congested_since >= PAUSE_AFTER_S:
                 self._set_congested(True)
-                self._probe.set_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
                 return
         else:
             self._congested_since = None
         steady = now - self._estimate_fell_at >= STEADY_S
         target = choose_layer(needs, estimate, self._layer, steady=steady)
         if target != self._target:
-            logger.debug(
+            logger.info(
                 "consumer %s: layer %d -> %d (estimate %d, layers %s)",
                 self.id[:8],
                 self._target,
@@ -459,9 +519,70 @@ class Consumer:
         # little under the estimate: the receiver's estimate may grow to 1.5 times that
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
         if above and target == self._layer and steady:
-            self._probe.set_rate(int(min(above[0], estimate * PROBE_SHARE)))
+            self._set_probe_rate(int(min(above[0], estimate * PROBE_SHARE)))
+            # a cluster aims at the top layer: a free link shows it at once, a narrow one
+            # shows its own rate (and the estimate picks what fits), in one step either way
+            self._probe_cluster(max(above), estimate, now)
         else:
-            self._probe.set_rate(0)
+            self._set_probe_rate(0)
+
+    @property
+    def estimate_from_remb(self) -> bool:
+        """Whether REMB is this subscriber's estimate (no transport-cc feedback flowing)."""
+        return self._cc is None or self._cc.estimate is None
+
+    def _cc_estimate(self, now: float) -> int | None:
+        """The transport-cc estimate, noting when it last fell (overuse or loss cut it)."""
+        cc = self._cc
+        if cc is None:
+            return None
+        estimate = cc.estimate
+        if estimate is None:
+            return None
+        if not self._cc_logged:
+            self._cc_logged = True
+            logger.info(
+                "transport-cc estimate in use",
+                extra={"consumer_id": self.id, "estimate": estimate},
+            )
+        fell = cc.estimator.decreased_at_us
+        if fell is not None and fell != self._cc_fell_at_us:
+            self._cc_fell_at_us = fell
+            self._estimate_fell_at = fell / 1_000_000
+            self.producer.update_remb(estimate_dropped=True)
+        return estimate
+
+    def _set_probe_rate(self, rate: int) -> None:
+        """Padding at ``rate`` (with what is sent), unless a probe cluster runs."""
+        self._base_probe_rate = rate
+        if not self._cluster_until:
+            self._probe.set_rate(rate)
+
+    def _probe_cluster(self, goal: int, estimate: int, now: float) -> None:
+        """With transport-cc, a subscriber whose estimate is below ``goal`` (the next layer,
+        or the lowest one while video is stopped) gets a short burst a little above it: if the
+        link carries it, the estimate jumps there instead of growing 8 % a second."""
+        cc = self._cc
+        if cc is None or cc.estimate is None or self._probe_writer is None:
+            return
+        if self._cluster_goal and estimate >= self._cluster_goal * UP_ABOVE:
+            self._cluster_goal = 0  # reached: the next climb starts probing briskly again
+            self._cluster_every = CLUSTER_EVERY_S
+        if estimate >= goal * RESUME_ABOVE:
+            return
+        if now < self._next_cluster_at or self._cluster_until:
+            return
+        if self._cluster_goal:
+            # the last cluster found no more: wait longer before the next one
+            self._cluster_every = min(self._cluster_every * 2, CLUSTER_EVERY_MAX_S)
+        rate = int(goal * CLUSTER_ABOVE)
+        if not cc.estimator.probe(rate, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
+            return
+        self._cluster_goal = goal
+        self._cluster_rate = rate
+        self._cluster_until = now + CLUSTER_S
+        self._next_cluster_at = now + self._cluster_every
+        self._probe.set_rate(rate)
 
     def _set_congested(self, congested: bool) -> None:
         self._congested = congested
@@ -489,7 +610,7 @@ class Consumer:
             self._resend_bytes = 0
         # retransmissions take at most a share of the estimate: on a congested link, answering
         # every NACK doubles what it must carry, and the loss with it
-        budget = (self.remb_bitrate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
+        budget = (self.estimate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
         for seq in lost:
             data = self._history[seq % HISTORY_SIZE]
             # the sequence number sits in bytes 2-3 of the RTP header

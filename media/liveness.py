@@ -39,6 +39,8 @@ SILENCE_S = 2.0
 #: The same for a subscribe Transport that carries audio streams only (browsers report audio
 #: reception every ~5 s, randomised up to 7.5 s).
 AUDIO_ONLY_SILENCE_S = 8.0
+#: More silence allowed while another provider's path answers (a browser is moving onto it).
+FAILOVER_GRACE_S = 2.5
 #: How often the counters are read.
 CHECK_INTERVAL_S = 0.25
 
@@ -61,12 +63,16 @@ def expected_silence(
     """How long ``transport`` may stay silent now, or None while no packet has to come."""
     if transport.closed or transport.connection_state != "connected":
         return None
+    # The peer still answers on another provider's path (media/paths.py): a browser moves its
+    # own sending path there by itself, which takes Chrome up to ~3.6 s; give it that time
+    # rather than close connections that are about to carry media again.
+    grace = FAILOVER_GRACE_S if transport.paths is not None and transport.paths.standby() else 0.0
     if transport.role == "publish":
-        return silence_s if any(not p.closed for p in transport.producers) else None
+        return silence_s + grace if any(not p.closed for p in transport.producers) else None
     accepted = [c for c in transport.consumers if c.ready and not c.closed]
     if not accepted:
         return None
-    return silence_s if any(c.kind == "video" for c in accepted) else audio_only_s
+    return (silence_s if any(c.kind == "video" for c in accepted) else audio_only_s) + grace
 
 
 def failure_reason(transport: Transport, state: str) -> str | None:

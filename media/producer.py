@@ -131,6 +131,8 @@ class Producer:
         # the publisher's uplink, estimated from abs-send-time (video only, as aiortc does)
         self._estimator = seam.RemoteBitrateEstimator() if video else None
         self.uplink_estimate: int | None = None
+        # transport-cc on the publisher's leg: it estimates its uplink itself from our feedback
+        self._uplink_by_feedback = False
         self._group: list[int] | None = None  # (first, last send time, last arrival, bytes)
         self.remb_sent: int | None = None  # the last REMB value sent upstream
         self._remb_sent_ms = 0
@@ -242,7 +244,7 @@ class Producer:
         estimator = self._estimator
         if estimator is not None:
             sent_at = packet.extensions.abs_send_time
-            if sent_at is not None:
+            if sent_at is not None and not self._uplink_by_feedback:
                 size = len(packet.payload) + packet.padding_size
                 group = self._group
                 if group is not None and (sent_at - group[0]) & 0xFFFFFF <= GROUP_SPAN:
@@ -324,6 +326,14 @@ class Producer:
 
     # --- the publisher's bitrate -------------------------------------------------------------
 
+    def uplink_by_transport_cc(self) -> None:
+        """The publisher numbers its packets and we report their arrival (transport-cc): its
+        own send-side estimator, which probes, knows its uplink better than our receive-side
+        one, which stays within 1.5 times what it receives and, sent as REMB, held the
+        publisher there. The REMB then carries only the subscribers' cap (one stream)."""
+        self._uplink_by_feedback = True
+        self.uplink_estimate = None
+
     def update_remb(self, now_ms: int | None = None, *, estimate_dropped: bool = False) -> None:
         """Tell the publisher what to send: its uplink estimate, capped by its subscribers'.
 
@@ -336,7 +346,7 @@ class Producer:
             return
         if now_ms is None:
             now_ms = int(time.monotonic() * 1000)
-        estimates = [c.remb_bitrate for c in self._consumers.values() if c.remb_bitrate]
+        estimates = [c.estimate for c in self._consumers.values() if c.estimate]
         cap: int | None = None
         if estimates and not self.simulcast:
             cap = min(estimates)  # type: ignore[type-var]

@@ -17,6 +17,7 @@ from .active_speaker import ActiveSpeakerObserver
 from .consumer import Consumer, codecs_match
 from .errors import InvalidState, ServerBusy
 from .liveness import SILENCE_S, LivenessWatch, Lost
+from .paths import Switch
 from .producer import Producer
 from .router import Router
 from .tap import TapFactory
@@ -30,7 +31,10 @@ logger = logging.getLogger(__name__)
 #: participant expected back); "media_connected" {participant_id} when, after that, one of its
 #: new Transports connected; "video_paused" {participant_id (the subscriber), publisher_id,
 #: paused} when a subscriber's video of a publisher stops, or starts again, because its network
-#: cannot carry it.
+#: cannot carry it; "path_switched" {participant_id, role, transport_id, from_address,
+#: to_address, silent_ms, at} when one of its Transports moved off a dead network path onto
+#: another provider's; "path_state" {address, alive, transport_id} when a Transport's paths on
+#: one of our addresses stop or start answering its probes.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
@@ -76,7 +80,33 @@ class RoomMedia:
         transport = self.router.create_transport(role, app_data={"participant_id": participant_id})
         self._liveness.watch(transport)
         transport.on_connection_state(self._transport_state)
+        transport.on_path_switch(self._path_switched)
+        transport.on_path_state(self._path_state)
         return transport
+
+    def _path_state(self, transport: Transport, address: str, alive: bool) -> None:
+        if self._current(transport) is not None and not self.closed:
+            self._on_event(
+                "path_state", {"address": address, "alive": alive, "transport_id": transport.id}
+            )
+
+    def _path_switched(self, transport: Transport, switch: Switch) -> None:
+        """The Transport moved off a dead path onto another provider's (media/paths.py)."""
+        participant_id = self._current(transport)
+        if participant_id is None or self.closed:
+            return
+        self._on_event(
+            "path_switched",
+            {
+                "participant_id": participant_id,
+                "role": transport.role,
+                "transport_id": transport.id,
+                "from_address": switch.from_address,
+                "to_address": switch.to_address,
+                "silent_ms": round(switch.silent_s * 1000),
+                "at": switch.at,
+            },
+        )
 
     def _current(self, transport: Transport) -> str | None:
         """The participant whose current Transport ``transport`` is, else None."""

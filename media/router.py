@@ -17,9 +17,16 @@ logger = logging.getLogger(__name__)
 class Router:
     """The media of one room, as mediasoup has it: ``producer -> consumers`` and back."""
 
-    def __init__(self, room_id: str, *, ice_servers: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
+        ice_addresses: list[str] | None = None,
+    ) -> None:
         self.id = room_id
         self._ice_servers = list(ice_servers or [])
+        self._ice_addresses = list(ice_addresses or [])
         self._transports: dict[str, Transport] = {}
         self._producers: dict[str, Producer] = {}
         self._consumers: dict[str, Consumer] = {}
@@ -40,7 +47,12 @@ class Router:
 
     def create_transport(self, role: Role, app_data: dict[str, Any] | None = None) -> Transport:
         self._check_open()
-        transport = Transport(role, ice_servers=self._ice_servers, app_data=app_data)
+        transport = Transport(
+            role,
+            ice_servers=self._ice_servers,
+            ice_addresses=self._ice_addresses,
+            app_data=app_data,
+        )
         self._transports[transport.id] = transport
         transport.on_close(lambda t: self._transports.pop(t.id, None))
         return transport

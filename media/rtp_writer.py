@@ -2,7 +2,8 @@
 
 This is the forwarding hot path: one call per packet per subscriber. The header is packed with
 ``struct``; the header extensions the subscriber negotiated (RFC 8285 one-byte form) are the
-Consumer's mid (constant, prebuilt), a fresh abs-send-time and the publisher's audio level.
+Consumer's mid (constant, prebuilt), a fresh abs-send-time, the transport-wide sequence number
+(when transport-cc is negotiated) and the publisher's audio level.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 #: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 NTP_UNIX_OFFSET = 2_208_988_800
@@ -34,7 +36,7 @@ def abs_send_time(ntp: int) -> bytes:
 class RtpWriter:
     """Writes packets with one subscriber's SSRC, payload type and extension ids."""
 
-    __slots__ = ("_abs_id", "_level_id", "_mid_element", "_pt", "_ssrc")
+    __slots__ = ("_abs_id", "_level_id", "_mid_element", "_pt", "_ssrc", "_twcc_id")
 
     def __init__(
         self, *, ssrc: int, payload_type: int, extension_ids: dict[str, int], mid: str | None
@@ -48,6 +50,12 @@ class RtpWriter:
         )
         self._abs_id = extension_ids.get(URI_ABS_SEND_TIME, 0)
         self._level_id = extension_ids.get(URI_AUDIO_LEVEL, 0)
+        self._twcc_id = extension_ids.get(URI_TRANSPORT_CC, 0)
+
+    @property
+    def transport_cc(self) -> bool:
+        """Whether packets carry a transport-wide sequence number."""
+        return bool(self._twcc_id)
 
     def write(
         self,
@@ -59,10 +67,13 @@ class RtpWriter:
         padding_size: int,
         send_time: bytes,
         audio_level: tuple[bool, int] | None,
+        transport_seq: int | None = None,
     ) -> bytes:
         extension = self._mid_element
         if self._abs_id:
             extension += bytes([(self._abs_id << 4) | 2]) + send_time
+        if transport_seq is not None and self._twcc_id:
+            extension += bytes([(self._twcc_id << 4) | 1]) + transport_seq.to_bytes(2, "big")
         if self._level_id and audio_level is not None:
             extension += bytes(
                 [self._level_id << 4, (0x80 if audio_level[0] else 0) | audio_level[1]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,17 +26,28 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import _aiortc_seam as seam
+from . import _ice_seam
 from .consumer import Consumer, codecs_match
 from .datagram_guard import DatagramGuard
 from .errors import BadSdp, ClosedError, InvalidState
+from .paths import PathMonitor, Switch, audio_packets, use_addresses
 from .producer import Producer
 from .simulcast import complete_answer, parse_offer
 from .tracking import track
+from .twcc import URI_TRANSPORT_CC, offer_transport_cc, transport_cc_ids
 
 logger = logging.getLogger(__name__)
 
+#: Answer a publisher's transport-cc offer: it then estimates its uplink itself from our
+#: feedback (and probes), instead of following our receive-side REMB, which grows ~7 % a second.
+#: A switch, because on a loaded machine both can hold a publisher under its top layer; the
+#: subscriber leg always offers transport-cc.
+PUBLISH_TRANSPORT_CC = True
+
 Role = Literal["publish", "subscribe"]
 
+#: After a path switch, keyframes are asked for again this much later (see _path_switched).
+KEYFRAME_AGAIN_S = 1.0
 #: A session description larger than this is refused before parsing.
 MAX_SDP_BYTES = 64 * 1024
 
@@ -98,12 +109,16 @@ class Transport:
         role: Role,
         *,
         ice_servers: list[dict[str, Any]] | None = None,
+        ice_addresses: Sequence[str] = (),
         app_data: dict[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.role: Role = role
         self.app_data: dict[str, Any] = dict(app_data or {})
+        self.ice_addresses: tuple[str, ...] = tuple(ice_addresses)
         self._pc = RTCPeerConnection(ice_configuration(ice_servers or []))
+        # before the datagram guard: it wraps (and so guards) the gathering we set here
+        use_addresses(self._pc, self.ice_addresses)
         self._datagrams = DatagramGuard(self.id)
         seam.guard_datagrams(self._pc, self._datagrams)
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -117,6 +132,17 @@ class Transport:
         self._on_negotiation_needed: list[Callable[[Transport], Any]] = []
         self._on_state: list[Callable[[Transport, str], Any]] = []
         self._needs_negotiation = False
+        # one path per provider address: watch them all and move off a dead one (media/paths.py)
+        self._paths: PathMonitor | None = None
+        if len(self.ice_addresses) > 1:
+            self._paths = PathMonitor(
+                self._ice_connection,
+                on_switch=self._path_switched,
+                on_state=self._path_state,
+                duplicate=audio_packets(self._pc),
+            )
+        self._on_path_switch: list[Callable[[Transport, Switch], Any]] = []
+        self._on_path_state: list[Callable[[Transport, str, bool], Any]] = []
         track(self)
 
     # --- state -------------------------------------------------------------------------------
@@ -170,6 +196,53 @@ class Transport:
     def on_connection_state(self, callback: Callable[[Transport, str], Any]) -> None:
         self._on_state.append(callback)
 
+    # --- network paths -----------------------------------------------------------------------
+
+    @property
+    def paths(self) -> PathMonitor | None:
+        """The path monitor, when this Transport has more than one address (one per provider)."""
+        return self._paths
+
+    @property
+    def selected_path(self) -> tuple[str, int, str, int] | None:
+        """The candidate pair media is sent on: (local host, port, remote host, port)."""
+        connection = self._ice_connection()
+        return None if connection is None else _ice_seam.selected(connection)
+
+    def on_path_switch(self, callback: Callable[[Transport, Switch], Any]) -> None:
+        """``callback(self, switch)`` when the path monitor moved the selected pair."""
+        self._on_path_switch.append(callback)
+
+    def on_path_state(self, callback: Callable[[Transport, str, bool], Any]) -> None:
+        """``callback(self, address, alive)`` when the paths on one of our addresses stop or
+        start answering."""
+        self._on_path_state.append(callback)
+
+    def _path_state(self, address: str, alive: bool) -> None:
+        for callback in tuple(self._on_path_state):
+            callback(self, address, alive)
+
+    def _request_keyframes(self) -> None:
+        if self._closed:
+            return
+        for consumer in self._consumers.values():
+            consumer.request_keyframe()
+        for producer in self._producers.values():
+            producer.request_keyframe()  # audio Producers ignore it
+
+    def _ice_connection(self) -> Any:
+        transports = seam.dtls_transports(self._pc)
+        return _ice_seam.ice_connection(transports[0]) if transports else None
+
+    def _path_switched(self, switch: Switch) -> None:
+        # Video resumes on a keyframe: what was in flight on the dead path is lost. Asked now
+        # and once more a second later: the peer may still send on the dead path for a moment
+        # (it notices on its own), and a keyframe sent there is lost too.
+        self._request_keyframes()
+        asyncio.get_running_loop().call_later(KEYFRAME_AGAIN_S, self._request_keyframes)
+        for callback in tuple(self._on_path_switch):
+            callback(self, switch)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"transport {self.id} is closed")
@@ -182,6 +255,8 @@ class Transport:
         state = self.connection_state
         logger.debug("transport %s %s: %s", self.id, self.role, state)
         if state == "connected":
+            if self._paths is not None and not self._closed:
+                self._paths.start()
             for consumer in self._consumers.values():
                 consumer.request_keyframe()
         for callback in tuple(self._on_state):
@@ -201,6 +276,7 @@ class Transport:
             if group.semantic == "FID" and len(group.items) == 2
         }
         simulcast = parse_offer(str(offer_sdp))
+        transport_cc = transport_cc_ids(str(offer_sdp)) if PUBLISH_TRANSPORT_CC else {}
         async with self._lock:
             self._check_open()
             if self._pc.signalingState != "stable":
@@ -218,6 +294,13 @@ class Transport:
                 if layers is not None:
                     # negotiated again on each offer: aiortc recomputes the list from its own
                     seam.add_header_extensions(transceiver, layers.extensions)
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    # the publisher numbers its packets and we report their arrival: its own
+                    # send-side estimator drives its encoder (REMB still caps it)
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
+                    seam.add_codec_feedback(transceiver, "transport-cc")
+                    seam.record_transport_feedback(transceiver.receiver, cc_id)
                 producer = self._producer_by_transceiver.get(id(transceiver))
                 sending = seam.offer_direction(transceiver) in ("recvonly", "sendrecv")
                 if producer is None and sending:
@@ -248,6 +331,8 @@ class Transport:
                     result.added.append(producer)
                 elif producer is not None and not sending:
                     result.removed.append(producer)
+                if producer is not None and cc_id is not None:
+                    producer.uplink_by_transport_cc()
             try:
                 answer = await self._pc.createAnswer()
                 await self._pc.setLocalDescription(answer)
@@ -333,6 +418,9 @@ class Transport:
                 raise InvalidState("the previous offer has not been answered")
             self._needs_negotiation = False
             offer = await self._pc.createOffer()
+            # transport-cc offered (aiortc offers none): a browser then reports every packet's
+            # arrival and the Consumers estimate its bandwidth from that instead of its REMB
+            offer = RTCSessionDescription(sdp=offer_transport_cc(offer.sdp), type="offer")
             await self._pc.setLocalDescription(offer)
             return str(self._pc.localDescription.sdp)
 
@@ -351,6 +439,11 @@ class Transport:
                 )
             except Exception as exc:
                 raise BadSdp(f"the answer was refused ({type(exc).__name__}: {exc})") from None
+            transport_cc = transport_cc_ids(str(answer_sdp))
+            for transceiver in self._pc.getTransceivers():
+                cc_id = transport_cc.get(transceiver.mid or "")
+                if cc_id is not None:
+                    seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_id})
             connected = self.connection_state == "connected"
             for consumer in self._consumers.values():
                 if not consumer.ready and consumer._negotiated() and connected:
@@ -396,6 +489,8 @@ class Transport:
             return
         self._closed = True
         try:
+            if self._paths is not None:
+                await self._paths.close()
             for producer in tuple(self._producers.values()):
                 await producer.close()
             for consumer in tuple(self._consumers.values()):
@@ -409,6 +504,8 @@ class Transport:
             self._on_close.clear()
             self._on_negotiation_needed.clear()
             self._on_state.clear()
+            self._on_path_switch.clear()
+            self._on_path_state.clear()
         finally:
             self._close_done.set()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _aiortc_seam as seam
 from .errors import ClosedError
 from .loop_lag import THRESHOLD_S, LoopLagMonitor
 from .memory import HeapTrimmer
@@ -14,9 +13,11 @@ from .router import Router
 class MediaWorker:
     """Creates and closes the Routers of the rooms this process carries.
 
-    ``ice_addresses`` are the local addresses candidates are gathered on (production: one per
-    network provider; tests: 127.0.0.1); empty means aioice's default, every interface but
-    loopback. ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
+    ``ice_addresses`` are the local addresses each Transport gathers candidates on (production:
+    one per network provider, and with more than one each Transport watches its paths and moves
+    off a dead one, media/paths.py; tests: 127.0.0.1); empty means aioice's default, every
+    interface but loopback. Nothing process-wide: each Transport is given them.
+    ``ice_servers`` are the STUN/TURN servers the server itself uses (default none).
     ``busy_lag_s``: loop lag past which new rooms and participants are refused (0: never).
     """
 
@@ -27,7 +28,7 @@ class MediaWorker:
         ice_servers: list[dict[str, Any]] | None = None,
         busy_lag_s: float = THRESHOLD_S,
     ) -> None:
-        seam.restrict_host_addresses(ice_addresses)
+        self._ice_addresses = list(ice_addresses or [])
         self._ice_servers = list(ice_servers or [])
         self._routers: dict[str, Router] = {}
         self._closed = False
@@ -66,7 +67,9 @@ class MediaWorker:
         self.load.start()
         router = self._routers.get(room_id)
         if router is None or router.closed:
-            router = Router(room_id, ice_servers=self._ice_servers)
+            router = Router(
+                room_id, ice_servers=self._ice_servers, ice_addresses=self._ice_addresses
+            )
             self._routers[room_id] = router
         return router
 

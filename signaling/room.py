@@ -14,6 +14,7 @@ from typing import Any
 
 from media.pool import MediaPool, RoomHandle
 from recording import Recorder, SessionRecording
+from turn import ProviderHealth
 
 from .errors import SignalingError
 from .session import Session
@@ -27,9 +28,14 @@ class Room:
     """One visit's live room. Every method runs inside the calling participant's queue."""
 
     def __init__(
-        self, visit_id: str, emit: Emit, spawn: Callable[[Coroutine[Any, Any, None]], None]
+        self,
+        visit_id: str,
+        emit: Emit,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        providers: ProviderHealth | None = None,
     ) -> None:
         self.visit_id = visit_id
+        self.providers = providers or ProviderHealth()
         self._emit = emit
         self._spawn = spawn
         self.media: RoomHandle | None = None
@@ -87,6 +93,36 @@ class Room:
             session = self.sessions.get(str(data.get("participant_id")))
             if session is not None:
                 self._queue_renegotiation(session)
+        elif name == "path_switched":
+            self._path_switched(data)
+        elif name == "path_state":
+            self.providers.path_state(
+                str(data.get("address")), bool(data.get("alive")), str(data.get("transport_id"))
+            )
+
+    def _path_switched(self, data: dict[str, Any]) -> None:
+        """A participant's Transport moved onto another provider: provider health, and the
+        gap on the recording's timeline (how long the dead path was silent, and where from)."""
+        participant_id = str(data.get("participant_id"))
+        gap_ms = int(data.get("silent_ms") or 0)
+        failover = self.providers.path_switched(
+            str(data.get("from_address")),
+            str(data.get("to_address")),
+            gap_ms,
+            participant_id=participant_id,
+            transport=str(data.get("role")),
+            transport_id=str(data.get("transport_id")),
+        )
+        self.record(
+            "path_failover",
+            {
+                "participant_id": participant_id,
+                "transport": data.get("role"),
+                "from_provider": failover.from_provider,
+                "to_provider": failover.to_provider,
+                "gap_ms": gap_ms,
+            },
+        )
 
     async def _media_lost(self, session: Session, data: dict[str, Any]) -> None:
         """The participant's media path died and the media closed its connections: tell it
@@ -249,7 +285,10 @@ class Rooms:
         emit: Emit,
         recorder: Recorder | None = None,
         on_sealed: OnSealed | None = None,
+        *,
+        providers: ProviderHealth | None = None,
     ) -> None:
+        self._providers = providers
         self._pool = pool
         self._emit = emit
         self._recorder = recorder
@@ -268,7 +307,7 @@ class Rooms:
             await closing.wait()
         room = self._rooms.get(visit_id)
         if room is None or room.closed:
-            room = Room(visit_id, self._emit, self._spawn)
+            room = Room(visit_id, self._emit, self._spawn, self._providers)
             room.on_lost = self._room_lost
             self._rooms[visit_id] = room
             try:

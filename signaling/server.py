@@ -25,7 +25,7 @@ from consult.visits import resolve_participant
 from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
-from turn import IceServerSource
+from turn import IceServerSource, ProviderHealth
 
 from . import messages as m
 from .chat import ChatComponent, RecordHook
@@ -58,8 +58,10 @@ class SignalingServer:
         client_ice_servers: IceServerSource | None = None,
         client_manager: socketio.AsyncManager | None = None,
         recorder: Recorder | None = None,
+        providers: ProviderHealth | None = None,
     ) -> None:
         self._db = db
+        self.providers = providers or ProviderHealth()
         self._ice_servers = client_ice_servers or IceServerSource()
         self._secret = token_secret
         self.sio = socketio.AsyncServer(
@@ -84,7 +86,9 @@ class SignalingServer:
             return task
 
         self.sio.eio.start_background_task = tracked_background_task  # type: ignore[method-assign]
-        self.rooms = Rooms(pool, self._emit, recorder, self.recording_sealed)
+        self.rooms = Rooms(
+            pool, self._emit, recorder, self.recording_sealed, providers=self.providers
+        )
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
@@ -255,6 +259,8 @@ class SignalingServer:
             "participants": room.participants(),
             "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
+            # each network provider's signaling URL: the page reconnects through another one
+            "signaling_urls": self.providers.signaling_urls(),
         }
 
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class Participant:
         self.token = token
         self.visit_id = visit_id
         self.sio = socketio.AsyncClient(reconnection=False)
+        #: Makes this participant's peer connections (a test may gather elsewhere, or watch).
+        self.make_pc = client_pc
         self.publish_pc: RTCPeerConnection | None = None
         self.sub: Subscriber | None = None
         self.video: CounterTrack | None = None
@@ -63,7 +65,7 @@ class Participant:
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:
-        pc = self.publish_pc = client_pc(self.ice_servers)
+        pc = self.publish_pc = self.make_pc(self.ice_servers)
         if video:
             self.video = CounterTrack()
             pc.addTransceiver(self.video, direction="sendonly")
@@ -76,7 +78,7 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
 
     async def subscribe(self) -> None:
-        self.sub = Subscriber(client_pc(self.ice_servers))
+        self.sub = Subscriber(self.make_pc(self.ice_servers))
         ack = await self.call("subscribe", {})
         assert ack["ok"], ack
         if ack["offer"] is not None:

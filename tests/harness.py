@@ -67,8 +67,9 @@ class Server:
         await self.runner.cleanup()
 
 
-async def start_server(tmp_path: Path, **settings: Any) -> Server:
-    """The whole application on 127.0.0.1 at a free port, ICE on 127.0.0.1 only.
+async def start_server(tmp_path: Path, host: str = "127.0.0.1", **settings: Any) -> Server:
+    """The whole application on ``host`` (127.0.0.1) at a free port, ICE on 127.0.0.1 only
+    unless ``ice_addresses`` is given.
 
     Rooms are recorded as in production; the playback composite (ffmpeg, CPU-heavy) is built
     only where a test asks for it (``recording_composite=True``).
@@ -78,11 +79,12 @@ async def start_server(tmp_path: Path, **settings: Any) -> Server:
     # as the server's lag: only a lag no client causes refuses joins here (test_overload.py
     # asks for the production threshold).
     settings.setdefault("media_busy_lag_ms", 1000)
-    config = Config(data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), **settings)
+    settings.setdefault("ice_addresses", ("127.0.0.1",))
+    config = Config(data_dir=tmp_path / "data", **settings)
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    return Server(url=f"http://127.0.0.1:{port}", app=app, config=config, runner=runner)
+    return Server(url=f"http://{host}:{port}", app=app, config=config, runner=runner)

@@ -13,13 +13,18 @@ from typing import Any
 
 from .coturn import TurnConfigError, TurnProvider, coturn_config
 from .credentials import CredentialError, TurnCredential, mint_credential
+from .providers import Failover, NetworkProvider, ProviderHealth, check_providers
 
 __all__ = [
     "CredentialError",
+    "Failover",
     "IceServerSource",
+    "NetworkProvider",
+    "ProviderHealth",
     "TurnConfigError",
     "TurnCredential",
     "TurnProvider",
+    "check_providers",
     "coturn_config",
     "mint_credential",
 ]

@@ -55,6 +55,7 @@ def create_app(config: Config) -> web.Application:
         client_ice_servers=config.client_ice_servers(),
         client_manager=manager,
         recorder=app[RECORDER],
+        providers=config.provider_health(),
     )
     app[SIGNALING].attach(app)
     setup_routes(app)
@@ -82,7 +83,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _media_pool(config: Config) -> MediaPool:
-    addresses, servers = list(config.ice_addresses), list(config.ice_servers)
+    addresses, servers = config.media_addresses(), list(config.ice_servers)
     busy_lag_s = config.media_busy_lag_ms / 1000
     if config.media_workers:
         return ProcessMediaPool(

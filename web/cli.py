@@ -10,11 +10,12 @@ import asyncio
 import getpass
 import json
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -80,6 +81,27 @@ async def demo(config: Config, base_url: str) -> dict[str, object]:
             f"{base_url.rstrip('/')}/room?{urlencode({'visit': visit.visit_id, 'token': token})}"
         )
     return {"visit_id": visit.visit_id, "links": links}
+
+
+def _local_url(config: Config) -> str:
+    """The URL a browser on this machine reaches the configured server at."""
+    host = config.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
+def _answers(base_url: str, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection where ``base_url`` points."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _database(config: Config) -> Database:
@@ -284,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             action="append",
             help="local address to offer ICE candidates on (repeatable; default: all but loopback)",
         )
+        p.add_argument("--host", help="the server's listen address (127.0.0.1)")
+        p.add_argument("--port", type=int, help="the server's listen port (8080)")
         if name == "serve":
-            p.add_argument("--host", help="listen address (127.0.0.1)")
-            p.add_argument("--port", type=int, help="listen port (8080)")
             p.add_argument(
                 "--media-workers",
                 help="media worker processes: 0 = in this process (default), N, or 'auto'",
@@ -306,7 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(config)
         return 0
-    base_url = args.base_url or f"http://{config.host}:{config.port}"
+    base_url = args.base_url or _local_url(config)
+    if not _answers(base_url):
+        print(
+            f"warning: nothing answers at {base_url}; start the server first "
+            "(`teleconsult serve` with the same --config, --port or --data-dir), "
+            "or pass --base-url",
+            file=sys.stderr,
+        )
     result = asyncio.run(demo(config, base_url))
     if args.json:
         print(json.dumps(result))

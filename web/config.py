@@ -21,7 +21,13 @@ from consult.trust import (
     load_or_create_key,
 )
 from recording.session import MIN_RETENTION_DAYS, SEGMENT_S_RANGE
-from turn import IceServerSource, TurnProvider
+from turn import (
+    IceServerSource,
+    NetworkProvider,
+    ProviderHealth,
+    TurnProvider,
+    check_providers,
+)
 
 ENV_PREFIX = "TELECONSULT_"
 
@@ -41,8 +47,12 @@ class Config:
     #: Losing it makes the encrypted fields unreadable: back it up apart from the database. With
     #: several processes on several machines, set it explicitly (all must share one key).
     field_key: str = ""
-    #: Local addresses to gather ICE candidates on; empty = every interface but loopback.
+    #: Local addresses to gather ICE candidates on; empty = the providers' addresses, or with
+    #: no providers every interface but loopback.
     ice_addresses: tuple[str, ...] = ()
+    #: The network providers (TOML ``[[providers]]`` tables: name, address, signaling_url;
+    #: docs/providers.md). With two, every Transport has a path on each and moves off a dead one.
+    providers: tuple[NetworkProvider, ...] = ()
     #: STUN/TURN servers as RTCIceServer dicts (urls, username, credential).
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: One coturn per network provider (TOML ``[[turn_providers]]`` tables, docs/turn.md); each
@@ -153,6 +163,13 @@ class Config:
         """The field-encryption key; created on first use and kept in the data directory."""
         return self.field_key or self._key_file("field.key")
 
+    def media_addresses(self) -> list[str]:
+        """The addresses every Transport gathers on: ``ice_addresses``, else the providers'."""
+        return list(self.ice_addresses) or [p.address for p in self.providers]
+
+    def provider_health(self) -> ProviderHealth:
+        return ProviderHealth(self.providers)
+
     def client_ice_servers(self) -> IceServerSource:
         """What each participant is told to use for ICE (static servers, then TURN per provider)."""
         return IceServerSource(
@@ -196,7 +213,7 @@ _INTS = {
     "media_busy_lag_ms",
 }
 #: Lists of tables: TOML only, never from an environment variable.
-_TOML_ONLY = {"ice_servers", "turn_providers", "dicom_peers"}
+_TOML_ONLY = {"ice_servers", "turn_providers", "dicom_peers", "providers"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -243,6 +260,8 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(dict(v) for v in value)
     if name == "turn_providers":
         return tuple(TurnProvider.from_mapping(dict(v)) for v in value)
+    if name == "providers":
+        return tuple(NetworkProvider.from_mapping(dict(v)) for v in value)
     return value
 
 
@@ -277,6 +296,7 @@ def load_config(
         raise ValueError("turn_secret must be at least 32 bytes")
     if config.turn_credential_ttl_s <= 0:
         raise ValueError("turn_credential_ttl_s must be positive")
+    check_providers(config.providers)
     if config.recording_retention_days < MIN_RETENTION_DAYS:
         raise ValueError(
             f"recording_retention_days must be at least {MIN_RETENTION_DAYS} (3 years, R23)"

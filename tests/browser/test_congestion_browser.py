@@ -8,9 +8,11 @@ Two scenarios with real Chromium pages publishing simulcast camera video:
   lift its frame rate and resolution are back to 90 % of before.
 
 They are scenarios (`-m scenario`), not part of the default run: with REMB as the only estimate
-the squeezed downlink comes back within 10 s in about half the runs (the receiver's estimate
+the squeezed downlink came back within 10 s in about half the runs (the receiver's estimate
 climbs ~7 % a second), and a minute of busy loops on 2 cores leaves the busy-machine scenario
-a few hundred milliseconds from its limit. The media-layer tests (tests/media/test_bandwidth.py)
+a few hundred milliseconds from its limit. Transport-cc with probe clusters now brings the
+subscriber back in 1-2 s at the media layer (tests/media/test_twcc.py); the browser runs with
+it have not yet been made on a machine quiet enough to judge (see the issue's notes). The media-layer tests (tests/media/test_bandwidth.py)
 hold the rules themselves in every run.
 """
 
@@ -66,8 +68,14 @@ SAMPLER_JS = """
     if (pub) {
       const stats = await pub.getStats();
       let sent = 0;
+      row.uplink = { bwe: null, layers: [] };
       stats.forEach((s) => {
-        if (s.type === "outbound-rtp" && s.kind === "video") sent = Math.max(sent, s.framesEncoded || 0);
+        if (s.type === "outbound-rtp" && s.kind === "video") {
+          sent = Math.max(sent, s.framesEncoded || 0);
+          row.uplink.layers.push([s.rid ?? "", s.frameHeight ?? 0, s.qualityLimitationReason]);
+        }
+        if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate)
+          row.uplink.bwe = s.availableOutgoingBitrate;
       });
       row.sent = sent;
     }
@@ -233,7 +241,10 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
             timeout=20_000,
         )
     except Exception:
-        pytest.fail(f"the top layer never reached the patient: {_samples(patient)[-5:]}")
+        pytest.fail(
+            f"the top layer never reached the patient: {_samples(patient)[-3:]}"
+            f" doctor's uplink: {[r.get('uplink') for r in _samples(doctor)[-3:]]}"
+        )
     # ... and 8 s of it are the reference
     before_from = patient.page.evaluate(now_js)
     patient.page.wait_for_timeout(8000)
@@ -273,6 +284,12 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
         "size_after": sorted({(r["width"], r["height"]) for r in after[-6:]}),
     }
     print(f"\n300 kbit/s downlink for 20 s: {report}")
+    log = served.stdout_path.read_text(errors="replace") + served.stderr_path.read_text(
+        errors="replace"
+    )
+    for line in log.splitlines():
+        if "transport-cc" in line or ": layer " in line or "video paused" in line:
+            print(line[:200])
     for r in rows:
         print(round(r["t"] / 1000, 1), r["frames"], r["width"], r.get("detail"))
     # audio never stopped: samples grew every second of the squeeze

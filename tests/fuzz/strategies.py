@@ -168,3 +168,19 @@ def rtcp_packet(draw: st.DrawFn, ssrcs: list[int]) -> bytes:
 
 def rtcp_compounds(ssrcs: list[int]) -> st.SearchStrategy[bytes]:
     return st.lists(rtcp_packet(ssrcs), min_size=1, max_size=3).map(b"".join)
+
+
+@st.composite
+def transport_feedback(draw: st.DrawFn) -> bytes:
+    """An RTCP transport feedback (PT 205 FMT 15) of chunks and deltas, right or broken."""
+    count = draw(st.one_of(st.integers(0, 40), u16))
+    chunks = b"".join(struct.pack("!H", draw(u16)) for _ in range(draw(st.integers(0, 8))))
+    deltas = draw(st.binary(max_size=40))
+    body = struct.pack("!IIHHI", draw(u32), draw(u32), draw(u16), count, draw(u32))
+    body += chunks + deltas
+    padded = body + bytes(-len(body) % 4)
+    words = len(padded) // 4
+    if draw(st.integers(0, 5)) == 0:
+        words = draw(u16)
+    padding_bit = 0x20 if draw(st.integers(0, 4)) == 0 else 0
+    return bytes([0x80 | padding_bit | 15, 205]) + struct.pack("!H", words) + padded

@@ -30,10 +30,12 @@ from aiortc.rtp import RtcpPacket, RtpPacket
 from peers import CounterTrack, Subscriber, ToneTrack, client_pc, wait_for
 
 from media import MediaWorker
+from media import _aiortc_seam as seam
 from media.consumer import Consumer
 from media.producer import Producer
 from media.room import RoomMedia
 from media.transport import Transport
+from media.twcc import URI_TRANSPORT_CC, offer_transport_cc, transport_cc_ids
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 STRANGER = ("127.0.0.1", 9)
@@ -121,13 +123,21 @@ async def start_call() -> Call:
     pc.addTransceiver(CounterTrack(), direction="sendonly")
     pc.addTransceiver(ToneTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await room.publish("doctor", pc.localDescription.sdp)
+    # both legs negotiate transport-cc, as with a browser: the server then reads the
+    # transport-wide sequence number of each datagram and parses transport feedback
+    answer = await room.publish("doctor", offer_transport_cc(pc.localDescription.sdp))
+    assert transport_cc_ids(answer)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     subscriber = Subscriber(client_pc())
     await room.subscribe("patient")
     offer = await room.create_offer("patient")
     assert offer is not None
     await subscriber.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    ids = transport_cc_ids(offer["sdp"])
+    for transceiver in subscriber.pc.getTransceivers():
+        if transceiver.mid in ids:
+            seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: ids[transceiver.mid]})
+            seam.add_codec_feedback(transceiver, "transport-cc")
     await subscriber.pc.setLocalDescription(await subscriber.pc.createAnswer())
     await room.apply_answer("patient", subscriber.pc.localDescription.sdp)
     call = Call(worker, room, pc, subscriber)
@@ -139,6 +149,7 @@ async def start_call() -> Call:
         timeout=15,
         message="the call did not start",
     )
+    assert all(c.transport_cc is not None for c in call.consumers)
     return call
 
 

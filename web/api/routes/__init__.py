@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     organisation,
     patients,
     practitioners,
+    providers,
     recordings,
     schedule,
     sessions,

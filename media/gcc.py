@@ -1,0 +1,413 @@
+"""A send-side bandwidth estimator from transport feedback, after Google Congestion Control.
+
+draft-ietf-rmcat-gcc-02 and libwebrtc's goog_cc, reduced to what an SFU's subscriber leg needs
+(no maintained Python implementation exists; aiortc has only the receive-side one):
+
+* delay-based: packets sent within 5 ms form a group; the change of one-way delay between groups,
+  accumulated and smoothed, is fitted with a line over the last 20 groups (the trendline); its
+  slope, against an adaptive threshold, says overuse / normal / underuse;
+* AIMD rate control: overuse cuts the estimate to 0.85 x the throughput the receiver acknowledged;
+  normal lets it grow 8 % a second, but never past 1.5 x that throughput (what is not sent cannot
+  be measured);
+* loss-based: over 10 % loss cuts the estimate by half the loss; under 2 % lets it grow;
+* probes: a short cluster of packets sent faster than the estimate (padding); the rate the
+  receiver got them at, when it is close to the rate they were sent at, becomes the estimate at
+  once. This is how the estimate climbs back in a second after congestion lifts, where the 8 %
+  growth would take ten.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import NamedTuple
+
+#: Packets sent within this span are one group for the delay-based detector.
+GROUP_SPAN_US = 5_000
+TRENDLINE_WINDOW = 20
+TRENDLINE_SMOOTHING = 0.9
+TRENDLINE_GAIN = 4.0
+THRESHOLD_INITIAL_MS = 12.5
+THRESHOLD_UP = 0.0087
+THRESHOLD_DOWN = 0.039
+OVERUSE_TIME_MS = 10.0
+#: Overuse cuts to this share of the acknowledged throughput ...
+BETA = 0.85
+#: ... at most once per this long (about a round trip and a feedback interval).
+DECREASE_EVERY_US = 200_000
+#: Normal growth per second, and its cap against what the receiver acknowledged.
+GROWTH_PER_S = 1.08
+THROUGHPUT_CAP = 1.5
+THROUGHPUT_CAP_EXTRA = 10_000
+LOSS_HIGH = 0.10
+LOSS_LOW = 0.02
+#: Loss is judged over at least this many packets and this long, then counted afresh (a burst
+#: counts once, as in an RTCP receiver report's fraction lost).
+LOSS_MIN_PACKETS = 20
+LOSS_EVERY_US = 300_000
+#: The throughput the receiver acknowledged: over this much of its arrival time.
+THROUGHPUT_WINDOW_US = 500_000
+MIN_BPS = 30_000
+MAX_BPS = 20_000_000
+#: A probe counts when this share of its packets were reported received ...
+PROBE_MIN_RECEIVED = 0.8
+PROBE_MIN_PACKETS = 5
+#: ... and a receive rate under this share of the send rate means the link saturated: then the
+#: estimate is this share of the receive rate.
+PROBE_SATURATED = 0.9
+PROBE_UTILISATION = 0.95
+#: A probe whose feedback has not come within this long after it ended is given up.
+PROBE_TIMEOUT_US = 1_000_000
+
+
+class PacketResult(NamedTuple):
+    """One reported packet: when we sent it, when it arrived (receiver's clock, us; None if
+    lost), its size, and the probe cluster it belonged to (0: none)."""
+
+    send_us: int
+    arrival_us: int | None
+    size: int
+    cluster: int
+
+
+def _arrival(result: PacketResult) -> int:
+    return result.arrival_us or 0
+
+
+OVERUSE, NORMAL, UNDERUSE = "overuse", "normal", "underuse"
+
+
+class Trendline:
+    """The delay-gradient detector: overuse when the queueing delay keeps growing."""
+
+    def __init__(self) -> None:
+        self._first_ms: float | None = None
+        self._accumulated = 0.0
+        self._smoothed = 0.0
+        self._history: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=TRENDLINE_WINDOW
+        )
+        self._deltas = 0
+        self._trend = 0.0
+        self.threshold = THRESHOLD_INITIAL_MS
+        self._threshold_at: float | None = None
+        self._overuse_ms = -1.0
+        self._overuse_count = 0
+        self.state = NORMAL
+
+    def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> str:
+        self._deltas = min(self._deltas + 1, 1000)
+        if self._first_ms is None:
+            self._first_ms = arrival_ms
+        self._accumulated += recv_delta_ms - send_delta_ms
+        self._smoothed = (
+            TRENDLINE_SMOOTHING * self._smoothed + (1 - TRENDLINE_SMOOTHING) * self._accumulated
+        )
+        self._history.append((arrival_ms - self._first_ms, self._smoothed))
+        trend = self._trend
+        if len(self._history) == TRENDLINE_WINDOW:
+            trend = _slope(self._history, trend)
+        self._detect(trend, send_delta_ms, arrival_ms)
+        return self.state
+
+    def _detect(self, trend: float, send_delta_ms: float, now_ms: float) -> None:
+        if self._deltas < 2:
+            self._trend = trend
+            return
+        modified = min(self._deltas, 60) * trend * TRENDLINE_GAIN
+        if modified > self.threshold:
+            if self._overuse_ms == -1:
+                self._overuse_ms = send_delta_ms / 2
+            else:
+                self._overuse_ms += send_delta_ms
+            self._overuse_count += 1
+            if (
+                self._overuse_ms > OVERUSE_TIME_MS
+                and self._overuse_count > 1
+                and trend >= self._trend
+            ):
+                self._overuse_ms = 0
+                self._overuse_count = 0
+                self.state = OVERUSE
+        elif modified < -self.threshold:
+            self._overuse_ms = -1
+            self._overuse_count = 0
+            self.state = UNDERUSE
+        else:
+            self._overuse_ms = -1
+            self._overuse_count = 0
+            self.state = NORMAL
+        self._trend = trend
+        self._adapt_threshold(modified, now_ms)
+
+    def _adapt_threshold(self, modified: float, now_ms: float) -> None:
+        if self._threshold_at is None:
+            self._threshold_at = now_ms
+        if abs(modified) > self.threshold + 15:
+            # a spike (a route change, a stall): do not let it move the threshold
+            self._threshold_at = now_ms
+            return
+        k = THRESHOLD_DOWN if abs(modified) < self.threshold else THRESHOLD_UP
+        elapsed = min(now_ms - self._threshold_at, 100.0)
+        self.threshold += k * (abs(modified) - self.threshold) * elapsed
+        self.threshold = min(max(self.threshold, 6.0), 600.0)
+        self._threshold_at = now_ms
+
+
+def _slope(points: collections.deque[tuple[float, float]], default: float) -> float:
+    """Least-squares slope of ``points`` (one pass: this runs once per packet group)."""
+    n = len(points)
+    sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    denominator = n * sxx - sx * sx
+    return (n * sxy - sx * sy) / denominator if denominator else default
+
+
+@dataclass
+class _Cluster:
+    id: int
+    target: int
+    end_us: int
+    sent: int = 0
+    sent_bytes: int = 0
+    first_send: int = 0
+    last_send: int = 0
+    last_size: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    first_arrival: int | None = None
+    last_arrival: int = 0
+    last_arrival_size: int = 0
+    first_arrival_size: int = 0
+
+
+class SendSideEstimator:
+    """The estimate (bits/s) of one transport, from the feedback on what it sent.
+
+    ``on_sent`` for each packet sent (it says which probe cluster the packet belongs to),
+    ``on_feedback`` with the receiver's reports, ``probe`` to start a probe cluster.
+    """
+
+    def __init__(self) -> None:
+        self.estimate: int | None = None
+        self.trendline = Trendline()
+        self.state = NORMAL
+        self._increasing_since: int | None = None
+        self._decreased_at = -DECREASE_EVERY_US
+        self.decreased_at_us: int | None = None  # when overuse or loss last cut the estimate
+        self._loss_cap: float | None = None
+        self._loss_cap_at = 0
+        self._loss_judged_at = 0
+        self._lost_count = 0
+        self._reported_count = 0
+        self.loss = 0.0  # the fraction lost over the last judged stretch
+        self._acked: collections.deque[tuple[int, int]] = collections.deque()
+        self._acked_bytes = 0
+        self._group: list[int] | None = None  # first send, last send, last arrival
+        self._previous_group: list[int] | None = None
+        self._clusters: dict[int, _Cluster] = {}
+        self._next_cluster = 1
+        self._active_cluster: _Cluster | None = None
+        self.probes_started = 0
+        self.probes_succeeded = 0
+        self.last_probe_result: int | None = None
+
+    # --- probes -------------------------------------------------------------------------------
+
+    def probe(self, target_bps: int, now_us: int, duration_us: int = 100_000) -> int:
+        """Start a probe cluster at ``target_bps`` for ``duration_us``; its id (0 if one is
+        still running)."""
+        active = self._active_cluster
+        if active is not None and now_us < active.end_us:
+            return 0
+        cluster = _Cluster(self._next_cluster, target_bps, now_us + duration_us)
+        self._next_cluster += 1
+        self._clusters[cluster.id] = cluster
+        self._active_cluster = cluster
+        self.probes_started += 1
+        return cluster.id
+
+    @property
+    def probing(self) -> bool:
+        return self._active_cluster is not None
+
+    def on_sent(self, size: int, now_us: int) -> int:
+        """Note a packet sent; the probe cluster it belongs to (0: none)."""
+        cluster = self._active_cluster
+        if cluster is None:
+            return 0
+        if now_us >= cluster.end_us:
+            self._active_cluster = None
+            return 0
+        if not cluster.sent:
+            cluster.first_send = now_us
+        cluster.sent += 1
+        cluster.sent_bytes += size
+        cluster.last_send = now_us
+        cluster.last_size = size
+        return cluster.id
+
+    def _probe_result(self, cluster: _Cluster) -> int | None:
+        if cluster.sent < PROBE_MIN_PACKETS or cluster.received < cluster.sent * PROBE_MIN_RECEIVED:
+            return None
+        send_span = cluster.last_send - cluster.first_send
+        receive_span = cluster.last_arrival - (cluster.first_arrival or 0)
+        if send_span <= 0 or receive_span <= 0 or receive_span > 1_000_000:
+            return None
+        # the last packet sent / first packet received bound the spans: not counted in them
+        send_rate = (cluster.sent_bytes - cluster.last_size) * 8_000_000 / send_span
+        receive_rate = (
+            (cluster.received_bytes - cluster.first_arrival_size) * 8_000_000 / (receive_span)
+        )
+        if receive_rate < PROBE_SATURATED * send_rate:
+            return int(PROBE_UTILISATION * receive_rate)
+        return int(min(send_rate, receive_rate))
+
+    # --- feedback -----------------------------------------------------------------------------
+
+    def on_feedback(self, results: list[PacketResult], now_us: int) -> None:
+        received = [r for r in results if r.arrival_us is not None]
+        received.sort(key=_arrival)
+        lost = 0
+        counted = 0
+        for result in results:
+            if not result.cluster:  # a probe overshoots on purpose: its losses say little
+                counted += 1
+                lost += result.arrival_us is None
+        self._reported_count += counted
+        self._lost_count += lost
+        acked = self._acked
+        acked_bytes = 0
+        group_packet = self._group_packet
+        for result in received:
+            arrival: int = result.arrival_us  # type: ignore[assignment]
+            acked.append((arrival, result.size))
+            acked_bytes += result.size
+            if result.cluster:
+                self._probe_packet(result, arrival)
+            group_packet(result.send_us, arrival)
+        self._acked_bytes += acked_bytes
+        if received:
+            latest = received[-1].arrival_us or 0
+            while self._acked and self._acked[0][0] <= latest - THROUGHPUT_WINDOW_US:
+                self._acked_bytes -= self._acked.popleft()[1]
+        self._finish_probes(now_us)
+        self._update_rate(now_us)
+
+    @property
+    def acknowledged_bps(self) -> int | None:
+        """What the receiver got over the last half second of its arrival times."""
+        if len(self._acked) < 2:
+            return None
+        span = self._acked[-1][0] - self._acked[0][0]
+        if span < THROUGHPUT_WINDOW_US // 4:
+            return None
+        return int((self._acked_bytes - self._acked[0][1]) * 8_000_000 / span)
+
+    def _probe_packet(self, result: PacketResult, arrival: int) -> None:
+        cluster = self._clusters.get(result.cluster)
+        if cluster is None:
+            return
+        if cluster.first_arrival is None or arrival < cluster.first_arrival:
+            cluster.first_arrival = arrival
+            cluster.first_arrival_size = result.size
+        cluster.last_arrival = max(cluster.last_arrival, arrival)
+        cluster.received += 1
+        cluster.received_bytes += result.size
+
+    def _finish_probes(self, now_us: int) -> None:
+        for cluster in tuple(self._clusters.values()):
+            if now_us < cluster.end_us:
+                continue
+            result = self._probe_result(cluster)
+            if result is None and now_us < cluster.end_us + PROBE_TIMEOUT_US:
+                continue  # its feedback may still come
+            del self._clusters[cluster.id]
+            self.last_probe_result = result
+            if result is not None and (self.estimate is None or result > self.estimate):
+                self.probes_succeeded += 1
+                self.estimate = min(result, MAX_BPS)
+                if self._loss_cap is not None:
+                    self._loss_cap = max(self._loss_cap, result)
+
+    def _group_packet(self, send_us: int, arrival_us: int) -> None:
+        group = self._group
+        if group is not None and send_us - group[0] <= GROUP_SPAN_US:
+            group[1] = max(group[1], send_us)
+            group[2] = max(group[2], arrival_us)
+            return
+        if group is not None and send_us < group[0]:
+            return  # sent before the current group (reordered): no new information
+        previous = self._previous_group
+        if group is not None and previous is not None:
+            send_delta = (group[1] - previous[1]) / 1000
+            recv_delta = (group[2] - previous[2]) / 1000
+            if recv_delta < -1000 or send_delta < 0:
+                pass  # a clock jump or reordering: skip the pair
+            else:
+                self.state = self.trendline.update(recv_delta, send_delta, group[2] / 1000)
+        if group is not None:
+            self._previous_group = group
+        self._group = [send_us, send_us, arrival_us]
+
+    def _update_rate(self, now_us: int) -> None:
+        acked = self.acknowledged_bps
+        if self.estimate is None:
+            if acked is None:
+                return
+            # the first estimate: what gets through, with room to grow (probes find more)
+            self.estimate = int(acked * THROUGHPUT_CAP)
+        estimate = float(self.estimate)
+        if self.state == OVERUSE:
+            self._increasing_since = None
+            if now_us - self._decreased_at >= DECREASE_EVERY_US:
+                reduced = BETA * (acked if acked is not None else estimate)
+                if reduced < estimate:
+                    estimate = reduced
+                    self._decreased_at = now_us
+                    self.decreased_at_us = now_us
+        elif self.state == UNDERUSE:
+            self._increasing_since = None  # hold while queues drain
+        else:
+            since = self._increasing_since
+            if since is None:
+                self._increasing_since = now_us
+            else:
+                grown = estimate * GROWTH_PER_S ** (min(now_us - since, 1_000_000) / 1_000_000)
+                self._increasing_since = now_us
+                if acked is not None:
+                    cap = THROUGHPUT_CAP * acked + THROUGHPUT_CAP_EXTRA
+                    grown = min(grown, max(estimate, cap))
+                estimate = grown
+        estimate = self._apply_loss(estimate, now_us)
+        self.estimate = int(min(max(estimate, MIN_BPS), MAX_BPS))
+
+    def _apply_loss(self, estimate: float, now_us: int) -> float:
+        if (
+            self._reported_count >= LOSS_MIN_PACKETS
+            and now_us - self._loss_judged_at >= LOSS_EVERY_US
+        ):
+            self.loss = self._lost_count / self._reported_count
+            self._lost_count = self._reported_count = 0
+            self._loss_judged_at = now_us
+            self._judge_loss(estimate, now_us)
+        if self._loss_cap is not None:
+            return min(estimate, self._loss_cap)
+        return estimate
+
+    def _judge_loss(self, estimate: float, now_us: int) -> None:
+        loss = self.loss
+        if loss > LOSS_HIGH:
+            self._loss_cap = estimate * (1 - 0.5 * loss)
+            self._loss_cap_at = now_us
+            self.decreased_at_us = now_us
+        elif loss < LOSS_LOW and self._loss_cap is not None:
+            elapsed = min(now_us - self._loss_cap_at, 1_000_000) / 1_000_000
+            self._loss_cap *= GROWTH_PER_S**elapsed
+            self._loss_cap_at = now_us
+            if self._loss_cap >= estimate:
+                self._loss_cap = None

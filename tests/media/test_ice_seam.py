@@ -1,0 +1,149 @@
+"""Pins of aioice's private API that media/_ice_seam.py uses (an upgrade that moves one fails
+here first), and the path monitor's decisions on a real aioice connection pair on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aioice
+import aioice.ice
+from aiortc import RTCPeerConnection
+
+from media import _ice_seam as ice
+from media.paths import PathMonitor, audio_packets, use_addresses
+
+
+def test_the_private_names_the_seam_uses_are_there():
+    source = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    for name in ("_local_candidates_start", "_local_candidates_end", "_local_candidates"):
+        assert name in source
+    assert "get_component_candidates" in source and "self._components" in source
+    assert "_nominated" in inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self.sendto(" in inspect.getsource(aioice.ice.Connection.send)
+    assert ice.build_request_reads_only_component()
+    pc = RTCPeerConnection()
+    assert hasattr(pc, "_RTCPeerConnection__createDtlsTransport")
+
+
+async def test_a_peer_connection_gathers_on_the_addresses_it_is_given_only():
+    """Two peer connections in one loop, two address sets, nothing process-wide."""
+    sdps = []
+    for addresses in (["127.0.0.1", "127.0.0.2"], ["127.0.0.3"]):
+        pc = RTCPeerConnection()
+        use_addresses(pc, addresses)
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdps.append(pc.localDescription.sdp)
+        await pc.close()
+    hosts = [
+        {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
+        for sdp in sdps
+    ]
+    assert hosts == [{"127.0.0.1", "127.0.0.2"}, {"127.0.0.3"}]
+
+
+async def _connected_pair() -> tuple[aioice.Connection, aioice.Connection]:
+    a = aioice.Connection(ice_controlling=True)
+    b = aioice.Connection(ice_controlling=False)
+    ice._gather_on(a, ["127.0.0.1", "127.0.0.2"])  # the server: one address per "provider"
+    ice._gather_on(b, ["127.0.0.3"])
+    await a.gather_candidates()
+    await b.gather_candidates()
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            await x.add_remote_candidate(candidate)
+        await x.add_remote_candidate(None)
+        x.remote_username, x.remote_password = y.local_username, y.local_password
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
+
+
+async def test_probes_select_and_copies_on_a_real_connection():
+    a, b = await _connected_pair()
+    try:
+        sockets = {s.host: s for s in ice.local_sockets(a)}
+        assert set(sockets) == {"127.0.0.1", "127.0.0.2"}
+        (remote,) = ice.remote_addresses(a)
+        assert await ice.probe(a, sockets["127.0.0.2"], remote)
+        assert not await ice.probe(a, sockets["127.0.0.2"], ("127.0.0.3", 9))  # nobody there
+        current = ice.selected(a)
+        assert current is not None
+        other = "127.0.0.2" if current[0] == "127.0.0.1" else "127.0.0.1"
+        assert ice.select(a, sockets[other], remote)
+        assert ice.selected(a) == (other, sockets[other].port, *remote)
+        # sends go out of the newly selected socket; the copy out of the other one
+        seen: list[tuple[str, int]] = []
+        for socket in ice.local_sockets(b):
+            ice.count_datagrams(socket, seen.append)
+        ice.copy_sends(a, lambda data: (sockets[current[0]], remote) if data == b"x" else None)
+        await a.send(b"x")
+        await a.send(b"y")
+        for _ in range(100):
+            if len(seen) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        sources = [host for host, _port in seen]
+        assert sources.count(other) == 2 and sources.count(current[0]) == 1
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_the_monitor_moves_off_a_path_that_stops_answering():
+    a, b = await _connected_pair()
+    switches = []
+    monitor = PathMonitor(lambda: a, on_switch=switches.append, interval_s=0.05, dead_after_s=0.2)
+    try:
+        monitor.start()
+        await asyncio.sleep(0.3)
+        current = ice.selected(a)
+        assert current is not None and switches == []
+        assert monitor.states() == {"127.0.0.1": True, "127.0.0.2": True}
+        # the current path goes dark: b drops whatever comes from our socket on it
+        dead = current[0]
+        for socket in ice.local_sockets(b):
+            deliver = socket.protocol.datagram_received
+
+            def drop(data, addr, deliver=deliver):  # type: ignore[no-untyped-def]
+                if addr[0] != dead:
+                    deliver(data, addr)
+
+            socket.protocol.datagram_received = drop
+        deadline = asyncio.get_running_loop().time() + 2
+        while not switches:
+            assert asyncio.get_running_loop().time() < deadline, "no switch"
+            await asyncio.sleep(0.02)
+        assert switches[0].from_address == dead and switches[0].to_address != dead
+        assert 0.2 <= switches[0].silent_s < 0.6
+        assert ice.selected(a)[0] == switches[0].to_address  # type: ignore[index]
+        await asyncio.sleep(0.3)
+        assert monitor.states()[dead] is False
+    finally:
+        await monitor.close()
+        await asyncio.gather(a.close(), b.close())
+
+
+def test_audio_packets_are_told_by_their_payload_type():
+    class Codec:
+        def __init__(self, pt: int, mime: str) -> None:
+            self.payloadType, self.mimeType = pt, mime
+
+    class Transceiver:
+        def __init__(self, mid: str, kind: str, codecs: list[Codec]) -> None:
+            self.mid, self.kind, self._codecs = mid, kind, codecs
+
+    class Pc:
+        def getTransceivers(self):  # type: ignore[no-untyped-def]
+            return [
+                Transceiver("0", "video", [Codec(97, "video/VP8"), Codec(98, "video/rtx")]),
+                Transceiver("1", "audio", [Codec(111, "audio/opus")]),
+            ]
+
+    is_audio = audio_packets(Pc())
+    header = bytes([0x90, 111]) + bytes(10)
+    assert is_audio(header)
+    assert is_audio(bytes([0x90, 0x80 | 111]) + bytes(10))  # marker bit set
+    assert not is_audio(bytes([0x90, 97]) + bytes(10))  # video
+    assert not is_audio(bytes([0x80, 200]) + bytes(10))  # RTCP sender report
+    assert not is_audio(bytes([22, 254]) + bytes(10))  # DTLS
+    assert not is_audio(bytes([0x90, 111]))  # too short
