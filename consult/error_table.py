@@ -555,6 +555,20 @@ _ROWS: Final = [
         "Audio/video negotiation was out of date; retrying.",
     ),
     ("busy", "unavailable", "服务器繁忙，请稍候。", "The server is busy, please wait."),
+    # --- Review together (signaling/review.py, docs/review.md) ---
+    (
+        "not_in_review",
+        "conflict",
+        "尚未加入共同阅片。",
+        "Not in the shared review yet.",
+    ),
+    (
+        "not_presenter",
+        "conflict",
+        "只有主讲人可以操作共享画面。",
+        "Only the presenter controls the shared view.",
+    ),
+    ("nothing_shared", "conflict", "还没有共享影像或心电图。", "No study or ECG is shared yet."),
     (
         "unknown_event",
         "bad_request",

@@ -118,7 +118,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "room.mute": _roles(DOC, PAT),
     "room.leave": _roles(DOC, PAT),
     "room.chat": _roles(DOC, PAT),
-    "room.viewer_sync": _roles(DOC),
+    "room.viewer_sync": _roles(DOC),  # presenting in a review (signaling/review.py)
+    "room.review": _roles(DOC, PAT),  # following a review: the room's shared viewer
     "room.control": _roles(DOC),
     "room.invite": _roles(DOC),
     "room.admit": _roles(DOC),
@@ -189,6 +190,13 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "chat_history": "room.chat",
     "chat_retract": "room.chat",
     "viewer_sync": "room.viewer_sync",
+    "review_join": "room.review",
+    "review_leave": "room.review",
+    "review_share": "room.viewer_sync",
+    "review_view": "room.viewer_sync",
+    "review_annotations": "room.viewer_sync",
+    "review_handover": "room.viewer_sync",
+    "review_stop": "room.viewer_sync",
     "control": "room.control",
 }
 """Socket.io event name -> action, for signaling's per-event check."""
@@ -213,10 +221,11 @@ CLINICAL_PREFIXES: Final = (
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
-    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export"}
+    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export", "imaging.read"}
 )
 """All that a room's join token may do over REST (in its own room only): the room page has no
-session of its own, only the join token of its link."""
+session of its own, only the join token of its link. ``imaging.read``: the room's viewer reads the
+studies attached to the room's visit (``consult.imaging.access.related``)."""
 
 JOIN_TOKEN_ACTIONS: Final = ROOM_TOKEN_ACTIONS | frozenset(SOCKET_EVENT_ACTIONS.values())
 """All that a join token's actor may attempt: its room's socket events and chat routes."""

@@ -29,6 +29,7 @@ from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .limits import EventLimits
 from .packets import MALFORMED, BoundedPacket
+from .review import REVIEW_EVENTS, ReviewComponent
 from .room import Room, Rooms
 from .session import Session
 from .updates import Updates
@@ -105,6 +106,9 @@ class SignalingServer:
         # chat goes onto the room's recording timeline (R22, R23) unless a hook is given
         self.chat = ChatComponent(db, self._emit, on_record=on_chat_record or self._timeline)
         self._handlers.update(self.chat.handlers())
+        # review together: the shared viewer's sync (signaling/review.py, docs/review.md)
+        self.review = ReviewComponent(db, self.sio, on_record=self._timeline)
+        self._handlers.update(self.review.handlers())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
@@ -184,6 +188,7 @@ class SignalingServer:
         if session is None:
             return
         await session.close()
+        await self.review.leave(session)
         try:
             await self._leave_room(session, returning=True)
         except MediaError as exc:  # its media is gone already (a lost worker, shutdown)
@@ -228,7 +233,8 @@ class SignalingServer:
             # every socket event is an action of the permission table (R34); a refusal is
             # recorded in the audit chain
             await access.authorize_event(self._db, session.actor, action, session.room_id)
-            if event != "join" and not session.joined:
+            # the viewer follows a room's review without entering its media
+            if event != "join" and not session.joined and event not in REVIEW_EVENTS:
                 raise SignalingError("not_joined", f"'{event}' before 'join'")
             return await handler(session, data)
 
@@ -390,6 +396,7 @@ class SignalingServer:
         # as on a disconnect: its queued events are refused, then its media goes (outside the
         # queue, so that nothing cancels a room's close and seal halfway)
         await session.close()
+        await self.review.leave(session)
         await self._leave_room(session)
         try:
             await self.sio.disconnect(session.sid)

@@ -64,6 +64,9 @@ class Config:
     turn_credential_ttl_s: int = 12 * 3600
     #: Where npm installed the browser libraries (socket.io-client); default: found by search.
     node_modules: str = ""
+    #: Where ``scripts/build-viewer.mjs`` put the Cornerstone3D bundle; default: found by search
+    #: (``build/viewer`` beside the source or in the working directory).
+    viewer_bundle: str = ""
     redis_url: str = ""
     #: Media worker processes: 0 keeps every Router in this process (the embedded default);
     #: N > 0 runs N worker processes; "auto" one per core.

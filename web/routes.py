@@ -51,6 +51,7 @@ PAGES = {
     "/queue": "queue.html",
     "/console": "console.html",
     "/consult": "consult.html",
+    "/viewer": "viewer.html",
 }
 
 #: Browser libraries served from node_modules: URL prefix -> directory inside node_modules.
@@ -58,6 +59,23 @@ VENDOR = {
     "/vendor/socket.io/": "socket.io-client/dist",
     "/vendor/qrcode/": "qrcode-generator/dist",
 }
+
+
+VIEWER_BUNDLE = "/vendor/viewer/"
+"""Where the esbuild bundle of Cornerstone3D is served (``scripts/build-viewer.mjs``)."""
+
+
+def find_viewer_bundle(configured: str) -> Path | None:
+    """The Cornerstone3D bundle that setup built: configured, beside the source, or here."""
+    candidates = [Path(configured)] if configured else []
+    candidates += [
+        Path(__file__).resolve().parent.parent / "build" / "viewer",
+        Path.cwd() / "build" / "viewer",
+    ]
+    for candidate in candidates:
+        if (candidate / "cornerstone.js").is_file():
+            return candidate
+    return None
 
 
 _ERRORS_JS = browser_module()
@@ -90,3 +108,8 @@ def setup_routes(app: web.Application) -> None:
                 app.router.add_static(prefix, node_modules / directory)
             else:
                 logger.warning("%s not found: run 'npm ci' in the repository root", directory)
+    bundle = find_viewer_bundle(app[CONFIG].viewer_bundle)
+    if bundle is None:
+        logger.warning("the DICOM viewer is not built: run 'node scripts/build-viewer.mjs'")
+    else:
+        app.router.add_static(VIEWER_BUNDLE, bundle)

@@ -9,7 +9,9 @@ Today's rules, from the permission table and the relationships the visit model h
 - a modality's study nobody linked yet: nurses of the institution only (it has no visit,
   so no doctor and no department yet);
 - a de-identified copy shared with another institution: the doctor it was shared with, and
-  nurses of that institution. The original stays with its own institution.
+  nurses of that institution. The original stays with its own institution;
+- a room's join token (the viewer of a consult room has no session of its own): only the studies
+  attached to that room's visit, and only as its participant may read them.
 
 Every decision is recorded: a refusal as a ``denied`` audit event, a retrieval as an ``ok`` one
 (:func:`audit_retrieval`). When the access policy module replaces the participation checks, it
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consult.actor import Actor
 from consult.audit import append, authorize
 from consult.db import Database
-from consult.models import AuditResult, Patient, Visit
+from consult.models import AuditResult, Patient, Room, Visit
 from consult.permissions import Role, in_scope
 
 from .errors import StudyAccessDenied, StudyNotFound
@@ -38,10 +40,22 @@ READ: str = "imaging.read"
 
 
 def related(
-    actor: Actor, study: ImagingStudy, visit: Visit | None, patient: Patient | None
+    actor: Actor,
+    study: ImagingStudy,
+    visit: Visit | None,
+    patient: Patient | None,
+    room_visit_id: str | None = None,
 ) -> bool:
-    """Whether ``actor`` has a relationship to the study's patient or visit that lets it read."""
+    """Whether ``actor`` has a relationship to the study's patient or visit that lets it read.
+
+    ``room_visit_id``: for a room's join token, the visit the room belongs to (None for a room
+    of another subject)."""
     if actor.user_id is None:
+        return False
+    if actor.room_id is not None and (
+        room_visit_id is None or study.visit_id != room_visit_id
+    ):
+        # a room's join token (the shared viewer of a room): that room's visit's studies only
         return False
     if study.deidentified:
         if actor.role is Role.DOCTOR:
@@ -67,7 +81,12 @@ def related(
 async def _may_read(session: AsyncSession, actor: Actor, study: ImagingStudy) -> bool:
     visit = await session.get(Visit, study.visit_id) if study.visit_id else None
     patient = await session.get(Patient, study.patient_id) if study.patient_id else None
-    return related(actor, study, visit, patient)
+    room_visit_id = None
+    if actor.room_id is not None:
+        room = await session.get(Room, actor.room_id)
+        if room is not None and room.subject_type == "visit":
+            room_visit_id = room.subject_id
+    return related(actor, study, visit, patient, room_visit_id)
 
 
 async def may_read_study(db: Database, actor: Actor, study: ImagingStudy, what: str) -> None:

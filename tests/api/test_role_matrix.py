@@ -34,6 +34,7 @@ NOT_REST = {
     "room.leave",
     "room.chat",
     "room.viewer_sync",
+    "room.review",
     "room.control",
     "room.view",  # consult.rooms.get_room: for the consultation rooms' routes to come
     "room.admit",  # the room-role side of letting one person in (the route's action: visit.admit)

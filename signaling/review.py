@@ -1,0 +1,534 @@
+"""Review together: one shared view of a study or an ECG across the participants of a room.
+
+Protocol: ``docs/review.md``. A participant's viewer enters the room's review with
+``review_join`` (the ack carries the current state, so a late joiner lands on the current view);
+a doctor who may read the study shares it (``review_share``) and becomes the presenter; the
+presenter's view (series, slice, camera in world millimetres, window/level, pointer, ECG position
+and calipers) goes out with ``review_view`` and its measurements with ``review_annotations``;
+``review_handover`` gives the presenter role to another member, ``review_stop`` ends the share.
+Followers get ``review_view``, ``review_annotations`` and ``review_state`` (a whole snapshot).
+
+The review of a room is keyed by the room id the join token names (:func:`room_key`; today a
+visit id) and held in this process: with several signaling processes, the members of one room
+must be on the process holding it (rooms are placed on one worker).
+
+Access: the events are actions of the permission table (following: ``room.review``; presenting:
+``room.viewer_sync``); a shared study must be readable by the presenter *as a participant of this
+room* (:func:`consult.imaging.access.readable_study` with the room bound to the actor, the same
+rule the room's DICOMweb reads meet), so a study of another visit is refused. Followers fetch
+the pixels themselves over DICOMweb, each read checked and audited. Share, handover and stop are
+audited and go onto the room's recording timeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import socketio
+
+from consult.audit import append
+from consult.db import Database
+from consult.imaging import access as imaging_access
+from consult.imaging.uids import valid_uid
+
+from .errors import SignalingError, bad_request
+from .session import Session
+
+logger = logging.getLogger(__name__)
+
+RecordHook = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
+
+REVIEW_EVENTS: Final = frozenset(
+    {
+        "review_join",
+        "review_leave",
+        "review_share",
+        "review_view",
+        "review_annotations",
+        "review_handover",
+        "review_stop",
+    }
+)
+"""The events of this module; a socket may send them without the room's media ``join``."""
+
+TOOLS: Final = frozenset({"Length", "Angle", "RectangleROI", "EllipticalROI", "Probe"})
+"""Measurement tools whose annotations travel (Cornerstone3D tool names)."""
+CALIPERS: Final = frozenset({"RR", "PR", "QRS", "QT", "free"})
+ECG_SPEEDS: Final = (12.5, 25.0, 50.0)
+ECG_GAINS: Final = (5.0, 10.0, 20.0)
+ECG_LAYOUTS: Final = frozenset({"3x4", "12x1"})
+MAX_ANNOTATIONS: Final = 200
+MAX_CALIPERS: Final = 16
+MAX_POINTS: Final = 8
+MAX_COORDINATE: Final = 1e7
+MAX_INDEX: Final = 100_000
+_UID_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def room_key(session: Session) -> str:
+    """The room a socket's review belongs to: the room its join token names."""
+    return session.room_id
+
+
+def _sio_room(key: str) -> str:
+    return f"review:{key}"
+
+
+# --- Payloads -----------------------------------------------------------------------------------
+
+
+def _object(data: Any, what: str = "the payload") -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise bad_request(f"{what} must be an object")
+    return data
+
+
+def _number(
+    value: Any, key: str, *, low: float = -MAX_COORDINATE, high: float = MAX_COORDINATE
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad_request(f"'{key}' must be a number")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise bad_request(f"'{key}' must be a finite number from {low:g} to {high:g}")
+    return number
+
+
+def _int(value: Any, key: str, low: int = 0, high: int = MAX_INDEX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad_request(f"'{key}' must be an integer from {low} to {high}")
+    return value
+
+
+def _vector(value: Any, key: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise bad_request(f"'{key}' must be 3 numbers")
+    return [_number(v, key) for v in value]
+
+
+def _uid(value: Any, key: str, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not valid_uid(value):
+        raise bad_request(f"'{key}' must be a DICOM UID")
+    return value
+
+
+def _camera(value: Any) -> dict[str, Any]:
+    d = _object(value, "'camera'")
+    return {
+        "focal_point": _vector(d.get("focal_point"), "focal_point"),
+        "position": _vector(d.get("position"), "position"),
+        "view_up": _vector(d.get("view_up"), "view_up"),
+        "parallel_scale": _number(d.get("parallel_scale"), "parallel_scale", low=1e-6),
+    }
+
+
+def _voi(value: Any) -> dict[str, float]:
+    d = _object(value, "'voi'")
+    lower = _number(d.get("lower"), "lower")
+    upper = _number(d.get("upper"), "upper")
+    if upper <= lower:
+        raise bad_request("'voi.upper' must be above 'voi.lower'")
+    return {"lower": lower, "upper": upper}
+
+
+def _caliper(value: Any) -> dict[str, Any]:
+    d = _object(value, "a caliper")
+    kind = d.get("kind")
+    if kind not in CALIPERS:
+        raise bad_request(f"a caliper's 'kind' must be one of {sorted(CALIPERS)}")
+    start, end = _int(d.get("from"), "from", 0, 10_000_000), _int(d.get("to"), "to", 0, 10_000_000)
+    return {
+        "kind": kind,
+        "group": _int(d.get("group", 0), "group", 0, 16),
+        "from": start,
+        "to": end,
+    }
+
+
+def _ecg(value: Any) -> dict[str, Any]:
+    d = _object(value, "'ecg'")
+    speed = _number(d.get("speed", 25.0), "speed")
+    gain = _number(d.get("gain", 10.0), "gain")
+    if speed not in ECG_SPEEDS or gain not in ECG_GAINS:
+        raise bad_request("'speed' must be 12.5, 25 or 50 mm/s and 'gain' 5, 10 or 20 mm/mV")
+    layout = d.get("layout", "3x4")
+    if layout not in ECG_LAYOUTS:
+        raise bad_request("'layout' must be '3x4' or '12x1'")
+    calipers = d.get("calipers", [])
+    if not isinstance(calipers, list) or len(calipers) > MAX_CALIPERS:
+        raise bad_request(f"'calipers' must be a list of at most {MAX_CALIPERS}")
+    filtered = d.get("filter", True)
+    if not isinstance(filtered, bool):
+        raise bad_request("'filter' must be true or false")
+    return {
+        "group": _int(d.get("group", 0), "group", 0, 16),
+        "offset_s": _number(d.get("offset_s", 0.0), "offset_s", low=0.0, high=86_400.0),
+        "speed": speed,
+        "gain": gain,
+        "layout": layout,
+        "filter": filtered,
+        "calipers": [_caliper(c) for c in calipers],
+    }
+
+
+@dataclass(frozen=True)
+class ReviewShare:
+    """``review_share``: a study (its series and instance) or an ECG instance."""
+
+    kind: str
+    study: str
+    series: str | None
+    instance: str | None
+
+    @classmethod
+    def parse(cls, data: Any) -> ReviewShare:
+        d = _object(data)
+        kind = d.get("kind", "image")
+        if kind not in ("image", "ecg"):
+            raise bad_request("'kind' must be 'image' or 'ecg'")
+        study = _uid(d.get("study"), "study", required=True)
+        assert study is not None
+        series = _uid(d.get("series"), "series")
+        instance = _uid(d.get("instance"), "instance")
+        if kind == "ecg" and (series is None or instance is None):
+            raise bad_request("an ECG share names its series and instance")
+        return cls(kind=kind, study=study, series=series, instance=instance)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    """``review_view``: the presenter's view, every field optional (what it shows now)."""
+
+    view: dict[str, Any]
+    sent_at: float | None
+
+    @classmethod
+    def parse(cls, data: Any) -> ReviewView:
+        d = _object(data)
+        raw = _object(d.get("view"), "'view'")
+        view: dict[str, Any] = {}
+        if "series" in raw:
+            view["series"] = _uid(raw["series"], "series")
+        if "instance" in raw:
+            view["instance"] = _uid(raw["instance"], "instance")
+        if "index" in raw:
+            view["index"] = _int(raw["index"], "index")
+        if "frame" in raw:
+            view["frame"] = _int(raw["frame"], "frame", 1)
+        if raw.get("camera") is not None:
+            view["camera"] = _camera(raw["camera"])
+        if raw.get("voi") is not None:
+            view["voi"] = _voi(raw["voi"])
+        if "invert" in raw:
+            if not isinstance(raw["invert"], bool):
+                raise bad_request("'invert' must be true or false")
+            view["invert"] = raw["invert"]
+        if "pointer" in raw:
+            view["pointer"] = None if raw["pointer"] is None else _vector(raw["pointer"], "pointer")
+        if raw.get("ecg") is not None:
+            view["ecg"] = _ecg(raw["ecg"])
+        sent_at = d.get("sent_at")
+        # the presenter's clock (ms since the epoch), echoed for the followers' latency figures
+        return cls(
+            view=view,
+            sent_at=None if sent_at is None else _number(sent_at, "sent_at", low=0, high=1e14),
+        )
+
+
+def _annotation(value: Any) -> dict[str, Any]:
+    d = _object(value, "an annotation")
+    uid = d.get("uid")
+    if not isinstance(uid, str) or not _UID_ID.match(uid):
+        raise bad_request("an annotation's 'uid' must be 1-64 of A-Z a-z 0-9 . _ -")
+    tool = d.get("tool")
+    if tool not in TOOLS:
+        raise bad_request(f"an annotation's 'tool' must be one of {sorted(TOOLS)}")
+    points = d.get("points")
+    if not isinstance(points, list) or not 1 <= len(points) <= MAX_POINTS:
+        raise bad_request(f"an annotation has 1 to {MAX_POINTS} points")
+    return {
+        "uid": uid,
+        "tool": tool,
+        "instance": _uid(d.get("instance"), "instance", required=True),
+        "frame": _int(d.get("frame", 1), "frame", 1),
+        "points": [_vector(p, "points") for p in points],
+    }
+
+
+@dataclass(frozen=True)
+class ReviewAnnotations:
+    """``review_annotations``: the presenter's whole set of measurements (replaces the last)."""
+
+    annotations: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, data: Any) -> ReviewAnnotations:
+        items = _object(data).get("annotations")
+        if not isinstance(items, list) or len(items) > MAX_ANNOTATIONS:
+            raise bad_request(f"'annotations' must be a list of at most {MAX_ANNOTATIONS}")
+        return cls(annotations=[_annotation(a) for a in items])
+
+
+@dataclass(frozen=True)
+class ReviewHandover:
+    """``review_handover``: give the presenter role to another member of the review."""
+
+    to: str
+
+    @classmethod
+    def parse(cls, data: Any) -> ReviewHandover:
+        to = _object(data).get("to")
+        if not isinstance(to, str) or not 1 <= len(to) <= 64:
+            raise bad_request("'to' must be a participant id")
+        return cls(to=to)
+
+
+# --- State --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    sid: str
+    participant_id: str
+    role: str
+    name: str
+
+
+@dataclass
+class Review:
+    """One room's review: who is in it, who presents what, and the last view."""
+
+    key: str
+    members: dict[str, Member] = field(default_factory=dict)
+    presenter: str | None = None
+    subject: ReviewShare | None = None
+    view: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        seen: dict[str, dict[str, Any]] = {}
+        for m in self.members.values():
+            seen[m.participant_id] = {"id": m.participant_id, "role": m.role, "name": m.name}
+        return {
+            "presenter": self.presenter,
+            "subject": None if self.subject is None else self.subject.as_dict(),
+            "view": self.view,
+            "seq": self.seq,
+            "annotations": self.annotations,
+            "members": list(seen.values()),
+        }
+
+    def holds(self, participant_id: str) -> bool:
+        return any(m.participant_id == participant_id for m in self.members.values())
+
+
+# --- The component ------------------------------------------------------------------------------
+
+
+async def no_record(key: str, event: str, data: dict[str, Any]) -> None:
+    """The default recording hook: does nothing."""
+
+
+class ReviewComponent:
+    """The review events of the signaling server (each runs in the sender's queue)."""
+
+    def __init__(
+        self, db: Database, sio: socketio.AsyncServer, on_record: RecordHook | None = None
+    ) -> None:
+        self._db = db
+        self._sio = sio
+        self.on_record: RecordHook = on_record or no_record
+        self.reviews: dict[str, Review] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "review_join": self.join,
+            "review_leave": self.leave_event,
+            "review_share": self.share,
+            "review_view": self.set_view,
+            "review_annotations": self.set_annotations,
+            "review_handover": self.handover,
+            "review_stop": self.stop,
+        }
+
+    def _review(self, session: Session) -> Review:
+        review = self.reviews.get(room_key(session))
+        if review is None or session.sid not in review.members:
+            raise SignalingError("not_in_review", "send 'review_join' first")
+        return review
+
+    def _presenting(self, session: Session) -> Review:
+        review = self._review(session)
+        if review.presenter != session.participant_id:
+            raise SignalingError("not_presenter", "only the presenter changes the shared view")
+        return review
+
+    async def _broadcast(
+        self, review: Review, event: str, data: dict[str, Any], skip: str | None = None
+    ) -> None:
+        await self._sio.emit(event, data, to=_sio_room(review.key), skip_sid=skip)
+
+    async def _state_changed(self, review: Review, event: str, session: Session | None) -> None:
+        await self._broadcast(review, "review_state", review.snapshot())
+        details: dict[str, Any] = {"event": event, "presenter": review.presenter}
+        if review.subject is not None:
+            details["kind"] = review.subject.kind
+            details["study"] = review.subject.study
+        try:
+            await append(
+                self._db,
+                "room.review",
+                actor=session.actor if session is not None else None,
+                actor_role=None if session is not None else "system",
+                object_type="visit",
+                object_id=review.key,
+                details=details,
+            )
+        except Exception:  # the audit chain refusing must not leave the room half-changed
+            logger.exception("review audit failed", extra={"room": review.key})
+        try:
+            await self.on_record(review.key, f"review_{event}", details)
+        except Exception:
+            logger.exception("review record hook failed", extra={"room": review.key})
+
+    # --- following ---------------------------------------------------------------------------
+
+    async def join(self, session: Session, data: Any) -> dict[str, Any]:
+        _object(data)
+        key = room_key(session)
+        review = self.reviews.setdefault(key, Review(key))
+        review.members[session.sid] = Member(
+            session.sid, session.participant_id, session.room_role, session.name
+        )
+        await self._sio.enter_room(session.sid, _sio_room(key))
+        return {"state": review.snapshot(), "you": session.participant_id}
+
+    async def leave_event(self, session: Session, data: Any) -> None:
+        _object(data)
+        await self.leave(session)
+
+    async def leave(self, session: Session) -> None:
+        """Take ``session`` out of its review (also on disconnect and eviction). Idempotent."""
+        key = room_key(session)
+        review = self.reviews.get(key)
+        if review is None or review.members.pop(session.sid, None) is None:
+            return
+        try:
+            await self._sio.leave_room(session.sid, _sio_room(key))
+        except Exception:  # the socket is already gone
+            logger.debug("review leave_room failed", extra={"sid": session.sid})
+        if not review.members:
+            del self.reviews[key]
+            return
+        if review.presenter == session.participant_id and not review.holds(session.participant_id):
+            # the presenter left: the view stays where it was, nobody drives it until a share
+            review.presenter = None
+            await self._state_changed(review, "presenter_left", None)
+
+    # --- presenting --------------------------------------------------------------------------
+
+    async def share(self, session: Session, data: Any) -> dict[str, Any]:
+        request = ReviewShare.parse(data)
+        review = self._review(session)
+        if review.presenter not in (None, session.participant_id) and review.holds(
+            review.presenter
+        ):
+            raise SignalingError("not_presenter", "another participant is presenting")
+        # readable by the presenter as a participant of *this* room: followers read it the same way
+        actor = dataclasses.replace(session.actor, room_id=review.key)
+        await imaging_access.readable_study(self._db, actor, request.study, "review")
+        review.presenter = session.participant_id
+        review.subject = request
+        review.view = {}
+        review.annotations = []
+        review.seq += 1
+        await self._state_changed(review, "share", session)
+        return {"state": review.snapshot()}
+
+    async def set_view(self, session: Session, data: Any) -> dict[str, Any]:
+        request = ReviewView.parse(data)
+        review = self._presenting(session)
+        if review.subject is None:
+            raise SignalingError("nothing_shared", "share a study first")
+        review.view = {**review.view, **request.view}
+        review.seq += 1
+        relayed_at = time.time() * 1000.0
+        await self._broadcast(
+            review,
+            "review_view",
+            {
+                "seq": review.seq,
+                "by": session.participant_id,
+                "view": request.view,
+                "sent_at": request.sent_at,
+                "relayed_at": relayed_at,
+            },
+            skip=session.sid,
+        )
+        return {"seq": review.seq}
+
+    async def set_annotations(self, session: Session, data: Any) -> dict[str, Any]:
+        request = ReviewAnnotations.parse(data)
+        review = self._presenting(session)
+        if review.subject is None:
+            raise SignalingError("nothing_shared", "share a study first")
+        review.annotations = request.annotations
+        review.seq += 1
+        await self._broadcast(
+            review,
+            "review_annotations",
+            {"seq": review.seq, "by": session.participant_id, "annotations": review.annotations},
+            skip=session.sid,
+        )
+        try:
+            await self.on_record(
+                review.key,
+                "review_annotations",
+                {"by": session.participant_id, "count": len(review.annotations)},
+            )
+        except Exception:
+            logger.exception("review record hook failed", extra={"room": review.key})
+        return {"seq": review.seq}
+
+    async def handover(self, session: Session, data: Any) -> dict[str, Any]:
+        request = ReviewHandover.parse(data)
+        review = self._presenting(session)
+        target = next((m for m in review.members.values() if m.participant_id == request.to), None)
+        if target is None:
+            raise SignalingError("not_in_review", "the participant is not in the review")
+        if target.role != "doctor":  # the permission table's room.viewer_sync
+            raise SignalingError("forbidden", "only a doctor can present")
+        review.presenter = target.participant_id
+        review.seq += 1
+        await self._state_changed(review, "handover", session)
+        return {"state": review.snapshot()}
+
+    async def stop(self, session: Session, data: Any) -> dict[str, Any]:
+        _object(data)
+        review = self._presenting(session)
+        review.presenter = None
+        review.subject = None
+        review.view = {}
+        review.annotations = []
+        review.seq += 1
+        await self._state_changed(review, "stop", session)
+        return {"state": review.snapshot()}
+
+
+__all__ = ["REVIEW_EVENTS", "ReviewComponent", "room_key"]

@@ -1,0 +1,246 @@
+"""Review together (issue 15, build 6; R14, R19, R24): one shared view across a room's
+participants over the signaling socket (signaling/review.py, docs/review.md). Real sockets on a
+real server; the pixels themselves are read over DICOMweb with the room's join token."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import aiohttp
+import socketio
+from apiclient import Person
+from dicom_data import series_from
+from imaging_helpers import client, off_loop
+from imaging_world import World
+from people import booked_visit, sign
+from sqlalchemy import select
+
+from consult.models import AuditEvent
+from web.keys import DATABASE
+
+
+async def _in_room(world: World) -> None:
+    await sign(world.patient, world.visit_id, "risk_notice", "consent")
+    await world.patient.ok("POST", f"/visits/{world.visit_id}/check-in", {})
+    await world.doctor.ok("POST", f"/visits/{world.visit_id}/admit")
+
+
+async def _token(person: Person, visit_id: str) -> str:
+    return str((await person.ok("POST", f"/visits/{visit_id}/join-token"))["token"])
+
+
+class Viewer:
+    """A socket that follows (or presents) the room's review as a viewer page does."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.views: list[tuple[float, dict[str, Any]]] = []
+        self.states: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.sio.on("review_view", lambda d: self.views.append((time.perf_counter(), d)))
+        self.sio.on("review_state", self.states.append)
+        self.sio.on("review_annotations", self.annotations.append)
+
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, auth={"token": self.token}, transports=["websocket"], wait_timeout=5
+        )
+
+    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call(event, data, timeout=10)
+        return ack
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+async def _store_ct(world: World, count: int = 3) -> Any:
+    series = series_from("CT_small.dcm", count)
+    await off_loop(client(world.stow_url, world.doctor).store_instances, series)
+    return series
+
+
+def _view(index: int, sent_at: float | None = None) -> dict[str, Any]:
+    return {
+        "view": {
+            "index": index,
+            "camera": {
+                "focal_point": [1.5, -2.0, float(index)],
+                "position": [1.5, -2.0, 500.0 + index],
+                "view_up": [0.0, -1.0, 0.0],
+                "parallel_scale": 120.0 - index,
+            },
+            "voi": {"lower": -160.0 + index, "upper": 240.0},
+            "pointer": [10.0, 20.0, float(index)],
+        },
+        "sent_at": sent_at,
+    }
+
+
+async def _wait(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_r14_followers_follow_the_presenter_and_a_late_joiner_lands_on_the_view(
+    world: World,
+) -> None:
+    """The doctor shares a CT series; the patient's viewer gets every view in order (relay p95
+    on loopback printed; the issue's target is 5 ms on a quiet machine, asserted here at 50 ms
+    for a loaded one); measurements replace the last set; a viewer that joins late gets the
+    current view, subject and measurements in its join ack; everything fetched with the join
+    token over DICOMweb reads the room's study."""
+    await _in_room(world)
+    series = await _store_ct(world)
+    study, series_uid = series[0].StudyInstanceUID, series[0].SeriesInstanceUID
+    presenter = Viewer(world.server.url, await _token(world.doctor, world.visit_id))
+    patient_token = await _token(world.patient, world.visit_id)
+    follower = Viewer(world.server.url, patient_token)
+    late = Viewer(world.server.url, patient_token)
+    try:
+        for v in (presenter, follower):
+            await v.connect()
+            ack = await v.call("review_join")
+            assert ack["ok"] and ack["state"]["presenter"] is None, ack
+        ack = await presenter.call(
+            "review_share", {"kind": "image", "study": study, "series": series_uid}
+        )
+        assert ack["ok"], ack
+        await _wait(lambda: bool(follower.states))
+        assert follower.states[-1]["presenter"] == world.doctor.user_id
+        assert follower.states[-1]["subject"]["series"] == series_uid
+
+        sent: dict[int, float] = {}
+        for index in range(60):
+            sent[index] = time.perf_counter()
+            ack = await presenter.call("review_view", _view(index, time.time() * 1000))
+            assert ack["ok"], ack
+        await _wait(lambda: len(follower.views) == 60)
+        got = [d["view"]["index"] for _, d in follower.views]
+        assert got == list(range(60))  # in order, none lost
+        latencies = sorted((t - sent[d["view"]["index"]]) * 1000 for t, d in follower.views)
+        p95 = latencies[int(0.95 * (len(latencies) - 1))]
+        print(f"review relay: p50 {statistics.median(latencies):.2f} ms, p95 {p95:.2f} ms")
+        assert p95 <= 50.0
+        assert presenter.views == []  # the presenter is not sent its own view
+
+        marks = [
+            {
+                "uid": "m1",
+                "tool": "Length",
+                "instance": series[1].SOPInstanceUID,
+                "frame": 1,
+                "points": [[0.0, 0.0, 1.0], [30.0, 40.0, 1.0]],
+            }
+        ]
+        ack = await presenter.call("review_annotations", {"annotations": marks})
+        assert ack["ok"], ack
+        await _wait(lambda: bool(follower.annotations))
+        assert follower.annotations[-1]["annotations"] == marks
+
+        await late.connect()
+        started = time.perf_counter()
+        ack = await late.call("review_join")
+        joined_ms = (time.perf_counter() - started) * 1000
+        print(f"late joiner state in {joined_ms:.1f} ms")
+        assert ack["ok"] and joined_ms <= 100.0
+        state = ack["state"]
+        assert state["subject"]["study"] == study and state["view"]["index"] == 59
+        assert state["view"]["camera"]["parallel_scale"] == 61.0
+        assert state["view"]["voi"] == {"lower": -101.0, "upper": 240.0}
+        assert state["annotations"] == marks
+        assert {m["id"] for m in state["members"]} == {world.doctor.user_id, world.patient.user_id}
+
+        # the follower reads the shared study with the room's join token (QIDO, audited)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(
+                f"{world.dicomweb}/studies/{study}/series",
+                headers={"Authorization": f"Bearer {patient_token}"},
+            ) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["Content-Type"] == "application/dicom+json"
+    finally:
+        for v in (presenter, follower, late):
+            await v.close()
+
+
+async def test_r24_the_review_refuses_followers_driving_and_studies_of_other_visits(
+    world: World,
+) -> None:
+    """A patient cannot share (permission table, audited) nor drive the view (not_presenter);
+    a study of another visit of the same doctor is refused in this room (403, audited) and its
+    pixels are refused to this room's join token; malformed views get bad_request; the
+    presenter leaving leaves the view where it was with nobody presenting."""
+    await _in_room(world)
+    series = await _store_ct(world, 1)
+    other = await booked_visit(world.clinic, world.doctor, world.nurse)
+    elsewhere = series_from("CT_small.dcm", 1)
+    await off_loop(
+        client(f"{world.dicomweb}/visits/{other.visit['id']}", world.doctor).store_instances,
+        elsewhere,
+    )
+    doctor_token = await _token(world.doctor, world.visit_id)
+    presenter = Viewer(world.server.url, doctor_token)
+    follower = Viewer(world.server.url, await _token(world.patient, world.visit_id))
+    try:
+        for v in (presenter, follower):
+            await v.connect()
+        ack = await presenter.call("review_view", _view(1))
+        assert ack["error"]["code"] == "not_in_review"
+        for v in (presenter, follower):
+            assert (await v.call("review_join"))["ok"]
+        study = series[0].StudyInstanceUID
+        ack = await follower.call("review_share", {"study": study})
+        assert ack["error"]["code"] == "forbidden"
+        ack = await presenter.call("review_view", _view(1))
+        assert ack["error"]["code"] == "not_presenter"
+        ack = await presenter.call("review_share", {"study": elsewhere[0].StudyInstanceUID})
+        assert ack["error"]["code"] == "forbidden"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(
+                f"{world.dicomweb}/studies/{elsewhere[0].StudyInstanceUID}/series",
+                headers={"Authorization": f"Bearer {doctor_token}"},
+            ) as r:
+                assert r.status == 403
+        assert (await presenter.call("review_share", {"study": study}))["ok"]
+        assert (await follower.call("review_view", _view(2)))["error"]["code"] == "forbidden"
+        bad_views = [
+            {"view": {"voi": {"lower": 10, "upper": 5}}},
+            {"view": {"camera": {"focal_point": [0, 0], "position": [0, 0, 1]}}},
+            {"view": {"index": -1}},
+            {"view": {"pointer": [float("inf"), 0, 0]}},
+            {"view": {"ecg": {"speed": 33}}},
+            {"view": "slice 3"},
+        ]
+        for bad in bad_views:
+            ack = await presenter.call("review_view", bad)
+            assert ack["error"]["code"] == "bad_request", (bad, ack)
+        ack = await presenter.call(
+            "review_handover", {"to": world.patient.user_id}
+        )  # only a doctor presents
+        assert ack["error"]["code"] == "forbidden"
+        assert (await presenter.call("review_view", _view(7)))["ok"]
+        await presenter.close()
+        await _wait(lambda: any(s["presenter"] is None for s in follower.states))
+        assert follower.states[-1]["view"]["index"] == 7
+    finally:
+        await presenter.close()
+        await follower.close()
+    async with world.server.app[DATABASE].session() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action.in_(("room.review", "room.viewer_sync", "imaging.read"))
+                )
+            )
+        ).all()
+    denied = [(e.action, e.actor_id) for e in rows if e.result == "denied"]
+    assert ("room.viewer_sync", world.patient.user_id) in denied
+    assert ("imaging.read", world.doctor.user_id) in denied
+    assert any(e.action == "room.review" and '"share"' in e.details for e in rows)
