@@ -273,6 +273,7 @@ class SignalingServer:
         room.record("joined", _who(session))
         await room.broadcast_participants()
         return {
+            "room": session.room_id,
             "participant": session.describe(),
             "participants": room.participants(),
             "ice_servers": self._ice_servers.for_participant(session.participant_id),

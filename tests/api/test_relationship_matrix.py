@@ -74,6 +74,8 @@ async def _call(person: Person, op: Operation, visit_id: str, signature: dict[st
         body = signature
     elif op.operation_id == "refer_offline":
         body = {"reason": "需要线下检查"}
+    elif op.operation_id == "invite":
+        body = {"room_role": "interpreter", "label": "翻译"}
     elif op.body is not None:
         body = {}
     return await person.call(op.method, path, body)
