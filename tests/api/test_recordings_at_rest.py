@@ -14,9 +14,10 @@ from apiclient import Clinic
 from harness import skip_or_fail
 from people import booked_visit, verified_doctor
 
+from consult.rooms import visit_room_id
 from recording import RecordingStore
 from recording.at_rest import HEADER_BYTES, MAGIC, encrypt_file, is_encrypted
-from web.keys import RECORDER
+from web.keys import DATABASE, RECORDER
 
 
 async def test_r36_the_composite_is_stored_encrypted_and_played_back_decrypted(
@@ -28,7 +29,9 @@ async def test_r36_the_composite_is_stored_encrypted_and_played_back_decrypted(
     nurse = await clinic.person("nurse")
     visit_id = (await booked_visit(clinic, doctor, nurse)).visit["id"]
     store: RecordingStore = server.app[RECORDER].store
-    recording = store.open_session(visit_id)
+    room_id = await visit_room_id(server.app[DATABASE], visit_id)  # recordings are the room's
+    assert room_id is not None
+    recording = store.open_session(room_id)
     store.seal(recording)
     # the session key is stored wrapped only; the directory is the server's alone
     header = json.loads((recording.directory / "session.json").read_text())
