@@ -62,6 +62,7 @@ ROOM_ROLE_ACTIONS: Final[Mapping[str, frozenset[RoomRole]]] = {
     "room.mute": _SPEAKERS,
     "room.leave": _EVERY_ROOM_ROLE,
     "room.chat": _SPEAKERS,
+    "room.review": _EVERY_ROOM_ROLE,  # follow the room's shared image review
     "room.viewer_sync": frozenset({R.DOCTOR, R.INVITER, R.INVITEE}),
     "room.control": _HOSTS,
     "room.invite": _HOSTS,
