@@ -122,13 +122,22 @@ def _wait_video(target: Any, who: str, deadline: float) -> dict[str, Any]:
 
 
 def _events(data_dir: Path, visit_id: str, *user_ids: str) -> list[tuple[str, str, str | None]]:
-    """(action, result, role) of the chain's events about the visit or by these accounts."""
+    """(action, result, role) of the chain's events about the visit or its room (room.join,
+    chat), or sign-ins by these accounts."""
     marks = ",".join("?" for _ in user_ids)
     with sqlite3.connect(data_dir / "teleconsult.db") as db:
+        rooms = [
+            row[0]
+            for row in db.execute(
+                "SELECT id FROM rooms WHERE subject_type = 'visit' AND subject_id = ?", (visit_id,)
+            )
+        ]
+        subjects = [visit_id, *rooms]
         rows = db.execute(
-            f"SELECT action, result, actor_role FROM audit_events WHERE object_id = ?"
+            f"SELECT action, result, actor_role FROM audit_events WHERE object_id IN"
+            f" ({','.join('?' for _ in subjects)})"
             f" OR (action = 'session.sign_in' AND actor_id IN ({marks})) ORDER BY seq",
-            (visit_id, *user_ids),
+            (*subjects, *user_ids),
         ).fetchall()
     return [tuple(row) for row in rows]
 
