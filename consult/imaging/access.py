@@ -52,9 +52,7 @@ def related(
     of another subject)."""
     if actor.user_id is None:
         return False
-    if actor.room_id is not None and (
-        room_visit_id is None or study.visit_id != room_visit_id
-    ):
+    if actor.room_id is not None and (room_visit_id is None or study.visit_id != room_visit_id):
         # a room's join token (the shared viewer of a room): that room's visit's studies only
         return False
     if study.deidentified:
