@@ -136,7 +136,7 @@ async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(place
         # the doctor's stream of the patient carried on: same stream, no renegotiation needed
         assert doctor.received_from(patient.id, "video") is doctor_video
         await wait_for(lambda: watch[doctor.id].state_of(patient.id) == "connected", timeout=3)
-        dump = await _room_dump(server, visit.visit_id)
+        dump = await _room_dump(server, visit.room_id)
         assert dump["publishers"] == sorted([doctor.id, patient.id])
         assert len(dump["transports"]) == 4  # the lost ones are closed and gone
     finally:
