@@ -59,7 +59,7 @@ async def test_r33_mute_and_chat_floods_are_refused_and_bounded(server):
         await doctor.connect()
         await patient.connect()
         await doctor.say("您好")
-        baseline = await _latencies(doctor, 60)
+        baseline = await _latencies(doctor, 25)
 
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
@@ -76,7 +76,7 @@ async def test_r33_mute_and_chat_floods_are_refused_and_bounded(server):
         assert process.stdout is not None
         ready = await asyncio.wait_for(process.stdout.readline(), 30)
         assert ready.strip() == b"ready", ready
-        measured = await _latencies(doctor, 60)  # while the flood is on
+        measured = await _latencies(doctor, 25)  # while the flood is on (within the read burst)
         output, _ = await asyncio.wait_for(process.communicate(), 120)
         elapsed = time.monotonic() - started
         codes = json.loads(output.decode().strip().splitlines()[-1])
