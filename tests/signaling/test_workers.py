@@ -67,14 +67,14 @@ async def test_rooms_run_on_two_workers_and_a_killed_worker_ends_only_its_rooms(
             message="media did not flow in both rooms",
         )
         placement = pool.placement()
-        assert placement[first.visit_id] != placement[second.visit_id]
+        assert placement[first.room_id] != placement[second.room_id]
         for w in pool.workers:
             assert w.pid != os.getpid()
 
         closed = {p.id + p.visit_id: [] for p in everyone}
         for p in everyone:
             p.sio.on("room_closed", closed[p.id + p.visit_id].append)
-        doomed = pool.workers[placement[first.visit_id]]
+        doomed = pool.workers[placement[first.room_id]]
         os.kill(doomed.pid, signal.SIGKILL)
 
         # the first room's participants are told, clearly
