@@ -29,8 +29,9 @@ CONTROL: Final = EventClass("control", 2.0, 20.0)
 """Join, leave, mute, room control: a person clicks, a script floods."""
 CHAT: Final = EventClass("chat", 2.0, 30.0)
 """A person types a few lines in a row; a script sending 130 a second is cut to two."""
-VIEWER: Final = EventClass("viewer", 15.0, 60.0)
-"""Viewer sync follows a dragged window/level: smooth, but bounded."""
+VIEWER: Final = EventClass("viewer", 15.0, 120.0)
+"""Viewer sync follows a dragged window/level: smooth, but bounded (a burst of four seconds
+of a 30 fps drag, then 15 a second)."""
 READ: Final = EventClass("read", 10.0, 60.0)
 """Reads that write nothing (the chat history after a reconnect)."""
 

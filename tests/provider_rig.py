@@ -183,7 +183,7 @@ class NamespaceLoop:
         self._ready.set_result(None)
         self.loop.run_forever()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, fn: Any, *args: Any) -> Any:

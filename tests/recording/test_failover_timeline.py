@@ -91,9 +91,9 @@ def test_a_provider_cut_is_a_failover_in_provider_health_and_on_the_recording_ti
                 for p in (doctor, patient):
                     await p.publish()
                     await p.subscribe()
-                await wait_for(lambda: _flowing(got, 0.0), timeout=20)
+                await wait_for(lambda: _flowing(got, 0.0), timeout=40)
 
-            client_loop.run(start(), timeout=40)
+            client_loop.run(start(), timeout=60)
             health = server.signaling.providers
             assert {p["name"]: p["state"] for p in health.snapshot()} != {}
 

@@ -129,7 +129,7 @@ async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(place
         await restart_media(patient)
         await wait_for(
             lambda: len(doctor_video.counters) > frames_before + 10 and sees(patient, doctor, 10),
-            timeout=10,
+            timeout=20,
             message="media did not come back",
         )
         print(f"media back {(time.monotonic() - rebuilt_at) * 1000:.0f} ms after new connections")

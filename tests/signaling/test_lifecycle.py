@@ -24,7 +24,15 @@ def _decoder_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
 
 
+def _opened_since(before: dict[str, int]) -> dict[str, int]:
+    """Objects open now that were not before this test (an earlier test's failure may hold its
+    own server's objects in ``sys.last_traceback``; they are not this server's)."""
+    now = open_objects()
+    return {k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)}
+
+
 async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
+    before = open_objects()
     doctor, patient = await _call(server)
     assert open_objects().get("Producer") == 4
 
@@ -48,18 +56,19 @@ async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
     for p in (doctor, patient):
         await p.close()
     await server.stop()
-    assert open_objects() == {}
+    assert _opened_since(before) == {}
     await wait_for(lambda: not _other_tasks(), timeout=5, message=f"tasks left: {_other_tasks()}")
     await wait_for(lambda: not _decoder_threads(), timeout=5)
 
 
 async def test_shutdown_during_a_call_closes_peers_then_sockets(server):
+    before = open_objects()
     doctor, patient = await _call(server)
     closed_events: list[dict] = []
     doctor.sio.on("room_closed", closed_events.append)
 
     await server.stop()
-    assert open_objects() == {}
+    assert _opened_since(before) == {}
     assert server.media.closed
     assert closed_events == [{"reason": "server_shutdown"}]
     await wait_for(lambda: not doctor.sio.connected and not patient.sio.connected, timeout=5)
