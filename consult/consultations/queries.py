@@ -128,7 +128,7 @@ async def _view(session: Any, cipher: Any, loaded: Loaded) -> ConsultationView:
         created_at=row.created_at,
         updated_at=row.updated_at,
         closed_at=row.closed_at,
-        sides=loaded.sides,
+        sides=tuple(sorted(loaded.sides)),
         invitations=[invitation_view(i, names) for i in loaded.invitations],
         attachments=[attachment_view(a) for a in attachments],
         reports=[await report_view(session, cipher, r) for r in visible_reports],

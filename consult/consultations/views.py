@@ -22,6 +22,8 @@ from consult.models import Title
 
 @dataclass(frozen=True)
 class InvitationView:
+    """One expert invited to a consultation (R11)."""
+
     id: str
     consultation_id: str
     expert_id: str
@@ -29,30 +31,39 @@ class InvitationView:
     institution_id: str
     state: InvitationState
     respond_by: datetime
+    """The deadline to answer; unanswered by then, the invitation expires (R11)."""
     decline_reason: str | None
     responded_at: datetime | None
 
 
 @dataclass(frozen=True)
 class AttachmentView:
+    """A file attached to a request (its bytes are fetched apart)."""
+
     id: str
     filename: str
     content_type: str
     size: int
     sm3: str
+    """SM3 of the file's bytes."""
     created_at: datetime
 
 
 @dataclass(frozen=True)
 class SignatureView:
+    """One co-signature of a report version (SM2, R27)."""
+
     signer_id: str
     signer_name: str
     signed_at: datetime
     timestamped: bool
+    """Whether a time-stamp authority stamped the signature."""
 
 
 @dataclass(frozen=True)
 class ReportView:
+    """One version of the opinion report (R13, R24)."""
+
     id: str
     consultation_id: str
     version: int
@@ -60,6 +71,7 @@ class ReportView:
     supersedes_id: str | None
     content: dict[str, str]
     content_digest: str
+    """SM3 of the content the signers sign."""
     created_by: str
     created_at: datetime
     issued_at: datetime | None
@@ -82,6 +94,7 @@ class ConsultationView:
     target_institution_name: str
     target_department_id: str | None
     patient_id: str | None
+    """Only the inviter side sees the patient (R37)."""
     patient_name: str | None
     patient_age: int | None
     reason: str
@@ -100,7 +113,8 @@ class ConsultationView:
     created_at: datetime
     updated_at: datetime | None
     closed_at: datetime | None
-    sides: frozenset[str]
+    sides: tuple[str, ...]
+    """The caller's sides, sorted: requester, inviter, inviter_centre, invitee_centre, expert."""
     invitations: list[InvitationView] = field(default_factory=list)
     attachments: list[AttachmentView] = field(default_factory=list)
     reports: list[ReportView] = field(default_factory=list)
@@ -108,6 +122,8 @@ class ConsultationView:
 
 @dataclass(frozen=True)
 class AgreementView:
+    """The inviter institution may send requests to the invitee institution (R15)."""
+
     id: str
     inviter_institution_id: str
     invitee_institution_id: str
