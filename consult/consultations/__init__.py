@@ -1,6 +1,7 @@
 """Remote consultation between institutions (issue 14): requests, invitations, MDT rooms and
 signed opinion reports. ``flow`` is the public surface (the services ``web/`` calls, and their
-views); behind it ``centres`` (agreements, consult centres), ``request``, ``attachments``,
-``invitations``, ``session``, ``reports`` and ``queries`` hold the rules, ``loading`` what they
-share, ``views`` what they return; ``machines`` the state machines, ``room`` the MDT room,
-``signing`` the practitioners' certificates and the signed report, ``models`` the tables."""
+views). Behind it the rules: ``centres`` (agreements, consult centres), ``request``,
+``attachments``, ``invitations``, ``session``, ``reports``, ``report_signing`` and ``queries``;
+``loading`` what they share, ``views`` what they return. ``machines`` the state machines,
+``room`` the MDT room, ``signing`` the practitioners' certificates and the signed report,
+``models`` the tables."""

@@ -41,14 +41,8 @@ from consult.consultations.queries import (
     list_consultations,
     requester_patients,
 )
-from consult.consultations.reports import (
-    export_report,
-    get_report,
-    issue_report,
-    new_version,
-    sign_report,
-    write_report,
-)
+from consult.consultations.report_signing import export_report, sign_report
+from consult.consultations.reports import get_report, issue_report, new_version, write_report
 from consult.consultations.request import (
     approve,
     cancel,

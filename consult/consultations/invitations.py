@@ -61,6 +61,7 @@ RESPOND_WITHIN: Final = {Urgency.ROUTINE: timedelta(hours=24), Urgency.URGENT: t
 
 
 def check_expert(practitioner: Practitioner | None, row: Consultation) -> ConsultError | None:
+    """Why ``practitioner`` may not be an expert of ``row`` (R12), or ``None``."""
     if practitioner is None or practitioner.verification != VerificationStatus.VERIFIED.value:
         return ExpertNotQualified("The expert's practice is not verified.")
     if practitioner.institution_id != row.target_institution_id:

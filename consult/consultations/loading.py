@@ -24,7 +24,7 @@ from consult.consultations.models import (
     InvitationState,
 )
 from consult.errors import ConsultError, PermissionDenied
-from consult.models import User
+from consult.models import User, UserDepartment
 
 UNSENT: Final = frozenset(
     {ConsultationState.DRAFT, ConsultationState.SUBMITTED, ConsultationState.APPROVED}
@@ -40,6 +40,7 @@ REPORT_CONTEXT: Final = "opinion_reports.content"
 
 
 async def has_agreement(tx: AuditTx, inviter: str, invitee: str) -> bool:
+    """Whether ``inviter`` may send requests to ``invitee`` (R15)."""
     found = await tx.session.scalar(
         select(CooperationAgreement.id).where(
             CooperationAgreement.inviter_institution_id == inviter,
@@ -50,15 +51,15 @@ async def has_agreement(tx: AuditTx, inviter: str, invitee: str) -> bool:
 
 
 async def centre_of(session: Any, institution_id: str) -> str | None:
+    """The department that is the institution's consult centre, if it has one."""
     row = await session.get(ConsultCentre, institution_id)
     return row.department_id if row is not None else None
 
 
-# --- Loading with the sides ---------------------------------------------------------------------
-
-
 @dataclass
 class Loaded:
+    """A consultation row with its invitations and the sides the acting user holds."""
+
     row: Consultation
     sides: frozenset[str]
     invitations: list[ConsultationInvitation]
@@ -69,8 +70,6 @@ class Loaded:
 async def _operators_of(session: Any, department_id: str | None) -> list[str]:
     if department_id is None:
         return []
-    from consult.models import UserDepartment
-
     rows = await session.scalars(
         select(UserDepartment.user_id).where(UserDepartment.department_id == department_id)
     )
@@ -78,6 +77,7 @@ async def _operators_of(session: Any, department_id: str | None) -> list[str]:
 
 
 async def load_sides(tx: AuditTx, actor: Actor, row: Consultation) -> Loaded:
+    """``row`` with its invitations and ``actor``'s sides (none: not its consultation)."""
     invitations = list(
         (
             await tx.session.scalars(
@@ -136,6 +136,8 @@ async def load_consultation(
 
 
 def parties_of(loaded: Loaded) -> tuple[tuple[str, str], ...]:
+    """``(side, user_id)`` of everyone told of a change: the requester, the invited experts,
+    the patient's account, the centres' operators."""
     row = loaded.row
     parties = [("requester", row.requested_by)]
     parties += [("expert", i.expert_id) for i in loaded.invitations]
@@ -151,6 +153,7 @@ async def move(
     event: ConsultationEvent,
     details: Mapping[str, Any] | None = None,
 ) -> None:
+    """One transition of the request's machine, told to :func:`parties_of`."""
     await CONSULTATION_MACHINE.set_state(
         tx, actor, loaded.row, event, details, parties=parties_of(loaded)
     )
@@ -159,6 +162,7 @@ async def move(
 def refuse(
     tx: AuditTx, actor: Actor, error: ConsultError, action: str, object_id: str, **details: Any
 ) -> ConsultError:
+    """``error`` after auditing the refused ``action`` on the consultation."""
     return tx.refuse(
         error,
         actor=actor,
@@ -170,6 +174,7 @@ def refuse(
 
 
 def has_accepted(loaded: Loaded, user_id: str | None) -> bool:
+    """Whether ``user_id`` is an expert who accepted its invitation."""
     return any(
         i.expert_id == user_id and i.status == InvitationState.ACCEPTED.value
         for i in loaded.invitations
@@ -177,6 +182,7 @@ def has_accepted(loaded: Loaded, user_id: str | None) -> bool:
 
 
 async def names_of(session: Any, user_ids: list[str]) -> dict[str, str]:
+    """Display names by user id."""
     if not user_ids:
         return {}
     rows = (

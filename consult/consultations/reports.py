@@ -1,14 +1,11 @@
-"""The opinion report (R13, R24, R26, R27, R35): a draft the accepted experts write, frozen at its
-first SM2 signature (after the signer's PIN), replaced only by a new version, issued to the
-inviter, exported signed."""
+"""The opinion report (R13, R24, R26): a draft the accepted experts write, frozen at its first
+signature (:mod:`consult.consultations.report_signing`), replaced only by a new version, issued
+to the inviter; who sees which version."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -16,13 +13,7 @@ from sqlalchemy import select
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
-from consult.consultations.errors import (
-    AlreadySignedReport,
-    ReportNotFound,
-    ReportSigned,
-    ReportUnsigned,
-    SigningUnavailable,
-)
+from consult.consultations.errors import ReportNotFound, ReportSigned, ReportUnsigned
 from consult.consultations.loading import (
     REPORT_CONTEXT,
     Loaded,
@@ -39,20 +30,16 @@ from consult.consultations.machines import (
     ReportEvent,
 )
 from consult.consultations.models import (
-    Consultation,
     ConsultationState,
     OpinionReport,
     ReportSignature,
     ReportState,
-    SigningCredential,
 )
-from consult.consultations.signing import SigningAuthority, canonical, export_document
+from consult.consultations.signing import canonical
 from consult.consultations.views import ReportView, SignatureView
 from consult.crypto import sm3_hex
 from consult.db import Database
 from consult.errors import InvalidInput, InvalidTransition, PermissionDenied
-from consult.models import Institution, Practitioner, User
-from consult.practitioners import verify_signing_pin
 from consult.sqltypes import utc_now
 
 REPORT_FIELDS: Final = (
@@ -63,8 +50,6 @@ REPORT_FIELDS: Final = (
     "referral_advice",
 )
 """The structured opinion report (R13, R16: diagnosis, plan, medication advice; R17 referral)."""
-
-_KEY_CONTEXT: Final = "signing_credentials.key"
 
 
 def _clean_content(content: Mapping[str, str]) -> dict[str, str]:
@@ -78,6 +63,7 @@ def _clean_content(content: Mapping[str, str]) -> dict[str, str]:
 
 
 async def reports_of(session: Any, consultation_id: str) -> list[OpinionReport]:
+    """Every version of the consultation's report, oldest first."""
     return list(
         (
             await session.scalars(
@@ -99,7 +85,7 @@ async def write_report(
     cleaned = _clean_content(content)
     async with audited(db) as tx:
         loaded = await load_consultation(tx, actor, consultation_id, action, frozenset({"expert"}))
-        _require_reporting(tx, actor, loaded, action)
+        require_reporting(tx, actor, loaded, action)
         reports = await reports_of(tx.session, consultation_id)
         current = reports[-1] if reports else None
         if current is not None and current.status != ReportState.DRAFT.value:
@@ -140,7 +126,9 @@ def _set_content(tx: AuditTx, report: OpinionReport, content: dict[str, str]) ->
     report.updated_at = utc_now()
 
 
-def _require_reporting(tx: AuditTx, actor: Actor, loaded: Loaded, action: str) -> None:
+def require_reporting(tx: AuditTx, actor: Actor, loaded: Loaded, action: str) -> None:
+    """Refuse unless ``actor`` accepted its invitation and the consultation is open for the
+    report (accepted, in session or reported)."""
     if not has_accepted(loaded, actor.user_id):
         raise tx.refuse(
             PermissionDenied("Only an expert who accepted writes and signs the report."),
@@ -169,7 +157,7 @@ async def new_version(
     cleaned = _clean_content(content)
     async with audited(db) as tx:
         loaded = await load_consultation(tx, actor, consultation_id, action, frozenset({"expert"}))
-        _require_reporting(tx, actor, loaded, action)
+        require_reporting(tx, actor, loaded, action)
         reports = await reports_of(tx.session, consultation_id)
         if not reports or reports[-1].status == ReportState.DRAFT.value:
             raise tx.refuse(
@@ -209,154 +197,6 @@ async def new_version(
     return await get_report(db, actor, report_id, audit=False)
 
 
-async def _document(session: Any, cipher: Any, report: OpinionReport) -> dict[str, Any]:
-    """What the signers sign: the report version in its context (no patient identifiers, R37)."""
-    consultation = await session.get(Consultation, report.consultation_id)
-    inviter = await session.get(Institution, consultation.institution_id)
-    invitee = await session.get(Institution, consultation.target_institution_id)
-    content = json.loads(cipher.decrypt(report.content_enc, REPORT_CONTEXT))
-    return {
-        "type": "opinion_report",
-        "consultation_id": consultation.id,
-        "kind": consultation.kind,
-        "report_id": report.id,
-        "version": report.version,
-        "supersedes_id": report.supersedes_id,
-        "inviter_institution": {"id": inviter.id, "name": inviter.name},
-        "invitee_institution": {"id": invitee.id, "name": invitee.name},
-        "patient_ref": consultation.patient_id,
-        "content": content,
-        "content_sm3": report.content_digest,
-    }
-
-
-async def _credential(
-    db: Database, actor: Actor, authority: SigningAuthority, now: datetime
-) -> tuple[Any, str]:
-    """The practitioner's SM2 key and certificate, made and issued at the first signature."""
-    from consult.trust import SM2Key
-
-    async with db.session() as session:
-        row = await session.get(SigningCredential, actor.user_id)
-        user = await session.get(User, actor.user_id)
-        practitioner = await session.get(Practitioner, actor.user_id)
-    if row is not None:
-        key = SM2Key.from_pem(db.cipher.decrypt(row.key_enc, _KEY_CONTEXT).encode())
-        return key, row.certificate_pem
-    assert user is not None and practitioner is not None
-    key = await asyncio.to_thread(SM2Key.generate)
-    certificate = authority.issue(
-        key.public_pem(),
-        common_name=user.display_name,
-        serial=practitioner.licence_number,
-        now=now,
-    ).decode()
-    async with audited(db) as tx:
-        existing = await tx.session.get(SigningCredential, actor.user_id, with_for_update=True)
-        if existing is not None:
-            key = SM2Key.from_pem(db.cipher.decrypt(existing.key_enc, _KEY_CONTEXT).encode())
-            return key, existing.certificate_pem
-        tx.session.add(
-            SigningCredential(
-                user_id=actor.user_id,
-                key_enc=db.cipher.encrypt(key.private_pem().decode(), _KEY_CONTEXT),
-                certificate_pem=certificate,
-                created_at=now,
-            )
-        )
-        await tx.record(
-            "opinion.issue_certificate",
-            actor=actor,
-            object_type="practitioner",
-            object_id=actor.user_id,
-            details={"key_id": key.key_id},
-        )
-    return key, certificate
-
-
-async def sign_report(
-    db: Database,
-    actor: Actor,
-    report_id: str,
-    pin: str,
-    authority: SigningAuthority | None,
-    *,
-    expected_digest: str | None = None,
-) -> ReportView:
-    """Co-sign a report version with SM2 after the signing PIN (R27, R35); the first signature
-    freezes it. ``expected_digest`` (the content the signer saw) must match when given."""
-    action = "opinion.sign"
-    await authorize(db, actor, action, object_type="opinion", object_id=report_id)
-    if authority is None:
-        raise SigningUnavailable()
-    async with audited(db) as tx:
-        report = await tx.session.get(OpinionReport, report_id)
-        if report is None:
-            raise ReportNotFound()
-        loaded = await load_consultation(
-            tx, actor, report.consultation_id, action, frozenset({"expert"}), lock=False
-        )
-        _require_reporting(tx, actor, loaded, action)
-    await verify_signing_pin(db, actor, pin, purpose=f"opinion:{report_id}")
-    now = utc_now()
-    key, certificate = await _credential(db, actor, authority, now)
-    async with db.session() as session:
-        report = await session.get(OpinionReport, report_id)
-        assert report is not None
-        document = await _document(session, db.cipher, report)
-    data = canonical(document)
-    signature = await asyncio.to_thread(key.sign, data)
-    stamp = await authority.tsa.stamp(signature) if authority.tsa is not None else None
-    async with audited(db) as tx:
-        report = await tx.session.get(OpinionReport, report_id, with_for_update=True)
-        assert report is not None
-        loaded = await load_consultation(
-            tx, actor, report.consultation_id, action, frozenset({"expert"})
-        )
-        if expected_digest is not None and expected_digest != report.content_digest:
-            raise tx.refuse(
-                ReportSigned("The report changed since you read it."),
-                actor=actor,
-                action=action,
-                object_type="opinion",
-                object_id=report_id,
-            )
-        if canonical(await _document(tx.session, db.cipher, report)) != data:
-            raise tx.refuse(
-                ReportSigned("The report changed while signing."),
-                actor=actor,
-                action=action,
-                object_type="opinion",
-                object_id=report_id,
-            )
-        done = await tx.session.scalar(
-            select(ReportSignature.id).where(
-                ReportSignature.report_id == report_id, ReportSignature.signer_id == actor.user_id
-            )
-        )
-        if done is not None:
-            raise AlreadySignedReport()
-        await REPORT_MACHINE.set_state(
-            tx,
-            actor,
-            report,
-            ReportEvent.SIGN,
-            {"document_sm3": sm3_hex(data)},
-            parties=parties_of(loaded),
-        )
-        tx.session.add(
-            ReportSignature(
-                report_id=report_id,
-                signer_id=actor.user_id,
-                certificate_pem=certificate,
-                signature_b64=base64.b64encode(signature).decode(),
-                timestamp_b64=base64.b64encode(stamp).decode() if stamp else None,
-                signed_at=now,
-            )
-        )
-    return await get_report(db, actor, report_id, audit=False)
-
-
 async def issue_report(db: Database, actor: Actor, report_id: str) -> ReportView:
     """Issue a signed version to the inviter: the consultation moves to ``reported`` (R13)."""
     action = "opinion.issue"
@@ -368,7 +208,7 @@ async def issue_report(db: Database, actor: Actor, report_id: str) -> ReportView
         loaded = await load_consultation(
             tx, actor, report.consultation_id, action, frozenset({"expert"})
         )
-        _require_reporting(tx, actor, loaded, action)
+        require_reporting(tx, actor, loaded, action)
         if report.status == ReportState.DRAFT.value:
             raise tx.refuse(
                 ReportUnsigned(),
@@ -391,7 +231,11 @@ async def issue_report(db: Database, actor: Actor, report_id: str) -> ReportView
     return await get_report(db, actor, report_id, audit=False)
 
 
+# --- Reading --------------------------------------------------------------------------------------
+
+
 async def report_view(session: Any, cipher: Any, report: OpinionReport) -> ReportView:
+    """The version with its content decrypted and its signatures named."""
     signatures = (
         await session.scalars(
             select(ReportSignature)
@@ -447,37 +291,3 @@ async def get_report(
         if audit:
             await tx.record("opinion.view", actor=actor, object_type="opinion", object_id=report_id)
     return view
-
-
-async def export_report(db: Database, actor: Actor, report_id: str) -> dict[str, Any]:
-    """The signed report as machine-readable JSON (R15: both sides archive it)."""
-    await get_report(db, actor, report_id)
-    async with db.session() as session:
-        report = await session.get(OpinionReport, report_id)
-        assert report is not None
-        document = await _document(session, db.cipher, report)
-        rows = (
-            await session.scalars(
-                select(ReportSignature)
-                .where(ReportSignature.report_id == report_id)
-                .order_by(ReportSignature.signed_at, ReportSignature.id)
-            )
-        ).all()
-        names = await names_of(session, [r.signer_id for r in rows])
-    if not rows:
-        raise ReportUnsigned()
-    return export_document(
-        document,
-        [
-            {
-                "signer_id": r.signer_id,
-                "signer_name": names.get(r.signer_id, ""),
-                "signed_at": r.signed_at.isoformat(),
-                "certificate": r.certificate_pem,
-                "signature": r.signature_b64,
-                "timestamp": r.timestamp_b64,
-                "algorithm": "SM2-with-SM3",
-            }
-            for r in rows
-        ],
-    )

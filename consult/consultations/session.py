@@ -18,7 +18,7 @@ from consult.consultations.models import Consultation, InvitationState
 from consult.consultations.queries import get_consultation
 from consult.consultations.views import ConsultationView
 from consult.db import Database
-from consult.errors import PermissionDenied
+from consult.errors import PermissionDenied, RoomNotFound
 from consult.models import Practitioner, VerificationStatus
 
 
@@ -69,7 +69,5 @@ async def room_id_of(db: Database, consultation_id: str) -> str:
     if row is None:
         raise ConsultationNotFound()
     if row.room_id is None:
-        from consult.errors import RoomNotFound
-
         raise RoomNotFound()
     return row.room_id

@@ -161,10 +161,12 @@ class PatientChoice:
 
 
 def attachment_view(row: ConsultationAttachment) -> AttachmentView:
+    """The attachment's description (not its bytes)."""
     return AttachmentView(row.id, row.filename, row.content_type, row.size, row.sm3, row.created_at)
 
 
 def invitation_view(row: ConsultationInvitation, names: Mapping[str, str]) -> InvitationView:
+    """The invitation, its expert named from ``names`` (user id -> display name)."""
     return InvitationView(
         id=row.id,
         consultation_id=row.consultation_id,

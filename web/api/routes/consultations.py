@@ -1,6 +1,6 @@
 """Remote consultation between institutions (issue 14, R10-R16): agreements and consult
 centres, requests and their attachments, invitations, the session, the signed opinion report
-and the inviter's decision. The rules are in ``consult.consultations.flow``."""
+and the inviter's decision. The services are in ``consult.consultations.flow``."""
 
 from __future__ import annotations
 
