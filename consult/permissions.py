@@ -152,6 +152,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.decline": _roles(OPR),
     "consultation.start": _roles(DOC),
     "consultation.join": _roles(DOC, PAT),
+    "consultation.host": _roles(DOC),
     "consultation.decide": _roles(DOC),
     "consultation.cancel": _roles(DOC, OPR),
     "consultation.assign": _roles(OPR),

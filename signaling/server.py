@@ -362,6 +362,14 @@ class SignalingServer:
                     for s in self.sessions.values()
                     if s.subject == ("visit", event.object_id)
                 ]
+        elif isinstance(event, events.ParticipationChanged) and event.state == "waiting":
+            # asked out of a consultation for a part among clinicians: off the room at once
+            payload = {"reason": event.reason, "room": event.room_id, "state": event.state}
+            evictions = [
+                (s, payload)
+                for s in self.sessions.values()
+                if s.room_id == event.room_id and s.actor.user_id == event.user_id
+            ]
         elif isinstance(event, events.AccessRevoked):
             payload = {"reason": "revoked", "detail": event.reason}
             evictions = [

@@ -109,6 +109,12 @@ class Updates:
                 await self._sio.emit(
                     "consultation_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
                 )
+        elif isinstance(event, events.ParticipationChanged):
+            # asked out of a consultation's room, or back in: the person's pages follow
+            payload = {"room": event.room_id, "state": event.state, "reason": event.reason}
+            await self._sio.emit(
+                "room_changed", payload, to=_user_room(event.user_id), namespace=NAMESPACE
+            )
         elif isinstance(event, events.AccessRevoked):
             if event.tokens_only:  # the sessions stay signed in
                 return

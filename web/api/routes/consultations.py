@@ -125,6 +125,20 @@ class AttachmentPath(Input):
     attachment_id: Id
 
 
+class ParticipantPath(Input):
+    consultation_id: Id
+    user_id: Id
+
+
+class Presence(Output):
+    """Where a participant of the consultation's room stands now."""
+
+    room_id: str
+    user_id: str
+    room_role: str
+    state: str = Field(description="`waiting` (asked out) or `admitted` (back in).")
+
+
 class AttachmentQuery(Input):
     filename: FileName = "attachment"
 
@@ -524,3 +538,32 @@ async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinTok
         expires_at=expires_at,
         room_url=room_url,
     )
+
+
+async def _presence(call: Call, path: ParticipantPath, *, out: bool) -> Presence:
+    room_id = await flow.room_id_of(call.db, path.consultation_id)
+    row = await rooms.step_out(call.db, call.me, room_id, path.user_id, out=out)
+    return Presence(room_id=room_id, user_id=row.user_id, room_role=row.room_role, state=row.state)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/participants/{user_id}/step-out",
+    action="consultation.host",
+    tag="consultations",
+)
+async def consultation_step_out(call: Call, path: ParticipantPath) -> Presence:
+    """The inviter asks the patient's side out of the room for a part among clinicians: its
+    sockets leave the room at once (``room_left``, reason ``stepped_out``) and a join waits."""
+    return await _presence(call, path, out=True)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/participants/{user_id}/step-in",
+    action="consultation.host",
+    tag="consultations",
+)
+async def consultation_step_in(call: Call, path: ParticipantPath) -> Presence:
+    """The inviter lets the patient's side back in; its pages are told (``room_changed``)."""
+    return await _presence(call, path, out=False)
