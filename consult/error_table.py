@@ -138,6 +138,13 @@ _ROWS: Final = [
         "The link no longer works (signed out, password changed or account deactivated); "
         "please sign in again.",
     ),
+    (
+        "token_in_query",
+        "bad_request",
+        "这个链接是旧格式，已不能使用，请向医院索取新的链接。",
+        "This link is in an old format that no longer works; please ask the hospital for a new "
+        "link.",
+    ),
     ("forbidden", "forbidden", "您没有执行此操作的权限。", "You may not do this."),
     (
         "totp_enrolment_required",

@@ -32,6 +32,14 @@ class TokenMissing(ConsultError):
     default_message = "A join token is required."
 
 
+class TokenInQuery(ConsultError):
+    """A token was sent in a URL's query string (an old-form link, or a client's mistake): refused
+    even when valid, so that old links fail clearly and no token is taught to travel in URLs."""
+
+    code = "token_in_query"
+    default_message = "Send the token in the socket's auth payload or a header, not the URL."
+
+
 class TokenInvalid(ConsultError):
     """The token is malformed, forged, signed with another key or carries wrong claims."""
 

@@ -1,5 +1,5 @@
 // The patient's waiting room: device check, consent with its risk notice, check-in, waiting
-// for the doctor; on admission the page moves to the consult room (/room?visit=..&token=..).
+// for the doctor; on admission the page moves to the consult room (/room?visit=..#token=..).
 
 import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
