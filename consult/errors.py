@@ -335,6 +335,35 @@ class PatientExists(Conflict):
     default_message = "The patient is already registered."
 
 
+class IdentityDisputed(Conflict):
+    """Staff only: the record is provisional, its ID number disputed until staff resolve it."""
+
+    code = "identity_disputed"
+    default_message = "The record's ID number is disputed; resolve the dispute first."
+
+
+class DisputeNotFound(NotFound):
+    code = "dispute_not_found"
+    default_message = "The identity dispute does not exist."
+
+
+class DisputeClosed(Conflict):
+    code = "dispute_closed"
+    default_message = "The identity dispute is resolved already."
+
+
+class GuardianPending(PermissionDenied):
+    """A guardian acts for a ward only once staff have verified the relation."""
+
+    code = "guardian_pending"
+    default_message = "The hospital has not verified the guardian relation yet."
+
+
+class GuardianNotPending(Conflict):
+    code = "guardian_not_pending"
+    default_message = "This record has no guardian link waiting for verification."
+
+
 # --- Visits (R1-R8) ---------------------------------------------------------------------------
 
 
