@@ -138,6 +138,13 @@ _ROWS: Final = [
         "The link no longer works (signed out, password changed or account deactivated); "
         "please sign in again.",
     ),
+    (
+        "token_in_query",
+        "bad_request",
+        "这个链接是旧格式，已不能使用，请向医院索取新的链接。",
+        "This link is in an old format that no longer works; please ask the hospital for a new "
+        "link.",
+    ),
     ("forbidden", "forbidden", "您没有执行此操作的权限。", "You may not do this."),
     (
         "totp_enrolment_required",
@@ -212,6 +219,36 @@ _ROWS: Final = [
     ("invalid_phone", "invalid", "手机号码不正确。", "The phone number is not valid."),
     ("patient_not_found", "not_found", "找不到这位患者。", "The patient does not exist."),
     ("patient_exists", "conflict", "这位患者已经登记过了。", "The patient is already registered."),
+    (
+        "identity_disputed",
+        "conflict",
+        "这份登记的身份证号有争议，请先在“身份争议”中核实处理。",
+        "This record's ID number is disputed; resolve it under identity disputes first.",
+    ),
+    (
+        "dispute_not_found",
+        "not_found",
+        "找不到这条身份争议。",
+        "The identity dispute does not exist.",
+    ),
+    (
+        "dispute_closed",
+        "conflict",
+        "这条身份争议已经处理过了。",
+        "The identity dispute is resolved already.",
+    ),
+    (
+        "guardian_pending",
+        "forbidden",
+        "医院还没有核实您与这位患者的监护关系，请携带证明材料到医院窗口核实。",
+        "The hospital has not verified your relation to this patient yet; bring proof to the desk.",
+    ),
+    (
+        "guardian_not_pending",
+        "conflict",
+        "这位患者没有待核实的监护关系。",
+        "This patient has no guardian relation waiting for verification.",
+    ),
     # --- Visits (R1-R9) ---
     ("visit_not_found", "not_found", "找不到这次就诊。", "This visit was not found."),
     ("room_not_found", "not_found", "找不到这个诊室。", "This room was not found."),

@@ -32,6 +32,14 @@ class TokenMissing(ConsultError):
     default_message = "A join token is required."
 
 
+class TokenInQuery(ConsultError):
+    """A token was sent in a URL's query string (an old-form link, or a client's mistake): refused
+    even when valid, so that old links fail clearly and no token is taught to travel in URLs."""
+
+    code = "token_in_query"
+    default_message = "Send the token in the socket's auth payload or a header, not the URL."
+
+
 class TokenInvalid(ConsultError):
     """The token is malformed, forged, signed with another key or carries wrong claims."""
 
@@ -325,6 +333,35 @@ class PatientExists(Conflict):
 
     code = "patient_exists"
     default_message = "The patient is already registered."
+
+
+class IdentityDisputed(Conflict):
+    """Staff only: the record is provisional, its ID number disputed until staff resolve it."""
+
+    code = "identity_disputed"
+    default_message = "The record's ID number is disputed; resolve the dispute first."
+
+
+class DisputeNotFound(NotFound):
+    code = "dispute_not_found"
+    default_message = "The identity dispute does not exist."
+
+
+class DisputeClosed(Conflict):
+    code = "dispute_closed"
+    default_message = "The identity dispute is resolved already."
+
+
+class GuardianPending(PermissionDenied):
+    """A guardian acts for a ward only once staff have verified the relation."""
+
+    code = "guardian_pending"
+    default_message = "The hospital has not verified the guardian relation yet."
+
+
+class GuardianNotPending(Conflict):
+    code = "guardian_not_pending"
+    default_message = "This record has no guardian link waiting for verification."
 
 
 # --- Visits (R1-R8) ---------------------------------------------------------------------------

@@ -93,6 +93,9 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "patient.view": _CARE,
     "patient.find": _roles(NUR, OPR),
     "patient.create_account": _roles(NUR, OPR),
+    # Identity registration (issue 13 item 3): staff at the desk, documents in hand.
+    "patient.verify_guardian": _roles(NUR, OPR),
+    "patient.resolve_identity": _roles(NUR, OPR),
     "patient.record_diagnosis": _roles(DOC, NUR, OPR),
     "patient.view_diagnoses": _CARE,
     # Visits (R1-R8).

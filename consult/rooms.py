@@ -59,6 +59,7 @@ from consult.models import (
     User,
     Visit,
 )
+from consult.patients import verified_guardian
 from consult.permissions import Role
 from consult.sessions import join_token_alive
 from consult.sqltypes import new_id, utc_now
@@ -236,10 +237,11 @@ def patient_side_role(record: Patient | None, account_id: str) -> RoomRole:
 
 
 async def guardian_account(session: AsyncSession, record: Patient | None) -> str | None:
-    """The account of a patient record's guardian, if it has one."""
-    if record is None or record.guardian_id is None:
+    """The account of a patient record's guardian, if it has one and staff verified the
+    relation (issue 13 item 3)."""
+    if record is None:
         return None
-    guardian = await session.get(Patient, record.guardian_id)
+    guardian = await verified_guardian(session, record)
     return None if guardian is None else guardian.user_id
 
 

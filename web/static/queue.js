@@ -201,6 +201,7 @@ async function act(button, visitId, step, body = null, enter = false) {
 
 async function openRoom(visitId) {
   const join = await api("POST", `/visits/${visitId}/join-token`, {});
+  // the token from the answer itself: the link's fragment is for pages opened from a link
   const link = new URL(join.room_url, window.location.origin).searchParams;
   room?.destroy();
   roomVisitId = visitId;
@@ -209,7 +210,7 @@ async function openRoom(visitId) {
   el.roomCard.hidden = false;
   room = new RoomView(el.roomHost, {
     visitId,
-    token: link.get("token"),
+    token: join.token,
     textOnly: link.get("mode") === "text",
     embedded: true,
     // sent back, ended, referred: the server took the visit out of the room; read the queue

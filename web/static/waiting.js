@@ -1,5 +1,5 @@
 // The patient's waiting room: device check, consent with its risk notice, check-in, waiting
-// for the doctor; on admission the page moves to the consult room (/room?visit=..&token=..).
+// for the doctor; on admission the page moves to the consult room (/room?visit=..#token=..).
 
 import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
@@ -22,6 +22,7 @@ const el = {
   bookPatientField: document.getElementById("book-patient-field"),
   bookPatient: document.getElementById("book-patient"),
   bookNoRecord: document.getElementById("book-no-record"),
+  bookWardPending: document.getElementById("book-ward-pending"),
   bookForm: document.getElementById("book-form"),
   checkinNeeds: document.getElementById("checkin-needs"),
   deviceCard: document.getElementById("device-card"),
@@ -438,7 +439,10 @@ async function mountBookingFor(recordId) {
 
 async function showBooking() {
   el.bookCard.hidden = false;
-  ({ patients: records } = await api("GET", "/patients"));
+  const { patients: all } = await api("GET", "/patients");
+  // a ward whose guardian relation the hospital has not verified yet cannot be booked for
+  records = all.filter((r) => !r.guardian_id || r.guardian_verified || r.user_id);
+  el.bookWardPending.hidden = records.length === all.length;
   el.bookNoRecord.hidden = records.length > 0;
   el.bookPatientField.hidden = records.length < 2;
   el.bookPatient.replaceChildren(

@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     audit,
     chat,
     consultations,
+    identity,
     imaging,
     media,
     meta,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from pydantic import Field, StringConstraints
 
@@ -27,6 +26,7 @@ from consult.models import Title
 from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
 
+from ...join_links import room_link
 from ..call import Call
 from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time, View, Views
 from ..registry import BinaryResponse, RawBody, api
@@ -530,7 +530,7 @@ async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinTok
         credential_stamp=await account_stamp(call.db, me.user_id),
     )
     expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
-    room_url = "/room?" + urlencode({"room": room_id, "token": token})
+    room_url = room_link(token, room_id=room_id)
     return JoinToken(
         token=token,
         role=participation.room_role,
