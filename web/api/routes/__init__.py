@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     patients,
     practitioners,
     providers,
+    ratings,
     recordings,
     schedule,
     sessions,
