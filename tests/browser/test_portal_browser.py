@@ -262,6 +262,28 @@ def test_patient_waits_doctor_admits_and_refers(
     page.check("#refusal-agree")
     page.click("#refusal-sign")
     page.wait_for_selector("#refusal-done", state="visible", timeout=WAIT_MS)
+    # R40: the patient rates the finished visit on the same card: stars by keyboard (a radio
+    # group, 44 px targets), a comment, submit; the rating shows with its one edit offered, and
+    # the history of visits lists it as rated.
+    first_star = page.locator("#rating-stars input[value='1']")
+    first_star.wait_for(state="attached", timeout=WAIT_MS)
+    box = page.locator("#rating-stars label.star").first.bounding_box()
+    assert box is not None and box["width"] >= 44 and box["height"] >= 44, box
+    first_star.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert page.locator("#rating-stars input:checked").get_attribute("value") == "4"
+    page.fill("#rating-text", "医生讲解很清楚")
+    page.click("#rating-submit")
+    page.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
+    assert page.inner_text("#rating-shown-stars") == "★★★★☆"
+    assert page.inner_text("#rating-shown-text") == "医生讲解很清楚"
+    assert page.is_visible("#rating-edit")
+    page.wait_for_function(
+        f"() => (window.__portal.history || []).some(v => v.id === '{visit_id}' && v.rating)",
+        timeout=WAIT_MS,
+    )
+    assert "已评价" in page.inner_text(f"#history-list li[data-visit='{visit_id}']")
     page.click("#lang-toggle")
     assert page.inner_text("#outcome-heading") == "Outcome"
     page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
@@ -299,6 +321,7 @@ def test_patient_waits_doctor_admits_and_refers(
         ("visit.admit", "ok", "doctor"),
         ("visit.refer", "ok", "doctor"),
         ("visit.acknowledge_refusal", "ok", "patient"),
+        ("rating.submit", "ok", "patient"),
     ]
     found, at = [], 0
     for step in steps:  # in this order; the set-up's and other events may come between

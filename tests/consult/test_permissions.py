@@ -93,9 +93,10 @@ async def test_r34_role_matrix_every_action(db: Database, role: Role) -> None:
 
 @pytest.mark.parametrize("role", sorted(STAFF_ROLES))
 async def test_r33_enrolment_only_sessions_may_only_enrol(db: Database, role: Role) -> None:
-    actor = _actor(role, enrolment_only=True)
     marker = new_id()
     for action in sorted(PERMISSIONS):
+        # a new session per action: one actor's refusals past 100 are throttled (rate_limited)
+        actor = _actor(role, enrolment_only=True)
         if action in ENROLMENT_ACTIONS:
             await authorize(db, actor, action, object_id=marker)
         else:

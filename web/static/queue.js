@@ -252,6 +252,28 @@ async function toggleOnline() {
   });
 }
 
+// R41: the doctor's own satisfaction figure (average stars of its rated visits).
+let satisfaction = null;
+
+function renderSatisfaction() {
+  const line = document.getElementById("satisfaction");
+  if (!line || !satisfaction) return;
+  line.hidden = false;
+  line.textContent = satisfaction.count
+    ? t("queue.satisfaction", { average: satisfaction.average.toFixed(1), count: satisfaction.count })
+    : t("queue.satisfaction_none");
+}
+
+async function loadSatisfaction() {
+  try {
+    satisfaction = await api("GET", `/practitioners/${me.user_id}/satisfaction`);
+    portal.satisfaction = satisfaction;
+    renderSatisfaction();
+  } catch (err) {
+    console.info("[queue] no satisfaction figure:", err?.code ?? err);
+  }
+}
+
 async function main() {
   initPage();
   const session = requireSession(["doctor"]);
@@ -261,6 +283,7 @@ async function main() {
   onLanguageChange(() => {
     renderOnline();
     renderQueue();
+    renderSatisfaction();
   });
   el.onlineToggle.addEventListener("click", () => toggleOnline());
   try {
@@ -270,6 +293,7 @@ async function main() {
     showError(err);
   }
   renderOnline();
+  loadSatisfaction();
   setState("ready");
   // No polling: the queue reads again when the server pushes a change (and on each connect).
   watchUpdates(() => refresh(), () => roomVisitId !== null);
