@@ -284,6 +284,16 @@ def test_patient_waits_doctor_admits_and_refers(
         timeout=WAIT_MS,
     )
     assert "已评价" in page.inner_text(f"#history-list li[data-visit='{visit_id}']")
+    # the one edit: five stars by a click, saved; no second edit is offered
+    page.click("#rating-edit")
+    page.click("#rating-stars label.star[data-value='5']")
+    page.click("#rating-submit")
+    page.wait_for_function(
+        "() => window.__portal.rating && window.__portal.rating.rating.edited_at", timeout=WAIT_MS
+    )
+    assert page.inner_text("#rating-shown-stars") == "★★★★★"
+    assert page.is_hidden("#rating-edit")
+    page.screenshot(path=str(tmp_path / "patient-rated.png"), full_page=True)
     page.click("#lang-toggle")
     assert page.inner_text("#outcome-heading") == "Outcome"
     page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
@@ -322,6 +332,7 @@ def test_patient_waits_doctor_admits_and_refers(
         ("visit.refer", "ok", "doctor"),
         ("visit.acknowledge_refusal", "ok", "patient"),
         ("rating.submit", "ok", "patient"),
+        ("rating.edit", "ok", "patient"),
     ]
     found, at = [], 0
     for step in steps:  # in this order; the set-up's and other events may come between
