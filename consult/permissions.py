@@ -117,6 +117,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "rating.edit": _roles(PAT),
     "rating.view": _CARE,
     "rating.reply": _roles(DOC),
+    "rating.list": _roles(DOC),  # a doctor's own visits' ratings, to reply to
     # The room: socket events (see SOCKET_EVENT_ACTIONS).
     "room.join": _roles(DOC, PAT),
     "room.publish": _roles(DOC, PAT),

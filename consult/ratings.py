@@ -430,3 +430,40 @@ async def satisfaction(db: Database, actor: Actor, doctor_id: str) -> Satisfacti
         count=int(count or 0),
         average=round(float(average), 2) if count else None,
     )
+
+
+@dataclass(frozen=True)
+class DoctorRating:
+    """One rating of a doctor's visit, for the doctor to read and reply to."""
+
+    visit_id: str
+    closed_at: datetime | None
+    rating: RatingView
+
+
+async def doctor_ratings(
+    db: Database, actor: Actor, *, limit: int = 20, now: datetime | None = None
+) -> list[DoctorRating]:
+    """The newest ratings of the actor's own visits (``rating.list``: a doctor; the list is
+    audited as one event, as the ratings' texts are read)."""
+    action = "rating.list"
+    await authorize(db, actor, action, object_type="practitioner", object_id=actor.user_id)
+    now = now or utc_now()
+    async with audited(db) as tx:
+        rows = (
+            await tx.session.execute(
+                select(VisitRating, Visit.closed_at)
+                .join(Visit, Visit.id == VisitRating.visit_id)
+                .where(Visit.doctor_id == actor.user_id)
+                .order_by(VisitRating.created_at.desc())
+                .limit(max(1, min(limit, 100)))
+            )
+        ).all()
+        await tx.record(
+            action,
+            actor=actor,
+            object_type="practitioner",
+            object_id=actor.user_id,
+            details={"count": len(rows)},
+        )
+    return [DoctorRating(row.visit_id, closed_at, _view(db, row, now)) for row, closed_at in rows]

@@ -142,6 +142,13 @@ async def test_r40_rate_edit_once_reply_once(any_server: Server, any_clinic: Cli
 
     # The doctor replies once; another doctor, the patient and a blank reply are refused.
     other_doctor = await verified_doctor(clinic, name="李医生")
+    # the doctor's own list of ratings to reply to; not another doctor's, not a patient's
+    mine = (await doctor.ok("GET", "/me/ratings"))["ratings"]
+    assert [(r["visit_id"], r["rating"]["stars"], r["rating"]["can_reply"]) for r in mine] == [
+        (visit_id, 5, True)
+    ]
+    assert (await other_doctor.ok("GET", "/me/ratings"))["ratings"] == []
+    assert _code(await patient.call("GET", "/me/ratings")) == (403, "forbidden")
     reply = await other_doctor.call("POST", f"{rating_path}/reply", {"text": "谢谢"})
     assert _code(reply) == (403, "forbidden"), reply
     reply = await patient.call("POST", f"{rating_path}/reply", {"text": "谢谢"})

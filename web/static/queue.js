@@ -8,6 +8,7 @@ import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { RoomView } from "./room-view.js";
+import { mountRatings } from "./queue-ratings.js";
 
 const el = {
   status: document.getElementById("status"),
@@ -252,28 +253,6 @@ async function toggleOnline() {
   });
 }
 
-// R41: the doctor's own satisfaction figure (average stars of its rated visits).
-let satisfaction = null;
-
-function renderSatisfaction() {
-  const line = document.getElementById("satisfaction");
-  if (!line || !satisfaction) return;
-  line.hidden = false;
-  line.textContent = satisfaction.count
-    ? t("queue.satisfaction", { average: satisfaction.average.toFixed(1), count: satisfaction.count })
-    : t("queue.satisfaction_none");
-}
-
-async function loadSatisfaction() {
-  try {
-    satisfaction = await api("GET", `/practitioners/${me.user_id}/satisfaction`);
-    portal.satisfaction = satisfaction;
-    renderSatisfaction();
-  } catch (err) {
-    console.info("[queue] no satisfaction figure:", err?.code ?? err);
-  }
-}
-
 async function main() {
   initPage();
   const session = requireSession(["doctor"]);
@@ -283,7 +262,6 @@ async function main() {
   onLanguageChange(() => {
     renderOnline();
     renderQueue();
-    renderSatisfaction();
   });
   el.onlineToggle.addEventListener("click", () => toggleOnline());
   try {
@@ -293,7 +271,7 @@ async function main() {
     showError(err);
   }
   renderOnline();
-  loadSatisfaction();
+  mountRatings(me.user_id).catch((err) => console.info("[queue] ratings not shown:", err));
   setState("ready");
   // No polling: the queue reads again when the server pushes a change (and on each connect).
   watchUpdates(() => refresh(), () => roomVisitId !== null);

@@ -184,3 +184,31 @@ async def doctor_satisfaction(call: Call, path: DoctorPath) -> SatisfactionOut:
     departments' doctors)."""
     figure = await ratings.satisfaction(call.db, call.me, path.user_id)
     return SatisfactionOut(doctor_id=figure.doctor_id, count=figure.count, average=figure.average)
+
+
+class DoctorRatingOut(Output):
+    visit_id: str
+    closed_at: datetime | None
+    rating: Rating
+
+
+class DoctorRatings(Output):
+    ratings: list[DoctorRatingOut]
+
+
+class DoctorRatingsQuery(Input):
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+@api.operation("GET", "/me/ratings", action="rating.list", tag="ratings")
+async def my_ratings(call: Call, query: DoctorRatingsQuery) -> DoctorRatings:
+    """The signed-in doctor's newest ratings, to read and reply to (the read is audited)."""
+    found = await ratings.doctor_ratings(call.db, call.me, limit=query.limit)
+    return DoctorRatings(
+        ratings=[
+            DoctorRatingOut(
+                visit_id=item.visit_id, closed_at=item.closed_at, rating=rating_of(item.rating)
+            )
+            for item in found
+        ]
+    )
