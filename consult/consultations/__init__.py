@@ -1,3 +1,7 @@
 """Remote consultation between institutions (issue 14): requests, invitations, MDT rooms and
-signed opinion reports. ``flow`` holds the services, ``machines`` the state machines,
-``signing`` the practitioners' certificates and the signed report, ``models`` the tables."""
+signed opinion reports. ``flow`` is the public surface (the services ``web/`` calls, and their
+views). Behind it the rules: ``centres`` (agreements, consult centres), ``request``,
+``attachments``, ``invitations``, ``session``, ``reports``, ``report_signing`` and ``queries``;
+``loading`` what they share, ``views`` what they return. ``machines`` the state machines,
+``room`` the MDT room, ``signing`` the practitioners' certificates and the signed report,
+``models`` the tables."""

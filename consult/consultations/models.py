@@ -4,7 +4,7 @@
   institution the inviter's institution has an agreement with.
 - :class:`ConsultCentre`: the department of an institution whose operators approve its outgoing
   requests and assign experts to incoming ones.
-- :class:`Consultation`: the inviter's request (R10, R16), moved by ``consultations.flow``.
+- :class:`Consultation`: the inviter's request (R10, R16), moved by ``consultations.request``.
 - :class:`ConsultationInvitation`: one per invited expert (R11, R12; several for an MDT).
 - :class:`OpinionReport` and :class:`ReportSignature`: the invitee's report, versioned (a new
   version supersedes the old one, which stays, R24), co-signed with SM2 (R13, R26, R27).
@@ -34,7 +34,7 @@ from consult.sqltypes import UtcDateTime, new_id, utc_now
 
 
 class ConsultationState(StrEnum):
-    """Where a consultation request stands (transitions in ``consult.consultations.flow``)."""
+    """Where a consultation request stands (transitions in ``consult.consultations.machines``)."""
 
     DRAFT = "draft"
     SUBMITTED = "submitted"

@@ -1,16 +1,17 @@
 """Issue 14 through the pages (/consult, zh-CN with the English toggle), two institutions on one
-server: a grassroots doctor drafts a request with a PDF attachment and submits it (R10, R16); its
-centre approves; the hospital's centre cannot assign an expert with under 3 years (R12) and
-invites two; one declines (a decline without a reason is refused) and the inviter sees the reason
-pushed live (R11); one accepts; a third is added (MDT); the session starts; two experts co-sign
-the report with their PINs (R13, R27, R35); the inviter records its decision; both institutions
-see the archived report (R15). The accounts are made through the API (consultation_setup.py);
-everything after is clicks.
+server: a grassroots doctor comes from its queue's header link, drafts a request with a PDF
+attachment and submits it (R10, R16); its centre approves; the hospital's centre cannot assign
+an expert with under 3 years (R12) and invites two; one declines (a decline without a reason is
+refused) and the inviter sees the reason pushed live (R11); one accepts; a third is added (MDT);
+the session starts; two experts co-sign the report with their PINs (R13, R27, R35); the inviter
+records its decision; both institutions see the archived report (R15). The accounts are made
+through the API (consultation_setup.py); everything after is clicks.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,14 @@ def _setup(ns: str, base_url: str, data_dir: Path) -> dict[str, Any]:
 
 
 def _page(
-    open_room: Callable[..., RoomPage], base_url: str, session: dict[str, Any], url: str
+    open_room: Callable[..., RoomPage],
+    base_url: str,
+    session: dict[str, Any],
+    url: str,
+    ready: str = "ready:",
 ) -> Any:
-    """A page signed in with ``session`` (made by the setup), at ``url``."""
+    """A page signed in with ``session`` (made by the setup), at ``url``, once its state starts
+    with ``ready``."""
     page = open_room(session["me"]["username"], "about:blank").page
     page.add_init_script(
         f"if (!sessionStorage.getItem({json.dumps(SESSION_KEY)}))"
@@ -51,7 +57,7 @@ def _page(
     )
     page.goto(f"{base_url}{url}", wait_until="domcontentloaded")
     page.wait_for_function(
-        "() => (window.__portal?.state ?? '').startsWith('ready:')", timeout=WAIT_MS
+        "(ready) => (window.__portal?.state ?? '').startsWith(ready)", arg=ready, timeout=WAIT_MS
     )
     return page
 
@@ -104,8 +110,12 @@ def test_r10_to_r15_the_whole_consultation_through_the_pages(
         s = world["sessions"]
         e1_id, e2_id, e3_id = world["experts"]
 
-        # --- The grassroots doctor drafts, attaches a PDF, submits (R10, R16) --------------------
-        doctor = _page(open_room, base_url, s["doctor"], "/consult")
+        # --- The grassroots doctor comes from its queue's header; drafts, attaches a PDF, submits
+        # (R10, R16) ---------------------------------------------------------------------------
+        doctor = _page(open_room, base_url, s["doctor"], "/queue", ready="ready")
+        doctor.click("#consult-link")
+        doctor.wait_for_url(re.compile(r"/consult$"), timeout=WAIT_MS)
+        _ready(doctor)
         assert doctor.inner_text("#list-mine h2") == "我的会诊申请"
         doctor.click("#new-request")
         doctor.wait_for_selector("#request-form:not([hidden])")

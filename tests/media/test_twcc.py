@@ -414,6 +414,7 @@ async def test_r1_a_publisher_offering_transport_cc_gets_feedback(room, monkeypa
 
     dtls._handle_rtcp_data = handle_rtcp
     try:
+
         def reported() -> set[int]:
             return {
                 (fb.base_sequence + k) & 0xFFFF

@@ -8,9 +8,17 @@ must carry a time zone and lie in a sane range, so that no conversion overflows.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+)
 
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
@@ -73,6 +81,32 @@ class Output(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+_VIEW_CONFIG: Final = ConfigDict(
+    frozen=True,
+    # A view dataclass documents its fields with attribute docstrings.
+    use_attribute_docstrings=True,
+    # Every field of a view is in the JSON, defaults included.
+    json_schema_serialization_defaults_required=True,
+)
+
+ViewT = TypeVar("ViewT")
+
+
+class View(RootModel[ViewT]):
+    """A response body that is a domain view (a frozen dataclass) as it is: the JSON and the
+    document's schema both come from the dataclass, so the API repeats none of its fields.
+    Subclass it per view: ``class Report(View[ReportView]): ...``; answer ``Report(view)``."""
+
+    model_config = _VIEW_CONFIG
+
+
+class Views(Output):
+    """A response body listing domain views (fields typed ``list[SomeView]``); documented as
+    :class:`View` documents one."""
+
+    model_config = _VIEW_CONFIG
+
+
 __all__ = [
     "BirthDate",
     "Field",
@@ -90,4 +124,6 @@ __all__ = [
     "Time",
     "TotpCode",
     "Username",
+    "View",
+    "Views",
 ]

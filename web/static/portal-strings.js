@@ -5,6 +5,7 @@
 export const STRINGS = {
   "zh-CN": {
     signout: "退出登录",
+    "nav.consult": "远程会诊",
     "role.nurse": "护士",
     "role.operator": "运营人员",
     "role.admin": "系统管理员",
@@ -169,6 +170,7 @@ export const STRINGS = {
   },
   en: {
     signout: "Sign out",
+    "nav.consult": "Remote consultation",
     "role.nurse": "Nurse",
     "role.operator": "Operator",
     "role.admin": "Administrator",

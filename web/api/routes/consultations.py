@@ -1,6 +1,6 @@
 """Remote consultation between institutions (issue 14, R10-R16): agreements and consult
 centres, requests and their attachments, invitations, the session, the signed opinion report
-and the inviter's decision. The rules are in ``consult.consultations.flow``."""
+and the inviter's decision. The services are in ``consult.consultations.flow``."""
 
 from __future__ import annotations
 
@@ -14,25 +14,21 @@ from pydantic import Field, StringConstraints
 from consult import rooms
 from consult.consultations import flow, report_pdf
 from consult.consultations.flow import (
+    AgreementView,
     AttachmentView,
     ConsultationView,
     InvitationView,
+    PatientChoice,
     ReportView,
     RequestFields,
 )
-from consult.consultations.models import (
-    ConsultationKind,
-    ConsultationState,
-    InvitationState,
-    ReportState,
-    Urgency,
-)
+from consult.consultations.models import ConsultationKind, Urgency
 from consult.models import Title
 from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
 
 from ..call import Call
-from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time
+from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time, View, Views
 from ..registry import BinaryResponse, RawBody, api
 
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Storable]
@@ -49,15 +45,12 @@ class AgreementIn(Input):
     invitee_institution_id: Id
 
 
-class Agreement(Output):
-    id: str
-    inviter_institution_id: str
-    invitee_institution_id: str
-    created_at: datetime
+class Agreement(View[AgreementView]):
+    """A cooperation agreement."""
 
 
-class Agreements(Output):
-    agreements: list[Agreement]
+class Agreements(Views):
+    agreements: list[AgreementView]
 
 
 class CentreIn(Input):
@@ -103,89 +96,24 @@ class ConsultationIn(Input):
         )
 
 
-class Invitation(Output):
-    id: str
-    consultation_id: str
-    expert_id: str
-    expert_name: str
-    institution_id: str
-    state: InvitationState
-    respond_by: datetime
-    decline_reason: str | None
-    responded_at: datetime | None
+class Invitation(View[InvitationView]):
+    """An invitation of an expert."""
 
 
-class Attachment(Output):
-    id: str
-    filename: str
-    content_type: str
-    size: int
-    sm3: str
-    created_at: datetime
+class Attachment(View[AttachmentView]):
+    """An attachment's description."""
 
 
-class Signature(Output):
-    signer_id: str
-    signer_name: str
-    signed_at: datetime
-    timestamped: bool
+class Report(View[ReportView]):
+    """A version of the opinion report."""
 
 
-class Report(Output):
-    id: str
-    consultation_id: str
-    version: int
-    state: ReportState
-    supersedes_id: str | None
-    content: dict[str, str]
-    content_digest: str = Field(description="SM3 of the content the signers sign.")
-    created_by: str
-    created_at: datetime
-    issued_at: datetime | None
-    signatures: list[Signature]
+class Consultation(View[ConsultationView]):
+    """A consultation as the caller's side sees it."""
 
 
-class Consultation(Output):
-    id: str
-    kind: ConsultationKind
-    state: ConsultationState
-    institution_id: str
-    institution_name: str
-    department_id: str | None
-    requested_by: str
-    requester_name: str
-    target_institution_id: str
-    target_institution_name: str
-    target_department_id: str | None
-    patient_id: str | None = Field(description="Only the inviter side sees the patient (R37).")
-    patient_name: str | None
-    patient_age: int | None
-    reason: str
-    purpose: str
-    specialty: str
-    min_title: Title
-    urgency: Urgency
-    description: str
-    history: str
-    summary: str
-    proposed_start: datetime | None
-    proposed_end: datetime | None
-    room_id: str | None
-    decision: str | None
-    return_reason: str | None
-    created_at: datetime
-    updated_at: datetime | None
-    closed_at: datetime | None
-    sides: list[str] = Field(
-        description="requester, inviter, inviter_centre, invitee_centre, expert"
-    )
-    invitations: list[Invitation]
-    attachments: list[Attachment]
-    reports: list[Report]
-
-
-class ConsultationList(Output):
-    consultations: list[Consultation]
+class ConsultationList(Views):
+    consultations: list[ConsultationView]
 
 
 class ConsultationPath(Input):
@@ -244,36 +172,8 @@ class SignedExport(Output):
     signatures: list[dict[str, Any]]
 
 
-# --- Conversions ------------------------------------------------------------------------------
-
-
-def invitation_of(view: InvitationView) -> Invitation:
-    return Invitation(**view.__dict__)
-
-
-def attachment_of(view: AttachmentView) -> Attachment:
-    return Attachment(**view.__dict__)
-
-
-def report_of(view: ReportView) -> Report:
-    fields = dict(view.__dict__)
-    fields["signatures"] = [Signature(**s.__dict__) for s in view.signatures]
-    return Report(**fields)
-
-
-def consultation_of(view: ConsultationView) -> Consultation:
-    fields = dict(view.__dict__)
-    fields["sides"] = sorted(view.sides)
-    fields["invitations"] = [invitation_of(i) for i in view.invitations]
-    fields["attachments"] = [attachment_of(a) for a in view.attachments]
-    fields["reports"] = [report_of(r) for r in view.reports]
-    return Consultation(**fields)
-
-
 async def _fresh(call: Call, consultation_id: str) -> Consultation:
-    return consultation_of(
-        await flow.get_consultation(call.db, call.me, consultation_id, audit=False)
-    )
+    return Consultation(await flow.get_consultation(call.db, call.me, consultation_id, audit=False))
 
 
 # --- Organisation -------------------------------------------------------------------------------
@@ -288,14 +188,14 @@ async def create_agreement(call: Call, body: AgreementIn) -> Agreement:
         inviter_institution_id=body.inviter_institution_id,
         invitee_institution_id=body.invitee_institution_id,
     )
-    return Agreement(**view.__dict__)
+    return Agreement(view)
 
 
 @api.operation("GET", "/agreements", action="agreement.list", tag="consultations")
 async def list_agreements(call: Call) -> Agreements:
     """Cooperation agreements (staff see their institution's)."""
     views = await flow.list_agreements(call.db, call.me)
-    return Agreements(agreements=[Agreement(**v.__dict__) for v in views])
+    return Agreements(agreements=views)
 
 
 @api.operation(
@@ -314,16 +214,10 @@ async def set_centre(call: Call, path: InstitutionPath, body: CentreIn) -> None:
 )
 async def create_consultation(call: Call, body: ConsultationIn) -> Consultation:
     """A draft request (R10, R16) by a verified physician."""
-    return consultation_of(await flow.create_consultation(call.db, call.me, body.fields()))
+    return Consultation(await flow.create_consultation(call.db, call.me, body.fields()))
 
 
-class PatientChoice(Output):
-    id: str
-    name: str
-    age: int
-
-
-class PatientChoices(Output):
+class PatientChoices(Views):
     patients: list[PatientChoice]
 
 
@@ -331,14 +225,14 @@ class PatientChoices(Output):
 async def requester_patients(call: Call) -> PatientChoices:
     """Patients registered by the requester's institution, for the request form."""
     views = await flow.requester_patients(call.db, call.me)
-    return PatientChoices(patients=[PatientChoice(**v.__dict__) for v in views])
+    return PatientChoices(patients=views)
 
 
 @api.operation("GET", "/consultations", action="consultation.list", tag="consultations")
 async def list_consultations(call: Call) -> ConsultationList:
     """The caller's worklist: its requests, its invitations, its centre's queue."""
     views = await flow.list_consultations(call.db, call.me)
-    return ConsultationList(consultations=[consultation_of(v) for v in views])
+    return ConsultationList(consultations=views)
 
 
 @api.operation(
@@ -346,7 +240,7 @@ async def list_consultations(call: Call) -> ConsultationList:
 )
 async def get_consultation(call: Call, path: ConsultationPath) -> Consultation:
     """One consultation as the caller's side sees it (audited)."""
-    return consultation_of(await flow.get_consultation(call.db, call.me, path.consultation_id))
+    return Consultation(await flow.get_consultation(call.db, call.me, path.consultation_id))
 
 
 @api.operation(
@@ -356,7 +250,7 @@ async def update_consultation(
     call: Call, path: ConsultationPath, body: ConsultationIn
 ) -> Consultation:
     """Change a draft."""
-    return consultation_of(
+    return Consultation(
         await flow.update_consultation(call.db, call.me, path.consultation_id, body.fields())
     )
 
@@ -376,7 +270,7 @@ async def add_attachment(
     view = await flow.add_attachment(
         call.db, call.me, path.consultation_id, filename=query.filename, data=body.data
     )
-    return attachment_of(view)
+    return Attachment(view)
 
 
 @api.operation(
@@ -466,7 +360,7 @@ async def assign_expert(call: Call, path: ConsultationPath, body: AssignIn) -> I
     view = await flow.assign_expert(
         call.db, call.me, path.consultation_id, body.expert_id, respond_within=within
     )
-    return invitation_of(view)
+    return Invitation(view)
 
 
 @api.operation(
@@ -504,7 +398,7 @@ async def withdraw_invitation(call: Call, path: InvitationPath) -> None:
 )
 async def start_session(call: Call, path: ConsultationPath) -> Consultation:
     """Open the consultation's session and room (R12 checked)."""
-    return consultation_of(await flow.start_session(call.db, call.me, path.consultation_id))
+    return Consultation(await flow.start_session(call.db, call.me, path.consultation_id))
 
 
 @api.operation(
@@ -528,7 +422,7 @@ async def decide(call: Call, path: ConsultationPath, body: DecisionIn) -> Consul
 async def write_report(call: Call, path: ConsultationPath, body: ReportContent) -> Report:
     """Write or change the draft report (an accepted expert); refused once signed (R24)."""
     view = await flow.write_report(call.db, call.me, path.consultation_id, body.model_dump())
-    return report_of(view)
+    return Report(view)
 
 
 @api.operation(
@@ -541,13 +435,13 @@ async def write_report(call: Call, path: ConsultationPath, body: ReportContent) 
 async def new_version(call: Call, path: ConsultationPath, body: ReportContent) -> Report:
     """A new version of a signed report; the old one stays, superseded (R24)."""
     view = await flow.new_version(call.db, call.me, path.consultation_id, body.model_dump())
-    return report_of(view)
+    return Report(view)
 
 
 @api.operation("GET", "/reports/{report_id}", action="opinion.view", tag="consultations")
 async def get_report(call: Call, path: ReportPath) -> Report:
     """One report version (audited)."""
-    return report_of(await flow.get_report(call.db, call.me, path.report_id))
+    return Report(await flow.get_report(call.db, call.me, path.report_id))
 
 
 @api.operation("POST", "/reports/{report_id}/sign", action="opinion.sign", tag="consultations")
@@ -561,13 +455,13 @@ async def sign_report(call: Call, path: ReportPath, body: SignIn) -> Report:
         call.config.report_signing(),
         expected_digest=body.content_digest,
     )
-    return report_of(view)
+    return Report(view)
 
 
 @api.operation("POST", "/reports/{report_id}/issue", action="opinion.issue", tag="consultations")
 async def issue_report(call: Call, path: ReportPath) -> Report:
     """Issue a signed version to the inviter (R13)."""
-    return report_of(await flow.issue_report(call.db, call.me, path.report_id))
+    return Report(await flow.issue_report(call.db, call.me, path.report_id))
 
 
 @api.operation("GET", "/reports/{report_id}/signed", action="opinion.view", tag="consultations")

@@ -1,0 +1,180 @@
+"""What the consultation services return: frozen views of a consultation as one side sees it,
+and the fields a requester fills in (R10, R16). Built from rows by the services; ``web/`` turns
+them into JSON as they are, so a field's docstring is its description in the API document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from consult.consultations.models import (
+    ConsultationAttachment,
+    ConsultationInvitation,
+    ConsultationKind,
+    ConsultationState,
+    InvitationState,
+    ReportState,
+    Urgency,
+)
+from consult.models import Title
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """One expert invited to a consultation (R11)."""
+
+    id: str
+    consultation_id: str
+    expert_id: str
+    expert_name: str
+    institution_id: str
+    state: InvitationState
+    respond_by: datetime
+    """The deadline to answer; unanswered by then, the invitation expires (R11)."""
+    decline_reason: str | None
+    responded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    """A file attached to a request (its bytes are fetched apart)."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sm3: str
+    """SM3 of the file's bytes."""
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignatureView:
+    """One co-signature of a report version (SM2, R27)."""
+
+    signer_id: str
+    signer_name: str
+    signed_at: datetime
+    timestamped: bool
+    """Whether a time-stamp authority stamped the signature."""
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """One version of the opinion report (R13, R24)."""
+
+    id: str
+    consultation_id: str
+    version: int
+    state: ReportState
+    supersedes_id: str | None
+    content: dict[str, str]
+    content_digest: str
+    """SM3 of the content the signers sign."""
+    created_by: str
+    created_at: datetime
+    issued_at: datetime | None
+    signatures: list[SignatureView]
+
+
+@dataclass(frozen=True)
+class ConsultationView:
+    """A consultation as one side sees it: the invitee side gets no patient name (R37)."""
+
+    id: str
+    kind: ConsultationKind
+    state: ConsultationState
+    institution_id: str
+    institution_name: str
+    department_id: str | None
+    requested_by: str
+    requester_name: str
+    target_institution_id: str
+    target_institution_name: str
+    target_department_id: str | None
+    patient_id: str | None
+    """Only the inviter side sees the patient (R37)."""
+    patient_name: str | None
+    patient_age: int | None
+    reason: str
+    purpose: str
+    specialty: str
+    min_title: Title
+    urgency: Urgency
+    description: str
+    history: str
+    summary: str
+    proposed_start: datetime | None
+    proposed_end: datetime | None
+    room_id: str | None
+    decision: str | None
+    return_reason: str | None
+    created_at: datetime
+    updated_at: datetime | None
+    closed_at: datetime | None
+    sides: tuple[str, ...]
+    """The caller's sides, sorted: requester, inviter, inviter_centre, invitee_centre, expert."""
+    invitations: list[InvitationView] = field(default_factory=list)
+    attachments: list[AttachmentView] = field(default_factory=list)
+    reports: list[ReportView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AgreementView:
+    """The inviter institution may send requests to the invitee institution (R15)."""
+
+    id: str
+    inviter_institution_id: str
+    invitee_institution_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestFields:
+    """What the inviter fills in (R10, R16)."""
+
+    kind: ConsultationKind
+    patient_id: str
+    target_institution_id: str
+    target_department_id: str | None
+    reason: str
+    purpose: str
+    specialty: str
+    min_title: Title
+    urgency: Urgency
+    description: str
+    history: str
+    summary: str
+    proposed_start: datetime | None
+    proposed_end: datetime | None
+    patient_account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PatientChoice:
+    """A patient a requester may name: registered by its institution's staff."""
+
+    id: str
+    name: str
+    age: int
+
+
+def attachment_view(row: ConsultationAttachment) -> AttachmentView:
+    """The attachment's description (not its bytes)."""
+    return AttachmentView(row.id, row.filename, row.content_type, row.size, row.sm3, row.created_at)
+
+
+def invitation_view(row: ConsultationInvitation, names: Mapping[str, str]) -> InvitationView:
+    """The invitation, its expert named from ``names`` (user id -> display name)."""
+    return InvitationView(
+        id=row.id,
+        consultation_id=row.consultation_id,
+        expert_id=row.expert_id,
+        expert_name=names.get(row.expert_id, ""),
+        institution_id=row.institution_id,
+        state=InvitationState(row.status),
+        respond_by=row.respond_by,
+        decline_reason=row.decline_reason,
+        responded_at=row.responded_at,
+    )
