@@ -134,22 +134,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _rows(call: Call, study: ImagingStudy) -> StudyRows:
-    from consult.imaging.query import StudyRows
-
-    async with call.db.session() as session:
-        instances = (
-            await session.scalars(
-                select(ImagingInstance)
-                .where(ImagingInstance.study_id == study.id)
-                .order_by(
-                    ImagingInstance.series_number,
-                    ImagingInstance.series_uid,
-                    ImagingInstance.instance_number,
-                    ImagingInstance.created_at,
-                )
-            )
-        ).all()
-    return StudyRows(study, list(instances))
+    return await _store(call).rows(study)
 
 
 def _pick(rows: StudyRows, series: str | None, instance: str | None) -> list[ImagingInstance]:
@@ -169,12 +154,7 @@ async def _run(call: Call, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _header_of(store: ImagingStore) -> Callable[[ImagingStudy, ImagingInstance], Dataset]:
-    from consult.imaging.query import read_header
-
-    def header(study: ImagingStudy, instance: ImagingInstance) -> Dataset:
-        return read_header(store.path_of(study.id, instance.id))
-
-    return header
+    return store.header
 
 
 def _accepted(request: web.Request) -> list[tuple[str, str | None]]:
