@@ -311,6 +311,41 @@ _ROWS: Final = [
         "The consent text has changed; reload the page and read it again.",
     ),
     ("already_signed", "conflict", "已经签署过了。", "Already signed."),
+    # --- Ratings (R40) ---
+    (
+        "visit_not_finished",
+        "rule",
+        "就诊结束后才能评价。",
+        "Only a finished visit can be rated.",
+    ),
+    (
+        "rating_window_closed",
+        "rule",
+        "已超过允许的时间（就诊结束 15 天内评价，评价后 30 天内修改或回复）。",
+        "The time allowed has passed (rate within 15 days of the visit; edit or reply within "
+        "30 days of the rating).",
+    ),
+    ("already_rated", "conflict", "这次就诊已经评价过了。", "This visit has been rated already."),
+    (
+        "rating_edit_used",
+        "conflict",
+        "评价只能修改一次，已经修改过了。",
+        "A rating can be edited once, and this one has been.",
+    ),
+    (
+        "rating_already_replied",
+        "conflict",
+        "医生已经回复过这条评价。",
+        "The doctor has replied to this rating already.",
+    ),
+    ("rating_not_found", "not_found", "这次就诊还没有评价。", "This visit has no rating yet."),
+    ("rating_stars_invalid", "invalid", "请选择 1 到 5 颗星。", "Choose 1 to 5 stars."),
+    (
+        "rating_text_invalid",
+        "invalid",
+        "文字太长（最多 500 字）或含有无法保存的字符。",
+        "The text is too long (500 characters at most) or has characters that cannot be kept.",
+    ),
     ("doctor_offline", "rule", "医生目前不在线。", "The doctor is not online."),
     (
         "doctor_busy",

@@ -596,3 +596,66 @@ class InvitationExpired(Conflict):
 
     code = "invitation_expired"
     default_message = "This invitation link has expired."
+
+
+# --- Ratings (issue 12: R40) --------------------------------------------------------------------
+
+
+class VisitNotFinished(RuleRefused):
+    """R40: only a finished service is rated (ended, or referred after the doctor saw the
+    patient)."""
+
+    code = "visit_not_finished"
+    default_message = "Only a finished visit can be rated."
+
+
+class RatingWindowClosed(RuleRefused):
+    """R40: past the time allowed (rate within 15 days of the end; edit and reply within 30
+    days of the rating)."""
+
+    code = "rating_window_closed"
+    default_message = "The time allowed for this has passed."
+
+
+class AlreadyRated(Conflict):
+    """The visit has its rating; it may be edited once instead."""
+
+    code = "already_rated"
+    default_message = "This visit has been rated already."
+
+
+class RatingEditUsed(Conflict):
+    """R40: a rating is edited at most once."""
+
+    code = "rating_edit_used"
+    default_message = "The rating has been edited once already."
+
+
+class RatingAlreadyReplied(Conflict):
+    """R40: the doctor replies to a rating once."""
+
+    code = "rating_already_replied"
+    default_message = "The doctor has replied to this rating already."
+
+
+class RatingNotFound(NotFound):
+    """The visit has no rating (yet)."""
+
+    code = "rating_not_found"
+    default_message = "This visit has no rating."
+
+
+class RatingStarsInvalid(InvalidInput):
+    """Stars are a whole number from 1 to 5."""
+
+    code = "rating_stars_invalid"
+    default_message = "Give 1 to 5 stars."
+
+
+class RatingTextInvalid(InvalidInput):
+    """A comment or reply that is too long, blank where needed, or holds control characters."""
+
+    code = "rating_text_invalid"
+    default_message = (
+        "The text is too long (500 characters at most) or holds characters that cannot be kept."
+    )

@@ -741,3 +741,30 @@ class SensitiveWord(Base):
     normalized: Mapped[str] = mapped_column(String(64), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     created_at: Mapped[datetime] = _created_at_column()
+
+
+# --- Ratings (issue 12: R40, R41) ---------------------------------------------------------------
+
+
+class VisitRating(Base):
+    """The patient side's rating of a finished visit (R40), and the doctor's one reply.
+
+    One per visit (``visit_id`` unique: of two submits at once exactly one lands). ``text_enc``
+    and ``reply_enc`` are SM4-encrypted (free text about one's care is patient data, R36).
+    ``edited_at`` set: the one edit is used; ``replied_at`` set: the doctor has replied.
+    Changes only through ``consult.ratings``.
+    """
+
+    __tablename__ = "visit_ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), unique=True)
+    rated_by: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    stars: Mapped[int] = mapped_column(Integer)
+    text_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at_column()
+    edited_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reply_enc: Mapped[str | None] = mapped_column(Text)
+    replied_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    replied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

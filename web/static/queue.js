@@ -8,6 +8,7 @@ import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { RoomView } from "./room-view.js";
+import { mountRatings } from "./queue-ratings.js";
 
 const el = {
   status: document.getElementById("status"),
@@ -271,6 +272,7 @@ async function main() {
     showError(err);
   }
   renderOnline();
+  mountRatings(me.user_id).catch((err) => console.info("[queue] ratings not shown:", err));
   setState("ready");
   // No polling: the queue reads again when the server pushes a change (and on each connect).
   watchUpdates(() => refresh(), () => roomVisitId !== null);

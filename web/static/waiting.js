@@ -9,8 +9,14 @@ import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
 import { playChime } from "./chime.js";
+import { hideRating, loadHistory, loadRating, mountRating, renderHistory } from "./rating.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
+
+/** A finished service, which the patient may rate (R40): ended, or referred from the room. */
+function finished(v) {
+  return v.state === "ended" || (v.state === "referred" && Boolean(v.admitted_at));
+}
 
 const el = {
   status: document.getElementById("status"),
@@ -171,6 +177,8 @@ function renderSummary() {
 function renderOutcome() {
   el.outcomeText.textContent = t(`outcome.${visit.state}`);
   renderSummary();
+  if (finished(visit)) loadRating(visit).catch((err) => showError(err));
+  else hideRating();
   const referred = visit.state === "referred";
   el.referralBox.hidden = !referred;
   if (!referred) return;
@@ -395,9 +403,11 @@ async function current(visitId) {
 /** Read the visit again (pushed: it changed, or the updates socket (re)connected). */
 async function reread() {
   try {
+    const before = visit.state;
     visit = await current(visit.id);
     portal.visit = visit;
     renderVisit();
+    if (visit.state !== before) loadHistory().catch((err) => showError(err));
     if (visit.state === "in_room" && visit.consent_signed) {
       await enterRoom();
       return;
@@ -472,7 +482,9 @@ async function main() {
   onLanguageChange(() => {
     renderVisit();
     renderDocuments();
+    renderHistory();
   });
+  mountRating();
   el.deviceCheck.addEventListener("click", () => checkDevices());
   el.speakerTest.addEventListener("click", () => testSpeaker());
   el.cameraSelect.addEventListener("change", () => chooseDevice("camera", el.cameraSelect));
@@ -488,6 +500,7 @@ async function main() {
   );
   window.addEventListener("pagehide", () => stopDevices());
   renderStatus();
+  loadHistory().catch((err) => showError(err));
   try {
     visit = await findVisit();
   } catch (err) {

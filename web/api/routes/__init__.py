@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     patients,
     practitioners,
     providers,
+    ratings,
     recordings,
     schedule,
     sessions,
