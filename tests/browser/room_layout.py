@@ -30,7 +30,8 @@ ROOM_REGIONS = {
     "stage": "#stage",
     "remote-video": ".tile-remote video",
     "remote-label": ".tile-remote .tile-label",
-    "local-tile": "#local-tile",
+    # the picture only: the tile's label gains a line when the signal quality shows up
+    "local-picture": "#local-tile .tile-media",
     "controls": "#controls",
     "mic-button": "#mic-button",
     "cam-button": "#cam-button",

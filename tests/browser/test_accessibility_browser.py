@@ -49,9 +49,10 @@ async () => {
 """
 
 
-# Visible buttons (and links styled as buttons) smaller than 44 x 44 px.
+# Visible buttons (and links styled as buttons), selects and disclosure summaries smaller than
+# 44 x 44 px.
 SMALL_TARGETS_JS = """
-() => [...document.querySelectorAll("button, .btn, input[type=submit], .chat-btn")]
+() => [...document.querySelectorAll("button, .btn, input[type=submit], .chat-btn, select, summary")]
   .filter((el) => el.offsetParent !== null && getComputedStyle(el).visibility !== "hidden")
   .map((el) => [el.id || el.className || el.tagName, el.getBoundingClientRect()])
   .filter(([, r]) => r.width > 0 && (r.width < 44 || r.height < 44))
