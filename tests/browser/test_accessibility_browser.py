@@ -74,6 +74,28 @@ TEXT_200_JS = """
 """
 
 
+# A nurse account made by the signed-in admin's page (through the API, with its session).
+NEW_NURSE_JS = """
+async () => {
+  const { token } = JSON.parse(sessionStorage.getItem("teleconsult.session"));
+  const call = async (method, path, body) => {
+    const response = await fetch(`/api/v1${path}`, { method, body: body && JSON.stringify(body),
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" } });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return response.json();
+  };
+  const institutions = await call("GET", "/institutions");
+  const institution = (institutions.items ?? institutions)[0];
+  const departments = await call("GET", `/institutions/${institution.id}/departments`);
+  const department = (departments.items ?? departments)[0];
+  const account = { username: `enrolling-${Date.now()}`, password: "Correct-Horse-42" };
+  await call("POST", "/accounts", { ...account, display_name: "周护士", role: "nurse",
+    institution_id: institution.id, department_id: department.id });
+  return account;
+}
+"""
+
+
 def _axe(page: Any) -> list[dict[str, Any]]:
     if not page.evaluate("() => typeof window.axe === 'object'"):
         # evaluated through the DevTools protocol: the pages' CSP refuses inline <script> tags
@@ -181,6 +203,28 @@ def test_r43_every_page_has_no_serious_or_critical_axe_violation(
         "() => window.__portal && window.__portal.state.startsWith('tab:')",
         found,
         shots,
+    )
+
+    # The first sign-in of a new staff account: TOTP enrolment (the QR code, the key behind
+    # "cannot scan?"), a step of /signin (there is no /enrol page).
+    nurse = admin.page.evaluate(NEW_NURSE_JS)
+    enrolling = open_room("enrolling", f"{server.base_url}/signin").page
+
+    def open_enrolment(page: Any) -> None:
+        page.fill("#username", nurse["username"])
+        page.fill("#password", nurse["password"])
+        page.click("#signin-button")
+        page.click("#enrol-start", timeout=WAIT_MS)
+        page.locator("#totp-qr-image").wait_for(timeout=WAIT_MS)
+        page.click("#enrol summary")
+
+    _check_page(
+        enrolling,
+        "signin-enrol",
+        "() => document.querySelector('#signin-button') !== null",
+        found,
+        shots,
+        prepare=open_enrolment,
     )
 
     # The room with both sides in (the demo visit's links).
