@@ -117,30 +117,48 @@ def observe() -> list[Decision]:
 # --- Deciding on a loaded target -------------------------------------------------------------
 
 
-def may_act_on_visit(actor: Actor, visit: Visit, participation: Participation | None) -> bool:
-    """The relationship rule for a visit (its record, its state changes, its documents).
+VISIT_SIDE_ACTIONS: Final[Mapping[str, frozenset[str]]] = {
+    "rating.submit": frozenset({"patient"}),
+    "rating.edit": frozenset({"patient"}),
+    "rating.reply": frozenset({"doctor"}),
+}
+"""Visit action -> the sides of the visit that may do it (on top of the role table); an action
+not listed is open to every side (:func:`visit_side`). R40: only the patient side rates a visit,
+only its doctor replies; a nurse or an operator in scope may read a rating, never write one."""
+
+
+def visit_side(actor: Actor, visit: Visit, participation: Participation | None) -> str | None:
+    """Which side of the visit ``actor`` is on: ``doctor``, ``patient`` or ``staff``; ``None``
+    for no relationship (the relationship rule for a visit: its record, its state changes, its
+    documents, its rating).
 
     Its doctor; its patient-side account, or a guardian taking part in its room; a nurse of its
-    institution; an operator of its department. ``participation`` is the actor's in the visit's
-    room (or ``None``). A join token's actor acts on its own room's visit only. Companions and
-    interpreters take part in the room but do not act on the visit's record.
+    institution or an operator of its department (``staff``). ``participation`` is the actor's in
+    the visit's room (or ``None``). A join token's actor acts on its own room's visit only.
+    Companions and interpreters take part in the room but do not act on the visit's record.
     """
     if actor.room_id is not None and (
         participation is None or participation.room_id != actor.room_id
     ):
-        return False
+        return None
     taking_part = participation is not None and participation.state != ParticipationState.LEFT
     if actor.role is Role.DOCTOR:
-        return visit.doctor_id == actor.user_id
+        return "doctor" if visit.doctor_id == actor.user_id else None
     if actor.role is Role.PATIENT:
-        return visit.patient_id == actor.user_id or (
+        own = visit.patient_id == actor.user_id or (
             taking_part and participation is not None and participation.room_role == R.GUARDIAN
         )
-    if actor.role in {Role.NURSE, Role.OPERATOR}:
-        return in_scope(
-            actor, institution_id=visit.institution_id, department_id=visit.department_id
-        )
-    return False
+        return "patient" if own else None
+    if actor.role in {Role.NURSE, Role.OPERATOR} and in_scope(
+        actor, institution_id=visit.institution_id, department_id=visit.department_id
+    ):
+        return "staff"
+    return None
+
+
+def may_act_on_visit(actor: Actor, visit: Visit, participation: Participation | None) -> bool:
+    """Whether ``actor`` has any relationship to the visit (:func:`visit_side`)."""
+    return visit_side(actor, visit, participation) is not None
 
 
 def room_refusal(
@@ -190,10 +208,15 @@ def decide(
     else:
         if isinstance(target, Room):
             error = room_refusal(actor, action, target, participation)
-        elif may_act_on_visit(actor, target, participation):
-            error = None
         else:
-            error = PermissionDenied("Not your visit.")
+            side = visit_side(actor, target, participation)
+            sides = VISIT_SIDE_ACTIONS.get(action)
+            if side is None:
+                error = PermissionDenied("Not your visit.")
+            elif sides is not None and side not in sides:
+                error = PermissionDenied("Not for your side of the visit.")
+            else:
+                error = None
     _note(action, _type_of(target), target.id, error is None)
     return error
 

@@ -138,6 +138,13 @@ _ROWS: Final = [
         "The link no longer works (signed out, password changed or account deactivated); "
         "please sign in again.",
     ),
+    (
+        "token_in_query",
+        "bad_request",
+        "这个链接是旧格式，已不能使用，请向医院索取新的链接。",
+        "This link is in an old format that no longer works; please ask the hospital for a new "
+        "link.",
+    ),
     ("forbidden", "forbidden", "您没有执行此操作的权限。", "You may not do this."),
     (
         "totp_enrolment_required",
@@ -212,6 +219,36 @@ _ROWS: Final = [
     ("invalid_phone", "invalid", "手机号码不正确。", "The phone number is not valid."),
     ("patient_not_found", "not_found", "找不到这位患者。", "The patient does not exist."),
     ("patient_exists", "conflict", "这位患者已经登记过了。", "The patient is already registered."),
+    (
+        "identity_disputed",
+        "conflict",
+        "这份登记的身份证号有争议，请先在“身份争议”中核实处理。",
+        "This record's ID number is disputed; resolve it under identity disputes first.",
+    ),
+    (
+        "dispute_not_found",
+        "not_found",
+        "找不到这条身份争议。",
+        "The identity dispute does not exist.",
+    ),
+    (
+        "dispute_closed",
+        "conflict",
+        "这条身份争议已经处理过了。",
+        "The identity dispute is resolved already.",
+    ),
+    (
+        "guardian_pending",
+        "forbidden",
+        "医院还没有核实您与这位患者的监护关系，请携带证明材料到医院窗口核实。",
+        "The hospital has not verified your relation to this patient yet; bring proof to the desk.",
+    ),
+    (
+        "guardian_not_pending",
+        "conflict",
+        "这位患者没有待核实的监护关系。",
+        "This patient has no guardian relation waiting for verification.",
+    ),
     # --- Visits (R1-R9) ---
     ("visit_not_found", "not_found", "找不到这次就诊。", "This visit was not found."),
     ("room_not_found", "not_found", "找不到这个诊室。", "This room was not found."),
@@ -274,6 +311,41 @@ _ROWS: Final = [
         "The consent text has changed; reload the page and read it again.",
     ),
     ("already_signed", "conflict", "已经签署过了。", "Already signed."),
+    # --- Ratings (R40) ---
+    (
+        "visit_not_finished",
+        "rule",
+        "就诊结束后才能评价。",
+        "Only a finished visit can be rated.",
+    ),
+    (
+        "rating_window_closed",
+        "rule",
+        "已超过允许的时间（就诊结束 15 天内评价，评价后 30 天内修改或回复）。",
+        "The time allowed has passed (rate within 15 days of the visit; edit or reply within "
+        "30 days of the rating).",
+    ),
+    ("already_rated", "conflict", "这次就诊已经评价过了。", "This visit has been rated already."),
+    (
+        "rating_edit_used",
+        "conflict",
+        "评价只能修改一次，已经修改过了。",
+        "A rating can be edited once, and this one has been.",
+    ),
+    (
+        "rating_already_replied",
+        "conflict",
+        "医生已经回复过这条评价。",
+        "The doctor has replied to this rating already.",
+    ),
+    ("rating_not_found", "not_found", "这次就诊还没有评价。", "This visit has no rating yet."),
+    ("rating_stars_invalid", "invalid", "请选择 1 到 5 颗星。", "Choose 1 to 5 stars."),
+    (
+        "rating_text_invalid",
+        "invalid",
+        "文字太长（最多 500 字）或含有无法保存的字符。",
+        "The text is too long (500 characters at most) or has characters that cannot be kept.",
+    ),
     ("doctor_offline", "rule", "医生目前不在线。", "The doctor is not online."),
     (
         "doctor_busy",

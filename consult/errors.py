@@ -32,6 +32,14 @@ class TokenMissing(ConsultError):
     default_message = "A join token is required."
 
 
+class TokenInQuery(ConsultError):
+    """A token was sent in a URL's query string (an old-form link, or a client's mistake): refused
+    even when valid, so that old links fail clearly and no token is taught to travel in URLs."""
+
+    code = "token_in_query"
+    default_message = "Send the token in the socket's auth payload or a header, not the URL."
+
+
 class TokenInvalid(ConsultError):
     """The token is malformed, forged, signed with another key or carries wrong claims."""
 
@@ -327,6 +335,35 @@ class PatientExists(Conflict):
     default_message = "The patient is already registered."
 
 
+class IdentityDisputed(Conflict):
+    """Staff only: the record is provisional, its ID number disputed until staff resolve it."""
+
+    code = "identity_disputed"
+    default_message = "The record's ID number is disputed; resolve the dispute first."
+
+
+class DisputeNotFound(NotFound):
+    code = "dispute_not_found"
+    default_message = "The identity dispute does not exist."
+
+
+class DisputeClosed(Conflict):
+    code = "dispute_closed"
+    default_message = "The identity dispute is resolved already."
+
+
+class GuardianPending(PermissionDenied):
+    """A guardian acts for a ward only once staff have verified the relation."""
+
+    code = "guardian_pending"
+    default_message = "The hospital has not verified the guardian relation yet."
+
+
+class GuardianNotPending(Conflict):
+    code = "guardian_not_pending"
+    default_message = "This record has no guardian link waiting for verification."
+
+
 # --- Visits (R1-R8) ---------------------------------------------------------------------------
 
 
@@ -559,3 +596,66 @@ class InvitationExpired(Conflict):
 
     code = "invitation_expired"
     default_message = "This invitation link has expired."
+
+
+# --- Ratings (issue 12: R40) --------------------------------------------------------------------
+
+
+class VisitNotFinished(RuleRefused):
+    """R40: only a finished service is rated (ended, or referred after the doctor saw the
+    patient)."""
+
+    code = "visit_not_finished"
+    default_message = "Only a finished visit can be rated."
+
+
+class RatingWindowClosed(RuleRefused):
+    """R40: past the time allowed (rate within 15 days of the end; edit and reply within 30
+    days of the rating)."""
+
+    code = "rating_window_closed"
+    default_message = "The time allowed for this has passed."
+
+
+class AlreadyRated(Conflict):
+    """The visit has its rating; it may be edited once instead."""
+
+    code = "already_rated"
+    default_message = "This visit has been rated already."
+
+
+class RatingEditUsed(Conflict):
+    """R40: a rating is edited at most once."""
+
+    code = "rating_edit_used"
+    default_message = "The rating has been edited once already."
+
+
+class RatingAlreadyReplied(Conflict):
+    """R40: the doctor replies to a rating once."""
+
+    code = "rating_already_replied"
+    default_message = "The doctor has replied to this rating already."
+
+
+class RatingNotFound(NotFound):
+    """The visit has no rating (yet)."""
+
+    code = "rating_not_found"
+    default_message = "This visit has no rating."
+
+
+class RatingStarsInvalid(InvalidInput):
+    """Stars are a whole number from 1 to 5."""
+
+    code = "rating_stars_invalid"
+    default_message = "Give 1 to 5 stars."
+
+
+class RatingTextInvalid(InvalidInput):
+    """A comment or reply that is too long, blank where needed, or holds control characters."""
+
+    code = "rating_text_invalid"
+    default_message = (
+        "The text is too long (500 characters at most) or holds characters that cannot be kept."
+    )

@@ -63,6 +63,18 @@ class AccessRevoked(DomainEvent):
         return not self.session_ids
 
 
+@dataclass(frozen=True)
+class ParticipationChanged(DomainEvent):
+    """A person's place in a room changed: asked out for a part among clinicians (``waiting``)
+    or let back in (``admitted``). Signaling takes a participant asked out off the room at once;
+    the person's pages are told either way."""
+
+    room_id: str
+    user_id: str
+    state: str
+    reason: str
+
+
 Listener = Callable[[DomainEvent], Awaitable[None]]
 _listeners: weakref.WeakKeyDictionary[Database, list[Listener]] = weakref.WeakKeyDictionary()
 

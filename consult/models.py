@@ -113,6 +113,16 @@ class DiagnosisSource(StrEnum):
     ONLINE = "online"
 
 
+class DisputeState(StrEnum):
+    """An identity dispute: open until staff decide whose the ID number is."""
+
+    OPEN = "open"
+    MERGED = "merged"
+    """The claimant is the person: the record on file is theirs (or their ward's)."""
+    REJECTED = "rejected"
+    """The claim is wrong (a typo, another person): the claimant's provisional record goes."""
+
+
 class AuditResult(StrEnum):
     """How an audited attempt ended."""
 
@@ -417,7 +427,12 @@ class Patient(Base):
     """A person who receives care (R36, R37): identifiers encrypted, looked up by blind index.
 
     ``user_id`` is the person's own account, if any; a young child has none and is linked to a
-    guardian's record instead (``guardian_id``), whose account acts for it.
+    guardian's record instead (``guardian_id``), whose account acts for it once staff have
+    verified the relation (``guardian_verified_at``).
+
+    ``id_number_index`` is NULL on a *provisional* record: a patient registered a number that
+    is on file already, which opens an :class:`IdentityDispute` for staff (the patient is not
+    told, issue 13 item 3).
     """
 
     __tablename__ = "patients"
@@ -428,7 +443,7 @@ class Patient(Base):
     )
     name: Mapped[str] = mapped_column(String(128))
     id_number_enc: Mapped[str] = mapped_column(String(255))
-    id_number_index: Mapped[str] = mapped_column(String(64), unique=True)
+    id_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone_enc: Mapped[str | None] = mapped_column(String(255))
     phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     birth_date: Mapped[date] = mapped_column(Date)
@@ -436,7 +451,38 @@ class Patient(Base):
         String(ID_LENGTH), ForeignKey("patients.id"), index=True
     )
     guardian_relation: Mapped[str | None] = mapped_column(String(32))
+    guardian_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """When staff verified the guardian relation; NULL: pending, the guardian cannot act yet."""
+    guardian_verified_by: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id")
+    )
     created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created_at_column()
+
+
+class IdentityDispute(Base):
+    """A patient registered (for themselves or a ward) an ID number already on file.
+
+    The patient's record is made provisional (no blind index) and answered like any other, so
+    that existence is never disclosed; staff compare documents and decide (issue 13 item 3).
+    """
+
+    __tablename__ = "identity_disputes"
+    __table_args__ = (_one_of("state", DisputeState),)
+
+    id: Mapped[str] = _id_column()
+    claim_patient_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("patients.id"), index=True
+    )
+    """The claimant's provisional record (NULL once resolved: it is merged or removed)."""
+    existing_patient_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("patients.id"), index=True
+    )
+    claimant_user_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    as_ward: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    state: Mapped[str] = mapped_column(String(16), default=DisputeState.OPEN.value, index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = _created_at_column()
 
 
@@ -695,3 +741,30 @@ class SensitiveWord(Base):
     normalized: Mapped[str] = mapped_column(String(64), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     created_at: Mapped[datetime] = _created_at_column()
+
+
+# --- Ratings (issue 12: R40, R41) ---------------------------------------------------------------
+
+
+class VisitRating(Base):
+    """The patient side's rating of a finished visit (R40), and the doctor's one reply.
+
+    One per visit (``visit_id`` unique: of two submits at once exactly one lands). ``text_enc``
+    and ``reply_enc`` are SM4-encrypted (free text about one's care is patient data, R36).
+    ``edited_at`` set: the one edit is used; ``replied_at`` set: the doctor has replied.
+    Changes only through ``consult.ratings``.
+    """
+
+    __tablename__ = "visit_ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    id: Mapped[str] = _id_column()
+    visit_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("visits.id"), unique=True)
+    rated_by: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    stars: Mapped[int] = mapped_column(Integer)
+    text_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at_column()
+    edited_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reply_enc: Mapped[str | None] = mapped_column(Text)
+    replied_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    replied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -1,9 +1,17 @@
 """Patients (R36, R37): records with SM4-encrypted ID number and phone, found by blind index.
 
 Who may see a record: the patient's own account, the account of its guardian (for a child's
-record), a doctor who has a visit with the patient, nurses and operators. Admin, auditor and
+record, once staff have verified the relation), a doctor who has a visit with the patient,
+nurses and operators. Admin, auditor and
 regulator never (R34). Every view and every lookup is an audit event (R24); refusals too.
 ID numbers and phones never reach logs or audit details.
+
+Identity registration (issue 13 item 3): a patient who registers a number already on file, for
+themselves or a ward, gets the same answer as for a new number (a record of their own, made in
+the same steps); that record is *provisional* (no blind index) and an identity dispute goes to
+staff (``consult.identity``), so existence is never disclosed to a patient. A ward a patient
+registers is linked to them pending staff verification of the relation; staff registering a
+ward verify it as they do.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from consult.audit import AuditTx, audited, authorize
 from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.errors import (
+    IdentityDisputed,
     InvalidInput,
     PatientExists,
     PatientNotFound,
@@ -37,7 +46,15 @@ from consult.identifiers import (
     normalize_id_number,
     normalize_phone,
 )
-from consult.models import DiagnosisSource, Patient, PriorDiagnosis, User, Visit
+from consult.models import (
+    DiagnosisSource,
+    DisputeState,
+    IdentityDispute,
+    Patient,
+    PriorDiagnosis,
+    User,
+    Visit,
+)
 from consult.permissions import Role
 from consult.sqltypes import new_id, utc_now
 
@@ -61,6 +78,8 @@ class PatientView:
     birth_date: date
     guardian_id: str | None
     guardian_relation: str | None
+    guardian_verified: bool = False
+    """Whether staff verified the guardian relation (only then the guardian acts for it)."""
 
     def age(self, on: date | None = None) -> int:
         """Age in whole years (today by default)."""
@@ -101,18 +120,33 @@ def decrypt(cipher: FieldCipher, row: Patient) -> PatientView:
         birth_date=row.birth_date,
         guardian_id=row.guardian_id,
         guardian_relation=row.guardian_relation,
+        guardian_verified=row.guardian_verified_at is not None,
     )
 
 
+async def verified_guardian(session: AsyncSession, patient: Patient) -> Patient | None:
+    """The guardian's record, once staff have verified the relation; else ``None``."""
+    if patient.guardian_id is None or patient.guardian_verified_at is None:
+        return None
+    return await session.get(Patient, patient.guardian_id)
+
+
+async def pending_guardian_of(session: AsyncSession, actor: Actor, patient: Patient) -> bool:
+    """Whether ``actor`` registered as this record's guardian and awaits staff verification."""
+    if actor.user_id is None or patient.guardian_id is None or patient.guardian_verified_at:
+        return False
+    guardian = await session.get(Patient, patient.guardian_id)
+    return guardian is not None and guardian.user_id == actor.user_id
+
+
 async def acts_for(session: AsyncSession, actor: Actor, patient: Patient) -> bool:
-    """Whether a patient account speaks for this record: its own, or a ward's as guardian."""
+    """Whether a patient account speaks for this record: its own, or a ward's as its verified
+    guardian."""
     if actor.role is not Role.PATIENT or actor.user_id is None:
         return False
     if patient.user_id == actor.user_id:
         return True
-    if patient.guardian_id is None:
-        return False
-    guardian = await session.get(Patient, patient.guardian_id)
+    guardian = await verified_guardian(session, patient)
     return guardian is not None and guardian.user_id == actor.user_id
 
 
@@ -174,6 +208,11 @@ async def register_patient(
     register anyone, optionally linking a patient account with ``user_id``. ``birth_date``, if
     given, must match the ID number. Raises :class:`InvalidIdNumber`, :class:`InvalidPhone`,
     :class:`InvalidInput`, :class:`PatientExists`, :class:`PatientNotFound` (guardian).
+
+    A number already on file: :class:`PatientExists` for staff; for a patient, the same answer
+    as for a new number, on a provisional record with an identity dispute for staff (see the
+    module docstring). :class:`PatientExists` for a patient means only that their account has
+    its own record already.
     """
     await authorize(db, actor, "patient.register", object_type="patient")
     name = _clean_name(name)
@@ -187,61 +226,100 @@ async def register_patient(
     if (guardian_relation is None) != (guardian_id is None):
         raise InvalidInput("A guardian needs a relation, and a relation needs a guardian.")
     cipher = db.cipher
-    if actor.role is Role.PATIENT:
+    by_patient = actor.role is Role.PATIENT
+    if by_patient:
         if user_id is not None and user_id != actor.user_id:
             raise InvalidInput("Patients register themselves or their wards.")
         user_id = None if guardian_id is not None else actor.user_id
-    row = Patient(
-        id=new_id(),
-        user_id=user_id,
-        name=name,
-        id_number_enc=cipher.encrypt(id_number, ID_NUMBER_CONTEXT),
-        id_number_index=cipher.blind_index(id_number, ID_NUMBER_CONTEXT),
-        phone_enc=cipher.encrypt(phone, PHONE_CONTEXT) if phone else None,
-        phone_index=cipher.blind_index(phone, PHONE_CONTEXT) if phone else None,
-        birth_date=embedded,
-        guardian_id=guardian_id,
-        guardian_relation=guardian_relation,
-        created_by=actor.user_id,
-        created_at=utc_now(),
-    )
+    now = utc_now()
+
+    def new_row() -> Patient:
+        return Patient(
+            id=new_id(),
+            user_id=user_id,
+            name=name,
+            id_number_enc=cipher.encrypt(id_number, ID_NUMBER_CONTEXT),
+            id_number_index=cipher.blind_index(id_number, ID_NUMBER_CONTEXT),
+            phone_enc=cipher.encrypt(phone, PHONE_CONTEXT) if phone else None,
+            phone_index=cipher.blind_index(phone, PHONE_CONTEXT) if phone else None,
+            birth_date=embedded,
+            guardian_id=guardian_id,
+            guardian_relation=guardian_relation,
+            # staff register a ward with the family at the desk: that is the verification; a
+            # patient's own registration of a ward waits for it
+            guardian_verified_at=None if guardian_id is None or by_patient else now,
+            guardian_verified_by=None if guardian_id is None or by_patient else actor.user_id,
+            created_by=actor.user_id,
+            created_at=now,
+        )
+
     try:
-        async with audited(db) as tx:
-            session = tx.session
-            if guardian_id is not None:
-                guardian = await session.get(Patient, guardian_id)
-                if guardian is None:
-                    raise PatientNotFound("The guardian is not registered.")
-                if actor.role is Role.PATIENT and guardian.user_id != actor.user_id:
-                    raise tx.refuse(
-                        PermissionDenied("You can register only your own wards."),
-                        actor=actor,
-                        action="patient.register",
-                        object_type="patient",
-                        object_id=guardian_id,
-                    )
-            if user_id is not None:
-                account = await session.get(User, user_id)
-                if account is None or account.role != Role.PATIENT.value:
-                    raise UserNotFound("No patient account has this id.")
-                if await session.scalar(select(Patient.id).where(Patient.user_id == user_id)):
-                    raise PatientExists("This account already has a patient record.")
-            if await session.scalar(
-                select(Patient.id).where(Patient.id_number_index == row.id_number_index)
-            ):
-                raise PatientExists()
-            session.add(row)
-            await session.flush()
-            await tx.record(
-                "patient.register",
-                actor=actor,
-                object_type="patient",
-                object_id=row.id,
-                details={"ward": guardian_id is not None, "own": row.user_id == actor.user_id},
-            )
+        return await _register(db, actor, new_row(), guardian_id, user_id)
     except IntegrityError:  # a concurrent registration of the same person won the race
-        raise PatientExists() from None
-    return decrypt(cipher, row)
+        if not by_patient:
+            raise PatientExists() from None
+    # the race lost by a patient ends as a dispute too: never a different answer
+    return await _register(db, actor, new_row(), guardian_id, user_id)
+
+
+async def _register(
+    db: Database, actor: Actor, row: Patient, guardian_id: str | None, user_id: str | None
+) -> PatientView:
+    """The transaction of :func:`register_patient` (IntegrityError: a concurrent duplicate)."""
+    index = row.id_number_index
+    async with audited(db) as tx:
+        session = tx.session
+        if guardian_id is not None:
+            guardian = await session.get(Patient, guardian_id)
+            if guardian is None:
+                raise PatientNotFound("The guardian is not registered.")
+            if actor.role is Role.PATIENT and guardian.user_id != actor.user_id:
+                raise tx.refuse(
+                    PermissionDenied("You can register only your own wards."),
+                    actor=actor,
+                    action="patient.register",
+                    object_type="patient",
+                    object_id=guardian_id,
+                )
+        if user_id is not None:
+            account = await session.get(User, user_id)
+            if account is None or account.role != Role.PATIENT.value:
+                raise UserNotFound("No patient account has this id.")
+            if await session.scalar(select(Patient.id).where(Patient.user_id == user_id)):
+                raise PatientExists("This account already has a patient record.")
+        existing = await session.scalar(select(Patient.id).where(Patient.id_number_index == index))
+        if existing is not None and actor.role is not Role.PATIENT:
+            raise PatientExists()  # staff may know: they resolve disputes
+        if existing is not None:
+            row.id_number_index = None  # provisional: the dispute holds the claim
+        session.add(row)
+        await session.flush()
+        await tx.record(
+            "patient.register",
+            actor=actor,
+            object_type="patient",
+            object_id=row.id,
+            details={"ward": guardian_id is not None, "own": row.user_id == actor.user_id},
+        )
+        if existing is not None:
+            dispute = IdentityDispute(
+                id=new_id(),
+                claim_patient_id=row.id,
+                existing_patient_id=existing,
+                claimant_user_id=actor.user_id,
+                as_ward=guardian_id is not None,
+                state=DisputeState.OPEN.value,
+                created_at=row.created_at,
+            )
+            session.add(dispute)
+            await tx.record(
+                "identity.dispute_opened",
+                actor=actor,
+                object_type="identity_dispute",
+                object_id=dispute.id,
+                details={"claim": row.id, "existing": existing, "ward": dispute.as_ward},
+            )
+    return decrypt(db.cipher, row)
 
 
 async def get_patient(db: Database, actor: Actor, patient_id: str) -> PatientView:
@@ -326,7 +404,15 @@ async def record_prior_diagnosis(
     if not (1 <= len(condition_name) <= 200 and 1 <= len(institution_name) <= 200):
         raise InvalidInput("The condition and institution names must be 1-200 characters.")
     async with audited(db) as tx:
-        await load_visible(tx, actor, patient_id, "patient.record_diagnosis")
+        record = await load_visible(tx, actor, patient_id, "patient.record_diagnosis")
+        if record.id_number_index is None:  # provisional: staff resolve the dispute first
+            raise tx.refuse(
+                IdentityDisputed(),
+                actor=actor,
+                action="patient.record_diagnosis",
+                object_type="patient",
+                object_id=patient_id,
+            )
         row = PriorDiagnosis(
             id=new_id(),
             patient_id=patient_id,

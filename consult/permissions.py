@@ -93,6 +93,9 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "patient.view": _CARE,
     "patient.find": _roles(NUR, OPR),
     "patient.create_account": _roles(NUR, OPR),
+    # Identity registration (issue 13 item 3): staff at the desk, documents in hand.
+    "patient.verify_guardian": _roles(NUR, OPR),
+    "patient.resolve_identity": _roles(NUR, OPR),
     "patient.record_diagnosis": _roles(DOC, NUR, OPR),
     "patient.view_diagnoses": _CARE,
     # Visits (R1-R8).
@@ -110,6 +113,14 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consent.view_text": _CARE,
     "consent.sign": _roles(PAT),
     "consent.view": _CARE,
+    "visit.history": _roles(PAT),  # one's own visits with their rating state (R40)
+    # Rating a finished visit (R40): its patient side rates and edits once, its doctor replies;
+    # the relationship (which side of the visit) is in consult.access.VISIT_SIDE_ACTIONS.
+    "rating.submit": _roles(PAT),
+    "rating.edit": _roles(PAT),
+    "rating.view": _CARE,
+    "rating.reply": _roles(DOC),
+    "rating.list": _roles(DOC),  # a doctor's own visits' ratings, to reply to
     # The room: socket events (see SOCKET_EVENT_ACTIONS).
     "room.join": _roles(DOC, PAT),
     "room.publish": _roles(DOC, PAT),
@@ -152,6 +163,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.decline": _roles(OPR),
     "consultation.start": _roles(DOC),
     "consultation.join": _roles(DOC, PAT),
+    "consultation.host": _roles(DOC),
     "consultation.decide": _roles(DOC),
     "consultation.cancel": _roles(DOC, OPR),
     "consultation.assign": _roles(OPR),
@@ -171,6 +183,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "audit.view": _roles(AUD),
     "audit.verify": _roles(AUD),
     "report.view": _roles(AUD, OPR),
+    "report.satisfaction": _roles(DOC, OPR),  # R41: a doctor's own figure, an operator's doctors
     "export.visits": _roles(REG),
     "export.audit": _roles(REG),
     "export.recordings": _roles(REG),
@@ -217,6 +230,7 @@ CLINICAL_PREFIXES: Final = (
     "consultation.",
     "invitation.",
     "opinion.",
+    "rating.",
 )
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 

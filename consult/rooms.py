@@ -23,6 +23,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Final
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +45,7 @@ from consult.errors import (
     TokenRevoked,
     VisitNotFound,
 )
+from consult.events import ParticipationChanged, publish
 from consult.identifiers import age_on
 from consult.models import (
     AuditResult,
@@ -57,6 +59,7 @@ from consult.models import (
     User,
     Visit,
 )
+from consult.patients import verified_guardian
 from consult.permissions import Role
 from consult.sessions import join_token_alive
 from consult.sqltypes import new_id, utc_now
@@ -234,10 +237,11 @@ def patient_side_role(record: Patient | None, account_id: str) -> RoomRole:
 
 
 async def guardian_account(session: AsyncSession, record: Patient | None) -> str | None:
-    """The account of a patient record's guardian, if it has one."""
-    if record is None or record.guardian_id is None:
+    """The account of a patient record's guardian, if it has one and staff verified the
+    relation (issue 13 item 3)."""
+    if record is None:
         return None
-    guardian = await session.get(Patient, record.guardian_id)
+    guardian = await verified_guardian(session, record)
     return None if guardian is None else guardian.user_id
 
 
@@ -598,3 +602,66 @@ async def admit_participant(db: Database, actor: Actor, visit_id: str, user_id: 
             object_id=room.id,
             details={"participant": user_id, "room_role": row.room_role},
         )
+
+
+STEP_OUT_ROLES: Final = frozenset(
+    {RoomRole.PATIENT, RoomRole.GUARDIAN, RoomRole.COMPANION, RoomRole.INTERPRETER}
+)
+"""Who a consultation's host may ask out for a part among clinicians, and back in."""
+
+
+async def step_out(
+    db: Database, actor: Actor, room_id: str, user_id: str, *, out: bool
+) -> Participation:
+    """A consultation's host (the inviter) asks the patient's side out of the room for a part
+    among clinicians (``out``), or back in. Out, the person waits: a join is ``not_admitted``
+    and its live sockets are taken off the room at once (signaling follows the
+    :class:`~consult.events.ParticipationChanged` event); back in, its pages are told."""
+    action = "room.admit"
+    async with audited(db) as tx:
+        room = await tx.session.get(Room, room_id)
+        if room is None:
+            raise RoomNotFound()
+        await access.check(tx, actor, action, room)
+        row = await access.participation_of(tx.session, room.id, user_id)
+        before, after = (
+            (ParticipationState.ADMITTED, ParticipationState.WAITING)
+            if out
+            else (ParticipationState.WAITING, ParticipationState.ADMITTED)
+        )
+        if (
+            room.kind != RoomKind.CONSULTATION.value
+            or room.closed_at is not None
+            or row is None
+            or row.room_role not in STEP_OUT_ROLES
+            or row.state != before.value
+        ):
+            raise tx.refuse(
+                InvalidTransition(
+                    "Only the patient's side of an open consultation room steps out, and back."
+                ),
+                actor=actor,
+                action=action,
+                object_type="room",
+                object_id=room.id,
+            )
+        row.state = after.value
+        row.updated_at = utc_now()
+        await tx.record(
+            "room.step_out" if out else "room.step_in",
+            actor=actor,
+            object_type="room",
+            object_id=room.id,
+            details={"participant": user_id, "room_role": row.room_role},
+        )
+        publish(
+            tx,
+            ParticipationChanged(
+                room_id=room.id,
+                user_id=user_id,
+                state=after.value,
+                reason="stepped_out" if out else "stepped_in",
+            ),
+        )
+    logger.info("room %s: a %s %s", room_id, row.room_role, "stepped out" if out else "is back")
+    return row

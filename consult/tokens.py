@@ -17,10 +17,11 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 import jwt
 
-from consult.errors import TokenExpired, TokenInvalid, TokenMissing
+from consult.errors import TokenExpired, TokenInQuery, TokenInvalid, TokenMissing
 from consult.models import RoomRole
 
 ROLES: Final = tuple(role.value for role in RoomRole)
@@ -33,6 +34,10 @@ MIN_SECRET_BYTES: Final = 32
 """RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output (32 bytes)."""
 
 DEFAULT_TTL_S: Final = 12 * 3600
+
+QUERY_TOKEN_KEYS: Final = frozenset({"token", "access_token"})
+"""Query parameters that would carry a bearer: refused everywhere (``token_in_query``). Join
+links carry their token in the URL fragment, which never leaves the browser."""
 
 _REQUIRED_CLAIMS: Final = ["sub", "room", "role", "iat", "exp", "jti", "aud"]
 
@@ -136,6 +141,12 @@ def verify_join_token(secret: str, token: object, *, now: float | None = None) -
     if current >= claims.expires_at:
         raise TokenExpired()
     return claims
+
+
+def check_no_query_token(query_string: str) -> None:
+    """Raise :class:`TokenInQuery` when ``query_string`` names a token parameter."""
+    if not QUERY_TOKEN_KEYS.isdisjoint(parse_qs(query_string, keep_blank_values=True)):
+        raise TokenInQuery()
 
 
 def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:

@@ -52,6 +52,7 @@ from consult.errors import (
     DoctorOffline,
     EmergencyRefused,
     FirstVisitRefused,
+    GuardianPending,
     GuardianRequired,
     InvalidInput,
     InvalidTransition,
@@ -80,7 +81,7 @@ from consult.models import (
     VisitMode,
     VisitState,
 )
-from consult.patients import acts_for
+from consult.patients import acts_for, pending_guardian_of, verified_guardian
 from consult.permissions import Role, in_scope
 from consult.practitioners import require_verified
 from consult.schedule import booked_count
@@ -323,6 +324,8 @@ async def book_visit(
         if patient is None:
             raise PatientNotFound()
         if actor.role is Role.PATIENT and not await acts_for(session, actor, patient):
+            if await pending_guardian_of(session, actor, patient):
+                raise refuse(GuardianPending())
             raise refuse(PermissionDenied("Not your record."))
         practitioner = await require_verified(tx, actor, doctor_id, "visit.book")
         doctor = await session.get(User, doctor_id)
@@ -415,10 +418,9 @@ async def _patient_account(session: Any, actor: Actor, patient: Patient) -> str:
         return actor.user_id
     if patient.user_id is not None:
         return patient.user_id
-    if patient.guardian_id is not None:
-        guardian = await session.get(Patient, patient.guardian_id)
-        if guardian is not None and guardian.user_id is not None:
-            return str(guardian.user_id)
+    guardian = await verified_guardian(session, patient)
+    if guardian is not None and guardian.user_id is not None:
+        return str(guardian.user_id)
     raise InvalidInput("The patient (or its guardian) needs an account to join the visit.")
 
 

@@ -19,6 +19,7 @@ from consult.db import Database
 from consult.errors import ConsultError, RateLimited
 from consult.models import AuditResult
 from consult.permissions import SOCKET_EVENT_ACTIONS
+from consult.tokens import check_no_query_token
 from media.errors import MediaError
 from media.pool import MediaPool
 from recording import Recorder
@@ -164,6 +165,8 @@ class SignalingServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         source_ip = str(environ.get("REMOTE_ADDR") or "") or None
         try:
+            # issue 13: a token in the handshake URL is refused even when valid (old links)
+            check_no_query_token(str(environ.get("QUERY_STRING") or ""))
             actor = await rooms.authenticate_join(
                 self._db, self._secret, token, source_ip=source_ip
             )
@@ -362,6 +365,14 @@ class SignalingServer:
                     for s in self.sessions.values()
                     if s.subject == ("visit", event.object_id)
                 ]
+        elif isinstance(event, events.ParticipationChanged) and event.state == "waiting":
+            # asked out of a consultation for a part among clinicians: off the room at once
+            payload = {"reason": event.reason, "room": event.room_id, "state": event.state}
+            evictions = [
+                (s, payload)
+                for s in self.sessions.values()
+                if s.room_id == event.room_id and s.actor.user_id == event.user_id
+            ]
         elif isinstance(event, events.AccessRevoked):
             payload = {"reason": "revoked", "detail": event.reason}
             evictions = [

@@ -27,6 +27,7 @@ from consult.actor import Actor
 from consult.audit import authorize
 from consult.db import Database
 from consult.errors import ConsultError
+from consult.tokens import check_no_query_token
 
 from .errors import error_payload
 
@@ -64,6 +65,7 @@ class Updates:
         token = auth.get("session") if isinstance(auth, dict) else None
         source_ip = str(environ.get("REMOTE_ADDR") or "") or None
         try:
+            check_no_query_token(str(environ.get("QUERY_STRING") or ""))
             actor = await authenticate(
                 self._db, token if isinstance(token, str) else None, source_ip
             )
@@ -109,6 +111,12 @@ class Updates:
                 await self._sio.emit(
                     "consultation_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
                 )
+        elif isinstance(event, events.ParticipationChanged):
+            # asked out of a consultation's room, or back in: the person's pages follow
+            payload = {"room": event.room_id, "state": event.state, "reason": event.reason}
+            await self._sio.emit(
+                "room_changed", payload, to=_user_room(event.user_id), namespace=NAMESPACE
+            )
         elif isinstance(event, events.AccessRevoked):
             if event.tokens_only:  # the sessions stay signed in
                 return

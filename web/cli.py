@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -33,6 +33,7 @@ from . import recording_cli, report_cli, turn_cli
 from .access_log import PathOnlyAccessLogger
 from .app import create_app
 from .config import Config, load_config
+from .join_links import room_link
 from .transport import runner_options
 
 AdminCommand = Callable[[Database], Awaitable[CommandResult]]
@@ -82,9 +83,7 @@ async def demo(config: Config, base_url: str) -> dict[str, object]:
         token = issue_join_token(
             secret, room_id=visit.room_id, user_id=user_id, role=role, ttl_s=config.token_ttl_s
         )
-        links[role] = (
-            f"{base_url.rstrip('/')}/room?{urlencode({'visit': visit.visit_id, 'token': token})}"
-        )
+        links[role] = room_link(token, visit_id=visit.visit_id, base_url=base_url)
     return {"visit_id": visit.visit_id, "room_id": visit.room_id, "links": links}
 
 

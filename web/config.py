@@ -105,7 +105,8 @@ class Config:
     #: A connection must deliver a request's headers within this many seconds of opening (or of
     #: its previous response); slow ones are closed (slowloris). Also the keep-alive idle time.
     header_timeout_s: float = 15.0
-    #: A request body (up to the 2 MiB JSON limit) must arrive within this many seconds.
+    #: A request body (up to the 2 MiB JSON limit) must arrive within this many seconds; a
+    #: streamed upload (DICOM STOW-RS) must not fall silent for longer than this.
     body_timeout_s: float = 20.0
     #: Imaging store (DICOM files) directory; default ``<data_dir>/imaging``.
     imaging_dir: Path | None = None

@@ -1,10 +1,14 @@
-"""The C-STORE SCP: modalities and PACS send studies here (R20). Off unless configured.
+"""The DICOM SCP: modalities and PACS send studies here (C-STORE) and ask what is held (C-FIND,
+Study Root; R20, R24). Off unless configured.
 
 pynetdicom runs each association in a thread of its own. A received dataset is written to the
 store's ``incoming/`` as a Part 10 file (the bytes as they came, with a file meta header built
 from the association), then handed to the event loop with ``run_coroutine_threadsafe(...)
 .result()``: the SCP thread waits for the store to finish, so a sender cannot outrun the disk
-and the database (back-pressure), and the C-STORE status tells it what happened.
+and the database (back-pressure), and the C-STORE status tells it what happened. A C-FIND is
+answered the same way: the thread waits for the event loop's answer
+(:func:`consult.imaging.find.find`), then yields one pending response per match, stopping when
+the requester cancels.
 
 Only the calling AE titles in ``dicom_peers`` may associate; each is bound to one institution,
 and its studies belong to that institution.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
@@ -32,11 +36,19 @@ STATUS_SUCCESS: Final = 0x0000
 STATUS_OUT_OF_RESOURCES: Final = 0xA700
 STATUS_CANNOT_UNDERSTAND: Final = 0xC000
 STATUS_PROCESSING_FAILURE: Final = 0x0110
+STATUS_PENDING: Final = 0xFF00
+STATUS_CANCEL: Final = 0xFE00
+STATUS_FIND_UNABLE: Final = 0xC000
+"""C-FIND "unable to process" (PS3.4 C.4.1.1.4; the identifier cannot be answered)."""
+STATUS_FIND_NO_MATCH_CLASS: Final = 0xA900
+"""C-FIND "identifier does not match SOP class"."""
 STORE_TIMEOUT_S: Final = 120.0
+FIND_TIMEOUT_S: Final = 60.0
 
 
 class DicomScp:
-    """One pynetdicom AE serving C-STORE and C-ECHO, storing into an :class:`ImagingStore`."""
+    """One pynetdicom AE serving C-STORE, C-FIND (Study Root) and C-ECHO over an
+    :class:`ImagingStore`."""
 
     def __init__(
         self,
@@ -56,6 +68,8 @@ class DicomScp:
         self._server: Any = None
         self.stored = 0
         self.refused = 0
+        self.found = 0
+        """C-FIND answers sent."""
 
     @property
     def closed(self) -> bool:
@@ -73,7 +87,10 @@ class DicomScp:
         # pynetdicom and pydicom are imported only when the SCP is configured.
         from pynetdicom import AE, evt
         from pynetdicom.presentation import StoragePresentationContexts
-        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+        from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+            StudyRootQueryRetrieveInformationModelFind,
+            Verification,
+        )
 
         self._loop = asyncio.get_running_loop()
         ae = AE(ae_title=self.ae_title)
@@ -82,14 +99,18 @@ class DicomScp:
             if context.abstract_syntax is not None:
                 ae.add_supported_context(context.abstract_syntax, syntaxes)
         ae.add_supported_context(Verification)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         ae.require_calling_aet = sorted(self.peers)
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
-        handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store)]
+        handlers: list[Any] = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+        ]
         self._server = await self._loop.run_in_executor(
             None,
             lambda: ae.start_server((self.host, self.port), block=False, evt_handlers=handlers),
         )
-        logger.info("C-STORE SCP %s listening on %s:%s", self.ae_title, *self.address)
+        logger.info("DICOM SCP %s listening on %s:%s", self.ae_title, *self.address)
 
     async def close(self) -> None:
         server, self._server = self._server, None
@@ -139,6 +160,40 @@ class DicomScp:
             return STATUS_PROCESSING_FAILURE
         self.stored += 1
         return STATUS_SUCCESS
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Any]]:
+        """In a pynetdicom thread: ask the loop for the answers, then send them one by one."""
+        from consult.imaging.find import find
+
+        loop = self._loop
+        calling = str(event.assoc.requestor.ae_title).strip()
+        institution_id = self.peers.get(calling)
+        if loop is None or self._server is None or institution_id is None:
+            yield STATUS_OUT_OF_RESOURCES if institution_id else STATUS_FIND_UNABLE, None
+            return
+        try:
+            identifier = event.identifier
+            future = asyncio.run_coroutine_threadsafe(
+                find(self.store, institution_id, calling, identifier), loop
+            )
+            answers = future.result(timeout=FIND_TIMEOUT_S)
+        except DicomRejected as exc:
+            logger.info("C-FIND from %s refused: %s", calling, exc.code)
+            yield STATUS_FIND_UNABLE, None
+            return
+        except FutureTimeout:
+            yield STATUS_OUT_OF_RESOURCES, None
+            return
+        except Exception:
+            logger.exception("C-FIND from %s failed", calling)
+            yield STATUS_FIND_UNABLE, None
+            return
+        for answer in answers:
+            if event.is_cancelled:
+                yield STATUS_CANCEL, None
+                return
+            self.found += 1
+            yield STATUS_PENDING, answer
 
 
 SCP: Final = web.AppKey("dicom_scp", DicomScp)

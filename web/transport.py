@@ -7,7 +7,13 @@
   read); any other body must arrive within :attr:`Config.body_timeout_s`: then the handler's
   pending read raises and the answer is 408 ``request_timeout``, connection closed. The body is
   never read here (handlers and engine.io read it as a stream). Routes that stream large uploads
-  themselves (DICOM STOW-RS) are skipped here and bounded by their own limits.
+  themselves (DICOM STOW-RS) are skipped here and bounded by their own limits: a size, and
+  at most ``body_timeout_s`` of silence between bytes (``web.api.routes.dicomweb``).
+- **No bearer in a query string:** a request whose query names a token (``token``,
+  ``access_token``) is refused with 400 ``token_in_query`` before any handler runs, so a join
+  link in the old ``/room?token=`` form fails clearly instead of leaking its token into logs
+  and history (join links carry it in the fragment: ``web.join_links``). The socket.io
+  handshake is left to the signaling server, whose refusal the client can read.
 - **Security headers** on every response: a CSP without inline script (``frame-ancestors
   'none'``), ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: no-referrer`` (the room URL must never leak to another site). A response
@@ -19,9 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from html import escape
 from typing import Any, Final
 
 from aiohttp import web
+
+from consult.error_table import ERRORS
+from consult.tokens import QUERY_TOKEN_KEYS
 
 from .api.errors import BodyTimeout, error_response
 from .config import Config
@@ -51,6 +61,8 @@ SECURITY_HEADERS: Final = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+SOCKETIO_PREFIX: Final = "/socket.io/"
 
 #: Path prefixes whose handlers read (and bound) large bodies themselves.
 STREAMED_PREFIXES: Final = ("/api/v1/dicomweb/",)
@@ -103,6 +115,25 @@ def _body_limits(body_timeout_s: float) -> Any:
     return body_limits
 
 
+@web.middleware
+async def _no_query_tokens(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(SOCKETIO_PREFIX) or QUERY_TOKEN_KEYS.isdisjoint(request.query):
+        return await handler(request)
+    logger.info("token in a query string refused", extra={"path": request.path})
+    if request.path.startswith("/api/"):
+        return error_response(400, "token_in_query", "Send the token in a header, not the URL.")
+    # a page opened from a link of the old form: say why, in both languages, without a script
+    row = ERRORS["token_in_query"]
+    page = (
+        '<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>链接无效</title>'
+        f'<p id="error" data-code="{row.code}">{escape(row.zh)}</p>'
+        f'<p lang="en">{escape(row.en)}</p></html>'
+    )
+    return web.Response(
+        status=400, text=page, content_type="text/html", headers={"Cache-Control": "no-store"}
+    )
+
+
 def _refusal(status: int, code: str, message: str) -> web.Response:
     response = error_response(status, code, message)
     response.force_close()
@@ -110,5 +141,6 @@ def _refusal(status: int, code: str, message: str) -> web.Response:
 
 
 def setup_transport(app: web.Application, config: Config) -> None:
+    app.middlewares.append(_no_query_tokens)
     app.middlewares.append(_body_limits(config.body_timeout_s))
     app.on_response_prepare.append(_security_headers)

@@ -50,8 +50,11 @@ MATCH_KEYS: Final = frozenset(
         "PatientID",
         "AccessionNumber",
         "StudyDate",
+        "PatientName",
     }
 )
+HEADER_MATCH_KEYS: Final = ("PatientID", "PatientName", "AccessionNumber", "StudyDate")
+"""Study-level keys matched against the stored file's header (not kept in the database)."""
 MAX_LIMIT: Final = 1000
 
 
@@ -144,6 +147,15 @@ def study_answers(
     header_of: Callable[[ImagingStudy, ImagingInstance], Dataset],
 ) -> list[dict[str, Any]]:
     """QIDO-RS ``/studies``: one DICOM JSON object per matching study (blocking: reads files)."""
+    return [ds.to_json_dict() for ds in study_datasets(studies, query, header_of)]
+
+
+def study_datasets(
+    studies: Sequence[StudyRows],
+    query: Query,
+    header_of: Callable[[ImagingStudy, ImagingInstance], Dataset],
+) -> list[Dataset]:
+    """The matching studies, one dataset each (QIDO-RS and C-FIND; blocking: reads files)."""
     found = []
     for rows in studies:
         if not rows.instances:
@@ -154,7 +166,7 @@ def study_answers(
         wanted_modality = query.match.get("ModalitiesInStudy") or query.match.get("Modality")
         if wanted_modality and not any(_matches(m, wanted_modality) for m in modalities):
             continue
-        if not _match_header(header, query, ("PatientID", "AccessionNumber", "StudyDate")):
+        if not _match_header(header, query, HEADER_MATCH_KEYS):
             continue
         if "StudyInstanceUID" in query.match and not _matches(
             rows.study.study_uid, query.match["StudyInstanceUID"]
@@ -171,7 +183,7 @@ def study_answers(
         ds.NumberOfStudyRelatedSeries = len({i.series_uid for i in rows.instances})
         ds.NumberOfStudyRelatedInstances = len(rows.instances)
         found.append(ds)
-    return [ds.to_json_dict() for ds in found[query.offset : query.offset + query.limit]]
+    return found[query.offset : query.offset + query.limit]
 
 
 def _match_header(header: Dataset, query: Query, keywords: Sequence[str]) -> bool:
@@ -189,6 +201,15 @@ def series_answers(
     header_of: Callable[[ImagingStudy, ImagingInstance], Dataset],
 ) -> list[dict[str, Any]]:
     """QIDO-RS ``/studies/{study}/series``."""
+    return [ds.to_json_dict() for ds in series_datasets(rows, query, header_of)]
+
+
+def series_datasets(
+    rows: StudyRows,
+    query: Query,
+    header_of: Callable[[ImagingStudy, ImagingInstance], Dataset],
+) -> list[Dataset]:
+    """A study's matching series, one dataset each (blocking: reads files)."""
     by_series: dict[str, list[ImagingInstance]] = defaultdict(list)
     for instance in rows.instances:
         by_series[instance.series_uid].append(instance)
@@ -209,11 +230,16 @@ def series_answers(
         ds.Modality = first.modality
         ds.NumberOfSeriesRelatedInstances = len(instances)
         found.append(ds)
-    return [ds.to_json_dict() for ds in found[query.offset : query.offset + query.limit]]
+    return found[query.offset : query.offset + query.limit]
 
 
 def instance_answers(rows: StudyRows, query: Query, series_uid: str | None) -> list[dict[str, Any]]:
     """QIDO-RS ``/studies/{study}[/series/{series}]/instances`` (from the rows alone)."""
+    return [ds.to_json_dict() for ds in instance_datasets(rows, query, series_uid)]
+
+
+def instance_datasets(rows: StudyRows, query: Query, series_uid: str | None) -> list[Dataset]:
+    """A study's (or a series') matching instances, one dataset each (from the rows alone)."""
     found = []
     for instance in rows.instances:
         if series_uid is not None and instance.series_uid != series_uid:
@@ -243,7 +269,7 @@ def instance_answers(rows: StudyRows, query: Query, series_uid: str | None) -> l
         if instance.frames:
             ds.NumberOfFrames = instance.frames
         found.append(ds)
-    return [ds.to_json_dict() for ds in found[query.offset : query.offset + query.limit]]
+    return found[query.offset : query.offset + query.limit]
 
 
 BULK_THRESHOLD: Final = 1024

@@ -35,7 +35,10 @@ from .models import ImagingInstance, ImagingStudy
 from .retrieval_audit import RetrievalAudit
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from .parse import ParsedInstance
+    from .query import StudyRows
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,31 @@ class ImagingStore:
         if not (study_id.isalnum() and instance_id.isalnum()):
             raise StudyNotFound()
         return self.studies / study_id / f"{instance_id}.dcm"
+
+    async def rows(self, study: ImagingStudy) -> StudyRows:
+        """The study with its instances, in series and instance order."""
+        from .query import StudyRows
+
+        async with self.db.session() as session:
+            instances = (
+                await session.scalars(
+                    select(ImagingInstance)
+                    .where(ImagingInstance.study_id == study.id)
+                    .order_by(
+                        ImagingInstance.series_number,
+                        ImagingInstance.series_uid,
+                        ImagingInstance.instance_number,
+                        ImagingInstance.created_at,
+                    )
+                )
+            ).all()
+        return StudyRows(study, list(instances))
+
+    def header(self, study: ImagingStudy, instance: ImagingInstance) -> Dataset:
+        """The stored file's header, without pixel data (blocking)."""
+        from .query import read_header
+
+        return read_header(self.path_of(study.id, instance.id))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (parsing, file I/O, decoding) off the event loop."""

@@ -37,9 +37,18 @@ BODIES: dict[str, Any] = {
     "/visits/{visit_id}/check-in": {},
     "/visits/{visit_id}/refer": {"reason": "线下检查"},
     "/visits/{visit_id}/invitations": {"room_role": "companion", "label": "家属"},
+    "/visits/{visit_id}/rating": {"stars": 5},
+    "/visits/{visit_id}/rating/reply": {"text": "谢谢"},
 }
 
-DOCTOR_ONLY_ACTIONS = {"visit.admit", "visit.send_back", "visit.end", "visit.refer", "room.invite"}
+DOCTOR_ONLY_ACTIONS = {
+    "visit.admit",
+    "visit.send_back",
+    "visit.end",
+    "visit.refer",
+    "room.invite",
+    "rating.reply",
+}
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from people import CONDITION, booked_visit, new_id_number, new_phone, sign, veri
 from sqlalchemy import update
 
 from consult.models import Patient, RoomInvitation
+from consult.sqltypes import utc_now
 from web.keys import DATABASE
 
 
@@ -39,7 +40,11 @@ async def _child_with_guardian(server, clinic: Clinic) -> tuple[Person, Person, 
         await session.execute(
             update(Patient)
             .where(Patient.id == child_record["id"])
-            .values(guardian_id=guardian_record["id"], guardian_relation="parent")
+            .values(
+                guardian_id=guardian_record["id"],
+                guardian_relation="parent",
+                guardian_verified_at=utc_now(),  # issue 13 item 3: staff saw the proof
+            )
         )
     await nurse.ok(
         "POST",

@@ -50,7 +50,8 @@ async def test_a_visit_from_booking_to_referral(any_server, any_clinic: Clinic):
     for person, role in ((patient, "patient"), (doctor, "doctor")):
         join = await person.ok("POST", f"/visits/{visit_id}/join-token")
         assert join["role"] == role
-        assert join["room_url"].startswith(f"/room?visit={visit_id}&token=")
+        # R33: the token in the fragment, which no server, log or Referer ever sees
+        assert join["room_url"] == f"/room?visit={visit_id}#token={join['token']}"
     reply = await nurse.call("POST", f"/visits/{visit_id}/join-token")
     assert (reply.status, reply.code) == (403, "forbidden"), reply
 

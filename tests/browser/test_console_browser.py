@@ -172,6 +172,10 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         check_layout(operator, "console-operator-schedule", shots)
 
         _tab(operator, "patients")
+        # identity checks (issue 13 item 3): nothing waits on an empty server
+        operator.locator("#guardian-empty").wait_for(timeout=WAIT_MS)
+        operator.locator("#dispute-empty").wait_for(timeout=WAIT_MS)
+        assert operator.inner_text("#identity-card h2") == "身份核实"
         id_number = _id_number()
         operator.fill("#find-id-number", id_number)
         operator.click("#find-form [type=submit]")

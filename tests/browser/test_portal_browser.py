@@ -262,6 +262,52 @@ def test_patient_waits_doctor_admits_and_refers(
     page.check("#refusal-agree")
     page.click("#refusal-sign")
     page.wait_for_selector("#refusal-done", state="visible", timeout=WAIT_MS)
+    # R40: the patient rates the finished visit on the same card: stars by keyboard (a radio
+    # group, 44 px targets), a comment, submit; the rating shows with its one edit offered, and
+    # the history of visits lists it as rated.
+    first_star = page.locator("#rating-stars input[value='1']")
+    first_star.wait_for(state="attached", timeout=WAIT_MS)
+    box = page.locator("#rating-stars label.star").first.bounding_box()
+    assert box is not None and box["width"] >= 44 and box["height"] >= 44, box
+    first_star.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert page.locator("#rating-stars input:checked").get_attribute("value") == "4"
+    page.fill("#rating-text", "医生讲解很清楚")
+    page.click("#rating-submit")
+    page.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
+    assert page.inner_text("#rating-shown-stars") == "★★★★☆"
+    assert page.inner_text("#rating-shown-text") == "医生讲解很清楚"
+    assert page.is_visible("#rating-edit")
+    page.wait_for_function(
+        f"() => (window.__portal.history || []).some(v => v.id === '{visit_id}' && v.rating)",
+        timeout=WAIT_MS,
+    )
+    assert "已评价" in page.inner_text(f"#history-list li[data-visit='{visit_id}']")
+    # the one edit: five stars by a click, saved; no second edit is offered
+    page.click("#rating-edit")
+    page.click("#rating-stars label.star[data-value='5']")
+    page.click("#rating-submit")
+    page.wait_for_function(
+        "() => window.__portal.rating && window.__portal.rating.rating.edited_at", timeout=WAIT_MS
+    )
+    assert page.inner_text("#rating-shown-stars") == "★★★★★"
+    assert page.is_hidden("#rating-edit")
+    # The doctor's queue page (read as it opens) shows the rating and the satisfaction figure
+    # (R41); the doctor replies once, and the patient's page shows the reply.
+    queue.reload(wait_until="domcontentloaded")
+    rated = queue.locator(f"#ratings-list li[data-visit='{visit_id}']")
+    rated.wait_for(timeout=WAIT_MS)
+    assert "★★★★★" in rated.inner_text() and "医生讲解很清楚" in rated.inner_text()
+    assert queue.inner_text("#satisfaction") == "患者满意度：5.0 星（1 条评价）"
+    rated.locator("textarea").fill("谢谢，请按时复查")
+    rated.locator("[data-action=reply]").click()
+    rated.locator("[data-field=reply]").wait_for(timeout=WAIT_MS)
+    assert rated.locator("textarea").count() == 0
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_selector("#rating-reply-line", state="visible", timeout=WAIT_MS)
+    assert page.inner_text("#rating-reply") == "谢谢，请按时复查"
+    page.screenshot(path=str(tmp_path / "patient-rated.png"), full_page=True)
     page.click("#lang-toggle")
     assert page.inner_text("#outcome-heading") == "Outcome"
     page.screenshot(path=str(tmp_path / "patient-referred-en.png"))
@@ -299,6 +345,9 @@ def test_patient_waits_doctor_admits_and_refers(
         ("visit.admit", "ok", "doctor"),
         ("visit.refer", "ok", "doctor"),
         ("visit.acknowledge_refusal", "ok", "patient"),
+        ("rating.submit", "ok", "patient"),
+        ("rating.edit", "ok", "patient"),
+        ("rating.reply", "ok", "doctor"),
     ]
     found, at = [], 0
     for step in steps:  # in this order; the set-up's and other events may come between

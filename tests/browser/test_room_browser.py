@@ -137,6 +137,11 @@ def test_doctor_and_patient_see_each_other(
     rooms = {role: open_room(role, server.links[role]) for role in ("doctor", "patient")}
     for room in rooms.values():
         _wait_joined(room)
+    # R33: the join token came in the link's fragment and is gone from the address bar (and so
+    # from the history entry); the server never saw it in a URL
+    for role, room in rooms.items():
+        assert "#token=" in server.links[role]
+        assert room.page.url == server.links[role].split("#", 1)[0], room.page.url
 
     # Each page joins on its own; its remote video must play within 5 s of its own join.
     samples: dict[str, dict[str, Any]] = {}
@@ -199,6 +204,10 @@ def test_doctor_and_patient_see_each_other(
     assert doctor.evaluate("localStorage.getItem('teleconsult.lang')") == "en"
     doctor.screenshot(path=str(tmp_path / "doctor-en.png"))
     print(f"screenshots in {tmp_path}")
+
+    # A reload (the address now without a token) rejoins: the tab kept the token it took
+    rooms["patient"].page.reload(wait_until="domcontentloaded")
+    _wait_joined(rooms["patient"])
 
 
 def test_mute_and_leave_reach_the_other_page(

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consult.access import ROOM_ROLE_ACTIONS, decide
+from consult import permissions
+from consult.access import ROOM_ROLE_ACTIONS, VISIT_SIDE_ACTIONS, decide
 from consult.actor import Actor
 from consult.models import Participation, Room, RoomRole, Visit
 from consult.permissions import SOCKET_EVENT_ACTIONS, Role
@@ -52,6 +53,31 @@ def test_the_visits_own_people_act_on_it() -> None:
     assert _code(Actor(user_id=OTHER, role=Role.PATIENT), "visit.view", VISIT, None) == "forbidden"
     assert _code(Actor(user_id=OTHER, role=Role.DOCTOR), "visit.view", VISIT, None) == "forbidden"
     assert _code(patient, "visit.admit", VISIT, _in(ROOM, P, "patient")) == "forbidden"
+
+
+def test_r40_only_the_patient_side_rates_and_only_the_doctor_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doctor, patient = Actor(user_id=D, role=Role.DOCTOR), Actor(user_id=P, role=Role.PATIENT)
+    nurse = Actor(user_id=OTHER, role=Role.NURSE, institution_id=INST)
+    guardian = Actor(user_id=G, role=Role.PATIENT)
+    assert _code(patient, "rating.submit", VISIT, None) == "ok"
+    assert _code(guardian, "rating.submit", VISIT, _in(ROOM, G, "guardian")) == "ok"
+    assert _code(guardian, "rating.submit", VISIT, _in(ROOM, G, "companion")) == "forbidden"
+    assert _code(doctor, "rating.reply", VISIT, None) == "ok"
+    assert _code(Actor(user_id=OTHER, role=Role.DOCTOR), "rating.reply", VISIT, None) == (
+        "forbidden"
+    )
+    for person in (doctor, patient, nurse):
+        assert _code(person, "rating.view", VISIT, None) == "ok"
+    # the sides table holds even if the role table let everyone in care try
+    every = frozenset({Role.PATIENT, Role.DOCTOR, Role.NURSE, Role.OPERATOR})
+    table = {**permissions.PERMISSIONS, **{a: every for a in VISIT_SIDE_ACTIONS}}
+    monkeypatch.setattr(permissions, "PERMISSIONS", table)
+    assert _code(nurse, "rating.submit", VISIT, None) == "forbidden"
+    assert _code(doctor, "rating.edit", VISIT, None) == "forbidden"
+    assert _code(patient, "rating.reply", VISIT, None) == "forbidden"
+    assert _code(nurse, "rating.reply", VISIT, None) == "forbidden"
 
 
 def test_staff_act_within_their_institution_and_departments() -> None:

@@ -34,6 +34,7 @@ from consult.identifiers import (
     normalize_id_number,
     normalize_phone,
 )
+from consult.identity import decide_guardian
 from consult.models import AuditEvent, Patient
 from consult.patients import (
     ID_NUMBER_CONTEXT,
@@ -207,6 +208,9 @@ async def test_r4_a_guardian_registers_and_sees_its_ward(db: Database, org: Org)
         parent.record_id,
         child.id,
     }
+    # issue 13 item 3: the guardian acts for the ward once staff verified the relation
+    nurse = await make_person(db, org, Role.NURSE)
+    await decide_guardian(db, nurse.actor, child.id, verified=True)
     assert (await get_patient(db, parent.person.actor, child.id)).name == "张小宝"
     stranger = await make_patient(db, org)
     with pytest.raises(PermissionDenied):

@@ -45,6 +45,7 @@ from consult.errors import (
     VisitClosed,
     VisitExists,
 )
+from consult.identity import decide_guardian
 from consult.models import AuditEvent, Patient, Visit, VisitMode, VisitState
 from consult.patients import record_prior_diagnosis, register_patient
 from consult.permissions import Role
@@ -437,6 +438,7 @@ async def _child(db: Database, scene: Scene, birth: date) -> str:
         institution_name="北京儿童医院",
         diagnosed_on=date.today() - timedelta(days=30),
     )
+    await decide_guardian(db, nurse.actor, child.id, verified=True)  # issue 13 item 3
     return child.id
 
 
@@ -467,7 +469,11 @@ async def test_r4_the_doctor_cannot_start_before_the_guardian_arrives(
         await session.execute(
             update(Patient)
             .where(Patient.id == child.record_id)
-            .values(guardian_id=scene.patient.record_id, guardian_relation="parent")
+            .values(
+                guardian_id=scene.patient.record_id,
+                guardian_relation="parent",
+                guardian_verified_at=utc_now(),  # staff saw the proof (issue 13 item 3)
+            )
         )
     kid = Scene(scene.org, scene.doctor, child)
     visit_id = await _book(db, kid)

@@ -1,4 +1,5 @@
-"""Modalities and PACS send studies by C-STORE (R20): DCMTK's storescu against our SCP.
+"""Modalities and PACS send studies by C-STORE and ask by C-FIND (R20, R24): DCMTK's storescu
+and findscu against our SCP.
 
 The SCP belongs to the web application (configured by ``dicom_port`` and ``dicom_peers``); the
 server is restarted on the same data with it switched on, as an operator would.
@@ -7,6 +8,7 @@ server is restarted on the same data with it switched on, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 from pathlib import Path
@@ -16,10 +18,14 @@ from conftest import make_world
 from dicom_data import series_from, write_series
 from harness import Server, skip_or_fail, start_server
 from imaging_helpers import client, imaging_events, off_loop
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from web.dicom_scp import SCP
 
 AE = "CT_SCANNER"
+AE_B = "PACS_B"
+"""A PACS of the other (upstream) institution."""
 
 
 def _free_port() -> int:
@@ -59,7 +65,7 @@ async def scp_world(tmp_path: Path):
     server: Server = await start_server(
         tmp_path,
         dicom_port=port,
-        dicom_peers={AE: world.clinic.institution_id},
+        dicom_peers={AE: world.clinic.institution_id, AE_B: world.institution_b},
     )
     world.server = server
     from apiclient import Api
@@ -72,6 +78,109 @@ async def scp_world(tmp_path: Path):
     finally:
         await world.clinic.close()
         await server.stop()
+
+
+async def findscu(
+    port: int, out: Path, level: str, *keys: str, calling: str = AE
+) -> tuple[int, str, list[Dataset]]:
+    """Run DCMTK findscu (Study Root); the responses it extracted, in order."""
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    argv = ["findscu", "-v", "-S", "-aet", calling, "-aec", "TELECONSULT", "-X", "-od", str(out)]
+    argv += ["-k", f"QueryRetrieveLevel={level}"]
+    for key in keys:
+        argv += ["-k", key]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        "127.0.0.1",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    answers = await asyncio.to_thread(lambda: [dcmread(f) for f in sorted(out.glob("rsp*.dcm"))])
+    return process.returncode, output.decode(errors="replace"), answers
+
+
+async def test_findscu_queries_studies_series_and_images_of_its_institution_R20_R24(
+    scp_world, tmp_path: Path
+) -> None:
+    """C-FIND at the three Study Root levels answers what the AE's institution holds, with the
+    keys asked for only; another institution's PACS sees none of it; a query without its
+    hierarchical key is refused; each query is audited without the values it matched on."""
+    if shutil.which("findscu") is None:
+        skip_or_fail("DCMTK findscu is missing (apt-get install dcmtk)")
+    world, port = scp_world
+    native = series_from("CT_small.dcm", 4)
+    study = native[0].StudyInstanceUID
+    j2k = series_from("693_J2KR.dcm", 2, study_uid=study)
+    for ds in native + j2k:
+        ds.PatientID = "PID-CFIND-1"
+    other = series_from("MR_small.dcm", 1)
+    other[0].PatientID = "PID-OTHER"
+    assert await storescu(port, write_series(native, tmp_path / "n")) == 0
+    assert await storescu(port, write_series(j2k, tmp_path / "j"), "-xv") == 0
+    assert await storescu(port, write_series(other, tmp_path / "o")) == 0
+
+    code, output, found = await findscu(
+        port,
+        tmp_path / "f1",
+        "STUDY",
+        "PatientID=PID-CFIND*",
+        "StudyInstanceUID",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedInstances",
+        "PatientName",
+    )
+    assert code == 0, output
+    assert [str(d.StudyInstanceUID) for d in found] == [study]
+    answer = found[0]
+    assert answer.QueryRetrieveLevel == "STUDY" and answer.PatientID == "PID-CFIND-1"
+    assert int(answer.NumberOfStudyRelatedInstances) == 6
+    modalities = answer.ModalitiesInStudy
+    assert ([modalities] if isinstance(modalities, str) else list(modalities)) == ["CT"]
+    assert "PatientName" in answer  # asked for: present (the stored value)
+    assert "PatientBirthDate" not in answer and "StudyDescription" not in answer  # not asked
+
+    _, _, everything = await findscu(port, tmp_path / "f2", "STUDY", "StudyInstanceUID")
+    assert len(everything) == 2
+    code, output, series = await findscu(
+        port,
+        tmp_path / "f3",
+        "SERIES",
+        f"StudyInstanceUID={study}",
+        "SeriesInstanceUID",
+        "NumberOfSeriesRelatedInstances",
+    )
+    assert code == 0, output
+    assert sorted(int(s.NumberOfSeriesRelatedInstances) for s in series) == [2, 4]
+    code, output, images = await findscu(
+        port,
+        tmp_path / "f4",
+        "IMAGE",
+        f"StudyInstanceUID={study}",
+        f"SeriesInstanceUID={native[0].SeriesInstanceUID}",
+        "SOPInstanceUID",
+    )
+    assert code == 0, output
+    assert sorted(str(i.SOPInstanceUID) for i in images) == sorted(
+        str(d.SOPInstanceUID) for d in native
+    )
+    _, output, none = await findscu(port, tmp_path / "f5", "STUDY", "PatientID=NOBODY")
+    assert none == []
+
+    # the upstream institution's PACS: nothing of the clinic's studies
+    _, _, foreign = await findscu(port, tmp_path / "f6", "STUDY", "StudyInstanceUID", calling=AE_B)
+    assert foreign == []
+    # a series query that names no study: refused with "unable to process", no traceback
+    _, output, refused = await findscu(port, tmp_path / "f7", "SERIES", "SeriesInstanceUID")
+    assert refused == [] and "Failed: UnableToProcess" in output, output
+    assert world.server.app[SCP].found == 1 + 2 + 2 + 4
+
+    events = await imaging_events(world.server.app)
+    finds = [e for e in events if e.action == "imaging.retrieve" and e.source_ip in (AE, AE_B)]
+    assert len(finds) == 6 and {e.actor_role for e in finds} == {"modality"}
+    assert all("PID-CFIND" not in json.dumps(e.details) for e in finds)
 
 
 async def test_storescu_sends_series_native_and_compressed(scp_world, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -56,8 +57,18 @@ def test_serve_with_no_configuration_serves_the_room_page(tmp_path: Path):
         assert status == 200
         assert b"<html" in body and b'lang="zh-CN"' in body
         assert b"room.js" in body
-        status, _ = _get(f"http://127.0.0.1:{port}/room?visit=v&token=SECRET-TOKEN-VALUE")
-        assert status == 200
+        # R33: a token in the query (an old-form link) is refused, and logged nowhere
+        try:
+            _get(f"http://127.0.0.1:{port}/room?visit=v&token=SECRET-TOKEN-VALUE")
+            raise AssertionError("a token in the query string was accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400 and b'data-code="token_in_query"' in exc.read()
+        # nor a token hidden in the path ("%3F" decodes to "?"): unmatched, its path unlogged
+        try:
+            _get(f"http://127.0.0.1:{port}/room%3Ftoken=SECRET-TOKEN-VALUE")
+            raise AssertionError("an unknown path was served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
         status, _ = _get(f"http://127.0.0.1:{port}/vendor/socket.io/socket.io.esm.min.js")
         assert status == 200
         status, body = _get(f"http://127.0.0.1:{port}/vendor/qrcode/qrcode.mjs")

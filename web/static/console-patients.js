@@ -1,6 +1,7 @@
 // Patients in the console: find by ID number (the blind index; a POST, never in a URL), register
 // a person or a guardian's ward, give a patient its sign-in account, record prior diagnoses (R2)
-// and book a follow-up. For a doctor: one patient's record, read-only.
+// and book a follow-up; identity checks (console-identity.js). For a doctor: one patient's
+// record, read-only.
 
 import { t } from "./i18n.js";
 import { api, ApiError } from "./api.js";
@@ -8,6 +9,7 @@ import { busy, clock, showError } from "./portal.js";
 import { formValues, h, when } from "./console-dom.js";
 import { mountBooking } from "./booking.js";
 import { ctx, notify } from "./console.js";
+import { initIdentity } from "./console-identity.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -194,6 +196,7 @@ export function initPatients() {
   $("patient-account-form").addEventListener("submit", createAccount);
   $("diagnosis-form").addEventListener("submit", recordDiagnosis);
   ctx.renderers.add(renderPatient);
+  initIdentity();
   ctx.renderers.add(() => {
     if (wardOf) $("register-ward-of").textContent = t("patients.ward_of", { name: wardOf.name });
   });

@@ -188,8 +188,9 @@ export function initSchedule() {
     });
   }
   ctx.refreshers.set("bookings", refreshBookings);
+  const patientsBefore = ctx.refreshers.get("patients"); // the identity checks' (set first)
   ctx.refreshers.set("patients", async () => {
-    await loadPractitioners();
+    await Promise.all([loadPractitioners(), patientsBefore?.()]);
   });
   ctx.renderers.add(renderBookings);
 }

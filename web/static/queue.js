@@ -8,6 +8,7 @@ import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { RoomView } from "./room-view.js";
+import { mountRatings } from "./queue-ratings.js";
 
 const el = {
   status: document.getElementById("status"),
@@ -201,6 +202,7 @@ async function act(button, visitId, step, body = null, enter = false) {
 
 async function openRoom(visitId) {
   const join = await api("POST", `/visits/${visitId}/join-token`, {});
+  // the token from the answer itself: the link's fragment is for pages opened from a link
   const link = new URL(join.room_url, window.location.origin).searchParams;
   room?.destroy();
   roomVisitId = visitId;
@@ -209,7 +211,7 @@ async function openRoom(visitId) {
   el.roomCard.hidden = false;
   room = new RoomView(el.roomHost, {
     visitId,
-    token: link.get("token"),
+    token: join.token,
     textOnly: link.get("mode") === "text",
     embedded: true,
     // sent back, ended, referred: the server took the visit out of the room; read the queue
@@ -270,6 +272,7 @@ async function main() {
     showError(err);
   }
   renderOnline();
+  mountRatings(me.user_id).catch((err) => console.info("[queue] ratings not shown:", err));
   setState("ready");
   // No polling: the queue reads again when the server pushes a change (and on each connect).
   watchUpdates(() => refresh(), () => roomVisitId !== null);

@@ -14,6 +14,8 @@
 //
 // For tests, `window.__tc` is the mounted view's state: participants, peer connections, timings.
 
+import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { getSession } from "./api.js";
 import { addStrings, applyI18n, hasKey, onLanguageChange, t } from "./i18n.js";
 import { ROOM_STRINGS } from "./room-strings.js";
 import { SessionClosed, SignalError, SignalingClient, now } from "./signaling.js";
@@ -306,12 +308,31 @@ export class RoomView {
     }
     if (reason === "revoked") {
       window.location.assign("/signin?expired=1");
+    } else if (reason === "stepped_out") {
+      // Asked out of a consultation for a part among clinicians: wait here, and come back in
+      // when the inviter lets us (pushed to the signed-in person's pages; "rejoin" works too).
+      this.awaitStepIn();
     } else if (this.tc.self?.role === "patient" && this.visitId) {
       const query = new URLSearchParams({ visit: this.visitId, left: reason });
       window.location.assign(`/waiting?${query}`);
     } else if (this.tc.self?.role === "doctor") {
       window.location.assign("/queue");
     }
+  }
+
+  awaitStepIn() {
+    const session = getSession();
+    if (!session?.token || !this.roomId) return;
+    const updates = io(`${window.location.origin}/updates`, {
+      path: "/socket.io/",
+      auth: { session: session.token },
+      transports: ["websocket"],
+    });
+    updates.on("room_changed", (change) => {
+      if (change?.room !== this.roomId || change?.state !== "admitted") return;
+      updates.close();
+      window.location.reload();
+    });
   }
 
   newSession() {

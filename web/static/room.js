@@ -1,8 +1,10 @@
-// The consult room page (/room?visit=...&token=...): the room view alone under the top bar.
+// The consult room page (/room?visit=...#token=..., the token read by join-link.js): the room
+// view alone under the top bar.
 // Patients (and anyone opening a room link) land here; the doctor's queue mounts the same view
 // beside the queue (queue.js). The room itself is room-view.js.
 
 import { initLanguageToggle, onLanguageChange } from "./i18n.js";
+import { takeJoinToken } from "./join-link.js";
 import { RoomView } from "./room-view.js";
 
 const params = new URLSearchParams(window.location.search);
@@ -20,7 +22,7 @@ document.body.classList.toggle("text-only", textOnly);
 const view = new RoomView(document.getElementById("room-root"), {
   visitId: params.get("visit"),
   roomId: params.get("room"),
-  token: params.get("token"),
+  token: takeJoinToken(),
   textOnly,
 });
 view.start();

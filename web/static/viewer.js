@@ -1,4 +1,4 @@
-// The image and ECG viewer page: /viewer?visit=<id>&token=<join token>.
+// The image and ECG viewer page: /viewer?visit=<id>#token=<join token> (join-link.js).
 //
 // It lists the room's studies (QIDO-RS with the room's join token: that visit's studies only),
 // opens a series in the Cornerstone3D viewport (viewer-image.js) or an ECG on its calibrated
@@ -11,6 +11,7 @@
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { DicomwebClient, TAG, value } from "./dicomweb.js";
 import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
+import { takeJoinToken } from "./join-link.js";
 import { GAINS, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
 import { ReviewSync } from "./viewer-review.js";
 import { STRINGS } from "./viewer-strings.js";
@@ -20,7 +21,7 @@ addStrings(STRINGS);
 const ECG_CLASSES = new Set(["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.840.10008.5.1.4.1.1.9.1.2", "1.2.840.10008.5.1.4.1.1.9.1.3"]);
 const params = new URLSearchParams(window.location.search);
 const visitId = params.get("visit");
-const token = params.get("token");
+const token = takeJoinToken();
 const $ = (id) => document.getElementById(id);
 
 const page = {

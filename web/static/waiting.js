@@ -1,5 +1,5 @@
 // The patient's waiting room: device check, consent with its risk notice, check-in, waiting
-// for the doctor; on admission the page moves to the consult room (/room?visit=..&token=..).
+// for the doctor; on admission the page moves to the consult room (/room?visit=..#token=..).
 
 import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
@@ -9,8 +9,14 @@ import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
 import { playChime } from "./chime.js";
+import { hideRating, loadHistory, loadRating, mountRating, renderHistory } from "./rating.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
+
+/** A finished service, which the patient may rate (R40): ended, or referred from the room. */
+function finished(v) {
+  return v.state === "ended" || (v.state === "referred" && Boolean(v.admitted_at));
+}
 
 const el = {
   status: document.getElementById("status"),
@@ -22,6 +28,7 @@ const el = {
   bookPatientField: document.getElementById("book-patient-field"),
   bookPatient: document.getElementById("book-patient"),
   bookNoRecord: document.getElementById("book-no-record"),
+  bookWardPending: document.getElementById("book-ward-pending"),
   bookForm: document.getElementById("book-form"),
   checkinNeeds: document.getElementById("checkin-needs"),
   deviceCard: document.getElementById("device-card"),
@@ -170,6 +177,8 @@ function renderSummary() {
 function renderOutcome() {
   el.outcomeText.textContent = t(`outcome.${visit.state}`);
   renderSummary();
+  if (finished(visit)) loadRating(visit).catch((err) => showError(err));
+  else hideRating();
   const referred = visit.state === "referred";
   el.referralBox.hidden = !referred;
   if (!referred) return;
@@ -394,9 +403,11 @@ async function current(visitId) {
 /** Read the visit again (pushed: it changed, or the updates socket (re)connected). */
 async function reread() {
   try {
+    const before = visit.state;
     visit = await current(visit.id);
     portal.visit = visit;
     renderVisit();
+    if (visit.state !== before) loadHistory().catch((err) => showError(err));
     if (visit.state === "in_room" && visit.consent_signed) {
       await enterRoom();
       return;
@@ -438,7 +449,10 @@ async function mountBookingFor(recordId) {
 
 async function showBooking() {
   el.bookCard.hidden = false;
-  ({ patients: records } = await api("GET", "/patients"));
+  const { patients: all } = await api("GET", "/patients");
+  // a ward whose guardian relation the hospital has not verified yet cannot be booked for
+  records = all.filter((r) => !r.guardian_id || r.guardian_verified || r.user_id);
+  el.bookWardPending.hidden = records.length === all.length;
   el.bookNoRecord.hidden = records.length > 0;
   el.bookPatientField.hidden = records.length < 2;
   el.bookPatient.replaceChildren(
@@ -468,7 +482,9 @@ async function main() {
   onLanguageChange(() => {
     renderVisit();
     renderDocuments();
+    renderHistory();
   });
+  mountRating();
   el.deviceCheck.addEventListener("click", () => checkDevices());
   el.speakerTest.addEventListener("click", () => testSpeaker());
   el.cameraSelect.addEventListener("change", () => chooseDevice("camera", el.cameraSelect));
@@ -484,6 +500,7 @@ async function main() {
   );
   window.addEventListener("pagehide", () => stopDevices());
   renderStatus();
+  loadHistory().catch((err) => showError(err));
   try {
     visit = await findVisit();
   } catch (err) {

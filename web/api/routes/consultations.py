@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from pydantic import Field, StringConstraints
 
@@ -27,6 +26,7 @@ from consult.models import Title
 from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
 
+from ...join_links import room_link
 from ..call import Call
 from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time, View, Views
 from ..registry import BinaryResponse, RawBody, api
@@ -123,6 +123,20 @@ class ConsultationPath(Input):
 class AttachmentPath(Input):
     consultation_id: Id
     attachment_id: Id
+
+
+class ParticipantPath(Input):
+    consultation_id: Id
+    user_id: Id
+
+
+class Presence(Output):
+    """Where a participant of the consultation's room stands now."""
+
+    room_id: str
+    user_id: str
+    room_role: str
+    state: str = Field(description="`waiting` (asked out) or `admitted` (back in).")
 
 
 class AttachmentQuery(Input):
@@ -516,7 +530,7 @@ async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinTok
         credential_stamp=await account_stamp(call.db, me.user_id),
     )
     expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
-    room_url = "/room?" + urlencode({"room": room_id, "token": token})
+    room_url = room_link(token, room_id=room_id)
     return JoinToken(
         token=token,
         role=participation.room_role,
@@ -524,3 +538,32 @@ async def consultation_join_token(call: Call, path: ConsultationPath) -> JoinTok
         expires_at=expires_at,
         room_url=room_url,
     )
+
+
+async def _presence(call: Call, path: ParticipantPath, *, out: bool) -> Presence:
+    room_id = await flow.room_id_of(call.db, path.consultation_id)
+    row = await rooms.step_out(call.db, call.me, room_id, path.user_id, out=out)
+    return Presence(room_id=room_id, user_id=row.user_id, room_role=row.room_role, state=row.state)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/participants/{user_id}/step-out",
+    action="consultation.host",
+    tag="consultations",
+)
+async def consultation_step_out(call: Call, path: ParticipantPath) -> Presence:
+    """The inviter asks the patient's side out of the room for a part among clinicians: its
+    sockets leave the room at once (``room_left``, reason ``stepped_out``) and a join waits."""
+    return await _presence(call, path, out=True)
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/participants/{user_id}/step-in",
+    action="consultation.host",
+    tag="consultations",
+)
+async def consultation_step_in(call: Call, path: ParticipantPath) -> Presence:
+    """The inviter lets the patient's side back in; its pages are told (``room_changed``)."""
+    return await _presence(call, path, out=False)

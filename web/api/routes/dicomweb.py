@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
@@ -31,7 +31,7 @@ from consult.imaging.uids import FRAME_MEDIA_TYPES, NATIVE_SYNTAXES, valid_uid
 from ...keys import IMAGING
 from .. import auth
 from ..call import Call
-from ..errors import ApiError
+from ..errors import ApiError, BodyTimeout
 from ..openapi import PREFIX
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ MAX_FRAMES_PER_REQUEST: Final = 1000
 _ID_CHARS: Final = frozenset("0123456789abcdef")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 def setup_dicomweb(app: web.Application) -> None:
@@ -134,22 +135,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _rows(call: Call, study: ImagingStudy) -> StudyRows:
-    from consult.imaging.query import StudyRows
-
-    async with call.db.session() as session:
-        instances = (
-            await session.scalars(
-                select(ImagingInstance)
-                .where(ImagingInstance.study_id == study.id)
-                .order_by(
-                    ImagingInstance.series_number,
-                    ImagingInstance.series_uid,
-                    ImagingInstance.instance_number,
-                    ImagingInstance.created_at,
-                )
-            )
-        ).all()
-    return StudyRows(study, list(instances))
+    return await _store(call).rows(study)
 
 
 def _pick(rows: StudyRows, series: str | None, instance: str | None) -> list[ImagingInstance]:
@@ -169,12 +155,7 @@ async def _run(call: Call, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _header_of(store: ImagingStore) -> Callable[[ImagingStudy, ImagingInstance], Dataset]:
-    from consult.imaging.query import read_header
-
-    def header(study: ImagingStudy, instance: ImagingInstance) -> Dataset:
-        return read_header(store.path_of(study.id, instance.id))
-
-    return header
+    return store.header
 
 
 def _accepted(request: web.Request) -> list[tuple[str, str | None]]:
@@ -231,6 +212,17 @@ async def _multipart(
 # --- STOW-RS --------------------------------------------------------------------------------
 
 
+async def _arriving(read: Awaitable[T], idle_s: float) -> T:
+    """One read of a streamed upload: a body that sends nothing for ``idle_s`` is cut
+    (:class:`BodyTimeout`: 408, connection closed). The web edge's whole-body timeout does not
+    fit a 2 GiB upload, so STOW-RS bounds the silence between bytes instead (issue 13, R33)."""
+    try:
+        async with asyncio.timeout(idle_s):
+            return await read
+    except TimeoutError:
+        raise BodyTimeout() from None
+
+
 async def stow(request: web.Request) -> web.StreamResponse:
     """Store instances (``multipart/related; type="application/dicom"``), streamed to disk."""
     from pydicom.dataset import Dataset
@@ -251,6 +243,7 @@ async def stow(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > STOW_MAX_BODY:
         raise ApiError(413, "payload_too_large", f"The body is over {STOW_MAX_BODY} bytes.")
     store = _store(call)
+    idle_s = call.config.body_timeout_s
     dest = Destination(
         institution_id=visit.institution_id,
         visit_id=visit.id,
@@ -268,7 +261,7 @@ async def stow(request: web.Request) -> web.StreamResponse:
     total = 0
     while True:
         try:
-            part = await reader.next()
+            part = await _arriving(reader.next(), idle_s)
         except (ValueError, AssertionError, RuntimeError):
             raise ApiError(400, "bad_multipart", "The multipart body is malformed.") from None
         if part is None:
@@ -276,12 +269,12 @@ async def stow(request: web.Request) -> web.StreamResponse:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_multipart", "Nested multipart bodies are not accepted.")
         if part.headers.get("Content-Type", "").split(";")[0].strip() != "application/dicom":
-            await part.release()
+            await _arriving(part.release(), idle_s)
             failed.append(_failure(None, None, 0xC000, "dicom_not_application_dicom"))
             continue
         incoming = store.new_incoming()
         try:
-            total = await _receive(part, incoming, store.max_instance_bytes, total)
+            total = await _receive(part, incoming, store.max_instance_bytes, total, idle_s)
             result = await store.ingest(incoming, dest, call.me)
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)
@@ -314,14 +307,17 @@ async def stow(request: web.Request) -> web.StreamResponse:
     return _json(answer.to_json_dict(), status)
 
 
-async def _receive(part: BodyPartReader, target: Path, limit: int, total: int) -> int:
-    """Stream one part into ``target``; refuse past the instance's or the request's bound."""
+async def _receive(
+    part: BodyPartReader, target: Path, limit: int, total: int, idle_s: float
+) -> int:
+    """Stream one part into ``target``; refuse past the instance's or the request's bound, cut
+    a part that stalls for ``idle_s``."""
     size = 0
     loop = asyncio.get_running_loop()
     with target.open("wb") as f:
         while True:
             try:
-                chunk = await part.read_chunk(CHUNK)
+                chunk = await _arriving(part.read_chunk(CHUNK), idle_s)
             except (ValueError, AssertionError):
                 raise DicomMalformed("The part is malformed.") from None
             if not chunk:
@@ -329,7 +325,7 @@ async def _receive(part: BodyPartReader, target: Path, limit: int, total: int) -
             size += len(chunk)
             total += len(chunk)
             if size > limit or total > STOW_MAX_BODY:
-                await part.release()
+                await _arriving(part.release(), idle_s)
                 raise DicomTooLarge()
             await loop.run_in_executor(None, f.write, chunk)
     if size == 0:

@@ -62,6 +62,9 @@ class Patient(Output):
     age: int
     guardian_id: str | None
     guardian_relation: str | None
+    guardian_verified: bool = Field(
+        description="Staff verified the guardian relation: only then the guardian acts for it."
+    )
 
 
 class PatientList(Output):
@@ -118,6 +121,7 @@ def patient_of(view: PatientView) -> Patient:
         age=view.age(),
         guardian_id=view.guardian_id,
         guardian_relation=view.guardian_relation,
+        guardian_verified=view.guardian_verified,
     )
 
 
@@ -135,7 +139,9 @@ def diagnosis_of(view: DiagnosisView) -> Diagnosis:
 
 @api.operation("POST", "/patients", action="patient.register", tag="patients", status=201)
 async def register_patient(call: Call, body: PatientCreate) -> Patient:
-    """Register a person: a patient account itself or its ward; staff anyone."""
+    """Register a person: a patient account itself or its ward (the guardian link pending
+    staff verification); staff anyone. A patient registering a number on file gets the same
+    answer, on a provisional record, and staff an identity dispute (issue 13 item 3)."""
     view = await patients.register_patient(
         call.db,
         call.me,

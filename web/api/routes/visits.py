@@ -17,6 +17,7 @@ from consult.tokens import issue_join_token, verify_join_token
 from consult.visit_details import visit_details
 from consult.visit_flow import QueueEntry, VisitView
 
+from ...join_links import room_link
 from ..call import Call
 from ..fields import Id, Input, Output, Reason, ShortText, Storable
 from ..registry import api
@@ -357,8 +358,7 @@ async def join_token(call: Call, path: VisitPath) -> JoinToken:
     expires_at = datetime.fromtimestamp(verify_join_token(secret, token).expires_at, tz=UTC)
     visit = await visit_rows.get_visit(call.db, path.visit_id)
     text_only = visit is not None and visit.mode == VisitMode.TEXT.value  # R1: no camera
-    query = {"visit": path.visit_id, "token": token, **({"mode": "text"} if text_only else {})}
-    room_url = "/room?" + urlencode(query)
+    room_url = room_link(token, visit_id=path.visit_id, text_only=text_only)
     return JoinToken(
         token=token, role=role, room_id=room_id, expires_at=expires_at, room_url=room_url
     )
