@@ -84,14 +84,16 @@ async () => {
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
     return response.json();
   };
-  const institutions = await call("GET", "/institutions");
-  const institution = (institutions.items ?? institutions)[0];
-  const departments = await call("GET", `/institutions/${institution.id}/departments`);
-  const department = (departments.items ?? departments)[0];
-  const account = { username: `enrolling-${Date.now()}`, password: "Correct-Horse-42" };
-  await call("POST", "/accounts", { ...account, display_name: "周护士", role: "nurse",
-    institution_id: institution.id, department_id: department.id });
-  return account;
+  const { institutions } = await call("GET", "/institutions");
+  for (const institution of institutions) {
+    const { departments } = await call("GET", `/institutions/${institution.id}/departments`);
+    if (departments.length === 0) continue;
+    const account = { username: `enrolling-${Date.now()}`, password: "Correct-Horse-42" };
+    await call("POST", "/accounts", { ...account, display_name: "周护士", role: "nurse",
+      institution_id: institution.id, department_id: departments[0].id });
+    return account;
+  }
+  throw new Error("no institution with a department");
 }
 """
 
