@@ -140,7 +140,7 @@ def _check_page(
             page.screenshot(path=str(shots / f"{name}-{lang}-{size['width']}.png"))
             if reference and lang == "zh-CN":
                 try:
-                    check_reference(page, f"{name}-{size['width']}", page_regions(page))
+                    check_reference(page, f"{name}-{size['width']}", page_regions(page), shots)
                 except AssertionError as moved:
                     found[f"{name} {size['width']} layout"] = str(moved)
             if size["width"] == 1280 and lang == "zh-CN":
