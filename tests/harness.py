@@ -74,8 +74,7 @@ async def start_server(
     tmp_path: Path, host: str = "127.0.0.1", port: int = 0, **settings: Any
 ) -> Server:
     """The whole application on ``host`` (127.0.0.1) at ``port`` (a free one by default), ICE on
-    127.0.0.1 only
-    unless ``ice_addresses`` is given.
+    127.0.0.1 only unless ``ice_addresses`` is given.
 
     Rooms are recorded as in production; the playback composite (ffmpeg, CPU-heavy) is built
     only where a test asks for it (``recording_composite=True``).
