@@ -29,6 +29,7 @@ from . import messages as m
 from .chat import ChatComponent, RecordHook
 from .errors import SignalingError, bad_request, error_payload
 from .limits import EventLimits
+from .origins import FAILOVER_PING_INTERVAL_S, origin_policy
 from .packets import MALFORMED, BoundedPacket
 from .review import REVIEW_EVENTS, ReviewComponent
 from .room import Room, Rooms
@@ -64,15 +65,22 @@ class SignalingServer:
         self.providers = providers or ProviderHealth()
         self._ice_servers = client_ice_servers or IceServerSource()
         self._secret = token_secret
+        urls = [u["url"] for u in self.providers.signaling_urls()]
+        # a page reconnects through another provider's URL when its socket goes silent: with
+        # two or more, every socket is pinged each second so that a page notices in ~2.5 s
+        # (docs/providers.md); otherwise engine.io's 25 s
+        self.ping_interval_s = FAILOVER_PING_INTERVAL_S if len(urls) > 1 else 25
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=client_manager,
             # Larger payloads are refused by our own check with an error code; beyond this the
             # transport drops the connection.
             max_http_buffer_size=1024 * 1024,
-            # same origin only (scheme://host of the request, or the proxy's forwarded one):
-            # another site's page cannot open a socket with a token it got hold of
-            cors_allowed_origins=None,
+            # same origin (scheme://host of the request, or the proxy's forwarded one) or a
+            # page of another of our providers' URLs (signaling/origins.py): another site's
+            # page cannot open a socket with a token it got hold of
+            cors_allowed_origins=origin_policy(urls),
+            ping_interval=self.ping_interval_s,
             # JSON nesting bounded before parsing: a 10,000-deep packet is one error, no trace
             serializer=BoundedPacket,
             logger=False,
@@ -282,7 +290,9 @@ class SignalingServer:
             "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
             # each network provider's signaling URL: the page reconnects through another one
+            # when its socket heard no ping for ``signaling_ping_ms`` + its grace
             "signaling_urls": self.providers.signaling_urls(),
+            "signaling_ping_ms": int(self.ping_interval_s * 1000),
         }
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import socketio
@@ -30,7 +31,11 @@ class Participant:
         self.visit_id = visit_id
         #: A room that is not a visit's (a consultation's) is joined by its room id.
         self.room_id = room_id
-        self.sio = socketio.AsyncClient(reconnection=False)
+        #: Handlers a test added with :meth:`on` (kept for a socket opened by :meth:`resume`).
+        self._handlers: list[tuple[str, Any]] = []
+        #: When the current socket last heard from the server (any engine.io packet, pings too).
+        self.heard_at = time.monotonic()
+        self.sio = self._new_socket()
         #: Makes this participant's peer connections (a test may gather elsewhere, or watch).
         self.make_pc = client_pc
         self.publish_pc: RTCPeerConnection | None = None
@@ -43,12 +48,60 @@ class Participant:
         self.id = ""
         self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._answerer: asyncio.Task[None] | None = None
-        self.sio.on("subscribe_offer", self._offers.put_nowait)
-        self.sio.on("participants", self._on_participants)
         self.speakers: list[str | None] = []
-        self.sio.on("active_speaker", lambda d: self.speakers.append(d["participant_id"]))
         self.video_paused: list[dict[str, Any]] = []
-        self.sio.on("video_paused", self.video_paused.append)
+        self._abandoned: list[asyncio.Task[None]] = []
+
+    def _new_socket(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
+        sio.on("subscribe_offer", lambda offer: self._offers.put_nowait(offer))
+        sio.on("participants", self._on_participants)
+        sio.on("active_speaker", lambda d: self.speakers.append(d["participant_id"]))
+        sio.on("video_paused", lambda d: self.video_paused.append(d))
+        for event, handler in self._handlers:
+            sio.on(event, handler)
+        # a blackholed provider is silence, not a close: note every packet (the server's pings
+        # included) so that a test sees the silence as a page does (web/static/signaling.js)
+        receive = sio.eio._receive_packet
+
+        async def heard(packet: Any) -> None:
+            self.heard_at = time.monotonic()
+            await receive(packet)
+
+        sio.eio._receive_packet = heard  # type: ignore[method-assign]
+        return sio
+
+    def on(self, event: str, handler: Any) -> None:
+        """Listen for a server event on this socket and on any a resume opens."""
+        self._handlers.append((event, handler))
+        self.sio.on(event, handler)
+
+    def silent_for(self) -> float:
+        """Seconds since the current socket last heard from the server."""
+        return time.monotonic() - self.heard_at
+
+    async def resume(self, url: str, *, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """Signaling failover as the room page makes it: leave the silent socket behind,
+        connect to ``url`` (another provider's signaling URL) with the same join token and
+        join again: the server's takeover replaces the old socket's session."""
+        old = self.sio
+        # the old socket's provider is cut: its close cannot reach the server; abort it aside
+        self._abandoned.append(asyncio.ensure_future(old.eio.disconnect(abort=True)))
+        if self._answerer is not None:
+            self._answerer.cancel()
+            await asyncio.gather(self._answerer, return_exceptions=True)
+            self._answerer = None
+        self.url = url
+        self.sio = self._new_socket()
+        self.heard_at = time.monotonic()
+        await self.sio.connect(
+            url,
+            auth={"token": self.token},
+            transports=["websocket"],
+            wait_timeout=5,
+            headers=headers or {},
+        )
+        return await self.join()
 
     def _on_participants(self, data: dict[str, Any]) -> None:
         self.participants = data["participants"]
@@ -127,6 +180,11 @@ class Participant:
             await asyncio.gather(self._answerer, return_exceptions=True)
         if self.sio.connected:
             await self.sio.disconnect()
+        if self._abandoned:  # an abandoned socket's close waits for the cut link (aiohttp: 10 s)
+            await asyncio.wait(self._abandoned, timeout=15)
+            for task in self._abandoned:
+                task.cancel()
+            await asyncio.gather(*self._abandoned, return_exceptions=True)
         if self.sub is not None:
             await self.sub.close()
         if self.publish_pc is not None:

@@ -70,9 +70,11 @@ class Server:
         await self.runner.cleanup()
 
 
-async def start_server(tmp_path: Path, host: str = "127.0.0.1", **settings: Any) -> Server:
-    """The whole application on ``host`` (127.0.0.1) at a free port, ICE on 127.0.0.1 only
-    unless ``ice_addresses`` is given.
+async def start_server(
+    tmp_path: Path, host: str = "127.0.0.1", port: int = 0, **settings: Any
+) -> Server:
+    """The whole application on ``host`` (127.0.0.1) at ``port`` (a free one by default), ICE on
+    127.0.0.1 only unless ``ice_addresses`` is given.
 
     Rooms are recorded as in production; the playback composite (ffmpeg, CPU-heavy) is built
     only where a test asks for it (``recording_composite=True``).
@@ -87,7 +89,7 @@ async def start_server(tmp_path: Path, host: str = "127.0.0.1", **settings: Any)
     app = create_app(config)
     runner = web.AppRunner(app, **runner_options(config))
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     port = runner.addresses[0][1]
     return Server(url=f"http://{host}:{port}", app=app, config=config, runner=runner)

@@ -183,14 +183,24 @@ def server_listen() -> tuple[str, list[str]]:
 
 
 @pytest.fixture
+def server_toml() -> str:
+    """A TOML configuration for `teleconsult serve` (``{port}`` stands for its port); a test
+    module may override this fixture, e.g. for ``[[providers]]`` tables."""
+    return ""
+
+
+@pytest.fixture
 def teleconsult_server(
     netns: str,
     tmp_path: Path,
     server_env: dict[str, str],
     server_listen: tuple[str, list[str]],
+    server_toml: str,
 ) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` on 127.0.0.1 inside the namespace."""
-    with _serve(netns, "127.0.0.1", server_listen, tmp_path, server_env) as server:
+    with _serve(
+        netns, "127.0.0.1", server_listen, tmp_path, server_env, toml=server_toml
+    ) as server:
         yield server
 
 
@@ -201,9 +211,10 @@ def _serve(
     server_listen: tuple[str, list[str]],
     tmp_path: Path,
     server_env: dict[str, str],
+    toml: str = "",
 ) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` inside ``ns``, listening on ``server_listen`` (host,
-    ICE addresses); its links name ``url_host``."""
+    ICE addresses); its links name ``url_host``; ``toml``: its configuration file, if any."""
     if shutil.which("curl") is None:
         _unavailable("curl is needed to poll the server inside the namespace")
     port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
@@ -230,6 +241,10 @@ def _serve(
 
     host, ice_addresses = server_listen
     ice_args = [arg for address in ice_addresses for arg in ("--ice-address", address)]
+    if toml:
+        config_path = tmp_path / "teleconsult.toml"
+        config_path.write_text(toml.replace("{port}", str(port)))
+        ice_args += ["--config", str(config_path)]
     stdout_path = tmp_path / "server.stdout.log"
     stderr_path = tmp_path / "server.stderr.log"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -444,9 +459,7 @@ def veth_server(
 
 
 @pytest.fixture
-def open_room_in(
-    browser_prerequisites: None, tmp_path: Path
-) -> Iterator[Callable[[str, str, str], RoomPage]]:
+def open_room_in(browser_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., RoomPage]]:
     """Factory: open ``url`` as ``role`` in a Chromium running inside namespace ``ns``."""
     from playwright.sync_api import sync_playwright
 
@@ -454,17 +467,19 @@ def open_room_in(
     with sync_playwright() as playwright:
         browsers: dict[str, Any] = {}
 
-        def _open(ns: str, role: str, url: str) -> RoomPage:
+        def _open(ns: str, role: str, url: str, also_secure: tuple[str, ...] = ()) -> RoomPage:
+            """``also_secure``: more origins the namespace's browser (started by the first
+            call for ``ns``) treats as secure, for pages served from several addresses."""
             if ns not in browsers:
                 wrapper = tmp_path / f"chromium-in-{ns}"
                 wrapper.write_text(f'#!/bin/sh\nexec {_ip()} netns exec {ns} {CHROMIUM} "$@"\n')
                 wrapper.chmod(0o755)
                 # an address other than loopback is no secure context: no camera without this
-                origin = "/".join(url.split("/")[:3])
+                origins = ",".join(("/".join(url.split("/")[:3]), *also_secure))
                 browsers[ns] = playwright.chromium.launch(
                     executable_path=str(wrapper),
                     headless=True,
-                    args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"],
+                    args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origins}"],
                 )
             context = browsers[ns].new_context(
                 viewport={"width": 1280, "height": 900}, locale="zh-CN"

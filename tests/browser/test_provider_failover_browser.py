@@ -5,7 +5,11 @@ each provider (so each Transport watches a path per provider, docs/providers.md)
 run in the client namespace. The provider the doctor's subscribe connection uses is
 blackholed in the router. Measured from the pages' inbound statistics (frames decoded).
 
-A scenario (`-m scenario`): it measures what the browser does with one ICE session per
+The second test cuts the provider a page's signaling goes through (issue 16 item 3): the page
+moves to the next provider's signaling URL and joins again as the same participant; the chat
+sent meanwhile arrives once.
+
+A scenario (`-m scenario`): the first measures what the browser does with one ICE session per
 connection. The server's direction moves within about half a second (its path monitor); Chrome
 moves its own sending path by itself (about 2.5 s, research note) or gives up on its ICE session
 (the page then rebuilds its connections), and every stream here goes client -> server ->
@@ -58,9 +62,28 @@ async (which) => {
 @pytest.fixture
 def rig(browser_prerequisites: None) -> Iterator[ProviderRig]:
     # "m" carries signaling only (no ICE address there): the pages' socket stays up, so what is
-    # measured is the media's failover alone (signaling failover is issue 16 item 3)
+    # measured is the media's failover alone (the second test cuts a page's signaling)
     with provider_rig(("a", "b", "m")) as made:
         yield made
+
+
+@pytest.fixture
+def signaling_urls() -> bool:
+    """Whether the server is configured with each provider's signaling URL (a test that cuts a
+    page's signaling sets it; the media measurement runs as before, with none)."""
+    return False
+
+
+@pytest.fixture
+def server_toml(rig: ProviderRig, signaling_urls: bool) -> str:
+    """Each provider with its signaling URL (the page reconnects through another one)."""
+    if not signaling_urls:
+        return ""
+    return "".join(
+        f'[[providers]]\nname = "{name}"\naddress = "{address}"\n'
+        f'signaling_url = "http://{address}:{{port}}"\n\n'
+        for name, address in rig.server_addresses.items()
+    )
 
 
 @pytest.fixture
@@ -136,3 +159,66 @@ def test_a_chromium_call_survives_a_provider_cut(
             late = [frames for t, frames in points if t > WINDOW_S - 1.0]
             assert late and late[-1] > late[0], (role, stalls, points[-10:])
         rig.restore(provider)
+
+
+def _origin(url: str) -> str:
+    return "/".join(url.split("/")[:3])
+
+
+@pytest.mark.parametrize("signaling_urls", [True])
+def test_a_chromium_page_resumes_signaling_through_the_other_provider(
+    rig: ProviderRig, teleconsult_server: Server, open_room_in: Any
+) -> None:
+    on = {
+        name: {
+            role: url.replace("127.0.0.1", address)
+            for role, url in teleconsult_server.links.items()
+        }
+        for name, address in rig.server_addresses.items()
+    }
+    # the doctor's page is served through A, the patient's through M (which stays up)
+    doctor = open_room_in(
+        rig.client_ns, "doctor", on["a"]["doctor"], also_secure=(_origin(on["m"]["patient"]),)
+    )
+    patient = open_room_in(rig.client_ns, "patient", on["m"]["patient"])
+    deadline = time.monotonic() + 40
+    for room in (doctor, patient):
+        while _frames(room) < 30:
+            assert time.monotonic() < deadline, f"no video on the {room.role} page"
+            room.page.wait_for_timeout(100)  # poll interval, bounded by the deadline
+    before = doctor.page.evaluate("() => window.__tc.self")
+    patient.page.fill("#chat-input", "before the cut")
+    patient.page.click("#chat-send")
+    doctor.page.wait_for_function("() => window.__chat.messages.length === 1", timeout=10_000)
+
+    cut_at = time.monotonic()
+    rig.cut("a")
+    patient.page.fill("#chat-input", "during the gap")
+    patient.page.click("#chat-send")
+    doctor.page.wait_for_function(
+        "() => window.__tc.signaling().failovers.length > 0 && window.__tc.state === 'joined'",
+        timeout=20_000,
+    )
+    resumed_s = time.monotonic() - cut_at
+    signaling = doctor.page.evaluate("() => window.__tc.signaling()")
+    failover = signaling["failovers"][0]
+    assert (failover["from"], failover["to"]) == (
+        _origin(on["a"]["doctor"]),
+        _origin(on["b"]["doctor"]),
+    )
+    assert failover["reason"] == "silent" and signaling["url"] == failover["to"]
+    after = doctor.page.evaluate("() => window.__tc.self")
+    assert (after["id"], after["role"]) == (before["id"], before["role"])  # the same participant
+    doctor.page.wait_for_function("() => window.__chat.messages.length === 2", timeout=10_000)
+    received = doctor.page.evaluate("() => [...window.__chat.received]")
+    assert received.count(2) == 1, received  # the message of the gap once
+    # the patient sees the doctor once, and the doctor's video again (media rebuilt)
+    roster = patient.page.evaluate("() => window.__tc.participants.map((p) => p.id)")
+    assert roster.count(before["id"]) == 1, roster
+    frames = _frames(patient)
+    deadline = time.monotonic() + 20
+    while _frames(patient) < frames + 30:
+        assert time.monotonic() < deadline, "no video from the doctor after the resume"
+        patient.page.wait_for_timeout(100)
+    print(f"signaling through A cut: the doctor's page joined through B after {resumed_s:.1f} s")
+    rig.restore("a")

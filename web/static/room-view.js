@@ -3,7 +3,8 @@
 //
 // Speaks the protocol of docs/signaling.md through the signaling client (signaling.js); the
 // peer connections of one join are a MediaSession (media-session.js). After a socket drop
-// socket.io reconnects by itself and a fresh session joins, publishes and subscribes again.
+// socket.io reconnects by itself (or the signaling client moves to another network provider's
+// URL, docs/providers.md) and a fresh session joins, publishes and subscribes again.
 // When the media path dies but the socket lives (`media_lost`, a failed peer connection, or new
 // connections not up in time), only the media is rebuilt: new peer connections on the same
 // socket and join, no reload. A server too busy to take us (`server_busy`) is retried with a
@@ -91,6 +92,9 @@ export class RoomView {
       selfView: true,
     };
     this.tc.simulateDrop = () => this.client?.simulateDrop();
+    // the signaling URL in use, the providers' URLs and the failovers made (signaling.js)
+    this.tc.signaling = () =>
+      this.client && { url: this.client.url, urls: [...this.client.urls], failovers: [...this.client.failovers] };
     window.__tc = this.tc;
     this.local = new LocalMedia();
     this.lastError = null;
@@ -384,6 +388,8 @@ export class RoomView {
       const offered = reply.ice_servers ?? reply.iceServers;
       this.iceServers = Array.isArray(offered) ? offered : [];
       this.tc.self = reply.participant;
+      // Signaling failover: every provider's URL; a silent socket moves to the next (signaling.js)
+      this.client.configure({ urls: reply.signaling_urls ?? [], pingMs: reply.signaling_ping_ms });
       this.tc.recording = reply.recording === true;
       this.el.recordingBadge.hidden = !this.tc.recording; // R22: everyone knows it is recorded
       this.tc.timings = { joined: now(), firstFrame: {} };

@@ -30,19 +30,96 @@ export function now() {
   return performance.timeOrigin + performance.now();
 }
 
+// Signaling failover (docs/providers.md, issue 16 item 3): a socket that heard nothing (no
+// ping, no event) for the server's ping interval plus this grace, or that has been down this long,
+// is given up and the next provider's signaling URL is tried with the same join token. The
+// server's takeover replaces the old socket's session; the page joins again as the same
+// participant and the chat asks for what it missed. Both providers down: each round waits twice
+// as long, up to FAILOVER_MAX_MS.
+export const FAILOVER_GRACE_MS = 1_500;
+export const FAILOVER_MAX_MS = 10_000;
+const WATCH_EVERY_MS = 250;
+const WATCH_LATE_MS = 1_000;
+
+/** `scheme://host[:port]` of a URL (relative to the page), or null. */
+function originOf(url) {
+  try {
+    return new URL(url, window.location.href).origin;
+  } catch {
+    return null;
+  }
+}
+
 export class SignalingClient {
   /** `token`: the room link's join token (socket.io `auth`). Call `on()` for each server event,
-   * then `connect()`. socket.io reconnects by itself after a network drop. */
+   * then `connect()`. socket.io reconnects by itself after a network drop; with more than one
+   * signaling URL (`configure()`, from the join ack) a silent or down socket moves to the next. */
   constructor({ token, url = window.location.origin }) {
-    this.socket = io(url, {
+    this.token = token;
+    this.urls = [originOf(url) ?? url];
+    this.index = 0;
+    this.handlers = []; // [event, handler]: given to every socket this client opens
+    this.pingMs = null; // the server's ping interval (join ack): silence is watched once known
+    this.heardAt = Date.now();
+    this.downSince = null;
+    this.rounds = 0; // failovers since the last connection
+    this.failovers = []; // for tests: {at, from, to, reason}
+    this.closed = false;
+    this.watchTimer = null;
+    this.watchedAt = null;
+    this.socket = this.open(this.urls[0]);
+  }
+
+  /** The signaling URL the socket uses now. */
+  get url() {
+    return this.urls[this.index];
+  }
+
+  /** From the join ack: every provider's signaling URL (`[{provider, url}]`) and the server's
+   * ping interval. The URL in use stays current; the others follow in the server's order. */
+  configure({ urls = [], pingMs = null } = {}) {
+    const current = this.url;
+    const listed = urls.map((u) => originOf(u?.url ?? u)).filter(Boolean);
+    this.urls = [...new Set([current, ...listed])];
+    this.index = 0;
+    this.pingMs = Number.isFinite(pingMs) && pingMs > 0 ? pingMs : null;
+  }
+
+  open(url) {
+    const socket = io(url, {
       path: "/socket.io/",
-      auth: { token },
+      auth: { token: this.token },
       transports: ["websocket"],
       autoConnect: false,
       // Its own connection: a page may hold another socket to the same origin (the queue's
       // /updates), and a shared one would tie this room's reconnects to it.
       forceNew: true,
     });
+    const mine = () => socket === this.socket && !this.closed;
+    const heard = () => {
+      if (mine()) this.heardAt = Date.now();
+    };
+    socket.io.on("ping", heard);
+    socket.onAny(heard);
+    socket.on("connect", () => {
+      if (!mine()) return;
+      heard();
+      this.downSince = null;
+      this.rounds = 0;
+    });
+    socket.on("disconnect", (reason) => {
+      // sent away by the server, or closed by us: not a network fault, nothing to fail over
+      if (!mine() || reason === "io server disconnect" || reason === "io client disconnect") return;
+      this.downSince ??= Date.now();
+    });
+    socket.on("connect_error", (err) => {
+      if (!mine()) return;
+      // refused by the server (token, visit): the same answer on every URL
+      if (err?.data?.code) this.downSince = null;
+      else this.downSince ??= Date.now();
+    });
+    for (const [event, handler] of this.handlers) socket.on(event, handler);
+    return socket;
   }
 
   get connected() {
@@ -54,16 +131,59 @@ export class SignalingClient {
   }
 
   on(event, handler) {
+    this.handlers.push([event, handler]);
     this.socket.on(event, handler);
     return this;
   }
 
   connect() {
+    this.closed = false;
     this.socket.connect();
+    clearInterval(this.watchTimer);
+    this.watchTimer = setInterval(() => this.watch(), WATCH_EVERY_MS);
   }
 
   disconnect() {
+    this.closed = true;
+    clearInterval(this.watchTimer);
     this.socket.disconnect();
+  }
+
+  /** Move to the next URL when the socket is silent or has been down too long. */
+  watch() {
+    const t = Date.now();
+    const late = t - (this.watchedAt ?? t) > WATCH_LATE_MS;
+    this.watchedAt = t;
+    // A pass the page was too late for (a frozen or throttled tab) judges nothing: the pings
+    // that came meanwhile may still be queued behind it.
+    if (this.closed || this.urls.length < 2 || late) return;
+    const grace = Math.min(FAILOVER_GRACE_MS * 2 ** Math.max(0, this.rounds - this.urls.length + 1), FAILOVER_MAX_MS);
+    if (this.socket.connected) {
+      if (this.pingMs !== null && t - this.heardAt > this.pingMs + FAILOVER_GRACE_MS) this.failover("silent");
+    } else if (this.downSince !== null && t - this.downSince > grace) {
+      this.failover("down");
+    }
+  }
+
+  /** Give up the current socket (its events no longer reach the page) and connect to the next
+   * URL with the same token. The page hears `disconnect` ("provider_failover") if it was up. */
+  failover(reason) {
+    const old = this.socket;
+    const wasConnected = old.connected;
+    const from = this.url;
+    this.index = (this.index + 1) % this.urls.length;
+    this.rounds += 1;
+    this.failovers.push({ at: now(), from, to: this.url, reason });
+    console.info("[tc] signaling failover:", reason, from, "->", this.url);
+    this.socket = this.open(this.url);
+    this.downSince = Date.now();
+    this.heardAt = Date.now();
+    old.off(); // its own listeners also check that it is still the current socket
+    old.disconnect();
+    if (wasConnected) {
+      for (const [event, handler] of this.handlers) if (event === "disconnect") handler("provider_failover");
+    }
+    this.socket.connect();
   }
 
   /** Test hook: drop the connection as a network fault would; socket.io reconnects by itself. */
