@@ -31,7 +31,7 @@ BIN_DIR = Path(sys.executable).parent
 TELECONSULT = BIN_DIR / "teleconsult"
 STRICT = os.environ.get("TELECONSULT_STRICT") == "1"
 
-SERVER_START_TIMEOUT_S = 30.0
+SERVER_START_TIMEOUT_S = 60.0  # a loaded 2-core machine takes ~30 s to import and migrate
 SERVER_STOP_TIMEOUT_S = 5.0
 
 CHROMIUM_ARGS = [
