@@ -40,7 +40,8 @@ class StateChanged(DomainEvent):
     event: str
     actor_id: str | None
     parties: tuple[tuple[str, str], ...] = ()
-    """``(role, user_id)`` of the people the object concerns (a visit's doctor and patient)."""
+    """``(role, user_id)`` of the people the object concerns (a visit's doctor and patient, and
+    a guardian on its own account)."""
 
 
 @dataclass(frozen=True)

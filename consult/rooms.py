@@ -277,6 +277,22 @@ async def visit_room(session: AsyncSession, visit: Visit) -> Room:
     return room
 
 
+async def guardian_accounts(session: AsyncSession, visit: Visit) -> list[str]:
+    """The accounts of the visit's guardians other than its patient-side account (a child with
+    its own account books; the guardian comes on another): its changes concern them too."""
+    room = await room_of(session, "visit", visit.id)
+    if room is None:
+        return []
+    found = await session.scalars(
+        select(Participation.user_id).where(
+            Participation.room_id == room.id,
+            Participation.room_role == RoomRole.GUARDIAN.value,
+            Participation.user_id != visit.patient_id,
+        )
+    )
+    return sorted(found)
+
+
 async def under_guardian_age(session: AsyncSession, visit: Visit) -> bool:
     """Whether the visit's patient is younger than 6 (R4)."""
     if visit.patient_record_id is None:
@@ -434,6 +450,7 @@ __all__ = [
     "enter_visit_room",
     "follow_visit",
     "get_room",
+    "guardian_accounts",
     "guardian_present",
     "invite",
     "open_room",

@@ -251,7 +251,13 @@ async def _set_state(
     Raises (and audits) :class:`InvalidTransition` when the table has no such transition, or
     :class:`VisitClosed` when the visit is over.
     """
-    parties = (("doctor", visit.doctor_id), ("patient", visit.patient_id))
+    # a guardian on its own account hears of the change too: its waiting room follows the visit
+    guardians = await rooms.guardian_accounts(tx.session, visit)
+    parties = (
+        ("doctor", visit.doctor_id),
+        ("patient", visit.patient_id),
+        *(("guardian", user_id) for user_id in guardians),
+    )
     new = await VISIT_MACHINE.set_state(tx, actor, visit, event, details, parties=parties)
     # the room's participations follow, in the same transaction
     await rooms.follow_visit(tx.session, visit, event.value, actor)

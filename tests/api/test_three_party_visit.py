@@ -14,6 +14,7 @@ from client import Participant, sees
 from peers import wait_for
 from people import CONDITION, booked_visit, new_id_number, new_phone, sign, verified_doctor
 from sqlalchemy import update
+from test_room_events import Watch
 
 from consult.models import Patient, RoomInvitation
 from consult.sqltypes import utc_now
@@ -75,6 +76,9 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
         },
     )
     visit_id = visit["id"]
+    # the guardian's waiting room is pushed the ward's visit changes, as the child's is
+    pushed = Watch(server.url, guardian)
+    await pushed.connect()
     await sign(child, visit_id, "risk_notice", "consent")
     checked = await child.ok("POST", f"/visits/{visit_id}/check-in", {})
     assert checked["state"] == "waiting" and checked["guardian_present"] is False
@@ -87,6 +91,12 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
     arrived = await guardian.ok("POST", f"/visits/{visit_id}/check-in", {})
     assert arrived["guardian_present"] is True
     assert (await doctor.ok("POST", f"/visits/{visit_id}/admit"))["state"] == "in_room"
+    await wait_for(
+        lambda: pushed.states(visit_id) == ["waiting", "in_room"],
+        timeout=3,
+        message=f"the guardian was not pushed the visit's changes: {pushed.pushed}",
+    )
+    await pushed.close()
 
     people: list[Participant] = []
     try:

@@ -1,21 +1,28 @@
 """Prepare a visit through the REST API, from inside the test's network namespace.
 
-Run as ``python portal_setup.py BASE_URL DATA_DIR`` (by ``ip netns exec``): the first admin
+Run as ``python portal_setup.py BASE_URL DATA_DIR [--guardian]`` (by ``ip netns exec``): the first admin
 comes from the command line (``teleconsult user add``), everything else through the
 API, TOTP codes from pyotp with the secrets the API returned. Prints one JSON object: the
 accounts (with passwords and TOTP secrets), the visit id and the last TOTP step each account
 used (the server accepts a step once).
+
+With ``--guardian`` the visit is a child's (R4): a child of 4 with its own account (a family
+tablet) books it, and a guardian with another account is linked to the child's record, the link
+verified (written in the database: no route links a record that has its own account, and staff
+verify links). The JSON then names ``child`` and ``guardian`` instead of ``patient``.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +32,11 @@ PASSWORD = "Correct-Horse-42"
 TELECONSULT = Path(sys.executable).parent / "teleconsult"
 
 
-def id_number() -> str:
-    """A valid resident ID number born 1980-01-01 (random sequence, right check character)."""
+def id_number(born: str = "19800101") -> str:
+    """A valid resident ID number born on ``born`` (YYYYMMDD; random sequence, right check
+    character)."""
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    first17 = "11010519800101" + f"{secrets.randbelow(1000):03d}"
+    first17 = "110105" + born + f"{secrets.randbelow(1000):03d}"
     total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
     return first17 + "10X98765432"[total % 11]
 
@@ -90,7 +98,18 @@ class Account:
         }
 
 
-def main(base_url: str, data_dir: str) -> None:
+def link_guardian(data_dir: str, ward_id: str, guardian_id: str) -> None:
+    """The verified guardian link of a ward that has its own account (as staff would leave it)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(Path(data_dir) / "teleconsult.db") as db:
+        db.execute(
+            "UPDATE patients SET guardian_id = ?, guardian_relation = 'parent',"
+            " guardian_verified_at = ? WHERE id = ?",
+            (guardian_id, now, ward_id),
+        )
+
+
+def main(base_url: str, data_dir: str, guardian: bool = False) -> None:
     suffix = secrets.token_hex(3)
     admin = Account(base_url, f"admin-{suffix}", "admin")
     subprocess.run(
@@ -121,8 +140,13 @@ def main(base_url: str, data_dir: str) -> None:
         "POST", f"/institutions/{institution['id']}/departments", {"name": "心血管内科"}
     )
     people = {}
-    for role, name in (("doctor", "王医生"), ("nurse", "李护士"), ("patient", "张某")):
-        account = Account(base_url, f"{role}-{suffix}", role)
+    cast = [("doctor", "doctor", "王医生"), ("nurse", "nurse", "李护士")]
+    if guardian:
+        cast += [("patient", "child", "小李"), ("patient", "guardian", "家长 李某")]
+    else:
+        cast += [("patient", "patient", "张某")]
+    for role, key, name in cast:
+        account = Account(base_url, f"{key}-{suffix}", role)
         body: dict[str, Any] = {
             "username": account.username,
             "display_name": name,
@@ -133,8 +157,9 @@ def main(base_url: str, data_dir: str) -> None:
             body |= {"institution_id": institution["id"], "department_id": department["id"]}
         account.user_id = admin.call("POST", "/accounts", body)["id"]
         account.sign_in()
-        people[role] = account
-    doctor, nurse, patient = people["doctor"], people["nurse"], people["patient"]
+        people[key] = account
+    doctor, nurse = people["doctor"], people["nurse"]
+    patient = people["child" if guardian else "patient"]
     admin.call(
         "POST",
         "/practitioners",
@@ -149,7 +174,15 @@ def main(base_url: str, data_dir: str) -> None:
     )
     admin.call("POST", f"/practitioners/{doctor.user_id}/verify", {"approve": True})
     doctor.call("POST", "/me/online", {"online": True})
-    record = patient.call("POST", "/patients", {"name": "张某", "id_number": id_number()})
+    if guardian:
+        adult = people["guardian"].call(
+            "POST", "/patients", {"name": "李某", "id_number": id_number()}
+        )
+        born = date.today().replace(year=date.today().year - 4).strftime("%Y%m%d")
+        record = patient.call("POST", "/patients", {"name": "小李", "id_number": id_number(born)})
+        link_guardian(data_dir, record["id"], adult["id"])
+    else:
+        record = patient.call("POST", "/patients", {"name": "张某", "id_number": id_number()})
     nurse.call(
         "POST",
         f"/patients/{record['id']}/diagnoses",
@@ -171,19 +204,11 @@ def main(base_url: str, data_dir: str) -> None:
         },
     )
     # The browser signs in afresh: these sessions end here.
-    for account in (doctor, patient, admin):
+    for account in (*people.values(), admin):
         account.call("DELETE", "/session")
-    print(
-        json.dumps(
-            {
-                "visit_id": visit["id"],
-                "doctor": doctor.describe(),
-                "patient": patient.describe(),
-                "admin": admin.describe(),
-            }
-        )
-    )
+    described = {key: account.describe() for key, account in people.items() if key != "nurse"}
+    print(json.dumps({"visit_id": visit["id"], **described, "admin": admin.describe()}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], guardian="--guardian" in sys.argv[3:])

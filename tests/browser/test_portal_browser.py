@@ -62,8 +62,9 @@ async () => {
 """
 
 
-def _setup(server: Server, data_dir: Path) -> dict[str, Any]:
-    """Run portal_setup.py inside the server's namespace (where 127.0.0.1 is the server's)."""
+def _setup(server: Server, data_dir: Path, *flags: str) -> dict[str, Any]:
+    """Run portal_setup.py inside the server's namespace (where 127.0.0.1 is the server's);
+    ``flags``: e.g. ``--guardian`` (a child's visit with its guardian)."""
     ip = shutil.which("ip")
     assert ip is not None
     result = subprocess.run(
@@ -76,6 +77,7 @@ def _setup(server: Server, data_dir: Path) -> dict[str, Any]:
             str(SETUP),
             server.base_url,
             str(data_dir),
+            *flags,
         ],
         capture_output=True,
         text=True,

@@ -89,6 +89,7 @@ export const STRINGS = {
     "visit.mode.voice": "语音复诊",
     "visit.mode.text": "图文复诊",
     "visit.doctor": "医生：{name}",
+    "visit.ward": "就诊人：{name}（您是监护人）",
     "visit.checked_in_at": "{time} 开始候诊",
     "visit.queue_position": "前面还有 {n} 位",
     "visit.queue_next": "下一位就是您",
@@ -118,6 +119,7 @@ export const STRINGS = {
     "checkin.intro": "准备好后点击“我已到达，开始候诊”。医生会按顺序接诊，轮到您时页面会自动进入视频诊室。",
     "checkin.button": "我已到达，开始候诊",
     "checkin.needs_consent": "请先完成第二步：签署知情同意书。",
+    "checkin.guardian_intro": "您是{name}的监护人。6 岁以下儿童需要监护人在场，医生才能开始：请点击“我已到达，开始候诊”。",
     "checkin.waiting": "您正在候诊。请不要关闭此页面，轮到您时会自动进入视频诊室。",
 
     "outcome.heading": "就诊结果",
@@ -256,6 +258,7 @@ export const STRINGS = {
     "visit.mode.voice": "Voice visit",
     "visit.mode.text": "Text and image visit",
     "visit.doctor": "Doctor: {name}",
+    "visit.ward": "Patient: {name} (you are the guardian)",
     "visit.checked_in_at": "waiting since {time}",
     "visit.queue_position": "{n} ahead of you",
     "visit.queue_next": "You are next",
@@ -286,6 +289,8 @@ export const STRINGS = {
       "When you are ready, press “I am here, start waiting”. The doctor sees patients in turn; when it is yours this page enters the video room by itself.",
     "checkin.button": "I am here, start waiting",
     "checkin.needs_consent": "First finish step 2: sign the informed consent.",
+    "checkin.guardian_intro":
+      "You are the guardian of {name}. A child under 6 needs a guardian present before the doctor can start: press “I am here, start waiting”.",
     "checkin.waiting": "You are waiting. Keep this page open; it enters the video room when it is your turn.",
 
     "outcome.heading": "Outcome",

@@ -316,7 +316,8 @@ export class RoomView {
       // Asked out of a consultation for a part among clinicians: wait here, and come back in
       // when the inviter lets us (pushed to the signed-in person's pages; "rejoin" works too).
       this.awaitStepIn();
-    } else if (this.tc.self?.role === "patient" && this.visitId) {
+    } else if (["patient", "guardian"].includes(this.tc.self?.role) && this.visitId) {
+      // the patient's side (a child's guardian too) waits in its waiting room, told why
       const query = new URLSearchParams({ visit: this.visitId, left: reason });
       window.location.assign(`/waiting?${query}`);
     } else if (this.tc.self?.role === "doctor") {

@@ -79,6 +79,19 @@ const device = { stream: null, audio: null, camera: null, microphone: null, raf:
 portal.device = { camera: null, microphone: null };
 let entering = false;
 let updates = null; // the /updates socket, once a visit is shown
+let myId = null; // the signed-in account
+
+/** This page is a guardian's for a ward's visit (a child with its own account books it, R4):
+ * the guardian checks in on its own, after the child did, and the doctor waits for it. */
+function asGuardian() {
+  return Boolean(visit && myId && visit.patient_id !== myId);
+}
+
+/** This page's person is in the waiting room (or the room): its own check-in counted. */
+function arrived() {
+  if (asGuardian()) return visit.guardian_present;
+  return visit.state === "waiting" || visit.state === "in_room";
+}
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -109,6 +122,7 @@ function renderVisit() {
   el.visitState.textContent = t(`visit.state.${visit.state}`);
   const open = OPEN_STATES.includes(visit.state);
   const parts = [t(`visit.mode.${visit.mode}`)];
+  if (asGuardian() && visit.patient_name) parts.push(t("visit.ward", { name: visit.patient_name }));
   if (visit.doctor_name) parts.push(t("visit.doctor", { name: visit.doctor_name }));
   if (visit.department_name) parts.push(visit.department_name);
   if (visit.slot_starts_at) parts.push(t("visit.slot_time", { time: when(visit.slot_starts_at) }));
@@ -134,13 +148,15 @@ function renderVisit() {
   el.consentSign.disabled = Boolean(visit.consent_signed) || !el.consentAgree.checked;
   el.consentSign.textContent = t(visit.consent_signed ? "consent.signed" : "consent.sign");
   el.checkinCard.hidden = !open;
-  const waiting = visit.state === "waiting" || visit.state === "in_room";
+  const waiting = arrived();
   el.checkinCard.dataset.done = String(waiting);
   el.checkIn.hidden = waiting;
   // Check-in comes after the consent (R5): the button says so instead of failing when pressed.
   el.checkIn.disabled = !visit.consent_signed;
   el.checkinNeeds.hidden = waiting || Boolean(visit.consent_signed);
-  el.checkinText.textContent = t(waiting ? "checkin.waiting" : "checkin.intro");
+  let intro = waiting ? "checkin.waiting" : "checkin.intro";
+  if (asGuardian() && !waiting) intro = "checkin.guardian_intro";
+  el.checkinText.textContent = t(intro, { name: visit.patient_name ?? "" });
 
   el.outcomeCard.hidden = open;
   if (!open) renderOutcome();
@@ -408,7 +424,7 @@ async function reread() {
     portal.visit = visit;
     renderVisit();
     if (visit.state !== before) loadHistory().catch((err) => showError(err));
-    if (visit.state === "in_room" && visit.consent_signed) {
+    if (visit.state === "in_room" && visit.consent_signed && arrived()) {
       await enterRoom();
       return;
     }
@@ -478,6 +494,7 @@ async function main() {
   initPage();
   const session = requireSession(["patient"]);
   if (!session) return;
+  myId = session.me?.user_id ?? null;
   watchIdle();
   onLanguageChange(() => {
     renderVisit();
