@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -212,6 +213,35 @@ class CountingParticipant(Participant):
         self.sending: dict[str, EncodedTrack] = {}  # by kind
         self.pauses: list[tuple[float, str, bool]] = []  # (monotonic, sender, paused)
         self.sio.on("video_paused", self._on_video_paused)
+        self.media_lost: list[float] = []  # monotonic times the server closed our connections
+        self._recovery: asyncio.Future[None] | None = None
+        self.sio.on("media_lost", self._on_media_lost)
+
+    def _on_media_lost(self, data: dict[str, Any]) -> None:
+        """New connections, as the room page makes them (docs/signaling.md, media_lost)."""
+        self.media_lost.append(time.monotonic())
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        if self._answerer is not None:
+            self._answerer.cancel()
+            await asyncio.gather(self._answerer, return_exceptions=True)
+        for pc in (self.sub.pc if self.sub else None, self.publish_pc):
+            if pc is not None:
+                await pc.close()
+        while not self._offers.empty():
+            self._offers.get_nowait()  # for the closed connection
+        self.counters.clear()
+        self.tracks.clear()
+        await self.publish()
+        await self.subscribe()
+
+    async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+        await super().close()
 
     def _on_video_paused(self, data: dict[str, Any]) -> None:
         self.video_paused.append(data)
@@ -309,7 +339,7 @@ class Result:
     @property
     def ok(self) -> bool:
         """No packet lost, nothing short end to end, every stream received by everyone."""
-        return not (self.lost or self.short or self.missing)
+        return not (self.lost or self.short or self.missing or self.server["media_lost"])
 
 
 async def start_server(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, dict]:
@@ -357,8 +387,12 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             await p.connect()
             await p.join()
             await p.publish()
+        # one subscriber at a time, each until its streams flow: sixteen renegotiations at once
+        # on a loaded 2-core machine lag the server's loop past a second (measured)
         for p in people:
             await p.subscribe()
+            with contextlib.suppress(TimeoutError):
+                await wait_until_flowing([p.as_subscriber()], 10)
         expected_streams = {
             p.id: [(q.id, kind) for q in people if q is not p for kind in q.kinds()] for p in people
         }
@@ -369,6 +403,14 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
         deadline = time.monotonic() + 60
         while not all_offered():
             if time.monotonic() > deadline:
+                for n, p in enumerate(people):
+                    task = p._answerer
+                    failed = task.exception() if task is not None and task.done() else None
+                    log(
+                        f"p{n}: {len(p.streams())} of {len(expected_streams[p.id])} streams "
+                        f"offered, {p.offers_answered} offers answered"
+                        + (f", answering failed: {failed!r}" if failed else "")
+                    )
                 raise SystemExit("not every subscriber was offered every stream in 60 s")
             await asyncio.sleep(0.05)
         silent = await wait_until_flowing([p.as_subscriber() for p in people], 30)
@@ -400,6 +442,9 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             "seconds": t1 - t0,
         }
         paused = sum(1 for p in people for at, _, down in p.pauses if down and t0 <= at <= t1)
+        paths_lost = sum(1 for p in people for at in p.media_lost if t0 <= at <= t1)
+        before = sum(1 for p in people for at in p.media_lost if at < t0)
+        log(f"connections the server closed as lost (media_lost): {before} before the window")
         if args.verbose:
             index = {p.id: n for n, p in enumerate(people)}
             for p in people:
@@ -408,6 +453,7 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
                         f"p{index[p.id]}: video of p{index.get(sender, -1)} "
                         f"{'paused' if down else 'resumed'} at {at - t0:+.1f} s of the window"
                     )
+        server["media_lost"] = paths_lost
         return tally(people, expected_streams, start, end, sent, server, paused)
     finally:
         for p in people:
@@ -502,7 +548,8 @@ def report(result: Result, args: argparse.Namespace, log: Any = print) -> None:
     log(
         f"end to end (publisher's count against the subscriber's, {IN_FLIGHT} in flight "
         f"allowed): {result.short} video frames and audio packets short; "
-        f"{result.paused} video pauses (video_paused) in the window"
+        f"{result.paused} video pauses (video_paused) in the window; "
+        f"{result.server['media_lost']} connections closed as lost (media_lost) in the window"
     )
     log(
         f"server process: CPU {result.server['cpu_percent']:.0f}% of one core (user+sys), "
