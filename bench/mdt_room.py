@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -57,7 +58,7 @@ from load_clients import (  # noqa: E402
     send_transport_feedback,
     wait_until_flowing,
 )
-from proc_stats import cpu_seconds, rss_mb  # noqa: E402
+from proc_stats import cpu_seconds, machine_busy_seconds, rss_mb, usable_cores  # noqa: E402
 from sfu_server import stop_when_parent_goes  # noqa: E402
 from stream_counter import CounterSnapshot, StreamCounter, window_loss  # noqa: E402
 
@@ -215,6 +216,7 @@ class CountingParticipant(Participant):
         self.sio.on("video_paused", self._on_video_paused)
         self.media_lost: list[float] = []  # monotonic times the server closed our connections
         self._recovery: asyncio.Future[None] | None = None
+        self._lock = asyncio.Lock()  # publish, subscribe and reconnect one at a time
         self.sio.on("media_lost", self._on_media_lost)
 
     def _on_media_lost(self, data: dict[str, Any]) -> None:
@@ -224,18 +226,23 @@ class CountingParticipant(Participant):
             self._recovery = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
-        if self._answerer is not None:
-            self._answerer.cancel()
-            await asyncio.gather(self._answerer, return_exceptions=True)
-        for pc in (self.sub.pc if self.sub else None, self.publish_pc):
-            if pc is not None:
-                await pc.close()
-        while not self._offers.empty():
-            self._offers.get_nowait()  # for the closed connection
-        self.counters.clear()
-        self.tracks.clear()
-        await self.publish()
-        await self.subscribe()
+        async with self._lock:
+            if self._answerer is not None:
+                self._answerer.cancel()
+                await asyncio.gather(self._answerer, return_exceptions=True)
+            for pc in (self.sub.pc if self.sub else None, self.publish_pc):
+                if pc is not None:
+                    await pc.close()
+            while not self._offers.empty():
+                self._offers.get_nowait()  # for the closed connection
+            self.counters.clear()
+            self.tracks.clear()
+            try:
+                await self._publish()
+                if self.sub is not None:
+                    await self._subscribe()
+            except Exception as exc:  # a bench: say it; the tally shows what it cost
+                print(f"reconnecting after media_lost failed: {exc!r}", file=sys.stderr)
 
     async def close(self) -> None:
         if self._recovery is not None:
@@ -261,6 +268,14 @@ class CountingParticipant(Participant):
         return ack
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:
+        async with self._lock:
+            await self._publish()
+
+    async def subscribe(self) -> None:
+        async with self._lock:
+            await self._subscribe()
+
+    async def _publish(self) -> None:
         pc = self.publish_pc = client_pc()
         for clip in self.clips:
             track = self.sending[clip.kind] = EncodedTrack(clip)
@@ -270,9 +285,14 @@ class CountingParticipant(Participant):
         assert ack["ok"], ack
         await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
 
-    async def subscribe(self) -> None:
+    async def _subscribe(self) -> None:
+        """tests/client.py's subscribe, on a connection whose receivers only count."""
         self.sub = _Receiving(client_pc())  # type: ignore[assignment]
-        await super().subscribe()
+        ack = await self.call("subscribe", {})
+        assert ack["ok"], ack
+        if ack["offer"] is not None:
+            await self._answer(ack["offer"])
+        self._answerer = asyncio.ensure_future(self._answer_offers())
 
     async def _answer(self, offer: dict[str, Any]) -> None:
         assert self.sub is not None
@@ -420,7 +440,8 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
         )
         async with aiohttp.ClientSession() as http:
             await (await http.post(ready["control"] + "/mark")).release()
-            cpu0, t0 = cpu_seconds(process.pid), time.monotonic()
+            me0 = cpu_seconds(os.getpid())
+            cpu0, busy0, t0 = cpu_seconds(process.pid), machine_busy_seconds(), time.monotonic()
             start = {p.id: {k: c.snapshot() for k, c in p.streams().items()} for p in people}
             sent0 = {(p.id, k): t.sent for p in people for k, t in p.sending.items()}
             rss_max = 0.0
@@ -431,7 +452,8 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             sent = {
                 (p.id, k): t.sent - sent0[(p.id, k)] for p in people for k, t in p.sending.items()
             }
-            cpu1, t1 = cpu_seconds(process.pid), time.monotonic()
+            cpu1, busy1, t1 = cpu_seconds(process.pid), machine_busy_seconds(), time.monotonic()
+            me = cpu_seconds(os.getpid())
             async with http.get(ready["control"] + "/figures") as response:
                 figures = await response.json()
         server = {
@@ -440,6 +462,10 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             "rss_max_mb": rss_max,
             "lag": figures["lag"],
             "seconds": t1 - t0,
+            "clients_cpu_percent": 100 * (me - me0) / (t1 - t0),
+            "machine_cpu_percent": 100 * (busy1 - busy0) / (t1 - t0),
+            "cores": usable_cores()[0],
+            "load": os.getloadavg()[0],
         }
         paused = sum(1 for p in people for at, _, down in p.pauses if down and t0 <= at <= t1)
         paths_lost = sum(1 for p in people for at in p.media_lost if t0 <= at <= t1)
@@ -556,6 +582,12 @@ def report(result: Result, args: argparse.Namespace, log: Any = print) -> None:
         f"RSS {result.server['rss_mb']:.0f} MiB (max {result.server['rss_max_mb']:.0f}); "
         f"loop lag p50 {lag['p50_ms']:.1f} ms, p99 {lag['p99_ms']:.1f} ms, "
         f"max {lag['max_ms']:.1f} ms (n={lag['n']})"
+    )
+    log(
+        f"the {len(result.receivers)} clients (this process): CPU "
+        f"{result.server['clients_cpu_percent']:.0f}%; the machine, all processes: "
+        f"{result.server['machine_cpu_percent']:.0f}% of {100 * result.server['cores']}%, "
+        f"load average {result.server['load']:.1f}"
     )
 
 
