@@ -314,6 +314,11 @@ class CountingParticipant(Participant):
             "subscribe_answer",
             {"revision": offer["revision"], "type": "answer", "sdp": pc.localDescription.sdp},
         )
+        if not ack["ok"] and self.media_lost:
+            # the server closed this connection meanwhile (it was slow to come up on a loaded
+            # machine): the reconnection after media_lost offers again
+            print(f"answer refused after media_lost: {ack['error']['code']}", file=sys.stderr)
+            return
         assert ack["ok"], ack
         self.offers_answered += 1
 
