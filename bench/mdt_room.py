@@ -412,6 +412,13 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             await p.connect()
             await p.join()
             await p.publish()
+            # each publisher's ICE and DTLS up before the next: sixteen handshakes at once
+            # starve both loops on a loaded machine
+            deadline = time.monotonic() + 10
+            while p.publish_pc is not None and p.publish_pc.connectionState != "connected":
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
         # one subscriber at a time, each until its streams flow: sixteen renegotiations at once
         # on a loaded 2-core machine lag the server's loop past a second (measured)
         for p in people:
