@@ -152,6 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
         ice_addresses=("127.0.0.1",),
         recording=not args.no_recording,
         recording_composite=False,  # built after a session, not while it runs
+        media_busy_lag_ms=args.busy_lag_ms,
     )
     app = create_app(config)
     runner = web.AppRunner(app, **runner_options(config))
@@ -369,7 +370,8 @@ class Result:
 
 async def start_server(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, dict]:
     command = [sys.executable, __file__, "--serve", "--video", str(args.video)]
-    command += ["--audio", str(args.audio)] + (["--no-recording"] if args.no_recording else [])
+    command += ["--audio", str(args.audio), "--busy-lag-ms", str(args.busy_lag_ms)]
+    command += ["--no-recording"] if args.no_recording else []
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT
     )
@@ -611,6 +613,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video-kbps", type=int, default=600)
     parser.add_argument("--clip-s", type=float, default=2.0, help="a keyframe every clip")
     parser.add_argument("--no-recording", action="store_true", help="the server records none")
+    parser.add_argument(
+        "--busy-lag-ms",
+        type=int,
+        default=200,
+        help="the server refuses joins while its loop lags this much (0: never; default as "
+        "in production)",
+    )
     parser.add_argument("--verbose", action="store_true", help="every stream of every receiver")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child
     return parser.parse_args(argv)
