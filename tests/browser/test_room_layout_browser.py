@@ -2,7 +2,12 @@
 
 - At 1280x900 (doctor) and 390x844 (patient) the remote video is on the first screen, the control
   bar covers neither a name label nor the chat input, its buttons are at least 44 px: asserted
-  from element geometry, and screenshots kept for a person to look at.
+  from element geometry; the main regions' boxes match the kept references in references/
+  (room-doctor-1280x900.json, room-patient-390x844.json; regenerate with
+  TELECONSULT_UPDATE_REFERENCES=1, see room_layout.py), and screenshots are saved in the test's
+  tmp_path for a person to look at.
+- On the 390 px phone the control buttons' labels, Chinese and English, wrap onto at most two
+  lines and never one character per line.
 - A bad room link never turns the camera on.
 - The pressed (muted) camera/microphone button stays dark with white text under the pointer.
 - Camera off by choice reads as a choice, not as a broken device.
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from room_layout import check_room_layout
+from room_layout import ROOM_REGIONS, check_control_labels, check_reference, check_room_layout
 
 Server = Any
 RoomPage = Any
@@ -85,8 +90,26 @@ def test_r43_the_room_fits_the_doctors_and_the_patients_screen(
     print(f"patient 390x844: remote video {g['remoteVideos'][0]}")
     # one's own picture is a small picture-in-picture, not a second full tile
     assert g["local"]["width"] < g["remoteVideos"][0]["width"] / 2, g
-    doctor.page.screenshot(path=str(tmp_path / "room-doctor-1280x900.png"))
-    patient.page.screenshot(path=str(tmp_path / "room-patient-390x844.png"))
+    check_reference(doctor.page, "room-doctor-1280x900", ROOM_REGIONS, tmp_path)
+    check_reference(patient.page, "room-patient-390x844", ROOM_REGIONS, tmp_path)
+
+    # The phone's control bar: no label broken up, in Chinese and in English.
+    labels = check_control_labels(patient.page)
+    print(f"control labels at 390 px: {[label['lines'] for label in labels]}")
+    assert any("麦克风" in label["text"] for label in labels), labels
+    patient.page.evaluate("async () => (await import('/static/i18n.js')).setLanguage('en')")
+    patient.page.wait_for_function(
+        "() => document.querySelector('#leave-button').textContent.includes('Leave')",
+        timeout=WAIT_MS,
+    )
+    labels = check_control_labels(patient.page)
+    print(f"control labels at 390 px in English: {[label['lines'] for label in labels]}")
+    patient.page.screenshot(path=str(tmp_path / "room-patient-390x844-en.png"))
+    patient.page.evaluate("async () => (await import('/static/i18n.js')).setLanguage('zh-CN')")
+    patient.page.wait_for_function(
+        "() => document.querySelector('#leave-button').textContent.includes('离开')",
+        timeout=WAIT_MS,
+    )
 
     # Typing in the chat keeps the video where it is (the page does not scroll it away).
     before = doctor.page.evaluate(
@@ -129,7 +152,9 @@ def test_a_bad_room_link_never_turns_the_camera_on(
     )
     assert room.page.get_attribute("#error", "data-code") in {"token_invalid", "unauthenticated"}
     assert room.page.evaluate("() => window.__gum") == 0
-    # the good link does ask (so the counter works)
+    # the good link does ask (so the counter works); from a blank page, since the two links
+    # differ only in their fragment (where the token is) and would not load the page again
+    room.page.goto("about:blank")
     room.page.goto(good, wait_until="domcontentloaded")
     room.page.wait_for_function(
         "() => window.__tc && window.__tc.state === 'joined'", timeout=WAIT_MS

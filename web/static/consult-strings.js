@@ -4,6 +4,8 @@
 export const CONSULT_STRINGS = {
   "zh-CN": {
     "cs.title": "远程会诊",
+    "cs.back_queue": "返回候诊队列",
+    "cs.back_console": "返回工作台",
     "cs.new": "新建会诊申请",
     "cs.patient": "患者",
     "cs.kind": "类型",
@@ -104,6 +106,8 @@ export const CONSULT_STRINGS = {
   },
   en: {
     "cs.title": "Remote consultation",
+    "cs.back_queue": "Back to the queue",
+    "cs.back_console": "Back to the console",
     "cs.new": "New consultation request",
     "cs.patient": "Patient",
     "cs.kind": "Type",

@@ -560,6 +560,16 @@ function wireRequestForm() {
   });
 }
 
+/** The header's way back: a doctor's queue, an operator's console. */
+function showBackLink(role) {
+  const link = $("back-link");
+  const [href, key] = role === "doctor" ? ["/queue", "cs.back_queue"] : ["/console", "cs.back_console"];
+  link.href = href;
+  link.dataset.i18n = key;
+  link.textContent = t(key);
+  link.hidden = false;
+}
+
 async function main() {
   initPage();
   const session = requireSession(["doctor", "operator"]);
@@ -567,6 +577,7 @@ async function main() {
   watchIdle();
   state.me = session.me;
   $("new-actions").hidden = state.me.role !== "doctor";
+  showBackLink(state.me.role);
   wireRequestForm();
   onLanguageChange(() => {
     if (infoKey) notify(infoKey, infoParams);
