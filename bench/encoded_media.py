@@ -129,6 +129,11 @@ class EncodedTrack(MediaStreamTrack):
         self._count = 0
         self._start: float | None = None
 
+    @property
+    def sent(self) -> int:
+        """Packets (frames) yielded so far."""
+        return self._count
+
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError

@@ -86,6 +86,27 @@ class Subscriber:
     producer_ids: list[str] = field(default_factory=list)  # per counter, "" if unknown
 
 
+def accept_transport_cc(pc: RTCPeerConnection, offer_sdp: str) -> dict[str, int]:
+    """Accept transport-cc where the server's offer (set on ``pc`` already) has it, as a browser
+    does: the server then numbers every packet and runs its send-side estimator (part of the
+    cost). Call before createAnswer; returns mid -> extension id."""
+    cc_ids = transport_cc_ids(offer_sdp)
+    for transceiver in pc.getTransceivers():
+        if transceiver.mid in cc_ids:
+            seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_ids[transceiver.mid]})
+            seam.add_codec_feedback(transceiver, "transport-cc")
+    return cc_ids
+
+
+def send_transport_feedback(pc: RTCPeerConnection, cc_ids: dict[str, int]) -> None:
+    """Send transport-cc feedback for what ``pc`` receives (after setLocalDescription: the
+    sockets exist then; idempotent, so a renegotiation may call it again)."""
+    if cc_ids:
+        seam.record_transport_feedback(
+            pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
+        )
+
+
 async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publisher:
     pc = client_pc()
     for clip in clips:
@@ -111,21 +132,12 @@ async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscri
     reply = await control.call("/subscribe", {"producers": producer_ids})
     pc = client_pc()
     await pc.setRemoteDescription(RTCSessionDescription(reply["offer"], "offer"))
-    # accept transport-cc when the engine offers it and send feedback, as a browser does: the
-    # server then numbers every packet and runs its send-side estimator (part of the cost)
-    cc_ids = transport_cc_ids(reply["offer"])
-    for transceiver in pc.getTransceivers():
-        if transceiver.mid in cc_ids:
-            seam.add_header_extensions(transceiver, {URI_TRANSPORT_CC: cc_ids[transceiver.mid]})
-            seam.add_codec_feedback(transceiver, "transport-cc")
+    cc_ids = accept_transport_cc(pc, reply["offer"])
     subscriber = Subscriber(pc, count_receivers(pc), id=reply["id"])
     mids: dict[str, str] = reply.get("mids", {})  # mid -> producer id, when the engine says
     subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]
     await pc.setLocalDescription(await pc.createAnswer())  # gathers: the sockets exist now
-    if cc_ids:
-        seam.record_transport_feedback(
-            pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
-        )
+    send_transport_feedback(pc, cc_ids)
     enlarge_receive_buffers(pc)
     await control.call("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
     return subscriber
