@@ -425,6 +425,18 @@ _ROWS: Final = [
     ("bulkdata_not_found", "not_found", "找不到这部分影像数据。", "The image data does not exist."),
     ("dicom_invalid", "invalid", "DICOM 数据不符合要求。", "The DICOM data is not acceptable."),
     (
+        "qido_invalid",
+        "invalid",
+        "影像查询的条件不受支持或格式不正确。",
+        "A query parameter is not supported or malformed.",
+    ),
+    (
+        "cfind_invalid",
+        "invalid",
+        "影像查询（C-FIND）的条件无效。",
+        "The C-FIND identifier is not a valid Study Root query.",
+    ),
+    (
         "dicom_malformed",
         "invalid",
         "文件不是格式正确的 DICOM 文件。",

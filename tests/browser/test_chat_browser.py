@@ -49,7 +49,9 @@ def text_room(chromium: Any) -> Iterator[Callable[[str, str], Any]]:
         logs[role] = []
         page.on("console", lambda msg: logs[role].append(f"{msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: logs[role].append(f"pageerror: {exc}"))
-        page.goto(url + "&mode=text", wait_until="commit")
+        # the join token is in the fragment: the mode goes into the query before it
+        address, _, fragment = url.partition("#")
+        page.goto(f"{address}&mode=text#{fragment}", wait_until="commit")
         return page
 
     try:

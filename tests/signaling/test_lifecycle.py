@@ -41,7 +41,7 @@ async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
     await wait_for(lambda: [p["role"] for p in patient.participants] == ["patient"], timeout=5)
     await wait_for(
         lambda: patient.tracks and not any(t["active"] for t in patient.tracks.values()),
-        timeout=5,
+        timeout=15,
         message="the doctor's tracks were not renegotiated away",
     )
     router = server.media.worker.routers[0]
