@@ -298,16 +298,9 @@ async def edit_rating(
     words = await _filter(db, text)
     now = now or utc_now()
     async with audited(db) as tx:
-        await _load(tx, actor, visit_id, action)
-        row = await _rating_of(tx, visit_id)
-        if row is None:
-            raise RatingNotFound()
-        if row.edited_at is not None:
-            raise _refuse(tx, RatingEditUsed(), actor, action, visit_id)
-        if now > row.created_at + EDIT_WINDOW:
-            raise _refuse(tx, RatingWindowClosed(), actor, action, visit_id, window="edit")
-        if words:
-            raise _refuse(tx, SensitiveWordBlocked(), actor, action, visit_id, word_ids=words[:8])
+        row = await _once_within(
+            tx, actor, visit_id, action, now, words, "edit", EDIT_WINDOW, RatingEditUsed()
+        )
         old = row.stars
         row.stars = stars
         row.text_enc = db.cipher.encrypt(text, _context("text", row.id)) if text else None
@@ -339,16 +332,9 @@ async def reply(
     words = await _filter(db, cleaned)
     now = now or utc_now()
     async with audited(db) as tx:
-        await _load(tx, actor, visit_id, action)
-        row = await _rating_of(tx, visit_id)
-        if row is None:
-            raise RatingNotFound()
-        if row.replied_at is not None:
-            raise _refuse(tx, RatingAlreadyReplied(), actor, action, visit_id)
-        if now > row.created_at + REPLY_WINDOW:
-            raise _refuse(tx, RatingWindowClosed(), actor, action, visit_id, window="reply")
-        if words:
-            raise _refuse(tx, SensitiveWordBlocked(), actor, action, visit_id, word_ids=words[:8])
+        row = await _once_within(
+            tx, actor, visit_id, action, now, words, "reply", REPLY_WINDOW, RatingAlreadyReplied()
+        )
         assert cleaned is not None
         row.reply_enc = db.cipher.encrypt(cleaned, _context("reply", row.id))
         row.replied_by = actor.user_id
@@ -467,3 +453,30 @@ async def doctor_ratings(
             details={"count": len(rows)},
         )
     return [DoctorRating(row.visit_id, closed_at, _view(db, row, now)) for row, closed_at in rows]
+
+
+async def _once_within(
+    tx: AuditTx,
+    actor: Actor,
+    visit_id: str,
+    action: str,
+    now: datetime,
+    words: list[str],
+    window: str,
+    length: timedelta,
+    used: ConsultError,
+) -> VisitRating:
+    """The visit's rating for a step allowed once (``window``: ``edit`` or ``reply``) within
+    ``length`` of the rating; refusals audited: ``used`` if done already, the window, a word."""
+    await _load(tx, actor, visit_id, action)
+    row = await _rating_of(tx, visit_id)
+    if row is None:
+        raise RatingNotFound()
+    done_at = row.edited_at if window == "edit" else row.replied_at
+    if done_at is not None:
+        raise _refuse(tx, used, actor, action, visit_id)
+    if now > row.created_at + length:
+        raise _refuse(tx, RatingWindowClosed(), actor, action, visit_id, window=window)
+    if words:
+        raise _refuse(tx, SensitiveWordBlocked(), actor, action, visit_id, word_ids=words[:8])
+    return row
