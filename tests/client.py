@@ -51,6 +51,7 @@ class Participant:
         self.speakers: list[str | None] = []
         self.video_paused: list[dict[str, Any]] = []
         self._abandoned: list[asyncio.Task[None]] = []
+        self.answer_errors: list[str] = []
 
     def _new_socket(self) -> socketio.AsyncClient:
         sio = socketio.AsyncClient(reconnection=False)
@@ -163,7 +164,33 @@ class Participant:
 
     async def _answer_offers(self) -> None:
         while True:
-            await self._answer(await self._offers.get())
+            offer = await self._offers.get()
+            try:
+                await self._answer(offer)
+            except Exception as exc:  # kept for the failure message; the next offer still counts
+                self.answer_errors.append(f"offer {offer.get('revision')}: {exc!r}")
+
+    def state(self) -> dict[str, Any]:
+        """What this participant's side looks like (for a test's failure message)."""
+        pcs = {"publish": self.publish_pc, "subscribe": self.sub.pc if self.sub else None}
+        return {
+            "id": self.id,
+            "connected": self.sio.connected,
+            "offers_answered": self.offers_answered,
+            "offers_queued": self._offers.qsize(),
+            "answer_errors": self.answer_errors,
+            "tracks": {
+                m: (t["participant_id"], t["kind"], t["active"]) for m, t in self.tracks.items()
+            },
+            "pcs": {
+                name: (pc.signalingState, pc.iceConnectionState, pc.connectionState)
+                for name, pc in pcs.items()
+                if pc is not None
+            },
+            "received": {
+                m: (r.kind, r.frames) for m, r in (self.sub.by_mid.items() if self.sub else ())
+            },
+        }
 
     def received_from(self, participant_id: str, kind: str) -> Received | None:
         """What arrived of ``participant_id``'s ``kind`` track."""
@@ -219,3 +246,19 @@ async def start_call(url: str, visit: Any, frames: int = 5) -> tuple[Participant
         message="the call did not start",
     )
     return doctor, patient
+
+
+def server_sessions(signaling: Any) -> list[dict[str, Any]]:
+    """The signaling server's view of each socket (for a test's failure message)."""
+    return [
+        {
+            "participant": s.participant_id,
+            "joined": s.joined,
+            "subscribed": s.subscribed,
+            "offer_revision": s.offer_revision,
+            "awaiting_answer": s.awaiting_answer,
+            "renegotiation_queued": s.renegotiation_queued,
+            "media_state": s.media_state,
+        }
+        for s in signaling.sessions.values()
+    ]

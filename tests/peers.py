@@ -169,10 +169,12 @@ def client_pc(ice_servers: list[dict[str, Any]] | None = None) -> RTCPeerConnect
     )
 
 
-async def wait_for(predicate, timeout: float, interval: float = 0.02, message: str = "") -> None:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+async def wait_for(predicate, timeout: float, interval: float = 0.02, message: Any = "") -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass. ``message`` may be a
+    callable: it is called at the deadline, to say what the state was then."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(message or "condition not met in time")
+            said = message() if callable(message) else message
+            raise AssertionError(said or "condition not met in time")
         await asyncio.sleep(interval)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from client import Participant, sees, start_call
+from client import Participant, sees, server_sessions, start_call
 from harness import Server, start_server
 from peers import wait_for
 
@@ -130,7 +130,11 @@ async def test_a_silent_path_is_closed_told_and_rebuilt_on_the_same_socket(place
         await wait_for(
             lambda: len(doctor_video.counters) > frames_before + 10 and sees(patient, doctor, 10),
             timeout=20,
-            message="media did not come back",
+            message=lambda: (
+                f"media did not come back: doctor saw {len(doctor_video.counters) - frames_before}"
+                f" new frames; doctor {doctor.state()}, patient {patient.state()}, "
+                f"server {server_sessions(server.signaling)}"
+            ),
         )
         print(f"media back {(time.monotonic() - rebuilt_at) * 1000:.0f} ms after new connections")
         # the doctor's stream of the patient carried on: same stream, no renegotiation needed

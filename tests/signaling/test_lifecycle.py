@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from client import Participant, start_call
+from client import Participant, server_sessions, start_call
 from peers import wait_for
 
 from media import open_objects
@@ -42,7 +42,10 @@ async def test_everyone_leaves_then_shutdown_leaves_nothing(server):
     await wait_for(
         lambda: patient.tracks and not any(t["active"] for t in patient.tracks.values()),
         timeout=15,
-        message="the doctor's tracks were not renegotiated away",
+        message=lambda: (
+            f"the doctor's tracks were not renegotiated away: patient {patient.state()}, "
+            f"server {server_sessions(server.signaling)}"
+        ),
     )
     router = server.media.worker.routers[0]
     assert all(p.app_data["participant_id"] == patient.id for p in router.producers)

@@ -165,11 +165,12 @@ function accountActions(account) {
   }
   if (account.totp_enrolled) {
     actions.append(
-      button("accounts.reset_totp", (e) =>
+      button("accounts.reset_totp", (e) => {
+        const btn = e.currentTarget; // null once the click's dispatch is over
         confirmIn(pane, "accounts.confirm_reset_totp", account, () =>
-          run(e.currentTarget, () => api("POST", `/accounts/${account.id}/reset-totp`, {}), "accounts.totp_reset"),
-        ),
-      ),
+          run(btn, () => api("POST", `/accounts/${account.id}/reset-totp`, {}), "accounts.totp_reset"),
+        );
+      }),
     );
   }
   actions.append(
@@ -206,10 +207,12 @@ function accountActions(account) {
   actions.append(
     button(
       "accounts.deactivate",
-      (e) =>
+      (e) => {
+        const btn = e.currentTarget; // null once the click's dispatch is over
         confirmIn(pane, "accounts.confirm_deactivate", account, () =>
-          run(e.currentTarget, () => api("POST", `/accounts/${account.id}/deactivate`, {}), "accounts.deactivated"),
-        ),
+          run(btn, () => api("POST", `/accounts/${account.id}/deactivate`, {}), "accounts.deactivated"),
+        );
+      },
       { kind: "btn-danger" },
     ),
   );
