@@ -7,7 +7,7 @@ import { addStrings, onLanguageChange, t } from "./i18n.js";
 import { CONSOLE_STRINGS } from "./console-strings.js";
 import { CONSULT_STRINGS } from "./consult-strings.js";
 import { api, ApiError, getSession, requireSession } from "./api.js";
-import { initPage, portal, setState, showError, watchIdle } from "./portal.js";
+import { initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { button, fillSelect, formValues, h, when } from "./console-dom.js";
 import { watchUpdates } from "./updates.js";
 
@@ -489,20 +489,26 @@ async function loadExperts(c) {
   state.experts = practitioners;
 }
 
-async function refresh() {
+// pushes come in bursts: one read at a time, the last one shown last
+const refresh = oneAtATime(async () => {
   try {
     state.list = (await api("GET", "/consultations")).consultations;
     renderLists();
-    if (state.current) {
-      state.current = await api("GET", `/consultations/${state.current.id}`);
-      renderDetail();
+    const id = state.current?.id;
+    if (id) {
+      const fresh = await api("GET", `/consultations/${id}`);
+      // another consultation may have been opened meanwhile: this read is not for it
+      if (state.current?.id === id) {
+        state.current = fresh;
+        renderDetail();
+      }
     }
     // "ready" only once no action is under way (a pushed refresh may finish in the middle).
     if (!acting) setState(`ready:${state.current?.state ?? "list"}`);
   } catch (err) {
     showError(err);
   }
-}
+});
 
 // --- The request form ------------------------------------------------------------------------
 

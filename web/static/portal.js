@@ -129,6 +129,35 @@ export async function signOutAndLeave(target = "/signin") {
   window.location.assign(target);
 }
 
+/**
+ * `fn` (a re-read of what the server holds) run one at a time. A call while it runs asks for
+ * one more run once it is over, and calls in between share that run: a read started earlier
+ * can then never be shown after one started later (pushes come in bursts, and a stale
+ * re-render would drop a form the person is typing in).
+ */
+export function oneAtATime(fn) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    try {
+      do {
+        again = false;
+        await fn();
+      } while (again);
+    } finally {
+      running = null;
+    }
+  };
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = run();
+    return running;
+  };
+}
+
 /** Run `fn` with `button` disabled, showing any error; resolves to fn's result or null. */
 export async function busy(button, fn) {
   if (button) button.disabled = true;

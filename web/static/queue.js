@@ -5,7 +5,7 @@
 
 import { applyI18n, onLanguageChange, t } from "./i18n.js";
 import { api, ApiError, requireSession } from "./api.js";
-import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
+import { busy, clock, initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { RoomView } from "./room-view.js";
 import { mountRatings } from "./queue-ratings.js";
@@ -235,7 +235,8 @@ function closeRoom() {
   renderQueue();
 }
 
-async function refresh() {
+// pushes come in bursts: one read at a time, the last one shown last
+const refresh = oneAtATime(async () => {
   try {
     const queue = await api("GET", "/queue");
     visits = queue.visits;
@@ -244,7 +245,7 @@ async function refresh() {
   } catch (err) {
     showError(err);
   }
-}
+});
 
 async function toggleOnline() {
   await busy(el.onlineToggle, async () => {

@@ -3,7 +3,7 @@
 
 import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
-import { busy, clock, initPage, portal, setState, showError, watchIdle } from "./portal.js";
+import { busy, clock, initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
@@ -417,7 +417,8 @@ async function current(visitId) {
 }
 
 /** Read the visit again (pushed: it changed, or the updates socket (re)connected). */
-async function reread() {
+// pushes come in bursts: one read at a time, the last one shown last
+const reread = oneAtATime(async () => {
   try {
     const before = visit.state;
     visit = await current(visit.id);
@@ -434,7 +435,7 @@ async function reread() {
   if (!OPEN_STATES.includes(visit.state) && el.bookCard.hidden) {
     showBooking().catch((err) => showError(err));
   }
-}
+});
 
 // ---------------------------------------------------------------------------------------------
 // Booking, when there is no open visit: for one's own record or a ward's.
