@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import RoomPage, ns_run
 from console_pages import empty_server
+from test_accessibility_browser import SMALL_TARGETS_JS, _axe
 from test_portal_browser import _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -79,6 +80,12 @@ def _in_room(room: RoomPage, room_id: str) -> None:
     assert page.inner_text("#local-name") == "我（患者）"
 
 
+def _accessible(page: Any) -> None:
+    """axe finds nothing serious on the waiting room with the card; no target under 44 px (R43)."""
+    assert _axe(page) == []
+    assert page.evaluate(SMALL_TARGETS_JS) == []
+
+
 def _fits(page: Any) -> None:
     """The card fits the phone's width and its button is a large target (>= 44 px)."""
     geometry = page.evaluate(
@@ -118,11 +125,13 @@ def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctor
         assert page.inner_text(STATE_LINE) == "会诊已开始，请点击“进入会诊室”。"
         assert page.inner_text(ENTER) == "进入会诊室"
         _fits(page)
+        _accessible(page)
         page.click("#lang-toggle")
         _text(page, ENTER, "Enter the consultation room")
         assert page.inner_text(f"{CARD} h2") == "Remote consultation"
         assert "Consulting hospital" in page.inner_text(f"{CARD} .consult-facts")
         _fits(page)
+        _accessible(page)
         page.click("#lang-toggle")
         _text(page, ENTER, "进入会诊室")
         page.screenshot(path=str(tmp_path / "waiting-consultation.png"))
@@ -144,6 +153,7 @@ def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctor
         assert page.is_hidden(ENTER)
         assert world["down"] in page.inner_text(f"{CARD} .consult-facts")
         page.screenshot(path=str(tmp_path / "waiting-stepped-out.png"))
+        _accessible(page)
 
         # --- Let back in: the button returns (pushed), and the patient enters again ------------
         back = _inviter(
