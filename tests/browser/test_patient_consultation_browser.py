@@ -150,6 +150,10 @@ def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctor
         assert out["state"] == "waiting"
         page.wait_for_url(re.compile(r"/waiting\?left=stepped_out"), timeout=WAIT_MS)
         _text(page, STATE_LINE, "医生们正在讨论，请稍候")
+        # read out first: the line that says why has the focus
+        page.wait_for_function(
+            "() => document.activeElement?.classList.contains('consult-state')", timeout=WAIT_MS
+        )
         assert page.is_hidden(ENTER)
         assert world["down"] in page.inner_text(f"{CARD} .consult-facts")
         page.screenshot(path=str(tmp_path / "waiting-stepped-out.png"))

@@ -19,6 +19,8 @@ const el = {
 
 let consultations = [];
 let entering = false;
+// Back from the room, asked out: the line that says why gets the focus once (read out first).
+let focusStepped = new URLSearchParams(window.location.search).get("left") === "stepped_out";
 
 /** The state line: what is happening, in plain words. */
 function stateKey(c) {
@@ -67,6 +69,7 @@ function item(c) {
     h("p", {
       id: stateId,
       class: "consult-state",
+      tabindex: "-1",
       dataset: { stepped: String(Boolean(c.stepped_out)) },
       text: t(stateKey(c)),
     }),
@@ -89,7 +92,19 @@ function item(c) {
 export function renderConsultations() {
   const open = consultations.filter((c) => !CLOSED_STATES.includes(c.state));
   el.card.hidden = open.length === 0;
+  // a re-read redraws the card: the focus stays on the same consultation (its button, else its
+  // state line) instead of falling back to the page
+  const active = document.activeElement;
+  const had = el.list.contains(active) ? active.closest("li[data-id]")?.dataset.id : null;
   el.list.replaceChildren(...open.map(item));
+  const stepped = el.list.querySelector('.consult-state[data-stepped="true"]');
+  if (focusStepped && stepped) {
+    focusStepped = false;
+    stepped.focus();
+  } else if (had) {
+    const li = [...el.list.children].find((node) => node.dataset.id === had);
+    (li?.querySelector(".consult-enter") ?? li?.querySelector(".consult-state"))?.focus();
+  }
 }
 
 /** Read the patient's consultations again (on load, on every push and reconnect); one read
