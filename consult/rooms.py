@@ -441,6 +441,7 @@ __all__ = [
     "GUARDIAN_AGE",
     "Invitation",
     "ParticipantView",
+    "PatientSide",
     "RoomView",
     "add_participant",
     "admit_participant",
@@ -456,6 +457,7 @@ __all__ = [
     "open_room",
     "open_visit_room",
     "participants",
+    "patient_side",
     "patient_side_role",
     "redeem",
     "room_of",
@@ -682,3 +684,38 @@ async def step_out(
         )
     logger.info("room %s: a %s %s", room_id, row.room_role, "stepped out" if out else "is back")
     return row
+
+
+@dataclass(frozen=True)
+class PatientSide:
+    """One person of a consultation room's patient's side, and whether the host asked it out."""
+
+    user_id: str
+    room_role: str
+    stepped_out: bool
+
+
+async def patient_side(db: Database, room_id: str) -> list[PatientSide]:
+    """The patient's side of an open consultation room (the people its host may ask out, see
+    :func:`step_out`), oldest first; empty for any other room. There a waiting participation is
+    one the host asked out: a consultation room lets its people in from the start. What the
+    room's pages show the doctors-only part by (signaling's ``participants``)."""
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(Participation.user_id, Participation.room_role, Participation.state)
+                .join(Room, Room.id == Participation.room_id)
+                .where(
+                    Participation.room_id == room_id,
+                    Room.kind == RoomKind.CONSULTATION.value,
+                    Room.closed_at.is_(None),
+                    Participation.room_role.in_(sorted(r.value for r in STEP_OUT_ROLES)),
+                    Participation.state != ParticipationState.LEFT.value,
+                )
+                .order_by(Participation.created_at, Participation.id)
+            )
+        ).all()
+    return [
+        PatientSide(user_id, role, state == ParticipationState.WAITING.value)
+        for user_id, role, state in rows
+    ]

@@ -48,6 +48,10 @@ class Room:
         self.sessions: dict[str, Session] = {}  # participant id -> session
         self.recording: SessionRecording | None = None
         self.closed = False
+        #: A consultation room's patient's side, ``{id, room_role, stepped_out}`` each: who its
+        #: host may ask out for a part among clinicians, and who is out now (read from the
+        #: room's participations on each join and each change; empty for other rooms).
+        self.patient_side: list[dict[str, Any]] = []
 
     def record(self, event: str, data: dict[str, Any] | None = None) -> None:
         """Put a room event on the recording's timeline (ids only, never a patient's name)."""
@@ -255,8 +259,12 @@ class Room:
                     },
                 )
 
+    def roster(self) -> dict[str, Any]:
+        """The ``participants`` event's payload: who is here, and the patient's side."""
+        return {"participants": self.participants(), "patient_side": list(self.patient_side)}
+
     async def broadcast_participants(self) -> None:
-        await self._emit("participants", {"participants": self.participants()}, self.room_id)
+        await self._emit("participants", self.roster(), self.room_id)
 
     # --- publish / subscribe -----------------------------------------------------------------
 

@@ -282,11 +282,15 @@ class SignalingServer:
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.room_id)
         room.record("joined", _who(session))
+        room.patient_side = await self._patient_side(session.room_id)
         await room.broadcast_participants()
+        subject = session.subject
         return {
             "room": session.room_id,
+            # what the room belongs to: a consultation's host page calls its API with the id
+            "subject": None if subject is None else {"type": subject[0], "id": subject[1]},
             "participant": session.describe(),
-            "participants": room.participants(),
+            **room.roster(),
             "ice_servers": self._ice_servers.for_participant(session.participant_id),
             "recording": room.recording is not None,
             # each network provider's signaling URL: the page reconnects through another one
@@ -294,6 +298,26 @@ class SignalingServer:
             "signaling_urls": self.providers.signaling_urls(),
             "signaling_ping_ms": int(self.ping_interval_s * 1000),
         }
+
+    async def _patient_side(self, room_id: str) -> list[dict[str, Any]]:
+        """A consultation room's patient's side, as the ``participants`` event carries it."""
+        return [
+            {"id": p.user_id, "room_role": p.room_role, "stepped_out": p.stepped_out}
+            for p in await rooms.patient_side(self._db, room_id)
+        ]
+
+    async def _patient_side_changed(self, room_id: str) -> None:
+        """Someone of a live room's patient's side was asked out or back: everyone still in the
+        room is told (the doctors-only banner of the clinicians' pages)."""
+        room = self.rooms.find(room_id)
+        if room is None or room.closed:
+            return
+        try:
+            room.patient_side = await self._patient_side(room_id)
+            if not room.closed:
+                await room.broadcast_participants()
+        except Exception:  # the pages read it again on their next join
+            logger.exception("patient's side not told", extra={"room_id": room_id})
 
     @staticmethod
     def _subject_visit(session: Session) -> str | None:
@@ -391,8 +415,11 @@ class SignalingServer:
                 if s.actor.user_id == event.user_id
                 and (event.whole_account or s.actor.session_id in event.session_ids)
             ]
-        for session, payload in evictions:
-            task = asyncio.get_running_loop().create_task(self._evict(session, payload))
+        jobs = [self._evict(session, payload) for session, payload in evictions]
+        if isinstance(event, events.ParticipationChanged):
+            jobs.append(self._patient_side_changed(event.room_id))
+        for job in jobs:
+            task = asyncio.get_running_loop().create_task(job)
             self._relay_tasks.add(task)
             task.add_done_callback(self._relay_tasks.discard)
 

@@ -22,7 +22,7 @@ from consultation_world import World, two_institutions
 from harness import Server, start_server
 from peers import wait_for
 from sqlalchemy import select, update
-from test_room_events import _refused
+from test_room_events import _refused, _waiting_visit
 
 from consult.consultations.models import Consultation
 from consult.models import AuditEvent
@@ -177,3 +177,91 @@ async def test_r12_the_inviter_asks_the_patient_out_for_the_doctors_only_part_an
             )
         ).all()
     assert [a for a in actions if a.startswith("room.step")] == ["room.step_out", "room.step_in"]
+
+
+async def test_r12_the_clinicians_are_told_by_the_server_that_the_patients_side_is_out(
+    server: Server, world: World
+) -> None:
+    """The doctors-only banner of the room page comes from the server, not from the host's page:
+    every ``participants`` event and every join ack carries the room's patient's side and whether
+    it is out (docs/signaling.md), so an expert's page and a host's page opened again both know.
+    The clients join without media: the patient's side is the room's, whether connected or not."""
+    w = world
+    (expert,) = w.experts
+    patient = await w.clinic.person("patient", name="赵某")
+    draft = await w.doctor.ok("POST", "/consultations", w.request())
+    cid = draft["id"]
+    async with server.app[DATABASE].session() as session, session.begin():
+        await session.execute(
+            update(Consultation)
+            .where(Consultation.id == cid)
+            .values(patient_account_id=patient.user_id)
+        )
+    await w.doctor.ok("POST", f"/consultations/{cid}/submit")
+    await w.down_centre.ok("POST", f"/consultations/{cid}/approve")
+    invitation = await w.up_centre.ok(
+        "POST", f"/consultations/{cid}/invitations", {"expert_id": expert.user_id}
+    )
+    await expert.ok("POST", f"/invitations/{invitation['id']}/accept")
+    room_id = (await w.doctor.ok("POST", f"/consultations/{cid}/start"))["room_id"]
+
+    heard: list[list[dict[str, Any]]] = []
+    people: list[Participant] = []
+
+    async def joined(person: Person) -> tuple[Participant, dict[str, Any]]:
+        token = (await person.ok("POST", f"/consultations/{cid}/join-token"))["token"]
+        p = Participant(server.url, token, "", room_id=room_id)
+        people.append(p)
+        await p.connect()
+        return p, await p.join()
+
+    try:
+        inviter, ack = await joined(w.doctor)
+        # the host page calls the consultation's API: the ack names what the room belongs to
+        assert ack["subject"] == {"type": "consultation", "id": cid}
+        side_in = [{"id": patient.user_id, "room_role": "patient", "stepped_out": False}]
+        assert ack["patient_side"] == side_in
+        invitee, ack = await joined(expert)
+        assert ack["patient_side"] == side_in
+        invitee.on("participants", lambda data: heard.append(data["patient_side"]))
+
+        await w.doctor.ok("POST", f"/consultations/{cid}/participants/{patient.user_id}/step-out")
+        side_out = [{"id": patient.user_id, "room_role": "patient", "stepped_out": True}]
+        await wait_for(
+            lambda: bool(heard) and heard[-1] == side_out,
+            timeout=10,
+            message="the expert was not told that the patient is out",
+        )
+        # the host's page opened again (a reload) knows it from its join
+        await inviter.close()
+        people.remove(inviter)
+        inviter, ack = await joined(w.doctor)
+        assert ack["patient_side"] == side_out
+
+        await w.doctor.ok("POST", f"/consultations/{cid}/participants/{patient.user_id}/step-in")
+        await wait_for(
+            lambda: heard[-1] == side_in,
+            timeout=10,
+            message="the expert was not told that the patient is back",
+        )
+    finally:
+        for p in people:
+            await p.close()
+
+
+async def test_a_visit_room_has_no_patients_side_to_step_out(server: Server) -> None:
+    """Only a consultation room has a part among clinicians: a visit's room sends none."""
+    clinic = await Clinic.open(server)
+    try:
+        doctor, _patient, visit_id = await _waiting_visit(clinic)
+        token = (await doctor.ok("POST", f"/visits/{visit_id}/join-token"))["token"]
+        p = Participant(server.url, token, visit_id)
+        await p.connect()
+        try:
+            ack = await p.join()
+        finally:
+            await p.close()
+    finally:
+        await clinic.close()
+    assert ack["patient_side"] == []
+    assert ack["subject"] == {"type": "visit", "id": visit_id}
