@@ -6,8 +6,8 @@ grassroots clinic and a tertiary hospital, each with a consult centre, an agreem
 clinic to the hospital; the clinic's doctor, a nurse who registers the patient's record linked
 to the patient's own account, an expert of the hospital. The request goes through submit,
 approve, invite, accept and start. Prints one JSON object: the patient's username and password
-(the page signs in), the doctor's bearer token (the test steps the patient out and back with
-it), the consultation, room and patient ids.
+(the page signs in), the doctor's and the expert's sessions (their /consult pages open the room),
+the consultation, room and patient ids.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ def main(base_url: str, data_dir: str) -> None:
             {
                 "patient": patient.describe(),
                 "doctor_token": doctor.token,
+                "sessions": {
+                    "doctor": {"token": doctor.token, "me": doctor.call("GET", "/me")},
+                    "expert": {"token": expert.token, "me": expert.call("GET", "/me")},
+                },
                 "consultation_id": cid,
                 "room_id": started["room_id"],
                 "down": "青山镇卫生院",

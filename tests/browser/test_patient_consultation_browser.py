@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage, ns_run
+from conftest import RoomPage
 from console_pages import empty_server
 from test_accessibility_browser import SMALL_TARGETS_JS, _axe
 from test_portal_browser import _sign_in
@@ -32,6 +32,13 @@ SETUP = Path(__file__).resolve().parent / "patient_consultation_setup.py"
 WAIT_MS = 20_000
 JOIN_MS = 40_000  # a room join on a loaded 2-core machine (camera, two peer connections)
 PHONE = {"width": 390, "height": 844}
+
+SESSION_KEY = "teleconsult.session"
+STEP_OUT = "#step-out-button"
+CONFIRM = "#step-out-confirm"
+BRING_BACK = "#bring-back-button"
+BANNER_ZH = "医生内部讨论中：患者方已暂时离开"
+BANNER_EN = "Doctors only: the patient's side has stepped out"
 
 CARD = "#consult-card"
 ENTER = f"{CARD} [data-action=enter-consultation]"
@@ -50,18 +57,68 @@ def _setup(ns: str, base_url: str, data_dir: Path) -> dict[str, Any]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def _inviter(ns: str, base_url: str, token: str, path: str) -> dict[str, Any]:
-    """The inviter's call (its page has no step-out control yet): POST ``path`` with its token."""
-    reply = ns_run(
-        ns,
-        "curl", "--silent", "--show-error", "--max-time", "10", "--request", "POST",
-        "--header", f"Authorization: Bearer {token}",
-        "--write-out", "\n%{http_code}", f"{base_url}/api/v1{path}",
-        capture_output=True, check=False,
-    )  # fmt: skip
-    body, _, status = reply.stdout.rpartition("\n")
-    assert status == "200", (status, body, reply.stderr)
-    return dict(json.loads(body))
+def _room_from_consult(
+    open_room: Callable[..., RoomPage], base_url: str, session: dict[str, Any], cid: str
+) -> RoomPage:
+    """A clinician's /consult page (signed in with ``session``) opens the consultation's room in
+    a new tab, as a click does: that tab is the returned room page, once joined."""
+    consult = open_room(session["me"]["username"], "about:blank")
+    page = consult.page
+    page.add_init_script(
+        f"if (!sessionStorage.getItem({json.dumps(SESSION_KEY)}))"
+        f" sessionStorage.setItem({json.dumps(SESSION_KEY)}, {json.dumps(json.dumps(session))});"
+    )
+    page.goto(f"{base_url}/consult?id={cid}", wait_until="domcontentloaded")
+    page.wait_for_selector("#detail-actions [data-action=room]", timeout=WAIT_MS)
+    with page.context.expect_page(timeout=WAIT_MS) as opened:
+        page.click("#detail-actions [data-action=room]")
+    tab = opened.value
+    room = RoomPage(role=f"{session['me']['username']} room", page=tab)
+    tab.on("console", lambda msg: room.logs.append(f"{msg.type}: {msg.text}"))
+    tab.on("pageerror", lambda exc: room.logs.append(f"pageerror: {exc}"))
+    tab.wait_for_function("() => window.__tc?.state === 'joined'", timeout=JOIN_MS)
+    return room
+
+
+def _sees(page: Any, role: str, present: bool = True) -> None:
+    """Wait until the page has (or no longer has) a tile of ``role``."""
+    page.wait_for_function(
+        "([role, present]) => Boolean(document.querySelector("
+        "`#tiles .tile-remote[data-role=${role}]`)) === present",
+        arg=[role, present],
+        timeout=JOIN_MS,
+    )
+
+
+def _banner(page: Any, text: str) -> None:
+    page.wait_for_function(
+        "(text) => { const b = document.querySelector('#doctors-only');"
+        " return b && !b.hidden && b.textContent.includes(text); }",
+        arg=text,
+        timeout=WAIT_MS,
+    )
+
+
+def _lang(page: Any, lang: str) -> None:
+    if page.evaluate("() => document.documentElement.lang") != lang:
+        # a click of the script's: an open modal dialog keeps the pointer from the top bar
+        page.evaluate("() => document.getElementById('lang-toggle').click()")
+        page.wait_for_function("(l) => document.documentElement.lang === l", arg=lang)
+
+
+def _shots(page: Any, path: Path, name: str) -> None:
+    """The host's room at a phone's and a desktop's width, in both languages; nothing wider than
+    the window, and no target under 44 px (R43)."""
+    for lang in ("zh-CN", "en"):
+        _lang(page, lang)
+        for width, height in ((390, 844), (1280, 900)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.evaluate("() => new Promise((r) => requestAnimationFrame(() => r()))")
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= width, (name, lang, width, wide)
+            assert page.evaluate(SMALL_TARGETS_JS) == [], (name, lang, width)
+            page.screenshot(path=str(path / f"{name}-{lang}-{width}.png"))
+    _lang(page, "zh-CN")
 
 
 def _text(page: Any, selector: str, text: str) -> None:
@@ -102,14 +159,13 @@ def _fits(page: Any) -> None:
     assert min(geometry["button"]) >= 44, geometry
 
 
-def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctors_confer(
+def test_r12_the_inviter_asks_the_patient_out_from_its_room_page_and_brings_it_back(
     netns: str, open_room: Callable[..., RoomPage], tmp_path: Path
 ) -> None:
     with empty_server(netns, tmp_path) as (base_url, data_dir):
         world = _setup(netns, base_url, data_dir)
         started = time.monotonic()
         cid, room_id = world["consultation_id"], world["room_id"]
-        patient_id = world["patient"]["user_id"]
 
         # --- Signed in, the waiting room shows the consultation, its room open ----------------
         room = open_room("patient", "about:blank", viewport=PHONE)
@@ -136,19 +192,52 @@ def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctor
         _text(page, ENTER, "进入会诊室")
         page.screenshot(path=str(tmp_path / "waiting-consultation.png"))
 
-        # --- Into the room, in this tab --------------------------------------------------------
+        # --- Into the room, in this tab; the inviter and the expert from their /consult pages ----
         page.click(ENTER)
         _in_room(room, room_id)
+        host = _room_from_consult(open_room, base_url, world["sessions"]["doctor"], cid).page
+        expert = _room_from_consult(open_room, base_url, world["sessions"]["expert"], cid).page
+        for who in (host, expert):
+            _sees(who, "patient")
+        assert host.inner_text("#local-name") == "我（申请方医生）"
+        # the host's control only: nobody else sees it (the API refuses them too)
+        host.wait_for_selector(STEP_OUT, state="visible", timeout=WAIT_MS)
+        assert host.inner_text(STEP_OUT) == "请患者暂离"
+        assert expert.is_hidden(STEP_OUT) and page.is_hidden(STEP_OUT)
+        assert host.is_hidden("#doctors-only") and expert.is_hidden("#doctors-only")
 
-        # --- Asked out for the doctors' discussion: back in the waiting room, told why ----------
-        out = _inviter(
-            netns,
-            base_url,
-            world["doctor_token"],
-            f"/consultations/{cid}/participants/{patient_id}/step-out",
+        # --- A refusal shows the API's message, in both languages -----------------------------
+        refusal = {"error": {"code": "forbidden", "message": "You may not do this."}}
+        host.route(
+            "**/participants/*/step-out",
+            lambda route: route.fulfill(status=403, json=refusal),
+            times=1,
         )
-        assert out["state"] == "waiting"
+        host.click(STEP_OUT)
+        host.wait_for_selector("#step-out-dialog[open]", timeout=WAIT_MS)
+        assert "医生内部讨论" in host.inner_text("#step-out-dialog")
+        _shots(host, tmp_path, "host-confirm")
+        host.click(CONFIRM)
+        host.wait_for_function(
+            "() => { const e = document.querySelector('#error');"
+            " return !e.hidden && e.dataset.code === 'forbidden'; }",
+            timeout=WAIT_MS,
+        )
+        assert host.inner_text("#error") == "错误：您没有执行此操作的权限。"
+        _lang(host, "en")
+        assert host.inner_text("#error") == "Error: You may not do this."
+        _lang(host, "zh-CN")
+        assert page.url.endswith(f"/room?room={room_id}"), page.url  # nobody moved
+
+        # --- The inviter asks the patient's side out: back in the waiting room, told why --------
+        _shots(host, tmp_path, "host-room")
+        asked = time.monotonic()
+        host.click(STEP_OUT)
+        host.wait_for_selector("#step-out-dialog[open]", timeout=WAIT_MS)
+        host.click(CONFIRM)
         page.wait_for_url(re.compile(r"/waiting\?left=stepped_out"), timeout=WAIT_MS)
+        print(f"\nthe patient's page left {time.monotonic() - asked:.1f} s after the click")
+        assert host.is_hidden("#error")
         _text(page, STATE_LINE, "医生们正在讨论，请稍候")
         # read out first: the line that says why has the focus
         page.wait_for_function(
@@ -159,19 +248,36 @@ def test_r12_the_patient_enters_the_room_from_waiting_and_waits_while_the_doctor
         page.screenshot(path=str(tmp_path / "waiting-stepped-out.png"))
         _accessible(page)
 
-        # --- Let back in: the button returns (pushed), and the patient enters again ------------
-        back = _inviter(
-            netns,
-            base_url,
-            world["doctor_token"],
-            f"/consultations/{cid}/participants/{patient_id}/step-in",
-        )
-        assert back["state"] == "admitted"
+        # --- The clinicians' pages say so (from the server): the host may bring it back ---------
+        for who in (host, expert):
+            _banner(who, BANNER_ZH)
+            _sees(who, "patient", present=False)
+        assert host.inner_text(BRING_BACK) == "请患者回来"
+        assert expert.is_hidden(BRING_BACK) and host.is_hidden(STEP_OUT)
+        host.wait_for_function("(sel) => document.activeElement?.matches(sel)", arg=BRING_BACK)
+        _lang(expert, "en")
+        _banner(expert, BANNER_EN)
+        _lang(expert, "zh-CN")
+        # the host's page opened again knows it too: it is the server's, not the page's memory
+        host.reload(wait_until="domcontentloaded")
+        host.wait_for_function("() => window.__tc?.state === 'joined'", timeout=JOIN_MS)
+        _banner(host, BANNER_ZH)
+        _shots(host, tmp_path, "host-doctors-only")
+        assert _axe(host) == []
+
+        # --- Brought back: the button returns on /waiting (pushed), and the patient enters -----
+        host.click(BRING_BACK)
         page.wait_for_selector(ENTER, timeout=WAIT_MS)
+        for who in (host, expert):
+            who.wait_for_selector("#doctors-only", state="hidden", timeout=WAIT_MS)
+        host.wait_for_selector(STEP_OUT, state="visible", timeout=WAIT_MS)
         assert page.inner_text(STATE_LINE) == "会诊已开始，请点击“进入会诊室”。"
         page.click(ENTER)
         _in_room(room, room_id)
+        for who in (host, expert):
+            _sees(who, "patient")
+        assert host.is_hidden("#error")
 
         assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
         took = time.monotonic() - started
-        print(f"\npatient's way into the consultation room and back: {took:.1f} s")
+        print(f"\nthe patient asked out from the inviter's page and back: {took:.1f} s")

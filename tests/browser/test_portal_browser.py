@@ -321,7 +321,7 @@ def test_patient_waits_doctor_admits_and_refers(
     page.goto(room_link, wait_until="domcontentloaded")
     page.wait_for_selector("#error", state="visible", timeout=WAIT_MS)
     assert page.get_attribute("#error", "data-code") == "visit_closed"
-    assert page.inner_text("#error") == "Error：This visit is over."
+    assert page.inner_text("#error") == "Error: This visit is over."
     page.click("#lang-toggle")
     assert page.inner_text("#error") == "错误：这次就诊已经结束。"
 

@@ -431,7 +431,11 @@ function renderDetailNow() {
         () =>
           act(async () => {
             const { room_url: url } = await api("POST", `/consultations/${c.id}/join-token`);
-            window.open(url, "_blank", "noopener");
+            // Not "noopener": that would open the tab without this tab's sessionStorage, and the
+            // inviter's room page calls the API with the session (the doctors-only part,
+            // doctors-only.js). The room is our own page; the link back is cut all the same.
+            const tab = window.open(url, "_blank");
+            if (tab) tab.opener = null;
           }),
         { action: "room", kind: "btn-primary" },
       ),

@@ -8,6 +8,7 @@ const ICON = {
   self: '<rect x="2" y="4" width="20" height="16" rx="2"/><rect x="12" y="12" width="8" height="6" rx="1"/>',
   full: '<path d="M3 9V3h6M21 9V3h-6M3 15v6h6M21 15v6h-6"/>',
   leave: '<path d="M10 4H5v16h5M14 8l4 4-4 4M18 12H9"/>',
+  doctors: '<circle cx="8" cy="7" r="3"/><circle cx="16" cy="7" r="3"/><path d="M2 20c0-3.5 2.7-6 6-6s6 2.5 6 6M12 20c0-3.5 1.6-6 4-6s6 2.5 6 6"/>',
   slash: '<path class="icon-slash" d="M3 3l18 18"/>',
 };
 
@@ -30,9 +31,25 @@ export function markup(ids) {
       <span class="call-timer-label" data-i18n="timer.label"></span>
       <span class="call-timer-time">00:00</span>
     </span>
+    <button type="button" id="step-out-button" class="btn btn-host" aria-haspopup="dialog" hidden>
+      ${icon("doctors")}<span class="btn-text" data-i18n="host.step_out"></span>
+    </button>
   </div>
   <p id="media-error" class="notice notice-warning" role="alert" hidden></p>
   <p id="${ids.error}" class="notice notice-error" role="alert" hidden></p>
+  <section id="doctors-only" class="notice doctors-only" aria-labelledby="doctors-only-text" hidden>
+    <p id="doctors-only-text" class="doctors-only-text" role="status" data-i18n="host.banner"></p>
+    <button type="button" id="bring-back-button" class="btn btn-primary" data-i18n="host.bring_back" hidden></button>
+  </section>
+  <dialog id="step-out-dialog" class="confirm-dialog" aria-labelledby="step-out-title"
+          aria-describedby="step-out-text">
+    <h2 id="step-out-title" class="confirm-title" data-i18n="host.confirm_title"></h2>
+    <p id="step-out-text" data-i18n="host.confirm_text"></p>
+    <div class="confirm-actions">
+      <button type="button" id="step-out-confirm" class="btn btn-danger" data-i18n="host.confirm"></button>
+      <button type="button" id="step-out-cancel" class="btn" data-i18n="host.cancel"></button>
+    </div>
+  </dialog>
   <div class="room-body">
     <div class="room-main" id="room">
       <div class="stage" id="stage">

@@ -17,7 +17,8 @@
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { getSession } from "./api.js";
-import { addStrings, applyI18n, hasKey, onLanguageChange, t } from "./i18n.js";
+import { DoctorsOnly } from "./doctors-only.js";
+import { addStrings, applyI18n, getLanguage, hasKey, onLanguageChange, t } from "./i18n.js";
 import { ROOM_STRINGS } from "./room-strings.js";
 import { SessionClosed, SignalError, SignalingClient, now } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
@@ -88,6 +89,8 @@ export class RoomView {
       mediaBack: [], // times at which rebuilt connections came up
       quality: {}, // participant id (or "self") -> {level, loss, rtt, fps}
       busy: null, // {attempt, retryAt} while a join waits for a busy server
+      subject: null, // what the room belongs to: {type: "visit" | "consultation", id} (join ack)
+      patientSide: [], // a consultation room's patient's side: [{id, room_role, stepped_out}]
       callStartedAt: null,
       selfView: true,
     };
@@ -142,6 +145,17 @@ export class RoomView {
       visitSlot: $("room-visit-slot"),
       chat: $("chat"),
     };
+    this.doctorsOnly = new DoctorsOnly(
+      {
+        stepOut: $("step-out-button"),
+        dialog: $("step-out-dialog"),
+        confirm: $("step-out-confirm"),
+        cancel: $("step-out-cancel"),
+        banner: $("doctors-only"),
+        bringBack: $("bring-back-button"),
+      },
+      { onStart: () => this.clearError(), onError: (err) => this.reportApiError(err) },
+    );
     this.tiles = new TileGrid(this.el.tiles, {
       quality: (id) => this.tc.quality[id]?.level,
       onFirstFrame: (id) => {
@@ -196,6 +210,14 @@ export class RoomView {
     console.warn("[tc] error", code, message, err);
     this.lastError = { code, message };
     this.tc.errors.push({ code, message, at: now() });
+    this.renderError();
+  }
+
+  /** A refusal of the REST API (ApiError): its stable code's text, as a signaling error's. */
+  reportApiError(err) {
+    console.warn("[tc] api error", err.status, err.code);
+    this.lastError = { code: err.code, message: err.serverMessage };
+    this.tc.errors.push({ code: err.code, message: err.serverMessage, at: now() });
     this.renderError();
   }
 
@@ -267,7 +289,10 @@ export class RoomView {
         this.reportError(new SignalError("connect_failed", err?.message ?? ""));
       }
     });
-    client.on("participants", (payload) => this.updateParticipants(payload?.participants ?? []));
+    client.on("participants", (payload) => {
+      this.tc.patientSide = payload?.patient_side ?? [];
+      this.updateParticipants(payload?.participants ?? []);
+    });
     client.on("chat_message", (message) => this.chat?.onMessage(message));
     client.on("video_paused", (payload) => {
       const id = payload?.participant;
@@ -397,6 +422,8 @@ export class RoomView {
       const offered = reply.ice_servers ?? reply.iceServers;
       this.iceServers = Array.isArray(offered) ? offered : [];
       this.tc.self = reply.participant;
+      this.tc.subject = reply.subject ?? null;
+      this.tc.patientSide = reply.patient_side ?? [];
       // Signaling failover: every provider's URL; a silent socket moves to the next (signaling.js)
       this.client.configure({ urls: reply.signaling_urls ?? [], pingMs: reply.signaling_ping_ms });
       this.tc.recording = reply.recording === true;
@@ -503,6 +530,7 @@ export class RoomView {
     const me = list.find((p) => p.id === this.tc.self.id);
     if (me) this.tc.self = me;
     this.tiles.update(list.filter((p) => p.id !== this.tc.self.id));
+    this.doctorsOnly.update({ self: this.tc.self, subject: this.tc.subject, side: this.tc.patientSide });
     this.el.stage.dataset.remotes = String(this.tiles.size);
     this.renderStatus();
     this.syncRemoteMedia();
@@ -558,6 +586,7 @@ export class RoomView {
     this.session = null;
     this.client?.disconnect();
     this.tiles.clear();
+    this.doctorsOnly.end();
     this.local.stop();
     this.el.localVideo.srcObject = null;
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
@@ -643,7 +672,8 @@ export class RoomView {
       // every code of the table (/errors.js) has its text; never a raw code or English-only text
       const code = this.lastError.code;
       const text = hasKey(`error.${code}`) ? t(`error.${code}`) : t("error.unknown");
-      el.error.textContent = `${t("error.prefix")}：${text}`;
+      const colon = getLanguage() === "en" ? ": " : "："; // a full-width colon only in Chinese
+      el.error.textContent = `${t("error.prefix")}${colon}${text}`;
       el.error.dataset.code = code;
     }
   }
