@@ -1,11 +1,15 @@
-"""Issue 14 from the patient's side, in a phone-sized Chromium page (390 px wide): the patient
-signs in and its waiting room shows a "远程会诊" card (the two institutions, the time, the state
-in plain words) with a button into the MDT room; the button enters the room in the same tab.
-The inviter asks the patient out for the doctors' discussion (R12, through the API): the room
-page goes back to the waiting room, which says the doctors are talking among themselves and
-offers no way in; the inviter lets it back in and the button returns (pushed, no reload), and
-the patient enters again. The consultation up to its session is made through the API
-(patient_consultation_setup.py); the patient's side is clicks.
+"""Issue 14 from the patient's side and the inviter's room page (R12): the patient, in a
+phone-sized Chromium page (390 px wide), signs in and its waiting room shows a "远程会诊" card (the
+two institutions, the time, the state in plain words) with a button into the MDT room, which it
+enters in the same tab. The inviter and an expert open the room from their /consult pages (a new
+tab). Only the inviter has the "请患者暂离" control; a refusal of the API shows its message in both
+languages. Confirmed, the patient's room page goes back to the waiting room, which says the
+doctors are talking among themselves and offers no way in; the inviter's and the expert's pages
+show the doctors-only banner (the inviter's again after a reload: it is the server's), the
+inviter brings the patient back, the button returns on /waiting (pushed, no reload) and the
+patient is in the room again. The host's room is photographed at 390 and 1280 px in both
+languages. The consultation up to its session is made through the API
+(patient_consultation_setup.py); the rest is clicks.
 """
 
 from __future__ import annotations
