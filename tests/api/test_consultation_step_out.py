@@ -4,7 +4,9 @@ room and back in.
 Out, the patient's socket leaves the room at once (``room_left``, reason ``stepped_out``), no new
 join is let in (``not_admitted``) and the clinicians' call goes on; its pages are pushed
 ``room_changed``. Back in, the same person joins again and sees the inviter. Only the room's host
-(the inviter) may do either, and only to the patient's side (R12: the clinicians stay).
+(the inviter) may do either, and only to the patient's side (R12: the clinicians stay). The
+clinicians' pages are told by the server who of the patient's side is out (``patient_side`` of
+``participants`` and of the join ack): the room page's doctors-only banner.
 """
 
 from __future__ import annotations
