@@ -11,10 +11,10 @@ has its own, tighter budget per address, spent before any Argon2 work (``consult
 Over budget: HTTP 429 ``rate_limited`` with ``Retry-After`` (whole seconds), and the audit chain
 gets one ``api.rate_limited`` row per caller a minute with the count, never a row per refusal.
 
-The numbers are sized from what people do, not from what tests tolerate: the world-building
-fixtures of the test suite (hundreds of calls from one admin in a few seconds) are a faster
-operator than any real one, and they stay within these budgets. State is per process (a node
-with N processes allows N times the rates), like the other limits of ``docs/hardening.md``.
+The numbers are sized from what people do, not from what tests tolerate; the world-building
+fixtures of the test suite are a faster operator than any real one (one admin: 84 writes within
+seconds) and use at most a third of any budget. State is per process (a node with N processes
+allows N times the rates), like the other limits of ``docs/hardening.md``.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ class RequestClass:
 
 
 READ: Final = RequestClass("read", 20.0, 600.0)
-"""GETs. A page opening fetches a dozen lists; the console re-reads a tab on every pushed event;
-a test world reads back hundreds of records in seconds. 600 at once then 20 a second (72,000 an
-hour) lets all of that through and still cuts a scraper looping on a list or a record."""
+"""GETs. A page opening fetches a dozen lists, and pages re-read on every pushed event (a
+consultation page: about 50 reads in a session); 600 at once then 20 a second (72,000 an hour)
+lets a day of that through with room to spare and still cuts a scraper looping on a list or a
+record to 20 a second."""
 WRITE: Final = RequestClass("write", 5.0, 300.0)
 """POST, PUT, PATCH, DELETE. A person clicks a few times a minute; a desk nurse working fast
 writes perhaps one request every few seconds. 300 at once, then 5 a second, is far above that
