@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from consult.models import AuditEvent
 from web.api import api
 from web.api.dispatch import API_LIMITS
-from web.api.limits import COSTLY, READ, WRITE, classes_of
+from web.api.limits import COSTLY, READ, WRITE, ApiLimits, classes_of
 from web.keys import DATABASE
 
 
@@ -58,6 +60,19 @@ async def _many(
     return replies
 
 
+def _distinct_id_numbers() -> Iterator[str]:
+    """Valid ID numbers of children born in 2020, never one twice (a repeat would be a number
+    on file)."""
+    seen: set[str] = set()
+    while True:
+        number = new_id_number(
+            f"2020{secrets.randbelow(12) + 1:02d}{secrets.randbelow(28) + 1:02d}"
+        )
+        if number not in seen:
+            seen.add(number)
+            yield number
+
+
 async def _summaries(server: Server) -> list[dict[str, Any]]:
     async with server.app[DATABASE].session() as session:
         rows = await session.scalars(
@@ -87,6 +102,19 @@ def test_every_route_spends_a_read_or_a_write_budget() -> None:
     assert by_route["GET", "/identity-disputes"] == (READ,)  # the read of a costly action
     assert by_route["POST", "/enrolment"] == (WRITE, COSTLY)
     assert by_route["POST", "/visits"] == (WRITE,)
+
+
+def test_a_refused_costly_write_spends_nothing_of_the_write_budget() -> None:
+    clock = Clock()
+    limits = ApiLimits(clock)
+    costly = (WRITE, COSTLY)
+    assert all(limits.take("k", costly)[1] == 0 for _ in range(int(COSTLY.burst)))
+    assert [limits.take("k", costly) for _ in range(500)] == [(COSTLY, 10.0)] * 500
+    left = int(WRITE.burst - COSTLY.burst)
+    assert all(limits.take("k", (WRITE,))[1] == 0 for _ in range(left))
+    assert limits.take("k", (WRITE,)) == (WRITE, 1 / WRITE.rate)
+    clock.advance(10.0)
+    assert limits.take("k", costly) == (WRITE, 0.0)  # both refilled: one costly write goes
 
 
 async def test_r33_a_write_flood_from_one_patient_is_refused_and_others_go_on(
@@ -154,13 +182,12 @@ async def test_r33_a_patient_registering_fifty_wards_is_stopped_an_operator_is_n
     parent = await clinic.person("patient")
     operator = await clinic.person("operator")
     clock = _frozen(server)
+    numbers = _distinct_id_numbers()
     own = await parent.ok("POST", "/patients", {"name": "李某", "id_number": new_id_number()})
     ward = {"name": "李小某", "guardian_id": own["id"], "guardian_relation": "parent"}
     codes = []
     for _ in range(49):
-        reply = await parent.call(
-            "POST", "/patients", {**ward, "id_number": new_id_number("20200101")}
-        )
+        reply = await parent.call("POST", "/patients", {**ward, "id_number": next(numbers)})
         codes.append(reply.code)
         if reply.code == "rate_limited":
             assert reply.headers.get("Retry-After") == "10", reply.headers
@@ -168,13 +195,15 @@ async def test_r33_a_patient_registering_fifty_wards_is_stopped_an_operator_is_n
     assert set(codes[int(COSTLY.burst) - 1 :]) == {"rate_limited"}, codes
 
     # an operator at the desk in the same minute registers as before
-    desk = await operator.call("POST", "/patients", {"name": "赵六", "id_number": new_id_number()})
+    desk = await operator.call(
+        "POST", "/patients", {"name": "赵六", "id_number": new_id_number("19900101")}
+    )
     assert desk.status == 201, desk
 
-    # one every 10 seconds; a refused costly write spends nothing of the general write budget
+    # one every 10 seconds; other writes go on meanwhile
     clock.advance(10.0)
     assert (
-        await parent.call("POST", "/patients", {**ward, "id_number": new_id_number()})
+        await parent.call("POST", "/patients", {**ward, "id_number": next(numbers)})
     ).status == 201
     assert (await parent.call("POST", "/visits", {})).code == "invalid_request"
 
@@ -182,15 +211,15 @@ async def test_r33_a_patient_registering_fifty_wards_is_stopped_an_operator_is_n
     clock.advance(61.0)  # a minute later: the next refusal writes the second summary
     for _ in range(6):  # 6 tokens came back in 61 s
         assert (
-            await parent.call("POST", "/patients", {**ward, "id_number": new_id_number()})
+            await parent.call("POST", "/patients", {**ward, "id_number": next(numbers)})
         ).status == 201
-    late = await parent.call("POST", "/patients", {**ward, "id_number": new_id_number()})
+    late = await parent.call("POST", "/patients", {**ward, "id_number": next(numbers)})
     assert late.code == "rate_limited", late
     summaries = await _summaries(server)
     refused_in_first_minute = codes.count("rate_limited")
     assert [(s["class"], s["refused"]) for s in summaries] == [
         ("costly", 1),
-        ("costly", refused_in_first_minute),  # the 18 counted since, and this one
+        ("costly", refused_in_first_minute),  # the 19 counted since, and this one
     ]
     assert {s["actor_id"] for s in summaries} == {parent.user_id}
 
