@@ -157,6 +157,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.attach": _roles(DOC),
     "consultation.view": _roles(DOC, OPR),
     "consultation.list": _roles(DOC, OPR),
+    "consultation.mine": _roles(PAT),  # one's own consultations, minimal fields (R37)
     "consultation.submit": _roles(DOC),
     "consultation.return": _roles(OPR),
     "consultation.approve": _roles(OPR),

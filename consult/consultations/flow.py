@@ -36,6 +36,7 @@ from consult.consultations.invitations import (
     expire_overdue,
     withdraw_invitation,
 )
+from consult.consultations.mine import my_consultations
 from consult.consultations.queries import (
     get_consultation,
     list_consultations,
@@ -59,6 +60,7 @@ from consult.consultations.views import (
     AttachmentView,
     ConsultationView,
     InvitationView,
+    MyConsultationView,
     PatientChoice,
     ReportView,
     RequestFields,
@@ -72,6 +74,7 @@ __all__ = [
     "AttachmentView",
     "ConsultationView",
     "InvitationView",
+    "MyConsultationView",
     "PatientChoice",
     "ReportView",
     "RequestFields",
@@ -94,6 +97,7 @@ __all__ = [
     "issue_report",
     "list_agreements",
     "list_consultations",
+    "my_consultations",
     "new_version",
     "requester_patients",
     "return_to_requester",

@@ -121,6 +121,28 @@ class ConsultationView:
 
 
 @dataclass(frozen=True)
+class MyConsultationView:
+    """A consultation as its patient sees it on its own page: the minimum (R37), no clinical
+    text, no names of people."""
+
+    id: str
+    kind: ConsultationKind
+    state: ConsultationState
+    institution_name: str
+    """The requesting institution (the patient's doctor's)."""
+    target_institution_name: str
+    """The invited institution."""
+    starts_at: datetime | None
+    """When it is to start: the scheduled time, else the proposed one."""
+    room_open: bool
+    """The consultation's room is open to the patient now: in session, the room open, the
+    patient admitted (not asked out). Then ``POST /consultations/{id}/join-token`` lets it in."""
+    stepped_out: bool
+    """In session, but the inviter asked the patient out for a part among clinicians; it is
+    told (``room_changed``) when it may come back."""
+
+
+@dataclass(frozen=True)
 class AgreementView:
     """The inviter institution may send requests to the invitee institution (R15)."""
 

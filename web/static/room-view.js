@@ -312,9 +312,17 @@ export class RoomView {
     }
     if (reason === "revoked") {
       window.location.assign("/signin?expired=1");
+    } else if (
+      reason === "stepped_out" &&
+      this.tc.self?.role === "patient" &&
+      getSession()?.token
+    ) {
+      // The signed-in patient asked out of a consultation for a part among clinicians: its
+      // waiting room says so, and offers the way back in once the inviter lets it.
+      window.location.assign(`/waiting?${new URLSearchParams({ left: reason })}`);
     } else if (reason === "stepped_out") {
-      // Asked out of a consultation for a part among clinicians: wait here, and come back in
-      // when the inviter lets us (pushed to the signed-in person's pages; "rejoin" works too).
+      // Asked out (a guardian, a companion, or a page with no session): wait here, and come
+      // back in when the inviter lets us (pushed to the signed-in person's pages; "rejoin" too).
       this.awaitStepIn();
     } else if (["patient", "guardian"].includes(this.tc.self?.role) && this.visitId) {
       // the patient's side (a child's guardian too) waits in its waiting room, told why

@@ -9,7 +9,8 @@ const TOUCH_MS = 60_000;
 
 /**
  * Connect the page's `/updates` socket. `onChange(change)` runs on every push
- * (`{visit, state, event}`) and, with `null`, on every (re)connect, since pushes may have been
+ * (`visit_changed` `{visit, state, event}`, `consultation_changed` `{machine, id, state, event}`,
+ * `room_changed` `{room, state, reason}`) and, with `null`, on every (re)connect, since pushes may have been
  * missed meanwhile. `inUse()` says whether the page is busy without being touched (a room open
  * in it): the session is then kept alive, once a minute at most.
  */
@@ -31,6 +32,11 @@ export function watchUpdates(onChange, inUse = () => false) {
     onChange(change);
   });
   socket.on("consultation_changed", (change) => {
+    portal.pushes.push(change);
+    onChange(change);
+  });
+  socket.on("room_changed", (change) => {
+    // asked out of a consultation's room, or let back in (docs/consultations.md)
     portal.pushes.push(change);
     onChange(change);
   });

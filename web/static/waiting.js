@@ -10,6 +10,13 @@ import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
 import { playChime } from "./chime.js";
 import { hideRating, loadHistory, loadRating, mountRating, renderHistory } from "./rating.js";
+import {
+  aboutConsultations,
+  afterConsultationsRead,
+  openConsultations,
+  readConsultations,
+  renderConsultations,
+} from "./waiting-consultations.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -78,7 +85,8 @@ let refusal = null;
 const device = { stream: null, audio: null, camera: null, microphone: null, raf: 0 };
 portal.device = { camera: null, microphone: null };
 let entering = false;
-let updates = null; // the /updates socket, once a visit is shown
+let updates = null; // the /updates socket: the consultations' card, and an open visit
+let watchingVisit = false; // an open visit is shown: its pushes read it again
 let myId = null; // the signed-in account
 
 /** This page is a guardian's for a ward's visit (a child with its own account books it, R4):
@@ -98,7 +106,10 @@ function arrived() {
 
 function renderStatus() {
   let key = "waiting.status_loading";
-  if (portal.state === "no_visit") key = "waiting.status_no_visit";
+  if (portal.state === "no_visit") {
+    // no visit, but a remote consultation may be under way: say so, not "nothing booked"
+    key = openConsultations().length ? "waiting.status_consultation" : "waiting.status_no_visit";
+  }
   else if (visit) key = `visit.state.${visit.state}`;
   if (portal.state === "entering") key = "waiting.status_entering";
   el.status.textContent = t(key);
@@ -501,6 +512,7 @@ async function main() {
     renderVisit();
     renderDocuments();
     renderHistory();
+    renderConsultations();
   });
   mountRating();
   el.deviceCheck.addEventListener("click", () => checkDevices());
@@ -519,6 +531,10 @@ async function main() {
   window.addEventListener("pagehide", () => stopDevices());
   renderStatus();
   loadHistory().catch((err) => showError(err));
+  // the remote consultations' card reads on load and on every push (and reconnect)
+  afterConsultationsRead(renderStatus);
+  readConsultations();
+  watch();
   try {
     visit = await findVisit();
   } catch (err) {
@@ -550,10 +566,21 @@ async function startVisit(current) {
     }
     renderDevice();
     // No polling: the page reads the visit again when the server pushes a change of it.
-    updates ??= watchUpdates((change) => {
-      if (visit && (change === null || change.visit === visit.id)) reread();
-    });
+    watch(true);
   }
+}
+
+/** The page's one /updates socket. With `visitToo`, pushes about the open visit read it again
+ * from now on (read once at once: a push may have come before). */
+function watch(visitToo = false) {
+  if (visitToo && !watchingVisit) {
+    watchingVisit = true;
+    if (updates) reread();
+  }
+  updates ??= watchUpdates((change) => {
+    if (aboutConsultations(change)) readConsultations();
+    if (watchingVisit && visit && (change === null || change.visit === visit.id)) reread();
+  });
 }
 
 main();

@@ -17,6 +17,7 @@ from consult.consultations.flow import (
     AttachmentView,
     ConsultationView,
     InvitationView,
+    MyConsultationView,
     PatientChoice,
     ReportView,
     RequestFields,
@@ -114,6 +115,10 @@ class Consultation(View[ConsultationView]):
 
 class ConsultationList(Views):
     consultations: list[ConsultationView]
+
+
+class MyConsultations(Views):
+    consultations: list[MyConsultationView]
 
 
 class ConsultationPath(Input):
@@ -247,6 +252,14 @@ async def list_consultations(call: Call) -> ConsultationList:
     """The caller's worklist: its requests, its invitations, its centre's queue."""
     views = await flow.list_consultations(call.db, call.me)
     return ConsultationList(consultations=views)
+
+
+@api.operation("GET", "/me/consultations", action="consultation.mine", tag="consultations")
+async def my_consultations(call: Call) -> MyConsultations:
+    """The signed-in patient's own consultations, newest first, with the minimum (R37): the
+    institutions, the start time, and whether the room is open to it now (then
+    `POST /consultations/{id}/join-token`) or it was asked out for the doctors' discussion."""
+    return MyConsultations(consultations=await flow.my_consultations(call.db, call.me))
 
 
 @api.operation(
