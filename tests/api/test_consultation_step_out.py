@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import socketio
 from apiclient import Clinic, Person
-from client import Participant, sees
+from client import Participant, sees, server_sessions
 from consultation_world import World, two_institutions
 from harness import Server, start_server
 from peers import wait_for
@@ -148,7 +148,15 @@ async def test_r12_the_inviter_asks_the_patient_out_for_the_doctors_only_part_an
         frames = inviter.received_from(invitee.id, "video")
         assert frames is not None
         before = len(frames.counters)
-        await wait_for(lambda: len(frames.counters) > before + 10, timeout=10)
+        await wait_for(
+            lambda: len(frames.counters) > before + 10,
+            timeout=20,
+            message=lambda: (
+                f"the clinicians' call stalled: {len(frames.counters) - before} new frames; "
+                f"inviter {inviter.state()}, invitee {invitee.state()}, "
+                f"server {server_sessions(server.signaling)}"
+            ),
+        )
         twice = await w.doctor.call("POST", out)
         assert (twice.status, twice.code) == (409, "invalid_transition"), twice
 

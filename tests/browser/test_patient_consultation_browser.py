@@ -184,6 +184,8 @@ def test_r12_the_inviter_asks_the_patient_out_from_its_room_page_and_brings_it_b
         assert "申请医院" in facts and "会诊医院" in facts and "时间" in facts, facts
         assert page.inner_text(STATE_LINE) == "会诊已开始，请点击“进入会诊室”。"
         assert page.inner_text(ENTER) == "进入会诊室"
+        # no visit booked, but the status line does not say "nothing booked"
+        _text(page, "#status", "您有一个远程会诊，见下方“远程会诊”")
         _fits(page)
         _accessible(page)
         page.click("#lang-toggle")

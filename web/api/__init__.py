@@ -14,8 +14,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import routes  # noqa: F401  (registers every route)
-from .dispatch import aiohttp_handler
+from .dispatch import API_LIMITS, aiohttp_handler
 from .errors import from_exception
+from .limits import ApiLimits
 from .openapi import PREFIX, build_openapi
 from .registry import api
 from .routes.dicomweb import setup_dicomweb
@@ -29,6 +30,7 @@ OPENAPI_KEY: Final = web.AppKey("openapi", dict[str, Any])
 
 def setup_api(app: web.Application) -> None:
     """Add every API route, the OpenAPI document and the JSON error boundary to ``app``."""
+    app[API_LIMITS] = ApiLimits()
     for op in api.operations:
         app.router.add_route(op.method, PREFIX + op.path, aiohttp_handler(op))
     app[OPENAPI_KEY] = build_openapi(api, title=TITLE, version=VERSION)

@@ -1,6 +1,9 @@
 """From an aiohttp request to a handler call and back: the order every route follows.
 
 1. authenticate the bearer token (public routes skip this) -> 401;
+   spend the caller's request budget (:mod:`web.api.limits`: per account, or per address on a
+   public route) -> 429 ``rate_limited``, so a flood costs neither a permission check nor body
+   parsing;
 2. check the route's permission-table action through consult (a refusal is audited) -> 403;
 3. validate the path, the query and the JSON body with the route's pydantic models -> 400/404/422;
 4. call the handler, which calls one consult service;
@@ -22,11 +25,15 @@ from pydantic import BaseModel, ValidationError
 from . import auth
 from .call import Call
 from .errors import ApiError
+from .limits import ApiLimits, spend
 from .registry import BinaryResponse, Operation, RawBody
 
 MAX_ERRORS_SHOWN: Final = 5
 
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_LIMITS: Final = web.AppKey("api_limits", ApiLimits)
+"""The request budgets of this process (set by ``setup_api``)."""
 
 
 def aiohttp_handler(op: Operation) -> AiohttpHandler:
@@ -36,6 +43,8 @@ def aiohttp_handler(op: Operation) -> AiohttpHandler:
         call = Call.of(request)
         if not op.public:
             await auth.authenticate(call, op.action)
+        await spend(request.app[API_LIMITS], call, op)
+        if not op.public:
             assert op.action is not None
             await auth.authorize(call, op.action)
         kwargs: dict[str, Any] = {}

@@ -150,6 +150,8 @@ function wire(li, visitId) {
     referring.delete(visitId);
     renderQueue();
     li.querySelector('[data-action="end_confirm"]').focus();
+    // beside the video the visit's panel scrolls: show the whole question, not only its button
+    li.querySelector(".end-confirm").scrollIntoView({ block: "nearest" });
   });
   on("end_cancel", () => {
     ending.delete(visitId);

@@ -88,9 +88,14 @@ function item(c) {
   return li;
 }
 
+/** The consultations still open (the page's status line mentions them when there is no visit). */
+export function openConsultations() {
+  return consultations.filter((c) => !CLOSED_STATES.includes(c.state));
+}
+
 /** Draw the card from what was read last (also after a language toggle). */
 export function renderConsultations() {
-  const open = consultations.filter((c) => !CLOSED_STATES.includes(c.state));
+  const open = openConsultations();
   el.card.hidden = open.length === 0;
   // a re-read redraws the card: the focus stays on the same consultation (its button, else its
   // state line) instead of falling back to the page
@@ -116,12 +121,19 @@ export const readConsultations = oneAtATime(async () => {
     portal.consultations = consultations;
     portal.consultationReads = (portal.consultationReads ?? 0) + 1;
     renderConsultations();
+    onRead();
   } catch (err) {
     showError(err);
   }
 });
 
 const read = readConsultations;
+
+let onRead = () => {};
+/** `fn` runs after each read (the page's status line). */
+export function afterConsultationsRead(fn) {
+  onRead = fn;
+}
 
 /** Whether a push concerns the consultations (a request's machine, or the room's presence). */
 export function aboutConsultations(change) {

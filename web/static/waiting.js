@@ -10,7 +10,13 @@ import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
 import { playChime } from "./chime.js";
 import { hideRating, loadHistory, loadRating, mountRating, renderHistory } from "./rating.js";
-import { aboutConsultations, readConsultations, renderConsultations } from "./waiting-consultations.js";
+import {
+  aboutConsultations,
+  afterConsultationsRead,
+  openConsultations,
+  readConsultations,
+  renderConsultations,
+} from "./waiting-consultations.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -100,7 +106,10 @@ function arrived() {
 
 function renderStatus() {
   let key = "waiting.status_loading";
-  if (portal.state === "no_visit") key = "waiting.status_no_visit";
+  if (portal.state === "no_visit") {
+    // no visit, but a remote consultation may be under way: say so, not "nothing booked"
+    key = openConsultations().length ? "waiting.status_consultation" : "waiting.status_no_visit";
+  }
   else if (visit) key = `visit.state.${visit.state}`;
   if (portal.state === "entering") key = "waiting.status_entering";
   el.status.textContent = t(key);
@@ -523,6 +532,7 @@ async function main() {
   renderStatus();
   loadHistory().catch((err) => showError(err));
   // the remote consultations' card reads on load and on every push (and reconnect)
+  afterConsultationsRead(renderStatus);
   readConsultations();
   watch();
   try {

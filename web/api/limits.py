@@ -1,0 +1,155 @@
+"""Request budgets of the REST API per account (issue 13 item 4, R33).
+
+Every route spends from a token bucket of its caller before its body is parsed: one budget for
+reads (GET), one for writes (POST, PUT, PATCH, DELETE), and a tighter one that costly writes
+spend as well (uploads, registering a person, resolving an identity dispute, setting a password
+by link). A signed-in account (or a room's join-token holder, which is an account too) is keyed
+by its user id, whichever session or address it comes from, so a stolen session floods no more
+than its owner could; a public route is keyed by the caller's address. Sign-in is left out: it
+has its own, tighter budget per address, spent before any Argon2 work (``consult.sessions``).
+
+Over budget: HTTP 429 ``rate_limited`` with ``Retry-After`` (whole seconds), and the audit chain
+gets one ``api.rate_limited`` row per caller a minute with the count, never a row per refusal.
+
+The numbers are sized from what people do, not from what tests tolerate; the world-building
+fixtures of the test suite are a faster operator than any real one (one admin: 84 writes within
+seconds) and use at most a third of any budget. State is per process (a node with N processes
+allows N times the rates), like the other limits of ``docs/hardening.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Final
+
+from consult.audit import append
+from consult.errors import RateLimited
+from consult.models import AuditResult
+from consult.ratelimit import Clock, RefusalSummary, TokenBuckets
+
+from .call import Call
+from .registry import Operation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    """A budget: ``burst`` requests at once, then ``rate`` a second."""
+
+    name: str
+    rate: float
+    burst: float
+
+
+READ: Final = RequestClass("read", 20.0, 600.0)
+"""GETs. A page opening fetches a dozen lists, and pages re-read on every pushed event (a
+consultation page: about 50 reads in a session); 600 at once then 20 a second (72,000 an hour)
+lets a day of that through with room to spare and still cuts a scraper looping on a list or a
+record to 20 a second."""
+WRITE: Final = RequestClass("write", 5.0, 300.0)
+"""POST, PUT, PATCH, DELETE. A person clicks a few times a minute; a desk nurse working fast
+writes perhaps one request every few seconds. 300 at once, then 5 a second, is far above that
+(a fixture creating a whole clinic of accounts, visits and consultations stays inside it) and
+cuts a script writing hundreds a second to 5."""
+COSTLY: Final = RequestClass("costly", 0.1, 30.0)
+"""Writes that cost staff work, storage or an Argon2 hash, on top of :data:`WRITE`: 30 at once,
+then one every 10 seconds (6 a minute, 360 an hour). Registering a person at the desk takes a
+minute of typing (name, ID number, phone, birth date), so an operator registering patients all
+morning stays far below 6 a minute; attaching a dozen files to a consultation at once fits the
+burst. A patient account registering 50 wards in a minute (each a pending link or an identity
+dispute for staff to resolve) is refused from the 31st or so."""
+
+COSTLY_ACTIONS: Final = frozenset(
+    {
+        "patient.register",  # a record, and an identity dispute when the number is on file
+        "patient.resolve_identity",  # merges or removes records (staff; the POST only)
+    }
+)
+"""Permission-table actions whose writes spend :data:`COSTLY` too; every upload (a route that
+takes its body as bytes) does as well."""
+
+COSTLY_PUBLIC: Final = frozenset({("POST", "/enrolment")})
+"""Public writes that spend :data:`COSTLY`: redeeming an enrolment link hashes a password
+(Argon2) and audits every wrong link; a person does it once."""
+
+EXEMPT: Final = frozenset({("POST", "/session")})
+"""Routes without an API budget: sign-in has its own per address (``consult.sessions``: 60 at
+once, then one a second, before any Argon2 work), tighter than these and audited the same way."""
+
+WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SUMMARY_INTERVAL_S: Final = 60.0
+
+
+def classes_of(op: Operation) -> tuple[RequestClass, ...]:
+    """The budgets a request to ``op`` spends (none for an exempt route)."""
+    if (op.method, op.path) in EXEMPT:
+        return ()
+    if op.method not in WRITE_METHODS:
+        return (READ,)
+    costly = (
+        op.raw_body
+        or (op.method, op.path) in COSTLY_PUBLIC
+        or (op.action in COSTLY_ACTIONS and not op.public)
+    )
+    return (WRITE, COSTLY) if costly else (WRITE,)
+
+
+class ApiLimits:
+    """The buckets of every caller in this process, and the refusal summaries.
+
+    ``clock`` is read at every request (tests replace it to refill a bucket without waiting).
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self._buckets = {
+            kind.name: TokenBuckets(kind.rate, kind.burst, clock=self._now)
+            for kind in (READ, WRITE, COSTLY)
+        }
+        self.summary = RefusalSummary(SUMMARY_INTERVAL_S, clock=self._now)
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def take(self, key: Hashable, kinds: tuple[RequestClass, ...]) -> tuple[RequestClass, float]:
+        """Spend one request of each of ``kinds``: the class that refused and the seconds to wait
+        (0.0: the request may go). The tighter class is asked first, so a refused costly write
+        does not also empty the caller's general write budget."""
+        for kind in sorted(kinds, key=lambda k: k.burst):
+            wait = self._buckets[kind.name].take(key)
+            if wait > 0:
+                return kind, wait
+        return kinds[0], 0.0
+
+
+def _key(call: Call) -> Hashable:
+    if call.actor is not None and call.actor.user_id is not None:
+        return ("account", call.actor.user_id)
+    return ("address", call.source_ip or "unknown")
+
+
+async def spend(limits: ApiLimits, call: Call, op: Operation) -> None:
+    """Spend the budgets of ``op`` for the caller, or refuse with ``rate_limited`` (429)."""
+    kinds = classes_of(op)
+    if not kinds:
+        return
+    key = _key(call)
+    kind, wait = limits.take(key, kinds)
+    if wait <= 0:
+        return
+    count = limits.summary.refused(key)
+    if count is not None:  # the first refusal of a quiet caller, then one a minute
+        await append(
+            call.db,
+            "api.rate_limited",
+            actor=call.actor,
+            source_ip=call.source_ip,
+            result=AuditResult.DENIED,
+            details={"class": kind.name, "route": op.operation_id, "refused": count},
+        )
+        logger.warning("API requests throttled (%s budget, %d refused)", kind.name, count)
+    raise RateLimited(wait)
