@@ -76,6 +76,16 @@ class ParticipationChanged(DomainEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class RatingChanged(DomainEvent):
+    """A finished visit's rating was given, edited or answered (R40, R41): the doctor's and the
+    patient side's pages read their ratings again. ``event``: rated, edited or replied."""
+
+    visit_id: str
+    user_ids: tuple[str, ...]
+    event: str
+
+
 Listener = Callable[[DomainEvent], Awaitable[None]]
 _listeners: weakref.WeakKeyDictionary[Database, list[Listener]] = weakref.WeakKeyDictionary()
 

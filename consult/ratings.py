@@ -32,7 +32,7 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from consult import access, sensitive_words
+from consult import access, events, sensitive_words
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.db import Database
@@ -51,6 +51,7 @@ from consult.errors import (
     VisitNotFinished,
     VisitNotFound,
 )
+from consult.events import RatingChanged
 from consult.models import Practitioner, Visit, VisitRating, VisitState
 from consult.permissions import Role, in_scope
 from consult.sqltypes import new_id, utc_now
@@ -221,6 +222,14 @@ def _mac(db: Database, text: str | None) -> str | None:
 # --- Services -----------------------------------------------------------------------------------
 
 
+def _told(tx: AuditTx, visit: Visit | None, row: VisitRating, event: str) -> None:
+    """After commit, the visit's doctor and the one who rated are pushed the change."""
+    users = {row.rated_by} | ({visit.doctor_id} if visit is not None else set())
+    events.publish(
+        tx, RatingChanged(visit_id=row.visit_id, user_ids=tuple(sorted(users)), event=event)
+    )
+
+
 async def rate_visit(
     db: Database,
     actor: Actor,
@@ -273,6 +282,7 @@ async def rate_visit(
             object_id=visit_id,
             details={"rating_id": rating_id, "stars": stars, "text_mac": _mac(db, text)},
         )
+        _told(tx, visit, row, "rated")
     logger.info("visit rated", extra={"visit_id": visit_id, "stars": stars})
     return _view(db, row, now)
 
@@ -317,6 +327,7 @@ async def edit_rating(
                 "text_mac": _mac(db, text),
             },
         )
+        _told(tx, await tx.session.get(Visit, visit_id), row, "edited")
     return _view(db, row, now)
 
 
@@ -346,6 +357,7 @@ async def reply(
             object_id=visit_id,
             details={"rating_id": row.id, "text_mac": _mac(db, cleaned)},
         )
+        _told(tx, await tx.session.get(Visit, visit_id), row, "replied")
     return _view(db, row, now)
 
 

@@ -111,6 +111,13 @@ class Updates:
                 await self._sio.emit(
                     "consultation_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
                 )
+        elif isinstance(event, events.RatingChanged):
+            # a visit's rating given, edited or answered (R40, R41): both sides read again
+            payload = {"rating_visit": event.visit_id, "event": event.event}
+            for user_id in sorted(set(event.user_ids)):
+                await self._sio.emit(
+                    "rating_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
+                )
         elif isinstance(event, events.ParticipationChanged):
             # asked out of a consultation's room, or back in: the person's pages follow
             payload = {"room": event.room_id, "state": event.state, "reason": event.reason}

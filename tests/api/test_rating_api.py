@@ -10,8 +10,10 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import socketio
 from apiclient import Clinic, Person
 from harness import Server
+from peers import wait_for
 from people import booked_visit, sign, verified_doctor
 from sqlalchemy import func, select, update
 
@@ -266,3 +268,54 @@ async def test_r40_rating_text_passes_the_sensitive_word_filter(server: Server, 
     assert (await patient.ok("GET", f"/visits/{visit_id}/rating"))["rating"] is None
     assert ("rating.submit", "refused", "sensitive_word") in await _audit(server, visit_id)
     assert (await patient.ok("POST", f"/visits/{visit_id}/rating", {"stars": 2}))["stars"] == 2
+
+
+async def _watch(server: Server, person: Person, pushed: list[dict[str, Any]]) -> Any:
+    """``person``'s /updates socket, its ``rating_changed`` pushes appended to ``pushed``."""
+    updates = socketio.AsyncClient(reconnection=False)
+    updates.on("rating_changed", pushed.append, namespace="/updates")
+    await updates.connect(
+        server.url,
+        namespaces=["/updates"],
+        auth={"session": person.token},
+        transports=["websocket"],
+        wait_timeout=5,
+    )
+    return updates
+
+
+async def test_r40_r41_a_rating_and_its_reply_are_pushed_to_both_sides(
+    server: Server, clinic: Clinic
+):
+    """The doctor's queue reads its ratings again when one is given or edited, the patient's
+    waiting room its history when the doctor answers; nobody else is told."""
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+    patient, visit_id = await _finished_visit(clinic, doctor, nurse)
+    stranger = await clinic.person("patient")
+    to_doctor: list[dict[str, Any]] = []
+    to_patient: list[dict[str, Any]] = []
+    to_stranger: list[dict[str, Any]] = []
+    sockets = [
+        await _watch(server, doctor, to_doctor),
+        await _watch(server, patient, to_patient),
+        await _watch(server, stranger, to_stranger),
+    ]
+    try:
+        await patient.ok("POST", f"/visits/{visit_id}/rating", {"stars": 4})
+        await wait_for(lambda: len(to_doctor) == 1 and len(to_patient) == 1, timeout=5)
+        assert to_doctor == [{"rating_visit": visit_id, "event": "rated"}]
+        await patient.ok("PUT", f"/visits/{visit_id}/rating", {"stars": 5, "text": "很耐心"})
+        await doctor.ok("POST", f"/visits/{visit_id}/rating/reply", {"text": "谢谢您的评价"})
+        await wait_for(lambda: len(to_patient) == 3, timeout=5)
+        assert [p["event"] for p in to_patient] == ["rated", "edited", "replied"]
+        await wait_for(lambda: len(to_doctor) == 3, timeout=5)
+        # a refused reply (the second one) changes nothing and tells nobody
+        again = await doctor.call("POST", f"/visits/{visit_id}/rating/reply", {"text": "再次"})
+        assert _code(again)[0] == 409, again
+        await asyncio.sleep(0.3)  # asserting that nothing more arrives in this time
+        assert len(to_doctor) == 3 and len(to_patient) == 3
+        assert to_stranger == []
+    finally:
+        for socket in sockets:
+            await socket.disconnect()

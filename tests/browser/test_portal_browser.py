@@ -295,18 +295,26 @@ def test_patient_waits_doctor_admits_and_refers(
     )
     assert page.inner_text("#rating-shown-stars") == "★★★★★"
     assert page.is_hidden("#rating-edit")
-    # The doctor's queue page (read as it opens) shows the rating and the satisfaction figure
-    # (R41); the doctor replies once, and the patient's page shows the reply.
-    queue.reload(wait_until="domcontentloaded")
+    # The doctor's queue page, open all along, is pushed the rating and shows it with the
+    # satisfaction figure (R41); the doctor replies once, and the patient's page, open all along,
+    # is pushed the reply.
     rated = queue.locator(f"#ratings-list li[data-visit='{visit_id}']")
-    rated.wait_for(timeout=WAIT_MS)
-    assert "★★★★★" in rated.inner_text() and "医生讲解很清楚" in rated.inner_text()
+    # pushed twice (rated, then edited): wait for the edit's five stars
+    queue.wait_for_function(
+        """(id) => {
+          const li = document.querySelector(`#ratings-list li[data-visit='${id}']`);
+          return li && li.textContent.includes('★★★★★')
+            && document.querySelector('#satisfaction').textContent.includes('5.0');
+        }""",
+        arg=visit_id,
+        timeout=WAIT_MS,
+    )
+    assert "医生讲解很清楚" in rated.inner_text()
     assert queue.inner_text("#satisfaction") == "患者满意度：5.0 星（1 条评价）"
     rated.locator("textarea").fill("谢谢，请按时复查")
     rated.locator("[data-action=reply]").click()
     rated.locator("[data-field=reply]").wait_for(timeout=WAIT_MS)
     assert rated.locator("textarea").count() == 0
-    page.reload(wait_until="domcontentloaded")
     page.wait_for_selector("#rating-reply-line", state="visible", timeout=WAIT_MS)
     assert page.inner_text("#rating-reply") == "谢谢，请按时复查"
     page.screenshot(path=str(tmp_path / "patient-rated.png"), full_page=True)

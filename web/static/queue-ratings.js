@@ -1,10 +1,10 @@
 // The doctor's ratings on the queue page: the satisfaction figure (R41) and the newest ratings of
 // its visits, each with a reply form while a reply is allowed (once, within 30 days, R40). Read
-// once when the page opens: the queue does not poll.
+// when the page opens and again when a rating of its visits is pushed: the queue does not poll.
 
 import { onLanguageChange, t } from "./i18n.js";
 import { api } from "./api.js";
-import { busy, portal } from "./portal.js";
+import { busy, oneAtATime, portal } from "./portal.js";
 import { when } from "./console-dom.js";
 
 const el = {
@@ -89,18 +89,39 @@ function render() {
   portal.ratings = ratings;
   el.card.hidden = !figure && ratings.length === 0;
   renderFigure();
+  // a pushed re-read redraws the list: a reply being typed (and its focus) survives it
+  const typed = [...el.list.querySelectorAll("textarea[id]")].map((area) => [area.id, area.value]);
+  const focused = el.list.contains(document.activeElement) ? document.activeElement.id : null;
   el.list.replaceChildren(...ratings.map(item));
+  for (const [id, value] of typed) {
+    const area = document.getElementById(id);
+    if (area) area.value = value;
+  }
+  if (focused) document.getElementById(focused)?.focus();
 }
 
-/** Read the figure and the ratings once, and show them. */
-export async function mountRatings(doctorId) {
-  onLanguageChange(() => render());
+let doctor = null;
+
+/** Read the figure and the ratings (on load and when a rating is pushed), and show them. */
+const readRatings = oneAtATime(async () => {
   const [got, list] = await Promise.allSettled([
-    api("GET", `/practitioners/${doctorId}/satisfaction`),
+    api("GET", `/practitioners/${doctor}/satisfaction`),
     api("GET", "/me/ratings"),
   ]);
   if (got.status === "fulfilled") figure = got.value;
   if (list.status === "fulfilled") ratings = list.value.ratings;
   portal.satisfaction = figure;
+  portal.ratingReads = (portal.ratingReads ?? 0) + 1;
   render();
+});
+
+export async function mountRatings(doctorId) {
+  doctor = doctorId;
+  onLanguageChange(() => render());
+  await readRatings();
+}
+
+/** A rating given, edited or answered was pushed (or the page reconnected): read again. */
+export function ratingPushed() {
+  if (doctor) readRatings();
 }

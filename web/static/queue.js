@@ -8,7 +8,7 @@ import { api, ApiError, requireSession } from "./api.js";
 import { busy, clock, initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
 import { RoomView } from "./room-view.js";
-import { mountRatings } from "./queue-ratings.js";
+import { mountRatings, ratingPushed } from "./queue-ratings.js";
 
 const el = {
   status: document.getElementById("status"),
@@ -278,7 +278,14 @@ async function main() {
   mountRatings(me.user_id).catch((err) => console.info("[queue] ratings not shown:", err));
   setState("ready");
   // No polling: the queue reads again when the server pushes a change (and on each connect).
-  watchUpdates(() => refresh(), () => roomVisitId !== null);
+  watchUpdates(
+    (change) => {
+      // a reconnect (null) may have missed either kind of push
+      if (!change?.rating_visit) refresh();
+      if (change === null || change.rating_visit) ratingPushed();
+    },
+    () => roomVisitId !== null,
+  );
 }
 
 main();

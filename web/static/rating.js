@@ -118,6 +118,14 @@ export async function loadRating(visit) {
   renderRating();
 }
 
+/** A change of ``visitId``'s rating was pushed (the doctor answered it, or it was rated or
+ * edited from another page): read it again if it is the one on show and not being edited. */
+export async function ratingPushed(visitId) {
+  if (state.visitId !== visitId || state.editing) return;
+  state.status = await api("GET", `/visits/${visitId}/rating`);
+  renderRating();
+}
+
 /** No finished visit on show: hide the rating. */
 export function hideRating() {
   state.visitId = null;

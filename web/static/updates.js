@@ -31,6 +31,10 @@ export function watchUpdates(onChange, inUse = () => false) {
     portal.pushes.push(change);
     onChange(change);
   });
+  socket.on("rating_changed", (change) => {
+    portal.pushes.push(change);
+    onChange(change);
+  });
   socket.on("consultation_changed", (change) => {
     portal.pushes.push(change);
     onChange(change);

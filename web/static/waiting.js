@@ -9,7 +9,7 @@ import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
 import { playChime } from "./chime.js";
-import { hideRating, loadHistory, loadRating, mountRating, renderHistory } from "./rating.js";
+import { hideRating, loadHistory, loadRating, mountRating, ratingPushed, renderHistory } from "./rating.js";
 import {
   aboutConsultations,
   afterConsultationsRead,
@@ -579,6 +579,11 @@ function watch(visitToo = false) {
   }
   updates ??= watchUpdates((change) => {
     if (aboutConsultations(change)) readConsultations();
+    // the doctor answered a rating (or it changed elsewhere): the history shows it
+    if (change?.rating_visit) {
+      loadHistory().catch((err) => showError(err));
+      ratingPushed(change.rating_visit).catch((err) => showError(err));
+    }
     if (watchingVisit && visit && (change === null || change.visit === visit.id)) reread();
   });
 }
