@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 from apiclient import Clinic
+from consultation_world import World, two_institutions
 from harness import Server, skip_or_fail, start_server
 from sqlalchemy.engine import URL, make_url
 
@@ -82,6 +83,17 @@ async def clinic(server: Server) -> AsyncIterator[Clinic]:
     c = await Clinic.open(server)
     try:
         yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+async def world(server: Server) -> AsyncIterator[World]:
+    """Two institutions with an agreement, a consult centre each and one expert (a test module
+    may override this fixture, as test_consultations_api.py does for its signing CA)."""
+    c = await Clinic.open(server)
+    try:
+        yield await two_institutions(c, experts=1)
     finally:
         await c.close()
 

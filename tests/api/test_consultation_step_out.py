@@ -12,16 +12,13 @@ clinicians' pages are told by the server who of the patient's side is out (``pat
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import socketio
 from apiclient import Clinic, Person
 from client import Participant, sees, server_sessions
-from consultation_world import World, two_institutions
-from harness import Server, start_server
+from consultation_world import World
+from harness import Server
 from peers import wait_for
 from sqlalchemy import select, update
 from test_room_events import _refused, _waiting_visit
@@ -29,24 +26,6 @@ from test_room_events import _refused, _waiting_visit
 from consult.consultations.models import Consultation
 from consult.models import AuditEvent
 from web.keys import DATABASE
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(tmp_path)
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
-async def world(server: Server) -> AsyncIterator[World]:
-    clinic = await Clinic.open(server)
-    try:
-        yield await two_institutions(clinic, experts=1)
-    finally:
-        await clinic.close()
 
 
 class Told(Participant):

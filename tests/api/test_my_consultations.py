@@ -10,14 +10,11 @@ newest event of the audit chain.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from apiclient import Clinic, Person
-from consultation_world import World, two_institutions
-from harness import Server, start_server
+from apiclient import Person
+from consultation_world import World
+from harness import Server
 from people import new_id_number
 from sqlalchemy import select
 
@@ -35,24 +32,6 @@ FIELDS = {
     "room_open",
     "stepped_out",
 }
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(tmp_path)
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
-async def world(server: Server) -> AsyncIterator[World]:
-    clinic = await Clinic.open(server)
-    try:
-        yield await two_institutions(clinic, experts=1)
-    finally:
-        await clinic.close()
 
 
 async def _record_of(w: World, person: Person, name: str) -> str:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -218,3 +220,17 @@ def check_layout(page: Any, name: str, shots: Path) -> None:
         assert layout["small"] == [], where
         assert layout["keys"] == [], where
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def api_setup(ns: str, script: Path, base_url: str, data_dir: Path) -> dict[str, Any]:
+    """Run a setup script (``script BASE_URL DATA_DIR``, through the REST API) inside the test's
+    network namespace; the last line it prints is its JSON result."""
+    ip = shutil.which("ip")
+    assert ip is not None
+    result = subprocess.run(
+        [ip, "netns", "exec", ns, sys.executable, str(script), base_url, str(data_dir)],
+        capture_output=True, text=True, check=False, timeout=180,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"API setup failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))

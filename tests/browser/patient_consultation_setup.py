@@ -13,65 +13,18 @@ the consultation, room and patient ids.
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
 import sys
-from typing import Any
 
-from portal_setup import PASSWORD, TELECONSULT, Account, id_number
+from institutions_setup import DOWN_NAME, UP_NAME, World
+from portal_setup import id_number
 
 
 def main(base_url: str, data_dir: str) -> None:
-    suffix = secrets.token_hex(3)
-    admin = Account(base_url, f"admin-{suffix}", "admin")
-    subprocess.run(
-        [str(TELECONSULT), "user", "add", "--data-dir", data_dir, "--role", "admin",
-         "--username", admin.username, "--display-name", "管理员", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-    )  # fmt: skip
-    admin.sign_in()
-
-    def institution(name: str, level: str) -> str:
-        return str(admin.call("POST", "/institutions", {"name": name, "level": level})["id"])
-
-    def department(institution_id: str, name: str) -> str:
-        path = f"/institutions/{institution_id}/departments"
-        return str(admin.call("POST", path, {"name": name})["id"])
-
-    up, down = institution("省人民医院", "tertiary"), institution("青山镇卫生院", "grassroots")
-    up_heart, up_centre = department(up, "心血管内科"), department(up, "远程医学中心")
-    down_general, down_centre = department(down, "全科"), department(down, "远程会诊中心")
-    admin.call("PUT", f"/institutions/{up}/consult-centre", {"department_id": up_centre})
-    admin.call("PUT", f"/institutions/{down}/consult-centre", {"department_id": down_centre})
-    admin.call(
-        "POST", "/agreements", {"inviter_institution_id": down, "invitee_institution_id": up}
-    )
-
-    def account(key: str, role: str, name: str, place: tuple[str, str] | None) -> Account:
-        person = Account(base_url, f"{key}-{suffix}", role)
-        body: dict[str, Any] = {
-            "username": person.username,
-            "display_name": name,
-            "role": role,
-            "password": PASSWORD,
-        }
-        if place is not None:
-            body |= {"institution_id": place[0], "department_id": place[1]}
-        if role == "operator" and place is not None:
-            body["operator_department_ids"] = [place[1]]
-        person.user_id = admin.call("POST", "/accounts", body)["id"]
-        person.sign_in()
-        return person
-
-    def practitioner(person: Account, department_id: str, title: str, years: int) -> None:
-        admin.call(
-            "POST",
-            "/practitioners",
-            {"user_id": person.user_id, "department_id": department_id,
-             "licence_number": f"LIC-{secrets.token_hex(5)}", "title": title,
-             "years_of_practice": years, "specialty": "心血管内科"},
-        )  # fmt: skip
-        admin.call("POST", f"/practitioners/{person.user_id}/verify", {})
+    world = World(base_url, data_dir)
+    up, down = world.up, world.down
+    up_heart, up_centre = world.up_heart, world.up_centre
+    down_general, down_centre = world.down_general, world.down_centre
+    account, practitioner = world.account, world.practitioner
 
     doctor = account("doctor", "doctor", "李村医", (down, down_general))
     practitioner(doctor, down_general, "resident", 4)
@@ -118,8 +71,8 @@ def main(base_url: str, data_dir: str) -> None:
                 },
                 "consultation_id": cid,
                 "room_id": started["room_id"],
-                "down": "青山镇卫生院",
-                "up": "省人民医院",
+                "down": DOWN_NAME,
+                "up": UP_NAME,
             },
             ensure_ascii=False,
         )

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import RoomPage
-from console_pages import WAIT_MS, empty_server
+from console_pages import WAIT_MS, api_setup, empty_server
 from signing_ca import make_sm2_ca
 
 SETUP = Path(__file__).resolve().parent / "consultation_setup.py"
@@ -30,15 +27,7 @@ SESSION_KEY = "teleconsult.session"
 
 
 def _setup(ns: str, base_url: str, data_dir: Path) -> dict[str, Any]:
-    ip = shutil.which("ip")
-    assert ip is not None
-    result = subprocess.run(
-        [ip, "netns", "exec", ns, sys.executable, str(SETUP), base_url, str(data_dir)],
-        capture_output=True, text=True, check=False, timeout=180,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.fail(f"API setup failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return api_setup(ns, SETUP, base_url, data_dir)
 
 
 def _page(

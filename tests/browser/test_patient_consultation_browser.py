@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import RoomPage
-from console_pages import empty_server
+from console_pages import api_setup, empty_server
 from test_accessibility_browser import SMALL_TARGETS_JS, _axe
 from test_portal_browser import _sign_in
 
@@ -50,15 +47,7 @@ STATE_LINE = f"{CARD} .consult-state"
 
 
 def _setup(ns: str, base_url: str, data_dir: Path) -> dict[str, Any]:
-    ip = shutil.which("ip")
-    assert ip is not None
-    result = subprocess.run(
-        [ip, "netns", "exec", ns, sys.executable, str(SETUP), base_url, str(data_dir)],
-        capture_output=True, text=True, check=False, timeout=180,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.fail(f"API setup failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return api_setup(ns, SETUP, base_url, data_dir)
 
 
 def _room_from_consult(
