@@ -56,6 +56,9 @@ RESEND_SHARE = 0.25
 RESEND_UNLIMITED_BPS = 10_000_000
 #: A video Consumer looks at its estimate and the layers this often (and on each REMB).
 EVALUATE_EVERY_S = 0.5
+#: Packets more than this far behind the newest forwarded one are dropped (their outgoing
+#: numbers may be taken): retransmissions come within a few hundred.
+BASE_TRAIL = 0x4000
 #: With transport-cc, a subscriber below the next layer is probed with a cluster this much
 #: above that layer's rate (the result must cover it) ...
 CLUSTER_ABOVE = 1.2
@@ -341,6 +344,10 @@ class Consumer:
                 return
         elif _older(packet.sequence_number, self._base_in_seq):
             return  # from before the re-base: its number is taken
+        elif (packet.sequence_number - self._base_in_seq) & 0xFFFF > BASE_TRAIL:
+            # the base follows the stream: 32,768 packets on from a fixed base (8 minutes of
+            # video, 11 of audio) every packet would look older than it
+            self._base_in_seq = (packet.sequence_number - BASE_TRAIL) & 0xFFFF
         seq = (packet.sequence_number + self._seq_delta) & 0xFFFF
         ts = (packet.timestamp + self._ts_delta) & 0xFFFFFFFF
         cc = self._cc
@@ -480,7 +487,7 @@ class Consumer:
             # no estimate yet: start on the best layer, so that the receiver's first estimate
             # (which it takes from what it receives) is not held down by a low layer
             estimate = 1 << 40
-        needs = producer.layer_needs(int(now * 1000))
+        needs = producer.layer_needs(now)
         active = [need for need in needs if need is not None]
         if not active:
             self._probe.set_rate(0)

@@ -53,8 +53,9 @@ class Source(Protocol):
         """The encodings, lowest first."""
         ...
 
-    def layer_needs(self, now_ms: int) -> list[int | None]:
-        """Each layer's bitrate, None for a layer not being received (lowest first)."""
+    def layer_needs(self, now: float) -> list[int | None]:
+        """Each layer's bitrate, None for a layer not being received (lowest first); ``now``
+        on the monotonic clock (``time.monotonic()``)."""
         ...
 
     def request_keyframe(self, layer: int = 0) -> None:

@@ -22,8 +22,12 @@ logger = logging.getLogger(__name__)
 
 #: Keyframe requests to one publisher are coalesced to at most one per window.
 KEYFRAME_WINDOW_S = 0.3
-#: A layer that sent nothing for this long is off (the publisher's encoder dropped it).
-LAYER_IDLE_MS = 1500
+#: A layer that sent nothing for this long is off (the publisher's encoder dropped it: Chrome
+#: stops its top simulcast layer for tens of seconds when its CPU is short).
+LAYER_IDLE_S = 1.5
+#: While a layer some sink takes is off, the other layers' packets reach the sinks too (so a
+#: Consumer on the silent layer sees time pass and moves to one that is sent); checked this often.
+IDLE_CHECK_S = 0.25
 #: The REMB to the publisher is sent at least this often, and at once when it drops by
 #: more than :data:`REMB_DROP`.
 REMB_INTERVAL_MS = 1000
@@ -44,7 +48,7 @@ class Layer:
         "_rate_start_ms",
         "bitrate",
         "index",
-        "last_packet_ms",
+        "last_packet_at",
         "nack",
         "packets_received",
         "rid",
@@ -61,14 +65,18 @@ class Layer:
         self._rate_start_ms: int | None = None
         self._rate_bytes = 0
         self.bitrate = 0  # bits per second over the last second (kept while the layer is off)
-        self.last_packet_ms: int | None = None
+        #: when the last packet came, on this process's monotonic clock (arrival times are
+        #: aiortc's wall clock, which nothing else here reads)
+        self.last_packet_at: float | None = None
         self.packets_received = 0
         self._last_keyframe_request = -KEYFRAME_WINDOW_S
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self._keyframe_wanted = False
 
-    def measure(self, size: int, now_ms: int) -> None:
-        self.last_packet_ms = now_ms
+    def measure(self, size: int, now_ms: int, now: float) -> None:
+        """A packet of ``size`` payload bytes arrived at ``now_ms`` (its arrival time) and
+        ``now`` (monotonic seconds)."""
+        self.last_packet_at = now
         if self._rate_start_ms is None:
             self._rate_start_ms = now_ms
         self._rate_bytes += size
@@ -78,8 +86,9 @@ class Layer:
             self._rate_start_ms = now_ms
             self._rate_bytes = 0
 
-    def active(self, now_ms: int) -> bool:
-        return self.last_packet_ms is not None and now_ms - self.last_packet_ms < LAYER_IDLE_MS
+    def active(self, now: float) -> bool:
+        """Whether the publisher sends this layer (``now``: monotonic seconds)."""
+        return self.last_packet_at is not None and now - self.last_packet_at < LAYER_IDLE_S
 
 
 class Producer:
@@ -122,6 +131,8 @@ class Producer:
         self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
         self._by_ssrc: dict[int, Layer] = {}
         self._wanted = [False] * len(self.layers)  # by layer: a sink forwards it
+        self._wanted_idle = False  # a wanted layer is off: every layer reaches the sinks
+        self._idle_checked_at = 0.0
         if rtx_ssrc is not None and not self.simulcast:
             self.layers[0].rtx_ssrc = rtx_ssrc
             self._by_ssrc[rtx_ssrc] = self.layers[0]
@@ -192,11 +203,11 @@ class Producer:
         """Bits per second received over the last second, all layers."""
         return sum(layer.bitrate for layer in self.layers)
 
-    def layer_needs(self, now_ms: int) -> list[int | None]:
-        """Each layer's bitrate, None for a layer not being received (lowest first)."""
+    def layer_needs(self, now: float) -> list[int | None]:
+        """Each layer's bitrate, None for a layer not being received (lowest first); ``now``
+        on the monotonic clock."""
         return [
-            layer.bitrate if layer.active(now_ms) and layer.bitrate else None
-            for layer in self.layers
+            layer.bitrate if layer.active(now) and layer.bitrate else None for layer in self.layers
         ]
 
     def _on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
@@ -253,7 +264,8 @@ class Producer:
             self.packets_recovered += 1
         self.packets_received += 1
         layer.packets_received += 1
-        layer.measure(len(packet.payload), arrival_time_ms)
+        now = time.monotonic()
+        layer.measure(len(packet.payload), arrival_time_ms, now)
         nack = layer.nack
         if nack is not None and nack.add(packet):
             await self._send_nack(layer, sorted(nack.missing))
@@ -265,12 +277,24 @@ class Producer:
         if self._paused:
             return
         index = layer.index
-        if not self._wanted[index]:
+        if not self._wanted[index] and not self._a_wanted_layer_is_idle(now):
             return
         ntp = ntp_now()
         send_time = abs_send_time(ntp)
         for sink in self._sinks:
             await sink.on_rtp(packet, index, ntp, send_time)
+
+    def _a_wanted_layer_is_idle(self, now: float) -> bool:
+        """Whether a layer some sink takes has gone quiet (checked every :data:`IDLE_CHECK_S`).
+        Then packets of the others go to the sinks too: a Consumer on the quiet layer hears
+        of no time passing otherwise, and would wait for it for good."""
+        if now - self._idle_checked_at >= IDLE_CHECK_S:
+            self._idle_checked_at = now
+            self._wanted_idle = any(
+                wanted and not layer.active(now)
+                for wanted, layer in zip(self._wanted, self.layers, strict=True)
+            )
+        return self._wanted_idle
 
     def _learn(self, packet: RtpPacket) -> Layer | None:
         """The layer a packet of a new SSRC belongs to (by its rid when simulcast)."""

@@ -135,6 +135,27 @@ def _encoded_between(rows: list[dict[str, Any]], start_wall: float, end_wall: fl
     return int(after[0] - before[-1])
 
 
+def _freeze_context(rows: list[dict[str, Any]], log: str) -> str:
+    """What a failure should say: the receiver's inbound video figures (frames received, dropped,
+    packets lost, NACKs, PLIs, keyframes decoded, packets, bytes) from two samples before the first
+    freeze on, and the server's media lines (layers, pauses, keyframes, estimates)."""
+    first = next(
+        (i for i, (a, b) in enumerate(itertools.pairwise(rows)) if b["frames"] == a["frames"]), 0
+    )
+    detail = [
+        (round(r["t"] / 1000, 1), r["frames"], r.get("detail"), r.get("paused"))
+        for r in rows[max(0, first - 2) : first + 8]
+    ]
+    media = [
+        line
+        for line in log.splitlines()
+        if any(
+            word in line for word in ("layer", "paused", "resumed", "keyframe", "estimate", "WARN")
+        )
+    ]
+    return f"inbound video around the freeze: {detail}\nserver media log (last 40): {media[-40:]}"
+
+
 def _fps(rows: list[dict[str, Any]]) -> float:
     rows = [r for r in rows if r["frames"] is not None]
     if len(rows) < 2:
@@ -199,7 +220,9 @@ def test_r1_a_minute_on_a_busy_machine_never_freezes(
     for role, figures in report.items():
         assert figures["samples"] >= 50, report
         # no freeze over a second while the other side's encoder was producing frames
-        assert figures["undelivered_freezes"] == [], f"{role} froze: {report}"
+        assert figures["undelivered_freezes"] == [], (
+            f"{role} froze: {report}\n{_freeze_context(results[role], log)}"
+        )
         # what was encoded was delivered: at least 15 fps, or 90 % of what the starved sender made
         assert figures["fps"] >= min(15, 0.9 * figures["sender_fps"]), f"{role}: {report}"
     assert "video paused for a congested subscriber" not in log

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiortc import RTCSessionDescription
+from aiortc.clock import current_ms
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 from peers import Subscriber, client_pc, wait_for
@@ -148,6 +149,10 @@ class Source:
     ssrcs: tuple[int, ...] = (1111, 2222, 3333)
     asked: list[int] = field(default_factory=list)
     stopped: bool = False
+    #: each layer's sequence number grows by this per packet (a long call in seconds)
+    step: int = 1
+    #: layers the encoder has stopped (as Chrome does with its top one when short of CPU)
+    silent: set[int] = field(default_factory=set)
 
     async def run(self) -> None:
         producer = self.producer
@@ -157,6 +162,8 @@ class Source:
         keyframe = [True, True, True]
         while not self.stopped:
             for layer, ssrc in enumerate(self.ssrcs):
+                if layer in self.silent:
+                    continue
                 if ssrc in self.asked:
                     keyframe[layer] = True
                     self.asked.remove(ssrc)
@@ -176,8 +183,9 @@ class Source:
                         payload=header + bytes(993),
                     )
                     packet.extensions.rtp_stream_id = RIDS[layer]
-                    seq[layer] += 1
-                    await producer._on_rtp(packet, int(time.monotonic() * 1000))  # type: ignore[attr-defined]
+                    seq[layer] += self.step
+                    # arrival times on aiortc's clock (wall-clock ms since 1900), as in a call
+                    await producer._on_rtp(packet, current_ms())  # type: ignore[attr-defined]
                 keyframe[layer] = False
             frame += 1
             delay = start + frame / 30 - time.monotonic()
@@ -356,5 +364,60 @@ async def test_r1_a_subscribers_keyframe_request_asks_for_the_layer_it_gets(simu
         # a request inside a layer's keyframe window is sent when the window ends
         await wait_for(lambda: top in asked, timeout=2)
         assert set(asked) == {top}
+    finally:
+        await subscriber.close()
+
+
+async def test_r1_a_long_call_keeps_forwarding_past_half_the_sequence_space(simulcast):
+    """A stream forwarded without a re-base for over 32,768 packets (about 8 minutes of VGA
+    video, 11 of audio) goes on: the check that drops packets from before a re-base once took
+    every packet past half the 16-bit space for an old one, and dropped the next half."""
+    room, producer, source = simulcast
+    subscriber, recorder = await _subscribe_recorded(room, "patient")
+    try:
+        consumer = room.router.consumers_of(producer)[0]
+        await wait_for(lambda: consumer.layer == 2 and len(recorder.log) > 30, timeout=10)
+        switches = consumer.layer_switches
+        # 120 packets a second on the top layer, each 300 numbers on: the 16-bit space in ~2 s
+        source.step = 300
+        start = len(recorder.log)
+        # the subscriber reports (REMB) as a browser does, else its silence ends the transport
+        await _hold_estimate(subscriber, 5_000_000, lambda: len(recorder.log) >= start + 600, 15)
+        run = recorder.log[start : start + 600]
+        assert consumer.layer_switches == switches  # no re-base hid it
+        assert {entry[2] for entry in run} == {2}
+        gaps = [b[4] - a[4] for a, b in itertools.pairwise(run)]
+        assert max(gaps) < 0.5, f"forwarding stopped for {max(gaps):.2f} s"
+        assert {(b[0] - a[0]) & 0xFFFF for a, b in itertools.pairwise(run)} == {300}
+    finally:
+        await subscriber.close()
+
+
+async def test_r1_a_layer_the_publisher_stops_is_left_for_one_it_sends(simulcast):
+    """Chrome stops its top simulcast layer for tens of seconds when its CPU is short (38 s in
+    the busy-machine browser scenario, where the doctor's picture froze that long). A
+    subscriber on that layer moves to the next one still sent, on its keyframe, within 3 s, and
+    back up when the layer returns. No recorder takes the lowest layer here, so nothing but the
+    stopped layer was forwarded to the subscriber's Consumer."""
+    room, producer, source = simulcast
+    subscriber, recorder = await _subscribe_recorded(room, "patient")
+    try:
+        consumer = room.router.consumers_of(producer)[0]
+        await wait_for(lambda: consumer.layer == 2 and len(recorder.log) > 30, timeout=10)
+        source.silent.add(2)
+        stopped = time.monotonic()
+        await _hold_estimate(subscriber, 5_000_000, lambda: consumer.layer == 1, 6)
+        n = len(recorder.log)
+        await _hold_estimate(subscriber, 5_000_000, lambda: len(recorder.log) > n + 30, 5)
+        moved = next(entry[4] for entry in recorder.log if entry[4] > stopped and entry[2] == 1)
+        assert moved - stopped < 3.0, f"the subscriber waited {moved - stopped:.1f} s"
+        assert {entry[2] for entry in recorder.log[-20:]} == {1}
+        source.silent.discard(2)
+        await _hold_estimate(subscriber, 5_000_000, lambda: consumer.layer == 2, 10)
+        n = len(recorder.log)
+        await _hold_estimate(subscriber, 5_000_000, lambda: len(recorder.log) > n + 30, 5)
+        assert recorder.switches()[-2:] == [(2, 1, True), (1, 2, True)]
+        log = recorder.log
+        assert {(b[0] - a[0]) & 0xFFFF for a, b in itertools.pairwise(log)} == {1}
     finally:
         await subscriber.close()
