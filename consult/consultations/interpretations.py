@@ -83,6 +83,8 @@ def _relation(actor: Actor, row: ReportInterpretation, loaded: Loaded) -> frozen
     if actor.role is Role.PATIENT:
         if loaded.row.patient_account_id == actor.user_id:
             found.add("patient")
+            if row.asked_by == actor.user_id:
+                found.add("asker")
         return frozenset(found)
     if row.asked_by == actor.user_id:
         found.add("asker")

@@ -425,6 +425,16 @@ async def test_r18_interpretation_answered_in_writing_and_in_a_video_call(
         }
         assert (mine[vid]["state"], mine[vid]["room_open"]) == ("answered", False)
 
+        # Only the one who asked withdraws a request.
+        third = await patient.ok(
+            "POST", f"/consultations/{cid}/interpretations", {"question": "还需要复查吗？"}
+        )
+        for person in (stranger, w.doctor):
+            refused = await person.call("POST", f"/interpretations/{third['id']}/cancel")
+            assert code(refused) == (403, "not_your_consultation"), refused
+        withdrawn = await patient.ok("POST", f"/interpretations/{third['id']}/cancel")
+        assert withdrawn["state"] == "cancelled"
+
         # Pushed: the patient heard every move of both; the experts theirs; the stranger none.
         await wait_for(
             lambda: (
