@@ -398,8 +398,10 @@ async def test_r18_interpretation_answered_in_writing_and_in_a_video_call(
             Participant(ca_server.url, tokens[r], "", room_id=room_id)
             for r in ("doctor", "patient")
         ]
+        left: list[dict[str, Any]] = []
         try:
             for p in people:
+                p.on("room_left", left.append)
                 await p.connect()
                 await p.join()
             await wait_for(
@@ -409,15 +411,18 @@ async def test_r18_interpretation_answered_in_writing_and_in_a_video_call(
                 timeout=10,
                 message=lambda: f"participants: {people[0].participants}",
             )
+            # Answered after the call (a summary): the room ends, its sockets are told.
+            done = await other_expert.ok(
+                "POST", f"/interpretations/{vid}/answer", {"answer": "已视频讲解，建议介入治疗"}
+            )
+            assert done["state"] == "answered"
+            await wait_for(lambda: len(left) == 2, timeout=10, message=lambda: f"room_left: {left}")
+            assert {(x["reason"], x["room"], x["interpretation"]) for x in left} == {
+                ("ended", room_id, vid)
+            }
         finally:
             for p in people:
                 await p.close()
-
-        # Answered after the call (a summary): the room closes behind it.
-        done = await other_expert.ok(
-            "POST", f"/interpretations/{vid}/answer", {"answer": "已视频讲解，建议介入治疗"}
-        )
-        assert done["state"] == "answered"
         closed = await patient.call("POST", f"/interpretations/{vid}/join-token")
         assert code(closed) == (409, "visit_closed"), closed
         mine = {
