@@ -216,6 +216,11 @@ class SignedExport(Output):
     document: dict[str, Any]
     document_sm3: str
     signatures: list[dict[str, Any]]
+    acceptance: dict[str, Any] | None = Field(
+        default=None,
+        description="A remote read's joint liability (R14): the inviter's recorded decision on "
+        "this version (who, when, what) and the SM3 of the document it accepts; not signed.",
+    )
 
 
 async def _fresh(call: Call, consultation_id: str) -> Consultation:
