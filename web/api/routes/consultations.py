@@ -5,6 +5,7 @@ and the inviter's decision. The services are in ``consult.consultations.flow``."
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -34,6 +35,8 @@ from ...keys import IMAGING
 from ..call import Call
 from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time, View, Views
 from ..registry import BinaryResponse, RawBody, api
+
+log = logging.getLogger(__name__)
 
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Storable]
 OptionalText = Annotated[str, StringConstraints(max_length=4000), Storable]
@@ -412,7 +415,12 @@ async def approve(call: Call, path: ConsultationPath) -> Consultation:
     """The inviter's centre approves; the request is sent to the invited institution (R15).
     A remote diagnosis request's exams leave as de-identified copies for it (R14, R37)."""
     await flow.approve(call.db, call.me, path.consultation_id)
-    await flow.share_exams(call.db, call.request.app[IMAGING], call.me, path.consultation_id)
+    try:
+        await flow.share_exams(call.db, call.request.app[IMAGING], call.me, path.consultation_id)
+    except Exception:
+        # The request is sent (committed); an exam not shared now is shared when an invited
+        # expert first opens it (flow.open_exam), so the approval does not fail for it.
+        log.exception("sharing exams failed", extra={"consultation_id": path.consultation_id})
     return await _fresh(call, path.consultation_id)
 
 
