@@ -5,6 +5,8 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import copy
 import json
 import sys
@@ -25,6 +27,7 @@ from sqlalchemy import select
 from consult.consultations.signing import verify_export
 from consult.imaging.store import Destination
 from consult.models import AuditEvent
+from web import report_cli
 from web.keys import DATABASE, IMAGING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
@@ -108,7 +111,7 @@ async def metadata(person: Person, study_uid: str) -> Any:
 
 
 async def test_r14_r19_imaging_read_shared_deidentified_signed_with_joint_liability(
-    world: World, signing_ca: SigningCa
+    world: World, signing_ca: SigningCa, tmp_path: Path
 ) -> None:
     """R14, R19, R37, R24, R27: a CT study of the grassroots clinic attached to an imaging read;
     another institution's study and another patient's are refused; no submit without an exam;
@@ -231,6 +234,15 @@ async def test_r14_r19_imaging_read_shared_deidentified_signed_with_joint_liabil
     assert [p.code for p in problems] == ["acceptance_mismatch"]
     pdf = await w.doctor.call("GET", f"/reports/{rid}/signed.pdf")
     assert pdf.status == 200 and pdf.raw.startswith(b"%PDF-")
+    # `teleconsult report verify` on the files both sides archive (the PDF made again from them)
+    (tmp_path / "report.json").write_text(json.dumps(export, ensure_ascii=False))
+    (tmp_path / "report.pdf").write_bytes(pdf.raw)
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered, ensure_ascii=False))
+    args = {"ca": str(signing_ca.cert), "tsa_ca": None, "require_timestamp": False}
+    ok = argparse.Namespace(file=str(tmp_path / "report.json"), pdf=str(tmp_path / "report.pdf"))
+    assert await asyncio.to_thread(report_cli.run, argparse.Namespace(**vars(ok), **args)) == 0
+    bad = argparse.Namespace(file=str(tmp_path / "tampered.json"), pdf=None, **args)
+    assert await asyncio.to_thread(report_cli.run, bad) == 1
 
 
 async def test_r19_ecg_read_opens_the_ecg_view_of_the_copy(world: World) -> None:
