@@ -613,6 +613,20 @@ _ROWS: Final = [
         "The interpretation request has already been answered or cancelled.",
     ),
     (
+        "exam_required",
+        "rule",
+        "远程诊断申请须附上至少一项检查（影像、心电、病理或超声）。",
+        "A remote diagnosis request needs at least one exam (imaging, ECG, pathology or"
+        " ultrasound) attached.",
+    ),
+    (
+        "exam_not_attachable",
+        "rule",
+        "只能附上本机构为该患者所做的检查。",
+        "Only an exam your institution holds for this patient can be attached.",
+    ),
+    ("exam_not_found", "not_found", "检查不存在。", "The exam does not exist."),
+    (
         "invitation_closed",
         "conflict",
         "该邀请已答复或已撤回。",

@@ -5,6 +5,7 @@ checked over the report's document, every signer certificate against the hospita
 RFC 3161 timestamp against the signature it covers (``--tsa-ca``). The problems are named with
 stable codes (``document_altered``, ``signature_invalid``, ``certificate_untrusted``,
 ``certificate_expired``, ``timestamp_mismatch``, ``timestamp_missing``, ``format_unknown``,
+``acceptance_mismatch`` (a remote read's recorded acceptance names another document, R14),
 ``pdf_altered`` with the offset of the first changed byte of ``--pdf``);
 exit status 0 when all holds, 1 when something does not, 2 for unusable input.
 """

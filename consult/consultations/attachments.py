@@ -92,8 +92,8 @@ async def get_attachment(
             lock=False,
         )
         row = await tx.session.get(ConsultationAttachment, attachment_id)
-        if row is None or row.consultation_id != consultation_id:
-            raise AttachmentNotFound()
+        if row is None or row.consultation_id != consultation_id or row.study_id is not None:
+            raise AttachmentNotFound()  # an exam is opened in the viewer (``exams``)
         assert tx.db is not None
         data = tx.db.cipher.decrypt_bytes(row.data_enc, _ATTACHMENT_CONTEXT)
         await tx.record(

@@ -165,3 +165,22 @@ class InterpretationNotFound(NotFound):
 class InterpretationAnswered(Conflict):
     code = "interpretation_answered"
     default_message = "The interpretation request has already been answered or cancelled."
+
+
+class ExamRequired(RuleRefused):
+    """R14, R19: a remote diagnosis request carries the exam to be read."""
+
+    code = "exam_required"
+    default_message = "A remote diagnosis request needs at least one exam attached."
+
+
+class ExamNotAttachable(RuleRefused):
+    """Only an original study of the requesting institution, of the request's patient."""
+
+    code = "exam_not_attachable"
+    default_message = "Only a study of your institution for this patient can be attached."
+
+
+class ExamNotFound(NotFound):
+    code = "exam_not_found"
+    default_message = "The exam does not exist."

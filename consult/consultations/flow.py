@@ -16,6 +16,9 @@ Rules, each refused with a stable code and audited:
 - R12 the requester is a verified physician; an expert has verified practice of 3+ years, the
   title asked or higher, and belongs to the invited institution;
 - R11 a decline carries its reason; an invitation not answered by its deadline expires;
+- R14, R19 a remote diagnosis request (imaging, ECG, pathology, ultrasound) carries an exam of
+  the requesting institution's store, shared de-identified with the invited institution once
+  sent (R37); its report is a diagnostic report naming both sides' liability;
 - R13, R24 the report is frozen at its first signature; a change is a new version and the old
   one stays; R27, R35 a signature needs the practitioner's signing PIN;
 - R17 once the report is issued, the requesting doctor refers the patient to the invited
@@ -33,6 +36,14 @@ from consult.consultations.attachments import (
     get_attachment,
 )
 from consult.consultations.centres import create_agreement, list_agreements, set_centre
+from consult.consultations.exams import (
+    DIAGNOSIS_KINDS,
+    attach_exam,
+    exam_choices,
+    is_diagnosis,
+    open_exam,
+    share_exams,
+)
 from consult.consultations.interpretations import (
     answer_interpretation,
     ask_interpretation,
@@ -81,6 +92,9 @@ from consult.consultations.views import (
     AgreementView,
     AttachmentView,
     ConsultationView,
+    ExamChoice,
+    ExamLink,
+    ExamView,
     InterpretationView,
     InvitationView,
     MyConsultationView,
@@ -96,9 +110,13 @@ from consult.consultations.views import (
 __all__ = [
     "ATTACHMENT_MAX_BYTES",
     "ATTACHMENT_TYPES",
+    "DIAGNOSIS_KINDS",
     "AgreementView",
     "AttachmentView",
     "ConsultationView",
+    "ExamChoice",
+    "ExamLink",
+    "ExamView",
     "InterpretationView",
     "InvitationView",
     "MyConsultationView",
@@ -117,6 +135,7 @@ __all__ = [
     "ask_interpretation",
     "assign_expert",
     "assign_interpreter",
+    "attach_exam",
     "cancel",
     "cancel_interpretation",
     "cancel_referral",
@@ -126,12 +145,14 @@ __all__ = [
     "decline_invitation",
     "decline_referral",
     "decline_request",
+    "exam_choices",
     "expire_overdue",
     "export_report",
     "get_attachment",
     "get_consultation",
     "get_report",
     "interpretation_room_id",
+    "is_diagnosis",
     "issue_report",
     "list_agreements",
     "list_consultations",
@@ -141,12 +162,14 @@ __all__ = [
     "my_interpretations",
     "my_referrals",
     "new_version",
+    "open_exam",
     "refer",
     "requester_patients",
     "return_to_requester",
     "room_id_of",
     "schedule_call",
     "set_centre",
+    "share_exams",
     "sign_report",
     "start_session",
     "submit",

@@ -167,6 +167,9 @@ class Consultation(Base):
     """The consultation's MDT room, once opened."""
     decision_enc: Mapped[str | None] = mapped_column(Text)
     """The inviter's decision on diagnosis and treatment (R13)."""
+    decided_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    """Who recorded the decision: the inviter's part of the joint liability of a read (R14)."""
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     return_reason: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -174,7 +177,9 @@ class Consultation(Base):
 
 
 class ConsultationAttachment(Base):
-    """A document or image attached to a request (SM4-encrypted bytes, R36)."""
+    """A document or image attached to a request (SM4-encrypted bytes, R36), or an exam of the
+    imaging store (R14, R19): then ``study_id`` names the stored study, ``data_enc`` is empty,
+    and ``copy_study_id`` the de-identified copy the invited institution reads (R37)."""
 
     __tablename__ = "consultation_attachments"
 
@@ -186,6 +191,14 @@ class ConsultationAttachment(Base):
     size: Mapped[int] = mapped_column(Integer)
     sm3: Mapped[str] = mapped_column(String(64))
     data_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    study_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("imaging_studies.id"), index=True
+    )
+    """An exam: the study of the requesting institution (``imaging_studies``)."""
+    copy_study_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("imaging_studies.id"), index=True
+    )
+    """An exam once sent: its de-identified copy held for the invited institution."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
 
 

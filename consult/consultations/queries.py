@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
 from consult.audit import audited, authorize
+from consult.consultations.exams import exam_view
 from consult.consultations.loading import (
     TEXT_CONTEXTS,
     Loaded,
@@ -80,7 +81,14 @@ async def _view(session: Any, cipher: Any, loaded: Loaded) -> ConsultationView:
             )
         ).all()
     }
-    names = await names_of(session, [row.requested_by, *(i.expert_id for i in loaded.invitations)])
+    names = await names_of(
+        session,
+        [
+            row.requested_by,
+            *(i.expert_id for i in loaded.invitations),
+            *([row.decided_by] if row.decided_by else []),
+        ],
+    )
     attachments = (
         await session.scalars(
             select(ConsultationAttachment)
@@ -130,8 +138,11 @@ async def _view(session: Any, cipher: Any, loaded: Loaded) -> ConsultationView:
         closed_at=row.closed_at,
         sides=tuple(sorted(loaded.sides)),
         invitations=[invitation_view(i, names) for i in loaded.invitations],
-        attachments=[attachment_view(a) for a in attachments],
+        attachments=[attachment_view(a, await exam_view(session, a)) for a in attachments],
         reports=[await report_view(session, cipher, r) for r in visible_reports],
+        decided_by=row.decided_by,
+        decided_by_name=names.get(row.decided_by) if row.decided_by else None,
+        decided_at=row.decided_at,
     )
 
 

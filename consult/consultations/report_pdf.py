@@ -31,6 +31,13 @@ LABELS: Final = {
     "medication_advice": "用药建议",
     "referral_advice": "转诊建议",
 }
+DIAGNOSIS_LABELS: Final = {
+    "examination": "检查项目",
+    "findings": "检查所见",
+    "opinion": "诊断意见（印象）",
+    "recommendation": "建议",
+}
+"""A remote read's diagnostic report (R14, R19)."""
 KINDS: Final = {
     "consultation": "远程会诊",
     "imaging": "远程影像诊断",
@@ -70,14 +77,18 @@ def render(export: Mapping[str, Any]) -> bytes:
         pdf.set_font("cjk", size=size)
         pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT")
 
-    line(f"{KINDS.get(document.get('kind', ''), '远程会诊')}意见报告", size=18, height=11)
+    diagnosis = document.get("type") == "diagnostic_report"
+    kind = KINDS.get(document.get("kind", ""), "远程会诊")
+    line(f"{kind}{'报告' if diagnosis else '意见报告'}", size=18, height=11)
     line(f"邀请方：{document['inviter_institution']['name']}")
     line(f"受邀方：{document['invitee_institution']['name']}")
     line(f"会诊编号：{document['consultation_id']}    报告版本：第 {document['version']} 版")
     if document.get("supersedes_id"):
         line(f"取代版本：{document['supersedes_id']}", size=9)
+    if diagnosis:
+        _liability(line, document)
     pdf.ln(3)
-    for key, label in LABELS.items():
+    for key, label in (DIAGNOSIS_LABELS if diagnosis else LABELS).items():
         value = str(document["content"].get(key) or "—")
         line(label, size=13, height=8)
         line(value)
@@ -93,10 +104,41 @@ def render(export: Mapping[str, Any]) -> bytes:
             size=10,
         )
         line(f"签名值 SM3：{sm3_hex(signature)}", size=8, height=5)
+    acceptance = export.get("acceptance")
+    if acceptance:
+        pdf.ln(3)
+        line("邀请方确认（共同责任，R14）", size=13, height=8)
+        line(
+            f"{acceptance['institution']['name']} {acceptance['decided_by']['name']}  "
+            f"确认时间 {acceptance.get('decided_at') or '—'}",
+            size=10,
+        )
+        line(f"处理决定：{acceptance['decision']}", size=10)
+        line(f"所确认的报告文档 SM3：{acceptance['accepts_document_sm3']}", size=8, height=5)
     pdf.ln(3)
     line(f"报告文档 SM3：{export['document_sm3']}", size=8, height=5)
     line("核验：teleconsult report verify 报告.json --ca 医院CA证书.pem --pdf 本文件.pdf", size=8)
     return bytes(pdf.output())
+
+
+def _liability(line: Any, document: Mapping[str, Any]) -> None:
+    """The exams read and both sides of the joint liability (R14)."""
+    liability = document.get("liability") or {}
+    performing = liability.get("performing") or {}
+    reading = liability.get("reading") or {}
+    for exam in document.get("exams") or []:
+        modalities = "/".join(exam.get("modalities") or []) or "DICOM"
+        line(f"检查：{modalities}，{exam.get('instances', 0)} 个图像/波形", size=10)
+    line("共同责任：邀请方完成检查，受邀方阅片并出具报告，双方共同承担责任。", size=10)
+    doctor = (performing.get("requesting_doctor") or {}).get("name", "")
+    line(
+        f"检查方：{(performing.get('institution') or {}).get('name', '')}  申请医师：{doctor}",
+        size=10,
+    )
+    line(
+        f"诊断方：{(reading.get('institution') or {}).get('name', '')}  诊断医师：见下列电子签名",
+        size=10,
+    )
 
 
 def first_difference(a: bytes, b: bytes) -> int | None:

@@ -21,12 +21,21 @@ from consult.consultations.errors import (
     ReportUnsigned,
     SigningUnavailable,
 )
-from consult.consultations.loading import REPORT_CONTEXT, load_consultation, names_of, parties_of
+from consult.consultations.exams import exam_view, is_diagnosis
+from consult.consultations.loading import (
+    REPORT_CONTEXT,
+    TEXT_CONTEXTS,
+    load_consultation,
+    names_of,
+    parties_of,
+)
 from consult.consultations.machines import REPORT_MACHINE, ReportEvent
 from consult.consultations.models import (
     Consultation,
+    ConsultationAttachment,
     OpinionReport,
     ReportSignature,
+    ReportState,
     SigningCredential,
 )
 from consult.consultations.reports import get_report, require_reporting
@@ -47,7 +56,7 @@ async def _document(session: Any, cipher: Any, report: OpinionReport) -> dict[st
     inviter = await session.get(Institution, consultation.institution_id)
     invitee = await session.get(Institution, consultation.target_institution_id)
     content = json.loads(cipher.decrypt(report.content_enc, REPORT_CONTEXT))
-    return {
+    document: dict[str, Any] = {
         "type": "opinion_report",
         "consultation_id": consultation.id,
         "kind": consultation.kind,
@@ -59,6 +68,92 @@ async def _document(session: Any, cipher: Any, report: OpinionReport) -> dict[st
         "patient_ref": consultation.patient_id,
         "content": content,
         "content_sm3": report.content_digest,
+    }
+    if is_diagnosis(consultation.kind):
+        document.update(await _diagnosis_part(session, consultation, report, inviter, invitee))
+    return document
+
+
+async def _diagnosis_part(
+    session: Any, consultation: Consultation, report: OpinionReport, inviter: Any, invitee: Any
+) -> dict[str, Any]:
+    """A remote read's diagnostic report (R14, R19): the exams read and the joint liability.
+
+    The performing side (the inviter institution and its requesting doctor, who did the exam)
+    and the reading side (the invited institution; its reading experts are the signers, each
+    named by its signature and certificate) share liability. The exams are those attached when
+    this version was begun, so the signed bytes do not change under a later attachment."""
+    names = await names_of(session, [consultation.requested_by])
+    exams = (
+        await session.scalars(
+            select(ConsultationAttachment)
+            .where(
+                ConsultationAttachment.consultation_id == consultation.id,
+                ConsultationAttachment.study_id.is_not(None),
+                ConsultationAttachment.created_at <= report.created_at,
+            )
+            .order_by(ConsultationAttachment.created_at, ConsultationAttachment.id)
+        )
+    ).all()
+    exam_rows = []
+    for exam in exams:
+        view = await exam_view(session, exam)
+        assert view is not None
+        exam_rows.append(
+            {
+                "attachment_id": exam.id,
+                "modalities": view.modalities,
+                "instances": view.instances,
+                "instances_sm3": exam.sm3,
+            }
+        )
+    return {
+        "type": "diagnostic_report",
+        "exams": exam_rows,
+        "liability": {
+            "shared": True,
+            "basis": "R14: the inviter performs the exam, the invitee reads and reports; both"
+            " sides share liability.",
+            "performing": {
+                "institution": {"id": inviter.id, "name": inviter.name},
+                "requesting_doctor": {
+                    "id": consultation.requested_by,
+                    "name": names.get(consultation.requested_by, ""),
+                },
+            },
+            "reading": {
+                "institution": {"id": invitee.id, "name": invitee.name},
+                "experts": "the signers of this document",
+            },
+        },
+    }
+
+
+async def _acceptance(
+    session: Any, cipher: Any, report: OpinionReport, document: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The inviter's decision on an issued version (its part of the joint liability, R13, R14):
+    who, when, what, and the SM3 of the document it accepts. Recorded by the server (audited
+    as ``consultation.decide``), not signed by the inviter."""
+    consultation = await session.get(Consultation, report.consultation_id)
+    if (
+        consultation is None
+        or consultation.decided_by is None
+        or consultation.decision_enc is None
+        or report.status != ReportState.ISSUED.value
+    ):
+        return None
+    names = await names_of(session, [consultation.decided_by])
+    inviter = await session.get(Institution, consultation.institution_id)
+    return {
+        "decided_by": {
+            "id": consultation.decided_by,
+            "name": names.get(consultation.decided_by, ""),
+        },
+        "institution": {"id": inviter.id, "name": inviter.name},
+        "decided_at": consultation.decided_at.isoformat() if consultation.decided_at else None,
+        "decision": cipher.decrypt(consultation.decision_enc, TEXT_CONTEXTS["decision"]),
+        "accepts_document_sm3": sm3_hex(canonical(document)),
     }
 
 
@@ -204,6 +299,7 @@ async def export_report(db: Database, actor: Actor, report_id: str) -> dict[str,
             )
         ).all()
         names = await names_of(session, [r.signer_id for r in rows])
+        acceptance = await _acceptance(session, db.cipher, report, document)
     if not rows:
         raise ReportUnsigned()
     return export_document(
@@ -220,4 +316,5 @@ async def export_report(db: Database, actor: Actor, report_id: str) -> dict[str,
             }
             for r in rows
         ],
+        acceptance=acceptance,
     )

@@ -14,6 +14,7 @@ from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.consultations.errors import ReportNotFound, ReportSigned, ReportUnsigned
+from consult.consultations.exams import is_diagnosis
 from consult.consultations.loading import (
     REPORT_CONTEXT,
     Loaded,
@@ -50,13 +51,26 @@ REPORT_FIELDS: Final = (
     "referral_advice",
 )
 """The structured opinion report (R13, R16: diagnosis, plan, medication advice; R17 referral)."""
+DIAGNOSIS_FIELDS: Final = ("examination", "findings", "opinion", "recommendation")
+"""The diagnostic report of a remote read (R14, R19): the examination read, the findings, the
+impression (diagnosis: ``opinion``) and the recommendation."""
 
 
-def _clean_content(content: Mapping[str, str]) -> dict[str, str]:
-    unknown = set(content) - set(REPORT_FIELDS)
+def fields_of(kind: str) -> tuple[str, ...]:
+    """The report's fields for a consultation of ``kind``."""
+    return DIAGNOSIS_FIELDS if is_diagnosis(kind) else REPORT_FIELDS
+
+
+def _clean_content(content: Mapping[str, str], kind: str) -> dict[str, str]:
+    fields = fields_of(kind)
+    known = set(REPORT_FIELDS) | set(DIAGNOSIS_FIELDS)
+    unknown = set(content) - known
     if unknown:
         raise InvalidInput(f"Unknown report fields: {', '.join(sorted(unknown))}.")
-    cleaned = {name: str(content.get(name, "") or "").strip() for name in REPORT_FIELDS}
+    foreign = sorted(k for k in set(content) - set(fields) if str(content.get(k) or "").strip())
+    if foreign:
+        raise InvalidInput(f"Not fields of a {kind} report: {', '.join(foreign)}.")
+    cleaned = {name: str(content.get(name, "") or "").strip() for name in fields}
     if not cleaned["opinion"]:
         raise InvalidInput("The diagnostic opinion is required.")
     return cleaned
@@ -82,10 +96,10 @@ async def write_report(
     never changed (R24: :func:`new_version`)."""
     action = "opinion.write"
     await authorize(db, actor, action, object_type="consultation", object_id=consultation_id)
-    cleaned = _clean_content(content)
     async with audited(db) as tx:
         loaded = await load_consultation(tx, actor, consultation_id, action, frozenset({"expert"}))
         require_reporting(tx, actor, loaded, action)
+        cleaned = _clean_content(content, loaded.row.kind)
         reports = await reports_of(tx.session, consultation_id)
         current = reports[-1] if reports else None
         if current is not None and current.status != ReportState.DRAFT.value:
@@ -154,10 +168,10 @@ async def new_version(
     """A new draft version replacing a signed one; the old version stays, superseded (R24)."""
     action = "opinion.supersede"
     await authorize(db, actor, action, object_type="consultation", object_id=consultation_id)
-    cleaned = _clean_content(content)
     async with audited(db) as tx:
         loaded = await load_consultation(tx, actor, consultation_id, action, frozenset({"expert"}))
         require_reporting(tx, actor, loaded, action)
+        cleaned = _clean_content(content, loaded.row.kind)
         reports = await reports_of(tx.session, consultation_id)
         if not reports or reports[-1].status == ReportState.DRAFT.value:
             raise tx.refuse(

@@ -10,10 +10,12 @@ from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.consultations.errors import (
     DeclineReasonRequired,
+    ExamRequired,
     InviterNotQualified,
     NoAgreement,
     NoConsultCentre,
 )
+from consult.consultations.exams import exam_count, is_diagnosis
 from consult.consultations.loading import (
     TEXT_CONTEXTS,
     centre_of,
@@ -203,10 +205,21 @@ async def _transition(
 
 
 async def submit(db: Database, actor: Actor, consultation_id: str) -> None:
-    """The requester hands the draft to its consult centre (R16)."""
-    await _transition(
-        db, actor, consultation_id, ConsultationEvent.SUBMIT, frozenset({"requester"})
-    )
+    """The requester hands the draft to its consult centre (R16); a remote diagnosis request
+    carries at least one exam (R14, R19: ``exam_required``)."""
+    action = CONSULTATION_MACHINE.action(ConsultationEvent.SUBMIT)
+    await authorize(db, actor, action, object_type="consultation", object_id=consultation_id)
+    async with audited(db) as tx:
+        loaded = await load_consultation(
+            tx, actor, consultation_id, action, frozenset({"requester"})
+        )
+        if (
+            is_diagnosis(loaded.row.kind)
+            and loaded.row.status == ConsultationState.DRAFT.value
+            and not await exam_count(tx.session, consultation_id)
+        ):
+            raise refuse(tx, actor, ExamRequired(), action, consultation_id)
+        await move(tx, actor, loaded, ConsultationEvent.SUBMIT)
 
 
 async def return_to_requester(
@@ -286,3 +299,6 @@ async def decide(db: Database, actor: Actor, consultation_id: str, decision: str
         assert tx.db is not None
         loaded.row.decision_enc = tx.db.cipher.encrypt(decision.strip(), TEXT_CONTEXTS["decision"])
         await move(tx, actor, loaded, ConsultationEvent.DECIDE)
+        # the inviter's part of the joint liability of a read (R14), named in the signed export
+        loaded.row.decided_by = actor.user_id
+        loaded.row.decided_at = utc_now()

@@ -156,16 +156,23 @@ def certificate_subject(certificate_pem: bytes) -> str:
 
 
 def export_document(
-    document: Mapping[str, Any], signatures: Sequence[Mapping[str, Any]]
+    document: Mapping[str, Any],
+    signatures: Sequence[Mapping[str, Any]],
+    *,
+    acceptance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The machine-readable signed report: the document, its SM3, each signature with its
-    certificate and timestamp (base64)."""
-    return {
+    certificate and timestamp (base64); with ``acceptance``, the inviter's recorded decision on
+    it (a remote read's joint liability, R14: bound to the document by its SM3, not signed)."""
+    export: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "document": dict(document),
         "document_sm3": sm3_hex(canonical(document)),
         "signatures": [dict(s) for s in signatures],
     }
+    if acceptance is not None:
+        export["acceptance"] = dict(acceptance)
+    return export
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,13 @@ def verify_export(
     data = canonical(export["document"])
     if export.get("document_sm3") != sm3_hex(data):
         result.problems.append(Problem("document_altered", detail="document_sm3 differs"))
+    acceptance = export.get("acceptance")
+    if acceptance is not None and (
+        not isinstance(acceptance, dict) or acceptance.get("accepts_document_sm3") != sm3_hex(data)
+    ):
+        result.problems.append(
+            Problem("acceptance_mismatch", detail="the acceptance names another document")
+        )
     signatures = export.get("signatures")
     if not isinstance(signatures, list) or not signatures:
         result.problems.append(Problem("unsigned"))

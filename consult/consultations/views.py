@@ -40,16 +40,55 @@ class InvitationView:
 
 
 @dataclass(frozen=True)
+class ExamView:
+    """An exam of the imaging store attached to a remote diagnosis request (R14, R19)."""
+
+    modalities: list[str]
+    """The DICOM modalities of its instances (CT, MR, US, SM, ECG ...)."""
+    instances: int
+    ecg: bool
+    """A waveform ECG: the viewer opens its ECG view."""
+    shared: bool
+    """The de-identified copy for the invited institution is made (R37)."""
+
+
+@dataclass(frozen=True)
+class ExamChoice:
+    """A study the requester may attach: its institution's, of the request's patient."""
+
+    study_uid: str
+    modalities: list[str]
+    instances: int
+    ecg: bool
+    created_at: datetime
+    """When the store received it."""
+
+
+@dataclass(frozen=True)
+class ExamLink:
+    """The study the caller opens for an exam: the original on the requesting side, the
+    de-identified copy for the invited experts (R37)."""
+
+    attachment_id: str
+    study_uid: str
+    ecg: bool
+    viewer_url: str
+    """The viewer page for it (signed-in session, no room)."""
+
+
+@dataclass(frozen=True)
 class AttachmentView:
-    """A file attached to a request (its bytes are fetched apart)."""
+    """A file attached to a request (its bytes are fetched apart), or an exam (``exam`` set:
+    a study of the imaging store, opened with ``GET .../exams/{id}``)."""
 
     id: str
     filename: str
     content_type: str
     size: int
     sm3: str
-    """SM3 of the file's bytes."""
+    """SM3 of the file's bytes (an exam: of its SOP Instance UIDs, sorted, one a line)."""
     created_at: datetime
+    exam: ExamView | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +160,11 @@ class ConsultationView:
     invitations: list[InvitationView] = field(default_factory=list)
     attachments: list[AttachmentView] = field(default_factory=list)
     reports: list[ReportView] = field(default_factory=list)
+    decided_by: str | None = None
+    """Who recorded the inviter's decision: for a remote read, the inviter's part of the joint
+    liability (R14), named in the signed export's ``acceptance``."""
+    decided_by_name: str | None = None
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -281,9 +325,11 @@ class PatientChoice:
     age: int
 
 
-def attachment_view(row: ConsultationAttachment) -> AttachmentView:
+def attachment_view(row: ConsultationAttachment, exam: ExamView | None = None) -> AttachmentView:
     """The attachment's description (not its bytes)."""
-    return AttachmentView(row.id, row.filename, row.content_type, row.size, row.sm3, row.created_at)
+    return AttachmentView(
+        row.id, row.filename, row.content_type, row.size, row.sm3, row.created_at, exam
+    )
 
 
 def invitation_view(row: ConsultationInvitation, names: Mapping[str, str]) -> InvitationView:

@@ -11,7 +11,10 @@ Today's rules, from the permission table and the relationships the visit model h
 - a de-identified copy shared with another institution: the doctor it was shared with, and
   nurses of that institution. The original stays with its own institution;
 - a room's join token (the viewer of a consult room has no session of its own): only the studies
-  attached to that room's visit, and only as its participant may read them.
+  attached to that room's visit, and only as its participant may read them;
+- an exam attached to a remote diagnosis request (R14, R19): the original, doctors of the
+  requesting side (the requester, doctors of its department); the de-identified copy made for
+  the invited institution, the experts invited to that request (invited or accepted, R37).
 
 Every decision is recorded: a refusal as a ``denied`` audit event, a retrieval as an ``ok`` one
 (:func:`audit_retrieval`). When the access policy module replaces the participation checks, it
@@ -28,6 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
 from consult.audit import append, authorize
+from consult.consultations.models import (
+    Consultation,
+    ConsultationAttachment,
+    ConsultationInvitation,
+    InvitationState,
+)
 from consult.db import Database
 from consult.models import AuditResult, Patient, Room, Visit
 from consult.permissions import Role, in_scope
@@ -45,16 +54,21 @@ def related(
     visit: Visit | None,
     patient: Patient | None,
     room_visit_id: str | None = None,
+    *,
+    consultation_reader: bool = False,
 ) -> bool:
     """Whether ``actor`` has a relationship to the study's patient or visit that lets it read.
 
     ``room_visit_id``: for a room's join token, the visit the room belongs to (None for a room
-    of another subject)."""
+    of another subject). ``consultation_reader``: the study is an exam of a remote diagnosis
+    request on the actor's side (:func:`_consultation_reader`)."""
     if actor.user_id is None:
         return False
     if actor.room_id is not None and (room_visit_id is None or study.visit_id != room_visit_id):
         # a room's join token (the shared viewer of a room): that room's visit's studies only
         return False
+    if consultation_reader and actor.room_id is None and actor.role is Role.DOCTOR:
+        return True
     if study.deidentified:
         if actor.role is Role.DOCTOR:
             return study.recipient_id == actor.user_id
@@ -76,6 +90,51 @@ def related(
     return False
 
 
+async def _consultation_reader(session: AsyncSession, actor: Actor, study: ImagingStudy) -> bool:
+    """Whether the study is an exam of a remote diagnosis request that ``actor`` (a doctor, with
+    its own session) reads: as the requester or a doctor of its department (the original), or
+    as an expert invited to it, not withdrawn, declined or expired (the institution's copy)."""
+    if actor.role is not Role.DOCTOR or actor.room_id is not None or actor.user_id is None:
+        return False
+    if study.deidentified:
+        if study.recipient_id is not None:
+            return False
+        found = await session.scalar(
+            select(ConsultationInvitation.id)
+            .join(
+                ConsultationAttachment,
+                ConsultationAttachment.consultation_id == ConsultationInvitation.consultation_id,
+            )
+            .where(
+                ConsultationAttachment.copy_study_id == study.id,
+                ConsultationInvitation.expert_id == actor.user_id,
+                ConsultationInvitation.institution_id == study.institution_id,
+                ConsultationInvitation.status.in_(
+                    [InvitationState.INVITED.value, InvitationState.ACCEPTED.value]
+                ),
+            )
+            .limit(1)
+        )
+        return found is not None
+    if actor.institution_id != study.institution_id:
+        return False
+    rows = (
+        await session.execute(
+            select(Consultation.requested_by, Consultation.department_id)
+            .join(ConsultationAttachment, ConsultationAttachment.consultation_id == Consultation.id)
+            .where(
+                ConsultationAttachment.study_id == study.id,
+                Consultation.institution_id == actor.institution_id,
+            )
+        )
+    ).all()
+    return any(
+        requested_by == actor.user_id
+        or (department_id is not None and department_id in actor.department_ids)
+        for requested_by, department_id in rows
+    )
+
+
 async def _may_read(session: AsyncSession, actor: Actor, study: ImagingStudy) -> bool:
     visit = await session.get(Visit, study.visit_id) if study.visit_id else None
     patient = await session.get(Patient, study.patient_id) if study.patient_id else None
@@ -84,7 +143,8 @@ async def _may_read(session: AsyncSession, actor: Actor, study: ImagingStudy) ->
         room = await session.get(Room, actor.room_id)
         if room is not None and room.subject_type == "visit":
             room_visit_id = room.subject_id
-    return related(actor, study, visit, patient, room_visit_id)
+    reader = await _consultation_reader(session, actor, study)
+    return related(actor, study, visit, patient, room_visit_id, consultation_reader=reader)
 
 
 async def may_read_study(db: Database, actor: Actor, study: ImagingStudy, what: str) -> None:

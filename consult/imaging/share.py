@@ -3,6 +3,10 @@
 The original never leaves its institution. The visit's doctor shares it; the copy is made once
 per recipient (a second share returns the first copy), its UIDs remapped under a key of its
 own, and the recipient (and nurses of its institution) read only the copy.
+
+A remote diagnosis request (``consult.consultations``) shares its exams with the invited
+institution as a whole (:func:`copy_for_institution`): a copy without a recipient, which the
+experts invited to that request read (``access``).
 """
 
 from __future__ import annotations
@@ -137,3 +141,28 @@ async def share_study(
         burned_in_flagged=flagged,
         created=True,
     )
+
+
+async def copy_for_institution(
+    store: ImagingStore, actor: Actor, study_id: str, institution_id: str
+) -> ImagingStudy:
+    """A de-identified copy of the study (our row id) for ``institution_id``, with no named
+    recipient: who reads it is decided by ``access`` (the invited experts of the request that
+    shared it). The caller has checked that the study may leave; audited as ``imaging.share``."""
+    db = store.db
+    async with db.session() as session:
+        study = await session.get(ImagingStudy, study_id)
+        if study is None or study.deidentified or study.institution_id == institution_id:
+            raise ShareOfCopy()
+        instances = list(
+            (
+                await session.scalars(
+                    select(ImagingInstance)
+                    .where(ImagingInstance.study_id == study.id)
+                    .order_by(ImagingInstance.series_uid, ImagingInstance.instance_number)
+                )
+            ).all()
+        )
+    key = secrets.token_bytes(32)
+    copy_uid, files, _ = await store.run(_copy_files, store, study.id, instances, key)
+    return await store.add_copy(study, copy_uid, institution_id, None, files, actor)

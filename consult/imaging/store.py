@@ -297,7 +297,7 @@ class ImagingStore:
         source: ImagingStudy,
         copy_uid: str,
         recipient_institution_id: str,
-        recipient_id: str,
+        recipient_id: str | None,
         files: list[tuple[ParsedInstance, Path]],
         actor: Actor,
     ) -> ImagingStudy:

@@ -23,6 +23,10 @@ const REPORT_FIELDS = [
   "medication_advice",
   "referral_advice",
 ];
+// A remote read's diagnostic report (R14, R19): what was read, findings, impression, advice.
+const DIAGNOSIS_FIELDS = ["examination", "findings", "opinion", "recommendation"];
+const DIAGNOSIS_KINDS = new Set(["imaging", "ecg", "pathology", "ultrasound"]);
+const fieldsOf = (kind) => (DIAGNOSIS_KINDS.has(kind) ? DIAGNOSIS_FIELDS : REPORT_FIELDS);
 
 const state = {
   me: null,
@@ -33,6 +37,7 @@ const state = {
   referrals: [],
   interpretations: [],
   departments: {},
+  examChoices: null,
 };
 portal.consult = state;
 
@@ -176,13 +181,16 @@ function renderReport(c, report, canWrite) {
   const editable = canWrite && report?.state === "draft";
   const signers = report?.signatures?.map((s) => s.signer_name).join("、") ?? "";
   const form = h("form", { id: "report-form", novalidate: true });
-  for (const field of REPORT_FIELDS) {
+  const diagnosis = DIAGNOSIS_KINDS.has(c.kind);
+  const fields = fieldsOf(c.kind);
+  const label = (field) => t(diagnosis && field === "opinion" ? "cs.impression" : `cs.${field}`);
+  for (const field of fields) {
     const id = `report-${field}`;
     form.append(
       h(
         "div",
         { class: "field" },
-        h("label", { for: id, text: t(`cs.${field}`) }),
+        h("label", { for: id, text: label(field) }),
         h("textarea", {
           id,
           name: field,
@@ -193,7 +201,7 @@ function renderReport(c, report, canWrite) {
       ),
     );
   }
-  for (const field of REPORT_FIELDS) {
+  for (const field of fields) {
     form.elements[field].value = report?.content?.[field] ?? "";
     if (report && !editable && !canWrite) form.elements[field].readOnly = true;
   }
@@ -207,6 +215,7 @@ function renderReport(c, report, canWrite) {
       : null,
     form,
     signers ? h("p", { class: "signed-by", text: t("cs.signed_by", { names: signers }) }) : null,
+    diagnosis && report ? liability(c, signers) : null,
   );
   if (!canWrite) return box;
   const actions = h("div", { class: "actions" });
@@ -268,6 +277,109 @@ function renderReport(c, report, canWrite) {
   return box;
 }
 
+/** R14: both sides share the liability of a read: who performed, who read, who accepted. */
+function liability(c, signers) {
+  return h(
+    "div",
+    { class: "liability", dataset: { liability: "joint" } },
+    h("h5", { text: t("cs.liability") }),
+    h("p", { text: t("cs.liability_performing", { institution: c.institution_name, doctor: c.requester_name }) }),
+    h("p", {
+      text: t("cs.liability_reading", { institution: c.target_institution_name, experts: signers || t("cs.none") }),
+    }),
+    c.decided_by_name
+      ? h("p", {
+          class: "accepted-by",
+          text: t("cs.liability_accepted", { name: c.decided_by_name, at: when(c.decided_at) }),
+        })
+      : null,
+  );
+}
+
+/** Open an exam in the viewer (the server says which study: the original or the copy). */
+async function openExam(c, a) {
+  // opened at once (a popup opened after an await is blocked); the viewer tab keeps this
+  // tab's session (sessionStorage is copied to a tab it opens: no noopener)
+  const tab = window.open("about:blank", "_blank");
+  try {
+    const link = await api("GET", `/consultations/${c.id}/exams/${a.id}`);
+    if (tab) tab.location.href = link.viewer_url;
+    else window.location.href = link.viewer_url;
+  } catch (err) {
+    tab?.close();
+    throw err;
+  }
+}
+
+function attachmentItem(c, a) {
+  if (!a.exam) {
+    return h(
+      "li",
+      { class: "row" },
+      h("a", {
+        href: "#",
+        text: `${a.filename} (${Math.ceil(a.size / 1024)} KB)`,
+        onclick: (event) => {
+          event.preventDefault();
+          download(c.id, a).catch(showError);
+        },
+      }),
+    );
+  }
+  const what = t(a.exam.ecg ? "cs.exam_ecg" : "cs.exam_images", {
+    modalities: a.exam.modalities.join("/") || "DICOM",
+    count: a.exam.instances,
+  });
+  return h(
+    "li",
+    { class: "row exam", dataset: { exam: a.id, shared: String(a.exam.shared) } },
+    h("span", { text: what }),
+    button("cs.open_exam", () => openExam(c, a).catch(showError), { action: "open-exam" }),
+  );
+}
+
+function examPicker(c) {
+  const select = h("select", { id: "exam-study" });
+  const choices = state.examChoices?.id === c.id ? state.examChoices.exams : [];
+  fillSelect(
+    select,
+    choices.map((e) => ({
+      value: e.study_uid,
+      label: `${e.modalities.join("/") || "DICOM"} · ${t("cs.exam_count", { count: e.instances })} · ${when(e.created_at)}`,
+    })),
+  );
+  const uid = h("input", { id: "exam-uid", type: "text", maxlength: 64, placeholder: t("cs.exam_uid") });
+  return h(
+    "div",
+    { class: "exam-picker" },
+    h("label", { for: "exam-study", class: "label", text: t("cs.attach_exam") }),
+    choices.length ? select : h("span", { class: "empty", text: t("cs.no_exams") }),
+    uid,
+    button(
+      "cs.attach_exam_button",
+      () =>
+        act(
+          () =>
+            api("POST", `/consultations/${c.id}/exams`, {
+              study_uid: uid.value.trim() || select.value,
+            }),
+          "cs.exam_attached",
+        ),
+      { action: "attach-exam" },
+    ),
+  );
+}
+
+async function loadExamChoices(c) {
+  if (!new Set(c.sides).has("requester") || c.state !== "draft") return;
+  try {
+    const { exams } = await api("GET", `/consultations/${c.id}/exam-choices`);
+    state.examChoices = { id: c.id, exams };
+  } catch (err) {
+    showError(err);
+  }
+}
+
 function renderDetail() {
   // What the person is typing or choosing survives a pushed re-render.
   const kept = [...$("detail").querySelectorAll("textarea[id], input[id]:not([type=file]), select[id]")]
@@ -312,20 +424,7 @@ function renderDetailNow() {
   );
   $("detail-attachments").replaceChildren(
     ...(c.attachments.length
-      ? c.attachments.map((a) =>
-          h(
-            "li",
-            { class: "row" },
-            h("a", {
-              href: "#",
-              text: `${a.filename} (${Math.ceil(a.size / 1024)} KB)`,
-              onclick: (event) => {
-                event.preventDefault();
-                download(c.id, a).catch(showError);
-              },
-            }),
-          ),
-        )
+      ? c.attachments.map((a) => attachmentItem(c, a))
       : [h("li", { class: "empty", text: t("cs.none") })]),
   );
   $("detail-invitations").replaceChildren(
@@ -367,6 +466,7 @@ function renderDetailNow() {
     actions.push(
       h("label", { for: "attach-file", class: "label", text: t("cs.attach") }),
       file,
+      examPicker(c),
       button("cs.submit", () => act(() => api("POST", `/consultations/${c.id}/submit`)), {
         action: "submit",
         kind: "btn-primary",
@@ -491,6 +591,7 @@ async function openConsultation(id) {
     window.history.replaceState(null, "", url);
     if (new Set(state.current.sides).has("invitee_centre")) await loadExperts(state.current);
     if (new Set(state.current.sides).has("requester")) await loadDepartments(state.current);
+    await loadExamChoices(state.current);
   } catch (err) {
     state.current = null;
     showError(err);

@@ -1,4 +1,8 @@
-// The image and ECG viewer page: /viewer?visit=<id>#token=<join token> (join-link.js).
+// The image and ECG viewer page: /viewer?visit=<id>#token=<join token> (join-link.js), or
+// /viewer?study=<Study Instance UID> with the signed-in session alone (no room, no review): an
+// exam of a remote diagnosis request opened from /consult (R14, R19). The server decides what
+// the session may read (the requesting doctors the original, the invited experts the
+// de-identified copy); every retrieval is audited there.
 //
 // It lists the room's studies (QIDO-RS with the room's join token: that visit's studies only),
 // opens a series in the Cornerstone3D viewport (viewer-image.js) or an ECG on its calibrated
@@ -9,6 +13,7 @@
 // For tests, `window.__viewer` exposes the mode, the subject, the rendered views and figures.
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { getSession } from "./api.js";
 import { DicomwebClient, TAG, value } from "./dicomweb.js";
 import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
 import { takeJoinToken } from "./join-link.js";
@@ -21,7 +26,9 @@ addStrings(STRINGS);
 const ECG_CLASSES = new Set(["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.840.10008.5.1.4.1.1.9.1.2", "1.2.840.10008.5.1.4.1.1.9.1.3"]);
 const params = new URLSearchParams(window.location.search);
 const visitId = params.get("visit");
-const token = takeJoinToken();
+const studyParam = visitId ? null : params.get("study");
+const UID = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
+const token = visitId ? takeJoinToken() : getSession()?.token ?? null;
 const $ = (id) => document.getElementById(id);
 
 const page = {
@@ -56,7 +63,9 @@ function showError(code) {
 async function listStudies() {
   const list = $("studies");
   list.textContent = "";
-  const studies = await client.studies();
+  const studies = studyParam
+    ? await client.json(`/studies?StudyInstanceUID=${encodeURIComponent(studyParam)}`)
+    : await client.studies();
   $("studies-status").hidden = studies.length > 0;
   if (!studies.length) $("studies-status").textContent = t("viewer.no_studies");
   for (const study of studies) {
@@ -458,7 +467,15 @@ onLanguageChange(() => {
   if (ecg?.ecg) renderFigures();
   if (image) renderMeasurements();
 });
-if (!visitId || !token) {
+if (studyParam && token && UID.test(studyParam)) {
+  // one exam, with the session: no room, so no review; the first series (or ECG) opens
+  $("review-bar").hidden = true;
+  page.ready = true;
+  listStudies()
+    .then(() => document.querySelector(".series-item")?.click())
+    .catch((err) => showError(err.code ?? "internal_error"));
+  ensureImage().catch((err) => showError(err.code ?? "internal_error"));
+} else if (!visitId || !token) {
   showError("link_invalid");
 } else {
   renderReview();

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_referrals"
-down_revision: str | Sequence[str] | None = "0011_ratings"
+down_revision: str | Sequence[str] | None = "0012_exam_attachments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

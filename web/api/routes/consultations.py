@@ -5,6 +5,7 @@ and the inviter's decision. The services are in ``consult.consultations.flow``."
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from consult.consultations.flow import (
     AgreementView,
     AttachmentView,
     ConsultationView,
+    ExamChoice,
+    ExamLink,
     InvitationView,
     MyConsultationView,
     PatientChoice,
@@ -28,14 +31,20 @@ from consult.sessions import account_stamp
 from consult.tokens import issue_join_token, verify_join_token
 
 from ...join_links import room_link
+from ...keys import IMAGING
 from ..call import Call
 from ..fields import Id, Input, Output, Pin, Reason, ShortText, Storable, Time, View, Views
 from ..registry import BinaryResponse, RawBody, api
+
+log = logging.getLogger(__name__)
 
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Storable]
 OptionalText = Annotated[str, StringConstraints(max_length=4000), Storable]
 FileName = Annotated[str, StringConstraints(min_length=1, max_length=200), Storable]
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Uid = Annotated[
+    str, StringConstraints(pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$", max_length=64)
+]
 
 
 # --- Models -------------------------------------------------------------------------------------
@@ -113,6 +122,20 @@ class Consultation(View[ConsultationView]):
     """A consultation as the caller's side sees it."""
 
 
+class ExamChoices(Views):
+    exams: list[ExamChoice]
+
+
+class ExamIn(Input):
+    study_uid: Uid = Field(
+        description="The Study Instance UID of a study your institution holds for the patient."
+    )
+
+
+class Exam(View[ExamLink]):
+    """The study to open in the viewer for an exam attachment."""
+
+
 class ConsultationList(Views):
     consultations: list[ConsultationView]
 
@@ -170,8 +193,15 @@ class DecisionIn(Input):
 
 
 class ReportContent(Input):
+    """An opinion report (kind ``consultation``: findings, opinion, treatment plan, medication
+    and referral advice) or a remote read's diagnostic report (``imaging``, ``ecg``,
+    ``pathology``, ``ultrasound``: examination, findings, opinion, recommendation). A field of
+    the other kind must stay empty."""
+
+    examination: OptionalText = Field(default="", description="Diagnostic report: what was read.")
     findings: OptionalText = ""
-    opinion: LongText = Field(description="The diagnostic opinion.")
+    opinion: LongText = Field(description="The diagnostic opinion (a read: the impression).")
+    recommendation: OptionalText = Field(default="", description="Diagnostic report only.")
     treatment_plan: OptionalText = ""
     medication_advice: OptionalText = ""
     referral_advice: OptionalText = ""
@@ -189,6 +219,11 @@ class SignedExport(Output):
     document: dict[str, Any]
     document_sm3: str
     signatures: list[dict[str, Any]]
+    acceptance: dict[str, Any] | None = Field(
+        default=None,
+        description="A remote read's joint liability (R14): the inviter's recorded decision on "
+        "this version (who, when, what) and the SM3 of the document it accepts; not signed.",
+    )
 
 
 async def _fresh(call: Call, consultation_id: str) -> Consultation:
@@ -316,6 +351,49 @@ async def get_attachment(call: Call, path: AttachmentPath) -> BinaryResponse:
 
 
 @api.operation(
+    "GET",
+    "/consultations/{consultation_id}/exam-choices",
+    action="consultation.attach",
+    tag="consultations",
+)
+async def exam_choices(call: Call, path: ConsultationPath) -> ExamChoices:
+    """The studies the requester may attach (R14, R19): its institution's originals of the
+    request's patient, newest first (audited)."""
+    return ExamChoices(exams=await flow.exam_choices(call.db, call.me, path.consultation_id))
+
+
+@api.operation(
+    "POST",
+    "/consultations/{consultation_id}/exams",
+    action="consultation.attach",
+    tag="consultations",
+    status=201,
+)
+async def attach_exam(call: Call, path: ConsultationPath, body: ExamIn) -> Attachment:
+    """Attach a stored study (imaging, ECG, pathology, ultrasound) to the request (R14, R19);
+    once sent it is shared de-identified with the invited institution (R37)."""
+    view = await flow.attach_exam(
+        call.db, call.request.app[IMAGING], call.me, path.consultation_id, body.study_uid
+    )
+    return Attachment(view)
+
+
+@api.operation(
+    "GET",
+    "/consultations/{consultation_id}/exams/{attachment_id}",
+    action="consultation.view",
+    tag="consultations",
+)
+async def open_exam(call: Call, path: AttachmentPath) -> Exam:
+    """The study to open for an exam (audited): the original for the requesting doctors, the
+    de-identified copy for the invited experts (R37); ``viewer_url`` opens it."""
+    view = await flow.open_exam(
+        call.db, call.request.app[IMAGING], call.me, path.consultation_id, path.attachment_id
+    )
+    return Exam(view)
+
+
+@api.operation(
     "POST",
     "/consultations/{consultation_id}/submit",
     action="consultation.submit",
@@ -334,8 +412,15 @@ async def submit(call: Call, path: ConsultationPath) -> Consultation:
     tag="consultations",
 )
 async def approve(call: Call, path: ConsultationPath) -> Consultation:
-    """The inviter's centre approves; the request is sent to the invited institution (R15)."""
+    """The inviter's centre approves; the request is sent to the invited institution (R15).
+    A remote diagnosis request's exams leave as de-identified copies for it (R14, R37)."""
     await flow.approve(call.db, call.me, path.consultation_id)
+    try:
+        await flow.share_exams(call.db, call.request.app[IMAGING], call.me, path.consultation_id)
+    except Exception:
+        # The request is sent (committed); an exam not shared now is shared when an invited
+        # expert first opens it (flow.open_exam), so the approval does not fail for it.
+        log.exception("sharing exams failed", extra={"consultation_id": path.consultation_id})
     return await _fresh(call, path.consultation_id)
 
 
