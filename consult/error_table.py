@@ -179,6 +179,7 @@ _ROWS: Final = [
     # --- Accounts and organisation ---
     ("username_taken", "conflict", "用户名已被使用。", "The username is taken."),
     ("user_not_found", "not_found", "找不到这个账号。", "The account does not exist."),
+    ("reminder_not_found", "not_found", "找不到这条提醒。", "The reminder does not exist."),
     ("institution_not_found", "not_found", "找不到这家机构。", "The institution does not exist."),
     ("department_not_found", "not_found", "找不到这个科室。", "The department does not exist."),
     # --- Practitioners (R9, R35) ---

@@ -176,6 +176,10 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "opinion.issue": _roles(DOC),
     "opinion.supersede": _roles(DOC),
     "opinion.view": _roles(DOC, OPR),
+    # One's own reminders (issue 14, R11): invitations to answer, sessions about to start,
+    # answers of invitations; ids and moments only.
+    "reminder.list": _CARE,
+    "reminder.read": _CARE,
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Network providers' health (R28, R31): who runs the service.

@@ -15,7 +15,9 @@ Rules, each refused with a stable code and audited:
 - R10 reason, purpose, proposed times, record summary, specialty and title wanted are required;
 - R12 the requester is a verified physician; an expert has verified practice of 3+ years, the
   title asked or higher, and belongs to the invited institution;
-- R11 a decline carries its reason; an invitation not answered by its deadline expires;
+- R11 a decline carries its reason; an invitation not answered by its deadline expires; the
+  expert is reminded before it, the inviter and both centres are told of the answer
+  (:func:`due_reminders`, kept and sent by :mod:`consult.reminders`);
 - R13, R24 the report is frozen at its first signature; a change is a new version and the old
   one stays; R27, R35 a signature needs the practitioner's signing PIN.
 """
@@ -42,6 +44,7 @@ from consult.consultations.queries import (
     list_consultations,
     requester_patients,
 )
+from consult.consultations.reminders import due_reminders
 from consult.consultations.report_signing import export_report, sign_report
 from consult.consultations.reports import get_report, issue_report, new_version, write_report
 from consult.consultations.request import (
@@ -89,6 +92,7 @@ __all__ = [
     "decide",
     "decline_invitation",
     "decline_request",
+    "due_reminders",
     "expire_overdue",
     "export_report",
     "get_attachment",

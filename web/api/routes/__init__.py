@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     providers,
     ratings,
     recordings,
+    reminders,
     schedule,
     sessions,
     visits,
