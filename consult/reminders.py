@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import delete, func, select, update
@@ -98,6 +98,11 @@ class Delivery:
     created_at: datetime
     attempt: int
     """1 for the first attempt."""
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` as the API writes it (ISO 8601, UTC, ``Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _view(row: Reminder) -> ReminderView:
@@ -203,7 +208,7 @@ async def store(
                 subject_type=view.subject_type,
                 subject_id=view.subject_id,
                 consultation_id=view.consultation_id,
-                at=view.at.isoformat(),
+                at=iso(view.at),
             ),
         )
     return views

@@ -59,8 +59,8 @@ def payload(delivery: reminders.Delivery) -> dict[str, Any]:
         "subject_id": delivery.subject_id,
         "consultation_id": delivery.consultation_id,
         "recipient_id": delivery.recipient_id,
-        "at": delivery.at.isoformat(),
-        "created_at": delivery.created_at.isoformat(),
+        "at": reminders.iso(delivery.at),
+        "created_at": reminders.iso(delivery.created_at),
         "attempt": delivery.attempt,
     }
 
