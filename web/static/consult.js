@@ -10,6 +10,7 @@ import { api, ApiError, getSession, requireSession } from "./api.js";
 import { initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { button, fillSelect, formValues, h, when } from "./console-dom.js";
 import { watchUpdates } from "./updates.js";
+import { mountReminders } from "./reminders.js";
 
 addStrings(CONSOLE_STRINGS);
 addStrings(CONSULT_STRINGS);
@@ -588,6 +589,7 @@ async function main() {
   state.me = session.me;
   $("new-actions").hidden = state.me.role !== "doctor";
   showBackLink(state.me.role);
+  mountReminders($("lang-toggle"), document.querySelector("main.page"));
   wireRequestForm();
   onLanguageChange(() => {
     if (infoKey) notify(infoKey, infoParams);
