@@ -538,6 +538,18 @@ _ROWS: Final = [
         "The time to answer has passed; the invitation has expired.",
     ),
     (
+        "schedule_conflict",
+        "conflict",
+        "申请医生或已接受的专家在该时间已有安排，请另选时间。",
+        "The requester or an accepted expert is busy at that time; choose another.",
+    ),
+    (
+        "schedule_in_past",
+        "invalid",
+        "会诊时间须晚于当前时间。",
+        "A session can only be scheduled in the future.",
+    ),
+    (
         "expert_already_invited",
         "conflict",
         "该专家已被邀请。",

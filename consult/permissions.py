@@ -162,6 +162,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.return": _roles(OPR),
     "consultation.approve": _roles(OPR),
     "consultation.decline": _roles(OPR),
+    "consultation.schedule": _roles(DOC, OPR),
     "consultation.start": _roles(DOC),
     "consultation.join": _roles(DOC, PAT),
     "consultation.host": _roles(DOC),

@@ -57,6 +57,7 @@ from consult.consultations.request import (
     submit,
     update_consultation,
 )
+from consult.consultations.scheduling import schedule_session
 from consult.consultations.session import room_id_of, start_session
 from consult.consultations.views import (
     AgreementView,
@@ -106,6 +107,7 @@ __all__ = [
     "requester_patients",
     "return_to_requester",
     "room_id_of",
+    "schedule_session",
     "set_centre",
     "sign_report",
     "start_session",

@@ -27,10 +27,10 @@ from consultation_world import World, two_institutions
 from harness import Server, start_server
 from peers import wait_for
 from people import new_id_number
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from consult.consultations import flow
-from consult.consultations.models import Consultation, ConsultationInvitation
+from consult.consultations.models import ConsultationInvitation
 from consult.db import Database
 from consult.models import Reminder
 from consult.reminders import iso
@@ -274,10 +274,8 @@ async def test_r11_a_scheduled_session_reminds_every_party_24h_and_15min_before(
     now = utc_now()
     await task.run_once(now)  # the answers told; what follows counts the session's only
     starts = (now + timedelta(days=3)).replace(microsecond=0)
-    async with db.session() as session, session.begin():
-        await session.execute(
-            update(Consultation).where(Consultation.id == cid).values(scheduled_at=starts)
-        )
+    schedule = f"/consultations/{cid}/schedule"
+    await w.doctor.ok("PUT", schedule, {"scheduled_at": starts.isoformat()})
     parties = {w.doctor.user_id, first.user_id, patient.user_id}  # not the expert who declined
 
     day = starts - timedelta(hours=24)
@@ -299,10 +297,7 @@ async def test_r11_a_scheduled_session_reminds_every_party_24h_and_15min_before(
 
     # Moved to 10 minutes from a moment never reminded: only the nearer reminder, once.
     moved = starts + timedelta(days=2)
-    async with db.session() as session, session.begin():
-        await session.execute(
-            update(Consultation).where(Consultation.id == cid).values(scheduled_at=moved)
-        )
+    await w.up_centre.ok("PUT", schedule, {"scheduled_at": moved.isoformat()})
     assert (await task.run_once(moved - timedelta(minutes=10))).made == 3
     assert (await task.run_once(moved - timedelta(minutes=5))).made == 0
     kinds = {r.kind for r in await _rows(db) if r.subject_id == cid and r.at == moved}

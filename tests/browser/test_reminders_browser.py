@@ -1,8 +1,10 @@
 """Reminders on the pages (issue 14, R11): the inviting doctor's /consult page shows the
 reminders button in its top bar; when the invited expert declines, the reminder is made by the
 server's reminder task (every second here) and pushed: the button says one unread without a
-reload, the list says what happened (zh-CN, then English), and marking it read clears the count.
-The patient's /waiting page has the same button and an empty list. The request up to its
+reload, the list says what happened (zh-CN, then English), and marking it read clears the count;
+the requester then schedules the session from the consultation's page.
+The patient's /waiting page (phone-sized) has the same button and an empty list, fits, and
+passes axe. The request up to its
 invitation is made through the API (reminders_setup.py).
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 from conftest import RoomPage
 from console_pages import api_setup, empty_server
+from test_accessibility_browser import SMALL_TARGETS_JS, _axe
 from test_portal_browser import _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -80,14 +83,26 @@ def test_r11_a_decline_reaches_the_inviters_reminders_live_and_is_marked_read(
         page.reload(wait_until="domcontentloaded")
         page.wait_for_selector(f'{LIST} li[data-read="true"]', state="attached", timeout=WAIT_MS)
         assert page.get_attribute(TOGGLE, "data-unread") == "0"
+        # The requester schedules the session from the consultation (English kept).
+        page.goto(
+            f"{base_url}/consult?id={world['consultation_id']}", wait_until="domcontentloaded"
+        )
+        page.wait_for_selector("#schedule-form", timeout=WAIT_MS)
+        page.fill("#schedule-time", "2031-03-01T10:00")
+        page.click("#detail-actions [data-action=schedule]")
+        _text(page, "#detail-facts", "Scheduled time")
         errors = [line for line in doctor.logs if "pageerror" in line]
         assert not errors, errors
 
         # The patient's waiting room has the same button; nothing to remind it of.
-        patient = open_room("patient", "about:blank")
+        patient = open_room("patient", "about:blank", viewport={"width": 390, "height": 844})
         _sign_in(patient, base_url, world["patient"], None)
         patient.page.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
         patient.page.wait_for_selector(f'{TOGGLE}[data-unread="0"]', timeout=WAIT_MS)
         assert patient.page.inner_text(TOGGLE) == "提醒"
         patient.page.click(TOGGLE)
         _text(patient.page, LIST, "暂无提醒")
+        # on a phone: the top bar still fits, nothing serious for axe, no target under 44 px
+        assert patient.page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        assert _axe(patient.page) == []
+        assert patient.page.evaluate(SMALL_TARGETS_JS) == []

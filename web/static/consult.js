@@ -297,6 +297,7 @@ function renderDetailNow() {
     ...fact("cs.specialty", `${c.specialty} · ${t(`title.${c.min_title}`)}`),
     ...fact("cs.urgency", t(`urgency.${c.urgency}`)),
     ...fact("cs.proposed_time", when(c.proposed_start)),
+    ...fact("cs.scheduled_time", when(c.scheduled_at)),
     ...fact("cs.return_reason", c.return_reason),
     ...fact("cs.decision", c.decision),
   );
@@ -416,6 +417,25 @@ function renderDetailNow() {
         api("POST", `/invitations/${myInvitation.id}/decline`, { reason }),
       ),
     );
+  }
+  if ((sides.has("requester") || sides.has("invitee_centre")) && ["sent", "accepted"].includes(c.state)) {
+    // Scheduling against both sides' calendars: the server refuses a time at which the
+    // requester or an accepted expert is busy (schedule_conflict).
+    const input = h("input", { id: "schedule-time", type: "datetime-local", required: true });
+    const form = h(
+      "form",
+      { id: "schedule-form", novalidate: true },
+      h("label", { for: "schedule-time", text: t("cs.schedule_time") }),
+      input,
+      h("button", { type: "submit", class: "btn", dataset: { action: "schedule" }, text: t("cs.schedule") }),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!input.value) return;
+      const scheduled_at = new Date(input.value).toISOString();
+      act(() => api("PUT", `/consultations/${c.id}/schedule`, { scheduled_at }));
+    });
+    actions.push(form);
   }
   if ((sides.has("requester") || accepted) && c.state === "accepted") {
     actions.push(
