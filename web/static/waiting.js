@@ -18,6 +18,7 @@ import {
   readConsultations,
   renderConsultations,
 } from "./waiting-consultations.js";
+import { readFollowups, renderFollowups } from "./waiting-followups.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -514,6 +515,7 @@ async function main() {
     renderDocuments();
     renderHistory();
     renderConsultations();
+    renderFollowups();
   });
   mountRating();
   mountReminders(document.getElementById("lang-toggle"), document.querySelector("main.page"));
@@ -536,6 +538,7 @@ async function main() {
   // the remote consultations' card reads on load and on every push (and reconnect)
   afterConsultationsRead(renderStatus);
   readConsultations();
+  readFollowups();
   watch();
   try {
     visit = await findVisit();
@@ -580,7 +583,10 @@ function watch(visitToo = false) {
     if (updates) reread();
   }
   updates ??= watchUpdates((change) => {
-    if (aboutConsultations(change)) readConsultations();
+    if (aboutConsultations(change)) {
+      readConsultations();
+      readFollowups(); // referrals and interpretations (R17, R18) are pushed the same way
+    }
     // the doctor answered a rating (or it changed elsewhere): the history shows it
     if (change?.rating_visit) {
       loadHistory().catch((err) => showError(err));

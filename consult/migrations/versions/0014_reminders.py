@@ -1,7 +1,7 @@
 """Reminders (issue 14, R11): in-app and webhook (SMS/WeChat) reminders, each made once.
 
 Revision ID: 0014_reminders
-Revises: 0011_ratings
+Revises: 0013_referrals
 Create Date: 2026-12-02 13:00:00
 
 One row per (subject, kind, recipient, moment), unique: two processes or a restart never make
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_reminders"
-down_revision: str | Sequence[str] | None = "0011_ratings"
+down_revision: str | Sequence[str] | None = "0013_referrals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
