@@ -179,6 +179,7 @@ _ROWS: Final = [
     # --- Accounts and organisation ---
     ("username_taken", "conflict", "用户名已被使用。", "The username is taken."),
     ("user_not_found", "not_found", "找不到这个账号。", "The account does not exist."),
+    ("reminder_not_found", "not_found", "找不到这条提醒。", "The reminder does not exist."),
     ("institution_not_found", "not_found", "找不到这家机构。", "The institution does not exist."),
     ("department_not_found", "not_found", "找不到这个科室。", "The department does not exist."),
     # --- Practitioners (R9, R35) ---
@@ -535,6 +536,18 @@ _ROWS: Final = [
         "conflict",
         "已超过答复期限，邀请已失效。",
         "The time to answer has passed; the invitation has expired.",
+    ),
+    (
+        "schedule_conflict",
+        "conflict",
+        "申请医生或已接受的专家在该时间已有安排，请另选时间。",
+        "The requester or an accepted expert is busy at that time; choose another.",
+    ),
+    (
+        "schedule_in_past",
+        "invalid",
+        "会诊时间须晚于当前时间。",
+        "A session can only be scheduled in the future.",
     ),
     (
         "expert_already_invited",

@@ -241,6 +241,13 @@ class UserNotFound(NotFound):
 # --- Organisation, practitioners (R9, R35) ----------------------------------------------------
 
 
+class ReminderNotFound(NotFound):
+    """No reminder of the caller's has this id (another's is not found either)."""
+
+    code = "reminder_not_found"
+    default_message = "The reminder does not exist."
+
+
 class InstitutionNotFound(NotFound):
     """No institution has this id."""
 

@@ -86,6 +86,21 @@ class RatingChanged(DomainEvent):
     event: str
 
 
+@dataclass(frozen=True)
+class ReminderMade(DomainEvent):
+    """A reminder was made for ``user_id`` (issue 14, R11): its pages show it at once. Ids, the
+    kind and the moment only (no patient data)."""
+
+    reminder_id: str
+    user_id: str
+    kind: str
+    subject_type: str
+    subject_id: str
+    consultation_id: str | None
+    at: str
+    """The moment it is about, ISO 8601 UTC."""
+
+
 Listener = Callable[[DomainEvent], Awaitable[None]]
 _listeners: weakref.WeakKeyDictionary[Database, list[Listener]] = weakref.WeakKeyDictionary()
 
@@ -103,3 +118,13 @@ def publish(tx: AuditTx, event: DomainEvent) -> None:
         return
     for listener in list(_listeners.get(tx.db, ())):
         tx.after_commit(partial(listener, event))
+
+
+async def relay(db: Database, event: DomainEvent) -> None:
+    """Relay ``event`` of a change already committed outside :func:`consult.audit.audited`
+    (a reminder is no audited state change); a failing listener is logged."""
+    for listener in list(_listeners.get(db, ())):
+        try:
+            await listener(event)
+        except Exception:
+            logger.exception("domain event listener failed")

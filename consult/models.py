@@ -18,6 +18,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -768,3 +769,55 @@ class VisitRating(Base):
     reply_enc: Mapped[str | None] = mapped_column(Text)
     replied_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
     replied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+# --- Reminders (issue 14: R11) ------------------------------------------------------------------
+
+
+class WebhookState(StrEnum):
+    """Where a reminder's webhook delivery (SMS/WeChat gateway) stands."""
+
+    OFF = "off"
+    """No webhook was configured when the reminder was made."""
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Given up after the bounded number of attempts."""
+
+
+class Reminder(Base):
+    """One reminder for one recipient (in-app, and the webhook for SMS/WeChat).
+
+    Made exactly once: the key ``(subject_type, subject_id, kind, recipient_id, at)`` is unique
+    and rows are inserted conditionally, so two processes, or one restarted, never make (nor
+    send) the same reminder twice. ``at`` is the moment it is about (the invitation's deadline,
+    the session's start, the answer's time): a session moved to another time is reminded again.
+    No patient data: ids, the kind and the moment only. Changes only through
+    ``consult.reminders``.
+    """
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        UniqueConstraint(
+            "subject_type", "subject_id", "kind", "recipient_id", "at", name="uq_reminders_key"
+        ),
+        _one_of("webhook_state", WebhookState),
+        Index("ix_reminders_recipient_created", "recipient_id", "created_at"),
+        Index("ix_reminders_webhook_due", "webhook_state", "webhook_next_at"),
+    )
+
+    id: Mapped[str] = _id_column()
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    consultation_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    recipient_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = _created_at_column()
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    webhook_state: Mapped[str] = mapped_column(String(16), default=WebhookState.OFF.value)
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    webhook_error: Mapped[str | None] = mapped_column(String(200))
+    """The last failure (``http 500``, ``timeout``, the exception's class): never a body."""
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -162,6 +162,7 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "consultation.return": _roles(OPR),
     "consultation.approve": _roles(OPR),
     "consultation.decline": _roles(OPR),
+    "consultation.schedule": _roles(DOC, OPR),
     "consultation.start": _roles(DOC),
     "consultation.join": _roles(DOC, PAT),
     "consultation.host": _roles(DOC),
@@ -191,6 +192,10 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "interpretation.join": _roles(PAT, DOC),
     "interpretation.list": _roles(DOC, OPR),
     "interpretation.mine": _roles(PAT),  # one's own requests and answers (R37)
+    # One's own reminders (issue 14, R11): invitations to answer, sessions about to start,
+    # answers of invitations; ids and moments only.
+    "reminder.list": _CARE,
+    "reminder.read": _CARE,
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Network providers' health (R28, R31): who runs the service.

@@ -5,6 +5,8 @@ Namespace ``/updates`` of the same socket.io server. A page connects with its si
 
 - ``visit_changed {visit, state, event}``: a visit the account takes part in changed state
   (after commit); the page reads the visit (or its queue) once;
+- ``reminder {id, kind, subject_type, subject_id, consultation_id, at}``: a reminder was made
+  for the account (issue 14); the page shows it and its unread count;
 - ``signed_out {reason}``: the session ended (sign-out elsewhere, password change, deactivation);
   the socket is then disconnected.
 
@@ -121,6 +123,19 @@ class Updates:
                 await self._sio.emit(
                     "rating_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
                 )
+        elif isinstance(event, events.ReminderMade):
+            # a reminder for this account (issue 14, R11): ids, kind and moment only
+            reminder: dict[str, str | None] = {
+                "id": event.reminder_id,
+                "kind": event.kind,
+                "subject_type": event.subject_type,
+                "subject_id": event.subject_id,
+                "consultation_id": event.consultation_id,
+                "at": event.at,
+            }
+            await self._sio.emit(
+                "reminder", reminder, to=_user_room(event.user_id), namespace=NAMESPACE
+            )
         elif isinstance(event, events.ParticipationChanged):
             # asked out of a consultation's room, or back in: the person's pages follow
             payload = {"room": event.room_id, "state": event.state, "reason": event.reason}

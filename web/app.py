@@ -30,8 +30,9 @@ from signaling import SignalingServer
 from .api import setup_api
 from .config import Config
 from .dicom_scp import imaging_ctx
-from .keys import CONFIG, DATABASE, IMAGING, MEDIA, RECORDER, SIGNALING
+from .keys import CONFIG, DATABASE, IMAGING, MEDIA, RECORDER, REMINDERS, SIGNALING
 from .recording_keys import key_wrapper
+from .reminders import ReminderTask
 from .routes import setup_routes
 from .transport import setup_transport
 
@@ -61,6 +62,14 @@ def create_app(config: Config) -> web.Application:
         providers=config.provider_health(),
     )
     app[SIGNALING].attach(app)
+    app[REMINDERS] = ReminderTask(
+        app[DATABASE],
+        interval_s=config.reminder_interval_s,
+        webhook_url=config.reminder_webhook_url,
+        webhook_secret=config.reminder_webhook_key() if config.reminder_webhook_url else "",
+        attempts=config.reminder_webhook_attempts,
+        timeout_s=config.reminder_webhook_timeout_s,
+    )
     setup_transport(app, config)  # first: body limits before the API boundary reads one
     setup_routes(app)
     setup_api(app)
@@ -69,6 +78,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_checkpoint_ctx(config.signing_key()))  # made at first start
     app.cleanup_ctx.append(_invitation_expiry_ctx)  # R11: unanswered invitations expire
+    app.cleanup_ctx.append(_reminders_ctx)  # R11: reminders made, pushed and sent once each
     app.cleanup_ctx.append(imaging_ctx)  # after the database: the SCP stops before it closes
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
     # cleanup contexts (the database).
@@ -204,6 +214,14 @@ async def _invitation_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _reminders_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every ``reminder_interval_s``, the reminders that are due are made and sent
+    (``web.reminders``); stopped before the database closes."""
+    app[REMINDERS].start()
+    yield
+    await app[REMINDERS].close()
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:

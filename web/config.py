@@ -101,6 +101,19 @@ class Config:
     #: cannot be signed (``signing_unavailable``).
     signing_ca_cert_file: Path | None = None
     signing_ca_key_file: Path | None = None
+    #: How often (seconds) the server makes the reminders that are due and sends them (issue 14:
+    #: invitations to answer, sessions about to start, answers told); 0 turns the task off.
+    reminder_interval_s: float = 60.0
+    #: The hospital's SMS/WeChat gateway: each reminder is POSTed there as signed JSON
+    #: (docs/consultations.md, Reminders); empty: in-app reminders only.
+    reminder_webhook_url: str = ""
+    #: The webhook's HMAC-SHA256 key (at least 32 bytes); default: a random key kept in
+    #: ``<data_dir>/reminder_webhook.key``, made when a webhook URL is set. Never in the repository.
+    reminder_webhook_secret: str = ""
+    #: Attempts per reminder before it is given up (the waits double from 30 s, at most 1 h).
+    reminder_webhook_attempts: int = 5
+    #: One webhook request's time limit (seconds).
+    reminder_webhook_timeout_s: float = 10.0
     log_level: str = "INFO"
     #: A connection must deliver a request's headers within this many seconds of opening (or of
     #: its previous response); slow ones are closed (slowloris). Also the keep-alive idle time.
@@ -186,6 +199,10 @@ class Config:
         """The field-encryption key; created on first use and kept in the data directory."""
         return self.field_key or self._key_file("field.key")
 
+    def reminder_webhook_key(self) -> str:
+        """The reminder webhook's signing key; made on first use, kept in the data directory."""
+        return self.reminder_webhook_secret or self._key_file("reminder_webhook.key")
+
     def media_addresses(self) -> list[str]:
         """The addresses every Transport gathers on: ``ice_addresses``, else the providers'."""
         return list(self.ice_addresses) or [p.address for p in self.providers]
@@ -234,6 +251,7 @@ _INTS = {
     "dicom_port",
     "turn_credential_ttl_s",
     "media_busy_lag_ms",
+    "reminder_webhook_attempts",
 }
 #: Lists of tables: TOML only, never from an environment variable.
 _TOML_ONLY = {"ice_servers", "turn_providers", "dicom_peers", "providers"}
@@ -249,7 +267,12 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(f"{name} must be true or false")
             return lowered in ("1", "true", "yes", "on")
         return bool(value)
-    if name in ("recording_segment_s", "checkpoint_interval_s"):
+    if name in (
+        "recording_segment_s",
+        "checkpoint_interval_s",
+        "reminder_interval_s",
+        "reminder_webhook_timeout_s",
+    ):
         return float(value)
     if name in (
         "recordings_dir",
@@ -319,6 +342,18 @@ def load_config(
         raise ValueError("field_key must be at least 32 bytes")
     if config.turn_secret and len(config.turn_secret.encode()) < 32:
         raise ValueError("turn_secret must be at least 32 bytes")
+    if config.reminder_webhook_secret and len(config.reminder_webhook_secret.encode()) < 32:
+        raise ValueError("reminder_webhook_secret must be at least 32 bytes")
+    if config.reminder_interval_s < 0:
+        raise ValueError("reminder_interval_s must be 0 (off) or positive")
+    if config.reminder_webhook_url and not config.reminder_webhook_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError("reminder_webhook_url must be an http:// or https:// URL")
+    if not 1 <= config.reminder_webhook_attempts <= 20:
+        raise ValueError("reminder_webhook_attempts must be between 1 and 20")
+    if config.reminder_webhook_timeout_s <= 0:
+        raise ValueError("reminder_webhook_timeout_s must be positive")
     if config.turn_credential_ttl_s <= 0:
         raise ValueError("turn_credential_ttl_s must be positive")
     check_providers(config.providers)

@@ -11,6 +11,7 @@ from recording import Recorder
 from signaling import SignalingServer
 
 from .config import Config
+from .reminders import ReminderTask
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
@@ -19,3 +20,4 @@ SIGNALING = web.AppKey("signaling", SignalingServer)
 #: None when recording is switched off by configuration.
 RECORDER: web.AppKey[Recorder | None] = web.AppKey("recorder")
 IMAGING = web.AppKey("imaging", ImagingStore)
+REMINDERS = web.AppKey("reminders", ReminderTask)

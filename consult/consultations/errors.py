@@ -71,6 +71,19 @@ class InvitationExpired(Conflict):
     default_message = "The time to answer this invitation has passed."
 
 
+class ScheduleConflict(Conflict):
+    """The requester or an accepted expert is busy then (another consultation's session, or a
+    slot of its visit schedule)."""
+
+    code = "schedule_conflict"
+    default_message = "The requester or an accepted expert is busy at that time."
+
+
+class ScheduleInPast(InvalidInput):
+    code = "schedule_in_past"
+    default_message = "A session can only be scheduled in the future."
+
+
 class AlreadyInvited(Conflict):
     code = "expert_already_invited"
     default_message = "This expert is already invited."

@@ -15,7 +15,9 @@ Rules, each refused with a stable code and audited:
 - R10 reason, purpose, proposed times, record summary, specialty and title wanted are required;
 - R12 the requester is a verified physician; an expert has verified practice of 3+ years, the
   title asked or higher, and belongs to the invited institution;
-- R11 a decline carries its reason; an invitation not answered by its deadline expires;
+- R11 a decline carries its reason; an invitation not answered by its deadline expires; the
+  expert is reminded before it, the inviter and both centres are told of the answer
+  (:func:`due_reminders`, kept and sent by :mod:`consult.reminders`);
 - R14, R19 a remote diagnosis request (imaging, ECG, pathology, ultrasound) carries an exam of
   the requesting institution's store, shared de-identified with the invited institution once
   sent (R37); its report is a diagnostic report naming both sides' liability;
@@ -75,6 +77,7 @@ from consult.consultations.referrals import (
     my_referrals,
     refer,
 )
+from consult.consultations.reminders import due_reminders
 from consult.consultations.report_signing import export_report, sign_report
 from consult.consultations.reports import get_report, issue_report, new_version, write_report
 from consult.consultations.request import (
@@ -87,6 +90,7 @@ from consult.consultations.request import (
     submit,
     update_consultation,
 )
+from consult.consultations.scheduling import schedule_session
 from consult.consultations.session import room_id_of, start_session
 from consult.consultations.views import (
     AgreementView,
@@ -145,6 +149,7 @@ __all__ = [
     "decline_invitation",
     "decline_referral",
     "decline_request",
+    "due_reminders",
     "exam_choices",
     "expire_overdue",
     "export_report",
@@ -168,6 +173,7 @@ __all__ = [
     "return_to_requester",
     "room_id_of",
     "schedule_call",
+    "schedule_session",
     "set_centre",
     "share_exams",
     "sign_report",

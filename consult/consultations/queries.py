@@ -128,6 +128,7 @@ async def _view(session: Any, cipher: Any, loaded: Loaded) -> ConsultationView:
         summary=cipher.decrypt(row.summary_enc, TEXT_CONTEXTS["summary"]),
         proposed_start=row.proposed_start,
         proposed_end=row.proposed_end,
+        scheduled_at=row.scheduled_at,
         room_id=row.room_id,
         decision=cipher.decrypt(row.decision_enc, TEXT_CONTEXTS["decision"])
         if row.decision_enc

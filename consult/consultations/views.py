@@ -149,6 +149,9 @@ class ConsultationView:
     summary: str
     proposed_start: datetime | None
     proposed_end: datetime | None
+    scheduled_at: datetime | None
+    """When the session is to start, set by the requester or the invited centre once both
+    sides' calendars are free (``PUT .../schedule``); the parties are reminded before it."""
     room_id: str | None
     decision: str | None
     return_reason: str | None

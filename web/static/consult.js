@@ -12,6 +12,7 @@ import { initPage, oneAtATime, portal, setState, showError, watchIdle } from "./
 import { button, fillSelect, formValues, h, when } from "./console-dom.js";
 import { watchUpdates } from "./updates.js";
 import { followupCards, followupDetail, readFollowups } from "./consult-followups.js";
+import { mountReminders } from "./reminders.js";
 
 addStrings(CONSOLE_STRINGS);
 addStrings(CONSULT_STRINGS);
@@ -419,6 +420,7 @@ function renderDetailNow() {
     ...fact("cs.specialty", `${c.specialty} · ${t(`title.${c.min_title}`)}`),
     ...fact("cs.urgency", t(`urgency.${c.urgency}`)),
     ...fact("cs.proposed_time", when(c.proposed_start)),
+    ...fact("cs.scheduled_time", when(c.scheduled_at)),
     ...fact("cs.return_reason", c.return_reason),
     ...fact("cs.decision", c.decision),
   );
@@ -529,6 +531,25 @@ function renderDetailNow() {
         api("POST", `/invitations/${myInvitation.id}/decline`, { reason }),
       ),
     );
+  }
+  if ((sides.has("requester") || sides.has("invitee_centre")) && ["sent", "accepted"].includes(c.state)) {
+    // Scheduling against both sides' calendars: the server refuses a time at which the
+    // requester or an accepted expert is busy (schedule_conflict).
+    const input = h("input", { id: "schedule-time", type: "datetime-local", required: true });
+    const form = h(
+      "form",
+      { id: "schedule-form", novalidate: true },
+      h("label", { for: "schedule-time", text: t("cs.schedule_time") }),
+      input,
+      h("button", { type: "submit", class: "btn", dataset: { action: "schedule" }, text: t("cs.schedule") }),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!input.value) return;
+      const scheduled_at = new Date(input.value).toISOString();
+      act(() => api("PUT", `/consultations/${c.id}/schedule`, { scheduled_at }));
+    });
+    actions.push(form);
   }
   if ((sides.has("requester") || accepted) && c.state === "accepted") {
     actions.push(
@@ -712,6 +733,7 @@ async function main() {
   state.me = session.me;
   $("new-actions").hidden = state.me.role !== "doctor";
   showBackLink(state.me.role);
+  mountReminders($("lang-toggle"), document.querySelector("main.page"));
   wireRequestForm();
   onLanguageChange(() => {
     if (infoKey) notify(infoKey, infoParams);

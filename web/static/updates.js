@@ -11,7 +11,8 @@ const TOUCH_MS = 60_000;
  * Connect the page's `/updates` socket. `onChange(change)` runs on every push
  * (`visit_changed` `{visit, state, event}`, `consultation_changed` `{machine, id, state, event}`,
  * `room_changed` `{room, state, reason}`) and, with `null`, on every (re)connect, since pushes may have been
- * missed meanwhile. `inUse()` says whether the page is busy without being touched (a room open
+ * missed meanwhile. A `reminder` push, and each (re)connect, are also dispatched on `window`
+ * (`teleconsult:reminder`, `teleconsult:updates-connected`) for reminders.js. `inUse()` says whether the page is busy without being touched (a room open
  * in it): the session is then kept alive, once a minute at most.
  */
 export function watchUpdates(onChange, inUse = () => false) {
@@ -25,6 +26,7 @@ export function watchUpdates(onChange, inUse = () => false) {
   socket.on("connect", () => {
     portal.updates = "connected";
     onChange(null);
+    window.dispatchEvent(new CustomEvent("teleconsult:updates-connected"));
   });
   socket.on("disconnect", () => (portal.updates = "disconnected"));
   socket.on("visit_changed", (change) => {
@@ -43,6 +45,10 @@ export function watchUpdates(onChange, inUse = () => false) {
     // asked out of a consultation's room, or let back in (docs/consultations.md)
     portal.pushes.push(change);
     onChange(change);
+  });
+  socket.on("reminder", (reminder) => {
+    // a reminder for this account (docs/consultations.md, Reminders): reminders.js shows it
+    window.dispatchEvent(new CustomEvent("teleconsult:reminder", { detail: reminder }));
   });
   socket.on("signed_out", (payload) => {
     console.info("[portal] signed out elsewhere:", payload?.reason);

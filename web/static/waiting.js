@@ -5,6 +5,7 @@ import { getLanguage, onLanguageChange, t } from "./i18n.js";
 import { api, requireSession } from "./api.js";
 import { busy, clock, initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { watchUpdates } from "./updates.js";
+import { mountReminders } from "./reminders.js";
 import { mountBooking } from "./booking.js";
 import { when } from "./console-dom.js";
 import { constraints, listDevices, preferredDevices, savePreferredDevices } from "./local-media.js";
@@ -517,6 +518,7 @@ async function main() {
     renderFollowups();
   });
   mountRating();
+  mountReminders(document.getElementById("lang-toggle"), document.querySelector("main.page"));
   el.deviceCheck.addEventListener("click", () => checkDevices());
   el.speakerTest.addEventListener("click", () => testSpeaker());
   el.cameraSelect.addEventListener("change", () => chooseDevice("camera", el.cameraSelect));

@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     providers,
     ratings,
     recordings,
+    reminders,
     schedule,
     sessions,
     visits,

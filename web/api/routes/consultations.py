@@ -475,6 +475,28 @@ async def assign_expert(call: Call, path: ConsultationPath, body: AssignIn) -> I
     return Invitation(view)
 
 
+class ScheduleIn(Input):
+    scheduled_at: Time = Field(
+        description="When the session starts; in the future, the requester and every accepted "
+        "expert free then (no other session within an hour, no visit-schedule slot)."
+    )
+
+
+@api.operation(
+    "PUT",
+    "/consultations/{consultation_id}/schedule",
+    action="consultation.schedule",
+    tag="consultations",
+)
+async def schedule_session(call: Call, path: ConsultationPath, body: ScheduleIn) -> Consultation:
+    """The requester or the invited centre sets (or moves) the session's time against both
+    sides' calendars (`schedule_conflict`, `schedule_in_past`); the parties are reminded 24 h and
+    15 min before it."""
+    return Consultation(
+        await flow.schedule_session(call.db, call.me, path.consultation_id, body.scheduled_at)
+    )
+
+
 @api.operation(
     "POST", "/invitations/{invitation_id}/accept", action="invitation.accept", tag="consultations"
 )

@@ -1,0 +1,102 @@
+// The signed-in account's reminders (issue 14, R11; docs/consultations.md, Reminders): a button
+// in the page's top bar with the unread count, and the list it opens. Read again when the
+// /updates socket pushes a `reminder` (updates.js dispatches it) or (re)connects; a reminder
+// is marked read from the list. Shared by /consult and /waiting.
+
+import { addStrings, hasKey, onLanguageChange, t } from "./i18n.js";
+import { api } from "./api.js";
+import { h, when } from "./console-dom.js";
+import { portal, showError } from "./portal.js";
+import { REMINDER_STRINGS } from "./reminders-strings.js";
+
+addStrings(REMINDER_STRINGS);
+
+/** Put the reminders button before `anchor` (an element of the top bar) and its list in
+ * `panelParent` (top of the page's main); returns `reload()`. */
+export function mountReminders(anchor, panelParent) {
+  let data = { reminders: [], unread: 0 };
+  const toggle = h("button", {
+    type: "button",
+    id: "reminders-toggle",
+    class: "btn btn-quiet",
+    "aria-expanded": "false",
+    "aria-controls": "reminders-panel",
+  });
+  const list = h("ul", { id: "reminders-list", class: "reminders-list" });
+  const heading = h("h2", { id: "reminders-heading" });
+  const panel = h(
+    "section",
+    { id: "reminders-panel", class: "card", "aria-labelledby": "reminders-heading", hidden: true },
+    heading,
+    list,
+  );
+  anchor.before(toggle);
+  panelParent.prepend(panel);
+  toggle.addEventListener("click", () => {
+    panel.hidden = !panel.hidden;
+    toggle.setAttribute("aria-expanded", String(!panel.hidden));
+  });
+
+  function text(reminder) {
+    const key = `rm.kind.${reminder.kind}`;
+    return t(hasKey(key) ? key : "rm.kind.unknown", { at: when(reminder.at) });
+  }
+
+  function render() {
+    toggle.textContent = data.unread
+      ? t("rm.button_unread", { count: data.unread })
+      : t("rm.button");
+    toggle.dataset.unread = String(data.unread);
+    heading.textContent = t("rm.heading");
+    list.replaceChildren();
+    if (!data.reminders.length) list.append(h("li", { class: "muted", text: t("rm.none") }));
+    for (const reminder of data.reminders) {
+      const item = h(
+        "li",
+        { dataset: { reminder: reminder.id, kind: reminder.kind, read: String(reminder.read) } },
+        h("span", { class: "reminder-text", text: text(reminder) }),
+      );
+      if (reminder.read) {
+        item.append(" ", h("span", { class: "muted", text: t("rm.read") }));
+      } else {
+        item.append(
+          " ",
+          h("button", {
+            type: "button",
+            class: "btn btn-quiet",
+            dataset: { action: "reminder-read" },
+            text: t("rm.mark_read"),
+            onclick: () => markRead(reminder.id),
+          }),
+        );
+      }
+      list.append(item);
+    }
+    portal.reminders = data;
+  }
+
+  async function reload() {
+    try {
+      data = await api("GET", "/me/reminders");
+      render();
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  async function markRead(id) {
+    try {
+      await api("POST", `/me/reminders/${encodeURIComponent(id)}/read`);
+    } catch (err) {
+      showError(err);
+    }
+    await reload();
+  }
+
+  window.addEventListener("teleconsult:reminder", reload);
+  window.addEventListener("teleconsult:updates-connected", reload);
+  onLanguageChange(render);
+  render();
+  reload();
+  return reload;
+}
