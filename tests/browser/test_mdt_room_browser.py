@@ -38,10 +38,11 @@ WAIT_MS = 30_000
 # A room join with five pages on a loaded 2-core machine (CI ~2x slower): the server may refuse
 # a join while its loop lags (server_busy) and the page retries after 3, 5, 8, 12 s ...
 JOIN_MS = 90_000
-VIDEO_S = 120.0  # every page's four remote videos playing; a loaded machine rebuilds some media first
+VIDEO_S = 120.0  # all remote videos playing; a loaded machine rebuilds some media first
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 EXPERTS = ("e1", "e2", "e3")
+BUSY = {"server_busy", "media_unavailable"}  # room-view.js retries these joins
 
 SESSION_KEY = "teleconsult.session"
 STEP_OUT = "#step-out-button"
@@ -120,6 +121,7 @@ LAYOUT_JS = """
     return { id: tile.dataset.participantId, role: tile.dataset.role, name: name.textContent,
              tile: box(tile), media: box(tile.querySelector(".tile-media")), nameBox: box(name),
              roleBox: box(role), label: box(label),
+             quality: tile.querySelector(".quality:not([hidden])") ? box(tile.querySelector(".quality")) : null,
              cut: [name, role].some((el) => el.scrollWidth > el.clientWidth + 1 ||
                                              el.scrollHeight > el.clientHeight + 1) };
   });
@@ -185,6 +187,10 @@ def _check_layout(
         name_mid = (tile["nameBox"]["top"] + tile["nameBox"]["bottom"]) / 2
         role_mid = (tile["roleBox"]["top"] + tile["roleBox"]["bottom"]) / 2
         assert abs(name_mid - role_mid) <= 4, (tile["name"], where)
+        # the signal bars run over neither the name nor the role
+        if tile["quality"] is not None:
+            for part in ("nameBox", "roleBox"):
+                assert _overlap(tile[part], tile["quality"]) == 0, (tile["name"], part, where)
         for part in ("nameBox", "roleBox"):
             assert _inside(tile[part], tile["tile"]), (tile["name"], part, where)
             assert _inside(tile[part], view), (tile["name"], part, where)
@@ -399,7 +405,11 @@ def _five_pages(
         _patient_enters(patient, room_id)
         _all_playing(rooms, expected, time.monotonic() + VIDEO_S)
         for key, room in rooms.items():
-            assert room.tc()["errors"] == [], (key, room.tc()["errors"])
+            # a busy server's refusals are retried by design; nothing else went wrong, e.g. a
+            # stray offer during a media restart shown as "cannot do this in the current state"
+            errors = [e for e in room.tc()["errors"] if e["code"] not in BUSY]
+            assert errors == [], (key, errors)
+            assert room.page.is_hidden("#error"), (key, room.page.inner_text("#error"))
             assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
         took = time.monotonic() - started
         print(
