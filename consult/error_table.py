@@ -568,6 +568,50 @@ _ROWS: Final = [
         "Only PDF, PNG and JPEG files up to 10 MB may be attached.",
     ),
     ("consultation_closed", "conflict", "该会诊已结束。", "The consultation is closed."),
+    # --- After the report: referral (R17) and report interpretation (R18) ---
+    (
+        "not_your_consultation",
+        "forbidden",
+        "这不是您的会诊。",
+        "Not your consultation.",
+    ),
+    (
+        "consultation_not_reported",
+        "conflict",
+        "会诊报告尚未出具。",
+        "The consultation's report has not been issued yet.",
+    ),
+    ("referral_not_found", "not_found", "转诊不存在。", "The referral does not exist."),
+    (
+        "referral_decline_reason_required",
+        "invalid",
+        "拒绝转诊须填写原因。",
+        "Declining a referral needs its reason.",
+    ),
+    (
+        "referral_answered",
+        "conflict",
+        "该转诊已答复或已撤销。",
+        "The referral has already been answered or cancelled.",
+    ),
+    (
+        "referral_open",
+        "conflict",
+        "该会诊已有一个待答复的转诊。",
+        "A referral of this consultation is already waiting for its answer.",
+    ),
+    (
+        "interpretation_not_found",
+        "not_found",
+        "报告解读申请不存在。",
+        "The interpretation request does not exist.",
+    ),
+    (
+        "interpretation_answered",
+        "conflict",
+        "该报告解读申请已答复或已撤销。",
+        "The interpretation request has already been answered or cancelled.",
+    ),
     (
         "invitation_closed",
         "conflict",

@@ -176,6 +176,21 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "opinion.issue": _roles(DOC),
     "opinion.supersede": _roles(DOC),
     "opinion.view": _roles(DOC, OPR),
+    # After the report (R17, R18): referral, report interpretation; relationships in the services.
+    "referral.create": _roles(DOC),
+    "referral.accept": _roles(OPR),
+    "referral.decline": _roles(OPR),
+    "referral.cancel": _roles(DOC),
+    "referral.list": _roles(DOC, OPR),
+    "referral.mine": _roles(PAT),  # one's own referrals (R37)
+    "interpretation.ask": _roles(PAT, DOC),
+    "interpretation.assign": _roles(OPR),
+    "interpretation.answer": _roles(DOC),
+    "interpretation.schedule": _roles(DOC),
+    "interpretation.cancel": _roles(PAT, DOC),
+    "interpretation.join": _roles(PAT, DOC),
+    "interpretation.list": _roles(DOC, OPR),
+    "interpretation.mine": _roles(PAT),  # one's own requests and answers (R37)
     # The sensitive-word list (R38), kept by operators.
     "words.manage": _roles(OPR),
     # Network providers' health (R28, R31): who runs the service.
@@ -231,6 +246,8 @@ CLINICAL_PREFIXES: Final = (
     "consultation.",
     "invitation.",
     "opinion.",
+    "referral.",
+    "interpretation.",
     "rating.",
 )
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""

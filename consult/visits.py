@@ -14,6 +14,8 @@ from consult.models import (
     Department,
     Institution,
     InstitutionLevel,
+    ParticipationState,
+    RoomRole,
     User,
     Visit,
     VisitMode,
@@ -29,6 +31,7 @@ DEMO_INSTITUTION_NAME = "示范互联网医院"
 DEMO_DEPARTMENT_NAME = "心血管内科"
 DEMO_DOCTOR_NAME = "王医生"
 DEMO_PATIENT_NAME = "患者 张某"
+DEMO_COMPANION_NAME = "家属 张某某"
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,17 @@ class DemoVisit:
     doctor_name: str
     patient_id: str
     patient_name: str
+    companion_id: str | None = None
+    """With ``companion=True``: a family member admitted to the room beside the patient."""
 
 
-async def create_demo_visit(db: Database) -> DemoVisit:
+async def create_demo_visit(db: Database, *, companion: bool = False) -> DemoVisit:
     """Create a demo institution, department, doctor, patient and a video visit between them.
 
     Every call creates new rows with unique usernames. The doctor gets a random password that is
     hashed and then forgotten: demo participants join by token, never by password. The visit
-    starts with its patient admitted (``in_room``), so the demo links join at once.
+    starts with its patient admitted (``in_room``), so the demo links join at once. With
+    ``companion``, a family member of the patient is in the room too (a call of three).
     """
     suffix = secrets.token_hex(4)
     # Argon2 costs tens of milliseconds of CPU: keep it off the event loop.
@@ -83,14 +89,35 @@ async def create_demo_visit(db: Database) -> DemoVisit:
         status=VisitState.IN_ROOM.value,
         department_id=department.id,
     )
+    family = (
+        User(
+            id=new_id(),
+            username=f"demo-companion-{suffix}",
+            display_name=DEMO_COMPANION_NAME,
+            password_hash=None,
+            role=Role.PATIENT.value,
+        )
+        if companion
+        else None
+    )
     async with db.session() as session, session.begin():
         # Flush in dependency order: there are no relationships for the unit of work to sort by.
-        for row in (institution, department, doctor, patient, visit):
-            session.add(row)
-            await session.flush()
+        for row in (institution, department, doctor, patient, family, visit):
+            if row is not None:
+                session.add(row)
+                await session.flush()
         # the demo's patient is already in the room: arrived, admitted
         for event in ("check_in", "admit"):
             room = await rooms.follow_visit(session, visit, event, Actor.system())
+        if family is not None:
+            await rooms.add_participant(
+                session,
+                room,
+                family.id,
+                RoomRole.COMPANION,
+                ParticipationState.ADMITTED,
+                arrived=True,
+            )
     logger.info("demo visit %s created in institution %s", visit.id, institution.id)
     return DemoVisit(
         visit_id=visit.id,
@@ -100,6 +127,7 @@ async def create_demo_visit(db: Database) -> DemoVisit:
         doctor_name=doctor.display_name,
         patient_id=patient.id,
         patient_name=patient.display_name,
+        companion_id=family.id if family is not None else None,
     )
 
 

@@ -76,6 +76,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from .arrival import arrival_us, timestamp_arrivals
 from .datagram_guard import DTLS, SRTP, STUN, DatagramGuard, classify
 from .twcc import FeedbackRecorder, TransportWideSender, split_compound, transport_sequence
 
@@ -189,10 +190,10 @@ def record_transport_feedback(receiver: RTCRtpReceiver, ext_id: int) -> Feedback
     (extension ``ext_id``) on the receiver's transport (idempotent per transport), so that the
     publisher's send-side estimator drives its encoder.
 
-    A packet's arrival is noted as its datagram leaves the socket, from its RTP header (SRTP
-    leaves it in the clear): after DTLS's receive queue it would carry that queue's wait, which
-    the publisher's estimator would read as queueing on the network. The feedback due goes out
-    after a packet is handled.
+    A packet's arrival is the kernel's stamp of its datagram (media/arrival.py: the event
+    loop's lateness would read as queueing on the network), taken as the datagram leaves the
+    socket, from its RTP header (SRTP leaves it in the clear). The feedback due goes out after a
+    packet is handled.
     """
     dtls = receiver.transport
     recorder = _recorders.get(dtls)
@@ -206,7 +207,7 @@ def record_transport_feedback(receiver: RTCRtpReceiver, ext_id: int) -> Feedback
         if len(data) > 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP (RFC 5761)
             seq = transport_sequence(data, ext_id)
             if seq is not None:
-                recorder.record(seq, time.monotonic_ns() // 1000, int.from_bytes(data[8:12]))
+                recorder.record(seq, arrival_us(), int.from_bytes(data[8:12]))
         deliver(data, component)
 
     connection.data_received = data_received  # type: ignore[method-assign]
@@ -507,6 +508,7 @@ def _guard_protocol(
     if getattr(protocol, "_teleconsult_guarded", False):
         return
     protocol._teleconsult_guarded = True  # type: ignore[attr-defined]
+    timestamp_arrivals(protocol)  # for transport-cc feedback (media/arrival.py)
     handle_stun = protocol.datagram_received
     component = protocol.local_candidate.component
     # Addresses that sent an authenticated check here: they know our ICE password, so they are

@@ -399,6 +399,18 @@ class SignalingServer:
                     for s in self.sessions.values()
                     if s.subject == ("visit", event.object_id)
                 ]
+        elif (
+            isinstance(event, events.StateChanged)
+            and event.machine == "interpretation"
+            and event.new in CLOSED_INTERPRETATION
+        ):
+            # a report interpretation's call (R18): answered or withdrawn, its room ends
+            payload = {"reason": "ended", "interpretation": event.object_id, "state": event.new}
+            evictions = [
+                (s, {**payload, "room": s.room_id})
+                for s in self.sessions.values()
+                if s.subject == ("interpretation", event.object_id)
+            ]
         elif isinstance(event, events.ParticipationChanged) and event.state == "waiting":
             # asked out of a consultation for a part among clinicians: off the room at once
             payload = {"reason": event.reason, "room": event.room_id, "state": event.state}
@@ -495,6 +507,8 @@ LEAVE_REASONS: Final = {
 }
 """Visit event -> the ``room_left`` reason its room's sockets are told."""
 CLOSED_VISIT: Final = frozenset({"ended", "referred", "cancelled"})
+CLOSED_INTERPRETATION: Final = frozenset({"answered", "cancelled"})
+"""An interpretation request's states in which its call's room has ended (R18)."""
 
 
 def _who(session: Session) -> dict[str, Any]:

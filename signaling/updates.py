@@ -34,8 +34,11 @@ from .errors import error_payload
 logger = logging.getLogger(__name__)
 
 NAMESPACE: Final = "/updates"
-CONSULTATION_MACHINES: Final = frozenset({"consultation", "invitation", "opinion"})
-"""The machines of remote consultation whose changes the consultation pages hear."""
+CONSULTATION_MACHINES: Final = frozenset(
+    {"consultation", "invitation", "opinion", "referral", "interpretation"}
+)
+"""The machines of remote consultation whose changes the consultation pages hear (and, for
+referrals and interpretations, R17 and R18, the patient's waiting page)."""
 
 
 @dataclass

@@ -69,17 +69,21 @@ def serve(config: Config) -> None:
     )
 
 
-async def demo(config: Config, base_url: str) -> dict[str, object]:
-    """Create a demo institution, doctor, patient and visit; return one join link per role."""
+async def demo(config: Config, base_url: str, *, companion: bool = False) -> dict[str, object]:
+    """Create a demo institution, doctor, patient and visit; return one join link per role
+    (with ``companion``, a family member beside the patient too)."""
     db = _database(config)
     await db.start()
     try:
-        visit = await create_demo_visit(db)
+        visit = await create_demo_visit(db, companion=companion)
     finally:
         await db.close()
     secret = config.secret()
     links = {}
-    for role, user_id in (("doctor", visit.doctor_id), ("patient", visit.patient_id)):
+    people = [("doctor", visit.doctor_id), ("patient", visit.patient_id)]
+    if visit.companion_id is not None:
+        people.append(("companion", visit.companion_id))
+    for role, user_id in people:
         token = issue_join_token(
             secret, room_id=visit.room_id, user_id=user_id, role=role, ttl_s=config.token_ttl_s
         )
@@ -321,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--base-url", help="the server's URL for the links")
             p.add_argument("--json", action="store_true", help="print JSON")
+            p.add_argument(
+                "--companion",
+                action="store_true",
+                help="a family member joins the visit too (a call of three)",
+            )
     args = parser.parse_args(argv)
     if args.command == "report":
         return report_cli.run(args)
@@ -343,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "or pass --base-url",
             file=sys.stderr,
         )
-    result = asyncio.run(demo(config, base_url))
+    result = asyncio.run(demo(config, base_url, companion=args.companion))
     if args.json:
         print(json.dumps(result))
     else:

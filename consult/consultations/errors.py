@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consult.errors import Conflict, InvalidInput, NotFound, RuleRefused
+from consult.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RuleRefused
 
 
 class ConsultationNotFound(NotFound):
@@ -116,3 +116,52 @@ class InvitationClosed(Conflict):
 class ReportSuperseded(Conflict):
     code = "report_superseded"
     default_message = "A newer version of the report replaced this one."
+
+
+# --- After the report (R17, R18) ---------------------------------------------------------------
+
+
+class NotYourConsultation(PermissionDenied):
+    """R17, R18: only the consultation's own people refer or ask about its report."""
+
+    code = "not_your_consultation"
+    default_message = "Not your consultation."
+
+
+class NotReported(Conflict):
+    """R17, R18: a referral or an interpretation follows an issued report."""
+
+    code = "consultation_not_reported"
+    default_message = "The consultation's report has not been issued yet."
+
+
+class ReferralNotFound(NotFound):
+    code = "referral_not_found"
+    default_message = "The referral does not exist."
+
+
+class ReferralDeclineReasonRequired(InvalidInput):
+    """R17 (as R11): a declined referral carries its reason."""
+
+    code = "referral_decline_reason_required"
+    default_message = "Declining a referral needs its reason."
+
+
+class ReferralAnswered(Conflict):
+    code = "referral_answered"
+    default_message = "The referral has already been answered or cancelled."
+
+
+class ReferralOpen(Conflict):
+    code = "referral_open"
+    default_message = "A referral of this consultation is already waiting for its answer."
+
+
+class InterpretationNotFound(NotFound):
+    code = "interpretation_not_found"
+    default_message = "The interpretation request does not exist."
+
+
+class InterpretationAnswered(Conflict):
+    code = "interpretation_answered"
+    default_message = "The interpretation request has already been answered or cancelled."

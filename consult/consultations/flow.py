@@ -17,7 +17,11 @@ Rules, each refused with a stable code and audited:
   title asked or higher, and belongs to the invited institution;
 - R11 a decline carries its reason; an invitation not answered by its deadline expires;
 - R13, R24 the report is frozen at its first signature; a change is a new version and the old
-  one stays; R27, R35 a signature needs the practitioner's signing PIN.
+  one stays; R27, R35 a signature needs the practitioner's signing PIN;
+- R17 once the report is issued, the requesting doctor refers the patient to the invited
+  institution, whose centre accepts or declines with a reason (``referrals``);
+- R18 once the report is issued, the patient or its doctor asks for it to be explained; an
+  expert answers in writing or in a call (``interpretations``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from consult.consultations.attachments import (
     get_attachment,
 )
 from consult.consultations.centres import create_agreement, list_agreements, set_centre
+from consult.consultations.interpretations import (
+    answer_interpretation,
+    ask_interpretation,
+    assign_interpreter,
+    cancel_interpretation,
+    interpretation_room_id,
+    list_interpretations,
+    my_interpretations,
+    schedule_call,
+)
 from consult.consultations.invitations import (
     accept_invitation,
     assign_expert,
@@ -41,6 +55,14 @@ from consult.consultations.queries import (
     get_consultation,
     list_consultations,
     requester_patients,
+)
+from consult.consultations.referrals import (
+    accept_referral,
+    cancel_referral,
+    decline_referral,
+    list_referrals,
+    my_referrals,
+    refer,
 )
 from consult.consultations.report_signing import export_report, sign_report
 from consult.consultations.reports import get_report, issue_report, new_version, write_report
@@ -59,9 +81,13 @@ from consult.consultations.views import (
     AgreementView,
     AttachmentView,
     ConsultationView,
+    InterpretationView,
     InvitationView,
     MyConsultationView,
+    MyInterpretationView,
+    MyReferralView,
     PatientChoice,
+    ReferralView,
     ReportView,
     RequestFields,
     SignatureView,
@@ -73,35 +99,53 @@ __all__ = [
     "AgreementView",
     "AttachmentView",
     "ConsultationView",
+    "InterpretationView",
     "InvitationView",
     "MyConsultationView",
+    "MyInterpretationView",
+    "MyReferralView",
     "PatientChoice",
+    "ReferralView",
     "ReportView",
     "RequestFields",
     "SignatureView",
     "accept_invitation",
+    "accept_referral",
     "add_attachment",
+    "answer_interpretation",
     "approve",
+    "ask_interpretation",
     "assign_expert",
+    "assign_interpreter",
     "cancel",
+    "cancel_interpretation",
+    "cancel_referral",
     "create_agreement",
     "create_consultation",
     "decide",
     "decline_invitation",
+    "decline_referral",
     "decline_request",
     "expire_overdue",
     "export_report",
     "get_attachment",
     "get_consultation",
     "get_report",
+    "interpretation_room_id",
     "issue_report",
     "list_agreements",
     "list_consultations",
+    "list_interpretations",
+    "list_referrals",
     "my_consultations",
+    "my_interpretations",
+    "my_referrals",
     "new_version",
+    "refer",
     "requester_patients",
     "return_to_requester",
     "room_id_of",
+    "schedule_call",
     "set_centre",
     "sign_report",
     "start_session",

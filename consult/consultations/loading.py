@@ -117,16 +117,17 @@ async def load_consultation(
     needs: frozenset[str],
     *,
     lock: bool = True,
+    denied: ConsultError | None = None,
 ) -> Loaded:
     """The consultation (locked for update unless ``lock`` is false) if ``actor`` holds one of
-    the ``needs`` sides; else an audited refusal."""
+    the ``needs`` sides; else an audited refusal (``denied``, or ``forbidden``)."""
     row = await tx.session.get(Consultation, consultation_id, with_for_update=lock)
     if row is None:
         raise ConsultationNotFound()
     loaded = await load_sides(tx, actor, row)
     if not loaded.sides & needs:
         raise tx.refuse(
-            PermissionDenied("Not your consultation."),
+            denied or PermissionDenied("Not your consultation."),
             actor=actor,
             action=action,
             object_type="consultation",

@@ -15,6 +15,14 @@ invited | accepted --withdraw--> withdrawn.
 
 Opinion report version (R13, R24): draft --sign--> signing (content frozen) --sign--> signing
 (co-signers) --issue--> issued; signing | issued --supersede--> superseded (a new version).
+
+Referral (R17, after the report is issued): requested --accept--> accepted (a proposed time,
+optional); requested --decline--> declined (with its reason); requested --cancel--> cancelled
+(the requester).
+
+Report interpretation (R18): asked --assign--> asked (the invited centre names the expert);
+asked --answer--> answered (in writing); asked --schedule--> scheduled (a voice or video call,
+its room) --answer--> answered; asked | scheduled --cancel--> cancelled (the one who asked).
 """
 
 from __future__ import annotations
@@ -23,8 +31,20 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
 
-from consult.consultations.errors import ConsultationClosed, InvitationClosed, ReportSuperseded
-from consult.consultations.models import ConsultationState, InvitationState, ReportState
+from consult.consultations.errors import (
+    ConsultationClosed,
+    InterpretationAnswered,
+    InvitationClosed,
+    ReferralAnswered,
+    ReportSuperseded,
+)
+from consult.consultations.models import (
+    ConsultationState,
+    InterpretationState,
+    InvitationState,
+    ReferralState,
+    ReportState,
+)
 from consult.machine import StateMachine
 
 
@@ -52,6 +72,19 @@ class ReportEvent(StrEnum):
     SIGN = "sign"
     ISSUE = "issue"
     SUPERSEDE = "supersede"
+
+
+class ReferralEvent(StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    CANCEL = "cancel"
+
+
+class InterpretationEvent(StrEnum):
+    ASSIGN = "assign"
+    ANSWER = "answer"
+    SCHEDULE = "schedule"
+    CANCEL = "cancel"
 
 
 C, CE = ConsultationState, ConsultationEvent
@@ -113,4 +146,37 @@ REPORT_MACHINE: Final = StateMachine(
     REPORT_TRANSITIONS,
     frozenset({R.SUPERSEDED}),
     ReportSuperseded,
+)
+
+F, FE = ReferralState, ReferralEvent
+REFERRAL_TRANSITIONS: Final[Mapping[tuple[ReferralState, ReferralEvent], ReferralState]] = {
+    (F.REQUESTED, FE.ACCEPT): F.ACCEPTED,
+    (F.REQUESTED, FE.DECLINE): F.DECLINED,
+    (F.REQUESTED, FE.CANCEL): F.CANCELLED,
+}
+REFERRAL_MACHINE: Final = StateMachine(
+    "referral",
+    ReferralState,
+    REFERRAL_TRANSITIONS,
+    frozenset({F.ACCEPTED, F.DECLINED, F.CANCELLED}),
+    ReferralAnswered,
+)
+
+P, PE = InterpretationState, InterpretationEvent
+INTERPRETATION_TRANSITIONS: Final[
+    Mapping[tuple[InterpretationState, InterpretationEvent], InterpretationState]
+] = {
+    (P.ASKED, PE.ASSIGN): P.ASKED,
+    (P.ASKED, PE.ANSWER): P.ANSWERED,
+    (P.ASKED, PE.SCHEDULE): P.SCHEDULED,
+    (P.SCHEDULED, PE.ANSWER): P.ANSWERED,
+    (P.ASKED, PE.CANCEL): P.CANCELLED,
+    (P.SCHEDULED, PE.CANCEL): P.CANCELLED,
+}
+INTERPRETATION_MACHINE: Final = StateMachine(
+    "interpretation",
+    InterpretationState,
+    INTERPRETATION_TRANSITIONS,
+    frozenset({P.ANSWERED, P.CANCELLED}),
+    InterpretationAnswered,
 )

@@ -9,6 +9,8 @@
 - :class:`OpinionReport` and :class:`ReportSignature`: the invitee's report, versioned (a new
   version supersedes the old one, which stays, R24), co-signed with SM2 (R13, R26, R27).
 - :class:`SigningCredential`: a practitioner's SM2 key (SM4-encrypted) and its certificate.
+- :class:`ConsultationReferral` (R17) and :class:`ReportInterpretation` (R18): what follows an
+  issued report.
 
 Clinical free text is SM4-encrypted (``*_enc``, R36); ids and states are plain.
 """
@@ -269,3 +271,90 @@ class SigningCredential(Base):
     key_enc: Mapped[str] = mapped_column(Text)
     certificate_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+
+
+# --- After the report (R17, R18) ---------------------------------------------------------------
+
+
+class ReferralState(StrEnum):
+    """An online referral after a consultation (R17)."""
+
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+
+class InterpretationState(StrEnum):
+    """A request to have the issued report explained (R18)."""
+
+    ASKED = "asked"
+    SCHEDULED = "scheduled"
+    ANSWERED = "answered"
+    CANCELLED = "cancelled"
+
+
+class AnswerMode(StrEnum):
+    """How an interpretation is answered: in writing, or in a voice or video call."""
+
+    TEXT = "text"
+    VOICE = "voice"
+    VIDEO = "video"
+
+
+class ConsultationReferral(Base):
+    """The requesting doctor refers the patient to the invited institution (or a department of
+    it) once the report is issued; that institution's consult centre accepts or declines (R17).
+    The issued report travels by reference (``report_id``)."""
+
+    __tablename__ = "consultation_referrals"
+    __table_args__ = (_one_of("status", ReferralState),)
+
+    id: Mapped[str] = _id()
+    consultation_id: Mapped[str] = _fk("consultations")
+    report_id: Mapped[str] = _fk("opinion_reports", index=False)
+    requested_by: Mapped[str] = _fk("users", index=False)
+    target_institution_id: Mapped[str] = _fk("institutions")
+    target_department_id: Mapped[str | None] = _fk("departments", index=False, nullable=True)
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default=ReferralState.REQUESTED.value)
+    proposed_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """When the receiving institution expects the patient (its answer, optional)."""
+    answer_note: Mapped[str | None] = mapped_column(String(1000))
+    decline_reason: Mapped[str | None] = mapped_column(String(1000))
+    answered_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("users.id"))
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ReportInterpretation(Base):
+    """The patient (or its requesting doctor for it) asks for the issued report to be explained;
+    an expert of the invited institution answers in writing or in a call (R18). The question
+    and the answer are SM4-encrypted (R36)."""
+
+    __tablename__ = "report_interpretations"
+    __table_args__ = (
+        _one_of("status", InterpretationState),
+        _one_of("mode", AnswerMode),
+    )
+
+    id: Mapped[str] = _id()
+    consultation_id: Mapped[str] = _fk("consultations")
+    report_id: Mapped[str] = _fk("opinion_reports", index=False)
+    asked_by: Mapped[str] = _fk("users", index=False)
+    institution_id: Mapped[str] = _fk("institutions")
+    """The invited institution, whose centre may assign the expert."""
+    expert_id: Mapped[str | None] = _fk("users", nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=InterpretationState.ASKED.value)
+    mode: Mapped[str] = mapped_column(String(8), default=AnswerMode.TEXT.value)
+    question_enc: Mapped[str] = mapped_column(Text)
+    answer_enc: Mapped[str | None] = mapped_column(Text)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    room_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    """The call's room (kind ``consultation``, subject ``interpretation``), once scheduled."""
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utc_now)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

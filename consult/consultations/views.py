@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consult.consultations.models import (
+    AnswerMode,
     ConsultationAttachment,
     ConsultationInvitation,
     ConsultationKind,
     ConsultationState,
+    InterpretationState,
     InvitationState,
+    ReferralState,
     ReportState,
     Urgency,
 )
@@ -140,6 +143,102 @@ class MyConsultationView:
     stepped_out: bool
     """In session, but the inviter asked the patient out for a part among clinicians; it is
     told (``room_changed``) when it may come back."""
+
+
+@dataclass(frozen=True)
+class ReferralView:
+    """An online referral after a consultation (R17), as the doctors and centres see it: no
+    patient name (the inviter side has it on the consultation, R37)."""
+
+    id: str
+    consultation_id: str
+    report_id: str
+    """The issued report version the referral carries by reference."""
+    state: ReferralState
+    requested_by: str
+    requester_name: str
+    institution_name: str
+    """The referring institution."""
+    target_institution_id: str
+    target_institution_name: str
+    target_department_id: str | None
+    target_department_name: str | None
+    reason: str
+    proposed_time: datetime | None
+    """When the receiving institution expects the patient (its answer)."""
+    answer_note: str | None
+    decline_reason: str | None
+    answered_at: datetime | None
+    created_at: datetime
+    sides: tuple[str, ...]
+    """The caller's sides on the consultation (``invitee_centre`` answers)."""
+
+
+@dataclass(frozen=True)
+class MyReferralView:
+    """A referral of the signed-in patient (R17): where to, why, and the answer."""
+
+    id: str
+    consultation_id: str
+    state: ReferralState
+    institution_name: str
+    target_institution_name: str
+    target_department_name: str | None
+    reason: str
+    proposed_time: datetime | None
+    answer_note: str | None
+    decline_reason: str | None
+    created_at: datetime
+    answered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InterpretationView:
+    """A request to have an issued report explained (R18), as the doctors and the invited
+    centre see it: the question, the report it is about, the answer; the patient's age only
+    (R37)."""
+
+    id: str
+    consultation_id: str
+    report_id: str
+    state: InterpretationState
+    mode: AnswerMode
+    """``text``, or ``voice``/``video`` once a call is scheduled."""
+    asked_by_patient: bool
+    """The patient asked itself (else its requesting doctor asked for it)."""
+    question: str
+    answer: str | None
+    expert_id: str | None
+    expert_name: str | None
+    institution_id: str
+    """The invited institution, whose centre may name the expert."""
+    patient_age: int | None
+    report: dict[str, str]
+    """The issued report's content being explained."""
+    scheduled_at: datetime | None
+    room_id: str | None
+    answered_at: datetime | None
+    created_at: datetime
+    sides: tuple[str, ...]
+    """The caller's relation: ``asker``, ``requester``, ``expert``, ``invitee_centre``."""
+
+
+@dataclass(frozen=True)
+class MyInterpretationView:
+    """An interpretation request of the signed-in patient (R18): its question and the answer;
+    while a call is on, ``POST /interpretations/{id}/join-token`` lets it in."""
+
+    id: str
+    consultation_id: str
+    state: InterpretationState
+    mode: AnswerMode
+    question: str
+    answer: str | None
+    expert_name: str | None
+    scheduled_at: datetime | None
+    room_open: bool
+    created_at: datetime
+    answered_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -212,9 +212,11 @@ def _serve(
     tmp_path: Path,
     server_env: dict[str, str],
     toml: str = "",
+    demo_args: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """A demo visit and `teleconsult serve` inside ``ns``, listening on ``server_listen`` (host,
-    ICE addresses); its links name ``url_host``; ``toml``: its configuration file, if any."""
+    ICE addresses); its links name ``url_host``; ``toml``: its configuration file, if any;
+    ``demo_args``: more `teleconsult demo` options (``--companion``: a third person)."""
     if shutil.which("curl") is None:
         _unavailable("curl is needed to poll the server inside the namespace")
     port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
@@ -231,6 +233,7 @@ def _serve(
         "--base-url",
         base_url,
         "--json",
+        *demo_args,
         capture_output=True,
         check=False,
         timeout=60,
@@ -446,14 +449,26 @@ def two_namespaces(browser_prerequisites: None) -> Iterator[Link]:
 
 
 @pytest.fixture
+def demo_args() -> tuple[str, ...]:
+    """More `teleconsult demo` options for :func:`veth_server` (a test parametrizes it, e.g.
+    ``("--companion",)`` for a visit of three)."""
+    return ()
+
+
+@pytest.fixture
 def veth_server(
-    two_namespaces: Link, tmp_path: Path, server_env: dict[str, str]
+    two_namespaces: Link, tmp_path: Path, server_env: dict[str, str], demo_args: tuple[str, ...]
 ) -> Iterator[Server]:
     """`teleconsult serve` in the server namespace on its link address (pages in that namespace
     reach it over lo, pages in the client namespace over the veth)."""
     address = two_namespaces.address
     with _serve(
-        two_namespaces.server, address, (address, [address]), tmp_path, server_env
+        two_namespaces.server,
+        address,
+        (address, [address]),
+        tmp_path,
+        server_env,
+        demo_args=demo_args,
     ) as server:
         yield server
 

@@ -331,3 +331,108 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
     print(f"undelivered 2 s stalls while squeezed: {stalls}")
     assert not stalls, f"video froze for over 2 s: {report}"
     assert back is not None and back <= 10_000, f"not back within 10 s: {report}"
+
+
+# --- three pages: one constrained subscriber among two ----------------------------------------
+
+# Every second: per remote tile (by its role), the frames decoded of the track it shows and its size.
+TILE_SAMPLER_JS = """
+() => {
+  if (window.__tileSampler) return;
+  window.__tileSamples = [];
+  window.__tileSampler = setInterval(async () => {
+    const pc = window.__tc && window.__tc.pcs.subscribe;
+    if (!pc) return;
+    const inbound = new Map();
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") inbound.set(s.trackIdentifier, s);
+    });
+    const row = { t: performance.now(), tiles: {} };
+    document.querySelectorAll("video[data-participant-id]").forEach((video) => {
+      const track = video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
+      const s = track ? inbound.get(track.id) : null;
+      if (s) row.tiles[video.dataset.role] = [s.framesDecoded || 0, s.frameWidth || 0, s.frameHeight || 0];
+    });
+    window.__tileSamples.push(row);
+  }, 1000);
+}
+"""
+
+
+def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict[str, Any]]:
+    """``role``'s tile as ``_samples`` rows (t, frames, width, height) between two page times."""
+    rows = room.page.evaluate("() => window.__tileSamples || []")
+    return [
+        {"t": r["t"], "frames": tile[0], "width": tile[1], "height": tile[2]}
+        for r in rows
+        if start <= r["t"] <= end and (tile := r["tiles"].get(role)) is not None
+    ]
+
+
+@pytest.mark.parametrize("demo_args", [("--companion",)])
+def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
+    two_namespaces: Any, veth_server: Server, open_room_in: Callable[..., RoomPage]
+) -> None:
+    """A call of three (the doctor, the patient, a family member beside the patient): the doctor
+    publishes simulcast; the family member's page is on the server's side of the link, the
+    patient's behind a veth squeezed to 300 kbit/s for 20 s. The patient gets the lower layer
+    and keeps moving; the family member keeps the doctor's top layer at its frame rate."""
+    server_ns, patient_ns, link = (
+        two_namespaces.server,
+        two_namespaces.client,
+        two_namespaces.device,
+    )
+    served = veth_server
+    if shutil.which("tc") is None:
+        pytest.skip("tc (iproute2) is not installed")
+    assert set(served.links) == {"doctor", "patient", "companion"}
+    doctor = open_room_in(server_ns, "doctor", served.links["doctor"])
+    companion = open_room_in(server_ns, "companion", served.links["companion"])
+    patient = open_room_in(patient_ns, "patient", served.links["patient"])
+    top = (
+        "() => { const v = document.querySelector('video[data-participant-id][data-role=doctor]');"
+        " return v && v.videoWidth >= 640; }"
+    )
+    for room in (doctor, companion, patient):
+        room.page.wait_for_function(
+            "() => window.__tc && window.__tc.state === 'joined'", timeout=JOIN_TIMEOUT_MS
+        )
+    for room in (companion, patient):
+        try:
+            room.page.wait_for_function(top, timeout=30_000)
+        except Exception:
+            pytest.fail(
+                f"{room.role} never got the doctor's top layer:\n" + "\n".join(room.logs[-20:])
+            )
+        room.page.evaluate(TILE_SAMPLER_JS)
+    now_js = "() => performance.now()"
+    begin = {room.role: room.page.evaluate(now_js) for room in (companion, patient)}
+    patient.page.wait_for_timeout(6000)
+    squeeze = {room.role: room.page.evaluate(now_js) for room in (companion, patient)}
+    _tc("netns", "exec", server_ns, "tc", "qdisc", "add", "dev", link, "root",
+        "tbf", "rate", "300kbit", "burst", "16kb", "latency", "200ms")  # fmt: skip
+    try:
+        patient.page.wait_for_timeout(20_000)
+    finally:
+        _tc("netns", "exec", server_ns, "tc", "qdisc", "del", "dev", link, "root")
+    lift = {room.role: room.page.evaluate(now_js) for room in (companion, patient)}
+    report: dict[str, Any] = {}
+    for room in (companion, patient):
+        before = _tile_rows(room, "doctor", begin[room.role], squeeze[room.role])
+        # the squeeze's first 5 s are the switch down: judged from then on
+        during = _tile_rows(room, "doctor", squeeze[room.role] + 5000, lift[room.role])
+        report[room.role] = {
+            "fps_before": round(_fps(before), 1),
+            "fps_squeezed": round(_fps(during), 1),
+            "sizes_squeezed": sorted({(r["width"], r["height"]) for r in during}),
+            "freezes_squeezed": _freezes(during),
+        }
+    print(f"\nthree pages, the patient's downlink at 300 kbit/s: {report}")
+    family, squeezed = report["companion"], report["patient"]
+    # the family member kept the top layer and its frame rate the whole time
+    assert family["sizes_squeezed"] == [(640, 480)], report
+    assert family["fps_squeezed"] >= 0.8 * family["fps_before"], report
+    assert family["freezes_squeezed"] == [], report
+    # the patient was moved to the lower layer and its picture kept moving
+    assert (320, 240) in squeezed["sizes_squeezed"], report
+    assert squeezed["fps_squeezed"] >= 5, report

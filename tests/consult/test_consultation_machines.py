@@ -1,9 +1,10 @@
-"""Issue 14: the three machines of remote consultation as data, every state x event asserted.
+"""Issue 14: the machines of remote consultation as data, every state x event asserted.
 
 Each (state, event) of each machine, on SQLite and PostgreSQL: the table's transitions move the
 row, are audited ``ok`` with from/to and relayed as a domain event after commit; every other pair
 is refused with the machine's closed error or ``invalid_transition``, audited ``refused`` with
-the state, and leaves the row as it was. R10-R13 (the flow), R24 (a superseded report is closed).
+the state, and leaves the row as it was. R10-R13 (the flow), R24 (a superseded report is closed),
+R17 (a referral, answered once), R18 (an interpretation request, answered once).
 """
 
 from __future__ import annotations
@@ -18,18 +19,30 @@ from consult.actor import Actor
 from consult.audit import audited, events_for
 from consult.consultations.errors import (
     ConsultationClosed,
+    InterpretationAnswered,
     InvitationClosed,
+    ReferralAnswered,
     ReportSuperseded,
 )
 from consult.consultations.machines import (
     CONSULTATION_MACHINE,
+    INTERPRETATION_MACHINE,
     INVITATION_MACHINE,
+    REFERRAL_MACHINE,
     REPORT_MACHINE,
     ConsultationEvent,
+    InterpretationEvent,
     InvitationEvent,
+    ReferralEvent,
     ReportEvent,
 )
-from consult.consultations.models import ConsultationState, InvitationState, ReportState
+from consult.consultations.models import (
+    ConsultationState,
+    InterpretationState,
+    InvitationState,
+    ReferralState,
+    ReportState,
+)
 from consult.db import Database
 from consult.errors import ConsultError, InvalidTransition
 from consult.events import DomainEvent, StateChanged, subscribe
@@ -40,6 +53,8 @@ from consult.sqltypes import new_id
 C, CE = ConsultationState, ConsultationEvent
 N, IE = InvitationState, InvitationEvent
 R, RE = ReportState, ReportEvent
+F, FE = ReferralState, ReferralEvent
+P, PE = InterpretationState, InterpretationEvent
 
 
 def test_r10_r13_consultation_transition_list_is_exactly_this() -> None:
@@ -89,6 +104,31 @@ def test_r13_r24_report_transition_list_is_exactly_this() -> None:
     )
 
 
+def test_r17_referral_transition_list_is_exactly_this() -> None:
+    assert REFERRAL_MACHINE.table() == sorted(
+        [
+            (F.REQUESTED, FE.ACCEPT, F.ACCEPTED),
+            (F.REQUESTED, FE.DECLINE, F.DECLINED),
+            (F.REQUESTED, FE.CANCEL, F.CANCELLED),
+        ]
+    )
+    assert REFERRAL_MACHINE.closed == {F.ACCEPTED, F.DECLINED, F.CANCELLED}
+
+
+def test_r18_interpretation_transition_list_is_exactly_this() -> None:
+    assert INTERPRETATION_MACHINE.table() == sorted(
+        [
+            (P.ASKED, PE.ASSIGN, P.ASKED),
+            (P.ASKED, PE.ANSWER, P.ANSWERED),
+            (P.ASKED, PE.SCHEDULE, P.SCHEDULED),
+            (P.SCHEDULED, PE.ANSWER, P.ANSWERED),
+            (P.ASKED, PE.CANCEL, P.CANCELLED),
+            (P.SCHEDULED, PE.CANCEL, P.CANCELLED),
+        ]
+    )
+    assert INTERPRETATION_MACHINE.closed == {P.ANSWERED, P.CANCELLED}
+
+
 @dataclass
 class Row:
     """What a machine moves: an id, a state and its timestamps."""
@@ -103,6 +143,8 @@ CASES: list[tuple[StateMachine, type[StrEnum], type[StrEnum], type[ConsultError]
     (CONSULTATION_MACHINE, ConsultationState, ConsultationEvent, ConsultationClosed),
     (INVITATION_MACHINE, InvitationState, InvitationEvent, InvitationClosed),
     (REPORT_MACHINE, ReportState, ReportEvent, ReportSuperseded),
+    (REFERRAL_MACHINE, ReferralState, ReferralEvent, ReferralAnswered),
+    (INTERPRETATION_MACHINE, InterpretationState, InterpretationEvent, InterpretationAnswered),
 ]
 
 

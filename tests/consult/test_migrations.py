@@ -29,8 +29,8 @@ def _schema_diff(connection: Connection) -> list[object]:
     return list(compare_metadata(context, Base.metadata))
 
 
-def test_head_is_the_ratings_revision() -> None:
-    assert head_revision() == "0011_ratings"
+def test_head_is_the_referrals_revision() -> None:
+    assert head_revision() == "0013_referrals"
 
 
 async def test_start_migrates_an_empty_database_to_head(empty_db_url: str) -> None:

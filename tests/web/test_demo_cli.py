@@ -51,3 +51,29 @@ def test_demo_reads_the_configured_port_and_is_quiet_when_the_server_listens(
     assert rc == 0
     assert all(urlsplit(link).port == port for link in json.loads(out)["links"].values())
     assert "nothing answers" not in err
+
+
+def test_demo_with_a_companion_gives_a_third_link_to_the_same_room(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    """``--companion``: a family member beside the patient (R4's call of three), admitted, with
+    its own join token for the visit's room in the room role ``companion``."""
+    from consult.tokens import verify_join_token
+    from web.config import load_config
+
+    for key in ("TELECONSULT_PORT", "TELECONSULT_HOST", "TELECONSULT_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    rc = main(
+        ["demo", "--data-dir", str(tmp_path), "--port", str(_free_port()), "--json", "--companion"]
+    )
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["links"]) == {"doctor", "patient", "companion"}
+    secret = load_config(data_dir=tmp_path).secret()
+    claims = {
+        role: verify_join_token(secret, urlsplit(link).fragment.removeprefix("token="))
+        for role, link in result["links"].items()
+    }
+    assert claims["companion"].role == "companion"
+    assert len({c.room_id for c in claims.values()}) == 1
+    assert len({c.user_id for c in claims.values()}) == 3

@@ -1,7 +1,8 @@
 // Remote consultation (/consult, issue 14): the grassroots doctor's requests, the consult
 // centres' queues (approve, assign experts), the invited experts' answers, the co-signed
 // opinion report and the inviter's decision. The API decides who may do what; the page shows
-// each side the actions its `sides` allow. Changes arrive live on the /updates socket.
+// each side the actions its `sides` allow. Changes arrive live on the /updates socket. What
+// follows an issued report (referral R17, interpretation R18) is in consult-followups.js.
 
 import { addStrings, onLanguageChange, t } from "./i18n.js";
 import { CONSOLE_STRINGS } from "./console-strings.js";
@@ -10,6 +11,7 @@ import { api, ApiError, getSession, requireSession } from "./api.js";
 import { initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
 import { button, fillSelect, formValues, h, when } from "./console-dom.js";
 import { watchUpdates } from "./updates.js";
+import { followupCards, followupDetail, readFollowups } from "./consult-followups.js";
 
 addStrings(CONSOLE_STRINGS);
 addStrings(CONSULT_STRINGS);
@@ -22,7 +24,16 @@ const REPORT_FIELDS = [
   "referral_advice",
 ];
 
-const state = { me: null, list: [], current: null, experts: [], institutions: [] };
+const state = {
+  me: null,
+  list: [],
+  current: null,
+  experts: [],
+  institutions: [],
+  referrals: [],
+  interpretations: [],
+  departments: {},
+};
 portal.consult = state;
 
 const $ = (id) => document.getElementById(id);
@@ -136,7 +147,7 @@ function renderLists() {
         : h("p", { class: "empty", text: t("cs.list.empty") }),
     ),
   );
-  $("worklists").replaceChildren(...cards);
+  $("worklists").replaceChildren(...cards, ...followupCards(state, act));
 }
 
 // --- One consultation -----------------------------------------------------------------------
@@ -343,6 +354,9 @@ function renderDetailNow() {
       ? shown.map((r, index) => renderReport(c, r, canWrite && index === shown.length - 1))
       : [h("p", { class: "empty", text: t("cs.none") })]),
   );
+  $("detail-followups").replaceChildren(
+    followupDetail(c, state, act, state.departments[c.target_institution_id] ?? []),
+  );
   const actions = [];
   if (sides.has("requester") && c.state === "draft") {
     const file = h("input", { id: "attach-file", type: "file", accept: ".pdf,.png,.jpg,.jpeg" });
@@ -476,6 +490,7 @@ async function openConsultation(id) {
     url.searchParams.set("id", id);
     window.history.replaceState(null, "", url);
     if (new Set(state.current.sides).has("invitee_centre")) await loadExperts(state.current);
+    if (new Set(state.current.sides).has("requester")) await loadDepartments(state.current);
   } catch (err) {
     state.current = null;
     showError(err);
@@ -483,6 +498,13 @@ async function openConsultation(id) {
   renderDetail();
   $("detail").scrollIntoView({ block: "start" });
   setState(`detail:${state.current?.state ?? "none"}`);
+}
+
+/** The invited institution's departments, for the referral form (R17). */
+async function loadDepartments(c) {
+  if (state.departments[c.target_institution_id]) return;
+  const { departments } = await api("GET", `/institutions/${c.target_institution_id}/departments`);
+  state.departments[c.target_institution_id] = departments;
 }
 
 async function loadExperts(c) {
@@ -497,6 +519,7 @@ async function loadExperts(c) {
 const refresh = oneAtATime(async () => {
   try {
     state.list = (await api("GET", "/consultations")).consultations;
+    await readFollowups(state);
     renderLists();
     const id = state.current?.id;
     if (id) {

@@ -10,7 +10,9 @@ import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./sign
 // Camera video goes out as simulcast, lowest layer first (the server reads the order of
 // a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
 // poor network costs that subscriber resolution, not the picture. Chromium sends at most two
-// layers below 960x540 (it drops the highest ones), so a VGA camera gets two.
+// layers below 960x540 (it drops the highest ones), so a VGA camera gets two. The lowest
+// layer must fit a poor link with the audio beside it: 180 kbit/s of 320x240 (Chrome's own
+// default for that size is 150-200) plus ~60 of Opus and headers leaves room under 300.
 export function simulcastEncodings(track) {
   const height = track.getSettings?.().height ?? 0;
   if (height >= 540) {
@@ -22,7 +24,7 @@ export function simulcastEncodings(track) {
   }
   if (height >= 240) {
     return [
-      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 180_000 },
       { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 600_000 },
     ];
   }

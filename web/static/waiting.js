@@ -17,6 +17,7 @@ import {
   readConsultations,
   renderConsultations,
 } from "./waiting-consultations.js";
+import { readFollowups, renderFollowups } from "./waiting-followups.js";
 
 const OPEN_STATES = ["booked", "waiting", "in_room"];
 
@@ -513,6 +514,7 @@ async function main() {
     renderDocuments();
     renderHistory();
     renderConsultations();
+    renderFollowups();
   });
   mountRating();
   el.deviceCheck.addEventListener("click", () => checkDevices());
@@ -534,6 +536,7 @@ async function main() {
   // the remote consultations' card reads on load and on every push (and reconnect)
   afterConsultationsRead(renderStatus);
   readConsultations();
+  readFollowups();
   watch();
   try {
     visit = await findVisit();
@@ -578,7 +581,10 @@ function watch(visitToo = false) {
     if (updates) reread();
   }
   updates ??= watchUpdates((change) => {
-    if (aboutConsultations(change)) readConsultations();
+    if (aboutConsultations(change)) {
+      readConsultations();
+      readFollowups(); // referrals and interpretations (R17, R18) are pushed the same way
+    }
     // the doctor answered a rating (or it changed elsewhere): the history shows it
     if (change?.rating_visit) {
       loadHistory().catch((err) => showError(err));

@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     audit,
     chat,
     consultations,
+    followups,
     identity,
     imaging,
     media,
