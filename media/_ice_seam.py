@@ -117,11 +117,11 @@ def patient_consent(pc: RTCPeerConnection) -> None:
 def consent_on(
     connection: aioice.ice.Connection,
     interval_s: float | None = None,
-    expiry_s: float = CONSENT_EXPIRY_S,
+    expiry_s: float | None = None,
 ) -> None:
     """Replace ``connection``'s consent checks (before ``connect()``): one every
     ``interval_s`` (aioice's, ~5 s, by default), each retransmitted; the connection closes when
-    none was answered for ``expiry_s``."""
+    none was answered for ``expiry_s`` (``CONSENT_EXPIRY_S`` by default, read when checked)."""
 
     async def query_consent() -> None:
         assert connection.remote_password is not None
@@ -143,7 +143,7 @@ def consent_on(
                 except aioice.stun.TransactionError:
                     pass
             silent = time.monotonic() - answered
-            if silent >= expiry_s:
+            if silent >= (CONSENT_EXPIRY_S if expiry_s is None else expiry_s):
                 logger.info("ICE consent expired: no check answered in %.1f s", silent)
                 connection._query_consent_task = None  # close() must not cancel this task
                 await connection.close()
