@@ -15,6 +15,13 @@ from the packet code:
 * probes: a STUN binding request, signed like aioice's own checks, on one local socket to one
   remote candidate, with no retransmission.
 * per-socket receive counters: a wrapper in front of each ICE socket's ``datagram_received``.
+* consent freshness (RFC 7675): aioice's ``Connection.query_consent`` counts a check not
+  answered within 0.5 s (no retransmission) as a failure and closes the connection after six in
+  a row, so a peer whose answers come late (a busy machine: the answer waits behind the media
+  queued on the socket) loses a path that carries media all the while. ``connect()`` starts
+  ``self.query_consent()``, so we replace it on each connection instance with one that
+  retransmits each check and lets consent expire only when no check was answered for 30 s, as
+  the RFC puts it.
 * copies onto the standby path: aiortc sends through ``Connection.send``, which calls
   ``self.sendto``; we wrap ``sendto`` on the instance to send chosen datagrams (audio) a second
   time from another socket to another remote address. The receiver's SRTP replay check drops
@@ -27,6 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +47,14 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 COMPONENT = 1  # RTP and RTCP are muxed: one component
+
+logger = logging.getLogger(__name__)
+
+#: Consent expires when no consent check was answered for this long (RFC 7675: 30 s).
+CONSENT_EXPIRY_S = 30.0
+#: Sends of each consent check after the first (0.5 s, then 1 s apart): an answer up to 3.5 s
+#: late still counts.
+CONSENT_RETRANSMISSIONS = 2
 
 
 def gather_on(pc: RTCPeerConnection, addresses: Sequence[str]) -> None:
@@ -81,6 +99,57 @@ def _gather_on(connection: aioice.ice.Connection, addresses: list[str]) -> None:
         connection._local_candidates_end = True
 
     connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+def patient_consent(pc: RTCPeerConnection) -> None:
+    """Make every ICE connection ``pc`` creates check consent as RFC 7675 says: retransmitted
+    checks, expiry after ``CONSENT_EXPIRY_S`` with no check answered (see the module's doc)."""
+    create = pc._RTCPeerConnection__createDtlsTransport  # type: ignore[attr-defined]
+
+    def create_with_patient_consent() -> RTCDtlsTransport:
+        dtls: RTCDtlsTransport = create()
+        consent_on(dtls.transport.iceGatherer._connection)
+        return dtls
+
+    pc._RTCPeerConnection__createDtlsTransport = create_with_patient_consent  # type: ignore[attr-defined]
+
+
+def consent_on(
+    connection: aioice.ice.Connection,
+    interval_s: float | None = None,
+    expiry_s: float | None = None,
+) -> None:
+    """Replace ``connection``'s consent checks (before ``connect()``): one every
+    ``interval_s`` (aioice's, ~5 s, by default), each retransmitted; the connection closes when
+    none was answered for ``expiry_s`` (``CONSENT_EXPIRY_S`` by default, read when checked)."""
+
+    async def query_consent() -> None:
+        assert connection.remote_password is not None
+        key = connection.remote_password.encode("utf8")
+        answered = time.monotonic()
+        while True:
+            interval = aioice.ice.CONSENT_INTERVAL if interval_s is None else interval_s
+            await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+            for pair in list(connection._nominated.values()):
+                request = connection.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(
+                        request,
+                        pair.remote_addr,
+                        integrity_key=key,
+                        retransmissions=CONSENT_RETRANSMISSIONS,
+                    )
+                    answered = time.monotonic()
+                except aioice.stun.TransactionError:
+                    pass
+            silent = time.monotonic() - answered
+            if silent >= (CONSENT_EXPIRY_S if expiry_s is None else expiry_s):
+                logger.info("ICE consent expired: no check answered in %.1f s", silent)
+                connection._query_consent_task = None  # close() must not cancel this task
+                await connection.close()
+                return
+
+    connection.query_consent = query_consent  # type: ignore[method-assign]
 
 
 def ice_connection(dtls: RTCDtlsTransport) -> aioice.ice.Connection:

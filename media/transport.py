@@ -119,6 +119,8 @@ class Transport:
         self._pc = RTCPeerConnection(ice_configuration(ice_servers or []))
         # before the datagram guard: it wraps (and so guards) the gathering we set here
         use_addresses(self._pc, self.ice_addresses)
+        # a peer answering late (a busy machine) keeps its consent (media/_ice_seam.py)
+        _ice_seam.patient_consent(self._pc)
         self._datagrams = DatagramGuard(self.id)
         seam.guard_datagrams(self._pc, self._datagrams)
         self._pc.on("connectionstatechange", self._on_connection_state)

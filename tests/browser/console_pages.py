@@ -27,7 +27,7 @@ import pytest
 from consult.totp import code_at, matching_step
 
 TELECONSULT = Path(sys.executable).parent / "teleconsult"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # as conftest: a loaded 2-core machine takes ~30 s to import and migrate
 STOP_TIMEOUT_S = 5.0
 WAIT_MS = 15_000
 PASSWORD = "Correct-Horse-42"

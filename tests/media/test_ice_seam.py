@@ -147,3 +147,96 @@ def test_audio_packets_are_told_by_their_payload_type():
     assert not is_audio(bytes([0x80, 200]) + bytes(10))  # RTCP sender report
     assert not is_audio(bytes([22, 254]) + bytes(10))  # DTLS
     assert not is_audio(bytes([0x90, 111]))  # too short
+
+
+# --- consent freshness (RFC 7675) on a busy machine ----------------------------------------------
+
+
+async def _pair_with(
+    consent: bool, **options: float
+) -> tuple[aioice.Connection, aioice.Connection]:
+    """A connected pair on loopback; ``consent``: ``a`` checks consent the seam's way."""
+    a = aioice.Connection(ice_controlling=True)
+    b = aioice.Connection(ice_controlling=False)
+    ice._gather_on(a, ["127.0.0.1"])
+    ice._gather_on(b, ["127.0.0.3"])
+    if consent:
+        ice.consent_on(a, **options)
+    await a.gather_candidates()
+    await b.gather_candidates()
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            await x.add_remote_candidate(candidate)
+        await x.add_remote_candidate(None)
+        x.remote_username, x.remote_password = y.local_username, y.local_password
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
+
+
+def _answers(b: aioice.Connection, delay_s: float | None) -> None:
+    """``b`` answers binding requests ``delay_s`` late (None: never), as a peer on a busy machine
+    whose answers wait behind the media queued on its socket."""
+    loop = asyncio.get_running_loop()
+    for protocol in b._protocols:
+        send = protocol.send_stun
+
+        def late(message, addr, send=send):  # type: ignore[no-untyped-def]
+            if message.message_class != aioice.stun.Class.RESPONSE:
+                send(message, addr)
+            elif delay_s is not None:
+                loop.call_later(delay_s, send, message, addr)
+
+        protocol.send_stun = late
+
+
+async def _closed_within(a: aioice.Connection, seconds: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if not a._nominated:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_stock_aioice_drops_a_peer_whose_consent_answers_come_late(monkeypatch):
+    """The cause (five browsers and the server on two cores): a check answered 0.8 s late is a
+    failure to aioice, six in a row close a connection that carries media all the while."""
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.1)
+    a, b = await _pair_with(consent=False)
+    try:
+        _answers(b, 0.8)
+        assert await _closed_within(a, 8.0)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_late_consent_answers_keep_the_connection():
+    a, b = await _pair_with(consent=True, interval_s=0.1, expiry_s=2.0)
+    try:
+        _answers(b, 0.8)
+        assert not await _closed_within(a, 3.5)  # past the expiry: the late answers count
+        assert a._query_consent_task is not None and not a._query_consent_task.done()
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_consent_expires_when_no_check_is_answered():
+    a, b = await _pair_with(consent=True, interval_s=0.1, expiry_s=2.0)
+    try:
+        started = asyncio.get_running_loop().time()
+        _answers(b, None)
+        assert await _closed_within(a, 8.0)
+        # the expiry, then at most one check's retransmissions (3.5 s) and its pause
+        assert 2.0 <= asyncio.get_running_loop().time() - started < 6.0
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+def test_every_transport_checks_consent_the_patient_way():
+    """A Transport's ICE connections get the seam's consent checks (media/transport.py)."""
+    pc = RTCPeerConnection()
+    ice.patient_consent(pc)
+    dtls = pc._RTCPeerConnection__createDtlsTransport()  # type: ignore[attr-defined]
+    connection = ice.ice_connection(dtls)
+    assert connection.query_consent.__qualname__.startswith("consent_on")
+    assert "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect)

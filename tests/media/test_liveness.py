@@ -14,7 +14,7 @@ import pytest
 from aiortc import RTCSessionDescription
 from peers import CounterTrack, ToneTrack, client_pc, wait_for
 
-from media import MediaWorker
+from media import MediaWorker, _ice_seam
 from media.room import RoomMedia
 
 
@@ -29,6 +29,8 @@ def _blackhole(pc: Any) -> None:
 async def test_expired_ice_consent_is_a_lost_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
     monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 2)
+    # consent as media/_ice_seam.py checks it: expired when no check was answered for this long
+    monkeypatch.setattr(_ice_seam, "CONSENT_EXPIRY_S", 0.6)
     worker = MediaWorker(ice_addresses=["127.0.0.1"])
     events: list[tuple[str, dict[str, Any]]] = []
     room = RoomMedia(

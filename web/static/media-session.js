@@ -192,7 +192,13 @@ export class MediaSession {
   async applyOffer(offer) {
     this.check();
     const pc = this.subscribePc;
-    if (!pc) throw new SignalError("invalid_state", "subscribe offer before subscribe");
+    if (!pc) {
+      // An offer meant for the connections this session replaces (the server queued it before
+      // it heard of the restart): this session's subscribe reply carries the current offer.
+      // Not an error to show anyone.
+      console.info("[tc] subscribe offer before subscribe: left for the subscribe reply");
+      return;
+    }
     // The map must be in place before setRemoteDescription: `track` events fire inside it.
     this.tracks = new Map((offer.tracks ?? []).map((track) => [track.mid, track]));
     await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });

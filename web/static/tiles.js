@@ -167,7 +167,8 @@ class RemoteTile {
     else if (this.videoPaused) placeholder = t("tile.video_paused_network");
     else if (!this.hasFrame) placeholder = t("tile.waiting_video");
     this.root.dataset.videoPaused = this.videoPaused ? "true" : "false";
-    this.placeholder.hidden = placeholder === null;
+    // "reconnecting" says it over the picture; a second text under it would only be a jumble
+    this.placeholder.hidden = placeholder === null || reconnecting;
     this.placeholder.textContent = placeholder ?? "";
   }
 
