@@ -369,6 +369,13 @@ def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict
     ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10: a subscribe transport's estimate is not shared out among its video streams;"
+    " each Consumer takes the whole estimate for itself, so the squeezed patient's two videos"
+    " (the doctor's and the family member's, 2 x the lower layer + audio > 300 kbit/s) both"
+    " freeze (quiet machine: 0.9 fps). The family member's side holds (640x480, 14 fps).",
+)
 @pytest.mark.parametrize("demo_args", [("--companion",)])
 def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
     two_namespaces: Any, veth_server: Server, open_room_in: Callable[..., RoomPage]
