@@ -97,8 +97,10 @@ async def _matrix(server: Server) -> dict[str, Any]:
             refused_here = 0
             for op in _protected():
                 assert op.action is not None
-                if refused_here == 90 and role is not Role.ADMIN:
-                    # one account's refusals past 100 are throttled (consult.audit.DENIALS_BURST)
+                if refused_here == 90:
+                    # one account's refusals past 100 are throttled (consult.audit.DENIALS_BURST):
+                    # the admin too, refused on over 100 routes since the follow-up, exam and
+                    # reminder routes came
                     person, refused_here = await clinic.person(role.value), 0
                 reply = await _request(person, op)
                 where = f"{role.value} {op.method} {op.path} ({op.action})"
