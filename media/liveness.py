@@ -43,6 +43,10 @@ AUDIO_ONLY_SILENCE_S = 8.0
 FAILOVER_GRACE_S = 2.5
 #: How often the counters are read.
 CHECK_INTERVAL_S = 0.25
+#: A check that comes this much later than its interval found the event loop stalled (a busy
+#: machine, a long close): the datagrams of that time wait unread in the socket buffers, so the
+#: stall is not the peer's silence and is taken off every clock.
+STALL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class LivenessWatch:
         self._reported: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._last_check: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -149,6 +154,13 @@ class LivenessWatch:
 
     def check(self, now: float) -> None:
         """One pass over the counters (the task calls it; tests may too)."""
+        if self._last_check is not None:
+            stalled = now - self._last_check - self._interval_s
+            if stalled >= STALL_S:
+                logger.info("liveness check %.1f s late: the event loop stalled", stalled)
+                for clock in self._clocks.values():
+                    clock.since += stalled
+        self._last_check = now
         seen: set[str] = set()
         for transport in tuple(self._transports()):
             seen.add(transport.id)

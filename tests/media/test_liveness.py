@@ -62,3 +62,41 @@ async def test_expired_ice_consent_is_a_lost_path(monkeypatch: pytest.MonkeyPatc
         await pc.close()
         await room.close()
         await worker.close()
+
+
+class _Publishing:
+    """What the watch reads of a connected publish Transport carrying one Producer."""
+
+    id = "t1"
+    role = "publish"
+    closed = False
+    connection_state = "connected"
+    paths = None
+    datagrams_received = 10
+
+    class producers:  # noqa: N801 - stands for the list of Producers
+        closed = False
+
+    producers = [producers()]  # type: ignore[assignment,misc]
+
+
+def test_a_stalled_event_loop_is_not_the_peers_silence() -> None:
+    """R1: a check that runs late (the server's loop was busy, a close took long) does not take
+    the unread time for silence: the datagrams of that time wait in the socket buffer."""
+    from media.liveness import LivenessWatch
+
+    transport = _Publishing()
+    lost: list[Any] = []
+    watch = LivenessWatch(lambda: [transport], lambda t, why: lost.append(why), silence_s=2.0)
+    watch.check(100.0)
+    watch.check(100.25)
+    watch.check(103.0)  # 2.5 s late: the loop stalled; nothing read, nothing is lost
+    assert lost == []
+    watch.check(103.25)
+    transport.datagrams_received += 5  # the buffered datagrams are read after the stall
+    watch.check(103.5)
+    assert lost == []
+    for step in range(1, 9):  # then a real silence, checked on time
+        watch.check(103.5 + 0.25 * step)
+    assert [why.reason for why in lost] == ["silence"]
+    assert lost[0].silent_s >= 2.0
