@@ -7,18 +7,32 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Server, start_server
 
+import consult.passwords
 from media import _aiortc_seam
+
+#: Real Argon2id at minimal cost. The production profile (64 MiB, t=3, p=4) costs ~0.2 s a hash
+#: on a busy 2-core machine, and every test world hashes and verifies dozens of passwords.
+CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(autouse=True)
 def loopback_ice() -> None:
     """Test peers (ours and the server's, in this process) gather on 127.0.0.1 only."""
     _aiortc_seam.restrict_host_addresses(["127.0.0.1"])
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords hashed by the servers in this process at minimal cost, unless the test is
+    marked ``production_argon2`` (where the hash's strength is the point)."""
+    if request.node.get_closest_marker("production_argon2") is None:
+        monkeypatch.setattr(consult.passwords, "_hasher", CHEAP_ARGON2)
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def test_r43_every_page_has_no_serious_or_critical_axe_violation(
     _check_page(
         patient.page,
         "waiting",
-        "() => window.__portal && window.__portal.visit && document.querySelector('#consent-text').textContent.length > 20",
+        "() => window.__portal && window.__portal.visit && window.__portal.reminders && document.querySelector('#consent-text').textContent.length > 20",
         found,
         shots,
         reference=True,

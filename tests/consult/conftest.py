@@ -24,11 +24,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-import consult.passwords
 from consult.db import Database
 
 PG_URL_ENV = "TELECONSULT_TEST_PG_URL"
@@ -208,13 +206,6 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
-
-
-@pytest.fixture
-def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real Argon2id at minimal cost, for tests where the hash's strength is not the point."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(consult.passwords, "_hasher", cheap)
 
 
 @pytest.fixture

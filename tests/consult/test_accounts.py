@@ -46,8 +46,6 @@ from consult.sessions import authenticate, sign_in, sign_out, token_digest
 from consult.sqltypes import utc_now
 from consult.totp import code_at
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 IP = "198.51.100.9"
 
 

@@ -19,8 +19,6 @@ from consult.admin_commands import (
 from consult.audit import events_for
 from consult.db import Database
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 
 @pytest.fixture
 async def fresh(empty_db_url: str) -> AsyncIterator[Database]:

@@ -347,7 +347,6 @@ async def test_r22_auditors_verify_and_read_the_chain_and_that_is_audited(fresh:
     ]
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 async def test_r24_the_app_runs_as_teleconsult_app_and_cannot_edit_the_chain(
     pg_scratch_db: Database,
 ) -> None:

@@ -20,8 +20,6 @@ from consult.sessions import credential_stamp, join_token_alive, sign_in, sign_o
 from consult.tokens import TokenClaims
 from consult.visit_flow import VISIT_MACHINE, VisitEvent, VisitState
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 
 @pytest.fixture
 async def org(db: Database) -> Org:

@@ -26,8 +26,6 @@ from consult.permissions import Role
 from consult.sessions import sign_in
 from consult.visit_flow import book_visit
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 
 @pytest.fixture
 def fresh(scratch_db: Database) -> Database:

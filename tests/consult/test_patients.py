@@ -47,8 +47,6 @@ from consult.patients import (
 )
 from consult.permissions import Role
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 # GB 11643-1999's own example.
 STANDARD_ID = "11010519491231002X"
 

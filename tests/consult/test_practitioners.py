@@ -34,8 +34,6 @@ from consult.practitioners import (
 )
 from consult.sqltypes import utc_now
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 
 @pytest.fixture
 async def org(db: Database) -> Org:

@@ -75,8 +75,6 @@ from consult.visit_flow import (
     visit_consents,
 )
 
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
-
 S, E = VisitState, VisitEvent
 
 

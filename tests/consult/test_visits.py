@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
-import consult.passwords
 from consult.actor import Actor
 from consult.db import Database
 from consult.errors import NotAParticipant, RoomNotFound
@@ -21,13 +19,6 @@ from consult.tokens import issue_join_token
 from consult.visits import DemoVisit, create_demo_visit, get_visit
 
 SECRET = "visits-test-secret-" + "0123456789abcdef" * 2
-
-
-@pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real Argon2id at minimal cost: demo doctors need a hash, these tests not its strength."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(consult.passwords, "_hasher", cheap)
 
 
 async def resolve_participant(db: Database, room_id: str, user_id: str, role: str) -> Actor:

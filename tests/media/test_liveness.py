@@ -7,6 +7,8 @@ consent path alone is what notices the dead client.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import aioice.ice
@@ -64,20 +66,19 @@ async def test_expired_ice_consent_is_a_lost_path(monkeypatch: pytest.MonkeyPatc
         await worker.close()
 
 
+@dataclass
 class _Publishing:
     """What the watch reads of a connected publish Transport carrying one Producer."""
 
-    id = "t1"
-    role = "publish"
-    closed = False
-    connection_state = "connected"
-    paths = None
-    datagrams_received = 10
-
-    class producers:  # noqa: N801 - stands for the list of Producers
-        closed = False
-
-    producers = [producers()]  # type: ignore[assignment,misc]
+    id: str = "t1"
+    role: str = "publish"
+    closed: bool = False
+    connection_state: str = "connected"
+    paths: None = None
+    datagrams_received: int = 10
+    producers: list[SimpleNamespace] = field(
+        default_factory=lambda: [SimpleNamespace(closed=False)]
+    )
 
 
 def test_a_stalled_event_loop_is_not_the_peers_silence() -> None:

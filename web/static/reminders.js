@@ -15,6 +15,7 @@ addStrings(REMINDER_STRINGS);
  * `panelParent` (top of the page's main); returns `reload()`. */
 export function mountReminders(anchor, panelParent) {
   let data = { reminders: [], unread: 0 };
+  let loaded = false; // the list has been read once (tests wait for portal.reminders)
   const toggle = h("button", {
     type: "button",
     id: "reminders-toggle",
@@ -22,6 +23,10 @@ export function mountReminders(anchor, panelParent) {
     "aria-expanded": "false",
     "aria-controls": "reminders-panel",
   });
+  // A bell and the label; on a phone only the bell and the unread count show (portal.css), so
+  // that the top bar keeps one line; the label stays the button's accessible name.
+  const label = h("span", { class: "reminders-label" });
+  toggle.append(bellIcon(), label);
   const list = h("ul", { id: "reminders-list", class: "reminders-list" });
   const heading = h("h2", { id: "reminders-heading" });
   const panel = h(
@@ -43,7 +48,7 @@ export function mountReminders(anchor, panelParent) {
   }
 
   function render() {
-    toggle.textContent = data.unread
+    label.textContent = data.unread
       ? t("rm.button_unread", { count: data.unread })
       : t("rm.button");
     toggle.dataset.unread = String(data.unread);
@@ -72,12 +77,13 @@ export function mountReminders(anchor, panelParent) {
       }
       list.append(item);
     }
-    portal.reminders = data;
+    if (loaded) portal.reminders = data;
   }
 
   async function reload() {
     try {
       data = await api("GET", "/me/reminders");
+      loaded = true;
       render();
     } catch (err) {
       showError(err);
@@ -99,4 +105,23 @@ export function mountReminders(anchor, panelParent) {
   render();
   reload();
   return reload;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A bell, drawn in the button's text colour; decorative (the label names the button). */
+function bellIcon() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "reminders-bell");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute(
+    "d",
+    "M12 3a6 6 0 0 0-6 6v4l-2 3v1h16v-1l-2-3V9a6 6 0 0 0-6-6zm-2 15a2 2 0 0 0 4 0z",
+  );
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
 }
