@@ -27,6 +27,22 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
 
 
+def next_usable_step(now: float, last_step: int, *, margin_s: float = 5.0) -> int | None:
+    """The earliest step a code made at ``now`` (Unix seconds) is accepted for after
+    ``last_step``, or ``None`` while every step of the window is spent. A step before the
+    current one only while ``margin_s`` remain before it leaves the window. (For clients that
+    sign one account in several times in a row: tests, scripts.)"""
+    current = int(now // INTERVAL_S)
+    earliest = current - DRIFT_STEPS if now % INTERVAL_S < INTERVAL_S - margin_s else current
+    step = max(earliest, last_step + 1)
+    return step if step <= current + DRIFT_STEPS else None
+
+
+def code_for_step(secret: str, step: int) -> str:
+    """The code of time step ``step``."""
+    return pyotp.TOTP(secret).generate_otp(step)
+
+
 def code_at(secret: str, moment: datetime) -> str:
     """The code valid at ``moment`` (for tests and enrolment checks)."""
     return pyotp.TOTP(secret).at(moment)

@@ -158,8 +158,8 @@ class LivenessWatch:
             stalled = now - self._last_check - self._interval_s
             if stalled >= STALL_S:
                 logger.info("liveness check %.1f s late: the event loop stalled", stalled)
-                for clock in self._clocks.values():
-                    clock.since += stalled
+                for late in self._clocks.values():
+                    late.since += stalled
         self._last_check = now
         seen: set[str] = set()
         for transport in tuple(self._transports()):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from databases import seed_data_dir
 
 from consult.tokens import issue_join_token
 from consult.visits import create_demo_visit
@@ -86,6 +87,8 @@ async def start_server(
     settings.setdefault("media_busy_lag_ms", 1000)
     settings.setdefault("ice_addresses", ("127.0.0.1",))
     config = Config(data_dir=tmp_path / "data", **settings)
+    if not config.database_url:
+        seed_data_dir(config.data_dir)
     app = create_app(config)
     runner = web.AppRunner(app, **runner_options(config))
     await runner.setup()

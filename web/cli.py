@@ -30,11 +30,8 @@ from consult.trust import SM2PublicKey, TrustError
 from consult.visits import create_demo_visit
 
 from . import recording_cli, report_cli, turn_cli
-from .access_log import PathOnlyAccessLogger
-from .app import create_app
 from .config import Config, load_config
 from .join_links import room_link
-from .transport import runner_options
 
 AdminCommand = Callable[[Database], Awaitable[CommandResult]]
 
@@ -57,6 +54,11 @@ def serve(config: Config) -> None:
     )
     # files 0600, directories 0700: the database, keys and recordings are the server's alone
     os.umask(0o077)
+    # the whole server, imported by `serve` only: the other commands start in a fraction of it
+    from .access_log import PathOnlyAccessLogger
+    from .app import create_app
+    from .transport import runner_options
+
     web.run_app(
         create_app(config),
         host=config.host,

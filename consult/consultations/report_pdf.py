@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from fpdf import FPDF
-
 from consult.crypto import sm3_hex
 
 FONT_CANDIDATES: Final = (
@@ -60,6 +58,9 @@ def _font() -> Path:
 
 def render(export: Mapping[str, Any]) -> bytes:
     """The PDF of a signed report export (CPU-bound: call it off the event loop)."""
+    # imported here: 0.6 s that the first PDF pays, not every start of a process
+    from fpdf import FPDF
+
     document = export["document"]
     signatures = export["signatures"]
     pdf = FPDF(format="A4")

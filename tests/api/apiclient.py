@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import pyotp
 
 from consult import accounts
 from consult.actor import Actor
+from consult.totp import INTERVAL_S, code_for_step, next_usable_step
 from web.keys import DATABASE
 
 PASSWORD = "Correct-Horse-42"
@@ -96,15 +96,12 @@ class Totp:
     last_step: int = -1
 
     async def code(self) -> str:
-        totp = pyotp.TOTP(self.secret)
-        while True:
-            now = time.time()
-            current = int(now // totp.interval)
-            for step in (current, current + 1):  # the server accepts one step of drift
-                if step > self.last_step:
-                    self.last_step = step
-                    return totp.generate_otp(step)
-            await asyncio.sleep(totp.interval - now % totp.interval + 0.05)
+        step = next_usable_step(time.time(), self.last_step)
+        if step is None:  # the window is spent: the next step is usable once it begins
+            await asyncio.sleep(INTERVAL_S - time.time() % INTERVAL_S + 0.05)
+            step = self.last_step + 1
+        self.last_step = step
+        return code_for_step(self.secret, step)
 
 
 @dataclass

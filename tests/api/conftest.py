@@ -8,35 +8,26 @@ them under ``TELECONSULT_STRICT=1``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
 from apiclient import Clinic
 from consultation_world import World, two_institutions
+from databases import pg_template, run_aside
 from harness import Server, skip_or_fail, start_server
 from sqlalchemy.engine import URL, make_url
 
 PG_URL_ENV = "TELECONSULT_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
-T = TypeVar("T")
-
 
 def _pg_url() -> URL:
     return make_url(os.environ.get(PG_URL_ENV, DEFAULT_PG_URL))
-
-
-def _run_aside(coro: Coroutine[Any, Any, T]) -> T:
-    """Admin work on a loop of its own in another thread, away from the test's loop."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _admin(statement: str | None = None) -> None:
@@ -53,15 +44,19 @@ async def _admin(statement: str | None = None) -> None:
 def pg_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     try:
-        _run_aside(_admin())
+        run_aside(_admin())
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         skip_or_fail(f"PostgreSQL unreachable at {_pg_url()!r}: {exc!r}")
+    template = pg_template(
+        lambda statement: run_aside(_admin(statement)),
+        lambda database: _pg_url().set(database=database).render_as_string(hide_password=False),
+    )
     name = f"tc_api_{secrets.token_hex(6)}"
-    _run_aside(_admin(f'CREATE DATABASE "{name}"'))
+    run_aside(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield _pg_url().set(database=name).render_as_string(hide_password=False)
     finally:
-        _run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

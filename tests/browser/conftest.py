@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from databases import seed_data_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
 BIN_DIR = Path(sys.executable).parent
 TELECONSULT = BIN_DIR / "teleconsult"
+#: How the tests run it: the same CLI with cheap password hashing (cheap_teleconsult.py).
+TELECONSULT_ARGV = (sys.executable, str(Path(__file__).with_name("cheap_teleconsult.py")))
 STRICT = os.environ.get("TELECONSULT_STRICT") == "1"
 
 SERVER_START_TIMEOUT_S = 60.0  # a loaded 2-core machine takes ~30 s to import and migrate
@@ -223,10 +226,11 @@ def _serve(
     base_url = f"http://{url_host}:{port}"
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    seed_data_dir(data_dir)  # a migrated empty database (tests/databases.py)
 
     demo = ns_run(
         ns,
-        str(TELECONSULT),
+        *TELECONSULT_ARGV,
         "demo",
         "--data-dir",
         str(data_dir),
@@ -257,7 +261,7 @@ def _serve(
                 "netns",
                 "exec",
                 ns,
-                str(TELECONSULT),
+                *TELECONSULT_ARGV,
                 "serve",
                 "--host",
                 host,

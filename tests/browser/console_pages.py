@@ -23,10 +23,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from databases import seed_data_dir
 
 from consult.totp import code_at, matching_step
 
-TELECONSULT = Path(sys.executable).parent / "teleconsult"
+#: `teleconsult` with cheap password hashing, as conftest.py runs it (cheap_teleconsult.py)
+TELECONSULT_ARGV = (sys.executable, str(Path(__file__).with_name("cheap_teleconsult.py")))
 START_TIMEOUT_S = 60.0  # as conftest: a loaded 2-core machine takes ~30 s to import and migrate
 STOP_TIMEOUT_S = 5.0
 WAIT_MS = 15_000
@@ -43,9 +45,10 @@ def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (made with `teleconsult user add`, as the README says). Yields (base URL, data dir)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    seed_data_dir(data_dir)  # a migrated empty database (tests/databases.py)
     subprocess.run(
         [
-            str(TELECONSULT),
+            *TELECONSULT_ARGV,
             "user",
             "add",
             "--data-dir",
@@ -70,7 +73,7 @@ def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
-                *("ip", "netns", "exec", ns, str(TELECONSULT), "serve", "--host", "127.0.0.1"),
+                *("ip", "netns", "exec", ns, *TELECONSULT_ARGV, "serve", "--host", "127.0.0.1"),
                 *("--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1"),
             ],
             stdout=out,

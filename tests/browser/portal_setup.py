@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pyotp
+from consult.totp import INTERVAL_S, code_for_step, next_usable_step
 
 PASSWORD = "Correct-Horse-42"
 TELECONSULT = Path(sys.executable).parent / "teleconsult"
@@ -67,14 +67,10 @@ class Account:
 
     def code(self) -> str:
         assert self.secret is not None
-        totp = pyotp.TOTP(self.secret)
-        while True:
-            now = time.time()
-            for step in (int(now // 30), int(now // 30) + 1):
-                if step > self.last_step:
-                    self.last_step = step
-                    return totp.generate_otp(step)
-            time.sleep(30 - now % 30 + 0.05)
+        while (step := next_usable_step(time.time(), self.last_step)) is None:
+            time.sleep(INTERVAL_S - time.time() % INTERVAL_S + 0.05)
+        self.last_step = step
+        return code_for_step(self.secret, step)
 
     def sign_in(self) -> None:
         body = {"username": self.username, "password": PASSWORD}

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
 from room_layout import check_room_layout
+
+from consult.totp import INTERVAL_S, code_for_step, next_usable_step
 
 Server = Any
 RoomPage = Any
@@ -91,14 +92,10 @@ def _setup(server: Server, data_dir: Path, *flags: str) -> dict[str, Any]:
 
 def _totp(account: dict[str, Any]) -> str:
     """A code for a time step the server has not seen from this account (no replay)."""
-    totp = pyotp.TOTP(account["totp_secret"])
-    while True:
-        now = time.time()
-        for step in (int(now // 30), int(now // 30) + 1):
-            if step > account["last_step"]:
-                account["last_step"] = step
-                return totp.generate_otp(step)
-        time.sleep(30 - now % 30 + 0.05)  # both usable steps are spent: wait for the next
+    while (step := next_usable_step(time.time(), account["last_step"])) is None:
+        time.sleep(INTERVAL_S - time.time() % INTERVAL_S + 0.05)  # the window is spent
+    account["last_step"] = step
+    return code_for_step(account["totp_secret"], step)
 
 
 def _sign_in(room: RoomPage, base_url: str, account: dict[str, Any], code: str | None) -> None:

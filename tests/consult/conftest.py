@@ -13,17 +13,16 @@ which turns the skip into a failure. SQLite cases get a new file under ``tmp_pat
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
+import databases
 import pytest
+from databases import run_aside
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
@@ -34,8 +33,6 @@ DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 STRICT_ENV = "TELECONSULT_STRICT"
 FIELD_KEY = "consult-tests-field-key-" + "0123456789abcdef" * 2
 """The configured SM4/HMAC-SM3 secret of the test databases (never stored in them)."""
-
-T = TypeVar("T")
 
 
 def pg_url() -> URL:
@@ -55,12 +52,6 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _run_aside(coro: Coroutine[Any, Any, T]) -> T:
-    """Run admin work on a loop of its own in another thread, away from pytest-asyncio's loops."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 async def _admin(statement: str | None = None) -> None:
     dsn = pg_url().set(drivername="postgresql").render_as_string(hide_password=False)
     connection = await asyncpg.connect(dsn, timeout=5)
@@ -73,12 +64,12 @@ async def _admin(statement: str | None = None) -> None:
 
 def _create_database() -> str:
     name = f"tc_test_{secrets.token_hex(6)}"
-    _run_aside(_admin(f'CREATE DATABASE "{name}"'))
+    run_aside(_admin(f'CREATE DATABASE "{name}"'))
     return name
 
 
 def _drop_database(name: str) -> None:
-    _run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _url_of(name: str) -> str:
@@ -89,7 +80,7 @@ def _url_of(name: str) -> str:
 def pg_server() -> None:
     """Checks once per run that PostgreSQL answers; skips (or fails) its cases otherwise."""
     try:
-        _run_aside(_admin())
+        run_aside(_admin())
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         skip_or_fail(f"PostgreSQL unreachable at {pg_url()!r}: {exc!r}")
 
@@ -118,18 +109,10 @@ def _sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/data/teleconsult.db"
 
 
-async def _migrate(url: str) -> None:
-    database = Database(url)
-    await database.start()
-    await database.close()
-
-
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per run (closed, so its WAL is checkpointed)."""
-    path = tmp_path_factory.mktemp("template") / "teleconsult.db"
-    _run_aside(_migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
+def sqlite_template() -> Path:
+    """A SQLite file migrated to head once per run (tests/databases.py)."""
+    return databases.sqlite_template()
 
 
 def _sqlite_copy(template: Path, tmp_path: Path) -> str:

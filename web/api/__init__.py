@@ -9,6 +9,8 @@ at ``/api/v1/openapi.json``. The order of checks is in :mod:`web.api.dispatch`; 
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, Final
 
 from aiohttp import web
@@ -25,7 +27,6 @@ __all__ = ["PREFIX", "api", "setup_api"]
 
 TITLE: Final = "teleconsult"
 VERSION: Final = "1"
-OPENAPI_KEY: Final = web.AppKey("openapi", dict[str, Any])
 
 
 def setup_api(app: web.Application) -> None:
@@ -33,14 +34,19 @@ def setup_api(app: web.Application) -> None:
     app[API_LIMITS] = ApiLimits()
     for op in api.operations:
         app.router.add_route(op.method, PREFIX + op.path, aiohttp_handler(op))
-    app[OPENAPI_KEY] = build_openapi(api, title=TITLE, version=VERSION)
     app.router.add_get(PREFIX + "/openapi.json", _openapi)
     setup_dicomweb(app)
     app.middlewares.append(_api_boundary)
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """The document as JSON, built on its first request (the same for every app)."""
+    return json.dumps(build_openapi(api, title=TITLE, version=VERSION)).encode()
+
+
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI_KEY])
+    return web.Response(body=openapi_document(), content_type="application/json")
 
 
 @web.middleware

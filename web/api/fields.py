@@ -83,8 +83,8 @@ class Output(BaseModel):
 
 _VIEW_CONFIG: Final = ConfigDict(
     frozen=True,
-    # A view dataclass documents its fields with attribute docstrings.
-    use_attribute_docstrings=True,
+    # A view dataclass documents its fields with attribute docstrings: the OpenAPI document
+    # reads them (web.api.openapi.DocumentedSchemas), not pydantic at import time.
     # Every field of a view is in the JSON, defaults included.
     json_schema_serialization_defaults_required=True,
 )
