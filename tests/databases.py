@@ -68,6 +68,13 @@ def seed_data_dir(data_dir: Path) -> None:
     shutil.copyfile(sqlite_template(), target)
 
 
+def _drop_at_exit(admin: Callable[[str], None], statement: str) -> None:
+    try:
+        admin(statement)
+    except RuntimeError:  # the pool refuses work after interpreter shutdown began
+        pass
+
+
 def pg_template(admin: Callable[[str], None], url_of: Callable[[str], str]) -> str:
     """The name of a migrated empty PostgreSQL database to copy with ``CREATE DATABASE ...
     TEMPLATE``; made on first use (``admin`` runs a statement on the server, ``url_of`` gives
@@ -77,7 +84,8 @@ def pg_template(admin: Callable[[str], None], url_of: Callable[[str], str]) -> s
         if _pg_template is None:
             name = f"tc_template_{secrets.token_hex(6)}"
             admin(f'CREATE DATABASE "{name}"')
-            atexit.register(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # at exit no thread pool takes work: the drop runs on a loop of its own here
+            atexit.register(_drop_at_exit, admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             run_aside(_migrate(url_of(name)))
             _pg_template = name
         return _pg_template
