@@ -97,7 +97,14 @@ def test_r17_r18_referral_and_interpretation_through_the_pages(
         expert.wait_for_selector(inbox, timeout=WAIT_MS)
         assert "前降支近段狭窄约 80%" in expert.inner_text(inbox)
         assert "赵某" not in expert.inner_text("#list-interpretation_inbox")  # R37
-        expert.fill(f"{inbox} textarea", "狭窄 80% 属于重度，建议尽快到心内科评估是否需要支架。")
+        answer = "狭窄 80% 属于重度，建议尽快到心内科评估是否需要支架。"
+        expert.fill(f"{inbox} textarea", answer)
+        # a re-render (a push, here the language toggled there and back) keeps what is typed
+        expert.click("#lang-toggle")
+        _text(expert, "#list-interpretation_inbox h2", "Reports to interpret")
+        expert.click("#lang-toggle")
+        _text(expert, "#list-interpretation_inbox h2", "待我解读的报告")
+        assert expert.input_value(f"{inbox} textarea") == answer
         expert.click(f"{inbox} [data-action=answer-interpretation]")
         expert.wait_for_selector(inbox, state="detached", timeout=WAIT_MS)
         _no_error(expert)

@@ -60,3 +60,46 @@ export function when(iso) {
     minute: "2-digit",
   });
 }
+
+/** Before a push re-renders `container`, note what was typed into its controls with an id (a
+ * textarea, a text input, a select the user changed) and where the focus and caret were; the
+ * returned function puts them into the new controls of the same ids. Without this, an answer
+ * being written is wiped when any update arrives. */
+export function keepInput(container) {
+  const typed = new Map();
+  for (const control of container.querySelectorAll("textarea[id], input[id], select[id]")) {
+    if (["checkbox", "radio", "hidden", "file"].includes(control.type)) continue;
+    const changed =
+      control.tagName === "SELECT"
+        ? [...control.options].some((option) => option.selected !== option.defaultSelected)
+        : control.value !== control.defaultValue;
+    if (changed) typed.set(control.id, control.value);
+  }
+  const focused = container.contains(document.activeElement) ? document.activeElement : null;
+  const caret =
+    focused && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
+  return () => {
+    for (const [id, value] of typed) {
+      const control = container.querySelector(`#${CSS.escape(id)}`);
+      if (!control || control.readOnly || control.disabled) continue;
+      if (control.tagName === "SELECT" && ![...control.options].some((o) => o.value === value)) continue;
+      control.value = value;
+    }
+    const again = focused?.id ? container.querySelector(`#${CSS.escape(focused.id)}`) : null;
+    if (!again || again === document.activeElement) return;
+    again.focus();
+    if (!caret) return;
+    try {
+      again.setSelectionRange(...caret);
+    } catch {
+      // controls without a caret (number, date) refuse a selection; the focus is enough
+    }
+  };
+}
+
+/** `container.replaceChildren(...children)`, keeping what was being typed in it (keepInput). */
+export function replaceKeepingInput(container, ...children) {
+  const restore = keepInput(container);
+  container.replaceChildren(...children);
+  restore();
+}

@@ -9,7 +9,7 @@ import { CONSOLE_STRINGS } from "./console-strings.js";
 import { CONSULT_STRINGS } from "./consult-strings.js";
 import { api, ApiError, getSession, requireSession } from "./api.js";
 import { initPage, oneAtATime, portal, setState, showError, watchIdle } from "./portal.js";
-import { button, fillSelect, formValues, h, when } from "./console-dom.js";
+import { button, fillSelect, formValues, h, keepInput, replaceKeepingInput, when } from "./console-dom.js";
 import { watchUpdates } from "./updates.js";
 import { followupCards, followupDetail, readFollowups } from "./consult-followups.js";
 import { mountReminders } from "./reminders.js";
@@ -153,7 +153,7 @@ function renderLists() {
         : h("p", { class: "empty", text: t("cs.list.empty") }),
     ),
   );
-  $("worklists").replaceChildren(...cards, ...followupCards(state, act));
+  replaceKeepingInput($("worklists"), ...cards, ...followupCards(state, act));
 }
 
 // --- One consultation -----------------------------------------------------------------------
@@ -382,17 +382,9 @@ async function loadExamChoices(c) {
 }
 
 function renderDetail() {
-  // What the person is typing or choosing survives a pushed re-render.
-  const kept = [...$("detail").querySelectorAll("textarea[id], input[id]:not([type=file]), select[id]")]
-    .filter((el) => el.value)
-    .map((el) => [el.id, el.value]);
+  const restore = keepInput($("detail")); // what is being typed survives a pushed re-render
   renderDetailNow();
-  for (const [id, value] of kept) {
-    const el = document.getElementById(id);
-    if (!el || el.readOnly) continue;
-    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) continue;
-    el.value = value;
-  }
+  restore();
 }
 
 function renderDetailNow() {

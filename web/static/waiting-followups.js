@@ -7,7 +7,7 @@
 import { t } from "./i18n.js";
 import { api } from "./api.js";
 import { busy, oneAtATime, portal, showError } from "./portal.js";
-import { h, when } from "./console-dom.js";
+import { h, replaceKeepingInput, when } from "./console-dom.js";
 
 const REPORTED = ["reported", "decided"];
 
@@ -122,14 +122,8 @@ export function renderFollowups() {
     ...data.interpretations.map(interpretationItem),
     ...asking.map(askItem),
   ];
-  // what the patient is typing survives a pushed re-render
-  const kept = [...el.list.querySelectorAll("textarea")].map((a) => [a.id, a.value]);
   el.card.hidden = items.length === 0;
-  el.list.replaceChildren(...items);
-  for (const [id, value] of kept) {
-    const area = document.getElementById(id);
-    if (area && value) area.value = value;
-  }
+  replaceKeepingInput(el.list, ...items); // what the patient is typing survives a push
 }
 
 /** Read the patient's referrals, interpretations and consultations again; one read at a time. */
