@@ -48,7 +48,7 @@ def pg_database_url() -> Iterator[str]:
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         skip_or_fail(f"PostgreSQL unreachable at {_pg_url()!r}: {exc!r}")
     template = pg_template(
-        lambda statement: run_aside(_admin(statement)),
+        _admin,
         lambda database: _pg_url().set(database=database).render_as_string(hide_password=False),
     )
     name = f"tc_api_{secrets.token_hex(6)}"
