@@ -7,7 +7,6 @@ records what it changed in the audit chain.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -163,7 +162,7 @@ async def create_user(
     password_hash = None
     if password is not None:
         check_password(password, username=username)
-        password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        password_hash = await passwords.hash_async(password)
     async with audited(db) as tx:
         session = tx.session
         if await session.scalar(select(User.id).where(User.username == username)):
@@ -329,7 +328,7 @@ async def reset_password(db: Database, actor: Actor, user_id: str, new_password:
                 object_id=user_id,
             )
     check_password(new_password, username=user.username)
-    new_hash = await asyncio.to_thread(passwords.hash_password, new_password)
+    new_hash = await passwords.hash_async(new_password)
     await _admin_change(
         db,
         actor,
@@ -354,8 +353,8 @@ async def change_password(
     await authorize(db, actor, "account.change_password", object_type="user")
     assert actor.user_id is not None
     user, _ = await _load_user(db, actor.user_id)
-    right = user.password_hash is not None and await asyncio.to_thread(
-        passwords.verify_password, user.password_hash, current_password
+    right = user.password_hash is not None and await passwords.verify_async(
+        user.password_hash, current_password
     )
     if not right:
         async with audited(db) as tx:
@@ -369,7 +368,7 @@ async def change_password(
     if new_password == current_password:
         raise WeakPassword("The new password must differ from the current one.")
     check_password(new_password, username=user.username)
-    new_hash = await asyncio.to_thread(passwords.hash_password, new_password)
+    new_hash = await passwords.hash_async(new_password)
     async with audited(db) as tx:
         row = await tx.session.get(User, user.id, with_for_update=True)
         assert row is not None

@@ -11,7 +11,6 @@ of reach until they have. Only the link's SM3 digest is stored.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -128,7 +127,7 @@ async def redeem_enrolment_link(
             )
         raise EnrolmentLinkInvalid()
     check_password(new_password, username=user.username, user_inputs=[user.display_name])
-    new_hash = await asyncio.to_thread(passwords.hash_password, new_password)
+    new_hash = await passwords.hash_async(new_password)
     async with audited(db) as tx:
         claimed = await tx.session.execute(
             update(EnrolmentLink)

@@ -8,8 +8,6 @@ is linked to the record in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select
 
 from consult import passwords
@@ -39,7 +37,7 @@ async def create_patient_account(
     if not isinstance(username, str) or not USERNAME_PATTERN.match(username):
         raise InvalidInput("Usernames are 3-64 letters, digits, '.', '_', '@' or '-'.")
     check_password(password, username=username)
-    password_hash = await asyncio.to_thread(passwords.hash_password, password)
+    password_hash = await passwords.hash_async(password)
     async with audited(db) as tx:
         session = tx.session
         record = await session.get(Patient, patient_id, with_for_update=True)

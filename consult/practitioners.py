@@ -9,7 +9,6 @@ anything that will carry the doctor's signature (R27, R35): five wrong PINs lock
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -292,10 +291,10 @@ async def set_signing_pin(db: Database, actor: Actor, current_password: str, pin
         row = await session.get(Practitioner, actor.user_id)
     if row is None or user is None:
         raise PractitionerNotFound()
-    right = user.password_hash is not None and await asyncio.to_thread(
-        passwords.verify_password, user.password_hash, current_password
+    right = user.password_hash is not None and await passwords.verify_async(
+        user.password_hash, current_password
     )
-    pin_hash = await asyncio.to_thread(passwords.hash_password, pin) if right else None
+    pin_hash = await passwords.hash_async(pin) if right else None
     async with audited(db) as tx:
         if pin_hash is None:
             raise tx.refuse(
@@ -335,9 +334,7 @@ async def verify_signing_pin(
     if row.signing_pin_hash is None:
         raise SigningPinNotSet()
     locked = row.pin_locked_until is not None and row.pin_locked_until > now
-    right = not locked and await asyncio.to_thread(
-        passwords.verify_password, row.signing_pin_hash, pin
-    )
+    right = not locked and await passwords.verify_async(row.signing_pin_hash, pin)
     error: ConsultError | None = None
     async with audited(db) as tx:
         current = await tx.session.get(Practitioner, actor.user_id, with_for_update=True)

@@ -110,11 +110,11 @@ def token_digest(token: str) -> str:
 _dummy_hashes: dict[int, str] = {}
 
 
-def _dummy_hash() -> str:
+async def _dummy_hash() -> str:
     """A hash to verify against when there is no account, so timing does not reveal that."""
     key = id(passwords._hasher)
     if key not in _dummy_hashes:
-        _dummy_hashes[key] = passwords.hash_password(secrets.token_urlsafe(16))
+        _dummy_hashes[key] = await passwords.hash_async(secrets.token_urlsafe(16))
     return _dummy_hashes[key]
 
 
@@ -160,7 +160,7 @@ def username_ref(db: Database, username: str) -> str:
 
 async def _verify(guard: _Guard, password_hash: str, password: str) -> bool:
     async with guard.hashing:
-        return await asyncio.to_thread(passwords.verify_password, password_hash, password)
+        return await passwords.verify_async(password_hash, password)
 
 
 async def sign_in(
@@ -191,7 +191,7 @@ async def sign_in(
     async with db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
     if user is None or user.password_hash is None or not user.is_active:
-        await _verify(guard, _dummy_hash(), password)
+        await _verify(guard, await _dummy_hash(), password)
         await _count_unknown_failure(db, guard, user, username, source_ip, now)
         raise AssertionError("unreachable")  # pragma: no cover
     if user.locked_until is not None and user.locked_until > now:

@@ -51,3 +51,22 @@ def test_truncated_hash_is_false(stored: str) -> None:
 def test_non_string_inputs_are_false(stored: str) -> None:
     assert verify_password(None, "x") is False  # type: ignore[arg-type]
     assert verify_password(stored, None) is False  # type: ignore[arg-type]
+
+
+async def test_r33_hashing_runs_below_the_event_loops_priority(stored: str) -> None:
+    """Argon2 runs on threads of its own at nice +10 (its lane threads inherit it), so a burst of
+    sign-ins leaves the cores to the event loop and the calls' media on it."""
+    import os
+    import threading
+
+    from consult import passwords
+
+    assert await passwords.verify_async(stored, "correct horse battery staple 电池") is True
+    assert await passwords.verify_async(stored, "wrong") is False
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    hashing = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert hashing, [t.name for t in threading.enumerate()]
+    for thread in hashing:
+        assert thread.native_id is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, thread.native_id)
+        assert niceness == min(19, base + passwords.HASHING_NICENESS), (thread.name, niceness)
