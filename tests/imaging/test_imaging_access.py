@@ -9,6 +9,11 @@ from apiclient import Person
 from dicom_data import series_from
 from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
+from sqlalchemy import select
+
+from consult.models import AuditEvent
+from web.api.limits import API_LIMITS, COSTLY, IMAGING, READ, WRITE, dicomweb_classes
+from web.keys import DATABASE
 
 
 async def _get(world: World, person: Person, path: str) -> tuple[int, str | None]:
@@ -78,3 +83,45 @@ async def test_stow_needs_the_visit(world: World) -> None:
             raise AssertionError(f"{outsider.role} stored into another's visit")
     answer = await off_loop(client(world.stow_url, world.nurse).store_instances, [ds])
     assert len(answer.ReferencedSOPSequence) == 1
+
+
+async def test_r33_dicomweb_reads_spend_a_budget_of_their_own(world: World) -> None:
+    """A viewer's frame fetches spend the imaging budget (3000 at once, then 100 a second), not
+    the REST reads' one; past it, ``rate_limited`` with Retry-After and one audit summary; the
+    same account's other reads go on; another reader is not affected. A STOW is a costly write."""
+    assert dicomweb_classes("GET") == (IMAGING,)
+    assert dicomweb_classes("POST") == (WRITE, COSTLY)
+    assert IMAGING.burst > READ.burst  # a 500-slice CT opens in one go
+    ds = series_from("CT_small.dcm", 1)[0]
+    await off_loop(client(world.stow_url, world.doctor).store_instances, [ds])
+    frame = (
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/1"
+    )
+    assert (await _get(world, world.doctor, frame))[0] == 200
+    limits = world.server.app[API_LIMITS]
+    frozen = limits.clock()
+    limits.clock = lambda: frozen  # no refill while the test drains the bucket
+    key = ("account", world.doctor.user_id)
+    drained = 0
+    while limits.take(key, (IMAGING,))[1] == 0:  # the viewer's burst, spent in-process
+        drained += 1
+    assert drained >= int(IMAGING.burst) - 1  # less the fetch above, if not yet refilled
+    assert await _get(world, world.doctor, frame) == (429, "rate_limited")
+    headers = {"Authorization": f"Bearer {world.doctor.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(world.dicomweb + frame) as r:
+            assert r.status == 429 and r.headers.get("Retry-After") == "1"
+    assert (await world.doctor.call("GET", "/me")).status == 200  # REST reads: own budget
+    assert (await _get(world, world.nurse, frame))[0] == 200  # another account
+    async with world.server.app[DATABASE].session() as session:
+        rows = await session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "api.rate_limited",
+                AuditEvent.actor_id == world.doctor.user_id,
+            )
+        )
+        summaries = list(rows.all())
+    assert len(summaries) == 1, summaries
+    details = json.loads(summaries[0].details or "{}")
+    assert details["class"] == "imaging" and details["route"].startswith("dicomweb GET ")

@@ -16,9 +16,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import routes  # noqa: F401  (registers every route)
-from .dispatch import API_LIMITS, aiohttp_handler
+from .dispatch import aiohttp_handler
 from .errors import from_exception
-from .limits import ApiLimits
+from .limits import API_LIMITS, ApiLimits
 from .openapi import PREFIX, build_openapi
 from .registry import api
 from .routes.dicomweb import setup_dicomweb

@@ -25,15 +25,12 @@ from pydantic import BaseModel, ValidationError
 from . import auth
 from .call import Call
 from .errors import ApiError
-from .limits import ApiLimits, spend
+from .limits import API_LIMITS, spend
 from .registry import BinaryResponse, Operation, RawBody
 
 MAX_ERRORS_SHOWN: Final = 5
 
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-API_LIMITS: Final = web.AppKey("api_limits", ApiLimits)
-"""The request budgets of this process (set by ``setup_api``)."""
 
 
 def aiohttp_handler(op: Operation) -> AiohttpHandler:

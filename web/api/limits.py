@@ -25,6 +25,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
+from aiohttp import web
+
 from consult.audit import append
 from consult.errors import RateLimited
 from consult.models import AuditResult
@@ -62,6 +64,13 @@ minute of typing (name, ID number, phone, birth date), so an operator registerin
 morning stays far below 6 a minute; attaching a dozen files to a consultation at once fits the
 burst. A patient account registering 50 wards in a minute (each a pending link or an identity
 dispute for staff to resolve) is refused from the 31st or so."""
+
+IMAGING: Final = RequestClass("imaging", 100.0, 3000.0)
+"""DICOMweb reads (QIDO, WADO: metadata, frames, rendered images, bulk data, ECG), a budget of
+their own because a viewer is a heavy but honest reader: opening a 500-slice CT fetches its
+metadata and then every frame at once, and two specialists scrolling through three studies
+together fetch a few thousand. 3000 at once, then 100 a second, lets that through and cuts a
+script pulling a hospital's images to 100 objects a second. A STOW upload is a costly write."""
 
 COSTLY_ACTIONS: Final = frozenset(
     {
@@ -108,7 +117,7 @@ class ApiLimits:
         self.clock = clock
         self._buckets = {
             kind.name: TokenBuckets(kind.rate, kind.burst, clock=self._now)
-            for kind in (READ, WRITE, COSTLY)
+            for kind in (READ, WRITE, COSTLY, IMAGING)
         }
         self.summary = RefusalSummary(SUMMARY_INTERVAL_S, clock=self._now)
 
@@ -126,6 +135,10 @@ class ApiLimits:
         return kinds[0], 0.0
 
 
+API_LIMITS: Final = web.AppKey("api_limits", ApiLimits)
+"""The request budgets of this process (set by ``setup_api``)."""
+
+
 def _key(call: Call) -> Hashable:
     if call.actor is not None and call.actor.user_id is not None:
         return ("account", call.actor.user_id)
@@ -134,7 +147,19 @@ def _key(call: Call) -> Hashable:
 
 async def spend(limits: ApiLimits, call: Call, op: Operation) -> None:
     """Spend the budgets of ``op`` for the caller, or refuse with ``rate_limited`` (429)."""
-    kinds = classes_of(op)
+    await spend_classes(limits, call, classes_of(op), op.operation_id)
+
+
+def dicomweb_classes(method: str) -> tuple[RequestClass, ...]:
+    """The budgets of a DICOMweb request (routes outside the operation registry)."""
+    return (WRITE, COSTLY) if method in WRITE_METHODS else (IMAGING,)
+
+
+async def spend_classes(
+    limits: ApiLimits, call: Call, kinds: tuple[RequestClass, ...], route: str
+) -> None:
+    """Spend one request of each of ``kinds`` for the caller, or refuse with ``rate_limited``
+    (429); ``route`` names the route in the audit summary."""
     if not kinds:
         return
     key = _key(call)
@@ -149,7 +174,7 @@ async def spend(limits: ApiLimits, call: Call, op: Operation) -> None:
             actor=call.actor,
             source_ip=call.source_ip,
             result=AuditResult.DENIED,
-            details={"class": kind.name, "route": op.operation_id, "refused": count},
+            details={"class": kind.name, "route": route, "refused": count},
         )
         logger.warning("API requests throttled (%s budget, %d refused)", kind.name, count)
     raise RateLimited(wait)

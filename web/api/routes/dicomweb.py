@@ -32,6 +32,7 @@ from ...keys import IMAGING
 from .. import auth
 from ..call import Call
 from ..errors import ApiError, BodyTimeout
+from ..limits import API_LIMITS, dicomweb_classes, spend_classes
 from ..openapi import PREFIX
 
 if TYPE_CHECKING:
@@ -101,8 +102,16 @@ def setup_dicomweb(app: web.Application) -> None:
 
 
 async def _call(request: web.Request, action: str) -> Call:
+    """Authenticate, spend the caller's DICOMweb budget (R33), then check the permission."""
     call = Call.of(request)
     await auth.authenticate(call, action)
+    route = request.match_info.route.resource
+    await spend_classes(
+        request.app[API_LIMITS],
+        call,
+        dicomweb_classes(request.method),
+        f"dicomweb {request.method} {route.canonical if route is not None else request.path}",
+    )
     await auth.authorize(call, action)
     return call
 
