@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 from datetime import date
@@ -112,3 +113,64 @@ async def test_r36_database_dump_has_no_plaintext_identifiers(fresh: Database) -
         assert "张三" in dump  # names are plaintext: the search does see text
         for secret in secrets:
             assert secret not in dump, f"{name} holds a plaintext identifier or secret"
+
+
+#: What a playable media file starts with, or holds near its start (Matroska/WebM's EBML header,
+#: MP4's ftyp box, Ogg's capture pattern, RIFF): none may be on disk without the key.
+MEDIA_MAGIC = (b"\x1a\x45\xdf\xa3", b"ftyp", b"OggS", b"RIFF")
+
+
+async def test_r36_the_data_directory_after_a_recorded_call_has_no_plaintext(
+    tmp_path: Path,
+) -> None:
+    """A whole recorded video call with chat on the embedded default (SQLite in the data
+    directory), a registered patient with ID number and phone: afterwards no file under the data
+    directory (database and its journal, recordings, segments, timelines, the playback
+    composite, keys' neighbours) holds the chat texts, the ID number or the phone, and none
+    holds playable media (R36)."""
+    from client import start_call
+    from harness import skip_or_fail, start_server
+    from peers import wait_for
+
+    from web.keys import DATABASE
+
+    if shutil.which("ffmpeg") is None:
+        skip_or_fail("needs the ffmpeg CLI (Debian package ffmpeg)")
+    server = await start_server(tmp_path / "srv", recording_composite=True)
+    data_dir = server.config.data_dir
+    try:
+        db = server.app[DATABASE]
+        patient = await make_patient(db, await make_org(db))
+        visit = await server.visit()
+        doctor, member = await start_call(server.url, visit)
+        said = ["医生您好，我胸口闷痛两天了", "请问您有高血压病史吗？"]
+        try:
+            for who, text_ in zip((member, doctor), said, strict=True):
+                ack = await who.call("chat", {"text": text_})
+                assert ack["ok"], ack
+        finally:
+            await doctor.close()
+            await member.close()
+        room_dir = server.config.recordings / visit.room_id
+        await wait_for(lambda: any(room_dir.glob("*/manifest.json")), timeout=20)
+        (session,) = [p.parent for p in room_dir.glob("*/manifest.json")]
+        manifest = json.loads((session / "manifest.json").read_text())
+        assert {t["kind"] for t in manifest["tracks"]} == {"audio", "video"}
+        await wait_for(lambda: (session / "composite.json").exists(), timeout=60)
+        assert (session / "composite.mp4").exists()
+    finally:
+        await server.stop()
+
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    names = {p.relative_to(data_dir).parts[0] for p in files}
+    assert "recordings" in names and any(p.suffix == ".db" for p in files), names
+    assert any(p.suffix == ".webm" for p in files)  # the segments are there, and checked
+    # the sweep sees the data: the patient's record is in the database's bytes
+    assert any(patient.record_id.encode() in p.read_bytes() for p in files)
+    needles = [patient.id_number, patient.phone, *said, *(s[:6] for s in said)]
+    for path in files:
+        raw = path.read_bytes()
+        for needle in needles:
+            assert needle.encode() not in raw, f"{path.relative_to(data_dir)} holds plaintext"
+        head = raw[:64]
+        assert not any(m in head for m in MEDIA_MAGIC), f"{path.relative_to(data_dir)} plays"
