@@ -349,8 +349,8 @@ async def authorize(
         key = actor.user_id or actor.source_ip or "anonymous"
         wait = guard.budget.take(key)
         if wait > 0:  # a flood of refused requests: rate_limited, one summary row a minute
-            count = guard.summary.refused(key)
-            if count is not None:
+
+            async def write(count: int) -> None:
                 await append(
                     db,
                     "audit.denials_throttled",
@@ -361,6 +361,8 @@ async def authorize(
                     details={"action": action, "refused": count},
                 )
                 logger.warning("refused requests throttled (%d)", count)
+
+            await guard.summary.refused(key, write)
             raise RateLimited(wait) from None
         await append(
             db,

@@ -8,8 +8,9 @@ Three small, clock-injected pieces that the edges share:
 - :class:`FailureBackoff`: failures per key in a sliding window; from ``threshold`` failures on,
   the key waits ``base_s * 2**(failures - threshold)`` seconds (capped) after its last failure.
   A refusal while waiting is not a failure, so waiting never grows by itself.
-- :class:`RefusalSummary`: counts refusals per (key, kind) and hands out one summary per key and
-  kind per ``interval_s``, so a flood writes one audit row a minute instead of one per request.
+- :class:`RefusalSummary`: counts refusals per key and writes one summary per key per
+  ``interval_s``, so a flood writes one audit row a minute instead of one per request; what was
+  refused after the last one is written by :func:`flush_summaries`.
 
 Each keeps at most ``max_keys`` keys (the least recently used go first), so a flood of new keys
 (spoofed addresses, new sockets) costs bounded memory. State is per process: with several
@@ -18,13 +19,17 @@ processes each enforces its own share (documented in docs/hardening.md).
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 DEFAULT_MAX_KEYS: Final = 100_000
+
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -54,6 +59,9 @@ class _Lru(Generic[K, V]):
 
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
+
+    def items(self) -> list[tuple[K, V]]:
+        return list(self._items.items())
 
     def __len__(self) -> int:
         return len(self._items)
@@ -152,12 +160,30 @@ class FailureBackoff:
         self._keys.pop(key)
 
 
-class RefusalSummary:
-    """Counts refusals per (key, kind); one summary per (key, kind) per ``interval_s``.
+#: Writes one summary row of ``count`` refusals.
+SummaryWriter = Callable[[int], Awaitable[None]]
 
-    :meth:`refused` returns the count to audit now (the refusals since the last summary,
-    including this one) or ``None`` when this refusal is only counted. The first refusal of a
-    quiet key is reported at once, so a single refused request is still audited as before.
+
+@dataclass
+class _Pending:
+    since: float
+    """When the last summary of this key was written."""
+    count: int = 0
+    """Refusals counted since then."""
+    write: SummaryWriter | None = None
+    """How to write this key's next summary (the latest refusal's writer)."""
+
+
+class RefusalSummary:
+    """Counts refusals per key (an account, an address, a socket and class) and writes one
+    summary per key per ``interval_s``, so a flood writes one audit row a minute instead of one
+    per request.
+
+    :meth:`refused` counts a refusal and writes a summary at once when the key was quiet (a
+    single refused request is audited as before) or its interval has passed. What a flood
+    refused after its last summary is written by :meth:`flush` (:func:`flush_summaries`, run
+    periodically by the server and at its shutdown), so the chain's counts add up to what was
+    refused even when the flood stops.
     """
 
     def __init__(
@@ -169,19 +195,58 @@ class RefusalSummary:
     ) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self._keys: _Lru[Hashable, list[float]] = _Lru(max_keys)
+        self._keys: _Lru[Hashable, _Pending] = _Lru(max_keys)
+        _summaries.add(self)
 
-    def refused(self, key: Hashable) -> int | None:
+    async def refused(self, key: Hashable, write: SummaryWriter) -> None:
+        """Count one refusal of ``key``; ``write(count)`` its summary now or later."""
         now = self._clock()
         entry = self._keys.get(key)
-        if entry is None or now - entry[0] >= self.interval_s:
-            pending = 0 if entry is None else int(entry[1])
-            self._keys.put(key, [now, 0.0])
-            return pending + 1
-        entry[1] += 1
-        return None
+        if entry is None or now - entry.since >= self.interval_s:
+            pending = 0 if entry is None else entry.count
+            self._keys.put(key, _Pending(now))
+            await write(pending + 1)
+            return
+        entry.count += 1
+        entry.write = write
 
     def pending(self, key: Hashable) -> int:
         """Refusals counted but not yet reported for ``key``."""
         entry = self._keys.get(key)
-        return 0 if entry is None else int(entry[1])
+        return 0 if entry is None else entry.count
+
+    async def flush(self, *, everything: bool = False) -> int:
+        """Write the summaries whose interval has passed (``everything``: all pending, as at
+        shutdown); return how many were written. A writer's failure (its database closed) is
+        logged with the count it loses."""
+        now = self._clock()
+        due = [
+            (key, entry)
+            for key, entry in self._keys.items()
+            if entry.count and entry.write and (everything or now - entry.since >= self.interval_s)
+        ]
+        written = 0
+        for _key, entry in due:
+            count, write = entry.count, entry.write
+            assert write is not None
+            entry.count, entry.since = 0, now
+            try:
+                await write(count)
+            except Exception as exc:  # e.g. another server's database, closed (tests)
+                logger.warning(
+                    "a summary of %d refusals was not written (%s)", count, type(exc).__name__
+                )
+            else:
+                written += 1
+        return written
+
+
+_summaries: weakref.WeakSet[RefusalSummary] = weakref.WeakSet()
+
+
+async def flush_summaries(*, everything: bool = False) -> int:
+    """:meth:`RefusalSummary.flush` of every summary of this process."""
+    written = 0
+    for summary in list(_summaries):
+        written += await summary.flush(everything=everything)
+    return written

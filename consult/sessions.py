@@ -220,8 +220,8 @@ async def sign_in(
 
 async def _throttled(db: Database, guard: _Guard, source_ip: str, wait: float) -> None:
     """Refuse with ``rate_limited``; audit one summary per address a minute, not every try."""
-    count = guard.summary.refused(source_ip)
-    if count is not None:
+
+    async def write(count: int) -> None:
         async with audited(db) as tx:
             await tx.record(
                 "session.sign_in",
@@ -231,6 +231,8 @@ async def _throttled(db: Database, guard: _Guard, source_ip: str, wait: float) -
                 details={"reason": "rate_limited", "refused": count},
             )
         logger.warning("sign-in throttled for an address (%d refused)", count)
+
+    await guard.summary.refused(source_ip, write)
     raise RateLimited(wait)
 
 

@@ -227,8 +227,8 @@ class SignalingServer:
         action = SOCKET_EVENT_ACTIONS[event]
         kind, wait = self._limits.take(sid, event, action)
         if wait > 0:  # issue 13: a flood is refused before it reaches the room or the disk
-            count = self._limits.summary.refused((sid, kind.name))
-            if count is not None:
+
+            async def write(count: int) -> None:
                 await append(
                     self._db,
                     "room.rate_limited",
@@ -238,6 +238,8 @@ class SignalingServer:
                     result=AuditResult.DENIED,
                     details={"class": kind.name, "event": event, "refused": count},
                 )
+
+            await self._limits.summary.refused((sid, kind.name), write)
             return error_payload(RateLimited(wait))
 
         async def job() -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ from consult.consultations import flow as consultation_flow
 from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.imaging.store import ImagingStore
+from consult.ratelimit import flush_summaries
 from consult.trust import SM2Key, TrustError
 from media.pool import LocalMediaPool, MediaPool
 from media.remote import ProcessMediaPool
@@ -78,6 +79,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_checkpoint_ctx(config.signing_key()))  # made at first start
     app.cleanup_ctx.append(_invitation_expiry_ctx)  # R11: unanswered invitations expire
+    app.cleanup_ctx.append(_refusal_summaries_ctx)  # R33: floods' counts reach the audit chain
     app.cleanup_ctx.append(_reminders_ctx)  # R11: reminders made, pushed and sent once each
     app.cleanup_ctx.append(imaging_ctx)  # after the database: the SCP stops before it closes
     # on_shutdown runs before aiohttp waits for open connections (the sockets), and before the
@@ -214,6 +216,27 @@ async def _invitation_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+REFUSAL_SUMMARIES_EVERY_S = 15.0
+
+
+async def _refusal_summaries_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Refusals counted after a flood's last audit summary (sign-in, API, socket events, denied
+    actions) are written once their minute has passed, and all of them at shutdown, before the
+    database closes (``consult.ratelimit.flush_summaries``)."""
+
+    async def every() -> None:
+        while True:
+            await asyncio.sleep(REFUSAL_SUMMARIES_EVERY_S)
+            await flush_summaries()
+
+    task = asyncio.create_task(every(), name="refusal-summaries")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await flush_summaries(everything=True)
 
 
 async def _reminders_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -245,3 +245,26 @@ async def test_r33_a_public_route_is_budgeted_per_address(server: Server, clinic
     assert elsewhere.code == "enrolment_link_invalid", elsewhere
     (summary,) = await _summaries(server)
     assert summary["actor_id"] is None and summary["route"] == "redeem_enrolment_link"
+
+
+async def test_r33_what_a_flood_refused_after_its_summary_is_written_later(
+    server: Server, clinic: Clinic
+) -> None:
+    """A flood's first refusal is summarised at once; the rest, though the flood then stops,
+    once its minute has passed (the server's periodic flush), so the chain's counts add up."""
+    from consult.ratelimit import flush_summaries
+
+    flooder = await clinic.person("patient")
+    clock = _frozen(server)
+    await _many(flooder, int(WRITE.burst), "POST", "/visits", {})
+    refused = await _many(flooder, 25, "POST", "/visits", {})
+    assert {r.code for r in refused} == {"rate_limited"}
+    mine = [s for s in await _summaries(server) if s["actor_id"] == flooder.user_id]
+    assert [s["refused"] for s in mine] == [1]
+    await flush_summaries()  # within the minute: nothing yet
+    assert len([s for s in await _summaries(server) if s["actor_id"] == flooder.user_id]) == 1
+    clock.advance(61.0)
+    assert await flush_summaries() >= 1
+    mine = [s for s in await _summaries(server) if s["actor_id"] == flooder.user_id]
+    assert [s["refused"] for s in mine] == [1, 24], mine
+    assert sum(s["refused"] for s in mine) == len(refused)

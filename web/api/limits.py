@@ -166,8 +166,8 @@ async def spend_classes(
     kind, wait = limits.take(key, kinds)
     if wait <= 0:
         return
-    count = limits.summary.refused(key)
-    if count is not None:  # the first refusal of a quiet caller, then one a minute
+
+    async def write(count: int) -> None:  # a quiet caller's first refusal, then one a minute
         await append(
             call.db,
             "api.rate_limited",
@@ -177,4 +177,6 @@ async def spend_classes(
             details={"class": kind.name, "route": route, "refused": count},
         )
         logger.warning("API requests throttled (%s budget, %d refused)", kind.name, count)
+
+    await limits.summary.refused(key, write)
     raise RateLimited(wait)
