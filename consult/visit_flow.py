@@ -233,6 +233,8 @@ class QueueEntry:
     patient_record_id: str | None
     patient_name: str
     checked_in_at: datetime | None
+    guardian_present: bool = False
+    """R4: a guardian came (pushed to the queue when it does); a child under 6 waits for it."""
 
 
 # --- The one place that changes state ----------------------------------------------------------
@@ -787,6 +789,7 @@ async def doctor_queue(
                 patient_record_id=visit.patient_record_id,
                 patient_name=name or "",
                 checked_in_at=visit.checked_in_at,
+                guardian_present=visit.guardian_present,
             )
         )
     return entries

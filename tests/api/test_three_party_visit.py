@@ -97,6 +97,8 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
         timeout=1,
         message=f"the doctor's queue was not told the guardian came: {queue.pushed}",
     )
+    listed = {v["id"]: v for v in (await doctor.ok("GET", "/queue"))["visits"]}
+    assert listed[visit_id]["guardian_present"] is True  # what the queue reads on the push
     assert (await doctor.ok("POST", f"/visits/{visit_id}/admit"))["state"] == "in_room"
     await wait_for(
         lambda: (
