@@ -77,6 +77,24 @@ class ParticipationChanged(DomainEvent):
 
 
 @dataclass(frozen=True)
+class VisitPeopleChanged(DomainEvent):
+    """Who is in a visit's room changed while the visit kept its state: a guardian came after
+    the patient-side account checked in (R4; let in at once when the visit is already in the
+    room), or the doctor let a waiting companion in. The doctor's queue (who is there, whether
+    the visit may start) and the people's waiting pages read the visit again."""
+
+    visit_id: str
+    state: str
+    """The visit's state (unchanged)."""
+    event: str
+    """``arrived`` (came to the waiting room, or straight in) or ``admitted`` (let in)."""
+    room_role: str
+    """The room role of the person who came or was let in."""
+    parties: tuple[tuple[str, str], ...]
+    """``(role, user_id)`` of the people the visit concerns, the newcomer included."""
+
+
+@dataclass(frozen=True)
 class RatingChanged(DomainEvent):
     """A finished visit's rating was given, edited or answered (R40, R41): the doctor's and the
     patient side's pages read their ratings again. ``event``: rated, edited or replied."""

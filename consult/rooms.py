@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import access
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import AuditTx, audited, authorize
 from consult.crypto import sm3_hex
 from consult.db import Database
 from consult.errors import (
@@ -45,7 +45,7 @@ from consult.errors import (
     TokenRevoked,
     VisitNotFound,
 )
-from consult.events import ParticipationChanged, publish
+from consult.events import ParticipationChanged, VisitPeopleChanged, publish
 from consult.identifiers import age_on
 from consult.models import (
     AuditResult,
@@ -293,6 +293,21 @@ async def guardian_accounts(session: AsyncSession, visit: Visit) -> list[str]:
     return sorted(found)
 
 
+async def visit_parties(
+    session: AsyncSession, visit: Visit, *also: tuple[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """``(role, user_id)`` of the people a visit's changes concern: its doctor, its patient-side
+    account and a guardian on its own account (its waiting room follows the visit), and
+    ``also``."""
+    guardians = await guardian_accounts(session, visit)
+    return (
+        ("doctor", visit.doctor_id),
+        ("patient", visit.patient_id),
+        *(("guardian", user_id) for user_id in guardians),
+        *also,
+    )
+
+
 async def under_guardian_age(session: AsyncSession, visit: Visit) -> bool:
     """Whether the visit's patient is younger than 6 (R4)."""
     if visit.patient_record_id is None:
@@ -320,6 +335,41 @@ async def arrive(session: AsyncSession, room: Room, user_id: str) -> Participati
     if row is not None and row.arrived_at is None:
         row.arrived_at = utc_now()
         row.updated_at = row.arrived_at
+    return row
+
+
+async def arrive_late(tx: AuditTx, actor: Actor, visit: Visit) -> Participation | None:
+    """A person of the patient's side checks in after the patient-side account did (the visit
+    waiting or in the room): a guardian, R4. Returns its participation (``None``: it has none).
+
+    Waiting, it waits with the patient and the doctor's admission lets it in. In the room, a
+    guardian is let in at once: the doctor already admitted this patient's side, the guardian
+    is the record's verified one, and R4 wants it there; nobody has to admit it a second time
+    (an invited companion or interpreter still waits for the doctor, :func:`admit_participant`).
+    The doctor's queue and the people's waiting pages are told (:class:`VisitPeopleChanged`).
+    """
+    room = await visit_room(tx.session, visit)
+    row = await arrive(tx.session, room, actor.user_id or "")
+    if row is None:
+        return None
+    straight_in = (
+        visit.status == "in_room"
+        and row.room_role == RoomRole.GUARDIAN.value
+        and row.state == W.value
+    )
+    if straight_in:
+        row.state = A.value
+        row.updated_at = utc_now()
+    await tx.record(
+        "visit.check_in",
+        actor=actor,
+        object_type="visit",
+        object_id=visit.id,
+        details={"arrived": row.room_role, "room": room.id, "admitted": straight_in},
+    )
+    parties = await visit_parties(tx.session, visit, (row.room_role, row.user_id))
+    publish(tx, VisitPeopleChanged(visit.id, visit.status, "arrived", row.room_role, parties))
+    logger.info("visit %s: a %s arrived late (in: %s)", visit.id, row.room_role, straight_in)
     return row
 
 
@@ -446,6 +496,7 @@ __all__ = [
     "add_participant",
     "admit_participant",
     "arrive",
+    "arrive_late",
     "authenticate_join",
     "enter",
     "enter_visit_room",
@@ -463,6 +514,7 @@ __all__ = [
     "room_of",
     "subject_of",
     "under_guardian_age",
+    "visit_parties",
     "visit_room",
     "visit_room_id",
 ]
@@ -621,6 +673,8 @@ async def admit_participant(db: Database, actor: Actor, visit_id: str, user_id: 
             object_id=room.id,
             details={"participant": user_id, "room_role": row.room_role},
         )
+        parties = await visit_parties(tx.session, visit, (row.room_role, user_id))
+        publish(tx, VisitPeopleChanged(visit.id, visit.status, "admitted", row.room_role, parties))
 
 
 STEP_OUT_ROLES: Final = frozenset(

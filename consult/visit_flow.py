@@ -233,6 +233,8 @@ class QueueEntry:
     patient_record_id: str | None
     patient_name: str
     checked_in_at: datetime | None
+    guardian_present: bool = False
+    """R4: a guardian came (pushed to the queue when it does); a child under 6 waits for it."""
 
 
 # --- The one place that changes state ----------------------------------------------------------
@@ -252,12 +254,7 @@ async def _set_state(
     :class:`VisitClosed` when the visit is over.
     """
     # a guardian on its own account hears of the change too: its waiting room follows the visit
-    guardians = await rooms.guardian_accounts(tx.session, visit)
-    parties = (
-        ("doctor", visit.doctor_id),
-        ("patient", visit.patient_id),
-        *(("guardian", user_id) for user_id in guardians),
-    )
+    parties = await rooms.visit_parties(tx.session, visit)
     new = await VISIT_MACHINE.set_state(tx, actor, visit, event, details, parties=parties)
     # the room's participations follow, in the same transaction
     await rooms.follow_visit(tx.session, visit, event.value, actor)
@@ -554,8 +551,9 @@ async def check_in(
     """Enter the waiting room (R6): the risk notice signed first (R5).
 
     ``visit.check_in``: the visit's patient-side account, a guardian taking part in its room, or
-    a nurse. The first check-in moves the visit to ``waiting``; a guardian who comes later (the
-    visit already waiting or in the room) is marked as arrived, for the doctor to admit (R4).
+    a nurse. The first check-in moves the visit to ``waiting``; a guardian who comes later is
+    marked as arrived: waiting, for the doctor to admit with the patient; in the room, let in at
+    once (R4); either way the doctor's queue is told (:func:`consult.rooms.arrive_late`).
     ``guardian_present`` is no longer a declaration that counts: a guardian is present when its
     own participation has arrived (``consult.rooms``). Raises :class:`ConsentRequired`,
     :class:`InvalidTransition` (audited).
@@ -572,18 +570,11 @@ async def check_in(
 
         state = VisitState(visit.status)
         if state in {S.WAITING, S.IN_ROOM} and actor.user_id != visit.patient_id:
-            # a guardian arriving after the patient-side account checked in
-            room = await rooms.visit_room(tx.session, visit)
-            row = await rooms.arrive(tx.session, room, actor.user_id or "")
-            if row is None:
+            # a guardian arriving after the patient-side account checked in: the doctor's
+            # queue is told; in the room already, it goes straight in (R4)
+            if await rooms.arrive_late(tx, actor, visit) is None:
                 raise refuse(InvalidTransition())
-            await tx.record(
-                "visit.check_in",
-                actor=actor,
-                object_type="visit",
-                object_id=visit_id,
-                details={"arrived": row.room_role, "room": room.id},
-            )
+            room = await rooms.visit_room(tx.session, visit)
             visit.guardian_present = await rooms.guardian_present(tx.session, room)
             return _view(visit)
         if state is S.BOOKED and await _consent(tx, visit.id, ConsentKind.RISK_NOTICE) is None:
@@ -798,6 +789,7 @@ async def doctor_queue(
                 patient_record_id=visit.patient_record_id,
                 patient_name=name or "",
                 checked_in_at=visit.checked_in_at,
+                guardian_present=visit.guardian_present,
             )
         )
     return entries

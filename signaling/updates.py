@@ -4,7 +4,9 @@ Namespace ``/updates`` of the same socket.io server. A page connects with its si
 (``auth: {session: <bearer token>}``) and is told, instead of polling:
 
 - ``visit_changed {visit, state, event}``: a visit the account takes part in changed state
-  (after commit); the page reads the visit (or its queue) once;
+  (after commit), or someone came to its room (``event`` ``arrived``: a guardian after the
+  child; ``admitted``: a companion let in; with ``room_role``); the page reads the visit (or its
+  queue) once;
 - ``reminder {id, kind, subject_type, subject_id, consultation_id, at}``: a reminder was made
   for the account (issue 14); the page shows it and its unread count;
 - ``signed_out {reason}``: the session ended (sign-out elsewhere, password change, deactivation);
@@ -100,6 +102,18 @@ class Updates:
         """Push a committed domain event to the pages it concerns."""
         if isinstance(event, events.StateChanged) and event.machine == "visit":
             payload = {"visit": event.object_id, "state": event.new, "event": event.event}
+            for user_id in sorted({user_id for _role, user_id in event.parties}):
+                await self._sio.emit(
+                    "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
+                )
+        elif isinstance(event, events.VisitPeopleChanged):
+            # a guardian came, or a companion was let in: same push, the visit read again
+            payload = {
+                "visit": event.visit_id,
+                "state": event.state,
+                "event": event.event,
+                "room_role": event.room_role,
+            }
             for user_id in sorted({user_id for _role, user_id in event.parties}):
                 await self._sio.emit(
                     "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE

@@ -138,3 +138,16 @@ async def test_every_socket_event_asks_the_policy(
             }, event
     finally:
         await patient.close()
+
+
+async def test_no_socket_handler_goes_around_the_dispatcher(server) -> None:
+    """Every event of the room namespace reaches the server through its one dispatcher (``*``,
+    which asks ``authorize_event`` before any handler above runs); the portal pages' namespace
+    has only its connect (the session, then the role table's ``session.view``) and ``touch``
+    (the session again). A handler registered on its own, in any namespace, fails here."""
+    sio = server.app[SIGNALING].sio
+    registered = {namespace: set(handlers) for namespace, handlers in sio.handlers.items()}
+    assert registered == {
+        "/": {"connect", "disconnect", "*"},
+        "/updates": {"connect", "disconnect", "touch"},
+    }, registered

@@ -7,6 +7,7 @@ import json
 from apiclient import Clinic, Person
 from chat_client import ChatClient
 from chat_images import fake_jpeg_executable, jpeg, jpeg_with_gps, png_bomb
+from client import Participant
 from people import CONDITION, booked_visit, patient_with_diagnosis, sign, verified_doctor
 from sqlalchemy import select
 
@@ -192,3 +193,56 @@ async def test_r1_a_text_visit_links_to_a_room_without_camera(server, clinic: Cl
     video_doctor, _, video_visit = await _in_room(clinic)
     join = await video_doctor.ok("POST", f"/visits/{video_visit}/join-token")
     assert "mode=" not in join["room_url"]
+
+
+async def test_a_consultation_rooms_chat_is_served_by_the_room(server, world) -> None:  # type: ignore[no-untyped-def]
+    """The chat is the room's (issue 11): a consultation's room, which has no visit, uploads,
+    reads and exports its chat at ``/rooms/{room_id}/chat/...`` with the room link's token (the
+    page used to post its pictures to ``/visits/null/...``); a token of another room and an
+    outsider are refused by the policy."""
+    w = world
+    (expert,) = w.experts[:1]
+    cid = (await w.doctor.ok("POST", "/consultations", w.request()))["id"]
+    await w.doctor.ok("POST", f"/consultations/{cid}/submit")
+    await w.down_centre.ok("POST", f"/consultations/{cid}/approve")
+    invitation = await w.up_centre.ok(
+        "POST", f"/consultations/{cid}/invitations", {"expert_id": expert.user_id}
+    )
+    await expert.ok("POST", f"/invitations/{invitation['id']}/accept")
+    room_id = (await w.doctor.ok("POST", f"/consultations/{cid}/start"))["room_id"]
+    host = (await w.doctor.ok("POST", f"/consultations/{cid}/join-token"))["token"]
+    guest = (await expert.ok("POST", f"/consultations/{cid}/join-token"))["token"]
+    api = w.clinic.api
+
+    uploaded = await api.call(
+        "POST",
+        f"/rooms/{room_id}/chat/images",
+        raw=jpeg(),
+        headers={"Content-Type": "image/jpeg"},
+        token=host,
+    )
+    assert uploaded.status == 201, uploaded
+    room = Participant(server.url, host, "", room_id=room_id)
+    try:
+        await room.connect()
+        await room.join()
+        sent = await room.call("chat", {"text": "请看片子", "image_id": uploaded.body["id"]})
+        assert sent["ok"], sent
+    finally:
+        await room.close()
+    for token in (host, guest):
+        page = await api.call("GET", f"/rooms/{room_id}/chat/messages", token=token)
+        assert page.status == 200, page
+        assert [(m["text"], m["image_id"]) for m in page.body["messages"]] == [
+            ("请看片子", uploaded.body["id"])
+        ]
+    exported = await w.doctor.ok("GET", f"/rooms/{room_id}/chat/export")
+    assert [m["text"] for m in exported["messages"]] == ["请看片子"]
+
+    _doctor, _patient, visit_id = await _in_room(w.clinic)
+    visit_room = (await _doctor.ok("POST", f"/visits/{visit_id}/join-token"))["room_id"]
+    reply = await api.call("GET", f"/rooms/{visit_room}/chat/messages", token=host)
+    assert (reply.status, reply.code) == (403, "not_a_participant"), reply
+    outsider = await w.clinic.person("patient")
+    reply = await outsider.call("GET", f"/rooms/{room_id}/chat/messages")
+    assert (reply.status, reply.code) == (403, "not_a_participant"), reply

@@ -21,15 +21,15 @@ from consult.sqltypes import utc_now
 from web.keys import DATABASE
 
 
-async def _child_with_guardian(server, clinic: Clinic) -> tuple[Person, Person, dict]:  # type: ignore[no-untyped-def]
-    """A child of 4 with its own account (a family tablet) and a guardian with another."""
+async def _child_with_guardian(server, clinic: Clinic, age: int = 4) -> tuple[Person, Person, dict]:  # type: ignore[no-untyped-def]
+    """A child of ``age`` with its own account (a family tablet) and a guardian with another."""
     nurse = await clinic.person("nurse")
     guardian = await clinic.person("patient", name="家长 李某")
     guardian_record = await guardian.ok(
         "POST", "/patients", {"name": "李某", "id_number": new_id_number(), "phone": new_phone()}
     )
     child = await clinic.person("patient", name="小李")
-    birth = date.today().replace(year=date.today().year - 4)
+    birth = date.today().replace(year=date.today().year - age)
     child_record = await child.ok(
         "POST",
         "/patients",
@@ -76,9 +76,11 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
         },
     )
     visit_id = visit["id"]
-    # the guardian's waiting room is pushed the ward's visit changes, as the child's is
-    pushed = Watch(server.url, guardian)
+    # the guardian's waiting room is pushed the ward's visit changes, as the child's is; the
+    # doctor's queue hears when the guardian comes (it may start then)
+    pushed, queue = Watch(server.url, guardian), Watch(server.url, doctor)
     await pushed.connect()
+    await queue.connect()
     await sign(child, visit_id, "risk_notice", "consent")
     checked = await child.ok("POST", f"/visits/{visit_id}/check-in", {})
     assert checked["state"] == "waiting" and checked["guardian_present"] is False
@@ -90,13 +92,24 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
     assert visit_id in {v["id"] for v in (await guardian.ok("GET", "/visits"))["visits"]}
     arrived = await guardian.ok("POST", f"/visits/{visit_id}/check-in", {})
     assert arrived["guardian_present"] is True
+    await wait_for(
+        lambda: _events(queue, visit_id) == [("waiting", "check_in"), ("waiting", "arrived")],
+        timeout=1,
+        message=f"the doctor's queue was not told the guardian came: {queue.pushed}",
+    )
+    listed = {v["id"]: v for v in (await doctor.ok("GET", "/queue"))["visits"]}
+    assert listed[visit_id]["guardian_present"] is True  # what the queue reads on the push
     assert (await doctor.ok("POST", f"/visits/{visit_id}/admit"))["state"] == "in_room"
     await wait_for(
-        lambda: pushed.states(visit_id) == ["waiting", "in_room"],
+        lambda: (
+            _events(pushed, visit_id)
+            == [("waiting", "check_in"), ("waiting", "arrived"), ("in_room", "admit")]
+        ),
         timeout=3,
         message=f"the guardian was not pushed the visit's changes: {pushed.pushed}",
     )
     await pushed.close()
+    await queue.close()
 
     people: list[Participant] = []
     try:
@@ -125,6 +138,77 @@ async def test_r4_three_people_see_and_hear_each_other_once_the_guardian_came(
         assert set(roles) == {"doctor", "patient", "guardian"}
         assert roles["guardian"]["label"] == "家长 李某" and roles["patient"]["label"] == "小李"
     finally:
+        for p in people:
+            await p.close()
+
+
+def _events(watch: Watch, visit_id: str) -> list[tuple[str, str]]:
+    """(state, event) of each ``visit_changed`` a page was pushed about the visit."""
+    return [
+        (d["state"], d["event"])
+        for name, d in watch.pushed
+        if name == "visit_changed" and d["visit"] == visit_id
+    ]
+
+
+async def test_r4_a_guardian_coming_late_goes_straight_into_the_room(
+    server, clinic: Clinic
+) -> None:
+    """A child of 8 started without its guardian (R4 asks one only under 6); the guardian comes
+    while the visit is on: its check-in lets it in at once (the doctor admitted this patient's
+    side already), the doctor's queue is pushed the arrival within a second, and the guardian
+    joins the live room as ``guardian``. Before: its join token was refused ``not_admitted``
+    with nothing in any page to let it in, and the doctor never heard."""
+    doctor = await verified_doctor(clinic)
+    child, guardian, record = await _child_with_guardian(server, clinic, age=8)
+    visit = await child.ok(
+        "POST",
+        "/visits",
+        {
+            "patient_id": record["id"],
+            "doctor_id": doctor.user_id,
+            "mode": "video",
+            "condition_code": CONDITION,
+        },
+    )
+    visit_id = visit["id"]
+    await sign(child, visit_id, "risk_notice", "consent")
+    await child.ok("POST", f"/visits/{visit_id}/check-in", {})
+    assert (await doctor.ok("POST", f"/visits/{visit_id}/admit"))["state"] == "in_room"
+    queue = Watch(server.url, doctor)
+    await queue.connect()
+    people: list[Participant] = []
+    try:
+        for person in (doctor, child):
+            reply = await person.ok("POST", f"/visits/{visit_id}/join-token")
+            people.append(p := Participant(server.url, reply["token"], visit_id))
+            await p.connect()
+            await p.join()
+        refused = await guardian.call("POST", f"/visits/{visit_id}/join-token")
+        assert (refused.status, refused.code) == (403, "not_admitted")  # not come yet
+
+        came = await guardian.ok("POST", f"/visits/{visit_id}/check-in", {})
+        assert (came["state"], came["guardian_present"]) == ("in_room", True)
+        await wait_for(
+            lambda: ("in_room", "arrived") in _events(queue, visit_id),
+            timeout=1,
+            message=f"the doctor's queue was not told: {queue.pushed}",
+        )
+        reply = await guardian.ok("POST", f"/visits/{visit_id}/join-token")
+        assert reply["role"] == "guardian"
+        people.append(g := Participant(server.url, reply["token"], visit_id))
+        await g.connect()
+        await g.join()
+        await wait_for(
+            lambda: (
+                {p["room_role"] for p in people[0].participants}
+                == {"doctor", "patient", "guardian"}
+            ),
+            timeout=2,
+            message=f"the doctor's room does not show the guardian: {people[0].participants}",
+        )
+    finally:
+        await queue.close()
         for p in people:
             await p.close()
 
@@ -164,7 +248,15 @@ async def test_a_companion_comes_in_by_a_single_use_link_and_is_admitted(
     waiting = await companion.call("POST", f"/visits/{visit_id}/join-token")
     assert (waiting.status, waiting.code) == (403, "not_admitted")
 
+    told = Watch(server.url, companion)  # the companion's waiting page
+    await told.connect()
     await doctor.ok("POST", f"/visits/{visit_id}/participants/{companion.user_id}/admit")
+    await wait_for(
+        lambda: ("in_room", "admitted") in _events(told, visit_id),
+        timeout=1,
+        message=f"the companion's page was not told it is in: {told.pushed}",
+    )
+    await told.close()
     joined = await companion.ok("POST", f"/visits/{visit_id}/join-token")
     assert joined["role"] == "companion"
 

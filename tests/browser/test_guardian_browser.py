@@ -2,7 +2,8 @@
 
 R4: the child (4, its own account on a family tablet) signs the consent and checks in; the
 guardian, on its own account, sees the ward's visit in its waiting room; the doctor's admit is
-refused in the queue page with a readable message until the guardian has checked in too. Then
+refused in the queue page with a readable message until the guardian has checked in too (the
+queue is pushed the guardian's arrival and says so). Then
 all three are in the room and each page decodes the two others' video and receives their audio,
 over 127.0.0.1. The aiortc version is tests/api/test_three_party_visit.py.
 """
@@ -147,6 +148,8 @@ def test_r4_three_pages_see_and_hear_each_other_once_the_guardian_checked_in(
     gpage.wait_for_function("() => window.__portal.visit.guardian_present", timeout=WAIT_MS)
     assert gpage.is_hidden("#check-in")
     assert gpage.inner_text("#checkin-text").startswith("您正在候诊")
+    # the doctor's queue is pushed the arrival (no click, no polling): the item says so
+    item.locator(".meta", has_text="监护人已到").wait_for(timeout=WAIT_MS)
     item.locator("[data-action=admit]").click()
     queue.wait_for_function(f"() => window.__portal.roomVisitId === '{visit_id}'", timeout=WAIT_MS)
     assert queue.is_hidden("#error")

@@ -116,13 +116,13 @@ function errorText(code) {
 
 /**
  * The chat panel. `request(event, payload)` sends a signaling event and resolves with its ack
- * (throwing an error with `.code` when refused); `visitId` and `token` authenticate the image
- * routes of the REST API (the room link's join token).
+ * (throwing an error with `.code` when refused); `token` (the room link's join token) authenticates
+ * the image routes of the REST API, which are the room's (its id comes with the join ack).
  */
 export class ChatPanel {
-  constructor(root, { request, visitId, token, textOnly = false }) {
+  constructor(root, { request, token, textOnly = false }) {
     this.request = request;
-    this.visitId = visitId;
+    this.roomId = null; // the room's id, from the join ack (a visit's or a consultation's room)
     this.token = token;
     this.messages = new Map(); // seq -> message
     this.retracted = new Set(); // ids of retracted messages
@@ -355,8 +355,9 @@ export class ChatPanel {
   }
 
   /** Joined (first time or again): fetch everything after the last seq held. */
-  async onJoined(participant) {
+  async onJoined(participant, roomId) {
     this.self = participant;
+    this.roomId = roomId;
     await this.catchUp();
   }
 
@@ -527,7 +528,7 @@ export class ChatPanel {
   upload(file) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", `/api/v1/visits/${encodeURIComponent(this.visitId)}/chat/images`);
+      xhr.open("POST", `/api/v1/rooms/${encodeURIComponent(this.roomId)}/chat/images`);
       xhr.setRequestHeader("Authorization", `Bearer ${this.token}`);
       xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
       xhr.responseType = "json";

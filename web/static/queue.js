@@ -46,6 +46,8 @@ function describe(visit) {
   if (visit.state === "waiting" && visit.checked_in_at) {
     parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
   }
+  // R4: pushed when the guardian comes (visit_changed "arrived"); the doctor may start then
+  if (visit.state === "waiting" && visit.guardian_present) parts.push(t("queue.guardian_here"));
   return parts.join(" · ");
 }
 

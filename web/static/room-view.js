@@ -250,7 +250,6 @@ export class RoomView {
     }
     this.chat = new ChatPanel(this.el.chat, {
       request: (event, payload) => this.request(event, payload),
-      visitId: this.visitId,
       token: this.token,
       textOnly: this.textOnly,
     });
@@ -436,7 +435,7 @@ export class RoomView {
       // The link is good: only now ask for camera and microphone (once per page). Receiving
       // starts at once; publishing once the camera is open.
       const media = !this.textOnly && !this.mediaRequested ? this.openLocalMedia(s) : null;
-      this.chat?.onJoined(reply.participant);
+      this.chat?.onJoined(reply.participant, reply.room);
       s.armWatchdog(FIRST_CONNECT_TIMEOUT_MS);
       const started = this.startMedia(s, media);
       started.catch(() => {}); // awaited below; not "unhandled" while the camera opens

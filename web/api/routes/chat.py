@@ -3,6 +3,10 @@
 Sending happens over signaling (``docs/chat.md``); these routes serve what a page cannot carry
 over the socket (image bytes, with an upload progress bar) and what is read outside the room
 (history, export). The room page authenticates with its join token (``web/api/auth.py``).
+
+The chat is the room's (issue 11): ``/rooms/{room_id}/chat/...`` serves any room, a visit's or a
+consultation's. ``/visits/{visit_id}/chat/...`` are the same routes addressed by the visit, for
+pages and clients that hold only the visit's id; both reach the one policy through consult.chat.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
 class RoomPath(Input):
+    room_id: Id
+
+
+class VisitPath(Input):
     visit_id: Id
 
 
@@ -109,15 +117,9 @@ def image_of(view: chat.ImageView) -> Image:
 
 
 @api.operation("GET", "/visits/{visit_id}/chat/messages", action="chat.read", tag="chat")
-async def list_chat_messages(call: Call, path: RoomPath, query: HistoryQuery) -> MessagePage:
+async def list_chat_messages(call: Call, path: VisitPath, query: HistoryQuery) -> MessagePage:
     """The room's messages after ``after_seq``, in order, a page at a time (the read is audited)."""
-    page = await chat.history(
-        call.db, call.me, await _room(call, path.visit_id), after=query.after_seq, limit=query.limit
-    )
-    last = page.messages[-1].seq if page.messages else query.after_seq
-    return MessagePage(
-        messages=[message_of(m) for m in page.messages], more=page.more, last_seq=last
-    )
+    return await _history(call, await _room(call, path.visit_id), query)
 
 
 @api.operation(
@@ -128,10 +130,11 @@ async def list_chat_messages(call: Call, path: RoomPath, query: HistoryQuery) ->
     status=201,
     max_body=MAX_IMAGE_BYTES,
 )
-async def upload_chat_image(call: Call, path: RoomPath, body: RawBody) -> Image:
+async def upload_chat_image(call: Call, path: VisitPath, body: RawBody) -> Image:
     """Upload an image (JPEG, PNG or WebP, checked from its bytes), then send it with `chat`."""
-    view = await chat.upload_image(call.db, call.me, await _room(call, path.visit_id), body.data)
-    return image_of(view)
+    return image_of(
+        await chat.upload_image(call.db, call.me, await _room(call, path.visit_id), body.data)
+    )
 
 
 @api.operation(
@@ -159,15 +162,9 @@ async def get_chat_thumbnail(call: Call, path: ImagePath) -> BinaryResponse:
 
 
 @api.operation("GET", "/visits/{visit_id}/chat/export", action="chat.export", tag="chat")
-async def export_chat(call: Call, path: RoomPath) -> ChatExport:
+async def export_chat(call: Call, path: VisitPath) -> ChatExport:
     """The room's whole dialogue as JSON (R22, R23; the export is audited)."""
-    result = await chat.export(call.db, call.me, await _room(call, path.visit_id), fmt="json")
-    return ChatExport(
-        room_id=result.room_id,
-        exported_at=result.exported_at,
-        messages=[message_of(m) for m in result.messages],
-        images=[image_of(i) for i in result.images],
-    )
+    return await _export_json(call, await _room(call, path.visit_id))
 
 
 @api.operation(
@@ -177,10 +174,72 @@ async def export_chat(call: Call, path: RoomPath) -> ChatExport:
     tag="chat",
     produces=("text/html",),
 )
-async def export_chat_html(call: Call, path: RoomPath) -> BinaryResponse:
+async def export_chat_html(call: Call, path: VisitPath) -> BinaryResponse:
     """The room's whole dialogue as a readable HTML page with thumbnails (audited)."""
-    result = await chat.export(call.db, call.me, await _room(call, path.visit_id), fmt="html")
+    return await _export_html(call, await _room(call, path.visit_id))
+
+
+async def _history(call: Call, room_id: str, query: HistoryQuery) -> MessagePage:
+    page = await chat.history(call.db, call.me, room_id, after=query.after_seq, limit=query.limit)
+    last = page.messages[-1].seq if page.messages else query.after_seq
+    return MessagePage(
+        messages=[message_of(m) for m in page.messages], more=page.more, last_seq=last
+    )
+
+
+async def _export_json(call: Call, room_id: str) -> ChatExport:
+    result = await chat.export(call.db, call.me, room_id, fmt="json")
+    return ChatExport(
+        room_id=result.room_id,
+        exported_at=result.exported_at,
+        messages=[message_of(m) for m in result.messages],
+        images=[image_of(i) for i in result.images],
+    )
+
+
+async def _export_html(call: Call, room_id: str) -> BinaryResponse:
+    result = await chat.export(call.db, call.me, room_id, fmt="html")
     page = render_html(result)
     return BinaryResponse(
         page.encode(), "text/html; charset=utf-8", f"chat-{result.room_id}.html", attachment=True
     )
+
+
+# --- Addressed by the room: any room (a visit's, a consultation's) ---------------------------
+
+
+@api.operation("GET", "/rooms/{room_id}/chat/messages", action="chat.read", tag="chat")
+async def list_room_chat_messages(call: Call, path: RoomPath, query: HistoryQuery) -> MessagePage:
+    """The room's messages after ``after_seq``, in order, a page at a time (the read is audited)."""
+    return await _history(call, path.room_id, query)
+
+
+@api.operation(
+    "POST",
+    "/rooms/{room_id}/chat/images",
+    action="chat.upload_image",
+    tag="chat",
+    status=201,
+    max_body=MAX_IMAGE_BYTES,
+)
+async def upload_room_chat_image(call: Call, path: RoomPath, body: RawBody) -> Image:
+    """Upload an image (JPEG, PNG or WebP, checked from its bytes), then send it with `chat`."""
+    return image_of(await chat.upload_image(call.db, call.me, path.room_id, body.data))
+
+
+@api.operation("GET", "/rooms/{room_id}/chat/export", action="chat.export", tag="chat")
+async def export_room_chat(call: Call, path: RoomPath) -> ChatExport:
+    """The room's whole dialogue as JSON (R22, R23; the export is audited)."""
+    return await _export_json(call, path.room_id)
+
+
+@api.operation(
+    "GET",
+    "/rooms/{room_id}/chat/export.html",
+    action="chat.export",
+    tag="chat",
+    produces=("text/html",),
+)
+async def export_room_chat_html(call: Call, path: RoomPath) -> BinaryResponse:
+    """The room's whole dialogue as a readable HTML page with thumbnails (audited)."""
+    return await _export_html(call, path.room_id)

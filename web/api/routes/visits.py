@@ -128,6 +128,7 @@ class QueueItem(Output):
     patient_record_id: str | None
     patient_name: str
     checked_in_at: datetime | None
+    guardian_present: bool = Field(description="A guardian came (R4: needed under 6).")
 
 
 class Queue(Output):
@@ -187,6 +188,7 @@ def queue_item_of(entry: QueueEntry) -> QueueItem:
         patient_record_id=entry.patient_record_id,
         patient_name=entry.patient_name,
         checked_in_at=entry.checked_in_at,
+        guardian_present=entry.guardian_present,
     )
 
 
