@@ -542,10 +542,10 @@ class ReviewComponent:
         review = self._presenting(session)
         if review.subject is None:
             raise SignalingError("nothing_shared", "share a study first")
-        if request.annotations is not None and request.annotations != review.annotations:
-            await self.set_annotations(session, {"annotations": request.annotations})
         if review.subject.kind != "image":
             raise SignalingError("annotation_not_measurable", "ECG calipers are not saved")
+        if request.annotations is not None and request.annotations != review.annotations:
+            await self.set_annotations(session, {"annotations": request.annotations})
         if self.imaging is None:
             raise SignalingError("imaging_unavailable", "the imaging store is not available")
         # the same rule as the share: readable by the presenter as a participant of this room
