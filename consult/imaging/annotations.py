@@ -22,6 +22,7 @@ QIDO/WADO serve them to whoever may read the study and nobody else. Whatever rea
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from .store import Destination, ImagingStore
 if TYPE_CHECKING:
     import numpy as np
     from pydicom.dataset import Dataset
+
+logger = logging.getLogger(__name__)
 
 SR_SERIES_NUMBER: Final = 9901
 GSPS_SERIES_NUMBER: Final = 9902
@@ -184,6 +187,8 @@ def _figure(item: Mapping[str, Any], ds: Dataset, pixels: np.ndarray | None) -> 
     need = {"Length": 2, "Angle": 3, "RectangleROI": 4, "EllipticalROI": 4, "Probe": 1}[tool]
     if len(world) < need:
         raise AnnotationNotMeasurable(f"A {tool} measurement needs {need} points.")
+    if need > 1 and float(np.ptp(world[:need], axis=0).max()) == 0.0:
+        raise AnnotationNotMeasurable(f"The {tool} measurement has no extent.")
     if tool == "Length":
         image = image[:2]
         values.append(("length", float(np.linalg.norm(world[1] - world[0])), "mm"))
@@ -299,10 +304,14 @@ def build(
             raise AnnotationNotMeasurable("A measurement is not on an image.")
         pixels = None
         if item["tool"] in ("RectangleROI", "EllipticalROI", "Probe"):
-            array = ds.pixel_array
-            array = array[frame - 1] if frames > 1 else array
-            if array.ndim == 2:
-                pixels = np.asarray(apply_modality_lut(array, ds), dtype=float)
+            try:
+                array = ds.pixel_array
+            except Exception:  # no decoder for its syntax: the shape without its mean
+                logger.warning("review save: pixels not decoded", extra={"sop": item["instance"]})
+            else:
+                array = array[frame - 1] if frames > 1 else array
+                if array.ndim == 2:
+                    pixels = np.asarray(apply_modality_lut(array, ds), dtype=float)
         figure = _figure(item, ds, pixels)
         frame_number = frame if frames > 1 else None
         figures.append((figure, ds, frame_number))
@@ -504,22 +513,26 @@ async def save_review(
             raise AnnotationNotMeasurable("A measurement is not on an image.")
         sources[row.sop_instance_uid] = store.path_of(study.id, row.id)
     wanted = {by_uid[a["instance"]].series_uid for a in annotations}
-    if series is not None and voi is not None:
-        wanted.add(series)
+    if voi is not None and any(i.series_uid == series and i.frames for i in rows):
+        wanted.add(str(series))  # the window applies to the series on screen too
     series_images = {
         s: [store.path_of(study.id, i.id) for i in rows if i.series_uid == s and i.frames]
         for s in wanted
     }
-    paths, saved = await store.run(
-        lambda: build(
-            annotations,
-            sources,
-            voi=voi,
-            series_images=series_images,
-            observer=observer,
-            new_path=store.new_incoming,
+    try:
+        paths, saved = await store.run(
+            lambda: build(
+                annotations,
+                sources,
+                voi=voi,
+                series_images=series_images,
+                observer=observer,
+                new_path=store.new_incoming,
+            )
         )
-    )
+    except (ValueError, TypeError) as exc:  # highdicom refusing a shape: a code, no traceback
+        logger.info("review save refused by the SR/GSPS builder: %s", type(exc).__name__)
+        raise AnnotationNotMeasurable() from exc
     dest = Destination(
         institution_id=study.institution_id,
         visit_id=study.visit_id,

@@ -334,6 +334,13 @@ async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_
                 "annotation_not_measurable",
             ),
         ]
+        point = _on_image(image, 5, 5)
+        malformed.append(
+            (
+                {"annotations": [{**length, "tool": "EllipticalROI", "points": [point] * 4}]},
+                "annotation_not_measurable",
+            )
+        )
         for payload, code in malformed:
             ack = await presenter.call("review_save", payload)
             assert not ack["ok"] and ack["error"]["code"] == code, (payload, ack)
