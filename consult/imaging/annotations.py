@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ MANUFACTURER: Final = "teleconsult"
 MODEL: Final = "review together"
 SOFTWARE_VERSION: Final = "1"
 CT_IMAGE: Final = "1.2.840.10008.5.1.4.1.1.2"
+_NAME_WARNING: Final = r"(?s)The string .* is unlikely to represent the intended person name"
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,9 @@ def build(
     from pydicom.pixels import apply_modality_lut
     from pydicom.uid import generate_uid
 
+    # highdicom warns about a one-part person name quoting it: the patient's name must not
+    # reach a log (filters are process-wide; an identical one is replaced, not added again)
+    warnings.filterwarnings("ignore", message=_NAME_WARNING, category=UserWarning)
     table = _codes()
     datasets: dict[str, Dataset] = {}
     headers: dict[Path, Dataset] = {}

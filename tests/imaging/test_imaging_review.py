@@ -63,8 +63,10 @@ class Viewer:
         await self.sio.disconnect()
 
 
-async def _store_ct(world: World, count: int = 3) -> Any:
+async def _store_ct(world: World, count: int = 3, patient_name: str | None = None) -> Any:
     series = series_from("CT_small.dcm", count)
+    for ds in series:
+        ds.PatientName = patient_name or ds.PatientName
     await off_loop(client(world.stow_url, world.doctor).store_instances, series)
     return series
 
@@ -259,14 +261,15 @@ def _on_image(ds: Any, column: float, row: float, off_plane: float = 0.0) -> lis
 
 
 async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_the_study(
-    world: World,
+    world: World, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder
 ) -> None:
     """``review_save`` stores a TID 1500 SR and a GSPS (highdicom) into the shared study: they
     parse, reference the measured SOP instances, carry the figures (mm, degrees, mm2, HU) and
     the presenter's window; QIDO/WADO serve them to the room and the visit's doctor, another
-    doctor gets 403 (audited); malformed saves get stable codes, a follower is refused."""
+    doctor gets 403 (audited); malformed saves get stable codes, a follower is refused; the
+    patient's name is in no log line or warning (highdicom warns with a one-part name)."""
     await _in_room(world)
-    series = await _store_ct(world)
+    series = await _store_ct(world, patient_name="ZHANGSAN")
     study, series_uid = series[0].StudyInstanceUID, series[0].SeriesInstanceUID
     image, other_image = series[1], series[2]
     patient_token = await _token(world.patient, world.visit_id)
@@ -429,6 +432,9 @@ async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_
         with pytest.raises(requests.HTTPError) as refused:
             await off_loop(attempt)
         assert refused.value.response.status_code == 403
+    assert sr.PatientName == "ZHANGSAN"  # the study's patient, as the images have it
+    assert not [r for r in caplog.records if "ZHANGSAN" in r.getMessage()]
+    assert not [w for w in recwarn if "ZHANGSAN" in str(w.message)]
     events = await imaging_events(world.server.app)
     stored = [e for e in events if e.action == "imaging.store" and '"review"' in e.details]
     assert len(stored) == 2 and all(e.actor_id == world.doctor.user_id for e in stored)
