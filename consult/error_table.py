@@ -724,6 +724,20 @@ _ROWS: Final = [
         "Only the presenter controls the shared view.",
     ),
     ("nothing_shared", "conflict", "还没有共享影像或心电图。", "No study or ECG is shared yet."),
+    ("nothing_to_save", "conflict", "没有可保存的测量。", "There is no measurement to save."),
+    (
+        "annotation_not_measurable",
+        "invalid",
+        "测量无法保存到影像上（不在影像平面内、超出影像或缺少像素间距）。",
+        "The measurement cannot be saved on its image (off its plane, outside it, or no pixel"
+        " spacing).",
+    ),
+    (
+        "imaging_unavailable",
+        "unavailable",
+        "影像存储暂时不可用。",
+        "The imaging store is not available.",
+    ),
     (
         "unknown_event",
         "bad_request",

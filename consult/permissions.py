@@ -231,6 +231,7 @@ SOCKET_EVENT_ACTIONS: Final[Mapping[str, str]] = {
     "review_annotations": "room.viewer_sync",
     "review_handover": "room.viewer_sync",
     "review_stop": "room.viewer_sync",
+    "review_save": "room.viewer_sync",  # the presenter's measurements into the study
     "control": "room.control",
 }
 """Socket.io event name -> action, for signaling's per-event check."""

@@ -36,6 +36,8 @@ import socketio
 from consult.audit import append
 from consult.db import Database
 from consult.imaging import access as imaging_access
+from consult.imaging.annotations import save_review
+from consult.imaging.store import ImagingStore
 from consult.imaging.uids import valid_uid
 
 from .errors import SignalingError, bad_request
@@ -55,6 +57,7 @@ REVIEW_EVENTS: Final = frozenset(
         "review_annotations",
         "review_handover",
         "review_stop",
+        "review_save",
     }
 )
 """The events of this module; a socket may send them without the room's media ``join``."""
@@ -285,6 +288,25 @@ class ReviewAnnotations:
 
 
 @dataclass(frozen=True)
+class ReviewSave:
+    """``review_save``: store the measurements as DICOM SR and GSPS into the shared study; with
+    ``annotations`` the set is replaced first (as ``review_annotations``), so a save right after
+    a drag saves what the presenter sees."""
+
+    annotations: list[dict[str, Any]] | None
+
+    @classmethod
+    def parse(cls, data: Any) -> ReviewSave:
+        d = _object(data)
+        unknown = set(d) - {"annotations"}
+        if unknown:
+            raise bad_request(f"unknown field(s): {sorted(unknown)}")
+        if "annotations" not in d:
+            return cls(annotations=None)
+        return cls(annotations=ReviewAnnotations.parse(d).annotations)
+
+
+@dataclass(frozen=True)
 class ReviewHandover:
     """``review_handover``: give the presenter role to another member of the review."""
 
@@ -349,10 +371,16 @@ class ReviewComponent:
     """The review events of the signaling server (each runs in the sender's queue)."""
 
     def __init__(
-        self, db: Database, sio: socketio.AsyncServer, on_record: RecordHook | None = None
+        self,
+        db: Database,
+        sio: socketio.AsyncServer,
+        on_record: RecordHook | None = None,
+        imaging: ImagingStore | None = None,
     ) -> None:
         self._db = db
         self._sio = sio
+        self.imaging = imaging
+        """Where saved measurements go (``review_save``); None: saving is unavailable."""
         self.on_record: RecordHook = on_record or no_record
         self.reviews: dict[str, Review] = {}
 
@@ -365,6 +393,7 @@ class ReviewComponent:
             "review_annotations": self.set_annotations,
             "review_handover": self.handover,
             "review_stop": self.stop,
+            "review_save": self.save,
         }
 
     def _review(self, session: Session) -> Review:
@@ -505,6 +534,59 @@ class ReviewComponent:
         except Exception:
             logger.exception("review record hook failed", extra={"room": review.key})
         return {"seq": review.seq}
+
+    async def save(self, session: Session, data: Any) -> dict[str, Any]:
+        """The presenter stores the measurements into the shared study as a TID 1500 SR and a
+        GSPS per series (:mod:`consult.imaging.annotations`); audited, on the timeline."""
+        request = ReviewSave.parse(data)
+        review = self._presenting(session)
+        if review.subject is None:
+            raise SignalingError("nothing_shared", "share a study first")
+        if review.subject.kind != "image":
+            raise SignalingError("annotation_not_measurable", "ECG calipers are not saved")
+        if request.annotations is not None and request.annotations != review.annotations:
+            await self.set_annotations(session, {"annotations": request.annotations})
+        if self.imaging is None:
+            raise SignalingError("imaging_unavailable", "the imaging store is not available")
+        # the same rule as the share: readable by the presenter as a participant of this room
+        actor = dataclasses.replace(session.actor, room_id=review.key)
+        study = await imaging_access.readable_study(
+            self._db, actor, review.subject.study, "review_save"
+        )
+        saved = await save_review(
+            self.imaging,
+            actor,
+            study,
+            list(review.annotations),
+            voi=review.view.get("voi"),
+            series=review.view.get("series") or review.subject.series,
+            observer=session.name,
+        )
+        details: dict[str, Any] = {
+            "event": "save",
+            "study": saved.study_uid,
+            "sr": saved.sr,
+            "presentation_states": list(saved.presentation_states),
+            "measurements": saved.measurements,
+        }
+        await append(
+            self._db,
+            "room.review",
+            actor=session.actor,
+            object_type="visit",
+            object_id=review.key,
+            details=details,
+        )
+        try:
+            await self.on_record(review.key, "review_saved", details)
+        except Exception:
+            logger.exception("review record hook failed", extra={"room": review.key})
+        return {
+            "saved": {
+                **dataclasses.asdict(saved),
+                "presentation_states": details["presentation_states"],
+            }
+        }
 
     async def handover(self, session: Session, data: Any) -> dict[str, Any]:
         request = ReviewHandover.parse(data)

@@ -17,6 +17,7 @@ from consult import access, events, rooms
 from consult.audit import append
 from consult.db import Database
 from consult.errors import ConsultError, RateLimited
+from consult.imaging.store import ImagingStore
 from consult.models import AuditResult
 from consult.permissions import SOCKET_EVENT_ACTIONS
 from consult.tokens import check_no_query_token
@@ -60,6 +61,7 @@ class SignalingServer:
         client_manager: socketio.AsyncManager | None = None,
         recorder: Recorder | None = None,
         providers: ProviderHealth | None = None,
+        imaging: ImagingStore | None = None,
     ) -> None:
         self._db = db
         self.providers = providers or ProviderHealth()
@@ -116,7 +118,7 @@ class SignalingServer:
         self.chat = ChatComponent(db, self._emit, on_record=on_chat_record or self._timeline)
         self._handlers.update(self.chat.handlers())
         # review together: the shared viewer's sync (signaling/review.py, docs/review.md)
-        self.review = ReviewComponent(db, self.sio, on_record=self._timeline)
+        self.review = ReviewComponent(db, self.sio, on_record=self._timeline, imaging=imaging)
         self._handlers.update(self.review.handlers())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)

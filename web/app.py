@@ -61,6 +61,7 @@ def create_app(config: Config) -> web.Application:
         client_manager=manager,
         recorder=app[RECORDER],
         providers=config.provider_health(),
+        imaging=app[IMAGING],  # review together saves measurements into the study
     )
     app[SIGNALING].attach(app)
     app[REMINDERS] = ReminderTask(

@@ -87,3 +87,25 @@ class FrameNotRenderable(DicomRejected):
 
     code = "frame_not_renderable"
     default_message = "The frame cannot be rendered."
+
+
+class InstanceNotFound(NotFound):
+    """No such series or instance in the study."""
+
+    code = "instance_not_found"
+    default_message = "The image does not exist."
+
+
+class NothingToSave(Conflict):
+    """A review's save with no measurement to save."""
+
+    code = "nothing_to_save"
+    default_message = "There is no measurement to save."
+
+
+class AnnotationNotMeasurable(InvalidInput):
+    """A measurement that cannot be put into DICOM: not on an image, not on its plane, outside
+    it, or on an image without pixel spacing."""
+
+    code = "annotation_not_measurable"
+    default_message = "The measurement cannot be saved on its image."

@@ -13,6 +13,7 @@ import pytest
 from apiclient import Api, Clinic
 
 from web.api import api
+from web.api.routes.dicomweb import ROUTES as DICOMWEB_ROUTES
 from web.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +92,23 @@ async def test_openapi_document_comes_from_the_registry(server):
         for path, methods in document["paths"].items()
         for method, item in methods.items()
     }
-    assert len(operations) == len(api.operations)
+    dicomweb = {(r.method, "/api/v1/dicomweb" + r.path): r for r in DICOMWEB_ROUTES}
+    assert len(operations) == len(api.operations) + len(dicomweb)
+    for key, route in dicomweb.items():  # plain aiohttp routes, described from their table
+        item = operations[key]
+        assert item["tags"] == ["dicomweb"] and item["x-permission"] == route.action
+        assert item["responses"]["403"]["content"]["application/json"]
+        assert {p["name"] for p in item["parameters"] if p["in"] == "path"} == {
+            part[1:-1] for part in route.path.split("/") if part.startswith("{")
+        }
+    studies = operations[("GET", "/api/v1/dicomweb/studies")]
+    assert "application/dicom+json" in studies["responses"]["200"]["content"]
+    served = {
+        (route.method, route.resource.canonical)
+        for route in server.app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api/v1/dicomweb")
+    }
+    assert served == set(dicomweb)  # every DICOMweb route the server has is in the document
     for op in api.operations:
         item = operations[(op.method, "/api/v1" + op.path)]
         assert item["operationId"] == op.operation_id

@@ -286,6 +286,14 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
         assert time.monotonic() < deadline, f"the follower shows {seen!r}, the presenter {text!r}"
         time.sleep(0.05)
 
+    # the presenter saves it into the study (DICOM SR + GSPS; contents checked in
+    # tests/imaging/test_imaging_review.py): one measurement, on the image it was drawn on
+    assert patient.page.locator("#review-save").is_hidden()
+    doctor.page.locator("#review-save").click()
+    saved = _wait(doctor.page, "() => window.__viewer.saved")
+    assert saved["measurements"] == 1 and saved["sr"].startswith("2.25."), saved
+    assert doctor.page.locator("#review-saved").is_visible()
+
     # a third page joins late: it lands on the same view, the state within 100 ms of joining
     late = _open(open_room, "late patient", _viewer_url(teleconsult_server.links["patient"]))
     _wait(late.page, "() => window.__viewer.mode === 'following' && window.__viewer.loaded")

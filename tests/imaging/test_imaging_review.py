@@ -10,12 +10,17 @@ import time
 from typing import Any
 
 import aiohttp
+import highdicom as hd
+import pytest
+import requests
 import socketio
 from apiclient import Person
 from dicom_data import series_from
-from imaging_helpers import client, off_loop
+from dicomweb_client.api import DICOMwebClient
+from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
 from people import booked_visit, sign
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from consult.models import AuditEvent
@@ -58,8 +63,10 @@ class Viewer:
         await self.sio.disconnect()
 
 
-async def _store_ct(world: World, count: int = 3) -> Any:
+async def _store_ct(world: World, count: int = 3, patient_name: str | None = None) -> Any:
     series = series_from("CT_small.dcm", count)
+    for ds in series:
+        ds.PatientName = patient_name or ds.PatientName
     await off_loop(client(world.stow_url, world.doctor).store_instances, series)
     return series
 
@@ -244,3 +251,201 @@ async def test_r24_the_review_refuses_followers_driving_and_studies_of_other_vis
     assert ("room.viewer_sync", world.patient.user_id) in denied
     assert ("imaging.read", world.doctor.user_id) in denied
     assert any(e.action == "room.review" and '"share"' in e.details for e in rows)
+
+
+def _on_image(ds: Any, column: float, row: float, off_plane: float = 0.0) -> list[float]:
+    """World mm of pixel (column, row)'s centre on ``ds`` (as Cornerstone3D's handles are)."""
+    origin = [float(v) for v in ds.ImagePositionPatient]
+    spacing = float(ds.PixelSpacing[0])
+    return [origin[0] + column * spacing, origin[1] + row * spacing, origin[2] + off_plane]
+
+
+async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_the_study(
+    world: World, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder
+) -> None:
+    """``review_save`` stores a TID 1500 SR and a GSPS (highdicom) into the shared study: they
+    parse, reference the measured SOP instances, carry the figures (mm, degrees, mm2, HU) and
+    the presenter's window; QIDO/WADO serve them to the room and the visit's doctor, another
+    doctor gets 403 (audited); malformed saves get stable codes, a follower is refused; the
+    patient's name is in no log line or warning (highdicom warns with a one-part name)."""
+    await _in_room(world)
+    series = await _store_ct(world, patient_name="ZHANGSAN")
+    study, series_uid = series[0].StudyInstanceUID, series[0].SeriesInstanceUID
+    image, other_image = series[1], series[2]
+    patient_token = await _token(world.patient, world.visit_id)
+    presenter = Viewer(world.server.url, await _token(world.doctor, world.visit_id))
+    follower = Viewer(world.server.url, patient_token)
+    length = {
+        "uid": "len-1",
+        "tool": "Length",
+        "instance": image.SOPInstanceUID,
+        "frame": 1,
+        "points": [_on_image(image, 10, 10), _on_image(image, 40, 50)],
+    }
+    marks = [
+        length,
+        {
+            "uid": "ang-1",
+            "tool": "Angle",
+            "instance": image.SOPInstanceUID,
+            "points": [
+                _on_image(image, 10, 10),
+                _on_image(image, 40, 10),
+                _on_image(image, 40, 50),
+            ],
+        },
+        {
+            "uid": "roi-1",
+            "tool": "RectangleROI",
+            "instance": other_image.SOPInstanceUID,
+            "points": [
+                _on_image(other_image, c, r) for c, r in ((20, 30), (60, 30), (20, 50), (60, 50))
+            ],
+        },
+        {
+            "uid": "probe-1",
+            "tool": "Probe",
+            "instance": image.SOPInstanceUID,
+            "points": [_on_image(image, 64, 70)],
+        },
+    ]
+    try:
+        for v in (presenter, follower):
+            await v.connect()
+            assert (await v.call("review_join"))["ok"]
+        share = {"kind": "image", "study": study, "series": series_uid}
+        assert (await presenter.call("review_share", share))["ok"]
+        assert (
+            await presenter.call("review_view", {"view": {"voi": {"lower": -160, "upper": 240}}})
+        )["ok"]
+        malformed: list[tuple[Any, str]] = [
+            ({}, "nothing_to_save"),
+            ("save", "bad_request"),
+            ({"label": "x"}, "bad_request"),
+            ({"annotations": [{**length, "tool": "Freehand"}]}, "bad_request"),
+            ({"annotations": [{**length, "instance": generate_uid()}]}, "instance_not_found"),
+            (
+                {"annotations": [{**length, "points": [_on_image(image, 1, 1, 40.0)] * 2}]},
+                "annotation_not_measurable",
+            ),
+            (
+                {
+                    "annotations": [
+                        {**length, "points": [_on_image(image, 1, 1), _on_image(image, 900, 1)]}
+                    ]
+                },
+                "annotation_not_measurable",
+            ),
+        ]
+        point = _on_image(image, 5, 5)
+        malformed.append(
+            (
+                {"annotations": [{**length, "tool": "EllipticalROI", "points": [point] * 4}]},
+                "annotation_not_measurable",
+            )
+        )
+        for payload, code in malformed:
+            ack = await presenter.call("review_save", payload)
+            assert not ack["ok"] and ack["error"]["code"] == code, (payload, ack)
+        ack = await follower.call("review_save", {"annotations": marks})
+        assert ack["error"]["code"] == "forbidden"
+        ack = await presenter.call("review_save", {"annotations": marks})
+        assert ack["ok"], ack
+        saved = ack["saved"]
+        assert saved["study_uid"] == study and saved["measurements"] == 4
+        await _wait(lambda: bool(follower.annotations))  # the saved set reached the room too
+        assert follower.annotations[-1]["annotations"][0]["uid"] == "len-1"
+    finally:
+        for v in (presenter, follower):
+            await v.close()
+
+    # the room's viewer (join token) finds and reads them over QIDO and WADO
+    room = DICOMwebClient(url=world.dicomweb, headers={"Authorization": f"Bearer {patient_token}"})
+    found = await off_loop(room.search_for_series, study)
+    modalities = {s["00080060"]["Value"][0] for s in found}
+    assert {"CT", "SR", "PR"} <= modalities
+    sr_ds = await off_loop(room.retrieve_instance, study, saved["sr_series"], saved["sr"])
+    pr_uid = saved["presentation_states"][0]
+    pr_ds = await off_loop(
+        client(world.dicomweb, world.doctor).retrieve_instance, study, saved["gsps_series"], pr_uid
+    )
+
+    sr = hd.sr.Comprehensive3DSR.from_dataset(sr_ds)
+    assert sr.SOPInstanceUID == saved["sr"] and sr.SOPInstanceUID.startswith("2.25.")
+    assert sr.StudyInstanceUID == study and sr.PatientID == image.PatientID
+    groups = {g.tracking_identifier: g for g in sr.content.get_planar_roi_measurement_groups()}
+    assert set(groups) == {"Length len-1", "Angle ang-1", "RectangleROI roi-1", "Probe probe-1"}
+    spacing = float(image.PixelSpacing[0])
+
+    def figures(key: str) -> dict[str, tuple[float, str]]:
+        return {
+            m.name.meaning: (float(m.value), m.unit.value) for m in groups[key].get_measurements()
+        }
+
+    def referenced(key: str) -> str:
+        source = groups[key].roi.ContentSequence[0]  # the region's SELECTED FROM image
+        return str(source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+
+    assert figures("Length len-1")["Length"] == pytest.approx((spacing * 50, "mm"))
+    assert figures("Angle ang-1")["Angle"] == pytest.approx((90.0, "deg"))
+    hu = other_image.pixel_array.astype(float) * float(other_image.RescaleSlope) + float(
+        other_image.RescaleIntercept
+    )
+    roi = figures("RectangleROI roi-1")
+    assert roi["Area"] == pytest.approx((40 * spacing * 20 * spacing, "mm2"))
+    assert roi["Mean"] == pytest.approx((hu[30:51, 20:61].mean(), "[hnsf'U]"))
+    probe_hu = float(image.pixel_array[70, 64]) * float(image.RescaleSlope) + float(
+        image.RescaleIntercept
+    )
+    assert figures("Probe probe-1")["Attenuation Coefficient"] == pytest.approx(
+        (probe_hu, "[hnsf'U]")
+    )
+    assert referenced("RectangleROI roi-1") == other_image.SOPInstanceUID
+    assert referenced("Length len-1") == image.SOPInstanceUID
+    line = groups["Length len-1"].roi
+    assert line.GraphicType == "POLYLINE" and list(line.GraphicData) == pytest.approx(
+        [10.5, 10.5, 40.5, 50.5]
+    )
+
+    assert pr_ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1" and pr_ds.StudyInstanceUID == study
+    voi = pr_ds.SoftcopyVOILUTSequence[0]
+    assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (40.0, 400.0)
+    shown = {
+        i.ReferencedSOPInstanceUID
+        for i in pr_ds.ReferencedSeriesSequence[0].ReferencedImageSequence
+    }
+    assert shown == {s.SOPInstanceUID for s in series}  # the window applies to the whole series
+    drawn = {
+        a.ReferencedImageSequence[0].ReferencedSOPInstanceUID: a
+        for a in pr_ds.GraphicAnnotationSequence
+    }
+    assert set(drawn) == {image.SOPInstanceUID, other_image.SOPInstanceUID}
+    assert len(drawn[image.SOPInstanceUID].GraphicObjectSequence) == 3
+    assert "mm" in drawn[image.SOPInstanceUID].TextObjectSequence[0].UnformattedTextValue
+
+    # another doctor of the same institution: 403 on QIDO and WADO, audited
+    outsider = client(world.dicomweb, world.other_doctor)
+    for attempt in (
+        lambda: outsider.search_for_series(study),
+        lambda: outsider.retrieve_instance(study, saved["sr_series"], saved["sr"]),
+    ):
+        with pytest.raises(requests.HTTPError) as refused:
+            await off_loop(attempt)
+        assert refused.value.response.status_code == 403
+    assert sr.PatientName == "ZHANGSAN"  # the study's patient, as the images have it
+    assert not [r for r in caplog.records if "ZHANGSAN" in r.getMessage()]
+    assert not [w for w in recwarn if "ZHANGSAN" in str(w.message)]
+    events = await imaging_events(world.server.app)
+    stored = [e for e in events if e.action == "imaging.store" and '"review"' in e.details]
+    assert len(stored) == 2 and all(e.actor_id == world.doctor.user_id for e in stored)
+    assert any(
+        e.action == "imaging.read"
+        and e.result == "denied"
+        and e.actor_id == world.other_doctor.user_id
+        for e in events
+    )
+    async with world.server.app[DATABASE].session() as session:
+        review_events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "room.review"))
+        ).all()
+    assert any('"save"' in e.details and saved["sr"] in e.details for e in review_events)

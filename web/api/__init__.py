@@ -19,8 +19,9 @@ from . import routes  # noqa: F401  (registers every route)
 from .dispatch import aiohttp_handler
 from .errors import from_exception
 from .limits import API_LIMITS, ApiLimits
-from .openapi import PREFIX, build_openapi
+from .openapi import PREFIX, REF_TEMPLATE, build_openapi
 from .registry import api
+from .routes.dicomweb import openapi_paths as dicomweb_paths
 from .routes.dicomweb import setup_dicomweb
 
 __all__ = ["PREFIX", "api", "setup_api"]
@@ -41,8 +42,12 @@ def setup_api(app: web.Application) -> None:
 
 @functools.cache
 def openapi_document() -> bytes:
-    """The document as JSON, built on its first request (the same for every app)."""
-    return json.dumps(build_openapi(api, title=TITLE, version=VERSION)).encode()
+    """The document as JSON, built on its first request (the same for every app): the
+    registry's operations and the DICOMweb routes (tag ``dicomweb``; multipart in and out, so
+    plain aiohttp handlers with a table of their own)."""
+    document = build_openapi(api, title=TITLE, version=VERSION)
+    document["paths"].update(dicomweb_paths({"$ref": REF_TEMPLATE.format(model="ErrorBody")}))
+    return json.dumps(document).encode()
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ const page = {
   ready: false,
   me: null,
   pendingSeq: null,
+  saved: null, // the last review_save ack (SR and presentation state UIDs)
 };
 page.prefetched = () => Boolean(image?.prefetched());
 page.timings = () => image?.timings ?? null;
@@ -50,6 +51,8 @@ let image = null; // ImageViewer, once Cornerstone3D is loaded
 let imageModule = null;
 let ecg = null;
 let review = null;
+
+const NOT_IMAGES = new Set(["SR", "PR", "KO"]);
 
 function showError(code) {
   page.errors.push(code);
@@ -78,6 +81,8 @@ async function listStudies() {
     for (const s of series) {
       const seriesUid = value(s, TAG.seriesUid);
       const modality = value(s, TAG.modality) ?? "";
+      // saved measurements (SR) and presentation states (PR) are not images to open here
+      if (NOT_IMAGES.has(modality)) continue;
       const item = document.createElement("li");
       const button = document.createElement("button");
       button.type = "button";
@@ -361,6 +366,7 @@ function renderReview() {
   const isDoctor = review?.state?.members.some((m) => m.id === page.me && m.role === "doctor");
   $("review-share").hidden = !(isDoctor && page.mode !== "following" && page.subject && page.mode !== "presenting");
   $("review-stop").hidden = page.mode !== "presenting";
+  $("review-save").hidden = page.mode !== "presenting" || page.subject?.kind !== "image";
   const others = (state?.members ?? []).filter((m) => m.id !== page.me && m.role === "doctor");
   $("review-handover-box").hidden = page.mode !== "presenting" || others.length === 0;
   const select = $("review-handover");
@@ -368,6 +374,23 @@ function renderReview() {
   for (const m of others) select.add(new Option(m.name, m.id));
   for (const b of document.querySelectorAll(".toolbar .btn, .toolbar select, .toolbar input, .series-item")) {
     b.disabled = page.mode === "following";
+  }
+}
+
+/** The presenter stores the measurements into the study (DICOM SR + presentation state). */
+async function saveMeasurements() {
+  const button = $("review-save");
+  button.disabled = true;
+  $("review-saved").hidden = true;
+  try {
+    const ack = await review.call("review_save", { annotations: image.getAnnotations() });
+    page.saved = ack.saved;
+    $("review-saved").textContent = t("review.saved", { count: ack.saved.measurements });
+    $("review-saved").hidden = false;
+  } catch (err) {
+    showError(err.code ?? "internal_error");
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -451,6 +474,7 @@ function connect() {
   $("review-stop").addEventListener("click", () =>
     review.stop().then(applyState).catch((err) => showError(err.code)),
   );
+  $("review-save").addEventListener("click", saveMeasurements);
   $("review-handover-apply").addEventListener("click", () =>
     review.handover($("review-handover").value).then(applyState).catch((err) => showError(err.code)),
   );
