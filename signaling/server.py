@@ -297,6 +297,8 @@ class SignalingServer:
             # when its socket heard no ping for ``signaling_ping_ms`` + its grace
             "signaling_urls": self.providers.signaling_urls(),
             "signaling_ping_ms": int(self.ping_interval_s * 1000),
+            # with two, the page publishes on a connection per provider (hot standby)
+            "media_paths": await room.live_media().media_paths(),
         }
 
     async def _patient_side(self, room_id: str) -> list[dict[str, Any]]:
@@ -328,7 +330,10 @@ class SignalingServer:
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)
         media = (await self._room(session)).live_media()
-        answer = await media.publish(session.participant_id, request.sdp)
+        if request.path is None:
+            answer = await media.publish(session.participant_id, request.sdp)
+        else:
+            answer = await media.publish(session.participant_id, request.sdp, path=request.path)
         return {"type": "answer", "sdp": answer}
 
     async def _subscribe(self, session: Session, data: Any) -> dict[str, Any]:
