@@ -1,21 +1,17 @@
-"""A two-page Chromium call over two network providers, one cut (R28, R31; issue 16).
+"""A two-page Chromium call over two network providers, cut one and then the other (R28, R31;
+issue 16's acceptance, in the default run).
 
 `teleconsult serve` runs in the server namespace of tests/provider_rig.py with an address on
-each provider (so each Transport watches a path per provider, docs/providers.md); both pages
-run in the client namespace. The provider the doctor's subscribe connection uses is
-blackholed in the router. Measured from the pages' inbound statistics (frames decoded).
+each provider; both pages run in the client namespace. Each page publishes on a connection per
+provider (the hot standby, docs/providers.md); each subscribe connection has a path per
+provider that the server's path monitor watches. Provider A is blackholed in the router, then
+restored, then B (media fails back onto A): on both pages video frames decoded and audio packets
+received (the subscribe connection's inbound statistics) must resume within issue 16's targets
+(video 1.5 s, audio 0.6 s, the maxima) without any page rebuilding its connections.
 
-The second test cuts the provider a page's signaling goes through (issue 16 item 3): the page
-moves to the next provider's signaling URL and joins again as the same participant; the chat
-sent meanwhile arrives once.
-
-A scenario (`-m scenario`): the first measures what the browser does with one ICE session per
-connection. The server's direction moves within about half a second (its path monitor); Chrome
-moves its own sending path by itself (about 2.5 s, research note) or gives up on its ICE session
-(the page then rebuilds its connections), and every stream here goes client -> server ->
-client. Asserted: video comes back on both pages after each cut (and after the second cut, onto
-the restored provider); the stalls are printed. The hot-standby connection per participant that
-would bring a browser under a second is not built.
+Then the doctor's page is served through A and A is cut again: its signaling moves to B's URL
+(issue 16 item 3) and joins as the same participant; the chat sent meanwhile arrives once; the
+media is rebuilt on the new join.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from provider_rig import ProviderRig, provider_rig
 Server = Any
 RoomPage = Any
 
-pytestmark = [pytest.mark.browser, pytest.mark.scenario, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 FRAMES_JS = """
 async () => {
@@ -62,40 +58,18 @@ async () => {
 }
 """
 
-SELECTED_REMOTE_JS = """
-async (which) => {
-  const pc = window.__tc && window.__tc.pcs[which];
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach((s) => {
-    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
-  });
-  return pair ? (stats.get(pair.remoteCandidateId) || {}).address || null : null;
-}
-"""
-
 
 @pytest.fixture
 def rig(browser_prerequisites: None) -> Iterator[ProviderRig]:
     # "m" carries signaling only (no ICE address there): the pages' socket stays up, so what is
-    # measured is the media's failover alone (the second test cuts a page's signaling)
+    # measured first is the media's failover alone (then the doctor's page moves onto A)
     with provider_rig(("a", "b", "m")) as made:
         yield made
 
 
 @pytest.fixture
-def signaling_urls() -> bool:
-    """Whether the server is configured with each provider's signaling URL (a test that cuts a
-    page's signaling sets it; the media measurement runs as before, with none)."""
-    return False
-
-
-@pytest.fixture
-def server_toml(rig: ProviderRig, signaling_urls: bool) -> str:
+def server_toml(rig: ProviderRig) -> str:
     """Each provider with its signaling URL (the page reconnects through another one)."""
-    if not signaling_urls:
-        return ""
     return "".join(
         f'[[providers]]\nname = "{name}"\naddress = "{address}"\n'
         f'signaling_url = "http://{address}:{{port}}"\n\n'
@@ -151,29 +125,36 @@ def _both_lanes_heard(rooms: tuple[RoomPage, ...], timeout_s: float) -> None:
             room.page.wait_for_timeout(100)  # poll interval, bounded by the deadline
 
 
-def test_a_chromium_call_survives_a_provider_cut_R28_R31(
+def _origin(url: str) -> str:
+    return "/".join(url.split("/")[:3])
+
+
+def test_a_chromium_call_survives_provider_cuts_and_its_signaling_moves_R28_R31(
     rig: ProviderRig, teleconsult_server: Server, open_room_in: Any
 ) -> None:
-    address = rig.server_addresses["m"]
-    links = {
-        role: url.replace("127.0.0.1", address) for role, url in teleconsult_server.links.items()
+    on = {
+        name: {
+            role: url.replace("127.0.0.1", address)
+            for role, url in teleconsult_server.links.items()
+        }
+        for name, address in rig.server_addresses.items()
     }
-    doctor = open_room_in(rig.client_ns, "doctor", links["doctor"])
-    patient = open_room_in(rig.client_ns, "patient", links["patient"])
+    # both pages signal through M (which stays up) while the media's providers are cut; the
+    # doctor's page is later served through A, whose cut then moves its signaling
+    doctor = open_room_in(
+        rig.client_ns, "doctor", on["m"]["doctor"], also_secure=(_origin(on["a"]["doctor"]),)
+    )
+    patient = open_room_in(rig.client_ns, "patient", on["m"]["patient"])
     rooms = (doctor, patient)
-    deadline = time.monotonic() + 40
-    for room in rooms:
-        while _frames(room) < 30:
-            assert time.monotonic() < deadline, f"no video on the {room.role} page"
-            room.page.wait_for_timeout(100)  # poll interval, bounded by the deadline
+    _video_on(rooms, 30, 40)
     _both_lanes_heard(rooms, 10)
 
+    # 1. media: cut A, restore it, cut B (fails back onto A), restore it
     measured = []
-    for provider in ("a", "b"):  # the second cut fails back onto the restored provider
+    for provider in ("a", "b"):
         samples: dict[str, list[tuple[float, dict[str, int]]]] = {r.role: [] for r in rooms}
         cut_at = time.monotonic()
         rig.cut(provider)
-        print(f"provider {provider} cut at {time.time():.3f}")
         while time.monotonic() < cut_at + WINDOW_S:
             for room in rooms:
                 samples[room.role].append(
@@ -185,13 +166,6 @@ def test_a_chromium_call_survives_a_provider_cut_R28_R31(
             for role, points in samples.items()
             for kind in ("video", "audio")
         }
-        for role, points in samples.items():  # where each page's audio stalled longest
-            changes = [
-                t
-                for i, (t, got) in enumerate(points)
-                if i and got["audio"] != points[i - 1][1]["audio"]
-            ]
-            print(role, "inbound changes around the cut:", [round(t, 2) for t in changes[:40]])
         measured.append((provider, stalls))
         print(f"provider {provider} cut: longest stall per page and kind (s):", stalls)
         rig.restore(provider)
@@ -203,37 +177,17 @@ def test_a_chromium_call_survives_a_provider_cut_R28_R31(
             assert stall <= limit, (provider, role, kind, stalls, lanes)
     for room in rooms:  # no page rebuilt its connections: the standby carried the call
         assert room.page.evaluate("() => window.__tc.mediaRestarts.length") == 0, room.role
+        assert [s["to"] for s in lanes[room.role]["switches"]] == [1, 0], lanes
 
-
-def _origin(url: str) -> str:
-    return "/".join(url.split("/")[:3])
-
-
-@pytest.mark.parametrize("signaling_urls", [True])
-def test_a_chromium_page_resumes_signaling_through_the_other_provider(
-    rig: ProviderRig, teleconsult_server: Server, open_room_in: Any
-) -> None:
-    on = {
-        name: {
-            role: url.replace("127.0.0.1", address)
-            for role, url in teleconsult_server.links.items()
-        }
-        for name, address in rig.server_addresses.items()
-    }
-    # the doctor's page is served through A, the patient's through M (which stays up)
-    doctor = open_room_in(
-        rig.client_ns, "doctor", on["a"]["doctor"], also_secure=(_origin(on["m"]["patient"]),)
-    )
-    patient = open_room_in(rig.client_ns, "patient", on["m"]["patient"])
-    deadline = time.monotonic() + 40
-    for room in (doctor, patient):
-        while _frames(room) < 30:
-            assert time.monotonic() < deadline, f"no video on the {room.role} page"
-            room.page.wait_for_timeout(100)  # poll interval, bounded by the deadline
+    # 2. signaling: the doctor's page through A; A cut: it resumes through B's URL
+    doctor.page.goto(on["a"]["doctor"], wait_until="commit")
+    doctor.page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'")
+    _video_on((doctor,), 30, 30)
     before = doctor.page.evaluate("() => window.__tc.self")
     patient.page.fill("#chat-input", "before the cut")
     patient.page.click("#chat-send")
-    doctor.page.wait_for_function("() => window.__chat.messages.length === 1", timeout=10_000)
+    doctor.page.wait_for_function("() => window.__chat.lastSeq >= 1", timeout=10_000)
+    seen = doctor.page.evaluate("() => window.__chat.lastSeq")
 
     cut_at = time.monotonic()
     rig.cut("a")
@@ -253,9 +207,9 @@ def test_a_chromium_page_resumes_signaling_through_the_other_provider(
     assert failover["reason"] == "silent" and signaling["url"] == failover["to"]
     after = doctor.page.evaluate("() => window.__tc.self")
     assert (after["id"], after["role"]) == (before["id"], before["role"])  # the same participant
-    doctor.page.wait_for_function("() => window.__chat.messages.length === 2", timeout=10_000)
+    doctor.page.wait_for_function(f"() => window.__chat.lastSeq >= {seen + 1}", timeout=10_000)
     received = doctor.page.evaluate("() => [...window.__chat.received]")
-    assert received.count(2) == 1, received  # the message of the gap once
+    assert received.count(seen + 1) == 1, received  # the message of the gap once
     # the patient sees the doctor once, and the doctor's video again (media rebuilt)
     roster = patient.page.evaluate("() => window.__tc.participants.map((p) => p.id)")
     assert roster.count(before["id"]) == 1, roster
@@ -266,3 +220,11 @@ def test_a_chromium_page_resumes_signaling_through_the_other_provider(
         patient.page.wait_for_timeout(100)
     print(f"signaling through A cut: the doctor's page joined through B after {resumed_s:.1f} s")
     rig.restore("a")
+
+
+def _video_on(rooms: tuple[RoomPage, ...], frames: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for room in rooms:
+        while _frames(room) < frames:
+            assert time.monotonic() < deadline, f"no video on the {room.role} page"
+            room.page.wait_for_timeout(100)  # poll interval, bounded by the deadline
