@@ -271,9 +271,9 @@ class RoomMedia(RoomApi):
     def closed(self) -> bool:
         return self.router.closed
 
-    async def media_paths(self) -> int:
-        """How many network paths (providers' addresses) a participant may publish on."""
-        return len(self.router.ice_addresses)
+    async def media_addresses(self) -> list[str]:
+        """The addresses Transports gather on; ``publish(path=p)`` uses the ``p``-th alone."""
+        return list(self.router.ice_addresses)
 
     async def publish(self, participant_id: str, offer_sdp: str, path: int | None = None) -> str:
         """Apply a participant's (re-)offer; new tracks go to every other subscriber.

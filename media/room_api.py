@@ -31,9 +31,9 @@ class RoomApi(Protocol):
         is overloaded); those already in the room, or coming back to it, are never refused."""
         ...
 
-    async def media_paths(self) -> int:
-        """How many network paths (one address per provider) a participant may publish on:
-        with two, a page publishes on a connection per provider (``publish(path=...)``)."""
+    async def media_addresses(self) -> list[str]:
+        """The addresses the room's Transports gather on (one per provider in production):
+        ``publish(path=p)`` makes a connection on the ``p``-th alone (0 or 1)."""
         ...
 
     async def publish(self, participant_id: str, offer_sdp: str, path: int | None = None) -> str:
