@@ -46,11 +46,11 @@ REJOIN_GRACE_S = 10.0
 #: A participant publishing on one connection per provider (``publish(path=...)``): its streams
 #: move onto the other connection's track of the same kind when the one carrying them has been
 #: silent this long and the other one delivers (docs/providers.md, "Hot standby").
-LANE_SILENCE_S = 0.2
+LANE_SILENCE_S = 0.15
 #: A gap longer than this ends a lane's run of packets (audio comes every 20 ms): after an event
 #: loop stall both lanes' queued packets are read in bursts, one lane's before the other's, and
 #: only a run that kept coming while the other lane was silent is evidence.
-LANE_RUN_GAP_S = 0.1
+LANE_RUN_GAP_S = 0.08
 
 
 class _LaneWatch:

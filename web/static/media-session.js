@@ -21,6 +21,9 @@ import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./sign
 // default for that size is 150-200) plus ~60 of Opus and headers leaves room under 300.
 /** Silence on the publish connection carrying the camera after which it is given up. */
 export const LANE_DEAD_MS = 450;
+/** A connection never heard since it was made is given up only after this long (its server
+ * side starts probing when it connects). */
+const LANE_FIRST_HEARD_MS = 2000;
 /** How often the publish connections' statistics are read (two providers only). */
 const LANE_CHECK_MS = 100;
 /** A failed per-provider connection is built again this long after (and again while it fails). */
@@ -219,7 +222,7 @@ export class MediaSession {
     this.check();
     const name = laneName(path);
     const pc = this.peerConnection();
-    const lane = { path, pc, heardAt: 0, count: -1, video: null, rebuild: null };
+    const lane = { path, pc, heardAt: 0, count: -1, heard: false, video: null, rebuild: null };
     const previous = this.lanes.findIndex((l) => l.path === path);
     if (previous >= 0) this.lanes[previous] = lane;
     else this.lanes.push(lane);
@@ -299,6 +302,7 @@ export class MediaSession {
         }
       });
       if (count !== lane.count) {
+        lane.heard ||= lane.count > 0; // a change after a first non-zero read: the server's
         lane.count = count;
         lane.heardAt = at;
       }
@@ -306,9 +310,10 @@ export class MediaSession {
     if (this.closed) return;
     const active = this.lanes.find((l) => l.path === this.activeLane);
     const other = this.lanes.find((l) => l.path !== this.activeLane);
-    if (!active || !other || !other.heardAt) return;
+    if (!active || !other || !other.heard) return;
     const silent = at - (active.heardAt || 0);
-    if (silent >= LANE_DEAD_MS && at - other.heardAt < LANE_DEAD_MS / 2) {
+    const dead = active.heard ? LANE_DEAD_MS : LANE_FIRST_HEARD_MS;
+    if (silent >= dead && at - other.heardAt < LANE_DEAD_MS / 2) {
       this.moveCamera(other, silent);
     }
   }
