@@ -47,10 +47,10 @@ REJOIN_GRACE_S = 10.0
 #: move onto the other connection's track of the same kind when the one carrying them has been
 #: silent this long and the other one delivers (docs/providers.md, "Hot standby").
 LANE_SILENCE_S = 0.15
-#: A gap longer than this ends a lane's run of packets (audio comes every 20 ms): after an event
-#: loop stall both lanes' queued packets are read in bursts, one lane's before the other's, and
-#: only a run that kept coming while the other lane was silent is evidence.
-LANE_RUN_GAP_S = 0.08
+#: Packets the other connection must have delivered since the current one's last, besides the
+#: silence: after an event-loop stall each socket's queued datagrams are read one per loop pass,
+#: so the first packet read then may be the other's while the current one's wait their turn.
+LANE_MIN_PACKETS = 3
 
 
 class _LaneWatch:
@@ -63,15 +63,11 @@ class _LaneWatch:
     def __init__(self, producer: Producer, on_packet: Callable[[Producer], None]) -> None:
         self.id = uuid.uuid4().hex
         self.heard_at: float | None = None
-        self.run_since = 0.0  # when the current run of packets (no gap > LANE_RUN_GAP_S) began
         self._producer = producer
         self._on_packet = on_packet
 
     async def on_rtp(self, packet: Any, layer: int, ntp: int, send_time: bytes) -> None:
-        now = time.monotonic()
-        if self.heard_at is None or now - self.heard_at > LANE_RUN_GAP_S:
-            self.run_since = now
-        self.heard_at = now
+        self.heard_at = time.monotonic()
         self._on_packet(self._producer)
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
@@ -110,6 +106,7 @@ class RoomMedia(RoomApi):
         self._source: dict[tuple[str, str], Producer] = {}
         self._lane_watches: dict[str, _LaneWatch] = {}  # by producer id
         self._lane_of: dict[str, int] = {}  # participant id -> the path its streams are on
+        self._others_since: dict[tuple[str, str], int] = {}  # packets of the other path since
         self._subscribe: dict[str, Transport] = {}
         self._speaker = ActiveSpeakerObserver(lambda: router.producers, self._speaker_changed)
         # Consumers of a participant who is expected back, by (participant id, kind): when it
@@ -358,20 +355,20 @@ class RoomMedia(RoomApi):
         key = (participant_id, producer.kind)
         current = self._source.get(key)
         if current is producer or self.closed:
+            self._others_since[key] = 0
             return
+        others = self._others_since[key] = self._others_since.get(key, 0) + 1
         now = time.monotonic()
         heard = None if current is None or current.closed else self._heard_at(current)
         if heard is not None:
-            # video goes on one lane at a time (the page moves the camera): its packets here are
-            # the news; audio goes on both: this lane must have kept delivering while the other
-            # was silent (not just a burst read after a stall)
-            watch = self._lane_watches.get(producer.id)
-            since = (
-                heard if producer.kind == "video" or watch is None else max(heard, watch.run_since)
-            )
-            if now - since < LANE_SILENCE_S:
+            if now - heard < LANE_SILENCE_S:
+                return
+            # video goes on one path at a time (the page moves the camera): its packets here
+            # are the news; audio goes on both: this path must have kept delivering
+            if producer.kind == "audio" and others < LANE_MIN_PACKETS:
                 return
         silent_s = 0.0 if heard is None else now - heard
+        self._others_since[key] = 0
         self._move_streams(key, producer)
         path = int(producer.app_data.get("path") or 0)
         previous = self._lane_of.get(participant_id)
@@ -564,6 +561,7 @@ class RoomMedia(RoomApi):
         detached.extend(published)
         for key in [k for k in self._source if k[0] == participant_id]:
             del self._source[key]
+            self._others_since.pop(key, None)
         self._lane_of.pop(participant_id, None)
         subscribe = self._subscribe.pop(participant_id, None)
         if subscribe is not None:
