@@ -70,7 +70,10 @@ def expected_silence(
     # The peer still answers on another provider's path (media/paths.py): a browser moves its
     # own sending path there by itself, which takes Chrome up to ~3.6 s; give it that time
     # rather than close connections that are about to carry media again.
-    grace = FAILOVER_GRACE_S if transport.paths is not None and transport.paths.standby() else 0.0
+    # (Also after our side moved: the peer answers our probes on the new path while its own
+    # packets still go to the dead one.)
+    paths = transport.paths
+    grace = FAILOVER_GRACE_S if paths is not None and paths.moving(silence_s) else 0.0
     if transport.role == "publish":
         return silence_s + grace if any(not p.closed for p in transport.producers) else None
     accepted = [c for c in transport.consumers if c.ready and not c.closed]

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 0.2
 #: Silence (no answered probe, no datagram) after which the selected path is dead.
 DEAD_AFTER_S = 0.4
+#: How long a browser takes to move its own sending path after ours moved (Chrome: its 2.5 s
+#: receive timeout, up to ~3.6 s measured).
+PEER_MOVE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,19 @@ class PathMonitor:
         else:
             self._judge(connection, now)
         self._standby = self._choose_standby(connection, now)
+
+    def answering(self, now: float | None = None) -> bool:
+        """Some path of this connection answers our probes now (the peer is there)."""
+        at = time.monotonic() if now is None else now
+        return any(self._alive(path, at) for path in self._paths.values())
+
+    def moving(self, within_s: float) -> bool:
+        """The peer may be moving its own sending path: one of our paths answers now, or this
+        side switched within ``within_s`` + :data:`PEER_MOVE_S`."""
+        last = self.switches[-1].at if self.switches else None
+        return self.answering() or (
+            last is not None and time.time() - last < within_s + PEER_MOVE_S
+        )
 
     def standby(self) -> tuple[str, int, str, int] | None:
         """The live path copies go on (another provider than the selected one), if any."""

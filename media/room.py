@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -41,6 +43,41 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
 REJOIN_GRACE_S = 10.0
+#: A participant publishing on one connection per provider (``publish(path=...)``): its streams
+#: move onto the other connection's track of the same kind when the one carrying them has been
+#: silent this long and the other one delivers (docs/providers.md, "Hot standby").
+LANE_SILENCE_S = 0.15
+#: Packets the other connection must have delivered since the current one's last, besides the
+#: silence: after an event-loop stall each socket's queued datagrams are read one per loop pass,
+#: so the first packet read then may be the other's while the current one's wait their turn.
+LANE_MIN_PACKETS = 3
+
+
+class _LaneWatch:
+    """A sink on each Producer of a per-provider publish connection: when it last received,
+    and a call on every packet (the room moves the participant's streams when it must)."""
+
+    layers: tuple[int, ...] = (0,)  # the lowest layer is always sent; it is enough to hear
+    estimate: int | None = None
+
+    def __init__(self, producer: Producer, on_packet: Callable[[Producer], None]) -> None:
+        self.id = uuid.uuid4().hex
+        self.heard_at: float | None = None
+        self._producer = producer
+        self._on_packet = on_packet
+
+    async def on_rtp(self, packet: Any, layer: int, ntp: int, send_time: bytes) -> None:
+        self.heard_at = time.monotonic()
+        self._on_packet(self._producer)
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """Nothing to do."""
+
+    def on_resume(self) -> None:
+        """Nothing to do."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 class RoomMedia(RoomApi):
@@ -62,6 +99,14 @@ class RoomMedia(RoomApi):
         self._tap_factory = tap_factory
         self._tap_options = dict(tap_options or {})
         self._publish: dict[str, Transport] = {}
+        # a participant that publishes on one connection per provider: its path 0 connection is
+        # in ``_publish``, its path 1 connection here; ``_source`` is, per (participant, kind),
+        # the Producer its subscribers' streams carry now (the other one is the hot standby)
+        self._standby: dict[str, Transport] = {}
+        self._source: dict[tuple[str, str], Producer] = {}
+        self._lane_watches: dict[str, _LaneWatch] = {}  # by producer id
+        self._lane_of: dict[str, int] = {}  # participant id -> the path its streams are on
+        self._others_since: dict[tuple[str, str], int] = {}  # packets of the other path since
         self._subscribe: dict[str, Transport] = {}
         self._speaker = ActiveSpeakerObserver(lambda: router.producers, self._speaker_changed)
         # Consumers of a participant who is expected back, by (participant id, kind): when it
@@ -74,12 +119,27 @@ class RoomMedia(RoomApi):
         self._recovering: set[str] = set()  # participants whose media was lost
 
     def _transports(self) -> list[Transport]:
-        return [*self._publish.values(), *self._subscribe.values()]
+        """What the liveness watch judges by silence: of a participant publishing on a
+        connection per provider, only the one its streams are on (the standby may be silent)."""
+        publishing = [
+            t
+            for pid, t in (*self._publish.items(), *self._standby.items())
+            if pid not in self._lane_of or self._lane_of[pid] == t.app_data.get("path")
+        ]
+        return [*publishing, *self._subscribe.values()]
 
     def _new_transport(
-        self, participant_id: str, role: Literal["publish", "subscribe"]
+        self,
+        participant_id: str,
+        role: Literal["publish", "subscribe"],
+        path: int | None = None,
     ) -> Transport:
-        transport = self.router.create_transport(role, app_data={"participant_id": participant_id})
+        app_data: dict[str, Any] = {"participant_id": participant_id}
+        addresses = None
+        if path is not None:
+            app_data["path"] = path
+            addresses = [self.router.ice_addresses[path]]
+        transport = self.router.create_transport(role, app_data=app_data, ice_addresses=addresses)
         self._liveness.watch(transport)
         transport.on_connection_state(self._transport_state)
         transport.on_path_switch(self._path_switched)
@@ -113,14 +173,38 @@ class RoomMedia(RoomApi):
     def _current(self, transport: Transport) -> str | None:
         """The participant whose current Transport ``transport`` is, else None."""
         participant_id = str(transport.app_data.get("participant_id"))
-        transports = self._publish if transport.role == "publish" else self._subscribe
-        return participant_id if transports.get(participant_id) is transport else None
+        if transport.role == "publish":
+            mine = (self._publish.get(participant_id), self._standby.get(participant_id))
+        else:
+            mine = (self._subscribe.get(participant_id), None)
+        return participant_id if transport in mine else None
+
+    def _other_lane(self, participant_id: str, transport: Transport) -> Transport | None:
+        """The participant's other per-provider publish connection, if ``transport`` is one."""
+        if transport.role != "publish" or transport.app_data.get("path") is None:
+            return None
+        lanes = (self._publish.get(participant_id), self._standby.get(participant_id))
+        others = [t for t in lanes if t is not None and t is not transport and not t.closed]
+        return others[0] if others else None
 
     def _transport_lost(self, transport: Transport, lost: Lost) -> None:
         """A participant's path died: close its Transports (the others keep its streams, paused,
         for when it is back) and say so; its page makes new connections."""
         participant_id = self._current(transport)
         if participant_id is None or self.closed:
+            return
+        other = self._other_lane(participant_id, transport)
+        if other is not None and other.connection_state == "connected":
+            # one provider's connection of the pair: the other carries on; the page builds this
+            # one again when its provider is back
+            logger.warning(
+                "media path lost: participant %s publish path %s: %s; the other provider's "
+                "connection carries its media",
+                participant_id,
+                transport.app_data.get("path"),
+                lost.reason,
+            )
+            self._retire_lane(participant_id, transport)
             return
         logger.warning(
             "media path lost: participant %s %s transport %s: %s after %.1f s of silence "
@@ -160,6 +244,7 @@ class RoomMedia(RoomApi):
         """The participant has (or had a moment ago, and is expected back) media here."""
         return (
             participant_id in self._publish
+            or participant_id in self._standby
             or participant_id in self._subscribe
             or participant_id in self._recovering
             or any(key[0] == participant_id for key in self._orphans)
@@ -183,8 +268,18 @@ class RoomMedia(RoomApi):
     def closed(self) -> bool:
         return self.router.closed
 
-    async def publish(self, participant_id: str, offer_sdp: str) -> str:
-        """Apply a participant's (re-)offer; new tracks go to every other subscriber."""
+    async def media_addresses(self) -> list[str]:
+        """The addresses Transports gather on; ``publish(path=p)`` uses the ``p``-th alone."""
+        return list(self.router.ice_addresses)
+
+    async def publish(self, participant_id: str, offer_sdp: str, path: int | None = None) -> str:
+        """Apply a participant's (re-)offer; new tracks go to every other subscriber.
+
+        ``path``: a new connection on that provider's address alone (0 or 1), one of the
+        participant's two publish connections; a previous one on that path is replaced.
+        """
+        if path is not None:
+            return await self._publish_lane(participant_id, offer_sdp, path)
         transport = self._publish.get(participant_id)
         if transport is None or transport.closed:
             transport = self._new_transport(participant_id, "publish")
@@ -192,17 +287,143 @@ class RoomMedia(RoomApi):
         result = await self.router.publish(transport, offer_sdp)
         for producer in result.added:
             producer.app_data["participant_id"] = participant_id
-            if self._tap_factory is not None:
-                tap = self._tap_factory(producer, self._tap_options)
-                if tap is not None:
-                    self.router.attach(producer, tap)
-            adopted = self._adopt_orphans(participant_id, producer)
-            for subscriber_id, subscription in self._subscribe.items():
-                if subscriber_id != participant_id and subscription.id not in adopted:
-                    self._consume(subscription, producer)
+            self._tap(producer)
+            self._fan_out(participant_id, producer)
             if participant_id in self._muted.get(producer.kind, set()):
                 producer.pause()
         return result.answer_sdp
+
+    def _tap(self, producer: Producer) -> None:
+        if self._tap_factory is not None:
+            tap = self._tap_factory(producer, self._tap_options)
+            if tap is not None:
+                self.router.attach(producer, tap)
+
+    def _fan_out(self, participant_id: str, producer: Producer) -> None:
+        """A new track of the participant's: to its old streams (a re-join), else to everyone."""
+        adopted = self._adopt_orphans(participant_id, producer)
+        for subscriber_id, subscription in self._subscribe.items():
+            if subscriber_id != participant_id and subscription.id not in adopted:
+                self._consume(subscription, producer)
+
+    # --- a publish connection per provider (hot standby) -------------------------------------
+
+    async def _publish_lane(self, participant_id: str, offer_sdp: str, path: int) -> str:
+        if not 0 <= path < min(len(self.router.ice_addresses), 2):
+            raise InvalidState(f"no media path {path}")
+        lanes = self._publish if path == 0 else self._standby
+        previous = lanes.pop(participant_id, None)
+        if previous is not None:  # the page built this path's connection again
+            self._retire_lane(participant_id, previous, popped=True)
+        transport = self._new_transport(participant_id, "publish", path)
+        lanes[participant_id] = transport
+        self._lane_of.setdefault(participant_id, path)
+        result = await self.router.publish(transport, offer_sdp)
+        for producer in result.added:
+            producer.app_data["participant_id"] = participant_id
+            producer.app_data["path"] = path
+            producer.app_data["transport_id"] = transport.id
+            self._tap(producer)
+            watch = _LaneWatch(producer, self._lane_packet)
+            self._lane_watches[producer.id] = watch
+            producer.on_close(lambda p: self._lane_watches.pop(p.id, None))
+            self.router.attach(producer, watch)
+            key = (participant_id, producer.kind)
+            current = self._source.get(key)
+            if current is None or current.closed:
+                self._source[key] = producer
+                self._fan_out(participant_id, producer)
+            if participant_id in self._muted.get(producer.kind, set()):
+                producer.pause()
+        return result.answer_sdp
+
+    def _alternate(self, producer: Producer) -> bool:
+        """A standby Producer: its participant's streams are carried by the other path's."""
+        if producer.app_data.get("path") is None:
+            return False
+        key = (str(producer.app_data.get("participant_id")), producer.kind)
+        return self._source.get(key) is not producer
+
+    def _heard_at(self, producer: Producer) -> float | None:
+        watch = self._lane_watches.get(producer.id)
+        return None if watch is None else watch.heard_at
+
+    def _lane_packet(self, producer: Producer) -> None:
+        """A packet on a per-provider Producer: if the streams of its kind are on the other
+        path and that one has been silent for :data:`LANE_SILENCE_S`, move them here."""
+        participant_id = str(producer.app_data.get("participant_id"))
+        key = (participant_id, producer.kind)
+        current = self._source.get(key)
+        if current is producer or self.closed:
+            self._others_since[key] = 0
+            return
+        others = self._others_since[key] = self._others_since.get(key, 0) + 1
+        now = time.monotonic()
+        heard = None if current is None or current.closed else self._heard_at(current)
+        if heard is not None:
+            if now - heard < LANE_SILENCE_S:
+                return
+            # video goes on one path at a time (the page moves the camera): its packets here
+            # are the news; audio goes on both: this path must have kept delivering
+            if producer.kind == "audio" and others < LANE_MIN_PACKETS:
+                return
+        silent_s = 0.0 if heard is None else now - heard
+        self._others_since[key] = 0
+        self._move_streams(key, producer)
+        path = int(producer.app_data.get("path") or 0)
+        previous = self._lane_of.get(participant_id)
+        self._lane_of[participant_id] = path
+        if previous is not None and previous != path:
+            addresses = self.router.ice_addresses
+            self._on_event(
+                "path_switched",
+                {
+                    "participant_id": participant_id,
+                    "role": "publish",
+                    "transport_id": producer.app_data.get("transport_id", ""),
+                    "from_address": addresses[previous],
+                    "to_address": addresses[path],
+                    "silent_ms": round(silent_s * 1000),
+                    "at": time.time(),
+                },
+            )
+
+    def _move_streams(self, key: tuple[str, str], producer: Producer) -> None:
+        """Carry the streams of ``key`` from the current Producer on ``producer``."""
+        current = self._source.get(key)
+        self._source[key] = producer
+        consumers = [] if current is None else self.router.consumers_of(current)
+        if not consumers:
+            self._fan_out(key[0], producer)
+            return
+        for consumer in consumers:
+            self.router.switch(consumer, producer)  # numbering continues; video on a keyframe
+
+    def _retire_lane(
+        self, participant_id: str, transport: Transport, *, popped: bool = False
+    ) -> None:
+        """Close one of the participant's per-provider publish connections; the streams it
+        carried move to the other one's tracks (or wait for the participant, as on a re-join)."""
+        if not popped:
+            for lanes in (self._publish, self._standby):
+                if lanes.get(participant_id) is transport:
+                    del lanes[participant_id]
+        other = self._other_lane(participant_id, transport)
+        for producer in transport.producers:
+            key = (participant_id, producer.kind)
+            if self._source.get(key) is not producer:
+                continue
+            sibling = next(
+                (p for p in (other.producers if other else []) if p.kind == producer.kind),
+                None,
+            )
+            if sibling is not None and not sibling.closed:
+                self._move_streams(key, sibling)
+                self._lane_of[participant_id] = int(sibling.app_data.get("path") or 0)
+            else:
+                del self._source[key]
+                self._keep_orphans(participant_id, [producer])
+        self._spawn(transport.close())
 
     def _adopt_orphans(self, participant_id: str, producer: Producer) -> set[str]:
         """Hand ``producer`` to the Consumers its participant's previous track left behind.
@@ -234,7 +455,9 @@ class RoomMedia(RoomApi):
             lambda _t: self._on_event("negotiation_needed", {"participant_id": participant_id})
         )
         for producer in self.router.producers:
-            if producer.app_data.get("participant_id") != participant_id:
+            if producer.app_data.get("participant_id") != participant_id and not self._alternate(
+                producer
+            ):
                 self._consume(transport, producer)
 
     def _consume(self, transport: Transport, producer: Producer) -> None:
@@ -275,10 +498,12 @@ class RoomMedia(RoomApi):
     async def add_ice_candidate(
         self,
         participant_id: str,
-        target: Literal["publish", "subscribe"],
+        target: Literal["publish", "subscribe", "standby"],
         candidate: dict[str, Any] | None,
     ) -> None:
-        transports = self._publish if target == "publish" else self._subscribe
+        transports = {"publish": self._publish, "standby": self._standby}.get(
+            target, self._subscribe
+        )
         transport = transports.get(participant_id)
         if transport is None or transport.closed:
             raise InvalidState(f"no {target} connection yet")
@@ -298,8 +523,8 @@ class RoomMedia(RoomApi):
             muted_ids.add(participant_id)
         else:
             muted_ids.discard(participant_id)
-        transport = self._publish.get(participant_id)
-        for producer in transport.producers if transport is not None else []:
+        transports = (self._publish.get(participant_id), self._standby.get(participant_id))
+        for producer in [p for t in transports if t is not None for p in t.producers]:
             if producer.kind == kind:
                 producer.pause() if muted else producer.resume()
 
@@ -328,17 +553,23 @@ class RoomMedia(RoomApi):
         """Take the participant's Transports out of the room (the caller closes them)."""
         detached = []
         publish = self._publish.pop(participant_id, None)
-        if publish is not None:
-            if returning:
-                self._keep_orphans(participant_id, publish)
-            detached.append(publish)
+        standby = self._standby.pop(participant_id, None)
+        published = [t for t in (publish, standby) if t is not None]
+        if returning and published:
+            producers = [p for t in published for p in t.producers if not self._alternate(p)]
+            self._keep_orphans(participant_id, producers)
+        detached.extend(published)
+        for key in [k for k in self._source if k[0] == participant_id]:
+            del self._source[key]
+            self._others_since.pop(key, None)
+        self._lane_of.pop(participant_id, None)
         subscribe = self._subscribe.pop(participant_id, None)
         if subscribe is not None:
             detached.append(subscribe)
         return detached
 
-    def _keep_orphans(self, participant_id: str, publish: Transport) -> None:
-        for producer in publish.producers:
+    def _keep_orphans(self, participant_id: str, producers: list[Producer]) -> None:
+        for producer in producers:
             kept = self._orphans.setdefault((participant_id, producer.kind), [])
             for consumer in self.router.consumers_of(producer):
                 consumer.pause()
@@ -375,6 +606,7 @@ class RoomMedia(RoomApi):
         return {
             **self.router.dump(),
             "publishers": sorted(self._publish),
+            "standbys": sorted(self._standby),
             "subscribers": sorted(self._subscribe),
         }
 
@@ -392,6 +624,8 @@ class RoomMedia(RoomApi):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._publish.clear()
+        self._standby.clear()
+        self._source.clear()
         self._subscribe.clear()
         await self.router.close()
 

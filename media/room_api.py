@@ -31,8 +31,15 @@ class RoomApi(Protocol):
         is overloaded); those already in the room, or coming back to it, are never refused."""
         ...
 
-    async def publish(self, participant_id: str, offer_sdp: str) -> str:
+    async def media_addresses(self) -> list[str]:
+        """The addresses the room's Transports gather on (one per provider in production):
+        ``publish(path=p)`` makes a connection on the ``p``-th alone (0 or 1)."""
+        ...
+
+    async def publish(self, participant_id: str, offer_sdp: str, path: int | None = None) -> str:
         """Apply a participant's (re-)offer; its new tracks go to every other subscriber.
+        ``path`` (0 or 1): a new connection on that provider alone, one of the participant's
+        two; its streams are carried by one of them at a time (the other is the hot standby).
         Returns the answer."""
         ...
 
@@ -55,11 +62,11 @@ class RoomApi(Protocol):
     async def add_ice_candidate(
         self,
         participant_id: str,
-        target: Literal["publish", "subscribe"],
+        target: Literal["publish", "subscribe", "standby"],
         candidate: dict[str, Any] | None,
     ) -> None:
-        """A trickled candidate of the participant's publish or subscribe connection (None:
-        the end of them)."""
+        """A trickled candidate of the participant's publish (path 0), standby (path 1) or
+        subscribe connection (None: the end of them)."""
         ...
 
     async def set_muted(self, participant_id: str, kind: str, muted: bool) -> None:

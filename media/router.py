@@ -53,13 +53,27 @@ class Router:
         if self._closed:
             raise ClosedError(f"router {self.id} is closed")
 
-    def create_transport(self, role: Role, app_data: dict[str, Any] | None = None) -> Transport:
+    @property
+    def ice_addresses(self) -> tuple[str, ...]:
+        """The addresses Transports gather on by default (one per network provider)."""
+        return tuple(self._ice_addresses)
+
+    def create_transport(
+        self,
+        role: Role,
+        app_data: dict[str, Any] | None = None,
+        *,
+        ice_addresses: list[str] | None = None,
+    ) -> Transport:
+        """A Transport gathering on ``ice_addresses`` (default: the Router's); one given
+        address (a participant's connection per provider) is watched by a path monitor too."""
         self._check_open()
         transport = Transport(
             role,
             ice_servers=self._ice_servers,
-            ice_addresses=self._ice_addresses,
+            ice_addresses=self._ice_addresses if ice_addresses is None else ice_addresses,
             app_data=app_data,
+            watch_paths=ice_addresses is not None,
         )
         self._transports[transport.id] = transport
         transport.on_close(lambda t: self._transports.pop(t.id, None))

@@ -111,6 +111,7 @@ class Transport:
         ice_servers: list[dict[str, Any]] | None = None,
         ice_addresses: Sequence[str] = (),
         app_data: dict[str, Any] | None = None,
+        watch_paths: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.role: Role = role
@@ -134,9 +135,11 @@ class Transport:
         self._on_negotiation_needed: list[Callable[[Transport], Any]] = []
         self._on_state: list[Callable[[Transport, str], Any]] = []
         self._needs_negotiation = False
-        # one path per provider address: watch them all and move off a dead one (media/paths.py)
+        # one path per provider address: watch them all and move off a dead one (media/paths.py);
+        # ``watch_paths``: probe even a single one (a participant's connection per provider: the
+        # probes keep it alive and tell the page at the other end that the path answers)
         self._paths: PathMonitor | None = None
-        if len(self.ice_addresses) > 1:
+        if len(self.ice_addresses) > 1 or (watch_paths and self.ice_addresses):
             self._paths = PathMonitor(
                 self._ice_connection,
                 on_switch=self._path_switched,

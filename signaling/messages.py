@@ -55,13 +55,19 @@ class Join:
 @dataclass(frozen=True)
 class Publish:
     sdp: str
+    path: int | None = None  # a connection on one provider's path (0 or 1): the hot standby
 
     @classmethod
     def parse(cls, data: Any) -> Publish:
         d = _object(data)
         if d.get("type") != "offer":
             raise bad_request("'type' must be 'offer'")
-        return cls(sdp=_string(d, "sdp"))
+        path = d.get("path")
+        if path is not None and (not isinstance(path, int) or isinstance(path, bool)):
+            raise bad_request("'path' must be 0 or 1")
+        if path is not None and path not in (0, 1):
+            raise bad_request("'path' must be 0 or 1")
+        return cls(sdp=_string(d, "sdp"), path=path)
 
 
 @dataclass(frozen=True)
@@ -82,15 +88,15 @@ class SubscribeAnswer:
 
 @dataclass(frozen=True)
 class IceCandidate:
-    target: Literal["publish", "subscribe"]
+    target: Literal["publish", "subscribe", "standby"]
     candidate: dict[str, Any] | None
 
     @classmethod
     def parse(cls, data: Any) -> IceCandidate:
         d = _object(data)
         target = d.get("target")
-        if target not in ("publish", "subscribe"):
-            raise bad_request("'target' must be 'publish' or 'subscribe'")
+        if target not in ("publish", "subscribe", "standby"):
+            raise bad_request("'target' must be 'publish', 'standby' or 'subscribe'")
         candidate = d.get("candidate")
         if candidate is not None:
             if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):

@@ -301,7 +301,17 @@ class SignalingServer:
             # when its socket heard no ping for ``signaling_ping_ms`` + its grace
             "signaling_urls": self.providers.signaling_urls(),
             "signaling_ping_ms": int(self.ping_interval_s * 1000),
+            # 2: the page publishes on a connection per provider (hot standby)
+            "media_paths": await self._media_paths(room),
         }
+
+    async def _media_paths(self, room: Room) -> int:
+        """2 when the media's first two addresses are two configured providers' (a page then
+        publishes on a connection to each, docs/providers.md), else 1 (one connection; a
+        development server's loopback and LAN addresses are no providers)."""
+        addresses = (await room.live_media().media_addresses())[:2]
+        providers = {p.address for p in self.providers.providers}
+        return 2 if len(addresses) == 2 and set(addresses) <= providers else 1
 
     async def _patient_side(self, room_id: str) -> list[dict[str, Any]]:
         """A consultation room's patient's side, as the ``participants`` event carries it."""
@@ -332,7 +342,10 @@ class SignalingServer:
     async def _publish(self, session: Session, data: Any) -> dict[str, Any]:
         request = m.Publish.parse(data)
         media = (await self._room(session)).live_media()
-        answer = await media.publish(session.participant_id, request.sdp)
+        if request.path is None:
+            answer = await media.publish(session.participant_id, request.sdp)
+        else:
+            answer = await media.publish(session.participant_id, request.sdp, path=request.path)
         return {"type": "answer", "sdp": answer}
 
     async def _subscribe(self, session: Session, data: Any) -> dict[str, Any]:

@@ -101,3 +101,22 @@ def test_a_stalled_event_loop_is_not_the_peers_silence() -> None:
         watch.check(103.5 + 0.25 * step)
     assert [why.reason for why in lost] == ["silence"]
     assert lost[0].silent_s >= 2.0
+
+
+def test_after_our_path_moved_the_peer_has_time_to_move_its_own_R31() -> None:
+    """Our path monitor moved a connection off a cut provider: the peer (Chrome: ~2.5 s) still
+    sends on the dead path for a while, and nothing but the moved path answers now, so the
+    connection gets the failover grace instead of being closed as silent (seen in the rig: a
+    page's subscribe connection closed 2.1 s after the cut)."""
+    import time as clock
+
+    from media.liveness import FAILOVER_GRACE_S, expected_silence
+    from media.paths import PathMonitor, Switch
+
+    monitor = PathMonitor(lambda: None)
+    transport = _Publishing(paths=monitor)  # type: ignore[arg-type]
+    assert expected_silence(transport, silence_s=2.0) == 2.0  # type: ignore[arg-type]
+    monitor.switches.append(Switch("10.0.0.1", "10.0.1.1", 0.4, clock.time()))
+    assert expected_silence(transport, silence_s=2.0) == 2.0 + FAILOVER_GRACE_S  # type: ignore[arg-type]
+    monitor.switches[-1] = Switch("10.0.0.1", "10.0.1.1", 0.4, clock.time() - 60)
+    assert expected_silence(transport, silence_s=2.0) == 2.0  # type: ignore[arg-type]

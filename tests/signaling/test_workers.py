@@ -125,6 +125,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "kind": "audio",
     "muted": True,
     "returning": False,
+    "path": None,
 }
 
 

@@ -1,7 +1,13 @@
 // One join's media: two peer connections on one signaling connection (LiveKit style).
 //
 // "publish": this page offers its camera and microphone; "subscribe": the server offers
-// everyone else's tracks and this page answers. A MediaSession is thrown away whole when the
+// everyone else's tracks and this page answers. When the server has an address on each of two
+// network providers (join ack `media_paths` 2), the page publishes on two connections, one per
+// provider ("publish" on path 0, "standby" on path 1): the microphone goes on both, the camera
+// on one; when the one carrying the camera hears nothing from the server (its probes every
+// 200 ms, its RTCP) for LANE_DEAD_MS while the other does, the camera moves to the other
+// (`replaceTrack`, no renegotiation) and the server moves the streams after it
+// (docs/providers.md, "Hot standby"). A MediaSession is thrown away whole when the
 // socket drops or the media path dies; the page then makes a new one (same socket or a new one).
 // Reusable by any page that joins a room (consult room, consultations, image review).
 
@@ -13,6 +19,16 @@ import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./sign
 // layers below 960x540 (it drops the highest ones), so a VGA camera gets two. The lowest
 // layer must fit a poor link with the audio beside it: 180 kbit/s of 320x240 (Chrome's own
 // default for that size is 150-200) plus ~60 of Opus and headers leaves room under 300.
+/** Silence on the publish connection carrying the camera after which it is given up. */
+export const LANE_DEAD_MS = 450;
+/** A connection never heard since it was made is given up only after this long (its server
+ * side starts probing when it connects). */
+const LANE_FIRST_HEARD_MS = 2000;
+/** How often the publish connections' statistics are read (two providers only). */
+const LANE_CHECK_MS = 100;
+/** A failed per-provider connection is built again this long after (and again while it fails). */
+const LANE_REBUILD_MS = 2000;
+
 export function simulcastEncodings(track) {
   const height = track.getSettings?.().height ?? 0;
   if (height >= 540) {
@@ -43,6 +59,10 @@ export function simulcastEncodings(track) {
  * - `onWatchdog()`: the connections were not all up when the watchdog fired;
  * - `onError(err)`: a late candidate could not be sent.
  */
+function laneName(path) {
+  return path === 0 ? "publish" : "standby";
+}
+
 export class MediaSession {
   constructor(client, hooks) {
     this.client = client;
@@ -51,6 +71,10 @@ export class MediaSession {
     this.publishPc = null;
     this.subscribePc = null;
     this.subscribeTrickle = null;
+    this.lanes = []; // two providers: [{path, pc, heardAt, count, video}] (path 0, path 1)
+    this.activeLane = 0; // the lane the camera is on
+    this.laneTimer = null;
+    this.laneSwitches = []; // {from, to, at, silentMs}: for the page's own diagnostics
     this.tracks = new Map(); // subscribe mid -> {mid, participant_id, kind, active}
     this.offerChain = Promise.resolve(); // subscribe offers are applied one at a time
     this.joined = false; // the join this session's media belongs to was acknowledged
@@ -89,9 +113,16 @@ export class MediaSession {
   /** Every connection under negotiation is connected. One with no description yet (a subscribe
    * connection with nothing to receive, a page without camera or microphone) waits for nothing. */
   mediaConnected() {
-    return [this.publishPc, this.subscribePc]
-      .filter((pc) => pc && (pc.localDescription || pc.remoteDescription))
-      .every((pc) => pc.connectionState === "connected");
+    const lanes = this.lanes.map((lane) => lane.pc).filter((pc) => pc && pc.remoteDescription);
+    // publishing on two providers: one connected lane carries it
+    const publishing = lanes.length ? lanes.some((pc) => pc.connectionState === "connected") : true;
+    const pcs = lanes.length ? [this.subscribePc] : [this.publishPc, this.subscribePc];
+    return (
+      publishing &&
+      pcs
+        .filter((pc) => pc && (pc.localDescription || pc.remoteDescription))
+        .every((pc) => pc.connectionState === "connected")
+    );
   }
 
   /** Call after every await: a replaced session must not touch the page or the server. */
@@ -103,6 +134,15 @@ export class MediaSession {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.watchdog);
+    clearInterval(this.laneTimer);
+    for (const lane of this.lanes) {
+      clearTimeout(lane.rebuild);
+      if (lane.pc !== this.publishPc) {
+        lane.pc.close();
+        this.hooks.onPeerConnection(laneName(lane.path), null, lane.pc);
+      }
+    }
+    this.lanes = [];
     for (const pc of [this.publishPc, this.subscribePc]) pc?.close();
     if (this.publishPc) this.hooks.onPeerConnection("publish", null, this.publishPc);
     if (this.subscribePc) this.hooks.onPeerConnection("subscribe", null, this.subscribePc);
@@ -139,6 +179,11 @@ export class MediaSession {
     const stream = this.hooks.localStream();
     if (!stream || stream.getTracks().length === 0) return; // receive only
     this.check();
+    if ((this.hooks.mediaPaths?.() ?? 1) >= 2) {
+      await Promise.all([this.publishLane(0, stream), this.publishLane(1, stream)]);
+      this.laneTimer = setInterval(() => this.checkLanes().catch(() => {}), LANE_CHECK_MS);
+      return;
+    }
     const pc = this.peerConnection();
     this.publishPc = pc;
     this.hooks.onPeerConnection("publish", pc);
@@ -167,6 +212,122 @@ export class MediaSession {
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     this.check();
     trickle.markReady();
+  }
+
+  // --- two providers: a publish connection on each (hot standby) ----------------------------
+
+  /** Publish on provider `path`'s connection: the microphone always, the camera if this lane
+   * is the active one (else its sender waits, negotiated, for `replaceTrack`). */
+  async publishLane(path, stream) {
+    this.check();
+    const name = laneName(path);
+    const pc = this.peerConnection();
+    const lane = { path, pc, heardAt: 0, count: -1, heard: false, video: null, rebuild: null };
+    const previous = this.lanes.findIndex((l) => l.path === path);
+    if (previous >= 0) this.lanes[previous] = lane;
+    else this.lanes.push(lane);
+    if (path === 0) this.publishPc = pc;
+    this.hooks.onPeerConnection(name, pc);
+    pc.addEventListener("connectionstatechange", () => this.laneState(lane, stream));
+    const trickle = this.trickle(name, pc);
+    for (const track of stream.getTracks()) {
+      const init = { direction: "sendonly", streams: [stream] };
+      const encodings = track.kind === "video" ? simulcastEncodings(track) : null;
+      const carry = track.kind === "audio" || path === this.activeLane;
+      let transceiver = null;
+      if (encodings) {
+        try {
+          transceiver = pc.addTransceiver(carry ? track : "video", {
+            ...init,
+            sendEncodings: encodings,
+          });
+        } catch (err) {
+          console.info("[tc] simulcast refused, one layer:", err?.message); // fall back
+        }
+      }
+      transceiver ??= pc.addTransceiver(carry ? track : track.kind, init);
+      if (track.kind === "video") lane.video = { sender: transceiver.sender, track };
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    this.check();
+    await waitForIceGathering(pc);
+    this.check();
+    trickle.markSent();
+    const reply = await this.request("publish", {
+      type: "offer",
+      sdp: pc.localDescription.sdp,
+      path,
+    });
+    this.check();
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    this.check();
+    trickle.markReady();
+  }
+
+  laneState(lane, stream) {
+    const state = lane.pc.connectionState;
+    console.info(`[tc] ${laneName(lane.path)} connection ${state}`);
+    if (this.closed || !this.lanes.includes(lane)) return;
+    if (state === "connected" && this.mediaConnected()) this.hooks.onConnected();
+    if (state !== "failed") return;
+    const other = this.lanes.find((l) => l !== lane);
+    if (!other || other.pc.connectionState !== "connected") {
+      this.hooks.onFailed(laneName(lane.path)); // nothing left to publish on: rebuild all
+      return;
+    }
+    // The other provider carries us: build this one again in the background, until its
+    // provider is back; it is then the standby.
+    if (this.activeLane === lane.path) this.moveCamera(other, 0);
+    lane.rebuild = setTimeout(() => {
+      if (this.closed || !this.lanes.includes(lane)) return;
+      lane.pc.close();
+      this.hooks.onPeerConnection(laneName(lane.path), null, lane.pc);
+      this.publishLane(lane.path, stream).catch((err) => {
+        if (!(err instanceof SessionClosed)) console.info("[tc] lane rebuild failed:", err?.message);
+      });
+    }, LANE_REBUILD_MS);
+  }
+
+  /** Something the server sent on each lane (probes, answers, RTCP): when the camera's lane
+   * went silent and the other lane did not, the camera moves there. */
+  async checkLanes() {
+    if (this.closed || this.lanes.length < 2) return;
+    const at = performance.now();
+    for (const lane of this.lanes) {
+      if (lane.pc.connectionState === "closed") continue;
+      let count = 0;
+      (await lane.pc.getStats()).forEach((s) => {
+        if (s.type === "candidate-pair") {
+          count += (s.requestsReceived || 0) + (s.responsesReceived || 0) + (s.bytesReceived || 0);
+        }
+      });
+      if (count !== lane.count) {
+        lane.heard ||= lane.count > 0; // a change after a first non-zero read: the server's
+        lane.count = count;
+        lane.heardAt = at;
+      }
+    }
+    if (this.closed) return;
+    const active = this.lanes.find((l) => l.path === this.activeLane);
+    const other = this.lanes.find((l) => l.path !== this.activeLane);
+    if (!active || !other || !other.heard) return;
+    const silent = at - (active.heardAt || 0);
+    const dead = active.heard ? LANE_DEAD_MS : LANE_FIRST_HEARD_MS;
+    if (silent >= dead && at - other.heardAt < LANE_DEAD_MS / 2) {
+      this.moveCamera(other, silent);
+    }
+  }
+
+  /** Put the camera on `lane`'s sender (no renegotiation: `replaceTrack`). */
+  moveCamera(lane, silentMs) {
+    const from = this.lanes.find((l) => l.path === this.activeLane);
+    if (!from || from === lane || !lane.video) return;
+    this.activeLane = lane.path;
+    this.laneSwitches.push({ from: from.path, to: lane.path, at: Date.now(), silentMs });
+    console.info(`[tc] camera moved to path ${lane.path} after ${Math.round(silentMs)} ms`);
+    // the new one first: the server moves the streams on its first packets
+    lane.video.sender.replaceTrack(lane.video.track).catch(() => {});
+    from.video?.sender.replaceTrack(null).catch(() => {});
   }
 
   async subscribe() {

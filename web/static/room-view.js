@@ -81,7 +81,7 @@ export class RoomView {
       state: "init",
       participants: [],
       self: null,
-      pcs: { publish: null, subscribe: null },
+      pcs: { publish: null, standby: null, subscribe: null },
       errors: [],
       mediaError: null,
       timings: { joined: null, firstFrame: {} },
@@ -95,6 +95,14 @@ export class RoomView {
       selfView: true,
     };
     this.tc.simulateDrop = () => this.client?.simulateDrop();
+    // two providers: the publish connection per provider, the one the camera is on, its moves
+    this.tc.lanes = () =>
+      this.session && {
+        active: this.session.activeLane,
+        switches: [...this.session.laneSwitches],
+        heardMsAgo: this.session.lanes.map((l) => Math.round(performance.now() - l.heardAt)),
+        states: this.session.lanes.map((l) => l.pc.connectionState),
+      };
     // the signaling URL in use, the providers' URLs and the failovers made (signaling.js)
     this.tc.signaling = () =>
       this.client && { url: this.client.url, urls: [...this.client.urls], failovers: [...this.client.failovers] };
@@ -107,6 +115,7 @@ export class RoomView {
     this.busyTimer = null;
     this.busyAttempt = 0;
     this.iceServers = [];
+    this.mediaPaths = 1;
     this.chat = null;
     this.meter = new QualityMeter(this.tc.quality);
     this.build();
@@ -375,6 +384,7 @@ export class RoomView {
   newSession() {
     const s = new MediaSession(this.client, {
       iceServers: () => this.iceServers,
+      mediaPaths: () => this.mediaPaths,
       localStream: () => this.local.stream,
       onPeerConnection: (name, pc, old) => {
         if (pc) this.tc.pcs[name] = pc;
@@ -420,6 +430,7 @@ export class RoomView {
       // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
       const offered = reply.ice_servers ?? reply.iceServers;
       this.iceServers = Array.isArray(offered) ? offered : [];
+      this.mediaPaths = Number.isInteger(reply.media_paths) ? reply.media_paths : 1;
       this.tc.self = reply.participant;
       this.tc.subject = reply.subject ?? null;
       this.tc.patientSide = reply.patient_side ?? [];
