@@ -276,7 +276,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         queued = operator.locator(f"#booking-list li[data-visit-id='{queued_id}']")
         queued.wait_for(timeout=WAIT_MS)
         assert "张某 → 王医生" in queued.inner_text() and "在线排队" in queued.inner_text()
-        check_layout(operator, "console-operator-bookings", shots)
+        check_layout(operator, "console-operator-bookings", shots, english=True)
         assert queued.get_attribute("data-state") == "waiting"
         queued.locator("[data-action='bookings.cancel']").click()
         queued.locator("[data-action='bookings.cancel_confirm']").click()
@@ -376,7 +376,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         item = doctor.locator(f"li[data-visit-id='{visit_id}']")
         item.wait_for(timeout=WAIT_MS)
         assert item.locator(".who").inner_text() == "张某"
-        check_layout(doctor, "queue-waiting", shots)
+        check_layout(doctor, "queue-waiting", shots, english=True)
 
         # The doctor reads the patient's record: prior diagnoses and the visits with this doctor.
         with doctor.context.expect_page() as opened:
@@ -405,7 +405,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         item.locator("[data-action=end]").click()
         assert item.locator(".end-confirm").is_visible()
         assert not item.locator("[data-action=end]").is_visible()
-        check_layout(doctor, "queue-in-room", shots)
+        check_layout(doctor, "queue-in-room", shots, english=True)
         item.locator("[data-action=end_cancel]").click()
         assert not item.locator(".end-confirm").is_visible()
         assert item.get_attribute("data-state") == "in_room"
@@ -420,6 +420,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         patient_sees = _wait_video(patient, "patient", deadline)
         doctor_sees = _wait_video(doctor, "doctor", deadline)  # the room is in the queue page
         assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
+        check_layout(patient, "room-patient", shots, english=True)  # the call timer's line
         item.locator("[data-action=end]").click()
         confirm = item.locator("[data-action=end_confirm]")
         assert _in_view(confirm), "the question's button is scrolled out of the panel"
@@ -436,12 +437,17 @@ def test_empty_server_to_rated_visit_through_the_pages(
         assert patient.inner_text(summary.format("doctor")) == "王医生"
         assert patient.inner_text(summary.format("department")) == "心血管内科"
         assert patient.inner_text(summary.format("duration")).endswith("分钟")
+        # what the patient came back to read comes first, before the form to book again
+        outcome_box = patient.locator("#outcome-card").bounding_box()
+        book_box = patient.locator("#book-card").bounding_box()
+        assert outcome_box is not None and book_box is not None
+        assert outcome_box["y"] < book_box["y"], (outcome_box, book_box)
         patient.locator("#rating-stars label.star[data-value='5']").click()
         patient.fill("#rating-text", "很耐心")
         patient.click("#rating-submit")
         patient.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
         assert patient.inner_text("#rating-shown-stars") == "★★★★★"
-        check_layout(patient, "waiting-rated", shots)
+        check_layout(patient, "waiting-rated", shots, english=True)
         # the doctor's queue, open all along, is pushed the rating (R41)
         doctor.locator(f"#ratings-list li[data-visit='{visit_id}']").wait_for(timeout=WAIT_MS)
         assert "很耐心" in doctor.inner_text("#ratings-list")

@@ -216,7 +216,7 @@ export const STRINGS = {
   },
   en: {
     signout: "Sign out",
-    "nav.consult": "Remote consultation",
+    "nav.consult": "Consultations",
     "role.nurse": "Nurse",
     "role.operator": "Operator",
     "role.admin": "Administrator",
