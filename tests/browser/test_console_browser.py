@@ -376,6 +376,8 @@ def test_empty_server_to_rated_visit_through_the_pages(
         item = doctor.locator(f"li[data-visit-id='{visit_id}']")
         item.wait_for(timeout=WAIT_MS)
         assert item.locator(".who").inner_text() == "张某"
+        # the doctor reads the state in staff words, not the patient's "please stay"
+        assert item.locator(".meta").inner_text().startswith("候诊中 · "), item.inner_text()
         check_layout(doctor, "queue-waiting", shots, english=True)
 
         # The doctor reads the patient's record: prior diagnoses and the visits with this doctor.
@@ -451,6 +453,11 @@ def test_empty_server_to_rated_visit_through_the_pages(
         # the doctor's queue, open all along, is pushed the rating (R41)
         doctor.locator(f"#ratings-list li[data-visit='{visit_id}']").wait_for(timeout=WAIT_MS)
         assert "很耐心" in doctor.inner_text("#ratings-list")
+        # the waiting patients come first: ratings pile up and must not push them down
+        list_box = doctor.locator("#queue").bounding_box()
+        ratings_box = doctor.locator("#ratings-card").bounding_box()
+        assert list_box is not None and ratings_box is not None
+        assert list_box["y"] < ratings_box["y"], (list_box, ratings_box)
         check_layout(doctor, "queue-rated", shots)
         for room in (admin_room, doctor_room, operator_room, nurse_room, patient_room):
             assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
