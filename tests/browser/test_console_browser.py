@@ -435,6 +435,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
             "() => window.__portal.visit && window.__portal.visit.state === 'ended'",
             timeout=WAIT_MS,
         )
+        assert "开始候诊" not in patient.inner_text("#visit-details")  # not "waiting since"
         summary = "#visit-summary [data-field='summary.{}']"
         assert patient.inner_text(summary.format("doctor")) == "王医生"
         assert patient.inner_text(summary.format("department")) == "心血管内科"
