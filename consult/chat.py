@@ -54,6 +54,7 @@ from consult.models import (
     ChatKind,
     ChatMessage,
     Room,
+    User,
     VisitState,
 )
 from consult.sqltypes import new_id, utc_now
@@ -148,6 +149,8 @@ class ChatExport:
     messages: list[MessageView]
     images: list[ImageView]
     thumbnails: dict[str, tuple[str, bytes]]
+    #: sender id -> display name, for a readable record (the participants' own export)
+    names: dict[str, str]
 
 
 class Blocked(SensitiveWordBlocked):
@@ -573,6 +576,13 @@ async def export(db: Database, actor: Actor, room_id: str, *, fmt: str) -> ChatE
                 select(ChatImage).where(ChatImage.room_id == room_id).order_by(ChatImage.id)
             )
         ).all()
+        senders = {row.sender_id for row in rows}
+        names: dict[str, str] = {}
+        if senders:
+            found = await tx.session.execute(
+                select(User.id, User.display_name).where(User.id.in_(senders))
+            )
+            names = {user_id: name for user_id, name in found}
         await tx.record(
             "chat.export",
             actor=actor,
@@ -593,4 +603,5 @@ async def export(db: Database, actor: Actor, room_id: str, *, fmt: str) -> ChatE
         messages=[_view(db, row) for row in rows],
         images=[_image_view(image) for image in images],
         thumbnails=thumbnails,
+        names=names,
     )

@@ -8,11 +8,21 @@ nothing else.
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timedelta, timezone
 from html import escape
 
 from consult.chat import ChatExport, MessageView
 
 ROLE_NAMES = {"doctor": "医生 Doctor", "patient": "患者 Patient"}
+
+#: China keeps one time zone and no daylight saving: the record reads in Beijing time, as the
+#: pages do for their readers (the JSON export keeps UTC for machines).
+BEIJING = timezone(timedelta(hours=8), "UTC+8")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+
 
 _STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 50rem; color: #222; }
@@ -25,9 +35,13 @@ img { max-width: 320px; max-height: 320px; }
 """
 
 
-def _line(message: MessageView, retracted: set[str], thumbs: dict[str, str]) -> str:
-    role = escape(ROLE_NAMES.get(message.sender_role, message.sender_role))
-    at = escape(message.at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+def _line(
+    message: MessageView, retracted: set[str], thumbs: dict[str, str], names: dict[str, str]
+) -> str:
+    role = ROLE_NAMES.get(message.sender_role, message.sender_role)
+    name = names.get(message.sender_id)
+    role = escape(f"{name}（{role}）" if name else role)
+    at = escape(_when(message.at))
     if message.kind.value == "retraction":
         body = f"撤回了一条消息 / retracted message {escape(message.retracts_id or '')}"
     else:
@@ -51,18 +65,19 @@ def render_html(export: ChatExport) -> str:
         image_id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
         for image_id, (content_type, data) in export.thumbnails.items()
     }
-    rows = "\n".join(_line(m, retracted, thumbs) for m in export.messages)
-    exported = escape(export.exported_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    rows = "\n".join(_line(m, retracted, thumbs, export.names) for m in export.messages)
+    exported = escape(_when(export.exported_at))
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>问诊对话记录 Chat record {escape(export.room_id)}</title>
 <style>{_STYLE}</style></head>
 <body>
 <h1>问诊对话记录 / Chat record</h1>
-<p>诊室 Room: {escape(export.room_id)}<br>导出时间 Exported: {exported}<br>
+<p>诊室 Room: {escape(export.room_id)}<br>导出时间 Exported: {exported}（北京时间 UTC+8）<br>
 消息数 Messages: {len(export.messages)}</p>
 <table>
-<thead><tr><th>#</th><th>时间 Time</th><th>发送者 Sender</th><th>内容 Content</th></tr></thead>
+<thead><tr><th>#</th><th>时间 Time (UTC+8)</th><th>发送者 Sender</th>
+<th>内容 Content</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from apiclient import Clinic, Person
 from chat_client import ChatClient
@@ -143,6 +144,12 @@ async def test_r22_r23_export_json_and_html_audited(server, clinic: Clinic):
         page = await response.text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; 头疼" in page and "<script>" not in page
     assert "data:image/jpeg;base64," in page
+    # a readable record (issue 12): who wrote each line by name, in Beijing time, not UTC
+    me = await patient.ok("GET", "/me")
+    assert f"<td>{me['display_name']}（患者 Patient）</td>" in page, page
+    said_at = datetime.fromisoformat(exported["messages"][0]["at"])
+    beijing = said_at.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"<td>{beijing}</td>" in page and "UTC</td>" not in page, page
     formats = [
         json.loads(e.details)["format"]
         for e in await _events(server, join["room_id"])

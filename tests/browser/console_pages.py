@@ -194,7 +194,34 @@ LAYOUT_JS = """
     const parent = walker.currentNode.parentElement;
     if (/^[a-z_]+(\\.[a-z_]+)+$/.test(text) && parent && visible(parent)) keys.push(text);
   }
+  // The top bar's rows: its items (the actions' own items, not their box) grouped by overlap.
+  const barItems = [...document.querySelectorAll(".topbar > *, .topbar-actions > *")]
+    .filter((el) => !el.classList.contains("topbar-actions") && visible(el))
+    .map((el) => el.getBoundingClientRect())
+    .sort((a, b) => a.top - b.top);
+  let topbarRows = 0;
+  let rowBottom = -Infinity;
+  for (const r of barItems) {
+    if (r.top >= rowBottom - 1) {
+      topbarRows += 1;
+      rowBottom = r.bottom;
+    } else {
+      rowBottom = Math.max(rowBottom, r.bottom);
+    }
+  }
+  // In the room: the call timer on the status's line (it used to wrap onto a line of its own).
+  const timer = document.querySelector(".room-bar .call-timer");
+  const status = document.querySelector(".room-bar .status");
+  let timerOffLine = null;
+  if (timer && status && visible(timer)) {
+    const t = timer.getBoundingClientRect();
+    const s = status.getBoundingClientRect();
+    const middle = (t.top + t.bottom) / 2;
+    if (middle < s.top || middle > s.bottom) timerOffLine = { timer: t.top, status: [s.top, s.bottom] };
+  }
   return {
+    topbarRows,
+    timerOffLine,
     title: h1.textContent,
     titleLines: lines,
     titleHeight: box.height,
@@ -208,20 +235,32 @@ LAYOUT_JS = """
 """
 
 
-def check_layout(page: Any, name: str, shots: Path) -> None:
-    """At 390 px and 1280 px wide: the header's title on one line, no sideways scrolling,
-    every visible button and select at least 44 px each way, no untranslated string key."""
-    for width in (390, 1280):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_function(f"() => window.innerWidth === {width}")
-        layout = page.evaluate(LAYOUT_JS)
-        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
-        where = f"{name} at {width} px: {layout}"
-        assert layout["titleLines"] == 1, where
-        assert layout["titleHeight"] < 1.6 * layout["lineHeight"], where
-        assert layout["overflow"] <= 1, where
-        assert layout["small"] == [], where
-        assert layout["keys"] == [], where
+def check_layout(page: Any, name: str, shots: Path, english: bool = False) -> None:
+    """At 390 px and 1280 px wide: the header's title on one line and the header in two rows
+    at most, no sideways scrolling, every visible button and select at least 44 px each way, no
+    untranslated string key, and in the room the call timer on the status's line.
+    ``english``: the same again after the language toggle (longer words), then back."""
+    for lang in ("zh-CN", "en") if english else ("zh-CN",):
+        if lang == "en":
+            page.click("#lang-toggle")
+            page.wait_for_function("() => document.documentElement.lang === 'en'")
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.wait_for_function(f"() => window.innerWidth === {width}")
+            layout = page.evaluate(LAYOUT_JS)
+            suffix = "-en" if lang == "en" else ""
+            page.screenshot(path=str(shots / f"{name}{suffix}-{width}.png"), full_page=True)
+            where = f"{name} ({lang}) at {width} px: {layout}"
+            assert layout["titleLines"] == 1, where
+            assert layout["titleHeight"] < 1.6 * layout["lineHeight"], where
+            assert layout["topbarRows"] <= 2, where
+            assert layout["timerOffLine"] is None, where
+            assert layout["overflow"] <= 1, where
+            assert layout["small"] == [], where
+            assert layout["keys"] == [], where
+        if lang == "en":
+            page.click("#lang-toggle")
+            page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
     page.set_viewport_size({"width": 1280, "height": 900})
 
 

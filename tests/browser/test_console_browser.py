@@ -1,20 +1,24 @@
-"""From an empty server to a patient admitted into the room, through the pages alone (issue 12).
+"""From an empty server to a rated visit, through the pages alone (issue 12).
 
 The first admin exists (`teleconsult user add`, as the README says) and nothing else. In
 Debian Chromium, inside a private network namespace: the admin signs in, enrols TOTP by the QR
-code, and creates an institution, a department, a doctor and an operator, and the doctor's
-practitioner record, verified; the doctor enrols by the QR code and goes online; the operator
-enrols, opens a slot in the doctor's schedule, registers a patient with a sign-in account and a
-prior diagnosis (R2) and books the slot; the patient signs in, sees the booking with its doctor,
-department and time, cannot check in before signing the consent (R5), signs, checks in and is
-admitted by the doctor: the patient's page opens the consult room. No REST call is made
-outside the pages. Each page is checked at 390 px and 1280 px wide (console_pages.check_layout).
+code, and creates an institution, a department, a doctor, an operator and a nurse, and the
+doctor's practitioner record, verified; the doctor enrols by the QR code and goes online; the
+operator enrols, opens a slot in the doctor's schedule, registers a patient with a sign-in
+account and a prior diagnosis (R2) and books the slot; the nurse enrols and, with only the
+patients and bookings tabs, finds the patient and the booking; the patient signs in, sees the
+booking with its doctor, department and time, cannot check in before signing the consent (R5),
+signs, checks in and is admitted by the doctor; both see each other's video; the doctor ends the
+visit after confirming; the patient's page shows the visit's summary and the patient rates it
+(R40), and the doctor's queue is pushed the rating (R41). No REST call is made outside the
+pages. Each page is checked at 390 px and 1280 px wide (console_pages.check_layout).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any
 
 import pytest
 from console_pages import PASSWORD, WAIT_MS, check_layout, empty_server, sign_in_and_enrol
+from test_portal_browser import _wait_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -50,19 +55,42 @@ def _notice(page: Any, text: str) -> None:
     )
 
 
+IN_VIEW_JS = """
+(el) => {
+  // on the screen, and not clipped by a scrolling box it sits in
+  const r = el.getBoundingClientRect();
+  let box = { top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth };
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    if (!/(auto|scroll|hidden)/.test(getComputedStyle(p).overflowY)) continue;
+    const c = p.getBoundingClientRect();
+    box = { top: Math.max(box.top, c.top), left: Math.max(box.left, c.left),
+            bottom: Math.min(box.bottom, c.bottom), right: Math.min(box.right, c.right) };
+  }
+  return r.top >= box.top - 1 && r.bottom <= box.bottom + 1
+    && r.left >= box.left - 1 && r.right <= box.right + 1;
+}
+"""
+
+
+def _in_view(locator: Any) -> bool:
+    """The element is wholly visible without scrolling anything (a click would not move it)."""
+    return bool(locator.evaluate(IN_VIEW_JS))
+
+
 def _tab(page: Any, tab: str) -> None:
     page.wait_for_function("() => window.__portal.state.startsWith('tab:')", timeout=WAIT_MS)
     page.click(f"#console-nav [data-tab={tab}]")
     page.wait_for_function(f"() => window.__portal.state === 'tab:{tab}'", timeout=WAIT_MS)
 
 
-def test_empty_server_to_admitted_patient_through_the_pages(
+def test_empty_server_to_rated_visit_through_the_pages(
     netns: str, open_room: Callable[[str, str], RoomPage], tmp_path: Path
 ) -> None:
     shots = tmp_path
     with empty_server(netns, tmp_path) as (base_url, _data_dir):
         # --- The administrator ------------------------------------------------------------------
-        admin = open_room("admin", "about:blank").page
+        admin_room = open_room("admin", "about:blank")
+        admin = admin_room.page
 
         # An error shown on /signin follows the language toggle (it used to stay in Chinese).
         admin.goto(f"{base_url}/signin", wait_until="domcontentloaded")
@@ -97,6 +125,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         for role, name, username in (
             ("doctor", "王医生", "wang.doctor"),
             ("operator", "陈运营", "chen.operator"),
+            ("nurse", "赵护士", "zhao.nurse"),
         ):
             admin.select_option("#account-role", role)
             admin.fill("#account-display-name", name)
@@ -109,7 +138,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
             admin.click("#account-form [type=submit]")
             _notice(admin, username)
         rows = admin.locator("#account-list li")
-        assert rows.count() == 3  # the admin, the doctor, the operator
+        assert rows.count() == 4  # the admin, the doctor, the operator, the nurse
 
         # A nurse who leaves: a new password first, then deactivation; each asks first.
         admin.select_option("#account-role", "nurse")
@@ -159,7 +188,8 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         doctor.wait_for_function("() => window.__portal.practitioner.online === true")
 
         # --- The operator: a slot, a patient with an account and a diagnosis, a booking -------
-        operator = open_room("operator", "about:blank").page
+        operator_room = open_room("operator", "about:blank")
+        operator = operator_room.page
         sign_in_and_enrol(operator, base_url, "chen.operator", PASSWORD)
         operator.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
         _tab(operator, "schedule")
@@ -202,7 +232,8 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         check_layout(operator, "console-operator-patient", shots)
 
         # --- The patient books the online queue from /waiting (nothing booked yet) ----------
-        patient = open_room("patient", "about:blank").page
+        patient_room = open_room("patient", "about:blank")
+        patient = patient_room.page
         patient.goto(f"{base_url}/signin", wait_until="domcontentloaded")
         patient.fill("#username", "zhang.patient")
         patient.fill("#password", PASSWORD)
@@ -245,7 +276,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         queued = operator.locator(f"#booking-list li[data-visit-id='{queued_id}']")
         queued.wait_for(timeout=WAIT_MS)
         assert "张某 → 王医生" in queued.inner_text() and "在线排队" in queued.inner_text()
-        check_layout(operator, "console-operator-bookings", shots)
+        check_layout(operator, "console-operator-bookings", shots, english=True)
         assert queued.get_attribute("data-state") == "waiting"
         queued.locator("[data-action='bookings.cancel']").click()
         queued.locator("[data-action='bookings.cancel_confirm']").click()
@@ -273,6 +304,28 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         assert operator.inner_text("#patient-name") == "张小某"
         assert "被监护人" in operator.inner_text("#patient-facts")
         assert operator.is_hidden("#patient-account-form")
+
+        # --- The nurse at the desk: enrols, finds the patient, sees the booking -------------
+        nurse_room = open_room("nurse", "about:blank")
+        nurse = nurse_room.page
+        sign_in_and_enrol(nurse, base_url, "zhao.nurse", PASSWORD)
+        nurse.wait_for_url(re.compile(r"/console"), timeout=WAIT_MS)
+        nurse.wait_for_function("() => window.__portal.state === 'tab:patients'", timeout=WAIT_MS)
+        tabs = nurse.eval_on_selector_all(
+            "#console-nav [data-tab]", "(tabs) => tabs.map((b) => b.dataset.tab)"
+        )
+        assert tabs == ["patients", "bookings"], tabs  # no accounts, schedules, practitioners
+        nurse.fill("#find-id-number", id_number)
+        nurse.click("#find-form [type=submit]")
+        nurse.locator("#patient-card:not([hidden])").wait_for(timeout=WAIT_MS)
+        assert nurse.inner_text("#patient-name") == "张某"
+        assert nurse.is_hidden("#register-form")
+        check_layout(nurse, "console-nurse-patient", shots)
+        _tab(nurse, "bookings")
+        booked = nurse.locator("#booking-list li[data-state=booked]")
+        booked.wait_for(timeout=WAIT_MS)
+        assert "张某 → 王医生" in booked.inner_text() and "09:00" in booked.inner_text()
+        nurse.close()
 
         # --- The patient: sees the booking, consents, checks in, is admitted ----------------
         patient.wait_for_function(
@@ -323,7 +376,9 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         item = doctor.locator(f"li[data-visit-id='{visit_id}']")
         item.wait_for(timeout=WAIT_MS)
         assert item.locator(".who").inner_text() == "张某"
-        check_layout(doctor, "queue-waiting", shots)
+        # the doctor reads the state in staff words, not the patient's "please stay"
+        assert item.locator(".meta").inner_text().startswith("候诊中 · "), item.inner_text()
+        check_layout(doctor, "queue-waiting", shots, english=True)
 
         # The doctor reads the patient's record: prior diagnoses and the visits with this doctor.
         with doctor.context.expect_page() as opened:
@@ -352,7 +407,7 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         item.locator("[data-action=end]").click()
         assert item.locator(".end-confirm").is_visible()
         assert not item.locator("[data-action=end]").is_visible()
-        check_layout(doctor, "queue-in-room", shots)
+        check_layout(doctor, "queue-in-room", shots, english=True)
         item.locator("[data-action=end_cancel]").click()
         assert not item.locator(".end-confirm").is_visible()
         assert item.get_attribute("data-state") == "in_room"
@@ -360,3 +415,50 @@ def test_empty_server_to_admitted_patient_through_the_pages(
         item.locator("[data-action=refer_confirm]").click()
         assert doctor.inner_text("#error") == "错误：请填写转诊原因。"
         assert item.get_attribute("data-state") == "in_room"
+        item.locator("[data-action=refer_cancel]").click()
+
+        # --- Both see each other; the doctor ends the visit after confirming ----------------
+        deadline = time.monotonic() + 20
+        patient_sees = _wait_video(patient, "patient", deadline)
+        doctor_sees = _wait_video(doctor, "doctor", deadline)  # the room is in the queue page
+        assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
+        check_layout(patient, "room-patient", shots, english=True)  # the call timer's line
+        item.locator("[data-action=end]").click()
+        confirm = item.locator("[data-action=end_confirm]")
+        assert _in_view(confirm), "the question's button is scrolled out of the panel"
+        confirm.click()
+        item.wait_for(state="detached", timeout=WAIT_MS)
+        patient.wait_for_url(re.compile(r"/waiting\?visit=.*left=ended"), timeout=WAIT_MS)
+
+        # --- The patient sees the summary of the visit and rates it -------------------------
+        patient.wait_for_function(
+            "() => window.__portal.visit && window.__portal.visit.state === 'ended'",
+            timeout=WAIT_MS,
+        )
+        assert "开始候诊" not in patient.inner_text("#visit-details")  # not "waiting since"
+        summary = "#visit-summary [data-field='summary.{}']"
+        assert patient.inner_text(summary.format("doctor")) == "王医生"
+        assert patient.inner_text(summary.format("department")) == "心血管内科"
+        assert patient.inner_text(summary.format("duration")).endswith("分钟")
+        # what the patient came back to read comes first, before the form to book again
+        outcome_box = patient.locator("#outcome-card").bounding_box()
+        book_box = patient.locator("#book-card").bounding_box()
+        assert outcome_box is not None and book_box is not None
+        assert outcome_box["y"] < book_box["y"], (outcome_box, book_box)
+        patient.locator("#rating-stars label.star[data-value='5']").click()
+        patient.fill("#rating-text", "很耐心")
+        patient.click("#rating-submit")
+        patient.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
+        assert patient.inner_text("#rating-shown-stars") == "★★★★★"
+        check_layout(patient, "waiting-rated", shots, english=True)
+        # the doctor's queue, open all along, is pushed the rating (R41)
+        doctor.locator(f"#ratings-list li[data-visit='{visit_id}']").wait_for(timeout=WAIT_MS)
+        assert "很耐心" in doctor.inner_text("#ratings-list")
+        # the waiting patients come first: ratings pile up and must not push them down
+        list_box = doctor.locator("#queue").bounding_box()
+        ratings_box = doctor.locator("#ratings-card").bounding_box()
+        assert list_box is not None and ratings_box is not None
+        assert list_box["y"] < ratings_box["y"], (list_box, ratings_box)
+        check_layout(doctor, "queue-rated", shots)
+        for room in (admin_room, doctor_room, operator_room, nurse_room, patient_room):
+            assert not [line for line in room.logs if line.startswith("pageerror")], room.logs

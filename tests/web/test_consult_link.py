@@ -65,7 +65,7 @@ def test_the_queue_and_the_console_link_the_consultations_page_for_its_roles() -
     assert 'querySelectorAll("[data-roles]:not(.console-tab)")' in script
 
     strings = (STATIC / "portal-strings.js").read_text(encoding="utf-8")
-    assert re.findall(r'"nav\.consult": "([^"]+)"', strings) == ["远程会诊", "Remote consultation"]
+    assert re.findall(r'"nav\.consult": "([^"]+)"', strings) == ["远程会诊", "Consultations"]
 
 
 async def test_the_link_leads_to_the_consultations_page(server) -> None:

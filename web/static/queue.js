@@ -42,7 +42,7 @@ function renderOnline() {
 }
 
 function describe(visit) {
-  const parts = [t(`visit.state.${visit.state}`), t(`visit.mode.${visit.mode}`)];
+  const parts = [t(`staff_state.${visit.state}`), t(`visit.mode.${visit.mode}`)];
   if (visit.state === "waiting" && visit.checked_in_at) {
     parts.push(t("visit.checked_in_at", { time: clock(visit.checked_in_at) }));
   }
