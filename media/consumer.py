@@ -25,6 +25,8 @@ from aiortc.rtp import (
 
 from . import _aiortc_seam as seam
 from .bandwidth import (
+    AUDIO_OVERHEAD_BPS,
+    AUDIO_UNMEASURED_BPS,
     DROP,
     MIN_PROBE_BPS,
     PADDING_BYTES,
@@ -35,6 +37,9 @@ from .bandwidth import (
     STEADY_S,
     UP_ABOVE,
     ProbeBudget,
+    Share,
+    SharedEstimate,
+    Want,
     choose_layer,
 )
 from .graph import Source
@@ -111,6 +116,7 @@ class Consumer:
         producer: Source,
         transceiver: RTCRtpTransceiver,
         app_data: dict[str, Any] | None = None,
+        shared: SharedEstimate | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.producer = producer
@@ -173,6 +179,14 @@ class Consumer:
         self._cluster_goal = 0
         self._next_cluster_at = 0.0
         self._cluster_every = CLUSTER_EVERY_S
+        # the subscribe transport's streams share its estimate (media/bandwidth.py); a stream
+        # of higher priority is served first, the same priority in the order they came
+        self.priority = 1
+        self._remb_names_others = False  # the last REMB named other streams than this one's
+        self.last_share: Share | None = None
+        self._shared = shared
+        if shared is not None:
+            shared.add(self)
         self._on_close: list[Any] = []
         seam.intercept_sender_rtcp(self._sender, self._on_rtcp)
         track(self)
@@ -233,6 +247,34 @@ class Consumer:
     @property
     def transport_cc(self) -> TransportWideSender | None:
         return self._cc
+
+    @property
+    def shares_estimate(self) -> bool:
+        """A video stream whose estimate is its transport's, to be shared with the transport's
+        other video streams: transport-cc feedback flows, or the subscriber's REMB names other
+        streams too (a browser's names all it covers). A REMB naming this stream alone is its
+        own. Not while paused by the room or its Producer: it sends nothing then."""
+        if self.kind != "video" or self._writer is None or self._paused or self._closed:
+            return False
+        if self.producer.paused:
+            return False
+        if self._cc is not None and self._cc.estimate is not None:
+            return True
+        return self._remb_names_others and self.remb_bitrate is not None
+
+    @property
+    def audio_bps(self) -> int:
+        """An audio stream's bitrate on the wire, reserved before the video streams share
+        the rest (0 while it sends nothing)."""
+        if self.kind != "audio" or self._writer is None or self.paused:
+            return 0
+        payload = sum(layer.bitrate for layer in self.producer.layers)
+        return payload + AUDIO_OVERHEAD_BPS if payload else AUDIO_UNMEASURED_BPS
+
+    def want(self, now: float) -> Want:
+        """What this stream asks of the shared estimate: its layers' needs and the layer it
+        is on (or switching to), None while its video is stopped for congestion."""
+        return Want(self.producer.layer_needs(now), None if self._congested else self._target)
 
     @staticmethod
     def _numbering_for(producer: Source) -> Vp8Numbering | None:
@@ -460,6 +502,7 @@ class Consumer:
             except (ValueError, struct.error):  # a count the FCI does not hold (tests/fuzz)
                 return
             if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
+                self._remb_names_others = any(s not in (self._ssrc, self._rtx_ssrc) for s in ssrcs)
                 if not self.estimate_from_remb:
                     self.remb_bitrate = bitrate  # the fallback, should the feedback stop
                     return
@@ -493,9 +536,20 @@ class Consumer:
             self._probe.set_rate(0)
             return
         lowest = active[0]
+        steady = now - self._estimate_fell_at >= STEADY_S
+        share: Share | None = None
+        if self._shared is not None and self.shares_estimate:
+            # the transport's estimate, audio reserved, shared among its video streams
+            share = self._shared.share(self, estimate, now, steady=steady)
+            estimate = share.share
+        self.last_share = share
+        probes = share is None or share.prober  # one stream probes for the transport
         if self._congested:
-            if estimate >= lowest * RESUME_ABOVE:
+            if estimate >= lowest * RESUME_ABOVE and (share is None or share.layer is not None):
                 self._set_congested(False)
+            elif not probes:
+                self._set_probe_rate(0)
+                return
             else:
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
                 self._probe_cluster(lowest, estimate, now)
@@ -505,12 +559,16 @@ class Consumer:
                 self._congested_since = now
             elif now - self._congested_since >= PAUSE_AFTER_S:
                 self._set_congested(True)
-                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return
         else:
             self._congested_since = None
-        steady = now - self._estimate_fell_at >= STEADY_S
-        target = choose_layer(needs, estimate, self._layer, steady=steady)
+        if share is None:
+            target = choose_layer(needs, estimate, self._layer, steady=steady)
+        elif share.layer is not None:
+            target = share.layer
+        else:  # no layer fits beside the others: the lowest until its video stops
+            target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
             logger.info(
                 "consumer %s: layer %d -> %d (estimate %d, layers %s)",
@@ -535,7 +593,17 @@ class Consumer:
         # steady (padding on a link that just showed overuse only adds to the queue), and to a
         # little under the estimate: the receiver's estimate may grow to 1.5 times that
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
-        if above and target == self._layer and steady:
+        if share is not None and share.goal is not None:
+            # the prober of several streams: padding up to a little under its share (what the
+            # others leave), a cluster towards every stream's top layer
+            if share.goal > estimate and target == self._layer and steady:
+                self._set_probe_rate(int(estimate * PROBE_SHARE))
+                self._probe_cluster(share.goal, estimate, now)
+            else:
+                self._set_probe_rate(0)
+        elif not probes:
+            self._set_probe_rate(0)
+        elif above and target == self._layer and steady:
             self._set_probe_rate(int(min(above[0], estimate * PROBE_SHARE)))
             # a cluster aims at the top layer: a free link shows it at once, a narrow one
             # shows its own rate (and the estimate picks what fits), in one step either way
@@ -674,6 +742,8 @@ class Consumer:
         self._closed = True
         self._writer = None
         self._history = None
+        if self._shared is not None:
+            self._shared.remove(self)
         self._on_congestion.clear()
         for callback in self._on_close:
             callback(self)
