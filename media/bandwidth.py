@@ -219,6 +219,9 @@ class Share:
     #: for the prober of several streams: its own rate at which every stream would have its
     #: top layer (the probe cluster's goal); None with one stream (its own layers tell)
     goal: int | None
+    #: served first: it stops by the single-stream rule; a later one only on a link that
+    #: showed congestion (an estimate that has not grown yet, as after a start, is no reason)
+    first: bool
 
 
 class SharedEstimate:
@@ -269,4 +272,4 @@ class SharedEstimate:
                 if active:
                     missing += max(0, active[-1] - (got.share if got.layer is not None else 0))
             goal = share + missing
-        return Share(grant.layer, share, index == prober, goal)
+        return Share(grant.layer, share, index == prober, goal, index == 0)

@@ -557,7 +557,11 @@ class Consumer:
         elif estimate < lowest * PAUSE_BELOW:
             if self._congested_since is None:
                 self._congested_since = now
-            elif now - self._congested_since >= PAUSE_AFTER_S:
+            elif now - self._congested_since >= PAUSE_AFTER_S and (
+                share is None
+                or share.first
+                or now - self._estimate_fell_at < PAUSE_AFTER_S + STEADY_S
+            ):
                 self._set_congested(True)
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return

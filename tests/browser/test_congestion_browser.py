@@ -268,26 +268,21 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
             f"the top layer never reached the patient: {_samples(patient)[-3:]}"
             f" doctor's uplink: {[r.get('uplink') for r in _samples(doctor)[-3:]]}"
         )
-    # ... and 8 s of it are the reference
+    # ... and 6 s of it are the reference
     before_from = patient.page.evaluate(now_js)
-    patient.page.wait_for_timeout(8000)
+    patient.page.wait_for_timeout(6000)
     squeeze_at = patient.page.evaluate(now_js)
+    before = _window(_samples(patient), before_from, squeeze_at)
+    ref_fps = _fps(before)
+    ref_pixels = max(r["width"] * r["height"] for r in before)
     # the server's side of the patient's link carries at most 300 kbit/s
     _tc("netns", "exec", server_ns, "tc", "qdisc", "add", "dev", link, "root",
         "tbf", "rate", "300kbit", "burst", "16kb", "latency", "200ms")  # fmt: skip
     patient.page.wait_for_timeout(20_000)
     _tc("netns", "exec", server_ns, "tc", "qdisc", "del", "dev", link, "root")
     lift_at = patient.page.evaluate(now_js)
-    patient.page.wait_for_timeout(15_000)
-    rows = _samples(patient)
-    sender = _samples(doctor)
-    before = _window(rows, before_from, squeeze_at)
-    during = _window(rows, squeeze_at, lift_at)
-    after = [r for r in rows if r["t"] >= lift_at]
-    ref_fps = _fps(before)
-    ref_pixels = max(r["width"] * r["height"] for r in before)
 
-    def recovered(i: int) -> bool:
+    def recovered(after: list[dict[str, Any]], i: int) -> bool:
         window = after[i : i + 4]
         return (
             len(window) == 4
@@ -295,7 +290,18 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
             and min(r["width"] * r["height"] for r in window) >= 0.9 * ref_pixels
         )
 
-    back = next((after[i]["t"] - lift_at for i in range(len(after)) if recovered(i)), None)
+    # sampled until back (at most 15 s: the target is 10 s, the rest says by how much it missed)
+    while True:
+        patient.page.wait_for_timeout(1000)
+        rows = _samples(patient)
+        after = [r for r in rows if r["t"] >= lift_at]
+        back = next(
+            (after[i]["t"] - lift_at for i in range(len(after)) if recovered(after, i)), None
+        )
+        if back is not None or rows[-1]["t"] - lift_at >= 15_000:
+            break
+    sender = _samples(doctor)
+    during = _window(rows, squeeze_at, lift_at)
     report = {
         "fps_before": round(ref_fps, 1),
         "size_before": sorted({(r["width"], r["height"]) for r in before}),
@@ -369,13 +375,6 @@ def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: a subscribe transport's estimate is not shared out among its video streams;"
-    " each Consumer takes the whole estimate for itself, so the squeezed patient's two videos"
-    " (the doctor's and the family member's, 2 x the lower layer + audio > 300 kbit/s) both"
-    " freeze (quiet machine: 0.9 fps). The family member's side holds (640x480, 14 fps).",
-)
 @pytest.mark.parametrize("demo_args", [("--companion",)])
 def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
     two_namespaces: Any, veth_server: Server, open_room_in: Callable[..., RoomPage]
@@ -435,6 +434,12 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
             "freezes_squeezed": _freezes(during),
         }
     print(f"\nthree pages, the patient's downlink at 300 kbit/s: {report}")
+    log = served.stdout_path.read_text(errors="replace") + served.stderr_path.read_text(
+        errors="replace"
+    )
+    for line in log.splitlines():
+        if "transport-cc" in line or ": layer " in line or "video paused" in line:
+            print(line[:200])
     family, squeezed = report["companion"], report["patient"]
     # the family member kept the top layer and its frame rate the whole time
     assert family["sizes_squeezed"] == [(640, 480)], report

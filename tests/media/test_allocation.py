@@ -205,6 +205,11 @@ async def test_r1_two_videos_share_one_subscribers_estimate(two_videos):
                 used += consumer.producer.layer_needs(now)[consumer.layer] or 0
         return used <= estimate
 
+    # a first estimate that has not grown yet (as after a start) is no congestion: the second
+    # video waits on its lowest layer for the estimate to grow instead of stopping
+    started = time.monotonic()
+    await _hold_estimate(subscriber, 300_000, lambda: time.monotonic() - started > 4, 6)
+    assert layers() == (0, 0)
     # plenty: both on the top layer
     await _hold_estimate(subscriber, 5_000_000, lambda: layers() == (2, 2), 10)
     # a squeeze to what two middle layers need: each would take the top layer alone
