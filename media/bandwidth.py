@@ -29,6 +29,9 @@ DROP = 0.97
 PAUSE_BELOW = 0.5
 #: ... for this long (a dip under CPU load or a keyframe burst is no reason to stop).
 PAUSE_AFTER_S = 3.0
+#: A later video of a shared transport (media/bandwidth.py SharedEstimate) that does not fit
+#: beside the others stops after this long, once the link showed congestion.
+PAUSE_LATER_AFTER_S = 1.0
 #: A stopped video resumes when the estimate covers the lowest layer's bitrate times this.
 RESUME_ABOVE = 1.0
 #: Probes while stopped go at least this fast, so that an estimate of nearly nothing can grow.
@@ -120,7 +123,7 @@ class Want:
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A stream's part of the estimate: the layer it may have (None: none, its video stops)
-    and its share (bits/s: the layer's need as the hysteresis counts it)."""
+    and its share (bits/s: the layer's need, or less for a first stream short of it)."""
 
     layer: int | None
     share: int
@@ -137,7 +140,8 @@ def allocate(available: int, wants: Sequence[Want], *, steady: bool) -> tuple[li
     stream has is counted at :data:`STAY_ABOVE` of its need (at :data:`DOWN_BELOW` while the
     estimate falls), a higher one at :data:`UP_ABOVE` and only while it is steady, a stopped
     stream's lowest at :data:`RESUME_ABOVE`: the single-stream rules of :func:`choose_layer`,
-    so that streams do not flap. Returns the grants (in ``wants`` order) and what is left.
+    so that streams do not flap; what a granted layer takes from the rest is its whole need.
+    Returns the grants (in ``wants`` order) and what is left.
     """
     stay = STAY_ABOVE if steady else DOWN_BELOW
 
@@ -151,16 +155,15 @@ def allocate(available: int, wants: Sequence[Want], *, steady: bool) -> tuple[li
 
     remaining = max(0, available)
     layers: list[int | None] = [None] * len(wants)
-    shares = [0] * len(wants)
+    shares = [0] * len(wants)  # what each is counted to use: its layer's whole need
     actives = [[i for i, need in enumerate(w.needs) if need is not None] for w in wants]
     for index, want in enumerate(wants):
         if not actives[index]:
             continue
         lowest = actives[index][0]
-        price = cost(want, lowest)
-        if price <= remaining or (index == 0 and want.current is not None):
+        if cost(want, lowest) <= remaining or (index == 0 and want.current is not None):
             layers[index] = lowest
-            shares[index] = min(price, remaining)
+            shares[index] = min(want.needs[lowest] or 0, remaining)
             remaining -= shares[index]
     climbed = True
     while climbed:
@@ -175,11 +178,13 @@ def allocate(available: int, wants: Sequence[Want], *, steady: bool) -> tuple[li
             step = higher[0]
             if not steady and (want.current is None or step > want.current):
                 continue
-            delta = cost(want, step) - shares[index]
-            if delta <= remaining:
+            # the step is judged by its threshold, and what it takes is its whole need (so a
+            # stream held by the hysteresis leaves the others no room it does not leave)
+            if cost(want, step) <= shares[index] + remaining:
+                taken = min(want.needs[step] or 0, shares[index] + remaining)
+                remaining -= taken - shares[index]
+                shares[index] = taken
                 layers[index] = step
-                shares[index] += delta
-                remaining -= delta
                 climbed = True
     return [Grant(layer, share) for layer, share in zip(layers, shares, strict=True)], remaining
 

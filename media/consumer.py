@@ -32,6 +32,7 @@ from .bandwidth import (
     PADDING_BYTES,
     PAUSE_AFTER_S,
     PAUSE_BELOW,
+    PAUSE_LATER_AFTER_S,
     PROBE_SHARE,
     RESUME_ABOVE,
     STEADY_S,
@@ -557,11 +558,18 @@ class Consumer:
         elif estimate < lowest * PAUSE_BELOW:
             if self._congested_since is None:
                 self._congested_since = now
-            elif now - self._congested_since >= PAUSE_AFTER_S and (
-                share is None
-                or share.first
-                or now - self._estimate_fell_at < PAUSE_AFTER_S + STEADY_S
+            elif (share is None or share.first) and now - self._congested_since >= PAUSE_AFTER_S:
+                self._set_congested(True)
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
+                return
+            elif (
+                share is not None
+                and not share.first
+                and now - self._congested_since >= PAUSE_LATER_AFTER_S
+                and now - self._estimate_fell_at < PAUSE_AFTER_S + STEADY_S
             ):
+                # a later video that does not fit beside the others, on a link that showed
+                # congestion: it stops soon, before the overflow takes the first one down too
                 self._set_congested(True)
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return
