@@ -180,6 +180,7 @@ class Consumer:
         self._cluster_goal = 0
         self._next_cluster_at = 0.0
         self._cluster_every = CLUSTER_EVERY_S
+        self._others_bps = 0  # what the transport's other streams are allotted (audio too)
         # the subscribe transport's streams share its estimate (media/bandwidth.py); a stream
         # of higher priority is served first, the same priority in the order they came
         self.priority = 1
@@ -539,9 +540,11 @@ class Consumer:
         lowest = active[0]
         steady = now - self._estimate_fell_at >= STEADY_S
         share: Share | None = None
+        self._others_bps = 0
         if self._shared is not None and self.shares_estimate:
             # the transport's estimate, audio reserved, shared among its video streams
             share = self._shared.share(self, estimate, now, steady=steady)
+            self._others_bps = max(0, estimate - share.share)
             estimate = share.share
         self.last_share = share
         probes = share is None or share.prober  # one stream probes for the transport
@@ -658,7 +661,9 @@ class Consumer:
     def _probe_cluster(self, goal: int, estimate: int, now: float) -> None:
         """With transport-cc, a subscriber whose estimate is below ``goal`` (the next layer,
         or the lowest one while video is stopped) gets a short burst a little above it: if the
-        link carries it, the estimate jumps there instead of growing 8 % a second."""
+        link carries it, the estimate jumps there instead of growing 8 % a second. ``goal`` and
+        ``estimate`` are this stream's; the cluster the estimator measures holds what the
+        transport's other streams send meanwhile (``_others_bps``) too."""
         cc = self._cc
         if cc is None or cc.estimate is None or self._probe_writer is None:
             return
@@ -673,7 +678,8 @@ class Consumer:
             # the last cluster found no more: wait longer before the next one
             self._cluster_every = min(self._cluster_every * 2, CLUSTER_EVERY_MAX_S)
         rate = int(goal * CLUSTER_ABOVE)
-        if not cc.estimator.probe(rate, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
+        target = rate + self._others_bps
+        if not cc.estimator.probe(target, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
             return
         self._cluster_goal = goal
         self._cluster_rate = rate
