@@ -586,12 +586,14 @@ class Consumer:
             target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
             logger.info(
-                "consumer %s: layer %d -> %d (estimate %d, layers %s)",
+                "consumer %s: layer %d -> %d (estimate %d, layers %s, transport %s, %s)",
                 self.id[:8],
                 self._target,
                 target,
                 estimate,
                 needs,
+                self.transport_id[:8],
+                "alone" if share is None else ("first" if share.first else "later"),
             )
             self._target = target
             producer.wanted_layers_changed()
@@ -692,7 +694,9 @@ class Consumer:
         self._congested_since = None
         if congested:
             logger.info(
-                "video paused for a congested subscriber",
+                "video paused for a congested subscriber (consumer %s, transport %s)",
+                self.id[:8],
+                self.transport_id[:8],
                 extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
             )
         else:
