@@ -541,6 +541,7 @@ class Consumer:
         steady = now - self._estimate_fell_at >= STEADY_S
         share: Share | None = None
         self._others_bps = 0
+        whole = estimate
         if self._shared is not None and self.shares_estimate:
             # the transport's estimate, audio reserved, shared among its video streams
             share = self._shared.share(self, estimate, now, steady=steady)
@@ -558,7 +559,10 @@ class Consumer:
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
                 self._probe_cluster(lowest, estimate, now)
                 return
-        elif estimate < lowest * PAUSE_BELOW:
+        elif (whole if share is not None and share.first else estimate) < lowest * PAUSE_BELOW:
+            # the first video of a transport stops by the single-stream rule on the whole
+            # estimate (audio goes on the link anyway): after a squeeze, loss cuts the estimate
+            # far under what the link carries for a while, and its share then stopped it too
             if self._congested_since is None:
                 self._congested_since = now
             elif (share is None or share.first) and now - self._congested_since >= PAUSE_AFTER_S:
