@@ -549,8 +549,13 @@ class Consumer:
             estimate = share.share
         self.last_share = share
         probes = share is None or share.prober  # one stream probes for the transport
+        first = share is not None and share.first
         if self._congested:
-            if estimate >= lowest * RESUME_ABOVE and (share is None or share.layer is not None):
+            # the first video comes back by the single-stream rule too (the whole estimate
+            # covers its lowest layer); a later one when its lowest layer fits beside the others
+            if (whole if first else estimate) >= lowest * RESUME_ABOVE and (
+                share is None or first or share.layer is not None
+            ):
                 self._set_congested(False)
             elif not probes:
                 self._set_probe_rate(0)
@@ -559,7 +564,7 @@ class Consumer:
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
                 self._probe_cluster(lowest, estimate, now)
                 return
-        elif (whole if share is not None and share.first else estimate) < lowest * PAUSE_BELOW:
+        elif (whole if first else estimate) < lowest * PAUSE_BELOW:
             # the first video of a transport stops by the single-stream rule on the whole
             # estimate (audio goes on the link anyway): after a squeeze, loss cuts the estimate
             # far under what the link carries for a while, and its share then stopped it too
