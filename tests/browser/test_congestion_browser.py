@@ -11,11 +11,11 @@ They are scenarios (`-m scenario`), not part of the default run. Runs of 2026-12
 shared with other sessions; load in brackets): the busy minute passed 2 of 2 (19.9-20.0 fps both
 sides, no freeze; load 5-11); the squeezed downlink passed 3 of 4 (back 2.3-8.7 s after the lift;
 the failure, load 11, a 4 s stall after a probe cluster read the still-free link as 2.9 Mbit/s just
-before the squeeze: probe results are now capped at the cluster's target); the three-page room
-passed 2 of the 6 runs since the lower layer is 150 kbit/s (load 1-7; 0 of 6 before): the unconstrained family member keeps the doctor's top
-layer at full rate every time, but the squeezed patient's first video stops for seconds, because
-the transport-cc estimate collapses (loss cuts) to under 70 kbit/s on the 300 kbit/s link after
-the transition's overflow. Too few quiet runs to put them in the default run.
+before the squeeze: probe results are now capped at the cluster's target); the three-page
+room passed 2 of the 6 runs since the lower layer is 150 kbit/s (load 1-7; 0 of 6 before): the
+unconstrained family member keeps the doctor's top layer at full rate every time, but the
+squeezed patient's first video stops for seconds, because the transport-cc estimate collapses
+(loss cuts) to under 70 kbit/s on the 300 kbit/s link after the transition's overflow. Too few quiet runs to put them in the default run.
 """
 
 from __future__ import annotations
