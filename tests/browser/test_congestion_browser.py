@@ -15,7 +15,8 @@ before the squeeze: probe results are now capped at the cluster's target); the t
 room passed 2 of the 6 runs since the lower layer is 150 kbit/s (load 1-7; 0 of 6 before): the
 unconstrained family member keeps the doctor's top layer at full rate every time, but the
 squeezed patient's first video stops for seconds, because the transport-cc estimate collapses
-(loss cuts) to under 70 kbit/s on the 300 kbit/s link after the transition's overflow. Too few quiet runs to put them in the default run.
+(loss cuts) to under 70 kbit/s on the 300 kbit/s link after the transition's overflow.
+Too few quiet runs to put them in the default run.
 """
 
 from __future__ import annotations
