@@ -25,16 +25,22 @@ from aiortc.rtp import (
 
 from . import _aiortc_seam as seam
 from .bandwidth import (
+    AUDIO_OVERHEAD_BPS,
+    AUDIO_UNMEASURED_BPS,
     DROP,
     MIN_PROBE_BPS,
     PADDING_BYTES,
     PAUSE_AFTER_S,
     PAUSE_BELOW,
+    PAUSE_LATER_AFTER_S,
     PROBE_SHARE,
     RESUME_ABOVE,
     STEADY_S,
     UP_ABOVE,
     ProbeBudget,
+    Share,
+    SharedEstimate,
+    Want,
     choose_layer,
 )
 from .graph import Source
@@ -111,6 +117,7 @@ class Consumer:
         producer: Source,
         transceiver: RTCRtpTransceiver,
         app_data: dict[str, Any] | None = None,
+        shared: SharedEstimate | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.producer = producer
@@ -173,6 +180,15 @@ class Consumer:
         self._cluster_goal = 0
         self._next_cluster_at = 0.0
         self._cluster_every = CLUSTER_EVERY_S
+        self._others_bps = 0  # what the transport's other streams are allotted (audio too)
+        # the subscribe transport's streams share its estimate (media/bandwidth.py); a stream
+        # of higher priority is served first, the same priority in the order they came
+        self.priority = 1
+        self._remb_names_others = False  # the last REMB named other streams than this one's
+        self.last_share: Share | None = None
+        self._shared = shared
+        if shared is not None:
+            shared.add(self)
         self._on_close: list[Any] = []
         seam.intercept_sender_rtcp(self._sender, self._on_rtcp)
         track(self)
@@ -233,6 +249,34 @@ class Consumer:
     @property
     def transport_cc(self) -> TransportWideSender | None:
         return self._cc
+
+    @property
+    def shares_estimate(self) -> bool:
+        """A video stream whose estimate is its transport's, to be shared with the transport's
+        other video streams: transport-cc feedback flows, or the subscriber's REMB names other
+        streams too (a browser's names all it covers). A REMB naming this stream alone is its
+        own. Not while paused by the room or its Producer: it sends nothing then."""
+        if self.kind != "video" or self._writer is None or self._paused or self._closed:
+            return False
+        if self.producer.paused:
+            return False
+        if self._cc is not None and self._cc.estimate is not None:
+            return True
+        return self._remb_names_others and self.remb_bitrate is not None
+
+    @property
+    def audio_bps(self) -> int:
+        """An audio stream's bitrate on the wire, reserved before the video streams share
+        the rest (0 while it sends nothing)."""
+        if self.kind != "audio" or self._writer is None or self.paused:
+            return 0
+        payload = sum(layer.bitrate for layer in self.producer.layers)
+        return payload + AUDIO_OVERHEAD_BPS if payload else AUDIO_UNMEASURED_BPS
+
+    def want(self, now: float) -> Want:
+        """What this stream asks of the shared estimate: its layers' needs and the layer it
+        is on (or switching to), None while its video is stopped for congestion."""
+        return Want(self.producer.layer_needs(now), None if self._congested else self._target)
 
     @staticmethod
     def _numbering_for(producer: Source) -> Vp8Numbering | None:
@@ -460,6 +504,7 @@ class Consumer:
             except (ValueError, struct.error):  # a count the FCI does not hold (tests/fuzz)
                 return
             if self._ssrc in ssrcs or self._rtx_ssrc in ssrcs:
+                self._remb_names_others = any(s not in (self._ssrc, self._rtx_ssrc) for s in ssrcs)
                 if not self.estimate_from_remb:
                     self.remb_bitrate = bitrate  # the fallback, should the feedback stop
                     return
@@ -493,32 +538,71 @@ class Consumer:
             self._probe.set_rate(0)
             return
         lowest = active[0]
+        steady = now - self._estimate_fell_at >= STEADY_S
+        share: Share | None = None
+        self._others_bps = 0
+        whole = estimate
+        if self._shared is not None and self.shares_estimate:
+            # the transport's estimate, audio reserved, shared among its video streams
+            share = self._shared.share(self, estimate, now, steady=steady)
+            self._others_bps = max(0, estimate - share.share)
+            estimate = share.share
+        self.last_share = share
+        probes = share is None or share.prober  # one stream probes for the transport
+        first = share is not None and share.first
         if self._congested:
-            if estimate >= lowest * RESUME_ABOVE:
+            # the first video comes back by the single-stream rule too (the whole estimate
+            # covers its lowest layer); a later one when its lowest layer fits beside the others
+            if (whole if first else estimate) >= lowest * RESUME_ABOVE and (
+                share is None or first or share.layer is not None
+            ):
                 self._set_congested(False)
+            elif not probes:
+                self._set_probe_rate(0)
+                return
             else:
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
                 self._probe_cluster(lowest, estimate, now)
                 return
-        elif estimate < lowest * PAUSE_BELOW:
+        elif (whole if first else estimate) < lowest * PAUSE_BELOW:
+            # the first video of a transport stops by the single-stream rule on the whole
+            # estimate (audio goes on the link anyway): after a squeeze, loss cuts the estimate
+            # far under what the link carries for a while, and its share then stopped it too
             if self._congested_since is None:
                 self._congested_since = now
-            elif now - self._congested_since >= PAUSE_AFTER_S:
+            elif (share is None or share.first) and now - self._congested_since >= PAUSE_AFTER_S:
                 self._set_congested(True)
-                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)))
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
+                return
+            elif (
+                share is not None
+                and not share.first
+                and now - self._congested_since >= PAUSE_LATER_AFTER_S
+                and now - self._estimate_fell_at < PAUSE_AFTER_S + STEADY_S
+            ):
+                # a later video that does not fit beside the others, on a link that showed
+                # congestion: it stops soon, before the overflow takes the first one down too
+                self._set_congested(True)
+                self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return
         else:
             self._congested_since = None
-        steady = now - self._estimate_fell_at >= STEADY_S
-        target = choose_layer(needs, estimate, self._layer, steady=steady)
+        if share is None:
+            target = choose_layer(needs, estimate, self._layer, steady=steady)
+        elif share.layer is not None:
+            target = share.layer
+        else:  # no layer fits beside the others: the lowest until its video stops
+            target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
             logger.info(
-                "consumer %s: layer %d -> %d (estimate %d, layers %s)",
+                "consumer %s: layer %d -> %d (estimate %d, layers %s, transport %s, %s)",
                 self.id[:8],
                 self._target,
                 target,
                 estimate,
                 needs,
+                self.transport_id[:8],
+                "alone" if share is None else ("first" if share.first else "later"),
             )
             self._target = target
             producer.wanted_layers_changed()
@@ -535,7 +619,17 @@ class Consumer:
         # steady (padding on a link that just showed overuse only adds to the queue), and to a
         # little under the estimate: the receiver's estimate may grow to 1.5 times that
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
-        if above and target == self._layer and steady:
+        if share is not None and share.goal is not None:
+            # the prober of several streams: padding up to a little under its share (what the
+            # others leave), a cluster towards every stream's top layer
+            if share.goal > estimate and target == self._layer and steady:
+                self._set_probe_rate(int(estimate * PROBE_SHARE))
+                self._probe_cluster(share.goal, estimate, now)
+            else:
+                self._set_probe_rate(0)
+        elif not probes:
+            self._set_probe_rate(0)
+        elif above and target == self._layer and steady:
             self._set_probe_rate(int(min(above[0], estimate * PROBE_SHARE)))
             # a cluster aims at the top layer: a free link shows it at once, a narrow one
             # shows its own rate (and the estimate picks what fits), in one step either way
@@ -578,7 +672,9 @@ class Consumer:
     def _probe_cluster(self, goal: int, estimate: int, now: float) -> None:
         """With transport-cc, a subscriber whose estimate is below ``goal`` (the next layer,
         or the lowest one while video is stopped) gets a short burst a little above it: if the
-        link carries it, the estimate jumps there instead of growing 8 % a second."""
+        link carries it, the estimate jumps there instead of growing 8 % a second. ``goal`` and
+        ``estimate`` are this stream's; the cluster the estimator measures holds what the
+        transport's other streams send meanwhile (``_others_bps``) too."""
         cc = self._cc
         if cc is None or cc.estimate is None or self._probe_writer is None:
             return
@@ -593,7 +689,8 @@ class Consumer:
             # the last cluster found no more: wait longer before the next one
             self._cluster_every = min(self._cluster_every * 2, CLUSTER_EVERY_MAX_S)
         rate = int(goal * CLUSTER_ABOVE)
-        if not cc.estimator.probe(rate, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
+        target = rate + self._others_bps
+        if not cc.estimator.probe(target, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
             return
         self._cluster_goal = goal
         self._cluster_rate = rate
@@ -606,7 +703,9 @@ class Consumer:
         self._congested_since = None
         if congested:
             logger.info(
-                "video paused for a congested subscriber",
+                "video paused for a congested subscriber (consumer %s, transport %s)",
+                self.id[:8],
+                self.transport_id[:8],
                 extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
             )
         else:
@@ -674,6 +773,8 @@ class Consumer:
         self._closed = True
         self._writer = None
         self._history = None
+        if self._shared is not None:
+            self._shared.remove(self)
         self._on_congestion.clear()
         for callback in self._on_close:
             callback(self)

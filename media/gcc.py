@@ -264,8 +264,11 @@ class SendSideEstimator:
             (cluster.received_bytes - cluster.first_arrival_size) * 8_000_000 / (receive_span)
         )
         if receive_rate < PROBE_SATURATED * send_rate:
-            return int(PROBE_UTILISATION * receive_rate)
-        return int(min(send_rate, receive_rate))
+            return int(min(PROBE_UTILISATION * receive_rate, cluster.target))
+        # no more than the cluster aimed at: padding goes out in bursts, so the rates measured
+        # over a 100 ms cluster can be several times its target (a free link then read as
+        # 2.9 Mbit/s lifted a subscriber to a layer its link, squeezed a moment later, lost)
+        return int(min(send_rate, receive_rate, cluster.target))
 
     # --- feedback -----------------------------------------------------------------------------
 

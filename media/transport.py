@@ -27,6 +27,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from . import _aiortc_seam as seam
 from . import _ice_seam
+from .bandwidth import SharedEstimate
 from .consumer import Consumer, codecs_match
 from .datagram_guard import DatagramGuard
 from .errors import BadSdp, ClosedError, InvalidState
@@ -128,6 +129,8 @@ class Transport:
         self._producers: dict[str, Producer] = {}
         self._producer_by_transceiver: dict[int, Producer] = {}
         self._consumers: dict[str, Consumer] = {}
+        # a subscribe transport's estimate is shared among its video Consumers
+        self._shared_estimate = SharedEstimate()
         self._closed = False
         self._close_done = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -382,7 +385,10 @@ class Transport:
         if preferences:
             transceiver.setCodecPreferences(preferences)
         consumer = Consumer(
-            producer, transceiver, app_data={**(app_data or {}), "transport_id": self.id}
+            producer,
+            transceiver,
+            app_data={**(app_data or {}), "transport_id": self.id},
+            shared=self._shared_estimate,
         )
         self._consumers[consumer.id] = consumer
         consumer.on_close(self._consumer_closed)

@@ -7,13 +7,16 @@ Two scenarios with real Chromium pages publishing simulcast camera video:
   then freed: audio keeps flowing, video keeps moving (a lower layer), and within 10 s of the
   lift its frame rate and resolution are back to 90 % of before.
 
-They are scenarios (`-m scenario`), not part of the default run: with REMB as the only estimate
-the squeezed downlink came back within 10 s in about half the runs (the receiver's estimate
-climbs ~7 % a second), and a minute of busy loops on 2 cores leaves the busy-machine scenario
-a few hundred milliseconds from its limit. Transport-cc with probe clusters now brings the
-subscriber back in 1-2 s at the media layer (tests/media/test_twcc.py); the browser runs with
-it have not yet been made on a machine quiet enough to judge (see the issue's notes). The media-layer tests (tests/media/test_bandwidth.py)
-hold the rules themselves in every run.
+They are scenarios (`-m scenario`), not part of the default run. Runs of 2026-12-03 (machine
+shared with other sessions; load in brackets): the busy minute passed 2 of 2 (19.9-20.0 fps both
+sides, no freeze; load 5-11); the squeezed downlink passed 3 of 4 (back 2.3-8.7 s after the lift;
+the failure, load 11, a 4 s stall after a probe cluster read the still-free link as 2.9 Mbit/s just
+before the squeeze: probe results are now capped at the cluster's target); the three-page
+room passed 2 of the 6 runs since the lower layer is 150 kbit/s (load 1-7; 0 of 6 before): the
+unconstrained family member keeps the doctor's top layer at full rate every time, but the
+squeezed patient's first video stops for seconds, because the transport-cc estimate collapses
+(loss cuts) to under 70 kbit/s on the 300 kbit/s link after the transition's overflow.
+Too few quiet runs to put them in the default run.
 """
 
 from __future__ import annotations
@@ -268,26 +271,21 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
             f"the top layer never reached the patient: {_samples(patient)[-3:]}"
             f" doctor's uplink: {[r.get('uplink') for r in _samples(doctor)[-3:]]}"
         )
-    # ... and 8 s of it are the reference
+    # ... and 6 s of it are the reference
     before_from = patient.page.evaluate(now_js)
-    patient.page.wait_for_timeout(8000)
+    patient.page.wait_for_timeout(6000)
     squeeze_at = patient.page.evaluate(now_js)
+    before = _window(_samples(patient), before_from, squeeze_at)
+    ref_fps = _fps(before)
+    ref_pixels = max(r["width"] * r["height"] for r in before)
     # the server's side of the patient's link carries at most 300 kbit/s
     _tc("netns", "exec", server_ns, "tc", "qdisc", "add", "dev", link, "root",
         "tbf", "rate", "300kbit", "burst", "16kb", "latency", "200ms")  # fmt: skip
     patient.page.wait_for_timeout(20_000)
     _tc("netns", "exec", server_ns, "tc", "qdisc", "del", "dev", link, "root")
     lift_at = patient.page.evaluate(now_js)
-    patient.page.wait_for_timeout(15_000)
-    rows = _samples(patient)
-    sender = _samples(doctor)
-    before = _window(rows, before_from, squeeze_at)
-    during = _window(rows, squeeze_at, lift_at)
-    after = [r for r in rows if r["t"] >= lift_at]
-    ref_fps = _fps(before)
-    ref_pixels = max(r["width"] * r["height"] for r in before)
 
-    def recovered(i: int) -> bool:
+    def recovered(after: list[dict[str, Any]], i: int) -> bool:
         window = after[i : i + 4]
         return (
             len(window) == 4
@@ -295,7 +293,18 @@ def test_r1_a_squeezed_downlink_lowers_the_picture_and_recovers(
             and min(r["width"] * r["height"] for r in window) >= 0.9 * ref_pixels
         )
 
-    back = next((after[i]["t"] - lift_at for i in range(len(after)) if recovered(i)), None)
+    # sampled until back (at most 15 s: the target is 10 s, the rest says by how much it missed)
+    while True:
+        patient.page.wait_for_timeout(1000)
+        rows = _samples(patient)
+        after = [r for r in rows if r["t"] >= lift_at]
+        back = next(
+            (after[i]["t"] - lift_at for i in range(len(after)) if recovered(after, i)), None
+        )
+        if back is not None or rows[-1]["t"] - lift_at >= 15_000:
+            break
+    sender = _samples(doctor)
+    during = _window(rows, squeeze_at, lift_at)
     report = {
         "fps_before": round(ref_fps, 1),
         "size_before": sorted({(r["width"], r["height"]) for r in before}),
@@ -370,11 +379,12 @@ def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: a subscribe transport's estimate is not shared out among its video streams;"
-    " each Consumer takes the whole estimate for itself, so the squeezed patient's two videos"
-    " (the doctor's and the family member's, 2 x the lower layer + audio > 300 kbit/s) both"
-    " freeze (quiet machine: 0.9 fps). The family member's side holds (640x480, 14 fps).",
+    strict=False,
+    reason="issue 10: the allocation shares the squeezed patient's estimate (the family member's"
+    " video stops, the doctor's keeps the lower layer), but the transport-cc estimate collapses"
+    " under the transition's losses to under 70 kbit/s on the 300 kbit/s link and the doctor's"
+    " video stops for seconds too (patient 0.5-6 fps; passed 2 of 6). The family member's side"
+    " holds (640x480, ~20 fps, no freeze) in every quiet run.",
 )
 @pytest.mark.parametrize("demo_args", [("--companion",)])
 def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
@@ -435,6 +445,12 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
             "freezes_squeezed": _freezes(during),
         }
     print(f"\nthree pages, the patient's downlink at 300 kbit/s: {report}")
+    log = served.stdout_path.read_text(errors="replace") + served.stderr_path.read_text(
+        errors="replace"
+    )
+    for line in log.splitlines():
+        if "transport-cc" in line or ": layer " in line or "video paused" in line:
+            print(line[:200])
     family, squeezed = report["companion"], report["patient"]
     # the family member kept the top layer and its frame rate the whole time
     assert family["sizes_squeezed"] == [(640, 480)], report

@@ -13,12 +13,6 @@
 
 import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./signaling.js";
 
-// Camera video goes out as simulcast, lowest layer first (the server reads the order of
-// a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
-// poor network costs that subscriber resolution, not the picture. Chromium sends at most two
-// layers below 960x540 (it drops the highest ones), so a VGA camera gets two. The lowest
-// layer must fit a poor link with the audio beside it: 180 kbit/s of 320x240 (Chrome's own
-// default for that size is 150-200) plus ~60 of Opus and headers leaves room under 300.
 /** Silence on the publish connection carrying the camera after which it is given up. */
 export const LANE_DEAD_MS = 450;
 /** A connection never heard since it was made is given up only after this long (its server
@@ -29,6 +23,14 @@ const LANE_CHECK_MS = 100;
 /** A failed per-provider connection is built again this long after (and again while it fails). */
 const LANE_REBUILD_MS = 2000;
 
+// Camera video goes out as simulcast, lowest layer first (the server reads the order of
+// a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
+// poor network costs that subscriber resolution, not the picture. Chromium sends at most two
+// layers below 960x540 (it drops the highest ones), so a VGA camera gets two. The lowest
+// layer must fit a poor link with the audio beside it, in a call of three too: 150 kbit/s of
+// 320x240 (Chrome's own default for that size is 150-200; the encoder overshoots by ~10 %) plus
+// two Opus streams with headers (~60 each) stays under 300. At 180 the patient's 300 kbit/s
+// link of a three-page call stayed overfull with only the doctor's video left, and it stopped.
 export function simulcastEncodings(track) {
   const height = track.getSettings?.().height ?? 0;
   if (height >= 540) {
@@ -40,7 +42,7 @@ export function simulcastEncodings(track) {
   }
   if (height >= 240) {
     return [
-      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 180_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 150_000 },
       { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 600_000 },
     ];
   }
