@@ -256,7 +256,7 @@ export const STRINGS = {
     "signedin.text": "You are signed in as {role}. This role works through the audit and regulator interfaces (see docs/api.md).",
 
     "device.speaker_test": "Test speaker",
-    "device.speaker_hint": "Press “Test speaker”: a chime means the speaker works.",
+    "device.speaker_hint": "Press \"Test speaker\": a chime means the speaker works.",
     "device.speaker_played": "A test chime was played. Did you hear it? If not, turn the volume up or choose another speaker.",
     "device.camera_choice": "Camera to use",
     "device.microphone_choice": "Microphone to use",
@@ -300,8 +300,8 @@ export const STRINGS = {
     "mc.state.sent": "The consulting hospital has the request and is choosing its specialists.",
     "mc.state.accepted": "A specialist agreed to the consultation. Please wait for it to start.",
     "mc.state.in_session": "The consultation is under way.",
-    "mc.state.room_open": "The consultation has started. Press “Enter the consultation room”.",
-    "mc.state.stepped_out": "The doctors are talking among themselves. Please wait; the “Enter the consultation room” button comes back here when they are done.",
+    "mc.state.room_open": "The consultation has started. Press \"Enter the consultation room\".",
+    "mc.state.stepped_out": "The doctors are talking among themselves. Please wait; the \"Enter the consultation room\" button comes back here when they are done.",
     "mc.state.reported": "The specialists gave their opinion; your doctor will talk with you about the next steps.",
     // After the report (R17, R18): the patient's referrals and report interpretations
     "mf.heading": "Referrals and report interpretation",
@@ -335,7 +335,7 @@ export const STRINGS = {
     "waiting.ward_pending": "A ward you registered can be booked for once the hospital has verified your relation; bring proof to the desk.",
     "waiting.status_loading": "Loading your booking…",
     "waiting.status_no_visit": "No visit booked",
-    "waiting.status_consultation": "You have a remote consultation: see “Remote consultation” below",
+    "waiting.status_consultation": "You have a remote consultation: see \"Remote consultation\" below",
     "waiting.status_entering": "The doctor admitted you; entering the consult room…",
     "waiting.left.sent_back": "The doctor sent you back to the waiting room. Please wait; the doctor will admit you again.",
     "waiting.left.ended": "The doctor ended the visit.",
@@ -368,7 +368,7 @@ export const STRINGS = {
 
     "device.heading": "Step 1: check camera and microphone",
     "device.intro":
-      "Press the button below; the browser asks to use the camera and microphone: choose “Allow”. If you see yourself and the bar moves when you speak, they work.",
+      "Press the button below; the browser asks to use the camera and microphone: choose \"Allow\". If you see yourself and the bar moves when you speak, they work.",
     "device.video_aria": "My camera (check)",
     "device.meter_aria": "Microphone level",
     "device.camera_unknown": "Camera: not checked yet",
@@ -388,11 +388,11 @@ export const STRINGS = {
 
     "checkin.heading": "Step 3: start waiting",
     "checkin.intro":
-      "When you are ready, press “I am here, start waiting”. The doctor sees patients in turn; when it is yours this page enters the video room by itself.",
+      "When you are ready, press \"I am here, start waiting\". The doctor sees patients in turn; when it is yours this page enters the video room by itself.",
     "checkin.button": "I am here, start waiting",
     "checkin.needs_consent": "First finish step 2: sign the informed consent.",
     "checkin.guardian_intro":
-      "You are the guardian of {name}. A child under 6 needs a guardian present before the doctor can start: press “I am here, start waiting”.",
+      "You are the guardian of {name}. A child under 6 needs a guardian present before the doctor can start: press \"I am here, start waiting\".",
     "checkin.waiting": "You are waiting. Keep this page open; it enters the video room when it is your turn.",
 
     "outcome.heading": "Outcome",

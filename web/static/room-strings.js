@@ -91,7 +91,7 @@ export const ROOM_STRINGS = {
     "tile.video_aria": "Video of {name}",
     "local.video_aria": "My camera",
     "local.no_camera": "No camera in use",
-    "local.camera_off": "You turned your camera off; press “Start video” to show it again",
+    "local.camera_off": "You turned your camera off; press \"Start video\" to show it again",
     "local.camera_waiting": "The camera opens once you are in the room",
     "tiles.aria": "Video of the consultation",
     "side.aria": "Visit details and chat",
