@@ -385,6 +385,9 @@ async function checkIn() {
     visit = await api("POST", `/visits/${visit.id}/check-in`, {});
     renderVisit();
   });
+  // a guardian coming after the child finds the visit already in the room and is let in at
+  // once (issue 11): go in now rather than wait for the push
+  if (visit.state === "in_room" && visit.consent_signed && arrived()) await enterRoom();
 }
 
 async function acknowledgeRefusal() {
