@@ -39,6 +39,10 @@ async def _round_trips(person: Person, count: int) -> list[float]:
     return times
 
 
+def _p99(times: list[float]) -> float:
+    return sorted(times)[max(0, round(0.99 * len(times)) - 1)]
+
+
 async def _beside(
     healthy: Person, flood: Callable[[], Awaitable[None]], samples: int = 40
 ) -> tuple[float, float, float]:
@@ -50,6 +54,7 @@ async def _beside(
         during = await _round_trips(healthy, samples)
     finally:
         await flooding
+    print(f"healthy p99 {_p99(baseline) * 1000:.1f} ms -> {_p99(during) * 1000:.1f} ms")
     return statistics.median(baseline), statistics.median(during), max(during)
 
 
