@@ -20,6 +20,7 @@ Protocol: docs/signaling.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -98,14 +99,16 @@ class Updates:
             return error_payload(exc)
         return {"ok": True}
 
+    async def _tell(self, name: str, payload: Any, user_ids: Iterable[str]) -> None:
+        """Emit ``name`` once to every page of each of ``user_ids`` (each account's room)."""
+        for user_id in sorted(set(user_ids)):
+            await self._sio.emit(name, payload, to=_user_room(user_id), namespace=NAMESPACE)
+
     async def relay(self, event: events.DomainEvent) -> None:
         """Push a committed domain event to the pages it concerns."""
         if isinstance(event, events.StateChanged) and event.machine == "visit":
             payload = {"visit": event.object_id, "state": event.new, "event": event.event}
-            for user_id in sorted({user_id for _role, user_id in event.parties}):
-                await self._sio.emit(
-                    "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
-                )
+            await self._tell("visit_changed", payload, (u for _role, u in event.parties))
         elif isinstance(event, events.VisitPeopleChanged):
             # a guardian came, or a companion was let in: same push, the visit read again
             payload = {
@@ -114,10 +117,7 @@ class Updates:
                 "event": event.event,
                 "room_role": event.room_role,
             }
-            for user_id in sorted({user_id for _role, user_id in event.parties}):
-                await self._sio.emit(
-                    "visit_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
-                )
+            await self._tell("visit_changed", payload, (u for _role, u in event.parties))
         elif isinstance(event, events.StateChanged) and event.machine in CONSULTATION_MACHINES:
             # Remote consultation (issue 14): the worklists of both institutions read again.
             payload = {
@@ -126,17 +126,11 @@ class Updates:
                 "state": event.new,
                 "event": event.event,
             }
-            for user_id in sorted({user_id for _role, user_id in event.parties}):
-                await self._sio.emit(
-                    "consultation_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
-                )
+            await self._tell("consultation_changed", payload, (u for _role, u in event.parties))
         elif isinstance(event, events.RatingChanged):
             # a visit's rating given, edited or answered (R40, R41): both sides read again
             payload = {"rating_visit": event.visit_id, "event": event.event}
-            for user_id in sorted(set(event.user_ids)):
-                await self._sio.emit(
-                    "rating_changed", payload, to=_user_room(user_id), namespace=NAMESPACE
-                )
+            await self._tell("rating_changed", payload, event.user_ids)
         elif isinstance(event, events.ReminderMade):
             # a reminder for this account (issue 14, R11): ids, kind and moment only
             reminder: dict[str, str | None] = {
@@ -147,15 +141,11 @@ class Updates:
                 "consultation_id": event.consultation_id,
                 "at": event.at,
             }
-            await self._sio.emit(
-                "reminder", reminder, to=_user_room(event.user_id), namespace=NAMESPACE
-            )
+            await self._tell("reminder", reminder, (event.user_id,))
         elif isinstance(event, events.ParticipationChanged):
             # asked out of a consultation's room, or back in: the person's pages follow
             payload = {"room": event.room_id, "state": event.state, "reason": event.reason}
-            await self._sio.emit(
-                "room_changed", payload, to=_user_room(event.user_id), namespace=NAMESPACE
-            )
+            await self._tell("room_changed", payload, (event.user_id,))
         elif isinstance(event, events.AccessRevoked):
             if event.tokens_only:  # the sessions stay signed in
                 return
