@@ -20,6 +20,20 @@ from media import _aiortc_seam
 #: on a busy 2-core machine, and every test world hashes and verifies dozens of passwords.
 CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
+#: The suites whose tests hold calls (aiortc peers, Chromium pages, recordings, media workers):
+#: one pytest-xdist worker runs them one after another (``--dist loadgroup``), so two calls never
+#: share the 2 cores, while the other worker takes the database, API and imaging tests beside
+#: them.
+CALL_SUITES = frozenset({"browser", "media", "recording", "signaling"})
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        suite = item.path.relative_to(TESTS).parts[0]
+        if suite in CALL_SUITES:
+            item.add_marker(pytest.mark.xdist_group("calls"))
+
 
 @pytest.fixture(autouse=True)
 def loopback_ice() -> None:
