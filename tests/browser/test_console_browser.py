@@ -57,11 +57,15 @@ def _notice(page: Any, text: str) -> None:
 
 IN_VIEW_JS = """
 (el) => {
-  // on the screen, and not clipped by a scrolling box it sits in
+  // on the screen, and not clipped by a scrolling box it sits in (a box above a fixed element
+  // does not clip it)
   const r = el.getBoundingClientRect();
   let box = { top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth };
-  for (let p = el.parentElement; p; p = p.parentElement) {
-    if (!/(auto|scroll|hidden)/.test(getComputedStyle(p).overflowY)) continue;
+  let fixed = getComputedStyle(el).position === "fixed";
+  for (let p = el.parentElement; p && !fixed; p = p.parentElement) {
+    const style = getComputedStyle(p);
+    fixed = style.position === "fixed";
+    if (!/(auto|scroll|hidden)/.test(style.overflowY)) continue;
     const c = p.getBoundingClientRect();
     box = { top: Math.max(box.top, c.top), left: Math.max(box.left, c.left),
             bottom: Math.min(box.bottom, c.bottom), right: Math.min(box.right, c.right) };
@@ -423,12 +427,27 @@ def test_empty_server_to_rated_visit_through_the_pages(
         doctor_sees = _wait_video(doctor, "doctor", deadline)  # the room is in the queue page
         assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
         check_layout(patient, "room-patient", shots, english=True)  # the call timer's line
+        # The whole question, not only its button, at any window size: it used to be cut in
+        # half by the visit's panel beside the video once the window was made smaller.
+        question = item.locator(".end-confirm")
+        doctor.set_viewport_size({"width": 1280, "height": 640})
+        item.locator("[data-action=end]").click()
+        assert _in_view(question), "the question to end the visit is cut by the panel"
+        doctor.set_viewport_size({"width": 1024, "height": 560})  # made smaller while it asks
+        doctor.wait_for_function("() => window.innerHeight === 560")
+        assert _in_view(question), "the question is cut after the window shrank"
+        doctor.set_viewport_size({"width": 1280, "height": 900})
+        doctor.keyboard.press("Escape")  # answers "go on with the visit"
+        assert question.is_hidden() and item.get_attribute("data-state") == "in_room"
         item.locator("[data-action=end]").click()
         confirm = item.locator("[data-action=end_confirm]")
-        assert _in_view(confirm), "the question's button is scrolled out of the panel"
+        assert _in_view(question) and _in_view(confirm), "the question is out of view"
         confirm.click()
         item.wait_for(state="detached", timeout=WAIT_MS)
         patient.wait_for_url(re.compile(r"/waiting\?visit=.*left=ended"), timeout=WAIT_MS)
+        # "the doctor ended the visit" is as wide as the cards below it (check_layout asserts
+        # it at 390 and 1280 px with the rated page below; it used to be narrower)
+        patient.locator("#left-notice[data-reason=ended]").wait_for(timeout=WAIT_MS)
 
         # --- The patient sees the summary of the visit and rates it -------------------------
         patient.wait_for_function(
@@ -450,6 +469,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         patient.click("#rating-submit")
         patient.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
         assert patient.inner_text("#rating-shown-stars") == "★★★★★"
+        assert patient.is_visible("#left-notice")  # what check_layout measures below
         check_layout(patient, "waiting-rated", shots, english=True)
         # the doctor's queue, open all along, is pushed the rating (R41)
         doctor.locator(f"#ratings-list li[data-visit='{visit_id}']").wait_for(timeout=WAIT_MS)
