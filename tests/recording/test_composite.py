@@ -131,6 +131,7 @@ def _check_captions(
             shown, expected = box.of(frame), box.of(right)
             assert expected.sum() > 100 and shown.sum() > 100, f"no label in tile {slot}"
             off = caption_frames.mismatch(shown, expected)
+            print(f"composite label {slot}: {off} of {int(expected.sum())} lit pixels off")
             assert off <= 0.2 * expected.sum(), (slot, off, int(expected.sum()))
         shown = clock_box.of(frame)
         lit.append(shown)
@@ -141,5 +142,6 @@ def _check_captions(
         off = caption_frames.mismatch(shown, clock_box.of(right))
         for name, picture in wrong.items():
             against = caption_frames.mismatch(shown, clock_box.of(picture))
+            print(f"composite time at {at:.2f} s: {off} pixels off, {against} against {name}")
             assert off * 2 < against, f"the time reads closer to {name}: {off} vs {against}"
     assert caption_frames.mismatch(lit[0], lit[1]) > 0  # the time moves
