@@ -98,3 +98,12 @@ def render(font: captions.Font, labels: list[str], clock: str) -> np.ndarray:
 def mismatch(region: np.ndarray, reference: np.ndarray) -> int:
     """Pixels lit in one mask and not the other."""
     return int(np.count_nonzero(region ^ reference))
+
+
+def agreement(region: np.ndarray, right: np.ndarray, wrong: np.ndarray) -> float:
+    """Of the pixels where two candidate texts differ, the share ``region`` has as ``right``
+    has them (1: reads as ``right``, 0: as ``wrong``): the few pixels of one changed digit
+    decide, not the whole line's compression noise."""
+    differ = right ^ wrong
+    assert differ.any(), "the two candidates look the same"
+    return float(np.count_nonzero(region[differ] == right[differ]) / np.count_nonzero(differ))
