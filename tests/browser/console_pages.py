@@ -34,6 +34,16 @@ STOP_TIMEOUT_S = 5.0
 WAIT_MS = 15_000
 PASSWORD = "Correct-Horse-42"
 
+# Visible buttons (and links styled as buttons), selects and disclosure summaries smaller than
+# 44 x 44 px.
+SMALL_TARGETS_JS = """
+() => [...document.querySelectorAll("button, .btn, input[type=submit], .chat-btn, select, summary")]
+  .filter((el) => el.offsetParent !== null && getComputedStyle(el).visibility !== "hidden")
+  .map((el) => [el.id || el.className || el.tagName, el.getBoundingClientRect()])
+  .filter(([, r]) => r.width > 0 && (r.width < 44 || r.height < 44))
+  .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)
+"""
+
 
 def _ns(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, **kwargs)

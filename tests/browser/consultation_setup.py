@@ -3,9 +3,11 @@ test's network namespace (issue 14).
 
 Run as ``python consultation_setup.py BASE_URL DATA_DIR`` (by ``ip netns exec``): a grassroots
 clinic and a tertiary hospital, each with a consult centre; an agreement from the clinic to the
-hospital; the clinic's doctor and a patient it registered; three experts with signing PINs.
-Prints one JSON object: each account's signed-in session (``token``, ``me``, ...) for the page
-to use, and the ids the test needs.
+hospital; the clinic's doctor and a patient it registered, linked to the patient's own account
+(its page signs in with a password and enters the room from its waiting room); four experts with
+signing PINs and one with under 3 years of practice. Prints one JSON object: each clinician's
+signed-in session (``token``, ``me``, ...) for the page to use, the patient's credentials, and
+the ids the test needs.
 """
 
 from __future__ import annotations
@@ -39,12 +41,19 @@ def main(base_url: str, data_dir: str) -> None:
     account("down_centre", "operator", "基层中心", down, world.down_centre)
     account("up_centre", "operator", "上级中心", up, world.up_centre)
     nurse = world.account("nurse", "nurse", "护士甲", (down, world.down_general))
-    record = nurse.call("POST", "/patients", {"name": "赵某", "id_number": id_number()})
+    patient = world.account("patient", "patient", "赵某", None)
+    record = nurse.call(
+        "POST",
+        "/patients",
+        {"name": "赵某", "id_number": id_number("19580911"), "user_id": patient.user_id},
+    )
+    patient.call("DELETE", "/session")  # the patient's page signs in afresh
     experts = []
     for key, name, title in (
         ("e1", "张主任", "chief"),
         ("e2", "王教授", "associate_chief"),
         ("e3", "陈医生", "attending"),
+        ("e4", "刘医生", "attending"),
     ):
         expert = account(key, "doctor", name, up, world.up_heart)
         practitioner(expert, world.up_heart, title, 9)
@@ -55,6 +64,7 @@ def main(base_url: str, data_dir: str) -> None:
         json.dumps(
             {
                 "sessions": sessions,
+                "patient": patient.describe(),
                 "patient_record_id": record["id"],
                 "up": up,
                 "down": down,

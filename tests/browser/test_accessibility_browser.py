@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_pages import SMALL_TARGETS_JS
 from portal_setup import id_number
 from room_layout import check_reference, page_regions
 from test_consultation_browser import SESSION_KEY
@@ -48,16 +49,6 @@ async () => {
 }
 """
 
-
-# Visible buttons (and links styled as buttons), selects and disclosure summaries smaller than
-# 44 x 44 px.
-SMALL_TARGETS_JS = """
-() => [...document.querySelectorAll("button, .btn, input[type=submit], .chat-btn, select, summary")]
-  .filter((el) => el.offsetParent !== null && getComputedStyle(el).visibility !== "hidden")
-  .map((el) => [el.id || el.className || el.tagName, el.getBoundingClientRect()])
-  .filter(([, r]) => r.width > 0 && (r.width < 44 || r.height < 44))
-  .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)
-"""
 
 # Text at 200 %: the root font size doubled (the pages size everything in rem).
 TEXT_200_JS = """

@@ -1,11 +1,14 @@
-"""Issue 14 through the pages (/consult, zh-CN with the English toggle), two institutions on one
-server: a grassroots doctor comes from its queue's header link, drafts a request with a PDF
-attachment and submits it (R10, R16); its centre approves; the hospital's centre cannot assign
-an expert with under 3 years (R12) and invites two; one declines (a decline without a reason is
-refused) and the inviter sees the reason pushed live (R11); one accepts; a third is added (MDT);
-the session starts; two experts co-sign the report with their PINs (R13, R27, R35); the inviter
-records its decision; both institutions see the archived report (R15). The accounts are made
-through the API (consultation_setup.py); everything after is clicks.
+"""Issue 14's whole flow in one run through the pages (/consult, the room, /waiting; zh-CN with the
+English toggle), two institutions on one server: a grassroots doctor comes from its queue's
+header link, drafts a request with a PDF attachment and submits it (R10, R16); its centre
+approves; the hospital's centre cannot assign an expert with under 3 years (R12) and invites
+two; one declines (a decline without a reason is refused) and the inviter sees the reason pushed
+live (R11); one accepts; two more are added (MDT) and accept; the session starts and five pages
+meet in its room (the inviter doctor and three experts from /consult, the patient from its
+waiting room on a phone), the patient steps out for the doctors-only part and comes back
+(mdt_room_pages.py); two experts co-sign the report with their PINs (R13, R27, R35); the
+inviter records its decision; both institutions' centres see the archived report (R15). The
+accounts are made through the API (consultation_setup.py); everything after is clicks.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 from conftest import RoomPage
 from console_pages import WAIT_MS, api_setup, empty_server
+from mdt_room_pages import TABS, five_in_the_room
 from signing_ca import make_sm2_ca
 
 SETUP = Path(__file__).resolve().parent / "consultation_setup.py"
@@ -85,6 +89,8 @@ def _click(page: Any, action: str, where: str = "#detail-actions") -> None:
     _ready(page)
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(600)
 def test_r10_to_r15_the_whole_consultation_through_the_pages(
     netns: str,
     open_room: Callable[..., RoomPage],
@@ -94,10 +100,19 @@ def test_r10_to_r15_the_whole_consultation_through_the_pages(
     ca = make_sm2_ca(tmp_path / "ca")
     monkeypatch.setenv("TELECONSULT_SIGNING_CA_CERT_FILE", str(ca.cert))
     monkeypatch.setenv("TELECONSULT_SIGNING_CA_KEY_FILE", str(ca.key))
+    TABS.clear()
+    try:
+        _whole_consultation(open_room, netns, tmp_path)
+    finally:
+        for tab in TABS:  # shown by pytest when the test failed
+            print(f"\n--- console of the {tab.role} page ---\n" + "\n".join(tab.logs[-60:]))
+
+
+def _whole_consultation(open_room: Callable[..., RoomPage], netns: str, tmp_path: Path) -> None:
     with empty_server(netns, tmp_path) as (base_url, data_dir):
         world = _setup(netns, base_url, data_dir)
         s = world["sessions"]
-        e1_id, e2_id, e3_id = world["experts"]
+        e1_id, e2_id, e3_id, e4_id = world["experts"]
 
         # --- The grassroots doctor comes from its queue's header; drafts, attaches a PDF, submits
         # (R10, R16) ---------------------------------------------------------------------------
@@ -163,21 +178,31 @@ def test_r10_to_r15_the_whole_consultation_through_the_pages(
             timeout=WAIT_MS,
         )
 
-        # --- One accepts; a third is added (MDT) and accepts -----------------------------------
+        # --- One accepts; two more are added (MDT) and accept ----------------------------------
         e2 = _page(open_room, base_url, s["e2"], f"/consult?id={cid}")
         _click(e2, "accept")
         _state(e2, "accepted")
         _state(doctor, "accepted")
-        up_centre.select_option("#assign-expert", e3_id)
-        _click(up_centre, "assign")
-        e3 = _page(open_room, base_url, s["e3"], f"/consult?id={cid}")
-        _click(e3, "accept")
-        e3.wait_for_selector("#report-form")
+        experts = {"e2": e2}
+        for key, expert_id in (("e3", e3_id), ("e4", e4_id)):
+            up_centre.select_option("#assign-expert", expert_id)
+            _click(up_centre, "assign")
+            experts[key] = _page(open_room, base_url, s[key], f"/consult?id={cid}")
+            _click(experts[key], "accept")
+            experts[key].wait_for_selector("#report-form")
+        e3 = experts["e3"]
+        for page in (down_centre, up_centre, e1):  # their part is done; fewer renderers
+            page.close()
 
-        # --- The session starts ----------------------------------------------------------------
+        # --- The session starts: five pages meet in its room, the patient steps out and back ---
         _click(doctor, "start")
         _state(doctor, "in_session")
         _state(e2, "in_session")
+        names = {"doctor": "李村医", "patient": "赵某", "e2": "王教授", "e3": "陈医生"}
+        names["e4"] = "刘医生"
+        five_in_the_room(
+            open_room, base_url, {"doctor": doctor} | experts, world["patient"], names, tmp_path
+        )
 
         # --- Two experts co-sign with their PINs (R13, R27, R35) -------------------------------
         e2.fill("#report-findings", "运动试验阳性")
@@ -207,6 +232,8 @@ def test_r10_to_r15_the_whole_consultation_through_the_pages(
         _state(e2, "reported")
 
         # --- The inviter decides; both institutions see the archived report (R13, R15) ----------
+        down_centre = _page(open_room, base_url, s["down_centre"], f"/consult?id={cid}")
+        up_centre = _page(open_room, base_url, s["up_centre"], f"/consult?id={cid}")
         _state(doctor, "reported")
         assert doctor.input_value("#report-opinion") == "稳定型心绞痛可能性大"
         assert doctor.get_attribute("#report-opinion", "readonly") is not None
@@ -222,7 +249,7 @@ def test_r10_to_r15_the_whole_consultation_through_the_pages(
         doctor.click("#lang-toggle")
         assert doctor.inner_text("#detail-state") == "Archived"
         assert doctor.inner_text("#list-mine h2") == "My requests"
-        for page in (doctor, down_centre, up_centre, e1, e2, e3):
+        for page in (doctor, down_centre, up_centre, e2, e3):
             errors = page.evaluate("() => window.__portal.errors.map((e) => e.code)")
             assert set(errors) <= {
                 "expert_not_qualified",

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 from conftest import RoomPage
-from console_pages import api_setup, empty_server
-from test_accessibility_browser import SMALL_TARGETS_JS, _axe
+from console_pages import SMALL_TARGETS_JS, api_setup, empty_server
+from test_accessibility_browser import _axe
 from test_portal_browser import _sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]

@@ -1,18 +1,18 @@
-"""Issue 14's MDT room through the pages (R12: several invitees): at the scheduled time five
-people join one consultation room across two institutions on one server, each the way its user
-would, in its own Chromium context with a fake camera: the inviter doctor and three experts from
-their /consult pages (a new tab), the patient, signed in on a phone-sized page (390x844), from its
-waiting room's "远程会诊" card. Every page shows the four others' video (a size, and decoded frames
-rising for the very track each tile shows) and media stays on the namespace's loopback (the
-selected ICE pair of each connection). Five names on five tiles: on the expert's 1280x900 page and
-the patient's phone no tile covers another, every remote tile's name and role are on screen
-whole, one's own picture covers no remote name, and the control bar is on the first screen.
-The inviter asks the patient out ("请患者暂离"): the patient's page goes back to its waiting room,
-the experts' pages lose the patient's tile and show the doctors-only banner while the doctors'
-video goes on; brought back, the patient enters again, sees the four others and is seen.
+"""Issue 14's MDT room through the pages (R12: several invitees), for the whole consultation's
+browser test (test_consultation_browser.py): five people join one consultation room across two
+institutions, each the way its user would, in its own Chromium context with a fake camera: the
+inviter doctor and three experts from their /consult pages (a new tab), the patient, signed in
+on a phone-sized page (390x844), from its waiting room's "远程会诊" card. Every page shows the
+four others' video (a size, and decoded frames rising for the very track each tile shows) and
+media stays on the namespace's loopback (the selected ICE pair of each connection). Five names on
+five tiles: on the expert's 1280x900 page and the patient's phone no tile covers another, every
+remote tile's name and role are on screen whole, one's own picture covers no remote name, and
+the control bar is on the first screen. The inviter asks the patient out ("请患者暂离"): the
+patient's page goes back to its waiting room, the experts' pages lose the patient's tile and show
+the doctors-only banner while the doctors' video goes on; brought back, the patient enters again,
+sees the four others and is seen.
 
-The consultation up to its session is made through the API (mdt_room_setup.py). The cameras
-are opened at 240x180 (getUserMedia's constraints narrowed by an init script of the test's) so
+The cameras are opened at 240x180 (getUserMedia's constraints narrowed by an init script) so
 five pages, each decoding four streams, fit a 2-core machine.
 """
 
@@ -27,21 +27,15 @@ from typing import Any
 
 import pytest
 from conftest import RoomPage
-from console_pages import api_setup, empty_server
-from test_accessibility_browser import SMALL_TARGETS_JS
+from console_pages import SMALL_TARGETS_JS
 from test_portal_browser import _sign_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
-SETUP = Path(__file__).resolve().parent / "mdt_room_setup.py"
 WAIT_MS = 30_000
 # A room join with five pages on a loaded 2-core machine (CI ~2x slower): the server may refuse
 # a join while its loop lags (server_busy) and the page retries after 3, 5, 8, 12 s ...
 JOIN_MS = 90_000
 VIDEO_S = 120.0  # all remote videos playing; a loaded machine rebuilds some media first
 PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
-EXPERTS = ("e1", "e2", "e3")
 BUSY = {"server_busy", "media_unavailable"}  # room-view.js retries these joins
 
 SESSION_KEY = "teleconsult.session"
@@ -202,35 +196,21 @@ def _check_layout(
     return dict(layout)
 
 
-def _small_camera(page: Any) -> None:
+TABS: list[RoomPage] = []  # the room tabs opened, for their consoles when a test fails
+
+
+def small_camera(page: Any) -> None:
+    """Every getUserMedia of the page's context opens the camera at 240x180."""
     page.context.add_init_script(SMALL_CAMERA_JS)
 
 
-TABS: list[RoomPage] = []
-
-
-def _open_consult(
-    open_room: Callable[..., RoomPage], base_url: str, session: dict[str, Any], cid: str
-) -> Any:
-    """A clinician's /consult page, signed in with ``session``, on the consultation (loading)."""
-    page = open_room(session["me"]["username"], "about:blank").page
-    _small_camera(page)
-    page.add_init_script(
-        f"if (!sessionStorage.getItem({json.dumps(SESSION_KEY)}))"
-        f" sessionStorage.setItem({json.dumps(SESSION_KEY)}, {json.dumps(json.dumps(session))});"
-    )
-    page.goto(f"{base_url}/consult?id={cid}", wait_until="commit")
-    return page
-
-
-def _room_tab(page: Any, name: str) -> RoomPage:
+def room_tab(page: Any, name: str) -> RoomPage:
     """The /consult page opens the consultation's room in a new tab, as a click does: that tab
-    is the returned room page (joining)."""
+    is the returned room page (joining). The /consult page stays open behind it."""
     page.wait_for_selector("#detail-actions [data-action=room]", timeout=WAIT_MS)
     with page.context.expect_page(timeout=WAIT_MS) as opened:
         page.click("#detail-actions [data-action=room]")
     tab = opened.value
-    page.close()  # the room tab has its own copy of the session; one renderer less on 2 cores
     room = RoomPage(role=f"{name} room", page=tab)
     tab.on("console", lambda msg: room.logs.append(f"{msg.type}: {msg.text}"))
     tab.on("pageerror", lambda exc: room.logs.append(f"pageerror: {exc}"))
@@ -308,111 +288,97 @@ def _tile_gone(page: Any, role: str) -> None:
     )
 
 
-def test_r12_five_pages_meet_in_the_mdt_room_and_the_patient_steps_out_and_back(
-    netns: str, open_room: Callable[..., RoomPage], tmp_path: Path
+def five_in_the_room(
+    open_room: Callable[..., RoomPage],
+    base_url: str,
+    consult: dict[str, Any],
+    patient_account: dict[str, Any],
+    names: dict[str, str],
+    tmp_path: Path,
 ) -> None:
-    begun = time.monotonic()
-    TABS.clear()
-    try:
-        _five_pages(netns, open_room, tmp_path, begun)
-    finally:
-        for tab in TABS:  # shown by pytest when the test failed
-            print(f"\n--- console of the {tab.role} page ---\n" + "\n".join(tab.logs[-60:]))
+    """The consultation in session: the patient (phone) and the clinicians (``consult``: key ->
+    its /consult page on the consultation; "doctor" the inviter, the rest experts) meet in its
+    room, the patient steps out and comes back; then the room tabs close (names: key -> display
+    name, "patient" among them)."""
+    started = time.monotonic()
+    experts = [key for key in consult if key != "doctor"]
+    for page in consult.values():
+        small_camera(page)
+    rooms: dict[str, RoomPage] = {key: room_tab(page, key) for key, page in consult.items()}
+    host = rooms["doctor"].page
+    host.wait_for_url(re.compile(r"/room\?room="), timeout=WAIT_MS)
+    room_id = re.search(r"room=([^&]+)", host.url).group(1)  # type: ignore[union-attr]
 
+    # --- The patient, on a phone, enters from its waiting room's consultation card ---------------
+    patient = open_room("patient", "about:blank", viewport=PHONE)
+    small_camera(patient.page)
+    _sign_in(patient, base_url, patient_account, None)
+    patient.page.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
+    _patient_enters(patient, room_id, wait=False)
+    rooms["patient"] = patient
+    for room in rooms.values():
+        room.page.wait_for_function("() => window.__tc?.state === 'joined'", timeout=JOIN_MS)
+    joined = time.monotonic()
+    everyone = set(names.values())
+    expected = {key: everyone - {names[key]} for key in rooms}
+    _all_playing(rooms, expected, time.monotonic() + VIDEO_S)
+    playing = time.monotonic()
+    print(
+        f"\nfive pages in: {joined - started:.1f} s after the start;"
+        f" all twenty remote videos playing {playing - joined:.1f} s after the last join"
+    )
+    assert patient.page.inner_text("#local-name") == "我（患者）"
+    assert host.inner_text("#local-name") == "我（申请方医生）"
+    for key in experts:
+        assert rooms[key].page.inner_text("#local-name") == "我（会诊专家）"
+        tile = rooms[key].page.locator("#tiles .tile-remote[data-role=patient]")
+        assert tile.locator(".tile-role").inner_text() == "患者"
 
-def _five_pages(
-    netns: str, open_room: Callable[..., RoomPage], tmp_path: Path, begun: float
-) -> None:
-    with empty_server(netns, tmp_path) as (base_url, data_dir):
-        world = api_setup(netns, SETUP, base_url, data_dir)
-        started = time.monotonic()
-        cid, room_id, names = world["consultation_id"], world["room_id"], world["names"]
+    # --- Five people on a screen: an expert's desktop and the patient's phone ------------------
+    expert = rooms[experts[0]].page
+    _check_layout(expert, experts[0], expected[experts[0]], tmp_path / "mdt-expert-1280x900.png")
+    _check_layout(
+        patient.page, "patient", expected["patient"], tmp_path / "mdt-patient-390x844.png",
+        controls=False,
+    )  # fmt: skip
 
-        # --- The patient, on a phone, enters from its waiting room's consultation card ---------
-        patient = open_room("patient", "about:blank", viewport=PHONE)
-        _small_camera(patient.page)
-        _sign_in(patient, base_url, world["patient"], None)
-        patient.page.wait_for_url(re.compile(r"/waiting"), timeout=WAIT_MS)
-        _patient_enters(patient, room_id, wait=False)
+    # --- Media on the namespace's loopback: the selected pair of every connection --------------
+    for key, room in rooms.items():
+        for which in ("publish", "subscribe"):
+            pair = _selected_pair(room, which, time.monotonic() + WAIT_MS / 1000)
+            assert pair == {"local": "127.0.0.1", "remote": "127.0.0.1"}, (key, which, pair)
 
-        # --- The inviter and the three experts open the room from /consult ---------------------
-        clinicians = ("doctor", *EXPERTS)
-        consult = {
-            key: _open_consult(open_room, base_url, world["sessions"][key], cid)
-            for key in clinicians
-        }
-        rooms: dict[str, RoomPage] = {"patient": patient}
-        for key in clinicians:
-            rooms[key] = _room_tab(consult[key], key)
-        for room in rooms.values():
-            room.page.wait_for_function("() => window.__tc?.state === 'joined'", timeout=JOIN_MS)
-        joined = time.monotonic()
-        everyone = set(names.values())
-        expected = {key: everyone - {names[key]} for key in rooms}
-        _all_playing(rooms, expected, time.monotonic() + VIDEO_S)
-        playing = time.monotonic()
-        print(
-            f"\nfive pages in: {joined - started:.1f} s after the setup;"
-            f" all twenty remote videos playing {playing - joined:.1f} s after the last join"
-        )
-        host = rooms["doctor"].page
-        assert patient.page.inner_text("#local-name") == "我（患者）"
-        assert host.inner_text("#local-name") == "我（申请方医生）"
-        for key in EXPERTS:
-            assert rooms[key].page.inner_text("#local-name") == "我（会诊专家）"
-            tile = rooms[key].page.locator("#tiles .tile-remote[data-role=patient]")
-            assert tile.locator(".tile-role").inner_text() == "患者"
+    # --- The doctors-only part: the patient asked out, the doctors' call goes on ---------------
+    host.wait_for_selector(STEP_OUT, state="visible", timeout=WAIT_MS)
+    host.click(STEP_OUT)
+    host.wait_for_selector("#step-out-dialog[open]", timeout=WAIT_MS)
+    host.click(CONFIRM)
+    patient.page.wait_for_url(re.compile(r"/waiting\?left=stepped_out"), timeout=WAIT_MS)
+    assert patient.page.is_hidden(ENTER)
+    doctors = {key: room for key, room in rooms.items() if key != "patient"}
+    for room in doctors.values():
+        _banner(room.page)
+        _tile_gone(room.page, "patient")
+    assert host.is_visible(BRING_BACK)
+    for key in experts:
+        assert rooms[key].page.is_hidden(BRING_BACK)
+    without = {key: expected[key] - {names["patient"]} for key in doctors}
+    _all_playing(doctors, without, time.monotonic() + VIDEO_S)
+    _check_layout(expert, experts[0], without[experts[0]], tmp_path / "mdt-expert-doctors-only.png")
 
-        # --- Five people on a screen: an expert's desktop and the patient's phone --------------
-        expert = rooms["e1"].page
-        _check_layout(expert, "e1", expected["e1"], tmp_path / "mdt-expert-1280x900.png")
-        _check_layout(
-            patient.page,
-            "patient",
-            expected["patient"],
-            tmp_path / "mdt-patient-390x844.png",
-            controls=False,
-        )
-
-        # --- Media on the namespace's loopback: the selected pair of every connection ----------
-        for key, room in rooms.items():
-            for which in ("publish", "subscribe"):
-                pair = _selected_pair(room, which, time.monotonic() + WAIT_MS / 1000)
-                assert pair == {"local": "127.0.0.1", "remote": "127.0.0.1"}, (key, which, pair)
-
-        # --- The doctors-only part: the patient asked out, the doctors' call goes on -----------
-        host.wait_for_selector(STEP_OUT, state="visible", timeout=WAIT_MS)
-        host.click(STEP_OUT)
-        host.wait_for_selector("#step-out-dialog[open]", timeout=WAIT_MS)
-        host.click(CONFIRM)
-        patient.page.wait_for_url(re.compile(r"/waiting\?left=stepped_out"), timeout=WAIT_MS)
-        assert patient.page.is_hidden(ENTER)
-        doctors = {key: room for key, room in rooms.items() if key != "patient"}
-        for room in doctors.values():
-            _banner(room.page)
-            _tile_gone(room.page, "patient")
-        assert host.is_visible(BRING_BACK)
-        for key in EXPERTS:
-            assert rooms[key].page.is_hidden(BRING_BACK)
-        without = {key: expected[key] - {names["patient"]} for key in doctors}
-        _all_playing(doctors, without, time.monotonic() + VIDEO_S)
-        _check_layout(expert, "e1", without["e1"], tmp_path / "mdt-expert-doctors-only.png")
-
-        # --- Brought back: the patient enters again, sees the four others and is seen ----------
-        host.click(BRING_BACK)
-        for room in doctors.values():
-            room.page.wait_for_selector("#doctors-only", state="hidden", timeout=WAIT_MS)
-        _patient_enters(patient, room_id)
-        _all_playing(rooms, expected, time.monotonic() + VIDEO_S)
-        for key, room in rooms.items():
-            # a busy server's refusals are retried by design; nothing else went wrong, e.g. a
-            # stray offer during a media restart shown as "cannot do this in the current state"
-            errors = [e for e in room.tc()["errors"] if e["code"] not in BUSY]
-            assert errors == [], (key, errors)
-            assert room.page.is_hidden("#error"), (key, room.page.inner_text("#error"))
-            assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
-        took = time.monotonic() - started
-        print(
-            f"\nMDT room, five pages, out and back: {took:.1f} s after the setup,"
-            f" {time.monotonic() - begun:.1f} s in all"
-        )
+    # --- Brought back: the patient enters again, sees the four others and is seen --------------
+    host.click(BRING_BACK)
+    for room in doctors.values():
+        room.page.wait_for_selector("#doctors-only", state="hidden", timeout=WAIT_MS)
+    _patient_enters(patient, room_id)
+    _all_playing(rooms, expected, time.monotonic() + VIDEO_S)
+    for key, room in rooms.items():
+        # a busy server's refusals are retried by design; nothing else went wrong, e.g. a
+        # stray offer during a media restart shown as "cannot do this in the current state"
+        errors = [e for e in room.tc()["errors"] if e["code"] not in BUSY]
+        assert errors == [], (key, errors)
+        assert room.page.is_hidden("#error"), (key, room.page.inner_text("#error"))
+        assert not [line for line in room.logs if line.startswith("pageerror")], room.logs
+    print(f"\nMDT room, five pages, out and back: {time.monotonic() - started:.1f} s")
+    for room in rooms.values():  # the meeting is over; the reports are written on /consult
+        room.page.close()
