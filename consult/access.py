@@ -132,22 +132,28 @@ def visit_side(actor: Actor, visit: Visit, participation: Participation | None) 
     for no relationship (the relationship rule for a visit: its record, its state changes, its
     documents, its rating).
 
-    Its doctor; its patient-side account, or a guardian taking part in its room; a nurse of its
-    institution or an operator of its department (``staff``). ``participation`` is the actor's in
-    the visit's room (or ``None``). A join token's actor acts on its own room's visit only.
-    Companions and interpreters take part in the room but do not act on the visit's record.
+    Its doctor; its patient-side account, or a guardian of its room (taking part in it, or, once
+    the visit closed and everyone left the room, having been in it: the guardian of a minor
+    reads the finished visit and rates it on the child's behalf, R40; one rating per visit); a
+    nurse of its institution or an operator of its department (``staff``). ``participation`` is
+    the actor's in the visit's room (or ``None``). A join token's actor acts on its own room's
+    visit only. Companions and interpreters take part in the room but do not act on the visit's
+    record.
     """
     if actor.room_id is not None and (
         participation is None or participation.room_id != actor.room_id
     ):
         return None
-    taking_part = participation is not None and participation.state != ParticipationState.LEFT
+    # taken out of a room that goes on: not any more; the room closed with the visit: still
+    guardian = (
+        participation is not None
+        and participation.room_role == R.GUARDIAN
+        and (participation.state != ParticipationState.LEFT or visit.closed_at is not None)
+    )
     if actor.role is Role.DOCTOR:
         return "doctor" if visit.doctor_id == actor.user_id else None
     if actor.role is Role.PATIENT:
-        own = visit.patient_id == actor.user_id or (
-            taking_part and participation is not None and participation.room_role == R.GUARDIAN
-        )
+        own = visit.patient_id == actor.user_id or guardian
         return "patient" if own else None
     if actor.role in {Role.NURSE, Role.OPERATOR} and in_scope(
         actor, institution_id=visit.institution_id, department_id=visit.department_id

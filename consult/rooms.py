@@ -773,3 +773,14 @@ async def patient_side(db: Database, room_id: str) -> list[PatientSide]:
         PatientSide(user_id, role, state == ParticipationState.WAITING.value)
         for user_id, role, state in rows
     ]
+
+
+async def people(db: Database, room_id: str) -> dict[str, tuple[RoomRole, str]]:
+    """Everyone who took part in a room, ``user id -> (room role, display name)``: what the
+    tiles of its recording's playback composite are labelled with (the server's own read, for
+    a file only those who may see the visit can open)."""
+    async with db.session() as session:
+        return {
+            p.user_id: (RoomRole(p.room_role), name)
+            for p, name in await participants(session, room_id)
+        }

@@ -9,6 +9,9 @@ without any sender report falls back to its packets' arrival time.
 
 The originals are only read: each track's segments are first joined, as they are (PyAV, no
 codec), into a temporary file with the same timestamps, and ffmpeg reads those.
+
+Over the picture go each tile's label (role and name, handed in by the caller: this package
+knows ids only) and the wall-clock time in Beijing time (``captions``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 import av
 import ffmpeg
 
+from . import captions
 from .at_rest import encrypt_file, open_plain
 from .chain import sm3_file
 from .errors import CompositeError
@@ -58,6 +62,23 @@ class CompositePlan:
     video: list[TrackPlan]
     audio: list[TrackPlan]
     slots: list[str]  # participant ids with video, one grid cell each
+    started_at: float = 0.0  # the session's start, server clock (epoch seconds)
+
+    def shown(self, participant: str) -> list[tuple[float, float]]:
+        """When the participant's video is in its cell (seconds from the start)."""
+        return [
+            (t.offset_s, t.offset_s + t.duration_s)
+            for t in self.video
+            if t.participant == participant
+        ]
+
+
+@dataclass(frozen=True)
+class Captions:
+    """What is drawn over the picture: the font, and each cell's label file by participant."""
+
+    font: captions.Font
+    labels: Mapping[str, Path]
 
 
 def plan(directory: Path) -> CompositePlan:
@@ -103,7 +124,7 @@ def plan(directory: Path) -> CompositePlan:
     for track in sorted(video, key=lambda t: t.offset_s):
         if track.participant not in slots:
             slots.append(track.participant)
-    return CompositePlan(directory, duration, video, audio, slots)
+    return CompositePlan(directory, duration, video, audio, slots, started)
 
 
 def _sender_time(segments: list[dict[str, Any]], rtp: int, clock: int) -> float | None:
@@ -170,6 +191,7 @@ def ffmpeg_command(
     width: int = 1280,
     height: int = 720,
     fps: int = 30,
+    overlay: Captions | None = None,
 ) -> list[str]:
     """The ffmpeg command line that builds the composite (ffmpeg-python compiles it)."""
     duration = f"{composite.duration_s:.3f}"
@@ -187,6 +209,23 @@ def ffmpeg_command(
             .filter("pad", tile_w, tile_h, "(ow-iw)/2", "(oh-ih)/2")
         )
         video = ffmpeg.overlay(video, tile, x=x, y=y, eof_action="pass")
+    if overlay is not None:
+        for slot, participant in enumerate(composite.slots):
+            label = overlay.labels.get(participant)
+            if label is None:
+                continue
+            x, y = (slot % columns) * tile_w, (slot // columns) * tile_h
+            video = video.filter(
+                "drawtext",
+                textfile=str(label),
+                enable=captions.shown_while(composite.shown(participant)),
+                **captions.label_options(overlay.font, x, y, tile_h),
+            )
+        video = video.filter(
+            "drawtext",
+            text=captions.time_text(composite.started_at),
+            **captions.time_options(overlay.font, width, height),
+        )
     sounds = [
         ffmpeg.input(str(joined[t.track]), itsoffset=f"{t.offset_s:.3f}").audio.filter(
             "aresample", **{"async": 1, "first_pts": 0}
@@ -218,9 +257,18 @@ def ffmpeg_command(
 
 
 async def build(
-    directory: Path, *, fps: int = 30, timeout_s: float = 3600.0, data_key: bytes | None = None
+    directory: Path,
+    *,
+    fps: int = 30,
+    timeout_s: float = 3600.0,
+    data_key: bytes | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build ``composite.mp4`` for the sealed session in ``directory``; returns its info.
+
+    ``labels`` (participant id -> what its tile says, e.g. its role and name) are drawn on the
+    tiles, and the time in Beijing time over the picture, when a Chinese font is installed
+    (``captions``; the info says ``captions: "no_cjk_font"`` when not).
 
     With the session's ``data_key`` the segments are read decrypted and the composite is stored
     SM4-CTR-encrypted (R36); the plain intermediate files live only in a private (0700)
@@ -242,8 +290,19 @@ async def build(
             target = scratch / f"{track.track}.mkv"
             await loop.run_in_executor(None, join_segments, track.files, target, data_key)
             joined[track.track] = target
+        font = await loop.run_in_executor(None, captions.find_cjk_font)
+        overlay = None
+        if font is not None:
+            overlay = Captions(
+                font,
+                {
+                    participant: captions.write_label(scratch, slot, (labels or {})[participant])
+                    for slot, participant in enumerate(composite.slots)
+                    if (labels or {}).get(participant)
+                },
+            )
         partial = scratch / COMPOSITE if data_key is not None else directory / f".{COMPOSITE}.part"
-        command = ffmpeg_command(composite, joined, partial, fps=fps)
+        command = ffmpeg_command(composite, joined, partial, fps=fps, overlay=overlay)
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -279,6 +338,11 @@ async def build(
             "video_tracks": len(composite.video),
             "audio_tracks": len(composite.audio),
             "build_s": round(time.monotonic() - started, 3),
+            "captions": (
+                "no_cjk_font"
+                if overlay is None
+                else {"font": overlay.font.file, "labels": len(overlay.labels)}
+            ),
             "offsets": {t.track: round(t.offset_s, 4) for t in composite.video + composite.audio},
         }
         (directory / COMPOSITE_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
@@ -291,10 +355,15 @@ class CompositeJobs:
     """Builds composites one at a time in the background; owned by the application."""
 
     def __init__(
-        self, *, fps: int = 30, key_of: Callable[[Path], bytes | None] | None = None
+        self,
+        *,
+        fps: int = 30,
+        key_of: Callable[[Path], bytes | None] | None = None,
+        labels_of: Callable[[Path], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
         self._fps = fps
         self._key_of = key_of
+        self._labels_of = labels_of
         self._queue: asyncio.Queue[Path] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.built = 0
@@ -314,13 +383,26 @@ class CompositeJobs:
                 continue
             try:
                 key = self._key_of(directory) if self._key_of is not None else None
-                await build(directory, fps=self._fps, data_key=key)
+                labels = await self._labels(directory)
+                await build(directory, fps=self._fps, data_key=key, labels=labels)
                 self.built += 1
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.failed += 1
                 logger.exception("composite failed", extra={"session": directory.name})
+
+    async def _labels(self, directory: Path) -> Mapping[str, str] | None:
+        """The tiles' labels; a composite without names beats none at all."""
+        if self._labels_of is None:
+            return None
+        try:
+            return await self._labels_of(directory)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("composite labels failed", extra={"session": directory.name})
+            return None
 
     async def close(self) -> None:
         if self._task is not None:

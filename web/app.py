@@ -28,6 +28,7 @@ from media.remote import ProcessMediaPool
 from recording import CompositeJobs, Recorder, RecordingStore, recording_tap
 from signaling import SignalingServer
 
+from . import composite_labels
 from .api import setup_api
 from .config import Config
 from .dicom_scp import imaging_ctx
@@ -45,7 +46,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[DATABASE] = Database(config.database, field_key=config.field_secret())
     app[MEDIA] = _media_pool(config)
-    app[RECORDER] = _recorder(config)
+    app[RECORDER] = _recorder(config, app[DATABASE])
     app[IMAGING] = ImagingStore(
         app[DATABASE],
         config.imaging,
@@ -119,7 +120,7 @@ def _media_pool(config: Config) -> MediaPool:
     )
 
 
-def _recorder(config: Config) -> Recorder | None:
+def _recorder(config: Config, db: Database) -> Recorder | None:
     if not config.recording:
         return None
     cipher = FieldCipher(config.field_secret())
@@ -133,7 +134,11 @@ def _recorder(config: Config) -> Recorder | None:
         key_wrapper=key_wrapper(cipher),
     )
     composites = (
-        CompositeJobs(fps=config.composite_fps, key_of=store.session_key)
+        CompositeJobs(
+            fps=config.composite_fps,
+            key_of=store.session_key,
+            labels_of=composite_labels.labels_of(db),  # each tile's role and name
+        )
         if config.recording_composite
         else None
     )

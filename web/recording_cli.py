@@ -27,6 +27,7 @@ from recording.composite import build
 from recording.errors import RecordingError
 from recording.session import TIMELINE, read_jsonl, timeline_text_context
 
+from . import composite_labels
 from .config import Config
 from .recording_audit import PURGED, verify_recordings
 from .recording_keys import key_wrapper
@@ -91,7 +92,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
             asyncio.run(_audit_read(config, info.room, info.session))
             return 0
         key = store.session_key(info.directory)
-        result = asyncio.run(build(info.directory, fps=config.composite_fps, data_key=key))
+        labels = asyncio.run(_labels(config, info.room))
+        result = asyncio.run(
+            build(info.directory, fps=config.composite_fps, data_key=key, labels=labels)
+        )
         print(json.dumps(result, indent=1, sort_keys=True))
         return 0
     except RecordingError as exc:
@@ -113,6 +117,16 @@ def _open_timeline(config: Config, room: str, session: str, directory: Path) -> 
             except FieldDecryptError:
                 record["text_unreadable"] = True
     return records
+
+
+async def _labels(config: Config, room: str) -> dict[str, str]:
+    """The composite's tile labels (role and name) from the database."""
+    db = Database(config.database, field_key=config.field_secret())
+    await db.start()
+    try:
+        return await composite_labels.labels(db, room)
+    finally:
+        await db.close()
 
 
 async def _audit_read(config: Config, room: str, session: str) -> None:

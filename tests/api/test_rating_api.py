@@ -14,8 +14,9 @@ import socketio
 from apiclient import Clinic, Person
 from harness import Server
 from peers import wait_for
-from people import booked_visit, sign, verified_doctor
+from people import CONDITION, booked_visit, sign, verified_doctor
 from sqlalchemy import func, select, update
+from test_three_party_visit import _child_with_guardian
 
 from consult.audit import verify_chain
 from consult.models import AuditEvent, Visit, VisitRating
@@ -319,3 +320,77 @@ async def test_r40_r41_a_rating_and_its_reply_are_pushed_to_both_sides(
     finally:
         for socket in sockets:
             await socket.disconnect()
+
+
+async def test_r40_a_referred_visit_is_rated_and_a_guardian_rates_for_the_child(
+    server: Server, clinic: Clinic
+):
+    """A visit the doctor referred offline after seeing the patient was still a visit with
+    that doctor: its patient rates it (one referred from the queue, unseen, is not a service).
+    A child's guardian, on its own account, reads the ended visit and rates it on the child's
+    behalf (once the visit ended, everyone has left its room: that used to refuse the guardian
+    ``forbidden`` while its history offered the rating); one rating per visit, whoever gives it.
+    """
+    doctor = await verified_doctor(clinic)
+    nurse = await clinic.person("nurse")
+
+    # Seen, then referred: rated.
+    booked = await booked_visit(clinic, doctor, nurse)
+    patient, visit_id = booked.patient, booked.visit["id"]
+    await sign(patient, visit_id, "risk_notice", "consent")
+    await patient.ok("POST", f"/visits/{visit_id}/check-in", {})
+    await doctor.ok("POST", f"/visits/{visit_id}/admit")
+    referred = await doctor.ok("POST", f"/visits/{visit_id}/refer", {"reason": "需要线下检查"})
+    assert referred["state"] == "referred"
+    assert (await patient.ok("GET", f"/visits/{visit_id}/rating"))["can_rate"] is True
+    rated = await patient.ok("POST", f"/visits/{visit_id}/rating", {"stars": 4, "text": "及时转诊"})
+    assert rated["stars"] == 4
+
+    # Referred from the queue before the doctor saw the patient: nothing to rate.
+    unseen = await booked_visit(clinic, doctor, nurse)
+    unseen_id = unseen.visit["id"]
+    await sign(unseen.patient, unseen_id, "risk_notice", "consent")
+    await unseen.patient.ok("POST", f"/visits/{unseen_id}/check-in", {})
+    await doctor.ok("POST", f"/visits/{unseen_id}/refer", {"reason": "不适合线上复诊"})
+    assert (await unseen.patient.ok("GET", f"/visits/{unseen_id}/rating"))["can_rate"] is False
+    reply = await unseen.patient.call("POST", f"/visits/{unseen_id}/rating", {"stars": 1})
+    assert _code(reply) == (409, "visit_not_finished"), reply
+
+    # A child of 4 and its guardian, each on its own account: both come, the doctor ends.
+    child, guardian, record = await _child_with_guardian(server, clinic)
+    visit = await child.ok(
+        "POST",
+        "/visits",
+        {
+            "patient_id": record["id"],
+            "doctor_id": doctor.user_id,
+            "mode": "video",
+            "condition_code": CONDITION,
+        },
+    )
+    child_visit = visit["id"]
+    path = f"/visits/{child_visit}/rating"
+    await sign(child, child_visit, "risk_notice", "consent")
+    await child.ok("POST", f"/visits/{child_visit}/check-in", {})
+    await guardian.ok("POST", f"/visits/{child_visit}/check-in", {})
+    await doctor.ok("POST", f"/visits/{child_visit}/admit")
+    await doctor.ok("POST", f"/visits/{child_visit}/end")
+
+    # the guardian reads the ended visit, its history offers the rating, and the rating lands
+    assert (await guardian.ok("GET", f"/visits/{child_visit}"))["state"] == "ended"
+    [item] = [
+        v for v in (await guardian.ok("GET", "/me/visits"))["visits"] if v["id"] == child_visit
+    ]
+    assert item["can_rate"] is True
+    assert (await guardian.ok("GET", path))["can_rate"] is True
+    given = await guardian.ok("POST", path, {"stars": 5, "text": "对孩子很耐心"})
+    assert given["stars"] == 5
+    # one rating per visit: the child's account sees it and cannot rate again
+    seen = await child.ok("GET", path)
+    assert seen["can_rate"] is False and seen["rating"]["text"] == "对孩子很耐心"
+    assert _code(await child.call("POST", path, {"stars": 1})) == (409, "already_rated")
+    # another patient's guardian relation does not carry over: a stranger is still refused
+    stranger = await clinic.person("patient")
+    assert _code(await stranger.call("POST", path, {"stars": 1})) == (403, "forbidden")
+    ok = [a for a, result, _ in await _audit(server, child_visit) if result == "ok"]
+    assert ok.count("rating.submit") == 1

@@ -45,6 +45,13 @@ async def test_recordings_are_listed_for_the_visit_and_exported_verified_R21_R22
     listed = await doctor.ok("GET", f"/visits/{visit_id}/recordings")
     (session,) = listed["sessions"]
     assert session["session"] == recording.session and session["sealed"] is True
+    # what the pages list it by, not its ids (issue 12): the visit's doctor and department,
+    # the session's length and where it stands (this server builds no playback file)
+    assert (listed["doctor_name"], listed["department_name"]) == ("王医生", "心血管内科")
+    assert listed["visit_state"] == "booked"
+    length = manifest["ended_at"] - manifest["started_at"]
+    assert abs(session["duration_s"] - length) <= 0.1, (session, length)
+    assert session["state"] == "sealed" and session["composite"] is False
     assert session["head"] == manifest["head"] and session["keep_until"] == manifest["keep_until"]
     assert await _last_event(server, visit_id) == ("visit.view", "ok")  # the recall is audited
 

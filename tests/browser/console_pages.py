@@ -229,9 +229,19 @@ LAYOUT_JS = """
     const middle = (t.top + t.bottom) / 2;
     if (middle < s.top || middle > s.bottom) timerOffLine = { timer: t.top, status: [s.top, s.bottom] };
   }
+  // A page's notices (an error, "the doctor ended the visit") as wide as its cards.
+  const card = [...document.querySelectorAll(".page > .card")].find(visible);
+  const notices = [...document.querySelectorAll(".page > .notice")].filter(visible);
+  const noticesOff = card ? notices.map((n) => {
+    const a = n.getBoundingClientRect();
+    const b = card.getBoundingClientRect();
+    return Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1
+      ? { id: n.id, notice: [a.left, a.right], card: [b.left, b.right] } : null;
+  }).filter(Boolean) : [];
   return {
     topbarRows,
     timerOffLine,
+    noticesOff,
     title: h1.textContent,
     titleLines: lines,
     titleHeight: box.height,
@@ -248,7 +258,8 @@ LAYOUT_JS = """
 def check_layout(page: Any, name: str, shots: Path, english: bool = False) -> None:
     """At 390 px and 1280 px wide: the header's title on one line and the header in two rows
     at most, no sideways scrolling, every visible button and select at least 44 px each way, no
-    untranslated string key, and in the room the call timer on the status's line.
+    untranslated string key, the page's notices as wide as its cards, and in the room the call
+    timer on the status's line.
     ``english``: the same again after the language toggle (longer words), then back."""
     for lang in ("zh-CN", "en") if english else ("zh-CN",):
         if lang == "en":
@@ -265,6 +276,7 @@ def check_layout(page: Any, name: str, shots: Path, english: bool = False) -> No
             assert layout["titleHeight"] < 1.6 * layout["lineHeight"], where
             assert layout["topbarRows"] <= 2, where
             assert layout["timerOffLine"] is None, where
+            assert layout["noticesOff"] == [], where
             assert layout["overflow"] <= 1, where
             assert layout["small"] == [], where
             assert layout["keys"] == [], where

@@ -10,8 +10,10 @@ patients and bookings tabs, finds the patient and the booking; the patient signs
 booking with its doctor, department and time, cannot check in before signing the consent (R5),
 signs, checks in and is admitted by the doctor; both see each other's video; the doctor ends the
 visit after confirming; the patient's page shows the visit's summary and the patient rates it
-(R40), and the doctor's queue is pushed the rating (R41). No REST call is made outside the
-pages. Each page is checked at 390 px and 1280 px wide (console_pages.check_layout).
+(R40), and the doctor's queue is pushed the rating (R41); the doctor's record of the patient
+lists the visit's recording by time (Beijing), doctor, department, length and state. The
+question to end the visit stays whole on the screen when the window is made smaller. No REST
+call is made outside the pages. Each page is checked at 390 px and 1280 px wide (console_pages.check_layout).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from console_pages import PASSWORD, WAIT_MS, check_layout, empty_server, sign_in_and_enrol
@@ -31,6 +34,7 @@ from test_portal_browser import _wait_video
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 RoomPage = Any
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def _id_number(birth: str = "19800101") -> str:
@@ -57,11 +61,15 @@ def _notice(page: Any, text: str) -> None:
 
 IN_VIEW_JS = """
 (el) => {
-  // on the screen, and not clipped by a scrolling box it sits in
+  // on the screen, and not clipped by a scrolling box it sits in (a box above a fixed element
+  // does not clip it)
   const r = el.getBoundingClientRect();
   let box = { top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth };
-  for (let p = el.parentElement; p; p = p.parentElement) {
-    if (!/(auto|scroll|hidden)/.test(getComputedStyle(p).overflowY)) continue;
+  let fixed = getComputedStyle(el).position === "fixed";
+  for (let p = el.parentElement; p && !fixed; p = p.parentElement) {
+    const style = getComputedStyle(p);
+    fixed = style.position === "fixed";
+    if (!/(auto|scroll|hidden)/.test(style.overflowY)) continue;
     const c = p.getBoundingClientRect();
     box = { top: Math.max(box.top, c.top), left: Math.max(box.left, c.left),
             bottom: Math.min(box.bottom, c.bottom), right: Math.min(box.right, c.right) };
@@ -389,7 +397,9 @@ def test_empty_server_to_rated_visit_through_the_pages(
         assert "市第一人民医院" in record.inner_text("#record-diagnoses")
         record.locator(f"#record-visits li[data-visit-id='{visit_id}']").wait_for(timeout=WAIT_MS)
         check_layout(record, "console-doctor-record", shots)
+        record_url = record.url
         record.close()
+        admitted = datetime.now(BEIJING)
         item.locator("[data-action=admit]").click()
         patient.wait_for_url(re.compile(r"/room\?visit="), timeout=WAIT_MS)
         patient.locator("video, #remote, main").first.wait_for(timeout=WAIT_MS)
@@ -423,12 +433,27 @@ def test_empty_server_to_rated_visit_through_the_pages(
         doctor_sees = _wait_video(doctor, "doctor", deadline)  # the room is in the queue page
         assert patient_sees["role"] == "doctor" and doctor_sees["role"] == "patient"
         check_layout(patient, "room-patient", shots, english=True)  # the call timer's line
+        # The whole question, not only its button, at any window size: it used to be cut in
+        # half by the visit's panel beside the video once the window was made smaller.
+        question = item.locator(".end-confirm")
+        doctor.set_viewport_size({"width": 1280, "height": 640})
+        item.locator("[data-action=end]").click()
+        assert _in_view(question), "the question to end the visit is cut by the panel"
+        doctor.set_viewport_size({"width": 1024, "height": 560})  # made smaller while it asks
+        doctor.wait_for_function("() => window.innerHeight === 560")
+        assert _in_view(question), "the question is cut after the window shrank"
+        doctor.set_viewport_size({"width": 1280, "height": 900})
+        doctor.keyboard.press("Escape")  # answers "go on with the visit"
+        assert question.is_hidden() and item.get_attribute("data-state") == "in_room"
         item.locator("[data-action=end]").click()
         confirm = item.locator("[data-action=end_confirm]")
-        assert _in_view(confirm), "the question's button is scrolled out of the panel"
+        assert _in_view(question) and _in_view(confirm), "the question is out of view"
         confirm.click()
         item.wait_for(state="detached", timeout=WAIT_MS)
         patient.wait_for_url(re.compile(r"/waiting\?visit=.*left=ended"), timeout=WAIT_MS)
+        # "the doctor ended the visit" is as wide as the cards below it (check_layout asserts
+        # it at 390 and 1280 px with the rated page below; it used to be narrower)
+        patient.locator("#left-notice[data-reason=ended]").wait_for(timeout=WAIT_MS)
 
         # --- The patient sees the summary of the visit and rates it -------------------------
         patient.wait_for_function(
@@ -450,6 +475,7 @@ def test_empty_server_to_rated_visit_through_the_pages(
         patient.click("#rating-submit")
         patient.wait_for_selector("#rating-done", state="visible", timeout=WAIT_MS)
         assert patient.inner_text("#rating-shown-stars") == "★★★★★"
+        assert patient.is_visible("#left-notice")  # what check_layout measures below
         check_layout(patient, "waiting-rated", shots, english=True)
         # the doctor's queue, open all along, is pushed the rating (R41)
         doctor.locator(f"#ratings-list li[data-visit='{visit_id}']").wait_for(timeout=WAIT_MS)
@@ -460,5 +486,32 @@ def test_empty_server_to_rated_visit_through_the_pages(
         assert list_box is not None and ratings_box is not None
         assert list_box["y"] < ratings_box["y"], (list_box, ratings_box)
         check_layout(doctor, "queue-rated", shots)
+
+        # The doctor's record of the patient lists the visit's recording by what a person knows
+        # it by: when (Beijing time, whatever the browser's zone), the doctor, the department,
+        # its length and where it stands; no ids.
+        with doctor.context.expect_page() as opened:  # a tab of the signed-in session
+            doctor.evaluate("(url) => window.open(url, '_blank')", record_url)
+        record = opened.value
+        recorded = record.locator(
+            f"#record-visits li[data-visit-id='{visit_id}'] .recording-list li"
+        )
+        recorded.first.wait_for(timeout=WAIT_MS)
+        text = recorded.first.inner_text()
+        minutes = {
+            (admitted + timedelta(minutes=m)).strftime("%Y/%m/%d %H:%M")
+            for m in range(-1, int((datetime.now(BEIJING) - admitted).total_seconds() // 60) + 2)
+        }
+        assert any(f"{m}（北京时间）" in text for m in minutes), (text, minutes)
+        assert "医生：王医生 · 心血管内科 · 时长 " in text, text
+        assert recorded.first.get_attribute("data-state") in {"processing", "ready"}, text
+        assert re.search(r"[0-9]{8}T[0-9]{6}|[0-9a-f]{32}", text) is None, text  # no ids
+        record.screenshot(path=str(shots / "console-doctor-record-recording.png"))
+        record.click("#lang-toggle")
+        record.wait_for_function("() => document.documentElement.lang === 'en'")
+        text = recorded.first.inner_text()
+        assert "(Beijing time)" in text and "Doctor: 王医生" in text and "length" in text, text
+        record.click("#lang-toggle")
+        record.close()
         for room in (admin_room, doctor_room, operator_room, nurse_room, patient_room):
             assert not [line for line in room.logs if line.startswith("pageerror")], room.logs

@@ -92,7 +92,11 @@ def flash_onsets(path: str) -> list[float]:
     onsets, bright = [], False
     with av.open(path) as container:
         for frame in container.decode(video=0):
-            level = float(frame.to_ndarray(format="gray").max())
+            # the picture between the captions (the time above, the names in the tiles' bottom
+            # bands): their white text is always there
+            picture = frame.to_ndarray(format="gray")
+            band = picture.shape[0] // 8
+            level = float(picture[band:-band].max())
             now_bright = level > 128
             if now_bright and not bright:
                 onsets.append(float(frame.time))

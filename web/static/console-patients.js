@@ -205,6 +205,68 @@ export function initPatients() {
 // --- A doctor's view of one patient ------------------------------------------------------------
 
 let recordVisits = [];
+const recordings = new Map(); // visit id -> its GET /visits/{id}/recordings answer
+
+/** A moment in Beijing time (Asia/Shanghai), whatever the browser's zone: a recording is
+ * listed as the hospital's clock saw it. */
+function beijing(iso) {
+  const text = new Date(iso).toLocaleString(document.documentElement.lang || "zh-CN", {
+    timeZone: "Asia/Shanghai",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
+  return t("recording.when", { time: text });
+}
+
+function length(seconds) {
+  const total = Math.max(0, Math.round(seconds));
+  const m = Math.floor(total / 60);
+  const s = total % 60;
+  return m ? t("recording.minutes", { m, s }) : t("recording.seconds", { s });
+}
+
+/** One visit's recordings: when (Beijing), the doctor, the department, how long, and where each
+ * stands; no ids. */
+function recordingList(visitId) {
+  const found = recordings.get(visitId);
+  if (!found?.sessions.length) return null;
+  return h(
+    "div",
+    { class: "recordings" },
+    h("div", { class: "row-meta", text: t("record.recordings") }),
+    h(
+      "ul",
+      { class: "recording-list" },
+      ...found.sessions.map((r) =>
+        h("li", {
+          dataset: { state: r.state },
+          text: [
+            beijing(r.started_at),
+            t("recording.doctor", { name: found.doctor_name }),
+            found.department_name,
+            r.duration_s != null ? t("recording.duration", { text: length(r.duration_s) }) : "",
+            t(`recording.state.${r.state}`),
+            r.interrupted ? t("recording.interrupted") : "",
+          ]
+            .filter(Boolean)
+            .join(" · "),
+        }),
+      ),
+    ),
+  );
+}
+
+async function loadRecordings(visits) {
+  // a visit that went into its room has recordings (booked or cancelled ones never opened one)
+  const seen = visits.filter((v) => v.admitted_at || ["in_room", "ended", "referred"].includes(v.state));
+  const answers = await Promise.all(seen.map((v) => api("GET", `/visits/${v.id}/recordings`)));
+  recordings.clear();
+  for (const answer of answers) recordings.set(answer.visit_id, answer);
+}
 
 function renderRecord() {
   if (!patient) return;
@@ -233,6 +295,7 @@ function renderRecord() {
               .filter(Boolean)
               .join(" · "),
           }),
+          recordingList(v.id),
         ),
       ),
     ),
@@ -250,6 +313,7 @@ export async function openRecord(patientId) {
     diagnoses = (await api("GET", `/patients/${patient.id}/diagnoses`)).diagnoses;
     const { visits } = await api("GET", "/visits?limit=500");
     recordVisits = visits.filter((v) => v.patient_record_id === patient.id);
+    await loadRecordings(recordVisits);
     renderRecord();
     ctx.renderers.add(renderRecord);
   } catch (err) {

@@ -152,12 +152,21 @@ function wire(li, visitId) {
     referring.delete(visitId);
     renderQueue();
     li.querySelector('[data-action="end_confirm"]').focus();
-    // beside the video the visit's panel scrolls: show the whole question, not only its button
+    // in the queue's list the page scrolls: show the whole question, not only its button
+    // (beside the video it floats over the page, portal.css)
     li.querySelector(".end-confirm").scrollIntoView({ block: "nearest" });
   });
   on("end_cancel", () => {
     ending.delete(visitId);
     renderQueue();
+  });
+  // Escape answers "go on with the visit", as the room's other questions do (a <dialog>)
+  li.querySelector(".end-confirm").addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    ending.delete(visitId);
+    renderQueue();
+    li.querySelector('[data-action="end"]').focus();
   });
   on("end_confirm", async (button) => {
     const done = await act(button, visitId, "end");

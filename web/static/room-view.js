@@ -15,12 +15,11 @@
 //
 // For tests, `window.__tc` is the mounted view's state: participants, peer connections, timings.
 
-import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { getSession } from "./api.js";
 import { DoctorsOnly } from "./doctors-only.js";
 import { addStrings, applyI18n, getLanguage, hasKey, onLanguageChange, t } from "./i18n.js";
 import { ROOM_STRINGS } from "./room-strings.js";
-import { SessionClosed, SignalError, SignalingClient, now } from "./signaling.js";
+import { SessionClosed, SignalError, SignalingClient, now, openUpdates } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
 import { LocalMedia } from "./local-media.js";
 import { TileGrid, renderFlags, renderQuality, roleLabel, roomRole } from "./tiles.js";
@@ -369,11 +368,7 @@ export class RoomView {
   awaitStepIn() {
     const session = getSession();
     if (!session?.token || !this.roomId) return;
-    const updates = io(`${window.location.origin}/updates`, {
-      path: "/socket.io/",
-      auth: { session: session.token },
-      transports: ["websocket"],
-    });
+    const updates = openUpdates(session.token);
     updates.on("room_changed", (change) => {
       if (change?.room !== this.roomId || change?.state !== "admitted") return;
       updates.close();

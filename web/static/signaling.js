@@ -1,10 +1,12 @@
 // The signaling client: one socket.io connection speaking the protocol of docs/signaling.md.
 //
-// Shared by every page that talks to a room (the consult room today; consultations and image
-// review later). It knows nothing of tiles or page state: `request()` sends an event and waits for
-// its ack, `on()` listens for the server's events, and the helpers below negotiate a peer
-// connection's ICE (`waitForIceGathering`, `Trickle`). The two peer connections of one join live in
-// media-session.js.
+// Shared by every page that talks to a room: the room (visits and consultations, room-view.js)
+// and the image review (viewer.js, viewer-review.js). It knows nothing of tiles or page state:
+// `request()` sends an event and waits for its ack, `on()` listens for the server's events, and
+// the helpers below negotiate a peer connection's ICE (`waitForIceGathering`, `Trickle`). The two
+// peer connections of one join live in media-session.js. The signed-in session's pushes
+// (namespace /updates) come through `openUpdates()`: this module opens every socket the pages
+// use (tests/web/test_client_structure.py).
 
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 
@@ -48,6 +50,16 @@ function originOf(url) {
   } catch {
     return null;
   }
+}
+
+/** The signed-in session's socket for pushed updates (namespace /updates, docs/signaling.md):
+ * socket.io's own client, connected at once; updates.js and a room page asked out use it. */
+export function openUpdates(sessionToken) {
+  return io(`${window.location.origin}/updates`, {
+    path: "/socket.io/",
+    auth: { session: sessionToken },
+    transports: ["websocket"],
+  });
 }
 
 export class SignalingClient {

@@ -1,9 +1,9 @@
 // Pushed updates for the portal pages (docs/signaling.md, namespace /updates): the queue and
 // the waiting room read again when told that one of their visits changed, instead of polling.
 
-import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { clearSession, getSession } from "./api.js";
 import { portal } from "./portal.js";
+import { openUpdates } from "./signaling.js";
 
 const TOUCH_MS = 60_000;
 
@@ -17,11 +17,7 @@ const TOUCH_MS = 60_000;
  */
 export function watchUpdates(onChange, inUse = () => false) {
   const session = getSession();
-  const socket = io(`${window.location.origin}/updates`, {
-    path: "/socket.io/",
-    auth: { session: session?.token },
-    transports: ["websocket"],
-  });
+  const socket = openUpdates(session?.token);
   portal.pushes = [];
   socket.on("connect", () => {
     portal.updates = "connected";

@@ -3,11 +3,13 @@
 // The presenter's changes are coalesced to one `review_view` per animation frame (only what
 // changed since the last one is sent); followers apply each view as it comes. Measurements go
 // as a whole set (`review_annotations`), at most every 100 ms. A late joiner gets the current
-// state in the ack of `review_join`.
+// state in the ack of `review_join`. It speaks through the room's signaling client
+// (signaling.js), as the room page does.
 
 export class ReviewSync {
-  constructor(socket, { onState = () => {}, onView = () => {}, onAnnotations = () => {}, onError = () => {} } = {}) {
-    this.socket = socket;
+  /** `client`: a SignalingClient of the room (its join token). */
+  constructor(client, { onState = () => {}, onView = () => {}, onAnnotations = () => {}, onError = () => {} } = {}) {
+    this.client = client;
     this.onError = onError;
     this.state = null;
     this.me = null;
@@ -15,28 +17,28 @@ export class ReviewSync {
     this.last = {};
     this.frame = 0;
     this.annotationTimer = 0;
-    socket.on("review_state", (state) => {
+    client.on("review_state", (state) => {
       this.state = state;
       onState(state);
     });
-    socket.on("review_view", (message) => {
+    client.on("review_view", (message) => {
       if (this.state) this.state.view = { ...this.state.view, ...message.view };
       onView(message);
     });
-    socket.on("review_annotations", (message) => {
+    client.on("review_annotations", (message) => {
       if (this.state) this.state.annotations = message.annotations;
       onAnnotations(message);
     });
   }
 
-  call(event, data = {}) {
-    return new Promise((resolve, reject) => {
-      this.socket.timeout(10000).emit(event, data, (err, ack) => {
-        if (err) reject(Object.assign(new Error("timeout"), { code: "network_error" }));
-        else if (!ack?.ok) reject(Object.assign(new Error(ack?.error?.message ?? "error"), { code: ack?.error?.code ?? "internal_error" }));
-        else resolve(ack);
-      });
-    });
+  /** Send `event` and resolve with its ack; reject with an error whose `code` is the server's
+   * (`network_error` when no ack came or the socket is down). */
+  async call(event, data = {}) {
+    try {
+      return await this.client.request(event, data);
+    } catch (err) {
+      throw Object.assign(err, { code: err.code === "timeout" ? "network_error" : err.code || "internal_error" });
+    }
   }
 
   get presenting() {
@@ -92,8 +94,9 @@ export class ReviewSync {
     if (!Object.keys(changed).length) return;
     Object.assign(this.last, changed);
     const message = { view: changed, sent_at: performance.timeOrigin + performance.now() };
-    this.socket.emit("review_view", message, (ack) => {
-      if (!ack?.ok) this.onError(ack?.error?.code ?? "internal_error");
+    // a view lost while the socket is down is not an error: the next join's state carries it
+    this.client.request("review_view", message).catch((err) => {
+      if (this.client.connected) this.onError(err.code === "timeout" ? "network_error" : err.code);
     });
   }
 

@@ -8,17 +8,18 @@
 // opens a series in the Cornerstone3D viewport (viewer-image.js) or an ECG on its calibrated
 // grid (viewer-ecg.js), and takes part in the room's review (viewer-review.js): a doctor shares
 // what they look at and everyone follows. It is its own page so that the room can embed it later
-// (an iframe or the same modules); it uses the room's socket protocol, not its media.
+// (an iframe or the same modules); it uses the room's socket protocol, through the room's own
+// signaling client (signaling.js), not its media.
 //
 // For tests, `window.__viewer` exposes the mode, the subject, the rendered views and figures.
 
-import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { getSession } from "./api.js";
 import { DicomwebClient, TAG, value } from "./dicomweb.js";
 import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
 import { takeJoinToken } from "./join-link.js";
 import { GAINS, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
 import { ReviewSync } from "./viewer-review.js";
+import { SignalingClient } from "./signaling.js";
 import { STRINGS } from "./viewer-strings.js";
 
 addStrings(STRINGS);
@@ -438,8 +439,8 @@ async function applyRemoteView(view, seq) {
 }
 
 function connect() {
-  const socket = io(window.location.origin, { path: "/socket.io/", auth: { token }, transports: ["websocket"] });
-  review = new ReviewSync(socket, {
+  const client = new SignalingClient({ token });
+  review = new ReviewSync(client, {
     onState: (state) => applyState(state).catch((err) => showError(err.code ?? "internal_error")),
     onView: (message) => {
       if (page.mode === "following") applyRemoteView(message.view, message.seq);
@@ -452,7 +453,7 @@ function connect() {
     },
     onError: (code) => showError(code),
   });
-  socket.on("connect", async () => {
+  client.on("connect", async () => {
     try {
       const ack = await review.call("review_join");
       review.state = ack.state;
@@ -464,12 +465,13 @@ function connect() {
       showError(err.code ?? "internal_error");
     }
   });
-  socket.on("disconnect", () => {
+  client.on("disconnect", () => {
     $("review-status").textContent = t("review.offline");
   });
-  socket.on("connect_error", (err) => {
+  client.on("connect_error", (err) => {
     if (err?.data?.code) showError(err.data.code);
   });
+  client.connect();
   $("review-share").addEventListener("click", () => shareCurrent().catch((err) => showError(err.code)));
   $("review-stop").addEventListener("click", () =>
     review.stop().then(applyState).catch((err) => showError(err.code)),

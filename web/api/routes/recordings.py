@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import StringConstraints
 from consult import audit, rooms, visit_flow
 from consult.crypto import FieldCipher
 from consult.errors import VisitNotFound
+from consult.visit_details import visit_details
 from recording import RecordingStore
 from recording.at_rest import is_encrypted, open_plain, plain_size
 from recording.composite import COMPOSITE
@@ -47,6 +49,12 @@ class RecordingSession(Output):
     session: str
     started_at: datetime
     ended_at: datetime | None
+    duration_s: float | None
+    """From its start to its end (sealed sessions)."""
+    state: str
+    """``recording`` (still open), ``processing`` (sealed, the playback file being built),
+    ``ready`` (it plays), ``no_video`` (a text-only visit: its record is the timeline),
+    ``sealed`` (no playback file is built on this server)."""
     keep_until: str
     sealed: bool
     interrupted: bool | None
@@ -56,7 +64,12 @@ class RecordingSession(Output):
 
 
 class RecordingList(Output):
+    """A visit's recordings with what a person lists them by (the page shows no ids)."""
+
     visit_id: str
+    visit_state: str
+    doctor_name: str
+    department_name: str | None
     sessions: list[RecordingSession]
 
 
@@ -90,17 +103,32 @@ def _when(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC)
 
 
-def _sessions(store: RecordingStore, visit_id: str) -> list[RecordingSession]:
+def _state(info: Any, composite: dict[str, Any] | None, builds: bool) -> str:
+    """Where a session stands, for the list (:attr:`RecordingSession.state`)."""
+    if not info.sealed:
+        return "recording"
+    if composite is not None:
+        return "ready" if composite.get("file") else "no_video"
+    return "processing" if builds else "sealed"
+
+
+def _sessions(store: RecordingStore, visit_id: str, builds: bool = True) -> list[RecordingSession]:
     found = []
     for info in store.sessions(visit_id):
         manifest: dict[str, Any] = {}
+        composite: dict[str, Any] | None = None
         if info.sealed:
             manifest = json.loads((info.directory / "manifest.json").read_text())
+        with contextlib.suppress(OSError, ValueError):
+            composite = json.loads((Path(info.directory) / "composite.json").read_text())
+        ended = manifest.get("ended_at")
         found.append(
             RecordingSession(
                 session=info.session,
                 started_at=_when(info.started_at) or datetime.now(UTC),
-                ended_at=_when(manifest.get("ended_at")),
+                ended_at=_when(ended),
+                duration_s=round(float(ended) - info.started_at, 1) if ended else None,
+                state=_state(info, composite, builds),
                 keep_until=info.keep_until,
                 sealed=info.sealed,
                 interrupted=manifest.get("interrupted"),
@@ -126,11 +154,19 @@ def _sessions(store: RecordingStore, visit_id: str) -> list[RecordingSession]:
 @api.operation("GET", "/visits/{visit_id}/recordings", action="visit.view", tag="recordings")
 async def list_recordings(call: Call, path: VisitPath) -> RecordingList:
     """The visit's recording sessions, for those who may see the visit (the view is audited)."""
-    await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
+    visit = await visit_flow.get_visit_view(call.db, call.me, path.visit_id)
+    details = await visit_details(call.db, path.visit_id)
     loop = asyncio.get_running_loop()
     room_id = await _room(call, path.visit_id)
-    sessions = await loop.run_in_executor(None, _sessions, _store(call), room_id)
-    return RecordingList(visit_id=path.visit_id, sessions=sessions)
+    builds = call.config.recording_composite
+    sessions = await loop.run_in_executor(None, _sessions, _store(call), room_id, builds)
+    return RecordingList(
+        visit_id=path.visit_id,
+        visit_state=visit.state.value,
+        doctor_name=details.doctor_name if details else "",
+        department_name=details.department_name if details else None,
+        sessions=sessions,
+    )
 
 
 @api.operation(
