@@ -9,7 +9,9 @@ draft-ietf-rmcat-gcc-02 and libwebrtc's goog_cc, reduced to what an SFU's subscr
 * AIMD rate control: overuse cuts the estimate to 0.85 x the throughput the receiver acknowledged;
   normal lets it grow 8 % a second, but never past 1.5 x that throughput (what is not sent cannot
   be measured);
-* loss-based: over 10 % loss cuts the estimate by half the loss; under 2 % lets it grow;
+* loss-based: over 10 % loss cuts the estimate by half the loss, but not below 0.85 x the
+  throughput the receiver acknowledged (losses while the sender cannot slow down yet say no more
+  than that); under 2 % lets it grow;
 * probes: a short cluster of packets sent faster than the estimate (padding); the rate the
   receiver got them at, when it is close to the rate they were sent at, becomes the estimate at
   once. This is how the estimate climbs back in a second after congestion lifts, where the 8 %
@@ -405,7 +407,16 @@ class SendSideEstimator:
     def _judge_loss(self, estimate: float, now_us: int) -> None:
         loss = self.loss
         if loss > LOSS_HIGH:
-            self._loss_cap = estimate * (1 - 0.5 * loss)
+            cut = estimate * (1 - 0.5 * loss)
+            # Losses while the sender cannot follow the estimate yet (a Consumer waits for the
+            # lower layer's keyframe) come from the rate already known to be too high: cut after
+            # cut, they took a 300 kbit/s link's estimate to 120 kbit/s and stopped its video.
+            # The link delivered what the receiver acknowledged: the estimate stays at least
+            # where an overuse would put it.
+            acked = self.acknowledged_bps
+            if acked is not None:
+                cut = min(estimate, max(cut, BETA * acked))
+            self._loss_cap = cut
             self._loss_cap_at = now_us
             self.decreased_at_us = now_us
         elif loss < LOSS_LOW and self._loss_cap is not None:

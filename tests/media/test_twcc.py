@@ -238,6 +238,23 @@ def test_a_probe_into_a_narrow_link_finds_the_link():
     assert estimator.estimate < max(before, 400_000) * 1.3
 
 
+def test_r1_losses_while_the_sender_cannot_slow_down_leave_what_the_link_carries():
+    """A link squeezed to 300 kbit/s under a sender that goes on at 700 kbit/s for 1.5 s (an
+    SFU's Consumer waits for the lower layer's keyframe before it can send less): every 300 ms
+    of losses cut the estimate again, to 120 kbit/s, and the subscriber's video stopped. The
+    link delivered ~250 kbit/s all along; the estimate stays near that."""
+    estimator = SendSideEstimator()
+    now = _simulate(estimator, lambda _t: 2_000_000, 3, 0, lambda e: min(e, 700_000))
+    assert estimator.estimate > 500_000
+    now = _simulate(estimator, lambda _t: 300_000, 1.5, now, lambda _e: 700_000)
+    assert estimator.loss > 0.2  # the overshoot was lost, and seen
+    carried = estimator.acknowledged_bps
+    assert carried is not None and carried > 200_000
+    assert estimator.estimate >= 0.7 * carried, (estimator.estimate, carried)
+    now = _simulate(estimator, lambda _t: 300_000, 3, now, lambda e: min(e, 700_000))
+    assert 0.7 * carried <= estimator.estimate <= 300_000
+
+
 # --- with aiortc peers ----------------------------------------------------------------------------
 
 
