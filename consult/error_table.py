@@ -733,6 +733,12 @@ _ROWS: Final = [
         " spacing).",
     ),
     (
+        "review_unavailable",
+        "conflict",
+        "此副本无法与原始检查同步阅片，请重新共享该检查。",
+        "This copy cannot be reviewed together with its original; share the study again.",
+    ),
+    (
         "imaging_unavailable",
         "unavailable",
         "影像存储暂时不可用。",

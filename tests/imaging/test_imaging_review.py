@@ -4,7 +4,6 @@ real server; the pixels themselves are read over DICOMweb with the room's join t
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from typing import Any
@@ -13,7 +12,6 @@ import aiohttp
 import highdicom as hd
 import pytest
 import requests
-import socketio
 from apiclient import Person
 from dicom_data import series_from
 from dicomweb_client.api import DICOMwebClient
@@ -21,6 +19,7 @@ from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
 from people import booked_visit, sign
 from pydicom.uid import generate_uid
+from review_client import Viewer, wait_until
 from sqlalchemy import select
 
 from consult.models import AuditEvent
@@ -35,32 +34,6 @@ async def _in_room(world: World) -> None:
 
 async def _token(person: Person, visit_id: str) -> str:
     return str((await person.ok("POST", f"/visits/{visit_id}/join-token"))["token"])
-
-
-class Viewer:
-    """A socket that follows (or presents) the room's review as a viewer page does."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.views: list[tuple[float, dict[str, Any]]] = []
-        self.states: list[dict[str, Any]] = []
-        self.annotations: list[dict[str, Any]] = []
-        self.sio.on("review_view", lambda d: self.views.append((time.perf_counter(), d)))
-        self.sio.on("review_state", self.states.append)
-        self.sio.on("review_annotations", self.annotations.append)
-
-    async def connect(self) -> None:
-        await self.sio.connect(
-            self.url, auth={"token": self.token}, transports=["websocket"], wait_timeout=5
-        )
-
-    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
-        ack: dict[str, Any] = await self.sio.call(event, data, timeout=10)
-        return ack
-
-    async def close(self) -> None:
-        await self.sio.disconnect()
 
 
 async def _store_ct(world: World, count: int = 3, patient_name: str | None = None) -> Any:
@@ -88,13 +61,6 @@ def _view(index: int, sent_at: float | None = None) -> dict[str, Any]:
     }
 
 
-async def _wait(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 async def test_r14_followers_follow_the_presenter_and_a_late_joiner_lands_on_the_view(
     world: World,
 ) -> None:
@@ -119,7 +85,7 @@ async def test_r14_followers_follow_the_presenter_and_a_late_joiner_lands_on_the
             "review_share", {"kind": "image", "study": study, "series": series_uid}
         )
         assert ack["ok"], ack
-        await _wait(lambda: bool(follower.states))
+        await wait_until(lambda: bool(follower.states))
         assert follower.states[-1]["presenter"] == world.doctor.user_id
         assert follower.states[-1]["subject"]["series"] == series_uid
 
@@ -128,7 +94,7 @@ async def test_r14_followers_follow_the_presenter_and_a_late_joiner_lands_on_the
             sent[index] = time.perf_counter()
             ack = await presenter.call("review_view", _view(index, time.time() * 1000))
             assert ack["ok"], ack
-        await _wait(lambda: len(follower.views) == 60)
+        await wait_until(lambda: len(follower.views) == 60)
         got = [d["view"]["index"] for _, d in follower.views]
         assert got == list(range(60))  # in order, none lost
         latencies = sorted((t - sent[d["view"]["index"]]) * 1000 for t, d in follower.views)
@@ -148,7 +114,7 @@ async def test_r14_followers_follow_the_presenter_and_a_late_joiner_lands_on_the
         ]
         ack = await presenter.call("review_annotations", {"annotations": marks})
         assert ack["ok"], ack
-        await _wait(lambda: bool(follower.annotations))
+        await wait_until(lambda: bool(follower.annotations))
         assert follower.annotations[-1]["annotations"] == marks
 
         await late.connect()
@@ -234,7 +200,7 @@ async def test_r24_the_review_refuses_followers_driving_and_studies_of_other_vis
         assert ack["error"]["code"] == "forbidden"
         assert (await presenter.call("review_view", _view(7)))["ok"]
         await presenter.close()
-        await _wait(lambda: any(s["presenter"] is None for s in follower.states))
+        await wait_until(lambda: any(s["presenter"] is None for s in follower.states))
         assert follower.states[-1]["view"]["index"] == 7
     finally:
         await presenter.close()
@@ -353,7 +319,7 @@ async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_
         assert ack["ok"], ack
         saved = ack["saved"]
         assert saved["study_uid"] == study and saved["measurements"] == 4
-        await _wait(lambda: bool(follower.annotations))  # the saved set reached the room too
+        await wait_until(lambda: bool(follower.annotations))  # the saved set reached the room too
         assert follower.annotations[-1]["annotations"][0]["uid"] == "len-1"
     finally:
         for v in (presenter, follower):
