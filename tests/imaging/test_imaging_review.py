@@ -4,6 +4,8 @@ real server; the pixels themselves are read over DICOMweb with the room's join t
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import statistics
 import time
 from typing import Any
@@ -15,6 +17,7 @@ import requests
 from apiclient import Person
 from dicom_data import series_from
 from dicomweb_client.api import DICOMwebClient
+from harness import skip_or_fail
 from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
 from people import booked_visit, sign
@@ -415,3 +418,127 @@ async def test_r20_r24_the_presenter_saves_the_measurements_as_sr_and_gsps_into_
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "room.review"))
         ).all()
     assert any('"save"' in e.details and saved["sr"] in e.details for e in review_events)
+
+
+def _content(items: Any) -> list[Any]:
+    """Every content item of an SR tree, depth first."""
+    out = []
+    for item in items:
+        out.append(item)
+        out += _content(item.get("ContentSequence", []))
+    return out
+
+
+async def test_r19_r21_the_presenter_saves_the_ecg_calipers_as_sr_measurements(
+    world: World, tmp_path: Any
+) -> None:
+    """``review_save`` on a shared ECG stores its calipers as a TID 1500 SR in the study: RR,
+    PR, QRS and QT in ms at one-sample resolution (pydicom's waveform_ecg.dcm on its device's
+    fiducial points gives the device's RR 982, PR 161, QRS 75, QT 368 ms), each inferred from a
+    TCOORD of the caliper's samples selected from the WAVEFORM, with HR and QTc (Bazett and
+    Fridericia) as the viewer computes them; the room reads it back over WADO, DCMTK reads the
+    document whole; bad saves get stable codes."""
+    await _in_room(world)
+    ecg = series_from("waveform_ecg.dcm", 1)[0]
+    await off_loop(client(world.stow_url, world.doctor).store_instances, [ecg])
+    study, series_uid, instance = ecg.StudyInstanceUID, ecg.SeriesInstanceUID, ecg.SOPInstanceUID
+    patient_token = await _token(world.patient, world.visit_id)
+    presenter = Viewer(world.server.url, await _token(world.doctor, world.visit_id))
+    follower = Viewer(world.server.url, patient_token)
+    # the device's fiducial points (rhythm group, samples): QRS onset 460, P onset 299, ...
+    calipers = [
+        {"kind": "RR", "group": 0, "from": 460, "to": 1442},
+        {"kind": "PR", "group": 0, "from": 299, "to": 460},
+        {"kind": "QRS", "group": 0, "from": 460, "to": 535},
+        {"kind": "QT", "group": 0, "from": 460, "to": 828},
+        {"kind": "free", "group": 0, "from": 10, "to": 20},
+    ]
+    try:
+        for v in (presenter, follower):
+            await v.connect()
+            assert (await v.call("review_join"))["ok"]
+        share = {"kind": "ecg", "study": study, "series": series_uid, "instance": instance}
+        assert (await presenter.call("review_share", share))["ok"]
+        for payload, code in [
+            ({"calipers": [calipers[-1]]}, "nothing_to_save"),
+            ({"calipers": [{**calipers[0], "to": 10_000}]}, "annotation_not_measurable"),
+            ({"calipers": [{**calipers[0], "group": 5}]}, "annotation_not_measurable"),
+            ({"calipers": [{**calipers[0], "kind": "ST"}]}, "bad_request"),
+            ({"annotations": []}, "bad_request"),
+        ]:
+            ack = await presenter.call("review_save", payload)
+            assert not ack["ok"] and ack["error"]["code"] == code, (payload, ack)
+        assert (await follower.call("review_save", {"calipers": calipers}))["error"][
+            "code"
+        ] == "forbidden"
+        ack = await presenter.call("review_save", {"calipers": calipers})
+        assert ack["ok"], ack
+        saved = ack["saved"]
+        assert saved["study_uid"] == study and saved["measurements"] == 7
+        assert saved["presentation_states"] == []
+        # the calipers saved are the shared view's: the follower has them too
+        await wait_until(lambda: any("ecg" in d["view"] for _, d in follower.views))
+        shown = [d["view"]["ecg"] for _, d in follower.views if "ecg" in d["view"]][-1]
+        assert shown["calipers"] == calipers
+    finally:
+        for v in (presenter, follower):
+            await v.close()
+
+    room = DICOMwebClient(url=world.dicomweb, headers={"Authorization": f"Bearer {patient_token}"})
+    sr = await off_loop(room.retrieve_instance, study, saved["sr_series"], saved["sr"])
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == study
+    items = _content(sr.ContentSequence)
+    numbers = {}
+    for item in items:
+        if item.ValueType != "NUM":
+            continue
+        name = item.ConceptNameCodeSequence[0]
+        method = [
+            c.ConceptCodeSequence[0].CodeMeaning
+            for c in item.get("ContentSequence", [])
+            if c.ValueType == "CODE"
+        ]
+        key = f"{name.CodeMeaning}{' ' + method[0] if method else ''}"
+        value = item.MeasuredValueSequence[0]
+        numbers[key] = (
+            float(value.NumericValue),
+            value.MeasurementUnitsCodeSequence[0].CodeValue,
+            name.CodingSchemeDesignator,
+        )
+    assert numbers["RR Interval"] == (982.0, "ms", "SCPECG")
+    assert numbers["PR Interval"] == (161.0, "ms", "SCPECG")
+    assert numbers["QRS Duration"] == (75.0, "ms", "SCPECG")
+    assert numbers["QT Interval"] == (368.0, "ms", "SCPECG")
+    assert numbers["Heart rate"] == (pytest.approx(60000 / 982), "/min", "LN")
+    assert numbers["QTc Interval Bazett formula"][0] == pytest.approx(368 / (0.982**0.5))
+    assert numbers["QTc Interval Fridericia formula"][0] == pytest.approx(368 / (0.982 ** (1 / 3)))
+    # each interval inferred from the caliper's samples (1-based) on the shared waveform
+    rr = next(
+        i
+        for i in items
+        if i.ValueType == "NUM" and "RR" in i.ConceptNameCodeSequence[0].CodeMeaning
+    )
+    (tcoord,) = rr.ContentSequence
+    assert tcoord.RelationshipType == "INFERRED FROM" and tcoord.ValueType == "TCOORD"
+    assert tcoord.TemporalRangeType == "SEGMENT" and list(tcoord.ReferencedSamplePositions) == [
+        461,
+        1443,
+    ]
+    (waveform,) = tcoord.ContentSequence
+    assert (waveform.RelationshipType, waveform.ValueType) == ("SELECTED FROM", "WAVEFORM")
+    assert waveform.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == instance
+    assert sum(1 for i in items if i.ValueType == "TCOORD") == 4
+    if shutil.which("dsrdump") is None:
+        skip_or_fail("DCMTK dsrdump is missing (apt-get install dcmtk)")
+    path = tmp_path / "ecg-sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    done = await asyncio.create_subprocess_exec(
+        "dsrdump",
+        "-Ee",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await done.communicate()
+    assert done.returncode == 0 and b"E:" not in err, err
+    assert b"selected from WAVEFORM" in out
