@@ -95,6 +95,7 @@ def build(
     ``new_path()`` (blocking)."""
     import highdicom as hd
     from pydicom import dcmread
+    from pydicom.sequence import Sequence
     from pydicom.uid import generate_uid
 
     warnings.filterwarnings("ignore", message=_NAME_WARNING, category=UserWarning)
@@ -121,15 +122,17 @@ def build(
             referenced_sample_positions=[start + 1, end + 1],
             relationship_type="INFERRED FROM",
         )
+        pairs: Any = [(group + 1, c) for c in range(1, channels + 1)]
         waveform = hd.sr.WaveformContentItem(
             name=codes["source"],
             referenced_sop_class_uid=ds.SOPClassUID,
             referenced_sop_instance_uid=ds.SOPInstanceUID,
-            # (multiplex group, channel) pairs, 1-based: every lead of the group
-            referenced_waveform_channels=[(group + 1, c) for c in range(1, channels + 1)],
+            # (multiplex group, channel) pairs, 1-based: every lead of the group (highdicom
+            # takes pairs, its annotation says ints)
+            referenced_waveform_channels=pairs,
             relationship_type="SELECTED FROM",
         )
-        tcoord.ContentSequence = [waveform]
+        tcoord.ContentSequence = Sequence([waveform])
         return tcoord
 
     measurements = []
