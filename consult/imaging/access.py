@@ -249,6 +249,34 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
     raise StudyAccessDenied()
 
 
+async def room_upload_visit(db: Database, actor: Actor, visit_id: str) -> Visit:
+    """The visit a room's join token may store into (STOW-RS from the room's viewer): only the
+    room's own visit, only as its doctor; a refusal is audited (``imaging.store`` denied)."""
+    async with db.session() as session:
+        room = await session.get(Room, actor.room_id) if actor.room_id else None
+        visit = await session.get(Visit, visit_id)
+    if (
+        room is None
+        or visit is None
+        or room.subject_type != "visit"
+        or room.subject_id != visit_id
+        or actor.room_role != RoomRole.DOCTOR.value
+        or actor.role is not Role.DOCTOR
+        or visit.doctor_id != actor.user_id
+    ):
+        await append(
+            db,
+            "imaging.store",
+            actor=actor,
+            object_type="visit",
+            object_id=visit_id,
+            result=AuditResult.DENIED,
+            details={"code": StudyAccessDenied.code, "room": actor.room_id},
+        )
+        raise StudyAccessDenied("Only the doctor of this visit's room stores into it.")
+    return visit
+
+
 async def readable_among(
     db: Database, actor: Actor, studies: list[ImagingStudy]
 ) -> ImagingStudy | None:

@@ -542,3 +542,36 @@ async def test_r19_r21_the_presenter_saves_the_ecg_calipers_as_sr_measurements(
     out, err = await done.communicate()
     assert done.returncode == 0 and b"E:" not in err, err
     assert b"selected from WAVEFORM" in out
+
+
+async def test_r20_r24_the_doctor_of_a_visit_room_uploads_with_the_rooms_join_token(
+    world: World,
+) -> None:
+    """The room's viewer uploads with the room's join token (STOW-RS): the visit's doctor into
+    this room's visit only; the patient's token, and the doctor's into another visit, are
+    refused (403) and audited; what was stored is the room's to read."""
+    await _in_room(world)
+    other = await booked_visit(world.clinic, world.doctor, world.nurse)
+    doctor_token = await _token(world.doctor, world.visit_id)
+    patient_token = await _token(world.patient, world.visit_id)
+
+    def stow(token: str, visit_id: str) -> DICOMwebClient:
+        return DICOMwebClient(
+            url=f"{world.dicomweb}/visits/{visit_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    series = series_from("CT_small.dcm", 2)
+    await off_loop(stow(doctor_token, world.visit_id).store_instances, series)
+    for token, visit_id in ((patient_token, world.visit_id), (doctor_token, other.visit["id"])):
+        with pytest.raises(requests.HTTPError) as refused:
+            await off_loop(stow(token, visit_id).store_instances, series_from("CT_small.dcm", 1))
+        assert refused.value.response.status_code == 403
+    room = DICOMwebClient(url=world.dicomweb, headers={"Authorization": f"Bearer {patient_token}"})
+    found = await off_loop(room.search_for_instances, series[0].StudyInstanceUID)
+    assert len(found) == 2
+    events = await imaging_events(world.server.app)
+    stored = [e for e in events if e.action == "imaging.store" and e.result == "ok"]
+    assert len(stored) == 2 and {e.actor_id for e in stored} == {world.doctor.user_id}
+    denied = {e.actor_id for e in events if e.action == "imaging.store" and e.result == "denied"}
+    assert denied == {world.patient.user_id, world.doctor.user_id}

@@ -208,7 +208,10 @@ async def stow(request: web.Request) -> web.StreamResponse:
     if len(visit_id) != 32 or not set(visit_id) <= _ID_CHARS:
         raise ApiError(404, "visit_not_found", "The visit does not exist.")
     expected = _uid(request, "study") if "study" in request.match_info else None
-    visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
+    if call.me.room_id is not None:  # the room viewer's upload: its visit, its doctor only
+        visit: Any = await access.room_upload_visit(call.db, call.me, visit_id)
+    else:
+        visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
     if request.content_type != "multipart/related":
         raise ApiError(
             415,
