@@ -29,7 +29,7 @@ from conftest import RoomPage, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
 
-from dicom_data import local_file, series_from, write_series
+from dicom_data import aecg_document, local_file, series_from, write_series
 
 from consult.error_table import ERRORS
 
@@ -181,19 +181,26 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     doctor = _open(open_room, "doctor", _viewer_url(teleconsult_server.links["doctor"]))
     patient = _open(open_room, "patient", _viewer_url(teleconsult_server.links["patient"]))
 
-    # the doctor uploads a folder (two CT slices of a new study and a note that is not DICOM):
-    # a bar per file and one for the batch; the refusal in the error table's words; the study
-    # list shows the new series (issue 15 build 1); the patient is not offered the upload
+    # the doctor uploads a folder (two CT slices of a new study, an HL7 aECG document and a note
+    # that is not DICOM): a bar per file and one for the batch; the refusal in the error table's
+    # words; the study list shows the new series and the ECG (issue 15 build 1, 5); the patient
+    # is not offered the upload
     uploaded = series_from("CT_small.dcm", 2)
     folder = tmp_path / "upload"
     files = write_series(uploaded, folder)
     (folder / "notes.txt").write_text("not an image")
+    from pydicom import dcmread
+
+    (folder / "ecg.xml").write_bytes(
+        aecg_document(dcmread(local_file("waveform_ecg.dcm")), document_id="1.2.3.99")
+    )
     doctor.page.locator("#upload").wait_for()
     assert patient.page.locator("#upload").is_hidden()
     got = _upload(doctor.page, "#upload-folder", str(folder))
     assert {n: r["state"] for n, r in got.items()} == {
         "0000.dcm": "stored",
         "0001.dcm": "stored",
+        "ecg.xml": "stored",
         "notes.txt": "refused",
     }, got
     assert got["notes.txt"]["code"] == "dicom_malformed"
@@ -201,10 +208,11 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     assert refused.inner_text() == ERRORS["dicom_malformed"].zh
     assert doctor.page.evaluate(
         "() => { const p = document.querySelector('#upload-total'); return [p.value, p.max]; }"
-    ) == [3, 3]
+    ) == [4, 4]
     assert doctor.page.locator("#upload-summary").inner_text() == (
-        "完成：2 个已上传，0 个已存在，1 个被拒绝"
+        "完成：3 个已上传，0 个已存在，1 个被拒绝"
     )
+    doctor.page.locator('.series-item[data-kind="ecg"]').nth(1).wait_for()  # the aECG's too
     doctor.page.locator(f'.series-item[data-series="{uploaded[0].SeriesInstanceUID}"]').wait_for()
     # files again, in English: the one stored before is not stored twice
     doctor.page.click("#lang-toggle")

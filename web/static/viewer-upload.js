@@ -5,7 +5,8 @@
 // boundary: never read into memory), so each file has its own progress bar and the total one
 // counts files done. A refusal shows the error table's text for the server's code (a failed
 // instance's code comes in the answer's FailedSOPSequence, TextValue (0040,A160); a refused
-// request's in its {"error": {code}}).
+// request's in its {"error": {code}}). An HL7 aECG document (a .xml file) goes to the visit's
+// aECG route instead and is stored as a DICOM ECG (consult/imaging/aecg.py).
 
 import { DICOMWEB } from "./dicomweb.js";
 import { hasKey, t } from "./i18n.js";
@@ -32,19 +33,30 @@ export function outcome(status, body) {
   return { state: "refused", code: body?.error?.code ?? (status ? "internal_error" : "network_error") };
 }
 
-/** POST one file as a STOW-RS request; `onProgress(fraction)` while it is sent. */
+/** The outcome of the aECG route's answer. */
+export function aecgOutcome(status, body) {
+  if (status === 201) return { state: "stored", code: null };
+  if (status === 200) return { state: "duplicate", code: null };
+  return { state: "refused", code: body?.error?.code ?? (status ? "internal_error" : "network_error") };
+}
+
+/** POST one file as a STOW-RS request (an aECG .xml file to the aECG route);
+ * `onProgress(fraction)` while it is sent. */
 export function stowFile(bearer, visitId, file, onProgress) {
+  const visit = `${DICOMWEB}/visits/${encodeURIComponent(visitId)}`;
+  const aecg = /\.xml$/i.test(file.name);
   const boundary = `tc-${crypto.randomUUID()}`;
-  const body = new Blob([
-    `--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`,
-    file,
-    `\r\n--${boundary}--\r\n`,
-  ]);
+  const body = aecg
+    ? file
+    : new Blob([`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, file, `\r\n--${boundary}--\r\n`]);
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `${DICOMWEB}/visits/${encodeURIComponent(visitId)}/studies`);
-    xhr.setRequestHeader("Content-Type", `multipart/related; type="application/dicom"; boundary=${boundary}`);
-    xhr.setRequestHeader("Accept", "application/dicom+json");
+    xhr.open("POST", aecg ? `${visit}/aecg` : `${visit}/studies`);
+    xhr.setRequestHeader(
+      "Content-Type",
+      aecg ? "application/xml" : `multipart/related; type="application/dicom"; boundary=${boundary}`,
+    );
+    xhr.setRequestHeader("Accept", aecg ? "application/json" : "application/dicom+json");
     xhr.setRequestHeader("Authorization", `Bearer ${bearer}`);
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
@@ -56,7 +68,7 @@ export function stowFile(bearer, visitId, file, onProgress) {
       } catch {
         parsed = null;
       }
-      resolve(outcome(xhr.status, parsed));
+      resolve((aecg ? aecgOutcome : outcome)(xhr.status, parsed));
     };
     xhr.onerror = () => resolve({ state: "refused", code: "network_error" });
     xhr.send(body);
