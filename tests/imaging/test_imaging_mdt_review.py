@@ -6,6 +6,8 @@ copy, whose UIDs differ; one shared view reaches everyone in the UIDs of what ea
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from consultation_world import two_institutions
 from dicom_data import series_from
 from harness import Server, start_server
 from imaging_helpers import imaging_events
-from review_client import Viewer, wait_until
+from review_client import Viewer, relay_bound_ms, wait_until
 from sqlalchemy import update
 
 from consult.consultations.models import Consultation
@@ -209,6 +211,20 @@ async def test_r14_r37_an_mdt_room_reviews_one_study_each_side_in_its_own_uids(
         await wait_until(lambda: bool(expert.annotations) and bool(patient.annotations))
         assert expert.annotations[-1]["annotations"][0]["instance"] == copy_of[3][1]
         assert patient.annotations[-1]["annotations"] == marks
+        # the relay with a translation per holding: 60 views naming an image, each side in order
+        before, sent = len(expert.views), {}
+        for index in range(60):
+            sent[index] = time.perf_counter()
+            view = _view(original[index % 3].SOPInstanceUID, index)
+            assert (await inviter.call("review_view", view))["ok"]
+        await wait_until(lambda: len(expert.views) == before + 60)
+        got = expert.views[before:]
+        assert [d["view"]["index"] for _, d in got] == list(range(60))
+        assert {d["view"]["instance"] for _, d in got} == {pair[1] for pair in copy_of.values()}
+        latencies = sorted((t - sent[d["view"]["index"]]) * 1000 for t, d in got)
+        p95 = latencies[int(0.95 * (len(latencies) - 1))]
+        print(f"translated relay: p50 {statistics.median(latencies):.2f} ms, p95 {p95:.2f} ms")
+        assert p95 <= relay_bound_ms()
         ack = await inviter.call("review_handover", {"to": m.patient.user_id})
         assert ack["error"]["code"] == "forbidden"  # only a doctor presents
 
