@@ -136,6 +136,7 @@ export class Uploader {
     name.className = "upload-name";
     name.textContent = file.webkitRelativePath || file.name;
     const bar = document.createElement("progress");
+    bar.setAttribute("aria-label", name.textContent);
     bar.max = 1;
     bar.value = 0;
     const text = document.createElement("span");
