@@ -47,12 +47,14 @@ def series_from(name: str, count: int, *, study_uid: str | None = None) -> list[
     return out
 
 
-def aecg_document(ds: Dataset, *, document_id: str, scale_unit: str = "uV") -> bytes:
+def aecg_document(
+    ds: Dataset, *, document_id: str, scale_unit: str = "uV", samples: int | None = None
+) -> bytes:
     """An HL7 aECG document (PORT_MT020001) holding the rhythm group of the DICOM waveform
     ``ds``: each lead's stored digits with its scale (1.25 uV), the time base, the device's
     measurements and statement, as an aECG writer would put them."""
     group = ds.WaveformSequence[0]
-    raw = multiplex_array(ds, 0, as_raw=True)
+    raw = multiplex_array(ds, 0, as_raw=True)[:samples]
     scale = float(group.ChannelDefinitionSequence[0].ChannelSensitivity)
     leads = []
     for number, name in enumerate(ECG_LEADS):
