@@ -467,6 +467,19 @@ _ROWS: Final = [
         "影像像素数据与影像描述不符。",
         "The pixel data does not match the image description.",
     ),
+    (
+        "aecg_malformed",
+        "invalid",
+        "不是格式正确的 HL7 aECG 心电图文件。",
+        "The file is not a well-formed HL7 aECG document.",
+    ),
+    (
+        "aecg_uncalibrated",
+        "invalid",
+        "心电图导联缺少电压刻度（uV、mV 或 V）或数值超出范围。",
+        "A lead of the ECG has no voltage scale (uV, mV or V) or its values are out of range.",
+    ),
+    ("aecg_too_large", "too_large", "心电图文件太大。", "The ECG document is too large."),
     ("dicom_too_large", "invalid", "DICOM 数据太大。", "The DICOM data is too large."),
     (
         "dicom_study_mismatch",
@@ -731,6 +744,12 @@ _ROWS: Final = [
         "测量无法保存到影像上（不在影像平面内、超出影像或缺少像素间距）。",
         "The measurement cannot be saved on its image (off its plane, outside it, or no pixel"
         " spacing).",
+    ),
+    (
+        "review_unavailable",
+        "conflict",
+        "此副本无法与原始检查同步阅片，请重新共享该检查。",
+        "This copy cannot be reviewed together with its original; share the study again.",
     ),
     (
         "imaging_unavailable",

@@ -259,11 +259,19 @@ CLINICAL_PREFIXES: Final = (
 """Actions that touch clinical data: never granted to admin, auditor or regulator."""
 
 ROOM_TOKEN_ACTIONS: Final = frozenset(
-    {"chat.read", "chat.upload_image", "chat.view_image", "chat.export", "imaging.read"}
+    {
+        "chat.read",
+        "chat.upload_image",
+        "chat.view_image",
+        "chat.export",
+        "imaging.read",
+        "imaging.store",
+    }
 )
 """All that a room's join token may do over REST (in its own room only): the room page has no
 session of its own, only the join token of its link. ``imaging.read``: the room's viewer reads the
-studies attached to the room's visit (``consult.imaging.access.related``)."""
+studies attached to the room's visit (``consult.imaging.access.related``); ``imaging.store``: the
+doctor of a visit's room uploads into that visit from the viewer (``access.room_upload_visit``)."""
 
 JOIN_TOKEN_ACTIONS: Final = ROOM_TOKEN_ACTIONS | frozenset(SOCKET_EVENT_ACTIONS.values())
 """All that a join token's actor may attempt: its room's socket events and chat routes."""

@@ -11,7 +11,10 @@ Today's rules, from the permission table and the relationships the visit model h
 - a de-identified copy shared with another institution: the doctor it was shared with, and
   nurses of that institution. The original stays with its own institution;
 - a room's join token (the viewer of a consult room has no session of its own): only the studies
-  attached to that room's visit, and only as its participant may read them;
+  attached to that room's visit, and only as its participant may read them; in a consultation's
+  room (MDT, R14, R37), the exams of that consultation: the original to the requesting side (the
+  inviter, the patient's own account), the de-identified copy made for the invited institution to
+  its experts in the room (invited or accepted), never the other side's;
 - an exam attached to a remote diagnosis request (R14, R19): the original, doctors of the
   requesting side (the requester, doctors of its department); the de-identified copy made for
   the invited institution, the experts invited to that request (invited or accepted, R37).
@@ -38,7 +41,7 @@ from consult.consultations.models import (
     InvitationState,
 )
 from consult.db import Database
-from consult.models import AuditResult, Patient, Room, Visit
+from consult.models import AuditResult, Patient, Room, RoomRole, Visit
 from consult.permissions import Role, in_scope
 
 from .errors import StudyAccessDenied, StudyNotFound
@@ -135,14 +138,72 @@ async def _consultation_reader(session: AsyncSession, actor: Actor, study: Imagi
     )
 
 
+async def _invited_expert(session: AsyncSession, consultation_id: str, actor: Actor) -> bool:
+    found = await session.scalar(
+        select(ConsultationInvitation.id)
+        .where(
+            ConsultationInvitation.consultation_id == consultation_id,
+            ConsultationInvitation.expert_id == actor.user_id,
+            ConsultationInvitation.institution_id == actor.institution_id,
+            ConsultationInvitation.status.in_(
+                [InvitationState.INVITED.value, InvitationState.ACCEPTED.value]
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _consultation_room_reader(
+    session: AsyncSession, actor: Actor, consultation_id: str, study: ImagingStudy
+) -> bool:
+    """Whether a join token's actor of a consultation's room reads ``study``: an exam of that
+    consultation, on the actor's side of it (R37: each institution its own holding)."""
+    if actor.user_id is None:
+        return False
+    held_as = (
+        ConsultationAttachment.copy_study_id
+        if study.deidentified
+        else ConsultationAttachment.study_id
+    )
+    attached = await session.scalar(
+        select(ConsultationAttachment.id)
+        .where(ConsultationAttachment.consultation_id == consultation_id, held_as == study.id)
+        .limit(1)
+    )
+    if attached is None:
+        return False
+    if study.deidentified:  # the invited institution's copy: its experts in the room
+        return (
+            actor.room_role == RoomRole.INVITEE.value
+            and actor.role is Role.DOCTOR
+            and actor.institution_id == study.institution_id
+            and await _invited_expert(session, consultation_id, actor)
+        )
+    if actor.room_role == RoomRole.INVITER.value:  # the requester, of the performing side
+        return actor.role is Role.DOCTOR and actor.institution_id == study.institution_id
+    if actor.room_role == RoomRole.PATIENT.value:  # the patient's own account: its own exam
+        consultation = await session.get(Consultation, consultation_id)
+        return (
+            actor.role is Role.PATIENT
+            and consultation is not None
+            and consultation.patient_account_id == actor.user_id
+        )
+    return False
+
+
 async def _may_read(session: AsyncSession, actor: Actor, study: ImagingStudy) -> bool:
-    visit = await session.get(Visit, study.visit_id) if study.visit_id else None
-    patient = await session.get(Patient, study.patient_id) if study.patient_id else None
     room_visit_id = None
     if actor.room_id is not None:
         room = await session.get(Room, actor.room_id)
-        if room is not None and room.subject_type == "visit":
+        if room is None:
+            return False
+        if room.subject_type == "consultation":
+            return await _consultation_room_reader(session, actor, room.subject_id, study)
+        if room.subject_type == "visit":
             room_visit_id = room.subject_id
+    visit = await session.get(Visit, study.visit_id) if study.visit_id else None
+    patient = await session.get(Patient, study.patient_id) if study.patient_id else None
     reader = await _consultation_reader(session, actor, study)
     return related(actor, study, visit, patient, room_visit_id, consultation_reader=reader)
 
@@ -186,6 +247,47 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
         raise StudyNotFound()
     await _deny(db, actor, studies[0].id, what)
     raise StudyAccessDenied()
+
+
+async def room_upload_visit(db: Database, actor: Actor, visit_id: str) -> Visit:
+    """The visit a room's join token may store into (STOW-RS from the room's viewer): only the
+    room's own visit, only as its doctor; a refusal is audited (``imaging.store`` denied)."""
+    async with db.session() as session:
+        room = await session.get(Room, actor.room_id) if actor.room_id else None
+        visit = await session.get(Visit, visit_id)
+    if (
+        room is None
+        or visit is None
+        or room.subject_type != "visit"
+        or room.subject_id != visit_id
+        or actor.room_role != RoomRole.DOCTOR.value
+        or actor.role is not Role.DOCTOR
+        or visit.doctor_id != actor.user_id
+    ):
+        await append(
+            db,
+            "imaging.store",
+            actor=actor,
+            object_type="visit",
+            object_id=visit_id,
+            result=AuditResult.DENIED,
+            details={"code": StudyAccessDenied.code, "room": actor.room_id},
+        )
+        raise StudyAccessDenied("Only the doctor of this visit's room stores into it.")
+    return visit
+
+
+async def readable_among(
+    db: Database, actor: Actor, studies: list[ImagingStudy]
+) -> ImagingStudy | None:
+    """The first of ``studies`` that ``actor`` may read, or None; nothing is audited (it is no
+    retrieval: a review asks which of a study's copies a participant holds, and each retrieval
+    that follows is checked and audited)."""
+    async with db.session() as session:
+        for study in studies:
+            if await _may_read(session, actor, study):
+                return study
+    return None
 
 
 async def readable_studies(db: Database, actor: Actor) -> list[ImagingStudy]:

@@ -109,3 +109,11 @@ class AnnotationNotMeasurable(InvalidInput):
 
     code = "annotation_not_measurable"
     default_message = "The measurement cannot be saved on its image."
+
+
+class CopyNotMapped(Conflict):
+    """A de-identified copy made before its instances named their originals: a review cannot
+    show it beside the original (``consult.imaging.copies``)."""
+
+    code = "review_unavailable"
+    default_message = "This copy cannot be reviewed together with its original; share it again."

@@ -83,4 +83,11 @@ class ImagingInstance(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     burned_in: Mapped[str] = mapped_column(String(8))
     """(0028,0301) Burned In Annotation as stored: ``YES``, ``NO`` or ``""`` (not stated)."""
+    source_instance_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("imaging_instances.id"), index=True
+    )
+    """For an instance of a de-identified copy: the original instance it was made from. The
+    server alone knows the pairs (the copy's UIDs are a keyed hash nobody can invert): a review
+    shared across institutions names each participant's own UIDs through them
+    (``consult.imaging.copies``)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utc_now)

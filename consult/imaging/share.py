@@ -59,10 +59,11 @@ class ShareResult:
 
 def _copy_files(
     store: ImagingStore, study_id: str, instances: list[ImagingInstance], key: bytes
-) -> tuple[str, list[tuple[ParsedInstance, Path]], int]:
-    """De-identify every instance into ``incoming/`` (blocking); the copy's study UID."""
+) -> tuple[str, list[tuple[ParsedInstance, Path, str]], int]:
+    """De-identify every instance into ``incoming/`` (blocking); the copy's study UID and each
+    copy with the id of the instance it was made from."""
     remap = uid_mapper(key)
-    files: list[tuple[ParsedInstance, Path]] = []
+    files: list[tuple[ParsedInstance, Path, str]] = []
     flagged = 0
     copy_uid = ""
     try:
@@ -73,9 +74,9 @@ def _copy_files(
             ds.save_as(target, enforce_file_format=True)
             parsed = parse_file(target, max_bytes=store.max_instance_bytes)
             copy_uid = parsed.study_uid
-            files.append((parsed, target))
+            files.append((parsed, target, instance.id))
     except BaseException:
-        for _, path in files:
+        for _, path, _ in files:
             path.unlink(missing_ok=True)
         raise
     return copy_uid, files, flagged

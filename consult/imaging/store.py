@@ -298,10 +298,11 @@ class ImagingStore:
         copy_uid: str,
         recipient_institution_id: str,
         recipient_id: str | None,
-        files: list[tuple[ParsedInstance, Path]],
+        files: list[tuple[ParsedInstance, Path, str]],
         actor: Actor,
     ) -> ImagingStudy:
-        """Store a de-identified copy of ``source`` for another institution (see ``share``)."""
+        """Store a de-identified copy of ``source`` for another institution (see ``share``):
+        ``files`` are the copies in ``incoming/``, each with the id of the instance it copies."""
         async with audited(self.db) as tx:
             copy = ImagingStudy(
                 study_uid=copy_uid,
@@ -316,8 +317,9 @@ class ImagingStore:
             )
             tx.session.add(copy)
             await tx.session.flush()
-            for parsed, path in files:
+            for parsed, path, source_instance_id in files:
                 instance = _instance_row(copy.id, parsed, (await self.run(path.stat)).st_size)
+                instance.source_instance_id = source_instance_id
                 tx.session.add(instance)
                 await tx.session.flush()
                 await asyncio.get_running_loop().run_in_executor(

@@ -333,6 +333,14 @@ def five_in_the_room(
         assert rooms[key].page.inner_text("#local-name") == "我（会诊专家）"
         tile = rooms[key].page.locator("#tiles .tile-remote[data-role=patient]")
         assert tile.locator(".tile-role").inner_text() == "患者"
+    # the clinicians open the consultation's images and ECGs from the room (review together,
+    # each side its own holding: docs/review.md); the patient's page has no such link
+    for key in consult:
+        link = rooms[key].page.locator("#viewer-link")
+        assert link.is_visible() and link.inner_text().strip() == "影像与心电图", key
+        href = link.get_attribute("href") or ""
+        assert re.fullmatch(rf"/viewer\?room={room_id}#token=[\w.%-]+", href), (key, href)
+    assert patient.page.locator("#viewer-link").is_hidden()
 
     # --- Five people on a screen: an expert's desktop and the patient's phone ------------------
     expert = rooms[experts[0]].page

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,19 @@ def test_r43_the_room_fits_the_doctors_and_the_patients_screen(
     check_reference(doctor.page, "room-doctor-1280x900", ROOM_REGIONS, tmp_path)
     check_reference(patient.page, "room-patient-390x844", ROOM_REGIONS, tmp_path)
 
+    # The doctor opens the visit's images and ECGs from the room (review together, issue 15):
+    # a link to the viewer with the room's join token in the fragment; not on the patient's.
+    link = doctor.page.locator("#viewer-link")
+    assert link.is_visible() and link.inner_text().strip() == "影像与心电图"
+    href = link.get_attribute("href") or ""
+    assert re.fullmatch(rf"/viewer\?visit={server.visit_id}#token=[\w.%-]+", href), href
+    assert patient.page.locator("#viewer-link").is_hidden()
+    viewer = open_room("doctor viewer", server.base_url + href)
+    viewer.page.wait_for_function("() => window.__viewer && window.__viewer.ready", timeout=WAIT_MS)
+    assert viewer.page.evaluate("() => window.__viewer.errors") == []
+    assert viewer.page.locator("#upload").is_visible()  # the visit's doctor may upload
+    viewer.page.close()
+
     # The phone's control bar: no label broken up, in Chinese and in English.
     labels = check_control_labels(patient.page)
     print(f"control labels at 390 px: {[label['lines'] for label in labels]}")
@@ -104,6 +118,9 @@ def test_r43_the_room_fits_the_doctors_and_the_patients_screen(
     )
     labels = check_control_labels(patient.page)
     print(f"control labels at 390 px in English: {[label['lines'] for label in labels]}")
+    doctor.page.evaluate("async () => (await import('/static/i18n.js')).setLanguage('en')")
+    assert doctor.page.locator("#viewer-link").inner_text().strip() == "Images & ECGs"
+    doctor.page.evaluate("async () => (await import('/static/i18n.js')).setLanguage('zh-CN')")
     patient.page.screenshot(path=str(tmp_path / "room-patient-390x844-en.png"))
     patient.page.evaluate("async () => (await import('/static/i18n.js')).setLanguage('zh-CN')")
     patient.page.wait_for_function(

@@ -29,7 +29,9 @@ from conftest import RoomPage, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
 
-from dicom_data import local_file
+from dicom_data import aecg_document, local_file, series_from, write_series
+
+from consult.error_table import ERRORS
 
 VIEWER_BUNDLE = Path(__file__).resolve().parents[2] / "build" / "viewer" / "cornerstone.js"
 SLICES = 6
@@ -161,8 +163,16 @@ def _settled(presenter: RoomPage, follower: RoomPage, timeout_s: float = 10.0) -
         time.sleep(0.1)
 
 
+def _upload(page: Any, selector: str, what: Any) -> dict[str, Any]:
+    """Pick ``what`` (files or a folder) in the viewer's upload; the outcome by file name."""
+    page.evaluate("() => { window.__viewer.uploaded = null; }")
+    page.set_input_files(selector, what)
+    results = _wait(page, "() => window.__viewer.uploaded")
+    return {r["name"]: r for r in results}
+
+
 def test_r14_two_pages_review_a_ct_and_an_ecg_together(
-    teleconsult_server: Server, open_room: Any
+    teleconsult_server: Server, open_room: Any, tmp_path: Path
 ) -> None:
     if not VIEWER_BUNDLE.is_file():
         pytest.fail("the viewer bundle is missing: run `node scripts/build-viewer.mjs`")
@@ -170,6 +180,49 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     seeded = _seed(data_dir, teleconsult_server.visit_id)
     doctor = _open(open_room, "doctor", _viewer_url(teleconsult_server.links["doctor"]))
     patient = _open(open_room, "patient", _viewer_url(teleconsult_server.links["patient"]))
+
+    # the doctor uploads a folder (two CT slices of a new study, an HL7 aECG document and a note
+    # that is not DICOM): a bar per file and one for the batch; the refusal in the error table's
+    # words; the study list shows the new series and the ECG (issue 15 build 1, 5); the patient
+    # is not offered the upload
+    uploaded = series_from("CT_small.dcm", 2)
+    folder = tmp_path / "upload"
+    files = write_series(uploaded, folder)
+    (folder / "notes.txt").write_text("not an image")
+    from pydicom import dcmread
+
+    (folder / "ecg.xml").write_bytes(
+        aecg_document(dcmread(local_file("waveform_ecg.dcm")), document_id="1.2.3.99")
+    )
+    doctor.page.locator("#upload").wait_for()
+    assert patient.page.locator("#upload").is_hidden()
+    got = _upload(doctor.page, "#upload-folder", str(folder))
+    assert {n: r["state"] for n, r in got.items()} == {
+        "0000.dcm": "stored",
+        "0001.dcm": "stored",
+        "ecg.xml": "stored",
+        "notes.txt": "refused",
+    }, got
+    assert got["notes.txt"]["code"] == "dicom_malformed"
+    refused = doctor.page.locator('.upload-item[data-state="refused"] .upload-state')
+    assert refused.inner_text() == ERRORS["dicom_malformed"].zh
+    assert doctor.page.evaluate(
+        "() => { const p = document.querySelector('#upload-total'); return [p.value, p.max]; }"
+    ) == [4, 4]
+    assert doctor.page.locator("#upload-summary").inner_text() == (
+        "完成：3 个已上传，0 个已存在，1 个被拒绝"
+    )
+    doctor.page.locator('.series-item[data-kind="ecg"]').nth(1).wait_for()  # the aECG's too
+    doctor.page.locator(f'.series-item[data-series="{uploaded[0].SeriesInstanceUID}"]').wait_for()
+    # files again, in English: the one stored before is not stored twice
+    doctor.page.click("#lang-toggle")
+    got = _upload(doctor.page, "#upload-files", [str(files[0]), str(folder / "notes.txt")])
+    assert got["0000.dcm"]["state"] == "duplicate" and got["notes.txt"]["state"] == "refused"
+    assert refused.inner_text() == ERRORS["dicom_malformed"].en
+    assert doctor.page.locator("#upload-summary").inner_text() == (
+        "Done: 0 uploaded, 1 already stored, 1 refused"
+    )
+    doctor.page.click("#lang-toggle")
 
     # the doctor opens the CT: the first 512x512 image is drawn within the target
     button = doctor.page.locator(f'.series-item[data-series="{seeded["series"]}"]')
@@ -319,5 +372,12 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     # 25 mm/s on a 96 dpi CSS millimetre: the canvas is as wide as the paper it stands for
     width_px = patient.page.evaluate("() => document.querySelector('.ecg-canvas').clientWidth")
     assert abs(width_px - (10 + 10 * 50 + 5) * 96 / 25.4) <= 2
+    # the presenter saves the calipers into the study (an SR of RR, PR, QRS, QT, HR and QTc;
+    # its contents checked in tests/imaging/test_imaging_review.py)
+    doctor.page.evaluate("() => { window.__viewer.saved = null; }")
+    doctor.page.locator("#review-save").click()
+    saved = _wait(doctor.page, "() => window.__viewer.saved")
+    assert saved["measurements"] == 7 and saved["presentation_states"] == [], saved
+    assert "7" in doctor.page.locator("#review-saved").inner_text()
     for page in (doctor, patient, late):
         assert _view(page.page)["errors"] == [], page.logs

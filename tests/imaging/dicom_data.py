@@ -12,6 +12,10 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pydicom.waveforms.numpy_handler import multiplex_array
+
+ECG_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+"""The leads of pydicom's waveform_ecg.dcm, in its order."""
 
 
 def local_file(name: str) -> Path:
@@ -43,6 +47,59 @@ def series_from(name: str, count: int, *, study_uid: str | None = None) -> list[
     return out
 
 
+def aecg_document(
+    ds: Dataset, *, document_id: str, scale_unit: str = "uV", samples: int | None = None
+) -> bytes:
+    """An HL7 aECG document (PORT_MT020001) holding the rhythm group of the DICOM waveform
+    ``ds``: each lead's stored digits with its scale (1.25 uV), the time base, the device's
+    measurements and statement, as an aECG writer would put them."""
+    group = ds.WaveformSequence[0]
+    raw = multiplex_array(ds, 0, as_raw=True)[:samples]
+    scale = float(group.ChannelDefinitionSequence[0].ChannelSensitivity)
+    leads = []
+    for number, name in enumerate(ECG_LEADS):
+        digits = " ".join(str(int(v)) for v in raw[:, number])
+        leads.append(
+            f'<component><sequence><code code="MDC_ECG_LEAD_{name.upper()}" '
+            'codeSystem="2.16.840.1.113883.6.24"/><value xsi:type="SLIST_PQ">'
+            f'<origin value="0" unit="{scale_unit}"/><scale value="{scale}" unit="{scale_unit}"/>'
+            f"<digits>{digits}</digits></value></sequence></component>"
+        )
+    measured = "".join(
+        f'<component><annotation><code code="{code}" codeSystem="2.16.840.1.113883.6.24"/>'
+        f'<value xsi:type="PQ" value="{value}" unit="ms"/></annotation></component>'
+        for code, value in (
+            ("MDC_ECG_TIME_PD_RR", 982),
+            ("MDC_ECG_TIME_PD_PR", 161),
+            ("MDC_ECG_TIME_PD_QRS", 75),
+            ("MDC_ECG_TIME_PD_QT", 368),
+            ("MDC_ECG_TIME_PD_QTcB", 370),
+        )
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<AnnotatedECG xmlns="urn:hl7-org:v3" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f'<id root="{document_id}"/><code code="93000" codeSystem="2.16.840.1.113883.6.12"/>'
+        '<effectiveTime><low value="20130125082826"/><high value="20130125082836"/>'
+        "</effectiveTime><component><series>"
+        '<code code="RHYTHM" codeSystem="2.16.840.1.113883.5.4"/>'
+        '<effectiveTime><low value="20130125082826"/></effectiveTime>'
+        "<component><sequenceSet>"
+        '<component><sequence><code code="TIME_ABSOLUTE" codeSystem="2.16.840.1.113883.5.4"/>'
+        '<value xsi:type="GLIST_TS"><head value="20130125082826.000"/>'
+        '<increment value="0.001" unit="s"/></value></sequence></component>'
+        + "".join(leads)
+        + "</sequenceSet></component>"
+        '<subjectOf><annotationSet><activityTime value="20130125082826"/>'
+        + measured
+        + '<component><annotation><code code="MDC_ECG_INTERPRETATION_STATEMENT" '
+        'codeSystem="2.16.840.1.113883.6.24"/><value xsi:type="ST">RITMO SINUSALE</value>'
+        "</annotation></component></annotationSet></subjectOf>"
+        "</series></component></AnnotatedECG>"
+    ).encode()
+
+
 def part10(ds: Dataset) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -59,4 +116,12 @@ def write_series(datasets: list[Dataset], directory: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["get_testdata_file", "local_file", "part10", "series_from", "write_series"]
+__all__ = [
+    "ECG_LEADS",
+    "aecg_document",
+    "get_testdata_file",
+    "local_file",
+    "part10",
+    "series_from",
+    "write_series",
+]

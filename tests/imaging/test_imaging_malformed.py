@@ -8,11 +8,13 @@ Any input that ever broke it is kept in ``corpus/`` and replayed here.
 from __future__ import annotations
 
 import struct
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dicom_data import part10, series_from
+from dicom_data import aecg_document, local_file, part10, series_from
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imaging_helpers import client, imaging_events, off_loop
@@ -31,6 +33,12 @@ CODES = {
     "dicom_pixel_data_invalid",
     "dicom_too_large",
 }
+
+
+def local_ecg() -> Any:
+    from pydicom import dcmread
+
+    return dcmread(local_file("waveform_ecg.dcm"))
 
 
 def _valid() -> bytes:
@@ -192,3 +200,39 @@ async def test_stow_refuses_malformed_parts_and_keeps_the_good_ones(world: World
     assert len(files) == 1
     reader = client(world.dicomweb, world.doctor)
     assert len(await off_loop(reader.search_for_studies)) == 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+@given(data=st.data())
+def test_an_aecg_fuzzed_is_stored_or_refused_with_a_code(data: st.DataObject) -> None:
+    """HL7 aECG documents (a small one made from waveform_ecg.dcm: 40 samples a lead) with
+    flipped bytes, cut tails and insertions are converted or refused with a stable code
+    (``consult.imaging.aecg``), never another exception."""
+    from consult.imaging.aecg import convert
+
+    document = bytearray(aecg_document(local_ecg(), document_id="1.2.3.4", samples=40))
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, len(document) - 1))
+        if kind == "flip":
+            document[at] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del document[at:]
+            if not document:
+                document = bytearray(b"<")
+        else:
+            document[at:at] = data.draw(st.sampled_from([b"<", b"&", b"\x00", b"]]>", b"<!--"]))
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "in.xml", Path(scratch) / "out.dcm"
+        source.write_bytes(bytes(document))
+        try:
+            convert(source, target, "record")
+        except DicomRejected as exc:
+            assert exc.code in {"aecg_malformed", "aecg_uncalibrated", "aecg_too_large"}
+        else:
+            parse_bytes(target.read_bytes())  # what it wrote is a DICOM the store accepts

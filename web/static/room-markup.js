@@ -8,6 +8,7 @@ const ICON = {
   self: '<rect x="2" y="4" width="20" height="16" rx="2"/><rect x="12" y="12" width="8" height="6" rx="1"/>',
   full: '<path d="M3 9V3h6M21 9V3h-6M3 15v6h6M21 15v6h-6"/>',
   leave: '<path d="M10 4H5v16h5M14 8l4 4-4 4M18 12H9"/>',
+  viewer: '<rect x="3" y="3" width="18" height="18" rx="2"/><circle cx="12" cy="12" r="5"/><path d="M3 12h4M17 12h4"/>',
   doctors: '<circle cx="8" cy="7" r="3"/><circle cx="16" cy="7" r="3"/><path d="M2 20c0-3.5 2.7-6 6-6s6 2.5 6 6M12 20c0-3.5 1.6-6 4-6s6 2.5 6 6"/>',
   slash: '<path class="icon-slash" d="M3 3l18 18"/>',
 };
@@ -31,6 +32,9 @@ export function markup(ids) {
       <span class="call-timer-label" data-i18n="timer.label"></span>
       <span class="call-timer-time">00:00</span>
     </span>
+    <a id="viewer-link" class="btn btn-host" target="_blank" rel="noopener" data-i18n-title="room.viewer_title" hidden>
+      ${icon("viewer")}<span class="btn-text" data-i18n="room.viewer"></span>
+    </a>
     <button type="button" id="step-out-button" class="btn btn-host" aria-haspopup="dialog" hidden>
       ${icon("doctors")}<span class="btn-text" data-i18n="host.step_out"></span>
     </button>

@@ -151,6 +151,7 @@ export class RoomView {
       recordingBadge: $("recording-badge"),
       callTimer: $("call-timer"),
       visitSlot: $("room-visit-slot"),
+      viewerLink: $("viewer-link"),
       chat: $("chat"),
     };
     this.doctorsOnly = new DoctorsOnly(
@@ -192,6 +193,23 @@ export class RoomView {
     this.unlisten = onLanguageChange(() => this.renderAll());
     this.onPageHide = () => this.client?.disconnect();
     window.addEventListener("pagehide", this.onPageHide);
+  }
+
+  /** The link to this room's images and ECGs (viewer.js, review together), for those who may
+   * present there: a visit's doctor, a consultation's inviter and invited experts. It opens
+   * the viewer in a new tab with this room's join token in the fragment (never the query: it
+   * stays out of logs and Referer headers); the server decides what each may read. */
+  renderViewerLink() {
+    const link = this.el.viewerLink;
+    const role = this.tc.self?.room_role;
+    const show = !this.ended && Boolean(this.token) && ["doctor", "inviter", "invitee"].includes(role);
+    link.hidden = !show;
+    if (!show) {
+      link.removeAttribute("href");
+      return;
+    }
+    const where = this.roomId ? `room=${encodeURIComponent(this.roomId)}` : `visit=${encodeURIComponent(this.visitId)}`;
+    link.href = `/viewer?${where}#token=${encodeURIComponent(this.token)}`;
   }
 
   /** Put `node` (the visit's summary and actions) at the top of the side panel. */
@@ -536,6 +554,7 @@ export class RoomView {
     if (me) this.tc.self = me;
     this.tiles.update(list.filter((p) => p.id !== this.tc.self.id));
     this.doctorsOnly.update({ self: this.tc.self, subject: this.tc.subject, side: this.tc.patientSide });
+    this.renderViewerLink();
     this.el.stage.dataset.remotes = String(this.tiles.size);
     this.renderStatus();
     this.syncRemoteMedia();
@@ -592,6 +611,7 @@ export class RoomView {
     this.client?.disconnect();
     this.tiles.clear();
     this.doctorsOnly.end();
+    this.renderViewerLink();
     this.local.stop();
     this.el.localVideo.srcObject = null;
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});

@@ -1,4 +1,7 @@
-// The image and ECG viewer page: /viewer?visit=<id>#token=<join token> (join-link.js), or
+// The image and ECG viewer page: /viewer?visit=<id>#token=<join token> (join-link.js) for a
+// visit's room, /viewer?room=<room id>#token=<join token> for any room (a consultation's MDT
+// room: each institution reads its own holding of a study, the server names the shared view in
+// each one's UIDs), opened from the room page's "影像与心电图" link; or
 // /viewer?study=<Study Instance UID> with the signed-in session alone (no room, no review): an
 // exam of a remote diagnosis request opened from /consult (R14, R19). The server decides what
 // the session may read (the requesting doctors the original, the invited experts the
@@ -20,6 +23,7 @@ import { takeJoinToken } from "./join-link.js";
 import { GAINS, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
 import { ReviewSync } from "./viewer-review.js";
 import { SignalingClient } from "./signaling.js";
+import { Uploader } from "./viewer-upload.js";
 import { STRINGS } from "./viewer-strings.js";
 
 addStrings(STRINGS);
@@ -27,9 +31,11 @@ addStrings(STRINGS);
 const ECG_CLASSES = new Set(["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.840.10008.5.1.4.1.1.9.1.2", "1.2.840.10008.5.1.4.1.1.9.1.3"]);
 const params = new URLSearchParams(window.location.search);
 const visitId = params.get("visit");
-const studyParam = visitId ? null : params.get("study");
+const roomId = params.get("room");
+const inRoom = Boolean(visitId || roomId);
+const studyParam = inRoom ? null : params.get("study");
 const UID = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
-const token = visitId ? takeJoinToken() : getSession()?.token ?? null;
+const token = inRoom ? takeJoinToken() : getSession()?.token ?? null;
 const $ = (id) => document.getElementById(id);
 
 const page = {
@@ -52,6 +58,7 @@ let image = null; // ImageViewer, once Cornerstone3D is loaded
 let imageModule = null;
 let ecg = null;
 let review = null;
+let uploader = null;
 
 const NOT_IMAGES = new Set(["SR", "PR", "KO"]);
 
@@ -364,11 +371,15 @@ function renderReview() {
       : page.mode === "following"
         ? t("review.following", { name: nameOf(state.presenter) })
         : t("review.idle");
-  const isDoctor = review?.state?.members.some((m) => m.id === page.me && m.role === "doctor");
+  // who may present: the server says (a visit's doctor; a consultation's inviter and invitees)
+  const presents = (m) => m.presents ?? m.role === "doctor";
+  const isDoctor = review?.state?.members.some((m) => m.id === page.me && presents(m));
   $("review-share").hidden = !(isDoctor && page.mode !== "following" && page.subject && page.mode !== "presenting");
   $("review-stop").hidden = page.mode !== "presenting";
-  $("review-save").hidden = page.mode !== "presenting" || page.subject?.kind !== "image";
-  const others = (state?.members ?? []).filter((m) => m.id !== page.me && m.role === "doctor");
+  $("review-save").hidden = page.mode !== "presenting" || !page.subject;
+  // the doctor of a visit's room uploads into the visit (a consultation's exams come from /consult)
+  uploader?.show(Boolean(visitId && isDoctor));
+  const others = (state?.members ?? []).filter((m) => m.id !== page.me && presents(m));
   $("review-handover-box").hidden = page.mode !== "presenting" || others.length === 0;
   const select = $("review-handover");
   select.textContent = "";
@@ -384,9 +395,12 @@ async function saveMeasurements() {
   button.disabled = true;
   $("review-saved").hidden = true;
   try {
-    const ack = await review.call("review_save", { annotations: image.getAnnotations() });
+    const payload =
+      page.subject?.kind === "ecg" ? { calipers: ecg.getView()?.calipers ?? [] } : { annotations: image.getAnnotations() };
+    const ack = await review.call("review_save", payload);
     page.saved = ack.saved;
-    $("review-saved").textContent = t("review.saved", { count: ack.saved.measurements });
+    const key = page.subject?.kind === "ecg" ? "review.saved_ecg" : "review.saved";
+    $("review-saved").textContent = t(key, { count: ack.saved.measurements });
     $("review-saved").hidden = false;
   } catch (err) {
     showError(err.code ?? "internal_error");
@@ -412,6 +426,8 @@ async function applyState(state) {
   image?.setInteractive(page.mode !== "following");
   if (ecg) ecg.interactive = page.mode !== "following";
   renderReview();
+  // something is shared that this participant holds no copy of (its side of a consultation)
+  if (state.unavailable && page.mode === "following") showError("review_unavailable");
   if (page.mode !== "following" || !state.subject) return;
   await open(state.subject);
   await applyRemoteView(state.view ?? {}, state.seq);
@@ -436,6 +452,30 @@ async function applyRemoteView(view, seq) {
   page.pendingSeq = seq;
   await image.applyView(view);
   updateOverlays();
+}
+
+function startUpload() {
+  if (!visitId) return;
+  uploader = new Uploader(
+    {
+      section: $("upload"),
+      files: $("upload-files"),
+      folder: $("upload-folder"),
+      total: $("upload-total"),
+      summary: $("upload-summary"),
+      list: $("upload-list"),
+    },
+    {
+      bearer: token,
+      visitId,
+      onDone: (results) => {
+        page.uploaded = results;
+        if (results.some((r) => r.state === "stored")) {
+          listStudies().catch((err) => showError(err.code ?? "internal_error"));
+        }
+      },
+    },
+  );
 }
 
 function connect() {
@@ -487,6 +527,7 @@ function connect() {
 applyI18n();
 initLanguageToggle($("lang-toggle"));
 onLanguageChange(() => {
+  uploader?.render();
   labelSeries();
   renderReview();
   updateOverlays();
@@ -501,9 +542,10 @@ if (studyParam && token && UID.test(studyParam)) {
     .then(() => document.querySelector(".series-item")?.click())
     .catch((err) => showError(err.code ?? "internal_error"));
   ensureImage().catch((err) => showError(err.code ?? "internal_error"));
-} else if (!visitId || !token) {
+} else if (!inRoom || !token) {
   showError("link_invalid");
 } else {
+  startUpload();
   renderReview();
   listStudies().catch((err) => showError(err.code ?? "internal_error"));
   connect();

@@ -208,7 +208,10 @@ async def stow(request: web.Request) -> web.StreamResponse:
     if len(visit_id) != 32 or not set(visit_id) <= _ID_CHARS:
         raise ApiError(404, "visit_not_found", "The visit does not exist.")
     expected = _uid(request, "study") if "study" in request.match_info else None
-    visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
+    if call.me.room_id is not None:  # the room viewer's upload: its visit, its doctor only
+        visit: Any = await access.room_upload_visit(call.db, call.me, visit_id)
+    else:
+        visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
     if request.content_type != "multipart/related":
         raise ApiError(
             415,
@@ -607,6 +610,65 @@ async def ecg(request: web.Request) -> web.StreamResponse:
     )
 
 
+AECG_TYPES: Final = frozenset({"application/xml", "text/xml", "application/hl7-v3+xml"})
+
+
+async def aecg(request: web.Request) -> web.StreamResponse:
+    """An HL7 aECG document (XML) into a visit, as a DICOM General ECG waveform (not DICOMweb;
+    ``consult.imaging.aecg``)."""
+    from consult.imaging.aecg import MAX_AECG_BYTES, AecgTooLarge, convert
+
+    call = await _call(request, "imaging.store")
+    visit_id = request.match_info["visit_id"]
+    if len(visit_id) != 32 or not set(visit_id) <= _ID_CHARS:
+        raise ApiError(404, "visit_not_found", "The visit does not exist.")
+    if call.me.room_id is not None:
+        visit: Any = await access.room_upload_visit(call.db, call.me, visit_id)
+    else:
+        visit = await visit_flow.get_visit_view(call.db, call.me, visit_id)
+    if request.content_type not in AECG_TYPES:
+        raise ApiError(415, "unsupported_media_type", "Send the aECG as application/xml.")
+    if request.content_length is not None and request.content_length > MAX_AECG_BYTES:
+        raise ApiError(413, "aecg_too_large", f"The body is over {MAX_AECG_BYTES} bytes.")
+    store = _store(call)
+    document, converted = store.new_incoming(), store.new_incoming()
+    try:
+        size = 0
+        with document.open("wb") as f:
+            while chunk := await _arriving(request.content.read(CHUNK), call.config.body_timeout_s):
+                size += len(chunk)
+                if size > MAX_AECG_BYTES:
+                    raise AecgTooLarge()
+                await _run(call, f.write, chunk)
+        summary = await _run(call, convert, document, converted, visit.patient_record_id)
+        result = await store.ingest(
+            converted,
+            Destination(
+                institution_id=visit.institution_id,
+                visit_id=visit.id,
+                patient_id=visit.patient_record_id,
+                source="aecg",
+            ),
+            call.me,
+        )
+    except DicomRejected as exc:
+        status = 413 if exc.code == "aecg_too_large" else 422
+        raise ApiError(status, exc.code, exc.message) from None
+    finally:
+        document.unlink(missing_ok=True)
+        converted.unlink(missing_ok=True)
+    body = {
+        "study_uid": result.study_uid,
+        "series_uid": result.series_uid,
+        "sop_instance_uid": result.sop_instance_uid,
+        "duplicate": result.duplicate,
+        "leads": list(summary.leads),
+        "samples": summary.samples,
+        "sampling_frequency_hz": summary.sampling_frequency_hz,
+    }
+    return web.json_response(body, status=200 if result.duplicate else 201)
+
+
 # --- The route table (aiohttp routes and the OpenAPI document) --------------------------------
 
 
@@ -625,6 +687,8 @@ class DicomwebRoute:
     produces: tuple[str, ...]
     query: bool = False
     """QIDO-RS matching keys and paging in the query string."""
+    body: str = 'multipart/related; type="application/dicom"'
+    """A POST's request media type."""
 
 
 _INSTANCE: Final = "/studies/{study}/series/{series}/instances/{instance}"
@@ -649,6 +713,18 @@ ROUTES: Final[tuple[DicomwebRoute, ...]] = (
         "imaging.store",
         "STOW-RS: store instances of one study into a visit.",
         _JSON,
+    ),
+    DicomwebRoute(
+        "dicomweb_aecg_visit",
+        "POST",
+        "/visits/{visit_id}/aecg",
+        aecg,
+        "imaging.store",
+        "An HL7 aECG document (XML) into a visit as a DICOM General ECG waveform (not "
+        "DICOMweb): 201 stored, 200 the same document again; refusals aecg_malformed, "
+        "aecg_uncalibrated (422), aecg_too_large (413).",
+        ("application/json",),
+        body="application/xml",
     ),
     DicomwebRoute(
         "dicomweb_qido_studies",
@@ -813,7 +889,8 @@ _DICOMWEB_ERRORS: Final = {
     404: "No such study, series, instance, frame or visit the caller may know of.",
     406: "The Accept header asks for a form the study is not served in.",
     413: "An instance or the request is over its bound.",
-    415: 'The body is not multipart/related; type="application/dicom".',
+    415: 'The body is not multipart/related; type="application/dicom" (an aECG: XML).',
+    422: "The document is refused (a stable code: aecg_malformed, aecg_uncalibrated).",
     429: "The caller's DICOMweb budget is spent (Retry-After).",
 }
 
@@ -838,7 +915,8 @@ def openapi_paths(error_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 {"name": n, "in": "query", "required": False, "schema": s, "description": d}
                 for n, s, d in _QUERY
             ]
-        stow_route = route.method == "POST"
+        post = route.method == "POST"
+        stow_route = post and route.body != "application/xml"
         ok = {
             "description": "Done." if not stow_route else "Stored (200), some refused (202).",
             "content": {
@@ -846,10 +924,14 @@ def openapi_paths(error_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 for media in route.produces
             },
         }
-        statuses = [400, 401, 403, 404, 429] + ([406] if not stow_route else [409, 413, 415])
+        statuses = [400, 401, 403, 404, 429] + ([406] if not post else [409, 413, 415])
         responses: dict[str, Any] = {"200": ok}
         if stow_route:
             responses["202"] = ok
+        elif post:  # the aECG document: stored (201), or the same document again (200)
+            responses["201"] = {**ok, "description": "Stored as a DICOM ECG waveform."}
+            responses["200"] = {**ok, "description": "The same document was stored before."}
+            statuses.append(422)
         for status in sorted(set(statuses) - {409}):
             responses[str(status)] = {
                 "description": _DICOMWEB_ERRORS[status],
@@ -869,14 +951,10 @@ def openapi_paths(error_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "responses": responses,
             "x-permission": route.action,
         }
-        if stow_route:
+        if post:
             item["requestBody"] = {
                 "required": True,
-                "content": {
-                    'multipart/related; type="application/dicom"': {
-                        "schema": {"type": "string", "format": "binary"}
-                    }
-                },
+                "content": {route.body: {"schema": {"type": "string", "format": "binary"}}},
             }
         paths.setdefault(BASE + route.path, {})[route.method.lower()] = item
     return paths
