@@ -10,8 +10,9 @@ received (the subscribe connection's inbound statistics) must resume within issu
 (video 1.5 s, audio 0.6 s, the maxima) without any page rebuilding its connections.
 
 Then the doctor's page is served through A and A is cut again: its signaling moves to B's URL
-(issue 16 item 3) and joins as the same participant; the chat sent meanwhile arrives once; the
-media is rebuilt on the new join.
+(issue 16 item 3) and joins as the same participant, carrying on with its media (the same
+peer connections, media within the same targets on both pages meanwhile); the chat sent
+meanwhile arrives once.
 """
 
 from __future__ import annotations
@@ -187,25 +188,44 @@ def test_a_chromium_call_survives_provider_cuts_and_its_signaling_moves_R28_R31(
     for room in rooms:  # no page rebuilt its connections: the standby carried the call
         assert room.page.evaluate("() => window.__tc.mediaRestarts.length") == 0, room.role
 
-    # 2. signaling: the doctor's page through A; A cut: it resumes through B's URL
+    # 2. signaling: the doctor's page through A; A cut: it resumes through B's URL with its
+    # media carried on (no new connections), and the media keeps flowing meanwhile
     doctor.page.goto(on["a"]["doctor"], wait_until="commit")
     doctor.page.wait_for_function("() => window.__tc && window.__tc.state === 'joined'")
     _video_on((doctor,), 30, 30)
+    _both_lanes_heard(rooms, 15)
     before = doctor.page.evaluate("() => window.__tc.self")
     patient.page.fill("#chat-input", "before the cut")
     patient.page.click("#chat-send")
     doctor.page.wait_for_function("() => window.__chat.lastSeq >= 1", timeout=10_000)
     seen = doctor.page.evaluate("() => window.__chat.lastSeq")
+    doctor.page.evaluate("() => { window.__pcs = { ...window.__tc.pcs }; }")
+    for room in rooms:
+        room.page.evaluate(SAMPLER_JS)
+    doctor.page.wait_for_timeout(300)  # samples from before the cut
 
     cut_at = time.monotonic()
     rig.cut("a")
     patient.page.fill("#chat-input", "during the gap")
     patient.page.click("#chat-send")
     doctor.page.wait_for_function(
-        "() => window.__tc.signaling().failovers.length > 0 && window.__tc.state === 'joined'",
+        "() => window.__tc.signaling().failovers.length > 0 && window.__tc.resumes.length > 0"
+        " && window.__tc.state === 'joined'",
         timeout=20_000,
     )
     resumed_s = time.monotonic() - cut_at
+    doctor.page.wait_for_timeout(1000)  # the media after the resume is sampled too
+    samples = {room.role: room.page.evaluate(SAMPLES_JS) for room in rooms}
+    stalls = {
+        (role, kind): round(_longest_stall([(p[0], p[column]) for p in points]), 2)
+        for role, points in samples.items()
+        for kind, column in (("video", 1), ("audio", 2))
+    }
+    print(
+        f"signaling through A cut: the doctor's page resumed through B after {resumed_s:.1f} s;"
+        " longest stall per page and kind (s):",
+        stalls,
+    )
     signaling = doctor.page.evaluate("() => window.__tc.signaling()")
     failover = signaling["failovers"][0]
     assert (failover["from"], failover["to"]) == (
@@ -215,18 +235,19 @@ def test_a_chromium_call_survives_provider_cuts_and_its_signaling_moves_R28_R31(
     assert failover["reason"] == "silent" and signaling["url"] == failover["to"]
     after = doctor.page.evaluate("() => window.__tc.self")
     assert (after["id"], after["role"]) == (before["id"], before["role"])  # the same participant
+    # the media was carried on: the same connections, none rebuilt, within the media targets
+    kept = doctor.page.evaluate(
+        "() => window.__tc.mediaRestarts.length === 0 && ['publish', 'standby', 'subscribe']"
+        ".every((k) => window.__tc.pcs[k] === window.__pcs[k])"
+    )
+    assert kept, doctor.page.evaluate("() => window.__tc.mediaRestarts")
+    for (role, kind), stall in stalls.items():
+        assert stall <= (VIDEO_MAX_S if kind == "video" else AUDIO_MAX_S), (role, kind, stalls)
     doctor.page.wait_for_function(f"() => window.__chat.lastSeq >= {seen + 1}", timeout=10_000)
     received = doctor.page.evaluate("() => [...window.__chat.received]")
     assert received.count(seen + 1) == 1, received  # the message of the gap once
-    # the patient sees the doctor once, and the doctor's video again (media rebuilt)
     roster = patient.page.evaluate("() => window.__tc.participants.map((p) => p.id)")
     assert roster.count(before["id"]) == 1, roster
-    frames = _frames(patient)
-    deadline = time.monotonic() + 20
-    while _frames(patient) < frames + 30:
-        assert time.monotonic() < deadline, "no video from the doctor after the resume"
-        patient.page.wait_for_timeout(100)
-    print(f"signaling through A cut: the doctor's page joined through B after {resumed_s:.1f} s")
     rig.restore("a")
 
 
