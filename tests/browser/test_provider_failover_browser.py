@@ -57,7 +57,8 @@ SAMPLER_JS = """
       if (s.kind === "video") got.video += s.framesDecoded || 0;
       else got.audio += s.packetsReceived || 0;
     });
-    window.__inbound.push([performance.now() / 1000, got.video, got.audio]);
+    const self = window.__tc.quality.self;
+    window.__inbound.push([performance.now() / 1000, got.video, got.audio, self && self.level]);
   }, 30);
   return performance.now() / 1000;
 }
@@ -171,11 +172,23 @@ def test_a_chromium_call_survives_provider_cuts_and_its_signaling_moves_R28_R31(
             for role, points in samples.items()
             for kind, column in (("video", 1), ("audio", 2))
         }
-        # each page's camera is on the other provider's connection now
+        # each page's camera is on the other provider's connection now, and the page's own
+        # signal (call-quality.js) is read from that connection, not the cut one: "good" or
+        # "poor" over the last 1.5 s, never "lost"
         carried = {
             room.role: room.page.evaluate("() => window.__tc.lanes().active") for room in rooms
         }
+        read_from = {
+            room.role: room.page.evaluate("() => window.__tc.lanes().measured") for room in rooms
+        }
+        levels = {
+            role: sorted({str(p[3]) for p in points if p[0] > points[-1][0] - 1.5})
+            for role, points in samples.items()
+        }
+        print(f"provider {provider} cut: own signal over the last 1.5 s:", levels)
         measured.append((provider, stalls, carried))
+        assert read_from == carried, (provider, read_from, carried)
+        assert all("lost" not in seen for seen in levels.values()), (provider, levels)
         print(f"provider {provider} cut: longest stall per page and kind (s):", stalls)
         rig.restore(provider)
         _both_lanes_heard(rooms, 15)  # the cut provider's connections answer again

@@ -137,6 +137,13 @@ export class MediaSession {
     return publishing && (!this.subscribePc || !dead(this.subscribePc));
   }
 
+  /** The publish connection that carries the camera now: with a connection per provider,
+   * the one it was moved to (the other may be dead and rebuilding); else the only one. */
+  activePublishPc() {
+    const lane = this.lanes.find((l) => l.path === this.activeLane);
+    return lane?.pc ?? this.publishPc;
+  }
+
   /** Call after every await: a replaced session must not touch the page or the server. */
   check() {
     if (this.closed) throw new SessionClosed();

@@ -103,6 +103,8 @@ export class RoomView {
         switches: [...this.session.laneSwitches],
         heardMsAgo: this.session.lanes.map((l) => Math.round(performance.now() - l.heardAt)),
         states: this.session.lanes.map((l) => l.pc.connectionState),
+        // the path whose connection the page's own signal was last read from (call-quality.js)
+        measured: this.session.lanes.find((l) => l.pc === this.meter.outboundPc)?.path ?? null,
       };
     // the signaling URL in use, the providers' URLs and the failovers made (signaling.js)
     this.tc.signaling = () =>
