@@ -455,6 +455,7 @@ export class RoomView {
       // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
       const offered = reply.ice_servers ?? reply.iceServers;
       this.iceServers = Array.isArray(offered) ? offered : [];
+      this.tc.iceServers = this.iceServers; // for tests: what this join handed out (TURN)
       this.mediaPaths = Number.isInteger(reply.media_paths) ? reply.media_paths : 1;
       this.tc.self = reply.participant;
       this.tc.subject = reply.subject ?? null;
