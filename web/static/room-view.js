@@ -497,6 +497,8 @@ export class RoomView {
     console.info("[tc] resumed with the media kept");
     this.tc.self = reply.participant;
     this.tc.patientSide = reply.patient_side ?? [];
+    // fresh TURN credentials for the connections made from now on (a provider's rebuilt one)
+    if (Array.isArray(reply.ice_servers)) this.iceServers = this.tc.iceServers = reply.ice_servers;
     this.client.configure({ urls: reply.signaling_urls ?? [], pingMs: reply.signaling_ping_ms });
     this.clearError();
     this.updateParticipants(reply.participants ?? []);
