@@ -535,6 +535,22 @@ class RoomMedia(RoomApi):
         for transport in self._detach(participant_id, returning=True):
             await transport.close()
 
+    async def media_intact(self, participant_id: str) -> bool:
+        """The participant has connections here and none of them is closed (see the room API);
+        a per-provider publish connection being built again beside the other counts as open."""
+        if participant_id in self._recovering or self.closed:
+            return False
+        transports = [
+            t
+            for t in (
+                self._publish.get(participant_id),
+                self._standby.get(participant_id),
+                self._subscribe.get(participant_id),
+            )
+            if t is not None
+        ]
+        return bool(transports) and not any(t.closed for t in transports)
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         """Close the participant's Transports; the others renegotiate its tracks away.
 

@@ -78,6 +78,11 @@ class RoomApi(Protocol):
         streams) so that it can make new ones."""
         ...
 
+    async def media_intact(self, participant_id: str) -> bool:
+        """The participant has connections here and none of them was closed (by a lost path, a
+        restart or a leave): a new signaling socket of its page may carry on with them."""
+        ...
+
     async def leave(self, participant_id: str, *, returning: bool = False) -> None:
         """Close the participant's connections; ``returning``: it is expected back, and the
         others' streams of it wait for it a while."""

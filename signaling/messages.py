@@ -39,17 +39,23 @@ def _string(data: dict[str, Any], key: str, max_len: int = MAX_MESSAGE_BYTES) ->
 @dataclass(frozen=True)
 class Join:
     """``join``: the room the token is for, named by its id (``room``) or, for a visit's room,
-    by the visit's id (``visit``, as the room page's link has it). At least one."""
+    by the visit's id (``visit``, as the room page's link has it). At least one.
+
+    ``resume``: the ``resume_key`` of this page's previous join ack, sent by a page whose
+    socket dropped while its media went on (docs/providers.md, "Signaling survives too"): the
+    new socket takes over the participant's connections instead of making new ones."""
 
     room: str | None
     visit: str | None
+    resume: str | None = None
 
     @classmethod
     def parse(cls, data: Any) -> Join:
         d = _object(data)
         room = _string(d, "room", 128) if "room" in d else None
         visit = _string(d, "visit", 128) if "visit" in d or room is None else None
-        return cls(room=room, visit=visit)
+        resume = _string(d, "resume", 64) if d.get("resume") is not None else None
+        return cls(room=room, visit=visit, resume=resume)
 
 
 @dataclass(frozen=True)

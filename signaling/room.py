@@ -188,8 +188,41 @@ class Room:
         session.joined = True
         return previous if previous is not session else None
 
+    def take_over(self, session: Session, previous: Session) -> None:
+        """``session``, a new socket of ``previous``'s page, carries on with its media: the
+        subscribe negotiation where it stood, the mutes, the media state (a resume, docs/
+        providers.md "Signaling survives too"). Then :meth:`add` it and :meth:`remove` the
+        previous one with ``keep_media``."""
+        for name in (
+            "subscribed",
+            "offer_revision",
+            "awaiting_answer",
+            "audio_muted",
+            "video_muted",
+            "media_state",
+            "last_offer",
+        ):
+            setattr(session, name, getattr(previous, name))
+        previous.subscribed = False
+        previous.awaiting_answer = False
+
+    def resend_offer(self, session: Session) -> None:
+        """After a resume: the subscribe offer the previous socket may have missed goes again
+        (the page answers an offer it already applied the same way), and changes made
+        meanwhile are offered once it is answered."""
+        offer = session.last_offer
+        if session.awaiting_answer and offer is not None:
+            self._spawn(self._emit("subscribe_offer", offer, session.sid))
+        else:
+            self._queue_renegotiation(session)
+
     async def remove(
-        self, session: Session, *, replaced: bool = False, returning: bool = False
+        self,
+        session: Session,
+        *,
+        replaced: bool = False,
+        returning: bool = False,
+        keep_media: bool = False,
     ) -> None:
         """Take ``session`` out: its media closes, the others renegotiate without it.
 
@@ -197,11 +230,14 @@ class Room:
         published yet (this runs inside that socket's join); the old media goes all the same,
         and the others keep their streams of it for the new socket's tracks.
         ``returning``: the socket dropped without a leave; the participant may come back.
+        ``keep_media``: the new socket took the media over (:meth:`take_over`): it stays.
         """
         current = self.sessions.get(session.participant_id)
         if current is session:
             del self.sessions[session.participant_id]
         session.joined = False
+        if keep_media:
+            return
         if (current is session or replaced) and self.media is not None and not self.closed:
             await self._log_drops(session)
             await self.media.leave(session.participant_id, returning=replaced or returning)
@@ -293,7 +329,8 @@ class Room:
             return None
         session.offer_revision += 1
         session.awaiting_answer = True
-        return {"revision": session.offer_revision, "type": "offer", **offer}
+        session.last_offer = {"revision": session.offer_revision, "type": "offer", **offer}
+        return session.last_offer
 
     async def renegotiate(self, session: Session) -> None:
         """Send the next subscribe offer, unless one is still waiting for its answer."""

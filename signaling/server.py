@@ -7,6 +7,7 @@ the client as a traceback, and one participant's bad input never touches another
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -40,6 +41,10 @@ from .updates import Updates
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
+
+#: A resuming page's previous socket: how long the events it had sent may still run before the
+#: new one takes over.
+RESUME_DRAIN_S = 5.0
 
 
 def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -276,16 +281,20 @@ class SignalingServer:
         except MediaError:
             await self.rooms.discard_if_empty(room)  # a room opened for this join alone
             raise
+        resumed = await self._resume(room, session, request.resume)
         replaced = room.add(session)
         if replaced is not None:
-            # The same participant came back on a new socket: the old one goes.
+            # The same participant came back on a new socket: the old one goes (its media too,
+            # unless the new socket took it over).
             await replaced.close()
-            await room.remove(replaced, replaced=True)
+            await room.remove(replaced, replaced=True, keep_media=resumed)
             self.sessions.pop(replaced.sid, None)
             await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.room_id)
-        room.record("joined", _who(session))
+        room.record("resumed" if resumed else "joined", _who(session))
+        if resumed:
+            room.resend_offer(session)
         room.patient_side = await self._patient_side(session.room_id)
         await room.broadcast_participants()
         subject = session.subject
@@ -303,7 +312,36 @@ class SignalingServer:
             "signaling_ping_ms": int(self.ping_interval_s * 1000),
             # 2: the page publishes on a connection per provider (hot standby)
             "media_paths": await self._media_paths(room),
+            # a new socket of this page presents it to carry on with this join's media
+            "resume_key": session.resume_key,
+            "resumed": resumed,
         }
+
+    async def _resume(self, room: Room, session: Session, key: str | None) -> bool:
+        """A page whose socket dropped while its media went on joins again on a new socket
+        with the previous join's ``resume_key``: when that socket's session is still the
+        participant's and its connections are all up, the new session takes them over (no new
+        peer connections; docs/providers.md, "Signaling survives too"). Else (a wrong or old
+        key, media already closed) it joins as any other, and the page rebuilds its media."""
+        previous = room.sessions.get(session.participant_id)
+        if key is None or previous is None or previous is session:
+            return False
+        if not hmac.compare_digest(previous.resume_key.encode(), key.encode()):
+            logger.info("resume refused: not that page's key", extra={"sid": session.sid})
+            return False
+        # what the old socket had sent before it went silent still counts: let it run first
+        await previous.close(drain_s=RESUME_DRAIN_S)
+        if room.sessions.get(session.participant_id) is not previous or room.closed:
+            return False
+        if not await room.live_media().media_intact(session.participant_id):
+            logger.info("resume without media: its connections closed", extra={"sid": session.sid})
+            return False
+        room.take_over(session, previous)
+        logger.info(
+            "participant resumed on a new socket",
+            extra={"sid": session.sid, "previous_sid": previous.sid, "room_id": room.room_id},
+        )
+        return True
 
     async def _media_paths(self, room: Room) -> int:
         """2 when the media's first two addresses are two configured providers' (a page then

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,11 @@ class Session:
         self.video_muted = False
         # "connected", or "reconnecting" from a lost media path until a new connection is up
         self.media_state = "connected"
+        #: Given to the page in the join ack: a new socket of the same page that presents it
+        #: takes over this one's media (``join`` with ``resume``) instead of rebuilding it.
+        self.resume_key = secrets.token_urlsafe(18)
+        #: The last subscribe offer sent (sent again to a resuming socket that may have missed it).
+        self.last_offer: dict[str, Any] | None = None
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[dict[str, Any]] | None]] = (
             asyncio.Queue(QUEUE_SIZE)
         )
@@ -111,12 +117,23 @@ class Session:
                 ack = error_payload(exc)
             if future is not None and not future.done():
                 future.set_result(ack)
+            self._queue.task_done()
 
-    async def close(self) -> None:
-        """Stop the queue (pending events get an error ack). Transports are closed by the Room."""
+    async def close(self, *, drain_s: float = 0.0) -> None:
+        """Stop the queue (pending events get an error ack). Transports are closed by the Room.
+
+        ``drain_s``: first let the jobs already queued run, for at most this long (a socket
+        whose participant resumes on another one: what it had sent still counts, and no job is
+        cut off halfway through a negotiation).
+        """
         if self._closed:
             return
         self._closed = True
+        if drain_s > 0:
+            try:
+                await asyncio.wait_for(self._queue.join(), drain_s)
+            except TimeoutError:
+                logger.warning("session queue not drained in time", extra={"sid": self.sid})
         self._worker.cancel()
         try:
             await self._worker

@@ -52,6 +52,8 @@ class Participant:
         self.video_paused: list[dict[str, Any]] = []
         self._abandoned: list[asyncio.Task[None]] = []
         self.answer_errors: list[str] = []
+        self.resume_key: str | None = None  # the last join ack's
+        self._silent: list[socketio.AsyncClient] = []  # old sockets left open by a resume
 
     def _new_socket(self) -> socketio.AsyncClient:
         sio = socketio.AsyncClient(reconnection=False)
@@ -81,14 +83,28 @@ class Participant:
         """Seconds since the current socket last heard from the server."""
         return time.monotonic() - self.heard_at
 
-    async def resume(self, url: str, *, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def resume(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        keep_media: bool = False,
+        abort_old: bool = True,
+    ) -> dict[str, Any]:
         """Signaling failover as the room page makes it: leave the silent socket behind,
         connect to ``url`` (another provider's signaling URL) with the same join token and
-        join again: the server's takeover replaces the old socket's session."""
+        join again: the server's takeover replaces the old socket's session. ``keep_media``:
+        join with the previous ack's ``resume_key``, to carry on with the peer connections
+        (the subscribe offers keep being answered on the new socket). ``abort_old``: close
+        the old socket now (else it stays open, unheard, until :meth:`close`: a path that
+        went silent without closing, as a blackholed provider's)."""
         old = self.sio
-        # the old socket's provider is cut: its close cannot reach the server; abort it aside
-        self._abandoned.append(asyncio.ensure_future(old.eio.disconnect(abort=True)))
-        if self._answerer is not None:
+        if abort_old:
+            # the old socket's provider is cut: its close cannot reach the server; abort it
+            self._abandoned.append(asyncio.ensure_future(old.eio.disconnect(abort=True)))
+        else:
+            self._silent.append(old)
+        if self._answerer is not None and not keep_media:
             self._answerer.cancel()
             await asyncio.gather(self._answerer, return_exceptions=True)
             self._answerer = None
@@ -102,7 +118,7 @@ class Participant:
             wait_timeout=5,
             headers=headers or {},
         )
-        return await self.join()
+        return await self.join(resume=self.resume_key if keep_media else None)
 
     def _on_participants(self, data: dict[str, Any]) -> None:
         self.participants = data["participants"]
@@ -116,11 +132,14 @@ class Participant:
         ack: dict[str, Any] = await self.sio.call(event, data, timeout=10)
         return ack
 
-    async def join(self) -> dict[str, Any]:
-        where = {"room": self.room_id} if self.room_id else {"visit": self.visit_id}
+    async def join(self, *, resume: str | None = None) -> dict[str, Any]:
+        where: dict[str, Any] = {"room": self.room_id} if self.room_id else {"visit": self.visit_id}
+        if resume is not None:
+            where["resume"] = resume
         ack = await self.call("join", where)
         assert ack["ok"], ack
         self.id = ack["participant"]["id"]
+        self.resume_key = ack["resume_key"]
         if self.use_ice_servers:
             self.ice_servers = ack["ice_servers"]
         else:
@@ -205,8 +224,9 @@ class Participant:
         if self._answerer is not None:
             self._answerer.cancel()
             await asyncio.gather(self._answerer, return_exceptions=True)
-        if self.sio.connected:
-            await self.sio.disconnect()
+        for sio in (self.sio, *self._silent):
+            if sio.connected:
+                await sio.disconnect()
         if self._abandoned:  # an abandoned socket's close waits for the cut link (aiohttp: 10 s)
             await asyncio.wait(self._abandoned, timeout=15)
             for task in self._abandoned:

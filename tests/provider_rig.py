@@ -63,16 +63,25 @@ class ProviderRig:
     server_addresses: dict[str, str]  # provider name -> the server's address on it
     router_links: dict[str, str]  # provider name -> the router's device on it
 
-    def cut(self, provider: str) -> None:
-        """Blackhole ``provider``: the router drops everything to or from the server's address."""
+    def cut(self, provider: str, client_ports: tuple[int, ...] = ()) -> None:
+        """Blackhole ``provider``: the router drops everything to or from the server's address;
+        with ``client_ports``, only the UDP traffic between it and those ports of the client
+        (one connection's path on that provider: one direction of a call's media)."""
         address = self.server_addresses[provider]
+        only = ""
+        if client_ports:
+            only = "{" + ", ".join(str(p) for p in client_ports) + "}"
         rules = (
             f"table inet tccut{provider} {{\n"
             "  chain forward {\n"
             "    type filter hook forward priority 0; policy accept;\n"
-            f"    ip daddr {address} drop\n"
-            f"    ip saddr {address} drop\n"
-            "  }\n"
+            + (
+                f"    ip daddr {address} udp sport {only} drop\n"
+                f"    ip saddr {address} udp dport {only} drop\n"
+                if only
+                else f"    ip daddr {address} drop\n    ip saddr {address} drop\n"
+            )
+            + "  }\n"
             "}\n"
         )
         _run("ip", "netns", "exec", self.router_ns, "nft", "-f", "-", input=rules)

@@ -1,4 +1,5 @@
-"""Provider health over REST: operators and admins see it, others do not (R28, R31, R34)."""
+"""Provider health over REST: operators and admins see it (the console's network tab), others
+do not (R28, R31, R34)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,17 @@ async def test_operators_see_provider_health_over_rest_patients_do_not(tmp_path:
         assert [(p["name"], p["state"]) for p in body["providers"]] == [("a", "down"), ("b", "up")]
         assert body["last_failover"]["from_provider"] == "a"
         assert body["last_failover"]["gap_ms"] == 450
-        refused = await patient.call("GET", "/providers")
-        assert refused.status == 403, refused
+        # each provider's own view: since when, failovers off it, its last failover
+        a, b = body["providers"]
+        assert (a["failovers_from"], b["failovers_from"]) == (1, 0)
+        assert a["last_failover"]["to_provider"] == "b" and b["last_failover"] is None
+        assert a["last_failover"]["transport"] == "subscribe"
+        assert a["since"] >= body["last_failover"]["at"] - 1
+        # the administrators see it too (the console's network tab); no one else
+        assert (await clinic.admin.ok("GET", "/providers"))["providers"] == body["providers"]
+        for person in (patient, await clinic.person("doctor"), await clinic.person("nurse")):
+            refused = await person.call("GET", "/providers")
+            assert refused.status == 403, (person.role, refused)
         await clinic.close()
     finally:
         await server.stop()

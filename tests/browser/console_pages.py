@@ -50,9 +50,10 @@ def _ns(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def empty_server(ns: str, tmp_path: Path, toml: str = "") -> Iterator[tuple[str, Path]]:
     """`teleconsult serve` on a new data directory with nothing in it but the first admin
-    (made with `teleconsult user add`, as the README says). Yields (base URL, data dir)."""
+    (made with `teleconsult user add`, as the README says). Yields (base URL, data dir).
+    ``toml``: a configuration file for it, if any."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     seed_data_dir(data_dir)  # a migrated empty database (tests/databases.py)
@@ -80,11 +81,16 @@ def empty_server(ns: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = 20000 + secrets.randbelow(40000)  # the namespace is fresh: every port is free
     base_url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
+    config: list[str] = []
+    if toml:
+        (tmp_path / "teleconsult.toml").write_text(toml)
+        config = ["--config", str(tmp_path / "teleconsult.toml")]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
                 *("ip", "netns", "exec", ns, *TELECONSULT_ARGV, "serve", "--host", "127.0.0.1"),
                 *("--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1"),
+                *config,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -95,7 +95,12 @@ def test_empty_server_to_rated_visit_through_the_pages(
     netns: str, open_room: Callable[[str, str], RoomPage], tmp_path: Path
 ) -> None:
     shots = tmp_path
-    with empty_server(netns, tmp_path) as (base_url, _data_dir):
+    # two network providers (the media still gathers on 127.0.0.1 alone): the network tab
+    providers = (
+        '[[providers]]\nname = "telecom"\naddress = "127.0.0.1"\n\n'
+        '[[providers]]\nname = "unicom"\naddress = "127.0.0.2"\n'
+    )
+    with empty_server(netns, tmp_path, toml=providers) as (base_url, _data_dir):
         # --- The administrator ------------------------------------------------------------------
         admin_room = open_room("admin", "about:blank")
         admin = admin_room.page
@@ -184,7 +189,20 @@ def test_empty_server_to_rated_visit_through_the_pages(
         assert admin.inner_text("#console-nav [data-tab=accounts]") == "Accounts"
         assert "Verified" in admin.inner_text("#practitioner-list")
         check_layout(admin, "console-admin-practitioners-en", shots)
+        # the network providers' health (R28, R31), in English and then in Chinese
+        _tab(admin, "network")
+        rows = admin.locator("#provider-list li")
+        rows.first.wait_for(timeout=WAIT_MS)
+        assert [
+            (row.get_attribute("data-provider"), row.get_attribute("data-state"))
+            for row in rows.all()
+        ] == [("telecom", "unknown"), ("unicom", "unknown")]
+        assert "Unknown (no path reported yet)" in rows.first.inner_text()
+        assert admin.inner_text("#provider-last") == "No failover yet."
         admin.click("#lang-toggle")
+        assert "未知" in rows.first.inner_text() and "0 次" in rows.first.inner_text()
+        assert admin.inner_text("#provider-last") == "尚无线路切换。"
+        check_layout(admin, "console-admin-network", shots)
 
         # --- The doctor: enrols by the QR code, goes online ---------------------------------
         doctor_room = open_room("doctor", "about:blank")

@@ -2,7 +2,9 @@
 
 The page sends its microphone on both connections and its camera on one; the room carries one
 stream per kind to the subscribers and moves it onto the other connection's track when the one
-carrying it goes silent, numbering continuous (docs/providers.md, "Hot standby"). Here an aiortc
+carrying it goes silent, numbering continuous (docs/providers.md, "Hot standby"). A connection
+the page builds again after its provider failed is the standby, and the next cut (of the other
+provider) fails back onto it. Here an aiortc
 publisher plays the page on two loopback addresses (one per "provider").
 """
 
@@ -119,6 +121,37 @@ async def test_streams_move_to_the_other_providers_connection_R28_R31(room: Room
         # the picture decodes on: the painted counter keeps rising across the move
         received = next(r for r in subscriber.by_mid.values() if r.kind == "video")
         assert received.counters[-1] > received.counters[0]
+
+        # path 0's connection failed; the page builds it again once its provider is back: it
+        # is the standby (the streams stay on path 1) ...
+        old = room._publish["doctor"]
+        await lanes[0].close()
+        lanes[0] = await _lane(room, 0, None)
+        await wait_for(lambda: old.closed and room._publish["doctor"] is not old, timeout=5)
+        rebuilt = [p for p in room._publish["doctor"].producers if p.kind == "audio"]
+        await wait_for(lambda: rebuilt and room._heard_at(rebuilt[0]) is not None, timeout=10)
+        assert (_carried_by(room, "audio"), _carried_by(room, "video")) == (1, 1)
+        # ... and the cut of the other provider fails back onto it, on the same streams
+        back_at = time.monotonic()
+        _sender(lanes[1], "audio").replaceTrack(None)
+        _sender(lanes[0], "video").replaceTrack(camera)
+        _sender(lanes[1], "video").replaceTrack(None)
+        await wait_for(
+            lambda: (_carried_by(room, "audio"), _carried_by(room, "video")) == (0, 0), timeout=5
+        )
+        counted = wire.count("video"), wire.count("audio")
+        await wait_for(
+            lambda: wire.count("video") > counted[0] + 30 and wire.count("audio") > counted[1] + 50,
+            timeout=10,
+        )
+        assert _continuous(wire.packets["audio"], 48000, back_at) < LANE_SILENCE_S + 0.3
+        _continuous(wire.packets["video"], 90000, back_at)
+        switched = [e[1] for e in room.events if e[0] == "path_switched"]  # type: ignore[attr-defined]
+        assert [(e["from_address"], e["to_address"]) for e in switched] == [
+            ("127.0.0.1", "127.0.0.2"),
+            ("127.0.0.2", "127.0.0.1"),
+        ]
+        assert received.counters[-1] > counted[0]
     finally:
         await subscriber.close()
         for pc in lanes:

@@ -5,9 +5,12 @@ each provider; the doctor (aiortc, tests/client.py) signals through provider A, 
 through B. A is blackholed in the router. The doctor notices the silence as the room page does
 (no engine.io packet, pings included, for the ping interval the join ack names plus the page's
 grace), reconnects through B's URL with the same join token and a page's Origin of A, and joins
-again: the same participant in the same room role, the old socket's session taken over (one
-entry in the roster), the chat the patient sent during the gap delivered once (through
-``chat_history`` from the last seq held), and the media rebuilt.
+again with the previous join's ``resume_key``: the same participant in the same room role,
+the old socket's session taken over (one entry in the roster), the chat the patient sent during
+the gap delivered once (through ``chat_history`` from the last seq held), and the media carried
+on: its peer connections (each with a path monitor, as media/paths.py gives aiortc clients)
+moved to B by themselves, the patient kept seeing the doctor through the signaling gap, and
+nothing was published or subscribed again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from harness import start_server
 from peers import client_pc, wait_for
 from provider_rig import NamespaceLoop, provider_rig
 
-from media.paths import use_addresses
+from media.paths import PathMonitor, monitor_peer_connection, use_addresses
 from signaling.origins import FAILOVER_GRACE_MS
 from turn import NetworkProvider
 
@@ -63,6 +66,7 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
             doctor = Participant(urls["a"], visit.tokens["doctor"], visit.visit_id)
             patient = Participant(urls["b"], visit.tokens["patient"], visit.visit_id)
             received: list[int] = []  # every chat seq the doctor got, live or from history
+            monitors: list[PathMonitor] = []
             doctor.on("chat_message", lambda message: received.append(message["seq"]))
 
             async def start() -> dict[str, Any]:
@@ -75,6 +79,13 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
                     await p.publish()
                     await p.subscribe()
                 await wait_for(lambda: sees(patient, doctor, 5), timeout=30)
+                await wait_for(lambda: sees(doctor, patient, 5), timeout=30)
+                for p in (doctor, patient):
+                    assert p.publish_pc is not None and p.sub is not None
+                    for pc in (p.publish_pc, p.sub.pc):
+                        monitor = monitor_peer_connection(pc)
+                        monitor.start()
+                        monitors.append(monitor)
                 ack = await patient.call("chat", {"text": "before the cut"})
                 assert ack["ok"], ack
                 await wait_for(lambda: received == [1], timeout=5)
@@ -90,6 +101,13 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
             assert ping_s == 1
             silence_s = ping_s + FAILOVER_GRACE_MS / 1000
             old_sid = client_loop.call(lambda: doctor.sio.get_sid())
+            pcs = client_loop.call(
+                lambda: (doctor.publish_pc, doctor.sub.pc if doctor.sub else None)
+            )
+
+            def doctors_frames() -> int:
+                video = patient.received_from(doctor.id, "video")
+                return 0 if video is None else len(video.counters)
 
             cut_at = time.monotonic()
             rig.cut("a")
@@ -100,21 +118,28 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
                 # the doctor's socket through A hears nothing from here on: the page's rule
                 await wait_for(lambda: doctor.silent_for() > silence_s, timeout=silence_s + 3)
 
+            frames_at_cut = client_loop.call(doctors_frames)
             client_loop.run(gap(), timeout=20)
             noticed_s = time.monotonic() - cut_at
             assert noticed_s < ping_s + silence_s + 1, noticed_s
+            # the media moved to B by itself: the patient saw the doctor through the gap
+            seen_in_gap = client_loop.call(doctors_frames) - frames_at_cut
+            assert seen_in_gap > 10, seen_in_gap
 
             async def resume() -> dict[str, Any]:
                 # the page was served through A: its Origin is A's, its new socket B's
-                ack = await doctor.resume(urls["b"], headers={"Origin": urls["a"]})
+                ack = await doctor.resume(urls["b"], headers={"Origin": urls["a"]}, keep_media=True)
                 history = await doctor.call("chat_history", {"after": max(received)})
                 assert history["ok"], history
                 received.extend(m["seq"] for m in history["messages"])
-                await doctor.publish()
-                await doctor.subscribe()
                 return ack
 
             second = client_loop.run(resume(), timeout=30)
+            assert second["resumed"] is True  # the media carried on, not rebuilt
+            assert (
+                client_loop.call(lambda: (doctor.publish_pc, doctor.sub.pc if doctor.sub else None))
+                == pcs
+            )
             assert second["participant"]["id"] == first["participant"]["id"]
             assert second["participant"]["role"] == first["participant"]["role"] == "doctor"
 
@@ -140,8 +165,12 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
                     ),
                     timeout=5,
                 )
-                # media rebuilt through the new join: the patient sees the doctor again
-                await wait_for(lambda: sees(patient, doctor, 5), timeout=30)
+                # the media goes on, on the same connections, both ways
+                frames = doctors_frames()
+                await wait_for(lambda: sees(patient, doctor, frames + 10), timeout=10)
+                video = doctor.received_from(patient.id, "video")
+                mine = 0 if video is None else len(video.counters)
+                await wait_for(lambda: sees(doctor, patient, mine + 10), timeout=10)
                 ack = await patient.call("chat", {"text": "after the resume"})
                 assert ack["ok"], ack
                 # delivered in order on the new socket: anything of seq 2 would come first
@@ -168,6 +197,8 @@ def test_signaling_resumes_through_the_other_provider_as_the_same_participant(
             rig.restore("a")
 
             async def leave() -> None:
+                for monitor in monitors:
+                    await monitor.close()
                 for p in (doctor, patient):
                     await p.close()
 

@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from coturn_rig import coturn, wait_for_port
 from harness import skip_or_fail
 
-from turn import TurnProvider, coturn_config, mint_credential
+from turn import TurnProvider, mint_credential
 
 TESTS = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "turn_probe.py"
@@ -94,23 +96,6 @@ def _kill_all(ns: str) -> None:
             pass
 
 
-def _wait_for_port(ns: str, port: int, proto: str, deadline: float, process: Any) -> None:
-    """Poll ``ss`` in ``ns`` until something listens on ``port``."""
-    flag = "-lun" if proto == "udp" else "-ltn"
-    while True:
-        listening = subprocess.run(
-            ["ip", "netns", "exec", ns, "ss", flag, f"sport = :{port}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        if f":{port}" in listening:
-            return
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"nothing listens on {proto} {port} in {ns} in time")
-        time.sleep(0.05)  # poll interval, bounded by the deadline
-
-
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     if os.geteuid() != 0:
@@ -121,7 +106,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     server_ns, client_ns = f"tcts-{suffix}", f"tctc-{suffix}"
     _ip("netns", "add", server_ns)
     _ip("netns", "add", client_ns)
-    processes: list[subprocess.Popen[bytes]] = []
+    stack = ExitStack()
     try:
         for ns in (server_ns, client_ns):
             _ip("-n", ns, "link", "set", "lo", "up")
@@ -151,28 +136,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             max_port=50200,
             allowed_peer_ips=(SERVER_IP,),
         )
-        conf = tmp_path / "turnserver.conf"
-        conf.write_text(coturn_config(provider, SECRET, log_file=str(tmp_path / "turn.log")))
-        log = (tmp_path / "turnserver.out").open("wb")
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", server_ns, "turnserver", "-c", str(conf), "--pidfile",
-             str(tmp_path / "turn.pid")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        processes.append(process)
-        _wait_for_port(server_ns, TURN_PORT, "udp", time.monotonic() + 15, process)
+        stack.enter_context(coturn(server_ns, provider, SECRET, tmp_path))
         yield Rig(server_ns, client_ns, tmp_path)
     finally:
-        for process in processes:
-            process.terminate()
+        stack.close()
         for ns in (server_ns, client_ns):
             _kill_all(ns)
             subprocess.run(["ip", "netns", "delete", ns], check=False)
-        for name in ("turn.log", "turnserver.out"):
-            path = tmp_path / name
-            if path.exists():
-                print(f"--- {name} ---\n{path.read_text(errors='replace')[-4000:]}")
 
 
 def test_a_minted_credential_allocates_and_an_expired_one_is_refused(rig: Rig):
@@ -245,7 +215,7 @@ def test_a_client_whose_udp_to_the_server_is_blocked_calls_through_turn(rig: Rig
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        _wait_for_port(rig.server_ns, port, "tcp", time.monotonic() + 30, server)
+        wait_for_port(rig.server_ns, port, "tcp", time.monotonic() + 30, server)
         result = rig.client(
             "call", base_url, info["visit_id"], tokens["doctor"], tokens["patient"], timeout=90
         )

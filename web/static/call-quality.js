@@ -32,6 +32,7 @@ export class QualityMeter {
     this.levels = levels;
     this.lastInbound = new Map(); // inbound-rtp id -> {packetsReceived, packetsLost, framesDecoded, at}
     this.lastOutbound = null;
+    this.outboundPc = null; // the publish connection `lastOutbound` counts
   }
 
   /** Our own media is being rebuilt: our signal is lost, the others' unknown until it is back. */
@@ -40,6 +41,7 @@ export class QualityMeter {
     this.levels.self = { level: "lost" };
     this.lastInbound = new Map();
     this.lastOutbound = null;
+    this.outboundPc = null;
   }
 
   /** One sample of `session` (a MediaSession) for the remote `tiles` (a TileGrid). */
@@ -50,10 +52,17 @@ export class QualityMeter {
       if (session.closed) return;
       this.measureInbound(stats, tiles, at);
     }
-    if (session.publishPc && session.publishPc.connectionState !== "new") {
-      const stats = await session.publishPc.getStats();
+    // Two providers: the connection the camera is on now, not the first one (which may be the
+    // dead provider's after a failover).
+    const publishPc = session.activePublishPc();
+    if (publishPc && publishPc.connectionState !== "new") {
+      const stats = await publishPc.getStats();
       if (session.closed) return;
-      this.measureOutbound(stats, session.publishPc.connectionState);
+      if (publishPc !== this.outboundPc) {
+        this.outboundPc = publishPc; // its counters are its own: no delta across connections
+        this.lastOutbound = null;
+      }
+      this.measureOutbound(stats, publishPc.connectionState);
     }
   }
 

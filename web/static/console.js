@@ -1,6 +1,7 @@
 // The staff console (/console): administrators set up institutions, departments, accounts and
 // practitioners; operators and nurses register patients, record prior diagnoses, keep doctors'
-// schedules and book visits; a doctor reads one patient's record (/console?patient=ID).
+// schedules and book visits; a doctor reads one patient's record (/console?patient=ID); operators
+// and administrators see the network providers' health.
 // Every change goes through the REST API (docs/api.md); the API decides who may do what.
 
 import { addStrings, onLanguageChange, t } from "./i18n.js";
@@ -11,6 +12,7 @@ import { h } from "./console-dom.js";
 import { initAdmin, initPractitionerList } from "./console-admin.js";
 import { initPatients, openRecord } from "./console-patients.js";
 import { initSchedule } from "./console-schedule.js";
+import { initNetwork } from "./console-network.js";
 
 addStrings(CONSOLE_STRINGS);
 
@@ -22,6 +24,7 @@ const TABS = [
   { id: "schedule", roles: ["operator"] },
   { id: "bookings", roles: ["operator", "nurse"] },
   { id: "record", roles: ["doctor"] },
+  { id: "network", roles: ["admin", "operator"] },
 ];
 
 /** What the console's parts share: who is signed in, the organisation, the doctors. */
@@ -158,6 +161,7 @@ async function main() {
     initPatients();
     initSchedule();
   }
+  if (ctx.me.role === "admin" || ctx.me.role === "operator") initNetwork();
   // The tabs appear once their parts are wired, so a click never beats the page's own start.
   buildNav(tabs);
   const params = new URLSearchParams(window.location.search);

@@ -127,6 +127,23 @@ export class MediaSession {
     );
   }
 
+  /** The connections still carry media (none failed or closed; of two per-provider publish
+   * connections one is enough): after a socket drop the page may resume with them. */
+  mediaAlive() {
+    if (this.closed || !this.joined) return false;
+    const dead = (pc) => ["failed", "closed"].includes(pc.connectionState);
+    const lanes = this.lanes.map((lane) => lane.pc);
+    const publishing = lanes.length ? lanes.some((pc) => !dead(pc)) : !this.publishPc || !dead(this.publishPc);
+    return publishing && (!this.subscribePc || !dead(this.subscribePc));
+  }
+
+  /** The publish connection that carries the camera now: with a connection per provider,
+   * the one it was moved to (the other may be dead and rebuilding); else the only one. */
+  activePublishPc() {
+    const lane = this.lanes.find((l) => l.path === this.activeLane);
+    return lane?.pc ?? this.publishPc;
+  }
+
   /** Call after every await: a replaced session must not touch the page or the server. */
   check() {
     if (this.closed) throw new SessionClosed();
@@ -280,12 +297,22 @@ export class MediaSession {
     // The other provider carries us: build this one again in the background, until its
     // provider is back; it is then the standby.
     if (this.activeLane === lane.path) this.moveCamera(other, 0);
+    this.rebuildLane(lane, stream);
+  }
+
+  /** Build `lane`'s connection again in LANE_REBUILD_MS, and again while that fails (its
+   * provider still down, or the signaling socket between two providers). */
+  rebuildLane(lane, stream) {
+    clearTimeout(lane.rebuild);
     lane.rebuild = setTimeout(() => {
       if (this.closed || !this.lanes.includes(lane)) return;
       lane.pc.close();
       this.hooks.onPeerConnection(laneName(lane.path), null, lane.pc);
       this.publishLane(lane.path, stream).catch((err) => {
-        if (!(err instanceof SessionClosed)) console.info("[tc] lane rebuild failed:", err?.message);
+        if (err instanceof SessionClosed || this.closed) return;
+        console.info("[tc] lane rebuild failed:", err?.message);
+        const made = this.lanes.find((l) => l.path === lane.path);
+        if (made) this.rebuildLane(made, stream);
       });
     }, LANE_REBUILD_MS);
   }

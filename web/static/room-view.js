@@ -85,6 +85,7 @@ export class RoomView {
       mediaError: null,
       timings: { joined: null, firstFrame: {} },
       mediaRestarts: [], // {reason, at}
+      resumes: [], // times at which a new socket carried on with the media (no rebuild)
       mediaBack: [], // times at which rebuilt connections came up
       quality: {}, // participant id (or "self") -> {level, loss, rtt, fps}
       busy: null, // {attempt, retryAt} while a join waits for a busy server
@@ -101,6 +102,8 @@ export class RoomView {
         switches: [...this.session.laneSwitches],
         heardMsAgo: this.session.lanes.map((l) => Math.round(performance.now() - l.heardAt)),
         states: this.session.lanes.map((l) => l.pc.connectionState),
+        // the path whose connection the page's own signal was last read from (call-quality.js)
+        measured: this.session.lanes.find((l) => l.pc === this.meter.outboundPc)?.path ?? null,
       };
     // the signaling URL in use, the providers' URLs and the failovers made (signaling.js)
     this.tc.signaling = () =>
@@ -114,6 +117,7 @@ export class RoomView {
     this.busyTimer = null;
     this.busyAttempt = 0;
     this.iceServers = [];
+    this.resumeKey = null; // the last join ack's: a new socket carries on with its media
     this.mediaPaths = 1;
     this.chat = null;
     this.meter = new QualityMeter(this.tc.quality);
@@ -293,8 +297,13 @@ export class RoomView {
     });
     client.on("disconnect", (reason) => {
       console.info("[tc] socket disconnected:", reason);
-      this.session?.close();
-      this.session = null;
+      const deliberate = reason === "io client disconnect" || reason === "io server disconnect";
+      // A network fault (or the move to another provider's signaling URL): the media goes on
+      // by itself meanwhile; the next join asks to carry on with it (`resume`).
+      if (deliberate || this.ended || !this.session?.mediaAlive()) {
+        this.session?.close();
+        this.session = null;
+      }
       if (this.ended || reason === "io client disconnect") return;
       if (reason === "io server disconnect") {
         // The server sent us away on purpose; socket.io does not retry this on its own.
@@ -424,17 +433,33 @@ export class RoomView {
   async startSession() {
     clearTimeout(this.busyTimer);
     this.busyTimer = null;
-    this.session?.close();
-    this.tiles.clearPaused();
-    const s = this.newSession();
+    // The media of the previous join, still up after its socket dropped: carried on if the
+    // server still has it (`resume`), else rebuilt.
+    const kept = this.session?.mediaAlive() && this.resumeKey ? this.session : null;
+    if (!kept) {
+      this.session?.close();
+      this.tiles.clearPaused();
+    }
+    let s = kept ?? this.newSession();
     this.session = s;
     this.setState("joining");
     try {
-      const reply = await this.request(
-        "join",
-        this.visitId ? { visit: this.visitId } : { room: this.roomId },
-      );
+      const where = this.visitId ? { visit: this.visitId } : { room: this.roomId };
+      const reply = await this.request("join", kept ? { ...where, resume: this.resumeKey } : where);
       s.check();
+      this.resumeKey = reply.resume_key ?? null;
+      if (kept && reply.resumed === true) {
+        this.resumed(reply);
+        return;
+      }
+      if (kept) {
+        // the server closed that media meanwhile: new connections on this join
+        console.info("[tc] resume refused: media rebuilt");
+        kept.close();
+        this.tiles.clearPaused();
+        s = this.newSession();
+        this.session = s;
+      }
       s.joined = true;
       this.busyAttempt = 0;
       this.tc.busy = null;
@@ -443,6 +468,7 @@ export class RoomView {
       // ICE servers hook: the server may hand out STUN/TURN servers with the join ack.
       const offered = reply.ice_servers ?? reply.iceServers;
       this.iceServers = Array.isArray(offered) ? offered : [];
+      this.tc.iceServers = this.iceServers; // for tests: what this join handed out (TURN)
       this.mediaPaths = Number.isInteger(reply.media_paths) ? reply.media_paths : 1;
       this.tc.self = reply.participant;
       this.tc.subject = reply.subject ?? null;
@@ -475,6 +501,23 @@ export class RoomView {
       this.reportError(err);
       if (!(err instanceof SessionClosed) && this.tc.state === "joining") this.setState("error");
     }
+  }
+
+  /** Joined again on a new socket with the media of the previous join carried on: only what
+   * the ack says changes (the roster, the providers' URLs, the chat to catch up). */
+  resumed(reply) {
+    this.tc.resumes.push(now());
+    console.info("[tc] resumed with the media kept");
+    this.tc.self = reply.participant;
+    this.tc.patientSide = reply.patient_side ?? [];
+    // fresh TURN credentials for the connections made from now on (a provider's rebuilt one)
+    if (Array.isArray(reply.ice_servers)) this.iceServers = this.tc.iceServers = reply.ice_servers;
+    this.client.configure({ urls: reply.signaling_urls ?? [], pingMs: reply.signaling_ping_ms });
+    this.clearError();
+    this.updateParticipants(reply.participants ?? []);
+    this.chat?.onJoined(reply.participant, reply.room);
+    this.setState("joined");
+    this.renderStatus();
   }
 
   async openLocalMedia(s) {

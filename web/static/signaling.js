@@ -40,6 +40,8 @@ export function now() {
 // as long, up to FAILOVER_MAX_MS.
 export const FAILOVER_GRACE_MS = 1_500;
 export const FAILOVER_MAX_MS = 10_000;
+// A socket given up while connected is closed this long after the next one connected.
+const RETIRE_AFTER_MS = 5_000;
 const WATCH_EVERY_MS = 250;
 const WATCH_LATE_MS = 1_000;
 
@@ -76,6 +78,7 @@ export class SignalingClient {
     this.downSince = null;
     this.rounds = 0; // failovers since the last connection
     this.failovers = []; // for tests: {at, from, to, reason}
+    this.retired = []; // sockets given up, closed a while after the next one connected
     this.closed = false;
     this.watchTimer = null;
     this.watchedAt = null;
@@ -159,6 +162,12 @@ export class SignalingClient {
     this.closed = true;
     clearInterval(this.watchTimer);
     this.socket.disconnect();
+    for (const old of [...this.retired]) this.closeRetired(old);
+  }
+
+  closeRetired(old) {
+    this.retired = this.retired.filter((s) => s !== old);
+    old.disconnect();
   }
 
   /** Move to the next URL when the socket is silent or has been down too long. */
@@ -191,7 +200,15 @@ export class SignalingClient {
     this.downSince = Date.now();
     this.heardAt = Date.now();
     old.off(); // its own listeners also check that it is still the current socket
-    old.disconnect();
+    if (wasConnected) {
+      // Closed only once the new socket had time to join: a close that reached the server
+      // first (the old path only slow, not cut) would end the media the join carries on with.
+      old.io.reconnection(false);
+      this.retired.push(old);
+      this.socket.once("connect", () => setTimeout(() => this.closeRetired(old), RETIRE_AFTER_MS));
+    } else {
+      old.disconnect();
+    }
     if (wasConnected) {
       for (const [event, handler] of this.handlers) if (event === "disconnect") handler("provider_failover");
     }
