@@ -237,14 +237,18 @@ class Consumer:
 
     @property
     def estimate(self) -> int | None:
-        """The subscriber's bandwidth: the transport-cc estimate while its feedback flows,
-        else its REMB."""
+        """What the subscriber can take for this stream: the transport-cc estimate while its
+        feedback flows, else its REMB; of a transport shared with other video streams, this
+        stream's share (audio and the others' grants left out). A single-stream publisher is
+        asked for no more than this, and retransmissions take a part of it."""
+        whole = self.remb_bitrate
         cc = self._cc
-        if cc is not None:
-            estimate = cc.estimate
-            if estimate is not None:
-                return estimate
-        return self.remb_bitrate
+        if cc is not None and cc.estimate is not None:
+            whole = cc.estimate
+        share = self.last_share
+        if whole is not None and share is not None and self.shares_estimate:
+            return min(whole, share.share)
+        return whole
 
     @property
     def transport_cc(self) -> TransportWideSender | None:

@@ -234,6 +234,10 @@ async def test_r1_two_videos_share_one_subscribers_estimate(two_videos):
         subscriber, 1_000_000, lambda: all(len(log.log) > n[k] + 30 for k, log in logs.items()), 5
     )
     assert all(log.layers_since(n[k] + 10) == {1} for k, log in logs.items())
+    # each stream's publisher is asked for its share, not the whole estimate; together they
+    # fit it (a single-layer publisher's encoder follows this, and retransmissions take part)
+    shares = [c.estimate for c in (doctor, family)]
+    assert all(shares) and sum(shares) <= 1_000_000, shares  # type: ignore[arg-type]
     # only one lowest layer fits: the first video keeps moving, the second stops (no freeze
     # of both); nothing forwarded over the estimate once it stopped
     await _hold_estimate(subscriber, 300_000, lambda: layers() == (0, None), 10)
