@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -21,18 +22,28 @@ from media import _aiortc_seam
 CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 #: The suites whose tests hold calls (aiortc peers, Chromium pages, recordings, media workers):
-#: one pytest-xdist worker runs them one after another (``--dist loadgroup``), so two calls never
-#: share the 2 cores, while the other worker takes the database, API and imaging tests beside
-#: them.
+#: one pytest-xdist worker runs them one after another, so two calls never share the 2 cores,
+#: while the other worker takes the database, API and imaging tests, a file at a time, beside
+#: them. (xdist's own ``--dist loadgroup`` renames node ids, which pytest 9.2 ignores.)
 CALL_SUITES = frozenset({"browser", "media", "recording", "signaling"})
-TESTS = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        suite = item.path.relative_to(TESTS).parts[0]
-        if suite in CALL_SUITES:
-            item.add_marker(pytest.mark.xdist_group("calls"))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CallsOnOneWorker(LoadScopeScheduling):
+        """xdist's scope scheduling: the call suites one scope (the largest, so it is handed
+        out first), every other test file a scope of its own."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            parts = path.split("/")
+            if len(parts) > 2 and parts[0] == "tests" and parts[1] in CALL_SUITES:
+                return "calls"
+            return path
+
+    return CallsOnOneWorker(config, log)
 
 
 @pytest.fixture(autouse=True)
