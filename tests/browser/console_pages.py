@@ -45,6 +45,32 @@ SMALL_TARGETS_JS = """
 """
 
 
+IN_VIEW_JS = """
+(el) => {
+  // on the screen, and not clipped by a scrolling box it sits in (a box above a fixed element
+  // does not clip it)
+  const r = el.getBoundingClientRect();
+  let box = { top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth };
+  let fixed = getComputedStyle(el).position === "fixed";
+  for (let p = el.parentElement; p && !fixed; p = p.parentElement) {
+    const style = getComputedStyle(p);
+    fixed = style.position === "fixed";
+    if (!/(auto|scroll|hidden)/.test(style.overflowY)) continue;
+    const c = p.getBoundingClientRect();
+    box = { top: Math.max(box.top, c.top), left: Math.max(box.left, c.left),
+            bottom: Math.min(box.bottom, c.bottom), right: Math.min(box.right, c.right) };
+  }
+  return r.top >= box.top - 1 && r.bottom <= box.bottom + 1
+    && r.left >= box.left - 1 && r.right <= box.right + 1;
+}
+"""
+
+
+def in_view(locator: Any) -> bool:
+    """The element is wholly visible without scrolling anything (a click would not move it)."""
+    return bool(locator.evaluate(IN_VIEW_JS))
+
+
 def _ns(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, **kwargs)
 

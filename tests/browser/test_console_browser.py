@@ -28,7 +28,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from console_pages import PASSWORD, WAIT_MS, check_layout, empty_server, sign_in_and_enrol
+from console_pages import (
+    PASSWORD,
+    WAIT_MS,
+    check_layout,
+    empty_server,
+    in_view,
+    sign_in_and_enrol,
+)
 from test_portal_browser import _wait_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -57,32 +64,6 @@ def _notice(page: Any, text: str) -> None:
         arg=text,
         timeout=WAIT_MS,
     )
-
-
-IN_VIEW_JS = """
-(el) => {
-  // on the screen, and not clipped by a scrolling box it sits in (a box above a fixed element
-  // does not clip it)
-  const r = el.getBoundingClientRect();
-  let box = { top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth };
-  let fixed = getComputedStyle(el).position === "fixed";
-  for (let p = el.parentElement; p && !fixed; p = p.parentElement) {
-    const style = getComputedStyle(p);
-    fixed = style.position === "fixed";
-    if (!/(auto|scroll|hidden)/.test(style.overflowY)) continue;
-    const c = p.getBoundingClientRect();
-    box = { top: Math.max(box.top, c.top), left: Math.max(box.left, c.left),
-            bottom: Math.min(box.bottom, c.bottom), right: Math.min(box.right, c.right) };
-  }
-  return r.top >= box.top - 1 && r.bottom <= box.bottom + 1
-    && r.left >= box.left - 1 && r.right <= box.right + 1;
-}
-"""
-
-
-def _in_view(locator: Any) -> bool:
-    """The element is wholly visible without scrolling anything (a click would not move it)."""
-    return bool(locator.evaluate(IN_VIEW_JS))
 
 
 def _tab(page: Any, tab: str) -> None:
@@ -456,16 +437,16 @@ def test_empty_server_to_rated_visit_through_the_pages(
         question = item.locator(".end-confirm")
         doctor.set_viewport_size({"width": 1280, "height": 640})
         item.locator("[data-action=end]").click()
-        assert _in_view(question), "the question to end the visit is cut by the panel"
+        assert in_view(question), "the question to end the visit is cut by the panel"
         doctor.set_viewport_size({"width": 1024, "height": 560})  # made smaller while it asks
         doctor.wait_for_function("() => window.innerHeight === 560")
-        assert _in_view(question), "the question is cut after the window shrank"
+        assert in_view(question), "the question is cut after the window shrank"
         doctor.set_viewport_size({"width": 1280, "height": 900})
         doctor.keyboard.press("Escape")  # answers "go on with the visit"
         assert question.is_hidden() and item.get_attribute("data-state") == "in_room"
         item.locator("[data-action=end]").click()
         confirm = item.locator("[data-action=end_confirm]")
-        assert _in_view(question) and _in_view(confirm), "the question is out of view"
+        assert in_view(question) and in_view(confirm), "the question is out of view"
         confirm.click()
         item.wait_for(state="detached", timeout=WAIT_MS)
         patient.wait_for_url(re.compile(r"/waiting\?visit=.*left=ended"), timeout=WAIT_MS)

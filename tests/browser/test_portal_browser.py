@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_pages import in_view
 from room_layout import check_room_layout
 
 from consult.totp import INTERVAL_S, code_for_step, next_usable_step
@@ -240,7 +241,12 @@ def test_patient_waits_doctor_admits_and_refers(
 
     # End and refer offline with a reason: the patient's page goes to the waiting room, which
     # shows the referral.
+    # The whole form, whatever the window: beside the video the visit's panel is short (the
+    # form was cut by it, as the question to end the visit was), so it floats over the page.
+    queue.set_viewport_size({"width": 1280, "height": 640})
     item.locator("[data-action=refer]").click()
+    assert in_view(item.locator(".refer-form")), "the referral form is cut by the panel"
+    queue.set_viewport_size({"width": 1280, "height": 900})
     item.locator("textarea[name=reason]").fill(REFERRAL_REASON)
     item.locator("input[name=appointment]").fill("明天上午 心内科门诊")
     item.locator("[data-action=refer_confirm]").click()

@@ -178,10 +178,18 @@ function wire(li, visitId) {
     ending.delete(visitId);
     renderQueue();
     li.querySelector("textarea").focus();
+    li.querySelector(".refer-form").scrollIntoView({ block: "nearest" }); // in the queue's list
   });
   on("refer_cancel", () => {
     referring.delete(visitId);
     renderQueue();
+  });
+  li.querySelector(".refer-form").addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return; // as "cancel": the visit goes on
+    event.preventDefault();
+    referring.delete(visitId);
+    renderQueue();
+    li.querySelector('[data-action="refer"]').focus();
   });
   li.querySelector(".refer-form").addEventListener("submit", async (event) => {
     event.preventDefault();
