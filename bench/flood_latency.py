@@ -8,7 +8,7 @@ production Argon2 costs. The healthy client reads ``GET /api/v1/me`` one request
 at most 100 a second, taking turns among 8 signed-in patients so that each stays inside its read
 budget (20 a second); each round measures it for ``--window`` seconds quiet, then for the same
 time beside each flood, run by a process of its own (so the flooder's client work is not on the
-healthy client's loop):
+healthy client's loop; tests/http_flood_client.py, which tests/api/test_floods.py runs too):
 
 * ``forbidden``: a patient asks for the audit chain (auditors only), 20 requests at a time
   (issue 13: 179 audit rows a second). Each round a new patient floods, so every round sees the
@@ -47,6 +47,8 @@ from consult.admin_commands import add_user  # noqa: E402
 from consult.db import Database  # noqa: E402
 
 PASSWORD = "Correct-Horse-42"
+FLOOD_CLIENT = ROOT / "tests" / "http_flood_client.py"
+"""The flooder, a process of its own (shared with tests/api/test_floods.py)."""
 FLOOD_CONCURRENCY = {"forbidden": 20, "sign_in": 16}
 HEALTHY_ACCOUNTS = 8
 HEALTHY_EVERY_S = 0.01
@@ -67,7 +69,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def load() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 async def prepare(data_dir: Path, rounds: int) -> None:
@@ -134,45 +137,6 @@ async def healthy_window(
     return times
 
 
-# --- The flood, in a process of its own -------------------------------------------------------
-
-
-async def flood_worker(kind: str, url: str, secret: str, seconds: float) -> dict[str, int]:
-    """Run one flood for ``seconds``; the count of each answer (``status code``)."""
-    counts: dict[str, int] = {}
-    until = time.monotonic() + seconds
-    concurrency = FLOOD_CONCURRENCY[kind]
-    if kind == "forbidden":
-        connector = aiohttp.TCPConnector(limit=concurrency)
-    else:  # secret: the flooding address
-        connector = aiohttp.TCPConnector(local_addr=(secret, 0), limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def one(n: int) -> None:
-            i = 0
-            while time.monotonic() < until:
-                if kind == "forbidden":
-                    request = http.get(
-                        url + "/api/v1/audit/events", headers={"Authorization": f"Bearer {secret}"}
-                    )
-                else:
-                    name = f"victim-{(n + i) % 4}" if i % 2 else f"ghost-{n}-{i}"
-                    request = http.post(
-                        url + "/api/v1/session",
-                        json={"username": name, "password": f"Wrong-{n}-{i}-Pass"},
-                    )
-                async with request as r:
-                    body = await r.json(content_type=None)
-                code = (body or {}).get("error", {}).get("code") if isinstance(body, dict) else None
-                key = f"{r.status} {code}"
-                counts[key] = counts.get(key, 0) + 1
-                i += 1
-
-        print("go", flush=True)
-        await asyncio.gather(*(one(n) for n in range(concurrency)))
-    return counts
-
-
 async def beside_flood(
     http: aiohttp.ClientSession,
     url: str,
@@ -183,25 +147,17 @@ async def beside_flood(
     profile: tuple[str, Path, int] | None,
 ) -> tuple[list[float], dict[str, int]]:
     """The healthy client's round trips while a flood process runs for ``seconds``."""
+    victims = [f"victim-{n}" for n in range(4)] if kind == "sign_in" else []
     flooder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--flood-worker",
-        kind,
-        "--url",
-        url,
-        "--secret",
-        secret,
-        "--window",
-        str(seconds),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
+        sys.executable, str(FLOOD_CLIENT), url, kind, secret, str(FLOOD_CONCURRENCY[kind]),
+        "--seconds", str(seconds), *victims,
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
     assert flooder.stdout is not None
     spy = None
     try:
         line = await asyncio.wait_for(flooder.stdout.readline(), 30)
-        assert line.strip() == b"go", line
+        assert line.strip() == b"ready", line
         if profile is not None:
             binary, path, pid = profile
             spy = await asyncio.create_subprocess_exec(
@@ -297,12 +253,4 @@ if __name__ == "__main__":
     parser.add_argument("--py-spy", default="", help="py-spy binary: profile each flood window")
     parser.add_argument("--profile-dir", default=".")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and log")
-    parser.add_argument("--flood-worker", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--secret", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.flood_worker:
-        result = asyncio.run(flood_worker(args.flood_worker, args.url, args.secret, args.window))
-        print(json.dumps(result), flush=True)
-    else:
-        asyncio.run(main(args))
+    asyncio.run(main(parser.parse_args()))
