@@ -486,13 +486,17 @@ async def authenticate(
         raise SessionInvalid()
     now = now or utc_now()
     async with db.session() as session:
-        row = await session.scalar(
-            select(Session).where(Session.token_digest == token_digest(token))
-        )
-        if row is None or row.revoked_at is not None:
+        # the session and its account in one statement: every request of the API passes here
+        found = (
+            await session.execute(
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.token_digest == token_digest(token))
+            )
+        ).first()
+        if found is None or found[0].revoked_at is not None:
             raise SessionInvalid()
-        user = await session.get(User, row.user_id)
-        assert user is not None
+        row, user = found
         departments = set(
             (
                 await session.scalars(

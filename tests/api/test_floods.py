@@ -121,7 +121,7 @@ async def _audit_count(server: Server) -> int:
 async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     server: Server, clinic: Clinic
 ) -> None:
-    """A patient sends 400 requests for the audit chain (auditors only), 20 at a time, while
+    """A patient asks for the audit chain (auditors only) for 3 s, 20 requests at a time, while
     a doctor reads: the first refusals are audited one row each, then the patient gets
     ``rate_limited`` and the chain one summary; the doctor's round trip holds."""
     flooder = await clinic.person("patient")
@@ -132,11 +132,10 @@ async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
 
     started = time.monotonic()
     baseline, during, answers = await _beside(
-        doctor, server.url, "forbidden", flooder.token, "20", "--count", "400"
+        doctor, server.url, "forbidden", flooder.token, "20", "--seconds", "3"
     )
     elapsed = time.monotonic() - started
 
-    assert sum(answers.values()) == 400
     assert set(answers) == {"403 forbidden", "429 rate_limited"}, answers
     denied = answers["403 forbidden"]
     # one row each for a burst, then about one a second (the probe above was the first)

@@ -17,6 +17,13 @@ more wait their turn without running anything, and a caller with :data:`CALLER_W
 already is refused (429) at once. So one client's burst takes a bounded share of the database
 connections, the audit append lock and the event loop, and others are not queued behind it.
 
+A refusal (``rate_limited``) of a caller with other requests at work or waiting, a burst, is
+answered after :data:`HOLD_REFUSAL_S`, holding its slot meanwhile (a tarpit, as a front proxy's
+``limit_req`` delays excess requests): a burst that ignores ``Retry-After`` then gets at most
+``CALLER_IN_FLIGHT / HOLD_REFUSAL_S`` answers a second instead of as many as the event loop can
+write, which left no time for anyone else (measured: 1,600 refusals a second). A client that
+sends one request at a time is answered at once: it takes one request's share of the loop.
+
 Refusing cheaply: a bearer token authenticated a moment ago is remembered with its account
 (:meth:`ApiLimits.known`); a caller whose budget is spent, or whose refused requests are being
 throttled (``consult.audit.refuse_if_throttled``), is refused before its token is looked up in
@@ -30,6 +37,7 @@ allows N times the rates), like the other limits of ``docs/hardening.md``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -119,6 +127,8 @@ ADDRESS_IN_FLIGHT: Final = 32
 """Requests of one address at work at once, whatever their tokens (a hospital behind one NAT
 address: 32 requests of a few milliseconds each are thousands a second)."""
 ADDRESS_WAITING: Final = 512
+HOLD_REFUSAL_S: Final = 0.25
+"""How long a refusal within a burst is held back (see above)."""
 KNOWN_CALLERS: Final = 10_000
 KNOWN_FOR_S: Final = 300.0
 """How long a token's account is remembered after its last authentication, to refuse it
@@ -201,7 +211,9 @@ def _token_key(token: str) -> bytes:
 async def admitted(limits: ApiLimits, call: Call, route: str) -> AsyncIterator[None]:
     """Hold one of the caller's and one of its address's in-flight slots for the request,
     waiting for them in turn; refuse with ``rate_limited`` (429) when the caller already has
-    :data:`CALLER_WAITING` requests waiting (or its address :data:`ADDRESS_WAITING`)."""
+    :data:`CALLER_WAITING` requests waiting (or its address :data:`ADDRESS_WAITING`). A
+    ``rate_limited`` refusal while the caller has other requests at work or waiting is held
+    back :data:`HOLD_REFUSAL_S`, slots and all."""
     token = call.bearer
     caller: Hashable = ("token", _token_key(token)) if token else ("address", call.source_ip)
     async with AsyncExitStack() as stack:
@@ -211,7 +223,12 @@ async def admitted(limits: ApiLimits, call: Call, route: str) -> AsyncIterator[N
         except TooManyWaiting:
             call.actor = call.actor or limits.known(token)
             await _refuse(limits, call, "in_flight", route, 1.0)
-        yield
+        try:
+            yield
+        except RateLimited:
+            if limits.callers.active(caller) + limits.callers.waiting(caller) > 1:
+                await asyncio.sleep(HOLD_REFUSAL_S)
+            raise
 
 
 def _key(call: Call) -> Hashable:
