@@ -417,8 +417,10 @@ class _Appender:
         # a caller cancelled while its event is written must not leave the outcome unread
         done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append((fields, done))
-        if self._writer is None:
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not done.get_loop():
             self._writer = asyncio.create_task(self._drain(), name="audit-append")
+            self._writer.add_done_callback(self._stopped)
         # shielded: the event is written (and the chain stays whole) even if the caller goes
         return await asyncio.shield(done)
 
@@ -428,6 +430,7 @@ class _Appender:
             await asyncio.shield(self._writer)
 
     async def _drain(self) -> None:
+        batch: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -447,8 +450,20 @@ class _Appender:
                     continue
                 for (_, done), event in zip(batch, events, strict=True):
                     _settle(done, event)
-        finally:
+        except BaseException:  # cancelled (the loop is going away): no caller waits forever
+            for _, done in batch:
+                _settle(done, RuntimeError("the audit writer stopped while writing the event"))
+            raise
+
+    def _stopped(self, writer: asyncio.Task[None]) -> None:
+        """The writer ended: forget it, and fail what it left queued if it was cancelled (even
+        before it started), so that no caller waits for ever."""
+        if self._writer is writer:
             self._writer = None
+        if writer.cancelled() or writer.exception() is not None:
+            left, self._queue = self._queue, []
+            for _, done in left:
+                _settle(done, RuntimeError("the audit writer stopped before the event was written"))
 
     async def _write(self, batch: list[_Fields]) -> list[AuditEvent]:
         db = self._db()

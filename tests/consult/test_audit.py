@@ -245,6 +245,24 @@ async def test_r22_queued_appends_are_written_before_the_database_closes(
     assert (await verify_chain(fresh)).ok
 
 
+async def test_r22_a_writer_that_is_cancelled_leaves_no_caller_waiting(fresh: Database) -> None:
+    """The writer cancelled mid-batch (its loop going away): every caller gets an error at once
+    instead of waiting for ever, and the next append starts a new writer."""
+    callers = [
+        asyncio.create_task(append(fresh, "test.cancel", actor=ACTOR, details={"n": n}))
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)  # queued, the writer started
+    writer = audit._appender_of(fresh)._writer
+    assert writer is not None
+    writer.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)
+    assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes
+    event = await append(fresh, "test.after", actor=ACTOR)
+    assert event.action == "test.after"
+    assert (await verify_chain(fresh)).ok
+
+
 # --- The application cannot edit the chain --------------------------------------------------
 
 
