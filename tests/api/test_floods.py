@@ -126,7 +126,7 @@ async def _audit_count(server: Server) -> int:
 async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     server: Server, clinic: Clinic
 ) -> None:
-    """A patient asks for the audit chain (auditors only) for 3 s, 20 requests at a time, while
+    """A patient asks for the audit chain (auditors only) for 2 s, 20 requests at a time, while
     a doctor reads: the first refusals are audited one row each, then the patient gets
     ``rate_limited`` and the chain one summary; the doctor's round trip holds."""
     flooder = await clinic.person("patient")
@@ -137,7 +137,7 @@ async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
 
     started = time.monotonic()
     baseline, during, answers = await _beside(
-        doctor, server.url, "forbidden", flooder.token, "20", "--seconds", "3"
+        doctor, server.url, "forbidden", flooder.token, "20", "--seconds", "2"
     )
     elapsed = time.monotonic() - started
 
