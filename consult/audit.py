@@ -22,6 +22,14 @@ State changes and their events commit together: services open :func:`audited`, c
 call :meth:`AuditTx.record` in the same transaction. A refusal raised through
 :meth:`AuditTx.refuse` rolls the work back and still records the refusal.
 
+Events with nothing else to commit (:func:`append`: a view, a refusal, a summary) are written
+together (group commit): the first caller starts a writer that takes every event queued
+meanwhile, links them in queue order in one transaction under the append lock, commits once and
+answers each caller. A caller returns only once its event is committed, as before; a batch that
+fails is written again one event at a time, so one bad event fails alone; and the database
+waits for the writer before it closes (:meth:`Database.before_close`), so shutdown loses none.
+A flood of audited refusals then costs one commit per batch instead of one per request.
+
 Details never carry personal data (names, ID numbers, phones): :func:`canonical_details` refuses
 values that look like an ID number or a mobile number, as a last line of defence.
 """
@@ -143,6 +151,44 @@ def event_digest(prev_digest: str, event: AuditEvent) -> str:
 # --- Appending ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """One event's fields before it is linked (``details`` already canonical JSON)."""
+
+    action: str
+    actor_id: str | None
+    actor_role: str | None
+    source_ip: str | None
+    object_type: str | None
+    object_id: str | None
+    result: AuditResult
+    details: str
+    at: datetime | None
+
+
+def _fields(
+    action: str,
+    *,
+    actor: Actor | None,
+    actor_id: str | None,
+    actor_role: str | None,
+    source_ip: str | None,
+    object_type: str | None,
+    object_id: str | None,
+    result: AuditResult,
+    details: str,
+    at: datetime | None = None,
+) -> _Fields:
+    """``actor`` fills ``actor_id``, ``actor_role`` and ``source_ip`` unless they are given."""
+    if actor is not None:
+        actor_id = actor_id if actor_id is not None else actor.user_id
+        actor_role = actor_role if actor_role is not None else actor.role.value
+        source_ip = source_ip if source_ip is not None else actor.source_ip
+    return _Fields(
+        action, actor_id, actor_role, source_ip, object_type, object_id, result, details, at
+    )
+
+
 @dataclass
 class _Refusal:
     actor: Actor | None
@@ -183,34 +229,54 @@ class AuditTx:
 
         ``actor`` fills ``actor_id``, ``actor_role`` and ``source_ip`` unless they are given.
         """
-        if actor is not None:
-            actor_id = actor_id if actor_id is not None else actor.user_id
-            actor_role = actor_role if actor_role is not None else actor.role.value
-            source_ip = source_ip if source_ip is not None else actor.source_ip
+        (event,) = await self._add(
+            [
+                _fields(
+                    action,
+                    actor=actor,
+                    actor_id=actor_id,
+                    actor_role=actor_role,
+                    source_ip=source_ip,
+                    object_type=object_type,
+                    object_id=object_id,
+                    result=result,
+                    details=canonical_details(details),
+                    at=at,
+                )
+            ]
+        )
+        return event
+
+    async def _add(self, batch: Sequence[_Fields]) -> list[AuditEvent]:
+        """Link ``batch`` onto the head in order and write it with one flush."""
         if self._head is None:
             self._head = await _read_head(self.session)
         seq, prev_digest = self._head
-        event = AuditEvent(
-            seq=seq + 1,
-            id=new_id(),
-            at=at if at is not None else utc_now(),
-            actor_id=actor_id,
-            actor_role=actor_role,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            result=result.value,
-            source_ip=source_ip,
-            details=canonical_details(details),
-            prev_digest=prev_digest,
-            digest_version=DIGEST_VERSION,
-        )
-        event.digest = event_digest(prev_digest, event)
-        self.session.add(event)
+        events = []
+        for fields in batch:
+            seq += 1
+            event = AuditEvent(
+                seq=seq,
+                id=new_id(),
+                at=fields.at if fields.at is not None else utc_now(),
+                actor_id=fields.actor_id,
+                actor_role=fields.actor_role,
+                action=fields.action,
+                object_type=fields.object_type,
+                object_id=fields.object_id,
+                result=fields.result.value,
+                source_ip=fields.source_ip,
+                details=fields.details,
+                prev_digest=prev_digest,
+                digest_version=DIGEST_VERSION,
+            )
+            event.digest = prev_digest = event_digest(prev_digest, event)
+            events.append(event)
+        self.session.add_all(events)
         await self.session.flush()
-        self._head = (event.seq, event.digest)
-        self.events.append(event)
-        return event
+        self._head = (seq, prev_digest)
+        self.events.extend(events)
+        return events
 
     def refuse(
         self,
@@ -313,19 +379,117 @@ async def append(
     result: AuditResult = AuditResult.OK,
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event in a transaction of its own (for callers with nothing else to commit)."""
-    async with audited(db) as tx:
-        return await tx.record(
-            action,
-            actor=actor,
-            actor_id=actor_id,
-            actor_role=actor_role,
-            source_ip=source_ip,
-            object_type=object_type,
-            object_id=object_id,
-            result=result,
-            details=details,
-        )
+    """Append one event that has nothing else to commit; return it once it is committed.
+
+    Events appended meanwhile by other callers share its transaction (group commit, see the
+    module docstring). ``ValueError`` for details that :func:`canonical_details` refuses, before
+    anything is queued.
+    """
+    fields = _fields(
+        action,
+        actor=actor,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        source_ip=source_ip,
+        object_type=object_type,
+        object_id=object_id,
+        result=result,
+        details=canonical_details(details),
+    )
+    return await _appender_of(db).append(fields)
+
+
+MAX_BATCH: Final = 200
+"""Events linked in one transaction at most (a flood's backlog is written in several)."""
+
+
+class _Appender:
+    """The group-commit writer of one database's :func:`append` calls."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = weakref.ref(db)
+        self._queue: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        db.before_close(self.drain)
+
+    async def append(self, fields: _Fields) -> AuditEvent:
+        done: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        # a caller cancelled while its event is written must not leave the outcome unread
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.append((fields, done))
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not done.get_loop():
+            self._writer = asyncio.create_task(self._drain(), name="audit-append")
+            self._writer.add_done_callback(self._stopped)
+        # shielded: the event is written (and the chain stays whole) even if the caller goes
+        return await asyncio.shield(done)
+
+    async def drain(self) -> None:
+        """Wait until every queued event is written (or has failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _drain(self) -> None:
+        batch: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    events = await self._write([fields for fields, _ in batch])
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0][1], exc)
+                        continue
+                    for fields, done in batch:  # one by one: a bad event fails alone
+                        try:
+                            (event,) = await self._write([fields])
+                        except Exception as one:
+                            _settle(done, one)
+                        else:
+                            _settle(done, event)
+                    continue
+                for (_, done), event in zip(batch, events, strict=True):
+                    _settle(done, event)
+        except BaseException:  # cancelled (the loop is going away): no caller waits forever
+            for _, done in batch:
+                _settle(done, RuntimeError("the audit writer stopped while writing the event"))
+            raise
+
+    def _stopped(self, writer: asyncio.Task[None]) -> None:
+        """The writer ended: forget it, and fail what it left queued if it was cancelled (even
+        before it started), so that no caller waits for ever."""
+        if self._writer is writer:
+            self._writer = None
+        if writer.cancelled() or writer.exception() is not None:
+            left, self._queue = self._queue, []
+            for _, done in left:
+                _settle(done, RuntimeError("the audit writer stopped before the event was written"))
+
+    async def _write(self, batch: list[_Fields]) -> list[AuditEvent]:
+        db = self._db()
+        if db is None:
+            raise RuntimeError("the database is gone")
+        async with audited(db) as tx:
+            return await tx._add(batch)
+
+
+def _settle(done: asyncio.Future[AuditEvent], outcome: AuditEvent | BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
+
+
+_appenders: weakref.WeakKeyDictionary[Database, _Appender] = weakref.WeakKeyDictionary()
+
+
+def _appender_of(db: Database) -> _Appender:
+    appender = _appenders.get(db)
+    if appender is None:
+        appender = _appenders[db] = _Appender(db)
+    return appender
 
 
 async def authorize(
@@ -340,29 +504,17 @@ async def authorize(
 
     This is the check for every REST route and socket event: it raises
     :class:`PermissionDenied` (``forbidden``) or ``totp_enrolment_required`` after appending a
-    ``denied`` event. Nothing is recorded when the action is allowed.
+    ``denied`` event. Nothing is recorded when the action is allowed. An actor refused more
+    often than :data:`DENIALS_BURST` at once and :data:`DENIALS_PER_S` after gets
+    :class:`RateLimited` instead, counted in one ``audit.denials_throttled`` row a minute.
     """
     try:
         require(actor, action)
     except PermissionDenied as exc:
         guard = _denial_guard(db)
-        key = actor.user_id or actor.source_ip or "anonymous"
-        wait = guard.budget.take(key)
+        wait = guard.budget.take(_denial_key(actor))
         if wait > 0:  # a flood of refused requests: rate_limited, one summary row a minute
-
-            async def write(count: int) -> None:
-                await append(
-                    db,
-                    "audit.denials_throttled",
-                    actor=actor,
-                    object_type=object_type,
-                    object_id=object_id,
-                    result=AuditResult.DENIED,
-                    details={"action": action, "refused": count},
-                )
-                logger.warning("refused requests throttled (%d)", count)
-
-            await guard.summary.refused(key, write)
+            await _throttled_denial(db, guard, actor, action, object_type, object_id)
             raise RateLimited(wait) from None
         await append(
             db,
@@ -374,6 +526,62 @@ async def authorize(
             details={"code": exc.code},
         )
         raise
+
+
+async def refuse_if_throttled(
+    db: Database,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+) -> None:
+    """Raise :class:`RateLimited` when :func:`authorize` would: ``actor`` may not do ``action``
+    and its refusals are being throttled. Counted in the same summary; nothing else happens.
+
+    For the edges, before they authenticate a caller they recognise (a bearer token that was
+    this actor a moment ago): a flood of refused requests then costs no database work at all.
+    It only ever refuses, so a stale ``actor`` (whose rights changed since) costs at most a
+    ``rate_limited`` while its refusals are throttled.
+    """
+    try:
+        require(actor, action)
+    except PermissionDenied:
+        guard = _denial_guard(db)
+        key = _denial_key(actor)
+        wait = guard.budget.peek(key)
+        if wait > 0:
+            await _throttled_denial(db, guard, actor, action, object_type, object_id)
+            raise RateLimited(wait) from None
+
+
+def _denial_key(actor: Actor) -> str:
+    return actor.user_id or actor.source_ip or "anonymous"
+
+
+async def _throttled_denial(
+    db: Database,
+    guard: _DenialGuard,
+    actor: Actor,
+    action: str,
+    object_type: str | None,
+    object_id: str | None,
+) -> None:
+    """Count one throttled refusal; its summary row is written now or within the minute."""
+
+    async def write(count: int) -> None:
+        await append(
+            db,
+            "audit.denials_throttled",
+            actor=actor,
+            object_type=object_type,
+            object_id=object_id,
+            result=AuditResult.DENIED,
+            details={"action": action, "refused": count},
+        )
+        logger.warning("refused requests throttled (%d)", count)
+
+    await guard.summary.refused(_denial_key(actor), write)
 
 
 DENIALS_BURST: Final = 100

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -22,12 +23,22 @@ from consult.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
 
+SQLITE_POOL_SIZE: Final = 20
+SQLITE_MAX_OVERFLOW: Final = 20
+"""Connections kept open to an SQLite file, and opened beyond that under a burst. SQLAlchemy's
+default (5 kept, 10 more) closes every connection beyond the fifth when it is returned, so a
+burst of requests (each session an aiosqlite thread, a file open and two pragmas) churned them
+and a sixteenth request waited behind the burst for one (issue 13: a flood's requests took the
+connections a healthy client's read needed). Reads do not block each other in WAL mode; writes
+are serialized by SQLite whatever the pool."""
+
 
 class Database:
     """Owns the engine of one database (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://``).
 
     Lifecycle: ``await start()`` (creates the engine and migrates to head), then ``session()`` as
-    often as needed, then ``await close()``. ``start()`` on a started database does nothing;
+    often as needed, then ``await close()``, which first awaits the :meth:`before_close`
+    callbacks (writers that still hold queued rows). ``start()`` on a started database does nothing;
     ``start()`` after ``close()`` and ``session()`` outside start..close raise ``RuntimeError``.
 
     ``field_key`` (configuration, at least 32 bytes, never stored in the database) keys the SM4
@@ -42,6 +53,7 @@ class Database:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._closed = False
         self._start_lock = asyncio.Lock()
+        self._before_close: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def dialect(self) -> str:
@@ -94,10 +106,21 @@ class Database:
             raise RuntimeError("the database is not started; await Database.start() first")
         return self._sessions()
 
+    def before_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await ``callback`` in :meth:`close`, while the database is still open (a writer that
+        batches rows flushes them here)."""
+        self._before_close.append(callback)
+
     async def close(self) -> None:
-        """Dispose of the engine and its connections; idempotent."""
+        """Await the :meth:`before_close` callbacks, then dispose of the engine and its
+        connections; idempotent."""
         if self._closed:
             return
+        for callback in list(self._before_close):
+            try:
+                await callback()
+            except Exception:  # the engine is disposed of all the same
+                logger.exception("a before-close callback failed")
         self._closed = True
         engine, self._engine, self._sessions = self._engine, None, None
         if engine is not None:
@@ -137,6 +160,7 @@ class Database:
             options["poolclass"] = StaticPool
         else:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
         engine = create_async_engine(self._url, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine

@@ -11,6 +11,10 @@ Three small, clock-injected pieces that the edges share:
 - :class:`RefusalSummary`: counts refusals per key and writes one summary per key per
   ``interval_s``, so a flood writes one audit row a minute instead of one per request; what was
   refused after the last one is written by :func:`flush_summaries`.
+- :class:`ConcurrencyCap`: at most ``limit`` requests of one key at work at once; the next
+  ``max_waiting`` wait their turn (a suspended coroutine: nothing runs on the event loop for
+  them), and any beyond are refused at once. One client's burst then takes a bounded share of
+  the database connections, the append lock and the loop, whatever its rate.
 
 Each keeps at most ``max_keys`` keys (the least recently used go first), so a flood of new keys
 (spoofed addresses, new sockets) costs bounded memory. State is per process: with several
@@ -19,11 +23,13 @@ processes each enforces its own share (documented in docs/hardening.md).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
@@ -38,7 +44,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class _Lru(Generic[K, V]):
+class Lru(Generic[K, V]):
     """An ordered dict that forgets its least recently used key beyond ``max_keys``."""
 
     def __init__(self, max_keys: int) -> None:
@@ -83,7 +89,15 @@ class TokenBuckets:
         self.rate = rate
         self.burst = burst
         self._clock = clock
-        self._buckets: _Lru[Hashable, list[float]] = _Lru(max_keys)
+        self._buckets: Lru[Hashable, list[float]] = Lru(max_keys)
+
+    def peek(self, key: Hashable, cost: float = 1.0) -> float:
+        """The seconds until ``key`` could take ``cost`` tokens (0.0: now), taking none."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.burst, bucket[0] + (self._clock() - bucket[1]) * self.rate)
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
 
     def take(self, key: Hashable, cost: float = 1.0) -> float:
         """Take ``cost`` tokens for ``key``: 0.0 if taken, else the seconds until they would be."""
@@ -125,7 +139,7 @@ class FailureBackoff:
         self.base_s = base_s
         self.max_wait_s = max_wait_s
         self._clock = clock
-        self._keys: _Lru[Hashable, _Failures] = _Lru(max_keys)
+        self._keys: Lru[Hashable, _Failures] = Lru(max_keys)
 
     def _recent(self, key: Hashable, now: float) -> _Failures | None:
         entry = self._keys.get(key)
@@ -195,7 +209,7 @@ class RefusalSummary:
     ) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self._keys: _Lru[Hashable, _Pending] = _Lru(max_keys)
+        self._keys: Lru[Hashable, _Pending] = Lru(max_keys)
         _summaries.add(self)
 
     async def refused(self, key: Hashable, write: SummaryWriter) -> None:
@@ -242,6 +256,87 @@ class RefusalSummary:
 
 
 _summaries: weakref.WeakSet[RefusalSummary] = weakref.WeakSet()
+
+
+class TooManyWaiting(Exception):
+    """:meth:`ConcurrencyCap.slot` refused: the key has ``limit`` at work and ``max_waiting``
+    waiting already."""
+
+
+@dataclass
+class _Slots:
+    active: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+class ConcurrencyCap:
+    """At most ``limit`` holders of a slot per key at once; ``max_waiting`` more wait in order
+    (first come, first served), and one beyond that is refused (:class:`TooManyWaiting`).
+
+    A key's state exists only while it has a holder or a waiter, so memory follows the requests
+    in flight, not the keys ever seen.
+    """
+
+    def __init__(self, limit: int, max_waiting: int) -> None:
+        if limit < 1 or max_waiting < 0:
+            raise ValueError("a cap needs limit >= 1 and max_waiting >= 0")
+        self.limit = limit
+        self.max_waiting = max_waiting
+        self._keys: dict[Hashable, _Slots] = {}
+
+    def active(self, key: Hashable) -> int:
+        """Holders of ``key``'s slots now."""
+        slots = self._keys.get(key)
+        return 0 if slots is None else slots.active
+
+    def waiting(self, key: Hashable) -> int:
+        """Requests of ``key`` waiting for a slot now."""
+        slots = self._keys.get(key)
+        return 0 if slots is None else len(slots.waiting)
+
+    @asynccontextmanager
+    async def slot(self, key: Hashable) -> AsyncIterator[None]:
+        """Hold one of ``key``'s slots for the block, waiting for one if need be."""
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    async def _acquire(self, key: Hashable) -> None:
+        slots = self._keys.get(key)
+        if slots is None:
+            slots = self._keys[key] = _Slots()
+        if slots.active < self.limit and not slots.waiting:
+            slots.active += 1
+            return
+        if len(slots.waiting) >= self.max_waiting:
+            raise TooManyWaiting()
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slots.waiting.append(turn)
+        try:
+            await turn  # _release hands its slot over: ``active`` is already counted
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release(key)  # handed over, then cancelled: pass it on
+            else:
+                slots.waiting.remove(turn)
+                self._forget(key, slots)
+            raise
+
+    def _release(self, key: Hashable) -> None:
+        slots = self._keys[key]
+        while slots.waiting:
+            turn = slots.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes straight to the next in line
+                return
+        slots.active -= 1
+        self._forget(key, slots)
+
+    def _forget(self, key: Hashable, slots: _Slots) -> None:
+        if slots.active == 0 and not slots.waiting:
+            self._keys.pop(key, None)
 
 
 async def flush_summaries(*, everything: bool = False) -> int:

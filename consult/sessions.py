@@ -8,7 +8,10 @@
 - Every failure answers ``invalid_credentials`` until both factors pass: a right password
   without its code is not told apart (issue 13: no password oracle).
 - One address is throttled after 10 failures across usernames (exponential back-off) and to a
-  burst of 60 attempts, before any Argon2 work (``rate_limited``, audited once a minute).
+  burst of 60 attempts, before any Argon2 work (``rate_limited``, audited once a minute). An
+  address has one password check at a time; the next waits its turn and is checked against the
+  throttle again when it comes, so a burst from one address hashes no more than its allowance
+  and leaves the other hashing thread to everyone else.
 - A staff account with a confirmed TOTP secret must give a code; without one, it gets an
   enrolment-only session (it may only enrol TOTP). A patient who enrolled TOTP must give it too.
   A code's time step is claimed atomically: one code opens one session.
@@ -29,7 +32,7 @@ import secrets
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, NoReturn
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +60,13 @@ from consult.models import (
     UserDepartment,
 )
 from consult.permissions import STAFF_ROLES, Role
-from consult.ratelimit import FailureBackoff, RefusalSummary, TokenBuckets
+from consult.ratelimit import (
+    ConcurrencyCap,
+    FailureBackoff,
+    RefusalSummary,
+    TokenBuckets,
+    TooManyWaiting,
+)
 from consult.sqltypes import new_id, utc_now
 from consult.tokens import TokenClaims
 from consult.totp import matching_step
@@ -80,6 +89,10 @@ ADDRESS_RATE: Final = 1.0
 ADDRESS_BURST: Final = 60.0
 """Sign-in attempts from one address: 60 at once, then one a second."""
 CONCURRENT_HASHES: Final = 2
+HASHES_PER_ADDRESS: Final = 1
+"""Password checks of one address at once: a burst from one address queues behind itself."""
+ADDRESS_WAITING: Final = 64
+"""Sign-ins of one address waiting for its password check; one more is refused at once."""
 
 
 @dataclass(frozen=True)
@@ -126,13 +139,16 @@ class _Guard:
       failure; refused attempts get ``rate_limited`` before any password is hashed;
     - per address, every attempt: a bucket of :data:`ADDRESS_BURST` refilled at
       :data:`ADDRESS_RATE` a second, so a flood costs no Argon2 time;
-    - Argon2 itself: at most :data:`CONCURRENT_HASHES` at once, so a burst cannot take every core.
+    - Argon2 itself: at most :data:`CONCURRENT_HASHES` at once, so a burst cannot take every core,
+      and :data:`HASHES_PER_ADDRESS` per address, so one address's burst waits behind itself
+      (re-checked against the back-off when its turn comes) and not in front of everyone else.
     """
 
     def __init__(self) -> None:
         self.failures = FailureBackoff(ADDRESS_FAILURES, window_s=900.0, base_s=1.0)
         self.attempts = TokenBuckets(ADDRESS_RATE, ADDRESS_BURST)
         self.summary = RefusalSummary(60.0)
+        self.per_address = ConcurrencyCap(HASHES_PER_ADDRESS, ADDRESS_WAITING)
         self._hashing: asyncio.Semaphore | None = None
 
     @property
@@ -158,9 +174,23 @@ def username_ref(db: Database, username: str) -> str:
     return db.cipher.blind_index(str(username).casefold(), USERNAME_REF_CONTEXT)[:32]
 
 
-async def _verify(guard: _Guard, password_hash: str, password: str) -> bool:
-    async with guard.hashing:
-        return await passwords.verify_async(password_hash, password)
+async def _verify(
+    db: Database, guard: _Guard, source_ip: str | None, password_hash: str, password: str
+) -> bool:
+    """Check the password (Argon2), in the address's turn: an address throttled meanwhile (its
+    earlier tries failed while this one waited) is refused without hashing."""
+    if source_ip is None:
+        async with guard.hashing:
+            return await passwords.verify_async(password_hash, password)
+    try:
+        async with guard.per_address.slot(source_ip):
+            wait = guard.failures.wait(source_ip)
+            if wait > 0:
+                await _throttled(db, guard, source_ip, wait)
+            async with guard.hashing:
+                return await passwords.verify_async(password_hash, password)
+    except TooManyWaiting:
+        await _throttled(db, guard, source_ip, 1.0)
 
 
 async def sign_in(
@@ -191,14 +221,14 @@ async def sign_in(
     async with db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
     if user is None or user.password_hash is None or not user.is_active:
-        await _verify(guard, await _dummy_hash(), password)
+        await _verify(db, guard, source_ip, await _dummy_hash(), password)
         await _count_unknown_failure(db, guard, user, username, source_ip, now)
         raise AssertionError("unreachable")  # pragma: no cover
     if user.locked_until is not None and user.locked_until > now:
         async with audited(db) as tx:
             await _record_failure(tx, db, user, username, source_ip, "locked")
         raise AccountLocked()
-    good_password = await _verify(guard, user.password_hash, password)
+    good_password = await _verify(db, guard, source_ip, user.password_hash, password)
     if not good_password:
         await _count_failure(db, guard, user.id, username, source_ip, "bad_password", now)
     step: int | None = None
@@ -218,7 +248,7 @@ async def sign_in(
     return result
 
 
-async def _throttled(db: Database, guard: _Guard, source_ip: str, wait: float) -> None:
+async def _throttled(db: Database, guard: _Guard, source_ip: str, wait: float) -> NoReturn:
     """Refuse with ``rate_limited``; audit one summary per address a minute, not every try."""
 
     async def write(count: int) -> None:
@@ -456,13 +486,17 @@ async def authenticate(
         raise SessionInvalid()
     now = now or utc_now()
     async with db.session() as session:
-        row = await session.scalar(
-            select(Session).where(Session.token_digest == token_digest(token))
-        )
-        if row is None or row.revoked_at is not None:
+        # the session and its account in one statement: every request of the API passes here
+        found = (
+            await session.execute(
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.token_digest == token_digest(token))
+            )
+        ).first()
+        if found is None or found[0].revoked_at is not None:
             raise SessionInvalid()
-        user = await session.get(User, row.user_id)
-        assert user is not None
+        row, user = found
         departments = set(
             (
                 await session.scalars(

@@ -2,24 +2,33 @@
 
 A patient hammering a route it may not use wrote 179 audit rows a second; 16 unauthenticated
 sign-in workers moved a healthy client's p99 from 13 to 576 ms. Here the same floods run over
-HTTP against the real server while a signed-in doctor keeps reading: the flood is refused with
-``rate_limited``, the audit chain grows by a bounded number of rows, and the doctor's typical
-round trip stays within 2x of what it was before the flood (a floor of 50 ms: the test process
-shares the two cores with the server; the tail is bounded loosely, a starved server shows as
-seconds). The mute and chat floods on the socket are in tests/signaling/test_event_limits.py.
+HTTP against the real server, from a process of their own (tests/http_flood_client.py: the
+flooder's client work must not count as the server's, as it would on the test's event loop),
+while a signed-in doctor keeps reading: the flood is refused with ``rate_limited``, the audit
+chain grows by a bounded number of rows, and the doctor's round trip holds.
+
+The bound (the acceptance of issue 13): the doctor's p99 while the flood is on is at most
+``max(2 x its p99 before the flood, its p99 before + 50 ms)``. The floor: on a quiet machine the
+baseline p99 is a few milliseconds, which any scheduler pause of the two shared cores doubles;
+50 ms is still far below what a flood costs a server that does its expensive work for it
+(a forbidden-route flood took the p99 from ~4 to 200-350 ms, a sign-in flood to 70-170 ms).
+The doctor sends at most one request every 15 ms: as many as fit while the flood lasts (at
+least 40, at most 250), so the p99 is not one sample, and its baseline is 100 before the flood
+and as many again after it. bench/flood_latency.py measures
+the same side by side with the server in its own process. The mute and chat floods on the
+socket are in tests/signaling/test_event_limits.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-import aiohttp
 import pytest
-from apiclient import Api, Clinic, Person
+from apiclient import Clinic, Person
 from harness import Server
 from sqlalchemy import func, select
 
@@ -27,44 +36,76 @@ from consult import audit, sessions
 from consult.models import AuditEvent
 from web.keys import DATABASE
 
+FLOOD_CLIENT = Path(__file__).parent.parent / "http_flood_client.py"
+BASELINE_SAMPLES = 100
+MIN_FLOODED_SAMPLES = 40
+MAX_SAMPLES = 250
+"""The doctor's reads (at most 100 + 2 x 250) stay inside its read budget (a burst of 600)."""
+EVERY_S = 0.015
+"""At most one healthy request per 15 ms: a client, not a second flood."""
+FLOOR_S = 0.05
 
-async def _round_trips(person: Person, count: int) -> list[float]:
-    """Seconds per ``GET /me`` of the healthy client, one after another."""
-    times: list[float] = []
-    for _ in range(count):
-        started = time.perf_counter()
-        reply = await person.call("GET", "/me")
-        times.append(time.perf_counter() - started)
-        assert reply.status == 200, reply
-    return times
+
+async def _round_trip(person: Person) -> float:
+    started = time.perf_counter()
+    reply = await person.call("GET", "/me")
+    elapsed = time.perf_counter() - started
+    assert reply.status == 200, reply
+    return elapsed
+
+
+async def _paced(person: Person, times: list[float]) -> None:
+    began = time.monotonic()
+    times.append(await _round_trip(person))
+    await asyncio.sleep(max(0.0, began + EVERY_S - time.monotonic()))
 
 
 def _p99(times: list[float]) -> float:
     return sorted(times)[max(0, round(0.99 * len(times)) - 1)]
 
 
-async def _beside(
-    healthy: Person, flood: Callable[[], Awaitable[None]], samples: int = 40
-) -> tuple[float, float, float]:
-    """The healthy client's median before, median and max during ``flood``."""
-    baseline = await _round_trips(healthy, samples)
-    flooding = asyncio.create_task(flood())
-    try:
-        await asyncio.sleep(0)  # the flood's first requests are on the wire
-        during = await _round_trips(healthy, samples)
-    finally:
-        await flooding
-    print(f"healthy p99 {_p99(baseline) * 1000:.1f} ms -> {_p99(during) * 1000:.1f} ms")
-    return statistics.median(baseline), statistics.median(during), max(during)
-
-
-def _assert_healthy(base: float, flooded: float, worst: float) -> None:
-    print(
-        f"healthy median {base * 1000:.1f} ms -> {flooded * 1000:.1f} ms, "
-        f"worst {worst * 1000:.1f} ms under flood"
+async def _beside(healthy: Person, *flood: str) -> tuple[list[float], list[float], dict[str, int]]:
+    """The healthy client's round trips beside ``http_flood_client.py *flood`` (while it runs)
+    and around it (:data:`BASELINE_SAMPLES` before, as many as beside it after: the baseline
+    spans the flood, so a machine that is busier for a while weighs on both alike), and the
+    flood's answers (``{"STATUS CODE": count}``)."""
+    baseline: list[float] = []
+    while len(baseline) < BASELINE_SAMPLES:
+        await _paced(healthy, baseline)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(FLOOD_CLIENT), *flood, stdout=asyncio.subprocess.PIPE
     )
-    assert flooded <= max(2 * base, base + 0.05), (base, flooded)
-    assert worst <= base + 1.0, (base, worst)
+    assert process.stdout is not None
+    try:
+        ready = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert ready.strip() == b"ready", ready
+        output = asyncio.ensure_future(process.stdout.read())
+        during: list[float] = []
+        while (not output.done() or len(during) < MIN_FLOODED_SAMPLES) and len(
+            during
+        ) < MAX_SAMPLES:
+            await _paced(healthy, during)
+        answers = json.loads((await asyncio.wait_for(output, 120)).decode().splitlines()[-1])
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    after = len(baseline) + len(during)
+    while len(baseline) < after:
+        await _paced(healthy, baseline)
+    print(
+        f"healthy p99 {_p99(baseline) * 1000:.1f} ms -> {_p99(during) * 1000:.1f} ms "
+        f"(median {sorted(baseline)[len(baseline) // 2] * 1000:.1f} -> "
+        f"{sorted(during)[len(during) // 2] * 1000:.1f} ms, worst {max(during) * 1000:.1f} ms; "
+        f"{len(during)} reads beside the flood, {len(baseline)} around it)"
+    )
+    return baseline, during, answers
+
+
+def _assert_healthy(baseline: list[float], during: list[float]) -> None:
+    """The p99 bound of the module docstring."""
+    base, flooded = _p99(baseline), _p99(during)
+    assert flooded <= max(2 * base, base + FLOOR_S), (base, flooded)
 
 
 async def _audit_rows(server: Server, actor_id: str | None, action: str) -> list[AuditEvent]:
@@ -85,7 +126,7 @@ async def _audit_count(server: Server) -> int:
 async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     server: Server, clinic: Clinic
 ) -> None:
-    """A patient sends 400 requests for the audit chain (auditors only), 20 at a time, while
+    """A patient asks for the audit chain (auditors only) for 2 s, 20 requests at a time, while
     a doctor reads: the first refusals are audited one row each, then the patient gets
     ``rate_limited`` and the chain one summary; the doctor's round trip holds."""
     flooder = await clinic.person("patient")
@@ -93,20 +134,15 @@ async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     probe = await flooder.call("GET", "/audit/events")
     assert (probe.status, probe.code) == (403, "forbidden"), probe
     before = await _audit_count(server)
-    replies: list[tuple[int, str | None]] = []
-
-    async def flood() -> None:
-        for _ in range(20):
-            batch = await asyncio.gather(*(flooder.call("GET", "/audit/events") for _ in range(20)))
-            replies.extend((r.status, r.code) for r in batch)
 
     started = time.monotonic()
-    _assert_healthy(*await _beside(doctor, flood))
+    baseline, during, answers = await _beside(
+        doctor, server.url, "forbidden", flooder.token, "20", "--seconds", "2"
+    )
     elapsed = time.monotonic() - started
 
-    assert len(replies) == 400
-    assert set(replies) == {(403, "forbidden"), (429, "rate_limited")}, set(replies)
-    denied = replies.count((403, "forbidden"))
+    assert set(answers) == {"403 forbidden", "429 rate_limited"}, answers
+    denied = answers["403 forbidden"]
     # one row each for a burst, then about one a second (the probe above was the first)
     allowed = audit.DENIALS_BURST + audit.DENIALS_PER_S * elapsed + 1
     assert denied <= allowed, (denied, elapsed)
@@ -118,8 +154,9 @@ async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     ]
     assert len(summaries) == 1, summaries  # within a minute: one summary row
     assert summaries[0]["action"] == "audit.view", summaries
-    # the flooder's refusals are its own: the doctor is not refused
+    # the flooder's refusals are its own: the doctor is not refused, nor slowed
     assert (await doctor.call("GET", "/me")).status == 200
+    _assert_healthy(baseline, during)
 
 
 @pytest.mark.production_argon2
@@ -133,42 +170,24 @@ async def test_r33_a_sign_in_flood_from_sixteen_workers_leaves_a_healthy_client_
     victims = [await clinic.person("patient") for _ in range(4)]
     doctor = await clinic.person("doctor")
     before = await _audit_count(server)
-    codes: list[str | None] = []
-    attacker = Api(server.url)
-    attacker.http = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0), limit=16)
+    baseline, during, answers = await _beside(
+        doctor,
+        *(server.url, "sign_in", "127.0.0.3", "16", "--seconds", "3"),
+        *(victim.username for victim in victims),
     )
-
-    async def worker(n: int, until: float) -> None:
-        i = 0
-        while time.monotonic() < until:
-            name = victims[(n + i) % 4].username if i % 2 else f"ghost-{n}-{i}"
-            reply = await attacker.call(
-                "POST", "/session", {"username": name, "password": f"Wrong-{n}-{i}-Pass"}
-            )
-            codes.append(reply.code)
-            i += 1
-
-    async def flood() -> None:
-        until = time.monotonic() + 3.0
-        await asyncio.gather(*(worker(n, until) for n in range(16)))
-
-    try:
-        _assert_healthy(*await _beside(doctor, flood))
-    finally:
-        await attacker.close()
-    assert set(codes) <= {"invalid_credentials", "rate_limited"}, set(codes)
-    refused = codes.count("rate_limited")
-    checked = codes.count("invalid_credentials")
-    print(f"{len(codes)} sign-in tries: {checked} checked, {refused} rate_limited")
+    codes = {key.split()[1]: count for key, count in answers.items()}
+    assert set(codes) <= {"invalid_credentials", "rate_limited"}, answers
+    refused = codes.get("rate_limited", 0)
+    checked = codes.get("invalid_credentials", 0)
+    print(f"{refused + checked} sign-in tries: {checked} checked, {refused} rate_limited")
     # the address's allowance of failures, plus the tries already in flight when it ran out
     # (at most one per worker): then no more hashing
     assert checked <= sessions.ADDRESS_FAILURES + 16, checked
-    assert refused == len(codes) - checked
     # bounded audit growth: the checked failures and a summary, not a row per try
     grown = await _audit_count(server) - before
-    assert grown <= checked + 4, (grown, checked, len(codes))
+    assert grown <= checked + 4, (grown, checked, answers)
     # no victim was locked out by tries its attacker could not make
     for victim in victims:
         reply = await victim.sign_in()
         assert reply.status == 201, reply
+    _assert_healthy(baseline, during)

@@ -8,9 +8,11 @@ import json
 import pytest
 from conftest import FIELD_KEY
 from consult_world import make_org, make_patient, signed_in
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from consult import audit
 from consult.actor import Actor
 from consult.audit import (
     append,
@@ -170,6 +172,95 @@ async def test_r22_appends_from_several_processes_chain_without_forks(fresh: Dat
     assert [e.seq for e in events] == list(range(1, 61))
     report = await verify_chain(fresh)
     assert report.ok and report.checked == 60
+
+
+async def test_r22_appends_at_once_share_a_transaction_and_chain_in_order(
+    fresh: Database,
+) -> None:
+    """Group commit: 60 appends made at once are written in a few transactions (one per batch
+    the writer finds queued), each returns its own committed event, and they chain in the order
+    they were made."""
+    commits: list[int] = []
+    sa_event.listen(fresh.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    returned = await asyncio.gather(
+        *(append(fresh, "test.burst", actor=ACTOR, details={"n": n}) for n in range(60))
+    )
+    events = await _events(fresh)
+    assert [e.seq for e in events] == list(range(1, 61))
+    assert [json.loads(e.details)["n"] for e in events] == list(range(60))  # the callers' order
+    assert [(e.seq, e.digest) for e in returned] == [(e.seq, e.digest) for e in events]
+    assert 1 <= len(commits) <= 3, len(commits)  # not 60
+    assert (await verify_chain(fresh)).ok
+
+
+async def test_r22_a_batch_that_fails_is_written_one_event_at_a_time(
+    fresh: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch the database refuses is retried event by event: only the bad event fails."""
+    write = audit._Appender._write
+
+    async def refuse_batches_and_one(self: audit._Appender, batch: list) -> list[AuditEvent]:  # type: ignore[type-arg]
+        if len(batch) > 1 or batch[0].object_id == "bad":
+            raise DBAPIError("INSERT", {}, Exception("refused"))
+        return await write(self, batch)
+
+    monkeypatch.setattr(audit._Appender, "_write", refuse_batches_and_one)
+    outcomes = await asyncio.gather(
+        *(
+            append(fresh, "test.batch", actor=ACTOR, object_id="bad" if n == 2 else f"ok-{n}")
+            for n in range(5)
+        ),
+        return_exceptions=True,
+    )
+    assert [isinstance(o, DBAPIError) for o in outcomes] == [False, False, True, False, False]
+    assert [e.object_id for e in await _events(fresh)] == ["ok-0", "ok-1", "ok-3", "ok-4"]
+    assert (await verify_chain(fresh)).ok
+
+
+async def test_r22_personal_data_is_refused_before_it_is_queued(fresh: Database) -> None:
+    with pytest.raises(ValueError):
+        await append(fresh, "test.pii", actor=ACTOR, details={"phone": "13800138000"})
+    assert await _events(fresh) == []
+
+
+async def test_r22_queued_appends_are_written_before_the_database_closes(
+    fresh: Database,
+) -> None:
+    """Appends whose callers went away (cancelled mid-write) are still written, and the
+    database waits for them when it closes: shutdown loses no event."""
+    url = fresh.engine.url.render_as_string(hide_password=False)
+    other = Database(url, field_key=FIELD_KEY)
+    await other.start()
+    callers = [
+        asyncio.create_task(append(other, "test.shutdown", actor=ACTOR, details={"n": n}))
+        for n in range(30)
+    ]
+    await asyncio.sleep(0)  # every caller has queued its event
+    for caller in callers[::2]:
+        caller.cancel()
+    await other.close()
+    assert other.closed
+    events = await _events(fresh)
+    assert sorted(json.loads(e.details)["n"] for e in events) == list(range(30))
+    assert (await verify_chain(fresh)).ok
+
+
+async def test_r22_a_writer_that_is_cancelled_leaves_no_caller_waiting(fresh: Database) -> None:
+    """The writer cancelled mid-batch (its loop going away): every caller gets an error at once
+    instead of waiting for ever, and the next append starts a new writer."""
+    callers = [
+        asyncio.create_task(append(fresh, "test.cancel", actor=ACTOR, details={"n": n}))
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)  # queued, the writer started
+    writer = audit._appender_of(fresh)._writer
+    assert writer is not None
+    writer.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)
+    assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes
+    event = await append(fresh, "test.after", actor=ACTOR)
+    assert event.action == "test.after"
+    assert (await verify_chain(fresh)).ok
 
 
 # --- The application cannot edit the chain --------------------------------------------------

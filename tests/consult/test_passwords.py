@@ -54,8 +54,9 @@ def test_non_string_inputs_are_false(stored: str) -> None:
 
 
 async def test_r33_hashing_runs_below_the_event_loops_priority(stored: str) -> None:
-    """Argon2 runs on threads of its own at nice +10 (its lane threads inherit it), so a burst of
-    sign-ins leaves the cores to the event loop and the calls' media on it."""
+    """Argon2 runs on threads of its own at nice +10, on the upper half of the process's cores
+    (its lane threads inherit both), so a burst of sign-ins leaves the cores to the event loop
+    and the calls' media on it."""
     import os
     import threading
 
@@ -70,3 +71,14 @@ async def test_r33_hashing_runs_below_the_event_loops_priority(stored: str) -> N
         assert thread.native_id is not None
         niceness = os.getpriority(os.PRIO_PROCESS, thread.native_id)
         assert niceness == min(19, base + passwords.HASHING_NICENESS), (thread.name, niceness)
+        cores = os.sched_getaffinity(thread.native_id)
+        assert cores == passwords.hashing_cpus(os.sched_getaffinity(0)), (thread.name, cores)
+
+
+def test_hashing_keeps_to_the_upper_half_of_the_cores() -> None:
+    from consult.passwords import hashing_cpus
+
+    assert hashing_cpus({0}) == {0}
+    assert hashing_cpus({0, 1}) == {1}
+    assert hashing_cpus({0, 1, 2}) == {1, 2}
+    assert hashing_cpus({2, 3, 6, 7}) == {6, 7}

@@ -1,5 +1,9 @@
 """From an aiohttp request to a handler call and back: the order every route follows.
 
+0. take one of the caller's in-flight slots (:func:`web.api.limits.admitted`: per bearer token,
+   or per address, and per address), waiting for it -> 429 ``rate_limited`` when too many wait;
+   a token that authenticated a moment ago, whose account's budget is spent or whose refusals
+   are throttled, is refused here -> 429, before any database work;
 1. authenticate the bearer token (public routes skip this) -> 401;
    spend the caller's request budget (:mod:`web.api.limits`: per account, or per address on a
    public route) -> 429 ``rate_limited``, so a flood costs neither a permission check nor body
@@ -22,10 +26,12 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from consult.audit import refuse_if_throttled
+
 from . import auth
 from .call import Call
 from .errors import ApiError
-from .limits import API_LIMITS, spend
+from .limits import API_LIMITS, ApiLimits, admitted, spend
 from .registry import BinaryResponse, Operation, RawBody
 
 MAX_ERRORS_SHOWN: Final = 5
@@ -38,12 +44,30 @@ def aiohttp_handler(op: Operation) -> AiohttpHandler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         call = Call.of(request)
-        if not op.public:
-            await auth.authenticate(call, op.action)
-        await spend(request.app[API_LIMITS], call, op)
-        if not op.public:
-            assert op.action is not None
-            await auth.authorize(call, op.action)
+        limits = request.app[API_LIMITS]
+        async with admitted(limits, call, op.operation_id):
+            await _admit(limits, call)
+            return await _run(request, call)
+
+    async def _admit(limits: ApiLimits, call: Call) -> None:
+        """Authenticate, spend the budget and check the permission, refusing cheaply first."""
+        if op.public:
+            await spend(limits, call, op)
+            return
+        assert op.action is not None
+        known = limits.known(call.bearer)
+        if known is not None:  # refused now if it would be after the database work
+            call.actor = known
+            await spend(limits, call, op)
+            await refuse_if_throttled(call.db, known, op.action)
+            call.actor = None
+        await auth.authenticate(call, op.action)
+        limits.remember(call.bearer, call.actor)
+        if known is None or call.me.user_id != known.user_id:
+            await spend(limits, call, op)
+        await auth.authorize(call, op.action)
+
+    async def _run(request: web.Request, call: Call) -> web.StreamResponse:
         kwargs: dict[str, Any] = {}
         if op.path_params is not None:
             kwargs["path"] = _validate_path(op.path_params, request)
