@@ -426,8 +426,11 @@ class _Appender:
 
     async def drain(self) -> None:
         """Wait until every queued event is written (or has failed)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        while (writer := self._writer) is not None:
+            if writer.done():  # finished, its done callback not run yet: awaiting it would spin
+                self._stopped(writer)
+                continue
+            await asyncio.shield(writer)
 
     async def _drain(self) -> None:
         batch: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
@@ -458,8 +461,9 @@ class _Appender:
     def _stopped(self, writer: asyncio.Task[None]) -> None:
         """The writer ended: forget it, and fail what it left queued if it was cancelled (even
         before it started), so that no caller waits for ever."""
-        if self._writer is writer:
-            self._writer = None
+        if self._writer is not writer:  # already handled, or a newer writer owns the queue
+            return
+        self._writer = None
         if writer.cancelled() or writer.exception() is not None:
             left, self._queue = self._queue, []
             for _, done in left:
