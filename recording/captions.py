@@ -95,21 +95,21 @@ def time_text(epoch_s: float) -> str:
 def time_options(font: Font, width: int, height: int) -> dict[str, Any]:
     """Where and how the time is drawn: the frame's top right corner, on a dark band."""
     size = max(14, height // 30)
-    return {
-        "font": font.family,
-        "fontsize": size,
-        "fontcolor": "white",
-        "box": 1,
-        "boxcolor": "black@0.6",
-        "boxborderw": size // 4,
-        "x": f"w-tw-{size // 2}",
-        "y": size // 2,
-    }
+    return _on_band(font, size) | {"x": f"w-tw-{size // 2}", "y": size // 2}
 
 
 def label_options(font: Font, x: int, y: int, tile_h: int) -> dict[str, Any]:
     """Where and how a tile's label is drawn: its bottom left corner, on a dark band."""
     size = max(16, tile_h // 20)
+    return _on_band(font, size) | {
+        "expansion": "none",
+        "x": x + size // 2,
+        "y": f"{y + tile_h - size // 2}-th",
+    }
+
+
+def _on_band(font: Font, size: int) -> dict[str, Any]:
+    """drawtext's options for white text of ``size`` px on a dark band."""
     return {
         "font": font.family,
         "fontsize": size,
@@ -117,9 +117,6 @@ def label_options(font: Font, x: int, y: int, tile_h: int) -> dict[str, Any]:
         "box": 1,
         "boxcolor": "black@0.6",
         "boxborderw": size // 4,
-        "expansion": "none",
-        "x": x + size // 2,
-        "y": f"{y + tile_h - size // 2}-th",
     }
 
 
