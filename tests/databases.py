@@ -25,6 +25,9 @@ from consult.db import Database
 #: The file name the server's default SQLite URL uses (web.config.Config.database).
 SQLITE_NAME = "teleconsult.db"
 
+FIELD_KEY = "consult-tests-field-key-" + "0123456789abcdef" * 2
+"""The configured SM4/HMAC-SM3 secret of the consult tests' databases (never stored in them)."""
+
 T = TypeVar("T")
 
 _lock = threading.Lock()

@@ -20,11 +20,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_types import RoomPage, Server
 from databases import seed_data_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -109,25 +110,6 @@ def _kill_namespace_processes(ns: str) -> None:
 
 def ns_run(ns: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([_ip(), "netns", "exec", ns, *argv], text=True, **kwargs)
-
-
-@dataclass
-class Server:
-    ns: str
-    base_url: str
-    visit_id: str
-    links: dict[str, str]
-    process: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-
-    def log_tail(self, lines: int = 80) -> str:
-        out = []
-        for path in (self.stdout_path, self.stderr_path):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            tail = "\n".join(text.splitlines()[-lines:])
-            out.append(f"--- {path.name} (last {lines} lines) ---\n{tail}")
-        return "\n".join(out)
 
 
 def _parse_demo_output(stdout: str) -> dict[str, Any]:
@@ -342,22 +324,6 @@ def chromium_in(chromium: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     finally:
         for browser in browsers:
             browser.close()
-
-
-@dataclass
-class RoomPage:
-    """One participant's page with what it logged."""
-
-    role: str
-    page: Any
-    logs: list[str] = field(default_factory=list)
-
-    def tc(self) -> dict[str, Any]:
-        """A JSON copy of window.__tc without the peer connections."""
-        return self.page.evaluate(
-            "() => { const {pcs, ...rest} = window.__tc || {};"
-            " return JSON.parse(JSON.stringify(rest)); }"
-        )
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import SMALL_TARGETS_JS
 from test_portal_browser import _sign_in
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import WAIT_MS, api_setup, empty_server
 from mdt_room_pages import TABS, five_in_the_room
 from signing_ca import make_sm2_ca

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import WAIT_MS, api_setup, empty_server
 from signing_ca import make_sm2_ca
 from test_consultation_browser import _click, _error, _page, _ready, _state

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import WAIT_MS, api_setup, empty_server
 from signing_ca import make_sm2_ca
 from test_consultation_browser import _no_error, _page

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import SMALL_TARGETS_JS, api_setup, empty_server
 from test_accessibility_browser import _axe
 from test_portal_browser import _sign_in

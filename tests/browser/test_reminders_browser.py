@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RoomPage
+from browser_types import RoomPage
 from console_pages import LAYOUT_JS, SMALL_TARGETS_JS, api_setup, empty_server
 from test_accessibility_browser import _axe
 from test_portal_browser import _sign_in

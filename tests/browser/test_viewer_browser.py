@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import RoomPage, Server
+from browser_types import RoomPage, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
 

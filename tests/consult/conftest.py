@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import databases
 import pytest
-from databases import run_aside
+from databases import FIELD_KEY, run_aside
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
@@ -31,8 +31,6 @@ from consult.db import Database
 PG_URL_ENV = "TELECONSULT_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 STRICT_ENV = "TELECONSULT_STRICT"
-FIELD_KEY = "consult-tests-field-key-" + "0123456789abcdef" * 2
-"""The configured SM4/HMAC-SM3 secret of the test databases (never stored in them)."""
 
 
 def pg_url() -> URL:

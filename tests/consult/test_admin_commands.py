@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import FIELD_KEY
+from databases import FIELD_KEY
 from sqlalchemy import text
 
 from consult.admin_commands import (

@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
-from conftest import FIELD_KEY
 from consult_world import make_org, make_patient, signed_in
+from databases import FIELD_KEY
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError

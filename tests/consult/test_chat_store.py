@@ -19,7 +19,7 @@ from chat_images import (
     png,
     png_bomb,
 )
-from conftest import FIELD_KEY
+from databases import FIELD_KEY
 from PIL import ExifTags, Image
 from sqlalchemy import select, text, update
 

@@ -10,7 +10,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import FIELD_KEY
 from consult_world import (
     PASSWORD,
     make_doctor,
@@ -18,6 +17,7 @@ from consult_world import (
     make_patient,
     make_person,
 )
+from databases import FIELD_KEY
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 

@@ -14,10 +14,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import make_world
 from dicom_data import series_from, write_series
 from harness import Server, skip_or_fail, start_server
 from imaging_helpers import client, imaging_events, off_loop
+from imaging_world import make_world
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
