@@ -117,6 +117,7 @@ class RoomMedia(RoomApi):
         self._muted: dict[str, set[str]] = {}  # kind -> participant ids
         self._liveness = LivenessWatch(self._transports, self._transport_lost, silence_s=silence_s)
         self._recovering: set[str] = set()  # participants whose media was lost
+        self._priority: dict[str, int] = {}  # participant id -> its video's priority
 
     def _transports(self) -> list[Transport]:
         """What the liveness watch judges by silence: of a participant publishing on a
@@ -468,6 +469,7 @@ class RoomMedia(RoomApi):
             producer,
             app_data={"participant_id": producer.app_data.get("participant_id")},
         )
+        consumer.priority = self._priority.get(producer.app_data.get("participant_id"), 1)
         subscriber = transport.app_data.get("participant_id")
         consumer.on_congestion(
             lambda c, paused: self._on_event(
@@ -528,6 +530,15 @@ class RoomMedia(RoomApi):
             if producer.kind == kind:
                 producer.pause() if muted else producer.resume()
 
+    async def set_priority(self, participant_id: str, priority: int) -> None:
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+            raise InvalidState("a priority is an integer from 0 to 9")
+        self._priority[participant_id] = priority
+        for producer in self.router.producers:
+            if producer.app_data.get("participant_id") == participant_id:
+                for consumer in self.router.consumers_of(producer):
+                    consumer.priority = priority
+
     async def restart(self, participant_id: str) -> None:
         """The participant's page found its connections dead: close them as a lost path is
         closed (the others keep its streams), so that it can make new ones."""
@@ -562,6 +573,7 @@ class RoomMedia(RoomApi):
             await transport.close()
         if not returning:
             self._recovering.discard(participant_id)
+            self._priority.pop(participant_id, None)
             for kind in self._muted.values():
                 kind.discard(participant_id)
 
@@ -624,6 +636,7 @@ class RoomMedia(RoomApi):
             "publishers": sorted(self._publish),
             "standbys": sorted(self._standby),
             "subscribers": sorted(self._subscribe),
+            "priorities": dict(sorted(self._priority.items())),
         }
 
     async def close(self) -> None:

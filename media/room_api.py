@@ -73,6 +73,12 @@ class RoomApi(Protocol):
         """Stop (or restart) forwarding the participant's tracks of ``kind``, whatever it sends."""
         ...
 
+    async def set_priority(self, participant_id: str, priority: int) -> None:
+        """Whose video a subscriber keeps when its link cannot carry every stream: in each
+        subscriber's share of its estimate, the participant's video is served before video of
+        a lower ``priority`` (default 1; the same priority: in the order the streams came)."""
+        ...
+
     async def restart(self, participant_id: str) -> None:
         """The participant's page found its connections dead: close them (the others keep its
         streams) so that it can make new ones."""

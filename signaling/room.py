@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from consult.models import RoomRole
 from media.errors import MediaError
 from media.pool import MediaPool
 from media.room_api import RoomApi
@@ -22,6 +23,18 @@ from turn import ProviderHealth
 
 from .errors import SignalingError
 from .session import Session
+
+#: Whose video a subscriber keeps when its link cannot carry every stream (the room API's
+#: ``set_priority``): the clinicians' first, then the patient side's speakers'; a companion's
+#: or an observer's last. A patient on a poor link keeps seeing the doctor.
+VIDEO_PRIORITY: dict[str, int] = {
+    RoomRole.DOCTOR: 3,
+    RoomRole.INVITER: 3,
+    RoomRole.INVITEE: 3,
+    RoomRole.PATIENT: 2,
+    RoomRole.GUARDIAN: 2,
+    RoomRole.INTERPRETER: 2,
+}
 
 logger = logging.getLogger(__name__)
 

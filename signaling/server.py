@@ -34,7 +34,7 @@ from .limits import EventLimits
 from .origins import FAILOVER_PING_INTERVAL_S, origin_policy
 from .packets import MALFORMED, BoundedPacket
 from .review import REVIEW_EVENTS, ReviewComponent
-from .room import Room, Rooms
+from .room import VIDEO_PRIORITY, Room, Rooms
 from .session import Session
 from .updates import Updates
 
@@ -278,6 +278,9 @@ class SignalingServer:
         # an overloaded media worker takes nobody new (server_busy); the page retries
         try:
             await room.live_media().admit(session.participant_id)
+            await room.live_media().set_priority(
+                session.participant_id, VIDEO_PRIORITY.get(session.room_role, 1)
+            )
         except MediaError:
             await self.rooms.discard_if_empty(room)  # a room opened for this join alone
             raise

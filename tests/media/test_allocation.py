@@ -26,6 +26,7 @@ from test_twcc import Bottleneck
 
 from media import _aiortc_seam as seam
 from media.bandwidth import UP_ABOVE, Want, allocate
+from media.errors import InvalidState
 from media.keyframes import vp8_keyframe_start
 from media.room import RoomMedia
 from media.simulcast import URI_RID
@@ -257,6 +258,33 @@ async def test_r1_two_videos_share_one_subscribers_estimate(two_videos):
         assert {(b - a) & 0xFFFF for a, b in itertools.pairwise(seqs)} == {1}
         switches = [(a[2], b[2], b[3]) for a, b in itertools.pairwise(log.log) if a[2] != b[2]]
         assert switches and all(keyframe for *_, keyframe in switches)
+
+
+async def test_r1_the_video_of_a_higher_priority_is_kept_whatever_came_first(room, two_videos):
+    """Signaling gives the doctor's video a higher priority than a companion's (room API
+    ``set_priority``). Here the companion's video came second but is given the higher
+    priority: when only one lowest layer fits, it keeps moving and the one that came first
+    stops; a participant's priority reaches its existing streams and new ones alike."""
+    subscriber, consumers, logs = two_videos
+    doctor, family = consumers["doctor"], consumers["companion"]
+    await wait_for(lambda: all(len(log.log) > 30 for log in logs.values()), timeout=10)
+    await room.set_priority("companion", 3)
+    assert family.priority == 3 and doctor.priority == 1
+    await _hold_estimate(subscriber, 5_000_000, lambda: doctor.layer == family.layer == 2, 10)
+    await _hold_estimate(subscriber, 300_000, lambda: doctor.congested, 10)
+    assert not family.congested
+    n_family = len(logs["companion"].log)
+    await _hold_estimate(subscriber, 300_000, lambda: len(logs["companion"].log) > n_family + 30, 5)
+    assert family.last_share is not None and family.last_share.prober
+    with pytest.raises(InvalidState):
+        await room.set_priority("doctor", 10)
+    # a stream made after the call carries the priority too
+    await room.subscribe("observer")
+    observed = [c for c in room._subscribe["observer"].consumers if c.kind == "video"]
+    assert {c.producer.app_data["participant_id"]: c.priority for c in observed} == {
+        "doctor": 1,
+        "companion": 3,
+    }
 
 
 @pytest.mark.parametrize("two_videos", [True], indirect=True, ids=["transport_cc"])

@@ -35,6 +35,9 @@ async def test_r1_the_subscriber_is_told_when_its_video_of_a_participant_stops_a
     visit = await server.visit()
     doctor, patient = await start_call(server.url, visit)
     try:
+        # the doctor's video is served first on the patient's poor link (a companion's last)
+        dump = await server.media.rooms[0].dump()
+        assert dump["priorities"] == {doctor.id: 3, patient.id: 2}
         await _report_estimate(patient, 1_000, lambda: bool(patient.video_paused), timeout=20)
         assert patient.video_paused == [{"participant": doctor.id, "paused": True}]
         frames = len(patient.received_from(doctor.id, "video").counters)  # type: ignore[union-attr]

@@ -126,6 +126,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "muted": True,
     "returning": False,
     "path": None,
+    "priority": 2,
 }
 
 
