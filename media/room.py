@@ -469,7 +469,7 @@ class RoomMedia(RoomApi):
             producer,
             app_data={"participant_id": producer.app_data.get("participant_id")},
         )
-        consumer.priority = self._priority.get(producer.app_data.get("participant_id"), 1)
+        consumer.priority = self._priority.get(str(producer.app_data.get("participant_id")), 1)
         subscriber = transport.app_data.get("participant_id")
         consumer.on_congestion(
             lambda c, paused: self._on_event(
