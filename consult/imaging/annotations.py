@@ -263,6 +263,47 @@ def _label(figure: _Figure) -> str:
     return ", ".join(f"{v:.1f}{suffix.get(u, '')}" for _, v, u in figure.values)[:64]
 
 
+def measurement_report(
+    evidence: Sequence[Dataset],
+    groups: Sequence[Any],
+    *,
+    procedure: Any,
+    observer: str,
+    series_uid: str,
+    description: str,
+) -> Dataset:
+    """A TID 1500 measurement report (a Comprehensive 3D SR, not final) of ``groups`` taken on
+    ``evidence`` by ``observer`` (a person, named as the page shows it), as the one instance of
+    a new series of the evidence's study. Images' measurements and ECG calipers alike."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_person_context=hd.sr.ObserverContext(
+                observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
+                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                    name=f"{observer[:60] or 'reviewer'}^"  # one component: the name as shown
+                ),
+            )
+        ),
+        procedure_reported=procedure,
+        imaging_measurements=list(groups),
+    )
+    return hd.sr.Comprehensive3DSR(
+        evidence=list(evidence),
+        content=report,
+        series_instance_uid=series_uid,
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(prefix=None),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        series_description=description,
+        is_complete=True,
+        is_final=False,
+    )
+
+
 def build(
     annotations: Sequence[Mapping[str, Any]],
     sources: Mapping[str, Path],
@@ -350,31 +391,14 @@ def build(
                 measurements=measurements,
             )
         )
-    evidence = list(datasets.values())
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_person_context=hd.sr.ObserverContext(
-                observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
-                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                    name=f"{observer[:60] or 'reviewer'}^"  # one component: the name as shown
-                ),
-            )
-        ),
-        procedure_reported=table["procedure"],
-        imaging_measurements=groups,
-    )
     sr_series = generate_uid(prefix=None)
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=sr_series,
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(prefix=None),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        series_description="Review measurements",
-        is_complete=True,
-        is_final=False,
+    sr = measurement_report(
+        list(datasets.values()),
+        groups,
+        procedure=table["procedure"],
+        observer=observer,
+        series_uid=sr_series,
+        description="Review measurements",
     )
     gsps_series = generate_uid(prefix=None)
     states = []

@@ -33,9 +33,8 @@ from consult.actor import Actor
 
 from .annotations import (
     _NAME_WARNING,
-    MANUFACTURER,
-    SR_SERIES_NUMBER,
     SavedReview,
+    measurement_report,
 )
 from .errors import AnnotationNotMeasurable, InstanceNotFound, NothingToSave
 from .models import ImagingStudy
@@ -160,29 +159,13 @@ def build(
         ),
         measurements=measurements,
     )
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_person_context=hd.sr.ObserverContext(
-                observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
-                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                    name=f"{observer[:60] or 'reviewer'}^"
-                ),
-            )
-        ),
-        procedure_reported=codes["procedure"],
-        imaging_measurements=[group],
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=[ds],
-        content=report,
-        series_instance_uid=generate_uid(prefix=None),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(prefix=None),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        series_description="Review ECG measurements",
-        is_complete=True,
-        is_final=False,
+    sr = measurement_report(
+        [ds],
+        [group],
+        procedure=codes["procedure"],
+        observer=observer,
+        series_uid=generate_uid(prefix=None),
+        description="Review ECG measurements",
     )
     # highdicom neither builds nor reads a WAVEFORM content item (it re-reads the content it is
     # given): each interval's source goes into the built tree
