@@ -69,6 +69,11 @@ BASE_TRAIL = 0x4000
 #: above that layer's rate (the result must cover it) ...
 CLUSTER_ABOVE = 1.2
 CLUSTER_S = 0.1
+#: ... and at most this many times the transport's whole estimate (libwebrtc probes further at
+#: twice its estimate): a free link is found in a few doublings, and a link already full gets
+#: a little more than it carries for 100 ms, not a burst towards every top layer that
+#: overflowed a 300 kbit/s link's queue and took the media in it down too.
+CLUSTER_STEP = 2.0
 #: ... at first this long after the last one, doubling while they find no more, up to the max.
 CLUSTER_EVERY_S = 1.0
 CLUSTER_EVERY_MAX_S = 3.0
@@ -623,7 +628,12 @@ class Consumer:
         # steady (padding on a link that just showed overuse only adds to the queue), and to a
         # little under the estimate: the receiver's estimate may grow to 1.5 times that
         above = [layer.bitrate for layer in producer.layers[self._layer + 1 :] if layer.bitrate]
-        if share is not None and share.goal is not None:
+        if estimate < (needs[self._layer] or 0):
+            # the layer it forwards (the first stream keeps its lowest one) already takes more
+            # than its part of the estimate: the link is full, and padding or a probe cluster
+            # would only overflow its queue; the estimate grows by itself while nothing is lost
+            self._set_probe_rate(0)
+        elif share is not None and share.goal is not None:
             # the prober of several streams: padding up to a little under its share (what the
             # others leave), a cluster towards every stream's top layer
             if share.goal > estimate and target == self._layer and steady:
@@ -692,11 +702,14 @@ class Consumer:
         if self._cluster_goal:
             # the last cluster found no more: wait longer before the next one
             self._cluster_every = min(self._cluster_every * 2, CLUSTER_EVERY_MAX_S)
-        rate = int(goal * CLUSTER_ABOVE)
-        target = rate + self._others_bps
+        target = min(
+            int(goal * CLUSTER_ABOVE) + self._others_bps,
+            int((estimate + self._others_bps) * CLUSTER_STEP),
+        )
+        rate = target - self._others_bps
         if not cc.estimator.probe(target, int(now * 1_000_000), int(CLUSTER_S * 1_000_000)):
             return
-        self._cluster_goal = goal
+        self._cluster_goal = int(rate / CLUSTER_ABOVE)  # what this cluster can show
         self._cluster_rate = rate
         self._cluster_until = now + CLUSTER_S
         self._next_cluster_at = now + self._cluster_every

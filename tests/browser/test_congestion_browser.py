@@ -360,7 +360,8 @@ TILE_SAMPLER_JS = """
     document.querySelectorAll("video[data-participant-id]").forEach((video) => {
       const track = video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
       const s = track ? inbound.get(track.id) : null;
-      if (s) row.tiles[video.dataset.role] = [s.framesDecoded || 0, s.frameWidth || 0, s.frameHeight || 0];
+      if (s) row.tiles[video.dataset.role] = [s.framesDecoded || 0, s.frameWidth || 0, s.frameHeight || 0,
+        [s.framesReceived, s.packetsLost, s.nackCount, s.pliCount, s.keyFramesDecoded, s.bytesReceived]];
     });
     window.__tileSamples.push(row);
   }, 1000);
@@ -372,7 +373,7 @@ def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict
     """``role``'s tile as ``_samples`` rows (t, frames, width, height) between two page times."""
     rows = room.page.evaluate("() => window.__tileSamples || []")
     return [
-        {"t": r["t"], "frames": tile[0], "width": tile[1], "height": tile[2]}
+        {"t": r["t"], "frames": tile[0], "width": tile[1], "height": tile[2], "detail": tile[3]}
         for r in rows
         if start <= r["t"] <= end and (tile := r["tiles"].get(role)) is not None
     ]
@@ -443,8 +444,11 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
             "fps_squeezed": round(_fps(during), 1),
             "sizes_squeezed": sorted({(r["width"], r["height"]) for r in during}),
             "freezes_squeezed": _freezes(during),
+            "lower_at": [round(r["t"] / 1000, 1) for r in during if r["width"] < 640],
         }
     print(f"\nthree pages, the patient's downlink at 300 kbit/s: {report}")
+    for row in _tile_rows(patient, "doctor", squeeze["patient"] - 2000, lift["patient"]):
+        print("patient <- doctor", round(row["t"] / 1000, 1), row["frames"], row["detail"])
     log = served.stdout_path.read_text(errors="replace") + served.stderr_path.read_text(
         errors="replace"
     )

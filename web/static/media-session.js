@@ -27,22 +27,23 @@ const LANE_REBUILD_MS = 2000;
 // a=simulcast as low to high): each subscriber gets the best layer its network carries, and a
 // poor network costs that subscriber resolution, not the picture. Chromium sends at most two
 // layers below 960x540 (it drops the highest ones), so a VGA camera gets two. The lowest
-// layer must fit a poor link with the audio beside it, in a call of three too: 150 kbit/s of
-// 320x240 (Chrome's own default for that size is 150-200; the encoder overshoots by ~10 %) plus
-// two Opus streams with headers (~60 each) stays under 300. At 180 the patient's 300 kbit/s
-// link of a three-page call stayed overfull with only the doctor's video left, and it stopped.
+// layer must fit a poor link with the audio beside it, in a call of three too, with room for
+// retransmissions: 100 kbit/s of 320x240 (the encoder overshoots by ~10 %) plus two Opus
+// streams with headers (~60 each) leaves a 300 kbit/s link ~50 to spare. At 150 the patient's
+// 300 kbit/s link of a three-page call lost ~10 packets a second with only the doctor's video
+// left (retransmissions took it to ~200), and its picture ran at 4-7 fps; at 180 it stopped.
 export function simulcastEncodings(track) {
   const height = track.getSettings?.().height ?? 0;
   if (height >= 540) {
     return [
-      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 100_000 },
       { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
       { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
     ];
   }
   if (height >= 240) {
     return [
-      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 150_000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 100_000 },
       { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 600_000 },
     ];
   }
