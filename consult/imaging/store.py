@@ -34,6 +34,8 @@ from consult.sqltypes import new_id
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
 from .group_writer import GroupWriter
 from .models import ImagingInstance, ImagingStudy
+from .render_cache import DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES
+from .render_cache import RenderCache
 from .retrieval_audit import RetrievalAudit
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class ImagingStore:
         *,
         max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
         executor: Executor | None = None,
+        render_cache_bytes: int = DEFAULT_RENDER_CACHE_BYTES,
     ) -> None:
         self.db = db
         self.root = Path(root)
@@ -101,6 +104,8 @@ class ImagingStore:
             self._write_batch, self._write_one
         )
         """Arriving instances commit in groups (see :mod:`.group_writer`)."""
+        self.renders = RenderCache(render_cache_bytes)
+        """Rendered PNGs of recent requests (see :mod:`.render_cache`)."""
         self.retrievals = RetrievalAudit(db)
         """Batches the ``imaging.retrieve`` audit events (see :mod:`.retrieval_audit`)."""
 
