@@ -9,14 +9,20 @@ instance names that record as its Patient ID, so the patient may read the study.
 
 * C-STORE: DCMTK ``storescu`` sends ``--instances`` 512x512 CT instances (pydicom-data's
   693_UNCI, each with new UIDs; ~0.5 MB) in one association: instances per second, each parsed,
-  checked, fsync'd, renamed into place, inserted and audited (target >= 150/s); DCMTK's own
-  storescp receives the same files right after, as the reference; then the same number again
-  over ``--associations`` associations at once (storescu alone limits one association).
+  checked, fsync'd, renamed into place (its directory fsync'd), inserted and audited, committed
+  before its C-STORE response (target >= 150/s); DCMTK's own storescp receives the same files
+  right after, as the reference, twice: as DCMTK is built here (Nagle's algorithm left on: its
+  response waits for storescu's delayed ACK, ~40 ms an instance) and with ``TCP_NODELAY=1``
+  (what storescu itself can send). Then the same number again over ``--associations``
+  associations at once: one association waits for each response before it sends the next
+  instance, so its rate is one instance's latency; several show what the server takes (they
+  share commits: see ``consult/imaging/group_writer.py``).
 * WADO-RS frame: ``--frames`` sequential requests for one native frame (the access check and
   the audit append included): p50/p95 in ms (target p95 <= 5 ms).
-* Rendered PNG: ``--clients`` concurrent clients ask ``--renders`` renderings in all (decoded,
-  windowed and PNG-encoded in the server's executor, off the event loop): p50/p95 in ms and
-  renders per second (target p95 <= 35 ms).
+* Rendered PNG: ``--clients`` concurrent clients ask ``--renders`` renderings in all, of as
+  many different instances (cold: decoded, windowed and PNG-encoded in the server's executor,
+  off the event loop), then the same renderings again (warm: from the server's render cache);
+  every one checked and audited: p50/p95 in ms and renders per second (target p95 <= 35 ms).
 
 Not a test: figures for the notes (timing on a shared machine is noisy; run it twice).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import os
 import random
 import secrets
 import shutil
@@ -54,6 +61,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """The server process's CPU time so far, all threads (user + system; Linux /proc). Beside
+    the latencies: on a machine other work shares, CPU per operation moves far less than time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,7 +121,9 @@ def write_instances(count: int, patient_id: str, directory: Path) -> list[tuple[
     return uids
 
 
-async def storescu(port: int, calling: str, called: str, files: list[Path]) -> float:
+async def storescu(
+    port: int, calling: str, called: str, files: list[Path], env: dict[str, str] | None = None
+) -> float:
     """Send ``files`` in one association; the seconds it took."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -118,6 +137,7 @@ async def storescu(port: int, calling: str, called: str, files: list[Path]) -> f
         *map(str, files),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
     output, _ = await process.communicate()
     elapsed = time.perf_counter() - started
@@ -126,7 +146,9 @@ async def storescu(port: int, calling: str, called: str, files: list[Path]) -> f
     return elapsed
 
 
-async def dcmtk_storescp_rate(files: list[Path], directory: Path) -> float:
+async def dcmtk_storescp_rate(
+    files: list[Path], directory: Path, env: dict[str, str] | None = None
+) -> float:
     """DCMTK's own SCP receiving the same files on this machine now: the reference."""
     directory.mkdir()  # noqa: ASYNC240  (a bench, before anything is timed)
     port = free_port()
@@ -139,6 +161,7 @@ async def dcmtk_storescp_rate(files: list[Path], directory: Path) -> float:
         str(port),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 10
@@ -150,7 +173,7 @@ async def dcmtk_storescp_rate(files: list[Path], directory: Path) -> float:
                 break
             except OSError:
                 await asyncio.sleep(0.05)
-        return len(files) / await storescu(port, "BENCH", "REF", files)
+        return len(files) / await storescu(port, "BENCH", "REF", files, env)
     finally:
         scp.terminate()
         await scp.wait()
@@ -218,18 +241,23 @@ async def main(args: argparse.Namespace) -> None:
                 record_id = (await r.json())["id"]
             uids = write_instances(args.instances, record_id, tmp / "files")
             files = sorted((tmp / "files").iterdir())
+            cpu0 = cpu_seconds(server.pid)
             elapsed = await storescu(dicom_port, "BENCH", "TELECONSULT", files)
             rate = len(files) / elapsed
+            cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files) * 1000
             size = sum(f.stat().st_size for f in files) / len(files) / 1e6
             print(
                 f"C-STORE (storescu -> our SCP: parse, check, fsync, rename, row, audit): "
                 f"{len(files)} x {size:.2f} MB 512x512 CT in {elapsed:.2f} s = {rate:.0f} "
-                f"instances/s (target >= 150)"
+                f"instances/s (target >= 150); server CPU {cpu_store:.1f} ms an instance"
             )
             reference = await dcmtk_storescp_rate(files, tmp / "storescp")
+            nodelay = {**os.environ, "TCP_NODELAY": "1"}
+            fast = await dcmtk_storescp_rate(files, tmp / "storescp-nodelay", nodelay)
             print(
                 f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
-                f"{reference:.0f} instances/s; ours / DCMTK = {rate / reference:.2f}"
+                f"{reference:.0f} instances/s as built (Nagle on), {fast:.0f}/s with "
+                f"TCP_NODELAY=1 (storescu's own ceiling); ours / DCMTK = {rate / reference:.2f}"
             )
             # storescu itself limits one association: several senders at once (as a PACS
             # forwarding to us does) show what the SCP takes.
@@ -238,13 +266,15 @@ async def main(args: argparse.Namespace) -> None:
             uids += again
             n = args.associations
             chunks = [files2[i::n] for i in range(n)]
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
             await asyncio.gather(
                 *(storescu(dicom_port, "BENCH", "TELECONSULT", chunk) for chunk in chunks)
             )
             parallel = len(files2) / (time.perf_counter() - started)
+            cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files2) * 1000
             print(
-                f"C-STORE with {n} associations at once: {parallel:.0f} instances/s (target >= 150)"
+                f"C-STORE with {n} associations at once: {parallel:.0f} instances/s "
+                f"(target >= 150); server CPU {cpu_store:.1f} ms an instance"
             )
 
             base = url + "/api/v1/dicomweb/studies"
@@ -253,6 +283,7 @@ async def main(args: argparse.Namespace) -> None:
                 "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
                 **auth,
             }
+            cpu0 = cpu_seconds(server.pid)
             for _ in range(args.frames):
                 study, series, sop = random.choice(uids)
                 t0 = time.perf_counter()
@@ -265,33 +296,41 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
                 f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
-                f"(target p95 <= 5)"
+                f"(target p95 <= 5); server CPU "
+                f"{(cpu_seconds(server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
             )
 
-            render_ms: list[float] = []
-            per_client = args.renders // args.clients
+            picked = random.sample(uids, min(args.renders, len(uids)))
 
-            async def renderer() -> None:
-                for _ in range(per_client):
-                    study, series, sop = random.choice(uids)
-                    t0 = time.perf_counter()
-                    async with http.get(
-                        f"{base}/{study}/series/{series}/instances/{sop}/rendered",
-                        headers={"Accept": "image/png", **auth},
-                    ) as r:
-                        await r.read()
-                        assert r.status == 200, r.status
-                    render_ms.append((time.perf_counter() - t0) * 1000)
+            async def render_pass() -> tuple[list[float], float, float]:
+                latencies: list[float] = []
+                queue = list(picked)
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(renderer() for _ in range(args.clients)))
-            wall = time.perf_counter() - t0
-            print(
-                f"Rendered PNG ({args.clients} concurrent clients): p50 "
-                f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms, "
-                f"mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s "
-                f"(target p95 <= 35)"
-            )
+                async def renderer() -> None:
+                    while queue:
+                        study, series, sop = queue.pop()
+                        t0 = time.perf_counter()
+                        async with http.get(
+                            f"{base}/{study}/series/{series}/instances/{sop}/rendered",
+                            headers={"Accept": "image/png", **auth},
+                        ) as r:
+                            await r.read()
+                            assert r.status == 200, r.status
+                        latencies.append((time.perf_counter() - t0) * 1000)
+
+                t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
+                await asyncio.gather(*(renderer() for _ in range(args.clients)))
+                cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
+                return latencies, time.perf_counter() - t0, cpu
+
+            for label in ("cold: each instance's first rendering", "warm: the same again"):
+                render_ms, wall, cpu = await render_pass()
+                print(
+                    f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
+                    f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms,"
+                    f" mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s"
+                    f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering"
+                )
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -25,7 +25,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from consult.imaging.errors import DicomRejected, DicomTooLarge
-from consult.imaging.store import Destination, ImagingStore
+from consult.imaging.store import Destination, ImagingStore, prepare_file
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
 from .keys import CONFIG, IMAGING
@@ -144,7 +144,18 @@ class DicomScp:
                 while chunk := raw.read(1 << 20):
                     f.write(chunk)
             dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
-            future = asyncio.run_coroutine_threadsafe(self.store.ingest(incoming, dest, None), loop)
+            # Parsed and fsync'd here, in this association's own thread (it waits anyway), so
+            # the event loop does only the transaction.
+            try:
+                parsed, size = prepare_file(incoming, self.store.max_instance_bytes)
+            except DicomRejected as exc:
+                asyncio.run_coroutine_threadsafe(
+                    self.store.audit_refusal(exc, dest, None), loop
+                ).result(timeout=STORE_TIMEOUT_S)
+                raise
+            future = asyncio.run_coroutine_threadsafe(
+                self.store.store_prepared(incoming, parsed, size, dest, None), loop
+            )
             future.result(timeout=STORE_TIMEOUT_S)
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)

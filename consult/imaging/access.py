@@ -45,7 +45,7 @@ from consult.models import AuditResult, Patient, Room, RoomRole, Visit
 from consult.permissions import Role, in_scope
 
 from .errors import StudyAccessDenied, StudyNotFound
-from .models import ImagingStudy
+from .models import ImagingInstance, ImagingStudy
 from .retrieval_audit import RetrievalAudit
 
 READ: str = "imaging.read"
@@ -246,6 +246,33 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
     if not studies:
         raise StudyNotFound()
     await _deny(db, actor, studies[0].id, what)
+    raise StudyAccessDenied()
+
+
+async def readable_instance(
+    db: Database, actor: Actor, study_uid: str, sop_instance_uid: str, what: str
+) -> tuple[ImagingStudy, ImagingInstance | None]:
+    """:func:`readable_study` and, in the same session (one statement for both), that study's
+    instance with this SOP Instance UID (None when it holds none): a viewer's hot path."""
+    await authorize(db, actor, READ, object_type="imaging_study")
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(ImagingStudy, ImagingInstance)
+                .outerjoin(
+                    ImagingInstance,
+                    (ImagingInstance.study_id == ImagingStudy.id)
+                    & (ImagingInstance.sop_instance_uid == sop_instance_uid),
+                )
+                .where(ImagingStudy.study_uid == study_uid)
+            )
+        ).all()
+        for study, instance in rows:
+            if await _may_read(session, actor, study):
+                return study, instance
+    if not rows:
+        raise StudyNotFound()
+    await _deny(db, actor, rows[0][0].id, what)
     raise StudyAccessDenied()
 
 

@@ -26,12 +26,16 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import append, audited
+from consult.audit import AuditTx, append, audited
 from consult.db import Database
 from consult.models import AuditResult, Patient, Visit
+from consult.sqltypes import new_id
 
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
+from .group_writer import GroupWriter
 from .models import ImagingInstance, ImagingStudy
+from .render_cache import DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES
+from .render_cache import RenderCache
 from .retrieval_audit import RetrievalAudit
 
 if TYPE_CHECKING:
@@ -88,6 +92,7 @@ class ImagingStore:
         *,
         max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
         executor: Executor | None = None,
+        render_cache_bytes: int = DEFAULT_RENDER_CACHE_BYTES,
     ) -> None:
         self.db = db
         self.root = Path(root)
@@ -95,6 +100,12 @@ class ImagingStore:
         self._executor = executor
         self.incoming = self.root / "incoming"
         self.studies = self.root / "studies"
+        self._writer: GroupWriter[_Arrival, Stored] = GroupWriter(
+            self._write_batch, self._write_one
+        )
+        """Arriving instances commit in groups (see :mod:`.group_writer`)."""
+        self.renders = RenderCache(render_cache_bytes)
+        """Rendered PNGs of recent requests (see :mod:`.render_cache`)."""
         self.retrievals = RetrievalAudit(db)
         """Batches the ``imaging.retrieve`` audit events (see :mod:`.retrieval_audit`)."""
 
@@ -104,7 +115,8 @@ class ImagingStore:
         self.retrievals.start()
 
     async def close(self) -> None:
-        """Write the queued retrieval events; idempotent."""
+        """Write the queued arrivals and retrieval events; idempotent."""
+        await self._writer.drain()
         await self.retrievals.close()
 
     def prepare(self) -> None:
@@ -154,31 +166,58 @@ class ImagingStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def ingest(self, incoming: Path, dest: Destination, actor: Actor | None) -> Stored:
-        """Parse and check the file at ``incoming``, then store it; the file is consumed.
+        """Parse and check the file at ``incoming``, fsync it, then store it; the file is
+        consumed.
 
         Raises :class:`DicomRejected` (with its code; the refusal is audited) for anything the
         parser or the study's links refuse.
         """
-        from .parse import parse_file  # pydicom: imported on first use, not at start-up
-
+        max_bytes = self.max_instance_bytes
         try:
-            parsed = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: parse_file(incoming, max_bytes=self.max_instance_bytes)
-            )
-            if dest.expected_study_uid and parsed.study_uid != dest.expected_study_uid:
-                raise DicomStudyMismatch()
-            return await self._insert(incoming, parsed, dest, actor)
+            parsed, size = await self.run(prepare_file, incoming, max_bytes)
         except DicomRejected as exc:
-            await self._audit_refusal(exc, dest, actor)
-            raise
-        finally:
-            # One unlink (usually of nothing: the file was renamed into place); it must run
-            # even when the task is cancelled, so it is not deferred to the executor.
+            # One unlink; it must run even when the task is cancelled, so it is not deferred to
+            # the executor.
             incoming.unlink(missing_ok=True)  # noqa: ASYNC240
+            await self.audit_refusal(exc, dest, actor)
+            raise
+        except BaseException:
+            incoming.unlink(missing_ok=True)  # noqa: ASYNC240
+            raise
+        return await self.store_prepared(incoming, parsed, size, dest, actor)
 
-    async def _audit_refusal(
+    async def store_prepared(
+        self,
+        incoming: Path,
+        parsed: ParsedInstance,
+        size: int,
+        dest: Destination,
+        actor: Actor | None,
+    ) -> Stored:
+        """Store an instance whose file at ``incoming`` is parsed and already fsync'd
+        (:func:`prepare_file`, or the SCP's own thread); the file is consumed.
+
+        The row, its audit event and the file's rename commit in one transaction, shared with
+        the instances arriving meanwhile (:class:`.group_writer.GroupWriter`); this returns once
+        that transaction has committed (the instance is on disk, its directory entry too).
+        """
+        if dest.expected_study_uid and parsed.study_uid != dest.expected_study_uid:
+            incoming.unlink(missing_ok=True)  # noqa: ASYNC240  (one unlink)
+            mismatch = DicomStudyMismatch()
+            await self.audit_refusal(mismatch, dest, actor)
+            raise mismatch
+        try:
+            # From here the writer owns the file: it renames it into place or removes it (a
+            # writer stopped at shutdown leaves a .part, removed at the next start).
+            return await self._writer.submit(_Arrival(incoming, parsed, size, dest, actor))
+        except DicomRejected as exc:
+            await self.audit_refusal(exc, dest, actor)
+            raise
+
+    async def audit_refusal(
         self, exc: DicomRejected, dest: Destination, actor: Actor | None
     ) -> None:
+        """Record that an arriving instance was refused (``imaging.store`` refused)."""
         await append(
             self.db,
             "imaging.store",
@@ -191,106 +230,135 @@ class ImagingStore:
             details={"code": exc.code, "source": dest.source},
         )
 
-    async def _insert(
-        self, incoming: Path, parsed: ParsedInstance, dest: Destination, actor: Actor | None
-    ) -> Stored:
-        size = (await self.run(incoming.stat)).st_size
-        placed: list[Path] = []
+    async def _write_one(self, item: _Arrival) -> Stored:
+        """One arrival in its own transaction (a refusal of the study's links is audited)."""
+        moves: list[tuple[Path, Path]] = []
         try:
-            return await self._insert_tx(incoming, parsed, dest, actor, size, placed)
+            async with audited(self.db) as tx:
+                stored = await self._insert_tx(tx, item, moves, alone=True)
+                await self._sync_moves(moves)
+            return stored
         except BaseException:
-            for path in placed:  # the row was rolled back: so goes its file
-                path.unlink(missing_ok=True)
+            for target, _ in moves:  # the row was rolled back: so goes its file
+                target.unlink(missing_ok=True)
             raise
+        finally:
+            item.incoming.unlink(missing_ok=True)  # usually nothing: it was renamed
+
+    async def _write_batch(self, items: list[_Arrival]) -> list[Stored]:
+        """Several arrivals in one transaction; on failure every file is put back where it was,
+        for :meth:`_write_one` to take each alone."""
+        moves: list[tuple[Path, Path]] = []
+        try:
+            async with audited(self.db) as tx:
+                stored = [await self._insert_tx(tx, item, moves, alone=False) for item in items]
+                await self._sync_moves(moves)
+        except BaseException:
+            for target, incoming in reversed(moves):
+                try:
+                    os.replace(target, incoming)  # a rename, even when cancelled
+                except OSError:
+                    target.unlink(missing_ok=True)
+            raise
+        for item in items:
+            item.incoming.unlink(missing_ok=True)  # usually nothing: it was renamed
+        return stored
+
+    async def _sync_moves(self, moves: list[tuple[Path, Path]]) -> None:
+        """Make the renames durable before the commit: fsync each directory that gained an
+        entry (and the studies directory when a study's directory is new)."""
+        if moves:
+            await self.run(_sync_dirs, {target.parent for target, _ in moves}, self.studies)
 
     async def _insert_tx(
-        self,
-        incoming: Path,
-        parsed: ParsedInstance,
-        dest: Destination,
-        actor: Actor | None,
-        size: int,
-        placed: list[Path],
+        self, tx: AuditTx, item: _Arrival, moves: list[tuple[Path, Path]], *, alone: bool
     ) -> Stored:
-        async with audited(self.db) as tx:
-            session = tx.session
-            study = (
-                await session.scalars(
-                    select(ImagingStudy).where(
-                        ImagingStudy.institution_id == dest.institution_id,
-                        ImagingStudy.study_uid == parsed.study_uid,
-                    )
+        """The rows and events of one arrival in ``tx``, its file renamed into place (the
+        rename is noted in ``moves``). A refusal of the study's links is recorded through
+        ``tx.refuse`` when the arrival is ``alone``; in a batch it fails the batch instead, and
+        the arrival is then written (and refused) alone."""
+        parsed, dest, actor = item.parsed, item.dest, item.actor
+        session = tx.session
+        # the study and (if it is held already) this instance of it, in one statement
+        found = (
+            await session.execute(
+                select(ImagingStudy, ImagingInstance)
+                .outerjoin(
+                    ImagingInstance,
+                    (ImagingInstance.study_id == ImagingStudy.id)
+                    & (ImagingInstance.sop_instance_uid == parsed.sop_instance_uid),
                 )
-            ).first()
-            visit_id, patient_id = dest.visit_id, dest.patient_id
-            if dest.source == "cstore" and visit_id is None:
-                visit_id, patient_id = await _link_from_modality(tx.session, dest, parsed)
-            if study is None:
-                study = ImagingStudy(
-                    study_uid=parsed.study_uid,
-                    institution_id=dest.institution_id,
-                    patient_id=patient_id,
-                    visit_id=visit_id,
-                    source=dest.source,
-                    created_by=actor.user_id if actor else None,
+                .where(
+                    ImagingStudy.institution_id == dest.institution_id,
+                    ImagingStudy.study_uid == parsed.study_uid,
                 )
-                session.add(study)
-                await session.flush()
-                await tx.record(
-                    "imaging.study_created",
-                    actor=actor,
-                    actor_role=None if actor else "modality",
-                    source_ip=None if actor else dest.calling_ae,
-                    object_type="imaging_study",
-                    object_id=study.id,
-                    details={"source": dest.source, "visit_id": visit_id},
-                )
-            elif study.deidentified or (
-                visit_id is not None and study.visit_id not in (None, visit_id)
-            ):
-                # One study, one visit: another visit's study is not extended from here.
-                raise tx.refuse(
-                    DicomStudyMismatch("The study belongs to another visit."),
-                    actor=actor,
-                    action="imaging.store",
-                    object_type="imaging_study",
-                    object_id=study.id,
-                )
-            elif study.visit_id is None and visit_id is not None:
-                study.visit_id, study.patient_id = visit_id, patient_id
-            existing = (
-                await session.scalars(
-                    select(ImagingInstance).where(
-                        ImagingInstance.study_id == study.id,
-                        ImagingInstance.sop_instance_uid == parsed.sop_instance_uid,
-                    )
-                )
-            ).first()
-            if existing is not None:  # the same instance sent again: keep what we hold
-                return _stored(study, existing, duplicate=True)
-            instance = _instance_row(study.id, parsed, size)
-            session.add(instance)
-            await session.flush()
-            target = self.path_of(study.id, instance.id)
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, _place, incoming, target
             )
-            placed.append(target)
+        ).first()
+        study, existing = (None, None) if found is None else (found[0], found[1])
+        visit_id, patient_id = dest.visit_id, dest.patient_id
+        if dest.source == "cstore" and visit_id is None:
+            # the Patient ID only matters to a new study (a held one keeps its patient)
+            visit_id, patient_id = await _link_from_modality(
+                session, dest, parsed, by_patient=study is None
+            )
+        if study is None:
+            study = ImagingStudy(
+                study_uid=parsed.study_uid,
+                institution_id=dest.institution_id,
+                patient_id=patient_id,
+                visit_id=visit_id,
+                source=dest.source,
+                created_by=actor.user_id if actor else None,
+            )
+            session.add(study)
+            await session.flush()
             await tx.record(
-                "imaging.store",
+                "imaging.study_created",
                 actor=actor,
                 actor_role=None if actor else "modality",
                 source_ip=None if actor else dest.calling_ae,
                 object_type="imaging_study",
                 object_id=study.id,
-                details={
-                    "instance_id": instance.id,
-                    "source": dest.source,
-                    "sop_class_uid": parsed.sop_class_uid,
-                    "size": size,
-                },
+                details={"source": dest.source, "visit_id": visit_id},
             )
-            return _stored(study, instance, duplicate=False)
+        elif study.deidentified or (
+            visit_id is not None and study.visit_id not in (None, visit_id)
+        ):
+            if not alone:
+                raise _WriteAlone()
+            # One study, one visit: another visit's study is not extended from here.
+            raise tx.refuse(
+                DicomStudyMismatch("The study belongs to another visit."),
+                actor=actor,
+                action="imaging.store",
+                object_type="imaging_study",
+                object_id=study.id,
+            )
+        elif study.visit_id is None and visit_id is not None:
+            study.visit_id, study.patient_id = visit_id, patient_id
+        if existing is not None:  # the same instance sent again: keep what we hold
+            return _stored(study, existing, duplicate=True)
+        instance = _instance_row(study.id, parsed, item.size)
+        instance.id = new_id()  # now, not at the flush: its file is named by it
+        session.add(instance)  # flushed with the event below (one round trip)
+        target = self.path_of(study.id, instance.id)
+        await self.run(_rename, item.incoming, target)
+        moves.append((target, item.incoming))
+        await tx.record(
+            "imaging.store",
+            actor=actor,
+            actor_role=None if actor else "modality",
+            source_ip=None if actor else dest.calling_ae,
+            object_type="imaging_study",
+            object_id=study.id,
+            details={
+                "instance_id": instance.id,
+                "source": dest.source,
+                "sop_class_uid": parsed.sop_class_uid,
+                "size": item.size,
+            },
+        )
+        return _stored(study, instance, duplicate=False)
 
     async def add_copy(
         self,
@@ -340,6 +408,50 @@ class ImagingStore:
         return copy
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """An instance waiting for its transaction: its parsed, fsync'd file in ``incoming/``."""
+
+    incoming: Path
+    parsed: ParsedInstance
+    size: int
+    dest: Destination
+    actor: Actor | None
+
+
+class _WriteAlone(Exception):
+    """An arrival of a batch that must be refused: the batch is written one by one instead."""
+
+
+def prepare_file(path: Path, max_bytes: int) -> tuple[ParsedInstance, int]:
+    """Parse and check the received file at ``path`` and fsync it: the instance and its size
+    (blocking; :class:`DicomRejected` if refused)."""
+    from .parse import parse_file  # pydicom: imported on first use, not at start-up
+
+    parsed = parse_file(path, max_bytes=max_bytes)
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+        size = os.fstat(f.fileno()).st_size
+    return parsed, size
+
+
+def _rename(incoming: Path, target: Path) -> None:
+    """Move a file (already fsync'd) into place; :func:`_sync_dirs` makes it durable."""
+    target.parent.mkdir(exist_ok=True)
+    os.replace(incoming, target)
+
+
+def _sync_dirs(directories: set[Path], studies: Path) -> None:
+    """fsync each directory, and ``studies`` (a study's directory may be new): a rename is on
+    disk only once its directory is."""
+    for directory in sorted(directories | {studies}):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _place(incoming: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with incoming.open("rb") as f:
@@ -360,10 +472,10 @@ def _stored(study: ImagingStudy, instance: ImagingInstance, *, duplicate: bool) 
 
 
 async def _link_from_modality(
-    session: object, dest: Destination, parsed: ParsedInstance
+    session: object, dest: Destination, parsed: ParsedInstance, *, by_patient: bool = True
 ) -> tuple[str | None, str | None]:
-    """A modality's study: the visit its Accession Number names, or the patient its Patient ID
-    names, within the sending institution; else nothing."""
+    """A modality's study: the visit its Accession Number names, or (``by_patient``) the patient
+    its Patient ID names, within the sending institution; else nothing."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
     assert isinstance(session, AsyncSession)
@@ -373,7 +485,7 @@ async def _link_from_modality(
         if visit is not None and visit.institution_id == dest.institution_id:
             return visit.id, visit.patient_record_id
     patient_id = parsed.patient_id.strip()
-    if patient_id and patient_id.isalnum():
+    if by_patient and patient_id and patient_id.isalnum():
         patient = await session.get(Patient, patient_id)
         if patient is not None:
             return None, patient.id

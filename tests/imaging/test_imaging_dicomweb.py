@@ -130,3 +130,57 @@ async def test_stow_to_a_study_refuses_another_studys_instance(world: World) -> 
     reader = client(world.dicomweb, world.doctor)
     instances = await off_loop(reader.search_for_instances, first.StudyInstanceUID)
     assert len(instances) == 1
+
+
+async def _committed_retrievals(world: World, what: str) -> int:
+    """Retrieval events already committed (read without flushing the writer's queue)."""
+    from sqlalchemy import func, select
+
+    from consult.models import AuditEvent
+    from web.keys import DATABASE
+
+    async with world.server.app[DATABASE].session() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.action == "imaging.retrieve",
+                    AuditEvent.details.like(f'%"what":"{what}"%'),
+                )
+            )
+            or 0
+        )
+
+
+async def test_r24_each_frame_and_rendering_is_in_the_chain_before_its_answer(
+    world: World,
+) -> None:
+    """R24: the retrieval event of a frame or a rendering is committed before the response is
+    sent (a process that dies after answering has logged the view). A rendering asked again is
+    served from the render cache, same bytes, and audited all the same."""
+    from web.keys import IMAGING
+
+    ct = series_from("CT_small.dcm", 2)
+    await off_loop(client(world.stow_url, world.doctor).store_instances, ct)
+    cache = world.server.app[IMAGING].renders
+    headers = {"Authorization": f"Bearer {world.doctor.token}"}
+    pngs = []
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for n, ds in enumerate([ct[0], ct[1], ct[0], ct[0]], start=1):
+            base = (
+                f"{world.dicomweb}/studies/{ds.StudyInstanceUID}/series/"
+                f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+            )
+            async with http.get(base + "/rendered", headers={"Accept": "image/png"}) as r:
+                assert r.status == 200
+                pngs.append(await r.read())
+            assert await _committed_retrievals(world, "rendered") == n
+            async with http.get(
+                base + "/frames/1", headers={"Accept": "application/octet-stream"}
+            ) as r:
+                assert r.status == 200
+                await r.read()
+            assert await _committed_retrievals(world, "frames") == n
+    assert pngs[0] == pngs[2] == pngs[3]  # (both instances hold the same pixels)
+    assert (cache.hits, cache.misses, len(cache)) == (2, 2, 2)

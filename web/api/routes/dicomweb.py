@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.multipart import BodyPartReader, MultipartReader
-from sqlalchemy import select
 
 from consult import visit_flow
 from consult.imaging import access
@@ -398,22 +397,16 @@ async def _target(
     request: web.Request, what: str
 ) -> tuple[Call, ImagingStudy, list[ImagingInstance]]:
     call = await _call(request, "imaging.read")
-    study = await access.readable_study(call.db, call.me, _uid(request, "study"), what)
     series = _uid(request, "series") if "series" in request.match_info else None
     instance = _uid(request, "instance") if "instance" in request.match_info else None
-    if instance is not None:  # one row by its unique key: the hot path of a viewer
-        async with call.db.session() as session:
-            row = (
-                await session.scalars(
-                    select(ImagingInstance).where(
-                        ImagingInstance.study_id == study.id,
-                        ImagingInstance.sop_instance_uid == instance,
-                    )
-                )
-            ).first()
+    if instance is not None:  # one row by its unique key, with the study: a viewer's hot path
+        study, row = await access.readable_instance(
+            call.db, call.me, _uid(request, "study"), instance, what
+        )
         if row is None or row.series_uid != series:
             raise ApiError(404, "instance_not_found", "No such series or instance in the study.")
         return call, study, [row]
+    study = await access.readable_study(call.db, call.me, _uid(request, "study"), what)
     rows = await _rows(call, study)
     return call, study, _pick(rows, series, instance)
 
@@ -543,7 +536,12 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
         if len(numbers) != 1:
             raise ApiError(400, "too_many_frames", "Render one frame at a time.")
         number = numbers[0]
-    png = await _run(call, render_png, _store(call).path_of(study.id, instance.id), number)
+    store = _store(call)
+    key = (study.id, instance.id, number)
+    png = store.renders.get(key)  # checked and audited all the same: only the work is saved
+    if png is None:
+        png = await _run(call, render_png, store.path_of(study.id, instance.id), number)
+        store.renders.put(key, png)
     await _audit(
         call,
         study,

@@ -1,0 +1,57 @@
+"""Renderings: the PNG writer's files read back exactly; the render cache keeps its bound."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from dicom_data import local_file
+from PIL import Image
+
+from consult.imaging.png import encode_png
+from consult.imaging.render import render_png
+from consult.imaging.render_cache import RenderCache
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (512, 512), (64, 48, 3)])
+def test_png_reads_back_pixel_exact(shape: tuple[int, ...]) -> None:
+    """Every byte value, rows that differ by more than 127 (the Up filter wraps mod 256), grey
+    and RGB: Pillow decodes exactly the pixels written."""
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    image = Image.open(io.BytesIO(encode_png(pixels)))
+    assert image.mode == ("L" if len(shape) == 2 else "RGB")
+    assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_png_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError):
+        encode_png(np.zeros((4, 4), dtype=np.uint16))
+    with pytest.raises(ValueError):
+        encode_png(np.zeros((4, 4, 4), dtype=np.uint8))
+
+
+def test_rendering_of_a_ct_is_windowed_grey() -> None:
+    """CT_small: an 8-bit grey PNG of the frame's size, using the whole grey range."""
+    path = local_file("CT_small.dcm")
+    image = Image.open(io.BytesIO(render_png(path, 1)))
+    grey = np.asarray(image)
+    assert image.mode == "L" and grey.shape == (128, 128)
+    assert grey.min() == 0 and grey.max() == 255
+
+
+def test_render_cache_keeps_its_bound_least_recently_used_first_out() -> None:
+    cache = RenderCache(max_bytes=100)
+    cache.put(("s", "a", 1), b"a" * 40)
+    cache.put(("s", "b", 1), b"b" * 40)
+    assert cache.get(("s", "a", 1)) == b"a" * 40  # a is now the most recently used
+    cache.put(("s", "c", 1), b"c" * 40)  # 120 > 100: b goes, not a
+    assert cache.get(("s", "b", 1)) is None
+    assert cache.get(("s", "a", 1)) is not None and cache.get(("s", "c", 1)) is not None
+    assert cache.bytes == 80 <= cache.max_bytes
+    cache.put(("s", "a", 1), b"A" * 10)  # replaced: its old size is given back
+    assert cache.bytes == 50 and cache.get(("s", "a", 1)) == b"A" * 10
+    cache.put(("s", "huge", 1), b"h" * 101)  # larger than the whole bound: not kept
+    assert cache.get(("s", "huge", 1)) is None and cache.bytes == 50
+    assert (cache.hits, cache.misses) == (4, 2)
