@@ -16,7 +16,7 @@ instance names that record as its Patient ID, so the patient may read the study.
   (what storescu itself can send). Then the same number again over ``--associations``
   associations at once: one association waits for each response before it sends the next
   instance, so its rate is one instance's latency; several show what the server takes (they
-  share commits: see ``consult/imaging/group_writer.py``).
+  share commits: see ``consult/group_commit.py``).
 * WADO-RS frame: ``--frames`` sequential requests for one native frame (the access check and
   the audit append included): p50/p95 in ms (target p95 <= 5 ms).
 * Rendered PNG: ``--clients`` concurrent clients ask ``--renders`` renderings in all, of as

@@ -54,6 +54,7 @@ from consult.actor import Actor
 from consult.crypto import GENESIS_DIGEST, sm3_digest
 from consult.db import Database
 from consult.errors import ConsultError, PermissionDenied, RateLimited
+from consult.group_commit import GroupWriter
 from consult.models import AuditEvent, AuditResult
 from consult.permissions import require
 from consult.ratelimit import RefusalSummary, TokenBuckets
@@ -408,66 +409,26 @@ class _Appender:
 
     def __init__(self, db: Database) -> None:
         self._db = weakref.ref(db)
-        self._queue: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # through lambdas: the methods are looked up at each write (a test replaces them)
+        self._group: GroupWriter[_Fields, AuditEvent] = GroupWriter(
+            lambda batch: self._write(batch),
+            lambda fields: self._write_one(fields),
+            name="the audit chain",
+            max_batch=MAX_BATCH,
+        )
         db.before_close(self.drain)
 
     async def append(self, fields: _Fields) -> AuditEvent:
-        done: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        # a caller cancelled while its event is written must not leave the outcome unread
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._queue.append((fields, done))
-        writer = self._writer
-        if writer is None or writer.done() or writer.get_loop() is not done.get_loop():
-            self._writer = asyncio.create_task(self._drain(), name="audit-append")
-            self._writer.add_done_callback(self._stopped)
-        # shielded: the event is written (and the chain stays whole) even if the caller goes
-        return await asyncio.shield(done)
+        # the event is written (and the chain stays whole) even if the caller goes
+        return await self._group.submit(fields)
 
     async def drain(self) -> None:
         """Wait until every queued event is written (or has failed)."""
-        while (writer := self._writer) is not None:
-            if writer.done():  # finished, its done callback not run yet: awaiting it would spin
-                self._stopped(writer)
-                continue
-            await asyncio.shield(writer)
+        await self._group.drain()
 
-    async def _drain(self) -> None:
-        batch: list[tuple[_Fields, asyncio.Future[AuditEvent]]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    events = await self._write([fields for fields, _ in batch])
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc)
-                        continue
-                    for fields, done in batch:  # one by one: a bad event fails alone
-                        try:
-                            (event,) = await self._write([fields])
-                        except Exception as one:
-                            _settle(done, one)
-                        else:
-                            _settle(done, event)
-                    continue
-                for (_, done), event in zip(batch, events, strict=True):
-                    _settle(done, event)
-        except BaseException:  # cancelled (the loop is going away): no caller waits forever
-            for _, done in batch:
-                _settle(done, RuntimeError("the audit writer stopped while writing the event"))
-            raise
-
-    def _stopped(self, writer: asyncio.Task[None]) -> None:
-        """The writer ended: forget it, and fail what it left queued if it was cancelled (even
-        before it started), so that no caller waits for ever."""
-        if self._writer is not writer:  # already handled, or a newer writer owns the queue
-            return
-        self._writer = None
-        if writer.cancelled() or writer.exception() is not None:
-            left, self._queue = self._queue, []
-            for _, done in left:
-                _settle(done, RuntimeError("the audit writer stopped before the event was written"))
+    async def _write_one(self, fields: _Fields) -> AuditEvent:
+        (event,) = await self._write([fields])
+        return event
 
     async def _write(self, batch: list[_Fields]) -> list[AuditEvent]:
         db = self._db()
@@ -475,15 +436,6 @@ class _Appender:
             raise RuntimeError("the database is gone")
         async with audited(db) as tx:
             return await tx._add(batch)
-
-
-def _settle(done: asyncio.Future[AuditEvent], outcome: AuditEvent | BaseException) -> None:
-    if done.done():
-        return
-    if isinstance(outcome, BaseException):
-        done.set_exception(outcome)
-    else:
-        done.set_result(outcome)
 
 
 _appenders: weakref.WeakKeyDictionary[Database, _Appender] = weakref.WeakKeyDictionary()

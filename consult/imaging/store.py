@@ -28,11 +28,11 @@ from sqlalchemy import select
 from consult.actor import Actor
 from consult.audit import AuditTx, append, audited
 from consult.db import Database
+from consult.group_commit import GroupWriter
 from consult.models import AuditResult, Patient, Visit
 from consult.sqltypes import new_id
 
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
-from .group_writer import GroupWriter
 from .models import ImagingInstance, ImagingStudy
 from .render_cache import DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES
 from .render_cache import RenderCache
@@ -101,9 +101,9 @@ class ImagingStore:
         self.incoming = self.root / "incoming"
         self.studies = self.root / "studies"
         self._writer: GroupWriter[_Arrival, Stored] = GroupWriter(
-            self._write_batch, self._write_one
+            self._write_batch, self._write_one, name="arriving DICOM instances"
         )
-        """Arriving instances commit in groups (see :mod:`.group_writer`)."""
+        """Arriving instances commit in groups (see :mod:`consult.group_commit`)."""
         self.renders = RenderCache(render_cache_bytes)
         """Rendered PNGs of recent requests (see :mod:`.render_cache`)."""
         self.retrievals = RetrievalAudit(db)
@@ -198,8 +198,9 @@ class ImagingStore:
         (:func:`prepare_file`, or the SCP's own thread); the file is consumed.
 
         The row, its audit event and the file's rename commit in one transaction, shared with
-        the instances arriving meanwhile (:class:`.group_writer.GroupWriter`); this returns once
-        that transaction has committed (the instance is on disk, its directory entry too).
+        the instances arriving meanwhile (:class:`consult.group_commit.GroupWriter`); this
+        returns once that transaction has committed (the instance is on disk, its directory
+        entry too).
         """
         if dest.expected_study_uid and parsed.study_uid != dest.expected_study_uid:
             incoming.unlink(missing_ok=True)  # noqa: ASYNC240  (one unlink)

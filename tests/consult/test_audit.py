@@ -253,7 +253,7 @@ async def test_r22_a_writer_that_is_cancelled_leaves_no_caller_waiting(fresh: Da
         for n in range(5)
     ]
     await asyncio.sleep(0)  # queued, the writer started
-    writer = audit._appender_of(fresh)._writer
+    writer = audit._appender_of(fresh)._group._writer
     assert writer is not None
     writer.cancel()
     outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)

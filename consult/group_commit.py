@@ -1,14 +1,16 @@
-"""Group commit for arriving instances: what arrives while one transaction is written goes into
-the next one together.
+"""Group commit: what arrives while one transaction is written goes into the next one together.
 
-Each C-STORE association (and each STOW-RS request) waits for its instance to be committed
-before it answers, so one sender gets nothing from batching; several at once do: one append
-lock, one chain head read, one directory fsync and one commit per batch instead of per
-instance. A batch that fails is written again one item at a time, so one bad instance fails
-(and is refused, audited) alone, exactly as it would have without the batch.
+Each caller waits for its item to be committed (:meth:`GroupWriter.submit`), so one caller at a
+time gets nothing from batching; several at once do: one lock, one chain head read, one fsync
+and one commit per batch instead of per item. A batch that fails is written again one item at a
+time, so one bad item fails alone, exactly as it would have without the batch. The audit chain's
+appends (:func:`consult.audit.append`) and arriving DICOM instances
+(:class:`consult.imaging.store.ImagingStore`) are written this way.
 
 The writer task exists only while there is something queued (the first caller starts it); its
-owner awaits :meth:`GroupWriter.drain` when it closes, so nothing queued is left behind.
+owner awaits :meth:`GroupWriter.drain` when it closes, so nothing queued is left behind. A
+writer cancelled (its loop going away) fails every caller it leaves, so that none waits for
+ever, and the next submit starts a new one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ I = TypeVar("I")  # noqa: E741  (an item, as in the typing docs)
 R = TypeVar("R")
 
 MAX_BATCH: Final = 32
-"""Items in one transaction at most (each holds a file of up to the store's instance bound)."""
+"""Items in one transaction at most, unless the owner says otherwise."""
 
 
 class GroupWriter(Generic[I, R]):
@@ -36,8 +38,11 @@ class GroupWriter(Generic[I, R]):
         write_batch: Callable[[list[I]], Awaitable[list[R]]],
         write_one: Callable[[I], Awaitable[R]],
         *,
+        name: str,
         max_batch: int = MAX_BATCH,
     ) -> None:
+        self.name = name
+        """What is written, for task names, logs and errors ("the audit chain")."""
         self._write_batch = write_batch
         self._write_one = write_one
         self._max_batch = max_batch
@@ -54,7 +59,7 @@ class GroupWriter(Generic[I, R]):
         self._queue.append((item, done))
         writer = self._writer
         if writer is None or writer.done() or writer.get_loop() is not done.get_loop():
-            self._writer = asyncio.create_task(self._run(), name="imaging-group-writer")
+            self._writer = asyncio.create_task(self._run(), name=f"group-commit: {self.name}")
             self._writer.add_done_callback(self._stopped)
         # shielded: a caller that goes away does not cancel the transaction of the others
         return await asyncio.shield(done)
@@ -77,7 +82,9 @@ class GroupWriter(Generic[I, R]):
                     try:
                         results = await self._write_batch([item for item, _ in batch])
                     except Exception:
-                        logger.info("a batch of %d failed; writing each alone", len(batch))
+                        logger.info(
+                            "%s: a batch of %d failed; writing each alone", self.name, len(batch)
+                        )
                     else:
                         self.batches += 1
                         for (_, done), result in zip(batch, results, strict=True):
@@ -90,7 +97,7 @@ class GroupWriter(Generic[I, R]):
                         _settle(done, exc)
         except BaseException:  # cancelled (the loop is going away): no caller waits forever
             for _, done in batch:
-                _settle(done, RuntimeError("the store's writer stopped while writing"))
+                _settle(done, RuntimeError(f"the writer of {self.name} stopped while writing"))
             raise
 
     def _stopped(self, writer: asyncio.Task[None]) -> None:
@@ -100,7 +107,7 @@ class GroupWriter(Generic[I, R]):
         if writer.cancelled() or writer.exception() is not None:
             left, self._queue = self._queue, []
             for _, done in left:
-                _settle(done, RuntimeError("the store's writer stopped before writing"))
+                _settle(done, RuntimeError(f"the writer of {self.name} stopped before writing"))
 
 
 def _settle(done: asyncio.Future[R], outcome: R | BaseException) -> None:
