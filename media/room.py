@@ -364,8 +364,11 @@ class RoomMedia(RoomApi):
             if now - heard < LANE_SILENCE_S:
                 return
             # video goes on one path at a time (the page moves the camera): its packets here
-            # are the news; audio goes on both: this path must have kept delivering
-            if producer.kind == "audio" and others < LANE_MIN_PACKETS:
+            # are the news; audio goes on both: this path must have kept delivering, and the
+            # silent one must have nothing waiting (our loop stalled: it is read behind)
+            if producer.kind == "audio" and (
+                others < LANE_MIN_PACKETS or self._unread(participant_id, current)
+            ):
                 return
         silent_s = 0.0 if heard is None else now - heard
         self._others_since[key] = 0
@@ -387,6 +390,11 @@ class RoomMedia(RoomApi):
                     "at": time.time(),
                 },
             )
+
+    def _unread(self, participant_id: str, producer: Producer) -> bool:
+        """Datagrams wait to be read on the connection that carries ``producer``."""
+        lanes = (self._publish.get(participant_id), self._standby.get(participant_id))
+        return any(t is not None and producer in t.producers and t.unread() for t in lanes)
 
     def _move_streams(self, key: tuple[str, str], producer: Producer) -> None:
         """Carry the streams of ``key`` from the current Producer on ``producer``."""
