@@ -43,6 +43,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
 REJOIN_GRACE_S = 10.0
+#: How long closing the room waits for the closes it had started before (then cancels them).
+CLOSE_WAIT_S = 5.0
 #: A participant publishing on one connection per provider (``publish(path=...)``): its streams
 #: move onto the other connection's track of the same kind when the one carrying them has been
 #: silent this long and the other one delivers (docs/providers.md, "Hot standby").
@@ -644,9 +646,15 @@ class RoomMedia(RoomApi):
             for consumer in consumers:
                 await consumer.close()
         self._orphans.clear()
-        for task in tuple(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the closes spawned before (a lost path's Transports, expired Consumers) finish: one
+        # cancelled halfway would leave its Producers open for good (a second close of a
+        # Transport returns at once)
+        pending = tuple(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._publish.clear()
         self._standby.clear()
         self._source.clear()

@@ -195,7 +195,7 @@ export class RoomView {
       this.el.enableSound.hidden = true;
     });
     this.unlisten = onLanguageChange(() => this.renderAll());
-    this.onPageHide = () => this.client?.disconnect();
+    this.onPageHide = () => this.client?.disconnect({ leaving: true });
     window.addEventListener("pagehide", this.onPageHide);
   }
 
@@ -651,7 +651,7 @@ export class RoomView {
     clearInterval(this.clockTimer);
     this.session?.close();
     this.session = null;
-    this.client?.disconnect();
+    this.client?.disconnect({ leaving: true }); // whatever ended it, nothing is to be resumed
     this.tiles.clear();
     this.doctorsOnly.end();
     this.renderViewerLink();
