@@ -245,9 +245,10 @@ def test_every_transport_checks_consent_the_patient_way():
 
 
 async def test_a_stalled_loop_is_no_dead_path_R28_R31():
-    """Our own loop stalling (up to 0.35 s here, while the peer, on a loop of its own, keeps
-    sending and answering) is no silence of the path: the monitor moves nothing. Then the path
-    really goes dark and it moves in time."""
+    """Our own loop stalling (up to 0.7 s here, while the peer, on a loop of its own, keeps
+    sending and answering) is no silence of the path: the monitor moves nothing, and the
+    standby path keeps taking the audio copies. Then the path really goes dark and it moves in
+    time."""
     peer = NamespaceLoop(None)
     loop = asyncio.get_running_loop()
 
@@ -292,15 +293,32 @@ async def test_a_stalled_loop_is_no_dead_path_R28_R31():
     sender = await peer.run_from_loop(start_media())
     switches = []
     monitor = PathMonitor(lambda: a, on_switch=switches.append)
+    standbys: list[tuple[str, int, str, int] | None] = []  # after each pass: where copies go
+    tick = monitor.tick
+
+    def noting_tick(now: float) -> None:
+        tick(now)
+        standbys.append(monitor.standby())
+
+    monitor.tick = noting_tick  # type: ignore[method-assign]
     try:
         monitor.start()
         await wait_for(
-            lambda: monitor.states() == {"127.0.0.1": True, "127.0.0.2": True}, timeout=3
+            lambda: (
+                monitor.states() == {"127.0.0.1": True, "127.0.0.2": True}
+                and monitor.standby() is not None
+            ),
+            timeout=3,
         )
-        for stall_s in (0.15, 0.2, 0.25, 0.3, 0.35) * 3:
+        standbys.clear()
+        for stall_s in (0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7) * 2:
             await stall_loop(stall_s)
             await asyncio.sleep(0.25)  # the pace of the fault: the monitor passes between
         assert switches == []
+        # the audio copies never stopped going out on the other provider's path (a stall
+        # longer than the 0.4 s an answer counts as fresh once dropped the standby until the
+        # next answer came in)
+        assert standbys and None not in standbys, standbys
         # the selected path goes dark (the peer hears nothing from our socket on it, and its
         # answers stop): the monitor moves off it within its 0.4 s and a pass
         dead = ice.selected(a)[0]  # type: ignore[index]
