@@ -362,7 +362,7 @@ class RoomMedia(RoomApi):
         others = self._others_since[key] = self._others_since.get(key, 0) + 1
         now = time.monotonic()
         heard = None if current is None or current.closed else self._heard_at(current)
-        if heard is not None:
+        if current is not None and heard is not None:
             if now - heard < LANE_SILENCE_S:
                 return
             # video goes on one path at a time (the page moves the camera): its packets here
