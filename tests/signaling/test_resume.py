@@ -188,3 +188,24 @@ async def test_a_leave_ends_the_media_at_once(server):
     finally:
         for p in (doctor, patient):
             await p.close()
+
+
+async def test_a_closed_tab_is_not_held_for_long(server):
+    """A tab closing takes its socket (no leave: a reload must rejoin on the same streams) and
+    its peer connections with it: the hold ends when the media goes, long before its 20 s."""
+    doctor, patient = await start_call(server.url, await server.visit())
+    try:
+        closed_at = time.monotonic()
+        await doctor.sio.disconnect()
+        for pc in (doctor.publish_pc, doctor.sub.pc if doctor.sub else None):
+            if pc is not None:
+                await pc.close()
+        await wait_for(
+            lambda: [p["role"] for p in patient.participants] == ["patient"],
+            timeout=signaling_server.RESUME_HOLD_S / 2,
+        )
+        print(f"closed tab out of the roster after {time.monotonic() - closed_at:.1f} s")
+        assert server.signaling._holds == {}
+    finally:
+        for p in (doctor, patient):
+            await p.close()

@@ -195,7 +195,10 @@ export class RoomView {
       this.el.enableSound.hidden = true;
     });
     this.unlisten = onLanguageChange(() => this.renderAll());
-    this.onPageHide = () => this.client?.disconnect({ leaving: true });
+    // no leave: a reload rejoins as the same participant on the same streams (the server
+    // holds the media of a socket that closed without one; a closed tab's connections close
+    // with it, which ends the hold within a second or two)
+    this.onPageHide = () => this.client?.disconnect();
     window.addEventListener("pagehide", this.onPageHide);
   }
 
