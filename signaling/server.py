@@ -217,7 +217,7 @@ class SignalingServer:
         if session is None or sid in self._holds:
             return
         await self.review.leave(session)
-        if await self._holdable(session):
+        if await self._holdable(session) and self.sessions.get(sid) is session:
             # gone without a leave: the page may be on its way to another socket (a clean
             # close reaches us at once, where a cut one waits for engine.io's ping timeout)
             task = asyncio.get_running_loop().create_task(self._hold(session))
@@ -225,6 +225,8 @@ class SignalingServer:
             task.add_done_callback(lambda _t: self._holds.pop(sid, None))
             logger.info("disconnected; media held for a resume", extra={"sid": sid})
             return
+        if self.sessions.get(sid) is not session:
+            return  # taken out while we asked (another join of the participant, an eviction)
         del self.sessions[sid]
         await self._drop(session)
 
