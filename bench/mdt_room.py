@@ -288,7 +288,7 @@ class CountingParticipant(Participant):
 
     async def _subscribe(self) -> None:
         """tests/client.py's subscribe, on a connection whose receivers only count."""
-        self.sub = _Receiving(client_pc())  # type: ignore[assignment]
+        self.sub = _Receiving(self.make_pc())  # type: ignore[assignment]
         ack = await self.call("subscribe", {})
         assert ack["ok"], ack
         if ack["offer"] is not None:

@@ -46,6 +46,10 @@ class StreamCounter:
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         now = time.perf_counter_ns()
         if self.ssrc is None:
+            if not packet.payload:
+                # a padding-only probe (the server's RTX stream while the video is paused for
+                # congestion) may come first: the stream counted is the media's
+                return
             self.ssrc = packet.ssrc
             self.first_arrival_ns = now
             self.highest_seq = packet.sequence_number - 1

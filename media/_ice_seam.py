@@ -22,6 +22,10 @@ from the packet code:
   ``self.query_consent()``, so we replace it on each connection instance with one that
   retransmits each check and lets consent expire only when no check was answered for 30 s, as
   the RFC puts it.
+* unread datagrams: a socket's kernel receive queue (``FIONREAD``) and aioice's queue for DTLS.
+  asyncio reads one datagram per socket per loop pass, so after the loop stalled a connection
+  that carries more (the camera's) is read behind one that carries less; what waits there is
+  no silence of its path.
 * copies onto the standby path: aiortc sends through ``Connection.send``, which calls
   ``self.sendto``; we wrap ``sendto`` on the instance to send chosen datagrams (audio) a second
   time from another socket to another remote address. The receiver's SRTP replay check drops
@@ -33,9 +37,12 @@ tests/media/test_ice_seam.py pins each of these; an aioice upgrade that moves on
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import logging
 import random
+import struct
+import termios
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -265,6 +272,32 @@ def count_datagrams(socket: Socket, on_datagram: Callable[[tuple[str, int]], Non
         deliver(data, addr)
 
     protocol.datagram_received = datagram_received
+
+
+def unread(connection: aioice.ice.Connection) -> bool:
+    """Datagrams came in for ``connection`` that its DTLS has not handled yet: in a socket's
+    receive queue, or read and waiting in aioice's queue."""
+    if not connection._queue.empty():
+        return True
+    return any(_waiting(protocol) for protocol in connection._protocols)
+
+
+def unread_on(socket: Socket) -> bool:
+    """A datagram waits in ``socket``'s receive queue (the loop has not read it yet)."""
+    return _waiting(socket.protocol)
+
+
+def _waiting(protocol: Any) -> bool:
+    transport = getattr(protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        # UDP: the size of the next datagram (Linux), or of all of them: > 0 when any waits
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return bool(struct.unpack("i", raw)[0])
 
 
 def copy_sends(

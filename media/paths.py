@@ -10,11 +10,14 @@ pair and checks its consent every ~5 s, declaring it dead after ~30 s; stock aio
 * declares the selected path dead when, for ``dead_after_s`` (400 ms), neither a probe was
   answered on it nor any datagram came in on its socket ("no media and no response to its own
   probes");
-* then selects a live path on another socket (another provider) at once: aioice sends only on
-  the selected pair and receives on every socket, so DTLS and SRTP carry on untouched;
-* audio first: every audio packet is also sent on the best live standby path, so a cut costs
-  audio nothing while the dead path is being noticed (the receiver's SRTP replay check drops
-  the second copy); video resumes on the standby after the switch (and a keyframe);
+* then selects, at once, a path on another socket (another provider) that answered a probe
+  round after the selected one last showed life: aioice sends only on the selected pair and
+  receives on every socket, so DTLS and SRTP carry on untouched;
+* audio first: every audio packet is also sent on the best standby path (one that answered
+  within :data:`USABLE_S`: on a loaded machine answers come late, and a standby judged by the
+  400 ms alone dropped out of use, stopping the copies), so a cut costs audio little while
+  the dead path is being noticed (the receiver's SRTP replay check drops the second copy);
+  video resumes on the standby after the switch (and a keyframe);
 * reports each switch (from, to, how long the old path had been silent) and each local
   address's state (alive when any of its paths answers), which signaling turns into provider
   health and a timeline event.
@@ -49,6 +52,13 @@ DEAD_AFTER_S = 0.4
 #: How long a browser takes to move its own sending path after ours moved (Chrome: its 2.5 s
 #: receive timeout, up to ~3.6 s measured).
 PEER_MOVE_S = 4.0
+#: A path whose last answer is at most this old still takes the audio copies and may be moved
+#: to. An answer counts as fresh (the path is "up" for provider health) only within
+#: ``dead_after_s``, but on a loaded machine answers come late (our loop, or the page, behind):
+#: judged by that alone, the standby flickered out of use, the copies stopped, and a cut then
+#: cost audio until the next answer. A copy sent down a path that did die meanwhile costs ~50
+#: kbit/s for this long.
+USABLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -206,7 +216,7 @@ class PathMonitor:
         others = [
             p
             for p in self._paths.values()
-            if self._alive(p, now) and (p.socket.host != current[0] or p.remote[0] != current[2])
+            if self._usable(p, now) and (p.socket.host != current[0] or p.remote[0] != current[2])
         ]
         others.sort(
             key=lambda p: (p.socket.host != current[0] and p.remote[0] != current[2], p.last_ok),
@@ -261,6 +271,11 @@ class PathMonitor:
     def _alive(self, path: _Path, now: float) -> bool:
         return path.last_ok is not None and now - path.last_ok < self._dead_after_s
 
+    def _usable(self, path: _Path, now: float) -> bool:
+        """Answered recently enough to carry the copies or be moved to (:data:`USABLE_S`)."""
+        window = max(USABLE_S, self._dead_after_s)
+        return path.last_ok is not None and now - path.last_ok < window
+
     def _judge(self, connection: Any, now: float) -> None:
         by_host: dict[str, bool] = {}
         for path in self._paths.values():
@@ -277,7 +292,13 @@ class PathMonitor:
         silent = now - (self._heard(on) if on else self._started_at)
         if silent < self._dead_after_s:
             return
-        candidates = self._others(current, now)
+        # a path to move to answered a probe round after the current one last showed life:
+        # evidence that it works while this one does not (a peer that froze stopped on every
+        # path at once, and two silent paths are not swapped back and forth)
+        since = now - silent + self._interval_s / 2
+        candidates = [
+            p for p in self._others(current, now) if p.last_ok is not None and p.last_ok >= since
+        ]
         if not candidates:
             return
         best = candidates[0]

@@ -43,6 +43,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 #: How long a reconnecting participant's streams wait for it before they are renegotiated away.
 REJOIN_GRACE_S = 10.0
+#: How long closing the room waits for the closes it had started before (then cancels them).
+CLOSE_WAIT_S = 5.0
 #: A participant publishing on one connection per provider (``publish(path=...)``): its streams
 #: move onto the other connection's track of the same kind when the one carrying them has been
 #: silent this long and the other one delivers (docs/providers.md, "Hot standby").
@@ -361,12 +363,15 @@ class RoomMedia(RoomApi):
         others = self._others_since[key] = self._others_since.get(key, 0) + 1
         now = time.monotonic()
         heard = None if current is None or current.closed else self._heard_at(current)
-        if heard is not None:
+        if current is not None and heard is not None:
             if now - heard < LANE_SILENCE_S:
                 return
             # video goes on one path at a time (the page moves the camera): its packets here
-            # are the news; audio goes on both: this path must have kept delivering
-            if producer.kind == "audio" and others < LANE_MIN_PACKETS:
+            # are the news; audio goes on both: this path must have kept delivering, and the
+            # silent one must have nothing waiting (our loop stalled: it is read behind)
+            if producer.kind == "audio" and (
+                others < LANE_MIN_PACKETS or self._unread(participant_id, current)
+            ):
                 return
         silent_s = 0.0 if heard is None else now - heard
         self._others_since[key] = 0
@@ -388,6 +393,11 @@ class RoomMedia(RoomApi):
                     "at": time.time(),
                 },
             )
+
+    def _unread(self, participant_id: str, producer: Producer) -> bool:
+        """Datagrams wait to be read on the connection that carries ``producer``."""
+        lanes = (self._publish.get(participant_id), self._standby.get(participant_id))
+        return any(t is not None and producer in t.producers and t.unread() for t in lanes)
 
     def _move_streams(self, key: tuple[str, str], producer: Producer) -> None:
         """Carry the streams of ``key`` from the current Producer on ``producer``."""
@@ -649,9 +659,15 @@ class RoomMedia(RoomApi):
             for consumer in consumers:
                 await consumer.close()
         self._orphans.clear()
-        for task in tuple(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the closes spawned before (a lost path's Transports, expired Consumers) finish: one
+        # cancelled halfway would leave its Producers open for good (a second close of a
+        # Transport returns at once)
+        pending = tuple(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._publish.clear()
         self._standby.clear()
         self._source.clear()

@@ -217,6 +217,13 @@ class Transport:
         connection = self._ice_connection()
         return None if connection is None else _ice_seam.selected(connection)
 
+    def unread(self) -> bool:
+        """Datagrams for this Transport wait to be read or handled: the event loop is behind
+        on it (after a stall it reads one datagram per socket per pass), so a silence of its
+        streams now says nothing of its path."""
+        connection = self._ice_connection()
+        return connection is not None and _ice_seam.unread(connection)
+
     def on_path_switch(self, callback: Callable[[Transport, Switch], Any]) -> None:
         """``callback(self, switch)`` when the path monitor moved the selected pair."""
         self._on_path_switch.append(callback)

@@ -45,6 +45,14 @@ Handler = Callable[[Session, Any], Awaitable[dict[str, Any] | None]]
 #: A resuming page's previous socket: how long the events it had sent may still run before the
 #: new one takes over.
 RESUME_DRAIN_S = 5.0
+#: A socket that closed without a ``leave`` (a proxy restart, a page moving to another
+#: provider's URL that closed the old socket first): how long its participant's media waits
+#: for a new socket of the page to resume it. A socket that went silent keeps its media as
+#: long, until engine.io's ping timeout (20 s) drops it.
+RESUME_HOLD_S = 20.0
+#: How often a held participant's media is checked: gone (the page closed with it), the hold
+#: ends at once.
+HOLD_CHECK_S = 1.0
 
 
 def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -109,6 +117,9 @@ class SignalingServer:
             pool, self._emit, recorder, self.recording_sealed, providers=self.providers
         )
         self.sessions: dict[str, Session] = {}
+        # sessions whose socket closed without a leave, kept (in ``sessions`` too) so that a
+        # new socket of the page can resume their media; a task each ends the hold
+        self._holds: dict[str, asyncio.Task[None]] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "publish": self._publish,
@@ -202,16 +213,68 @@ class SignalingServer:
         )
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
-        session = self.sessions.pop(sid, None)
-        if session is None:
+        session = self.sessions.get(sid)
+        if session is None or sid in self._holds:
             return
-        await session.close()
         await self.review.leave(session)
+        if await self._holdable(session) and self.sessions.get(sid) is session:
+            # gone without a leave: the page may be on its way to another socket (a clean
+            # close reaches us at once, where a cut one waits for engine.io's ping timeout)
+            task = asyncio.get_running_loop().create_task(self._hold(session))
+            self._holds[sid] = task
+            task.add_done_callback(lambda _t: self._holds.pop(sid, None))
+            logger.info("disconnected; media held for a resume", extra={"sid": sid})
+            return
+        if self.sessions.get(sid) is not session:
+            return  # taken out while we asked (another join of the participant, an eviction)
+        del self.sessions[sid]
+        await self._drop(session)
+
+    async def _drop(self, session: Session) -> None:
+        """A socket gone for good: its queued events are refused, its media goes (the others
+        keep their streams of it a while, for a re-join)."""
+        await session.close()
         try:
             await self._leave_room(session, returning=True)
         except MediaError as exc:  # its media is gone already (a lost worker, shutdown)
-            logger.info("media left with the socket: %s", exc.code, extra={"sid": sid})
-        logger.info("disconnected", extra={"sid": sid})
+            logger.info("media left with the socket: %s", exc.code, extra={"sid": session.sid})
+        logger.info("disconnected", extra={"sid": session.sid})
+
+    async def _holdable(self, session: Session) -> bool:
+        """The participant is in its room (no ``leave``) with its media all up."""
+        room = self.rooms.find(session.room_id) if session.joined else None
+        if room is None or room.closed or room.sessions.get(session.participant_id) is not session:
+            return False
+        try:
+            return await room.live_media().media_intact(session.participant_id)
+        except (MediaError, SignalingError):
+            return False
+
+    async def _hold(self, session: Session) -> None:
+        """Keep a closed socket's session and media for :data:`RESUME_HOLD_S`, while its media
+        stays up, for a new socket of the page to resume (:meth:`_resume`); then drop it as any
+        closed socket. A resume, another join of the participant or an eviction takes the
+        session out of ``sessions`` and ends the hold without dropping anything."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESUME_HOLD_S
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(HOLD_CHECK_S, remaining))
+            if self.sessions.get(session.sid) is not session:
+                return
+            if not await self._holdable(session):
+                break
+        if self.sessions.get(session.sid) is not session:
+            return
+        logger.info("no resume: media of the closed socket goes", extra={"sid": session.sid})
+        del self.sessions[session.sid]
+        self._holds.pop(session.sid, None)  # nothing cancels the drop halfway from here
+        await self._drop(session)
+
+    def _end_hold(self, sid: str) -> None:
+        """The held session was taken over or replaced: its hold ends, nothing is dropped."""
+        task = self._holds.pop(sid, None)
+        if task is not None:
+            task.cancel()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -292,6 +355,7 @@ class SignalingServer:
             await replaced.close()
             await room.remove(replaced, replaced=True, keep_media=resumed)
             self.sessions.pop(replaced.sid, None)
+            self._end_hold(replaced.sid)
             await self.sio.emit("room_closed", {"reason": "replaced"}, to=replaced.sid)
             await self.sio.disconnect(replaced.sid)
         await self.sio.enter_room(session.sid, session.room_id)
@@ -500,6 +564,7 @@ class SignalingServer:
             return
         # ours from now on: a disconnect the page makes on being told finds nothing to do
         del self.sessions[session.sid]
+        self._end_hold(session.sid)
         logger.info(
             "room left: %s",
             payload["reason"],
@@ -531,6 +596,10 @@ class SignalingServer:
         for task in tuple(self._relay_tasks):
             task.cancel()
         await asyncio.gather(*self._relay_tasks, return_exceptions=True)
+        holds = tuple(self._holds.values())
+        for task in holds:
+            task.cancel()
+        await asyncio.gather(*holds, return_exceptions=True)
         for session in tuple(self.sessions.values()):
             await session.close()
         await self.rooms.close()

@@ -169,6 +169,20 @@ def client_pc(ice_servers: list[dict[str, Any]] | None = None) -> RTCPeerConnect
     )
 
 
+async def stall_loop(seconds: float) -> None:
+    """Hold the running event loop for ``seconds`` with a blocking sleep in a callback, as a
+    busy process does, and return once it ran (a fault injected on purpose)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def hold() -> None:
+        time.sleep(seconds)
+        done.set_result(None)
+
+    loop.call_soon(hold)
+    await done
+
+
 async def wait_for(predicate, timeout: float, interval: float = 0.02, message: Any = "") -> None:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass. ``message`` may be a
     callable: it is called at the deadline, to say what the state was then."""

@@ -165,10 +165,22 @@ def _veth(dev_a: str, ns_a: str, addr_a: str, dev_b: str, ns_b: str, addr_b: str
         _run("ip", "-n", ns, "link", "set", dev, "up")
 
 
-class NamespaceLoop:
-    """An asyncio loop running in a thread inside network namespace ``ns``."""
+def _enter_namespace(ns: str) -> None:
+    """Move the calling thread into network namespace ``ns``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns failed")
+    finally:
+        os.close(fd)
 
-    def __init__(self, ns: str) -> None:
+
+class NamespaceLoop:
+    """An asyncio loop running in a thread inside network namespace ``ns`` (None: this
+    process's own namespace, e.g. peers whose loop must not stall when the server's does)."""
+
+    def __init__(self, ns: str | None) -> None:
         self.ns = ns
         self.loop = asyncio.new_event_loop()
         self._ready = concurrent.futures.Future[None]()
@@ -178,13 +190,8 @@ class NamespaceLoop:
 
     def _main(self) -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns failed")
-            finally:
-                os.close(fd)
+            if self.ns is not None:
+                _enter_namespace(self.ns)
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
@@ -194,6 +201,10 @@ class NamespaceLoop:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def run_from_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """``run`` for a caller on another event loop: awaits instead of blocking it."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run a plain function on the loop's thread and return its result."""

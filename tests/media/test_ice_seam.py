@@ -9,6 +9,8 @@ import inspect
 import aioice
 import aioice.ice
 from aiortc import RTCPeerConnection
+from peers import stall_loop, wait_for
+from provider_rig import NamespaceLoop
 
 from media import _ice_seam as ice
 from media.paths import PathMonitor, audio_packets, use_addresses
@@ -240,3 +242,99 @@ def test_every_transport_checks_consent_the_patient_way():
     connection = ice.ice_connection(dtls)
     assert connection.query_consent.__qualname__.startswith("consent_on")
     assert "self.query_consent()" in inspect.getsource(aioice.ice.Connection.connect)
+
+
+async def test_a_stalled_loop_is_no_dead_path_R28_R31():
+    """Our own loop stalling (up to 0.7 s here, while the peer, on a loop of its own, keeps
+    sending and answering) is no silence of the path: the monitor moves nothing, and the
+    standby path keeps taking the audio copies. Then the path really goes dark and it moves in
+    time."""
+    peer = NamespaceLoop(None)
+    loop = asyncio.get_running_loop()
+
+    async def make_b() -> aioice.Connection:
+        b = aioice.Connection(ice_controlling=False)
+        ice._gather_on(b, ["127.0.0.3"])
+        await b.gather_candidates()
+        return b
+
+    a = aioice.Connection(ice_controlling=True)
+    ice._gather_on(a, ["127.0.0.1", "127.0.0.2"])
+    await a.gather_candidates()
+    b = await peer.run_from_loop(make_b())
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            await x.add_remote_candidate(candidate)
+        await x.add_remote_candidate(None)
+        x.remote_username, x.remote_password = y.local_username, y.local_password
+    await asyncio.gather(a.connect(), peer.run_from_loop(b.connect()))
+
+    dark: set[str] = set()
+
+    async def send_media() -> None:  # the peer's 50 packets a second, as audio is
+        while True:
+            await b.send(b"\x80" + bytes(99))
+            await asyncio.sleep(0.02)
+
+    def drop_from_dark() -> None:
+        for socket in ice.local_sockets(b):
+            deliver = socket.protocol.datagram_received
+
+            def drop(data, addr, deliver=deliver):  # type: ignore[no-untyped-def]
+                if addr[0] not in dark:
+                    deliver(data, addr)
+
+            socket.protocol.datagram_received = drop
+
+    async def start_media() -> asyncio.Task[None]:
+        drop_from_dark()
+        return asyncio.get_running_loop().create_task(send_media())
+
+    sender = await peer.run_from_loop(start_media())
+    switches = []
+    monitor = PathMonitor(lambda: a, on_switch=switches.append)
+    standbys: list[tuple[str, int, str, int] | None] = []  # after each pass: where copies go
+    tick = monitor.tick
+
+    def noting_tick(now: float) -> None:
+        tick(now)
+        standbys.append(monitor.standby())
+
+    monitor.tick = noting_tick  # type: ignore[method-assign]
+    try:
+        monitor.start()
+        await wait_for(
+            lambda: (
+                monitor.states() == {"127.0.0.1": True, "127.0.0.2": True}
+                and monitor.standby() is not None
+            ),
+            timeout=3,
+        )
+        standbys.clear()
+        for stall_s in (0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7) * 2:
+            await stall_loop(stall_s)
+            await asyncio.sleep(0.25)  # the pace of the fault: the monitor passes between
+        assert switches == []
+        # the audio copies never stopped going out on the other provider's path (a stall
+        # longer than the 0.4 s an answer counts as fresh once dropped the standby until the
+        # next answer came in)
+        assert standbys and None not in standbys, standbys
+        # the selected path goes dark (the peer hears nothing from our socket on it, and its
+        # answers stop): the monitor moves off it within its 0.4 s and a pass
+        dead = ice.selected(a)[0]  # type: ignore[index]
+        dark.add(dead)
+        for socket in ice.local_sockets(a):  # nor does our socket on it hear the peer
+            if socket.host == dead:
+                socket.protocol.datagram_received = lambda data, addr: None
+        deadline = loop.time() + 2
+        while not switches:
+            assert loop.time() < deadline, "no switch"
+            await asyncio.sleep(0.02)
+        assert switches[0].from_address == dead
+        assert 0.4 <= switches[0].silent_s < 0.8
+    finally:
+        await monitor.close()
+        sender.cancel()
+        await a.close()
+        await peer.run_from_loop(b.close())
+        peer.close()

@@ -10,12 +10,16 @@ publisher plays the page on two loopback addresses (one per "provider").
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
+import av
+import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from peers import CounterTrack, ToneTrack, client_pc, wait_for
+from peers import CounterTrack, ToneTrack, client_pc, stall_loop, wait_for
+from provider_rig import NamespaceLoop
 from test_continuity import _subscribe
 
 from media import MediaWorker
@@ -156,3 +160,74 @@ async def test_streams_move_to_the_other_providers_connection_R28_R31(room: Room
         await subscriber.close()
         for pc in lanes:
             await pc.close()
+
+
+class NoiseTrack(CounterTrack):
+    """A camera whose frames take several packets each (the counter's picture fits in one),
+    as a browser's camera does."""
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await super().recv()
+        noise = np.random.default_rng(self.count).integers(0, 255, (480, 640), dtype=np.uint8)
+        out = av.VideoFrame.from_ndarray(noise, format="gray").reformat(format="yuv420p")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+
+#: How long the server's loop is held at a time: the lag seen in the browser test's runs where
+#: the room moved a participant's audio with no cut (219 ms), and a little more.
+STALL_S = 0.25
+
+
+async def test_a_stalled_server_loop_moves_no_stream_R28_R31(room: RoomMedia) -> None:
+    """The server's own loop stalling is no cut: while it stalls, each connection's datagrams
+    wait in its socket, and asyncio then reads one datagram per socket per pass, so the audio
+    of the connection that also carries the camera comes out behind the other's; that must not
+    move the streams nor report a failover. A real silence still moves audio in time after."""
+    peers = NamespaceLoop(None)  # the publisher's own loop: it keeps sending while ours stalls
+
+    async def offer(with_camera: bool) -> RTCPeerConnection:
+        pc = client_pc()
+        pc.addTransceiver(NoiseTrack() if with_camera else "video", direction="sendonly")
+        pc.addTransceiver(ToneTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc
+
+    async def go_silent(pc: RTCPeerConnection) -> None:  # as its provider's cut would
+        _sender(pc, "audio").replaceTrack(None)
+        _sender(pc, "video").replaceTrack(None)
+
+    lanes: list[RTCPeerConnection] = []
+    subscriber = None
+    try:
+        for path in (0, 1):
+            pc = await peers.run_from_loop(offer(path == 0))
+            answer = await room.publish("doctor", pc.localDescription.sdp, path=path)
+            await peers.run_from_loop(
+                pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            )
+            lanes.append(pc)
+        subscriber, wire = await _subscribe(room, "patient")
+        await wait_for(lambda: wire.count("video") > 30 and wire.count("audio") > 50, timeout=15)
+        assert (_carried_by(room, "audio"), _carried_by(room, "video")) == (0, 0)
+
+        for _ in range(12):
+            await stall_loop(STALL_S)
+            await asyncio.sleep(0.3)  # media flows between stalls (the pace of the fault)
+        switched = [e[1] for e in room.events if e[0] == "path_switched"]  # type: ignore[attr-defined]
+        assert switched == [], switched
+        assert (_carried_by(room, "audio"), _carried_by(room, "video")) == (0, 0)
+
+        # path 0 really goes silent: audio moves as before
+        cut_at = time.monotonic()
+        await peers.run_from_loop(go_silent(lanes[0]))
+        await wait_for(lambda: _carried_by(room, "audio") == 1, timeout=2)
+        moved_s = time.monotonic() - cut_at
+        print(f"audio moved {moved_s:.2f} s after path 0 went silent")
+        assert LANE_SILENCE_S <= moved_s < LANE_SILENCE_S + 0.3, moved_s
+    finally:
+        if subscriber is not None:
+            await subscriber.close()
+        for pc in lanes:
+            await peers.run_from_loop(pc.close())
+        peers.close()

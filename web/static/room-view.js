@@ -195,6 +195,9 @@ export class RoomView {
       this.el.enableSound.hidden = true;
     });
     this.unlisten = onLanguageChange(() => this.renderAll());
+    // no leave: a reload rejoins as the same participant on the same streams (the server
+    // holds the media of a socket that closed without one; a closed tab's connections close
+    // with it, which ends the hold within a second or two)
     this.onPageHide = () => this.client?.disconnect();
     window.addEventListener("pagehide", this.onPageHide);
   }
@@ -651,7 +654,7 @@ export class RoomView {
     clearInterval(this.clockTimer);
     this.session?.close();
     this.session = null;
-    this.client?.disconnect();
+    this.client?.disconnect({ leaving: true }); // whatever ended it, nothing is to be resumed
     this.tiles.clear();
     this.doctorsOnly.end();
     this.renderViewerLink();

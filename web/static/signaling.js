@@ -158,7 +158,11 @@ export class SignalingClient {
     this.watchTimer = setInterval(() => this.watch(), WATCH_EVERY_MS);
   }
 
-  disconnect() {
+  /** Close the socket. `leaving`: the participant is done with the room: say `leave` first,
+   * so that the server ends its media at once instead of holding it for a resume, as it does
+   * for a socket that closes without one (docs/providers.md). */
+  disconnect({ leaving = false } = {}) {
+    if (leaving && this.socket.connected) this.socket.emit("leave", {});
     this.closed = true;
     clearInterval(this.watchTimer);
     this.socket.disconnect();
