@@ -76,7 +76,7 @@ from proc_stats import (  # noqa: E402
     cpu_seconds,
     machine_busy_seconds,
     rss_mb,
-    udp_drops,
+    udp_drops_by_socket,
     usable_cores,
 )
 from sfu_server import stop_when_parent_goes  # noqa: E402
@@ -520,7 +520,7 @@ class ClientWorker:
                 "lag": lag,
                 "send_backlog": backlog,
                 "cpu_s": cpu_seconds(os.getpid()),
-                "udp_drops": udp_drops(os.getpid()),
+                "udp_drops": udp_drops_by_socket(os.getpid()),
             }
         if name == "close":
             for p in self.people.values():
@@ -682,6 +682,12 @@ async def stop_server(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
+def drops_between(before: dict[str, int], after: dict[str, int]) -> int:
+    """Kernel drops between two readings, per socket (a socket opened since counts from 0;
+    one closed since is not seen: a lower bound then)."""
+    return sum(n - before.get(inode, 0) for inode, n in after.items())
+
+
 async def snapshot_all(
     clients: list[ClientProcess], server_pid: int, *, reset_lag: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -694,7 +700,7 @@ async def snapshot_all(
     server = {
         "at": time.monotonic(),
         "cpu_s": cpu_seconds(server_pid),
-        "udp_drops": udp_drops(server_pid),
+        "udp_drops": udp_drops_by_socket(server_pid),
         "busy_s": machine_busy_seconds(),
     }
     return list(await answers), server
@@ -776,7 +782,7 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             "rss_mb": rss_mb(process.pid),
             "rss_max_mb": rss_max,
             "lag": figures["lag"],
-            "udp_drops": s1["udp_drops"] - s0["udp_drops"],
+            "udp_drops": drops_between(s0["udp_drops"], s1["udp_drops"]),
             "seconds": seconds,
             "machine_cpu_percent": 100 * (s1["busy_s"] - s0["busy_s"]) / seconds,
             "cores": usable_cores()[0],
@@ -787,7 +793,7 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             {
                 "cpu_percent": 100 * (b["cpu_s"] - a["cpu_s"]) / seconds,
                 "lag": b["lag"],
-                "udp_drops": b["udp_drops"] - a["udp_drops"],
+                "udp_drops": drops_between(a["udp_drops"], b["udp_drops"]),
                 "send_backlog": b["send_backlog"],
                 "participants": sorted(int(n) for n in b["people"]),
                 "skew_s": (a["at"] - t0, t1 - b["at"]),
