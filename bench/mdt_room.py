@@ -87,6 +87,8 @@ from media import _ice_seam as ice_seam  # noqa: E402
 from media.arrival import timestamp_arrivals  # noqa: E402
 
 LAG_INTERVAL_S = 0.05
+#: How long a participant waits for the server's ack of a socket.io event.
+CALL_TIMEOUT_S = 30
 #: Frames a stream may be short of its publisher's count at the window's ends (in flight).
 IN_FLIGHT = 2
 
@@ -265,6 +267,12 @@ class CountingParticipant(Participant):
         self._recovery: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()  # publish, subscribe and reconnect one at a time
         self.sio.on("media_lost", self._on_media_lost)
+
+    async def call(self, event: str, data: Any = None) -> dict[str, Any]:
+        """As tests/client.py's, with a longer wait: a sixteen-way renegotiation on the shared
+        machine took the server's ack past 10 s (measured)."""
+        ack: dict[str, Any] = await self.sio.call(event, data, timeout=CALL_TIMEOUT_S)
+        return ack
 
     def _on_media_lost(self, data: dict[str, Any]) -> None:
         """New connections, as the room page makes them (docs/signaling.md, media_lost)."""
