@@ -586,7 +586,9 @@ class ClientProcess:
         )
         return cls(process)
 
-    async def call(self, command: dict[str, Any], limit_s: float = 120) -> dict[str, Any]:
+    async def call(
+        self, command: dict[str, Any], limit_s: float = 120, *, fatal: bool = True
+    ) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
         async with self._lock:
             self.process.stdin.write(json.dumps(command).encode() + b"\n")
@@ -595,7 +597,7 @@ class ClientProcess:
         if not line:
             raise SystemExit(f"a client process ended (exit {await self.process.wait()})")
         answer: dict[str, Any] = json.loads(line)
-        if not answer["ok"]:
+        if not answer["ok"] and fatal:
             raise SystemExit(f"a client process failed {command['cmd']}: {answer['error']}")
         return answer
 
@@ -749,7 +751,9 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
         # one subscriber at a time, each until its streams flow: sixteen renegotiations at once
         # on a loaded 2-core machine lag the server's loop past a second (measured)
         for n in range(count):
-            await home[n].call({"cmd": "subscribe", "n": n})
+            answer = await home[n].call({"cmd": "subscribe", "n": n}, fatal=False)
+            if not answer["ok"]:  # measured on anyway: the window says what it cost
+                log(f"p{n} did not subscribe: {answer['error']}")
         expected = {
             str(n): [[ids[m], kind] for m in range(count) if m != n for kind in kinds[m]]
             for n in range(count)
@@ -764,8 +768,8 @@ async def run(args: argparse.Namespace, log: Any = print) -> Result:
             if (missing == 0 and silent == 0) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
-        if missing:
-            raise SystemExit(f"{missing} streams not offered to their subscribers in 60 s")
+        if missing:  # measured on anyway: the tally names them
+            log(f"{missing} streams not offered to their subscribers in 60 s")
         log(
             f"{count} participants subscribed in {time.monotonic() - started:.1f} s "
             f"({silent} streams still silent) in {workers} client processes"
