@@ -14,6 +14,16 @@ the datagram goes through (:func:`arrival_us`), all within one loop callback. Pr
 API (the selector transport's ``_sock``, ``_read_ready``, the loop's ``_add_reader``), pinned
 by tests/media/test_arrival.py. Where anything is missing the socket is left as it was and
 :func:`arrival_us` falls back to the loop's clock.
+
+The reader also takes up to :data:`READ_BATCH` datagrams per wake-up, where asyncio's takes
+one. One a loop iteration caps what a socket delivers at one datagram per iteration: in a
+consultation room of 5 video + 5 audio-only participants the server's iterations ran ~20-40 ms
+(its loop lag p50 22 ms, 56% of a core), a video publisher sends ~120 packets/s, so its
+socket filled and the kernel dropped 1,651 datagrams in 30 s (loss every subscriber saw), and
+the ICE consent checks queued behind seconds of media until the peers' consent expired
+(bench/mdt_room.py, docs/consultations.md). What a datagram costs is spent after the read
+(aioice queues it for the DTLS task), so reading a burst at once is cheap; the cap bounds one
+callback, and the kernel's buffer stays the bound under a sustained overload.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 #: The datagram being handled: its kernel arrival on the monotonic clock (us), or None.
 _current: int | None = None
+#: Datagrams one wake-up of a socket's reader takes at most (asyncio's own takes one).
+READ_BATCH = 32
 
 
 def arrival_us() -> int:
@@ -78,25 +90,27 @@ def timestamp_arrivals(protocol: Any) -> bool:
 
     def read_ready() -> None:
         global _current
-        if transport._conn_lost:
-            return
-        try:
-            data, ancillary, _flags, addr = sock.recvmsg(max_size, _ANCILLARY_SPACE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            protocol.error_received(exc)
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # as asyncio's own reader does
-            transport._fatal_error(exc, "Fatal read error on datagram transport")
-            return
-        _current = _kernel_arrival_us(ancillary)
-        try:
-            transport._protocol.datagram_received(data, addr)
-        finally:
-            _current = None
+        for _ in range(READ_BATCH):
+            # a datagram's handler may have closed the transport (and its socket)
+            if transport._conn_lost or transport.is_closing():
+                return
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(max_size, _ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's own reader does
+                transport._fatal_error(exc, "Fatal read error on datagram transport")
+                return
+            _current = _kernel_arrival_us(ancillary)
+            try:
+                transport._protocol.datagram_received(data, addr)
+            finally:
+                _current = None
 
     transport._read_ready = read_ready  # pause/resume_reading re-add this one
     transport._teleconsult_timestamped = True
