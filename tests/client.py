@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -221,9 +222,14 @@ class Participant:
         return None
 
     async def close(self) -> None:
+        """End the call as a page does: say ``leave`` (the server otherwise holds a socket that
+        closed without it, and its media, for a resume), then close everything."""
         if self._answerer is not None:
             self._answerer.cancel()
             await asyncio.gather(self._answerer, return_exceptions=True)
+        if self.sio.connected and self.id:  # joined
+            with contextlib.suppress(Exception):  # a server already gone has nothing to end
+                await self.sio.call("leave", {}, timeout=5)
         for sio in (self.sio, *self._silent):
             if sio.connected:
                 await sio.disconnect()
