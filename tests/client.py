@@ -221,27 +221,44 @@ class Participant:
                 return self.sub.by_mid.get(mid)
         return None
 
-    async def close(self) -> None:
-        """End the call as a page does: say ``leave`` (the server otherwise holds a socket that
-        closed without it, and its media, for a resume), then close everything."""
-        if self._answerer is not None:
-            self._answerer.cancel()
-            await asyncio.gather(self._answerer, return_exceptions=True)
-        if self.sio.connected and self.id:  # joined
+    async def leave(self) -> None:
+        """Say ``leave``, as a page does when it ends the call: the server ends the media at
+        once (a socket closed without it is held, with its media, for a resume)."""
+        if self.sio.connected and self.id:
             with contextlib.suppress(Exception):  # a server already gone has nothing to end
                 await self.sio.call("leave", {}, timeout=5)
+
+    async def close(self) -> None:
+        """Close everything. Each step is bounded (CLOSE_STEP_S): a close that hangs would
+        otherwise hold the test, and its worker, until the suite's timeout."""
+        if self._answerer is not None:
+            self._answerer.cancel()
+            await asyncio.wait({self._answerer}, timeout=CLOSE_STEP_S)
         for sio in (self.sio, *self._silent):
             if sio.connected:
-                await sio.disconnect()
+                await _bounded(sio.disconnect())
         if self._abandoned:  # an abandoned socket's close waits for the cut link (aiohttp: 10 s)
             await asyncio.wait(self._abandoned, timeout=15)
             for task in self._abandoned:
                 task.cancel()
-            await asyncio.gather(*self._abandoned, return_exceptions=True)
+            await asyncio.wait(self._abandoned, timeout=CLOSE_STEP_S)
         if self.sub is not None:
-            await self.sub.close()
+            await _bounded(self.sub.close())
         if self.publish_pc is not None:
-            await self.publish_pc.close()
+            await _bounded(self.publish_pc.close())
+
+
+#: How long one step of a participant's close may take.
+CLOSE_STEP_S = 10.0
+
+
+async def _bounded(step: Any) -> None:
+    """Run ``step`` for at most :data:`CLOSE_STEP_S`; one that takes longer is left behind
+    (cancelled, not awaited: a step wedged in its cancellation must not hold the caller)."""
+    task = asyncio.ensure_future(step)
+    await asyncio.wait({task}, timeout=CLOSE_STEP_S)
+    if not task.done():
+        task.cancel()
 
 
 def pair(url: str, visit: Any) -> tuple[Participant, Participant]:

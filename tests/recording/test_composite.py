@@ -61,6 +61,7 @@ async def test_composite_keeps_lip_sync_and_the_session_length_R22(tmp_path: Pat
         await asyncio.sleep(remaining)  # the publishers run in real time for this long
     finally:
         for p in (doctor, patient):
+            await p.leave()  # ended as a page ends it: the recording ends with the call
             await p.close()
     ended = time.monotonic()
     try:
