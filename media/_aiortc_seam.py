@@ -53,6 +53,8 @@ from typing import Any
 
 import aioice.ice
 import aioice.stun
+import aiortc.clock
+import aiortc.rate
 import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -86,6 +88,20 @@ RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
 RtcpHandler = Callable[[Any], Awaitable[None]]
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+#: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+_NTP_UNIX_OFFSET_S = 2_208_988_800
+
+
+def _current_ms() -> int:
+    """``aiortc.clock.current_ms`` (milliseconds since 1900) from ``time.time`` instead of
+    timezone-aware datetime arithmetic: aiortc's DTLS transport stamps every SRTP datagram
+    with it, and the datetime way cost ~2 % of the server's forwarding CPU."""
+    return int((time.time() + _NTP_UNIX_OFFSET_S) * 1000)
+
+
+aiortc.clock.current_ms = _current_ms
 
 
 def restrict_host_addresses(addresses: list[str] | None) -> None:
@@ -340,9 +356,25 @@ class _WindowRate:
 
 
 def RemoteBitrateEstimator() -> _RemoteBitrateEstimator:
-    """aiortc's receive-side estimator (abs-send-time, AIMD), with an O(1) rate counter."""
+    """aiortc's receive-side estimator (abs-send-time, AIMD), with an O(1) rate counter and a
+    cheaper minimum frame period (aiortc pops a list's head and walks 60 deltas in Python for
+    each packet group)."""
     estimator = _RemoteBitrateEstimator()
     estimator.incoming_bitrate = _WindowRate()  # type: ignore[assignment]
+    overuse = estimator.estimator
+    # aiortc drops the oldest of 60 before taking the minimum: the minimum is over the newest
+    # 59 and the new delta, and the 59 newest are what the deque keeps
+    history: collections.deque[float] = collections.deque(
+        maxlen=aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH - 1
+    )
+
+    def update_min_frame_period(ts_delta: float) -> float:
+        smallest = min(history, default=ts_delta)
+        history.append(ts_delta)
+        return ts_delta if ts_delta < smallest else smallest
+
+    overuse.ts_delta_hist = history  # type: ignore[assignment]
+    overuse.update_min_frame_period = update_min_frame_period  # type: ignore[method-assign]
     return estimator
 
 

@@ -56,14 +56,19 @@ def arrival_us() -> int:
     return current if current is not None else time.monotonic_ns() // 1000
 
 
-def _kernel_arrival_us(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+def _kernel_arrival_us(ancillary: list[tuple[int, int, bytes]], offset_ns: int) -> int | None:
+    """The kernel's stamp in ``ancillary`` on the monotonic clock (us), with ``offset_ns`` the
+    monotonic clock's lead over the real-time one; None without a stamp."""
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+        if kind == _SO_TIMESTAMPNS and level == socket.SOL_SOCKET and len(data) >= _TIMESPEC.size:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            realtime_ns = seconds * 1_000_000_000 + nanoseconds
-            # on the monotonic clock: the same instant's offset between the two clocks
-            return (realtime_ns - time.time_ns() + time.monotonic_ns()) // 1000
+            return (seconds * 1_000_000_000 + nanoseconds + offset_ns) // 1000
     return None
+
+
+def _clock_offset_ns() -> int:
+    """How far the monotonic clock is ahead of the real-time one, now (ns)."""
+    return time.monotonic_ns() - time.time_ns()
 
 
 def timestamp_arrivals(protocol: Any) -> bool:
@@ -90,6 +95,8 @@ def timestamp_arrivals(protocol: Any) -> bool:
 
     def read_ready() -> None:
         global _current
+        # one offset for the burst: the two clocks do not drift apart within a wake-up
+        offset_ns = _clock_offset_ns()
         for _ in range(READ_BATCH):
             # a datagram's handler may have closed the transport (and its socket)
             if transport._conn_lost or transport.is_closing():
@@ -106,7 +113,7 @@ def timestamp_arrivals(protocol: Any) -> bool:
             except BaseException as exc:  # as asyncio's own reader does
                 transport._fatal_error(exc, "Fatal read error on datagram transport")
                 return
-            _current = _kernel_arrival_us(ancillary)
+            _current = _kernel_arrival_us(ancillary, offset_ns) if ancillary else None
             try:
                 transport._protocol.datagram_received(data, addr)
             finally:

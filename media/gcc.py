@@ -86,9 +86,7 @@ class Trendline:
         self._first_ms: float | None = None
         self._accumulated = 0.0
         self._smoothed = 0.0
-        self._history: collections.deque[tuple[float, float]] = collections.deque(
-            maxlen=TRENDLINE_WINDOW
-        )
+        self._line = _SlidingLine(TRENDLINE_WINDOW)
         self._deltas = 0
         self._trend = 0.0
         self.threshold = THRESHOLD_INITIAL_MS
@@ -105,10 +103,9 @@ class Trendline:
         self._smoothed = (
             TRENDLINE_SMOOTHING * self._smoothed + (1 - TRENDLINE_SMOOTHING) * self._accumulated
         )
-        self._history.append((arrival_ms - self._first_ms, self._smoothed))
-        trend = self._trend
-        if len(self._history) == TRENDLINE_WINDOW:
-            trend = _slope(self._history, trend)
+        line = self._line
+        line.add(arrival_ms - self._first_ms, self._smoothed)
+        trend = line.slope(self._trend) if line.full else self._trend
         self._detect(trend, send_delta_ms, arrival_ms)
         return self.state
 
@@ -156,17 +153,74 @@ class Trendline:
         self._threshold_at = now_ms
 
 
-def _slope(points: collections.deque[tuple[float, float]], default: float) -> float:
-    """Least-squares slope of ``points`` (one pass: this runs once per packet group)."""
-    n = len(points)
-    sx = sy = sxx = sxy = 0.0
-    for x, y in points:
-        sx += x
-        sy += y
-        sxx += x * x
-        sxy += x * y
-    denominator = n * sxx - sx * sx
-    return (n * sxy - sx * sy) / denominator if denominator else default
+class _SlidingLine:
+    """The least-squares line through the last ``size`` points, in O(1) a point (it runs once
+    per packet group of every subscriber: a 20-point pass each time was the estimator's
+    largest cost). The sums are kept relative to an origin moved to the window's first point
+    every ``size`` points, so they stay small and a rounding error lives ``size`` points."""
+
+    __slots__ = (
+        "_added",
+        "_origin_x",
+        "_origin_y",
+        "_points",
+        "_size",
+        "_sx",
+        "_sxx",
+        "_sxy",
+        "_sy",
+    )
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._points: collections.deque[tuple[float, float]] = collections.deque()
+        self._origin_x = self._origin_y = 0.0
+        self._sx = self._sy = self._sxx = self._sxy = 0.0
+        self._added = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self._points) == self._size
+
+    def add(self, x: float, y: float) -> None:
+        points = self._points
+        if len(points) == self._size:
+            old_x, old_y = points.popleft()
+            ox = old_x - self._origin_x
+            oy = old_y - self._origin_y
+            self._sx -= ox
+            self._sy -= oy
+            self._sxx -= ox * ox
+            self._sxy -= ox * oy
+        points.append((x, y))
+        self._added += 1
+        if self._added >= self._size:
+            self._rebase()
+            return
+        nx = x - self._origin_x
+        ny = y - self._origin_y
+        self._sx += nx
+        self._sy += ny
+        self._sxx += nx * nx
+        self._sxy += nx * ny
+
+    def _rebase(self) -> None:
+        self._added = 0
+        self._origin_x, self._origin_y = self._points[0]
+        sx = sy = sxx = sxy = 0.0
+        for x, y in self._points:
+            x -= self._origin_x
+            y -= self._origin_y
+            sx += x
+            sy += y
+            sxx += x * x
+            sxy += x * y
+        self._sx, self._sy, self._sxx, self._sxy = sx, sy, sxx, sxy
+
+    def slope(self, default: float) -> float:
+        n = len(self._points)
+        denominator = n * self._sxx - self._sx * self._sx
+        return (n * self._sxy - self._sx * self._sy) / denominator if denominator else default
 
 
 @dataclass
