@@ -192,6 +192,8 @@ class _SlidingLine:
             self._sy -= oy
             self._sxx -= ox * ox
             self._sxy -= ox * oy
+        elif not points:
+            self._origin_x, self._origin_y = x, y
         points.append((x, y))
         self._added += 1
         if self._added >= self._size:

@@ -345,3 +345,25 @@ async def test_simulcast_seam_functions_act_on_aiortc_objects():
         assert router.senders[5678] is sender
     finally:
         await pc.close()
+
+
+def test_cheaper_estimator_parts_give_aiortcs_answers():
+    """The minimum frame period and the clock we put in aiortc's place answer as aiortc's own
+    (they are there for speed only: bench/sfu_forwarding.py)."""
+    import random
+
+    import aiortc.clock
+    from aiortc.rate import OveruseEstimator
+
+    ours = seam.RemoteBitrateEstimator().estimator
+    theirs = OveruseEstimator()
+    rng = random.Random(7)
+    for _ in range(500):
+        delta = rng.choice([33.3, 33.4, 16.7, 66.6, rng.uniform(1, 100)])
+        assert ours.update_min_frame_period(delta) == theirs.update_min_frame_period(delta)
+    assert len(ours.ts_delta_hist) == 59 and list(ours.ts_delta_hist) == theirs.ts_delta_hist[1:]
+    # aiortc.clock.current_ms (patched at import) and aiortc's datetime arithmetic agree
+    before = int((aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000)
+    now = aiortc.clock.current_ms()
+    after = int((aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000)
+    assert before <= now <= after

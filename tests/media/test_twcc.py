@@ -21,7 +21,7 @@ from test_bandwidth import Recorder, room, simulcast  # noqa: F401  (fixtures)
 
 from media import _aiortc_seam as seam
 from media import transport as transport_module
-from media.gcc import PacketResult, SendSideEstimator
+from media.gcc import PacketResult, SendSideEstimator, _SlidingLine
 from media.room import RoomMedia
 from media.twcc import (
     DELTA_TICK_US,
@@ -446,3 +446,29 @@ async def test_r1_a_publisher_offering_transport_cc_gets_feedback(room, monkeypa
         assert set(sequence_numbers(numbered[:20], 5)) <= reported() | {None}
     finally:
         await publisher.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.1, 50.0), st.floats(-30.0, 30.0)), min_size=1, max_size=200),
+    st.floats(0.0, 1e7),
+)
+def test_trendline_slope_is_the_least_squares_slope_of_its_window(steps, start):
+    """The O(1) sliding fit answers as a fit of the window's points from scratch, however long
+    it has run and however far from zero its x values are (an hour is 3.6e6 ms)."""
+    window = 20
+    line = _SlidingLine(window)
+    points: list[tuple[float, float]] = []
+    x = start
+    for step, y in steps:
+        x += step
+        line.add(x, y)
+        points = [*points, (x, y)][-window:]
+        n = len(points)
+        mean_x = sum(p[0] for p in points) / n
+        mean_y = sum(p[1] for p in points) / n
+        sxx = sum((p[0] - mean_x) ** 2 for p in points)
+        sxy = sum((p[0] - mean_x) * (p[1] - mean_y) for p in points)
+        assert line.full == (n == window)
+        if sxx > 1e-6:
+            assert line.slope(0.0) == pytest.approx(sxy / sxx, rel=1e-6, abs=1e-9)
