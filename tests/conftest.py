@@ -26,6 +26,15 @@ CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 #: while the other worker takes the database, API and imaging tests, a file at a time, beside
 #: them. (xdist's own ``--dist loadgroup`` renames node ids, which pytest 9.2 ignores.)
 CALL_SUITES = frozenset({"browser", "media", "recording", "signaling"})
+#: Browser tests that assert no timing of media (what axe-core finds on each page, where a
+#: decline's reminder lands) go beside the calls, each file a scope of its own: the calls worker
+#: was the run's long pole (1,620 s of tests against the other worker's 1,260 s, at load 10-20).
+NOT_TIMED = frozenset(
+    {
+        "tests/browser/test_accessibility_browser.py",
+        "tests/browser/test_reminders_browser.py",
+    }
+)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -39,7 +48,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             parts = path.split("/")
-            if len(parts) > 2 and parts[0] == "tests" and parts[1] in CALL_SUITES:
+            if (
+                len(parts) > 2
+                and parts[0] == "tests"
+                and parts[1] in CALL_SUITES
+                and path not in NOT_TIMED
+            ):
                 return "calls"
             return path
 
