@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
@@ -75,6 +75,8 @@ _PII_PATTERNS: Final = (
 )
 
 DetailValue = str | int | float | bool | None
+_TABLE: Final = AuditEvent.metadata.tables[AuditEvent.__tablename__]
+_COLUMNS: Final = tuple(column.key for column in _TABLE.columns)
 _locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -208,7 +210,7 @@ class AuditTx:
     db: Database | None = None
     """The database the transaction belongs to (for per-database listeners)."""
     events: list[AuditEvent] = field(default_factory=list)
-    _head: tuple[int, str] | None = None
+    _head: tuple[int, str, datetime | None] | None = None
     _refusal: _Refusal | None = None
     _after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -252,14 +254,20 @@ class AuditTx:
         """Link ``batch`` onto the head in order and write it with one flush."""
         if self._head is None:
             self._head = await _read_head(self.session)
-        seq, prev_digest = self._head
+        seq, prev_digest, last_at = self._head
         events = []
         for fields in batch:
             seq += 1
+            at = utc_now() if fields.at is None else fields.at
+            if fields.at is not None and last_at is not None and at < last_at:
+                # stamped when it happened (a retrieval's request) and written after later
+                # events: the chain's times never go back
+                at = last_at
+            last_at = at
             event = AuditEvent(
                 seq=seq,
                 id=new_id(),
-                at=fields.at if fields.at is not None else utc_now(),
+                at=at,
                 actor_id=fields.actor_id,
                 actor_role=fields.actor_role,
                 action=fields.action,
@@ -273,9 +281,14 @@ class AuditTx:
             )
             event.digest = prev_digest = event_digest(prev_digest, event)
             events.append(event)
-        self.session.add_all(events)
-        await self.session.flush()
-        self._head = (seq, prev_digest)
+        # One INSERT (executemany) through Core: the ORM's unit of work cost more than the
+        # statement on the retrieval hot path, and nothing reads these objects back from the
+        # session (rows of the chain are only ever inserted). Pending ORM work of the same
+        # transaction is flushed first (autoflush), as before.
+        await self.session.execute(
+            insert(_TABLE), [{c: getattr(e, c) for c in _COLUMNS} for e in events]
+        )
+        self._head = (seq, prev_digest, last_at)
         self.events.extend(events)
         return events
 
@@ -305,13 +318,15 @@ class AuditTx:
         self._after_commit.append(callback)
 
 
-async def _read_head(session: AsyncSession) -> tuple[int, str]:
+async def _read_head(session: AsyncSession) -> tuple[int, str, datetime | None]:
     row = (
         await session.execute(
-            select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
+            select(AuditEvent.seq, AuditEvent.digest, AuditEvent.at)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
         )
     ).first()
-    return (0, GENESIS_DIGEST) if row is None else (int(row[0]), str(row[1]))
+    return (0, GENESIS_DIGEST, None) if row is None else (int(row[0]), str(row[1]), row[2])
 
 
 async def _lock_chain(session: AsyncSession, dialect: str) -> None:
@@ -379,12 +394,15 @@ async def append(
     object_id: str | None = None,
     result: AuditResult = AuditResult.OK,
     details: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> AuditEvent:
     """Append one event that has nothing else to commit; return it once it is committed.
 
     Events appended meanwhile by other callers share its transaction (group commit, see the
-    module docstring). ``ValueError`` for details that :func:`canonical_details` refuses, before
-    anything is queued.
+    module docstring); at most :data:`MAX_QUEUED` wait at once, the next caller waits for room.
+    ``at``: when it happened (default: when it is written); an event written after a later one
+    takes that one's time, so the chain's times never go back. ``ValueError`` for details that
+    :func:`canonical_details` refuses, before anything is queued.
     """
     fields = _fields(
         action,
@@ -396,12 +414,16 @@ async def append(
         object_id=object_id,
         result=result,
         details=canonical_details(details),
+        at=at,
     )
     return await _appender_of(db).append(fields)
 
 
 MAX_BATCH: Final = 200
 """Events linked in one transaction at most (a flood's backlog is written in several)."""
+MAX_QUEUED: Final = 10_000
+"""Events waiting for their transaction at most; more callers wait for room (back-pressure:
+a chain that cannot keep up slows its callers, it never drops an event)."""
 
 
 class _Appender:
@@ -415,6 +437,7 @@ class _Appender:
             lambda fields: self._write_one(fields),
             name="the audit chain",
             max_batch=MAX_BATCH,
+            max_queued=MAX_QUEUED,
         )
         db.before_close(self.drain)
 
@@ -755,7 +778,8 @@ async def _check_event(
 async def read_head(db: Database) -> tuple[int, str]:
     """The chain's last ``(seq, digest)`` as committed now (``(0, genesis)`` when empty)."""
     async with db.session() as session:
-        return await _read_head(session)
+        seq, digest, _ = await _read_head(session)
+    return seq, digest
 
 
 async def list_events(

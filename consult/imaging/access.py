@@ -26,7 +26,9 @@ replaces :func:`related` and nothing else.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -41,12 +43,13 @@ from consult.consultations.models import (
     InvitationState,
 )
 from consult.db import Database
+from consult.decision_cache import DecisionCache
 from consult.models import AuditResult, Patient, Room, RoomRole, Visit
 from consult.permissions import Role, in_scope
+from consult.sqltypes import utc_now
 
 from .errors import StudyAccessDenied, StudyNotFound
 from .models import ImagingInstance, ImagingStudy
-from .retrieval_audit import RetrievalAudit
 
 READ: str = "imaging.read"
 
@@ -236,12 +239,18 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
     404 when no institution holds it; 403 (audited) when some do but none lets ``actor`` read.
     """
     await authorize(db, actor, READ, object_type="imaging_study")
+    cache, key = _granted_of(db), (_who(actor), study_uid, None)
+    known = cache.get(key)
+    if known is not None:
+        return known[0]
+    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         studies = (
             await session.scalars(select(ImagingStudy).where(ImagingStudy.study_uid == study_uid))
         ).all()
         for study in studies:
             if await _may_read(session, actor, study):
+                cache.put(key, (study, None), stamp)
                 return study
     if not studies:
         raise StudyNotFound()
@@ -255,6 +264,11 @@ async def readable_instance(
     """:func:`readable_study` and, in the same session (one statement for both), that study's
     instance with this SOP Instance UID (None when it holds none): a viewer's hot path."""
     await authorize(db, actor, READ, object_type="imaging_study")
+    cache, key = _granted_of(db), (_who(actor), study_uid, sop_instance_uid)
+    known = cache.get(key)
+    if known is not None:
+        return known
+    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         rows = (
             await session.execute(
@@ -269,11 +283,35 @@ async def readable_instance(
         ).all()
         for study, instance in rows:
             if await _may_read(session, actor, study):
+                if instance is not None:  # an instance not (yet) held is not kept
+                    cache.put(key, (study, instance), stamp)
                 return study, instance
     if not rows:
         raise StudyNotFound()
     await _deny(db, actor, rows[0][0].id, what)
     raise StudyAccessDenied()
+
+
+_Granted = tuple[ImagingStudy, ImagingInstance | None]
+_grants: weakref.WeakKeyDictionary[
+    Database, DecisionCache[tuple[Actor, str, str | None], _Granted]
+] = weakref.WeakKeyDictionary()
+
+
+def _granted_of(db: Database) -> DecisionCache[tuple[Actor, str, str | None], _Granted]:
+    """Reads recently granted: (who, Study Instance UID, SOP Instance UID or None) to the study
+    (and instance) read. Forgotten when this process writes anything a decision rests on (a
+    share, an invitation, a visit, a room, an account ...) and after two seconds whatever
+    happens (``consult.decision_cache``). The rows are never changed by their users."""
+    cache = _grants.get(db)
+    if cache is None:
+        cache = _grants[db] = DecisionCache(db)
+    return cache
+
+
+def _who(actor: Actor) -> Actor:
+    """The actor as a key: everything a decision may rest on, not the request's address."""
+    return actor if actor.source_ip is None else replace(actor, source_ip=None)
 
 
 async def room_upload_visit(db: Database, actor: Actor, visit_id: str) -> Visit:
@@ -333,24 +371,25 @@ async def audit_retrieval(
     study: ImagingStudy | None,
     what: str,
     details: Mapping[str, Any] | None = None,
-    *,
-    batch: RetrievalAudit | None = None,
 ) -> None:
-    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering).
+    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering); return
+    once it is committed to the chain: the caller sends the data only then (R24).
 
-    With a running ``batch`` writer the event is queued (appended within moments, in order);
-    without one it is appended now.
+    A viewer asks for hundreds of frames a minute: the retrievals of concurrent requests share
+    a transaction (:func:`consult.audit.append` is a group commit), so the chain's cost per
+    retrieval falls as the load rises, and one request alone waits for one commit. A process
+    that dies after answering has logged the view; one that dies while answering may have
+    logged a view that never arrived (over-reported, never lost). The event is stamped with the
+    moment of the request (kept monotonic along the chain); a chain that cannot keep up makes
+    requests wait for room in its queue, none is dropped; queued events are written before the
+    database closes. A batch the database refuses fails its requests (500, no data sent).
     """
-    merged = {"what": what, **(details or {})}
-    study_id = study.id if study is not None else None
-    if batch is not None and batch.running:
-        await batch.record(actor, study_id, merged)
-        return
     await append(
         db,
         "imaging.retrieve",
         actor=actor,
         object_type="imaging_study",
-        object_id=study_id,
-        details=merged,
+        object_id=study.id if study is not None else None,
+        details={"what": what, **(details or {})},
+        at=utc_now(),
     )

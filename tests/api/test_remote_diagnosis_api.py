@@ -94,7 +94,6 @@ async def stored_study(
 
 
 async def audit_actions(server: Server, action: str) -> list[AuditEvent]:
-    await server.app[IMAGING].retrievals.flush()
     async with server.app[DATABASE].session() as session:
         rows = await session.scalars(
             select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)

@@ -88,10 +88,8 @@ def _store(call: Call) -> ImagingStore:
 async def _audit(
     call: Call, study: ImagingStudy | None, what: str, details: dict[str, Any] | None = None
 ) -> None:
-    """Every retrieval goes into the audit chain (batched by the store's writer)."""
-    await access.audit_retrieval(
-        call.db, call.me, study, what, details, batch=_store(call).retrievals
-    )
+    """Every retrieval goes into the audit chain, committed before the answer (R24)."""
+    await access.audit_retrieval(call.db, call.me, study, what, details)
 
 
 def _uid(request: web.Request, name: str) -> str:
