@@ -490,7 +490,8 @@ async def authenticate(
     cache = _bearers_of(db)
     key = hashlib.blake2b(token.encode(), digest_size=16).digest()
     known = cache.get(key)
-    if known is not None and now < known.expires_at and now - known.seen_at < known.idle:
+    # a hit until a touch of last_seen_at is due (then the full check below makes it)
+    if known is not None and now < known.expires_at and now - known.seen_at < TOUCH_EVERY:
         actor = known.actor
         return actor if source_ip is None else replace(actor, source_ip=source_ip)
     stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
@@ -542,7 +543,7 @@ async def authenticate(
         institution_id=user.institution_id,
         enrolment_only=row.scope == SessionScope.ENROL,
     )
-    cache.put(key, _Bearer(actor, row.expires_at, seen_at, idle_timeout(role)), stamp)
+    cache.put(key, _Bearer(actor, row.expires_at, seen_at), stamp)
     return actor if source_ip is None else replace(actor, source_ip=source_ip)
 
 
@@ -554,8 +555,8 @@ class _Bearer:
     """With the session's own address (the request's replaces it)."""
     expires_at: datetime
     seen_at: datetime
-    """``last_seen_at`` as it was then: a hit never extends the session's idle time."""
-    idle: timedelta
+    """``last_seen_at`` as it was then: hits do not touch it, so they stop when a touch is due
+    (:data:`TOUCH_EVERY`) and the full check touches it."""
 
 
 _bearers: weakref.WeakKeyDictionary[Database, DecisionCache[bytes, _Bearer]] = (
