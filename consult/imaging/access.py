@@ -239,10 +239,10 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
     404 when no institution holds it; 403 (audited) when some do but none lets ``actor`` read.
     """
     await authorize(db, actor, READ, object_type="imaging_study")
-    cache, key = _granted_of(db), (_who(actor), study_uid, None)
+    cache, key = _granted_of(db), (_who(actor), study_uid)
     known = cache.get(key)
     if known is not None:
-        return known[0]
+        return known
     stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         studies = (
@@ -250,7 +250,7 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
         ).all()
         for study in studies:
             if await _may_read(session, actor, study):
-                cache.put(key, (study, None), stamp)
+                cache.put(key, study, stamp)
                 return study
     if not studies:
         raise StudyNotFound()
@@ -259,53 +259,70 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
 
 
 async def readable_instance(
-    db: Database, actor: Actor, study_uid: str, sop_instance_uid: str, what: str
+    db: Database,
+    actor: Actor,
+    study_uid: str,
+    sop_instance_uid: str,
+    what: str,
+    *,
+    series_uid: str | None = None,
 ) -> tuple[ImagingStudy, ImagingInstance | None]:
-    """:func:`readable_study` and, in the same session (one statement for both), that study's
-    instance with this SOP Instance UID (None when it holds none): a viewer's hot path."""
-    await authorize(db, actor, READ, object_type="imaging_study")
-    cache, key = _granted_of(db), (_who(actor), study_uid, sop_instance_uid)
+    """:func:`readable_study` and that study's instance with this SOP Instance UID (None when
+    it holds none): a viewer's hot path.
+
+    Instance rows never change once written, so they are kept (:func:`_instances_of`); a
+    viewer scrolls through a series, so the first instance asked of a ``series_uid`` brings
+    the whole series' rows in one statement."""
+    study = await readable_study(db, actor, study_uid, what)
+    cache, key = _instances_of(db), (study.id, sop_instance_uid)
     known = cache.get(key)
     if known is not None:
-        return known
-    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
+        return study, known
+    stamp = cache.stamp()
+    wanted = ImagingInstance.study_id == study.id
+    if series_uid is not None:
+        wanted &= (ImagingInstance.series_uid == series_uid) | (
+            ImagingInstance.sop_instance_uid == sop_instance_uid
+        )
+    else:
+        wanted &= ImagingInstance.sop_instance_uid == sop_instance_uid
     async with db.session() as session:
-        rows = (
-            await session.execute(
-                select(ImagingStudy, ImagingInstance)
-                .outerjoin(
-                    ImagingInstance,
-                    (ImagingInstance.study_id == ImagingStudy.id)
-                    & (ImagingInstance.sop_instance_uid == sop_instance_uid),
-                )
-                .where(ImagingStudy.study_uid == study_uid)
-            )
-        ).all()
-        for study, instance in rows:
-            if await _may_read(session, actor, study):
-                if instance is not None:  # an instance not (yet) held is not kept
-                    cache.put(key, (study, instance), stamp)
-                return study, instance
-    if not rows:
-        raise StudyNotFound()
-    await _deny(db, actor, rows[0][0].id, what)
-    raise StudyAccessDenied()
+        rows = (await session.scalars(select(ImagingInstance).where(wanted))).all()
+    found = None
+    for row in rows:
+        cache.put((study.id, row.sop_instance_uid), row, stamp)
+        if row.sop_instance_uid == sop_instance_uid:
+            found = row
+    return study, found
 
 
-_Granted = tuple[ImagingStudy, ImagingInstance | None]
-_grants: weakref.WeakKeyDictionary[
-    Database, DecisionCache[tuple[Actor, str, str | None], _Granted]
-] = weakref.WeakKeyDictionary()
+_grants: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[Actor, str], ImagingStudy]] = (
+    weakref.WeakKeyDictionary()
+)
+_instances: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[str, str], ImagingInstance]] = (
+    weakref.WeakKeyDictionary()
+)
+INSTANCE_ROWS_TTL_S = 60.0
+"""Instance rows are never updated nor deleted by this code; the bound is for another
+process's change all the same (this process's changes empty the cache at once)."""
 
 
-def _granted_of(db: Database) -> DecisionCache[tuple[Actor, str, str | None], _Granted]:
-    """Reads recently granted: (who, Study Instance UID, SOP Instance UID or None) to the study
-    (and instance) read. Forgotten when this process writes anything a decision rests on (a
-    share, an invitation, a visit, a room, an account ...) and after two seconds whatever
-    happens (``consult.decision_cache``). The rows are never changed by their users."""
+def _granted_of(db: Database) -> DecisionCache[tuple[Actor, str], ImagingStudy]:
+    """Reads recently granted: (who, Study Instance UID) to the study read. Forgotten when this
+    process writes anything a decision rests on (a share, an invitation, a visit, a room, an
+    account ...) and after two seconds whatever happens (``consult.decision_cache``). Only
+    grants are kept: a refusal is decided and audited every time."""
     cache = _grants.get(db)
     if cache is None:
         cache = _grants[db] = DecisionCache(db)
+    return cache
+
+
+def _instances_of(db: Database) -> DecisionCache[tuple[str, str], ImagingInstance]:
+    """Instance rows by (study row id, SOP Instance UID); an instance not held is not kept."""
+    cache = _instances.get(db)
+    if cache is None:
+        cache = _instances[db] = DecisionCache(db, ttl_s=INSTANCE_ROWS_TTL_S, max_items=50_000)
     return cache
 
 
