@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import cProfile
 import signal
-import time
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,23 +21,22 @@ from web.cli import main  # noqa: E402
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
-state: dict[str, cProfile.Profile | int | None] = {"profile": None, "n": 0}
+profiles: list[cProfile.Profile] = []
+written = [0]
 
 
 def start(*_: object) -> None:
     profile = cProfile.Profile(time.thread_time)  # CPU time of the loop thread, not wall time
-    state["profile"] = profile
+    profiles.append(profile)
     profile.enable()
 
 
 def stop(*_: object) -> None:
-    profile = state["profile"]
-    if isinstance(profile, cProfile.Profile):
+    if profiles:
+        profile = profiles.pop()
         profile.disable()
-        n = int(state["n"] or 0) + 1  # type: ignore[call-overload]
-        state["n"] = n
-        profile.dump_stats(out / f"{n}.prof")
-        state["profile"] = None
+        written[0] += 1
+        profile.dump_stats(out / f"{written[0]}.prof")
 
 
 signal.signal(signal.SIGUSR1, start)
