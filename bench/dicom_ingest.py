@@ -54,7 +54,6 @@ from consult.db import Database  # noqa: E402
 from consult.identifiers import id_check_char  # noqa: E402
 
 PASSWORD = "Correct-Horse-42"
-PROFILE: list[str] = []
 
 
 def free_port() -> int:
@@ -209,16 +208,27 @@ async def main(args: argparse.Namespace) -> None:
         f'recording = false\ndicom_port = {dicom_port}\nlog_level = "WARNING"\n'
         f'[dicom_peers]\nBENCH = "{institution_id}"\n'
     )
+    # --profile: the server under cProfile, one file a phase (bench/profiled_server.py)
+    launcher = (
+        [str(ROOT / "bench" / "profiled_server.py"), str(args.profile)]
+        if args.profile
+        else ["-m", "web"]
+    )
     server = await asyncio.create_subprocess_exec(
         sys.executable,
-        *PROFILE,
-        "-m",
-        "web",
+        *launcher,
         "serve",
         "--config",
         str(tmp / "server.toml"),
         cwd=ROOT,
     )
+
+    async def phase(start: bool) -> None:
+        """Start or stop a phase's profile (the figures of a profiled run are not figures)."""
+        if args.profile:
+            server.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
+            await asyncio.sleep(0.5 if start else 3)  # the server writes its profile
+
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -242,7 +252,9 @@ async def main(args: argparse.Namespace) -> None:
             uids = write_instances(args.instances, record_id, tmp / "files")
             files = sorted((tmp / "files").iterdir())
             cpu0 = cpu_seconds(server.pid)
+            await phase(True)
             elapsed = await storescu(dicom_port, "BENCH", "TELECONSULT", files)
+            await phase(False)
             rate = len(files) / elapsed
             cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files) * 1000
             size = sum(f.stat().st_size for f in files) / len(files) / 1e6
@@ -267,9 +279,11 @@ async def main(args: argparse.Namespace) -> None:
             n = args.associations
             chunks = [files2[i::n] for i in range(n)]
             started, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
+            await phase(True)
             await asyncio.gather(
                 *(storescu(dicom_port, "BENCH", "TELECONSULT", chunk) for chunk in chunks)
             )
+            await phase(False)
             parallel = len(files2) / (time.perf_counter() - started)
             cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files2) * 1000
             print(
@@ -284,6 +298,7 @@ async def main(args: argparse.Namespace) -> None:
                 **auth,
             }
             cpu0 = cpu_seconds(server.pid)
+            await phase(True)
             for _ in range(args.frames):
                 study, series, sop = random.choice(uids)
                 t0 = time.perf_counter()
@@ -293,6 +308,7 @@ async def main(args: argparse.Namespace) -> None:
                     body = await r.read()
                     assert r.status == 200, r.status
                 frame_ms.append((time.perf_counter() - t0) * 1000)
+            await phase(False)
             print(
                 f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
                 f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
@@ -319,7 +335,9 @@ async def main(args: argparse.Namespace) -> None:
                         latencies.append((time.perf_counter() - t0) * 1000)
 
                 t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
+                await phase(True)
                 await asyncio.gather(*(renderer() for _ in range(args.clients)))
+                await phase(False)
                 cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
                 return latencies, time.perf_counter() - t0, cpu
 
@@ -348,4 +366,10 @@ if __name__ == "__main__":
     parser.add_argument("--renders", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the server's event loop phase by phase into DIR/<n>.prof (1: C-STORE, "
+        "2: C-STORE over several associations, 3: frames, 4: PNG cold, 5: PNG warm)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +33,43 @@ and a sixteenth request waited behind the burst for one (issue 13: a flood's req
 connections a healthy client's read needed). Reads do not block each other in WAL mode; writes
 are serialized by SQLite whatever the pool."""
 
+QUIET_TABLES: Final = frozenset(
+    {"audit_events", "chat_messages", "chat_images", "sign_in_failures"}
+)
+"""Tables whose writes decide nothing that a cache of decisions holds (who a bearer token is,
+who may read a study): they do not move :attr:`Database.changes`. Every other table does (a
+table added later too, until it is named here)."""
+QUIET_INSERTS: Final = frozenset({"imaging_instances"})
+"""Tables whose new rows change no decision already taken (an instance not found is never
+cached); an update or a delete of them still counts."""
+_WRITE: Final = re.compile(
+    r"\s*(?:(INSERT)(?:\s+OR\s+\w+)?\s+INTO|(UPDATE)(?:\s+OR\s+\w+)?|DELETE\s+FROM"
+    r"|REPLACE\s+INTO)\s+\"?(\w+)\"?(?:\s+SET\s+(\w+)\s*=[^,]*?\s+WHERE\b)?",
+    re.IGNORECASE,
+)
+_READ_ONLY: Final = frozenset({"SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"})
+_ROLLBACK: Final = "ROLLBACK"
+_TOUCH: Final = ("sessions", "last_seen_at")
+"""``UPDATE sessions SET last_seen_at=...``: a session's activity, not its validity."""
+
+
+def changes_decisions(statement: str) -> bool:
+    """Whether ``statement`` may change what a decision cache holds (see
+    :attr:`Database.changes`): any write but those of :data:`QUIET_TABLES`, new rows of
+    :data:`QUIET_INSERTS` and a session's activity stamp; a statement not recognised counts."""
+    head = statement.lstrip()[:16].split(None, 1)
+    verb = head[0].upper() if head else ""
+    if verb in _READ_ONLY or verb.startswith(_ROLLBACK):
+        return False
+    found = _WRITE.match(statement)
+    if found is None:
+        return True  # DDL, WITH ... : count it
+    insert, update, table, only_column = found.groups()
+    table = table.lower()
+    if table in QUIET_TABLES or (insert and table in QUIET_INSERTS):
+        return False
+    return not (update and (table, (only_column or "").lower()) == _TOUCH)
+
 
 class Database:
     """Owns the engine of one database (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://``).
@@ -54,6 +92,23 @@ class Database:
         self._closed = False
         self._start_lock = asyncio.Lock()
         self._before_close: list[Callable[[], Awaitable[None]]] = []
+        self._changes = 0
+
+    @property
+    def changes(self) -> int:
+        """A counter of this process's writes that may change a cached decision (who a bearer
+        token is, who may read a study; see :func:`changes_decisions`).
+
+        It moves when such a statement is executed and again when its connection goes back to
+        the pool (after the commit or the rollback), so a decision drawn from rows read while
+        it stood still holds: compare it before reading and when using what was read
+        (:class:`consult.decision_cache.DecisionCache`). Writes of other processes do not move
+        it (a cache bounds those by time)."""
+        return self._changes
+
+    def note_change(self) -> None:
+        """Move :attr:`changes` (a write the engine does not see, in tests)."""
+        self._changes += 1
 
     @property
     def dialect(self) -> str:
@@ -87,6 +142,7 @@ class Database:
             if self._engine is not None:
                 return
             engine = self._create_engine()
+            self._watch(engine)
             try:
                 await self._migrate(engine)
             except BaseException:
@@ -164,6 +220,24 @@ class Database:
         engine = create_async_engine(self._url, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
+
+    def _watch(self, engine: AsyncEngine) -> None:
+        """Move :attr:`changes` on every write that may change a decision, and again when
+        its connection is returned (committed or rolled back)."""
+
+        def before_execute(
+            conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+        ) -> None:
+            if changes_decisions(statement):
+                self._changes += 1
+                conn.info["changed_decisions"] = True
+
+        def checkin(_dbapi_connection: Any, record: Any) -> None:
+            if record.info.pop("changed_decisions", False):
+                self._changes += 1
+
+        event.listen(engine.sync_engine, "before_cursor_execute", before_execute)
+        event.listen(engine.sync_engine.pool, "checkin", checkin)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:

@@ -19,9 +19,11 @@ Who may do what in a room is :mod:`consult.access`; this module applies it to jo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Final
 
@@ -33,6 +35,7 @@ from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.crypto import sm3_hex
 from consult.db import Database
+from consult.decision_cache import DecisionCache
 from consult.errors import (
     ConsultError,
     InvalidInput,
@@ -56,6 +59,7 @@ from consult.models import (
     RoomInvitation,
     RoomKind,
     RoomRole,
+    Session,
     User,
     Visit,
 )
@@ -415,7 +419,14 @@ async def authenticate_join(
     :class:`RoomNotFound`, :class:`NotAParticipant` (no participation in that room role, or the
     account deactivated), :class:`TokenRevoked` (its session ended or the password changed).
     """
-    claims = verify_join_token(secret, token)
+    claims = verify_join_token(secret, token)  # the signature and the expiry: every time
+    assert isinstance(token, str)  # verified
+    cache = _joins_of(db)
+    key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+    known = cache.get(key)
+    if known is not None and (known.session_ends is None or utc_now() < known.session_ends):
+        return replace(known.actor, source_ip=source_ip)
+    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         room = await session.get(Room, claims.room_id)
         if room is None:
@@ -431,7 +442,8 @@ async def authenticate_join(
         if row is None or row.room_role != claims.role:
             logger.info("join refused for room %s: not a participant as %s", room.id, claims.role)
             raise NotAParticipant()
-    return Actor(
+        issuer = await session.get(Session, claims.session_id) if claims.session_id else None
+    actor = Actor(
         user_id=user.id,
         role=Role(user.role),
         session_id=claims.session_id,
@@ -441,6 +453,33 @@ async def authenticate_join(
         room_role=row.room_role,
         display_name=user.display_name,
     )
+    ends = issuer.expires_at if issuer is not None else None
+    cache.put(key, _Join(actor, ends), stamp)
+    return actor
+
+
+@dataclass(frozen=True)
+class _Join:
+    """What a join token was found to stand for a moment ago (:func:`authenticate_join`)."""
+
+    actor: Actor
+    session_ends: datetime | None
+    """The absolute end of the session that issued it (None: the command line's token)."""
+
+
+_joins: weakref.WeakKeyDictionary[Database, DecisionCache[bytes, _Join]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _joins_of(db: Database) -> DecisionCache[bytes, _Join]:
+    """Join tokens recently checked against their room, account and session (by an unkeyed
+    BLAKE2b digest), forgotten when this process changes any of them and after two seconds
+    whatever happens; the token's own signature and expiry are checked on every use."""
+    cache = _joins.get(db)
+    if cache is None:
+        cache = _joins[db] = DecisionCache(db)
+    return cache
 
 
 async def enter(db: Database, actor: Actor, room_id: str, *, audit: bool = True) -> Participation:

@@ -27,10 +27,11 @@ HMAC-SM3 reference to the username (correlatable, not readable).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, NoReturn
 
@@ -42,6 +43,7 @@ from consult.actor import Actor
 from consult.audit import AuditTx, audited
 from consult.crypto import sm3_hex
 from consult.db import Database
+from consult.decision_cache import DecisionCache
 from consult.errors import (
     AccountLocked,
     ConsultError,
@@ -485,6 +487,14 @@ async def authenticate(
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise SessionInvalid()
     now = now or utc_now()
+    cache = _bearers_of(db)
+    key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+    known = cache.get(key)
+    # a hit until a touch of last_seen_at is due (then the full check below makes it)
+    if known is not None and now < known.expires_at and now - known.seen_at < TOUCH_EVERY:
+        actor = known.actor
+        return actor if source_ip is None else replace(actor, source_ip=source_ip)
+    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         # the session and its account in one statement: every request of the API passes here
         found = (
@@ -515,22 +525,53 @@ async def authenticate(
     if expiry is not None:
         await _expire(db, row, user, expiry, source_ip, now)
         raise SessionInvalid() if expiry == "deactivated" else SessionExpired()
-    if now - row.last_seen_at >= TOUCH_EVERY:
+    seen_at = row.last_seen_at
+    if now - seen_at >= TOUCH_EVERY:
         async with db.session() as session, session.begin():
             await session.execute(
                 update(Session).where(Session.id == row.id).values(last_seen_at=now)
             )
+        seen_at = now
     if user.department_id is not None:
         departments.add(user.department_id)
-    return Actor(
+    actor = Actor(
         user_id=user.id,
         role=role,
         session_id=row.id,
-        source_ip=source_ip if source_ip is not None else row.source_ip,
+        source_ip=row.source_ip,
         department_ids=frozenset(departments),
         institution_id=user.institution_id,
         enrolment_only=row.scope == SessionScope.ENROL,
     )
+    cache.put(key, _Bearer(actor, row.expires_at, seen_at), stamp)
+    return actor if source_ip is None else replace(actor, source_ip=source_ip)
+
+
+@dataclass(frozen=True)
+class _Bearer:
+    """What a bearer token was found to be a moment ago (:func:`authenticate`)."""
+
+    actor: Actor
+    """With the session's own address (the request's replaces it)."""
+    expires_at: datetime
+    seen_at: datetime
+    """``last_seen_at`` as it was then: hits do not touch it, so they stop when a touch is due
+    (:data:`TOUCH_EVERY`) and the full check touches it."""
+
+
+_bearers: weakref.WeakKeyDictionary[Database, DecisionCache[bytes, _Bearer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _bearers_of(db: Database) -> DecisionCache[bytes, _Bearer]:
+    """Bearer tokens recently authenticated (by an unkeyed BLAKE2b digest: the token
+    itself is not kept), forgotten when this process changes a session, an account or its
+    departments, and after two seconds whatever happens (another process's change)."""
+    cache = _bearers.get(db)
+    if cache is None:
+        cache = _bearers[db] = DecisionCache(db)
+    return cache
 
 
 async def _expire(

@@ -26,7 +26,9 @@ replaces :func:`related` and nothing else.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -41,12 +43,13 @@ from consult.consultations.models import (
     InvitationState,
 )
 from consult.db import Database
+from consult.decision_cache import DecisionCache
 from consult.models import AuditResult, Patient, Room, RoomRole, Visit
 from consult.permissions import Role, in_scope
+from consult.sqltypes import utc_now
 
 from .errors import StudyAccessDenied, StudyNotFound
 from .models import ImagingInstance, ImagingStudy
-from .retrieval_audit import RetrievalAudit
 
 READ: str = "imaging.read"
 
@@ -236,12 +239,18 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
     404 when no institution holds it; 403 (audited) when some do but none lets ``actor`` read.
     """
     await authorize(db, actor, READ, object_type="imaging_study")
+    cache, key = _granted_of(db), (_who(actor), study_uid)
+    known = cache.get(key)
+    if known is not None:
+        return known
+    stamp = cache.stamp()  # before the rows are read (consult.decision_cache)
     async with db.session() as session:
         studies = (
             await session.scalars(select(ImagingStudy).where(ImagingStudy.study_uid == study_uid))
         ).all()
         for study in studies:
             if await _may_read(session, actor, study):
+                cache.put(key, study, stamp)
                 return study
     if not studies:
         raise StudyNotFound()
@@ -250,30 +259,76 @@ async def readable_study(db: Database, actor: Actor, study_uid: str, what: str) 
 
 
 async def readable_instance(
-    db: Database, actor: Actor, study_uid: str, sop_instance_uid: str, what: str
+    db: Database,
+    actor: Actor,
+    study_uid: str,
+    sop_instance_uid: str,
+    what: str,
+    *,
+    series_uid: str | None = None,
 ) -> tuple[ImagingStudy, ImagingInstance | None]:
-    """:func:`readable_study` and, in the same session (one statement for both), that study's
-    instance with this SOP Instance UID (None when it holds none): a viewer's hot path."""
-    await authorize(db, actor, READ, object_type="imaging_study")
+    """:func:`readable_study` and that study's instance with this SOP Instance UID (None when
+    it holds none): a viewer's hot path.
+
+    Instance rows never change once written, so they are kept (:func:`_instances_of`); a
+    viewer scrolls through a series, so the first instance asked of a ``series_uid`` brings
+    the whole series' rows in one statement."""
+    study = await readable_study(db, actor, study_uid, what)
+    cache, key = _instances_of(db), (study.id, sop_instance_uid)
+    known = cache.get(key)
+    if known is not None:
+        return study, known
+    stamp = cache.stamp()
+    wanted = ImagingInstance.study_id == study.id
+    if series_uid is not None:
+        wanted &= (ImagingInstance.series_uid == series_uid) | (
+            ImagingInstance.sop_instance_uid == sop_instance_uid
+        )
+    else:
+        wanted &= ImagingInstance.sop_instance_uid == sop_instance_uid
     async with db.session() as session:
-        rows = (
-            await session.execute(
-                select(ImagingStudy, ImagingInstance)
-                .outerjoin(
-                    ImagingInstance,
-                    (ImagingInstance.study_id == ImagingStudy.id)
-                    & (ImagingInstance.sop_instance_uid == sop_instance_uid),
-                )
-                .where(ImagingStudy.study_uid == study_uid)
-            )
-        ).all()
-        for study, instance in rows:
-            if await _may_read(session, actor, study):
-                return study, instance
-    if not rows:
-        raise StudyNotFound()
-    await _deny(db, actor, rows[0][0].id, what)
-    raise StudyAccessDenied()
+        rows = (await session.scalars(select(ImagingInstance).where(wanted))).all()
+    found = None
+    for row in rows:
+        cache.put((study.id, row.sop_instance_uid), row, stamp)
+        if row.sop_instance_uid == sop_instance_uid:
+            found = row
+    return study, found
+
+
+_grants: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[Actor, str], ImagingStudy]] = (
+    weakref.WeakKeyDictionary()
+)
+_instances: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[str, str], ImagingInstance]] = (
+    weakref.WeakKeyDictionary()
+)
+INSTANCE_ROWS_TTL_S = 60.0
+"""Instance rows are never updated nor deleted by this code; the bound is for another
+process's change all the same (this process's changes empty the cache at once)."""
+
+
+def _granted_of(db: Database) -> DecisionCache[tuple[Actor, str], ImagingStudy]:
+    """Reads recently granted: (who, Study Instance UID) to the study read. Forgotten when this
+    process writes anything a decision rests on (a share, an invitation, a visit, a room, an
+    account ...) and after two seconds whatever happens (``consult.decision_cache``). Only
+    grants are kept: a refusal is decided and audited every time."""
+    cache = _grants.get(db)
+    if cache is None:
+        cache = _grants[db] = DecisionCache(db)
+    return cache
+
+
+def _instances_of(db: Database) -> DecisionCache[tuple[str, str], ImagingInstance]:
+    """Instance rows by (study row id, SOP Instance UID); an instance not held is not kept."""
+    cache = _instances.get(db)
+    if cache is None:
+        cache = _instances[db] = DecisionCache(db, ttl_s=INSTANCE_ROWS_TTL_S, max_items=50_000)
+    return cache
+
+
+def _who(actor: Actor) -> Actor:
+    """The actor as a key: everything a decision may rest on, not the request's address."""
+    return actor if actor.source_ip is None else replace(actor, source_ip=None)
 
 
 async def room_upload_visit(db: Database, actor: Actor, visit_id: str) -> Visit:
@@ -333,24 +388,25 @@ async def audit_retrieval(
     study: ImagingStudy | None,
     what: str,
     details: Mapping[str, Any] | None = None,
-    *,
-    batch: RetrievalAudit | None = None,
 ) -> None:
-    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering).
+    """Record one retrieval (a query answer, metadata, an instance, frames, a rendering); return
+    once it is committed to the chain: the caller sends the data only then (R24).
 
-    With a running ``batch`` writer the event is queued (appended within moments, in order);
-    without one it is appended now.
+    A viewer asks for hundreds of frames a minute: the retrievals of concurrent requests share
+    a transaction (:func:`consult.audit.append` is a group commit), so the chain's cost per
+    retrieval falls as the load rises, and one request alone waits for one commit. A process
+    that dies after answering has logged the view; one that dies while answering may have
+    logged a view that never arrived (over-reported, never lost). The event is stamped with the
+    moment of the request (kept monotonic along the chain); a chain that cannot keep up makes
+    requests wait for room in its queue, none is dropped; queued events are written before the
+    database closes. A batch the database refuses fails its requests (500, no data sent).
     """
-    merged = {"what": what, **(details or {})}
-    study_id = study.id if study is not None else None
-    if batch is not None and batch.running:
-        await batch.record(actor, study_id, merged)
-        return
     await append(
         db,
         "imaging.retrieve",
         actor=actor,
         object_type="imaging_study",
-        object_id=study_id,
-        details=merged,
+        object_id=study.id if study is not None else None,
+        details={"what": what, **(details or {})},
+        at=utc_now(),
     )

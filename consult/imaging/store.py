@@ -36,7 +36,6 @@ from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
 from .models import ImagingInstance, ImagingStudy
 from .render_cache import DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES
 from .render_cache import RenderCache
-from .retrieval_audit import RetrievalAudit
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -106,18 +105,15 @@ class ImagingStore:
         """Arriving instances commit in groups (see :mod:`consult.group_commit`)."""
         self.renders = RenderCache(render_cache_bytes)
         """Rendered PNGs of recent requests (see :mod:`.render_cache`)."""
-        self.retrievals = RetrievalAudit(db)
-        """Batches the ``imaging.retrieve`` audit events (see :mod:`.retrieval_audit`)."""
 
     async def start(self) -> None:
-        """Prepare the directories and start the retrieval audit writer."""
+        """Prepare the directories."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self.prepare)
-        self.retrievals.start()
 
     async def close(self) -> None:
-        """Write the queued arrivals and retrieval events; idempotent."""
+        """Write the queued arrivals; idempotent. (Retrieval events are the audit chain's:
+        the database writes what is queued before it closes.)"""
         await self._writer.drain()
-        await self.retrievals.close()
 
     def prepare(self) -> None:
         """Create the directories and remove partial files a killed process left (blocking)."""

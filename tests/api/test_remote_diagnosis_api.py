@@ -94,7 +94,6 @@ async def stored_study(
 
 
 async def audit_actions(server: Server, action: str) -> list[AuditEvent]:
-    await server.app[IMAGING].retrievals.flush()
     async with server.app[DATABASE].session() as session:
         rows = await session.scalars(
             select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
@@ -280,3 +279,37 @@ async def test_r19_ecg_read_opens_the_ecg_view_of_the_copy(world: World) -> None
     )
     assert ecg.status == 200 and len(ecg.body["groups"][0]["leads"]) == 12, ecg
     assert MARKER_NAME not in ecg.raw.decode()
+
+
+async def test_r24_r37_a_withdrawn_expert_is_refused_at_once_though_its_read_was_kept(
+    world: World,
+) -> None:
+    """R37, R24, R33: the invited expert reads the copy twice (the second read is served from
+    the kept decision: no access statement), the invited centre withdraws the invitation, and
+    the expert's very next read is a 403, audited as a refusal; so is its next one."""
+    from consult.imaging.access import _granted_of
+
+    w = world
+    server: Server = w.extra["server"]
+    reader, _ = w.experts
+    ct_uid = await stored_study(server, "CT_small.dcm", w.down_id, w.patient_record["id"])
+    cid = (await w.doctor.ok("POST", "/consultations", w.request(kind="imaging")))["id"]
+    exam = await w.doctor.ok("POST", f"/consultations/{cid}/exams", {"study_uid": ct_uid})
+    await w.doctor.ok("POST", f"/consultations/{cid}/submit")
+    await w.down_centre.ok("POST", f"/consultations/{cid}/approve")
+    invitation = await w.up_centre.ok(
+        "POST", f"/consultations/{cid}/invitations", {"expert_id": reader.user_id}
+    )
+    copy_uid = (await reader.ok("GET", f"/consultations/{cid}/exams/{exam['id']}"))["study_uid"]
+    grants = _granted_of(server.app[DATABASE])
+    assert (await metadata(reader, copy_uid)).status == 200
+    hits = grants.hits
+    assert (await metadata(reader, copy_uid)).status == 200
+    assert grants.hits == hits + 1  # the decision was kept
+    await w.up_centre.ok("POST", f"/invitations/{invitation['id']}/withdraw")
+    before = len(await audit_actions(server, "imaging.read"))
+    for _ in range(2):
+        refused = await metadata(reader, copy_uid)
+        assert (refused.status, refused.code) == (403, "forbidden"), refused
+    denied = (await audit_actions(server, "imaging.read"))[before:]
+    assert [(e.actor_id, e.result) for e in denied] == [(reader.user_id, "denied")] * 2

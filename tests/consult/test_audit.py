@@ -10,6 +10,7 @@ from consult_world import make_org, make_patient, signed_in
 from databases import FIELD_KEY
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from consult import audit
@@ -181,10 +182,18 @@ async def test_r22_appends_at_once_share_a_transaction_and_chain_in_order(
     the writer finds queued), each returns its own committed event, and they chain in the order
     they were made."""
     commits: list[int] = []
-    sa_event.listen(fresh.engine.sync_engine, "commit", lambda _conn: commits.append(1))
-    returned = await asyncio.gather(
-        *(append(fresh, "test.burst", actor=ACTOR, details={"n": n}) for n in range(60))
-    )
+
+    def count(_conn: object) -> None:
+        commits.append(1)
+
+    # every engine: on an SQLite file the appender commits through its own (SqliteChainWriter)
+    sa_event.listen(Engine, "commit", count)
+    try:
+        returned = await asyncio.gather(
+            *(append(fresh, "test.burst", actor=ACTOR, details={"n": n}) for n in range(60))
+        )
+    finally:
+        sa_event.remove(Engine, "commit", count)
     events = await _events(fresh)
     assert [e.seq for e in events] == list(range(1, 61))
     assert [json.loads(e.details)["n"] for e in events] == list(range(60))  # the callers' order

@@ -12,7 +12,7 @@ from dicomweb_client.api import DICOMwebClient
 from sqlalchemy import select
 
 from consult.models import AuditEvent
-from web.keys import DATABASE, IMAGING
+from web.keys import DATABASE
 
 T = TypeVar("T")
 
@@ -27,8 +27,7 @@ async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def imaging_events(app: web.Application) -> list[AuditEvent]:
-    """The chain's imaging events, once the queued retrievals are written."""
-    await app[IMAGING].retrievals.flush()
+    """The chain's imaging events (each retrieval is committed before its answer)."""
     async with app[DATABASE].session() as session:
         rows = await session.scalars(
             select(AuditEvent).where(AuditEvent.action.like("imaging.%")).order_by(AuditEvent.seq)

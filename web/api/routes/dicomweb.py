@@ -88,10 +88,8 @@ def _store(call: Call) -> ImagingStore:
 async def _audit(
     call: Call, study: ImagingStudy | None, what: str, details: dict[str, Any] | None = None
 ) -> None:
-    """Every retrieval goes into the audit chain (batched by the store's writer)."""
-    await access.audit_retrieval(
-        call.db, call.me, study, what, details, batch=_store(call).retrievals
-    )
+    """Every retrieval goes into the audit chain, committed before the answer (R24)."""
+    await access.audit_retrieval(call.db, call.me, study, what, details)
 
 
 def _uid(request: web.Request, name: str) -> str:
@@ -401,7 +399,7 @@ async def _target(
     instance = _uid(request, "instance") if "instance" in request.match_info else None
     if instance is not None:  # one row by its unique key, with the study: a viewer's hot path
         study, row = await access.readable_instance(
-            call.db, call.me, _uid(request, "study"), instance, what
+            call.db, call.me, _uid(request, "study"), instance, what, series_uid=series
         )
         if row is None or row.series_uid != series:
             raise ApiError(404, "instance_not_found", "No such series or instance in the study.")
