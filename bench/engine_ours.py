@@ -29,7 +29,8 @@ _packet_in_ns: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 
 def instrument(recorder: LatencyRecorder) -> None:
-    """Measure packet-in to packet-out for every forwarded video packet. Call before publishing."""
+    """Measure packet-in to packet-out for every forwarded video packet (whichever of the seam's
+    two sends sends it). Call before publishing."""
     original_on_rtp = Producer._on_rtp
     original_send_rtp = seam.send_rtp
 
@@ -49,8 +50,17 @@ def instrument(recorder: LatencyRecorder) -> None:
         if started is not None:  # None: a NACK answer, not a forwarded packet
             recorder.add(time.perf_counter_ns() - started)
 
+    def timed_send_rtp_now(sender: Any, data: bytes) -> bool:
+        sent = original_send_rtp_now(sender, data)
+        started = _packet_in_ns.get()
+        if sent and started is not None:
+            recorder.add(time.perf_counter_ns() - started)
+        return sent
+
+    original_send_rtp_now = seam.send_rtp_now
     Producer._on_rtp = timed_on_rtp  # type: ignore[method-assign]
     seam.send_rtp = timed_send_rtp
+    seam.send_rtp_now = timed_send_rtp_now
 
 
 def counters_of(obj: Any) -> dict[str, int]:

@@ -9,6 +9,8 @@ An SFU must do neither, so we cut in at the packet level:
   jitter buffer and decoder (which are then never created).
 * send: ``RTCDtlsTransport._send_rtp(bytes)`` SRTP-protects and sends a serialized packet. We
   serialize rewritten packets ourselves with the sender's negotiated header-extension map.
+  ``send_rtp_now`` does what that path does (SRTP with the transport's ``_tx_srtp``, the ICE
+  connection's selected pair, its socket's ``sendto``) without the five coroutines between.
 * feedback: ``sender._handle_rtcp_packet(packet)`` receives the subscriber's RTCP for that
   sender (NACK, PLI, FIR, REMB, RR). We replace it on the instance, so feedback reaches our
   Consumer. Upstream, ``receiver._send_rtcp_pli(media_ssrc)`` asks the publisher for a keyframe.
@@ -60,6 +62,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import RemoteBitrateEstimator as _RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as _DtlsState
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
     RTCRtpCodecParameters,
@@ -425,6 +428,35 @@ async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:
         await sender.transport._send_rtp(data)
     except pylibsrtp.Error as exc:
         raise SendRefused(str(exc)) from None
+
+
+def send_rtp_now(sender: RTCRtpSender, data: bytes) -> bool:
+    """Send as :func:`send_rtp` does, at once, where the plain path applies: SRTP with the
+    transport's own session, then the datagram to the ICE connection's selected pair (followed
+    through a failover, as aioice's ``sendto`` does). False, having sent nothing, where the
+    ICE connection's ``sendto`` is wrapped (copies to a standby path, media/_ice_seam.py):
+    then await :func:`send_rtp`. Raises as :func:`send_rtp` does.
+
+    aiortc's path goes through five coroutines for one ``sendto``; a forwarded packet was
+    spending about a tenth of its CPU in them (bench/sfu_forwarding.py)."""
+    dtls = sender._RTCRtpSender__transport  # type: ignore[attr-defined]
+    if dtls._state is not _DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    connection = dtls._transport._connection
+    if "sendto" in connection.__dict__:
+        return False
+    pair = connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    try:
+        protected = dtls._tx_srtp.protect(data)
+    except pylibsrtp.Error as exc:
+        raise SendRefused(str(exc)) from None
+    remote = pair.remote_candidate
+    pair.protocol.transport.sendto(protected, (remote._network_host, remote.port))
+    dtls._RTCDtlsTransport__tx_bytes += len(protected)
+    dtls._RTCDtlsTransport__tx_packets += 1
+    return True
 
 
 def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int, ntp: int) -> None:

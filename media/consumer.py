@@ -423,7 +423,8 @@ class Consumer:
             self._last_out_ts = ts
             self._last_out_at = time.monotonic()
         try:
-            await seam.send_rtp(self._sender, data)
+            if not seam.send_rtp_now(self._sender, data):
+                await seam.send_rtp(self._sender, data)
         except ConnectionError:
             return
         if cc is not None:
@@ -460,7 +461,8 @@ class Consumer:
             )
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             try:
-                await seam.send_rtp(self._sender, data)
+                if not seam.send_rtp_now(self._sender, data):
+                    await seam.send_rtp(self._sender, data)
             except ConnectionError:
                 return
             if cc is not None:
