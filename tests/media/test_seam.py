@@ -10,6 +10,8 @@ import inspect
 import aioice
 import aioice.ice
 import aiortc
+import aiortc.rtcdtlstransport
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -367,3 +369,47 @@ def test_cheaper_estimator_parts_give_aiortcs_answers():
     now = aiortc.clock.current_ms()
     after = int((aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000)
     assert before <= now <= after
+
+
+def test_the_direct_send_does_what_aiortcs_send_path_does():
+    """``send_rtp_now`` replays aiortc's and aioice's send path: pinned here, so that an
+    upgrade that changes the path (another SRTP session, another way to pick the pair) fails."""
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    dtls_send = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._state != State.CONNECTED" in dtls_send
+    assert "self._tx_srtp.protect(data)" in dtls_send
+    assert "await self.transport._send(data)" in dtls_send
+    assert "self.__tx_bytes += len(data)" in dtls_send
+    assert "self.__tx_packets += 1" in dtls_send
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_data
+    )
+    assert "self.remote_candidate._network_host, self.remote_candidate.port" in inspect.getsource(
+        aioice.ice.CandidatePair
+    )
+    assert "self.__transport = transport" in inspect.getsource(RTCRtpSender)
+
+
+async def test_the_direct_send_leaves_a_wrapped_connection_to_the_awaited_path():
+    """Copies to a standby path wrap the ICE connection's ``sendto``: the direct send then
+    sends nothing and says so; before DTLS is up it refuses as aiortc does."""
+    from media import _ice_seam
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver("video", direction="sendonly").sender
+        with pytest.raises(ConnectionError):
+            seam.send_rtp_now(sender, b"\x80" + bytes(20))  # not connected yet
+        dtls = sender.transport
+        dtls._state = aiortc.rtcdtlstransport.State.CONNECTED  # as after the handshake
+        connection = dtls.transport._connection
+        _ice_seam.copy_sends(connection, lambda data: None)
+        assert seam.send_rtp_now(sender, b"\x80" + bytes(20)) is False
+    finally:
+        await pc.close()
