@@ -22,7 +22,8 @@ TRACE_EVERY_MS = 40
 
 #: Starts sampling: [wall s, video frames decoded, audio packets received, own signal level,
 #: video packets received, keyframes decoded, PLIs sent, NACKs sent, active lane,
-#: per lane (path 0, path 1): [frames encoded, keyframes encoded, PLIs received, FIRs received]].
+#: per lane (path 0, path 1): [frames encoded, keyframes encoded, PLIs received, FIRs received],
+#: video frames received (assembled from their packets, before decoding)].
 #: Columns 1 and 2 are the ones the stall measure reads (as SAMPLER_JS's).
 TRACE_JS = (
     """
@@ -59,6 +60,7 @@ TRACE_JS = (
       sum(sub, "inbound-rtp", "video", "nackCount"),
       lane ? lane.active : null,
       lanes,
+      sum(sub, "inbound-rtp", "video", "framesReceived"),
     ]);
   }, """
     + str(TRACE_EVERY_MS)
@@ -143,6 +145,9 @@ def breakdown(
         "pli_at_sender": ms(_first_rise(lane_column(2), cut_at)),
         "keyframe_encoded": ms(_first_rise(lane_column(1), cut_at)),
         "packets_back": ms(_first_rise(packets, max(quiet_from, cut_at))),
+        # the first whole frame after the stall began: what the receiver then waits on is its
+        # own decoding, not the network or the server
+        "frame_received": ms(_first_rise([(p[0], p[10]) for p in receiver], stall_from)),
         "receiver_pli": ms(_first_rise([(p[0], p[6]) for p in receiver], cut_at)),
         "keyframe_decoded": ms(_first_rise([(p[0], p[5]) for p in receiver], cut_at)),
         "frames_back": ms(stall_to),
