@@ -118,7 +118,8 @@ def breakdown(
     receiver: list[list[Any]], sender: list[list[Any]], cut_at: float, switches: list[float]
 ) -> dict[str, float | None]:
     """The video stall of ``receiver``'s page after a cut at ``cut_at`` (wall s), split into
-    what ``sender``'s page and the server did meanwhile: ms after the cut of each event."""
+    what ``sender``'s page and the server did meanwhile: ms after the cut of each event (the
+    keyframe's: the first after the last move)."""
     frames = [(p[0], p[1]) for p in receiver]
     stall_from, stall_to = _longest_gap(frames)
     packets = [(p[0], p[4]) for p in receiver]
@@ -136,20 +137,25 @@ def breakdown(
     def ms(at: float | None) -> float | None:
         return None if at is None else round((at - cut_at) * 1000)
 
+    # the keyframe that ends the stall comes after the last move (the server's switch, the
+    # camera's): one made before went the dead way or was not needed
+    switched = min(switches) if switches else None
+    detected = max([t for t in (moved, switched) if t is not None], default=cut_at)
+
     return {
         "stall_ms": round((stall_to - stall_from) * 1000),
         "frames_stop": ms(stall_from),
-        "server_switch": ms(min(switches)) if switches else None,
+        "server_switch": ms(switched),
         "camera_moved": ms(moved),
         "encoded_on_new": ms(_first_rise(lane_column(0), cut_at)),
-        "pli_at_sender": ms(_first_rise(lane_column(2), cut_at)),
-        "keyframe_encoded": ms(_first_rise(lane_column(1), cut_at)),
+        "pli_at_sender": ms(_first_rise(lane_column(2), detected)),
+        "keyframe_encoded": ms(_first_rise(lane_column(1), detected)),
         "packets_back": ms(_first_rise(packets, max(quiet_from, cut_at))),
         # the first whole frame after the stall began: what the receiver then waits on is its
         # own decoding, not the network or the server
         "frame_received": ms(_first_rise([(p[0], p[10]) for p in receiver], stall_from)),
         "receiver_pli": ms(_first_rise([(p[0], p[6]) for p in receiver], cut_at)),
-        "keyframe_decoded": ms(_first_rise([(p[0], p[5]) for p in receiver], cut_at)),
+        "keyframe_decoded": ms(_first_rise([(p[0], p[5]) for p in receiver], detected)),
         "frames_back": ms(stall_to),
     }
 
