@@ -776,11 +776,12 @@ class Consumer:
         """Call ``callback(self)`` once when this Consumer closes."""
         self._on_close.append(callback)
 
-    def request_keyframe(self) -> None:
-        """Ask for a keyframe of the layer forwarded, and of the one wanted if a switch waits."""
-        self.producer.request_keyframe(self._layer)
+    def request_keyframe(self, *, now: bool = False) -> None:
+        """Ask for a keyframe of the layer forwarded, and of the one wanted if a switch waits
+        (``now``: at once, see Producer.request_keyframe)."""
+        self.producer.request_keyframe(self._layer, now=now)
         if self._target != self._layer:
-            self.producer.request_keyframe(self._target)
+            self.producer.request_keyframe(self._target, now=now)
 
     # --- close -------------------------------------------------------------------------------
 

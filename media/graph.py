@@ -58,8 +58,8 @@ class Source(Protocol):
         on the monotonic clock (``time.monotonic()``)."""
         ...
 
-    def request_keyframe(self, layer: int = 0) -> None:
-        """Ask the publisher for a keyframe of ``layer`` (coalesced)."""
+    def request_keyframe(self, layer: int = 0, *, now: bool = False) -> None:
+        """Ask the publisher for a keyframe of ``layer`` (coalesced; ``now``: at once)."""
         ...
 
     def update_remb(self, now_ms: int | None = None, *, estimate_dropped: bool = False) -> None:

@@ -407,15 +407,23 @@ class Producer:
 
     # --- keyframes ---------------------------------------------------------------------------
 
-    def request_keyframe(self, layer: int = 0) -> None:
+    def request_keyframe(self, layer: int = 0, *, now: bool = False) -> None:
         """Ask the publisher for a keyframe of ``layer``, at most once per
         :data:`KEYFRAME_WINDOW_S` per layer.
 
         A request inside the window is not dropped: one request goes out when the window ends.
+        ``now``: at once, whatever the window (a network path was switched: what was asked and
+        sent before went the dead way; waiting out the window cost up to 0.3 s of video).
         """
         if self._closed or self.kind != "video":
             return
         target = self.layers[min(max(layer, 0), len(self.layers) - 1)]
+        if now:
+            if target._keyframe_timer is not None:
+                target._keyframe_timer.cancel()
+                target._keyframe_timer = None
+            self._send_keyframe_request(target)
+            return
         if target._keyframe_timer is not None:
             return  # one is already scheduled; it covers this request too
         wait = target._last_keyframe_request + KEYFRAME_WINDOW_S - time.monotonic()

@@ -237,23 +237,25 @@ class Transport:
         for callback in tuple(self._on_path_state):
             callback(self, address, alive)
 
-    def _request_keyframes(self) -> None:
+    def _request_keyframes(self, *, now: bool = False) -> None:
         if self._closed:
             return
         for consumer in self._consumers.values():
-            consumer.request_keyframe()
+            consumer.request_keyframe(now=now)
         for producer in self._producers.values():
-            producer.request_keyframe()  # audio Producers ignore it
+            producer.request_keyframe(now=now)  # audio Producers ignore it
 
     def _ice_connection(self) -> Any:
         transports = seam.dtls_transports(self._pc)
         return _ice_seam.ice_connection(transports[0]) if transports else None
 
     def _path_switched(self, switch: Switch) -> None:
-        # Video resumes on a keyframe: what was in flight on the dead path is lost. Asked now
-        # and once more a second later: the peer may still send on the dead path for a moment
-        # (it notices on its own), and a keyframe sent there is lost too.
-        self._request_keyframes()
+        # Video resumes on a keyframe: what was in flight on the dead path is lost. Asked now,
+        # whatever was asked just before (that request, or the keyframe it brought, went the
+        # dead way: in the rig the window held this one back, and the keyframe came 0.15-0.3 s
+        # after the media), and once more a second later: the peer may still send on the dead
+        # path for a moment (it notices on its own), and a keyframe sent there is lost too.
+        self._request_keyframes(now=True)
         asyncio.get_running_loop().call_later(KEYFRAME_AGAIN_S, self._request_keyframes)
         for callback in tuple(self._on_path_switch):
             callback(self, switch)

@@ -118,7 +118,9 @@ def provider_rig(providers: tuple[str, ...] = ("a", "b")) -> Iterator[ProviderRi
     tag = secrets.token_hex(3)
     prefix = f"10.{16 + secrets.randbelow(200)}"
     third = 10 + secrets.randbelow(200)
-    client_ns, router_ns, server_ns = f"tc-pc{tag}", f"tc-pr{tag}", f"tc-ps{tag}"
+    # who made them, on a machine shared by several test runs (TC_NETNS_PREFIX, default "tc-")
+    owner = os.environ.get("TC_NETNS_PREFIX", "tc-")
+    client_ns, router_ns, server_ns = (f"{owner}{kind}{tag}" for kind in ("pc", "pr", "ps"))
     created: list[str] = []
     try:
         for ns in (client_ns, router_ns, server_ns):
@@ -230,13 +232,17 @@ class NamespaceLoop:
                 self.loop.close()
 
 
-def count_media_packets(pc: Any, arrivals: dict[str, list[float]]) -> None:
+def count_media_packets(
+    pc: Any, arrivals: dict[str, list[float]], keyframes: list[float] | None = None
+) -> None:
     """Note, by kind, when each media packet (not RTX, not padding) reaches a receiver of the
     aiortc peer ``pc``: what gets to the client, as inbound statistics would say. (aiortc's own
     getStats() keeps one inbound entry per receiver, which the server's RTX padding probes
     overwrite, and its VP8 decoder trips over those probes: decoded frames are no measure.)
-    Call before the remote description is applied."""
+    ``keyframes``: when each VP8 keyframe's first packet arrived. Call before the remote
+    description is applied."""
     from media import _aiortc_seam as seam
+    from media.keyframes import vp8_keyframe_start
 
     def on_track(track: Any) -> None:
         transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
@@ -252,6 +258,9 @@ def count_media_packets(pc: Any, arrivals: dict[str, list[float]]) -> None:
         async def counted(packet: Any, arrival_time_ms: int) -> None:
             if packet.payload_type in media_types and packet.payload:
                 times.append(time.monotonic())
+                if keyframes is not None and kind == "video":
+                    if vp8_keyframe_start(packet.payload):
+                        keyframes.append(times[-1])
             await handle(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = counted

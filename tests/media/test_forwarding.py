@@ -89,6 +89,27 @@ async def test_keyframe_requests_are_coalesced_per_window(call):
     assert call.video.keyframe_requests_sent == sent + 2
 
 
+async def test_a_keyframe_asked_now_goes_at_once_inside_the_window_R28(call):
+    """After a network path switch the request goes at once (the one just before went the dead
+    way); the request waiting for the window is then not sent again."""
+    await wait_for(lambda: call.video.keyframe_requests_sent >= 1, timeout=2)
+    await wait_for(
+        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
+        timeout=2,
+    )
+    sent = call.video.keyframe_requests_sent
+    at_publisher = len(call.keyframe_requests)
+    call.video.request_keyframe()
+    call.video.request_keyframe()  # inside the window: waits for its end
+    assert call.video.keyframe_requests_sent == sent + 1
+    call.video.request_keyframe(now=True)
+    assert call.video.keyframe_requests_sent == sent + 2  # at once, the window notwithstanding
+    await wait_for(lambda: len(call.keyframe_requests) == at_publisher + 2, timeout=2)
+    last = call.video.layers[0]._last_keyframe_request
+    await wait_for(lambda: time.monotonic() - last > KEYFRAME_WINDOW_S * 1.5, timeout=2)
+    assert call.video.keyframe_requests_sent == sent + 2  # the waiting one was taken by it
+
+
 async def test_subscriber_pli_reaches_the_publisher(call):
     receiver = next(t.receiver for t in call.subscriber.pc.getTransceivers() if t.kind == "video")
     ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))

@@ -125,6 +125,61 @@ async def test_the_monitor_moves_off_a_path_that_stops_answering():
         await asyncio.gather(a.close(), b.close())
 
 
+async def test_a_dead_path_is_left_when_its_silence_is_up_not_at_the_next_pass_R28_R31():
+    """Media flows on the selected path; it goes dark: the monitor moves when the path has been
+    silent 0.4 s, judged at that moment, not at the next 200 ms probe pass (0.4-0.6 s: in the
+    rig the largest part of a video stall). Three cuts; a judgment our loop was late for falls
+    back to the pass and is left out."""
+    late = 0.45  # 0.4 s and the timer's slack
+    silences = []
+    for _ in range(3):
+        a, b = await _connected_pair()
+        switches = []
+        monitor = PathMonitor(lambda a=a: a, on_switch=switches.append)
+        sender: asyncio.Task[None] | None = None
+        try:
+            monitor.start()
+            await wait_for(
+                lambda m=monitor: len(m.states()) == 2 and all(m.states().values()), timeout=3
+            )
+            current = ice.selected(a)
+            assert current is not None
+            dead = current[0]
+            # the peer sends its media to our socket on the selected path, 50 packets a second
+            (b_socket,) = ice.local_sockets(b)
+            assert ice.select(b, b_socket, (dead, current[1]))
+
+            async def send_media(b: aioice.Connection = b) -> None:
+                while True:
+                    await b.send(b"\x80" + bytes(99))
+                    await asyncio.sleep(0.02)
+
+            sender = asyncio.get_running_loop().create_task(send_media())
+            await asyncio.sleep(0.5)
+            lagged = monitor.lagged_passes
+            for socket in ice.local_sockets(b):  # the peer hears nothing from it
+                deliver = socket.protocol.datagram_received
+
+                def drop(data, addr, deliver=deliver, dead=dead):  # type: ignore[no-untyped-def]
+                    if addr[0] != dead:
+                        deliver(data, addr)
+
+                socket.protocol.datagram_received = drop
+            for socket in ice.local_sockets(a):  # nor does it hear the peer
+                if socket.host == dead:
+                    socket.protocol.datagram_received = lambda data, addr: None
+            await wait_for(lambda switches=switches: bool(switches), timeout=2)
+            if monitor.lagged_passes == lagged:
+                silences.append(switches[0].silent_s)
+        finally:
+            if sender is not None:
+                sender.cancel()
+            await monitor.close()
+            await asyncio.gather(a.close(), b.close())
+    assert silences, "our loop was late for every judgment"
+    assert all(0.4 <= s < late for s in silences), silences
+
+
 def test_audio_packets_are_told_by_their_payload_type():
     class Codec:
         def __init__(self, pt: int, mime: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from peers import CounterTrack, ToneTrack, client_pc
 from provider_rig import NamespaceLoop, ProviderRig, count_media_packets, provider_rig
 
 from media import MediaWorker, Router
+from media.keyframes import vp8_keyframe_start
 from media.paths import PathMonitor, monitor_peer_connection, use_addresses
 from media.transport import Transport
 
@@ -41,10 +43,15 @@ class Arrivals:
 
     def __init__(self, kind: str) -> None:
         self.id = f"arrivals-{kind}"
+        self.kind = kind
         self.times: list[float] = []
+        self.keyframes: list[float] = []  # when a video keyframe's first packet arrived
+        self.requests: list[float] = []  # when the server asked the publisher for a keyframe
 
     async def on_rtp(self, packet: Any, layer: int, ntp: int, send_time: bytes) -> None:
         self.times.append(time.monotonic())  # what reaches the server
+        if self.kind == "video" and vp8_keyframe_start(packet.payload):
+            self.keyframes.append(self.times[-1])
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         pass
@@ -217,14 +224,19 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
             router.consume(subscribe, producer)
         return result.answer_sdp, result.added
 
-    answer, _producers = server.run(answer_publish())
+    answer, producers = server.run(answer_publish())
+    for producer in producers:
+        if producer.kind == "video":
+            _note_keyframe_requests(producer, up["video"].requests)
     sub_offer = server.run(_set_answer_then_offer(client, publisher, answer, subscribe))
 
     async def answer_subscribe() -> tuple[RTCPeerConnection, str]:
         pc = client_pc()
         use_addresses(pc, [rig.client_address])
         pc.on("track", lambda track: asyncio.ensure_future(_drain(track)))
-        count_media_packets(pc, {kind: a.times for kind, a in down.items()})
+        count_media_packets(
+            pc, {kind: a.times for kind, a in down.items()}, down["video"].keyframes
+        )
         await pc.setRemoteDescription(RTCSessionDescription(sub_offer, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc, pc.localDescription.sdp
@@ -259,6 +271,17 @@ def _start_call(rig: ProviderRig, server: NamespaceLoop, client: NamespaceLoop) 
     settled = time.monotonic() + 1.0  # a call that runs, not one still starting, is cut
     result.wait_flowing(settled, timeout=20)
     return result
+
+
+def _note_keyframe_requests(producer: Any, times: list[float]) -> None:
+    """Note when the server sends ``producer``'s publisher a keyframe request (PLI)."""
+    send = producer._send_keyframe_request
+
+    def noted(layer: Any) -> None:
+        times.append(time.monotonic())
+        send(layer)
+
+    producer._send_keyframe_request = noted
 
 
 async def _set_answer_then_offer(
@@ -371,6 +394,44 @@ def test_a_provider_link_set_down_moves_media_too_R31(call: Call):
     print("link down gaps (ms):", {k: round(v * 1000) for k, v in gaps.items()})
 
 
+def _first_after(times: list[float], t: float) -> float | None:
+    return next((x for x in times if x > t), None)
+
+
+def _back_after_gap(times: list[float], t: float, until: float) -> float | None:
+    """The arrival that ended the longest silence around ``t`` (see Arrivals.gap_around)."""
+    window = [x for x in times if t - 1.0 <= x <= until]
+    pairs = list(itertools.pairwise(window))
+    return max(pairs, key=lambda ab: ab[1] - ab[0])[1] if pairs else None
+
+
+def _trace(call: Call, cut_at: float, wall_at: float, until: float) -> dict[str, int | None]:
+    """Where one cut's video gap went, ms after the cut: each side's path monitor switch (the
+    client's monitors send up, the server's subscribe Transport sends down), the server's
+    keyframe requests, and each direction's first packet and first keyframe after the cut."""
+
+    def switched(monitor: PathMonitor) -> float | None:
+        at = next((s.at for s in monitor.switches if s.at > wall_at), None)
+        return None if at is None else cut_at + (at - wall_at)
+
+    server = call.server.call(
+        lambda: (switched(call.publish.paths), switched(call.subscribe.paths))
+    )
+    client = call.client.call(lambda: [switched(m) for m in call.monitors])
+    up, down = call.up["video"], call.down["video"]
+    events = {
+        "client_send_switch": client[0],
+        "server_send_switch": server[1],
+        "server_receive_switch": server[0],
+        "keyframe_asked": _first_after(up.requests, cut_at),
+        "up_packets_back": _back_after_gap(up.times, cut_at, until),
+        "up_keyframe": _first_after(up.keyframes, cut_at),
+        "down_packets_back": _back_after_gap(down.times, cut_at, until),
+        "down_keyframe": _first_after(down.keyframes, cut_at),
+    }
+    return {k: None if v is None else round((v - cut_at) * 1000) for k, v in events.items()}
+
+
 @pytest.mark.scenario
 def test_gap_statistics_over_ten_cuts(call: Call):
     """Issue 16's bench figure: p50 and max of the gap per stream over 10 alternating cuts."""
@@ -383,14 +444,24 @@ def test_gap_statistics_over_ten_cuts(call: Call):
     # process (and this machine): the same measure over a window without a cut
     quiet_at = time.monotonic()
     baseline = call.gaps(quiet_at)
+    traces: list[dict[str, int | None]] = []
     for _ in range(10):
         other = next(n for n in names if n != active)
-        cut_at = time.monotonic()
+        load = os.getloadavg()[0]
+        cut_at, wall_at = time.monotonic(), time.time()
         call.rig.cut(active)
         for name, gap in call.gaps(cut_at).items():
             gaps.setdefault(name, []).append(gap)
+        traces.append(_trace(call, cut_at, wall_at, time.monotonic()))
+        print(f"cut {active} (load {load:.1f}), ms after the cut:", traces[-1])
         call.rig.restore(active)
         active = other
+    parts = {
+        key: (round(statistics.median(v)), max(v), len(v))
+        for key in traces[0]
+        if (v := [x for t in traces if (x := t[key]) is not None])
+    }
+    print("video gap parts, ms after the cut, p50/max/n:", parts)
     summary = {
         name: (round(statistics.median(v) * 1000), round(max(v) * 1000)) for name, v in gaps.items()
     }

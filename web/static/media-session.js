@@ -13,8 +13,12 @@
 
 import { SessionClosed, SignalError, Trickle, waitForIceGathering } from "./signaling.js";
 
-/** Silence on the publish connection carrying the camera after which it is given up. */
-export const LANE_DEAD_MS = 450;
+/** Silence on the publish connection carrying the camera after which it is given up (the
+ * server's own 400 ms). The server sends on it every 50 ms while the camera's packets arrive
+ * (transport-cc feedback) and probes it every 200 ms; a stall of the server or of this page
+ * silences both connections, which moves nothing (the other must have been heard within half
+ * of this). 350 ms moved a camera with no cut once at load 21 on 2 cores. */
+export const LANE_DEAD_MS = 400;
 /** A connection never heard since it was made is given up only after this long (its server
  * side starts probing when it connects). */
 const LANE_FIRST_HEARD_MS = 2000;
@@ -77,6 +81,7 @@ export class MediaSession {
     this.lanes = []; // two providers: [{path, pc, heardAt, count, video}] (path 0, path 1)
     this.activeLane = 0; // the lane the camera is on
     this.laneTimer = null;
+    this.laneCheckSoon = null; // a read timed for when the camera's connection's silence is up
     this.laneSwitches = []; // {from, to, at, silentMs}: for the page's own diagnostics
     this.tracks = new Map(); // subscribe mid -> {mid, participant_id, kind, active}
     this.offerChain = Promise.resolve(); // subscribe offers are applied one at a time
@@ -155,6 +160,7 @@ export class MediaSession {
     this.closed = true;
     clearTimeout(this.watchdog);
     clearInterval(this.laneTimer);
+    clearTimeout(this.laneCheckSoon);
     for (const lane of this.lanes) {
       clearTimeout(lane.rebuild);
       if (lane.pc !== this.publishPc) {
@@ -323,20 +329,27 @@ export class MediaSession {
   async checkLanes() {
     if (this.closed || this.lanes.length < 2) return;
     const at = performance.now();
-    for (const lane of this.lanes) {
-      if (lane.pc.connectionState === "closed") continue;
-      let count = 0;
-      (await lane.pc.getStats()).forEach((s) => {
-        if (s.type === "candidate-pair") {
-          count += (s.requestsReceived || 0) + (s.responsesReceived || 0) + (s.bytesReceived || 0);
-        }
-      });
-      if (count !== lane.count) {
+    // both lanes read at once: on a loaded machine one read takes tens of ms, and the second
+    // waited for the first (a move came 0.4 s late at load 13)
+    const open = this.lanes.filter((lane) => lane.pc.connectionState !== "closed");
+    const counts = await Promise.all(
+      open.map(async (lane) => {
+        let count = 0;
+        (await lane.pc.getStats()).forEach((s) => {
+          if (s.type === "candidate-pair") {
+            count += (s.requestsReceived || 0) + (s.responsesReceived || 0) + (s.bytesReceived || 0);
+          }
+        });
+        return count;
+      }),
+    );
+    open.forEach((lane, i) => {
+      if (counts[i] !== lane.count) {
         lane.heard ||= lane.count > 0; // a change after a first non-zero read: the server's
-        lane.count = count;
+        lane.count = counts[i];
         lane.heardAt = at;
       }
-    }
+    });
     if (this.closed) return;
     const active = this.lanes.find((l) => l.path === this.activeLane);
     const other = this.lanes.find((l) => l.path !== this.activeLane);
@@ -345,6 +358,12 @@ export class MediaSession {
     const dead = active.heard ? LANE_DEAD_MS : LANE_FIRST_HEARD_MS;
     if (silent >= dead && at - other.heardAt < LANE_DEAD_MS / 2) {
       this.moveCamera(other, silent);
+    } else if (silent < dead && dead - silent < LANE_CHECK_MS && !this.laneCheckSoon) {
+      // read again when the silence reaches `dead`, not up to a period later
+      this.laneCheckSoon = setTimeout(() => {
+        this.laneCheckSoon = null;
+        this.checkLanes().catch(() => {});
+      }, dead - silent + 5);
     }
   }
 
