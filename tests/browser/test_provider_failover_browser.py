@@ -372,15 +372,8 @@ def test_gap_per_direction_over_ten_cuts_R28_R31(
     sends to both pages on (their subscribe connections' ports on that provider alone: server
     to page), ten of the connections their cameras are on (page to server), ten of the whole
     provider; p50 and max of each page's longest stall per kind."""
-    pages = {
-        role: url.replace("127.0.0.1", rig.server_addresses["m"])
-        for role, url in teleconsult_server.links.items()
-    }
-    doctor = open_room_in(rig.client_ns, "doctor", pages["doctor"])
-    patient = open_room_in(rig.client_ns, "patient", pages["patient"])
-    rooms = (doctor, patient)
-    _video_on(rooms, 30, 40)
-    _both_lanes_heard(rooms, 10)
+    rooms = _call_on_the_rig(rig, teleconsult_server, open_room_in)
+    doctor = rooms[0]
     provider_at = {address: name for name, address in rig.server_addresses.items()}
     lanes = ("a", "b")  # a page's publish connection on path p is on the p-th provider
 
@@ -445,6 +438,24 @@ def test_gap_per_direction_over_ten_cuts_R28_R31(
         assert max(values) <= limit, (direction, kind, summary)
 
 
+def _call_on_the_rig(
+    rig: ProviderRig, server: Server, open_room_in: Any
+) -> tuple[RoomPage, RoomPage]:
+    """The doctor's and the patient's pages in the rig's client namespace, through the server's
+    address on the management network, video on both sides and both publish lanes heard."""
+    pages = {
+        role: url.replace("127.0.0.1", rig.server_addresses["m"])
+        for role, url in server.links.items()
+    }
+    rooms = (
+        open_room_in(rig.client_ns, "doctor", pages["doctor"]),
+        open_room_in(rig.client_ns, "patient", pages["patient"]),
+    )
+    _video_on(rooms, 30, 40)
+    _both_lanes_heard(rooms, 10)
+    return rooms
+
+
 def _video_on(rooms: tuple[RoomPage, ...], frames: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     for room in rooms:
@@ -501,15 +512,8 @@ def test_a_cut_longer_than_ice_consent_keeps_the_call_on_the_other_provider_R28_
     rebuilt media, no reload: the dead lane's connection fails after ~30 s and is built again
     in the background, the page never starts over); after A is restored the rebuilt connection
     is the standby, the call stays healthy, and a cut of B fails back onto A."""
-    pages = {
-        role: url.replace("127.0.0.1", rig.server_addresses["m"])
-        for role, url in teleconsult_server.links.items()
-    }
-    doctor = open_room_in(rig.client_ns, "doctor", pages["doctor"])
-    patient = open_room_in(rig.client_ns, "patient", pages["patient"])
-    rooms = (doctor, patient)
-    _video_on(rooms, 30, 40)
-    _both_lanes_heard(rooms, 10)
+    rooms = _call_on_the_rig(rig, teleconsult_server, open_room_in)
+    doctor = rooms[0]
     for room in rooms:
         assert room.page.evaluate("() => window.__tc.lanes().active") == 0, room.role  # on A
         room.page.evaluate("() => { window.__sameDocument = true; }")  # gone on a reload

@@ -64,13 +64,17 @@ async def call():
     await worker.close()
 
 
-async def test_keyframe_requests_are_coalesced_per_window(call):
+async def _past_the_first_window(call: Call) -> None:
+    """Once the subscription's own keyframe request went, and its window has passed."""
     await wait_for(lambda: call.video.keyframe_requests_sent >= 1, timeout=2)
-    # let the window of the subscription's own request pass
     await wait_for(
         lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
         timeout=2,
     )
+
+
+async def test_keyframe_requests_are_coalesced_per_window(call):
+    await _past_the_first_window(call)
     sent = call.video.keyframe_requests_sent
     at_publisher = len(call.keyframe_requests)
     for _ in range(20):
@@ -92,11 +96,7 @@ async def test_keyframe_requests_are_coalesced_per_window(call):
 async def test_a_keyframe_asked_now_goes_at_once_inside_the_window_R28(call):
     """After a network path switch the request goes at once (the one just before went the dead
     way); the request waiting for the window is then not sent again."""
-    await wait_for(lambda: call.video.keyframe_requests_sent >= 1, timeout=2)
-    await wait_for(
-        lambda: time.monotonic() - call.video.layers[0]._last_keyframe_request > KEYFRAME_WINDOW_S,
-        timeout=2,
-    )
+    await _past_the_first_window(call)
     sent = call.video.keyframe_requests_sent
     at_publisher = len(call.keyframe_requests)
     call.video.request_keyframe()
