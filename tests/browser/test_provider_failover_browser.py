@@ -144,12 +144,14 @@ def _frames(room: RoomPage) -> int:
 
 
 def _both_lanes_heard(rooms: tuple[RoomPage, ...], timeout_s: float) -> None:
-    """Wait until each page hears the server on both of its publish connections."""
+    """Wait until each page hears the server on both of its publish connections (a change of
+    the counts after a first non-zero read: a connection just built reads 0 once, which is no
+    answer of the server's)."""
     deadline = time.monotonic() + timeout_s
     for room in rooms:
         while True:
             lanes = room.page.evaluate("() => window.__tc.lanes()")
-            heard = lanes and len(lanes["heardMsAgo"]) == 2 and max(lanes["heardMsAgo"]) < 300
+            heard = lanes and lanes["heard"] == [True, True] and max(lanes["heardMsAgo"]) < 300
             if heard:
                 break
             assert time.monotonic() < deadline, (room.role, lanes)

@@ -101,6 +101,8 @@ export class RoomView {
         active: this.session.activeLane,
         switches: [...this.session.laneSwitches],
         heardMsAgo: this.session.lanes.map((l) => Math.round(performance.now() - l.heardAt)),
+        // heard from the server: a change of its counts after a first non-zero read
+        heard: this.session.lanes.map((l) => l.heard),
         states: this.session.lanes.map((l) => l.pc.connectionState),
         // the path whose connection the page's own signal was last read from (call-quality.js)
         measured: this.session.lanes.find((l) => l.pc === this.meter.outboundPc)?.path ?? null,
