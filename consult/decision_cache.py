@@ -20,7 +20,9 @@ only (no lock).
 
 from __future__ import annotations
 
+import hashlib
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Final, Generic, TypeVar
@@ -87,3 +89,29 @@ class DecisionCache(Generic[K, V]):
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class PerDatabase(Generic[K, V]):
+    """One :class:`DecisionCache` for each database, made at its first use and gone with the
+    database: ``cache_of = PerDatabase(); cache_of(db).get(key)``."""
+
+    def __init__(self, *, ttl_s: float = DECISION_TTL_S, max_items: int = MAX_DECISIONS) -> None:
+        self._ttl_s = ttl_s
+        self._max_items = max_items
+        self._caches: weakref.WeakKeyDictionary[Database, DecisionCache[K, V]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(self, db: Database) -> DecisionCache[K, V]:
+        cache = self._caches.get(db)
+        if cache is None:
+            cache = self._caches[db] = DecisionCache(
+                db, ttl_s=self._ttl_s, max_items=self._max_items
+            )
+        return cache
+
+
+def token_key(token: str) -> bytes:
+    """A bearer or join token as a cache key: an unkeyed BLAKE2b digest, so that the token
+    itself is not kept in memory longer than its request."""
+    return hashlib.blake2b(token.encode(), digest_size=16).digest()

@@ -19,10 +19,8 @@ Who may do what in a room is :mod:`consult.access`; this module applies it to jo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-import weakref
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Final
@@ -35,7 +33,7 @@ from consult.actor import Actor
 from consult.audit import AuditTx, audited, authorize
 from consult.crypto import sm3_hex
 from consult.db import Database
-from consult.decision_cache import DecisionCache
+from consult.decision_cache import PerDatabase, token_key
 from consult.errors import (
     ConsultError,
     InvalidInput,
@@ -422,7 +420,7 @@ async def authenticate_join(
     claims = verify_join_token(secret, token)  # the signature and the expiry: every time
     assert isinstance(token, str)  # verified
     cache = _joins_of(db)
-    key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+    key = token_key(token)
     known = cache.get(key)
     if known is not None and (known.session_ends is None or utc_now() < known.session_ends):
         return replace(known.actor, source_ip=source_ip)
@@ -467,19 +465,11 @@ class _Join:
     """The absolute end of the session that issued it (None: the command line's token)."""
 
 
-_joins: weakref.WeakKeyDictionary[Database, DecisionCache[bytes, _Join]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _joins_of(db: Database) -> DecisionCache[bytes, _Join]:
-    """Join tokens recently checked against their room, account and session (by an unkeyed
-    BLAKE2b digest), forgotten when this process changes any of them and after two seconds
-    whatever happens; the token's own signature and expiry are checked on every use."""
-    cache = _joins.get(db)
-    if cache is None:
-        cache = _joins[db] = DecisionCache(db)
-    return cache
+_joins_of: PerDatabase[bytes, _Join] = PerDatabase()
+"""Join tokens recently checked against their room, account and session (by
+:func:`~consult.decision_cache.token_key`), forgotten when this process changes any of them
+and after two seconds whatever happens; the token's own signature and expiry are checked on
+every use."""
 
 
 async def enter(db: Database, actor: Actor, room_id: str, *, audit: bool = True) -> Participation:

@@ -27,7 +27,6 @@ HMAC-SM3 reference to the username (correlatable, not readable).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import weakref
@@ -43,7 +42,7 @@ from consult.actor import Actor
 from consult.audit import AuditTx, audited
 from consult.crypto import sm3_hex
 from consult.db import Database
-from consult.decision_cache import DecisionCache
+from consult.decision_cache import PerDatabase, token_key
 from consult.errors import (
     AccountLocked,
     ConsultError,
@@ -488,7 +487,7 @@ async def authenticate(
         raise SessionInvalid()
     now = now or utc_now()
     cache = _bearers_of(db)
-    key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+    key = token_key(token)
     known = cache.get(key)
     # a hit until a touch of last_seen_at is due (then the full check below makes it)
     if known is not None and now < known.expires_at and now - known.seen_at < TOUCH_EVERY:
@@ -559,19 +558,10 @@ class _Bearer:
     (:data:`TOUCH_EVERY`) and the full check touches it."""
 
 
-_bearers: weakref.WeakKeyDictionary[Database, DecisionCache[bytes, _Bearer]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _bearers_of(db: Database) -> DecisionCache[bytes, _Bearer]:
-    """Bearer tokens recently authenticated (by an unkeyed BLAKE2b digest: the token
-    itself is not kept), forgotten when this process changes a session, an account or its
-    departments, and after two seconds whatever happens (another process's change)."""
-    cache = _bearers.get(db)
-    if cache is None:
-        cache = _bearers[db] = DecisionCache(db)
-    return cache
+_bearers_of: PerDatabase[bytes, _Bearer] = PerDatabase()
+"""Bearer tokens recently authenticated (by :func:`~consult.decision_cache.token_key`),
+forgotten when this process changes a session, an account or its departments, and after two
+seconds whatever happens (another process's change)."""
 
 
 async def _expire(

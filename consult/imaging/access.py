@@ -26,7 +26,6 @@ replaces :func:`related` and nothing else.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -43,7 +42,7 @@ from consult.consultations.models import (
     InvitationState,
 )
 from consult.db import Database
-from consult.decision_cache import DecisionCache
+from consult.decision_cache import PerDatabase
 from consult.models import AuditResult, Patient, Room, RoomRole, Visit
 from consult.permissions import Role, in_scope
 from consult.sqltypes import utc_now
@@ -296,34 +295,20 @@ async def readable_instance(
     return study, found
 
 
-_grants: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[Actor, str], ImagingStudy]] = (
-    weakref.WeakKeyDictionary()
-)
-_instances: weakref.WeakKeyDictionary[Database, DecisionCache[tuple[str, str], ImagingInstance]] = (
-    weakref.WeakKeyDictionary()
-)
 INSTANCE_ROWS_TTL_S = 60.0
 """Instance rows are never updated nor deleted by this code; the bound is for another
 process's change all the same (this process's changes empty the cache at once)."""
 
+_granted_of: PerDatabase[tuple[Actor, str], ImagingStudy] = PerDatabase()
+"""Reads recently granted: (who, Study Instance UID) to the study read. Forgotten when this
+process writes anything a decision rests on (a share, an invitation, a visit, a room, an
+account ...) and after two seconds whatever happens (``consult.decision_cache``). Only grants
+are kept: a refusal is decided and audited every time."""
 
-def _granted_of(db: Database) -> DecisionCache[tuple[Actor, str], ImagingStudy]:
-    """Reads recently granted: (who, Study Instance UID) to the study read. Forgotten when this
-    process writes anything a decision rests on (a share, an invitation, a visit, a room, an
-    account ...) and after two seconds whatever happens (``consult.decision_cache``). Only
-    grants are kept: a refusal is decided and audited every time."""
-    cache = _grants.get(db)
-    if cache is None:
-        cache = _grants[db] = DecisionCache(db)
-    return cache
-
-
-def _instances_of(db: Database) -> DecisionCache[tuple[str, str], ImagingInstance]:
-    """Instance rows by (study row id, SOP Instance UID); an instance not held is not kept."""
-    cache = _instances.get(db)
-    if cache is None:
-        cache = _instances[db] = DecisionCache(db, ttl_s=INSTANCE_ROWS_TTL_S, max_items=50_000)
-    return cache
+_instances_of: PerDatabase[tuple[str, str], ImagingInstance] = PerDatabase(
+    ttl_s=INSTANCE_ROWS_TTL_S, max_items=50_000
+)
+"""Instance rows by (study row id, SOP Instance UID); an instance not held is not kept."""
 
 
 def _who(actor: Actor) -> Actor:
