@@ -18,6 +18,8 @@ from encoded_media import EncodedClip, EncodedTrack
 from stream_counter import StreamCounter, count_receivers
 
 from media import _aiortc_seam as seam
+from media import _ice_seam as ice_seam
+from media.arrival import timestamp_arrivals
 from media.twcc import URI_TRANSPORT_CC, transport_cc_ids
 
 
@@ -98,13 +100,27 @@ def accept_transport_cc(pc: RTCPeerConnection, offer_sdp: str) -> dict[str, int]
     return cc_ids
 
 
+def stamp_arrivals(pc: RTCPeerConnection) -> None:
+    """Report each packet's arrival in the transport-cc feedback as the kernel stamped it, as
+    a browser's network thread does (media/arrival.py), not when this process's loop got to it:
+    the load generator's own loop lag (tens of ms on a shared machine) read as queueing on the
+    path, and the server's estimator then paused video to it on loopback (measured: up to a
+    third of the window's packets held back in bench/sfu_forwarding.py, and bench/mdt_room.py
+    before it stamped)."""
+    for dtls in seam.dtls_transports(pc):
+        for protocol in ice_seam.ice_connection(dtls)._protocols:
+            timestamp_arrivals(protocol)
+
+
 def send_transport_feedback(pc: RTCPeerConnection, cc_ids: dict[str, int]) -> None:
-    """Send transport-cc feedback for what ``pc`` receives (after setLocalDescription: the
-    sockets exist then; idempotent, so a renegotiation may call it again)."""
+    """Send transport-cc feedback for what ``pc`` receives, with the kernel's arrival stamps
+    (after setLocalDescription: the sockets exist then; idempotent, so a renegotiation may
+    call it again)."""
     if cc_ids:
         seam.record_transport_feedback(
             pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
         )
+        stamp_arrivals(pc)
 
 
 async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publisher:

@@ -84,7 +84,6 @@ from stream_counter import StreamCounter  # noqa: E402
 
 from media import _aiortc_seam as seam  # noqa: E402
 from media import _ice_seam as ice_seam  # noqa: E402
-from media.arrival import timestamp_arrivals  # noqa: E402
 
 LAG_INTERVAL_S = 0.05
 #: How long a participant waits for the server's ack of a socket.io event.
@@ -234,16 +233,6 @@ def browser_like_pc() -> RTCPeerConnection:
     return pc
 
 
-def stamp_arrivals(pc: RTCPeerConnection) -> None:
-    """Report each packet's arrival in the transport-cc feedback as the kernel stamped it, as
-    a browser's network thread does (media/arrival.py), not when this process's loop got to it:
-    the clients' own loop lag (tens of ms on the shared machine) read as queueing on the path,
-    and the server's estimator then paused video to them on loopback (measured)."""
-    for dtls in seam.dtls_transports(pc):
-        for protocol in ice_seam.ice_connection(dtls)._protocols:
-            timestamp_arrivals(protocol)
-
-
 class CountingParticipant(Participant):
     """A participant of tests/client.py that publishes pre-encoded clips and counts what it
     receives at the transport (nothing decoded): one :class:`StreamCounter` per mid.
@@ -373,7 +362,6 @@ class CountingParticipant(Participant):
         await pc.setLocalDescription(await pc.createAnswer())
         send_transport_feedback(pc, cc_ids)
         enlarge_receive_buffers(pc)
-        stamp_arrivals(pc)
         for t in offer["tracks"]:
             self.tracks[t["mid"]] = t
         ack = await self.call(

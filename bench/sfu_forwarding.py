@@ -124,6 +124,12 @@ class EngineResult:
     udp_drops_client: int = 0  # ... at the load generator's (publishers' and subscribers')
     ramp: list[RampStep] | None = None
     rss_series: list[RssSample] | None = None
+    # ours: padding packets the Consumers sent to probe the subscribers' links (not forwarded
+    # media, but server work all the same); None where the engine has no such counter
+    probe_packets: int | None = None
+    # ours: packets the Producers took from the publishers (x subscribers = what forwarding
+    # everything would send: the gap is what the Consumers held back, e.g. paused video)
+    received_packets: int | None = None
 
     @property
     def cpu_ms_per_stream_second(self) -> float:
@@ -283,6 +289,26 @@ async def sample_rss(pid: int, control: Control, seconds: float, every: float) -
             next_at = seconds
 
 
+def _counter_delta(stats0: dict, stats1: dict, group: str, name: str) -> int | None:
+    """A summed counter's growth over the window, from two /stats replies."""
+    before, after = stats0.get(group) or {}, stats1.get(group) or {}
+    if name not in after:
+        return None
+    return int(after[name]) - int(before.get(name, 0))
+
+
+def _received_delta(stats0: dict, stats1: dict) -> int | None:
+    """The Producers' received packets over the window (ours), from two /stats replies."""
+    after = stats1.get("producers")
+    if not after:
+        return None
+    before = stats0.get("producers") or {}
+    return sum(
+        int(p.get("packets_received", 0)) - int(before.get(pid, {}).get("packets_received", 0))
+        for pid, p in after.items()
+    )
+
+
 async def run_engine(
     engine: str, args: argparse.Namespace, clips: list[EncodedClip]
 ) -> EngineResult:
@@ -359,6 +385,8 @@ async def run_engine(
         server_cpu_s=cpu1 - cpu0,
         client_cpu_s=client1 - client0,
         forwarded_packets=stats1["forwarded_packets"] - stats0["forwarded_packets"],
+        probe_packets=_counter_delta(stats0, stats1, "consumers", "probe_packets_sent"),
+        received_packets=_received_delta(stats0, stats1),
         latency=stats1.get("latency"),
         unmatched_frames=stats1.get("unmatched_frames"),
         expected=expected,
@@ -384,6 +412,10 @@ def latency_text(result: EngineResult) -> str:
     return f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f}"
 
 
+def per_second(result: EngineResult, count: int | None) -> str:
+    return "n/a" if count is None else f"{count / result.window_s:,.0f}"
+
+
 def report(results: list[EngineResult]) -> None:
     rows: list[tuple[str, list[str]]] = []
 
@@ -397,6 +429,8 @@ def report(results: list[EngineResult]) -> None:
     row("server CPU per stream-second (ms)", lambda r: f"{r.cpu_ms_per_stream_second:.2f}")
     row("forwarded packets per CPU-second", lambda r: f"{r.packets_per_cpu_second:,.0f}")
     row("forwarded packets per second", lambda r: f"{r.forwarded_packets / r.window_s:,.0f}")
+    row("packets from publishers per second", lambda r: per_second(r, r.received_packets))
+    row("padding probe packets per second", lambda r: per_second(r, r.probe_packets))
     row("latency p50 / p99 (ms)", latency_text)
     row(
         "latency max (ms), samples",
