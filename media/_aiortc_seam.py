@@ -6,7 +6,9 @@ An SFU must do neither, so we cut in at the packet level:
 * receive: ``RTCDtlsTransport`` hands each decrypted, parsed RTP packet to the ``RtpReceiver``
   registered for it by calling ``receiver._handle_rtp_packet(packet, arrival_time_ms)``. We
   replace that method on the receiver instance, so packets reach our Producer instead of the
-  jitter buffer and decoder (which are then never created).
+  jitter buffer and decoder (which are then never created). Once DTLS is up, SRTP datagrams
+  skip aioice's queue and the DTLS transport's task: ``_DirectReceive`` decrypts each in the
+  socket's callback and runs the transport's handler at once (``_recv_next``'s SRTP branch).
 * send: ``RTCDtlsTransport._send_rtp(bytes)`` SRTP-protects and sends a serialized packet. We
   serialize rewritten packets ourselves with the sender's negotiated header-extension map.
   ``send_rtp_now`` does what that path does (SRTP with the transport's ``_tx_srtp``, the ICE
@@ -78,6 +80,7 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
     pack_remb_fci,
 )
 
@@ -534,21 +537,22 @@ def guard_datagrams(pc: RTCPeerConnection, guard: DatagramGuard) -> None:
     def create_guarded() -> RTCDtlsTransport:
         dtls: RTCDtlsTransport = create()
         _guard_dtls(dtls, guard)
-        _guard_ice(dtls.transport.iceGatherer._connection, guard)
+        _guard_ice(dtls, guard)
         return dtls
 
     pc._RTCPeerConnection__createDtlsTransport = create_guarded  # type: ignore[attr-defined]
 
 
-def _guard_ice(connection: aioice.ice.Connection, guard: DatagramGuard) -> None:
-    deliver = connection.data_received
+def _guard_ice(dtls: RTCDtlsTransport, guard: DatagramGuard) -> None:
+    connection = dtls.transport.iceGatherer._connection
+    deliver = _DirectReceive(dtls, connection, guard).deliver
 
     def data_received(data: bytes, component: int) -> None:
         # The last gate before DTLS, whichever way a datagram came (a socket receives from its
         # creation, a moment before gather_candidates returns and its protocol is guarded).
         kind = classify(data)
         if kind in (DTLS, SRTP):
-            deliver(data, component)
+            deliver(data, component, kind)
         else:
             guard.drop("stun_malformed" if kind == STUN else kind)
 
@@ -564,6 +568,122 @@ def _guard_ice(connection: aioice.ice.Connection, guard: DatagramGuard) -> None:
                 _guard_protocol(protocol, connection, guard)
 
     connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+class _DirectReceive:
+    """Hand SRTP and SRTCP datagrams to the DTLS transport's handlers in the socket's callback.
+
+    aiortc's way: the ICE connection puts each datagram in a queue; the DTLS transport's task,
+    woken for it, takes it out through four coroutines (``Connection.recvfrom``, ``recv``,
+    ``RTCIceTransport._recv``, ``RTCDtlsTransport._recv_next``), decrypts it and awaits its
+    handler. That hop cost a forwarded packet a tenth of its CPU (bench/sfu_forwarding.py).
+    Here, while the DTLS task waits on an empty queue (so nothing it holds can be overtaken),
+    a datagram is decrypted and its handler's coroutine is run at once, as Python 3.12's eager
+    tasks run one: it almost always finishes without waiting (our Producer and Consumer send
+    synchronously); when it must wait (a standby path's copy, a NACK's send), a task finishes
+    it, and datagrams arriving meanwhile queue behind it here, in order. DTLS records, and
+    everything before the handshake is done, take aiortc's way.
+    """
+
+    __slots__ = ("_backlog", "_deliver", "_dtls", "_finishing", "_guard", "_queue")
+
+    def __init__(
+        self, dtls: RTCDtlsTransport, connection: aioice.ice.Connection, guard: DatagramGuard
+    ) -> None:
+        self._dtls = dtls
+        self._deliver = connection.data_received
+        self._queue: asyncio.Queue[Any] = connection._queue
+        self._guard = guard
+        # datagrams behind a handler that is waiting; the connection's too, for _ice_seam.unread
+        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
+        connection._teleconsult_backlog = self._backlog
+        self._finishing: asyncio.Future[None] | None = None  # the task of a waiting handler
+
+    def deliver(self, data: bytes, component: int, kind: str) -> None:
+        dtls = self._dtls
+        if kind != SRTP or dtls._rx_srtp is None or dtls._state is not _DtlsState.CONNECTED:
+            self._deliver(data, component)
+            return
+        if self._backlog:
+            self._backlog.append((data, component))
+            return
+        queue = self._queue
+        if not queue._getters or not queue.empty():  # the DTLS task holds or has one to take
+            self._deliver(data, component)
+            return
+        pending = self._handle(data)
+        if pending is not None:
+            self._backlog.append(_HOLD)  # later datagrams wait behind this handler
+            self._finishing = asyncio.ensure_future(self._finish(*pending))
+
+    def _handle(self, data: bytes) -> tuple[Any, Any, str] | None:
+        """Decrypt and handle one datagram as ``_recv_next`` does; (coroutine, what it waits
+        for, the guard's reason should it fail) when its handler has to wait."""
+        dtls = self._dtls
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        try:
+            if is_rtcp(data):
+                reason = "rtcp_error"
+                coroutine = dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data))
+            else:
+                reason = "rtp_error"
+                arrival_time_ms = _current_ms()
+                coroutine = dtls._handle_rtp_data(dtls._rx_srtp.unprotect(data), arrival_time_ms)
+        except pylibsrtp.Error:
+            return None  # as aiortc: a datagram SRTP refuses is dropped
+        try:
+            waits_for = coroutine.send(None)
+        except StopIteration:
+            return None
+        except Exception as exc:  # the guarded handlers catch their own; this is a backstop
+            self._guard.drop(reason, type(exc).__name__)
+            return None
+        return coroutine, waits_for, reason
+
+    async def _finish(self, coroutine: Any, waits_for: Any, reason: str) -> None:
+        """Run a waiting handler to its end, then the datagrams that came in meanwhile, in
+        order (each stays at the backlog's head while it is handled)."""
+        backlog = self._backlog
+        try:
+            await self._resume(coroutine, waits_for, reason)
+            backlog.popleft()  # the hold
+            while backlog:
+                data, _component = backlog[0]
+                pending = self._handle(data) if self._dtls._rx_srtp is not None else None
+                if pending is not None:
+                    await self._resume(*pending)
+                backlog.popleft()
+        finally:
+            backlog.clear()
+            self._finishing = None
+
+    async def _resume(self, coroutine: Any, waits_for: Any, reason: str) -> None:
+        """Drive ``coroutine``, suspended on ``waits_for``, to its end, as a task would."""
+        while True:
+            try:
+                if waits_for is None:
+                    await asyncio.sleep(0)  # a bare yield
+                else:
+                    # as a task does with the future a coroutine yields: clear its flag, wait
+                    waits_for._asyncio_future_blocking = False
+                    await waits_for
+            except asyncio.CancelledError:
+                coroutine.close()
+                raise
+            except Exception:
+                pass  # the coroutine sees the outcome as it resumes
+            try:
+                waits_for = coroutine.send(None)
+            except StopIteration:
+                return
+            except Exception as exc:
+                self._guard.drop(reason, type(exc).__name__)
+                return
+
+
+#: The backlog's head while a handler run from the socket's callback waits.
+_HOLD = (b"", 0)
 
 
 def _guard_protocol(

@@ -276,8 +276,9 @@ def count_datagrams(socket: Socket, on_datagram: Callable[[tuple[str, int]], Non
 
 def unread(connection: aioice.ice.Connection) -> bool:
     """Datagrams came in for ``connection`` that its DTLS has not handled yet: in a socket's
-    receive queue, or read and waiting in aioice's queue."""
-    if not connection._queue.empty():
+    receive queue, or read and waiting in aioice's queue or behind a handler that waits
+    (media/_aiortc_seam.py, ``_DirectReceive``)."""
+    if not connection._queue.empty() or getattr(connection, "_teleconsult_backlog", None):
         return True
     return any(_waiting(protocol) for protocol in connection._protocols)
 
