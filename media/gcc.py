@@ -21,6 +21,7 @@ draft-ietf-rmcat-gcc-02 and libwebrtc's goog_cc, reduced to what an SFU's subscr
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -72,8 +73,12 @@ class PacketResult(NamedTuple):
     cluster: int
 
 
-def _arrival(result: PacketResult) -> int:
-    return result.arrival_us or 0
+#: A :class:`PacketResult`'s fields as a plain tuple (what TransportWideSender hands over).
+_Result = tuple[int, int | None, int, int]
+
+
+def _arrival(result: _Result) -> int:
+    return result[1] or 0
 
 
 OVERUSE, NORMAL, UNDERUSE = "overuse", "normal", "underuse"
@@ -330,32 +335,54 @@ class SendSideEstimator:
 
     # --- feedback -----------------------------------------------------------------------------
 
-    def on_feedback(self, results: list[PacketResult], now_us: int) -> None:
-        received = [r for r in results if r.arrival_us is not None]
-        received.sort(key=_arrival)
-        lost = 0
-        counted = 0
+    def on_feedback(self, results: Sequence[_Result], now_us: int) -> None:
+        """Take one feedback's packets (:class:`PacketResult` or plain tuples of its fields, in
+        sequence order). Runs for every feedback of every subscriber: one pass, locals."""
+        received: list[_Result] = []
+        lost = counted = 0
+        ordered = True
+        last_arrival = -1
         for result in results:
-            if not result.cluster:  # a probe overshoots on purpose: its losses say little
+            arrival = result[1]
+            if not result[3]:  # a probe overshoots on purpose: its losses say little
                 counted += 1
-                lost += result.arrival_us is None
+                if arrival is None:
+                    lost += 1
+            if arrival is not None:
+                if arrival < last_arrival:
+                    ordered = False
+                last_arrival = arrival
+                received.append(result)
         self._reported_count += counted
         self._lost_count += lost
+        if not ordered:
+            received.sort(key=_arrival)
         acked = self._acked
         acked_bytes = 0
-        group_packet = self._group_packet
-        for result in received:
-            arrival: int = result.arrival_us  # type: ignore[assignment]
-            acked.append((arrival, result.size))
-            acked_bytes += result.size
-            if result.cluster:
-                self._probe_packet(result, arrival)
-            group_packet(result.send_us, arrival)
+        group = self._group
+        for send_us, arrival, size, cluster in received:
+            acked.append((arrival, size))
+            acked_bytes += size
+            if cluster:
+                self._probe_packet(cluster, size, arrival)  # type: ignore[arg-type]
+            # packet groups (send times within GROUP_SPAN_US): the detector sees one per group
+            if group is not None and send_us - group[0] <= GROUP_SPAN_US:
+                if send_us > group[1]:
+                    group[1] = send_us
+                if arrival > group[2]:  # type: ignore[operator]
+                    group[2] = arrival
+                continue
+            if group is not None and send_us < group[0]:
+                continue  # sent before the current group (reordered): no new information
+            self._group = group
+            self._close_group()
+            group = [send_us, send_us, arrival]
+        self._group = group
         self._acked_bytes += acked_bytes
         if received:
-            latest = received[-1].arrival_us or 0
-            while self._acked and self._acked[0][0] <= latest - THROUGHPUT_WINDOW_US:
-                self._acked_bytes -= self._acked.popleft()[1]
+            latest = received[-1][1] or 0
+            while acked and acked[0][0] <= latest - THROUGHPUT_WINDOW_US:
+                self._acked_bytes -= acked.popleft()[1]
         self._finish_probes(now_us)
         self._update_rate(now_us)
 
@@ -369,16 +396,16 @@ class SendSideEstimator:
             return None
         return int((self._acked_bytes - self._acked[0][1]) * 8_000_000 / span)
 
-    def _probe_packet(self, result: PacketResult, arrival: int) -> None:
-        cluster = self._clusters.get(result.cluster)
+    def _probe_packet(self, cluster_id: int, size: int, arrival: int) -> None:
+        cluster = self._clusters.get(cluster_id)
         if cluster is None:
             return
         if cluster.first_arrival is None or arrival < cluster.first_arrival:
             cluster.first_arrival = arrival
-            cluster.first_arrival_size = result.size
+            cluster.first_arrival_size = size
         cluster.last_arrival = max(cluster.last_arrival, arrival)
         cluster.received += 1
-        cluster.received_bytes += result.size
+        cluster.received_bytes += size
 
     def _finish_probes(self, now_us: int) -> None:
         for cluster in tuple(self._clusters.values()):
@@ -395,25 +422,21 @@ class SendSideEstimator:
                 if self._loss_cap is not None:
                     self._loss_cap = max(self._loss_cap, result)
 
-    def _group_packet(self, send_us: int, arrival_us: int) -> None:
+    def _close_group(self) -> None:
+        """The current group is complete: its delay against the previous one goes to the
+        detector, and it becomes the previous one."""
         group = self._group
-        if group is not None and send_us - group[0] <= GROUP_SPAN_US:
-            group[1] = max(group[1], send_us)
-            group[2] = max(group[2], arrival_us)
+        if group is None:
             return
-        if group is not None and send_us < group[0]:
-            return  # sent before the current group (reordered): no new information
         previous = self._previous_group
-        if group is not None and previous is not None:
+        if previous is not None:
             send_delta = (group[1] - previous[1]) / 1000
             recv_delta = (group[2] - previous[2]) / 1000
             if recv_delta < -1000 or send_delta < 0:
                 pass  # a clock jump or reordering: skip the pair
             else:
                 self.state = self.trendline.update(recv_delta, send_delta, group[2] / 1000)
-        if group is not None:
-            self._previous_group = group
-        self._group = [send_us, send_us, arrival_us]
+        self._previous_group = group
 
     def _update_rate(self, now_us: int) -> None:
         acked = self.acknowledged_bps

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .gcc import PacketResult, SendSideEstimator
+from .gcc import SendSideEstimator
 from .rtp_writer import URI_TRANSPORT_CC
 
 __all__ = ["URI_TRANSPORT_CC", "FeedbackRecorder", "TransportFeedback", "TransportWideSender"]
@@ -458,7 +458,8 @@ class TransportWideSender:
             self._reference_base_us += step * REFERENCE_TICK_US
         self._last_reference = reference
         origin = self._reference_base_us
-        results: list[PacketResult] = []
+        # PacketResult's fields as plain tuples: this runs for every packet of every subscriber
+        results: list[tuple[int, int | None, int, int]] = []
         history = self._history
         seq = feedback.base_sequence
         for arrival in feedback.arrivals:
@@ -466,10 +467,10 @@ class TransportWideSender:
             entry = history[slot]
             if entry is not None and entry[0] == seq:
                 if arrival is None:
-                    results.append(PacketResult(entry[1], None, entry[2], entry[3]))
+                    results.append((entry[1], None, entry[2], entry[3]))
                 else:
                     history[slot] = None  # reported once
-                    results.append(PacketResult(entry[1], origin + arrival, entry[2], entry[3]))
+                    results.append((entry[1], origin + arrival, entry[2], entry[3]))
             seq = (seq + 1) & 0xFFFF
         if results:
             self.estimator.on_feedback(results, now_us)

@@ -472,3 +472,78 @@ def test_trendline_slope_is_the_least_squares_slope_of_its_window(steps, start):
         assert line.full == (n == window)
         if sxx > 1e-6:
             assert line.slope(0.0) == pytest.approx(sxy / sxx, rel=1e-6, abs=1e-9)
+
+
+def _grouped_by_hand(estimator: SendSideEstimator, results: list[PacketResult]) -> list:
+    """The detector's input, as the estimator's grouping is specified: the received packets in
+    arrival order; a group holds the packets sent within GROUP_SPAN_US of its first; a packet
+    sent before the current group is ignored; each completed group after the first gives
+    (recv delta ms, send delta ms, arrival ms) against the previous one."""
+    from media.gcc import GROUP_SPAN_US
+
+    pairs = []
+    group, previous = estimator._group, estimator._previous_group
+    for r in sorted((r for r in results if r.arrival_us is not None), key=lambda r: r.arrival_us):
+        if group is not None and r.send_us - group[0] <= GROUP_SPAN_US:
+            group = [group[0], max(group[1], r.send_us), max(group[2], r.arrival_us)]
+            continue
+        if group is not None and r.send_us < group[0]:
+            continue
+        if group is not None:
+            if previous is not None:
+                send_delta = (group[1] - previous[1]) / 1000
+                recv_delta = (group[2] - previous[2]) / 1000
+                if not (recv_delta < -1000 or send_delta < 0):
+                    pairs.append((recv_delta, send_delta, group[2] / 1000))
+            previous = group
+        group = [r.send_us, r.send_us, r.arrival_us]
+    return pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 12_000),  # send gap after the previous packet (us)
+                st.one_of(st.none(), st.integers(0, 40_000)),  # queueing (us), None: lost
+                st.integers(60, 1200),
+            ),
+            min_size=1,
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_r1_the_estimators_one_pass_groups_packets_as_specified(feedbacks, rng):
+    """R1: the send-side estimator's single pass over a feedback (the per-feedback hot path)
+    feeds its delay detector exactly the packet groups the grouping rule gives, whatever the
+    order in which arrivals are reported, and counts losses alike."""
+    estimator = SendSideEstimator()
+    fed: list = []
+    update = estimator.trendline.update
+
+    def spy(recv_delta: float, send_delta: float, arrival: float) -> str:
+        fed.append((recv_delta, send_delta, arrival))
+        return update(recv_delta, send_delta, arrival)
+
+    estimator.trendline.update = spy  # type: ignore[method-assign]
+    sent = 1_000_000
+    now = 2_000_000
+    for packets in feedbacks:
+        results = []
+        for gap, queued, size in packets:
+            sent += gap
+            arrival = None if queued is None else sent + 20_000 + queued
+            results.append(PacketResult(sent, arrival, size, 0))
+        rng.shuffle(results)
+        expected = _grouped_by_hand(estimator, results)
+        lost_before = estimator._lost_count
+        fed.clear()
+        now += 50_000
+        estimator.on_feedback(results, now)
+        assert fed == expected
+        if estimator._reported_count:  # not judged (and reset) in this call
+            assert estimator._lost_count - lost_before == sum(r.arrival_us is None for r in results)
