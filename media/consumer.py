@@ -755,21 +755,32 @@ class Consumer:
                 self.resends_refused += 1
                 continue
             self._resend_bytes += len(data)
-            if self._rtx_payload_type is not None:
+            cc = self._cc
+            transport_seq = cc.next_sequence() if cc is not None else None
+            if self._rtx_payload_type is not None or transport_seq is not None:
                 original = RtpPacket.parse(data, self._extensions)
-                rtx = wrap_rtx(
-                    original,
-                    payload_type=self._rtx_payload_type,
-                    sequence_number=self._rtx_seq,
-                    ssrc=self._rtx_ssrc,
-                )
-                rtx.extensions = original.extensions
-                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-                data = rtx.serialize(self._extensions)
+                packet = original
+                if self._rtx_payload_type is not None:
+                    packet = wrap_rtx(
+                        original,
+                        payload_type=self._rtx_payload_type,
+                        sequence_number=self._rtx_seq,
+                        ssrc=self._rtx_ssrc,
+                    )
+                    packet.extensions = original.extensions
+                    self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                if transport_seq is not None:
+                    # a retransmission is a packet of its own on the transport (as libwebrtc
+                    # numbers it): the original's number was reported already
+                    packet.extensions.transport_sequence_number = transport_seq
+                data = packet.serialize(self._extensions)
             try:
-                await seam.send_rtp(self._sender, data)
+                if not seam.send_rtp_now(self._sender, data):
+                    await seam.send_rtp(self._sender, data)
             except ConnectionError:
                 return
+            if cc is not None:
+                cc.sent(transport_seq, len(data))  # type: ignore[arg-type]
             self.packets_resent += 1
 
     def on_close(self, callback: Any) -> None:

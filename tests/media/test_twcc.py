@@ -17,7 +17,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from peers import CounterTrack, Subscriber, client_pc, wait_for
-from test_bandwidth import Recorder, room, simulcast  # noqa: F401  (fixtures)
+from test_bandwidth import Recorder, _video_receiver, room, simulcast  # noqa: F401  (fixtures)
 
 from media import _aiortc_seam as seam
 from media import transport as transport_module
@@ -547,3 +547,38 @@ def test_r1_the_estimators_one_pass_groups_packets_as_specified(feedbacks, rng):
         assert fed == expected
         if estimator._reported_count:  # not judged (and reset) in this call
             assert estimator._lost_count - lost_before == sum(r.arrival_us is None for r in results)
+
+
+async def test_r1_a_retransmission_gets_a_transport_sequence_number_of_its_own(
+    simulcast,  # noqa: F811
+    monkeypatch,
+):
+    """A NACKed packet sent again is a packet of its own on the transport (as libwebrtc numbers
+    it): a new transport-wide number; the original's number, reported already, never arrives
+    twice (the subscriber's recorder would drop it, and the estimator never hear of it)."""
+    media, producer, _source = simulcast
+    seen: list[int] = []
+    read = seam.transport_sequence
+
+    def reading(data: bytes, ext_id: int) -> int | None:
+        sequence = read(data, ext_id)
+        if sequence is not None:
+            seen.append(sequence)
+        return sequence
+
+    # what the subscriber's feedback recorder reads off each arriving packet
+    monkeypatch.setattr(seam, "transport_sequence", reading)
+    subscriber, recorder, _feedback = await _subscribe_with_transport_cc(media, "patient")
+    try:
+        consumer = media.router.consumers_of(producer)[0]
+        await wait_for(lambda: consumer.transport_cc is not None and len(recorder.log) > 40, 10)
+        receiver = _video_receiver(subscriber)
+        ssrc = next(iter(subscriber.video_ssrcs))  # type: ignore[attr-defined]
+        # one sent a while ago: its number was in a feedback already
+        await receiver._send_rtcp_nack(ssrc, [recorder.log[-30][0]])
+        await wait_for(lambda: consumer.packets_resent >= 1, timeout=3)
+        after = len(seen)
+        await wait_for(lambda: len(seen) > after + 20, timeout=3)  # the resend is in by then
+        assert len(seen) == len(set(seen)), "a transport-wide number arrived twice"
+    finally:
+        await subscriber.close()
