@@ -20,7 +20,6 @@ URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-
 NTP_UNIX_OFFSET = 2_208_988_800
 
 _HEADER = struct.Struct("!BBHII")
-_EXTENSION_HEAD = struct.Struct("!HH")
 
 
 def ntp_now() -> int:
@@ -36,7 +35,7 @@ def abs_send_time(ntp: int) -> bytes:
 class RtpWriter:
     """Writes packets with one subscriber's SSRC, payload type and extension ids."""
 
-    __slots__ = ("_abs_id", "_level_id", "_mid_element", "_pt", "_ssrc", "_twcc_id")
+    __slots__ = ("_abs_id", "_layouts", "_level_id", "_mid_element", "_pt", "_ssrc", "_twcc_id")
 
     def __init__(
         self, *, ssrc: int, payload_type: int, extension_ids: dict[str, int], mid: str | None
@@ -51,11 +50,37 @@ class RtpWriter:
         self._abs_id = extension_ids.get(URI_ABS_SEND_TIME, 0)
         self._level_id = extension_ids.get(URI_AUDIO_LEVEL, 0)
         self._twcc_id = extension_ids.get(URI_TRANSPORT_CC, 0)
+        # (with a transport-wide number, with an audio level) -> how the header is packed
+        self._layouts: dict[tuple[bool, bool], tuple[struct.Struct, int] | None] = {}
 
     @property
     def transport_cc(self) -> bool:
         """Whether packets carry a transport-wide sequence number."""
         return bool(self._twcc_id)
+
+    def _layout(self, twcc: bool, level: bool) -> tuple[struct.Struct, int] | None:
+        """The header and extension block of packets with these elements as one struct (the
+        fixed header, then the one-byte-header extension block: mid, abs-send-time,
+        transport-wide number, audio level, padded to 32 bits), and its length in words;
+        None when there is no extension."""
+        fmt = ""
+        size = 0
+        if self._mid_element:
+            fmt += f"{len(self._mid_element)}s"
+            size += len(self._mid_element)
+        if self._abs_id:
+            fmt += "B3s"
+            size += 4
+        if twcc:
+            fmt += "BH"
+            size += 3
+        if level:
+            fmt += "BB"
+            size += 2
+        if not size:
+            return None
+        words = (size + 3) // 4
+        return struct.Struct(f"!BBHIIHH{fmt}{words * 4 - size}x"), words
 
     def write(
         self,
@@ -69,26 +94,37 @@ class RtpWriter:
         audio_level: tuple[bool, int] | None,
         transport_seq: int | None = None,
     ) -> bytes:
-        extension = self._mid_element
-        if self._abs_id:
-            extension += bytes([(self._abs_id << 4) | 2]) + send_time
-        if transport_seq is not None and self._twcc_id:
-            extension += bytes([(self._twcc_id << 4) | 1]) + transport_seq.to_bytes(2, "big")
-        if self._level_id and audio_level is not None:
-            extension += bytes(
-                [self._level_id << 4, (0x80 if audio_level[0] else 0) | audio_level[1]]
-            )
+        twcc = transport_seq is not None and bool(self._twcc_id)
+        level = bool(self._level_id) and audio_level is not None
+        key = (twcc, level)
+        try:
+            layout = self._layouts[key]
+        except KeyError:
+            layout = self._layouts[key] = self._layout(twcc, level)
         first = 0x80
         if padding_size:
             first |= 0x20
-        if extension:
-            first |= 0x10
-            extension += b"\x00" * (-len(extension) % 4)
-            extension = _EXTENSION_HEAD.pack(0xBEDE, len(extension) // 4) + extension
-        header = _HEADER.pack(
-            first, (marker << 7) | self._pt, sequence_number, timestamp, self._ssrc
-        )
+        second = (marker << 7) | self._pt
+        if layout is None:
+            header = _HEADER.pack(first, second, sequence_number, timestamp, self._ssrc)
+        else:
+            packer, words = layout
+            values: list[object] = [
+                first | 0x10, second, sequence_number, timestamp, self._ssrc, 0xBEDE, words
+            ]  # fmt: skip
+            if self._mid_element:
+                values.append(self._mid_element)
+            if self._abs_id:
+                values.append((self._abs_id << 4) | 2)
+                values.append(send_time)
+            if twcc:
+                values.append((self._twcc_id << 4) | 1)
+                values.append(transport_seq)
+            if level:
+                values.append(self._level_id << 4)
+                values.append((0x80 if audio_level[0] else 0) | audio_level[1])  # type: ignore[index]
+            header = packer.pack(*values)
         if padding_size:
             padding = b"\x00" * (padding_size - 1) + bytes([padding_size])
-            return header + extension + payload + padding
-        return header + extension + payload
+            return header + payload + padding
+        return header + payload

@@ -10,12 +10,13 @@ from media.rtp_writer import (
     URI_ABS_SEND_TIME,
     URI_AUDIO_LEVEL,
     URI_MID,
+    URI_TRANSPORT_CC,
     RtpWriter,
     abs_send_time,
     ntp_now,
 )
 
-IDS = {URI_MID: 4, URI_ABS_SEND_TIME: 9, URI_AUDIO_LEVEL: 12}
+IDS = {URI_MID: 4, URI_ABS_SEND_TIME: 9, URI_AUDIO_LEVEL: 12, URI_TRANSPORT_CC: 3}
 
 
 def _parser(ids: dict[str, int]) -> HeaderExtensionsMap:
@@ -31,7 +32,8 @@ def _parser(ids: dict[str, int]) -> HeaderExtensionsMap:
 @pytest.mark.parametrize("padding", [0, 1, 7])
 @pytest.mark.parametrize("level", [None, (True, 33), (False, 127)])
 @pytest.mark.parametrize("mid", ["0", "12", None])
-def test_written_packets_parse_back(padding, level, mid):
+@pytest.mark.parametrize("transport_seq", [None, 0, 65535])
+def test_written_packets_parse_back(padding, level, mid, transport_seq):
     ntp = ntp_now()
     writer = RtpWriter(ssrc=0xDEADBEEF, payload_type=111, extension_ids=IDS, mid=mid)
     data = writer.write(
@@ -42,6 +44,7 @@ def test_written_packets_parse_back(padding, level, mid):
         padding_size=padding,
         send_time=abs_send_time(ntp),
         audio_level=level,
+        transport_seq=transport_seq,
     )
     packet = RtpPacket.parse(data, _parser(IDS))
     assert (packet.version, packet.payload_type, packet.marker) == (2, 111, 1)
@@ -55,6 +58,19 @@ def test_written_packets_parse_back(padding, level, mid):
     assert packet.extensions.mid == mid
     assert packet.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
     assert packet.extensions.audio_level == level
+    assert packet.extensions.transport_sequence_number == transport_seq
+    # the same packet, the same bytes, whichever was written before (layouts are cached)
+    again = writer.write(
+        sequence_number=65535,
+        timestamp=0xFFFFFFF0,
+        marker=1,
+        payload=b"\x90\xe0payload",
+        padding_size=padding,
+        send_time=abs_send_time(ntp),
+        audio_level=level,
+        transport_seq=transport_seq,
+    )
+    assert again == data
 
 
 def test_no_negotiated_extensions_means_no_extension_block():
