@@ -24,8 +24,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from consult.imaging.errors import DicomRejected, DicomTooLarge
-from consult.imaging.store import Destination, ImagingStore, prepare_file
+from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
+from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
 from .keys import CONFIG, IMAGING
@@ -144,10 +144,10 @@ class DicomScp:
                 while chunk := raw.read(1 << 20):
                     f.write(chunk)
             dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
-            # Parsed and fsync'd here, in this association's own thread (it waits anyway), so
-            # the event loop does only the transaction.
+            # Parsed (in a worker process) and fsync'd (here, meanwhile) from this association's
+            # own thread, which waits anyway: the event loop does only the transaction.
             try:
-                parsed, size = prepare_file(incoming, self.store.max_instance_bytes)
+                parsed, size = self.store.prepare_arrival(incoming)
             except DicomRejected as exc:
                 asyncio.run_coroutine_threadsafe(
                     self.store.audit_refusal(exc, dest, None), loop
@@ -162,7 +162,7 @@ class DicomScp:
             self.refused += 1
             logger.info("C-STORE from %s refused: %s", calling, exc.code)
             return STATUS_CANNOT_UNDERSTAND
-        except FutureTimeout:
+        except (FutureTimeout, ImagingUnavailable):  # the sender may try again
             incoming.unlink(missing_ok=True)
             return STATUS_OUT_OF_RESOURCES
         except Exception:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consult.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from consult.errors import Conflict, ConsultError, InvalidInput, NotFound, PermissionDenied
 
 
 class DicomRejected(InvalidInput):
@@ -117,3 +117,11 @@ class CopyNotMapped(Conflict):
 
     code = "review_unavailable"
     default_message = "This copy cannot be reviewed together with its original; share it again."
+
+
+class ImagingUnavailable(ConsultError):
+    """A worker process of the imaging store stopped while doing the work (it is restarted):
+    the request may be tried again."""
+
+    code = "busy"
+    default_message = "The server is busy, please wait."

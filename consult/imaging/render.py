@@ -100,10 +100,9 @@ def render_png(path: Path, number: int) -> bytes:
         raise FrameNotRenderable() from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if array.ndim == 3 and array.shape[-1] == 3:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            array = convert_color_space(array, photometric, "RGB")
+        # already RGB: pixel_array converts YBR_FULL(_422) itself (as_rgb), and the JPEG 2000
+        # decoder undoes YBR_RCT/YBR_ICT; converting again turned colours wrong (and RCT/ICT
+        # raised NotImplementedError, a 500)
         return encode_png(_to_uint8(array.astype(np.float32), None))
     if array.ndim != 2:
         raise FrameNotRenderable()

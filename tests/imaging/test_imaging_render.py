@@ -55,3 +55,21 @@ def test_render_cache_keeps_its_bound_least_recently_used_first_out() -> None:
     cache.put(("s", "huge", 1), b"h" * 101)  # larger than the whole bound: not kept
     assert cache.get(("s", "huge", 1)) is None and cache.bytes == 50
     assert (cache.hits, cache.misses) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "name", ["SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_rgb_rle.dcm", "SC_rgb_jpeg_gdcm.dcm"]
+)
+def test_colour_renderings_show_the_colours_of_the_original(name: str) -> None:
+    """A YBR_FULL_422 JPEG, an RLE and a lossless JPEG copy of SC_rgb render to its colours
+    (pydicom already gives RGB: converting YBR again turned them wrong)."""
+    reference = np.asarray(Image.open(io.BytesIO(render_png(local_file("SC_rgb.dcm"), 1))))
+    image = Image.open(io.BytesIO(render_png(local_file(name), 1)))
+    assert image.mode == "RGB"
+    assert np.abs(np.asarray(image).astype(int) - reference).mean() < 5
+
+
+def test_a_jpeg_2000_colour_instance_renders() -> None:
+    """YBR_RCT (JPEG 2000 lossless colour): rendered as RGB, not refused with a 500."""
+    image = Image.open(io.BytesIO(render_png(local_file("US1_J2KR.dcm"), 1)))
+    assert image.mode == "RGB" and image.size == (640, 480)

@@ -521,9 +521,7 @@ async def wado_frames(request: web.Request) -> web.StreamResponse:
 
 
 async def wado_rendered(request: web.Request) -> web.StreamResponse:
-    """WADO-RS: one frame rendered as PNG (decoded and windowed off the event loop)."""
-    from consult.imaging.render import render_png
-
+    """WADO-RS: one frame rendered as PNG (decoded and windowed in a worker process)."""
     call, study, instances = await _target(request, "rendered")
     instance = instances[0]
     if not instance.frames:
@@ -538,7 +536,7 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
     key = (study.id, instance.id, number)
     png = store.renders.get(key)  # checked and audited all the same: only the work is saved
     if png is None:
-        png = await _run(call, render_png, store.path_of(study.id, instance.id), number)
+        png = await store.render(store.path_of(study.id, instance.id), number)
         store.renders.put(key, png)
     await _audit(
         call,
