@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from consult.audit import SyncAuditTx
 from consult.db import Database, sqlite_worker_engine
@@ -39,6 +39,39 @@ if TYPE_CHECKING:
 
 _STUDIES = ImagingStudy.metadata.tables[ImagingStudy.__tablename__]
 _INSTANCES = ImagingInstance.metadata.tables[ImagingInstance.__tablename__]
+# Statements built once: SQLAlchemy keeps their compiled form, each call only binds values.
+_FIND = (
+    select(
+        _STUDIES.c.id,
+        _STUDIES.c.visit_id,
+        _STUDIES.c.deidentified,
+        _INSTANCES.c.id,
+        _INSTANCES.c.series_uid,
+        _INSTANCES.c.sop_class_uid,
+    )
+    .select_from(
+        _STUDIES.outerjoin(
+            _INSTANCES,
+            (_INSTANCES.c.study_id == _STUDIES.c.id)
+            & (_INSTANCES.c.sop_instance_uid == bindparam("sop_instance_uid")),
+        )
+    )
+    .where(
+        _STUDIES.c.institution_id == bindparam("institution_id"),
+        _STUDIES.c.study_uid == bindparam("study_uid"),
+    )
+)
+_INSERT_STUDY = insert(_STUDIES)
+_LINK_STUDY = (
+    update(_STUDIES)
+    .where(_STUDIES.c.id == bindparam("study_id"))
+    .values(visit_id=bindparam("new_visit_id"), patient_id=bindparam("new_patient_id"))
+)
+_INSERT_INSTANCE = insert(_INSTANCES)
+_VISIT = select(Visit.institution_id, Visit.patient_record_id).where(
+    Visit.id == bindparam("visit_id")
+)
+_PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id"))
 
 
 class WriteAlone(Exception):
@@ -124,25 +157,12 @@ class SqliteIngest:
 
         parsed, dest, actor = item.parsed, item.dest, item.actor
         found = connection.execute(
-            select(
-                _STUDIES.c.id,
-                _STUDIES.c.visit_id,
-                _STUDIES.c.deidentified,
-                _INSTANCES.c.id,
-                _INSTANCES.c.series_uid,
-                _INSTANCES.c.sop_class_uid,
-            )
-            .select_from(
-                _STUDIES.outerjoin(
-                    _INSTANCES,
-                    (_INSTANCES.c.study_id == _STUDIES.c.id)
-                    & (_INSTANCES.c.sop_instance_uid == parsed.sop_instance_uid),
-                )
-            )
-            .where(
-                _STUDIES.c.institution_id == dest.institution_id,
-                _STUDIES.c.study_uid == parsed.study_uid,
-            )
+            _FIND,
+            {
+                "sop_instance_uid": parsed.sop_instance_uid,
+                "institution_id": dest.institution_id,
+                "study_uid": parsed.study_uid,
+            },
         ).first()
         visit_id, patient_id = dest.visit_id, dest.patient_id
         if dest.source == "cstore" and visit_id is None:
@@ -155,17 +175,18 @@ class SqliteIngest:
         if found is None:
             study_id = new_id()
             connection.execute(
-                insert(_STUDIES).values(
-                    id=study_id,
-                    study_uid=parsed.study_uid,
-                    institution_id=dest.institution_id,
-                    patient_id=patient_id,
-                    visit_id=visit_id,
-                    source=dest.source,
-                    created_by=actor.user_id if actor else None,
-                    deidentified=False,
-                    created_at=utc_now(),
-                )
+                _INSERT_STUDY,
+                {
+                    "id": study_id,
+                    "study_uid": parsed.study_uid,
+                    "institution_id": dest.institution_id,
+                    "patient_id": patient_id,
+                    "visit_id": visit_id,
+                    "source": dest.source,
+                    "created_by": actor.user_id if actor else None,
+                    "deidentified": False,
+                    "created_at": utc_now(),
+                },
             )
             chain.record(
                 "imaging.study_created",
@@ -185,9 +206,8 @@ class SqliteIngest:
                 return str(study_id)  # one study, one visit: not extended from here
             if study_visit is None and visit_id is not None:
                 connection.execute(
-                    update(_STUDIES)
-                    .where(_STUDIES.c.id == study_id)
-                    .values(visit_id=visit_id, patient_id=patient_id)
+                    _LINK_STUDY,
+                    {"study_id": study_id, "new_visit_id": visit_id, "new_patient_id": patient_id},
                 )
                 changed = True
             if found[3] is not None:  # the same instance sent again: keep what we hold
@@ -205,23 +225,25 @@ class SqliteIngest:
                 )
         instance_id = new_id()  # its file is named by it
         connection.execute(
-            insert(_INSTANCES).values(
-                id=instance_id,
-                study_id=study_id,
-                series_uid=parsed.series_uid,
-                sop_instance_uid=parsed.sop_instance_uid,
-                sop_class_uid=parsed.sop_class_uid,
-                transfer_syntax=parsed.transfer_syntax,
-                modality=parsed.modality,
-                series_number=parsed.series_number,
-                instance_number=parsed.instance_number,
-                frames=parsed.frames,
-                rows=parsed.rows,
-                columns=parsed.columns,
-                size=item.size,
-                burned_in=parsed.burned_in,
-                created_at=utc_now(),
-            )
+            _INSERT_INSTANCE,
+            {
+                "id": instance_id,
+                "study_id": study_id,
+                "series_uid": parsed.series_uid,
+                "sop_instance_uid": parsed.sop_instance_uid,
+                "sop_class_uid": parsed.sop_class_uid,
+                "transfer_syntax": parsed.transfer_syntax,
+                "modality": parsed.modality,
+                "series_number": parsed.series_number,
+                "instance_number": parsed.instance_number,
+                "frames": parsed.frames,
+                "rows": parsed.rows,
+                "columns": parsed.columns,
+                "size": item.size,
+                "burned_in": parsed.burned_in,
+                "created_at": utc_now(),
+                "source_instance_id": None,
+            },
         )
         target = self._studies / study_id / f"{instance_id}.dcm"
         target.parent.mkdir(exist_ok=True)
@@ -294,14 +316,12 @@ def _link_from_modality(
     :func:`consult.imaging.store._link_from_modality`)."""
     accession = parsed.accession_number.strip()
     if accession and accession.isalnum():
-        visit = connection.execute(
-            select(Visit.institution_id, Visit.patient_record_id).where(Visit.id == accession)
-        ).first()
+        visit = connection.execute(_VISIT, {"visit_id": accession}).first()
         if visit is not None and visit[0] == institution_id:
             return accession, visit[1]
     patient_id = parsed.patient_id.strip()
     if by_patient and patient_id and patient_id.isalnum():
-        found = connection.execute(select(Patient.id).where(Patient.id == patient_id)).first()
+        found = connection.execute(_PATIENT, {"patient_id": patient_id}).first()
         if found is not None:
             return None, str(found[0])
     return None, None
