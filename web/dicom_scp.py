@@ -25,6 +25,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
+from consult.imaging.file_meta import encode_file_meta
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
@@ -126,9 +127,6 @@ class DicomScp:
         institution_id = self.peers.get(calling)
         if institution_id is None:  # require_calling_aet already refused it; be sure
             return STATUS_CANNOT_UNDERSTAND
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_file_meta_info
-
         incoming = self.store.new_incoming()
         try:
             raw = event.request.DataSet
@@ -138,9 +136,7 @@ class DicomScp:
                 raise DicomTooLarge()
             with incoming.open("wb") as f:
                 f.write(b"\x00" * 128 + b"DICM")
-                meta = DicomBytesIO()
-                write_file_meta_info(meta, event.file_meta, enforce_standard=True)
-                f.write(meta.getvalue())
+                f.write(_file_meta(event))
                 while chunk := raw.read(1 << 20):
                     f.write(chunk)
             dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
@@ -205,6 +201,29 @@ class DicomScp:
                 return
             self.found += 1
             yield STATUS_PENDING, answer
+
+
+def _file_meta(event: Any) -> bytes:
+    """The file meta header of a received dataset (:mod:`consult.imaging.file_meta`; pydicom's
+    writer for anything it does not encode)."""
+    from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+
+    request = event.request
+    try:
+        return encode_file_meta(
+            str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID),
+            str(event.context.transfer_syntax),
+            str(PYNETDICOM_IMPLEMENTATION_UID),
+            str(PYNETDICOM_IMPLEMENTATION_VERSION),
+        )
+    except (ValueError, TypeError):
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+
+        meta = DicomBytesIO()
+        write_file_meta_info(meta, event.file_meta, enforce_standard=True)
+        return meta.getvalue()
 
 
 SCP: Final = web.AppKey("dicom_scp", DicomScp)
