@@ -3,9 +3,12 @@ Study Root; R20, R24). Off unless configured.
 
 pynetdicom runs each association in a thread of its own. A received dataset is written to the
 store's ``incoming/`` as a Part 10 file (the bytes as they came, with a file meta header built
-from the association), then handed to the event loop with ``run_coroutine_threadsafe(...)
-.result()``: the SCP thread waits for the store to finish, so a sender cannot outrun the disk
-and the database (back-pressure), and the C-STORE status tells it what happened. A C-FIND is
+from the association), parsed in an imaging worker process while this thread fsyncs it, then
+stored: on an SQLite file the transaction runs in this thread, in one group with the other
+associations' arrivals (:meth:`ImagingStore.store_prepared_here`), elsewhere on the event loop
+(``run_coroutine_threadsafe(...).result()``). Either way the SCP thread waits for the commit,
+so a sender cannot outrun the disk and the database (back-pressure), and the C-STORE status
+tells it what happened. A C-FIND is
 answered the same way: the thread waits for the event loop's answer
 (:func:`consult.imaging.find.find`), then yields one pending response per match, stopping when
 the requester cancels.
@@ -149,10 +152,10 @@ class DicomScp:
                     self.store.audit_refusal(exc, dest, None), loop
                 ).result(timeout=STORE_TIMEOUT_S)
                 raise
-            future = asyncio.run_coroutine_threadsafe(
-                self.store.store_prepared(incoming, parsed, size, dest, None), loop
+            # the transaction: in this thread on SQLite, else on the loop (back-pressure both)
+            self.store.store_prepared_here(
+                loop, incoming, parsed, size, dest, None, STORE_TIMEOUT_S
             )
-            future.result(timeout=STORE_TIMEOUT_S)
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)
             self.refused += 1

@@ -74,6 +74,23 @@ _VISIT = select(Visit.institution_id, Visit.patient_record_id).where(
 _PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id"))
 
 
+MAX_GROUP = 32
+"""Arrivals in one transaction at most (as :data:`consult.group_commit.MAX_BATCH`)."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a transaction waits for SQLite's write lock held by another connection."""
+
+
+class _Slot:
+    """One arrival waiting in :meth:`SqliteIngest.store_here`, and its outcome."""
+
+    def __init__(self, item: _Arrival) -> None:
+        self.item = item
+        self.done = False
+        self.stored: Stored | None = None
+        self.changed = False
+        self.error: BaseException | None = None
+
+
 class WriteAlone(Exception):
     """An arrival of a batch that must be refused: the batch is written one by one instead."""
 
@@ -92,14 +109,72 @@ class SqliteIngest:
     (blocking: run it in a worker thread, holding :func:`consult.audit.chain_lock`)."""
 
     def __init__(self, db: Database, studies: Path) -> None:
-        self._engine = sqlite_worker_engine(db)
+        self._engine = sqlite_worker_engine(db, busy_timeout_s=BUSY_TIMEOUT_S)
         self._studies = studies
         self._durable: set[Path] = set()
         """Study directories whose entry in ``studies/`` is known to be on disk."""
         self._guard = threading.Lock()  # one call at a time even if a caller forgets the lock
+        self._leader = threading.Lock()
+        """Held by the thread writing a group for the others (:meth:`store_here`)."""
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Slot] = []
+        self.groups = 0
+        """Transactions of two or more arrivals written by :meth:`store_here` (for tests)."""
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def store_here(self, item: _Arrival) -> tuple[Stored, bool]:
+        """Store ``item`` from the calling thread (a pynetdicom association's, which waits for
+        the outcome anyway): its outcome and whether a study row changed, once committed.
+
+        Group commit among threads, without the event loop: each caller queues its arrival and
+        waits for the leader's lock; the one that gets it writes every arrival queued by then
+        in one transaction (:meth:`write`) and hands each its outcome; a caller whose arrival
+        was written meanwhile returns at once. A failed group is written again one arrival at
+        a time (one bad arrival fails alone). The chain's append lock of the event loop is not
+        held: SQLite's write lock, taken first in every chain transaction of every connection,
+        is what keeps the chain from forking; this connection waits for it
+        (:data:`BUSY_TIMEOUT_S`) in this thread."""
+        slot = _Slot(item)
+        with self._pending_lock:
+            self._pending.append(slot)
+        with self._leader:
+            if not slot.done:
+                with self._pending_lock:
+                    group = self._pending[:MAX_GROUP]
+                    self._pending = self._pending[MAX_GROUP:]
+                self._write_group(group)
+        if slot.error is not None:
+            raise slot.error
+        assert slot.stored is not None
+        return slot.stored, slot.changed
+
+    def _write_group(self, group: list[_Slot]) -> None:
+        try:
+            if len(group) > 1:
+                try:
+                    written = self.write([s.item for s in group], alone=False)
+                except Exception:
+                    pass  # written again one by one below
+                else:
+                    self.groups += 1
+                    for slot, stored in zip(group, written.stored, strict=True):
+                        slot.stored, slot.changed = stored, written.studies_changed
+                        slot.done = True
+                    return
+            for slot in group:
+                try:
+                    written = self.write([slot.item], alone=True)
+                    slot.stored, slot.changed = written.stored[0], written.studies_changed
+                except Exception as exc:
+                    slot.error = exc
+                slot.done = True
+        finally:
+            for slot in group:  # never leave a caller without an outcome
+                if not slot.done:
+                    slot.error = RuntimeError("the group's writer stopped")
+                    slot.done = True
 
     def write(self, items: list[_Arrival], *, alone: bool) -> Written:
         """Insert the rows and events of ``items``, rename their files into place, fsync the

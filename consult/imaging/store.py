@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class ImagingStore:
         )
         """Arriving instances commit in groups (see :mod:`consult.group_commit`)."""
         self._sqlite: SqliteIngest | None = None
+        self._sqlite_lock = threading.Lock()
         self.workers = workers
         """Worker processes for rendering and parsing (:mod:`.workers`); None: threads."""
         self.renders = RenderCache(render_cache_bytes)
@@ -243,6 +245,40 @@ class ImagingStore:
             await self.audit_refusal(exc, dest, actor)
             raise
 
+    def store_prepared_here(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        incoming: Path,
+        parsed: ParsedInstance,
+        size: int,
+        dest: Destination,
+        actor: Actor | None,
+        timeout_s: float,
+    ) -> Stored:
+        """:meth:`store_prepared` from a thread that may block (a pynetdicom association's),
+        with the event loop ``loop``. On an SQLite file the transaction runs in this thread, in
+        a group with the threads arriving meanwhile (:meth:`.ingest_sqlite.SqliteIngest
+        .store_here`: no hop to the loop and back, no executor); elsewhere it goes through
+        the loop. Returns once committed; refusals are audited as :meth:`store_prepared` does."""
+        ingest = self._sqlite_ingest() if not dest.expected_study_uid else None
+        if ingest is None:
+            future = asyncio.run_coroutine_threadsafe(
+                self.store_prepared(incoming, parsed, size, dest, actor), loop
+            )
+            return future.result(timeout=timeout_s)
+        try:
+            stored, changed = ingest.store_here(_Arrival(incoming, parsed, size, dest, actor))
+        except DicomRejected as exc:
+            asyncio.run_coroutine_threadsafe(self.audit_refusal(exc, dest, actor), loop).result(
+                timeout=timeout_s
+            )
+            raise
+        finally:
+            incoming.unlink(missing_ok=True)  # usually nothing: renamed or removed
+        if changed:  # a study's readers may have changed: cached grants go (on the loop)
+            loop.call_soon_threadsafe(self.db.note_change)
+        return stored
+
     async def audit_refusal(
         self, exc: DicomRejected, dest: Destination, actor: Actor | None
     ) -> None:
@@ -261,12 +297,13 @@ class ImagingStore:
 
     def _sqlite_ingest(self) -> SqliteIngest | None:
         """The worker-thread writer of arrivals, on an SQLite file (see :mod:`.ingest_sqlite`);
-        None elsewhere (PostgreSQL, an in-memory SQLite: the async path below)."""
-        if self._sqlite is None and SqliteChainWriter.fits(self.db):
-            from .ingest_sqlite import SqliteIngest
+        None elsewhere (PostgreSQL, an in-memory SQLite: the async path below). Any thread."""
+        with self._sqlite_lock:
+            if self._sqlite is None and SqliteChainWriter.fits(self.db):
+                from .ingest_sqlite import SqliteIngest
 
-            self._sqlite = SqliteIngest(self.db, self.studies)
-        return self._sqlite
+                self._sqlite = SqliteIngest(self.db, self.studies)
+            return self._sqlite
 
     async def _write_sqlite(
         self, ingest: SqliteIngest, items: list[_Arrival], alone: bool

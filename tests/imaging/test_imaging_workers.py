@@ -4,8 +4,11 @@ instance is durable (file, directory, row, event) before it is answered (R20, R2
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,49 @@ async def test_r24_a_failed_commit_leaves_no_file_in_place_and_answers_no_one_su
         assert (await session.scalars(select(ImagingInstance))).all() == []
     assert list(store.studies.rglob("*.dcm")) == []
     assert list(store.incoming.iterdir()) == []
+
+
+@pytest.mark.parametrize("store", [True], ids=["workers"], indirect=True)
+async def test_r24_association_threads_arriving_together_commit_in_one_group(
+    store: ImagingStore, tmp_path: Path
+) -> None:
+    """R20, R24: instances stored from eight association threads at once (the SCP's path: the
+    transaction in the thread, no hop to the event loop) are written in one transaction, each
+    thread answered only after it, every file in place, every event in the chain."""
+    ingest = store._sqlite_ingest()
+    assert ingest is not None
+    loop = asyncio.get_running_loop()
+    files = write_series(series_from("CT_small.dcm", 8), tmp_path / "in")
+    dest = Destination(
+        institution_id=store.institution_id,  # type: ignore[attr-defined]
+        source="cstore",
+        calling_ae="CT",
+    )
+
+    def arrive(path: Path) -> object:
+        incoming = store.new_incoming()
+        incoming.write_bytes(path.read_bytes())
+        parsed, size = store.prepare_arrival(incoming)
+        return store.store_prepared_here(loop, incoming, parsed, size, dest, None, 60)
+
+    threads = ThreadPoolExecutor(max_workers=len(files))  # one per association
+    ingest._leader.acquire()  # hold the writer back until all eight have queued
+    try:
+        jobs = [loop.run_in_executor(threads, arrive, path) for path in files]
+        deadline = time.monotonic() + 60
+        while len(ingest._pending) < len(files):
+            assert time.monotonic() < deadline, "the arrivals did not queue"
+            await asyncio.sleep(0.01)
+        assert not any(job.done() for job in jobs)  # nobody answered before its commit
+    finally:
+        ingest._leader.release()
+    stored = await asyncio.gather(*jobs)
+    threads.shutdown()
+    assert ingest.groups == 1
+    assert len({s.instance_id for s in stored}) == 8  # type: ignore[attr-defined]
+    for s in stored:
+        assert store.path_of(s.study_id, s.instance_id).is_file()  # type: ignore[attr-defined]
+    async with store.db.session() as session:
+        assert len((await session.scalars(select(ImagingInstance))).all()) == 8
+    assert list(store.incoming.iterdir()) == []
+    assert (await verify_chain(store.db)).ok
