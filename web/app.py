@@ -53,7 +53,10 @@ def create_app(config: Config) -> web.Application:
         config.imaging,
         max_instance_bytes=config.imaging_max_instance_mb * 1024 * 1024,
         executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging"),
-        workers=WorkerPool(),  # processes for renderings and parsing, started on first use
+        # processes for renderings (started on first use) when configured; else threads
+        workers=WorkerPool(config.imaging_render_workers)
+        if config.imaging_render_workers
+        else None,
     )
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(

@@ -3,9 +3,9 @@ Study Root; R20, R24). Off unless configured.
 
 pynetdicom runs each association in a thread of its own. A received dataset is written to the
 store's ``incoming/`` as a Part 10 file (the bytes as they came, with a file meta header built
-from the association), parsed in an imaging worker process while this thread fsyncs it, then
-stored: on an SQLite file the transaction runs in this thread, in one group with the other
-associations' arrivals (:meth:`ImagingStore.store_prepared_here`), elsewhere on the event loop
+from the association), parsed, checked and fsync'd in this thread, then stored: on an SQLite
+file the transaction runs in this thread too, in one group with the other associations'
+arrivals (:meth:`ImagingStore.store_prepared_here`), elsewhere on the event loop
 (``run_coroutine_threadsafe(...).result()``). Either way the SCP thread waits for the commit,
 so a sender cannot outrun the disk and the database (back-pressure), and the C-STORE status
 tells it what happened. A C-FIND is
@@ -143,8 +143,7 @@ class DicomScp:
                 while chunk := raw.read(1 << 20):
                     f.write(chunk)
             dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
-            # Parsed (in a worker process) and fsync'd (here, meanwhile) from this association's
-            # own thread, which waits anyway: the event loop does only the transaction.
+            # Parsed and fsync'd in this association's own thread, which waits anyway.
             try:
                 parsed, size = self.store.prepare_arrival(incoming)
             except DicomRejected as exc:

@@ -1,10 +1,13 @@
-"""Worker processes for the imaging store's CPU work: rendering PNGs and parsing arrivals.
+"""Worker processes for the imaging store's renderings (``imaging_render_workers``, off by
+default).
 
-Decoding, windowing and PNG-encoding a 512x512 CT takes ~2-4 ms of CPU, and the ingest parser
-~3-4 ms an instance (pydicom converts every element). In threads, all of it holds the one GIL
-that the event loop and pynetdicom's receiving threads need too: 8 viewers asking at once
-queued behind each other and behind the loop (rendered PNG p95 59-78 ms, cold, measured). In
-worker processes it runs beside the loop, on every core.
+Decoding, windowing and PNG-encoding a 512x512 CT takes ~2-4 ms of CPU. In threads it holds
+the one GIL that the event loop needs too: 8 viewers asking at once queue behind each other and
+behind the loop. In worker processes it runs beside the loop, on every core that is free. On
+the shared 2-core machine under load (no core free), the processes measured slower than the
+threads (docs/imaging.md, Figures), so they are opt-in. The ingest parser could run here too
+(:func:`.parse.parse_file_summary`); measured, a C-STORE's parse costs less in its
+association's thread.
 
 The pool (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``: a fork of this
 multi-threaded process could copy a lock held by another thread) is sized to the cores and

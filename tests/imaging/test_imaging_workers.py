@@ -87,17 +87,24 @@ async def test_a_parse_in_a_worker_finds_what_the_thread_finds(pool: WorkerPool)
     assert summary == type(here)(**{**here.__dict__, "dataset": None})
 
 
+async def test_the_store_renders_in_its_workers(store: ImagingStore) -> None:
+    """With workers configured, :meth:`ImagingStore.render` runs there: the same PNG."""
+    path = local_file("CT_small.dcm")
+    assert store.workers is not None and store.workers.started == 0
+    assert await store.render(path, 1) == render_png(path, 1)
+    assert store.workers.started == 1
+
+
 # --- Durability order of an arriving instance ------------------------------------------------
 
 
 @pytest.fixture
-async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ImagingStore]:
+async def store(tmp_path: Path) -> AsyncIterator[ImagingStore]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", field_key="k" * 40)
     await db.start()
     text, code = await add_institution(db, "Order Hospital", "tertiary")
     assert code == 0, text
-    workers = WorkerPool(size=1) if request.param else None
-    imaging = ImagingStore(db, tmp_path / "imaging", workers=workers)
+    imaging = ImagingStore(db, tmp_path / "imaging", workers=WorkerPool(size=1))
     imaging.institution_id = text.split()[1]  # type: ignore[attr-defined]
     await imaging.start()
     try:
@@ -107,7 +114,6 @@ async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         await db.close()
 
 
-@pytest.mark.parametrize("store", [False, True], ids=["threads", "workers"], indirect=True)
 async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_event_are_durable(
     store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,7 +169,6 @@ async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_even
     assert (await verify_chain(store.db)).ok
 
 
-@pytest.mark.parametrize("store", [False], ids=["threads"], indirect=True)
 async def test_r24_a_failed_commit_leaves_no_file_in_place_and_answers_no_one_success(
     store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,7 +196,6 @@ async def test_r24_a_failed_commit_leaves_no_file_in_place_and_answers_no_one_su
     assert list(store.incoming.iterdir()) == []
 
 
-@pytest.mark.parametrize("store", [True], ids=["workers"], indirect=True)
 async def test_r24_association_threads_arriving_together_commit_in_one_group(
     store: ImagingStore, tmp_path: Path
 ) -> None:
