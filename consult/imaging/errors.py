@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consult.errors import Conflict, ConsultError, InvalidInput, NotFound, PermissionDenied
+from consult.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 
 class DicomRejected(InvalidInput):
@@ -119,9 +119,13 @@ class CopyNotMapped(Conflict):
     default_message = "This copy cannot be reviewed together with its original; share it again."
 
 
-class ImagingUnavailable(ConsultError):
+class ImagingUnavailable(Exception):
     """A worker process of the imaging store stopped while doing the work (it is restarted):
-    the request may be tried again."""
+    the request may be tried again. Not a refusal of the request (a :class:`ConsultError` is
+    always 4xx): the DICOMweb routes answer it ``503 busy``."""
 
     code = "busy"
     default_message = "The server is busy, please wait."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else self.default_message)

@@ -23,7 +23,12 @@ from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from consult import visit_flow
 from consult.imaging import access
-from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
+from consult.imaging.errors import (
+    DicomMalformed,
+    DicomRejected,
+    DicomTooLarge,
+    ImagingUnavailable,
+)
 from consult.imaging.models import ImagingInstance, ImagingStudy
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import FRAME_MEDIA_TYPES, NATIVE_SYNTAXES, valid_uid
@@ -549,7 +554,10 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
     key = (study.id, instance.id, number)
     png = store.renders.get(key)  # checked and audited all the same: only the work is saved
     if png is None:
-        png = await store.render(store.path_of(study.id, instance.id), number)
+        try:
+            png = await store.render(store.path_of(study.id, instance.id), number)
+        except ImagingUnavailable as exc:  # a render worker died: try again
+            raise ApiError(503, exc.code, str(exc)) from None
         store.renders.put(key, png)
     await _audit(
         call,
