@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))
 from web.cli import main  # noqa: E402
 
 out = Path(sys.argv[1])
-out.mkdir(parents=True, exist_ok=True)
 profiles: list[cProfile.Profile] = []
 written = [0]
 
@@ -32,6 +31,7 @@ def start(*_: object) -> None:
 
 
 def stop(*_: object) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     if profiles:
         profile = profiles.pop()
         profile.disable()
@@ -39,6 +39,7 @@ def stop(*_: object) -> None:
         profile.dump_stats(out / f"{written[0]}.prof")
 
 
-signal.signal(signal.SIGUSR1, start)
-signal.signal(signal.SIGUSR2, stop)
-sys.exit(main(sys.argv[2:]))
+if __name__ == "__main__":  # not when the imaging workers (spawned) import this module
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    sys.exit(main(sys.argv[2:]))

@@ -525,6 +525,70 @@ class SqliteChainWriter:
         self._engine.dispose()
 
 
+def chain_lock(db: Database) -> asyncio.Lock:
+    """This process's append lock of ``db`` (the one :func:`audited` holds): a writer that
+    appends from a worker thread (:class:`SyncAuditTx`) holds it around its call."""
+    return _lock_of(db)
+
+
+class SyncAuditTx:
+    """Audit events of one transaction on a synchronous SQLite connection (a worker thread's
+    whole transaction, as :class:`SqliteChainWriter` writes appends).
+
+    :meth:`begin` takes SQLite's write lock first, so the head read at :meth:`flush` cannot be
+    stale; :meth:`record` keeps events in order; :meth:`flush` links them onto the head and
+    inserts them with one statement, before the caller commits. Hold :func:`chain_lock` around
+    the worker-thread call, as :func:`audited` does."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._pending: list[_Fields] = []
+
+    @classmethod
+    def begin(cls, connection: Any) -> SyncAuditTx:
+        """Take the chain's write lock in ``connection``'s transaction (SQLite only)."""
+        connection.exec_driver_sql(_SQLITE_LOCK)
+        return cls(connection)
+
+    def record(
+        self,
+        action: str,
+        *,
+        actor: Actor | None = None,
+        actor_role: str | None = None,
+        source_ip: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        result: AuditResult = AuditResult.OK,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One event to append at :meth:`flush` (``ValueError`` for details refused by
+        :func:`canonical_details`, at once)."""
+        self._pending.append(
+            _fields(
+                action,
+                actor=actor,
+                actor_id=None,
+                actor_role=actor_role,
+                source_ip=source_ip,
+                object_type=object_type,
+                object_id=object_id,
+                result=result,
+                details=canonical_details(details),
+            )
+        )
+
+    def flush(self) -> list[AuditEvent]:
+        """Link the recorded events onto the head and insert them (nothing to do if none)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        head = _head_of(self._connection.execute(_HEAD_QUERY).first())
+        events, _ = _link(head, pending)
+        self._connection.execute(insert(_TABLE), _rows(events))
+        return events
+
+
 _appenders: weakref.WeakKeyDictionary[Database, _Appender] = weakref.WeakKeyDictionary()
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -238,6 +238,20 @@ class Database:
 
         event.listen(engine.sync_engine, "before_cursor_execute", before_execute)
         event.listen(engine.sync_engine.pool, "checkin", checkin)
+
+
+def sqlite_worker_engine(db: Database, *, busy_timeout_s: float = 5.0) -> Engine:
+    """A synchronous engine on ``db``'s SQLite file, one connection, the same pragmas, for a
+    writer that does a whole transaction in one worker-thread call (the async driver costs a
+    round trip through the event loop per statement). The caller owns it (``dispose()``);
+    its writes do not move :attr:`Database.changes`: the caller calls
+    :meth:`Database.note_change` after a write that may change a decision."""
+    url = db.engine.url.set(drivername="sqlite")
+    engine = create_engine(
+        url, pool_size=1, max_overflow=0, connect_args={"timeout": busy_timeout_s}
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:

@@ -21,6 +21,7 @@ from consult.consultations import flow as consultation_flow
 from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.imaging.store import ImagingStore
+from consult.imaging.workers import WorkerPool
 from consult.ratelimit import flush_summaries
 from consult.trust import SM2Key, TrustError
 from media.pool import LocalMediaPool, MediaPool
@@ -52,6 +53,10 @@ def create_app(config: Config) -> web.Application:
         config.imaging,
         max_instance_bytes=config.imaging_max_instance_mb * 1024 * 1024,
         executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging"),
+        # processes for renderings (started on first use) when configured; else threads
+        workers=WorkerPool(config.imaging_render_workers)
+        if config.imaging_render_workers
+        else None,
     )
     manager = socketio.AsyncRedisManager(config.redis_url) if config.redis_url else None
     app[SIGNALING] = SignalingServer(

@@ -125,6 +125,10 @@ class Config:
     imaging_dir: Path | None = None
     #: The largest DICOM instance the store accepts (STOW-RS part, C-STORE dataset).
     imaging_max_instance_mb: int = 512
+    #: Worker processes that render PNGs (``consult/imaging/workers.py``); 0 (the default)
+    #: renders in the store's threads. Worth it where cores stand idle beside the event loop:
+    #: on a busy 2-core machine the processes measured slower (docs/imaging.md, Figures).
+    imaging_render_workers: int = 0
     #: C-STORE SCP port; 0 (the embedded default) keeps it off.
     dicom_port: int = 0
     #: Address the C-STORE SCP listens on.
@@ -248,6 +252,7 @@ _INTS = {
     "recording_retention_days",
     "composite_fps",
     "imaging_max_instance_mb",
+    "imaging_render_workers",
     "dicom_port",
     "turn_credential_ttl_s",
     "media_busy_lag_ms",
@@ -367,6 +372,8 @@ def load_config(
         raise ValueError("dicom_ae_title is 1 to 16 characters")
     if config.imaging_max_instance_mb < 1:
         raise ValueError("imaging_max_instance_mb must be at least 1")
+    if not 0 <= config.imaging_render_workers <= 64:
+        raise ValueError("imaging_render_workers is 0 (threads) to 64")
     if config.checkpoint_interval_s < 0:
         raise ValueError("checkpoint_interval_s must be 0 (off) or positive")
     if config.media_busy_lag_ms < 0:

@@ -3,9 +3,12 @@ Study Root; R20, R24). Off unless configured.
 
 pynetdicom runs each association in a thread of its own. A received dataset is written to the
 store's ``incoming/`` as a Part 10 file (the bytes as they came, with a file meta header built
-from the association), then handed to the event loop with ``run_coroutine_threadsafe(...)
-.result()``: the SCP thread waits for the store to finish, so a sender cannot outrun the disk
-and the database (back-pressure), and the C-STORE status tells it what happened. A C-FIND is
+from the association), parsed, checked and fsync'd in this thread, then stored: on an SQLite
+file the transaction runs in this thread too, in one group with the other associations'
+arrivals (:meth:`ImagingStore.store_prepared_here`), elsewhere on the event loop
+(``run_coroutine_threadsafe(...).result()``). Either way the SCP thread waits for the commit,
+so a sender cannot outrun the disk and the database (back-pressure), and the C-STORE status
+tells it what happened. A C-FIND is
 answered the same way: the thread waits for the event loop's answer
 (:func:`consult.imaging.find.find`), then yields one pending response per match, stopping when
 the requester cancels.
@@ -24,8 +27,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from consult.imaging.errors import DicomRejected, DicomTooLarge
-from consult.imaging.store import Destination, ImagingStore, prepare_file
+from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
+from consult.imaging.file_meta import encode_file_meta
+from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
 from .keys import CONFIG, IMAGING
@@ -126,9 +130,6 @@ class DicomScp:
         institution_id = self.peers.get(calling)
         if institution_id is None:  # require_calling_aet already refused it; be sure
             return STATUS_CANNOT_UNDERSTAND
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_file_meta_info
-
         incoming = self.store.new_incoming()
         try:
             raw = event.request.DataSet
@@ -138,31 +139,28 @@ class DicomScp:
                 raise DicomTooLarge()
             with incoming.open("wb") as f:
                 f.write(b"\x00" * 128 + b"DICM")
-                meta = DicomBytesIO()
-                write_file_meta_info(meta, event.file_meta, enforce_standard=True)
-                f.write(meta.getvalue())
+                f.write(_file_meta(event))
                 while chunk := raw.read(1 << 20):
                     f.write(chunk)
             dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
-            # Parsed and fsync'd here, in this association's own thread (it waits anyway), so
-            # the event loop does only the transaction.
+            # Parsed and fsync'd in this association's own thread, which waits anyway.
             try:
-                parsed, size = prepare_file(incoming, self.store.max_instance_bytes)
+                parsed, size = self.store.prepare_arrival(incoming)
             except DicomRejected as exc:
                 asyncio.run_coroutine_threadsafe(
                     self.store.audit_refusal(exc, dest, None), loop
                 ).result(timeout=STORE_TIMEOUT_S)
                 raise
-            future = asyncio.run_coroutine_threadsafe(
-                self.store.store_prepared(incoming, parsed, size, dest, None), loop
+            # the transaction: in this thread on SQLite, else on the loop (back-pressure both)
+            self.store.store_prepared_here(
+                loop, incoming, parsed, size, dest, None, STORE_TIMEOUT_S
             )
-            future.result(timeout=STORE_TIMEOUT_S)
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)
             self.refused += 1
             logger.info("C-STORE from %s refused: %s", calling, exc.code)
             return STATUS_CANNOT_UNDERSTAND
-        except FutureTimeout:
+        except (FutureTimeout, ImagingUnavailable):  # the sender may try again
             incoming.unlink(missing_ok=True)
             return STATUS_OUT_OF_RESOURCES
         except Exception:
@@ -205,6 +203,29 @@ class DicomScp:
                 return
             self.found += 1
             yield STATUS_PENDING, answer
+
+
+def _file_meta(event: Any) -> bytes:
+    """The file meta header of a received dataset (:mod:`consult.imaging.file_meta`; pydicom's
+    writer for anything it does not encode)."""
+    from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+
+    request = event.request
+    try:
+        return encode_file_meta(
+            str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID),
+            str(event.context.transfer_syntax),
+            str(PYNETDICOM_IMPLEMENTATION_UID),
+            str(PYNETDICOM_IMPLEMENTATION_VERSION),
+        )
+    except (ValueError, TypeError):
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+
+        meta = DicomBytesIO()
+        write_file_meta_info(meta, event.file_meta, enforce_standard=True)
+        return meta.getvalue()
 
 
 SCP: Final = web.AppKey("dicom_scp", DicomScp)

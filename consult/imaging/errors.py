@@ -117,3 +117,15 @@ class CopyNotMapped(Conflict):
 
     code = "review_unavailable"
     default_message = "This copy cannot be reviewed together with its original; share it again."
+
+
+class ImagingUnavailable(Exception):
+    """A worker process of the imaging store stopped while doing the work (it is restarted):
+    the request may be tried again. Not a refusal of the request (a :class:`ConsultError` is
+    always 4xx): the DICOMweb routes answer it ``503 busy``."""
+
+    code = "busy"
+    default_message = "The server is busy, please wait."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else self.default_message)

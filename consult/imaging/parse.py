@@ -9,7 +9,7 @@ never fails later in a query or a viewer. No value read here is ever used to bui
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -52,9 +52,10 @@ MAX_DIMENSION: Final = 65_535
 
 @dataclass(frozen=True)
 class ParsedInstance:
-    """A dataset the store accepts, with what its rows need."""
+    """A dataset the store accepts, with what its rows need (``dataset`` None when parsed in a
+    worker process: :func:`parse_file_summary`)."""
 
-    dataset: Dataset
+    dataset: Dataset | None
     study_uid: str
     series_uid: str
     sop_instance_uid: str
@@ -77,6 +78,12 @@ def parse_file(path: Path, *, max_bytes: int) -> ParsedInstance:
         raise DicomTooLarge()
     with path.open("rb") as f:
         return parse_stream(f)
+
+
+def parse_file_summary(path: Path, max_bytes: int) -> ParsedInstance:
+    """:func:`parse_file` without the dataset: what a worker process sends back (a path in,
+    a few UIDs and numbers out; see :mod:`.workers`)."""
+    return replace(parse_file(path, max_bytes=max_bytes), dataset=None)
 
 
 def parse_bytes(data: bytes, *, max_bytes: int = 1 << 30) -> ParsedInstance:

@@ -93,6 +93,14 @@ def _window(ds: Dataset) -> tuple[float, float] | None:
 
 def render_png(path: Path, number: int) -> bytes:
     """Frame ``number`` (1-based) as an 8-bit PNG: grey or RGB."""
+    fast = _native_grey(path, number)
+    if fast is not None:
+        return encode_png(fast)
+    return render_decoded(path, number)
+
+
+def render_decoded(path: Path, number: int) -> bytes:
+    """:func:`render_png` through pydicom's decoding, for any syntax and photometric."""
     ds = load(path)
     try:
         array = pixel_array(ds, index=number - 1)
@@ -100,10 +108,9 @@ def render_png(path: Path, number: int) -> bytes:
         raise FrameNotRenderable() from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if array.ndim == 3 and array.shape[-1] == 3:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            array = convert_color_space(array, photometric, "RGB")
+        # already RGB: pixel_array converts YBR_FULL(_422) itself (as_rgb), and the JPEG 2000
+        # decoder undoes YBR_RCT/YBR_ICT; converting again turned colours wrong (and RCT/ICT
+        # raised NotImplementedError, a 500)
         return encode_png(_to_uint8(array.astype(np.float32), None))
     if array.ndim != 2:
         raise FrameNotRenderable()
@@ -112,6 +119,78 @@ def render_png(path: Path, number: int) -> bytes:
     if photometric == "MONOCHROME1":
         grey = 255 - grey
     return encode_png(grey)
+
+
+def _native_grey(path: Path, number: int) -> np.ndarray | None:
+    """The grey pixels of a native monochrome frame, as :func:`render_png`'s general path
+    makes them, or None for anything else (that path then renders it).
+
+    The general path parses the whole file (~2 ms for 512x512 CT), decodes the frame, applies
+    the modality LUT in float64 and windows in float32 (~1.5 ms more). Here the header is read
+    without the pixel data (one element over 1 KiB is left unread), the frame is one ``pread``
+    at its offset, and since both steps act on each pixel alone, they are computed once per
+    stored value between the frame's least and greatest (at most 65,536 values, a few thousand
+    for CT) and looked up: the same bytes (the tests compare), ~2x less CPU."""
+    try:
+        ds = dcmread(path, defer_size=1024)
+    except FileNotFoundError:
+        raise StudyNotFound() from None
+    try:
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        bits, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation) == 1
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (
+        syntax not in NATIVE_SYNTAXES
+        or photometric not in ("MONOCHROME1", "MONOCHROME2")
+        or samples != 1
+        or bits not in (8, 16)
+        or not 1 <= stored <= bits
+        or not 1 <= number <= frames
+    ):
+        return None
+    raw = ds.get_item(0x7FE00010, keep_deferred=True)
+    if not isinstance(raw, RawDataElement) or raw.value_tell is None:
+        return None
+    size = rows * columns * bits // 8
+    with path.open("rb") as f:
+        data = os.pread(f.fileno(), size, raw.value_tell + (number - 1) * size)
+    if len(data) != size:
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    pixels = np.frombuffer(data, dtype=dtype).reshape(rows, columns)
+    if signed and stored < bits:  # sign-extend from the stored bits (as pydicom does)
+        shift = bits - stored
+        pixels = (pixels << shift) >> shift
+    low, high = int(pixels.min()), int(pixels.max())
+    window = _window(ds)
+    if window is None and "ModalityLUTSequence" in ds:
+        return None  # a LUT may not be monotonic: the frame's range needs every pixel
+    domain = np.arange(low, high + 1, dtype=pixels.dtype)
+    values = apply_modality_lut(domain, ds).astype(np.float32, copy=False)
+    if window is None:  # the frame's range: rescale is monotonic, its ends are the ends
+        window_range = (float(min(values[0], values[-1])), float(max(values[0], values[-1])))
+        lut = _to_uint8_range(values, *window_range)
+    else:
+        lut = _to_uint8(values, window)
+    if photometric == "MONOCHROME1":
+        lut = 255 - lut
+    unsigned = pixels.view(np.uint8 if bits == 8 else np.uint16)
+    index = unsigned - unsigned.dtype.type(low & (0xFF if bits == 8 else 0xFFFF))  # mod 2^bits
+    return np.take(lut, index)
+
+
+def _to_uint8_range(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """:func:`_to_uint8` without a window, for a range found elsewhere."""
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * np.float32(255.0 / (high - low))
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
 def _to_uint8(values: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:

@@ -11,6 +11,7 @@ from web.config import Config, load_config
 
 def test_scp_is_off_by_default_and_peers_come_from_toml_only(tmp_path: Path) -> None:
     assert Config().dicom_port == 0
+    assert Config().imaging_render_workers == 0  # renderings in threads unless configured
     assert Config(data_dir=tmp_path).imaging == tmp_path / "imaging"
     config_file = tmp_path / "server.toml"
     config_file.write_text(
@@ -30,6 +31,7 @@ def test_scp_is_off_by_default_and_peers_come_from_toml_only(tmp_path: Path) -> 
         ("dicom_port = 70000\n", "dicom_port"),
         ('dicom_ae_title = "THIS_TITLE_IS_TOO_LONG"\n', "dicom_ae_title"),
         ("imaging_max_instance_mb = 0\n", "imaging_max_instance_mb"),
+        ("imaging_render_workers = -1\n", "imaging_render_workers"),
         ('[dicom_peers]\nTHIS_TITLE_IS_TOO_LONG = "x"\n', "AE title"),
     ],
 )

@@ -231,3 +231,12 @@ async def test_unlisted_ae_is_refused_and_unlinked_study_stays_with_nurses(
     nurse = client(world.server.url + "/api/v1/dicomweb", world.nurse)
     found = await off_loop(nurse.search_for_studies)
     assert [s["0020000D"]["Value"][0] for s in found] == [series[0].StudyInstanceUID]
+
+    # a later instance of the study names the visit: the study joins it, its doctor sees it
+    # (the row is updated in the ingest's transaction; cached decisions are dropped)
+    later = series_from("CT_small.dcm", 1, study_uid=series[0].StudyInstanceUID)
+    later[0].AccessionNumber = world.visit_id
+    assert await storescu(port, write_series(later, tmp_path / "later")) == 0
+    found = await off_loop(doctor.search_for_studies)
+    assert [s["0020000D"]["Value"][0] for s in found] == [series[0].StudyInstanceUID]
+    assert len(await off_loop(doctor.search_for_instances, series[0].StudyInstanceUID)) == 3

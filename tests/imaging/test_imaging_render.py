@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from dicom_data import local_file
 from PIL import Image
+from pydicom import dcmread
 
 from consult.imaging.png import encode_png
-from consult.imaging.render import render_png
+from consult.imaging.render import _native_grey, render_decoded, render_png
 from consult.imaging.render_cache import RenderCache
 
 
@@ -55,3 +57,57 @@ def test_render_cache_keeps_its_bound_least_recently_used_first_out() -> None:
     cache.put(("s", "huge", 1), b"h" * 101)  # larger than the whole bound: not kept
     assert cache.get(("s", "huge", 1)) is None and cache.bytes == 50
     assert (cache.hits, cache.misses) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "name", ["SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_rgb_rle.dcm", "SC_rgb_jpeg_gdcm.dcm"]
+)
+def test_colour_renderings_show_the_colours_of_the_original(name: str) -> None:
+    """A YBR_FULL_422 JPEG, an RLE and a lossless JPEG copy of SC_rgb render to its colours
+    (pydicom already gives RGB: converting YBR again turned them wrong)."""
+    reference = np.asarray(Image.open(io.BytesIO(render_png(local_file("SC_rgb.dcm"), 1))))
+    image = Image.open(io.BytesIO(render_png(local_file(name), 1)))
+    assert image.mode == "RGB"
+    assert np.abs(np.asarray(image).astype(int) - reference).mean() < 5
+
+
+def test_a_jpeg_2000_colour_instance_renders() -> None:
+    """YBR_RCT (JPEG 2000 lossless colour): rendered as RGB, not refused with a 500."""
+    image = Image.open(io.BytesIO(render_png(local_file("US1_J2KR.dcm"), 1)))
+    assert image.mode == "RGB" and image.size == (640, 480)
+
+
+def _native_monochrome_files() -> list[Path]:
+    """Every native monochrome test file installed (pydicom's and pydicom-data's)."""
+    import pydicom.data
+
+    roots = [Path(pydicom.data.__file__).parent / "test_files", local_file("693_UNCI.dcm").parent]
+    found = []
+    for path in sorted(p for root in roots for p in root.glob("*.dcm")):
+        try:
+            if _native_grey(path, 1) is not None:
+                found.append(path)
+        except Exception:  # files the store would refuse (no file meta ...)
+            continue
+    return found
+
+
+def test_the_native_fast_path_renders_the_same_bytes_as_decoding() -> None:
+    """Every native monochrome instance installed (signed with fewer stored bits, MONOCHROME1,
+    8-bit, rescaled, windowed or not, multi-frame): the PNG read by offset and mapped through a
+    per-value table is byte for byte the PNG of pydicom's decoding and the float pipeline."""
+    files = _native_monochrome_files()
+    names = {path.name for path in files}
+    assert {
+        "693_UNCI.dcm",
+        "RG1_UNCI.dcm",
+        "vlut_04.dcm",
+        "emri_small.dcm",
+        "MR2_UNCI.dcm",
+    } <= names
+    for path in files:
+        frames = int(dcmread(path, stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
+        for number in sorted({1, 2, frames} & set(range(1, frames + 1))):
+            assert render_png(path, number) == render_decoded(path, number), (path.name, number)
+    assert _native_grey(local_file("SC_rgb.dcm"), 1) is None  # colour: the decoding path
+    assert _native_grey(local_file("MR_small_RLE.dcm"), 1) is None  # compressed: likewise

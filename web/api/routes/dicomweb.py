@@ -23,7 +23,12 @@ from aiohttp.multipart import BodyPartReader, MultipartReader
 
 from consult import visit_flow
 from consult.imaging import access
-from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
+from consult.imaging.errors import (
+    DicomMalformed,
+    DicomRejected,
+    DicomTooLarge,
+    ImagingUnavailable,
+)
 from consult.imaging.models import ImagingInstance, ImagingStudy
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import FRAME_MEDIA_TYPES, NATIVE_SYNTAXES, valid_uid
@@ -153,18 +158,31 @@ def _accepted(request: web.Request) -> list[tuple[str, str | None]]:
     return found
 
 
+ONE_BODY_MAX: Final = 8 * 1024 * 1024
+"""Parts held in memory up to this size are answered as one body (a copy); more are streamed."""
+
+
 async def _multipart(
     request: web.Request, inner: str, parts: Sequence[tuple[str, bytes | Path]]
 ) -> web.StreamResponse:
     """A ``multipart/related`` answer; parts are bytes or files (streamed)."""
     boundary = secrets.token_hex(16)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f'multipart/related; type="{inner}"; boundary={boundary}',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+    headers = {
+        "Content-Type": f'multipart/related; type="{inner}"; boundary={boundary}',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    held = [(kind, body) for kind, body in parts if isinstance(body, bytes)]
+    if len(held) == len(parts) and sum(len(body) for _, body in held) <= ONE_BODY_MAX:
+        # frames in memory already: one body with its length, written at once (a viewer's
+        # hot path; streaming it cost four chunked writes and their drains a request)
+        pieces: list[bytes] = []
+        for content_type, blob in held:
+            pieces += (f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), blob)
+            pieces.append(b"\r\n")
+        pieces.append(f"--{boundary}--\r\n".encode())
+        return web.Response(body=b"".join(pieces), headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     for content_type, body in parts:
@@ -521,9 +539,7 @@ async def wado_frames(request: web.Request) -> web.StreamResponse:
 
 
 async def wado_rendered(request: web.Request) -> web.StreamResponse:
-    """WADO-RS: one frame rendered as PNG (decoded and windowed off the event loop)."""
-    from consult.imaging.render import render_png
-
+    """WADO-RS: one frame rendered as PNG (decoded and windowed in a worker process)."""
     call, study, instances = await _target(request, "rendered")
     instance = instances[0]
     if not instance.frames:
@@ -538,7 +554,10 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
     key = (study.id, instance.id, number)
     png = store.renders.get(key)  # checked and audited all the same: only the work is saved
     if png is None:
-        png = await _run(call, render_png, store.path_of(study.id, instance.id), number)
+        try:
+            png = await store.render(store.path_of(study.id, instance.id), number)
+        except ImagingUnavailable as exc:  # a render worker died: try again
+            raise ApiError(503, exc.code, str(exc)) from None
         store.renders.put(key, png)
     await _audit(
         call,

@@ -1,0 +1,241 @@
+"""The imaging store's worker processes: renderings and parses there give what the threads gave,
+errors keep their stable codes, a dead worker answers ``busy`` and is replaced; and an arriving
+instance is durable (file, directory, row, event) before it is answered (R20, R24)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from dicom_data import local_file, series_from, write_series
+from sqlalchemy import event, select
+
+from consult.admin_commands import add_institution
+from consult.audit import verify_chain
+from consult.db import Database
+from consult.imaging import ingest_sqlite
+from consult.imaging.errors import (
+    DicomMalformed,
+    FrameNotRenderable,
+    ImagingUnavailable,
+)
+from consult.imaging.models import ImagingInstance
+from consult.imaging.parse import parse_file, parse_file_summary
+from consult.imaging.render import render_png
+from consult.imaging.store import Destination, ImagingStore
+from consult.imaging.workers import WorkerPool
+from consult.models import AuditEvent
+
+RENDERED = ["CT_small.dcm", "MR_small_RLE.dcm", "SC_rgb.dcm", "US1_J2KR.dcm"]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(size=1)
+    yield workers
+    workers.close()
+
+
+async def test_a_rendering_in_a_worker_is_the_same_png_as_in_a_thread(pool: WorkerPool) -> None:
+    """Native, RLE, RGB and JPEG 2000 instances: the worker's PNG is byte for byte the one
+    rendered in this process."""
+    for name in RENDERED:
+        path = local_file(name)
+        assert await pool.run(render_png, path, 1) == render_png(path, 1), name
+
+
+async def test_an_error_in_a_worker_keeps_its_stable_code(pool: WorkerPool, tmp_path: Path) -> None:
+    """A frame that cannot be rendered (an ECG has no image) is ``frame_not_renderable``, a
+    malformed file ``dicom_malformed``, raised from the worker as they are in a thread."""
+    with pytest.raises(FrameNotRenderable) as refused:
+        await pool.run(render_png, local_file("waveform_ecg.dcm"), 1)
+    assert refused.value.code == "frame_not_renderable"
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(local_file("CT_small.dcm").read_bytes()[:1000])
+    with pytest.raises(DicomMalformed) as malformed:
+        pool.result(pool.submit(parse_file_summary, broken, 1 << 20))
+    assert malformed.value.code == "dicom_malformed"
+
+
+async def test_a_worker_that_dies_answers_busy_and_the_next_call_gets_a_new_pool() -> None:
+    """A worker killed mid-call (out of memory, a signal): that call is ``busy`` (503, may be
+    tried again), never a traceback; the next call runs in a new pool."""
+    workers = WorkerPool(size=1)
+    try:
+        with pytest.raises(ImagingUnavailable) as busy:
+            await workers.run(os._exit, 3)
+        assert busy.value.code == "busy"
+        path = local_file("CT_small.dcm")
+        assert await workers.run(render_png, path, 1) == render_png(path, 1)
+        assert workers.started == 2
+    finally:
+        workers.close()
+    with pytest.raises(ImagingUnavailable):  # closed: refused, not restarted
+        workers.submit(render_png, local_file("CT_small.dcm"), 1)
+
+
+async def test_a_parse_in_a_worker_finds_what_the_thread_finds(pool: WorkerPool) -> None:
+    path = local_file("CT_small.dcm")
+    summary = pool.result(pool.submit(parse_file_summary, path, 1 << 30))
+    here = parse_file(path, max_bytes=1 << 30)
+    assert summary.dataset is None
+    assert summary == type(here)(**{**here.__dict__, "dataset": None})
+
+
+async def test_the_store_renders_in_its_workers(store: ImagingStore) -> None:
+    """With workers configured, :meth:`ImagingStore.render` runs there: the same PNG."""
+    path = local_file("CT_small.dcm")
+    assert store.workers is not None and store.workers.started == 0
+    assert await store.render(path, 1) == render_png(path, 1)
+    assert store.workers.started == 1
+
+
+# --- Durability order of an arriving instance ------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ImagingStore]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", field_key="k" * 40)
+    await db.start()
+    text, code = await add_institution(db, "Order Hospital", "tertiary")
+    assert code == 0, text
+    imaging = ImagingStore(db, tmp_path / "imaging", workers=WorkerPool(size=1))
+    imaging.institution_id = text.split()[1]  # type: ignore[attr-defined]
+    await imaging.start()
+    try:
+        yield imaging
+    finally:
+        await imaging.close()
+        await db.close()
+
+
+async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_event_are_durable(
+    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R20, R24: for each arriving instance, in this order: its file fsync'd in incoming/, renamed
+    into its study's directory, that directory (and studies/, for a new study) fsync'd, the
+    transaction holding its row and its ``imaging.store`` event committed; only then does
+    :meth:`ImagingStore.ingest` (a C-STORE response, a STOW-RS answer) return."""
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src: object, dst: object) -> None:
+        real_replace(src, dst)  # type: ignore[arg-type]
+        steps.append(("rename", str(dst)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(ingest_sqlite.os, "replace", replace)
+    ingest = store._sqlite_ingest()
+    assert ingest is not None
+    event.listen(ingest._engine, "commit", lambda _conn: steps.append(("commit", "")))
+    files = write_series(series_from("CT_small.dcm", 2), tmp_path / "in")
+    dest = Destination(
+        institution_id=store.institution_id,  # type: ignore[attr-defined]
+        source="cstore",
+        calling_ae="CT",
+    )
+    for path in files:
+        incoming = store.new_incoming()
+        incoming.write_bytes(path.read_bytes())
+        stored = await store.ingest(incoming, dest, None)
+        steps.append(("answered", stored.instance_id))
+        target = str(store.path_of(stored.study_id, stored.instance_id))
+        mine = steps[steps.index(("fsync", str(incoming))) :]
+        assert [kind for kind, _ in mine][:2] == ["fsync", "rename"]
+        assert mine[1] == ("rename", target)
+        synced = [what for kind, what in mine[2:] if kind == "fsync"]
+        assert str(Path(target).parent) in synced
+        if path == files[0]:  # a new study's directory: studies/ too
+            assert str(store.studies) in synced
+        kinds = [kind for kind, _ in mine]
+        assert kinds.index("commit") > max(i for i, k in enumerate(kinds) if k == "fsync")
+        assert kinds[-1] == "answered" and kinds[-2] == "commit"
+        steps.clear()
+    async with store.db.session() as session:
+        rows = (await session.scalars(select(ImagingInstance))).all()
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "imaging.store"))
+        ).all()
+    assert len(rows) == len(events) == 2
+    assert (await verify_chain(store.db)).ok
+
+
+async def test_r24_a_failed_commit_leaves_no_file_in_place_and_answers_no_one_success(
+    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R24: when the transaction cannot commit after the rename (here the directory fsync
+    fails), the file goes back to incoming/ and then away, no row stays, and the sender is
+    told it failed."""
+    files = write_series(series_from("CT_small.dcm", 1), tmp_path / "in")
+
+    def failing_sync(_self: object, _moves: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ingest_sqlite.SqliteIngest, "_sync", failing_sync)
+    dest = Destination(
+        institution_id=store.institution_id,  # type: ignore[attr-defined]
+        source="cstore",
+        calling_ae="CT",
+    )
+    incoming = store.new_incoming()
+    incoming.write_bytes(files[0].read_bytes())
+    with pytest.raises(OSError):
+        await store.ingest(incoming, dest, None)
+    async with store.db.session() as session:
+        assert (await session.scalars(select(ImagingInstance))).all() == []
+    assert list(store.studies.rglob("*.dcm")) == []
+    assert list(store.incoming.iterdir()) == []
+
+
+async def test_r24_association_threads_arriving_together_commit_in_one_group(
+    store: ImagingStore, tmp_path: Path
+) -> None:
+    """R20, R24: instances stored from eight association threads at once (the SCP's path: the
+    transaction in the thread, no hop to the event loop) are written in one transaction, each
+    thread answered only after it, every file in place, every event in the chain."""
+    ingest = store._sqlite_ingest()
+    assert ingest is not None
+    loop = asyncio.get_running_loop()
+    files = write_series(series_from("CT_small.dcm", 8), tmp_path / "in")
+    dest = Destination(
+        institution_id=store.institution_id,  # type: ignore[attr-defined]
+        source="cstore",
+        calling_ae="CT",
+    )
+
+    def arrive(path: Path) -> object:
+        incoming = store.new_incoming()
+        incoming.write_bytes(path.read_bytes())
+        parsed, size = store.prepare_arrival(incoming)
+        return store.store_prepared_here(loop, incoming, parsed, size, dest, None, 60)
+
+    threads = ThreadPoolExecutor(max_workers=len(files))  # one per association
+    ingest._leader.acquire()  # hold the writer back until all eight have queued
+    try:
+        jobs = [loop.run_in_executor(threads, arrive, path) for path in files]
+        deadline = time.monotonic() + 60
+        while len(ingest._pending) < len(files):
+            assert time.monotonic() < deadline, "the arrivals did not queue"
+            await asyncio.sleep(0.01)
+        assert not any(job.done() for job in jobs)  # nobody answered before its commit
+    finally:
+        ingest._leader.release()
+    stored = await asyncio.gather(*jobs)
+    threads.shutdown()
+    assert ingest.groups == 1
+    assert len({s.instance_id for s in stored}) == 8  # type: ignore[attr-defined]
+    for s in stored:
+        assert store.path_of(s.study_id, s.instance_id).is_file()  # type: ignore[attr-defined]
+    async with store.db.session() as session:
+        assert len((await session.scalars(select(ImagingInstance))).all()) == 8
+    assert list(store.incoming.iterdir()) == []
+    assert (await verify_chain(store.db)).ok
