@@ -606,14 +606,16 @@ class Consumer:
             target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
             logger.info(
-                "consumer %s: layer %d -> %d (estimate %d, layers %s, transport %s, %s)",
+                "consumer %s: layer %d -> %d (estimate %d of %d, layers %s, transport %s, %s%s)",
                 self.id[:8],
                 self._target,
                 target,
                 estimate,
+                whole,
                 needs,
                 self.transport_id[:8],
                 "alone" if share is None else ("first" if share.first else "later"),
+                self._cc_story(),
             )
             self._target = target
             producer.wanted_layers_changed()
@@ -658,6 +660,15 @@ class Consumer:
         """Whether REMB is this subscriber's estimate (no transport-cc feedback flowing)."""
         return self._cc is None or self._cc.estimate is None
 
+    def _cc_story(self) -> str:
+        """For the logs: what last cut the transport-cc estimate, and how many rises of delay
+        the link did not confirm (media/gcc.py)."""
+        cc = self._cc
+        if cc is None or cc.estimate is None:
+            return ""
+        estimator = cc.estimator
+        return f"; last cut by {estimator.cut_by}, {estimator.overuse_held} overuses held"
+
     def _cc_estimate(self, now: float) -> int | None:
         """The transport-cc estimate, noting when it last fell (overuse or loss cut it)."""
         cc = self._cc
@@ -675,6 +686,13 @@ class Consumer:
         fell = cc.estimator.decreased_at_us
         if fell is not None and fell != self._cc_fell_at_us:
             self._cc_fell_at_us = fell
+            logger.debug(
+                "consumer %s: transport-cc estimate %d, cut by %s (transport %s)",
+                self.id[:8],
+                estimate,
+                cc.estimator.cut_by,
+                self.transport_id[:8],
+            )
             self._estimate_fell_at = fell / 1_000_000
             self.producer.update_remb(estimate_dropped=True)
         return estimate
@@ -739,13 +757,23 @@ class Consumer:
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
             return
+        if self.paused:
+            # a stream that forwards nothing (stopped for congestion, paused) answers no NACKs,
+            # as mediasoup's inactive Consumers: the subscriber will not get the rest of its
+            # frames anyway, and on a squeezed link those retransmissions (every packet the
+            # squeeze took) crowded out the video that still forwards (measured: the doctor's
+            # video froze 5 s for the patient while the family member's, stopped, was resent)
+            self.resends_refused += len(lost)
+            return
         now = time.monotonic()
         if now - self._resend_window_at >= 1.0:
             self._resend_window_at = now
             self._resend_bytes = 0
         # retransmissions take at most a share of the estimate: on a congested link, answering
-        # every NACK doubles what it must carry, and the loss with it
-        budget = (self.estimate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
+        # every NACK doubles what it must carry, and the loss with it. A share of nothing buys
+        # none (a later stream the allocation left out; 0 once read as "no estimate": unlimited)
+        estimate = self.estimate
+        budget = (RESEND_UNLIMITED_BPS if estimate is None else estimate) * RESEND_SHARE / 8
         for seq in lost:
             data = self._history[seq % HISTORY_SIZE]
             # the sequence number sits in bytes 2-3 of the RTP header
