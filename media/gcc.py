@@ -57,18 +57,19 @@ LOSS_EVERY_US = 300_000
 THROUGHPUT_WINDOW_US = 500_000
 #: Overuse cuts only when the packets acknowledged over the last this much of arrival time
 #: arrived over a span this many times the one they were sent over (or loss was seen). A link
-#: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.3-4.9 at the
-#: cuts measured); a starved receiver does not (0.94-1.09 at the overuses it caused, measured
-#: in the three-page browser test under load). A second, not half: a receiver that reads late
+#: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.2-4.9 at the cuts
+#: measured in the three-page browser test); a starved receiver hardly does (0.94-1.09 at the
+#: overuses it caused there, 2-5 load per core). A second, not half: a receiver that reads late
 #: for 100 ms stretches half a second by 1.2, but a second by 1.1 only.
 STRETCH_WINDOW_US = 1_000_000
 QUEUE_STRETCH = 1.1
 #: ... or when a queue stands: the least one-way delay of the last QUEUE_RECENT_US is this much
 #: over the least of the last QUEUE_BASE_US. A link just narrower than what is sent stretches
-#: the arrivals by little (7 % over: 1.08) but its queue grows for as long as it lasts, and
-#: every packet waits in it; a starved receiver stamps late only what came during a stall,
-#: and the packets it reads at once after it show the link's own delay.
-QUEUE_CONFIRM_US = 40_000
+#: the arrivals by little (7 % over: 1.08), but its queue grows for as long as that lasts and
+#: every packet waits in it (the squeezed link: 270-640 ms); a starved receiver stamps late
+#: mostly what came during a stall, and what it reads at once after shows the link's own delay
+#: (14-90 ms over the base at its overuses, at 2-5 load per core).
+QUEUE_CONFIRM_US = 200_000
 QUEUE_BUCKET_US = 250_000
 QUEUE_RECENT_US = 500_000
 QUEUE_BASE_US = 5_000_000
