@@ -35,6 +35,9 @@ from .bandwidth import (
     PAUSE_LATER_AFTER_S,
     PROBE_SHARE,
     RESUME_ABOVE,
+    RESUME_FAILED_S,
+    RESUME_HOLD_MAX_S,
+    RESUME_HOLD_S,
     STEADY_S,
     UP_ABOVE,
     ProbeBudget,
@@ -153,6 +156,11 @@ class Consumer:
         self._congested = False
         self._congested_since: float | None = None  # monotonic time the estimate fell short
         self._estimate_fell_at = -STEADY_S  # monotonic time the estimate last dropped
+        # a later video stopped for congestion: when it may come back, how long it waited last
+        # time, when it last came back (media/bandwidth.py RESUME_HOLD_S)
+        self._resume_not_before = 0.0
+        self._resume_hold = RESUME_HOLD_S
+        self._resumed_at: float | None = None
         self._on_congestion: list[CongestionCallback] = []
         # layers (simulcast): the one forwarded, the one wanted; a switch waits for its keyframe
         self._layer = 0
@@ -565,7 +573,9 @@ class Consumer:
             # the first video comes back by the single-stream rule too (the whole estimate
             # covers its lowest layer); a later one when its lowest layer fits beside the others
             if (whole if first else estimate) >= lowest * RESUME_ABOVE and (
-                share is None or first or share.layer is not None
+                share is None
+                or first
+                or (share.layer is not None and now >= self._resume_not_before)
             ):
                 self._set_congested(False)
             elif not probes:
@@ -593,7 +603,7 @@ class Consumer:
             ):
                 # a later video that does not fit beside the others, on a link that showed
                 # congestion: it stops soon, before the overflow takes the first one down too
-                self._set_congested(True)
+                self._set_congested(True, hold=True)
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return
         else:
@@ -602,6 +612,13 @@ class Consumer:
             target = choose_layer(needs, estimate, self._layer, steady=steady)
         elif share.layer is not None:
             target = share.layer
+            if (
+                not share.first
+                and self._resumed_at is not None
+                and now - self._resumed_at < STEADY_S
+            ):
+                # a later video just back from a stop: its lowest layer first
+                target = next(i for i, need in enumerate(needs) if need is not None)
         else:  # no layer fits beside the others: the lowest until its video stops
             target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
@@ -735,14 +752,26 @@ class Consumer:
         self._next_cluster_at = now + self._cluster_every
         self._probe.set_rate(rate)
 
-    def _set_congested(self, congested: bool) -> None:
+    def _set_congested(self, congested: bool, *, hold: bool = False) -> None:
+        """Stop or restart video for congestion; ``hold``: a later video stopped, which comes
+        back no sooner than its hold (doubled when it stopped again soon after it came back)."""
         self._congested = congested
         self._congested_since = None
+        now = time.monotonic()
+        if congested and hold:
+            failed = self._resumed_at is not None and now - self._resumed_at < RESUME_FAILED_S
+            self._resume_hold = (
+                min(self._resume_hold * 2, RESUME_HOLD_MAX_S) if failed else RESUME_HOLD_S
+            )
+            self._resume_not_before = now + self._resume_hold
+        if not congested:
+            self._resumed_at = now
         if congested:
             logger.info(
-                "video paused for a congested subscriber (consumer %s, transport %s)",
+                "video paused for a congested subscriber (consumer %s, transport %s%s)",
                 self.id[:8],
                 self.transport_id[:8],
+                f"; back in {self._resume_hold:.0f} s at the soonest" if hold else "",
                 extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
             )
         else:
