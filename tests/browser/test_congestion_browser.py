@@ -7,9 +7,16 @@ Three calls with real Chromium pages publishing simulcast camera video:
   then freed: audio keeps flowing, video keeps moving (a lower layer), and within 10 s of the
   lift its frame rate and resolution are back to 90 % of before;
 - a call of three where only the patient's downlink is squeezed: the family member beside the
-  doctor keeps the top layer, the patient keeps the doctor's video moving on the lower one.
+  doctor keeps the top layer whenever the doctor's page sends it (Chrome stops its top layer
+  when short of CPU; the server then forwards the best layer sent) and its frame rate (of what
+  the doctor's encoder made), the patient keeps the doctor's video moving on the lower one.
 
-They run in the default run. A squeeze of two subscribers' link, the three-page room, puts
+They run in the default run. The three-page room was a scenario while the family member, on a
+free link, dipped to the lower layer 7 times in 15 s in the suite: the browsers, short of CPU,
+stamped arrivals late, and the transport-cc estimator took that for a queue and cut every
+subscribe transport of the room at the same moment. Overuse now cuts only when the link confirms
+it (media/gcc.py); the patient's picture also froze while the stopped family video was resent
+into the squeezed link and came back to overflow it every few seconds (docs/media.md). A squeeze of two subscribers' link, the three-page room, puts
 the doctor's video first (signaling's video priority): the family member's video stops for the
 patient, the doctor's keeps the lower layer (100 kbit/s: two Opus streams and it leave a
 300 kbit/s link room for retransmissions). On a machine already loaded before a test starts
@@ -17,7 +24,10 @@ patient, the doctor's keeps the lower layer (100 kbit/s: two Opus streams and it
 issue's targets come from a quiet machine. Runs of 2026-12-03 (load per core in brackets):
 busy minute 19.4/19.7 fps, no freeze (2.6); squeeze: 16.9 fps squeezed, back 2.6 s after the
 lift (4.3); three pages: the patient got the doctor at 14.5 and 16.1 fps with no freeze after
-the switch-down (3-5), 0.9 fps at load 6+.
+the switch-down (3-5), 0.9 fps at load 6+. Runs of 2026-12-04, the three pages beside
+test_accessibility_browser.py in a loop and other sessions' work (4.4-7.8 load per core before
+each): the family member never left the top layer while the doctor's page sent it, at 13-20
+fps; the patient 13-19 fps on the lower layer.
 """
 
 from __future__ import annotations
