@@ -34,6 +34,16 @@ PAUSE_AFTER_S = 3.0
 PAUSE_LATER_AFTER_S = 1.0
 #: A stopped video resumes when the estimate covers the lowest layer's bitrate times this.
 RESUME_ABOVE = 1.0
+#: A later video stopped for congestion (it did not fit beside the others) comes back no sooner
+#: than this after it stopped, on its lowest layer, and climbs no sooner than STEADY_S after.
+#: One that stops again within RESUME_FAILED_S of coming back waits twice as long the next
+#: time, up to RESUME_HOLD_MAX_S (LiveKit backs off its probes likewise). On a squeezed
+#: link the estimate grows back over what the link carries (8 % a second, up to 1.5 times what
+#: was received), the stream came back, overflowed the link, and stopped again every 4-5 s;
+#: each time the first video lost packets and, for the patient, froze for up to 3 s.
+RESUME_HOLD_S = 4.0
+RESUME_HOLD_MAX_S = 16.0
+RESUME_FAILED_S = 10.0
 #: Probes while stopped go at least this fast, so that an estimate of nearly nothing can grow.
 MIN_PROBE_BPS = 60_000
 #: Probes towards a higher layer fill what is sent up to this share of the estimate.

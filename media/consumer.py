@@ -35,6 +35,9 @@ from .bandwidth import (
     PAUSE_LATER_AFTER_S,
     PROBE_SHARE,
     RESUME_ABOVE,
+    RESUME_FAILED_S,
+    RESUME_HOLD_MAX_S,
+    RESUME_HOLD_S,
     STEADY_S,
     UP_ABOVE,
     ProbeBudget,
@@ -153,6 +156,11 @@ class Consumer:
         self._congested = False
         self._congested_since: float | None = None  # monotonic time the estimate fell short
         self._estimate_fell_at = -STEADY_S  # monotonic time the estimate last dropped
+        # a later video stopped for congestion: when it may come back, how long it waited last
+        # time, when it last came back (media/bandwidth.py RESUME_HOLD_S)
+        self._resume_not_before = 0.0
+        self._resume_hold = RESUME_HOLD_S
+        self._resumed_at: float | None = None
         self._on_congestion: list[CongestionCallback] = []
         # layers (simulcast): the one forwarded, the one wanted; a switch waits for its keyframe
         self._layer = 0
@@ -565,7 +573,9 @@ class Consumer:
             # the first video comes back by the single-stream rule too (the whole estimate
             # covers its lowest layer); a later one when its lowest layer fits beside the others
             if (whole if first else estimate) >= lowest * RESUME_ABOVE and (
-                share is None or first or share.layer is not None
+                share is None
+                or first
+                or (share.layer is not None and now >= self._resume_not_before)
             ):
                 self._set_congested(False)
             elif not probes:
@@ -593,7 +603,7 @@ class Consumer:
             ):
                 # a later video that does not fit beside the others, on a link that showed
                 # congestion: it stops soon, before the overflow takes the first one down too
-                self._set_congested(True)
+                self._set_congested(True, hold=True)
                 self._set_probe_rate(min(lowest, max(estimate, MIN_PROBE_BPS)) if probes else 0)
                 return
         else:
@@ -602,18 +612,27 @@ class Consumer:
             target = choose_layer(needs, estimate, self._layer, steady=steady)
         elif share.layer is not None:
             target = share.layer
+            if (
+                not share.first
+                and self._resumed_at is not None
+                and now - self._resumed_at < STEADY_S
+            ):
+                # a later video just back from a stop: its lowest layer first
+                target = next(i for i, need in enumerate(needs) if need is not None)
         else:  # no layer fits beside the others: the lowest until its video stops
             target = next(i for i, need in enumerate(needs) if need is not None)
         if target != self._target:
             logger.info(
-                "consumer %s: layer %d -> %d (estimate %d, layers %s, transport %s, %s)",
+                "consumer %s: layer %d -> %d (estimate %d of %d, layers %s, transport %s, %s%s)",
                 self.id[:8],
                 self._target,
                 target,
                 estimate,
+                whole,
                 needs,
                 self.transport_id[:8],
                 "alone" if share is None else ("first" if share.first else "later"),
+                self._cc_story(),
             )
             self._target = target
             producer.wanted_layers_changed()
@@ -658,6 +677,15 @@ class Consumer:
         """Whether REMB is this subscriber's estimate (no transport-cc feedback flowing)."""
         return self._cc is None or self._cc.estimate is None
 
+    def _cc_story(self) -> str:
+        """For the logs: what last cut the transport-cc estimate, and how many rises of delay
+        the link did not confirm (media/gcc.py)."""
+        cc = self._cc
+        if cc is None or cc.estimate is None:
+            return ""
+        estimator = cc.estimator
+        return f"; last cut by {estimator.cut_by}, {estimator.overuse_held} overuses held"
+
     def _cc_estimate(self, now: float) -> int | None:
         """The transport-cc estimate, noting when it last fell (overuse or loss cut it)."""
         cc = self._cc
@@ -675,6 +703,13 @@ class Consumer:
         fell = cc.estimator.decreased_at_us
         if fell is not None and fell != self._cc_fell_at_us:
             self._cc_fell_at_us = fell
+            logger.debug(
+                "consumer %s: transport-cc estimate %d, cut by %s (transport %s)",
+                self.id[:8],
+                estimate,
+                cc.estimator.cut_by,
+                self.transport_id[:8],
+            )
             self._estimate_fell_at = fell / 1_000_000
             self.producer.update_remb(estimate_dropped=True)
         return estimate
@@ -717,14 +752,26 @@ class Consumer:
         self._next_cluster_at = now + self._cluster_every
         self._probe.set_rate(rate)
 
-    def _set_congested(self, congested: bool) -> None:
+    def _set_congested(self, congested: bool, *, hold: bool = False) -> None:
+        """Stop or restart video for congestion; ``hold``: a later video stopped, which comes
+        back no sooner than its hold (doubled when it stopped again soon after it came back)."""
         self._congested = congested
         self._congested_since = None
+        now = time.monotonic()
+        if congested and hold:
+            failed = self._resumed_at is not None and now - self._resumed_at < RESUME_FAILED_S
+            self._resume_hold = (
+                min(self._resume_hold * 2, RESUME_HOLD_MAX_S) if failed else RESUME_HOLD_S
+            )
+            self._resume_not_before = now + self._resume_hold
+        if not congested:
+            self._resumed_at = now
         if congested:
             logger.info(
-                "video paused for a congested subscriber (consumer %s, transport %s)",
+                "video paused for a congested subscriber (consumer %s, transport %s%s)",
                 self.id[:8],
                 self.transport_id[:8],
+                f"; back in {self._resume_hold:.0f} s at the soonest" if hold else "",
                 extra={"consumer_id": self.id, "estimate": self.remb_bitrate},
             )
         else:
@@ -739,13 +786,23 @@ class Consumer:
     async def _resend(self, lost: list[int]) -> None:
         if self._history is None:
             return
+        if self.paused:
+            # a stream that forwards nothing (stopped for congestion, paused) answers no NACKs,
+            # as mediasoup's inactive Consumers: the subscriber will not get the rest of its
+            # frames anyway, and on a squeezed link those retransmissions (every packet the
+            # squeeze took) crowded out the video that still forwards (measured: the doctor's
+            # video froze 5 s for the patient while the family member's, stopped, was resent)
+            self.resends_refused += len(lost)
+            return
         now = time.monotonic()
         if now - self._resend_window_at >= 1.0:
             self._resend_window_at = now
             self._resend_bytes = 0
         # retransmissions take at most a share of the estimate: on a congested link, answering
-        # every NACK doubles what it must carry, and the loss with it
-        budget = (self.estimate or RESEND_UNLIMITED_BPS) * RESEND_SHARE / 8
+        # every NACK doubles what it must carry, and the loss with it. A share of nothing buys
+        # none (a later stream the allocation left out; 0 once read as "no estimate": unlimited)
+        estimate = self.estimate
+        budget = (RESEND_UNLIMITED_BPS if estimate is None else estimate) * RESEND_SHARE / 8
         for seq in lost:
             data = self._history[seq % HISTORY_SIZE]
             # the sequence number sits in bytes 2-3 of the RTP header

@@ -6,9 +6,15 @@ draft-ietf-rmcat-gcc-02 and libwebrtc's goog_cc, reduced to what an SFU's subscr
 * delay-based: packets sent within 5 ms form a group; the change of one-way delay between groups,
   accumulated and smoothed, is fitted with a line over the last 20 groups (the trendline); its
   slope, against an adaptive threshold, says overuse / normal / underuse;
-* AIMD rate control: overuse cuts the estimate to 0.85 x the throughput the receiver acknowledged;
-  normal lets it grow 8 % a second, but never past 1.5 x that throughput (what is not sent cannot
-  be measured);
+* AIMD rate control: overuse cuts the estimate to 0.85 x the throughput the receiver acknowledged,
+  once the link confirms it (below); normal lets it grow 8 % a second, but never past 1.5 x that
+  throughput (what is not sent cannot be measured);
+* confirmation (ours; libwebrtc cuts on every overuse): growing delay alone is no proof of a queue
+  in the network. A receiver short of CPU (a browser on a busy machine) stamps arrivals late and
+  in bursts, which the trendline reads as overuse; but on a link that carries all that is sent,
+  the packets of the last second still arrived over the span they were sent over. So overuse cuts
+  only while they arrived over a longer span (the link delivers less than is sent: a queue grows)
+  or packets are lost; else the estimate holds, as while a queue drains;
 * loss-based: over 10 % loss cuts the estimate by half the loss, but not below 0.85 x the
   throughput the receiver acknowledged (losses while the sender cannot slow down yet say no more
   than that); under 2 % lets it grow;
@@ -50,6 +56,24 @@ LOSS_MIN_PACKETS = 20
 LOSS_EVERY_US = 300_000
 #: The throughput the receiver acknowledged: over this much of its arrival time.
 THROUGHPUT_WINDOW_US = 500_000
+#: Overuse cuts only when the packets acknowledged over the last this much of arrival time
+#: arrived over a span this many times the one they were sent over (or loss was seen). A link
+#: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.2-4.9 at the cuts
+#: measured in the three-page browser test); a starved receiver hardly does (0.94-1.09 at the
+#: overuses it caused there, 2-5 load per core). A second, not half: a receiver that reads late
+#: for 100 ms stretches half a second by 1.2, but a second by 1.1 only.
+STRETCH_WINDOW_US = 1_000_000
+QUEUE_STRETCH = 1.1
+#: ... or when a queue stands: the least one-way delay of the last QUEUE_RECENT_US is this much
+#: over the least of the last QUEUE_BASE_US. A link just narrower than what is sent stretches
+#: the arrivals by little (7 % over: 1.08), but its queue grows for as long as that lasts and
+#: every packet waits in it (the squeezed link: 270-640 ms); a starved receiver stamps late
+#: mostly what came during a stall, and what it reads at once after shows the link's own delay
+#: (14-90 ms over the base at its overuses, at 2-5 load per core).
+QUEUE_CONFIRM_US = 200_000
+QUEUE_BUCKET_US = 250_000
+QUEUE_RECENT_US = 500_000
+QUEUE_BASE_US = 5_000_000
 MIN_BPS = 30_000
 MAX_BPS = 20_000_000
 #: A probe counts when this share of its packets were reported received ...
@@ -262,6 +286,13 @@ class SendSideEstimator:
         self._increasing_since: int | None = None
         self._decreased_at = -DECREASE_EVERY_US
         self.decreased_at_us: int | None = None  # when overuse or loss last cut the estimate
+        self.cut_by: str | None = None  # what cut it last, for the logs
+        #: overuse the link did not confirm (held, not cut), and the last stretch measured
+        self.overuse_held = 0
+        self.queue_us: int | None = None  # the standing queue at the last judgement
+        # [bucket start, least one-way delay (receiver's clock - ours) in it], by arrival
+        self._delays: collections.deque[list[int]] = collections.deque()
+        self.stretch: float | None = None
         self._loss_cap: float | None = None
         self._loss_cap_at = 0
         self._loss_judged_at = 0
@@ -270,6 +301,8 @@ class SendSideEstimator:
         self.loss = 0.0  # the fraction lost over the last judged stretch
         self._acked: collections.deque[tuple[int, int]] = collections.deque()
         self._acked_bytes = 0
+        # (arrival, send time) of what the receiver acknowledged over STRETCH_WINDOW_US
+        self._spans: collections.deque[tuple[int, int]] = collections.deque()
         self._group: list[int] | None = None  # first send, last send, last arrival
         self._previous_group: list[int] | None = None
         self._clusters: dict[int, _Cluster] = {}
@@ -359,10 +392,21 @@ class SendSideEstimator:
             received.sort(key=_arrival)
         acked = self._acked
         acked_bytes = 0
+        spans = self._spans
+        delays = self._delays
         group = self._group
         for send_us, arrival, size, cluster in received:
             acked.append((arrival, size))
             acked_bytes += size
+            spans.append((arrival, send_us))
+            # the least one-way delay per bucket of arrival time (standing_queue_us)
+            bucket = arrival - arrival % QUEUE_BUCKET_US  # type: ignore[operator]
+            delay = arrival - send_us  # type: ignore[operator]
+            if delays and delays[-1][0] == bucket:
+                if delay < delays[-1][1]:
+                    delays[-1][1] = delay
+            elif not delays or bucket > delays[-1][0]:
+                delays.append([bucket, delay])
             if cluster:
                 self._probe_packet(cluster, size, arrival)  # type: ignore[arg-type]
             # packet groups (send times within GROUP_SPAN_US): the detector sees one per group
@@ -383,6 +427,10 @@ class SendSideEstimator:
             latest = received[-1][1] or 0
             while acked and acked[0][0] <= latest - THROUGHPUT_WINDOW_US:
                 self._acked_bytes -= acked.popleft()[1]
+            while spans[0][0] <= latest - STRETCH_WINDOW_US:
+                spans.popleft()
+            while delays and delays[0][0] <= latest - QUEUE_BASE_US:
+                delays.popleft()
         self._finish_probes(now_us)
         self._update_rate(now_us)
 
@@ -395,6 +443,34 @@ class SendSideEstimator:
         if span < THROUGHPUT_WINDOW_US // 4:
             return None
         return int((self._acked_bytes - self._acked[0][1]) * 8_000_000 / span)
+
+    @property
+    def arrival_stretch(self) -> float | None:
+        """The span over which the packets acknowledged over the last
+        :data:`STRETCH_WINDOW_US` arrived, over the span they were sent over: about 1 while
+        the link carries what is sent, more while a queue grows. None with too little to tell
+        (computed when asked: only overuse asks)."""
+        spans = self._spans
+        if len(spans) < 2:
+            return None
+        arrival_span = spans[-1][0] - spans[0][0]
+        if arrival_span < STRETCH_WINDOW_US // 4:
+            return None
+        sends = [send for _, send in spans]
+        return arrival_span / max(max(sends) - min(sends), 1)
+
+    @property
+    def standing_queue_us(self) -> int | None:
+        """How much the least one-way delay of the last :data:`QUEUE_RECENT_US` exceeds the
+        least of the last :data:`QUEUE_BASE_US` (clock offsets cancel): the queue every packet
+        waited in lately. None until a second of history."""
+        delays = self._delays
+        if len(delays) < 5:
+            return None
+        recent_from = delays[-1][0] - QUEUE_RECENT_US + QUEUE_BUCKET_US
+        recent = min(d for b, d in delays if b >= recent_from)
+        base = min(d for _, d in delays)
+        return recent - base
 
     def _probe_packet(self, cluster_id: int, size: int, arrival: int) -> None:
         cluster = self._clusters.get(cluster_id)
@@ -449,11 +525,28 @@ class SendSideEstimator:
         if self.state == OVERUSE:
             self._increasing_since = None
             if now_us - self._decreased_at >= DECREASE_EVERY_US:
-                reduced = BETA * (acked if acked is not None else estimate)
-                if reduced < estimate:
-                    estimate = reduced
+                stretch = self.stretch = self.arrival_stretch
+                queue = self.queue_us = self.standing_queue_us
+                if (
+                    stretch is not None
+                    and stretch < QUEUE_STRETCH
+                    and (queue is None or queue < QUEUE_CONFIRM_US)
+                    and self.loss < LOSS_LOW
+                ):
+                    # the link delivered what was sent: a receiver short of CPU stamped the
+                    # arrivals late, no queue grew. Hold (as while one drains), judge again later
+                    self.overuse_held += 1
                     self._decreased_at = now_us
-                    self.decreased_at_us = now_us
+                else:
+                    reduced = BETA * (acked if acked is not None else estimate)
+                    if reduced < estimate:
+                        estimate = reduced
+                        self._decreased_at = now_us
+                        self.decreased_at_us = now_us
+                        self.cut_by = (
+                            f"overuse (arrivals stretched {stretch or 0:.2f} times,"
+                            f" {(queue or 0) // 1000} ms queue, {self.loss:.0%} lost)"
+                        )
         elif self.state == UNDERUSE:
             self._increasing_since = None  # hold while queues drain
         else:
@@ -498,6 +591,7 @@ class SendSideEstimator:
             self._loss_cap = cut
             self._loss_cap_at = now_us
             self.decreased_at_us = now_us
+            self.cut_by = f"loss ({loss:.0%})"
         elif loss < LOSS_LOW and self._loss_cap is not None:
             elapsed = min(now_us - self._loss_cap_at, 1_000_000) / 1_000_000
             self._loss_cap *= GROWTH_PER_S**elapsed

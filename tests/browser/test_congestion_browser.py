@@ -7,9 +7,16 @@ Three calls with real Chromium pages publishing simulcast camera video:
   then freed: audio keeps flowing, video keeps moving (a lower layer), and within 10 s of the
   lift its frame rate and resolution are back to 90 % of before;
 - a call of three where only the patient's downlink is squeezed: the family member beside the
-  doctor keeps the top layer, the patient keeps the doctor's video moving on the lower one.
+  doctor keeps the top layer whenever the doctor's page sends it (Chrome stops its top layer
+  when short of CPU; the server then forwards the best layer sent) and its frame rate (of what
+  the doctor's encoder made), the patient keeps the doctor's video moving on the lower one.
 
-They run in the default run. A squeeze of two subscribers' link, the three-page room, puts
+They run in the default run. The three-page room was a scenario while the family member, on a
+free link, dipped to the lower layer 7 times in 15 s in the suite: the browsers, short of CPU,
+stamped arrivals late, and the transport-cc estimator took that for a queue and cut every
+subscribe transport of the room at the same moment. Overuse now cuts only when the link confirms
+it (media/gcc.py); the patient's picture also froze while the stopped family video was resent
+into the squeezed link and came back to overflow it every few seconds (docs/media.md). A squeeze of two subscribers' link, the three-page room, puts
 the doctor's video first (signaling's video priority): the family member's video stops for the
 patient, the doctor's keeps the lower layer (100 kbit/s: two Opus streams and it leave a
 300 kbit/s link room for retransmissions). On a machine already loaded before a test starts
@@ -17,7 +24,10 @@ patient, the doctor's keeps the lower layer (100 kbit/s: two Opus streams and it
 issue's targets come from a quiet machine. Runs of 2026-12-03 (load per core in brackets):
 busy minute 19.4/19.7 fps, no freeze (2.6); squeeze: 16.9 fps squeezed, back 2.6 s after the
 lift (4.3); three pages: the patient got the doctor at 14.5 and 16.1 fps with no freeze after
-the switch-down (3-5), 0.9 fps at load 6+.
+the switch-down (3-5), 0.9 fps at load 6+. Runs of 2026-12-04, the three pages beside
+test_accessibility_browser.py in a loop and other sessions' work (4.4-7.8 load per core before
+each): the family member never left the top layer while the doctor's page sent it, at 13-20
+fps; the patient 13-19 fps on the lower layer.
 """
 
 from __future__ import annotations
@@ -92,7 +102,8 @@ SAMPLER_JS = """
       stats.forEach((s) => {
         if (s.type === "outbound-rtp" && s.kind === "video") {
           sent = Math.max(sent, s.framesEncoded || 0);
-          row.uplink.layers.push([s.rid ?? "", s.frameHeight ?? 0, s.qualityLimitationReason]);
+          row.uplink.layers.push([s.rid ?? "", s.frameHeight ?? 0, s.qualityLimitationReason,
+                                  s.framesEncoded ?? 0]);
         }
         if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate)
           row.uplink.bwe = s.availableOutgoingBitrate;
@@ -153,6 +164,48 @@ def _encoded_between(rows: list[dict[str, Any]], start_wall: float, end_wall: fl
     if not before or not after:
         return 0
     return int(after[0] - before[-1])
+
+
+#: The page's simulcast layers, lowest first (web/static/media-session.js).
+RIDS = ("q", "h", "f")
+
+
+def _top_frames(
+    rows: list[dict[str, Any]], start_wall: float, end_wall: float
+) -> list[tuple[float, int]]:
+    """(wall time, frames encoded) of the top simulcast layer of the page of ``rows``
+    (SAMPLER_JS), from the last second before ``start_wall`` to ``end_wall`` (ms)."""
+
+    def top(row: dict[str, Any]) -> int | None:
+        layers = [
+            layer for layer in (row.get("uplink") or {}).get("layers", []) if layer[0] in RIDS
+        ]
+        if not layers:
+            return None
+        return int(max(layers, key=lambda layer: RIDS.index(layer[0]))[3])
+
+    return [
+        (row["wall"], count)
+        for row in rows
+        if start_wall - 1000 <= row["wall"] <= end_wall and (count := top(row)) is not None
+    ]
+
+
+def _top_layer_sent(rows: list[dict[str, Any]], start_wall: float, end_wall: float) -> bool:
+    """Whether the page of ``rows`` encoded frames of its top simulcast layer in every second
+    between two wall-clock times (ms). Chrome stops its top layer when its CPU is short; the
+    server then forwards the best layer still sent (docs/media.md)."""
+    frames = _top_frames(rows, start_wall, end_wall)
+    return len(frames) >= 2 and all(b[1] > a[1] for a, b in itertools.pairwise(frames))
+
+
+def _top_layer_fps(rows: list[dict[str, Any]], start_wall: float, end_wall: float) -> float:
+    """Frames a second the page of ``rows`` encoded on its top layer between two wall times
+    (Chrome short of CPU drops frames of its top layer alone: the lower ones' rate is more)."""
+    frames = _top_frames(rows, start_wall, end_wall)
+    if len(frames) < 2 or frames[-1][0] <= frames[0][0]:
+        return 0.0
+    return (frames[-1][1] - frames[0][1]) / ((frames[-1][0] - frames[0][0]) / 1000)
 
 
 def _freeze_context(rows: list[dict[str, Any]], log: str) -> str:
@@ -384,7 +437,7 @@ TILE_SAMPLER_JS = """
     (await pc.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") inbound.set(s.trackIdentifier, s);
     });
-    const row = { t: performance.now(), tiles: {} };
+    const row = { t: performance.now(), wall: Date.now(), tiles: {} };
     document.querySelectorAll("video[data-participant-id]").forEach((video) => {
       const track = video.srcObject ? video.srcObject.getVideoTracks()[0] : null;
       const s = track ? inbound.get(track.id) : null;
@@ -401,15 +454,19 @@ def _tile_rows(room: RoomPage, role: str, start: float, end: float) -> list[dict
     """``role``'s tile as ``_samples`` rows (t, frames, width, height) between two page times."""
     rows = room.page.evaluate("() => window.__tileSamples || []")
     return [
-        {"t": r["t"], "frames": tile[0], "width": tile[1], "height": tile[2], "detail": tile[3]}
+        {
+            "t": r["t"],
+            "wall": r["wall"],
+            "frames": tile[0],
+            "width": tile[1],
+            "height": tile[2],
+            "detail": tile[3],
+        }
         for r in rows
         if start <= r["t"] <= end and (tile := r["tiles"].get(role)) is not None
     ]
 
 
-# In the suite the family member dipped to the lower layer 7 times in 15 s while the patient
-# kept 19 fps (2026-12-03): a scenario until the family member's dips are understood.
-@pytest.mark.scenario
 @pytest.mark.parametrize("demo_args", [("--companion",)])
 def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
     two_namespaces: Any, veth_server: Server, open_room_in: Callable[..., RoomPage]
@@ -438,8 +495,12 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
     )
     for room in (doctor, companion, patient):
         room.page.wait_for_function(
-            "() => window.__tc && window.__tc.state === 'joined'", timeout=JOIN_TIMEOUT_MS
+            "() => window.__tc && window.__tc.state === 'joined'",
+            # a lagging server refuses new participants (server_busy) and the page retries
+            # after 3.5, 5, 9, 12 s: the third page on a loaded machine took over 30 s
+            timeout=JOIN_TIMEOUT_MS * (2 if busy else 1),
         )
+    doctor.page.evaluate(SAMPLER_JS)  # what the doctor's encoder made, per layer
     for room in (companion, patient):
         try:
             room.page.wait_for_function(top, timeout=45_000 if busy else 30_000)
@@ -459,12 +520,43 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
     finally:
         _tc("netns", "exec", server_ns, "tc", "qdisc", "del", "dev", link, "root")
     lift = {room.role: room.page.evaluate(now_js) for room in (companion, patient)}
+    # the doctor's sampler has a row past the lift: every second judged has its encoder's count
+    doctor.page.wait_for_function(
+        "(w) => (window.__samples || []).some((r) => r.wall >= w)",
+        arg=doctor.page.evaluate("() => Date.now()"),
+        timeout=10_000,
+    )
     report: dict[str, Any] = {}
+    sender = _samples(doctor)
     for room in (companion, patient):
         before = _tile_rows(room, "doctor", begin[room.role], squeeze[room.role])
         # the squeeze's first 5 s are the switch down: judged from then on
         during = _tile_rows(room, "doctor", squeeze[room.role] + 5000, lift[room.role])
+        encoded = {
+            name: _encoded_between(sender, rows[0]["wall"], rows[-1]["wall"])
+            / max((rows[-1]["wall"] - rows[0]["wall"]) / 1000, 1)
+            for name, rows in (("before", before), ("during", during))
+            if rows
+        }
+        top_fps = _top_layer_fps(sender, during[0]["wall"], during[-1]["wall"]) if during else 0
         report[room.role] = {
+            "sender_fps": {name: round(fps, 1) for name, fps in encoded.items()},
+            "sender_top_fps": round(top_fps, 1),
+            # samples on the lower layer though the doctor's page sent the top one all through
+            # the 3 s before (it takes the server 1.5 s to see a layer stop, and a keyframe)
+            "lower_while_top_sent": [
+                round(r["t"] / 1000, 1)
+                for r in during
+                if r["width"] < 640 and _top_layer_sent(sender, r["wall"] - 3000, r["wall"])
+            ],
+            # freezes while the doctor's encoder made frames (5 in that second; a starved
+            # encoder's pause the server cannot help)
+            "undelivered_freezes": [
+                round(b["t"] / 1000, 1)
+                for a, b in itertools.pairwise(during)
+                if b["frames"] <= a["frames"]
+                and _encoded_between(sender, a["wall"], b["wall"]) >= 5
+            ],
             "fps_before": round(_fps(before), 1),
             "fps_squeezed": round(_fps(during), 1),
             "sizes_squeezed": sorted({(r["width"], r["height"]) for r in during}),
@@ -472,8 +564,9 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
             "lower_at": [round(r["t"] / 1000, 1) for r in during if r["width"] < 640],
         }
     print(f"\nthree pages, the patient's downlink at 300 kbit/s: {report}")
-    for row in _tile_rows(patient, "doctor", squeeze["patient"] - 2000, lift["patient"]):
-        print("patient <- doctor", round(row["t"] / 1000, 1), row["frames"], row["detail"])
+    for room in (companion, patient):
+        for row in _tile_rows(room, "doctor", squeeze[room.role] - 2000, lift[room.role]):
+            print(f"{room.role} <- doctor", round(row["t"] / 1000, 1), row["frames"], row["detail"])
     log = served.stdout_path.read_text(errors="replace") + served.stderr_path.read_text(
         errors="replace"
     )
@@ -481,14 +574,18 @@ def test_r1_a_constrained_subscriber_leaves_the_top_layer_to_the_other(
         if "transport-cc" in line or ": layer " in line or "video paused" in line:
             print(line[:200])
     family, squeezed = report["companion"], report["patient"]
-    # the family member kept the top layer (on a loaded machine, 80 % of the time: its own
-    # estimate dips when the pages starve) and its frame rate the whole time
+    # the family member kept the top layer whenever the doctor's page sent it (a starved
+    # browser's late arrival stamps used to cut its estimate: media/gcc.py), and its frame rate
+    # (of the frames the doctor's encoder made on its top layer) the whole time. On a loaded machine,
+    # two seconds: past ~6 load per core its own page reads its socket 300-400 ms late for
+    # seconds on end, which no sender can tell from a queue in the network
     if busy:
-        assert len(family["lower_at"]) <= 3, report
+        assert len(family["lower_while_top_sent"]) <= 2, report
     else:
         assert family["sizes_squeezed"] == [(640, 480)], report
-    assert family["fps_squeezed"] >= 0.8 * family["fps_before"], report
-    assert family["freezes_squeezed"] == [], report
+    floor = min(family["fps_before"], family["sender_top_fps"] or 1e9)
+    assert family["fps_squeezed"] >= 0.8 * floor, report
+    assert family["undelivered_freezes"] == [], report
     # the patient was moved to the lower layer and its picture kept moving
     assert (320, 240) in squeezed["sizes_squeezed"], report
     assert squeezed["fps_squeezed"] >= (5 if busy else 10), report

@@ -25,7 +25,14 @@ from test_bandwidth import (
 from test_twcc import Bottleneck
 
 from media import _aiortc_seam as seam
-from media.bandwidth import UP_ABOVE, Want, allocate
+from media.bandwidth import (
+    RESUME_FAILED_S,
+    RESUME_HOLD_MAX_S,
+    RESUME_HOLD_S,
+    UP_ABOVE,
+    Want,
+    allocate,
+)
 from media.errors import InvalidState
 from media.keyframes import vp8_keyframe_start
 from media.room import RoomMedia
@@ -326,3 +333,39 @@ async def test_r1_two_videos_share_a_narrow_link_by_transport_cc(two_videos):
     n = {k: len(log.log) for k, log in logs.items()}
     await wait_for(lambda: all(len(log.log) > n[k] + 30 for k, log in logs.items()), timeout=5)
     assert all(2 in log.layers_since(n[k]) for k, log in logs.items())
+
+
+@pytest.mark.parametrize("two_videos", [True], indirect=True, ids=["transport_cc"])
+async def test_r1_a_later_video_stopped_for_congestion_waits_longer_each_time_it_fails(
+    two_videos,
+):
+    """The family member's video, stopped because it did not fit beside the doctor's on a
+    squeezed link, came back as soon as the estimate (which grows back over what the link
+    carries) covered it, overflowed the link and stopped again, every 4-5 s; each time the
+    doctor's video lost packets and the patient's picture froze (the three-page browser test).
+    It now comes back RESUME_HOLD_S after a stop at the soonest, on its lowest layer, and
+    twice as long after a come-back that stopped again; the doctor's video never stops."""
+    subscriber, consumers, _logs = two_videos
+    doctor, family = consumers["doctor"], consumers["companion"]
+    bottleneck = Bottleneck()
+    bottleneck.install(subscriber)
+    await wait_for(lambda: doctor.transport_cc is not None, timeout=5)
+    await wait_for(lambda: doctor.layer == 2 and family.layer == 2, timeout=15)
+    doctor_stops: list[bool] = []
+    doctor.on_congestion(lambda _c, paused: doctor_stops.append(paused))
+    waits = []
+    resumed_at = None
+    for hold in (RESUME_HOLD_S, min(2 * RESUME_HOLD_S, RESUME_HOLD_MAX_S)):
+        bottleneck.bps = 300_000
+        await wait_for(lambda: family.congested, timeout=10)
+        stopped_at = time.monotonic()
+        if resumed_at is not None:  # it stopped again soon after it came back
+            assert stopped_at - resumed_at < RESUME_FAILED_S
+        bottleneck.bps = 50_000_000  # the estimate is back within a second or two
+        await wait_for(lambda: not family.congested, timeout=hold + 10)
+        resumed_at = time.monotonic()
+        waits.append(round(resumed_at - stopped_at, 1))
+        assert resumed_at - stopped_at >= hold - 0.1, (waits, hold)
+        assert family.target_layer == 0  # back on its lowest layer first
+    print(f"the family member's video came back after {waits} s")
+    assert True not in doctor_stops
