@@ -596,7 +596,7 @@ class _DirectReceive:
         self._guard = guard
         # datagrams behind a handler that is waiting; the connection's too, for _ice_seam.unread
         self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
-        connection._teleconsult_backlog = self._backlog
+        connection._teleconsult_backlog = self._backlog  # type: ignore[attr-defined]
         self._finishing: asyncio.Future[None] | None = None  # the task of a waiting handler
 
     def deliver(self, data: bytes, component: int, kind: str) -> None:
@@ -608,7 +608,7 @@ class _DirectReceive:
             self._backlog.append((data, component))
             return
         queue = self._queue
-        if not queue._getters or not queue.empty():  # the DTLS task holds or has one to take
+        if not queue._getters or not queue.empty():  # type: ignore[attr-defined]  # the DTLS task holds or has one to take
             self._deliver(data, component)
             return
         pending = self._handle(data)
@@ -620,8 +620,8 @@ class _DirectReceive:
         """Decrypt and handle one datagram as ``_recv_next`` does; (coroutine, what it waits
         for, the guard's reason should it fail) when its handler has to wait."""
         dtls = self._dtls
-        dtls._RTCDtlsTransport__rx_bytes += len(data)
-        dtls._RTCDtlsTransport__rx_packets += 1
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         try:
             if is_rtcp(data):
                 reason = "rtcp_error"

@@ -371,7 +371,7 @@ class SendSideEstimator:
     def on_feedback(self, results: Sequence[_Result], now_us: int) -> None:
         """Take one feedback's packets (:class:`PacketResult` or plain tuples of its fields, in
         sequence order). Runs for every feedback of every subscriber: one pass, locals."""
-        received: list[_Result] = []
+        received: list[tuple[int, int, int, int]] = []  # those with an arrival
         lost = counted = 0
         ordered = True
         last_arrival = -1
@@ -385,7 +385,7 @@ class SendSideEstimator:
                 if arrival < last_arrival:
                     ordered = False
                 last_arrival = arrival
-                received.append(result)
+                received.append(result)  # type: ignore[arg-type]
         self._reported_count += counted
         self._lost_count += lost
         if not ordered:
@@ -400,20 +400,20 @@ class SendSideEstimator:
             acked_bytes += size
             spans.append((arrival, send_us))
             # the least one-way delay per bucket of arrival time (standing_queue_us)
-            bucket = arrival - arrival % QUEUE_BUCKET_US  # type: ignore[operator]
-            delay = arrival - send_us  # type: ignore[operator]
+            bucket = arrival - arrival % QUEUE_BUCKET_US
+            delay = arrival - send_us
             if delays and delays[-1][0] == bucket:
                 if delay < delays[-1][1]:
                     delays[-1][1] = delay
             elif not delays or bucket > delays[-1][0]:
                 delays.append([bucket, delay])
             if cluster:
-                self._probe_packet(cluster, size, arrival)  # type: ignore[arg-type]
+                self._probe_packet(cluster, size, arrival)
             # packet groups (send times within GROUP_SPAN_US): the detector sees one per group
             if group is not None and send_us - group[0] <= GROUP_SPAN_US:
                 if send_us > group[1]:
                     group[1] = send_us
-                if arrival > group[2]:  # type: ignore[operator]
+                if arrival > group[2]:
                     group[2] = arrival
                 continue
             if group is not None and send_us < group[0]:
