@@ -608,7 +608,8 @@ class _DirectReceive:
             self._backlog.append((data, component))
             return
         queue = self._queue
-        if not queue._getters or not queue.empty():  # type: ignore[attr-defined]  # the DTLS task holds or has one to take
+        # the DTLS task is not waiting on an empty queue: it holds a datagram, or has one to take
+        if not queue._getters or not queue.empty():  # type: ignore[attr-defined]
             self._deliver(data, component)
             return
         pending = self._handle(data)
