@@ -36,16 +36,17 @@ def _parser(ids: dict[str, int]) -> HeaderExtensionsMap:
 def test_written_packets_parse_back(padding, level, mid, transport_seq):
     ntp = ntp_now()
     writer = RtpWriter(ssrc=0xDEADBEEF, payload_type=111, extension_ids=IDS, mid=mid)
-    data = writer.write(
-        sequence_number=65535,
-        timestamp=0xFFFFFFF0,
-        marker=1,
-        payload=b"\x90\xe0payload",
-        padding_size=padding,
-        send_time=abs_send_time(ntp),
-        audio_level=level,
-        transport_seq=transport_seq,
-    )
+    fields = {
+        "sequence_number": 65535,
+        "timestamp": 0xFFFFFFF0,
+        "marker": 1,
+        "payload": b"\x90\xe0payload",
+        "padding_size": padding,
+        "send_time": abs_send_time(ntp),
+        "audio_level": level,
+        "transport_seq": transport_seq,
+    }
+    data = writer.write(**fields)
     packet = RtpPacket.parse(data, _parser(IDS))
     assert (packet.version, packet.payload_type, packet.marker) == (2, 111, 1)
     assert (packet.sequence_number, packet.timestamp, packet.ssrc) == (
@@ -60,17 +61,7 @@ def test_written_packets_parse_back(padding, level, mid, transport_seq):
     assert packet.extensions.audio_level == level
     assert packet.extensions.transport_sequence_number == transport_seq
     # the same packet, the same bytes, whichever was written before (layouts are cached)
-    again = writer.write(
-        sequence_number=65535,
-        timestamp=0xFFFFFFF0,
-        marker=1,
-        payload=b"\x90\xe0payload",
-        padding_size=padding,
-        send_time=abs_send_time(ntp),
-        audio_level=level,
-        transport_seq=transport_seq,
-    )
-    assert again == data
+    assert writer.write(**fields) == data
 
 
 def test_no_negotiated_extensions_means_no_extension_block():
