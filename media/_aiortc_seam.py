@@ -597,7 +597,9 @@ class _DirectReceive:
         # datagrams behind a handler that is waiting; the connection's too, for _ice_seam.unread
         self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
         connection._teleconsult_backlog = self._backlog  # type: ignore[attr-defined]
-        self._finishing: asyncio.Future[None] | None = None  # the task of a waiting handler
+        # the task finishing a waiting handler, held here: a task nobody references may be
+        # collected before it ends
+        self._finishing: asyncio.Future[None] | None = None
 
     def deliver(self, data: bytes, component: int, kind: str) -> None:
         dtls = self._dtls
