@@ -329,17 +329,24 @@ def chromium_in(chromium: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def open_room(chromium: Any) -> Iterator[Callable[..., RoomPage]]:
     """Factory: open `url` as `role` in its own browser context (own camera, own storage);
-    `browser=` another Chromium (see `chromium_in`), `viewport=` another size."""
+    `browser=` another Chromium (see `chromium_in`), `viewport=` another size, `init_script=`
+    JavaScript run in the page before any of its own."""
     rooms: list[RoomPage] = []
     contexts: list[Any] = []
 
     def _open(
-        role: str, url: str, browser: Any = None, viewport: dict[str, int] | None = None
+        role: str,
+        url: str,
+        browser: Any = None,
+        viewport: dict[str, int] | None = None,
+        init_script: str | None = None,
     ) -> RoomPage:
         context = (browser or chromium).new_context(
             viewport=viewport or {"width": 1280, "height": 900}, locale="zh-CN"
         )
         contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
         page = context.new_page()
         room = RoomPage(role=role, page=page)
         page.on("console", lambda msg: room.logs.append(f"{msg.type}: {msg.text}"))

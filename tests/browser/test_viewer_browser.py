@@ -147,8 +147,23 @@ def _view(page: Any) -> dict[str, Any]:
     )
 
 
-def _open(open_room: Any, role: str, url: str) -> RoomPage:
-    page = open_room(role, url)
+# Before any script of the page: WebGL's renderer name without the words by which Cornerstone3D
+# knows a software rasterizer (as bench/viewer.py does), so that this page draws with WebGL
+# where the others draw on the CPU (Chromium here has only SwiftShader).
+WEBGL_AS_IF_HARDWARE = """(() => {
+  const words = /swiftshader|llvmpipe|softpipe|software|microsoft basic render/gi;
+  for (const C of [window.WebGLRenderingContext, window.WebGL2RenderingContext]) {
+    const get = C.prototype.getParameter;
+    C.prototype.getParameter = function (p) {
+      const v = get.call(this, p);
+      return p === 0x9246 && typeof v === 'string' ? v.replace(words, 'test') : v;
+    };
+  }
+})();"""
+
+
+def _open(open_room: Any, role: str, url: str, init_script: str | None = None) -> RoomPage:
+    page = open_room(role, url, init_script=init_script)
     _wait(page.page, "() => window.__viewer && window.__viewer.ready")
     return page
 
@@ -245,6 +260,8 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     )
     # the 1 s target is bench/ material on a quiet machine; here only that it comes at all soon
     assert first_image_s <= 10.0
+    # Chromium here has WebGL on SwiftShader only: the viewer draws on its canvas path
+    assert doctor.page.evaluate("() => window.__viewer.rendering()") == "cpu"
 
     doctor.page.locator("#review-share").click()
     _wait(doctor.page, "() => window.__viewer.mode === 'presenting'")
@@ -347,10 +364,22 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     assert saved["measurements"] == 1 and saved["sr"].startswith("2.25."), saved
     assert doctor.page.locator("#review-saved").is_visible()
 
-    # a third page joins late: it lands on the same view, the state within 100 ms of joining
-    late = _open(open_room, "late patient", _viewer_url(teleconsult_server.links["patient"]))
+    # a third page joins late: it lands on the same view, the state within 100 ms of joining;
+    # it draws with WebGL where the presenter draws on the CPU and sends a camera position of
+    # [0, 0, 0], which must not turn the late page's direction of projection
+    late = _open(
+        open_room,
+        "late patient",
+        _viewer_url(teleconsult_server.links["patient"]),
+        init_script=WEBGL_AS_IF_HARDWARE,
+    )
     _wait(late.page, "() => window.__viewer.mode === 'following' && window.__viewer.loaded")
+    assert late.page.evaluate("() => window.__viewer.rendering()") == "gpu"
     assert _settled(doctor, late) < 1.0
+    view = "() => window.__viewer.view()"
+    shown, sent = late.page.evaluate(view), doctor.page.evaluate(view)
+    assert shown["camera"]["focal_point"] == pytest.approx(sent["camera"]["focal_point"])
+    assert shown["camera"]["parallel_scale"] == pytest.approx(sent["camera"]["parallel_scale"])
     _wait(
         late.page,
         "(t) => document.querySelector('#measure-list li')?.textContent === t",

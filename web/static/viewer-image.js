@@ -32,11 +32,22 @@ const GROUP_ID = "tc-tools";
 
 let started = null;
 
+/** How this page draws images, once Cornerstone3D is started: "gpu" (WebGL) or "cpu" (its
+ * canvas path). */
+export let rendering = null;
+
 /** Start Cornerstone3D once per page, with `bearer` on every DICOMweb request it makes. */
 export function startCornerstone(bearer) {
   if (!started) {
     started = (async () => {
       await core.init();
+      // WebGL on a software rasterizer (SwiftShader, llvmpipe: a PC or a remote desktop
+      // without a usable GPU) costs ~20 ms of the main thread a 512x512 slice, with long frames
+      // under load: scrolling stays near 25-35 fps. Cornerstone3D's canvas path draws the same
+      // stack at the display's rate for a third of the CPU (bench/viewer.py). Cornerstone3D
+      // itself falls back to it only when there is no WebGL at all.
+      if (core.getRenderingCapabilities().softwareRasterizer) core.setUseCPURendering(true);
+      rendering = core.getShouldUseCPURendering() ? "cpu" : "gpu";
       await tools.init();
       dicomImageLoader.init({
         maxWebWorkers: 1,
@@ -147,9 +158,16 @@ export class ImageViewer {
     });
   }
 
+  /** Whether the element has a size (its panel is shown). */
+  get shown() {
+    return this.element.clientWidth > 0 && this.element.clientHeight > 0;
+  }
+
   /** Fit the canvas to its element again (after the element was hidden or changed size). */
   resize() {
-    this.engine?.resize(true, true);
+    // a hidden element is left as it was: on the canvas (CPU) path a size of 0 makes every
+    // world position NaN (the camera, the annotations' handles)
+    if (this.shown) this.engine?.resize(true, true);
   }
 
   /** Load a series (WADO-RS metadata, then frames as the viewport needs them). */
@@ -308,7 +326,7 @@ export class ImageViewer {
 
   /** The view in world millimetres: what the review sends. */
   getView() {
-    if (!this.viewport || !this.imageIds.length) return null;
+    if (!this.viewport || !this.imageIds.length || !this.shown) return null;
     const camera = this.viewport.getCamera();
     const props = this.viewport.getProperties();
     const view = {
@@ -325,6 +343,8 @@ export class ImageViewer {
     if (props.voiRange && props.voiRange.upper > props.voiRange.lower) {
       view.voi = { lower: props.voiRange.lower, upper: props.voiRange.upper };
     }
+    const { focal_point, position, view_up, parallel_scale } = view.camera;
+    if (![...focal_point, ...position, ...view_up, parallel_scale].every(Number.isFinite)) return null;
     return view;
   }
 
@@ -337,9 +357,18 @@ export class ImageViewer {
         await this.viewport.setImageIdIndex(view.index);
       }
       if (view.camera) {
+        // the position from this viewport's own distance along the view direction: a presenter
+        // drawing on the CPU sends a position of [0, 0, 0], which a WebGL viewport would take
+        // for another direction of projection (the view is parallel: the distance shows nothing)
+        const own = this.viewport.getCamera();
+        const focal = view.camera.focal_point;
+        const position =
+          own.position && own.focalPoint
+            ? own.position.map((p, i) => focal[i] + Number(p) - Number(own.focalPoint[i]))
+            : view.camera.position;
         this.viewport.setCamera({
-          focalPoint: view.camera.focal_point,
-          position: view.camera.position,
+          focalPoint: focal,
+          position,
           viewUp: view.camera.view_up,
           parallelScale: view.camera.parallel_scale,
         });

@@ -51,6 +51,8 @@ const page = {
 };
 page.prefetched = () => Boolean(image?.prefetched());
 page.timings = () => image?.timings ?? null;
+page.rendering = () => imageModule?.rendering ?? null; // "gpu" or "cpu"
+page.view = () => image?.getView() ?? null;
 window.__viewer = page;
 
 const client = new DicomwebClient(token);
