@@ -133,3 +133,22 @@ def test_seam_refuses_an_association_whose_dul_already_queued_something() -> Non
     assoc.dul.to_provider_queue.put("early")
     with pytest.raises(RuntimeError):
         seam.wake_on_events(assoc)
+
+
+def test_log_handler_level_none_leaves_the_per_message_log_handlers_unbound() -> None:
+    """web/dicom_scp.py sets ``_config.LOG_HANDLER_LEVEL = "none"`` (a documented knob): the
+    standard handlers, which format a log line for every PDU and DIMSE message, are then not
+    bound to new associations."""
+    from pynetdicom import _config
+
+    before = _config.LOG_HANDLER_LEVEL
+    try:
+        _config.LOG_HANDLER_LEVEL = "none"
+        quiet = Association(AE("SEAM"), "acceptor")
+        _config.LOG_HANDLER_LEVEL = "standard"
+        chatty = Association(AE("SEAM"), "acceptor")
+    finally:
+        _config.LOG_HANDLER_LEVEL = before
+    assert evt.EVT_PDU_RECV not in quiet._handlers
+    assert evt.EVT_DIMSE_RECV not in quiet._handlers
+    assert evt.EVT_PDU_RECV in chatty._handlers and evt.EVT_DIMSE_SENT in chatty._handlers
