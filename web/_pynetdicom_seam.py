@@ -6,16 +6,18 @@ do, then checks the socket with ``select(..., 0)`` and its queue of primitives t
 association's reactor loops on a fixed ``time.sleep(0.001)`` and then takes a decoded DIMSE
 message with ``dimse.get_msg(block=False)``. One C-STORE crosses those sleeps about three times
 (its first PDU arriving while the DUL sleeps, the decoded message waiting for the reactor, the
-response waiting for the DUL): measured with DCMTK's storescu into a pynetdicom SCP that answers
-at once, 237-271 instances/s with the sleeps, ~2.6 ms an instance, against 373-384/s when the
-DUL polls every 0.1 ms (which costs CPU whenever an association is idle).
+response waiting for the DUL). Measured on the 2-core machine (load 1-2): DCMTK's storescu into
+a pynetdicom SCP that answers at once did 237-286 instances/s with the sleeps and 373-384/s
+when the DUL alone polled every 0.1 ms (which costs CPU whenever an association is idle); a
+C-ECHO round trip on one association from a pynetdicom SCU took 3.9-4.9 ms, 3.2-3.9 ms with
+this seam.
 
 :func:`wake_on_events` keeps each loop's cadence (at most 1 ms between turns, as before: the
 timers, a kill, a release or an abort are seen as soon as today) but lets a turn start as soon
 as there is something to do:
 
 * DUL: ``_run_loop_delay`` is 0 and ``_is_transport_event`` (looked up on the instance each turn)
-  first waits up to 1 ms in ``select`` for the socket or a wake-up byte, then runs pynetdicom's
+  first waits up to 1 ms in ``poll`` for the socket or a wake-up byte, then runs pynetdicom's
   own check. The wake-up byte is written by ``to_provider_queue.put`` (a :class:`queue.Queue`
   subclass put in place before the DUL thread starts): a response queued by the association's
   thread is sent at once. It never waits while the DUL has an event queued or a primitive to
@@ -23,6 +25,12 @@ as there is something to do:
 * association: ``dimse.get_msg`` (looked up on the instance), called with ``block=False`` from the
   association's own thread (its reactor), waits up to 1 ms for a message instead of returning
   at once, so a decoded C-STORE is served when it arrives, not at the next 1 ms tick.
+
+A faster answer widens a race of pynetdicom's own *requestor* (pydicom/pynetdicom#875: its
+reactor may take the response meant for ``send_c_*`` when it comes back within a few
+microseconds of the reactor's checkpoint): a pynetdicom SCU sending C-ECHOs back to back on
+loopback hit it twice in ~3600 against this SCP, never in ~3600 against the plain one. The race
+is the SCU's (any quick SCP makes it likelier); DCMTK's tools (our tests) do not have it.
 
 tests/imaging/test_pynetdicom_seam.py pins each piece of pynetdicom this relies on; an upgrade
 that moves one fails there first.
@@ -42,7 +50,7 @@ TURN_S: Final = 0.001
 
 
 class _WakingQueue(queue.Queue[Any]):
-    """The DUL's queue of primitives to send: each put also wakes the DUL's ``select``."""
+    """The DUL's queue of primitives to send: each put also wakes the DUL's ``poll``."""
 
     def __init__(self, wake: socket.socket) -> None:
         super().__init__()
@@ -73,13 +81,16 @@ def wake_on_events(assoc: Any) -> None:
 
     def is_transport_event() -> bool:
         if not dul.event_queue.qsize() and not dul.to_provider_queue.qsize():
+            waiting = select.poll()  # poll, not select: no limit on descriptor numbers
+            waiting.register(reader, select.POLLIN)
             sock = getattr(dul.socket, "socket", None)
-            waiting = [reader] if sock is None else [reader, sock]
+            if sock is not None and sock.fileno() >= 0:
+                waiting.register(sock, select.POLLIN)
             try:
-                ready, _, _ = select.select(waiting, [], [], TURN_S)
-            except (OSError, ValueError):  # the socket closed: pynetdicom's check says so
-                ready = []
-            if reader in ready:
+                woken = waiting.poll(TURN_S * 1000)
+            except OSError:  # pynetdicom's own check below finds out what happened
+                woken = []
+            if any(fd == reader.fileno() for fd, _ in woken):
                 try:
                     while reader.recv(4096):
                         pass
