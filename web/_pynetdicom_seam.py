@@ -9,8 +9,8 @@ message with ``dimse.get_msg(block=False)``. One C-STORE crosses those sleeps ab
 response waiting for the DUL). Measured on the 2-core machine (load 1-2): DCMTK's storescu into
 a pynetdicom SCP that answers at once did 237-286 instances/s with the sleeps and 373-384/s
 when the DUL alone polled every 0.1 ms (which costs CPU whenever an association is idle); a
-C-ECHO round trip on one association from a pynetdicom SCU took 3.9-4.9 ms, 3.2-3.9 ms with
-this seam.
+C-ECHO round trip on one association from a pynetdicom SCU took 4.2 ms (median; 3.9-4.9), 3.7
+ms (3.2-5.0) with this seam.
 
 :func:`wake_on_events` keeps each loop's cadence (at most 1 ms between turns, as before: the
 timers, a kill, a release or an abort are seen as soon as today) but lets a turn start as soon
