@@ -133,7 +133,7 @@ class DicomScp:
             await asyncio.get_running_loop().run_in_executor(None, server.shutdown)
         parsers, self._parsers = self._parsers, None
         if parsers is not None:
-            parsers.shutdown(wait=False)  # each association waits for its own writes
+            parsers.shutdown(wait=False)  # each association waits for its own parse
 
     def _on_store(self, event: Any) -> int:
         """In a pynetdicom thread: write the dataset, store it on the loop, wait (back-pressure)."""
@@ -151,8 +151,10 @@ class DicomScp:
             # a parser thread parses and checks the same bytes.
             try:
                 header = b"\x00" * 128 + b"DICM" + _file_meta(event)
-                with event.request.DataSet.getbuffer() as body:
-                    parsed, size = self.store.prepare_received(incoming, header, body, parsers)
+                # a view of pynetdicom's buffer, no copy; not released by hand: a refusal's
+                # traceback may still hold the parser's views of it
+                body = event.request.DataSet.getbuffer()
+                parsed, size = self.store.prepare_received(incoming, header, body, parsers)
             except DicomRejected as exc:
                 asyncio.run_coroutine_threadsafe(
                     self.store.audit_refusal(exc, dest, None), loop

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -341,3 +343,57 @@ async def test_a_received_dataset_refused_is_refused_once_written_and_a_too_larg
         await asyncio.get_running_loop().run_in_executor(None, check)
     finally:
         parsers.shutdown()
+
+
+async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_its_code(
+    store: ImagingStore,
+) -> None:
+    """The SCP's C-STORE handler on the write-while-parsing path: a good dataset is stored and
+    answered 0x0000; a cut one and one over the size limit are answered 0xC000, audited with
+    their stable codes, and leave nothing in incoming/."""
+    from types import SimpleNamespace
+
+    from web.dicom_scp import STATUS_CANNOT_UNDERSTAND, STATUS_SUCCESS, DicomScp
+
+    loop = asyncio.get_running_loop()
+    scp = DicomScp(
+        store, host="127.0.0.1", port=0, ae_title="US", peers={"CT": store.institution_id}
+    )  # type: ignore[attr-defined]
+    scp._loop, scp._server = loop, object()
+    scp._parsers = ThreadPoolExecutor(2)
+    ds = series_from("CT_small.dcm", 1)[0]
+    _, body = _split_part10(part10(ds))
+
+    def c_store(dataset: bytes) -> int:
+        event = SimpleNamespace(
+            assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="CT")),
+            request=SimpleNamespace(
+                DataSet=BytesIO(dataset),
+                AffectedSOPClassUID=ds.SOPClassUID,
+                AffectedSOPInstanceUID=ds.SOPInstanceUID,
+            ),
+            context=SimpleNamespace(transfer_syntax=ds.file_meta.TransferSyntaxUID),
+        )
+        return scp._on_store(event)
+
+    try:
+        assert await loop.run_in_executor(None, c_store, body[:-100]) == STATUS_CANNOT_UNDERSTAND
+        store.max_instance_bytes = len(body) // 2
+        assert await loop.run_in_executor(None, c_store, body) == STATUS_CANNOT_UNDERSTAND
+        store.max_instance_bytes = 1 << 30
+        assert await loop.run_in_executor(None, c_store, body) == STATUS_SUCCESS
+    finally:
+        scp._parsers.shutdown()
+    assert (scp.stored, scp.refused) == (1, 2)
+    assert await loop.run_in_executor(None, lambda: list(store.incoming.iterdir())) == []
+    async with store.db.session() as session:
+        refused = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "imaging.store", AuditEvent.result == "refused"
+                )
+            )
+        ).all()
+        assert len((await session.scalars(select(ImagingInstance))).all()) == 1
+    codes = sorted(json.loads(e.details)["code"] for e in refused)
+    assert codes == ["dicom_malformed", "dicom_too_large"]
