@@ -1,7 +1,9 @@
 """Imaging figures of a real server process: C-STORE ingest, WADO-RS frames, rendered PNGs.
 
     .venv/bin/python bench/dicom_ingest.py [--instances 300] [--frames 500] [--renders 400]
-        [--clients 8] [--associations 4]
+        [--clients 8] [--associations 4] [--no-reference]
+
+``--frames 0 --renders 0 --no-reference`` measures C-STORE alone.
 
 The server (``python -m web serve``) runs in its own process on a fresh SQLite data directory,
 with its C-STORE SCP on. One patient account and its record are made through the API; every
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -212,6 +215,76 @@ async def wait_healthy(
     raise SystemExit("the server did not start")
 
 
+async def retrieval_phases(
+    http: aiohttp.ClientSession,
+    url: str,
+    auth: dict[str, str],
+    uids: list[tuple[str, str, str]],
+    args: argparse.Namespace,
+    server: asyncio.subprocess.Process,
+    phase: Any,
+) -> None:
+    """WADO-RS frames, then rendered PNGs cold and warm (skipped with --frames 0 or --renders 0)."""
+    base = url + "/api/v1/dicomweb/studies"
+    frame_ms = []
+    accept = {
+        "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+        **auth,
+    }
+    cpu0 = cpu_seconds(server.pid)
+    await phase(True)
+    for _ in range(args.frames):
+        study, series, sop = random.choice(uids)
+        t0 = time.perf_counter()
+        async with http.get(
+            f"{base}/{study}/series/{series}/instances/{sop}/frames/1", headers=accept
+        ) as r:
+            body = await r.read()
+            assert r.status == 200, r.status
+        frame_ms.append((time.perf_counter() - t0) * 1000)
+    await phase(False)
+    print(
+        f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
+        f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
+        f"(target p95 <= 5); server CPU "
+        f"{(cpu_seconds(server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
+    )
+
+    picked = random.sample(uids, min(args.renders, len(uids)))
+
+    async def render_pass() -> tuple[list[float], float, float]:
+        latencies: list[float] = []
+        queue = list(picked)
+
+        async def renderer() -> None:
+            while queue:
+                study, series, sop = queue.pop()
+                t0 = time.perf_counter()
+                async with http.get(
+                    f"{base}/{study}/series/{series}/instances/{sop}/rendered",
+                    headers={"Accept": "image/png", **auth},
+                ) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
+        await phase(True)
+        await asyncio.gather(*(renderer() for _ in range(args.clients)))
+        await phase(False)
+        cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
+        return latencies, time.perf_counter() - t0, cpu
+
+    for label in ("cold: each instance's first rendering", "warm: the same again"):
+        render_ms, wall, cpu = await render_pass()
+        print(
+            f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
+            f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms,"
+            f" mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s"
+            f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering"
+        )
+
+
 async def main(args: argparse.Namespace) -> None:
     if shutil.which("storescu") is None:
         raise SystemExit("DCMTK storescu is missing (apt-get install dcmtk)")
@@ -280,14 +353,15 @@ async def main(args: argparse.Namespace) -> None:
                 f"{len(files)} x {size:.2f} MB 512x512 CT in {elapsed:.2f} s = {rate:.0f} "
                 f"instances/s (target >= 150); server CPU {cpu_store:.1f} ms an instance"
             )
-            reference = await dcmtk_storescp_rate(files, tmp / "storescp")
-            nodelay = {**os.environ, "TCP_NODELAY": "1"}
-            fast = await dcmtk_storescp_rate(files, tmp / "storescp-nodelay", nodelay)
-            print(
-                f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
-                f"{reference:.0f} instances/s as built (Nagle on), {fast:.0f}/s with "
-                f"TCP_NODELAY=1 (storescu's own ceiling); ours / DCMTK = {rate / reference:.2f}"
-            )
+            if not args.no_reference:
+                reference = await dcmtk_storescp_rate(files, tmp / "storescp")
+                nodelay = {**os.environ, "TCP_NODELAY": "1"}
+                fast = await dcmtk_storescp_rate(files, tmp / "storescp-nodelay", nodelay)
+                print(
+                    f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
+                    f"{reference:.0f} instances/s as built (Nagle on), {fast:.0f}/s with "
+                    f"TCP_NODELAY=1 (storescu's own ceiling); ours / DCMTK = {rate / reference:.2f}"
+                )
             # storescu itself limits one association: several senders at once (as a PACS
             # forwarding to us does) show what the SCP takes.
             again = write_instances(args.instances, record_id, tmp / "files2")
@@ -308,64 +382,8 @@ async def main(args: argparse.Namespace) -> None:
                 f"(target >= 150); server CPU {cpu_store:.1f} ms an instance"
             )
 
-            base = url + "/api/v1/dicomweb/studies"
-            frame_ms = []
-            accept = {
-                "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
-                **auth,
-            }
-            cpu0 = cpu_seconds(server.pid)
-            await phase(True)
-            for _ in range(args.frames):
-                study, series, sop = random.choice(uids)
-                t0 = time.perf_counter()
-                async with http.get(
-                    f"{base}/{study}/series/{series}/instances/{sop}/frames/1", headers=accept
-                ) as r:
-                    body = await r.read()
-                    assert r.status == 200, r.status
-                frame_ms.append((time.perf_counter() - t0) * 1000)
-            await phase(False)
-            print(
-                f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
-                f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
-                f"(target p95 <= 5); server CPU "
-                f"{(cpu_seconds(server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
-            )
-
-            picked = random.sample(uids, min(args.renders, len(uids)))
-
-            async def render_pass() -> tuple[list[float], float, float]:
-                latencies: list[float] = []
-                queue = list(picked)
-
-                async def renderer() -> None:
-                    while queue:
-                        study, series, sop = queue.pop()
-                        t0 = time.perf_counter()
-                        async with http.get(
-                            f"{base}/{study}/series/{series}/instances/{sop}/rendered",
-                            headers={"Accept": "image/png", **auth},
-                        ) as r:
-                            await r.read()
-                            assert r.status == 200, r.status
-                        latencies.append((time.perf_counter() - t0) * 1000)
-
-                t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
-                await phase(True)
-                await asyncio.gather(*(renderer() for _ in range(args.clients)))
-                await phase(False)
-                cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
-                return latencies, time.perf_counter() - t0, cpu
-
-            for label in ("cold: each instance's first rendering", "warm: the same again"):
-                render_ms, wall, cpu = await render_pass()
-                print(
-                    f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
-                    f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms,"
-                    f" mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s"
-                    f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering"
-                )
+            if args.frames and args.renders:
+                await retrieval_phases(http, url, auth, uids, args, server, phase)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -383,6 +401,9 @@ if __name__ == "__main__":
     parser.add_argument("--renders", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip DCMTK's storescp beside ours"
+    )
     parser.add_argument(
         "--profile",
         type=Path,

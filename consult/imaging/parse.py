@@ -8,11 +8,12 @@ never fails later in a query or a viewer. No value read here is ever used to bui
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from pydicom import config as pydicom_config
 from pydicom import dcmread
@@ -91,6 +92,65 @@ def parse_bytes(data: bytes, *, max_bytes: int = 1 << 30) -> ParsedInstance:
     if len(data) > max_bytes:
         raise DicomTooLarge()
     return parse_stream(BytesIO(data))
+
+
+def parse_parts(*parts: bytes | memoryview, max_bytes: int = 1 << 30) -> ParsedInstance:
+    """Parse and check a Part 10 file held in memory in pieces (a header and the received
+    dataset), without joining them into one copy."""
+    joined = _Joined(parts)
+    if joined.size > max_bytes:
+        raise DicomTooLarge()
+    return parse_stream(io.BufferedReader(joined, 1 << 16))
+
+
+class _Joined(io.RawIOBase):
+    """A read-only, seekable stream over byte buffers one after the other."""
+
+    name = "<received>"  # pydicom names the dataset after its stream
+
+    def __init__(self, parts: tuple[bytes | memoryview, ...]) -> None:
+        super().__init__()
+        self._parts = [memoryview(part).cast("B") for part in parts]
+        self._starts: list[int] = []
+        total = 0
+        for part in self._parts:
+            self._starts.append(total)
+            total += len(part)
+        self.size = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
+        chunks = []
+        for start, part in zip(self._starts, self._parts, strict=True):
+            if self._pos >= end:
+                break
+            stop = start + len(part)
+            if self._pos < stop:
+                chunks.append(part[self._pos - start : end - start])
+                self._pos = min(stop, end)
+        return chunks[0].tobytes() if len(chunks) == 1 else b"".join(chunks)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def parse_stream(f: BinaryIO) -> ParsedInstance:

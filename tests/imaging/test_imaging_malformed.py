@@ -21,7 +21,7 @@ from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
 
 from consult.imaging.errors import DicomRejected
-from consult.imaging.parse import parse_bytes
+from consult.imaging.parse import parse_bytes, parse_parts
 from web.keys import IMAGING
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -95,6 +95,33 @@ def test_corpus_inputs_never_crash_the_parser() -> None:
             parse_bytes(path.read_bytes())
         except DicomRejected as exc:
             assert exc.code in CODES, (path.name, exc.code)
+
+
+def _outcome(parse: Any) -> str:
+    try:
+        return parse().sop_instance_uid  # type: ignore[no-any-return]
+    except DicomRejected as exc:
+        return exc.code
+
+
+def test_a_file_parsed_in_pieces_is_accepted_or_refused_as_whole() -> None:
+    """The C-STORE path parses its file meta and the received dataset as two buffers
+    (:func:`parse_parts`, no joined copy): every malformed case and corpus input gets the same
+    answer as in one piece, wherever it is cut."""
+    inputs = [data for data, _ in malformed_cases().values()]
+    inputs += [path.read_bytes() for path in sorted(CORPUS.glob("*.bin"))]
+    inputs.append(part10(series_from("CT_small.dcm", 1)[0]))
+    for data in inputs:
+        whole = _outcome(lambda data=data: parse_bytes(data))
+        for cut in sorted({0, 1, 128, 132, 133, 200, len(data) // 2, len(data) - 1, len(data)}):
+            if 0 <= cut <= len(data):
+                pieces = _outcome(
+                    lambda data=data, cut=cut: parse_parts(data[:cut], memoryview(data)[cut:])
+                )
+                assert pieces == whole, (cut, whole, pieces)
+    with pytest.raises(DicomRejected) as caught:
+        parse_parts(b"x" * 10, b"y" * 10, max_bytes=15)
+    assert caught.value.code == "dicom_too_large"
 
 
 #: A native and an encapsulated (RLE) instance to mutate.

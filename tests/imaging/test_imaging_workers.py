@@ -5,14 +5,17 @@ instance is durable (file, directory, row, event) before it is answered (R20, R2
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from pathlib import Path
 
 import pytest
-from dicom_data import local_file, series_from, write_series
+from dicom_data import local_file, part10, series_from, write_series
 from sqlalchemy import event, select
 
 from consult.admin_commands import add_institution
@@ -21,11 +24,12 @@ from consult.db import Database
 from consult.imaging import ingest_sqlite
 from consult.imaging.errors import (
     DicomMalformed,
+    DicomRejected,
     FrameNotRenderable,
     ImagingUnavailable,
 )
 from consult.imaging.models import ImagingInstance
-from consult.imaging.parse import parse_file, parse_file_summary
+from consult.imaging.parse import parse_bytes, parse_file, parse_file_summary
 from consult.imaging.render import render_png
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.workers import WorkerPool
@@ -239,3 +243,157 @@ async def test_r24_association_threads_arriving_together_commit_in_one_group(
         assert len((await session.scalars(select(ImagingInstance))).all()) == 8
     assert list(store.incoming.iterdir()) == []
     assert (await verify_chain(store.db)).ok
+
+
+def _split_part10(data: bytes) -> tuple[bytes, bytes]:
+    """A Part 10 file as the SCP holds it: the preamble and file meta, then the dataset."""
+    meta_length = int.from_bytes(data[140:144], "little")  # (0002,0000) UL, explicit VR
+    return data[: 144 + meta_length], data[144 + meta_length :]
+
+
+async def test_r24_a_received_dataset_is_on_disk_before_it_is_renamed_and_committed(
+    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R20, R24, the C-STORE path (:meth:`ImagingStore.prepare_received`): the association's
+    thread writes the file meta and the received dataset into incoming/ through a descriptor
+    opened O_SYNC (each write returns once on disk, as an fsync after it) while another thread
+    parses the same bytes; then the file is renamed into place, its directory fsync'd and the
+    transaction committed, and only then is the sender answered."""
+    steps: list[tuple[str, str]] = []
+    real_writev, real_fsync, real_replace = os.writev, os.fsync, os.replace
+
+    def writev(fd: int, buffers: list[memoryview]) -> int:
+        synced = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_SYNC)
+        done = real_writev(fd, buffers)
+        steps.append(("synced write" if synced else "write", os.readlink(f"/proc/self/fd/{fd}")))
+        return done
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src: object, dst: object) -> None:
+        real_replace(src, dst)  # type: ignore[arg-type]
+        steps.append(("rename", str(dst)))
+
+    monkeypatch.setattr(os, "writev", writev)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(ingest_sqlite.os, "replace", replace)
+    ingest = store._sqlite_ingest()
+    assert ingest is not None
+    event.listen(ingest._engine, "commit", lambda _conn: steps.append(("commit", "")))
+    loop = asyncio.get_running_loop()
+    dest = Destination(
+        institution_id=store.institution_id,  # type: ignore[attr-defined]
+        source="cstore",
+        calling_ae="CT",
+    )
+    parsers = ThreadPoolExecutor(2)
+    data = part10(series_from("CT_small.dcm", 1)[0])
+    header, body = _split_part10(data)
+
+    def arrive() -> object:
+        incoming = store.new_incoming()
+        parsed, size = store.prepare_received(incoming, header, memoryview(body), parsers)
+        assert size == len(data) and incoming.read_bytes() == data
+        assert parsed.sop_instance_uid == parse_bytes(data).sop_instance_uid
+        stored = store.store_prepared_here(loop, incoming, parsed, size, dest, None, 60)
+        steps.append(("answered", ""))
+        assert store.path_of(stored.study_id, stored.instance_id).read_bytes() == data
+        return stored, incoming
+
+    try:
+        stored, incoming = await loop.run_in_executor(None, arrive)  # type: ignore[misc]
+    finally:
+        parsers.shutdown()
+    target = str(store.path_of(stored.study_id, stored.instance_id))
+    kinds = [kind for kind, _ in steps]
+    assert steps[0] == ("synced write", str(incoming)) and "write" not in kinds
+    assert steps[kinds.index("rename")] == ("rename", target)
+    synced = [what for kind, what in steps if kind == "fsync"]
+    assert str(Path(target).parent) in synced and str(store.studies) in synced
+    assert kinds.index("rename") < kinds.index("fsync") < kinds.index("commit")
+    assert kinds[-2:] == ["commit", "answered"]
+
+
+async def test_a_received_dataset_refused_is_refused_once_written_and_a_too_large_one_at_once(
+    store: ImagingStore,
+) -> None:
+    """A malformed dataset is refused (with its stable code) only once its write is over, so
+    the caller's removal of the file cannot race the write; one over the size limit is refused
+    before any file is made."""
+    data = part10(series_from("CT_small.dcm", 1)[0])
+    header, body = _split_part10(data)
+    parsers = ThreadPoolExecutor(1)
+
+    def check() -> None:
+        incoming = store.new_incoming()
+        with pytest.raises(DicomRejected) as caught:
+            store.prepare_received(incoming, header, body[:-100], parsers)
+        assert caught.value.code == "dicom_malformed"  # the pixel data is cut short
+        assert incoming.read_bytes() == header + body[:-100]  # written whole, then refused
+        incoming.unlink()
+        store.max_instance_bytes = len(data) - 1
+        with pytest.raises(DicomRejected) as caught:
+            store.prepare_received(incoming, header, body, parsers)
+        assert caught.value.code == "dicom_too_large"
+        assert not incoming.exists()
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, check)
+    finally:
+        parsers.shutdown()
+
+
+async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_its_code(
+    store: ImagingStore,
+) -> None:
+    """The SCP's C-STORE handler on the write-while-parsing path: a good dataset is stored and
+    answered 0x0000; a cut one and one over the size limit are answered 0xC000, audited with
+    their stable codes, and leave nothing in incoming/."""
+    from types import SimpleNamespace
+
+    from web.dicom_scp import STATUS_CANNOT_UNDERSTAND, STATUS_SUCCESS, DicomScp
+
+    loop = asyncio.get_running_loop()
+    scp = DicomScp(
+        store, host="127.0.0.1", port=0, ae_title="US", peers={"CT": store.institution_id}
+    )  # type: ignore[attr-defined]
+    scp._loop, scp._server = loop, object()
+    scp._parsers = ThreadPoolExecutor(2)
+    ds = series_from("CT_small.dcm", 1)[0]
+    _, body = _split_part10(part10(ds))
+
+    def c_store(dataset: bytes) -> int:
+        event = SimpleNamespace(
+            assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="CT")),
+            request=SimpleNamespace(
+                DataSet=BytesIO(dataset),
+                AffectedSOPClassUID=ds.SOPClassUID,
+                AffectedSOPInstanceUID=ds.SOPInstanceUID,
+            ),
+            context=SimpleNamespace(transfer_syntax=ds.file_meta.TransferSyntaxUID),
+        )
+        return scp._on_store(event)
+
+    try:
+        assert await loop.run_in_executor(None, c_store, body[:-100]) == STATUS_CANNOT_UNDERSTAND
+        store.max_instance_bytes = len(body) // 2
+        assert await loop.run_in_executor(None, c_store, body) == STATUS_CANNOT_UNDERSTAND
+        store.max_instance_bytes = 1 << 30
+        assert await loop.run_in_executor(None, c_store, body) == STATUS_SUCCESS
+    finally:
+        scp._parsers.shutdown()
+    assert (scp.stored, scp.refused) == (1, 2)
+    assert await loop.run_in_executor(None, lambda: list(store.incoming.iterdir())) == []
+    async with store.db.session() as session:
+        refused = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "imaging.store", AuditEvent.result == "refused"
+                )
+            )
+        ).all()
+        assert len((await session.scalars(select(ImagingInstance))).all()) == 1
+    codes = sorted(json.loads(e.details)["code"] for e in refused)
+    assert codes == ["dicom_malformed", "dicom_too_large"]
