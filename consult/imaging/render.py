@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,34 @@ from .errors import FrameNotRenderable, StudyNotFound
 from .parse import frame_bytes, native_frame_size
 from .png import encode_png
 from .uids import NATIVE_SYNTAXES
+
+HEAD_BYTES = 64 * 1024
+"""What :func:`read_header` reads at once: a CT or MR header is 2-20 KB."""
+
+
+def read_header(path: Path) -> Dataset:
+    """The dataset at ``path`` with values over 1 KiB left unread (the pixel data's offset
+    kept), parsed from its first :data:`HEAD_BYTES` read with one ``pread``: pydicom reading
+    the file itself made ~140 ``lseek`` calls a 512x512 CT header, each letting go of the GIL,
+    so that with the event loop and other renderings waiting for it each one was a switch
+    between threads. A header longer than that is read from the file."""
+    try:
+        with path.open("rb") as f:
+            head = os.pread(f.fileno(), HEAD_BYTES, 0)
+    except FileNotFoundError:
+        raise StudyNotFound() from None
+    if len(head) == HEAD_BYTES:
+        try:
+            ds = dcmread(BytesIO(head), defer_size=1024)
+            raw = ds.get_item(0x7FE00010, keep_deferred=True)
+            if isinstance(raw, RawDataElement) and raw.value_tell is not None:
+                return ds
+        except Exception:  # cut inside an element: the whole file says what it is
+            pass
+    try:
+        return dcmread(BytesIO(head) if len(head) < HEAD_BYTES else path, defer_size=1024)
+    except FileNotFoundError:
+        raise StudyNotFound() from None
 
 
 def load(path: Path) -> Dataset:
@@ -50,10 +79,7 @@ def native_layout(path: Path) -> tuple[int, int]:
     """Where a stored native instance's pixel data starts in its file and the bytes of one
     frame: a frame is then one read, without parsing the file again. Kept by path: a stored
     file is never rewritten (a new one gets a new id), and the parser checked the length."""
-    try:
-        ds = dcmread(path, defer_size=1024)
-    except FileNotFoundError:
-        raise StudyNotFound() from None
+    ds = read_header(path)
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if not isinstance(raw, RawDataElement) or raw.value_tell is None:
         raise FrameNotRenderable()
@@ -127,14 +153,11 @@ def _native_grey(path: Path, number: int) -> np.ndarray | None:
 
     The general path parses the whole file (~2 ms for 512x512 CT), decodes the frame, applies
     the modality LUT in float64 and windows in float32 (~1.5 ms more). Here the header is read
-    without the pixel data (one element over 1 KiB is left unread), the frame is one ``pread``
+    without the pixel data (:func:`read_header`), the frame is one ``pread``
     at its offset, and since both steps act on each pixel alone, they are computed once per
     stored value between the frame's least and greatest (at most 65,536 values, a few thousand
     for CT) and looked up: the same bytes (the tests compare), ~2x less CPU."""
-    try:
-        ds = dcmread(path, defer_size=1024)
-    except FileNotFoundError:
-        raise StudyNotFound() from None
+    ds = read_header(path)
     try:
         syntax = str(ds.file_meta.TransferSyntaxUID)
         photometric = str(ds.get("PhotometricInterpretation", ""))

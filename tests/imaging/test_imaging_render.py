@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -111,3 +112,27 @@ def test_the_native_fast_path_renders_the_same_bytes_as_decoding() -> None:
             assert render_png(path, number) == render_decoded(path, number), (path.name, number)
     assert _native_grey(local_file("SC_rgb.dcm"), 1) is None  # colour: the decoding path
     assert _native_grey(local_file("MR_small_RLE.dcm"), 1) is None  # compressed: likewise
+
+
+def test_a_header_longer_than_the_first_read_renders_from_the_file(tmp_path: Path) -> None:
+    """read_header parses the first HEAD_BYTES of the file at once; a header longer than that
+    (here a 100 KB private value before the pixels), or one cut inside an element at that
+    length, is read from the file: the same pixel offset, the same PNG as decoding."""
+    from pydicom.tag import Tag
+
+    from consult.imaging.render import HEAD_BYTES, native_layout, read_header
+
+    source = dcmread(local_file("CT_small.dcm"))
+    for padding in (100_000, HEAD_BYTES - 600):  # past the read; cut inside the element
+        ds = copy.deepcopy(source)
+        ds.private_block(0x0009, "TELECONSULT TEST", create=True).add_new(
+            0x01, "OB", b"\0" * padding
+        )
+        path = tmp_path / f"long-{padding}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        header = read_header(path)
+        assert Tag(0x0009, 0x1001) in header
+        offset, size = native_layout(path)
+        assert offset > HEAD_BYTES - 600 and size == ds.Rows * ds.Columns * 2
+        assert path.read_bytes()[offset : offset + size] == ds.PixelData
+        assert render_png(path, 1) == render_decoded(path, 1)
