@@ -20,15 +20,17 @@ and its studies belong to that institution.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
 from aiohttp import web
 
-from consult.imaging.errors import DicomRejected, ImagingUnavailable
+from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
 from consult.imaging.file_meta import encode_file_meta
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import ACCEPTED_SYNTAXES
@@ -117,6 +119,7 @@ class DicomScp:
         ae.require_calling_aet = sorted(self.peers)
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
         handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
         ]
@@ -134,8 +137,15 @@ class DicomScp:
         if parsers is not None:
             parsers.shutdown(wait=False)  # each association waits for its own parse
 
+    def _on_connection(self, event: Any) -> None:
+        """A new association, before its threads start: its socket reads are bounded."""
+        sock = getattr(getattr(event.assoc, "dul", None), "socket", None)
+        if sock is not None and callable(getattr(sock, "recv", None)):
+            sock.recv = BoundedRecv(sock, lambda: self.store.max_instance_bytes, event.assoc)
+
     def _on_store(self, event: Any) -> int:
         """In a pynetdicom thread: write the dataset, store it on the loop, wait (back-pressure)."""
+        _message_taken(event)
         loop, parsers = self._loop, self._parsers
         if loop is None or parsers is None or self._server is None:
             return STATUS_OUT_OF_RESOURCES
@@ -182,6 +192,7 @@ class DicomScp:
         """In a pynetdicom thread: ask the loop for the answers, then send them one by one."""
         from consult.imaging.find import find
 
+        _message_taken(event)
         loop = self._loop
         calling = str(event.assoc.requestor.ae_title).strip()
         institution_id = self.peers.get(calling)
@@ -211,6 +222,64 @@ class DicomScp:
                 return
             self.found += 1
             yield STATUS_PENDING, answer
+
+
+MESSAGE_SLACK: Final = 1 << 20
+"""Bytes a message may hold beyond ``max_instance_bytes`` (its command set, PDU headers)."""
+RECV_CHUNK: Final = 1 << 20
+"""The most one ``recv`` asks for: a peer declares PDU lengths up to 4 GiB, and nothing is
+allocated ahead of what arrived beyond this."""
+
+
+class BoundedRecv:
+    """An association socket's ``recv`` (as pynetdicom's ``AssociationSocket.recv``: exactly
+    ``nr_bytes``, fewer once the peer closes) that stops a message at its size limit.
+
+    pynetdicom holds a whole DIMSE message in memory before a handler sees it, whatever its
+    size: a peer sending a dataset of many GB (or declaring a PDU of 4 GB) filled the server's
+    memory before the store could refuse it as too large. This counts what the association
+    received since a handler last took a message; past ``max_instance_bytes`` +
+    :data:`MESSAGE_SLACK` it logs ``dicom_too_large``, shuts the connection and returns short,
+    which pynetdicom takes for a closed connection (the association ends, its buffers go).
+    It also reads what has arrived in up to :data:`RECV_CHUNK` at a time, not 4 KiB.
+    ``tests/imaging/test_imaging_cstore.py`` checks that pynetdicom still reads through it."""
+
+    def __init__(self, assoc_socket: Any, limit: Callable[[], int], assoc: Any) -> None:
+        self._socket = assoc_socket
+        self._limit = limit
+        self._assoc = assoc
+        self.pending = 0
+        """Bytes received since a handler last took a message."""
+        self.stopped = False
+
+    def __call__(self, nr_bytes: int) -> bytearray:
+        raw = self._socket.socket
+        out = bytearray()
+        while len(out) < nr_bytes and not self.stopped:
+            data = raw.recv(min(nr_bytes - len(out), RECV_CHUNK))
+            if not data:
+                break
+            out += data
+            self.pending += len(data)
+            if self.pending > self._limit() + MESSAGE_SLACK:
+                self.stopped = True
+                logger.warning(
+                    "C-STORE from %s refused: %s (over %d bytes in one message; "
+                    "association closed)",
+                    str(self._assoc.requestor.ae_title).strip(),
+                    DicomTooLarge.code,
+                    self._limit(),
+                )
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_RDWR)
+        return out
+
+
+def _message_taken(event: Any) -> None:
+    """A handler has the association's message: what arrives next counts for the next one."""
+    recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
+    if isinstance(recv, BoundedRecv):
+        recv.pending = 0
 
 
 def _file_meta(event: Any) -> bytes:

@@ -12,6 +12,7 @@ import json
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dicom_data import series_from, write_series
@@ -240,3 +241,50 @@ async def test_unlisted_ae_is_refused_and_unlinked_study_stays_with_nurses(
     found = await off_loop(doctor.search_for_studies)
     assert [s["0020000D"]["Value"][0] for s in found] == [series[0].StudyInstanceUID]
     assert len(await off_loop(doctor.search_for_instances, series[0].StudyInstanceUID)) == 3
+
+
+async def test_a_message_over_the_size_limit_ends_the_association_as_it_arrives(
+    scp_world, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom holds a whole message in memory before a handler sees it: past
+    ``max_instance_bytes`` (+ 1 MiB) the association's socket stops reading and the association
+    ends (``dicom_too_large`` in the log), instead of the server buffering whatever a peer
+    sends; the SCP then takes the next association as before. pynetdicom reads its PDUs
+    through the bounded ``recv`` (an upgrade that stops doing so fails here)."""
+    from web import dicom_scp
+    from web.dicom_scp import MESSAGE_SLACK, RECV_CHUNK, BoundedRecv
+    from web.keys import IMAGING
+
+    world, port = scp_world
+    store = world.server.app[IMAGING]
+    big = series_from("693_UNCI.dcm", 1)
+    big[0].Rows = big[0].Columns = 1024
+    big[0].PixelData = bytes(2 * 1024 * 1024)  # a 2 MB dataset
+    small = series_from("CT_small.dcm", 1)
+    seen: list[BoundedRecv] = []
+
+    class Seen(BoundedRecv):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            seen.append(self)
+
+    monkeypatch.setattr(dicom_scp, "BoundedRecv", Seen)
+    scp = world.server.app[SCP]
+    store.max_instance_bytes = 64 * 1024
+    cap = 64 * 1024 + MESSAGE_SLACK
+    try:
+        with caplog.at_level("WARNING", logger="web.dicom_scp"):
+            assert await storescu(port, write_series(big, tmp_path / "big")) != 0
+        assert scp.stored == 0
+        assert [r for r in caplog.records if "dicom_too_large" in r.getMessage()]
+        # it stopped reading at the cap, long before the 0.5 MB dataset was in memory
+        assert len(seen) == 1 and isinstance(seen[0], BoundedRecv)
+        assert seen[0].stopped and cap < seen[0].pending <= cap + RECV_CHUNK
+        # a message under the cap goes through on a new association
+        store.max_instance_bytes = 512 * 1024 * 1024
+        assert await storescu(port, write_series(small, tmp_path / "small")) == 0
+        assert scp.stored == 1
+        # the count restarted when the handler took the message: only the release came after
+        assert seen[-1].pending < 1024 and not seen[-1].stopped
+    finally:
+        store.max_instance_bytes = 512 * 1024 * 1024
