@@ -255,7 +255,7 @@ class BoundedRecv:
     def __call__(self, nr_bytes: int) -> bytearray:
         raw = self._socket.socket
         out = bytearray()
-        while len(out) < nr_bytes and not self.stopped:
+        while raw is not None and len(out) < nr_bytes and not self.stopped:
             data = raw.recv(min(nr_bytes - len(out), RECV_CHUNK))
             if not data:
                 break
