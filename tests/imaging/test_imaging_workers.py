@@ -118,13 +118,8 @@ async def store(tmp_path: Path) -> AsyncIterator[ImagingStore]:
         await db.close()
 
 
-async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_event_are_durable(
-    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """R20, R24: for each arriving instance, in this order: its file fsync'd in incoming/, renamed
-    into its study's directory, that directory (and studies/, for a new study) fsync'd, the
-    transaction holding its row and its ``imaging.store`` event committed; only then does
-    :meth:`ImagingStore.ingest` (a C-STORE response, a STOW-RS answer) return."""
+def _record_fsyncs_and_renames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Each fsync (of the path the descriptor names) and each rename into place, in order."""
     steps: list[tuple[str, str]] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -138,6 +133,17 @@ async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_even
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(ingest_sqlite.os, "replace", replace)
+    return steps
+
+
+async def test_r24_an_instance_is_answered_only_once_file_directory_row_and_event_are_durable(
+    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R20, R24: for each arriving instance, in this order: its file fsync'd in incoming/, renamed
+    into its study's directory, that directory (and studies/, for a new study) fsync'd, the
+    transaction holding its row and its ``imaging.store`` event committed; only then does
+    :meth:`ImagingStore.ingest` (a C-STORE response, a STOW-RS answer) return."""
+    steps = _record_fsyncs_and_renames(monkeypatch)
     ingest = store._sqlite_ingest()
     assert ingest is not None
     event.listen(ingest._engine, "commit", lambda _conn: steps.append(("commit", "")))
@@ -259,8 +265,8 @@ async def test_r24_a_received_dataset_is_on_disk_before_it_is_renamed_and_commit
     opened O_SYNC (each write returns once on disk, as an fsync after it) while another thread
     parses the same bytes; then the file is renamed into place, its directory fsync'd and the
     transaction committed, and only then is the sender answered."""
-    steps: list[tuple[str, str]] = []
-    real_writev, real_fsync, real_replace = os.writev, os.fsync, os.replace
+    steps = _record_fsyncs_and_renames(monkeypatch)
+    real_writev = os.writev
 
     def writev(fd: int, buffers: list[memoryview]) -> int:
         synced = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_SYNC)
@@ -268,17 +274,7 @@ async def test_r24_a_received_dataset_is_on_disk_before_it_is_renamed_and_commit
         steps.append(("synced write" if synced else "write", os.readlink(f"/proc/self/fd/{fd}")))
         return done
 
-    def fsync(fd: int) -> None:
-        real_fsync(fd)
-        steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-
-    def replace(src: object, dst: object) -> None:
-        real_replace(src, dst)  # type: ignore[arg-type]
-        steps.append(("rename", str(dst)))
-
     monkeypatch.setattr(os, "writev", writev)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(ingest_sqlite.os, "replace", replace)
     ingest = store._sqlite_ingest()
     assert ingest is not None
     event.listen(ingest._engine, "commit", lambda _conn: steps.append(("commit", "")))
