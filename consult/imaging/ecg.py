@@ -47,6 +47,17 @@ def _code_value(item: Dataset, keyword: str) -> str:
     return str(sequence[0].get("CodeValue", "") or "")
 
 
+def _concept(item: Dataset) -> str:
+    """``SCHEME:VALUE`` of an annotation's concept name (``SCPECG:5.13.5-7`` for the PR
+    interval), "" without one: the viewer names the measurements it knows in its language."""
+    sequence = item.get("ConceptNameCodeSequence")
+    if not sequence:
+        return ""
+    scheme = str(sequence[0].get("CodingSchemeDesignator", "") or "")
+    value = str(sequence[0].get("CodeValue", "") or "")
+    return f"{scheme}:{value}" if scheme and value else ""
+
+
 def lead_name(source: str) -> str:
     """``Lead I (Einthoven)`` -> ``I``; ``Lead aVR`` -> ``aVR``; others as they are."""
     name = re.sub(r"\s*\(.*\)\s*$", "", source).strip()
@@ -118,6 +129,7 @@ def _annotations(ds: Dataset) -> tuple[list[dict[str, Any]], list[str], list[dic
             measurements.append(
                 {
                     "name": name,
+                    "code": _concept(item),
                     "value": number,
                     "unit": _code_value(item, "MeasurementUnitsCodeSequence"),
                     "group": None if group is None else int(group),

@@ -398,6 +398,14 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     for name, value in device.items():
         assert abs(figures[name] - value) <= 10, (name, figures[name], value)
     assert figures == doctor.page.evaluate("() => window.__viewer.figures")
+    # the device's measurements beside them, named in the page's language (SCP-ECG codes)
+    device_rows = "() => [...document.querySelectorAll('#ecg-device tr')].map((r) => r.innerText)"
+    rows = patient.page.evaluate(device_rows)
+    assert "PR 间期\t161 ms" in rows and "QRS 电轴\t52 °" in rows, rows
+    patient.page.click("#lang-toggle")
+    rows = patient.page.evaluate(device_rows)
+    assert "PR interval\t161 ms" in rows, rows
+    patient.page.click("#lang-toggle")
     # 25 mm/s on a 96 dpi CSS millimetre: the canvas is as wide as the paper it stands for
     width_px = patient.page.evaluate("() => document.querySelector('.ecg-canvas').clientWidth")
     assert abs(width_px - (10 + 10 * 50 + 5) * 96 / 25.4) <= 2

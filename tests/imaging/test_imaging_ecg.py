@@ -56,6 +56,9 @@ async def test_ecg_json_has_calibrated_leads_and_the_device_measurements(world: 
         "QRS Duration": 75.0,
     }
     assert measured["QT Interval"] == 368.0 and measured["QTc Interval"] == 370.0
+    # each with its concept's code, which the viewer names in its own language
+    coded = {m["code"]: m["value"] for m in body["measurements"]}
+    assert coded["SCPECG:5.13.5-7"] == 161.0 and coded["SCPECG:5.10.3-13"] == 52.0
     assert "RITMO SINUSALE" in body["statements"]
     assert any(p["name"] == "QRS Onset" and p["samples"] == [460] for p in body["fiducials"])
     events = await imaging_events(world.server.app)

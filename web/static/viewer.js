@@ -312,8 +312,18 @@ function fillEcgControls() {
   device.textContent = "";
   for (const m of ecg.ecg.measurements) {
     const row = device.insertRow();
-    row.insertCell().textContent = m.name;
-    row.insertCell().textContent = `${m.value} ${m.unit}`;
+    const name = row.insertCell();
+    // the measurements SCP-ECG names are ours to name in the page's language (data-i18n
+    // follows the language toggle); any other keeps the device's own words
+    const key = `ecg.code.${m.code}`;
+    if (m.code && hasKey(key)) {
+      name.dataset.i18n = key;
+      name.textContent = t(key);
+      name.title = m.name;
+    } else {
+      name.textContent = m.name;
+    }
+    row.insertCell().textContent = `${m.value} ${m.unit === "deg" ? "°" : m.unit}`;
   }
   const statements = $("ecg-statements");
   statements.textContent = "";
