@@ -401,7 +401,7 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     # the device's measurements beside them, named in the page's language (SCP-ECG codes)
     device_rows = "() => [...document.querySelectorAll('#ecg-device tr')].map((r) => r.innerText)"
     rows = patient.page.evaluate(device_rows)
-    assert "PR 间期\t161 ms" in rows and "QRS 电轴\t52 °" in rows, rows
+    assert "PR 间期\t161 ms" in rows and "QRS 电轴\t52°" in rows, rows
     patient.page.click("#lang-toggle")
     rows = patient.page.evaluate(device_rows)
     assert "PR interval\t161 ms" in rows, rows

@@ -323,7 +323,7 @@ function fillEcgControls() {
     } else {
       name.textContent = m.name;
     }
-    row.insertCell().textContent = `${m.value} ${m.unit === "deg" ? "°" : m.unit}`;
+    row.insertCell().textContent = m.unit === "deg" ? `${m.value}°` : `${m.value} ${m.unit}`;
   }
   const statements = $("ecg-statements");
   statements.textContent = "";
