@@ -312,6 +312,34 @@ async def test_r24_a_received_dataset_is_on_disk_before_it_is_renamed_and_commit
     assert kinds[-2:] == ["commit", "answered"]
 
 
+def test_a_received_dataset_s_file_is_created_before_its_parse_starts(
+    store: ImagingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create is a system call of its own that lets the GIL go: made after the parse was
+    handed over, it let the parse take the GIL and hold it to its end (~1.2 ms of a 0.5 MB
+    CT), the write waiting behind it. Created first, the write runs beside the parse."""
+    steps: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: object, flags: int, *args: object) -> int:
+        fd = real_open(path, flags, *args)  # type: ignore[arg-type]
+        steps.append(f"created {Path(str(path)).name}")
+        return fd
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            steps.append(f"parse of {len(args[1])} bytes handed over")
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    header, body = _split_part10(part10(series_from("CT_small.dcm", 1)[0]))
+    incoming = store.new_incoming()
+    with Recording(1) as parsers:
+        parsed, _ = store.prepare_received(incoming, header, memoryview(body), parsers)
+    assert parsed.rows == 128
+    assert steps == [f"created {incoming.name}", f"parse of {len(body)} bytes handed over"]
+
+
 async def test_a_received_dataset_refused_is_refused_once_written_and_a_too_large_one_at_once(
     store: ImagingStore,
 ) -> None:
