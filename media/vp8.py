@@ -7,6 +7,12 @@ a subscriber switched to another layer must see these numbers continue, as media
 
 from __future__ import annotations
 
+import struct
+
+#: The descriptor's first five bytes as libwebrtc writes them (X, then I with a 15-bit picture
+#: id, then L): the X byte, the I/L/T/K byte, M and the picture id, TL0PICIDX.
+_USUAL_HEAD = struct.Struct("!BBHB")
+
 
 def descriptor_fields(payload: bytes) -> tuple[int, int, int]:
     """(picture id offset, its length in bytes (0: none, 1: 7-bit, 2: 15-bit), TL0PICIDX offset
@@ -58,6 +64,25 @@ class Vp8Numbering:
             self._tl0_delta = (self._last_tl0 + 1 - payload[tl0_offset]) & 0xFF
 
     def rewrite(self, payload: bytes) -> bytes:
+        """``payload`` with its picture id and TL0PICIDX renumbered (one call per forwarded
+        packet per subscriber: the usual descriptor is read and written in one step)."""
+        if (
+            len(payload) >= 5
+            and payload[0] & 0x80
+            and payload[1] & 0xC0 == 0xC0
+            and payload[2] & 0x80
+        ):
+            pic = ((((payload[2] & 0x7F) << 8) | payload[3]) + self._pic_delta) & 0x7FFF
+            tl0 = (payload[4] + self._tl0_delta) & 0xFF
+            self._last_pic = pic
+            self._last_tl0 = tl0
+            return (
+                _USUAL_HEAD.pack(payload[0], payload[1], 0x8000 | pic, tl0)
+                + memoryview(payload)[5:]
+            )
+        return self._rewrite_any(payload)
+
+    def _rewrite_any(self, payload: bytes) -> bytes:
         pic_offset, pic_len, tl0_offset = descriptor_fields(payload)
         if not pic_len and tl0_offset < 0:
             return payload

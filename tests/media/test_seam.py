@@ -5,12 +5,14 @@ If an aiortc upgrade moves one of them, this file fails first and says which.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 
 import aioice
 import aioice.ice
 import aiortc
 import aiortc.rtcdtlstransport
+import pylibsrtp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
@@ -23,6 +25,33 @@ from media import _aiortc_seam as seam
 def test_pinned_versions():
     assert aiortc.__version__ == "1.16.0"
     assert aioice.__version__ == "0.13.0"
+    assert importlib.metadata.version("pylibsrtp") == "1.0.0"
+
+
+def test_srtp_without_pylibsrtps_wrapper_gives_its_bytes_and_its_errors():
+    """``srtp_protect``/``srtp_unprotect`` call libsrtp on the session's own buffer as
+    pylibsrtp's ``Session`` does: the same protected bytes (the sessions stay in step, packet
+    after packet), the same packets back, the same refusals (a forged tag, a replay, a packet
+    too long to protect)."""
+    key = bytes(range(30))
+    theirs = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    ours = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    receiver = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    source = inspect.getsource(pylibsrtp.Session)
+    assert "func(self._srtp[0], self._cdata, len_p)" in source
+    assert "self._buffer = ffi.buffer(self._cdata)" in source
+    for seq in range(50):
+        packet = bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(8) + bytes([seq]) * (seq * 20)
+        protected = seam.srtp_protect(ours, packet)
+        assert protected == theirs.protect(packet)
+        assert seam.srtp_unprotect(receiver, protected) == packet
+    forged = protected[:-1] + bytes([protected[-1] ^ 1])
+    with pytest.raises(pylibsrtp.Error):
+        seam.srtp_unprotect(receiver, forged)
+    with pytest.raises(pylibsrtp.Error):
+        seam.srtp_unprotect(receiver, protected)  # replayed
+    with pytest.raises(ValueError, match="too long"):
+        seam.srtp_protect(ours, bytes([0x80, 96]) + bytes(1500 - 2))
 
 
 def test_receive_path_calls_the_receivers_handle_rtp_packet():
