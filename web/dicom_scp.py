@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -76,6 +77,10 @@ class DicomScp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._parsers: ThreadPoolExecutor | None = None
+        self.receiving = ReceiveBudget(
+            lambda: MESSAGES_IN_MEMORY * (store.max_instance_bytes + MESSAGE_SLACK)
+        )
+        """What all associations hold of the messages they are receiving."""
         self.stored = 0
         self.refused = 0
         self.found = 0
@@ -120,6 +125,7 @@ class DicomScp:
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_CONN_CLOSE, self._on_connection_closed),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
         ]
@@ -141,7 +147,16 @@ class DicomScp:
         """A new association, before its threads start: its socket reads are bounded."""
         sock = getattr(getattr(event.assoc, "dul", None), "socket", None)
         if sock is not None and callable(getattr(sock, "recv", None)):
-            sock.recv = BoundedRecv(sock, lambda: self.store.max_instance_bytes, event.assoc)
+            sock.recv = BoundedRecv(
+                sock, lambda: self.store.max_instance_bytes, event.assoc, self.receiving
+            )
+
+    def _on_connection_closed(self, event: Any) -> None:
+        """An association ended (released, aborted, its connection lost): what it held of a
+        message it was receiving goes back to the budget."""
+        recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
+        if isinstance(recv, BoundedRecv):
+            recv.release()
 
     def _on_store(self, event: Any) -> int:
         """In a pynetdicom thread: write the dataset, store it on the loop, wait (back-pressure)."""
@@ -231,6 +246,40 @@ RECV_CHUNK: Final = 1 << 20
 allocated ahead of what arrived beyond this."""
 
 
+MESSAGES_IN_MEMORY: Final = 2
+"""How many messages of the largest size allowed all associations may hold at once while
+receiving them (:class:`ReceiveBudget`)."""
+
+
+class ReceiveBudget:
+    """The bytes every association holds of a message it is still receiving, against one
+    limit: pynetdicom's ``maximum_associations`` (10) could each hold a message of
+    ``max_instance_bytes`` (512 MB by default) at once, 5 GB from ten peers that never finish
+    sending. Taken as bytes arrive (:class:`BoundedRecv`), given back when a handler takes
+    the message or the association ends. Thread-safe (one thread per association)."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self.held = 0
+        self.refused = 0
+        """Associations ended because the budget was spent."""
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes held; False (nothing counted) when that would pass the
+        limit."""
+        with self._lock:
+            if self.held + size > self._limit():
+                self.refused += 1
+                return False
+            self.held += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
 class BoundedRecv:
     """An association socket's ``recv`` (as pynetdicom's ``AssociationSocket.recv``: exactly
     ``nr_bytes``, fewer once the peer closes) that stops a message at its size limit.
@@ -242,14 +291,22 @@ class BoundedRecv:
     :data:`MESSAGE_SLACK` it logs ``dicom_too_large``, shuts the connection and returns short,
     which pynetdicom takes for a closed connection (the association ends, its buffers go).
     It also reads what has arrived in up to :data:`RECV_CHUNK` at a time, not 4 KiB.
-    ``tests/imaging/test_imaging_cstore.py`` checks that pynetdicom still reads through it."""
+    ``tests/imaging/test_imaging_cstore.py`` checks that pynetdicom still reads through it.
 
-    def __init__(self, assoc_socket: Any, limit: Callable[[], int], assoc: Any) -> None:
+    What it counts is also taken from the SCP's ``budget`` (:class:`ReceiveBudget`), shared by
+    all associations: past it the association ends the same way, logged as ``server_busy``
+    (the sender may try again later), and the others go on."""
+
+    def __init__(
+        self, assoc_socket: Any, limit: Callable[[], int], assoc: Any, budget: ReceiveBudget
+    ) -> None:
         self._socket = assoc_socket
         self._limit = limit
         self._assoc = assoc
+        self._budget = budget
+        self._lock = threading.Lock()
         self.pending = 0
-        """Bytes received since a handler last took a message."""
+        """Bytes received since a handler last took a message (taken from the budget)."""
         self.stopped = False
 
     def __call__(self, nr_bytes: int) -> bytearray:
@@ -260,26 +317,44 @@ class BoundedRecv:
             if not data:
                 break
             out += data
-            self.pending += len(data)
-            if self.pending > self._limit() + MESSAGE_SLACK:
-                self.stopped = True
-                logger.warning(
-                    "C-STORE from %s refused: %s (over %d bytes in one message; "
-                    "association closed)",
-                    str(self._assoc.requestor.ae_title).strip(),
-                    DicomTooLarge.code,
-                    self._limit(),
+            with self._lock:  # a handler's thread may be releasing the last message's count
+                taken = self._budget.take(len(data))
+                if taken:
+                    self.pending += len(data)
+            if not taken:
+                self._stop(
+                    raw,
+                    "server_busy",
+                    f"{self._budget.held} bytes of messages being received already",
                 )
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_RDWR)
+            elif self.pending > self._limit() + MESSAGE_SLACK:
+                self._stop(raw, DicomTooLarge.code, f"over {self._limit()} bytes in one message")
         return out
+
+    def release(self) -> None:
+        """The message counted so far is no longer held (a handler took it, or the
+        association ended)."""
+        with self._lock:
+            pending, self.pending = self.pending, 0
+            self._budget.give(pending)
+
+    def _stop(self, raw: socket.socket, code: str, why: str) -> None:
+        self.stopped = True
+        logger.warning(
+            "C-STORE from %s refused: %s (%s; association closed)",
+            str(self._assoc.requestor.ae_title).strip(),
+            code,
+            why,
+        )
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
 
 
 def _message_taken(event: Any) -> None:
     """A handler has the association's message: what arrives next counts for the next one."""
     recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
     if isinstance(recv, BoundedRecv):
-        recv.pending = 0
+        recv.release()
 
 
 def _file_meta(event: Any) -> bytes:

@@ -263,10 +263,16 @@ async def test_a_message_over_the_size_limit_ends_the_association_as_it_arrives(
     small = series_from("CT_small.dcm", 1)
     seen: list[BoundedRecv] = []
 
+    released: list[int] = []  # what each held when it gave its count back
+
     class Seen(BoundedRecv):
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             seen.append(self)
+
+        def release(self) -> None:
+            released.append(self.pending)
+            super().release()
 
     monkeypatch.setattr(dicom_scp, "BoundedRecv", Seen)
     scp = world.server.app[SCP]
@@ -279,12 +285,54 @@ async def test_a_message_over_the_size_limit_ends_the_association_as_it_arrives(
         assert [r for r in caplog.records if "dicom_too_large" in r.getMessage()]
         # it stopped reading at the cap, long before the 0.5 MB dataset was in memory
         assert len(seen) == 1 and isinstance(seen[0], BoundedRecv)
-        assert seen[0].stopped and cap < seen[0].pending <= cap + RECV_CHUNK
+        # what it held went back to the SCP's budget when the association ended
+        await _until(lambda: scp.receiving.held == 0)
+        assert seen[0].stopped and cap < released[0] <= cap + RECV_CHUNK
         # a message under the cap goes through on a new association
         store.max_instance_bytes = 512 * 1024 * 1024
         assert await storescu(port, write_series(small, tmp_path / "small")) == 0
         assert scp.stored == 1
         # the count restarted when the handler took the message: only the release came after
         assert seen[-1].pending < 1024 and not seen[-1].stopped
+        await _until(lambda: scp.receiving.held == 0)
     finally:
         store.max_instance_bytes = 512 * 1024 * 1024
+
+
+async def _until(condition: Any, timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` (pynetdicom's threads change what it reads) until true or fail."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_messages_being_received_share_one_memory_budget(
+    scp_world, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each association may hold one message of up to ``max_instance_bytes``, and all of them
+    together at most two such messages: with the budget held by others (here taken by hand,
+    as peers that never finish sending would hold it), a new message is refused as it arrives
+    (``server_busy`` in the log, the association ended), holding nothing afterwards; once the
+    budget is free the same instance is stored."""
+    from web.keys import IMAGING
+
+    world, port = scp_world
+    scp = world.server.app[SCP]
+    store = world.server.app[IMAGING]
+    limit = 2 * (store.max_instance_bytes + (1 << 20))
+    series = series_from("693_UNCI.dcm", 1)  # 0.5 MB
+    files = write_series(series, tmp_path / "in")
+    others = limit - 200 * 1024
+    assert scp.receiving.take(others)
+    try:
+        with caplog.at_level("WARNING", logger="web.dicom_scp"):
+            assert await storescu(port, files) != 0
+        assert [r for r in caplog.records if "server_busy" in r.getMessage()]
+        assert scp.stored == 0 and scp.receiving.refused >= 1
+        await _until(lambda: scp.receiving.held == others)
+    finally:
+        scp.receiving.give(others)
+    assert await storescu(port, files) == 0
+    assert scp.stored == 1
+    await _until(lambda: scp.receiving.held == 0)
