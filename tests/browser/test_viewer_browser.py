@@ -402,9 +402,11 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     device_rows = "() => [...document.querySelectorAll('#ecg-device tr')].map((r) => r.innerText)"
     rows = patient.page.evaluate(device_rows)
     assert "PR 间期\t161 ms" in rows and "QRS 电轴\t52°" in rows, rows
+    # the device stored 0 ms for the PP interval: not measured, not a 0 ms interval
+    assert "PP 间期\t未测得" in rows, rows
     patient.page.click("#lang-toggle")
     rows = patient.page.evaluate(device_rows)
-    assert "PR interval\t161 ms" in rows, rows
+    assert "PR interval\t161 ms" in rows and "PP interval\tnot measured" in rows, rows
     patient.page.click("#lang-toggle")
     # 25 mm/s on a 96 dpi CSS millimetre: the canvas is as wide as the paper it stands for
     width_px = patient.page.evaluate("() => document.querySelector('.ecg-canvas').clientWidth")

@@ -323,7 +323,16 @@ function fillEcgControls() {
     } else {
       name.textContent = m.name;
     }
-    row.insertCell().textContent = m.unit === "deg" ? `${m.value}°` : `${m.value} ${m.unit}`;
+    const value = row.insertCell();
+    if (m.unit === "ms" && Number(m.value) === 0) {
+      // no heart has a 0 ms interval: devices store 0 for one they did not measure
+      value.dataset.i18n = "ecg.device_zero";
+      value.textContent = t("ecg.device_zero");
+      value.dataset.i18nTitle = "ecg.device_zero_title";
+      value.title = t("ecg.device_zero_title");
+    } else {
+      value.textContent = m.unit === "deg" ? `${m.value}°` : `${m.value} ${m.unit}`;
+    }
   }
   const statements = $("ecg-statements");
   statements.textContent = "";
