@@ -511,6 +511,13 @@ def srtp_unprotect(session: pylibsrtp.Session, packet: bytes) -> bytes:
     return _srtp_process(session, packet, _srtp_lib.srtp_unprotect, 0)
 
 
+def srtp_unprotect_rtcp(session: pylibsrtp.Session, packet: bytes) -> bytes:
+    """``session.unprotect_rtcp(packet)``, as :func:`srtp_protect`."""
+    if type(session) is not pylibsrtp.Session:
+        return session.unprotect_rtcp(packet)
+    return _srtp_process(session, packet, _srtp_lib.srtp_unprotect_rtcp, 0)
+
+
 def note_sent(sender: RTCRtpSender, rtp_timestamp: int, payload_size: int, ntp: int) -> None:
     """Keep the sender's report counters true for a packet we sent around it at ``ntp``."""
     sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
@@ -677,7 +684,7 @@ class _DirectReceive:
         try:
             if is_rtcp(data):
                 reason = "rtcp_error"
-                coroutine = dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data))
+                coroutine = dtls._handle_rtcp_data(srtp_unprotect_rtcp(dtls._rx_srtp, data))
             else:
                 reason = "rtp_error"
                 arrival_time_ms = _current_ms()

@@ -45,6 +45,12 @@ def test_srtp_without_pylibsrtps_wrapper_gives_its_bytes_and_its_errors():
         protected = seam.srtp_protect(ours, packet)
         assert protected == theirs.protect(packet)
         assert seam.srtp_unprotect(receiver, protected) == packet
+    report = bytes([0x80, 201, 0, 1]) + (1234).to_bytes(4, "big")  # an empty receiver report
+    for _ in range(3):
+        protected_rtcp = theirs.protect_rtcp(report)
+        assert seam.srtp_unprotect_rtcp(receiver, protected_rtcp) == report
+    with pytest.raises(pylibsrtp.Error):
+        seam.srtp_unprotect_rtcp(receiver, protected_rtcp)  # replayed
     forged = protected[:-1] + bytes([protected[-1] ^ 1])
     with pytest.raises(pylibsrtp.Error):
         seam.srtp_unprotect(receiver, forged)
