@@ -8,8 +8,9 @@ CPU an instance, under the one GIL that pynetdicom's receiving and the parser ne
 batch of arrivals (:class:`consult.group_commit.GroupWriter`) is one call in a worker thread on
 a plain ``sqlite3`` connection: the same statements, rows and audit events, the same order
 (SQLite's write lock before the chain's head is read; each file renamed into place, then its
-directories fsync'd, then the commit), the same durability (it returns once committed). The
-caller holds the chain's append lock around the call (:func:`consult.audit.chain_lock`), as
+directories fsync'd, then the commit), the same durability (it returns once committed); the
+rows' and events' values come from :mod:`.ingest_rows`, as the async path's do. The caller
+holds the chain's append lock around the call (:func:`consult.audit.chain_lock`), as
 :func:`consult.audit.audited` does. PostgreSQL (and an in-memory SQLite) keep the async path.
 
 A directory is fsync'd once per batch; ``studies/`` only when a study directory this process
@@ -32,6 +33,7 @@ from consult.models import AuditResult, Patient, Visit
 from consult.sqltypes import new_id, utc_now
 
 from .errors import DicomStudyMismatch
+from .ingest_rows import instance_fields, store_event, study_created_event, study_fields
 from .models import ImagingInstance, ImagingStudy
 
 if TYPE_CHECKING:
@@ -244,8 +246,6 @@ class SqliteIngest:
             visit_id, patient_id = _link_from_modality(
                 connection, dest.institution_id, parsed, by_patient=found is None
             )
-        role = None if actor else "modality"
-        source_ip = None if actor else dest.calling_ae
         changed = False
         if found is None:
             study_id = new_id()
@@ -253,24 +253,13 @@ class SqliteIngest:
                 _INSERT_STUDY,
                 {
                     "id": study_id,
-                    "study_uid": parsed.study_uid,
-                    "institution_id": dest.institution_id,
-                    "patient_id": patient_id,
-                    "visit_id": visit_id,
-                    "source": dest.source,
-                    "created_by": actor.user_id if actor else None,
+                    **study_fields(parsed, dest, actor, patient_id=patient_id, visit_id=visit_id),
                     "deidentified": False,
                     "created_at": utc_now(),
                 },
             )
             chain.record(
-                "imaging.study_created",
-                actor=actor,
-                actor_role=role,
-                source_ip=source_ip,
-                object_type="imaging_study",
-                object_id=study_id,
-                details={"source": dest.source, "visit_id": visit_id},
+                "imaging.study_created", **study_created_event(dest, actor, study_id, visit_id)
             )
             changed = True
         else:
@@ -304,18 +293,7 @@ class SqliteIngest:
             {
                 "id": instance_id,
                 "study_id": study_id,
-                "series_uid": parsed.series_uid,
-                "sop_instance_uid": parsed.sop_instance_uid,
-                "sop_class_uid": parsed.sop_class_uid,
-                "transfer_syntax": parsed.transfer_syntax,
-                "modality": parsed.modality,
-                "series_number": parsed.series_number,
-                "instance_number": parsed.instance_number,
-                "frames": parsed.frames,
-                "rows": parsed.rows,
-                "columns": parsed.columns,
-                "size": item.size,
-                "burned_in": parsed.burned_in,
+                **instance_fields(parsed, item.size),
                 "created_at": utc_now(),
                 "source_instance_id": None,
             },
@@ -325,18 +303,7 @@ class SqliteIngest:
         os.replace(item.incoming, target)
         moves.append((target, item.incoming))
         chain.record(
-            "imaging.store",
-            actor=actor,
-            actor_role=role,
-            source_ip=source_ip,
-            object_type="imaging_study",
-            object_id=study_id,
-            details={
-                "instance_id": instance_id,
-                "source": dest.source,
-                "sop_class_uid": parsed.sop_class_uid,
-                "size": item.size,
-            },
+            "imaging.store", **store_event(dest, actor, study_id, instance_id, parsed, item.size)
         )
         stored = Stored(
             study_id=study_id,

@@ -36,6 +36,7 @@ from consult.models import AuditResult, Patient, Visit
 from consult.sqltypes import new_id
 
 from .errors import DicomRejected, DicomStudyMismatch, StudyNotFound
+from .ingest_rows import instance_fields, store_event, study_created_event, study_fields
 from .models import ImagingInstance, ImagingStudy
 from .render_cache import DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES
 from .render_cache import RenderCache
@@ -446,23 +447,12 @@ class ImagingStore:
             )
         if study is None:
             study = ImagingStudy(
-                study_uid=parsed.study_uid,
-                institution_id=dest.institution_id,
-                patient_id=patient_id,
-                visit_id=visit_id,
-                source=dest.source,
-                created_by=actor.user_id if actor else None,
+                **study_fields(parsed, dest, actor, patient_id=patient_id, visit_id=visit_id)
             )
             session.add(study)
             await session.flush()
             await tx.record(
-                "imaging.study_created",
-                actor=actor,
-                actor_role=None if actor else "modality",
-                source_ip=None if actor else dest.calling_ae,
-                object_type="imaging_study",
-                object_id=study.id,
-                details={"source": dest.source, "visit_id": visit_id},
+                "imaging.study_created", **study_created_event(dest, actor, study.id, visit_id)
             )
         elif study.deidentified or (
             visit_id is not None and study.visit_id not in (None, visit_id)
@@ -489,17 +479,7 @@ class ImagingStore:
         moves.append((target, item.incoming))
         await tx.record(
             "imaging.store",
-            actor=actor,
-            actor_role=None if actor else "modality",
-            source_ip=None if actor else dest.calling_ae,
-            object_type="imaging_study",
-            object_id=study.id,
-            details={
-                "instance_id": instance.id,
-                "source": dest.source,
-                "sop_class_uid": parsed.sop_class_uid,
-                "size": item.size,
-            },
+            **store_event(dest, actor, study.id, instance.id, parsed, item.size),
         )
         return _stored(study, instance, duplicate=False)
 
@@ -661,18 +641,4 @@ async def _link_from_modality(
 
 def _instance_row(study_id: str, parsed: ParsedInstance, size: int) -> ImagingInstance:
     """The row for one stored instance of ``study_id``, from what its parse found."""
-    return ImagingInstance(
-        study_id=study_id,
-        series_uid=parsed.series_uid,
-        sop_instance_uid=parsed.sop_instance_uid,
-        sop_class_uid=parsed.sop_class_uid,
-        transfer_syntax=parsed.transfer_syntax,
-        modality=parsed.modality,
-        series_number=parsed.series_number,
-        instance_number=parsed.instance_number,
-        frames=parsed.frames,
-        rows=parsed.rows,
-        columns=parsed.columns,
-        size=size,
-        burned_in=parsed.burned_in,
-    )
+    return ImagingInstance(study_id=study_id, **instance_fields(parsed, size))
