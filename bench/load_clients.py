@@ -144,11 +144,15 @@ async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publish
     return publisher
 
 
-async def start_subscriber(control: Control, producer_ids: list[str]) -> Subscriber:
+async def start_subscriber(
+    control: Control, producer_ids: list[str], *, transport_cc: bool = True
+) -> Subscriber:
+    """A subscriber to ``producer_ids``; ``transport_cc=False``: it declines transport-cc, as
+    a browser without it would (the server then steers by its REMB)."""
     reply = await control.call("/subscribe", {"producers": producer_ids})
     pc = client_pc()
     await pc.setRemoteDescription(RTCSessionDescription(reply["offer"], "offer"))
-    cc_ids = accept_transport_cc(pc, reply["offer"])
+    cc_ids = accept_transport_cc(pc, reply["offer"]) if transport_cc else {}
     subscriber = Subscriber(pc, count_receivers(pc), id=reply["id"])
     mids: dict[str, str] = reply.get("mids", {})  # mid -> producer id, when the engine says
     subscriber.producer_ids = [mids.get(t.mid or "", "") for t in pc.getTransceivers()]

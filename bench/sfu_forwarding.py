@@ -11,6 +11,9 @@ side in one run:
     .venv/bin/python bench/sfu_forwarding.py --engines baseline,ours,baseline,ours \
         --baseline-tree /work/main
 
+--engines ours-remb runs ours with subscribers that decline transport-cc, as a browser without it
+would (the server then steers each by its REMB): beside ours, what transport-cc costs.
+
 Each engine runs in its own server process (bench/sfu_server.py), so its CPU time (utime+stime
 of all its threads, from /proc) and RSS are its alone. This process is the load generator:
 P publishers send a pre-encoded 640x480 30 fps ~1 Mbps VP8 clip in a loop (never encoding), and
@@ -78,6 +81,8 @@ from media import _aiortc_seam as seam  # noqa: E402
 
 SERVER = Path(__file__).resolve().parent / "sfu_server.py"
 BASELINE_SERVER = SERVER  # --baseline-tree DIR: DIR/bench/sfu_server.py
+#: Our SFU with subscribers that decline transport-cc (REMB only): what transport-cc costs.
+REMB_ONLY = "ours-remb"
 
 #: What --cpu-target checks (the latency is the server's, packet in to packet out).
 TARGET_P50_MS = 2.0
@@ -154,6 +159,8 @@ async def start_server(
     server = SERVER
     if engine == "baseline":
         server, engine = BASELINE_SERVER, "ours"
+    elif engine == REMB_ONLY:
+        engine = "ours"
     args = [*prefix, sys.executable, str(server), "--engine", engine, "--address", address]
     if not latency:
         args.append("--no-latency")
@@ -254,7 +261,10 @@ async def ramp_to_cpu(
             print(f"  ramp: stuck at {n} subscribers (--max-subscribers {args.max_subscribers})")
             break
         if want > n:
-            added = [await start_subscriber(control, producer_ids) for _ in range(want - n)]
+            added = [
+                await start_subscriber(control, producer_ids, transport_cc=True)
+                for _ in range(want - n)
+            ]
             subscribers.extend(added)
             silent = await wait_until_flowing(added, limit_s=15)
             if silent:
@@ -327,7 +337,11 @@ async def run_engine(
                     publishers.append(await start_publisher(control, clips))
                 producer_ids = [i for p in publishers for i in p.producer_ids]
                 for _ in range(args.subscribers):
-                    subscribers.append(await start_subscriber(control, producer_ids))
+                    subscribers.append(
+                        await start_subscriber(
+                            control, producer_ids, transport_cc=engine != REMB_ONLY
+                        )
+                    )
                 await wait_until_flowing(subscribers, limit_s=15)
                 if args.cpu_target:
                     ramp = await ramp_to_cpu(proc.pid, control, publishers, subscribers, args)
@@ -646,7 +660,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
     parser.add_argument(
-        "--engines", default="ours,relay", help="comma-separated: ours, relay, baseline"
+        "--engines",
+        default="ours,relay",
+        help=f"comma-separated: ours, relay, baseline, {REMB_ONLY}",
     )
     parser.add_argument(
         "--baseline-tree", default=None, help="a checkout whose SFU the baseline engine runs"
@@ -698,7 +714,7 @@ def parse_args() -> argparse.Namespace:
     if args.cpu_target and not engines_given:
         args.engines = "ours"
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = set(args.engines) - {"ours", "relay", "baseline"}
+    unknown = set(args.engines) - {"ours", "relay", "baseline", REMB_ONLY}
     if "baseline" in args.engines:
         if not args.baseline_tree:
             parser.error("--engines baseline needs --baseline-tree DIR")
