@@ -125,25 +125,24 @@ class Trendline:
         self.state = NORMAL
 
     def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> str:
-        self._deltas = min(self._deltas + 1, 1000)
+        """One packet group's delay change against the previous group's; the detector's state
+        after it. Runs for every group of every subscriber: one call, locals (the steps as
+        libwebrtc's TrendlineEstimator orders them: fit, detect, adapt the threshold)."""
+        deltas = self._deltas = min(self._deltas + 1, 1000)
         if self._first_ms is None:
             self._first_ms = arrival_ms
         self._accumulated += recv_delta_ms - send_delta_ms
-        self._smoothed = (
+        smoothed = self._smoothed = (
             TRENDLINE_SMOOTHING * self._smoothed + (1 - TRENDLINE_SMOOTHING) * self._accumulated
         )
-        line = self._line
-        line.add(arrival_ms - self._first_ms, self._smoothed)
-        trend = line.slope(self._trend) if line.full else self._trend
-        self._detect(trend, send_delta_ms, arrival_ms)
-        return self.state
-
-    def _detect(self, trend: float, send_delta_ms: float, now_ms: float) -> None:
-        if self._deltas < 2:
+        trend = self._line.add(arrival_ms - self._first_ms, smoothed, self._trend)
+        if deltas < 2:
             self._trend = trend
-            return
-        modified = min(self._deltas, 60) * trend * TRENDLINE_GAIN
-        if modified > self.threshold:
+            return self.state
+        # detect: the trend, scaled by the number of deltas, against the threshold
+        threshold = self.threshold
+        modified = min(deltas, 60) * trend * TRENDLINE_GAIN
+        if modified > threshold:
             if self._overuse_ms == -1:
                 self._overuse_ms = send_delta_ms / 2
             else:
@@ -157,7 +156,7 @@ class Trendline:
                 self._overuse_ms = 0
                 self._overuse_count = 0
                 self.state = OVERUSE
-        elif modified < -self.threshold:
+        elif modified < -threshold:
             self._overuse_ms = -1
             self._overuse_count = 0
             self.state = UNDERUSE
@@ -166,20 +165,20 @@ class Trendline:
             self._overuse_count = 0
             self.state = NORMAL
         self._trend = trend
-        self._adapt_threshold(modified, now_ms)
-
-    def _adapt_threshold(self, modified: float, now_ms: float) -> None:
+        # adapt the threshold towards |modified| (slowly up, faster down); a spike (a route
+        # change, a stall) does not move it
         if self._threshold_at is None:
-            self._threshold_at = now_ms
-        if abs(modified) > self.threshold + 15:
-            # a spike (a route change, a stall): do not let it move the threshold
-            self._threshold_at = now_ms
-            return
-        k = THRESHOLD_DOWN if abs(modified) < self.threshold else THRESHOLD_UP
-        elapsed = min(now_ms - self._threshold_at, 100.0)
-        self.threshold += k * (abs(modified) - self.threshold) * elapsed
-        self.threshold = min(max(self.threshold, 6.0), 600.0)
-        self._threshold_at = now_ms
+            self._threshold_at = arrival_ms
+        size = abs(modified)
+        if size > threshold + 15:
+            self._threshold_at = arrival_ms
+            return self.state
+        k = THRESHOLD_DOWN if size < threshold else THRESHOLD_UP
+        elapsed = min(arrival_ms - self._threshold_at, 100.0)
+        threshold += k * (size - threshold) * elapsed
+        self.threshold = min(max(threshold, 6.0), 600.0)
+        self._threshold_at = arrival_ms
+        return self.state
 
 
 class _SlidingLine:
@@ -211,7 +210,8 @@ class _SlidingLine:
     def full(self) -> bool:
         return len(self._points) == self._size
 
-    def add(self, x: float, y: float) -> None:
+    def add(self, x: float, y: float, default: float = 0.0) -> float:
+        """Add the point (x, y); the slope of the window once it is full, else ``default``."""
         points = self._points
         if len(points) == self._size:
             old_x, old_y = points.popleft()
@@ -227,13 +227,14 @@ class _SlidingLine:
         self._added += 1
         if self._added >= self._size:
             self._rebase()
-            return
-        nx = x - self._origin_x
-        ny = y - self._origin_y
-        self._sx += nx
-        self._sy += ny
-        self._sxx += nx * nx
-        self._sxy += nx * ny
+        else:
+            nx = x - self._origin_x
+            ny = y - self._origin_y
+            self._sx += nx
+            self._sy += ny
+            self._sxx += nx * nx
+            self._sxy += nx * ny
+        return self.slope(default) if len(points) == self._size else default
 
     def _rebase(self) -> None:
         self._added = 0

@@ -18,6 +18,7 @@ work on the text, as media/simulcast.py does.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import struct
@@ -87,33 +88,40 @@ def parse_feedback(data: bytes) -> TransportFeedback:
         chunk = (data[pos] << 8) | data[pos + 1]
         pos += 2
         if not chunk & 0x8000:  # run length: 2-bit symbol, 13-bit run
-            symbol = (chunk >> 13) & 0x3
-            statuses.extend([symbol] * min(chunk & 0x1FFF, count - len(statuses)))
-        elif not chunk & 0x4000:  # status vector of 14 one-bit symbols
-            statuses.extend((chunk >> shift) & 0x1 for shift in range(13, -1, -1))
-        else:  # status vector of 7 two-bit symbols
-            statuses.extend((chunk >> shift) & 0x3 for shift in range(12, -1, -2))
+            statuses += [(chunk >> 13) & 0x3] * min(chunk & 0x1FFF, count - len(statuses))
+        else:  # a status vector: 14 one-bit or 7 two-bit symbols
+            statuses += _status_vector(chunk)
     del statuses[count:]
     arrivals: list[int | None] = []
     ticks = 0
+    # one pass, a branch a packet: this runs for every feedback of every subscriber
     for symbol in statuses:
-        if symbol == 0:
-            arrivals.append(None)
-            continue
         if symbol == 1:
-            if pos + 1 > end:
+            if pos >= end:
                 raise ValueError("transport feedback deltas are truncated")
             ticks += data[pos]
             pos += 1
+            arrivals.append(ticks * DELTA_TICK_US)
+        elif not symbol:
+            arrivals.append(None)
         elif symbol == 2:
             if pos + 2 > end:
                 raise ValueError("transport feedback deltas are truncated")
-            ticks += int.from_bytes(data[pos : pos + 2], "big", signed=True)
+            delta = (data[pos] << 8) | data[pos + 1]
+            ticks += delta - 0x10000 if delta & 0x8000 else delta
             pos += 2
+            arrivals.append(ticks * DELTA_TICK_US)
         else:
             raise ValueError("transport feedback uses the reserved status")
-        arrivals.append(ticks * DELTA_TICK_US)
     return TransportFeedback(sender, media, base, ref >> 8, ref & 0xFF, tuple(arrivals))
+
+
+@functools.lru_cache(maxsize=512)
+def _status_vector(chunk: int) -> tuple[int, ...]:
+    """The symbols of a status vector chunk (the few patterns a link produces repeat)."""
+    if chunk & 0x4000:  # 7 two-bit symbols
+        return tuple((chunk >> shift) & 0x3 for shift in range(12, -1, -2))
+    return tuple((chunk >> shift) & 0x1 for shift in range(13, -1, -1))
 
 
 def build_feedback(feedback: TransportFeedback) -> bytes:
