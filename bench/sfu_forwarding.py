@@ -261,10 +261,7 @@ async def ramp_to_cpu(
             print(f"  ramp: stuck at {n} subscribers (--max-subscribers {args.max_subscribers})")
             break
         if want > n:
-            added = [
-                await start_subscriber(control, producer_ids, transport_cc=True)
-                for _ in range(want - n)
-            ]
+            added = [await start_subscriber(control, producer_ids) for _ in range(want - n)]
             subscribers.extend(added)
             silent = await wait_until_flowing(added, limit_s=15)
             if silent:
