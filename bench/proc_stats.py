@@ -14,6 +14,23 @@ import os
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def speed_reference() -> float:
+    """Milliseconds this process takes for a fixed pure-Python loop now (the best of three):
+    printed beside a bench's figures, since this kind of virtual machine runs at different
+    speeds from one hour to the next (1.5-2.5 times apart within a session), so that figures
+    of different runs can be set against the machine's speed when each was taken."""
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     with open(f"/proc/{pid}/stat") as f:
