@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 
 from consult.imaging.errors import DicomRejected
-from consult.imaging.parse import parse_bytes, parse_parts
+from consult.imaging.parse import TEXT_VRS, parse_bytes, parse_parts
 from web.keys import IMAGING
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -160,7 +166,9 @@ def mutated(draw: st.DrawFn) -> bytes:
 )
 @given(mutated())
 def test_fuzz_the_ingest_parser(data: bytes) -> None:
-    """Any mutation: accepted or refused with a stable code, never another exception."""
+    """Any mutation: accepted or refused with a stable code, never another exception; and
+    every element of what is accepted converts when a later reader (DICOMweb metadata, a
+    rendering) reads the file again."""
     started = time.monotonic()
     try:
         parse_bytes(data)
@@ -170,7 +178,55 @@ def test_fuzz_the_ingest_parser(data: bytes) -> None:
         CORPUS.mkdir(exist_ok=True)
         (CORPUS / f"crash-{int(time.time() * 1000)}.bin").write_bytes(data)
         raise
+    else:
+        try:
+            for element in dcmread(BytesIO(data)).iterall():
+                _ = element.value
+        except BaseException:
+            CORPUS.mkdir(exist_ok=True)
+            (CORPUS / f"unreadable-{int(time.time() * 1000)}.bin").write_bytes(data)
+            raise
     assert time.monotonic() - started < 2.0
+
+
+CHARACTER_SETS = [
+    None,
+    "ISO_IR 192",
+    "GB18030",
+    "GBK",
+    "ISO_IR 100",
+    "ISO 2022 IR 87",
+    "ISO 2022 IR 58",
+    "\\ISO 2022 IR 149",
+    "not a character set",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    vr=st.sampled_from(sorted(TEXT_VRS)),
+    value=st.one_of(
+        st.binary(max_size=64),
+        st.binary(max_size=32).map(lambda b: b"\x1b$B" + b),  # an ISO 2022 escape
+        st.binary(max_size=32).map(lambda b: b"\x1b$)A" + b),
+    ),
+    charset=st.sampled_from(CHARACTER_SETS),
+)
+def test_text_elements_the_parser_does_not_convert_always_convert(
+    vr: str, value: bytes, charset: str | None
+) -> None:
+    """The parser checks the lengths of text elements (TEXT_VRS) but does not convert them:
+    with pydicom's reading not set to RAISE, their conversion falls back to Latin-1 and
+    replacement characters and cannot fail, whatever the bytes and character set. A pydicom
+    that raised here would let a dataset in that a later reader fails on."""
+    ds = Dataset()
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    tag = Tag(0x0009, 0x1010)  # private: any VR the element declares is taken as it is
+    ds[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)  # type: ignore[assignment]
+    element = ds[tag]
+    assert isinstance(element.value, (str, MultiValue)), element.value
+    _ = str(element)
 
 
 async def test_stow_refuses_malformed_parts_and_keeps_the_good_ones(world: World) -> None:
