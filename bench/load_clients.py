@@ -100,6 +100,22 @@ def accept_transport_cc(pc: RTCPeerConnection, offer_sdp: str) -> dict[str, int]
     return cc_ids
 
 
+def stop_remb(pc: RTCPeerConnection) -> int:
+    """Stop ``pc``'s video receivers from sending REMB, as a browser's do once transport-cc
+    is negotiated: libwebrtc feeds a packet that carries a transport-wide sequence number to
+    the transport feedback and only the others to its receive-side estimator, so a Chrome
+    subscriber on transport-cc sends no REMB. aiortc's receiver runs its estimator whatever
+    was negotiated and sends a REMB every 200 ms at 1 Mbit/s, which the server would parse for
+    nothing. Returns how many receivers; uses aiortc's private attribute (bench only)."""
+    stopped = 0
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", None) is not None:
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+            stopped += 1
+    return stopped
+
+
 def stamp_arrivals(pc: RTCPeerConnection) -> None:
     """Report each packet's arrival in the transport-cc feedback as the kernel stamped it, as
     a browser's network thread does (media/arrival.py), not when this process's loop got to it:
@@ -121,6 +137,7 @@ def send_transport_feedback(pc: RTCPeerConnection, cc_ids: dict[str, int]) -> No
             pc.getTransceivers()[0].receiver, next(iter(cc_ids.values()))
         )
         stamp_arrivals(pc)
+        stop_remb(pc)
 
 
 async def start_publisher(control: Control, clips: list[EncodedClip]) -> Publisher:
