@@ -8,7 +8,7 @@
   pending read raises and the answer is 408 ``request_timeout``, connection closed. The body is
   never read here (handlers and engine.io read it as a stream). Routes that stream large uploads
   themselves (DICOM STOW-RS) are skipped here and bounded by their own limits: a size, and
-  at most ``body_timeout_s`` of silence between bytes (``web.api.routes.dicomweb``).
+  at most ``body_timeout_s`` of silence between bytes (``web.api.routes.dicomweb.stow``).
 - **No bearer in a query string:** a request whose query names a token (``token``,
   ``access_token``) is refused with 400 ``token_in_query`` before any handler runs, so a join
   link in the old ``/room?token=`` form fails clearly instead of leaking its token into logs
