@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import time
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -19,8 +20,6 @@ def speed_reference() -> float:
     printed beside a bench's figures, since this kind of virtual machine runs at different
     speeds from one hour to the next (1.5-2.5 times apart within a session), so that figures
     of different runs can be set against the machine's speed when each was taken."""
-    import time
-
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

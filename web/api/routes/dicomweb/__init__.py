@@ -8,7 +8,9 @@ The routes take the same bearer session as the REST API; they are plain aiohttp 
 Reference: ``docs/imaging.md``.
 
 The package: ``common`` (what the handlers share), ``stow`` (uploads), ``qido``, ``wado`` (and
-the ECG viewer's JSON), ``routes`` (the table and its OpenAPI document).
+the ECG viewer's JSON), ``routes`` (the table and its OpenAPI document). The DICOM modules
+(pydicom, numpy) are imported inside the handlers, on first use: importing them costs a second
+or more, which every server start (and every test that starts one) would otherwise pay.
 """
 
 from .routes import ROUTES, DicomwebRoute, openapi_paths, setup_dicomweb

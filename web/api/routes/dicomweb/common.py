@@ -29,15 +29,9 @@ if TYPE_CHECKING:
 
     from consult.imaging.query import StudyRows
 
-# The DICOM modules (pydicom, numpy) are imported inside the handlers, on first use: importing
-# them costs a second or more, which every server start (and every test that starts one) would
-# otherwise pay.
-
 BASE: Final = PREFIX + "/dicomweb"
 DICOM_JSON: Final = "application/dicom+json"
 CHUNK: Final = 256 * 1024
-MAX_FRAMES_PER_REQUEST: Final = 1000
-ID_CHARS: Final = frozenset("0123456789abcdef")
 
 
 async def call_for(request: web.Request, action: str) -> Call:

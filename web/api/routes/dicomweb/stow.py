@@ -20,7 +20,6 @@ from ...errors import ApiError, BodyTimeout
 from .common import (
     BASE,
     CHUNK,
-    ID_CHARS,
     call_for,
     dicom_json,
     origin_of,
@@ -33,10 +32,7 @@ from .common import (
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-# The DICOM modules (pydicom, numpy) are imported inside the handlers, on first use: importing
-# them costs a second or more, which every server start (and every test that starts one) would
-# otherwise pay.
-
+ID_CHARS: Final = frozenset("0123456789abcdef")
 STOW_MAX_BODY: Final = 2 * 1024 * 1024 * 1024
 """A STOW-RS request's bound (2 GiB); each instance is bounded by the store's own limit."""
 T = TypeVar("T")

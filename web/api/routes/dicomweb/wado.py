@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -17,7 +17,6 @@ from ...call import Call
 from ...errors import ApiError
 from .common import (
     BASE,
-    MAX_FRAMES_PER_REQUEST,
     accepted,
     audit_read,
     call_for,
@@ -31,9 +30,7 @@ from .common import (
     uid_of,
 )
 
-# The DICOM modules (pydicom, numpy) are imported inside the handlers, on first use: importing
-# them costs a second or more, which every server start (and every test that starts one) would
-# otherwise pay.
+MAX_FRAMES_PER_REQUEST: Final = 1000
 
 
 async def _target(
