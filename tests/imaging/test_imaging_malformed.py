@@ -27,7 +27,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from consult.imaging.errors import DicomRejected
-from consult.imaging.parse import TEXT_VRS, parse_bytes, parse_parts
+from consult.imaging.parse import NUMBER_SIZES, TEXT_VRS, parse_bytes, parse_parts
 from web.keys import IMAGING
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -236,6 +236,40 @@ def test_text_elements_the_parser_does_not_convert_always_convert(
     element = ds[tag]
     assert isinstance(element.value, (str, MultiValue)), element.value
     _ = str(element)
+
+
+@settings(max_examples=300, deadline=None)
+@given(vr=st.sampled_from(sorted(NUMBER_SIZES)), value=st.binary(max_size=40))
+def test_numbers_the_parser_checks_by_length_fail_to_convert_exactly_on_length(
+    vr: str, value: bytes
+) -> None:
+    """The parser does not convert fixed-size binary numbers (NUMBER_SIZES): it refuses a
+    length that is not a multiple of the size, as their conversion would; any other bytes
+    convert. A pydicom that raised (or stopped raising) otherwise would let a dataset in that a
+    later reader fails on."""
+    ds = Dataset()
+    tag = Tag(0x0009, 0x1010)
+    ds[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)  # type: ignore[assignment]
+    if len(value) % NUMBER_SIZES[vr]:
+        with pytest.raises(Exception):  # noqa: B017 - pydicom's BytesLengthException
+            _ = ds[tag]
+    else:
+        element = ds[tag]
+        _ = str(element)
+
+
+def test_a_number_of_the_wrong_length_is_refused() -> None:
+    """A US element of three bytes: refused with a stable code, not stored."""
+    ds = series_from("MR_small.dcm", 1)[0]
+    data = part10(ds)
+    rows = b"\x28\x00\x10\x00US"  # (0028,0010) Rows, explicit VR little endian
+    at = data.index(rows)
+    broken = (
+        data[: at + 6] + struct.pack("<H", 3) + data[at + 8 : at + 10] + b"\x00" + data[at + 10 :]
+    )
+    with pytest.raises(DicomRejected) as refused:
+        parse_bytes(broken, max_bytes=len(broken) + 1)
+    assert refused.value.code == "dicom_malformed"
 
 
 async def test_stow_refuses_malformed_parts_and_keeps_the_good_ones(world: World) -> None:
