@@ -11,7 +11,7 @@ from the middle or reordered unseen.
 :func:`write_checkpoint` appends one (the server does so periodically, the ``audit checkpoint``
 command on demand); :func:`read_checkpoints` reads and checks a file (signatures, numbering,
 links, timestamps); :meth:`CheckpointLog.anchors` gives the audit heads for
-:func:`consult.audit.verify_chain`.
+:func:`consult.audit_verify.verify_chain`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any, Final
 from cryptography import x509
 from sqlalchemy import select
 
-from consult.audit import Anchor, event_digest, read_head
+from consult.audit import event_digest, read_head
+from consult.audit_verify import Anchor
 from consult.crypto import GENESIS_DIGEST, sm3_hex
 from consult.db import Database
 from consult.models import AuditEvent
@@ -119,7 +120,7 @@ class CheckpointLog:
         return self.checkpoints[-1] if self.checkpoints else None
 
     def anchors(self) -> list[Anchor]:
-        """Every checkpoint's audit head, for :func:`consult.audit.verify_chain`."""
+        """Every checkpoint's audit head, for :func:`consult.audit_verify.verify_chain`."""
         return [Anchor(c.audit_seq, c.audit_digest, c.label) for c in self.checkpoints]
 
     def recording_heads(self) -> dict[tuple[str, str], SealedRecording]:

@@ -23,7 +23,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from consult import chat
-from consult.audit import VerifyReport, verify_chain
+from consult.audit_verify import VerifyReport, verify_chain
 from consult.checkpoints import CheckpointLog, read_checkpoints
 from consult.crypto import FieldDecryptError
 from consult.db import Database

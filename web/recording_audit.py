@@ -22,7 +22,7 @@ import asyncio
 import json
 from typing import Any
 
-from consult.audit import events_for, verify_chain
+from consult.audit_verify import events_for, verify_chain
 from consult.checkpoints import read_checkpoints
 from consult.db import Database
 from recording import RecordingStore, verify_room

@@ -12,7 +12,7 @@ from client import Participant
 from people import CONDITION, booked_visit, patient_with_diagnosis, sign, verified_doctor
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from web.keys import DATABASE
 

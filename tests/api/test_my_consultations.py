@@ -18,7 +18,7 @@ from harness import Server
 from people import new_id_number
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from web.keys import DATABASE
 

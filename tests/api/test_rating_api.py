@@ -18,7 +18,7 @@ from people import CONDITION, booked_visit, sign, verified_doctor
 from sqlalchemy import func, select, update
 from test_three_party_visit import _child_with_guardian
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent, Visit, VisitRating
 from consult.sqltypes import utc_now
 from web.keys import DATABASE

@@ -22,7 +22,7 @@ from people import new_id_number
 from signing_ca import SigningCa, make_sm2_ca
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from web.keys import DATABASE
 

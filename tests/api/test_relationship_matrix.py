@@ -16,7 +16,7 @@ from harness import Server
 from people import booked_visit, sign, verified_doctor
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from consult.permissions import PERMISSIONS, Role
 from web.api import api

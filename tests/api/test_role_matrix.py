@@ -17,7 +17,7 @@ from apiclient import Clinic, Person, Reply
 from harness import Server
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from consult.permissions import ENROLMENT_ACTIONS, PERMISSIONS, Role
 from web.api import api

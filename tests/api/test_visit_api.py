@@ -7,7 +7,7 @@ from apiclient import Clinic
 from people import CONDITION, booked_visit, new_id_number, sign, verified_doctor
 from sqlalchemy import select
 
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.models import AuditEvent
 from consult.rooms import visit_room_id
 from web.keys import DATABASE

@@ -16,7 +16,7 @@ from consult.admin_commands import (
     audit_verify,
     needs_first_admin,
 )
-from consult.audit import events_for
+from consult.audit_verify import events_for
 from consult.db import Database
 
 

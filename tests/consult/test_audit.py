@@ -15,15 +15,8 @@ from sqlalchemy.exc import DBAPIError
 
 from consult import audit
 from consult.actor import Actor
-from consult.audit import (
-    append,
-    audited,
-    canonical_details,
-    canonical_event,
-    list_events,
-    verify_as,
-    verify_chain,
-)
+from consult.audit import append, audited, canonical_details, canonical_event
+from consult.audit_verify import list_events, verify_as, verify_chain
 from consult.crypto import GENESIS_DIGEST, sm3_hex
 from consult.db import Database
 from consult.errors import PermissionDenied

@@ -25,7 +25,7 @@ from sqlalchemy import select, text, update
 
 from consult import chat, sensitive_words, visit_flow
 from consult.actor import Actor
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.db import Database
 from consult.errors import (
     ConsultError,

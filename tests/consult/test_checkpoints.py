@@ -23,7 +23,8 @@ from timestamping import make_authority, serve_authority
 from consult import chat
 from consult.actor import Actor
 from consult.admin_commands import audit_checkpoint, audit_verify
-from consult.audit import append, event_digest, verify_chain
+from consult.audit import append, event_digest
+from consult.audit_verify import verify_chain
 from consult.checkpoints import CheckpointRefused, read_checkpoints, write_checkpoint
 from consult.crypto import GENESIS_DIGEST, sm3_hex
 from consult.db import Database

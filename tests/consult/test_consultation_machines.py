@@ -16,7 +16,8 @@ from enum import StrEnum
 import pytest
 
 from consult.actor import Actor
-from consult.audit import audited, events_for
+from consult.audit import audited
+from consult.audit_verify import events_for
 from consult.consultations.errors import (
     ConsultationClosed,
     InterpretationAnswered,

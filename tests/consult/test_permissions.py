@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from consult import audit
 from consult.actor import Actor
-from consult.audit import authorize, verify_chain
+from consult.audit import authorize
+from consult.audit_verify import verify_chain
 from consult.db import Database
 from consult.errors import PermissionDenied, TotpEnrolmentRequired
 from consult.models import AuditEvent

@@ -21,7 +21,7 @@ from consult_world import (
 from sqlalchemy import select, update
 
 from consult.actor import Actor
-from consult.audit import events_for, verify_chain
+from consult.audit_verify import events_for, verify_chain
 from consult.db import Database
 from consult.documents import REFERRAL_REFUSAL, RISK_NOTICE
 from consult.errors import (

@@ -10,7 +10,7 @@ from dicom_data import series_from, write_series
 from sqlalchemy import select
 
 from consult.admin_commands import add_institution
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.db import Database
 from consult.imaging.errors import DicomStudyMismatch
 from consult.imaging.models import ImagingInstance, ImagingStudy

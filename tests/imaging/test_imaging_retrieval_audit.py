@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from consult import audit
 from consult.actor import Actor
-from consult.audit import append, verify_chain
+from consult.audit import append
+from consult.audit_verify import verify_chain
 from consult.db import Database
 from consult.imaging.access import audit_retrieval
 from consult.imaging.models import ImagingStudy

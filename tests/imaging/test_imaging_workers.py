@@ -19,7 +19,7 @@ from dicom_data import local_file, part10, series_from, write_series
 from sqlalchemy import event, select
 
 from consult.admin_commands import add_institution
-from consult.audit import verify_chain
+from consult.audit_verify import verify_chain
 from consult.db import Database
 from consult.imaging import ingest_sqlite
 from consult.imaging.errors import (

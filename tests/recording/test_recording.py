@@ -17,7 +17,7 @@ from client import start_call
 from harness import Server, start_server
 from recording_helpers import need_ffmpeg, plain_media, probe_stream, sealed_session
 
-from consult.audit import events_for, verify_chain
+from consult.audit_verify import events_for, verify_chain
 from recording import MIN_RETENTION_DAYS, RecordingStore, verify_room
 from recording.at_rest import is_encrypted
 from web.keys import DATABASE

@@ -19,7 +19,7 @@ from recording_helpers import sealed_session
 
 from consult import sensitive_words
 from consult.actor import Actor
-from consult.audit import events_for
+from consult.audit_verify import events_for
 from consult.crypto import FieldCipher, FieldDecryptError
 from consult.db import Database
 from consult.permissions import Role

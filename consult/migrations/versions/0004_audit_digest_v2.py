@@ -6,7 +6,7 @@ Create Date: 2026-12-01 21:40:00
 
 Existing events keep their digests: they get ``digest_version = 1`` (the form without ``seq``)
 and go on verifying as they are, so no event is rewritten and no chain re-hashed. Events
-appended from now on are version 2. ``consult.audit.verify_chain`` refuses a version that goes
+appended from now on are version 2. ``consult.audit_verify.verify_chain`` refuses a version that goes
 back along the chain, so a version-2 event cannot be passed off as version 1.
 
 Downgrading is refused once a version-2 event exists: without the column they would no longer

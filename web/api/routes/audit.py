@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from consult import audit
+from consult import audit, audit_verify
 from consult.checkpoints import read_checkpoints
 from consult.models import AuditEvent
 
@@ -77,14 +77,16 @@ def event_of(row: AuditEvent) -> Event:
 @api.operation("GET", "/audit/events", action="audit.view", tag="audit")
 async def list_audit_events(call: Call, query: EventQuery) -> EventList:
     """Events after ``after_seq``, in chain order (the view itself is audited)."""
-    rows = await audit.list_events(call.db, call.me, after_seq=query.after_seq, limit=query.limit)
+    rows = await audit_verify.list_events(
+        call.db, call.me, after_seq=query.after_seq, limit=query.limit
+    )
     return EventList(events=[event_of(row) for row in rows])
 
 
 @api.operation("GET", "/audit/verify", action="audit.verify", tag="audit")
 async def verify_audit_chain(call: Call) -> Verification:
     """Recompute every digest and link; name the first broken event."""
-    report = await audit.verify_chain(call.db)
+    report = await audit_verify.verify_chain(call.db)
     await audit.append(
         call.db,
         "audit.verify",
@@ -163,7 +165,7 @@ async def export_checkpoints(call: Call, query: CheckpointQuery) -> CheckpointEx
         )
         problems += [p.describe() for p in log.problems]
         anchors = log.anchors()
-    chain = await audit.verify_chain(call.db, anchors=anchors)
+    chain = await audit_verify.verify_chain(call.db, anchors=anchors)
     if not chain.ok:
         problems.append({"code": chain.problem, "seq": chain.broken_seq, "detail": chain.detail})
     await audit.append(
