@@ -9,6 +9,7 @@ never fails later in a query or a viewer. No value read here is ever used to bui
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from io import BytesIO
@@ -60,6 +61,17 @@ NUMBER_SIZES: Final = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV
 """Fixed-size binary numbers: their conversion (``struct.unpack``) fails exactly when the length
 is not a multiple of the size (pydicom's ``BytesLengthException``), so the length is checked
 instead (``tests/imaging/test_imaging_malformed.py`` holds pydicom to that)."""
+DECIMAL_FORMS: Final = {
+    # a decimal or integer string as the standard writes it (PS3.5 6.2: at most 16 or 12
+    # characters, space padded), the exponent at most two digits so that the value is finite
+    "DS": re.compile(rb" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})? *"),
+    "IS": re.compile(rb" *[+-]?[0-9]{1,12} *"),
+}
+"""Number strings whose every value has these forms convert (``tests/imaging/
+test_imaging_malformed.py`` holds pydicom to that), so they are not converted here; anything
+else (empty values in a list, NUL padding, ``1e400``, ...) is converted, and refused if that
+fails."""
+DECIMAL_MAX: Final = {"DS": 16, "IS": 12}
 MAX_FRAMES: Final = 10_000
 MAX_DIMENSION: Final = 65_535
 
@@ -208,6 +220,9 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
                     # it (~60 % of a CT header's elements, half the parse: it ran under the GIL
                     # that the association and the transaction of the instance wait for)
                     continue
+                form = DECIMAL_FORMS.get(vr)  # type: ignore[arg-type]
+                if form is not None and well_formed_numbers(raw.value, vr):
+                    continue
                 size = NUMBER_SIZES.get(vr)  # type: ignore[arg-type]
                 if size is not None:
                     if raw.length % size:
@@ -220,6 +235,18 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
     if depth == 0:
         for element in ds.file_meta:
             _ = element.value
+
+
+def well_formed_numbers(value: bytes | None, vr: str) -> bool:
+    """Whether the DS or IS ``value`` holds only numbers in the standard's form
+    (:data:`DECIMAL_FORMS`); an empty value is none."""
+    if not value:
+        return True
+    form, longest = DECIMAL_FORMS[vr], DECIMAL_MAX[vr]
+    for part in value.split(b"\\"):
+        if len(part) > longest or form.fullmatch(part) is None:
+            return False
+    return True
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:

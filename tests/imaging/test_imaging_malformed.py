@@ -27,7 +27,13 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from consult.imaging.errors import DicomRejected
-from consult.imaging.parse import NUMBER_SIZES, TEXT_VRS, parse_bytes, parse_parts
+from consult.imaging.parse import (
+    NUMBER_SIZES,
+    TEXT_VRS,
+    parse_bytes,
+    parse_parts,
+    well_formed_numbers,
+)
 from web.keys import IMAGING
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -256,6 +262,34 @@ def test_numbers_the_parser_checks_by_length_fail_to_convert_exactly_on_length(
     else:
         element = ds[tag]
         _ = str(element)
+
+
+_NUMBER_TEXT = st.lists(
+    st.one_of(
+        st.from_regex(rb"\A *[+-]?[0-9]{0,14}\.?[0-9]{0,14}(?:[eE][+-]?[0-9]{0,4})? *\Z"),
+        st.binary(max_size=20),
+    ),
+    min_size=1,
+    max_size=3,
+).map(b"\\".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(vr=st.sampled_from(["DS", "IS"]), value=_NUMBER_TEXT)
+def test_numbers_the_parser_does_not_convert_always_convert(vr: str, value: bytes) -> None:
+    """The parser does not convert DS and IS values in the standard's form
+    (``well_formed_numbers``): pydicom converts every such value, to numbers. A pydicom that
+    raised here would let a dataset in that a later reader fails on; anything else is converted
+    by the parser, as before."""
+    if not well_formed_numbers(value, vr):
+        return
+    ds = Dataset()
+    tag = Tag(0x0009, 0x1010)
+    ds[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)  # type: ignore[assignment]
+    element = ds[tag]
+    values = element.value if isinstance(element.value, MultiValue) else [element.value]
+    assert all(v is None or v == "" or float(v) == float(v) for v in values), values
+    _ = str(element)
 
 
 def test_a_number_of_the_wrong_length_is_refused() -> None:
