@@ -220,8 +220,7 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
                     # it (~60 % of a CT header's elements, half the parse: it ran under the GIL
                     # that the association and the transaction of the instance wait for)
                     continue
-                form = DECIMAL_FORMS.get(vr)  # type: ignore[arg-type]
-                if form is not None and well_formed_numbers(raw.value, vr):
+                if vr in DECIMAL_FORMS and well_formed_numbers(raw.value, vr or ""):
                     continue
                 size = NUMBER_SIZES.get(vr)  # type: ignore[arg-type]
                 if size is not None:
@@ -242,6 +241,8 @@ def well_formed_numbers(value: bytes | None, vr: str) -> bool:
     (:data:`DECIMAL_FORMS`); an empty value is none."""
     if not value:
         return True
+    if not isinstance(value, bytes):  # not as read from a file: let pydicom convert it
+        return False
     form, longest = DECIMAL_FORMS[vr], DECIMAL_MAX[vr]
     for part in value.split(b"\\"):
         if len(part) > longest or form.fullmatch(part) is None:
