@@ -11,6 +11,13 @@ side in one run:
     .venv/bin/python bench/sfu_forwarding.py --engines baseline,ours,baseline,ours \
         --baseline-tree /work/main
 
+--together runs the engines at the same time, each its own server with its own publishers and
+subscribers, so that this kind of machine's drift in speed (15-30 % between runs minutes apart)
+touches them alike; the load generator then drives them all:
+
+    .venv/bin/python bench/sfu_forwarding.py --engines baseline,ours --together \
+        --baseline-tree /work/main
+
 --engines ours-remb runs ours with subscribers that decline transport-cc, as a browser without it
 would (the server then steers each by its REMB): beside ours, what transport-cc costs.
 
@@ -639,9 +646,13 @@ async def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     results = []
-    for engine in args.engines:
-        print(f"running {engine} ...", flush=True)
-        results.append(await run_engine(engine, args, clips))
+    if args.together:
+        print(f"running {', '.join(args.engines)} at once ...", flush=True)
+        results = list(await asyncio.gather(*(run_engine(e, args, clips) for e in args.engines)))
+    else:
+        for engine in args.engines:
+            print(f"running {engine} ...", flush=True)
+            results.append(await run_engine(engine, args, clips))
     print()
     report(results)
     if args.cpu_target:
@@ -665,6 +676,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--baseline-tree", default=None, help="a checkout whose SFU the baseline engine runs"
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run the engines at once, each with its own publishers and subscribers (the "
+        "machine's drift then touches them alike)",
     )
     parser.add_argument("--audio", action="store_true", help="each publisher adds Opus audio")
     parser.add_argument("--no-latency", action="store_true", help="no latency instrumentation")
