@@ -16,6 +16,7 @@ import asyncio
 import base64
 import copy
 import os
+import re
 import statistics
 import sys
 import time
@@ -229,6 +230,10 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     )
     doctor.page.locator('.series-item[data-kind="ecg"]').nth(1).wait_for()  # the aECG's too
     doctor.page.locator(f'.series-item[data-series="{uploaded[0].SeriesInstanceUID}"]').wait_for()
+    # each study is headed by its date as people write it (2004-01-19), not as DICOM stores it
+    heads = doctor.page.locator(".study-head").all_inner_texts()
+    assert any(re.match(r"\d{4}-\d{2}-\d{2}( |$)", h) for h in heads), heads
+    assert not any(re.match(r"\d{8}", h) for h in heads), heads
     # files again, in English: the one stored before is not stored twice
     doctor.page.click("#lang-toggle")
     got = _upload(doctor.page, "#upload-files", [str(files[0]), str(folder / "notes.txt")])
@@ -363,6 +368,10 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     saved = _wait(doctor.page, "() => window.__viewer.saved")
     assert saved["measurements"] == 1 and saved["sr"].startswith("2.25."), saved
     assert doctor.page.locator("#review-saved").is_visible()
+    shots = tmp_path / "shots"  # for a person to look at: what each side saw
+    shots.mkdir()
+    doctor.page.screenshot(path=str(shots / "ct-presenter.png"))
+    patient.page.screenshot(path=str(shots / "ct-follower.png"))
 
     # a third page joins late: it lands on the same view, the state within 100 ms of joining;
     # it draws with WebGL where the presenter draws on the CPU and sends a camera position of
@@ -402,6 +411,8 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     device_rows = "() => [...document.querySelectorAll('#ecg-device tr')].map((r) => r.innerText)"
     rows = patient.page.evaluate(device_rows)
     assert "PR 间期\t161 ms" in rows and "QRS 电轴\t52°" in rows, rows
+    patient.page.screenshot(path=str(shots / "ecg-follower.png"), full_page=True)
+    print(f"screenshots in {shots}")
     # the device stored 0 ms for the PP interval: not measured, not a 0 ms interval
     assert "PP 间期\t未测得" in rows, rows
     patient.page.click("#lang-toggle")

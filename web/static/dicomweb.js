@@ -22,6 +22,12 @@ export function value(item, tag) {
   return first;
 }
 
+/** A DICOM date (DA, "YYYYMMDD") as "YYYY-MM-DD"; anything else as it is. */
+export function dicomDate(text) {
+  const match = /^(\d{4})(\d{2})(\d{2})$/.exec(text ?? "");
+  return match ? `${match[1]}-${match[2]}-${match[3]}` : text;
+}
+
 export const TAG = {
   studyUid: "0020000D",
   seriesUid: "0020000E",

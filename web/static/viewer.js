@@ -17,7 +17,7 @@
 // For tests, `window.__viewer` exposes the mode, the subject, the rendered views and figures.
 
 import { getSession } from "./api.js";
-import { DicomwebClient, TAG, value } from "./dicomweb.js";
+import { DicomwebClient, TAG, dicomDate, value } from "./dicomweb.js";
 import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
 import { takeJoinToken } from "./join-link.js";
 import { GAINS, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
@@ -85,7 +85,7 @@ async function listStudies() {
     const studyUid = value(study, TAG.studyUid);
     const head = document.createElement("li");
     head.className = "study-head";
-    head.textContent = [value(study, TAG.studyDate), value(study, TAG.studyDescription)].filter(Boolean).join(" ") || studyUid.slice(-12);
+    head.textContent = [dicomDate(value(study, TAG.studyDate)), value(study, TAG.studyDescription)].filter(Boolean).join(" ") || studyUid.slice(-12);
     list.appendChild(head);
     const series = await client.series(studyUid);
     for (const s of series) {
