@@ -415,9 +415,13 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     print(f"screenshots in {shots}")
     # the device stored 0 ms for the PP interval: not measured, not a 0 ms interval
     assert "PP 间期\t未测得" in rows, rows
+    # the device's waveform label (RHYTHM) named in the page's language too
+    shown_group = "() => document.querySelector('#ecg-group').selectedOptions[0].textContent"
+    assert patient.page.evaluate(shown_group) == "节律"
     patient.page.click("#lang-toggle")
     rows = patient.page.evaluate(device_rows)
     assert "PR interval\t161 ms" in rows and "PP interval\tnot measured" in rows, rows
+    assert patient.page.evaluate(shown_group) == "Rhythm"
     patient.page.click("#lang-toggle")
     # 25 mm/s on a 96 dpi CSS millimetre: the canvas is as wide as the paper it stands for
     width_px = patient.page.evaluate("() => document.querySelector('.ecg-canvas').clientWidth")

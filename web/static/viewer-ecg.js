@@ -9,6 +9,10 @@
 // plus a rhythm strip of lead II, and 12x1. Display filter 0.05-40 Hz with a 50 Hz notch,
 // zero-phase (forward and backward biquads): it changes what is drawn, never the stored data.
 
+/** How devices label a waveform group: the rhythm strips, and the median (average) beat. */
+export const RHYTHM_LABEL = /rhythm|节律/i;
+export const MEDIAN_LABEL = /median|average|代表/i;
+
 export const SPEEDS = [12.5, 25, 50];
 export const GAINS = [5, 10, 20];
 export const LAYOUT_3X4 = [
@@ -107,7 +111,7 @@ function fiducialGroups(ecg) {
 export function calipersFromFiducials(ecg) {
   const groups = fiducialGroups(ecg);
   const calipers = [];
-  const median = ecg.groups.findIndex((g) => /median|average|代表/i.test(g.label));
+  const median = ecg.groups.findIndex((g) => MEDIAN_LABEL.test(g.label));
   const beatGroup = median >= 0 ? median : 0;
   const complete = [...groups.entries()]
     .filter(([, f]) => "QRS Onset" in f && "QRS Offset" in f)
@@ -118,7 +122,7 @@ export function calipersFromFiducials(ecg) {
     calipers.push({ kind: "QRS", group: beatGroup, from: beat["QRS Onset"], to: beat["QRS Offset"] });
     if ("T Offset" in beat) calipers.push({ kind: "QT", group: beatGroup, from: beat["QRS Onset"], to: beat["T Offset"] });
   }
-  const rhythm = ecg.groups.findIndex((g) => /rhythm|节律/i.test(g.label));
+  const rhythm = ecg.groups.findIndex((g) => RHYTHM_LABEL.test(g.label));
   const onsets = complete
     .map(([, f]) => f["QRS Onset"])
     .filter((s) => rhythm >= 0 && s < ecg.groups[rhythm].samples)
@@ -191,7 +195,7 @@ export class EcgViewer {
   load(ecg) {
     this.ecg = ecg;
     this.filtered.clear();
-    const rhythm = ecg.groups.findIndex((g) => /rhythm|节律/i.test(g.label));
+    const rhythm = ecg.groups.findIndex((g) => RHYTHM_LABEL.test(g.label));
     this.state.group = rhythm >= 0 ? rhythm : 0;
     this.state.calipers = calipersFromFiducials(ecg);
     this.draw();

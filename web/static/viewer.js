@@ -20,7 +20,7 @@ import { getSession } from "./api.js";
 import { DicomwebClient, TAG, dicomDate, value } from "./dicomweb.js";
 import { addStrings, applyI18n, hasKey, initLanguageToggle, onLanguageChange, t } from "./i18n.js";
 import { takeJoinToken } from "./join-link.js";
-import { GAINS, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
+import { GAINS, MEDIAN_LABEL, RHYTHM_LABEL, SPEEDS, EcgViewer, calibrate } from "./viewer-ecg.js";
 import { ReviewSync } from "./viewer-review.js";
 import { SignalingClient } from "./signaling.js";
 import { Uploader } from "./viewer-upload.js";
@@ -303,10 +303,26 @@ function ensureEcg() {
   return ecg;
 }
 
+const ECG_GROUP_KEYS = [
+  [RHYTHM_LABEL, "ecg.group_rhythm"],
+  [MEDIAN_LABEL, "ecg.group_median"],
+];
+
 function fillEcgControls() {
   const group = $("ecg-group");
   group.textContent = "";
-  ecg.ecg.groups.forEach((g, i) => group.add(new Option(g.label || String(i + 1), String(i))));
+  ecg.ecg.groups.forEach((g, i) => {
+    const option = new Option(g.label || String(i + 1), String(i));
+    // the waveform kinds a device labels in its own words (RHYTHM, MEDIAN) are named in the
+    // page's language; any other label stays the device's
+    const key = ECG_GROUP_KEYS.find(([pattern]) => pattern.test(g.label ?? ""))?.[1];
+    if (key) {
+      option.dataset.i18n = key;
+      option.textContent = t(key);
+      option.title = g.label;
+    }
+    group.add(option);
+  });
   syncEcgControls();
   const device = $("ecg-device");
   device.textContent = "";
