@@ -237,8 +237,8 @@ def _touch(ds: Dataset, depth: int = 0) -> None:
 
 
 def well_formed_numbers(value: bytes | None, vr: str) -> bool:
-    """Whether the DS or IS ``value`` holds only numbers in the standard's form
-    (:data:`DECIMAL_FORMS`); an empty value is none."""
+    """Whether every number in the DS or IS ``value`` has the standard's form
+    (:data:`DECIMAL_FORMS`); an empty value holds none, and passes."""
     if not value:
         return True
     if not isinstance(value, bytes):  # not as read from a file: let pydicom convert it
