@@ -433,5 +433,12 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     saved = _wait(doctor.page, "() => window.__viewer.saved")
     assert saved["measurements"] == 7 and saved["presentation_states"] == [], saved
     assert "7" in doctor.page.locator("#review-saved").inner_text()
+    # at 50 mm/s the strip is wider than the follower's window: the page says to scroll;
+    # at 12.5 mm/s it fits, and says nothing
+    more = patient.page.locator("#ecg-more")
+    assert more.is_visible() and "滚动" in more.inner_text()
+    doctor.page.select_option("#ecg-speed", "12.5")
+    _wait(patient.page, "() => document.querySelector('#ecg-speed').value === '12.5'")
+    more.wait_for(state="hidden")
     for page in (doctor, patient, late):
         assert _view(page.page)["errors"] == [], page.logs

@@ -269,6 +269,15 @@ function ensureEcg() {
       review?.sendView({ ecg: ecg.getView() });
     },
   });
+  // a calibrated strip (25 mm/s: 10 s is 25 cm of paper) is often wider than the window: say
+  // so, or the leads past its right edge go unseen
+  const strip = $("ecg-scroll");
+  const showMore = () => {
+    $("ecg-more").hidden = strip.scrollWidth <= strip.clientWidth + 1;
+  };
+  const resized = new ResizeObserver(showMore);
+  resized.observe(strip);
+  resized.observe(ecg.canvas);
   const speed = $("ecg-speed");
   for (const v of SPEEDS) speed.add(new Option(t("ecg.speed_value", { value: v }), String(v)));
   const gain = $("ecg-gain");
