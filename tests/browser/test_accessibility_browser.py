@@ -39,6 +39,17 @@ ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SIZES = ({"width": 390, "height": 844}, {"width": 1280, "height": 900})
 
+PHONE_VIEWER_JS = """
+() => {
+  const picture = document.querySelector('#viewport').getBoundingClientRect();
+  const studies = document.querySelector('.study-list').getBoundingClientRect();
+  const tools = [...document.querySelectorAll('#image-panel .toolbar .btn')];
+  const tallest = Math.max(...tools.map((b) => b.getBoundingClientRect().height));
+  return picture.width >= 0.85 * window.innerWidth && Math.abs(picture.width - picture.height) <= 2
+    && studies.top >= picture.bottom && tallest <= 60;
+}
+"""
+
 RUN_AXE_JS = """
 async () => {
   const result = await axe.run(document, { resultTypes: ["violations"] });
@@ -253,6 +264,12 @@ def test_r43_every_page_has_no_serious_or_critical_axe_violation(
         shots,
         prepare=open_series,
     )
+
+    # on a phone the picture comes first and as wide as the screen, square, the studies under
+    # it, and no tool's name breaks a character to a line (side by side, the list left the
+    # tools a column one character wide)
+    viewer.set_viewport_size(SIZES[0])
+    viewer.wait_for_function(PHONE_VIEWER_JS, timeout=WAIT_MS)
 
     print(f"\nscreenshots in {shots}")
     assert not found, json.dumps(found, ensure_ascii=False, indent=1)
