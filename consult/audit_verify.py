@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
@@ -134,14 +134,7 @@ async def verify_chain(
 
     async with db.session() as session:
         while True:
-            rows = (
-                await session.scalars(
-                    select(AuditEvent)
-                    .where(AuditEvent.seq > prev_seq)
-                    .order_by(AuditEvent.seq)
-                    .limit(batch_size)
-                )
-            ).all()
+            rows = (await session.scalars(_events_after(prev_seq, batch_size))).all()
             if not rows:
                 break
             for event in rows:
@@ -178,6 +171,11 @@ async def verify_chain(
         anchored_seq=newest.seq if newest else None,
         anchor_label=newest.label if newest else None,
     )
+
+
+def _events_after(seq: int, limit: int) -> Select[AuditEvent]:
+    """The first ``limit`` events after ``seq``, in chain order."""
+    return select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq).limit(limit)
 
 
 async def _check_event(
@@ -217,14 +215,7 @@ async def list_events(
     await authorize(db, actor, "audit.view", object_type="audit_chain")
     limit = max(1, min(limit, 1000))
     async with db.session() as session:
-        rows = (
-            await session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.seq > after_seq)
-                .order_by(AuditEvent.seq)
-                .limit(limit)
-            )
-        ).all()
+        rows = (await session.scalars(_events_after(after_seq, limit))).all()
     await append(
         db,
         "audit.view",

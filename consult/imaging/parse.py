@@ -64,14 +64,13 @@ instead (``tests/imaging/test_imaging_malformed.py`` holds pydicom to that)."""
 DECIMAL_FORMS: Final = {
     # a decimal or integer string as the standard writes it (PS3.5 6.2: at most 16 or 12
     # characters, space padded), the exponent at most two digits so that the value is finite
-    "DS": re.compile(rb" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})? *"),
-    "IS": re.compile(rb" *[+-]?[0-9]{1,12} *"),
+    "DS": (re.compile(rb" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})? *"), 16),
+    "IS": (re.compile(rb" *[+-]?[0-9]{1,12} *"), 12),
 }
-"""Number strings whose every value has these forms convert (``tests/imaging/
-test_imaging_malformed.py`` holds pydicom to that), so they are not converted here; anything
-else (empty values in a list, NUL padding, ``1e400``, ...) is converted, and refused if that
-fails."""
-DECIMAL_MAX: Final = {"DS": 16, "IS": 12}
+"""Number strings whose every value has these forms (and at most that many characters)
+convert (``tests/imaging/test_imaging_malformed.py`` holds pydicom to that), so they are not
+converted here; anything else (empty values in a list, NUL padding, ``1e400``, ...) is
+converted, and refused if that fails."""
 MAX_FRAMES: Final = 10_000
 MAX_DIMENSION: Final = 65_535
 
@@ -243,7 +242,7 @@ def well_formed_numbers(value: bytes | None, vr: str) -> bool:
         return True
     if not isinstance(value, bytes):  # not as read from a file: let pydicom convert it
         return False
-    form, longest = DECIMAL_FORMS[vr], DECIMAL_MAX[vr]
+    form, longest = DECIMAL_FORMS[vr]
     for part in value.split(b"\\"):
         if len(part) > longest or form.fullmatch(part) is None:
             return False
