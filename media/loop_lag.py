@@ -16,6 +16,7 @@ state does not flap. A threshold of 0 measures but never refuses.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,22 @@ INTERVAL_S = 0.05
 WINDOW_S = 1.0
 ENTER_WINDOWS = 2
 LEAVE_WINDOWS = 3
+
+
+def freeze_startup_heap() -> int:
+    """Keep what startup built out of every later garbage collection; the number kept out.
+
+    A started server holds ~240,000 long-lived objects (modules, SQLAlchemy's mappings,
+    pydicom's dictionaries, aiortc). Each full collection walked them all with the loop
+    stopped: ~140 ms on a 2-core test machine, seven 20 ms audio frames, and pynetdicom forces
+    one every 60 turns of its acceptor. Frozen after startup, a full collection walks only
+    what was made since (``gc.freeze``; objects frozen are still freed by reference counting).
+    Called once a process has started, never in a test process that builds many servers."""
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    logger.info("startup heap kept out of garbage collections: %d objects", frozen)
+    return frozen
 
 
 class LoopLagMonitor:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import MediaError
 from .graph import TapFactory
-from .loop_lag import THRESHOLD_S
+from .loop_lag import THRESHOLD_S, freeze_startup_heap
 from .pool import LocalMediaPool
 from .room import RoomMedia
 from .room_api import RoomApi, room_methods
@@ -136,6 +136,7 @@ async def serve(
         busy_lag_s=busy_lag_s,
     )
     await pool.start()
+    freeze_startup_heap()
     worker = WorkerServer(pool, api)
     server = await asyncio.start_unix_server(worker.handle, path=socket_path)
     os.chmod(socket_path, 0o600)

@@ -59,8 +59,10 @@ def serve(config: Config) -> None:
     from .app import create_app
     from .transport import runner_options
 
+    app = create_app(config)
+    app.on_startup.append(_freeze_startup_heap)  # last: after every cleanup context started
     web.run_app(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         **runner_options(config),
@@ -69,6 +71,12 @@ def serve(config: Config) -> None:
             f"teleconsult serving on http://{config.host}:{config.port}", flush=True
         ),
     )
+
+
+async def _freeze_startup_heap(_app: web.Application) -> None:
+    from media.loop_lag import freeze_startup_heap
+
+    freeze_startup_heap()
 
 
 async def demo(config: Config, base_url: str, *, companion: bool = False) -> dict[str, object]:

@@ -4,7 +4,10 @@ state comes back once the loop keeps up again; a short blip does not flip it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
+import sys
 import time
 
 from peers import wait_for
@@ -67,3 +70,23 @@ def test_one_blip_is_not_overload_and_states_do_not_flap():
     for _ in range(5):
         never.end_window(3.0, 3.0, 3.0)
     assert not never.busy
+
+
+def test_the_startup_heap_is_kept_out_of_full_collections():
+    """A media worker's (and the server's) startup heap is frozen once started: a full garbage
+    collection, which stops the loop, walks only what was made since (in a process of its own:
+    freezing this test process would keep every later test's garbage)."""
+    script = (
+        "import gc, json\n"
+        "import media.pool\n"
+        "from media.loop_lag import freeze_startup_heap\n"
+        "walked_before = len(gc.get_objects())\n"
+        "frozen = freeze_startup_heap()\n"
+        "print(json.dumps([walked_before, frozen, len(gc.get_objects())]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    walked_before, frozen, walked_after = json.loads(out.stdout.splitlines()[-1])
+    assert frozen >= 0.9 * walked_before and frozen > 20_000, out.stdout
+    assert walked_after < 0.01 * walked_before, out.stdout
