@@ -36,6 +36,7 @@ from consult.imaging.file_meta import encode_file_meta
 from consult.imaging.store import Destination, ImagingStore
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
+from . import dicom_reactor
 from .keys import CONFIG, IMAGING
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class DicomScp:
         # CPU a C-STORE here. Refusals and failures are ours to log; every stored instance is
         # an audit event.
         _config.LOG_HANDLER_LEVEL = "none"
+        dicom_reactor.install()  # each association's threads wake for their work
         self._loop = asyncio.get_running_loop()
         self._parsers = ThreadPoolExecutor(PARSER_THREADS, thread_name_prefix="dicom-parse")
         ae = AE(ae_title=self.ae_title)
@@ -144,12 +146,15 @@ class DicomScp:
             parsers.shutdown(wait=False)  # each association waits for its own parse
 
     def _on_connection(self, event: Any) -> None:
-        """A new association, before its threads start: its socket reads are bounded."""
+        """A new association, before its threads start: its socket reads are bounded, and its
+        threads wake for their work (:mod:`web.dicom_reactor`)."""
         sock = getattr(getattr(event.assoc, "dul", None), "socket", None)
         if sock is not None and callable(getattr(sock, "recv", None)):
-            sock.recv = BoundedRecv(
+            recv = BoundedRecv(
                 sock, lambda: self.store.max_instance_bytes, event.assoc, self.receiving
             )
+            sock.recv = recv
+            dicom_reactor.attach(event.assoc, lambda: recv.pending == 0)
 
     def _on_connection_closed(self, event: Any) -> None:
         """An association ended (released, aborted, its connection lost): what it held of a

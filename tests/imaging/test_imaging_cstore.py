@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,50 @@ async def test_storescu_sends_series_native_and_compressed(scp_world, tmp_path: 
     stored = [e for e in events if e.action == "imaging.store" and e.result == "ok"]
     assert len(stored) == 11 and {e.actor_role for e in stored} == {"modality"}
     assert {e.source_ip for e in stored} == {AE}
+
+
+def _eventfds() -> int:
+    """Event descriptors this process holds (one for each association's DUL thread)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in list(fds.iterdir()):
+        try:
+            count += "eventfd" in os.readlink(fd)
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
+async def test_association_threads_wake_for_their_work_and_leave_nothing_behind(
+    scp_world, tmp_path: Path
+) -> None:
+    """Each association's DUL thread waits on an eventfd of its own (web/dicom_reactor.py)
+    instead of sleeping its 1 ms turns, and closes it when the association ends; the
+    responses it sends (encoded directly) are what storescu expects."""
+    import pynetdicom.association
+    import pynetdicom.dul
+
+    from web.dicom_reactor import _WakingTime
+
+    world, port = scp_world
+    assert isinstance(pynetdicom.dul.time, _WakingTime)
+    assert isinstance(pynetdicom.association.time, _WakingTime)
+    before = _eventfds()
+    files = write_series(series_from("CT_small.dcm", 40), tmp_path / "s")
+    sending = asyncio.create_task(storescu(port, files))
+    seen = before
+    while not sending.done() and seen <= before:  # polled while the association lasts
+        seen = max(seen, _eventfds())
+        await asyncio.sleep(0.005)
+    assert await sending == 0
+    assert seen == before + 1, (before, seen)
+    assert world.server.app[SCP].stored == 40
+    for _ in range(3):  # more associations, one after the other
+        assert await storescu(port, files[:2]) == 0
+    deadline = time.monotonic() + 10
+    while _eventfds() > before:  # each DUL thread closes its own as it ends
+        assert time.monotonic() < deadline, (before, _eventfds())
+        await asyncio.sleep(0.02)
 
 
 async def test_unlisted_ae_is_refused_and_unlinked_study_stays_with_nurses(

@@ -1,0 +1,121 @@
+"""pynetdicom's association threads woken by their work, and C-STORE responses encoded directly
+(web/dicom_reactor.py; issue 15, C-STORE >= 150 instances/s on one association).
+
+The encoding is held to pynetdicom's, byte for byte; the waits are checked for what wakes them
+(each waits up to 5 s here, where pynetdicom's turn is 1 ms, so a wake-up that did not happen
+shows). Real associations through the SCP are in test_imaging_cstore.py."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
+
+from web.dicom_reactor import _DulWaker, encode_store_response
+
+uids = (
+    st.lists(st.integers(min_value=0, max_value=10**12).map(str), min_size=2, max_size=8)
+    .map(".".join)
+    .filter(lambda uid: len(uid) <= 64 and not uid.startswith("0"))
+)
+
+
+def _pynetdicom_encoding(primitive: C_STORE) -> bytes:
+    """The command PDV pynetdicom sends for ``primitive``, without its control header."""
+    message = C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    (pdata,) = list(message.encode_msg(1, 0))
+    ((_context, pdv),) = pdata.presentation_data_value_list
+    assert pdv[:1] == b"\x03"  # a whole command set in one fragment
+    return pdv[1:]
+
+
+def _response(**fields: object) -> C_STORE:
+    primitive = C_STORE()
+    for name, value in fields.items():
+        setattr(primitive, name, value)
+    return primitive
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message_id=st.integers(min_value=0, max_value=0xFFFF),
+    status=st.sampled_from([0x0000, 0xA700, 0xC000, 0x0110, 0xB000, 0xB007, 0xC211]),
+    sop_class=st.none() | uids,
+    sop_instance=st.none() | uids,
+)
+def test_a_store_response_is_encoded_as_pynetdicom_encodes_it(
+    message_id: int, status: int, sop_class: str | None, sop_instance: str | None
+) -> None:
+    fields: dict[str, object] = {"MessageIDBeingRespondedTo": message_id, "Status": status}
+    if sop_class is not None:
+        fields["AffectedSOPClassUID"] = sop_class
+    if sop_instance is not None:
+        fields["AffectedSOPInstanceUID"] = sop_instance
+    primitive = _response(**fields)
+    assert encode_store_response(primitive) == _pynetdicom_encoding(primitive)
+
+
+def test_what_it_does_not_encode_is_left_to_pynetdicom() -> None:
+    base = {
+        "MessageIDBeingRespondedTo": 3,
+        "Status": 0xC000,
+        "AffectedSOPInstanceUID": "1.2.3",
+    }
+    assert encode_store_response(_response(**base)) is not None
+    assert encode_store_response(_response(**base, ErrorComment="refused")) is None
+    assert encode_store_response(_response(**base, OffendingElement=[0x00100010])) is None
+    assert encode_store_response(_response(MessageIDBeingRespondedTo=3)) is None  # no status
+    assert encode_store_response(_response(Status=0)) is None  # no message id
+
+
+class _Dul(SimpleNamespace):
+    """What a waker reads of pynetdicom's DUL: ``socket.socket``."""
+
+
+def _timed_wait(waker: _DulWaker, seconds: float) -> float:
+    started = time.monotonic()
+    waker.wait(seconds)
+    return time.monotonic() - started
+
+
+def test_the_dul_thread_wakes_when_a_primitive_is_queued_for_it() -> None:
+    waker = _DulWaker(_Dul(socket=None), lambda: True)
+    try:
+        threading.Timer(0.05, waker.wake).start()
+        assert _timed_wait(waker, 5.0) < 2.5  # woken, not timed out
+        assert 0.15 <= _timed_wait(waker, 0.2) < 2.5  # the wake-up was taken: it waits again
+    finally:
+        waker.close()
+    assert waker.fd == -1
+    waker.wake()  # after the DUL thread closed it: a late primitive writes nowhere
+    waker.close()  # and closing twice is harmless
+
+
+def test_the_socket_wakes_it_between_messages_only() -> None:
+    ours, peer = socket.socketpair()
+    between = {"now": True}
+    waker = _DulWaker(_Dul(socket=SimpleNamespace(socket=ours)), lambda: between["now"])
+    try:
+        threading.Timer(0.05, peer.send, (b"\x04",)).start()
+        assert _timed_wait(waker, 5.0) < 2.5  # the next request's first bytes
+        between["now"] = False  # a message is arriving: its bytes accumulate meanwhile
+        assert 0.15 <= _timed_wait(waker, 0.2) < 2.5
+        ours.close()  # the connection went: the wait falls back to sleeping its turn
+        between["now"] = True
+        assert 0.15 <= _timed_wait(waker, 0.2) < 2.5
+    finally:
+        waker.close()
+        peer.close()
+
+
+def test_an_over_long_uid_is_left_to_pynetdicom() -> None:
+    primitive = _response(MessageIDBeingRespondedTo=1, Status=0)
+    primitive._affected_sop_instance_uid = "1" * 65  # past pynetdicom's own setter's check
+    assert encode_store_response(primitive) is None
