@@ -440,5 +440,33 @@ def test_r14_two_pages_review_a_ct_and_an_ecg_together(
     doctor.page.select_option("#ecg-speed", "12.5")
     _wait(patient.page, "() => document.querySelector('#ecg-speed').value === '12.5'")
     more.wait_for(state="hidden")
+    # "fit width" is each reader's own: at 50 mm/s the patient's strip is drawn to the width
+    # of its window, smaller than calibrated, and says what a small square still stands for;
+    # the doctor's stays a millimetre a millimetre
+    canvas_width = "() => document.querySelector('.ecg-canvas').getBoundingClientRect().width"
+    strip_width = "() => document.querySelector('#ecg-scroll').clientWidth"
+    calibrated_px = (10 + 10 * 50 + 5) * 96 / 25.4
+    patient.page.check("#ecg-fit")
+    scaled = patient.page.locator("#ecg-scaled")
+    assert scaled.is_hidden()  # at 12.5 mm/s the paper fits at its true size
+    doctor.page.select_option("#ecg-speed", "50")
+    _wait(patient.page, "() => document.querySelector('#ecg-speed').value === '50'")
+    scaled.wait_for()
+    assert "每小格仍为 20 ms、0.1 mV" in scaled.inner_text(), scaled.inner_text()
+    assert more.is_hidden()
+    fitted, room = patient.page.evaluate(canvas_width), patient.page.evaluate(strip_width)
+    assert 0.95 * room <= fitted <= room < calibrated_px, (fitted, room)
+    assert abs(doctor.page.evaluate(canvas_width) - calibrated_px) <= 2
+    assert patient.page.evaluate("() => window.__viewer.figures") == doctor.page.evaluate(
+        "() => window.__viewer.figures"
+    )
+    patient.page.screenshot(path=str(shots / "ecg-fitted.png"), full_page=True)
+    patient.page.click("#lang-toggle")
+    assert "still 20 ms and 0.1 mV" in scaled.inner_text(), scaled.inner_text()
+    patient.page.click("#lang-toggle")
+    patient.page.uncheck("#ecg-fit")
+    scaled.wait_for(state="hidden")
+    assert abs(patient.page.evaluate(canvas_width) - calibrated_px) <= 2
+    more.wait_for()
     for page in (doctor, patient, late):
         assert _view(page.page)["errors"] == [], page.logs

@@ -5,6 +5,9 @@
 // minor and 5 mm major lines; a 1 mV calibration pulse at the start of every row. A millimetre
 // is `pxPerMm()` CSS pixels: 96/25.4 as CSS defines it, times the display calibration the user
 // measured with a ruler (kept in localStorage), so a millimetre on screen is a millimetre.
+// "Fit width" (a reader's own choice, not shared) draws the same paper smaller, as a printout
+// held further away: the grid still counts 1000/speed ms and 1/gain mV a small square, only a
+// millimetre on screen is no longer a millimetre.
 // Layouts: 3x4 (I aVR V1 V4 / II aVL V2 V5 / III aVF V3 V6, time running on across the columns)
 // plus a rhythm strip of lead II, and 12x1. Display filter 0.05-40 Hz with a 50 Hz notch,
 // zero-phase (forward and backward biquads): it changes what is drawn, never the stored data.
@@ -175,8 +178,10 @@ export class EcgViewer {
     this.placing = null; // a caliper kind waiting for two clicks
     this.dragging = null;
     this.applying = 0;
+    this.fit = false; // this reader's: drawn to the strip's width (see setFit)
+    this.px = pxPerMm(); // CSS pixels per paper millimetre as last drawn
     container.addEventListener("scroll", () => {
-      const offset = container.scrollLeft / pxPerMm() / this.state.speed;
+      const offset = container.scrollLeft / this.px / this.state.speed;
       if (Math.abs(offset - this.state.offset_s) > 1e-3) {
         this.state.offset_s = offset;
         if (!this.applying) this.onChange();
@@ -244,6 +249,18 @@ export class EcgViewer {
     this.onChange();
   }
 
+  /** Draw the paper to the strip's width (smaller than calibrated), or at its true size. Not
+   * part of the shared view: each reader's screen is its own. */
+  setFit(on) {
+    this.fit = Boolean(on);
+    this.draw();
+  }
+
+  /** How large the paper is drawn against its calibrated size (1: a millimetre is one). */
+  get scale() {
+    return this.px / pxPerMm();
+  }
+
   /** Start placing a caliper of `kind`: the next two clicks on the trace set its ends. */
   placeCaliper(kind) {
     this.placing = { kind, from: null };
@@ -251,12 +268,12 @@ export class EcgViewer {
 
   xOfSample(sample) {
     const fs = this.group.sampling_frequency_hz;
-    return (MARGIN_MM + (sample / fs) * this.state.speed) * pxPerMm();
+    return (MARGIN_MM + (sample / fs) * this.state.speed) * this.px;
   }
 
   sampleOfX(x) {
     const fs = this.group.sampling_frequency_hz;
-    const seconds = (x / pxPerMm() - MARGIN_MM) / this.state.speed;
+    const seconds = (x / this.px - MARGIN_MM) / this.state.speed;
     return Math.max(0, Math.min(this.group.samples - 1, Math.round(seconds * fs)));
   }
 
@@ -311,7 +328,7 @@ export class EcgViewer {
       Object.assign(this.state, view, { calipers: (view.calipers ?? this.state.calipers).map((c) => ({ ...c })) });
       if (filterChanged) this.filtered.clear();
       this.draw();
-      this.container.scrollLeft = this.state.offset_s * this.state.speed * pxPerMm();
+      this.container.scrollLeft = this.state.offset_s * this.state.speed * this.px;
     } finally {
       this.applying--;
     }
@@ -323,11 +340,18 @@ export class EcgViewer {
 
   draw() {
     if (!this.ecg) return;
-    const mm = pxPerMm();
     const { speed, gain } = this.state;
     const rows = this.rows();
     const rowMm = Math.max(15, 3 * gain);
     const widthMm = MARGIN_MM + this.group.duration_s * speed + 5;
+    const calibrated = pxPerMm();
+    const room = this.container.clientWidth;
+    // a pixel to spare: a fractional width past the strip's would still scroll
+    this.px = this.fit && room > 1 ? Math.min(calibrated, (room - 1) / widthMm) : calibrated;
+    const mm = this.px;
+    // labels 3 mm high on paper, never under 10 CSS pixels (a paper drawn to fit is smaller)
+    const textMm = Math.max(3, 10 / mm);
+    const font = `${textMm}px sans-serif`;
     const heightMm = rows.length * rowMm + 5;
     const ratio = window.devicePixelRatio || 1;
     const canvas = this.canvas;
@@ -386,8 +410,8 @@ export class EcgViewer {
         }
         ctx.stroke();
         ctx.fillStyle = "#0b4f9c";
-        ctx.font = "3px sans-serif";
-        ctx.fillText(name, MARGIN_MM + from * speed + 1, r * rowMm + 4);
+        ctx.font = font;
+        ctx.fillText(name, MARGIN_MM + from * speed + 1, r * rowMm + 1 + textMm);
       }
     });
     for (const c of this.state.calipers) {
@@ -404,7 +428,7 @@ export class EcgViewer {
         ctx.lineTo(x, heightMm);
         ctx.stroke();
       }
-      ctx.font = "3px sans-serif";
+      ctx.font = font;
       ctx.fillText(`${c.kind} ${Math.round((Math.abs(c.to - c.from) / fs) * 1000)} ms`, Math.min(x1, x2) + 0.5, heightMm - 1);
     }
   }

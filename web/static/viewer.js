@@ -272,12 +272,20 @@ function ensureEcg() {
   // a calibrated strip (25 mm/s: 10 s is 25 cm of paper) is often wider than the window: say
   // so, or the leads past its right edge go unseen
   const strip = $("ecg-scroll");
+  let stripWidth = strip.clientWidth;
   const showMore = () => {
+    if (ecg.fit && strip.clientWidth !== stripWidth) ecg.draw(); // fitted to the new width
+    stripWidth = strip.clientWidth;
     $("ecg-more").hidden = strip.scrollWidth <= strip.clientWidth + 1;
+    showScale();
   };
   const resized = new ResizeObserver(showMore);
   resized.observe(strip);
   resized.observe(ecg.canvas);
+  $("ecg-fit").addEventListener("change", (e) => {
+    ecg.setFit(e.target.checked);
+    showScale();
+  });
   const speed = $("ecg-speed");
   for (const v of SPEEDS) speed.add(new Option(t("ecg.speed_value", { value: v }), String(v)));
   const gain = $("ecg-gain");
@@ -369,6 +377,21 @@ function fillEcgControls() {
   renderFigures();
 }
 
+/** Say so when the paper is drawn smaller than calibrated ("fit width"), with what a small
+ * square still stands for. */
+function showScale() {
+  const note = $("ecg-scaled");
+  const scale = ecg?.ecg ? ecg.scale : 1;
+  note.hidden = scale > 0.995;
+  if (note.hidden) return;
+  const { speed, gain } = ecg.state;
+  note.textContent = t("ecg.scaled", {
+    percent: Math.round(scale * 100),
+    ms: Math.round(1000 / speed),
+    mv: 1 / gain,
+  });
+}
+
 function syncEcgControls() {
   if (!ecg?.ecg) return;
   $("ecg-speed").value = String(ecg.state.speed);
@@ -399,6 +422,7 @@ function renderFigures() {
     row.insertCell().textContent = `${Math.round(v)} ${unit}`;
   }
   page.figures = f;
+  showScale(); // a change of speed or gain changes what a small square stands for
 }
 
 // --- review together ---------------------------------------------------------------------------
@@ -430,7 +454,10 @@ function renderReview() {
   const select = $("review-handover");
   select.textContent = "";
   for (const m of others) select.add(new Option(m.name, m.id));
-  for (const b of document.querySelectorAll(".toolbar .btn, .toolbar select, .toolbar input, .series-item")) {
+  // a follower's view is the presenter's; what only changes how this screen draws it
+  // (.local: "fit width") stays the reader's own
+  const shared = ".toolbar .btn, .toolbar select, .toolbar input:not(.local), .series-item";
+  for (const b of document.querySelectorAll(shared)) {
     b.disabled = page.mode === "following";
   }
 }
