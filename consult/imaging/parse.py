@@ -159,22 +159,33 @@ class _Joined(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def read(self, size: int | None = -1) -> bytes:
+    def _views(self, size: int | None) -> list[memoryview]:
+        """Views of the next ``size`` bytes (all that is left: None or negative), one a part
+        they cross; the position moves past them."""
         end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
-        chunks = []
+        views = []
         for start, part in zip(self._starts, self._parts, strict=True):
             if self._pos >= end:
                 break
             stop = start + len(part)
             if self._pos < stop:
-                chunks.append(part[self._pos - start : end - start])
+                views.append(part[self._pos - start : end - start])
                 self._pos = min(stop, end)
-        return chunks[0].tobytes() if len(chunks) == 1 else b"".join(chunks)
+        return views
+
+    def read(self, size: int | None = -1) -> bytes:
+        views = self._views(size)
+        return views[0].tobytes() if len(views) == 1 else b"".join(views)
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        # copied straight from the received buffers (a BufferedReader reads a value larger
+        # than its buffer, the pixel data, into the bytes it returns: one copy, not two)
+        target = memoryview(buffer).cast("B")
+        done = 0
+        for view in self._views(len(target)):
+            target[done : done + len(view)] = view
+            done += len(view)
+        return done
 
 
 def parse_stream(f: BinaryIO) -> ParsedInstance:

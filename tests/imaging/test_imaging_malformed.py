@@ -7,6 +7,8 @@ Any input that ever broke it is kept in ``corpus/`` and replayed here.
 
 from __future__ import annotations
 
+import io
+import itertools
 import struct
 import tempfile
 import time
@@ -30,6 +32,7 @@ from consult.imaging.errors import DicomRejected
 from consult.imaging.parse import (
     NUMBER_SIZES,
     TEXT_VRS,
+    _Joined,
     parse_bytes,
     parse_parts,
     well_formed_numbers,
@@ -144,6 +147,27 @@ def test_a_file_parsed_in_pieces_is_accepted_or_refused_as_whole() -> None:
     with pytest.raises(DicomRejected) as caught:
         parse_parts(b"x" * 10, b"y" * 10, max_bytes=15)
     assert caught.value.code == "dicom_too_large"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=3),
+    reads=st.lists(st.integers(min_value=-1, max_value=2000), min_size=1, max_size=8),
+    buffer_size=st.sampled_from([1, 7, 64, 1024]),
+)
+def test_pieces_read_back_as_the_bytes_they_hold(
+    data: bytes, cuts: list[int], reads: list[int], buffer_size: int
+) -> None:
+    """The received buffers read through a ``BufferedReader`` (as pydicom reads them), in any
+    sizes, small reads from its buffer and large ones copied straight into the result, give
+    the bytes one after the other, wherever the buffers are cut."""
+    bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+    parts = [memoryview(data)[a:b] for a, b in itertools.pairwise(bounds)]
+    stream = io.BufferedReader(_Joined(tuple(parts)), buffer_size)
+    got = b"".join(stream.read(size) for size in reads)
+    expected = data[: min(len(data), sum(len(data) if n < 0 else n for n in reads))]
+    assert got == expected
 
 
 #: A native and an encapsulated (RLE) instance to mutate.
