@@ -96,14 +96,18 @@ def _uid(element: int, value: str) -> bytes:
 
 class _DulWaker:
     """What the DUL thread of one association waits on instead of sleeping: an eventfd
-    written when a primitive is queued for it, and the socket while ``between_messages()``.
+    written when a primitive is queued for it, and the socket while
+    ``between_messages(association_socket)``.
     Used by that thread alone; closed by it when it ends (the lock keeps a late writer from
     writing into a descriptor number reused meanwhile)."""
 
-    def __init__(self, dul: Any, between_messages: Callable[[], bool]) -> None:
+    def __init__(self, dul: Any, between_messages: Callable[[Any], bool]) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
-        self._dul = dul
+        # nothing of the association held strongly: the finalizer that closes an unused
+        # waker holds the waker, and must not keep the DUL, its association and the
+        # association's last message alive
+        self._dul = weakref.ref(dul)
         self._between_messages = between_messages
 
     def wake(self) -> None:
@@ -113,9 +117,9 @@ class _DulWaker:
 
     def wait(self, seconds: float) -> None:
         watched: list[Any] = [self.fd]
-        assoc_socket = getattr(self._dul, "socket", None)
+        assoc_socket = getattr(self._dul(), "socket", None)
         sock = getattr(assoc_socket, "socket", None)
-        if sock is not None and sock.fileno() >= 0 and self._between_messages():
+        if sock is not None and sock.fileno() >= 0 and self._between_messages(assoc_socket):
             watched.append(sock)
         try:
             ready, _, _ = select.select(watched, [], [], seconds)
@@ -176,10 +180,12 @@ def install() -> None:
         _installed = True
 
 
-def attach(assoc: Any, between_messages: Callable[[], bool]) -> None:
+def attach(assoc: Any, between_messages: Callable[[Any], bool]) -> None:
     """Prepare a new association (before its threads start): its DUL thread and reactor wake
-    for their work, and its C-STORE responses are encoded directly. ``between_messages()``:
-    whether no part of a message has arrived since a handler took the last one."""
+    for their work, and its C-STORE responses are encoded directly.
+    ``between_messages(association_socket)``: whether no part of a message has arrived since
+    a handler took the last one (a function of its argument alone: what it holds is held as
+    long as the association's eventfd may be open)."""
     install()
     dul = assoc.dul
     waker = _DulWaker(dul, between_messages)

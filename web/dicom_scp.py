@@ -154,7 +154,7 @@ class DicomScp:
                 sock, lambda: self.store.max_instance_bytes, event.assoc, self.receiving
             )
             sock.recv = recv
-            dicom_reactor.attach(event.assoc, lambda: recv.pending == 0)
+            dicom_reactor.attach(event.assoc, _between_messages)
 
     def _on_connection_closed(self, event: Any) -> None:
         """An association ended (released, aborted, its connection lost): what it held of a
@@ -353,6 +353,12 @@ class BoundedRecv:
         )
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
+
+
+def _between_messages(assoc_socket: Any) -> bool:
+    """No part of a message has arrived since a handler took the last one."""
+    recv = getattr(assoc_socket, "recv", None)
+    return not isinstance(recv, BoundedRecv) or recv.pending == 0
 
 
 def _message_taken(event: Any) -> None:

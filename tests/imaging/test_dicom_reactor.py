@@ -86,7 +86,8 @@ def _timed_wait(waker: _DulWaker, seconds: float) -> float:
 
 
 def test_the_dul_thread_wakes_when_a_primitive_is_queued_for_it() -> None:
-    waker = _DulWaker(_Dul(socket=None), lambda: True)
+    dul = _Dul(socket=None)
+    waker = _DulWaker(dul, lambda _socket: True)
     try:
         threading.Timer(0.05, waker.wake).start()
         assert _timed_wait(waker, 5.0) < 2.5  # woken, not timed out
@@ -101,7 +102,8 @@ def test_the_dul_thread_wakes_when_a_primitive_is_queued_for_it() -> None:
 def test_the_socket_wakes_it_between_messages_only() -> None:
     ours, peer = socket.socketpair()
     between = {"now": True}
-    waker = _DulWaker(_Dul(socket=SimpleNamespace(socket=ours)), lambda: between["now"])
+    dul = _Dul(socket=SimpleNamespace(socket=ours))
+    waker = _DulWaker(dul, lambda _socket: between["now"])
     try:
         threading.Timer(0.05, peer.send, (b"\x04",)).start()
         assert _timed_wait(waker, 5.0) < 2.5  # the next request's first bytes

@@ -8,6 +8,7 @@ server is restarted on the same data with it switched on, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -260,6 +261,17 @@ async def test_association_threads_wake_for_their_work_and_leave_nothing_behind(
     while _eventfds() > before:  # each DUL thread closes its own as it ends
         assert time.monotonic() < deadline, (before, _eventfds())
         await asyncio.sleep(0.02)
+    # and nothing of an ended association is kept (its last message was 0.5 MB)
+    while _live_duls():
+        assert time.monotonic() < deadline, _live_duls()
+        await asyncio.sleep(0.02)
+
+
+def _live_duls() -> int:
+    from pynetdicom.dul import DULServiceProvider
+
+    gc.collect()
+    return sum(isinstance(o, DULServiceProvider) for o in gc.get_objects())
 
 
 async def test_unlisted_ae_is_refused_and_unlinked_study_stays_with_nurses(
