@@ -198,11 +198,13 @@ def attach(assoc: Any, between_messages: Callable[[Any], bool]) -> None:
         waker.wake()
 
     queue.put = waking_put
-    run = dul.run
+    thread = weakref.ref(dul)  # no cycle through the DUL's own attribute
 
     def run_then_close() -> None:
         try:
-            run()
+            running = thread()
+            if running is not None:
+                type(running).run(running)
         finally:
             waker.close()
 
