@@ -185,8 +185,7 @@ def attach(assoc: Any, between_messages: Callable[[Any], bool]) -> None:
     for their work, and its C-STORE responses are encoded directly.
     ``between_messages(association_socket)``: whether no part of a message has arrived since
     a handler took the last one (a function of its argument alone: what it holds is held as
-    long as the association's eventfd may be open)."""
-    install()
+    long as the association's eventfd may be open). The SCP calls :func:`install` first."""
     dul = assoc.dul
     waker = _DulWaker(dul, between_messages)
     weakref.finalize(dul, waker.close)  # a DUL thread that never ran
