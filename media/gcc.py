@@ -22,24 +22,49 @@ draft-ietf-rmcat-gcc-02 and libwebrtc's goog_cc, reduced to what an SFU's subscr
   receiver got them at, when it is close to the rate they were sent at, becomes the estimate at
   once. This is how the estimate climbs back in a second after congestion lifts, where the 8 %
   growth would take ten.
+
+What runs for every reported packet (the feedback's parse, matching it to what was sent, the
+windows, the packet groups and the trendline) is compiled: media/_gcc_core.pyx. What runs once
+a feedback or less (the rate control, loss and probes) is here.
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-#: Packets sent within this span are one group for the delay-based detector.
-GROUP_SPAN_US = 5_000
-TRENDLINE_WINDOW = 20
-TRENDLINE_SMOOTHING = 0.9
-TRENDLINE_GAIN = 4.0
-THRESHOLD_INITIAL_MS = 12.5
-THRESHOLD_UP = 0.0087
-THRESHOLD_DOWN = 0.039
-OVERUSE_TIME_MS = 10.0
+from ._gcc_core import (
+    GROUP_SPAN_US,
+    NORMAL,
+    OVERUSE,
+    QUEUE_BASE_US,
+    QUEUE_BUCKET_US,
+    QUEUE_RECENT_US,
+    STRETCH_WINDOW_US,
+    THROUGHPUT_WINDOW_US,
+    UNDERUSE,
+    EstimatorCore,
+    SlidingLine,
+    Trendline,
+)
+
+__all__ = [
+    "GROUP_SPAN_US",
+    "NORMAL",
+    "OVERUSE",
+    "QUEUE_BASE_US",
+    "QUEUE_BUCKET_US",
+    "QUEUE_RECENT_US",
+    "STRETCH_WINDOW_US",
+    "THROUGHPUT_WINDOW_US",
+    "UNDERUSE",
+    "PacketResult",
+    "SendSideEstimator",
+    "SlidingLine",
+    "Trendline",
+]
+
 #: Overuse cuts to this share of the acknowledged throughput ...
 BETA = 0.85
 #: ... at most once per this long (about a round trip and a feedback interval).
@@ -54,15 +79,12 @@ LOSS_LOW = 0.02
 #: counts once, as in an RTCP receiver report's fraction lost).
 LOSS_MIN_PACKETS = 20
 LOSS_EVERY_US = 300_000
-#: The throughput the receiver acknowledged: over this much of its arrival time.
-THROUGHPUT_WINDOW_US = 500_000
 #: Overuse cuts only when the packets acknowledged over the last this much of arrival time
 #: arrived over a span this many times the one they were sent over (or loss was seen). A link
 #: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.2-4.9 at the cuts
 #: measured in the three-page browser test); a starved receiver hardly does (0.94-1.09 at the
 #: overuses it caused there, 2-5 load per core). A second, not half: a receiver that reads late
 #: for 100 ms stretches half a second by 1.2, but a second by 1.1 only.
-STRETCH_WINDOW_US = 1_000_000
 QUEUE_STRETCH = 1.1
 #: ... or when a queue stands: the least one-way delay of the last QUEUE_RECENT_US is this much
 #: over the least of the last QUEUE_BASE_US. A link just narrower than what is sent stretches
@@ -71,9 +93,6 @@ QUEUE_STRETCH = 1.1
 #: mostly what came during a stall, and what it reads at once after shows the link's own delay
 #: (14-90 ms over the base at its overuses, at 2-5 load per core).
 QUEUE_CONFIRM_US = 200_000
-QUEUE_BUCKET_US = 250_000
-QUEUE_RECENT_US = 500_000
-QUEUE_BASE_US = 5_000_000
 MIN_BPS = 30_000
 MAX_BPS = 20_000_000
 #: A probe counts when this share of its packets were reported received ...
@@ -97,162 +116,8 @@ class PacketResult(NamedTuple):
     cluster: int
 
 
-#: A :class:`PacketResult`'s fields as a plain tuple (what TransportWideSender hands over).
+#: A :class:`PacketResult`'s fields as a plain tuple.
 _Result = tuple[int, int | None, int, int]
-
-
-def _arrival(result: _Result) -> int:
-    return result[1] or 0
-
-
-OVERUSE, NORMAL, UNDERUSE = "overuse", "normal", "underuse"
-
-
-class Trendline:
-    """The delay-gradient detector: overuse when the queueing delay keeps growing."""
-
-    def __init__(self) -> None:
-        self._first_ms: float | None = None
-        self._accumulated = 0.0
-        self._smoothed = 0.0
-        self._line = _SlidingLine(TRENDLINE_WINDOW)
-        self._deltas = 0
-        self._trend = 0.0
-        self.threshold = THRESHOLD_INITIAL_MS
-        self._threshold_at: float | None = None
-        self._overuse_ms = -1.0
-        self._overuse_count = 0
-        self.state = NORMAL
-
-    def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> str:
-        """One packet group's delay change against the previous group's; the detector's state
-        after it. Runs for every group of every subscriber: one call, locals (the steps as
-        libwebrtc's TrendlineEstimator orders them: fit, detect, adapt the threshold)."""
-        deltas = self._deltas = min(self._deltas + 1, 1000)
-        if self._first_ms is None:
-            self._first_ms = arrival_ms
-        self._accumulated += recv_delta_ms - send_delta_ms
-        smoothed = self._smoothed = (
-            TRENDLINE_SMOOTHING * self._smoothed + (1 - TRENDLINE_SMOOTHING) * self._accumulated
-        )
-        trend = self._line.add(arrival_ms - self._first_ms, smoothed, self._trend)
-        if deltas < 2:
-            self._trend = trend
-            return self.state
-        # detect: the trend, scaled by the number of deltas, against the threshold
-        threshold = self.threshold
-        modified = min(deltas, 60) * trend * TRENDLINE_GAIN
-        if modified > threshold:
-            if self._overuse_ms == -1:
-                self._overuse_ms = send_delta_ms / 2
-            else:
-                self._overuse_ms += send_delta_ms
-            self._overuse_count += 1
-            if (
-                self._overuse_ms > OVERUSE_TIME_MS
-                and self._overuse_count > 1
-                and trend >= self._trend
-            ):
-                self._overuse_ms = 0
-                self._overuse_count = 0
-                self.state = OVERUSE
-        elif modified < -threshold:
-            self._overuse_ms = -1
-            self._overuse_count = 0
-            self.state = UNDERUSE
-        else:
-            self._overuse_ms = -1
-            self._overuse_count = 0
-            self.state = NORMAL
-        self._trend = trend
-        # adapt the threshold towards |modified| (slowly up, faster down); a spike (a route
-        # change, a stall) does not move it
-        if self._threshold_at is None:
-            self._threshold_at = arrival_ms
-        size = abs(modified)
-        if size > threshold + 15:
-            self._threshold_at = arrival_ms
-            return self.state
-        k = THRESHOLD_DOWN if size < threshold else THRESHOLD_UP
-        elapsed = min(arrival_ms - self._threshold_at, 100.0)
-        threshold += k * (size - threshold) * elapsed
-        self.threshold = min(max(threshold, 6.0), 600.0)
-        self._threshold_at = arrival_ms
-        return self.state
-
-
-class _SlidingLine:
-    """The least-squares line through the last ``size`` points, in O(1) a point (it runs once
-    per packet group of every subscriber: a 20-point pass each time was the estimator's
-    largest cost). The sums are kept relative to an origin moved to the window's first point
-    every ``size`` points, so they stay small and a rounding error lives ``size`` points."""
-
-    __slots__ = (
-        "_added",
-        "_origin_x",
-        "_origin_y",
-        "_points",
-        "_size",
-        "_sx",
-        "_sxx",
-        "_sxy",
-        "_sy",
-    )
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._points: collections.deque[tuple[float, float]] = collections.deque()
-        self._origin_x = self._origin_y = 0.0
-        self._sx = self._sy = self._sxx = self._sxy = 0.0
-        self._added = 0
-
-    @property
-    def full(self) -> bool:
-        return len(self._points) == self._size
-
-    def add(self, x: float, y: float, default: float = 0.0) -> float:
-        """Add the point (x, y); the slope of the window once it is full, else ``default``."""
-        points = self._points
-        if len(points) == self._size:
-            old_x, old_y = points.popleft()
-            ox = old_x - self._origin_x
-            oy = old_y - self._origin_y
-            self._sx -= ox
-            self._sy -= oy
-            self._sxx -= ox * ox
-            self._sxy -= ox * oy
-        elif not points:
-            self._origin_x, self._origin_y = x, y
-        points.append((x, y))
-        self._added += 1
-        if self._added >= self._size:
-            self._rebase()
-        else:
-            nx = x - self._origin_x
-            ny = y - self._origin_y
-            self._sx += nx
-            self._sy += ny
-            self._sxx += nx * nx
-            self._sxy += nx * ny
-        return self.slope(default) if len(points) == self._size else default
-
-    def _rebase(self) -> None:
-        self._added = 0
-        self._origin_x, self._origin_y = self._points[0]
-        sx = sy = sxx = sxy = 0.0
-        for x, y in self._points:
-            x -= self._origin_x
-            y -= self._origin_y
-            sx += x
-            sy += y
-            sxx += x * x
-            sxy += x * y
-        self._sx, self._sy, self._sxx, self._sxy = sx, sy, sxx, sxy
-
-    def slope(self, default: float) -> float:
-        n = len(self._points)
-        denominator = n * self._sxx - self._sx * self._sx
-        return (n * self._sxy - self._sx * self._sy) / denominator if denominator else default
 
 
 @dataclass
@@ -282,8 +147,8 @@ class SendSideEstimator:
 
     def __init__(self) -> None:
         self.estimate: int | None = None
-        self.trendline = Trendline()
-        self.state = NORMAL
+        #: what was sent and what the feedback said of it, per packet (compiled)
+        self.core = EstimatorCore()
         self._increasing_since: int | None = None
         self._decreased_at = -DECREASE_EVERY_US
         self.decreased_at_us: int | None = None  # when overuse or loss last cut the estimate
@@ -291,27 +156,26 @@ class SendSideEstimator:
         #: overuse the link did not confirm (held, not cut), and the last stretch measured
         self.overuse_held = 0
         self.queue_us: int | None = None  # the standing queue at the last judgement
-        # [bucket start, least one-way delay (receiver's clock - ours) in it], by arrival
-        self._delays: collections.deque[list[int]] = collections.deque()
         self.stretch: float | None = None
         self._loss_cap: float | None = None
         self._loss_cap_at = 0
         self._loss_judged_at = 0
-        self._lost_count = 0
-        self._reported_count = 0
         self.loss = 0.0  # the fraction lost over the last judged stretch
-        self._acked: collections.deque[tuple[int, int]] = collections.deque()
-        self._acked_bytes = 0
-        # (arrival, send time) of what the receiver acknowledged over STRETCH_WINDOW_US
-        self._spans: collections.deque[tuple[int, int]] = collections.deque()
-        self._group: list[int] | None = None  # first send, last send, last arrival
-        self._previous_group: list[int] | None = None
         self._clusters: dict[int, _Cluster] = {}
         self._next_cluster = 1
         self._active_cluster: _Cluster | None = None
         self.probes_started = 0
         self.probes_succeeded = 0
         self.last_probe_result: int | None = None
+
+    @property
+    def trendline(self) -> Trendline:
+        return self.core.trendline
+
+    @property
+    def state(self) -> str:
+        """The delay detector's: overuse, normal or underuse."""
+        return self.core.state
 
     # --- probes -------------------------------------------------------------------------------
 
@@ -371,79 +235,25 @@ class SendSideEstimator:
 
     def on_feedback(self, results: Sequence[_Result], now_us: int) -> None:
         """Take one feedback's packets (:class:`PacketResult` or plain tuples of its fields, in
-        sequence order). Runs for every feedback of every subscriber: one pass, locals."""
-        received: list[tuple[int, int, int, int]] = []  # those with an arrival
-        lost = counted = 0
-        ordered = True
-        last_arrival = -1
-        for result in results:
-            arrival = result[1]
-            if not result[3]:  # a probe overshoots on purpose: its losses say little
-                counted += 1
-                if arrival is None:
-                    lost += 1
-            if arrival is not None:
-                if arrival < last_arrival:
-                    ordered = False
-                last_arrival = arrival
-                received.append(result)  # type: ignore[arg-type]
-        self._reported_count += counted
-        self._lost_count += lost
-        if not ordered:
-            received.sort(key=_arrival)
-        acked = self._acked
-        acked_bytes = 0
-        spans = self._spans
-        delays = self._delays
-        group = self._group
-        for send_us, arrival, size, cluster in received:
-            acked.append((arrival, size))
-            acked_bytes += size
-            spans.append((arrival, send_us))
-            # the least one-way delay per bucket of arrival time (standing_queue_us)
-            bucket = arrival - arrival % QUEUE_BUCKET_US
-            delay = arrival - send_us
-            if delays and delays[-1][0] == bucket:
-                if delay < delays[-1][1]:
-                    delays[-1][1] = delay
-            elif not delays or bucket > delays[-1][0]:
-                delays.append([bucket, delay])
-            if cluster:
+        sequence order)."""
+        self.core.add_results(results)
+        self.judge(now_us)
+
+    def judge(self, now_us: int) -> None:
+        """After a feedback went into :attr:`core`: finish the probes it completes, and move
+        the estimate."""
+        reports = self.core.probe_reports
+        if reports:
+            for cluster, size, arrival in reports:
                 self._probe_packet(cluster, size, arrival)
-            # packet groups (send times within GROUP_SPAN_US): the detector sees one per group
-            if group is not None and send_us - group[0] <= GROUP_SPAN_US:
-                if send_us > group[1]:
-                    group[1] = send_us
-                if arrival > group[2]:
-                    group[2] = arrival
-                continue
-            if group is not None and send_us < group[0]:
-                continue  # sent before the current group (reordered): no new information
-            self._group = group
-            self._close_group()
-            group = [send_us, send_us, arrival]
-        self._group = group
-        self._acked_bytes += acked_bytes
-        if received:
-            latest = received[-1][1] or 0
-            while acked and acked[0][0] <= latest - THROUGHPUT_WINDOW_US:
-                self._acked_bytes -= acked.popleft()[1]
-            while spans[0][0] <= latest - STRETCH_WINDOW_US:
-                spans.popleft()
-            while delays and delays[0][0] <= latest - QUEUE_BASE_US:
-                delays.popleft()
+            reports.clear()
         self._finish_probes(now_us)
         self._update_rate(now_us)
 
     @property
     def acknowledged_bps(self) -> int | None:
         """What the receiver got over the last half second of its arrival times."""
-        if len(self._acked) < 2:
-            return None
-        span = self._acked[-1][0] - self._acked[0][0]
-        if span < THROUGHPUT_WINDOW_US // 4:
-            return None
-        return int((self._acked_bytes - self._acked[0][1]) * 8_000_000 / span)
+        return self.core.acknowledged_bps
 
     @property
     def arrival_stretch(self) -> float | None:
@@ -451,27 +261,14 @@ class SendSideEstimator:
         :data:`STRETCH_WINDOW_US` arrived, over the span they were sent over: about 1 while
         the link carries what is sent, more while a queue grows. None with too little to tell
         (computed when asked: only overuse asks)."""
-        spans = self._spans
-        if len(spans) < 2:
-            return None
-        arrival_span = spans[-1][0] - spans[0][0]
-        if arrival_span < STRETCH_WINDOW_US // 4:
-            return None
-        sends = [send for _, send in spans]
-        return arrival_span / max(max(sends) - min(sends), 1)
+        return self.core.arrival_stretch
 
     @property
     def standing_queue_us(self) -> int | None:
         """How much the least one-way delay of the last :data:`QUEUE_RECENT_US` exceeds the
         least of the last :data:`QUEUE_BASE_US` (clock offsets cancel): the queue every packet
         waited in lately. None until a second of history."""
-        delays = self._delays
-        if len(delays) < 5:
-            return None
-        recent_from = delays[-1][0] - QUEUE_RECENT_US + QUEUE_BUCKET_US
-        recent = min(d for b, d in delays if b >= recent_from)
-        base = min(d for _, d in delays)
-        return recent - base
+        return self.core.standing_queue_us
 
     def _probe_packet(self, cluster_id: int, size: int, arrival: int) -> None:
         cluster = self._clusters.get(cluster_id)
@@ -498,22 +295,6 @@ class SendSideEstimator:
                 self.estimate = min(result, MAX_BPS)
                 if self._loss_cap is not None:
                     self._loss_cap = max(self._loss_cap, result)
-
-    def _close_group(self) -> None:
-        """The current group is complete: its delay against the previous one goes to the
-        detector, and it becomes the previous one."""
-        group = self._group
-        if group is None:
-            return
-        previous = self._previous_group
-        if previous is not None:
-            send_delta = (group[1] - previous[1]) / 1000
-            recv_delta = (group[2] - previous[2]) / 1000
-            if recv_delta < -1000 or send_delta < 0:
-                pass  # a clock jump or reordering: skip the pair
-            else:
-                self.state = self.trendline.update(recv_delta, send_delta, group[2] / 1000)
-        self._previous_group = group
 
     def _update_rate(self, now_us: int) -> None:
         acked = self.acknowledged_bps
@@ -565,12 +346,13 @@ class SendSideEstimator:
         self.estimate = int(min(max(estimate, MIN_BPS), MAX_BPS))
 
     def _apply_loss(self, estimate: float, now_us: int) -> float:
+        core = self.core
         if (
-            self._reported_count >= LOSS_MIN_PACKETS
+            core.reported_count >= LOSS_MIN_PACKETS
             and now_us - self._loss_judged_at >= LOSS_EVERY_US
         ):
-            self.loss = self._lost_count / self._reported_count
-            self._lost_count = self._reported_count = 0
+            self.loss = core.lost_count / core.reported_count
+            core.lost_count = core.reported_count = 0
             self._loss_judged_at = now_us
             self._judge_loss(estimate, now_us)
         if self._loss_cap is not None:

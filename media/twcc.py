@@ -18,7 +18,6 @@ work on the text, as media/simulcast.py does.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import struct
@@ -26,6 +25,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import _gcc_core
 from .gcc import SendSideEstimator
 from .rtp_writer import URI_TRANSPORT_CC
 
@@ -39,9 +39,6 @@ REFERENCE_TICK_US = 64_000
 FEEDBACK_INTERVAL_US = 50_000
 #: One feedback packet reports at most this many sequence numbers.
 MAX_STATUSES = 1000
-#: Packets kept for matching feedback (several seconds at a few Mbit/s).
-SEND_HISTORY = 4096
-_HISTORY_MASK = SEND_HISTORY - 1
 #: The feedback counts as flowing while the last one is at most this old.
 ACTIVE_FOR_US = 1_500_000
 
@@ -66,62 +63,9 @@ class TransportFeedback:
 
 
 def parse_feedback(data: bytes) -> TransportFeedback:
-    """Parse one RTCP transport feedback packet (header included); ValueError if malformed."""
-    if len(data) < _HEAD.size:
-        raise ValueError("transport feedback is too short")
-    first, packet_type, length, sender, media, base, count, ref = _HEAD.unpack_from(data)
-    if first >> 6 != 2 or packet_type != RTCP_RTPFB or first & 0x1F != FMT_TRANSPORT_CC:
-        raise ValueError("not a transport feedback packet")
-    end = 4 + length * 4
-    if end > len(data) or end < _HEAD.size:
-        raise ValueError("transport feedback length is invalid")
-    if first & 0x20:
-        padding = data[end - 1]
-        if padding == 0 or end - padding < _HEAD.size:
-            raise ValueError("transport feedback padding is invalid")
-        end -= padding
-    statuses: list[int] = []
-    pos = _HEAD.size
-    while len(statuses) < count:
-        if pos + 2 > end:
-            raise ValueError("transport feedback chunks are truncated")
-        chunk = (data[pos] << 8) | data[pos + 1]
-        pos += 2
-        if not chunk & 0x8000:  # run length: 2-bit symbol, 13-bit run
-            statuses += [(chunk >> 13) & 0x3] * min(chunk & 0x1FFF, count - len(statuses))
-        else:  # a status vector: 14 one-bit or 7 two-bit symbols
-            statuses += _status_vector(chunk)
-    del statuses[count:]
-    arrivals: list[int | None] = []
-    ticks = 0
-    # one pass, a branch a packet: this runs for every feedback of every subscriber
-    for symbol in statuses:
-        if symbol == 1:
-            if pos >= end:
-                raise ValueError("transport feedback deltas are truncated")
-            ticks += data[pos]
-            pos += 1
-            arrivals.append(ticks * DELTA_TICK_US)
-        elif not symbol:
-            arrivals.append(None)
-        elif symbol == 2:
-            if pos + 2 > end:
-                raise ValueError("transport feedback deltas are truncated")
-            delta = (data[pos] << 8) | data[pos + 1]
-            ticks += delta - 0x10000 if delta & 0x8000 else delta
-            pos += 2
-            arrivals.append(ticks * DELTA_TICK_US)
-        else:
-            raise ValueError("transport feedback uses the reserved status")
-    return TransportFeedback(sender, media, base, ref >> 8, ref & 0xFF, tuple(arrivals))
-
-
-@functools.lru_cache(maxsize=512)
-def _status_vector(chunk: int) -> tuple[int, ...]:
-    """The symbols of a status vector chunk (the few patterns a link produces repeat)."""
-    if chunk & 0x4000:  # 7 two-bit symbols
-        return tuple((chunk >> shift) & 0x3 for shift in range(12, -1, -2))
-    return tuple((chunk >> shift) & 0x1 for shift in range(13, -1, -1))
+    """Parse one RTCP transport feedback packet (header included); ValueError if malformed
+    (the compiled parser that :class:`TransportWideSender` runs on every feedback)."""
+    return TransportFeedback(*_gcc_core.parse_feedback(data))
 
 
 def build_feedback(feedback: TransportFeedback) -> bytes:
@@ -396,13 +340,12 @@ class FeedbackRecorder:
 
 class TransportWideSender:
     """Numbers the packets sent on one transport and estimates its bandwidth from the
-    receiver's feedback (one per subscribe transport: the estimate is the transport's)."""
+    receiver's feedback (one per subscribe transport: the estimate is the transport's). What
+    was sent is kept by the estimator's compiled core, which matches the feedback to it."""
 
     __slots__ = (
-        "_history",
+        "_core",
         "_last_feedback_us",
-        "_last_reference",
-        "_reference_base_us",
         "_seq",
         "estimator",
         "feedback_received",
@@ -411,12 +354,9 @@ class TransportWideSender:
 
     def __init__(self, estimator: SendSideEstimator | None = None) -> None:
         self._seq = random.randint(0, 0xFFFF)
-        # ring of (sequence, send time us, size, probe cluster)
-        self._history: list[tuple[int, int, int, int] | None] = [None] * SEND_HISTORY
         self.estimator = estimator or SendSideEstimator()
+        self._core = self.estimator.core
         self._last_feedback_us: int | None = None
-        self._last_reference: int | None = None
-        self._reference_base_us = 0
         self.feedback_received = 0
         self.feedback_refused = 0
 
@@ -432,7 +372,7 @@ class TransportWideSender:
         estimator = self.estimator
         # the hot path: one call per packet sent; a probe cluster is the rare case
         cluster = estimator.on_sent(size, now_us) if estimator.probing else 0
-        self._history[sequence & _HISTORY_MASK] = (sequence, now_us, size, cluster)
+        self._core.sent(sequence, now_us, size, cluster)
 
     @property
     def active(self) -> bool:
@@ -447,7 +387,7 @@ class TransportWideSender:
     def on_feedback(self, data: bytes, now_us: int | None = None) -> None:
         """Take one transport feedback packet from the receiver (malformed ones are counted)."""
         try:
-            feedback = parse_feedback(data)
+            matched = self._core.feedback(data)
         except ValueError:
             self.feedback_refused += 1
             return
@@ -455,33 +395,8 @@ class TransportWideSender:
             now_us = time.monotonic_ns() // 1000
         self.feedback_received += 1
         self._last_feedback_us = now_us
-        # the 24-bit reference time wraps (every 12 days): unwrap it against the last one
-        reference = feedback.reference_time
-        if self._last_reference is None:
-            self._reference_base_us = 0
-        else:
-            step = (reference - self._last_reference) & 0xFFFFFF
-            if step >= 0x800000:
-                step -= 0x1000000
-            self._reference_base_us += step * REFERENCE_TICK_US
-        self._last_reference = reference
-        origin = self._reference_base_us
-        # PacketResult's fields as plain tuples: this runs for every packet of every subscriber
-        results: list[tuple[int, int | None, int, int]] = []
-        history = self._history
-        seq = feedback.base_sequence
-        for arrival in feedback.arrivals:
-            slot = seq & _HISTORY_MASK
-            entry = history[slot]
-            if entry is not None and entry[0] == seq:
-                if arrival is None:
-                    results.append((entry[1], None, entry[2], entry[3]))
-                else:
-                    history[slot] = None  # reported once
-                    results.append((entry[1], origin + arrival, entry[2], entry[3]))
-            seq = (seq + 1) & 0xFFFF
-        if results:
-            self.estimator.on_feedback(results, now_us)
+        if matched:
+            self.estimator.judge(now_us)
 
 
 def transport_sequence(data: bytes, ext_id: int) -> int | None:

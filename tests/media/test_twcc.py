@@ -21,7 +21,7 @@ from test_bandwidth import Recorder, _video_receiver, room, simulcast  # noqa: F
 
 from media import _aiortc_seam as seam
 from media import transport as transport_module
-from media.gcc import PacketResult, SendSideEstimator, _SlidingLine
+from media.gcc import PacketResult, SendSideEstimator, SlidingLine
 from media.room import RoomMedia
 from media.twcc import (
     DELTA_TICK_US,
@@ -518,7 +518,7 @@ def test_trendline_slope_is_the_least_squares_slope_of_its_window(steps, start):
     """The O(1) sliding fit answers as a fit of the window's points from scratch, however long
     it has run and however far from zero its x values are (an hour is 3.6e6 ms)."""
     window = 20
-    line = _SlidingLine(window)
+    line = SlidingLine(window)
     points: list[tuple[float, float]] = []
     x = start
     for step, y in steps:
@@ -543,7 +543,9 @@ def _grouped_by_hand(estimator: SendSideEstimator, results: list[PacketResult]) 
     from media.gcc import GROUP_SPAN_US
 
     pairs = []
-    group, previous = estimator._group, estimator._previous_group
+    current, last = estimator.core.groups
+    group = list(current) if current is not None else None
+    previous = [0, *last] if last is not None else None
     for r in sorted((r for r in results if r.arrival_us is not None), key=lambda r: r.arrival_us):
         if group is not None and r.send_us - group[0] <= GROUP_SPAN_US:
             group = [group[0], max(group[1], r.send_us), max(group[2], r.arrival_us)]
@@ -584,13 +586,7 @@ def test_r1_the_estimators_one_pass_groups_packets_as_specified(feedbacks, rng):
     order in which arrivals are reported, and counts losses alike."""
     estimator = SendSideEstimator()
     fed: list = []
-    update = estimator.trendline.update
-
-    def spy(recv_delta: float, send_delta: float, arrival: float) -> str:
-        fed.append((recv_delta, send_delta, arrival))
-        return update(recv_delta, send_delta, arrival)
-
-    estimator.trendline.update = spy  # type: ignore[method-assign]
+    estimator.trendline.trace = fed
     sent = 1_000_000
     now = 2_000_000
     for packets in feedbacks:
@@ -601,13 +597,14 @@ def test_r1_the_estimators_one_pass_groups_packets_as_specified(feedbacks, rng):
             results.append(PacketResult(sent, arrival, size, 0))
         rng.shuffle(results)
         expected = _grouped_by_hand(estimator, results)
-        lost_before = estimator._lost_count
+        lost_before = estimator.core.lost_count
         fed.clear()
         now += 50_000
         estimator.on_feedback(results, now)
         assert fed == expected
-        if estimator._reported_count:  # not judged (and reset) in this call
-            assert estimator._lost_count - lost_before == sum(r.arrival_us is None for r in results)
+        if estimator.core.reported_count:  # not judged (and reset) in this call
+            lost = estimator.core.lost_count - lost_before
+            assert lost == sum(r.arrival_us is None for r in results)
 
 
 async def test_r1_a_retransmission_gets_a_transport_sequence_number_of_its_own(
