@@ -722,6 +722,12 @@ cdef class EstimatorCore:
         return recent - base
 
     @property
+    def window_lengths(self):
+        """How many reports the acknowledged-bytes and spans windows hold, and how many
+        buckets the delays window does (tests)."""
+        return self._acked.count, self._spans.count, self._delays.count
+
+    @property
     def groups(self):
         """(current group: first send, last send, last arrival; previous: last send, last
         arrival), None where there is none yet (tests)."""

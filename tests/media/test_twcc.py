@@ -640,3 +640,56 @@ async def test_r1_a_retransmission_gets_a_transport_sequence_number_of_its_own(
         assert len(seen) == len(set(seen)), "a transport-wide number arrived twice"
     finally:
         await subscriber.close()
+
+
+# --- the compiled core ------------------------------------------------------------------------
+
+
+def test_r1_malformed_feedback_changes_nothing_and_the_next_one_matches():
+    """A feedback refused halfway through its deltas leaves what was sent unmatched: the next,
+    well-formed one still finds every packet (the core parses whole before it changes state)."""
+    sender = TransportWideSender()
+    sent = [sender.next_sequence() for _ in range(30)]
+    for k, seq in enumerate(sent):
+        sender.sent(seq, 1000, now_us=1_000_000 + k * 3000)
+    arrivals = tuple(k * 3000 for k in range(30))
+    good = build_feedback(TransportFeedback(1, 2, sent[0], 100, 0, arrivals))
+    truncated = good[:-8]
+    truncated = truncated[:2] + ((len(truncated) // 4) - 1).to_bytes(2, "big") + truncated[4:]
+    sender.on_feedback(truncated, now_us=1_200_000)
+    assert (sender.feedback_refused, sender.feedback_received) == (1, 0)
+    assert sender.estimator.core.window_lengths == (0, 0, 0)
+    sender.on_feedback(good, now_us=1_200_000)
+    assert sender.feedback_received == 1
+    assert sender.estimator.core.window_lengths[:2] == (30, 30)
+    # each packet is reported once: the same feedback again matches nothing more
+    sender.on_feedback(good, now_us=1_250_000)
+    assert sender.estimator.core.window_lengths[:2] == (30, 30)
+
+
+def test_a_receiver_whose_arrivals_never_advance_cannot_grow_the_windows():
+    """Arrival times that go backwards are never old enough to leave a window: the core keeps
+    at most WINDOW_LIMIT reports, oldest out first, whatever a receiver says."""
+    from media._gcc_core import WINDOW_LIMIT
+
+    estimator = SendSideEstimator()
+    sent = 0
+    for feedback in range(WINDOW_LIMIT // 1000 + 6):
+        results = []
+        for k in range(1000):
+            sent += 100
+            results.append((sent, 50_000_000 - feedback * 1_000_000 + k, 200, 0))
+        estimator.on_feedback(results, sent)
+    acked, spans, _ = estimator.core.window_lengths
+    assert acked == spans == WINDOW_LIMIT
+    # on a sane link the windows hold what their span of arrival time holds: here 1 s of
+    # reports every 1 ms, for the spans, and 0.5 s for the acknowledged bytes
+    steady = SendSideEstimator()
+    for feedback in range(40):
+        base = feedback * 100_000
+        steady.on_feedback(
+            [(base + k * 1000, base + k * 1000 + 20_000, 200, 0) for k in range(100)], base
+        )
+    acked, spans, buckets = steady.core.window_lengths
+    assert (acked, spans) == (500, 1000)
+    assert buckets == 17  # arrivals from 0.02 to 4.019 s: buckets 0-16, all under 5 s old
