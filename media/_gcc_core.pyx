@@ -560,6 +560,7 @@ cdef class EstimatorCore:
     def add_results(self, results):
         """Take one feedback's packets as (send us, arrival us or None, size, cluster), in
         sequence order (media.gcc.PacketResult)."""
+        results = tuple(results)  # its length holds while it is read (the buffer's size)
         cdef Py_ssize_t n = 0, count = len(results)
         cdef long long counted = 0, lost = 0
         cdef Result *result
