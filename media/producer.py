@@ -191,6 +191,10 @@ class Producer:
             for index in sink.layers:
                 if 0 <= index < len(wanted):
                     wanted[index] = True
+        for layer, was, now in zip(self.layers, self._wanted, wanted, strict=True):
+            if now and not was and layer.nack is not None:
+                # its losses are tracked from here on: not the gap while nobody took it
+                layer.nack = seam.NackGenerator()
         self._wanted = wanted
 
     @property
@@ -267,7 +271,8 @@ class Producer:
         now = time.monotonic()
         layer.measure(len(packet.payload), arrival_time_ms, now)
         nack = layer.nack
-        if nack is not None and nack.add(packet):
+        # only a layer some sink takes: a retransmission of another would go nowhere
+        if nack is not None and self._wanted[layer.index] and nack.add(packet):
             await self._send_nack(layer, sorted(nack.missing))
         if self.kind == "audio":
             level = packet.extensions.audio_level

@@ -153,6 +153,8 @@ class Source:
     step: int = 1
     #: layers the encoder has stopped (as Chrome does with its top one when short of CPU)
     silent: set[int] = field(default_factory=set)
+    #: layers that lose every tenth packet on the way to the server
+    lossy: set[int] = field(default_factory=set)
 
     async def run(self) -> None:
         producer = self.producer
@@ -184,6 +186,8 @@ class Source:
                     )
                     packet.extensions.rtp_stream_id = RIDS[layer]
                     seq[layer] += self.step
+                    if layer in self.lossy and seq[layer] // self.step % 10 == 0:
+                        continue
                     # arrival times on aiortc's clock (wall-clock ms since 1900), as in a call
                     await producer._on_rtp(packet, current_ms())  # type: ignore[attr-defined]
                 keyframe[layer] = False
@@ -297,6 +301,35 @@ async def test_r1_simulcast_layer_follows_the_estimate_with_continuous_numbering
         # a simulcast publisher is not capped by its subscribers (each takes its layer); the
         # synthetic one sends no abs-send-time, so there is no uplink estimate either
         assert producer.remb_sent is None
+    finally:
+        await subscriber.close()
+
+
+async def test_r1_only_the_layers_a_subscriber_takes_are_nacked(simulcast, monkeypatch):
+    """R1: a simulcast layer nobody takes costs only its reception; its losses are not asked
+    for again (the retransmission would go nowhere). Once a subscriber switches to it, they
+    are, and not the whole gap while nobody took it."""
+    room, producer, source = simulcast
+    nacked: list[tuple[int, list[int]]] = []
+
+    async def send_nack(layer, lost):  # type: ignore[no-untyped-def]
+        nacked.append((layer.index, list(lost)))
+
+    monkeypatch.setattr(producer, "_send_nack", send_nack)
+    source.lossy = {0, 2}
+    subscriber, _recorder = await _subscribe_recorded(room, "patient")
+    try:
+        consumer = room.router.consumers_of(producer)[0]
+        await wait_for(lambda: consumer.layer == 2 and consumer.target_layer == 2, timeout=10)
+        nacked.clear()
+        await wait_for(lambda: len(nacked) >= 3, timeout=10)
+        assert {index for index, _ in nacked} == {2}
+        await _hold_estimate(subscriber, 120_000, lambda: consumer.layer == 0, 10)
+        switched = len(nacked)
+        await wait_for(lambda: any(index == 0 for index, _ in nacked[switched:]), timeout=10)
+        # a NACK lists what went missing since: a tenth of the packets, not the gap (a
+        # generator that had stopped at the gap's start would list the last 128 numbers)
+        assert max(len(lost) for index, lost in nacked if index == 0) <= 20
     finally:
         await subscriber.close()
 
