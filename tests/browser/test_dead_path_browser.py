@@ -287,6 +287,14 @@ def test_a_dropped_path_is_noticed_and_the_page_rebuilds_it(
         pair = _wait_pair(patient, which, time.monotonic() + 3)
         assert (pair["local"], pair["remote"]) == (PATIENT_SIDE, SERVER_SIDE), pair
     patient.page.wait_for_function("() => window.__tc.state === 'joined'", timeout=3000)
+    # The label follows the picture back: "signal lost" lasts one measurement (1 s) past it.
+    _wait_quality(doctor, patient_id, "good", 2.5)
+    doctor.page.wait_for_function(
+        "(id) => document.querySelector(`.tile-remote[data-participant-id='${id}']"
+        " .quality-text`).textContent === '信号良好'",
+        arg=patient_id,
+        timeout=2000,
+    )
     doctor.page.screenshot(path=str(tmp_path / "doctor-back.png"))
     patient.page.screenshot(path=str(tmp_path / "patient-back.png"))
 
