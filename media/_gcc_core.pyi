@@ -1,5 +1,5 @@
 # The compiled per-packet core of the send-side estimate: media/_gcc_core.pyx.
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from typing_extensions import Buffer
 
@@ -45,9 +45,12 @@ class EstimatorCore:
     reported_count: int
     lost_count: int
     probe_reports: list[tuple[int, int, int]]
+    probe_sent: Callable[[int, int], int] | None
+    sequence: int
     @property
     def state(self) -> str: ...
-    def sent(self, sequence: int, send_us: int, size: int, cluster: int) -> None: ...
+    def next_sequence(self) -> int: ...
+    def sent(self, sequence: int, size: int, now_us: int = -1) -> None: ...
     def feedback(self, data: Buffer) -> int: ...
     def add_results(self, results: Sequence[tuple[int, int | None, int, int]]) -> None: ...
     @property

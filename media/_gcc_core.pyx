@@ -14,6 +14,7 @@ Built by ``pip install`` (setup.py, Cython); there is no pure-Python copy of thi
 """
 
 from libc.stdint cimport int64_t, uint8_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcpy
 
@@ -69,6 +70,13 @@ cdef double _THRESHOLD_UP = THRESHOLD_UP
 cdef double _THRESHOLD_DOWN = THRESHOLD_DOWN
 cdef double _OVERUSE_TIME_MS = OVERUSE_TIME_MS
 _STATES = (NORMAL, OVERUSE, UNDERUSE)
+
+
+cdef inline int64_t _monotonic_us() noexcept:
+    """time.monotonic_ns() // 1000: the same clock."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <int64_t> now.tv_sec * 1_000_000 + now.tv_nsec // 1000
 
 
 cdef inline int64_t _floor_mod(int64_t a, int64_t b) noexcept:
@@ -478,6 +486,11 @@ cdef class EstimatorCore:
     #: (cluster, size, arrival) of each reported packet of a probe cluster, for the rate
     #: control to take (media/gcc.py empties it after each feedback)
     cdef public list probe_reports
+    #: while a probe cluster runs: called with (size, send time) for each packet sent, it
+    #: says which cluster the packet belongs to (0: none); None otherwise (the usual case)
+    cdef public object probe_sent
+    #: the next transport-wide sequence number (16 bits)
+    cdef public unsigned int sequence
 
     def __cinit__(self):
         cdef Py_ssize_t i
@@ -503,11 +516,23 @@ cdef class EstimatorCore:
     def state(self):
         return _STATES[self.trendline._state]
 
-    def sent(self, unsigned int sequence, int64_t send_us, int size, int cluster):
-        """Note that the packet numbered ``sequence`` (16 bits) went out."""
+    def next_sequence(self):
+        """The transport-wide sequence number of the next packet sent."""
+        cdef unsigned int sequence = self.sequence & 0xFFFF
+        self.sequence = (sequence + 1) & 0xFFFF
+        return sequence
+
+    def sent(self, unsigned int sequence, int size, int64_t now_us=-1):
+        """Note that the packet numbered ``sequence`` (16 bits), ``size`` bytes, went out at
+        ``now_us`` (default: now, on time.monotonic's clock, in us)."""
+        if now_us < 0:
+            now_us = _monotonic_us()
+        cdef int cluster = 0
+        if self.probe_sent is not None:
+            cluster = self.probe_sent(size, now_us)
         cdef Sent *slot = &self._sent[sequence & _HISTORY_MASK]
         slot.sequence = sequence & 0xFFFF
-        slot.send_us = send_us
+        slot.send_us = now_us
         slot.size = size
         slot.cluster = cluster
 

@@ -189,6 +189,7 @@ class SendSideEstimator:
         self._next_cluster += 1
         self._clusters[cluster.id] = cluster
         self._active_cluster = cluster
+        self.core.probe_sent = self.on_sent  # the core asks for each packet sent meanwhile
         self.probes_started += 1
         return cluster.id
 
@@ -203,6 +204,7 @@ class SendSideEstimator:
             return 0
         if now_us >= cluster.end_us:
             self._active_cluster = None
+            self.core.probe_sent = None
             return 0
         if not cluster.sent:
             cluster.first_send = now_us

@@ -22,7 +22,7 @@ import random
 import re
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import _gcc_core
@@ -341,38 +341,35 @@ class FeedbackRecorder:
 class TransportWideSender:
     """Numbers the packets sent on one transport and estimates its bandwidth from the
     receiver's feedback (one per subscribe transport: the estimate is the transport's). What
-    was sent is kept by the estimator's compiled core, which matches the feedback to it."""
+    was sent is kept by the estimator's compiled core, which matches the feedback to it.
+
+    ``next_sequence()`` numbers a packet; ``sent(sequence, size, now_us=-1)`` notes it went out
+    (now, by default). Both are the core's own, called for every packet sent: no Python
+    between the Consumer and the core (a probe cluster, the rare case, calls back into
+    :meth:`.SendSideEstimator.on_sent`)."""
 
     __slots__ = (
         "_core",
         "_last_feedback_us",
-        "_seq",
         "estimator",
         "feedback_received",
         "feedback_refused",
+        "next_sequence",
+        "sent",
     )
 
+    next_sequence: Callable[[], int]
+    sent: Callable[..., None]
+
     def __init__(self, estimator: SendSideEstimator | None = None) -> None:
-        self._seq = random.randint(0, 0xFFFF)
         self.estimator = estimator or SendSideEstimator()
-        self._core = self.estimator.core
+        core = self._core = self.estimator.core
+        core.sequence = random.randint(0, 0xFFFF)
+        self.next_sequence = core.next_sequence
+        self.sent = core.sent
         self._last_feedback_us: int | None = None
         self.feedback_received = 0
         self.feedback_refused = 0
-
-    def next_sequence(self) -> int:
-        seq = self._seq
-        self._seq = (seq + 1) & 0xFFFF
-        return seq
-
-    def sent(self, sequence: int, size: int, now_us: int | None = None) -> None:
-        """Note that the packet numbered ``sequence`` (``size`` bytes) went out."""
-        if now_us is None:
-            now_us = time.monotonic_ns() // 1000
-        estimator = self.estimator
-        # the hot path: one call per packet sent; a probe cluster is the rare case
-        cluster = estimator.on_sent(size, now_us) if estimator.probing else 0
-        self._core.sent(sequence, now_us, size, cluster)
 
     @property
     def active(self) -> bool:
