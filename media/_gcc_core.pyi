@@ -41,10 +41,12 @@ class Trendline:
     def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> str: ...
 
 class EstimatorCore:
-    trendline: Trendline
     reported_count: int
     lost_count: int
-    probe_reports: list[tuple[int, int, int]]
+    @property
+    def trendline(self) -> Trendline: ...
+    @property
+    def probe_reports(self) -> list[tuple[int, int, int]]: ...
     probe_sent: Callable[[int, int], int] | None
     sequence: int
     @property

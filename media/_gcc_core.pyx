@@ -480,12 +480,12 @@ cdef class EstimatorCore:
     cdef int64_t _reference_base_us
     cdef Result *_received
     cdef Py_ssize_t _received_capacity
-    cdef public Trendline trendline
+    cdef readonly Trendline trendline
     #: packets reported (probes aside) and lost among them since the loss was last judged
     cdef public long long reported_count, lost_count
     #: (cluster, size, arrival) of each reported packet of a probe cluster, for the rate
     #: control to take (media/gcc.py empties it after each feedback)
-    cdef public list probe_reports
+    cdef readonly list probe_reports
     #: while a probe cluster runs: called with (size, send time) for each packet sent, it
     #: says which cluster the packet belongs to (0: none); None otherwise (the usual case)
     cdef public object probe_sent
