@@ -79,8 +79,9 @@ LOSS_LOW = 0.02
 #: counts once, as in an RTCP receiver report's fraction lost).
 LOSS_MIN_PACKETS = 20
 LOSS_EVERY_US = 300_000
-#: Overuse cuts only when the packets acknowledged over the last this much of arrival time
-#: arrived over a span this many times the one they were sent over (or loss was seen). A link
+#: Overuse cuts only when the packets acknowledged over the last STRETCH_WINDOW_US of arrival
+#: time (media/_gcc_core.pyx) arrived over a span this many times the one they were sent over
+#: (or loss was seen). A link
 #: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.2-4.9 at the cuts
 #: measured in the three-page browser test); a starved receiver hardly does (0.94-1.09 at the
 #: overuses it caused there, 2-5 load per core). A second, not half: a receiver that reads late
