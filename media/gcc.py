@@ -81,11 +81,11 @@ LOSS_MIN_PACKETS = 20
 LOSS_EVERY_US = 300_000
 #: Overuse cuts only when the packets acknowledged over the last STRETCH_WINDOW_US of arrival
 #: time (media/_gcc_core.pyx) arrived over a span this many times the one they were sent over
-#: (or loss was seen). A link
-#: narrower than what is sent stretches them at once (300 kbit/s under 700: 1.2-4.9 at the cuts
-#: measured in the three-page browser test); a starved receiver hardly does (0.94-1.09 at the
-#: overuses it caused there, 2-5 load per core). A second, not half: a receiver that reads late
-#: for 100 ms stretches half a second by 1.2, but a second by 1.1 only.
+#: (or loss was seen). A link narrower than what is sent stretches them at once (300 kbit/s
+#: under 700: 1.2-4.9 at the cuts measured in the three-page browser test); a starved receiver
+#: hardly does (0.94-1.09 at the overuses it caused there, 2-5 load per core). A second, not
+#: half: a receiver that reads late for 100 ms stretches half a second by 1.2, but a second by
+#: 1.1 only.
 QUEUE_STRETCH = 1.1
 #: ... or when a queue stands: the least one-way delay of the last QUEUE_RECENT_US is this much
 #: over the least of the last QUEUE_BASE_US. A link just narrower than what is sent stretches
