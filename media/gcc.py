@@ -34,36 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ._gcc_core import (
-    GROUP_SPAN_US,
-    NORMAL,
-    OVERUSE,
-    QUEUE_BASE_US,
-    QUEUE_BUCKET_US,
-    QUEUE_RECENT_US,
-    STRETCH_WINDOW_US,
-    THROUGHPUT_WINDOW_US,
-    UNDERUSE,
-    EstimatorCore,
-    SlidingLine,
-    Trendline,
-)
-
-__all__ = [
-    "GROUP_SPAN_US",
-    "NORMAL",
-    "OVERUSE",
-    "QUEUE_BASE_US",
-    "QUEUE_BUCKET_US",
-    "QUEUE_RECENT_US",
-    "STRETCH_WINDOW_US",
-    "THROUGHPUT_WINDOW_US",
-    "UNDERUSE",
-    "PacketResult",
-    "SendSideEstimator",
-    "SlidingLine",
-    "Trendline",
-]
+from ._gcc_core import OVERUSE, UNDERUSE, EstimatorCore, Trendline
 
 #: Overuse cuts to this share of the acknowledged throughput ...
 BETA = 0.85
@@ -260,17 +231,17 @@ class SendSideEstimator:
 
     @property
     def arrival_stretch(self) -> float | None:
-        """The span over which the packets acknowledged over the last
-        :data:`STRETCH_WINDOW_US` arrived, over the span they were sent over: about 1 while
-        the link carries what is sent, more while a queue grows. None with too little to tell
-        (computed when asked: only overuse asks)."""
+        """The span over which the packets acknowledged over the last ``STRETCH_WINDOW_US``
+        (media/_gcc_core.pyx) arrived, over the span they were sent over: about 1 while the link
+        carries what is sent, more while a queue grows. None with too little to tell (computed
+        when asked: only overuse asks)."""
         return self.core.arrival_stretch
 
     @property
     def standing_queue_us(self) -> int | None:
-        """How much the least one-way delay of the last :data:`QUEUE_RECENT_US` exceeds the
-        least of the last :data:`QUEUE_BASE_US` (clock offsets cancel): the queue every packet
-        waited in lately. None until a second of history."""
+        """How much the least one-way delay of the last ``QUEUE_RECENT_US`` exceeds the least
+        of the last ``QUEUE_BASE_US`` (media/_gcc_core.pyx; clock offsets cancel): the queue
+        every packet waited in lately. None until a second of history."""
         return self.core.standing_queue_us
 
     def _probe_packet(self, cluster_id: int, size: int, arrival: int) -> None:

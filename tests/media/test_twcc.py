@@ -21,7 +21,8 @@ from test_bandwidth import Recorder, _video_receiver, room, simulcast  # noqa: F
 
 from media import _aiortc_seam as seam
 from media import transport as transport_module
-from media.gcc import PacketResult, SendSideEstimator, SlidingLine
+from media._gcc_core import SlidingLine
+from media.gcc import PacketResult, SendSideEstimator
 from media.room import RoomMedia
 from media.twcc import (
     DELTA_TICK_US,
@@ -540,7 +541,7 @@ def _grouped_by_hand(estimator: SendSideEstimator, results: list[PacketResult]) 
     arrival order; a group holds the packets sent within GROUP_SPAN_US of its first; a packet
     sent before the current group is ignored; each completed group after the first gives
     (recv delta ms, send delta ms, arrival ms) against the previous one."""
-    from media.gcc import GROUP_SPAN_US
+    from media._gcc_core import GROUP_SPAN_US
 
     pairs = []
     current, last = estimator.core.groups
