@@ -8,9 +8,10 @@ receiver's REMB, which climbs slowly.
 
 * Publisher leg (browser -> server): :class:`FeedbackRecorder` notes the arrival of each numbered
   packet and builds the feedback, so the browser's own send-side estimator drives its encoder.
-* Subscriber leg (server -> browser): :class:`TransportWideSender` numbers what we forward, keeps
-  what it sent, and hands the browser's feedback to a :class:`~media.gcc.SendSideEstimator`,
-  whose estimate picks the simulcast layer instead of REMB.
+* Subscriber leg (server -> browser): :class:`TransportWideSender` numbers what we forward and
+  hands the browser's feedback to a :class:`~media.gcc.SendSideEstimator` (its compiled core,
+  media/_gcc_core.pyx, keeps what was sent and matches the feedback to it), whose estimate
+  picks the simulcast layer instead of REMB.
 
 No aiortc here: media/_aiortc_seam.py wires these to aiortc's transports; the SDP helpers below
 work on the text, as media/simulcast.py does.
