@@ -1,9 +1,17 @@
 """Imaging figures of a real server process: C-STORE ingest, WADO-RS frames, rendered PNGs.
 
     .venv/bin/python bench/dicom_ingest.py [--instances 300] [--frames 500] [--renders 400]
-        [--clients 8] [--associations 4] [--no-reference]
+        [--clients 8] [--associations 4] [--no-reference] [--rounds 1]
+        [--baseline-tree DIR] [--data-parent DIR]
 
-``--frames 0 --renders 0 --no-reference`` measures C-STORE alone.
+``--frames 0 --renders 0 --no-reference`` measures C-STORE alone. With ``--baseline-tree DIR``
+a server from that checkout runs beside ours, each on its own data directory, and the
+one-association rounds alternate between them (the order turning each round): the ratio of
+the two is what to read on a machine whose speed drifts by 30 % within minutes.
+``--data-parent`` puts the data directories elsewhere than the system's temporary directory:
+where a file system makes creating files dear (here, ext4 without a journal scans a block
+group's recently deleted inodes on every create, and /tmp sees many deletions), a server
+whose data lives elsewhere is measured there.
 
 The server (``python -m web serve``) runs in its own process on a fresh SQLite data directory,
 with its C-STORE SCP on. One patient account and its record are made through the API; every
@@ -44,6 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -287,10 +296,27 @@ async def retrieval_phases(
         )
 
 
-async def main(args: argparse.Namespace) -> None:
-    if shutil.which("storescu") is None:
-        raise SystemExit("DCMTK storescu is missing (apt-get install dcmtk)")
-    tmp = Path(tempfile.mkdtemp(prefix="dicom-bench-"))
+@dataclass
+class Target:
+    """One server under test: its tree, process, ports and the bench patient's record."""
+
+    name: str
+    tree: Path
+    tmp: Path
+    server: asyncio.subprocess.Process
+    url: str
+    dicom_port: int
+    auth: dict[str, str] = field(default_factory=dict)
+    record_id: str = ""
+    rates: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+
+async def start_target(
+    name: str, tree: Path, args: argparse.Namespace, http: aiohttp.ClientSession
+) -> Target:
+    """A fresh data directory, a server from ``tree`` on it, a patient and its record."""
+    tmp = Path(tempfile.mkdtemp(prefix="dicom-bench-", dir=args.data_parent))
     data_dir = tmp / "data"
     data_dir.mkdir()
     institution_id = await prepare(data_dir)
@@ -307,71 +333,116 @@ async def main(args: argparse.Namespace) -> None:
         else ["-m", "web"]
     )
     server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *launcher,
-        "serve",
-        "--config",
-        str(tmp / "server.toml"),
-        cwd=ROOT,
+        sys.executable, *launcher, "serve", "--config", str(tmp / "server.toml"), cwd=tree
     )
+    target = Target(name, tree, tmp, server, f"http://127.0.0.1:{port}", dicom_port)
+    await wait_healthy(http, target.url, server)
+    async with http.post(
+        target.url + "/api/v1/session", json={"username": "bench-patient", "password": PASSWORD}
+    ) as r:
+        target.auth = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    first17 = "110105198001011" + f"{secrets.randbelow(100):02d}"
+    async with http.post(
+        target.url + "/api/v1/patients",
+        json={
+            "name": "bench",
+            "id_number": first17 + id_check_char(first17),
+            "phone": "13900000000",
+        },
+        headers=target.auth,
+    ) as r:
+        target.record_id = (await r.json())["id"]
+    return target
 
-    async def phase(start: bool) -> None:
-        """Start or stop a phase's profile (the figures of a profiled run are not figures)."""
-        if args.profile:
-            server.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
-            await asyncio.sleep(0.5 if start else 3)  # the server writes its profile
 
-    url = f"http://127.0.0.1:{port}"
+async def stop_target(target: Target) -> None:
+    target.server.send_signal(signal.SIGINT)
     try:
-        async with aiohttp.ClientSession() as http:
-            await wait_healthy(http, url, server)
-            async with http.post(
-                url + "/api/v1/session", json={"username": "bench-patient", "password": PASSWORD}
-            ) as r:
-                token = (await r.json())["token"]
-            auth = {"Authorization": f"Bearer {token}"}
-            first17 = "110105198001011" + f"{secrets.randbelow(100):02d}"
-            async with http.post(
-                url + "/api/v1/patients",
-                json={
-                    "name": "bench",
-                    "id_number": first17 + id_check_char(first17),
-                    "phone": "13900000000",
-                },
-                headers=auth,
-            ) as r:
-                record_id = (await r.json())["id"]
+        await asyncio.wait_for(target.server.wait(), timeout=30)
+    except TimeoutError:
+        target.server.kill()
+        await target.server.wait()
+    shutil.rmtree(target.tmp, ignore_errors=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    if shutil.which("storescu") is None:
+        raise SystemExit("DCMTK storescu is missing (apt-get install dcmtk)")
+    if args.data_parent is not None:
+        args.data_parent.mkdir(parents=True, exist_ok=True)
+    trees = {"ours": ROOT}
+    if args.baseline_tree is not None:
+        trees = {"baseline": args.baseline_tree.resolve(), **trees}
+    targets: list[Target] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            for name, tree in trees.items():
+                targets.append(await start_target(name, tree, args, http))
+            ours = targets[-1]
+            server = ours.server
+
+            async def phase(start: bool) -> None:
+                """Start or stop a phase's profile (the figures of a profiled run are not
+                figures)."""
+                if args.profile:
+                    for target in targets:
+                        target.server.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
+                    await asyncio.sleep(0.5 if start else 3)  # the server writes its profile
+
             print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
             uids: list[tuple[str, str, str]] = []
-            rates: list[float] = []
             for round_ in range(args.rounds):
-                folder = tmp / f"files-{round_}"
-                uids += write_instances(args.instances, record_id, folder)
-                files = sorted(folder.iterdir())
-                cpu0 = cpu_seconds(server.pid)
-                await phase(True)
-                elapsed = await storescu(dicom_port, "BENCH", "TELECONSULT", files)
-                await phase(False)
-                rate = len(files) / elapsed
-                rates.append(rate)
-                cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files) * 1000
-                size = sum(f.stat().st_size for f in files) / len(files) / 1e6
+                # each round, each server in turn; the order turns, so that neither always
+                # runs first (a machine's speed drifts within minutes)
+                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
+                for target in order:
+                    folder = target.tmp / f"files-{round_}"
+                    written = write_instances(args.instances, target.record_id, folder)
+                    if target is ours:
+                        uids += written
+                    files = sorted(folder.iterdir())
+                    cpu0 = cpu_seconds(target.server.pid)
+                    await phase(True)
+                    elapsed = await storescu(target.dicom_port, "BENCH", "TELECONSULT", files)
+                    await phase(False)
+                    rate = len(files) / elapsed
+                    target.rates.append(rate)
+                    cpu_store = (cpu_seconds(target.server.pid) - cpu0) / len(files) * 1000
+                    target.cpu_ms.append(cpu_store)
+                    size = sum(f.stat().st_size for f in files) / len(files) / 1e6
+                    label = f" [{target.name}]" if len(targets) > 1 else ""
+                    print(
+                        f"C-STORE{label} (storescu -> our SCP: parse, check, fsync, rename, row, "
+                        f"audit): {len(files)} x {size:.2f} MB 512x512 CT in {elapsed:.2f} s = "
+                        f"{rate:.0f} instances/s (target >= 150); server CPU {cpu_store:.1f} ms "
+                        f"an instance"
+                    )
+            for target in targets:
+                if len(target.rates) > 1:
+                    rates = target.rates
+                    print(
+                        f"  one association [{target.name}] over {len(rates)} rounds: median "
+                        f"{statistics.median(rates):.0f} instances/s, {min(rates):.0f}-"
+                        f"{max(rates):.0f} (target >= 150); met in "
+                        f"{sum(r >= 150 for r in rates)} of {len(rates)}; server CPU median "
+                        f"{statistics.median(target.cpu_ms):.1f} ms an instance"
+                    )
+            if len(targets) > 1:
+                base = targets[0]
+                ratios = [o / b for o, b in zip(ours.rates, base.rates, strict=True)]
                 print(
-                    f"C-STORE (storescu -> our SCP: parse, check, fsync, rename, row, audit): "
-                    f"{len(files)} x {size:.2f} MB 512x512 CT in {elapsed:.2f} s = {rate:.0f} "
-                    f"instances/s (target >= 150); server CPU {cpu_store:.1f} ms an instance"
+                    f"  ours / baseline, round by round: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)} (median "
+                    f"{statistics.median(ratios):.2f}); server CPU an instance: median "
+                    f"{statistics.median(ours.cpu_ms):.1f} against "
+                    f"{statistics.median(base.cpu_ms):.1f} ms"
                 )
-            if len(rates) > 1:
-                print(
-                    f"  one association over {len(rates)} rounds: median "
-                    f"{statistics.median(rates):.0f} instances/s, {min(rates):.0f}-"
-                    f"{max(rates):.0f} (target >= 150); met in {sum(r >= 150 for r in rates)} "
-                    f"of {len(rates)}"
-                )
+            rate = ours.rates[-1]
             if not args.no_reference:
-                reference = await dcmtk_storescp_rate(files, tmp / "storescp")
+                files = sorted((ours.tmp / f"files-{args.rounds - 1}").iterdir())
+                reference = await dcmtk_storescp_rate(files, ours.tmp / "storescp")
                 nodelay = {**os.environ, "TCP_NODELAY": "1"}
-                fast = await dcmtk_storescp_rate(files, tmp / "storescp-nodelay", nodelay)
+                fast = await dcmtk_storescp_rate(files, ours.tmp / "storescp-nodelay", nodelay)
                 print(
                     f"  side by side, DCMTK storescp (C++, writes files, no fsync, no checks): "
                     f"{reference:.0f} instances/s as built (Nagle on), {fast:.0f}/s with "
@@ -379,35 +450,37 @@ async def main(args: argparse.Namespace) -> None:
                 )
             # storescu itself limits one association: several senders at once (as a PACS
             # forwarding to us does) show what the SCP takes.
-            again = write_instances(args.instances, record_id, tmp / "files2")
-            files2 = sorted((tmp / "files2").iterdir())
-            uids += again
             n = args.associations
-            chunks = [files2[i::n] for i in range(n)]
-            started, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
-            await phase(True)
-            await asyncio.gather(
-                *(storescu(dicom_port, "BENCH", "TELECONSULT", chunk) for chunk in chunks)
-            )
-            await phase(False)
-            parallel = len(files2) / (time.perf_counter() - started)
-            cpu_store = (cpu_seconds(server.pid) - cpu0) / len(files2) * 1000
-            print(
-                f"C-STORE with {n} associations at once: {parallel:.0f} instances/s "
-                f"(target >= 150); server CPU {cpu_store:.1f} ms an instance"
-            )
+            for target in targets:
+                folder = target.tmp / "files2"
+                written = write_instances(args.instances, target.record_id, folder)
+                if target is ours:
+                    uids += written
+                files2 = sorted(folder.iterdir())
+                chunks = [files2[i::n] for i in range(n)]
+                started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
+                await phase(True)
+                await asyncio.gather(
+                    *(
+                        storescu(target.dicom_port, "BENCH", "TELECONSULT", chunk)
+                        for chunk in chunks
+                    )
+                )
+                await phase(False)
+                parallel = len(files2) / (time.perf_counter() - started)
+                cpu_store = (cpu_seconds(target.server.pid) - cpu0) / len(files2) * 1000
+                label = f" [{target.name}]" if len(targets) > 1 else ""
+                print(
+                    f"C-STORE{label} with {n} associations at once: {parallel:.0f} instances/s "
+                    f"(target >= 150); server CPU {cpu_store:.1f} ms an instance"
+                )
 
             if args.frames and args.renders:
-                await retrieval_phases(http, url, auth, uids, args, server, phase)
+                await retrieval_phases(http, ours.url, ours.auth, uids, args, server, phase)
             print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(server.wait(), timeout=30)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            for target in targets:
+                await stop_target(target)
 
 
 if __name__ == "__main__":
@@ -426,6 +499,18 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--no-reference", action="store_true", help="skip DCMTK's storescp beside ours"
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. main): its server too, the one-association rounds "
+        "alternated with ours, and the ratio printed",
+    )
+    parser.add_argument(
+        "--data-parent",
+        type=Path,
+        help="where the servers' data directories are made (default: the system's temporary "
+        "directory)",
     )
     parser.add_argument(
         "--profile",

@@ -13,16 +13,24 @@ one instance every ~8 ms) showed:
   command set as a pydicom dataset, once to count its length and once to encode it (0.85 ms
   under the GIL), then the DUL thread picked it up on its next turn.
 
-So, per association (:func:`attach`), the DUL thread's idle sleep becomes a ``select`` on an
-eventfd written whenever a primitive is queued for it and, between messages only, on the
-association's socket; the reactor's becomes a wait on its message queue's condition. Both
-still wake after 1 ms at the latest, so every check pynetdicom makes on its turns (release,
-abort, timers) is made as often as before. The socket is watched only between messages:
-while a message arrives, a wake-up for every segment would read it in many small pieces;
-pynetdicom's sleep lets each PDU arrive whole. A C-STORE response without an error comment
-or offending element (every one the SCP sends on success or a plain refusal) is encoded here
-directly, byte for byte as pynetdicom encodes it (``tests/imaging/test_dicom_reactor.py``
-compares); anything else is pynetdicom's.
+So, per association (:func:`attach`), the DUL thread's idle sleep becomes a ``select`` on the
+association's socket and on an eventfd written whenever a primitive is queued for it; the
+reactor's becomes a wait on its message queue's condition. Both still wake after 1 ms at the
+latest, so every check pynetdicom makes on its turns (release, abort, timers) is made as often
+as before. The socket wakes the DUL thread within a message too: the sender writes a large
+dataset in several PDUs (DCMTK: 128 KiB each), and a PDU not there yet when the last one was
+read cost a whole turn (a trace: 1.16 ms of a ~7.5 ms instance, between the first and second
+data PDUs). An earlier version left the socket out of the wait within a message, so that a
+PDU would be there whole when read; measured with it in, a PDU's body is read in 1.06
+``recv`` calls on average (loopback, DCMTK): pynetdicom reads a PDU's 6-byte header, then
+blocks in the socket's reader (:class:`web.dicom_scp.BoundedRecv`) for the rest, as before.
+Making the socket readable only once a whole body is there (``SO_RCVLOWAT``) was tried and
+dropped: on Linux 6.18 an association stalled, the receiver advertising a zero window with
+nothing queued.
+
+A C-STORE response without an error comment or offending element (every one the SCP sends on
+success or a plain refusal) is encoded here directly, byte for byte as pynetdicom encodes it
+(``tests/imaging/test_dicom_reactor.py`` compares); anything else is pynetdicom's.
 
 This reaches into pynetdicom's threads (their module's ``time``, a queue's ``put``, the DIMSE
 provider's ``send_msg`` of each association, nothing global beyond the ``time`` seen by
@@ -38,7 +46,6 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any, Final
 
 REACTOR_DELAY_S: Final = 0.001
@@ -96,19 +103,16 @@ def _uid(element: int, value: str) -> bytes:
 
 class _DulWaker:
     """What the DUL thread of one association waits on instead of sleeping: an eventfd
-    written when a primitive is queued for it, and the socket while
-    ``between_messages(association_socket)``.
+    written when a primitive is queued for it, and the association's socket.
     Used by that thread alone; closed by it when it ends (the lock keeps a late writer from
     writing into a descriptor number reused meanwhile)."""
 
-    def __init__(self, dul: Any, between_messages: Callable[[Any], bool]) -> None:
+    def __init__(self, dul: Any) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
-        # nothing of the association held strongly: the finalizer that closes an unused
-        # waker holds the waker, and must not keep the DUL, its association and the
-        # association's last message alive
+        # the DUL held weakly: the finalizer that closes an unused waker holds the waker,
+        # and must not keep the DUL, its association and the association's last message alive
         self._dul = weakref.ref(dul)
-        self._between_messages = between_messages
 
     def wake(self) -> None:
         with self._lock:
@@ -119,7 +123,7 @@ class _DulWaker:
         watched: list[Any] = [self.fd]
         assoc_socket = getattr(self._dul(), "socket", None)
         sock = getattr(assoc_socket, "socket", None)
-        if sock is not None and sock.fileno() >= 0 and self._between_messages(assoc_socket):
+        if sock is not None and sock.fileno() >= 0:
             watched.append(sock)
         try:
             ready, _, _ = select.select(watched, [], [], seconds)
@@ -180,14 +184,12 @@ def install() -> None:
         _installed = True
 
 
-def attach(assoc: Any, between_messages: Callable[[Any], bool]) -> None:
+def attach(assoc: Any) -> None:
     """Prepare a new association (before its threads start): its DUL thread and reactor wake
-    for their work, and its C-STORE responses are encoded directly.
-    ``between_messages(association_socket)``: whether no part of a message has arrived since
-    a handler took the last one (a function of its argument alone: what it holds is held as
-    long as the association's eventfd may be open). The SCP calls :func:`install` first."""
+    for their work, and its C-STORE responses are encoded directly. The SCP calls
+    :func:`install` first."""
     dul = assoc.dul
-    waker = _DulWaker(dul, between_messages)
+    waker = _DulWaker(dul)
     weakref.finalize(dul, waker.close)  # a DUL thread that never ran
     queue = dul.to_provider_queue
     put = queue.put

@@ -7,9 +7,13 @@ shows). Real associations through the SCP are in test_imaging_cstore.py."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 from hypothesis import given, settings
@@ -18,6 +22,7 @@ from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 
 from web.dicom_reactor import _DulWaker, encode_store_response
+from web.dicom_scp import NextFiles
 
 uids = (
     st.lists(st.integers(min_value=0, max_value=10**12).map(str), min_size=2, max_size=8)
@@ -87,7 +92,7 @@ def _timed_wait(waker: _DulWaker, seconds: float) -> float:
 
 def test_the_dul_thread_wakes_when_a_primitive_is_queued_for_it() -> None:
     dul = _Dul(socket=None)
-    waker = _DulWaker(dul, lambda _socket: True)
+    waker = _DulWaker(dul)
     try:
         threading.Timer(0.05, waker.wake).start()
         assert _timed_wait(waker, 5.0) < 2.5  # woken, not timed out
@@ -99,18 +104,14 @@ def test_the_dul_thread_wakes_when_a_primitive_is_queued_for_it() -> None:
     waker.close()  # and closing twice is harmless
 
 
-def test_the_socket_wakes_it_between_messages_only() -> None:
+def test_the_socket_wakes_it() -> None:
     ours, peer = socket.socketpair()
-    between = {"now": True}
     dul = _Dul(socket=SimpleNamespace(socket=ours))
-    waker = _DulWaker(dul, lambda _socket: between["now"])
+    waker = _DulWaker(dul)
     try:
         threading.Timer(0.05, peer.send, (b"\x04",)).start()
-        assert _timed_wait(waker, 5.0) < 2.5  # the next request's first bytes
-        between["now"] = False  # a message is arriving: its bytes accumulate meanwhile
-        assert 0.15 <= _timed_wait(waker, 0.2) < 2.5
+        assert _timed_wait(waker, 5.0) < 2.5  # the next request's (or PDU's) first bytes
         ours.close()  # the connection went: the wait falls back to sleeping its turn
-        between["now"] = True
         assert 0.15 <= _timed_wait(waker, 0.2) < 2.5
     finally:
         waker.close()
@@ -121,3 +122,52 @@ def test_an_over_long_uid_is_left_to_pynetdicom() -> None:
     primitive = _response(MessageIDBeingRespondedTo=1, Status=0)
     primitive._affected_sop_instance_uid = "1" * 65  # past pynetdicom's own setter's check
     assert encode_store_response(primitive) is None
+
+
+def test_an_associations_next_file_is_made_ahead_and_never_left_behind(tmp_path: Path) -> None:
+    """R20: each C-STORE handler has the association's next file created while the response
+    goes out (web.dicom_scp.NextFiles); the next handler takes it open for synced writes, and
+    an association that ends, or a stopping SCP, leaves no file and no descriptor behind."""
+    names = iter(range(100))
+    files = NextFiles(lambda: tmp_path / f"{next(names)}.part")
+    assoc, other = _Association(), _Association()
+    path, fd = files.take(assoc)  # nothing ready: the caller creates it
+    assert fd is None and not path.exists()
+    with ThreadPoolExecutor(2) as workers:
+        files.prepare(assoc, workers)
+        files.prepare(assoc, workers)  # one at a time
+        assert files.waiting == 1
+        path, fd = files.take(assoc)
+        assert fd is not None and path.exists() and path.stat().st_size == 0
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_SYNC
+        os.close(fd)
+        assert files.waiting == 0 and sorted(tmp_path.iterdir()) == [path]
+        # an association that ends: its ready file goes, and none is made for it again
+        files.prepare(assoc, workers)
+        files.prepare(other, workers)
+        files.discard(assoc)
+        files.prepare(assoc, workers)
+        assert files.waiting == 1
+        # the SCP stops: the others' go too
+        files.discard_all()
+        assert files.waiting == 0
+    assert sorted(tmp_path.iterdir()) == [path]
+    open_files = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if _alive(fd)]
+    assert not [name for name in open_files if name.startswith(str(tmp_path))]
+    # workers that are shutting down: nothing is made, nothing fails
+    workers = ThreadPoolExecutor(1)
+    workers.shutdown()
+    files.prepare(other, workers)
+    assert files.waiting == 0
+
+
+class _Association:
+    """An object standing for a pynetdicom association (hashable, weakly referenceable)."""
+
+
+def _alive(fd: Path) -> bool:
+    try:
+        os.readlink(fd)
+    except OSError:
+        return False
+    return True

@@ -236,11 +236,13 @@ async def test_association_threads_wake_for_their_work_and_leave_nothing_behind(
 ) -> None:
     """Each association's DUL thread waits on an eventfd of its own (web/dicom_reactor.py)
     instead of sleeping its 1 ms turns, and closes it when the association ends; the
-    responses it sends (encoded directly) are what storescu expects."""
+    responses it sends (encoded directly) are what storescu expects. R20: every instance is
+    stored through the next file made ready for it, and no ended association leaves one."""
     import pynetdicom.association
     import pynetdicom.dul
 
     from web.dicom_reactor import _WakingTime
+    from web.keys import IMAGING
 
     world, port = scp_world
     assert isinstance(pynetdicom.dul.time, _WakingTime)
@@ -255,15 +257,21 @@ async def test_association_threads_wake_for_their_work_and_leave_nothing_behind(
     assert await sending == 0
     assert seen == before + 1, (before, seen)
     assert world.server.app[SCP].stored == 40
+    assert world.server.app[SCP].next_files.taken == 39  # all but the first made ahead
     for _ in range(3):  # more associations, one after the other
         assert await storescu(port, files[:2]) == 0
     deadline = time.monotonic() + 10
     while _eventfds() > before:  # each DUL thread closes its own as it ends
         assert time.monotonic() < deadline, (before, _eventfds())
         await asyncio.sleep(0.02)
-    # and nothing of an ended association is kept (its last message was 0.5 MB)
+    # and nothing of an ended association is kept (its last message was 0.5 MB), nor the
+    # file each one had made ready for its next instance (web.dicom_scp.NextFiles)
     while _live_duls():
         assert time.monotonic() < deadline, _live_duls()
+        await asyncio.sleep(0.02)
+    scp = world.server.app[SCP]
+    while scp.next_files.waiting or list(world.server.app[IMAGING].incoming.iterdir()):
+        assert time.monotonic() < deadline, scp.next_files.waiting
         await asyncio.sleep(0.02)
 
 

@@ -388,9 +388,14 @@ async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_i
     ds = series_from("CT_small.dcm", 1)[0]
     _, body = _split_part10(part10(ds))
 
+    class Association:  # one for the three messages, as pynetdicom's (a thread) is
+        requestor = SimpleNamespace(ae_title="CT")
+
+    assoc = Association()
+
     def c_store(dataset: bytes) -> int:
         event = SimpleNamespace(
-            assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="CT")),
+            assoc=assoc,
             request=SimpleNamespace(
                 DataSet=BytesIO(dataset),
                 AffectedSOPClassUID=ds.SOPClassUID,
@@ -406,6 +411,8 @@ async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_i
         assert await loop.run_in_executor(None, c_store, body) == STATUS_CANNOT_UNDERSTAND
         store.max_instance_bytes = 1 << 30
         assert await loop.run_in_executor(None, c_store, body) == STATUS_SUCCESS
+        assert scp.next_files.taken == 2  # made ahead after the first, refused or not
+        scp._on_connection_closed(SimpleNamespace(assoc=assoc))  # the one made after the last
     finally:
         scp._parsers.shutdown()
     assert (scp.stored, scp.refused) == (1, 2)
