@@ -22,7 +22,7 @@ from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 
 from web.dicom_reactor import _DulWaker, encode_store_response
-from web.dicom_scp import NextFiles
+from web.dicom_scp import BoundedRecv, NextFiles, ReceiveBudget
 
 uids = (
     st.lists(st.integers(min_value=0, max_value=10**12).map(str), min_size=2, max_size=8)
@@ -171,3 +171,49 @@ def _alive(fd: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+class _RecordingSocket:
+    """A TCP socket whose reads and options set are recorded in order."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        self.raw = raw
+        self.calls: list[tuple[object, ...]] = []
+
+    def recv(self, size: int) -> bytes:
+        data = self.raw.recv(size)
+        self.calls.append(("recv", len(data)))
+        return data
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.raw.setsockopt(level, option, value)
+        self.calls.append(("setsockopt", level, option, value))
+
+
+def test_what_a_peer_sends_is_acknowledged_as_soon_as_it_is_read() -> None:
+    """A sender with Nagle's algorithm on holds a message's last short segment until what it
+    sent before is acknowledged; the SCP's reader asks for the ACK at once after every read
+    (``TCP_QUICKACK``), so the tail does not wait out the delayed-ACK timer (~40 ms)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sender = socket.create_connection(server.getsockname())
+        receiver, _ = server.accept()
+    receiver.settimeout(30)
+    recorded = _RecordingSocket(receiver)
+    assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title="PEER"))
+    recv = BoundedRecv(
+        SimpleNamespace(socket=recorded), lambda: 1 << 30, assoc, ReceiveBudget(lambda: 1 << 31)
+    )
+    quickack = ("setsockopt", socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    try:
+        sender.sendall(b"\x04\x00\x00\x00\x10\x00" + b"x" * 4096)
+        assert recv(6) == b"\x04\x00\x00\x00\x10\x00"
+        assert recorded.calls[-1] == quickack
+        assert recv(4096) == b"x" * 4096
+        assert recorded.calls[-1] == quickack
+        sender.close()
+        recorded.calls.clear()
+        assert recv(6) == b""  # the peer closed: nothing read, nothing to acknowledge
+        assert quickack not in recorded.calls
+    finally:
+        receiver.close()
+        sender.close()
