@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import os
 import random
 import secrets
@@ -296,6 +297,15 @@ async def retrieval_phases(
         )
 
 
+def print_trace(directory: Path) -> None:
+    """The steps of the last phase's cycles (bench/traced_server.py), median and p90."""
+    from traced_server import breakdown
+
+    newest = max(directory.glob("*.json"), key=lambda p: int(p.stem))
+    for what, median, p90 in breakdown(json.loads(newest.read_text())):
+        print(f"    {what:<62} median {median:5.2f} ms, p90 {p90:5.2f} ms")
+
+
 @dataclass
 class Target:
     """One server under test: its tree, process, ports and the bench patient's record."""
@@ -326,12 +336,13 @@ async def start_target(
         f'recording = false\ndicom_port = {dicom_port}\nlog_level = "WARNING"\n'
         f'[dicom_peers]\nBENCH = "{institution_id}"\n'
     )
-    # --profile: the server under cProfile, one file a phase (bench/profiled_server.py)
-    launcher = (
-        [str(ROOT / "bench" / "profiled_server.py"), str(args.profile)]
-        if args.profile
-        else ["-m", "web"]
-    )
+    # --profile: the server under cProfile, one file a phase (bench/profiled_server.py);
+    # --trace: its C-STORE steps timed, one file a phase (bench/traced_server.py)
+    launcher = ["-m", "web"]
+    if args.profile:
+        launcher = [str(ROOT / "bench" / "profiled_server.py"), str(args.profile / name)]
+    elif args.trace:
+        launcher = [str(ROOT / "bench" / "traced_server.py"), str(args.trace / name)]
     server = await asyncio.create_subprocess_exec(
         sys.executable, *launcher, "serve", "--config", str(tmp / "server.toml"), cwd=tree
     )
@@ -382,12 +393,13 @@ async def main(args: argparse.Namespace) -> None:
             server = ours.server
 
             async def phase(start: bool) -> None:
-                """Start or stop a phase's profile (the figures of a profiled run are not
-                figures)."""
-                if args.profile:
+                """Start or stop a phase's profile or trace (the figures of a profiled run
+                are not figures)."""
+                if args.profile or args.trace:
                     for target in targets:
                         target.server.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
-                    await asyncio.sleep(0.5 if start else 3)  # the server writes its profile
+                    # the server writes its profile or trace
+                    await asyncio.sleep(3 if args.profile and not start else 0.5)
 
             print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
             uids: list[tuple[str, str, str]] = []
@@ -417,6 +429,8 @@ async def main(args: argparse.Namespace) -> None:
                         f"{rate:.0f} instances/s (target >= 150); server CPU {cpu_store:.1f} ms "
                         f"an instance"
                     )
+                    if args.trace:
+                        print_trace(args.trace / target.name)
             for target in targets:
                 if len(target.rates) > 1:
                     rates = target.rates
@@ -458,16 +472,16 @@ async def main(args: argparse.Namespace) -> None:
                     uids += written
                 files2 = sorted(folder.iterdir())
                 chunks = [files2[i::n] for i in range(n)]
-                started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
                 await phase(True)
+                started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
                 await asyncio.gather(
                     *(
                         storescu(target.dicom_port, "BENCH", "TELECONSULT", chunk)
                         for chunk in chunks
                     )
                 )
-                await phase(False)
                 parallel = len(files2) / (time.perf_counter() - started)
+                await phase(False)
                 cpu_store = (cpu_seconds(target.server.pid) - cpu0) / len(files2) * 1000
                 label = f" [{target.name}]" if len(targets) > 1 else ""
                 print(
@@ -513,9 +527,16 @@ if __name__ == "__main__":
         "directory)",
     )
     parser.add_argument(
+        "--trace",
+        type=Path,
+        help="time each step of the one-association C-STORE (bench/traced_server.py) and print "
+        "them round by round, median and p90; files in DIR/<server>/<n>.json",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
-        help="profile the server's event loop phase by phase into DIR/<n>.prof (1: C-STORE, "
-        "2: C-STORE over several associations, 3: frames, 4: PNG cold, 5: PNG warm)",
+        help="profile the server's event loop phase by phase into DIR/<server>/<n>.prof (with "
+        "--rounds 1: 1 C-STORE, 2 C-STORE over several associations, 3 frames, 4 PNG cold, "
+        "5 PNG warm)",
     )
     asyncio.run(main(parser.parse_args()))

@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path.cwd()))  # the tree the bench runs it in (a baseline's, or ours)
 
-from web.cli import main  # noqa: E402
+from web.cli import main
 
 out = Path(sys.argv[1])
 profiles: list[cProfile.Profile] = []
