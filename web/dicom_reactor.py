@@ -25,8 +25,10 @@ PDU would be there whole when read; measured with it in, a PDU's body is read in
 ``recv`` calls on average (loopback, DCMTK): pynetdicom reads a PDU's 6-byte header, then
 blocks in the socket's reader (:class:`web.dicom_scp.BoundedRecv`) for the rest, as before.
 Making the socket readable only once a whole body is there (``SO_RCVLOWAT``) was tried and
-dropped: on Linux 6.18 an association stalled, the receiver advertising a zero window with
-nothing queued.
+dropped: on Linux 6.18 an association stalled until pynetdicom's 60 s network timeout, the
+server's receive queue empty and storescu's last 2 KB unacknowledged (Linux has mended
+``SO_RCVLOWAT`` hangs before). Reading as soon as a PDU arrives has its own trap, answered
+by :func:`web.dicom_scp._ack_now`: a sender's delayed ACKs.
 
 A C-STORE response without an error comment or offending element (every one the SCP sends on
 success or a plain refusal) is encoded here directly, byte for byte as pynetdicom encodes it
