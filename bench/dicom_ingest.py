@@ -379,7 +379,8 @@ async def stop_target(target: Target) -> None:
 async def main(args: argparse.Namespace) -> None:
     if shutil.which("storescu") is None:
         raise SystemExit("DCMTK storescu is missing (apt-get install dcmtk)")
-    if args.data_parent is not None:
+    if args.data_parent is not None:  # absolute: each server runs in its own tree
+        args.data_parent = args.data_parent.resolve()
         args.data_parent.mkdir(parents=True, exist_ok=True)
     trees = {"ours": ROOT}
     if args.baseline_tree is not None:
@@ -465,28 +466,44 @@ async def main(args: argparse.Namespace) -> None:
             # storescu itself limits one association: several senders at once (as a PACS
             # forwarding to us does) show what the SCP takes.
             n = args.associations
-            for target in targets:
-                folder = target.tmp / "files2"
-                written = write_instances(args.instances, target.record_id, folder)
-                if target is ours:
-                    uids += written
-                files2 = sorted(folder.iterdir())
-                chunks = [files2[i::n] for i in range(n)]
-                await phase(True)
-                started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
-                await asyncio.gather(
-                    *(
-                        storescu(target.dicom_port, "BENCH", "TELECONSULT", chunk)
-                        for chunk in chunks
+            parallel_rates: dict[str, list[float]] = {t.name: [] for t in targets}
+            for round_ in range(args.parallel_rounds):
+                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
+                for target in order:
+                    folder = target.tmp / f"parallel-{round_}"
+                    written = write_instances(args.instances, target.record_id, folder)
+                    if target is ours:
+                        uids += written
+                    files2 = sorted(folder.iterdir())
+                    chunks = [files2[i::n] for i in range(n)]
+                    await phase(True)
+                    started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
+                    await asyncio.gather(
+                        *(
+                            storescu(target.dicom_port, "BENCH", "TELECONSULT", chunk)
+                            for chunk in chunks
+                        )
                     )
-                )
-                parallel = len(files2) / (time.perf_counter() - started)
-                await phase(False)
-                cpu_store = (cpu_seconds(target.server.pid) - cpu0) / len(files2) * 1000
-                label = f" [{target.name}]" if len(targets) > 1 else ""
+                    parallel = len(files2) / (time.perf_counter() - started)
+                    await phase(False)
+                    parallel_rates[target.name].append(parallel)
+                    cpu_store = (cpu_seconds(target.server.pid) - cpu0) / len(files2) * 1000
+                    label = f" [{target.name}]" if len(targets) > 1 else ""
+                    print(
+                        f"C-STORE{label} with {n} associations at once: {parallel:.0f} "
+                        f"instances/s (target >= 150); server CPU {cpu_store:.1f} ms an instance"
+                    )
+            if len(targets) > 1 and args.parallel_rounds > 1:
+                ratios = [
+                    o / b
+                    for o, b in zip(
+                        parallel_rates[ours.name], parallel_rates[targets[0].name], strict=True
+                    )
+                ]
                 print(
-                    f"C-STORE{label} with {n} associations at once: {parallel:.0f} instances/s "
-                    f"(target >= 150); server CPU {cpu_store:.1f} ms an instance"
+                    f"  {n} associations, ours / baseline, round by round: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)} (median "
+                    f"{statistics.median(ratios):.2f})"
                 )
 
             if args.frames and args.renders:
@@ -513,6 +530,12 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--no-reference", action="store_true", help="skip DCMTK's storescp beside ours"
+    )
+    parser.add_argument(
+        "--parallel-rounds",
+        type=int,
+        default=1,
+        help="repeat the several-associations C-STORE N times (alternated with the baseline's)",
     )
     parser.add_argument(
         "--baseline-tree",
