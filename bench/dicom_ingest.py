@@ -402,18 +402,25 @@ async def main(args: argparse.Namespace) -> None:
                     # the server writes its profile or trace
                     await asyncio.sleep(3 if args.profile and not start else 0.5)
 
-            print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
             uids: list[tuple[str, str, str]] = []
+
+            def in_turn(round_: int) -> list[Target]:
+                """Each round, each server in turn; the order turns, so that neither always
+                runs first (a machine's speed drifts within minutes)."""
+                return targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
+
+            def fresh_instances(target: Target, name: str) -> list[Path]:
+                """``--instances`` new instances of the target's patient, in ``name``."""
+                folder = target.tmp / name
+                written = write_instances(args.instances, target.record_id, folder)
+                if target is ours:
+                    uids.extend(written)
+                return sorted(folder.iterdir())
+
+            print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
             for round_ in range(args.rounds):
-                # each round, each server in turn; the order turns, so that neither always
-                # runs first (a machine's speed drifts within minutes)
-                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
-                for target in order:
-                    folder = target.tmp / f"files-{round_}"
-                    written = write_instances(args.instances, target.record_id, folder)
-                    if target is ours:
-                        uids += written
-                    files = sorted(folder.iterdir())
+                for target in in_turn(round_):
+                    files = fresh_instances(target, f"files-{round_}")
                     cpu0 = cpu_seconds(target.server.pid)
                     await phase(True)
                     elapsed = await storescu(target.dicom_port, "BENCH", "TELECONSULT", files)
@@ -468,13 +475,8 @@ async def main(args: argparse.Namespace) -> None:
             n = args.associations
             parallel_rates: dict[str, list[float]] = {t.name: [] for t in targets}
             for round_ in range(args.parallel_rounds):
-                order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
-                for target in order:
-                    folder = target.tmp / f"parallel-{round_}"
-                    written = write_instances(args.instances, target.record_id, folder)
-                    if target is ours:
-                        uids += written
-                    files2 = sorted(folder.iterdir())
+                for target in in_turn(round_):
+                    files2 = fresh_instances(target, f"parallel-{round_}")
                     chunks = [files2[i::n] for i in range(n)]
                     await phase(True)
                     started, cpu0 = time.perf_counter(), cpu_seconds(target.server.pid)
