@@ -125,9 +125,10 @@ def test_an_over_long_uid_is_left_to_pynetdicom() -> None:
 
 
 def test_an_associations_next_file_is_made_ahead_and_never_left_behind(tmp_path: Path) -> None:
-    """R20: each C-STORE handler has the association's next file created while the response
-    goes out (web.dicom_scp.NextFiles); the next handler takes it open for synced writes, and
-    an association that ends, or a stopping SCP, leaves no file and no descriptor behind."""
+    """R20: each C-STORE handler has the association's next file created while its own
+    transaction runs (web.dicom_scp.NextFiles); the next handler takes it open for synced
+    writes, and an association that ends, or a stopping SCP, leaves no file and no descriptor
+    behind."""
     names = iter(range(100))
     files = NextFiles(lambda: tmp_path / f"{next(names)}.part")
     assoc, other = _Association(), _Association()
