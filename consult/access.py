@@ -30,7 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
-from consult.audit import AuditTx, append, authorize
+from consult.audit import AuditTx, append
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     ConsultError,

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from consult import passwords
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     CredentialsSetByPerson,

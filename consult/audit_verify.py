@@ -16,7 +16,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
-from consult.audit import DIGEST_VERSION, append, authorize, event_digest
+from consult.audit import DIGEST_VERSION, append, event_digest
+from consult.authorization import authorize
 from consult.crypto import GENESIS_DIGEST
 from consult.db import Database
 from consult.models import AuditEvent, AuditResult

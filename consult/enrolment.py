@@ -21,7 +21,8 @@ from sqlalchemy import select, update
 
 from consult import passwords
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.crypto import sm3_hex
 from consult.db import Database
 from consult.errors import EnrolmentLinkInvalid, UserNotFound

@@ -20,7 +20,8 @@ from typing import Literal
 from sqlalchemy import select, update
 
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.crypto import FieldCipher
 from consult.db import Database
 from consult.errors import (

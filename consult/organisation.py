@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import InstitutionNotFound, InvalidInput
 from consult.models import Department, Institution, InstitutionLevel

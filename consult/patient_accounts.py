@@ -13,7 +13,8 @@ from sqlalchemy import select
 from consult import passwords
 from consult.accounts import USERNAME_PATTERN, AccountView
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import InvalidInput, PatientExists, PatientNotFound, UsernameTaken
 from consult.models import Patient, User

@@ -3,8 +3,8 @@
 Every REST route and every socket event names one action of :data:`PERMISSIONS`. The table says
 which roles may *attempt* an action; ownership and scope (a doctor's own visits, an operator's
 departments, a patient's own records) are checked by the service on the object itself. A refusal
-is an audit event: use :func:`consult.audit.authorize` (records it) rather than :func:`require`
-alone at a boundary.
+is an audit event: use :func:`consult.authorization.authorize` (records it) rather than
+:func:`require` alone at a boundary.
 
 Least privilege, as R34 and GB/T 22239 level 3 ask: ``admin`` manages accounts and the
 organisation and sees no clinical data; ``auditor`` reads the audit chain and quality reports;
@@ -304,7 +304,7 @@ def require(actor: Actor, action: str) -> None:
 
     Raises :class:`TotpEnrolmentRequired` (code ``totp_enrolment_required``) for a staff session
     that must enrol TOTP first, :class:`PermissionDenied` (code ``forbidden``) otherwise. Records
-    nothing: :func:`consult.audit.authorize` is the variant that audits the refusal.
+    nothing: :func:`consult.authorization.authorize` is the variant that audits the refusal.
     """
     roles = allowed_roles(action)
     if actor.enrolment_only and action not in ENROLMENT_ACTIONS:

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from consult import passwords
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     ConsultError,

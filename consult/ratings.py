@@ -34,7 +34,8 @@ from sqlalchemy.exc import IntegrityError
 
 from consult import access, events, sensitive_words
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     AlreadyRated,

@@ -31,7 +31,7 @@ from sqlalchemy.engine import CursorResult
 
 from consult import events
 from consult.actor import Actor
-from consult.audit import authorize
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import ReminderNotFound
 from consult.models import Reminder, WebhookState

@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult import access
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.crypto import sm3_hex
 from consult.db import Database
 from consult.decision_cache import PerDatabase, token_key

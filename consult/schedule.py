@@ -13,7 +13,8 @@ from typing import Final
 from sqlalchemy import func, select
 
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     Conflict,

@@ -51,7 +51,8 @@ from confusable_homoglyphs import confusables
 from sqlalchemy import delete, select
 
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import WordInvalid, WordNotFound
 from consult.models import SensitiveWord

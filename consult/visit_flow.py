@@ -40,7 +40,8 @@ from sqlalchemy import or_, select
 
 from consult import access, rooms
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.db import Database
 from consult.documents import DOCUMENTS, REFERRAL_REFUSAL, RISK_NOTICE, Document
 from consult.errors import (

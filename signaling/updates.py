@@ -29,7 +29,7 @@ import socketio
 from consult import events
 from consult.accounts import authenticate
 from consult.actor import Actor
-from consult.audit import authorize
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import ConsultError
 from consult.tokens import check_no_query_token

@@ -7,7 +7,8 @@ from typing import Final
 
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.errors import AttachmentNotFound, AttachmentRefused
 from consult.consultations.loading import load_consultation, refuse
 from consult.consultations.machines import CONSULTATION_MACHINE

@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.models import ConsultCentre, CooperationAgreement
 from consult.consultations.views import AgreementView
 from consult.db import Database

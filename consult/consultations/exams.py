@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.errors import ExamNotAttachable, ExamNotFound
 from consult.consultations.loading import load_consultation, refuse
 from consult.consultations.machines import CONSULTATION_MACHINE

@@ -27,7 +27,8 @@ from sqlalchemy import or_, select
 
 from consult import rooms
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations.errors import (
     ConsultationNotFound,
     InterpretationNotFound,

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from consult.access import INVITEE_SIDES
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations import room
 from consult.consultations.errors import (
     AlreadyInvited,

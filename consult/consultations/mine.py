@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import authorize
+from consult.authorization import authorize
 from consult.consultations.models import Consultation, ConsultationKind, ConsultationState
 from consult.consultations.views import MyConsultationView
 from consult.db import Database

@@ -9,7 +9,8 @@ from sqlalchemy import or_, select
 
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.exams import exam_view
 from consult.consultations.loading import (
     TEXT_CONTEXTS,

@@ -20,7 +20,8 @@ from typing import Any, Final
 from sqlalchemy import or_, select
 
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations.errors import (
     NotYourConsultation,
     ReferralDeclineReasonRequired,

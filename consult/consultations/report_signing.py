@@ -13,7 +13,8 @@ from typing import Any, Final
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.errors import (
     AlreadySignedReport,
     ReportNotFound,

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from consult.access import INVITEE_SIDES, INVITER_SIDES
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations.errors import ReportNotFound, ReportSigned, ReportUnsigned
 from consult.consultations.exams import is_diagnosis
 from consult.consultations.loading import (

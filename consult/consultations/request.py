@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations.errors import (
     DeclineReasonRequired,
     ExamRequired,

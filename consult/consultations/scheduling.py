@@ -18,7 +18,8 @@ from typing import Any, Final
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import audited, authorize
+from consult.audit import audited
+from consult.authorization import authorize
 from consult.consultations.errors import ScheduleConflict, ScheduleInPast
 from consult.consultations.loading import load_consultation, parties_of, refuse
 from consult.consultations.machines import CONSULTATION_MACHINE

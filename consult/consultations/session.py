@@ -4,7 +4,8 @@ both sides, with its MDT room (:mod:`consult.consultations.room`)."""
 from __future__ import annotations
 
 from consult.actor import Actor
-from consult.audit import AuditTx, audited, authorize
+from consult.audit import AuditTx, audited
+from consult.authorization import authorize
 from consult.consultations import room
 from consult.consultations.errors import (
     ConsultationNotFound,

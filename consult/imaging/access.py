@@ -34,7 +34,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consult.actor import Actor
-from consult.audit import append, authorize
+from consult.audit import append
+from consult.authorization import authorize
 from consult.consultations.models import (
     Consultation,
     ConsultationAttachment,

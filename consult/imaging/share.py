@@ -19,7 +19,7 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from consult.actor import Actor
-from consult.audit import authorize
+from consult.authorization import authorize
 from consult.errors import Conflict, InvalidInput
 from consult.models import User
 from consult.permissions import Role

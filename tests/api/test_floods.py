@@ -35,7 +35,7 @@ from apiclient import Clinic, Person
 from harness import Server
 from sqlalchemy import func, select
 
-from consult import audit, sessions
+from consult import authorization, sessions
 from consult.models import AuditEvent
 from web.keys import DATABASE
 
@@ -158,7 +158,7 @@ async def test_r33_a_forbidden_route_flood_is_refused_and_bounded_in_the_audit(
     assert set(answers) == {"403 forbidden", "429 rate_limited"}, answers
     denied = answers["403 forbidden"]
     # one row each for a burst, then about one a second (the probe above was the first)
-    allowed = audit.DENIALS_BURST + audit.DENIALS_PER_S * elapsed + 1
+    allowed = authorization.DENIALS_BURST + authorization.DENIALS_PER_S * elapsed + 1
     assert denied <= allowed, (denied, elapsed)
     grown = await _audit_count(server) - before
     assert grown <= allowed + 2, (grown, denied, elapsed)  # + the summary rows

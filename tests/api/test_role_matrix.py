@@ -98,7 +98,7 @@ async def _matrix(server: Server) -> dict[str, Any]:
             for op in _protected():
                 assert op.action is not None
                 if refused_here == 90:
-                    # one account's refusals past 100 are throttled (consult.audit.DENIALS_BURST):
+                    # one account's refusals past 100 are throttled (consult.authorization.DENIALS_BURST):
                     # the admin too, refused on over 100 routes since the follow-up, exam and
                     # reminder routes came
                     person, refused_here = await clinic.person(role.value), 0
@@ -126,7 +126,7 @@ async def _matrix(server: Server) -> dict[str, Any]:
 
         # A staff session without TOTP may only enrol (R33); each refusal is audited.
         # A new account every 50 routes: one account's refusals past 100 are throttled
-        # (rate_limited, consult.audit.DENIALS_BURST), and there are more routes than that.
+        # (rate_limited, consult.authorization.DENIALS_BURST), and there are more routes than that.
         refusable = [op for op in _protected() if op.action not in ENROLMENT_ACTIONS]
         for index, op in enumerate(refusable):
             assert op.action is not None

@@ -22,8 +22,8 @@ from consult.accounts import (
     reset_totp,
     unlock_user,
 )
-from consult.audit import authorize
 from consult.audit_verify import events_for, verify_chain
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import (
     AccountLocked,

@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from consult import audit
+from consult import authorization
 from consult.actor import Actor
-from consult.audit import authorize
 from consult.audit_verify import verify_chain
+from consult.authorization import authorize
 from consult.db import Database
 from consult.errors import PermissionDenied, TotpEnrolmentRequired
 from consult.models import AuditEvent
@@ -73,7 +73,7 @@ async def test_r34_role_matrix_every_action(
     """Every action of the table for one role: allowed or refused as it says; refusals audited."""
     # more actions than one actor's burst of audited refusals (then rate_limited): the table,
     # not the throttle, is under test here
-    monkeypatch.setattr(audit, "DENIALS_BURST", 10_000)
+    monkeypatch.setattr(authorization, "DENIALS_BURST", 10_000)
     actor = _actor(role)
     marker = new_id()
     refused: set[str] = set()
@@ -104,7 +104,7 @@ async def test_r33_enrolment_only_sessions_may_only_enrol(
 ) -> None:
     # more actions than one actor's burst of audited refusals (then rate_limited): the table,
     # not the throttle, is under test here
-    monkeypatch.setattr(audit, "DENIALS_BURST", 10_000)
+    monkeypatch.setattr(authorization, "DENIALS_BURST", 10_000)
     actor = _actor(role, enrolment_only=True)
     marker = new_id()
     for action in sorted(PERMISSIONS):

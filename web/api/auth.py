@@ -8,7 +8,7 @@ the token's room (``Actor.room_id``) and may do nothing else.
 from __future__ import annotations
 
 from consult.accounts import authenticate as consult_authenticate
-from consult.audit import authorize as consult_authorize
+from consult.authorization import authorize as consult_authorize
 from consult.permissions import ROOM_TOKEN_ACTIONS
 from consult.rooms import authenticate_join
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from consult.audit import refuse_if_throttled
+from consult.authorization import refuse_if_throttled
 
 from . import auth
 from .call import Call

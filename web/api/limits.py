@@ -26,8 +26,9 @@ sends one request at a time is answered at once: it takes one request's share of
 
 Refusing cheaply: a bearer token authenticated a moment ago is remembered with its account
 (:meth:`ApiLimits.known`); a caller whose budget is spent, or whose refused requests are being
-throttled (``consult.audit.refuse_if_throttled``), is refused before its token is looked up in
-the database. The memory only ever refuses; every request that goes on is authenticated.
+throttled (``consult.authorization.refuse_if_throttled``), is refused before its token is
+looked up in the database. The memory only ever refuses; every request that goes on is
+authenticated.
 
 The numbers are sized from what people do, not from what tests tolerate; the world-building
 fixtures of the test suite are a faster operator than any real one (one admin: 84 writes within

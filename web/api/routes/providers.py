@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from consult.audit import authorize
+from consult.authorization import authorize
 
 from ...keys import SIGNALING
 from ..call import Call
