@@ -297,6 +297,12 @@ async def retrieval_phases(
         )
 
 
+def ratios(ours: list[float], baseline: list[float]) -> str:
+    """Paired rounds, ours over the baseline's: each ratio, and their median."""
+    paired = [o / b for o, b in zip(ours, baseline, strict=True)]
+    return f"{', '.join(f'{r:.2f}' for r in paired)} (median {statistics.median(paired):.2f})"
+
+
 def print_trace(directory: Path) -> None:
     """The steps of the last phase's cycles (bench/traced_server.py), median and p90."""
     from traced_server import breakdown
@@ -451,11 +457,9 @@ async def main(args: argparse.Namespace) -> None:
                     )
             if len(targets) > 1:
                 base = targets[0]
-                ratios = [o / b for o, b in zip(ours.rates, base.rates, strict=True)]
                 print(
-                    f"  ours / baseline, round by round: "
-                    f"{', '.join(f'{r:.2f}' for r in ratios)} (median "
-                    f"{statistics.median(ratios):.2f}); server CPU an instance: median "
+                    f"  ours / baseline, round by round: {ratios(ours.rates, base.rates)}"
+                    f"; server CPU an instance: median "
                     f"{statistics.median(ours.cpu_ms):.1f} against "
                     f"{statistics.median(base.cpu_ms):.1f} ms"
                 )
@@ -496,16 +500,9 @@ async def main(args: argparse.Namespace) -> None:
                         f"instances/s (target >= 150); server CPU {cpu_store:.1f} ms an instance"
                     )
             if len(targets) > 1 and args.parallel_rounds > 1:
-                ratios = [
-                    o / b
-                    for o, b in zip(
-                        parallel_rates[ours.name], parallel_rates[targets[0].name], strict=True
-                    )
-                ]
                 print(
                     f"  {n} associations, ours / baseline, round by round: "
-                    f"{', '.join(f'{r:.2f}' for r in ratios)} (median "
-                    f"{statistics.median(ratios):.2f})"
+                    f"{ratios(parallel_rates[ours.name], parallel_rates[targets[0].name])}"
                 )
 
             if args.frames and args.renders:

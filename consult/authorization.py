@@ -44,11 +44,8 @@ async def authorize(
     try:
         require(actor, action)
     except PermissionDenied as exc:
-        guard = _denial_guard(db)
-        wait = guard.budget.take(_denial_key(actor))
-        if wait > 0:  # a flood of refused requests: rate_limited, one summary row a minute
-            await _throttled_denial(db, guard, actor, action, object_type, object_id)
-            raise RateLimited(wait) from None
+        # a flood of refused requests: rate_limited, one summary row a minute
+        await _raise_if_throttled(db, actor, action, object_type, object_id, spend=True)
         await append(
             db,
             action,
@@ -80,12 +77,26 @@ async def refuse_if_throttled(
     try:
         require(actor, action)
     except PermissionDenied:
-        guard = _denial_guard(db)
-        key = _denial_key(actor)
-        wait = guard.budget.peek(key)
-        if wait > 0:
-            await _throttled_denial(db, guard, actor, action, object_type, object_id)
-            raise RateLimited(wait) from None
+        await _raise_if_throttled(db, actor, action, object_type, object_id, spend=False)
+
+
+async def _raise_if_throttled(
+    db: Database,
+    actor: Actor,
+    action: str,
+    object_type: str | None,
+    object_id: str | None,
+    *,
+    spend: bool,
+) -> None:
+    """:class:`RateLimited` (counted in the summary) when ``actor``'s refusals are throttled:
+    its budget spent by this refusal (``spend``), or already (not ``spend``)."""
+    guard = _denial_guard(db)
+    key = _denial_key(actor)
+    wait = guard.budget.take(key) if spend else guard.budget.peek(key)
+    if wait > 0:
+        await _throttled_denial(db, guard, actor, action, object_type, object_id)
+        raise RateLimited(wait) from None
 
 
 def _denial_key(actor: Actor) -> str:
