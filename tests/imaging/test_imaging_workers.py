@@ -106,7 +106,21 @@ async def test_the_store_renders_in_its_workers(store: ImagingStore) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ImagingStore]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", field_key="k" * 40)
+    async for imaging in _store(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", tmp_path):
+        yield imaging
+
+
+@pytest.fixture(params=["sqlite file", "in memory"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ImagingStore]:
+    """The store on an SQLite file (transactions in the association's threads) and in memory
+    (on the event loop, as on PostgreSQL)."""
+    name = str(tmp_path / "t.db") if request.param == "sqlite file" else ":memory:"
+    async for imaging in _store(f"sqlite+aiosqlite:///{name}", tmp_path):
+        yield imaging
+
+
+async def _store(url: str, tmp_path: Path) -> AsyncIterator[ImagingStore]:
+    db = Database(url, field_key="k" * 40)
     await db.start()
     text, code = await add_institution(db, "Order Hospital", "tertiary")
     assert code == 0, text
@@ -487,11 +501,14 @@ async def test_a_received_dataset_refused_is_refused_once_written_and_a_too_larg
 
 
 async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_its_code(
-    store: ImagingStore,
+    any_store: ImagingStore,
 ) -> None:
     """The SCP's C-STORE handler on the write-while-parsing path: a good dataset is stored and
     answered 0x0000; a cut one and one over the size limit are answered 0xC000, audited with
-    their stable codes, and leave nothing in incoming/."""
+    their stable codes, and leave nothing in incoming/. Both transaction paths: in the parser
+    thread (an SQLite file), on the event loop (elsewhere)."""
+    store = any_store
+    assert (store._sqlite_ingest() is None) == (store.db.engine.url.database == ":memory:")
     from types import SimpleNamespace
 
     from web.dicom_scp import STATUS_CANNOT_UNDERSTAND, STATUS_SUCCESS, DicomScp
