@@ -4,10 +4,10 @@
 
 Each step of an association's C-STORE is wrapped to note when it started and ended (and the
 CPU time of the thread that ran it): each ``recv`` of the association's socket, the handler,
-the write and parse of the received dataset, the transaction, its wait for the write and its
-directory fsync, and each ``send``. SIGUSR1 starts a phase, SIGUSR2 ends it and writes
-``DIR/<n>.json`` (n = 1, 2, ...); :func:`breakdown` turns one into the steps of a cycle, from
-one response to the next. Not a test; the wrappers cost a few microseconds a step.
+the write and parse of the received dataset, the transaction and its directory fsync, and
+each ``send``. SIGUSR1 starts a phase, SIGUSR2 ends it and writes ``DIR/<n>.json`` (n = 1,
+2, ...); :func:`breakdown` turns one into the steps of a cycle, from one response to the next.
+Not a test; the wrappers cost a few microseconds a step.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ def install() -> None:
 
     _timed(dicom_scp.BoundedRecv, "__call__", "recv")
     _timed(dicom_scp.DicomScp, "_on_store", "handler")
-    _timed(store.ImagingStore, "prepare_received", "write and parse")  # an older tree's
-    _timed(store._Arrival, "wait_written", "waiting for the write")
+    _timed(store.ImagingStore, "prepare_received", "write and parse")
     _timed(store, "write_all", "write")
     _timed(parse, "parse_parts", "parse")
     _timed(SqliteIngest, "write", "transaction")
@@ -96,14 +95,7 @@ def breakdown(events: list[Event]) -> list[tuple[str, float, float]]:
         add("sender's turn (response out -> next request's first read)", sender)
         add("request arriving (first read -> last read)", reads[-1][1] - reads[0][1])
         add("pynetdicom hands it over (last read -> handler)", handler[0] - reads[-1][1])
-        for step in (
-            "write and parse",
-            "write",
-            "parse",
-            "transaction",
-            "waiting for the write",
-            "directory fsync",
-        ):
+        for step in ("write and parse", "write", "parse", "transaction", "directory fsync"):
             if step in cycle:
                 add(f"  {step}", cycle[step][1] - cycle[step][0])
         add("handler, in all", handler[1] - handler[0])

@@ -3,15 +3,15 @@ Study Root; R20, R24). Off unless configured.
 
 pynetdicom runs each association in a thread of its own. A received dataset is written to the
 store's ``incoming/`` as a Part 10 file (the bytes as they came, with a file meta header built
-from the association) and synced by this thread, while a parser thread parses and checks the
-same bytes, then stores it (:meth:`ImagingStore.receive_here`): on an SQLite file the parser
-thread goes on into the transaction, in one group with the other associations' arrivals, and
-renames the file into place once its write is over; elsewhere the transaction runs on the
-event loop (``run_coroutine_threadsafe(...).result()``). Either way the SCP thread waits for
-the commit, so a sender cannot outrun the disk and the database (back-pressure), and the
-C-STORE status tells it what happened. A C-FIND is answered the same way: the thread waits
-for the event loop's answer (:func:`consult.imaging.find.find`), then yields one pending
-response per match, stopping when the requester cancels.
+from the association), parsed, checked and fsync'd in this thread, then stored: on an SQLite
+file the transaction runs in this thread too, in one group with the other associations'
+arrivals (:meth:`ImagingStore.store_prepared_here`), elsewhere on the event loop
+(``run_coroutine_threadsafe(...).result()``). Either way the SCP thread waits for the commit,
+so a sender cannot outrun the disk and the database (back-pressure), and the C-STORE status
+tells it what happened. A C-FIND is
+answered the same way: the thread waits for the event loop's answer
+(:func:`consult.imaging.find.find`), then yields one pending response per match, stopping when
+the requester cancels.
 
 Only the calling AE titles in ``dicom_peers`` may associate; each is bound to one institution,
 and its studies belong to that institution.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -57,13 +56,8 @@ STATUS_FIND_NO_MATCH_CLASS: Final = 0xA900
 """C-FIND "identifier does not match SOP class"."""
 STORE_TIMEOUT_S: Final = 120.0
 FIND_TIMEOUT_S: Final = 60.0
-MAX_ASSOCIATIONS: Final = 10
-"""Associations at once (pynetdicom's ``maximum_associations``, its default)."""
-PARSER_THREADS: Final = 2 * MAX_ASSOCIATIONS
-"""Threads parsing received datasets while their associations write them to disk, each going
-on into its transaction (on SQLite; :meth:`ImagingStore.receive_here`), and making each
-association's next file: two per association, so that none waits behind another's
-transaction."""
+PARSER_THREADS: Final = 8
+"""Threads parsing received datasets while their associations write them to disk."""
 
 
 class DicomScp:
@@ -134,7 +128,6 @@ class DicomScp:
         ae.add_supported_context(Verification)
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         ae.require_calling_aet = sorted(self.peers)
-        ae.maximum_associations = MAX_ASSOCIATIONS
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
@@ -196,26 +189,30 @@ class DicomScp:
         incoming, fd = self.next_files.take(event.assoc)
         dest = Destination(institution_id=institution_id, source="cstore", calling_ae=calling)
         try:
-            header = b"\x00" * 128 + b"DICM" + _file_meta(event)
-            # a view of pynetdicom's buffer, no copy; not released by hand: a refusal's
-            # traceback may still hold the parser's views of it
-            body = event.request.DataSet.getbuffer()
-            created, fd = fd, None  # closed by receive_here, whatever happens
-            # Written and synced by this association's own thread, which waits anyway, while a
-            # parser thread parses the same bytes and goes on into the transaction. The next
-            # file is made once this one is written, during the transaction: the sender waits
-            # meanwhile, so a core is free for the create's kernel time (after the response,
-            # it delayed the response and the sender's next request).
-            self.store.receive_here(
-                loop,
-                incoming,
-                header,
-                body,
-                parsers,
-                dest,
-                STORE_TIMEOUT_S,
-                fd=created,
-                written=functools.partial(self.next_files.prepare, event.assoc, parsers),
+            # Written and synced by this association's own thread, which waits anyway, while
+            # a parser thread parses and checks the same bytes.
+            try:
+                header = b"\x00" * 128 + b"DICM" + _file_meta(event)
+                # a view of pynetdicom's buffer, no copy; not released by hand: a refusal's
+                # traceback may still hold the parser's views of it
+                body = event.request.DataSet.getbuffer()
+                created, fd = fd, None  # closed by prepare_received, whatever happens
+                parsed, size = self.store.prepare_received(
+                    incoming, header, body, parsers, fd=created
+                )
+            except DicomRejected as exc:
+                self.next_files.prepare(event.assoc, parsers)
+                asyncio.run_coroutine_threadsafe(
+                    self.store.audit_refusal(exc, dest, None), loop
+                ).result(timeout=STORE_TIMEOUT_S)
+                raise
+            # the next file is made while the transaction runs: the sender waits meanwhile,
+            # so a core is free for the create's kernel time (after the response, it delayed
+            # the response and the sender's next request)
+            self.next_files.prepare(event.assoc, parsers)
+            # the transaction: in this thread on SQLite, else on the loop (back-pressure both)
+            self.store.store_prepared_here(
+                loop, incoming, parsed, size, dest, None, STORE_TIMEOUT_S
             )
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)
@@ -373,11 +370,10 @@ receiving them (:class:`ReceiveBudget`)."""
 
 class ReceiveBudget:
     """The bytes every association holds of a message it is still receiving, against one
-    limit: pynetdicom's ``maximum_associations`` (:data:`MAX_ASSOCIATIONS`) could each hold a
-    message of ``max_instance_bytes`` (512 MB by default) at once, 5 GB from ten peers that
-    never finish sending. Taken as bytes arrive (:class:`BoundedRecv`), given back when a
-    handler takes the message or the association ends. Thread-safe (one thread per
-    association)."""
+    limit: pynetdicom's ``maximum_associations`` (10) could each hold a message of
+    ``max_instance_bytes`` (512 MB by default) at once, 5 GB from ten peers that never finish
+    sending. Taken as bytes arrive (:class:`BoundedRecv`), given back when a handler takes
+    the message or the association ends. Thread-safe (one thread per association)."""
 
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit

@@ -179,14 +179,12 @@ class SqliteIngest:
                     slot.done = True
 
     def write(self, items: list[_Arrival], *, alone: bool) -> Written:
-        """Insert the rows and events of ``items``, wait for any file still being written
-        (:meth:`.store._Arrival.wait_written`), rename the files into place, fsync the
+        """Insert the rows and events of ``items``, rename their files into place, fsync the
         directories, commit. On failure every renamed file is put back into ``incoming/`` and
         the transaction rolled back. ``alone``: a study-link refusal is recorded (its own
         transaction) and raised as :class:`DicomStudyMismatch`; in a batch it raises
         :class:`WriteAlone` instead."""
         moves: list[tuple[Path, Path]] = []
-        placing: list[tuple[Path, Path]] = []
         refused: tuple[str, _Arrival] | None = None
         with self._guard:
             try:
@@ -195,7 +193,7 @@ class SqliteIngest:
                     stored: list[Stored] = []
                     changed = False
                     for item in items:
-                        outcome = self._insert(connection, chain, item, placing, alone=alone)
+                        outcome = self._insert(connection, chain, item, moves, alone=alone)
                         if isinstance(outcome, str):  # the study refused it (alone)
                             refused = (outcome, item)
                             raise _Refused()
@@ -203,12 +201,6 @@ class SqliteIngest:
                         stored.append(result)
                         changed = changed or study_changed
                     chain.flush()
-                    for item in items:  # a file still being written (the C-STORE path)
-                        item.wait_written()
-                    for incoming, target in placing:
-                        target.parent.mkdir(exist_ok=True)
-                        os.replace(incoming, target)
-                        moves.append((target, incoming))
                     self._sync(moves)
             except BaseException:
                 for target, incoming in reversed(moves):
@@ -234,12 +226,10 @@ class SqliteIngest:
         connection: Any,
         chain: SyncAuditTx,
         item: _Arrival,
-        placing: list[tuple[Path, Path]],
+        moves: list[tuple[Path, Path]],
         *,
         alone: bool,
     ) -> tuple[Stored, bool] | str:
-        """One arrival's rows and events; its file's move into place is noted in ``placing``
-        (made by :meth:`write` once every file is written)."""
         from .store import Stored
 
         parsed, dest, actor = item.parsed, item.dest, item.actor
@@ -308,7 +298,10 @@ class SqliteIngest:
                 "source_instance_id": None,
             },
         )
-        placing.append((item.incoming, self._studies / study_id / f"{instance_id}.dcm"))
+        target = self._studies / study_id / f"{instance_id}.dcm"
+        target.parent.mkdir(exist_ok=True)
+        os.replace(item.incoming, target)
+        moves.append((target, item.incoming))
         chain.record(
             "imaging.store", **store_event(dest, actor, study_id, instance_id, parsed, item.size)
         )

@@ -20,7 +20,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +54,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_MAX_INSTANCE_BYTES: Final = 512 * 1024 * 1024
-WRITE_TIMEOUT_S: Final = 120.0
-"""How long a transaction waits for a file another thread is writing (a disk that hangs)."""
 RENDER_THREADS: Final = os.cpu_count() or 2
 """Threads rendering PNGs (without worker processes): one per core. A rendering is CPU work,
 partly under the GIL (the header's parse); more threads than cores only queue for it, and the
@@ -245,108 +243,6 @@ class ImagingStore:
             if fd is not None:
                 os.close(fd)
         return parsing.result(), size
-
-    def receive_here(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        incoming: Path,
-        header: bytes,
-        body: bytes | memoryview,
-        workers: Executor,
-        dest: Destination,
-        timeout_s: float,
-        *,
-        fd: int | None = None,
-        written: Callable[[], None] | None = None,
-    ) -> Stored:
-        """Store a received dataset ``body`` behind its Part 10 ``header`` (preamble and file
-        meta) from a thread that may block (a pynetdicom association's): written to
-        ``incoming`` (``fd``: already created by :func:`create_synced`; closed here whatever
-        happens), parsed, checked and committed, as :meth:`prepare_received` then
-        :meth:`store_prepared_here` do; ``written`` is called once the file is on disk.
-        Returns once committed; refusals are audited and raised (:class:`DicomRejected`; the
-        caller removes ``incoming``).
-
-        On an SQLite file the transaction does not wait for the write: a ``workers`` thread
-        parses the bytes in memory and goes on into the transaction (its reads, inserts and
-        audit events), while this thread writes and syncs the file; only the file's rename
-        waits for the write (:meth:`_Arrival.wait_written`), then the directory's fsync and
-        the commit. An association's C-STORE is serial, so this overlap is in its rate:
-        the write (~1.2-1.9 ms here, kernel time without the GIL) outlasts the parse (~1.1
-        ms), and the transaction's first half (~1 ms of Python and SQLite) fills the gap."""
-        ingest = self._sqlite_ingest() if not dest.expected_study_uid else None
-        if ingest is None:
-            try:
-                parsed, size = self.prepare_received(incoming, header, body, workers, fd=fd)
-            except DicomRejected as exc:
-                self._audit_refusal_here(loop, exc, dest, timeout_s)
-                raise
-            if written is not None:
-                written()
-            return self.store_prepared_here(loop, incoming, parsed, size, dest, None, timeout_s)
-        from .errors import DicomTooLarge
-
-        writing: Future[None] = Future()
-        try:
-            size = len(header) + len(body)
-            if size > self.max_instance_bytes:
-                raise DicomTooLarge()
-            if fd is None:
-                fd = create_synced(incoming)  # before the parse takes the GIL (see above)
-            storing = workers.submit(
-                self._parse_and_store, ingest, incoming, header, body, size, dest, writing
-            )
-            try:
-                write_all(fd, header, body)
-            except BaseException as exc:  # no commit then: the rename waits for this
-                writing.set_exception(exc)
-                futures_wait([storing])
-                raise
-            writing.set_result(None)
-        except DicomRejected as exc:
-            self._audit_refusal_here(loop, exc, dest, timeout_s)
-            raise
-        finally:
-            if fd is not None:
-                os.close(fd)
-        if written is not None:
-            written()
-        try:
-            stored, changed = storing.result()
-        except DicomRejected as exc:
-            self._audit_refusal_here(loop, exc, dest, timeout_s)
-            raise
-        finally:
-            incoming.unlink(missing_ok=True)  # usually nothing: renamed or removed
-        if changed:  # a study's readers may have changed: cached grants go (on the loop)
-            loop.call_soon_threadsafe(self.db.note_change)
-        return stored
-
-    def _parse_and_store(
-        self,
-        ingest: SqliteIngest,
-        incoming: Path,
-        header: bytes,
-        body: bytes | memoryview,
-        size: int,
-        dest: Destination,
-        writing: Future[None],
-    ) -> tuple[Stored, bool]:
-        from .parse import parse_parts
-
-        parsed = parse_parts(header, body, max_bytes=self.max_instance_bytes)
-        return ingest.store_here(_Arrival(incoming, parsed, size, dest, None, writing))
-
-    def _audit_refusal_here(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        exc: DicomRejected,
-        dest: Destination,
-        timeout_s: float,
-    ) -> None:
-        asyncio.run_coroutine_threadsafe(self.audit_refusal(exc, dest, None), loop).result(
-            timeout=timeout_s
-        )
 
     async def render(self, path: Path, number: int) -> bytes:
         """Frame ``number`` of the instance at ``path`` as a PNG (:func:`.render.render_png`),
@@ -647,21 +543,13 @@ class ImagingStore:
 
 @dataclass(frozen=True)
 class _Arrival:
-    """An instance waiting for its transaction: its parsed file in ``incoming/``, fsync'd, or
-    (``writing``) being written and synced by another thread (:meth:`ImagingStore.receive_here`)."""
+    """An instance waiting for its transaction: its parsed, fsync'd file in ``incoming/``."""
 
     incoming: Path
     parsed: ParsedInstance
     size: int
     dest: Destination
     actor: Actor | None
-    writing: Future[None] | None = None
-
-    def wait_written(self) -> None:
-        """Return once the file is written and synced (at once unless its write is under way);
-        its write's failure, or :class:`TimeoutError` after :data:`WRITE_TIMEOUT_S`, is raised."""
-        if self.writing is not None:
-            self.writing.result(timeout=WRITE_TIMEOUT_S)
 
 
 class _WriteAlone(Exception):

@@ -5,11 +5,9 @@ instance is durable (file, directory, row, event) before it is answered (R20, R2
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import json
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -326,121 +324,6 @@ async def test_r24_a_received_dataset_is_on_disk_before_it_is_renamed_and_commit
     assert str(Path(target).parent) in synced and str(store.studies) in synced
     assert kinds.index("rename") < kinds.index("fsync") < kinds.index("commit")
     assert kinds[-2:] == ["commit", "answered"]
-
-
-async def test_r24_a_received_dataset_s_transaction_runs_beside_its_write_and_waits_to_rename(
-    store: ImagingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """R20, R24, the C-STORE path on SQLite (:meth:`ImagingStore.receive_here`): the parser
-    thread goes on from the parse into the transaction while the association's thread is still
-    writing (here the write holds until the instance's row is inserted: had the transaction
-    waited for the write, it would never be); the file is renamed into place only once its
-    O_SYNC write is over, then its directory fsync'd, then the commit, then the answer."""
-    steps = _record_fsyncs_and_renames(monkeypatch)
-    inserted = threading.Event()
-    real_writev = os.writev
-
-    def writev(fd: int, buffers: list[memoryview]) -> int:
-        assert inserted.wait(30), "the transaction waited for the write"
-        synced = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_SYNC)
-        done = real_writev(fd, buffers)
-        steps.append(("synced write" if synced else "write", os.readlink(f"/proc/self/fd/{fd}")))
-        return done
-
-    def before_execute(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("INSERT INTO imaging_instances"):
-            steps.append(("insert", ""))
-            inserted.set()
-
-    monkeypatch.setattr(os, "writev", writev)
-    ingest = store._sqlite_ingest()
-    assert ingest is not None
-    event.listen(ingest._engine, "before_cursor_execute", before_execute)
-    event.listen(ingest._engine, "commit", lambda _conn: steps.append(("commit", "")))
-    loop = asyncio.get_running_loop()
-    dest = Destination(
-        institution_id=store.institution_id,  # type: ignore[attr-defined]
-        source="cstore",
-        calling_ae="CT",
-    )
-    data = part10(series_from("CT_small.dcm", 1)[0])
-    header, body = _split_part10(data)
-    written: list[str] = []
-
-    def arrive() -> tuple[object, Path]:
-        incoming = store.new_incoming()
-        with ThreadPoolExecutor(2) as workers:
-            stored = store.receive_here(
-                loop,
-                incoming,
-                header,
-                memoryview(body),
-                workers,
-                dest,
-                60,
-                written=lambda: written.append(incoming.read_bytes().hex()),
-            )
-        steps.append(("answered", ""))
-        return stored, incoming
-
-    stored, incoming = await loop.run_in_executor(None, arrive)
-    assert written == [data.hex()]  # called once the whole file was on disk
-    target = store.path_of(stored.study_id, stored.instance_id)  # type: ignore[attr-defined]
-    assert target.read_bytes() == data and not incoming.exists()
-    kinds = [kind for kind, _ in steps]
-    assert kinds.index("insert") < kinds.index("synced write") < kinds.index("rename")
-    assert steps[kinds.index("synced write")] == ("synced write", str(incoming))
-    assert steps[kinds.index("rename")] == ("rename", str(target))
-    synced = [what for kind, what in steps if kind == "fsync"]
-    assert str(target.parent) in synced and str(store.studies) in synced
-    assert kinds.index("rename") < kinds.index("fsync") < kinds.index("commit")
-    assert kinds[-2:] == ["commit", "answered"]
-    assert (await verify_chain(store.db)).ok
-
-
-async def test_r24_a_received_dataset_whose_write_fails_commits_nothing(
-    store: ImagingStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """R20, R24: the transaction runs beside the write (above), so a write that fails (a full
-    disk) after the rows were inserted must roll them back: the error reaches the caller (the
-    SCP answers "processing failure"), no row, no event, no file in place."""
-    inserted = threading.Event()
-
-    def failing_writev(_fd: int, _buffers: list[memoryview]) -> int:
-        assert inserted.wait(30)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def before_execute(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("INSERT INTO imaging_instances"):
-            inserted.set()
-
-    monkeypatch.setattr(os, "writev", failing_writev)
-    ingest = store._sqlite_ingest()
-    assert ingest is not None
-    event.listen(ingest._engine, "before_cursor_execute", before_execute)
-    loop = asyncio.get_running_loop()
-    dest = Destination(
-        institution_id=store.institution_id,  # type: ignore[attr-defined]
-        source="cstore",
-        calling_ae="CT",
-    )
-    header, body = _split_part10(part10(series_from("CT_small.dcm", 1)[0]))
-
-    def arrive() -> None:
-        incoming = store.new_incoming()
-        with ThreadPoolExecutor(2) as workers, pytest.raises(OSError) as caught:
-            store.receive_here(loop, incoming, header, memoryview(body), workers, dest, 60)
-        assert caught.value.errno == errno.ENOSPC
-        incoming.unlink(missing_ok=True)  # the caller's part (the SCP's handler)
-
-    await loop.run_in_executor(None, arrive)
-    assert inserted.is_set()  # the rows were in when the write failed
-    async with store.db.session() as session:
-        assert (await session.scalars(select(ImagingInstance))).all() == []
-        stores = select(AuditEvent).where(AuditEvent.action.like("imaging.%"))
-        assert (await session.scalars(stores)).all() == []
-    assert list(store.studies.rglob("*.dcm")) == []
-    assert list(store.incoming.iterdir()) == []
 
 
 def test_a_received_dataset_s_file_is_created_before_its_parse_starts(
