@@ -388,8 +388,8 @@ async def test_r24_the_scp_answers_a_stored_instance_success_and_a_refused_one_i
 ) -> None:
     """The SCP's C-STORE handler on the write-while-parsing path: a good dataset is stored and
     answered 0x0000; a cut one and one over the size limit are answered 0xC000, audited with
-    their stable codes, and leave nothing in incoming/. Both transaction paths: in the parser
-    thread (an SQLite file), on the event loop (elsewhere)."""
+    their stable codes, and leave nothing in incoming/. Both transaction paths: in the
+    association's thread (an SQLite file), on the event loop (elsewhere)."""
     store = any_store
     assert (store._sqlite_ingest() is None) == (store.db.engine.url.database == ":memory:")
     from types import SimpleNamespace
