@@ -304,12 +304,14 @@ def ratios(ours: list[float], baseline: list[float]) -> str:
 
 
 def print_trace(directory: Path) -> None:
-    """The steps of the last phase's cycles (bench/traced_server.py), median and p90."""
+    """The steps of the last phase's cycles (bench/traced_server.py): median and p90, and the
+    CPU of the thread that ran a step (median) where one did."""
     from traced_server import breakdown
 
     newest = max(directory.glob("*.json"), key=lambda p: int(p.stem))
-    for what, median, p90 in breakdown(json.loads(newest.read_text())):
-        print(f"    {what:<62} median {median:5.2f} ms, p90 {p90:5.2f} ms")
+    for what, median, p90, cpu in breakdown(json.loads(newest.read_text())):
+        ran = "" if cpu is None else f", its thread's CPU {cpu:5.2f} ms"
+        print(f"    {what:<62} median {median:5.2f} ms, p90 {p90:5.2f} ms{ran}")
 
 
 @dataclass
