@@ -236,7 +236,42 @@ async def retrieval_phases(
     server: asyncio.subprocess.Process,
     phase: Any,
 ) -> None:
-    """WADO-RS frames, then rendered PNGs cold and warm (skipped with --frames 0 or --renders 0)."""
+    """WADO-RS frames, then rendered PNGs cold and warm (skipped with --frames 0 or --renders 0),
+    ``--retrieval-rounds`` times: each round's cold pass renders instances no round rendered
+    before (``--renders`` of them, fewer when the instances stored do not go round), and the
+    p95s' medians are printed at the end."""
+    unrendered = random.sample(uids, len(uids))
+    per_round = max(1, min(args.renders, len(unrendered) // args.retrieval_rounds))
+    p95s: dict[str, list[float]] = {}
+    for _ in range(args.retrieval_rounds):
+        picked, unrendered = unrendered[:per_round], unrendered[per_round:]
+        frame_p95 = await frames_phase(http, url, auth, uids, args, server, phase)
+        p95s.setdefault("WADO-RS frame p95", []).append(frame_p95)
+        for label, key in (
+            ("cold: each instance's first rendering", "rendered PNG p95, cold"),
+            ("warm: the same again", "rendered PNG p95, warm"),
+        ):
+            p95s.setdefault(key, []).append(
+                await render_phase(http, url, auth, picked, args, server, phase, label)
+            )
+    if args.retrieval_rounds > 1:
+        for key, values in p95s.items():
+            print(
+                f"  {key} over {len(values)} rounds: median {statistics.median(values):.2f} ms "
+                f"({', '.join(f'{v:.2f}' for v in values)})"
+            )
+
+
+async def frames_phase(
+    http: aiohttp.ClientSession,
+    url: str,
+    auth: dict[str, str],
+    uids: list[tuple[str, str, str]],
+    args: argparse.Namespace,
+    server: asyncio.subprocess.Process,
+    phase: Any,
+) -> float:
+    """``--frames`` sequential requests of one native frame each; the p95 in ms."""
     base = url + "/api/v1/dicomweb/studies"
     frame_ms = []
     accept = {
@@ -255,48 +290,60 @@ async def retrieval_phases(
             assert r.status == 200, r.status
         frame_ms.append((time.perf_counter() - t0) * 1000)
     await phase(False)
+    p95 = percentile(frame_ms, 95)
     print(
         f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
-        f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {percentile(frame_ms, 95):.2f} ms "
+        f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {p95:.2f} ms "
         f"(target p95 <= 5); server CPU "
         f"{(cpu_seconds(server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
     )
+    return p95
 
-    picked = random.sample(uids, min(args.renders, len(uids)))
 
-    async def render_pass() -> tuple[list[float], float, float]:
-        latencies: list[float] = []
-        queue = list(picked)
+async def render_phase(
+    http: aiohttp.ClientSession,
+    url: str,
+    auth: dict[str, str],
+    picked: list[tuple[str, str, str]],
+    args: argparse.Namespace,
+    server: asyncio.subprocess.Process,
+    phase: Any,
+    label: str,
+) -> float:
+    """``--clients`` concurrent clients ask a rendering of each instance of ``picked``; the
+    p95 in ms."""
+    base = url + "/api/v1/dicomweb/studies"
+    latencies: list[float] = []
+    queue = list(picked)
 
-        async def renderer() -> None:
-            while queue:
-                study, series, sop = queue.pop()
-                t0 = time.perf_counter()
-                async with http.get(
-                    f"{base}/{study}/series/{series}/instances/{sop}/rendered",
-                    headers={"Accept": "image/png", **auth},
-                ) as r:
-                    await r.read()
-                    assert r.status == 200, r.status
-                latencies.append((time.perf_counter() - t0) * 1000)
+    async def renderer() -> None:
+        while queue:
+            study, series, sop = queue.pop()
+            t0 = time.perf_counter()
+            async with http.get(
+                f"{base}/{study}/series/{series}/instances/{sop}/rendered",
+                headers={"Accept": "image/png", **auth},
+            ) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            latencies.append((time.perf_counter() - t0) * 1000)
 
-        t0, cpu0, own0 = time.perf_counter(), cpu_seconds(server.pid), time.process_time()
-        await phase(True)
-        await asyncio.gather(*(renderer() for _ in range(args.clients)))
-        await phase(False)
-        cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
-        own = (time.process_time() - own0) / len(latencies) * 1000
-        return latencies, time.perf_counter() - t0, cpu, own
-
-    for label in ("cold: each instance's first rendering", "warm: the same again"):
-        render_ms, wall, cpu, own = await render_pass()
-        print(
-            f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
-            f"{percentile(render_ms, 50):.1f} ms, p95 {percentile(render_ms, 95):.1f} ms,"
-            f" mean {statistics.mean(render_ms):.1f} ms, {len(render_ms) / wall:.0f} PNG/s"
-            f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering, the clients' (this"
-            f" process, on the same cores) {own:.1f} ms"
-        )
+    t0, cpu0, own0 = time.perf_counter(), cpu_seconds(server.pid), time.process_time()
+    await phase(True)
+    await asyncio.gather(*(renderer() for _ in range(args.clients)))
+    await phase(False)
+    wall = time.perf_counter() - t0
+    cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
+    own = (time.process_time() - own0) / len(latencies) * 1000
+    p95 = percentile(latencies, 95)
+    print(
+        f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
+        f"{percentile(latencies, 50):.1f} ms, p95 {p95:.1f} ms,"
+        f" mean {statistics.mean(latencies):.1f} ms, {len(latencies) / wall:.0f} PNG/s"
+        f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering, the clients' (this"
+        f" process, on the same cores) {own:.1f} ms"
+    )
+    return p95
 
 
 def ratios(ours: list[float], baseline: list[float]) -> str:
@@ -522,6 +569,13 @@ if __name__ == "__main__":
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--renders", type=int, default=400)
+    parser.add_argument(
+        "--retrieval-rounds",
+        type=int,
+        default=1,
+        help="repeat the frames and renderings N times (each cold pass on instances not rendered"
+        " before) and print the p95s' medians",
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument(
