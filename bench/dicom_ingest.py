@@ -227,6 +227,19 @@ async def wait_healthy(
     raise SystemExit("the server did not start")
 
 
+@dataclass
+class Retrieval:
+    """What the retrieval phases share: the client, the server and its DICOMweb base URL, the
+    bench user's credentials, the options and the phase signal (``--profile``, ``--trace``)."""
+
+    http: aiohttp.ClientSession
+    base: str
+    auth: dict[str, str]
+    args: argparse.Namespace
+    server: asyncio.subprocess.Process
+    phase: Any
+
+
 async def retrieval_phases(
     http: aiohttp.ClientSession,
     url: str,
@@ -240,20 +253,18 @@ async def retrieval_phases(
     ``--retrieval-rounds`` times: each round's cold pass renders instances no round rendered
     before (``--renders`` of them, fewer when the instances stored do not go round), and the
     p95s' medians are printed at the end."""
+    run = Retrieval(http, url + "/api/v1/dicomweb/studies", auth, args, server, phase)
     unrendered = random.sample(uids, len(uids))
     per_round = max(1, min(args.renders, len(unrendered) // args.retrieval_rounds))
     p95s: dict[str, list[float]] = {}
     for _ in range(args.retrieval_rounds):
         picked, unrendered = unrendered[:per_round], unrendered[per_round:]
-        frame_p95 = await frames_phase(http, url, auth, uids, args, server, phase)
-        p95s.setdefault("WADO-RS frame p95", []).append(frame_p95)
+        p95s.setdefault("WADO-RS frame p95", []).append(await frames_phase(run, uids))
         for label, key in (
             ("cold: each instance's first rendering", "rendered PNG p95, cold"),
             ("warm: the same again", "rendered PNG p95, warm"),
         ):
-            p95s.setdefault(key, []).append(
-                await render_phase(http, url, auth, picked, args, server, phase, label)
-            )
+            p95s.setdefault(key, []).append(await render_phase(run, picked, label))
     if args.retrieval_rounds > 1:
         for key, values in p95s.items():
             print(
@@ -262,57 +273,38 @@ async def retrieval_phases(
             )
 
 
-async def frames_phase(
-    http: aiohttp.ClientSession,
-    url: str,
-    auth: dict[str, str],
-    uids: list[tuple[str, str, str]],
-    args: argparse.Namespace,
-    server: asyncio.subprocess.Process,
-    phase: Any,
-) -> float:
+async def frames_phase(run: Retrieval, uids: list[tuple[str, str, str]]) -> float:
     """``--frames`` sequential requests of one native frame each; the p95 in ms."""
-    base = url + "/api/v1/dicomweb/studies"
     frame_ms = []
     accept = {
         "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
-        **auth,
+        **run.auth,
     }
-    cpu0 = cpu_seconds(server.pid)
-    await phase(True)
-    for _ in range(args.frames):
+    cpu0 = cpu_seconds(run.server.pid)
+    await run.phase(True)
+    for _ in range(run.args.frames):
         study, series, sop = random.choice(uids)
         t0 = time.perf_counter()
-        async with http.get(
-            f"{base}/{study}/series/{series}/instances/{sop}/frames/1", headers=accept
+        async with run.http.get(
+            f"{run.base}/{study}/series/{series}/instances/{sop}/frames/1", headers=accept
         ) as r:
             body = await r.read()
             assert r.status == 200, r.status
         frame_ms.append((time.perf_counter() - t0) * 1000)
-    await phase(False)
+    await run.phase(False)
     p95 = percentile(frame_ms, 95)
     print(
         f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
         f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {p95:.2f} ms "
         f"(target p95 <= 5); server CPU "
-        f"{(cpu_seconds(server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
+        f"{(cpu_seconds(run.server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
     )
     return p95
 
 
-async def render_phase(
-    http: aiohttp.ClientSession,
-    url: str,
-    auth: dict[str, str],
-    picked: list[tuple[str, str, str]],
-    args: argparse.Namespace,
-    server: asyncio.subprocess.Process,
-    phase: Any,
-    label: str,
-) -> float:
+async def render_phase(run: Retrieval, picked: list[tuple[str, str, str]], label: str) -> float:
     """``--clients`` concurrent clients ask a rendering of each instance of ``picked``; the
     p95 in ms."""
-    base = url + "/api/v1/dicomweb/studies"
     latencies: list[float] = []
     queue = list(picked)
 
@@ -320,24 +312,24 @@ async def render_phase(
         while queue:
             study, series, sop = queue.pop()
             t0 = time.perf_counter()
-            async with http.get(
-                f"{base}/{study}/series/{series}/instances/{sop}/rendered",
-                headers={"Accept": "image/png", **auth},
+            async with run.http.get(
+                f"{run.base}/{study}/series/{series}/instances/{sop}/rendered",
+                headers={"Accept": "image/png", **run.auth},
             ) as r:
                 await r.read()
                 assert r.status == 200, r.status
             latencies.append((time.perf_counter() - t0) * 1000)
 
-    t0, cpu0, own0 = time.perf_counter(), cpu_seconds(server.pid), time.process_time()
-    await phase(True)
-    await asyncio.gather(*(renderer() for _ in range(args.clients)))
-    await phase(False)
+    t0, cpu0, own0 = time.perf_counter(), cpu_seconds(run.server.pid), time.process_time()
+    await run.phase(True)
+    await asyncio.gather(*(renderer() for _ in range(run.args.clients)))
+    await run.phase(False)
     wall = time.perf_counter() - t0
-    cpu = (cpu_seconds(server.pid) - cpu0) / len(latencies) * 1000
+    cpu = (cpu_seconds(run.server.pid) - cpu0) / len(latencies) * 1000
     own = (time.process_time() - own0) / len(latencies) * 1000
     p95 = percentile(latencies, 95)
     print(
-        f"Rendered PNG ({args.clients} concurrent clients, {label}): p50 "
+        f"Rendered PNG ({run.args.clients} concurrent clients, {label}): p50 "
         f"{percentile(latencies, 50):.1f} ms, p95 {p95:.1f} ms,"
         f" mean {statistics.mean(latencies):.1f} ms, {len(latencies) / wall:.0f} PNG/s"
         f" (target p95 <= 35); server CPU {cpu:.1f} ms a rendering, the clients' (this"
