@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -358,10 +359,20 @@ def _remove_next(future: Future[tuple[Path, int]]) -> None:
 
 MESSAGE_SLACK: Final = 1 << 20
 """Bytes a message may hold beyond ``max_instance_bytes`` (its command set, PDU headers)."""
+PDU_HEADER: Final = 6
+"""pynetdicom reads each PDU as its 6-byte header (type, reserved, length), then its body."""
 RECV_CHUNK: Final = 1 << 20
 """The most one ``recv`` asks for: a peer declares PDU lengths up to 4 GiB, and nothing is
 allocated ahead of what arrived beyond this."""
 
+
+SLOW_GRACE_S: Final = 30.0
+"""How long a message may take to arrive before :data:`MIN_RECEIVE_RATE` applies to it."""
+MIN_RECEIVE_RATE: Final = 1024
+"""Bytes a second a message must arrive at on average, past :data:`SLOW_GRACE_S` from its first
+byte (a 64 kbit/s line gives eight times that). pynetdicom's only bound is its network timeout
+(60 s) between two reads: a peer sending a byte every 59 s would hold one of the ten
+association slots for ever, and ten such peers every modality out."""
 
 MESSAGES_IN_MEMORY: Final = 2
 """How many messages of the largest size allowed all associations may hold at once while
@@ -412,7 +423,13 @@ class BoundedRecv:
 
     What it counts is also taken from the SCP's ``budget`` (:class:`ReceiveBudget`), shared by
     all associations: past it the association ends the same way, logged as ``server_busy``
-    (the sender may try again later), and the others go on."""
+    (the sender may try again later), and the others go on.
+
+    And a message must keep coming: from its first byte (the first byte of a PDU that arrives
+    while the association assembles no message: an idle association's wait does not count),
+    past :data:`SLOW_GRACE_S` its bytes must have arrived at :data:`MIN_RECEIVE_RATE` on
+    average, checked as each piece arrives (silence alone is pynetdicom's network timeout);
+    else the association ends the same way, logged as ``dicom_too_slow``."""
 
     def __init__(
         self, assoc_socket: Any, limit: Callable[[], int], assoc: Any, budget: ReceiveBudget
@@ -425,6 +442,10 @@ class BoundedRecv:
         self.pending = 0
         """Bytes received since a handler last took a message (taken from the budget)."""
         self.stopped = False
+        self._since = time.monotonic()
+        """When the message arriving began to arrive (the connection's opening, at first)."""
+        self._arrived = 0
+        """Bytes of it arrived since."""
 
     def __call__(self, nr_bytes: int) -> bytearray:
         raw = self._socket.socket
@@ -433,7 +454,17 @@ class BoundedRecv:
             data = raw.recv(min(nr_bytes - len(out), RECV_CHUNK))
             if not data:
                 break
+            if not out and nr_bytes == PDU_HEADER and self._assembling() is None:
+                self._since, self._arrived = time.monotonic(), 0  # a new message's first PDU
             out += data
+            self._arrived += len(data)
+            if self._too_slow():
+                self._stop(
+                    raw,
+                    "dicom_too_slow",
+                    f"{self._arrived} bytes in {time.monotonic() - self._since:.0f} s",
+                )
+                break
             with self._lock:  # a handler's thread may be releasing the last message's count
                 taken = self._budget.take(len(data))
                 if taken:
@@ -449,6 +480,14 @@ class BoundedRecv:
         if out and not self.stopped:
             _ack_now(raw)
         return out
+
+    def _assembling(self) -> object | None:
+        """The DIMSE message pynetdicom is putting together from P-DATA PDUs, if any."""
+        return getattr(getattr(self._assoc, "dimse", None), "message", None)
+
+    def _too_slow(self) -> bool:
+        elapsed = time.monotonic() - self._since
+        return elapsed > SLOW_GRACE_S and self._arrived < MIN_RECEIVE_RATE * elapsed
 
     def release(self) -> None:
         """The message counted so far is no longer held (a handler took it, or the

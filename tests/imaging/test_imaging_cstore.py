@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -363,6 +364,78 @@ async def test_a_message_over_the_size_limit_ends_the_association_as_it_arrives(
         await _until(lambda: scp.receiving.held == 0)
     finally:
         store.max_instance_bytes = 512 * 1024 * 1024
+
+
+async def test_r33_a_message_that_trickles_in_ends_its_association_an_idle_one_stays(
+    scp_world, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R33: pynetdicom bounds only the silence between two reads (60 s), so a peer sending a
+    byte a minute would hold an association slot for ever (ten of them, every modality out).
+    Past a grace from its first byte, a message must have arrived at a floor rate on average:
+    one trickled in is cut (``dicom_too_slow``), its bytes go back to the budget, and the SCP
+    takes the next association as before. The wait between two messages does not count: an
+    association idle between two C-ECHOs stays."""
+    from pynetdicom import AE as Entity
+    from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+
+    from web import dicom_scp
+
+    world, port = scp_world
+    monkeypatch.setattr(dicom_scp, "SLOW_GRACE_S", 0.5)
+    monkeypatch.setattr(dicom_scp, "MIN_RECEIVE_RATE", 20_000)
+    scp = world.server.app[SCP]
+
+    def associate() -> Any:
+        entity = Entity(ae_title=AE)
+        entity.add_requested_context(Verification)
+        entity.add_requested_context(CTImageStorage)
+        assoc = entity.associate("127.0.0.1", port, ae_title="TELECONSULT")
+        assert assoc.is_established
+        return assoc
+
+    def idle() -> tuple[int, int, bool]:
+        assoc = associate()
+        try:
+            first = assoc.send_c_echo()
+            time.sleep(1.0)  # twice the grace between two messages: the pacing under test
+            second = assoc.send_c_echo()
+            return int(first.Status), int(second.Status), bool(assoc.is_established)
+        finally:
+            assoc.release()
+
+    def trickle() -> tuple[int, int, float]:
+        """A P-DATA-TF PDU (a command fragment) whose body comes at ~1 KB/s; the bytes sent
+        when the server cut it, of how many, and after how long."""
+        assoc = associate()
+        context = next(c for c in assoc.accepted_contexts if c.abstract_syntax == CTImageStorage)
+        raw = assoc.dul.socket.socket
+        body = bytes(3994)
+        pdv = struct.pack(">LBB", len(body) + 2, context.context_id, 0x01) + body
+        pdu = struct.pack(">BBL", 0x04, 0, len(pdv)) + pdv
+        started = time.monotonic()
+        raw.sendall(pdu[:200])
+        sent = 200
+        try:
+            while assoc.is_established and sent < len(pdu) and time.monotonic() < started + 10:
+                time.sleep(0.05)  # 50 bytes every 50 ms: the pacing under test
+                raw.sendall(pdu[sent : sent + 50])
+                sent += 50
+        except OSError:  # the server shut the connection
+            pass
+        finally:
+            assoc.abort()
+        return sent, len(pdu), time.monotonic() - started
+
+    with caplog.at_level("WARNING", logger="web.dicom_scp"):
+        assert await off_loop(idle) == (0, 0, True)
+        assert not [r for r in caplog.records if "dicom_too_slow" in r.getMessage()]
+        sent, whole, took = await off_loop(trickle)
+    assert sent < whole and 0.5 <= took < 5, (sent, whole, took)
+    assert [r for r in caplog.records if "dicom_too_slow" in r.getMessage()]
+    await _until(lambda: scp.receiving.held == 0)
+    # a sender at full speed is not touched by the floor
+    assert await storescu(port, write_series(series_from("CT_small.dcm", 2), tmp_path / "s")) == 0
+    assert scp.stored == 2
 
 
 async def _until(condition: Any, timeout_s: float = 10.0) -> None:
