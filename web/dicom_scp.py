@@ -37,7 +37,13 @@ from aiohttp import web
 
 from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
 from consult.imaging.file_meta import encode_file_meta
-from consult.imaging.store import Destination, ImagingStore, create_synced
+from consult.imaging.store import (
+    MIN_RECEIVE_RATE,
+    SLOW_GRACE_S,
+    Destination,
+    ImagingStore,
+    create_synced,
+)
 from consult.imaging.uids import ACCEPTED_SYNTAXES
 
 from . import dicom_reactor
@@ -366,14 +372,6 @@ RECV_CHUNK: Final = 1 << 20
 allocated ahead of what arrived beyond this."""
 
 
-SLOW_GRACE_S: Final = 30.0
-"""How long a message may take to arrive before :data:`MIN_RECEIVE_RATE` applies to it."""
-MIN_RECEIVE_RATE: Final = 1024
-"""Bytes a second a message must arrive at on average, past :data:`SLOW_GRACE_S` from its first
-byte (a 64 kbit/s line gives eight times that). pynetdicom's only bound is its network timeout
-(60 s) between two reads: a peer sending a byte every 59 s would hold one of the ten
-association slots for ever, and ten such peers every modality out."""
-
 MESSAGES_IN_MEMORY: Final = 2
 """How many messages of the largest size allowed all associations may hold at once while
 receiving them (:class:`ReceiveBudget`)."""
@@ -428,8 +426,10 @@ class BoundedRecv:
     And a message must keep coming: from its first byte (the first byte of a PDU that arrives
     while the association assembles no message: an idle association's wait does not count),
     past :data:`SLOW_GRACE_S` its bytes must have arrived at :data:`MIN_RECEIVE_RATE` on
-    average, checked as each piece arrives (silence alone is pynetdicom's network timeout);
-    else the association ends the same way, logged as ``dicom_too_slow``."""
+    average, checked as each piece arrives (silence alone is pynetdicom's network timeout, 60 s
+    between two reads: a byte every 59 s held one of the ten association slots for ever, and
+    ten such peers every modality out); else the association ends the same way, logged as
+    ``dicom_too_slow``."""
 
     def __init__(
         self, assoc_socket: Any, limit: Callable[[], int], assoc: Any, budget: ReceiveBudget

@@ -54,6 +54,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_MAX_INSTANCE_BYTES: Final = 512 * 1024 * 1024
+SLOW_GRACE_S: Final = 30.0
+"""How long an arriving instance (a C-STORE message, a STOW-RS upload) may take before
+:data:`MIN_RECEIVE_RATE` applies to it."""
+MIN_RECEIVE_RATE: Final = 1024
+"""Bytes a second an arriving instance must come at on average, past :data:`SLOW_GRACE_S` (a
+64 kbit/s line gives eight times that): a bound on silence alone (pynetdicom's network
+timeout, ``body_timeout_s``) let a peer sending a byte just within it hold its connection, and
+a DICOM association slot, for ever (R33)."""
 RENDER_THREADS: Final = os.cpu_count() or 2
 """Threads rendering PNGs (without worker processes): one per core. A rendering is CPU work,
 partly under the GIL (the header's parse); more threads than cores only queue for it, and the

@@ -99,3 +99,36 @@ async def test_r33_a_stalled_stow_upload_is_cut_a_slow_steady_one_stored(quick_w
     assert time.monotonic() - started > IDLE_S * 2
     assert data.startswith(b"HTTP/1.1 200"), data[:300]
     assert len([p for p in store.studies.rglob("*") if p.is_file()]) == 1
+
+
+async def test_r33_a_trickled_stow_upload_is_cut_though_it_never_falls_silent(
+    quick_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R33: a bound on silence alone let a byte just within every ``body_timeout_s`` keep an
+    upload open for ever. Past a grace of waiting, the bytes must have come at a floor rate on
+    average (here 0.5 s and 50 kB/s; 30 s and 1 KiB/s by default): an upload sending 1 KB every
+    0.1 s, never silent for long, is cut with 408 ``request_timeout``, no partial file left."""
+    from web.api.routes.dicomweb import stow
+
+    monkeypatch.setattr(stow, "SLOW_GRACE_S", 0.5)
+    monkeypatch.setattr(stow, "MIN_RECEIVE_RATE", 50_000)
+    body = _body(part10(series_from("CT_small.dcm", 1)[0]))
+    reader, writer = await _open(quick_world, len(body))
+    started = time.monotonic()
+    sent = 0
+    answer = asyncio.ensure_future(_answer(reader, 15))
+    try:
+        while sent < len(body) and not answer.done():
+            writer.write(body[sent : sent + 1024])
+            await writer.drain()
+            sent += 1024
+            await asyncio.sleep(0.1)  # 10 kB/s, a tenth of IDLE_S apart: the pacing under test
+        data = await answer
+    finally:
+        writer.close()
+    assert sent < len(body), "the whole upload went through"
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
+    assert 0.5 < time.monotonic() - started < IDLE_S * 3
+    store = quick_world.server.app[IMAGING]
+    assert not [p for p in store.root.rglob("*") if p.is_file()]  # no partial file left

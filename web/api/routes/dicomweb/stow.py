@@ -13,7 +13,7 @@ from aiohttp.multipart import BodyPartReader, MultipartReader
 from consult import visit_flow
 from consult.imaging import access
 from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
-from consult.imaging.store import Destination
+from consult.imaging.store import MIN_RECEIVE_RATE, SLOW_GRACE_S, Destination
 
 from ...call import Call
 from ...errors import ApiError, BodyTimeout
@@ -54,15 +54,34 @@ async def _upload_visit(call: Call, visit_id: str) -> Any:
     return await visit_flow.get_visit_view(call.db, call.me, visit_id)
 
 
-async def _arriving(read: Awaitable[T], idle_s: float) -> T:
-    """One read of a streamed upload: a body that sends nothing for ``idle_s`` is cut
-    (:class:`BodyTimeout`: 408, connection closed). The web edge's whole-body timeout does not
-    fit a 2 GiB upload, so STOW-RS bounds the silence between bytes instead (issue 13, R33)."""
-    try:
-        async with asyncio.timeout(idle_s):
-            return await read
-    except TimeoutError:
-        raise BodyTimeout() from None
+class Arrival:
+    """The reads of one streamed upload. Each read is cut after ``idle_s`` of silence
+    (:class:`BodyTimeout`: 408, connection closed): the web edge's whole-body timeout does not
+    fit a 2 GiB upload, so STOW-RS bounds the silence between bytes instead (issue 13, R33).
+    And past :data:`SLOW_GRACE_S` spent waiting in all, the bytes must have come at
+    :data:`MIN_RECEIVE_RATE` on average over that waiting (the server's own work between
+    reads, an instance's ingest, does not count), else the same: a byte just within every
+    ``idle_s`` no longer keeps an upload open for ever."""
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self.waited = 0.0
+        self.received = 0
+
+    async def __call__(self, read: Awaitable[T]) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(self.idle_s):
+                result = await read
+        except TimeoutError:
+            raise BodyTimeout() from None
+        self.waited += loop.time() - started
+        if isinstance(result, bytes | bytearray):
+            self.received += len(result)
+        if self.waited > SLOW_GRACE_S and self.received < MIN_RECEIVE_RATE * self.waited:
+            raise BodyTimeout()
+        return result
 
 
 async def stow(request: web.Request) -> web.StreamResponse:
@@ -83,7 +102,7 @@ async def stow(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > STOW_MAX_BODY:
         raise ApiError(413, "payload_too_large", f"The body is over {STOW_MAX_BODY} bytes.")
     store = store_of(call)
-    idle_s = call.config.body_timeout_s
+    arriving = Arrival(call.config.body_timeout_s)
     dest = Destination(
         institution_id=visit.institution_id,
         visit_id=visit.id,
@@ -101,7 +120,7 @@ async def stow(request: web.Request) -> web.StreamResponse:
     total = 0
     while True:
         try:
-            part = await _arriving(reader.next(), idle_s)
+            part = await arriving(reader.next())
         except (ValueError, AssertionError, RuntimeError):
             raise ApiError(400, "bad_multipart", "The multipart body is malformed.") from None
         if part is None:
@@ -109,12 +128,12 @@ async def stow(request: web.Request) -> web.StreamResponse:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_multipart", "Nested multipart bodies are not accepted.")
         if part.headers.get("Content-Type", "").split(";")[0].strip() != "application/dicom":
-            await _arriving(part.release(), idle_s)
+            await arriving(part.release())
             failed.append(_failure(None, None, 0xC000, "dicom_not_application_dicom"))
             continue
         incoming = store.new_incoming()
         try:
-            total = await _receive(part, incoming, store.max_instance_bytes, total, idle_s)
+            total = await _receive(part, incoming, store.max_instance_bytes, total, arriving)
             result = await store.ingest(incoming, dest, call.me)
         except DicomRejected as exc:
             incoming.unlink(missing_ok=True)
@@ -148,16 +167,16 @@ async def stow(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive(
-    part: BodyPartReader, target: Path, limit: int, total: int, idle_s: float
+    part: BodyPartReader, target: Path, limit: int, total: int, arriving: Arrival
 ) -> int:
     """Stream one part into ``target``; refuse past the instance's or the request's bound, cut
-    a part that stalls for ``idle_s``."""
+    a part that stalls or trickles (:class:`Arrival`)."""
     size = 0
     loop = asyncio.get_running_loop()
     with target.open("wb") as f:
         while True:
             try:
-                chunk = await _arriving(part.read_chunk(CHUNK), idle_s)
+                chunk = await arriving(part.read_chunk(CHUNK))
             except (ValueError, AssertionError):
                 raise DicomMalformed("The part is malformed.") from None
             if not chunk:
@@ -165,7 +184,7 @@ async def _receive(
             size += len(chunk)
             total += len(chunk)
             if size > limit or total > STOW_MAX_BODY:
-                await _arriving(part.release(), idle_s)
+                await arriving(part.release())
                 raise DicomTooLarge()
             await loop.run_in_executor(None, f.write, chunk)
     if size == 0:
@@ -206,7 +225,8 @@ async def aecg(request: web.Request) -> web.StreamResponse:
     try:
         size = 0
         with document.open("wb") as f:
-            while chunk := await _arriving(request.content.read(CHUNK), call.config.body_timeout_s):
+            arriving = Arrival(call.config.body_timeout_s)
+            while chunk := await arriving(request.content.read(CHUNK)):
                 size += len(chunk)
                 if size > MAX_AECG_BYTES:
                     raise AecgTooLarge()
