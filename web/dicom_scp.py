@@ -38,10 +38,9 @@ from aiohttp import web
 from consult.imaging.errors import DicomRejected, DicomTooLarge, ImagingUnavailable
 from consult.imaging.file_meta import encode_file_meta
 from consult.imaging.store import (
-    MIN_RECEIVE_RATE,
-    SLOW_GRACE_S,
     Destination,
     ImagingStore,
+    arriving_too_slowly,
     create_synced,
 )
 from consult.imaging.uids import ACCEPTED_SYNTAXES
@@ -425,8 +424,8 @@ class BoundedRecv:
 
     And a message must keep coming: from its first byte (the first byte of a PDU that arrives
     while the association assembles no message: an idle association's wait does not count),
-    past :data:`SLOW_GRACE_S` its bytes must have arrived at :data:`MIN_RECEIVE_RATE` on
-    average, checked as each piece arrives (silence alone is pynetdicom's network timeout, 60 s
+    its bytes must keep up with :func:`consult.imaging.store.arriving_too_slowly`'s floor,
+    checked as each piece arrives (silence alone is pynetdicom's network timeout, 60 s
     between two reads: a byte every 59 s held one of the ten association slots for ever, and
     ten such peers every modality out); else the association ends the same way, logged as
     ``dicom_too_slow``."""
@@ -458,7 +457,7 @@ class BoundedRecv:
                 self._since, self._arrived = time.monotonic(), 0  # a new message's first PDU
             out += data
             self._arrived += len(data)
-            if self._too_slow():
+            if arriving_too_slowly(self._arrived, time.monotonic() - self._since):
                 self._stop(
                     raw,
                     "dicom_too_slow",
@@ -484,10 +483,6 @@ class BoundedRecv:
     def _assembling(self) -> object | None:
         """The DIMSE message pynetdicom is putting together from P-DATA PDUs, if any."""
         return getattr(getattr(self._assoc, "dimse", None), "message", None)
-
-    def _too_slow(self) -> bool:
-        elapsed = time.monotonic() - self._since
-        return elapsed > SLOW_GRACE_S and self._arrived < MIN_RECEIVE_RATE * elapsed
 
     def release(self) -> None:
         """The message counted so far is no longer held (a handler took it, or the

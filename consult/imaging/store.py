@@ -62,6 +62,15 @@ MIN_RECEIVE_RATE: Final = 1024
 64 kbit/s line gives eight times that): a bound on silence alone (pynetdicom's network
 timeout, ``body_timeout_s``) let a peer sending a byte just within it hold its connection, and
 a DICOM association slot, for ever (R33)."""
+
+
+def arriving_too_slowly(received: int, elapsed_s: float) -> bool:
+    """Whether ``received`` bytes in ``elapsed_s`` of an instance's arrival are under the floor
+    (:data:`MIN_RECEIVE_RATE` past :data:`SLOW_GRACE_S`): the one rule of the C-STORE
+    messages (:class:`web.dicom_scp.BoundedRecv`) and the STOW-RS uploads."""
+    return elapsed_s > SLOW_GRACE_S and received < MIN_RECEIVE_RATE * elapsed_s
+
+
 RENDER_THREADS: Final = os.cpu_count() or 2
 """Threads rendering PNGs (without worker processes): one per core. A rendering is CPU work,
 partly under the GIL (the header's parse); more threads than cores only queue for it, and the

@@ -378,11 +378,11 @@ async def test_r33_a_message_that_trickles_in_ends_its_association_an_idle_one_s
     from pynetdicom import AE as Entity
     from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
-    from web import dicom_scp
+    from consult.imaging import store as imaging_store
 
     world, port = scp_world
-    monkeypatch.setattr(dicom_scp, "SLOW_GRACE_S", 0.5)
-    monkeypatch.setattr(dicom_scp, "MIN_RECEIVE_RATE", 20_000)
+    monkeypatch.setattr(imaging_store, "SLOW_GRACE_S", 0.5)
+    monkeypatch.setattr(imaging_store, "MIN_RECEIVE_RATE", 20_000)
     scp = world.server.app[SCP]
 
     def associate() -> Any:

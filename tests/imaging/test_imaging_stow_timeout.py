@@ -108,10 +108,10 @@ async def test_r33_a_trickled_stow_upload_is_cut_though_it_never_falls_silent(
     upload open for ever. Past a grace of waiting, the bytes must have come at a floor rate on
     average (here 0.5 s and 50 kB/s; 30 s and 1 KiB/s by default): an upload sending 1 KB every
     0.1 s, never silent for long, is cut with 408 ``request_timeout``, no partial file left."""
-    from web.api.routes.dicomweb import stow
+    from consult.imaging import store as imaging_store
 
-    monkeypatch.setattr(stow, "SLOW_GRACE_S", 0.5)
-    monkeypatch.setattr(stow, "MIN_RECEIVE_RATE", 50_000)
+    monkeypatch.setattr(imaging_store, "SLOW_GRACE_S", 0.5)
+    monkeypatch.setattr(imaging_store, "MIN_RECEIVE_RATE", 50_000)
     body = _body(part10(series_from("CT_small.dcm", 1)[0]))
     reader, writer = await _open(quick_world, len(body))
     started = time.monotonic()

@@ -13,7 +13,7 @@ from aiohttp.multipart import BodyPartReader, MultipartReader
 from consult import visit_flow
 from consult.imaging import access
 from consult.imaging.errors import DicomMalformed, DicomRejected, DicomTooLarge
-from consult.imaging.store import MIN_RECEIVE_RATE, SLOW_GRACE_S, Destination
+from consult.imaging.store import Destination, arriving_too_slowly
 
 from ...call import Call
 from ...errors import ApiError, BodyTimeout
@@ -58,10 +58,10 @@ class Arrival:
     """The reads of one streamed upload. Each read is cut after ``idle_s`` of silence
     (:class:`BodyTimeout`: 408, connection closed): the web edge's whole-body timeout does not
     fit a 2 GiB upload, so STOW-RS bounds the silence between bytes instead (issue 13, R33).
-    And past :data:`SLOW_GRACE_S` spent waiting in all, the bytes must have come at
-    :data:`MIN_RECEIVE_RATE` on average over that waiting (the server's own work between
-    reads, an instance's ingest, does not count), else the same: a byte just within every
-    ``idle_s`` no longer keeps an upload open for ever."""
+    And the bytes must come fast enough over the time spent waiting for them
+    (:func:`consult.imaging.store.arriving_too_slowly`; the server's own work between reads,
+    an instance's ingest, does not count), else the same: a byte just within every ``idle_s``
+    no longer keeps an upload open for ever."""
 
     def __init__(self, idle_s: float) -> None:
         self.idle_s = idle_s
@@ -79,7 +79,7 @@ class Arrival:
         self.waited += loop.time() - started
         if isinstance(result, bytes | bytearray):
             self.received += len(result)
-        if self.waited > SLOW_GRACE_S and self.received < MIN_RECEIVE_RATE * self.waited:
+        if arriving_too_slowly(self.received, self.waited):
             raise BodyTimeout()
         return result
 
