@@ -6,8 +6,9 @@
 
 ``--frames 0 --renders 0 --no-reference`` measures C-STORE alone. With ``--baseline-tree DIR``
 a server from that checkout runs beside ours, each on its own data directory, and the
-one-association rounds alternate between them (the order turning each round): the ratio of
-the two is what to read on a machine whose speed drifts by 30 % within minutes.
+one-association rounds alternate between them (the order turning each round), and so do the
+retrieval rounds (``--retrieval-rounds``): the ratio of the two is what to read on a machine
+whose speed drifts by 30 % within minutes.
 ``--data-parent`` puts the data directories elsewhere than the system's temporary directory:
 where a file system makes creating files dear (here, ext4 without a journal scans a block
 group's recently deleted inodes on every create, and /tmp sees many deletions), a server
@@ -53,6 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +66,6 @@ sys.path.insert(0, str(ROOT))
 
 from proc_stats import speed_reference  # noqa: E402
 
-from consult.admin_commands import add_institution, add_user  # noqa: E402
-from consult.db import Database  # noqa: E402
 from consult.identifiers import id_check_char  # noqa: E402
 
 PASSWORD = "Correct-Horse-42"
@@ -109,25 +109,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def prepare(data_dir: Path) -> str:
-    """The institution and a patient account, as the command line makes them."""
-    db = Database(f"sqlite+aiosqlite:///{data_dir / 'teleconsult.db'}", field_key="f" * 48)
+PREPARE = """
+import asyncio, sys
+from consult.admin_commands import add_institution, add_user
+from consult.db import Database
+
+async def main(data_dir, password):
+    db = Database(f"sqlite+aiosqlite:///{data_dir}/teleconsult.db", field_key="f" * 48)
     await db.start()
     try:
         text, code = await add_institution(db, "Bench Hospital", "tertiary")
         assert code == 0, text
-        institution_id = text.split()[1]
+        print(text.split()[1])
         text, code = await add_user(
-            db,
-            username="bench-patient",
-            display_name="bench",
-            role="patient",
-            password=PASSWORD,
+            db, username="bench-patient", display_name="bench", role="patient", password=password
         )
         assert code == 0, text
     finally:
         await db.close()
-    return institution_id
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def prepare(data_dir: Path, tree: Path) -> str:
+    """The institution and a patient account, as the command line makes them, by ``tree``'s
+    code (its own schema: a baseline may be a revision behind ours)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PREPARE,
+        str(data_dir),
+        PASSWORD,
+        cwd=tree,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise SystemExit(f"preparing {data_dir} with {tree} failed")
+    return out.decode().split()[-1]
 
 
 def write_instances(count: int, patient_id: str, directory: Path) -> list[tuple[str, str, str]]:
@@ -242,38 +262,52 @@ class Retrieval:
 
 async def retrieval_phases(
     http: aiohttp.ClientSession,
-    url: str,
-    auth: dict[str, str],
-    uids: list[tuple[str, str, str]],
+    targets: list[Target],
     args: argparse.Namespace,
-    server: asyncio.subprocess.Process,
     phase: Any,
+    in_turn: Callable[[int], list[Target]],
 ) -> None:
     """WADO-RS frames, then rendered PNGs cold and warm (skipped with --frames 0 or --renders 0),
-    ``--retrieval-rounds`` times: each round's cold pass renders instances no round rendered
-    before (``--renders`` of them, fewer when the instances stored do not go round), and the
-    p95s' medians are printed at the end."""
-    run = Retrieval(http, url + "/api/v1/dicomweb/studies", auth, args, server, phase)
-    unrendered = random.sample(uids, len(uids))
-    per_round = max(1, min(args.renders, len(unrendered) // args.retrieval_rounds))
-    p95s: dict[str, list[float]] = {}
-    for _ in range(args.retrieval_rounds):
-        picked, unrendered = unrendered[:per_round], unrendered[per_round:]
-        p95s.setdefault("WADO-RS frame p95", []).append(await frames_phase(run, uids))
-        for label, key in (
-            ("cold: each instance's first rendering", "rendered PNG p95, cold"),
-            ("warm: the same again", "rendered PNG p95, warm"),
-        ):
-            p95s.setdefault(key, []).append(await render_phase(run, picked, label))
+    ``--retrieval-rounds`` times, each server in turn (with ``--baseline-tree``: the order
+    turns each round): each round's cold pass renders instances no round rendered before
+    (``--renders`` of them, fewer when the instances stored do not go round), and the p95s'
+    medians are printed at the end, with ours over the baseline's, round by round."""
+    runs = {
+        t.name: Retrieval(http, t.url + "/api/v1/dicomweb/studies", t.auth, args, t.server, phase)
+        for t in targets
+    }
+    unrendered = {t.name: random.sample(t.uids, len(t.uids)) for t in targets}
+    per_round = max(
+        1, min(args.renders, min(len(u) for u in unrendered.values()) // args.retrieval_rounds)
+    )
+    p95s: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(args.retrieval_rounds):
+        for target in in_turn(round_):
+            run, name = runs[target.name], target.name
+            label = f" [{name}]" if len(targets) > 1 else ""
+            picked, unrendered[name] = unrendered[name][:per_round], unrendered[name][per_round:]
+            p95 = await frames_phase(run, target.uids, label)
+            p95s.setdefault((name, "WADO-RS frame p95"), []).append(p95)
+            for kind, key in (
+                ("cold: each instance's first rendering", "rendered PNG p95, cold"),
+                ("warm: the same again", "rendered PNG p95, warm"),
+            ):
+                p95 = await render_phase(run, picked, kind + label)
+                p95s.setdefault((name, key), []).append(p95)
     if args.retrieval_rounds > 1:
-        for key, values in p95s.items():
+        for (name, key), values in p95s.items():
+            label = f" [{name}]" if len(targets) > 1 else ""
             print(
-                f"  {key} over {len(values)} rounds: median {statistics.median(values):.2f} ms "
-                f"({', '.join(f'{v:.2f}' for v in values)})"
+                f"  {key}{label} over {len(values)} rounds: median "
+                f"{statistics.median(values):.2f} ms ({', '.join(f'{v:.2f}' for v in values)})"
             )
+    if len(targets) > 1:
+        base, ours = targets[0].name, targets[-1].name
+        for key in ("WADO-RS frame p95", "rendered PNG p95, cold", "rendered PNG p95, warm"):
+            print(f"  {key}, ours / baseline: {ratios(p95s[(ours, key)], p95s[(base, key)])}")
 
 
-async def frames_phase(run: Retrieval, uids: list[tuple[str, str, str]]) -> float:
+async def frames_phase(run: Retrieval, uids: list[tuple[str, str, str]], label: str = "") -> float:
     """``--frames`` sequential requests of one native frame each; the p95 in ms."""
     frame_ms = []
     accept = {
@@ -294,7 +328,7 @@ async def frames_phase(run: Retrieval, uids: list[tuple[str, str, str]]) -> floa
     await run.phase(False)
     p95 = percentile(frame_ms, 95)
     print(
-        f"WADO-RS frame ({len(body) // 1024} KB multipart, sequential, audited): "
+        f"WADO-RS frame{label} ({len(body) // 1024} KB multipart, sequential, audited): "
         f"p50 {percentile(frame_ms, 50):.2f} ms, p95 {p95:.2f} ms "
         f"(target p95 <= 5); server CPU "
         f"{(cpu_seconds(run.server.pid) - cpu0) / len(frame_ms) * 1000:.1f} ms a request"
@@ -369,6 +403,8 @@ class Target:
     record_id: str = ""
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    uids: list[tuple[str, str, str]] = field(default_factory=list)
+    """(study, series, instance) of every instance stored in it."""
 
 
 async def start_target(
@@ -378,7 +414,7 @@ async def start_target(
     tmp = Path(tempfile.mkdtemp(prefix="dicom-bench-", dir=args.data_parent))
     data_dir = tmp / "data"
     data_dir.mkdir()
-    institution_id = await prepare(data_dir)
+    institution_id = await prepare(data_dir, tree)
     port, dicom_port = free_port(), free_port()
     (tmp / "server.toml").write_text(
         f'data_dir = "{data_dir}"\nport = {port}\nfield_key = "{"f" * 48}"\n'
@@ -440,7 +476,6 @@ async def main(args: argparse.Namespace) -> None:
             for name, tree in trees.items():
                 targets.append(await start_target(name, tree, args, http))
             ours = targets[-1]
-            server = ours.server
 
             async def phase(start: bool) -> None:
                 """Start or stop a phase's profile or trace (the figures of a profiled run
@@ -451,8 +486,6 @@ async def main(args: argparse.Namespace) -> None:
                     # the server writes its profile or trace
                     await asyncio.sleep(3 if args.profile and not start else 0.5)
 
-            uids: list[tuple[str, str, str]] = []
-
             def in_turn(round_: int) -> list[Target]:
                 """Each round, each server in turn; the order turns, so that neither always
                 runs first (a machine's speed drifts within minutes)."""
@@ -461,9 +494,7 @@ async def main(args: argparse.Namespace) -> None:
             def fresh_instances(target: Target, name: str) -> list[Path]:
                 """``--instances`` new instances of the target's patient, in ``name``."""
                 folder = target.tmp / name
-                written = write_instances(args.instances, target.record_id, folder)
-                if target is ours:
-                    uids.extend(written)
+                target.uids.extend(write_instances(args.instances, target.record_id, folder))
                 return sorted(folder.iterdir())
 
             print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
@@ -549,7 +580,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
 
             if args.frames and args.renders:
-                await retrieval_phases(http, ours.url, ours.auth, uids, args, server, phase)
+                await retrieval_phases(http, targets, args, phase, in_turn)
             print(f"machine speed: a fixed Python loop takes {speed_reference():.0f} ms now")
         finally:
             for target in targets:

@@ -52,6 +52,7 @@ def instance_fields(parsed: ParsedInstance, size: int) -> dict[str, Any]:
         "columns": parsed.columns,
         "size": size,
         "burned_in": parsed.burned_in,
+        "pixel_layout": parsed.pixel_layout,
     }
 
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consult.models import ID_LENGTH, Base
@@ -83,6 +92,10 @@ class ImagingInstance(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     burned_in: Mapped[str] = mapped_column(String(8))
     """(0028,0301) Burned In Annotation as stored: ``YES``, ``NO`` or ``""`` (not stated)."""
+    pixel_layout: Mapped[str | None] = mapped_column(Text)
+    """A native instance's frame offsets and grey rendering parameters, found at ingest
+    (``consult.imaging.layout``), so a retrieval need not parse the file's header; None for
+    the rest, and for instances stored before it (they parse it)."""
     source_instance_id: Mapped[str | None] = mapped_column(
         String(ID_LENGTH), ForeignKey("imaging_instances.id"), index=True
     )

@@ -33,6 +33,7 @@ from .errors import (
     DicomTooLarge,
     DicomUnsupportedSyntax,
 )
+from .layout import describe
 from .uids import (
     ACCEPTED_SYNTAXES,
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -95,6 +96,8 @@ class ParsedInstance:
     burned_in: str
     accession_number: str
     patient_id: str
+    pixel_layout: str | None = None
+    """Where the frames are in the stored bytes and how a grey one renders (:mod:`.layout`)."""
 
 
 def parse_file(path: Path, *, max_bytes: int) -> ParsedInstance:
@@ -192,6 +195,10 @@ def parse_stream(f: BinaryIO) -> ParsedInstance:
     """Read the whole dataset and check it; :class:`DicomRejected` (a stable code) if refused."""
     try:
         ds = dcmread(f, force=False)
+        # the pixel data's position in the bytes read (those stored): before _touch converts
+        # the element (an implicit VR one), which forgets it
+        raw = ds.get_item(0x7FE00010)
+        pixel_offset = raw.value_tell if isinstance(raw, RawDataElement) else None
         _touch(ds)
     except DicomRejected:
         raise
@@ -204,7 +211,7 @@ def parse_stream(f: BinaryIO) -> ParsedInstance:
     except Exception:  # pydicom raises many types for broken data: all mean "malformed"
         raise DicomMalformed() from None
     try:
-        return _check(ds)
+        return _check(ds, pixel_offset)
     except DicomRejected:
         raise
     except Exception:
@@ -294,7 +301,7 @@ def _int(ds: Dataset, keyword: str, low: int = 0, high: int = 2**31 - 1) -> int 
     return number
 
 
-def _check(ds: Dataset) -> ParsedInstance:
+def _check(ds: Dataset, pixel_offset: int | None = None) -> ParsedInstance:
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         raise DicomMissingAttribute("The file meta information has no transfer syntax.")
     syntax = _uid(ds, "TransferSyntaxUID", meta=True)
@@ -310,11 +317,22 @@ def _check(ds: Dataset) -> ParsedInstance:
     rows = _int(ds, "Rows", 1, MAX_DIMENSION)
     columns = _int(ds, "Columns", 1, MAX_DIMENSION)
     frames = 0
+    layout = None
     if "PixelData" in ds:
         if rows is None or columns is None:
             raise DicomMissingAttribute("Pixel data without Rows and Columns.")
         frames = _int(ds, "NumberOfFrames", 1, MAX_FRAMES) or 1
         _check_pixel_data(ds, UID(syntax), rows, columns, frames)
+        if syntax in NATIVE_SYNTAXES:
+            layout = describe(
+                ds,
+                syntax,
+                pixel_offset,
+                rows=rows,
+                columns=columns,
+                frames=frames,
+                frame_bytes=native_frame_size(ds, rows, columns),
+            )
     burned = _text(ds, "BurnedInAnnotation", 16).upper()
     return ParsedInstance(
         dataset=ds,
@@ -332,6 +350,7 @@ def _check(ds: Dataset) -> ParsedInstance:
         burned_in=burned if burned in ("YES", "NO") else "",
         accession_number=_text(ds, "AccessionNumber", 64),
         patient_id=_text(ds, "PatientID", 64),
+        pixel_layout=layout,
     )
 
 

@@ -21,6 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from .errors import FrameNotRenderable, StudyNotFound
+from .layout import Grey, first_window
+from .layout import read as read_layout
 from .parse import frame_bytes, native_frame_size
 from .png import encode_png
 from .uids import NATIVE_SYNTAXES
@@ -61,10 +63,16 @@ def load(path: Path) -> Dataset:
         raise StudyNotFound() from None
 
 
-def frames_as_stored(path: Path, syntax: str, numbers: Sequence[int], frames: int) -> list[bytes]:
-    """Frames (1-based numbers) exactly as stored."""
+def frames_as_stored(
+    path: Path, syntax: str, numbers: Sequence[int], frames: int, layout: str | None = None
+) -> list[bytes]:
+    """Frames (1-based numbers) exactly as stored; ``layout``: the row's
+    (:mod:`.layout`), which spares parsing the header."""
     if syntax in NATIVE_SYNTAXES:
-        offset, size = native_layout(path)
+        known = read_layout(layout)
+        offset, size = (
+            (known.offset, known.frame_bytes) if known is not None else native_layout(path)
+        )
         try:
             with path.open("rb") as f:
                 return [os.pread(f.fileno(), size, offset + (n - 1) * size) for n in numbers]
@@ -103,23 +111,14 @@ def frames_native(path: Path, numbers: Sequence[int]) -> list[bytes]:
     return out
 
 
-def _window(ds: Dataset) -> tuple[float, float] | None:
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center is None or width is None:
-        return None
-    try:
-        c = float(
-            center[0] if isinstance(center, Sequence) and not isinstance(center, str) else center
-        )
-        w = float(width[0] if isinstance(width, Sequence) and not isinstance(width, str) else width)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return (c, w) if w > 1 else None
-
-
-def render_png(path: Path, number: int) -> bytes:
-    """Frame ``number`` (1-based) as an 8-bit PNG: grey or RGB."""
-    fast = _native_grey(path, number)
+def render_png(path: Path, number: int, layout: str | None = None) -> bytes:
+    """Frame ``number`` (1-based) as an 8-bit PNG: grey or RGB. ``layout``: the instance row's
+    (:mod:`.layout`): a native grey frame is then rendered without parsing the header."""
+    known = read_layout(layout)
+    if known is not None and known.grey is not None and 1 <= number <= known.frames:
+        fast = _grey_pixels(path, number, known.offset, known.grey, known.grey.rescale)
+    else:
+        fast = _native_grey(path, number)
     if fast is not None:
         return encode_png(fast)
     return render_decoded(path, number)
@@ -141,7 +140,7 @@ def render_decoded(path: Path, number: int) -> bytes:
     if array.ndim != 2:
         raise FrameNotRenderable()
     values = apply_modality_lut(array, ds).astype(np.float32, copy=False)
-    grey = _to_uint8(values, _window(ds))
+    grey = _to_uint8(values, first_window(ds))
     if photometric == "MONOCHROME1":
         grey = 255 - grey
     return encode_png(grey)
@@ -153,17 +152,25 @@ def _native_grey(path: Path, number: int) -> np.ndarray | None:
 
     The general path parses the whole file (~2 ms for 512x512 CT), decodes the frame, applies
     the modality LUT in float64 and windows in float32 (~1.5 ms more). Here the header is read
-    without the pixel data (:func:`read_header`), the frame is one ``pread``
-    at its offset, and since both steps act on each pixel alone, they are computed once per
-    stored value between the frame's least and greatest (at most 65,536 values, a few thousand
-    for CT) and looked up: the same bytes (the tests compare), ~2x less CPU."""
+    without the pixel data (:func:`read_header`; an instance row's layout spares even that:
+    :mod:`.layout`), the frame is one ``pread`` at its offset, and since both steps act on
+    each pixel alone, they are computed once per stored value between the frame's least and
+    greatest (at most 65,536 values, a few thousand for CT) and looked up: the same bytes (the
+    tests compare), ~2x less CPU."""
     ds = read_header(path)
     try:
         syntax = str(ds.file_meta.TransferSyntaxUID)
         photometric = str(ds.get("PhotometricInterpretation", ""))
-        bits, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        signed = int(ds.PixelRepresentation) == 1
-        rows, columns = int(ds.Rows), int(ds.Columns)
+        grey = Grey(
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            bits=int(ds.BitsAllocated),
+            stored=int(ds.BitsStored),
+            signed=int(ds.PixelRepresentation) == 1,
+            monochrome1=photometric == "MONOCHROME1",
+            rescale=None,
+            window=first_window(ds),
+        )
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError):
@@ -172,38 +179,61 @@ def _native_grey(path: Path, number: int) -> np.ndarray | None:
         syntax not in NATIVE_SYNTAXES
         or photometric not in ("MONOCHROME1", "MONOCHROME2")
         or samples != 1
-        or bits not in (8, 16)
-        or not 1 <= stored <= bits
+        or grey.bits not in (8, 16)
+        or not 1 <= grey.stored <= grey.bits
         or not 1 <= number <= frames
     ):
         return None
+    if grey.window is None and "ModalityLUTSequence" in ds:
+        return None  # a LUT may not be monotonic: the frame's range needs every pixel
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if not isinstance(raw, RawDataElement) or raw.value_tell is None:
         return None
-    size = rows * columns * bits // 8
-    with path.open("rb") as f:
-        data = os.pread(f.fileno(), size, raw.value_tell + (number - 1) * size)
+    return _grey_pixels(path, number, raw.value_tell, grey, ds)
+
+
+def _grey_pixels(
+    path: Path, number: int, offset: int, grey: Grey, modality: Dataset | tuple[float, float] | None
+) -> np.ndarray | None:
+    """Frame ``number`` of the native grey pixel data at ``offset`` in ``path``, windowed to
+    8 bits; ``modality``: the header (pydicom applies its modality LUT or rescale), or the
+    (slope, intercept) it names, or None (neither). None if the file is shorter than that."""
+    bits, signed = grey.bits, grey.signed
+    size = grey.rows * grey.columns * bits // 8
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise StudyNotFound() from None
+    try:
+        data = os.pread(fd, size, offset + (number - 1) * size)
+    finally:
+        os.close(fd)
     if len(data) != size:
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    pixels = np.frombuffer(data, dtype=dtype).reshape(rows, columns)
-    if signed and stored < bits:  # sign-extend from the stored bits (as pydicom does)
-        shift = bits - stored
+    pixels: np.ndarray = np.frombuffer(data, dtype=dtype).reshape(grey.rows, grey.columns)
+    if signed and grey.stored < bits:  # sign-extend from the stored bits (as pydicom does)
+        shift = bits - grey.stored
         pixels = (pixels << shift) >> shift
     low, high = int(pixels.min()), int(pixels.max())
-    window = _window(ds)
-    if window is None and "ModalityLUTSequence" in ds:
-        return None  # a LUT may not be monotonic: the frame's range needs every pixel
     domain = np.arange(low, high + 1, dtype=pixels.dtype)
-    values = apply_modality_lut(domain, ds).astype(np.float32, copy=False)
-    if window is None:  # the frame's range: rescale is monotonic, its ends are the ends
+    if isinstance(modality, Dataset):
+        values = apply_modality_lut(domain, modality).astype(np.float32, copy=False)
+    elif modality is not None:  # what apply_modality_lut computes for a rescale
+        slope, intercept = modality
+        rescaled = domain.astype(np.float64) * slope
+        rescaled += intercept
+        values = rescaled.astype(np.float32, copy=False)
+    else:
+        values = domain.astype(np.float32, copy=False)
+    if grey.window is None:  # the frame's range: rescale is monotonic, its ends are the ends
         window_range = (float(min(values[0], values[-1])), float(max(values[0], values[-1])))
         lut = _to_uint8_range(values, *window_range)
     else:
-        lut = _to_uint8(values, window)
-    if photometric == "MONOCHROME1":
+        lut = _to_uint8(values, grey.window)
+    if grey.monochrome1:
         lut = 255 - lut
-    unsigned = pixels.view(np.uint8 if bits == 8 else np.uint16)
+    unsigned: np.ndarray = pixels.view(np.uint8 if bits == 8 else np.uint16)
     index = unsigned - unsigned.dtype.type(low & (0xFF if bits == 8 else 0xFFFF))  # mod 2^bits
     return np.take(lut, index)
 

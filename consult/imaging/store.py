@@ -261,16 +261,17 @@ class ImagingStore:
                 os.close(fd)
         return parsing.result(), size
 
-    async def render(self, path: Path, number: int) -> bytes:
-        """Frame ``number`` of the instance at ``path`` as a PNG (:func:`.render.render_png`),
-        in a worker process (or the store's render threads without workers)."""
+    async def render(self, path: Path, number: int, layout: str | None = None) -> bytes:
+        """Frame ``number`` of the instance at ``path`` as a PNG (:func:`.render.render_png`;
+        ``layout``: its row's), in a worker process (or the store's render threads without
+        workers)."""
         from .render import render_png
 
         if self.workers is None:
             return await asyncio.get_running_loop().run_in_executor(
-                self._render_threads, render_png, path, number
+                self._render_threads, render_png, path, number, layout
             )
-        return await self.workers.run(render_png, path, number)
+        return await self.workers.run(render_png, path, number, layout)
 
     async def ingest(self, incoming: Path, dest: Destination, actor: Actor | None) -> Stored:
         """Parse and check the file at ``incoming``, fsync it, then store it; the file is

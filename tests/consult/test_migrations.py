@@ -29,8 +29,8 @@ def _schema_diff(connection: Connection) -> list[object]:
     return list(compare_metadata(context, Base.metadata))
 
 
-def test_head_is_the_imaging_copy_sources_revision() -> None:
-    assert head_revision() == "0015_imaging_copy_sources"
+def test_head_is_the_imaging_pixel_layout_revision() -> None:
+    assert head_revision() == "0016_imaging_pixel_layout"
 
 
 async def test_start_migrates_an_empty_database_to_head(empty_db_url: str) -> None:

@@ -6,12 +6,16 @@ import io
 import json
 
 import aiohttp
+import pytest
 from dicom_data import local_file, series_from
 from imaging_helpers import client, imaging_events, off_loop
 from imaging_world import World
 from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
+from sqlalchemy import select
+
+from web.keys import DATABASE, IMAGING
 
 
 async def test_stow_then_query_and_retrieve_byte_exact(world: World) -> None:
@@ -184,3 +188,75 @@ async def test_r24_each_frame_and_rendering_is_in_the_chain_before_its_answer(
             assert await _committed_retrievals(world, "frames") == n
     assert pngs[0] == pngs[2] == pngs[3]  # (both instances hold the same pixels)
     assert (cache.hits, cache.misses, len(cache)) == (2, 2, 2)
+
+
+async def test_r20_the_rows_layout_serves_frames_and_renderings_without_the_header(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each native instance stored over STOW-RS, and each instance of its de-identified copy
+    (R37), keeps in its row where its pixel data is in its own file and how it renders
+    (``consult.imaging.layout``); WADO-RS serves its frames and renderings from that row with
+    the header never parsed, the same bytes as decoding the file. A compressed instance keeps
+    none and is served as before."""
+    from consult.imaging import render
+    from consult.imaging.layout import read
+    from consult.imaging.models import ImagingInstance, ImagingStudy
+
+    ct = series_from("CT_small.dcm", 2)
+    study_uid = ct[0].StudyInstanceUID
+    rle = series_from("MR_small_RLE.dcm", 1, study_uid=study_uid)
+    await off_loop(client(world.stow_url, world.doctor).store_instances, ct + rle)
+    share = await world.doctor.ok(
+        "POST", f"/imaging/studies/{study_uid}/shares", {"recipient_id": world.doctor_b.user_id}
+    )
+    store = world.server.app[IMAGING]
+    async with world.server.app[DATABASE].session() as session:
+        rows = (
+            await session.execute(
+                select(ImagingStudy, ImagingInstance).join(
+                    ImagingInstance, ImagingInstance.study_id == ImagingStudy.id
+                )
+            )
+        ).all()
+    assert len(rows) == 6  # three instances, three copies
+    expected = {}
+    for study, instance in rows:
+        path = store.path_of(study.id, instance.id)
+        layout = read(instance.pixel_layout)
+        if instance.transfer_syntax == rle[0].file_meta.TransferSyntaxUID:
+            assert instance.pixel_layout is None
+            continue
+        assert layout is not None and layout.grey is not None and layout.frames == 1
+        data = path.read_bytes()
+        assert data[layout.offset : layout.offset + layout.frame_bytes] == ct[0].PixelData
+        reader = world.doctor if study.study_uid == study_uid else world.doctor_b
+        expected[(study.study_uid, instance.series_uid, instance.sop_instance_uid)] = (
+            reader,
+            render.render_decoded(path, 1),
+        )
+    assert len(expected) == 4 and {uid for uid, _, _ in expected} == {
+        study_uid,
+        share["copy_study_uid"],
+    }
+
+    def no_header(path: object) -> None:
+        raise AssertionError("the header was parsed")
+
+    monkeypatch.setattr(render, "read_header", no_header)
+    monkeypatch.setattr(render, "load", no_header)
+    render.native_layout.cache_clear()
+    for (study, series, sop), (reader, png) in expected.items():
+        base = f"{world.dicomweb}/studies/{study}/series/{series}/instances/{sop}"
+        headers = {"Authorization": f"Bearer {reader.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(base + "/rendered", headers={"Accept": "image/png"}) as r:
+                assert r.status == 200 and await r.read() == png
+            async with http.get(
+                base + "/frames/1",
+                headers={
+                    "Accept": 'multipart/related; type="application/octet-stream"; '
+                    "transfer-syntax=*"
+                },
+            ) as r:
+                assert r.status == 200
+                assert ct[0].PixelData in await r.read()

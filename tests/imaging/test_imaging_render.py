@@ -136,3 +136,93 @@ def test_a_header_longer_than_the_first_read_renders_from_the_file(tmp_path: Pat
         assert offset > HEAD_BYTES - 600 and size == ds.Rows * ds.Columns * 2
         assert path.read_bytes()[offset : offset + size] == ds.PixelData
         assert render_png(path, 1) == render_decoded(path, 1)
+
+
+def _accepted_native_monochrome() -> list[tuple[Path, str]]:
+    """Every native monochrome test file the store accepts, with the layout its parse wrote."""
+    from consult.imaging.errors import DicomRejected
+    from consult.imaging.parse import parse_file
+
+    found = []
+    for path in _native_monochrome_files():
+        try:
+            parsed = parse_file(path, max_bytes=1 << 30)
+        except DicomRejected:
+            continue
+        assert parsed.pixel_layout is not None, path.name
+        found.append((path, parsed.pixel_layout))
+    return found
+
+
+def test_the_layout_written_at_ingest_renders_the_same_bytes_without_the_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The layout the ingest parser keeps in the row (offset, frame size, bits, sign,
+    photometric, rescale, window) renders every accepted native monochrome instance byte for
+    byte as decoding does, and serves the same frames, without parsing the header at all."""
+    from consult.imaging import render
+    from consult.imaging.layout import read
+
+    files = _accepted_native_monochrome()
+    assert {"693_UNCI.dcm", "RG1_UNCI.dcm", "emri_small.dcm", "MR2_UNCI.dcm"} <= {
+        path.name for path, _ in files
+    }
+    expected = {}
+    for path, layout in files:
+        known = read(layout)
+        assert known is not None and known.grey is not None, path.name
+        for number in sorted({1, 2, known.frames} & set(range(1, known.frames + 1))):
+            expected[(path, number)] = (
+                render_decoded(path, number),
+                render.frames_as_stored(path, "1.2.840.10008.1.2.1", [number], known.frames),
+            )
+
+    def no_header(path: Path) -> None:
+        raise AssertionError(f"{path.name}: the header was parsed")
+
+    monkeypatch.setattr(render, "read_header", no_header)
+    monkeypatch.setattr(render, "load", no_header)
+    for (path, number), (png, frame) in expected.items():
+        layout = dict(files)[path]
+        assert render_png(path, number, layout) == png, (path.name, number)
+        assert render.frames_as_stored(path, "1.2.840.10008.1.2.1", [number], 0, layout) == frame
+
+
+def test_a_layout_this_code_cannot_read_falls_back_to_the_header() -> None:
+    """Another version, a broken text, or a frame number past the layout's frames: the
+    header's path answers as it would without a layout (the row's text is a cache, never the
+    truth)."""
+    from consult.imaging.errors import FrameNotRenderable
+    from consult.imaging.layout import read
+
+    path, layout = next(p for p in _accepted_native_monochrome() if p[0].name == "693_UNCI.dcm")
+    png = render_decoded(path, 1)
+    other_version = layout.replace('"v":1', '"v":99')
+    assert read(other_version) is None and read("{") is None and read('{"v":1}') is None
+    for text in (other_version, "{", '{"v":1}', "[]", "null", None):
+        assert render_png(path, 1, text) == png, text
+    with pytest.raises(FrameNotRenderable):
+        render_png(path, 2, layout)  # one frame: nothing is read past it
+
+
+def test_the_layout_of_received_bytes_is_the_layout_of_the_file_they_make(
+    tmp_path: Path,
+) -> None:
+    """The C-STORE path parses the Part 10 header and the received dataset in memory while
+    writing the same bytes: the offsets it keeps are those of the file on disk. Compressed
+    and colour instances keep no grey parameters (or no layout at all)."""
+    from consult.imaging.layout import read
+    from consult.imaging.parse import parse_file, parse_parts
+
+    for name in ("693_UNCI.dcm", "CT_small.dcm", "MR_small.dcm"):
+        data = local_file(name).read_bytes()
+        from_file = parse_file(local_file(name), max_bytes=1 << 30).pixel_layout
+        split = 132 + 200  # anywhere: inside the file meta here
+        assert parse_parts(data[:split], data[split:]).pixel_layout == from_file, name
+        known = read(from_file)
+        assert known is not None
+        frame = data[known.offset : known.offset + known.frame_bytes]
+        assert frame == dcmread(local_file(name)).PixelData[: known.frame_bytes], name
+    assert parse_file(local_file("MR_small_RLE.dcm"), max_bytes=1 << 30).pixel_layout is None
+    colour = read(parse_file(local_file("SC_rgb.dcm"), max_bytes=1 << 30).pixel_layout)
+    assert colour is not None and colour.grey is None

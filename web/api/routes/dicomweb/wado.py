@@ -143,7 +143,9 @@ async def wado_frames(request: web.Request) -> web.StreamResponse:
     if mode is None:
         raise ApiError(406, "not_acceptable", "Ask for the frames as stored or as octet-stream.")
     if mode == "stored":
-        data = await run_off_loop(call, frames_as_stored, path, syntax, numbers, instance.frames)
+        data = await run_off_loop(
+            call, frames_as_stored, path, syntax, numbers, instance.frames, instance.pixel_layout
+        )
         part_type = (
             "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
             if native
@@ -179,7 +181,9 @@ async def wado_rendered(request: web.Request) -> web.StreamResponse:
     png = store.renders.get(key)  # checked and audited all the same: only the work is saved
     if png is None:
         try:
-            png = await store.render(store.path_of(study.id, instance.id), number)
+            png = await store.render(
+                store.path_of(study.id, instance.id), number, instance.pixel_layout
+            )
         except ImagingUnavailable as exc:  # a render worker died: try again
             raise ApiError(503, exc.code, str(exc)) from None
         store.renders.put(key, png)
