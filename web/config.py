@@ -137,6 +137,13 @@ class Config:
     #: Calling AE titles allowed to store, each with the institution id its studies belong to
     #: (TOML table ``[dicom_peers]``, ``AE = "institution id"``); nobody else may associate.
     dicom_peers: dict[str, str] = field(default_factory=dict)
+    #: Associations the SCP holds at once (pynetdicom's ``maximum_associations``), and at most
+    #: this many of them from one peer address: one host cannot take every slot (R33).
+    dicom_max_associations: int = 10
+    dicom_max_associations_per_address: int = 4
+    #: An association that has sent no C-STORE nor C-FIND for this long is aborted (C-ECHO
+    #: does not count: a peer echoing every minute would otherwise hold its slot for ever).
+    dicom_idle_s: int = 300
 
     @property
     def imaging(self) -> Path:
@@ -254,6 +261,9 @@ _INTS = {
     "imaging_max_instance_mb",
     "imaging_render_workers",
     "dicom_port",
+    "dicom_max_associations",
+    "dicom_max_associations_per_address",
+    "dicom_idle_s",
     "turn_credential_ttl_s",
     "media_busy_lag_ms",
     "reminder_webhook_attempts",
@@ -370,6 +380,12 @@ def load_config(
         raise ValueError("dicom_port must be 0 (off) or a TCP port")
     if not 0 < len(config.dicom_ae_title.strip()) <= 16:
         raise ValueError("dicom_ae_title is 1 to 16 characters")
+    if not 1 <= config.dicom_max_associations <= 1000:
+        raise ValueError("dicom_max_associations is 1 to 1000")
+    if not 1 <= config.dicom_max_associations_per_address <= config.dicom_max_associations:
+        raise ValueError("dicom_max_associations_per_address is 1 to dicom_max_associations")
+    if config.dicom_idle_s < 1:
+        raise ValueError("dicom_idle_s must be at least 1")
     if config.imaging_max_instance_mb < 1:
         raise ValueError("imaging_max_instance_mb must be at least 1")
     if not 0 <= config.imaging_render_workers <= 64:

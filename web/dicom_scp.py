@@ -30,6 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -78,8 +79,12 @@ class DicomScp:
         port: int,
         ae_title: str,
         peers: Mapping[str, str],
+        max_associations: int = 10,
+        max_per_address: int = 4,
+        idle_s: float = 300.0,
     ) -> None:
         self.store = store
+        self.max_associations = max_associations
         self.host = host
         self.port = port
         self.ae_title = ae_title
@@ -92,6 +97,8 @@ class DicomScp:
         )
         """What all associations hold of the messages they are receiving."""
         self.next_files = NextFiles(store.new_incoming)
+        self.slots = Slots(max_per_address, idle_s)
+        self._sweeping: asyncio.Task[None] | None = None
         self.stored = 0
         self.refused = 0
         self.found = 0
@@ -135,9 +142,12 @@ class DicomScp:
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         ae.require_calling_aet = sorted(self.peers)
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
+        ae.maximum_associations = self.max_associations
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_CONN_CLOSE, self._on_connection_closed),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
         ]
@@ -145,9 +155,34 @@ class DicomScp:
             None,
             lambda: ae.start_server((self.host, self.port), block=False, evt_handlers=handlers),
         )
+        self._sweeping = asyncio.create_task(self._sweep_idle())
         logger.info("DICOM SCP %s listening on %s:%s", self.ae_title, *self.address)
 
+    async def _sweep_idle(self) -> None:
+        """End the associations that do no work (:meth:`Slots.idle`), looking a few times per
+        idle limit."""
+        loop = asyncio.get_running_loop()
+        period = min(30.0, self.slots.idle_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            for assoc in self.slots.idle(time.monotonic()):
+                self.slots.release(assoc)  # counted once, whatever the abort takes
+                self.slots.ended_idle += 1
+                logger.info(
+                    "DICOM association from %s ended: dicom_idle (no C-STORE nor C-FIND "
+                    "for %.0f s)",
+                    str(assoc.requestor.ae_title).strip(),
+                    self.slots.idle_s,
+                )
+                with contextlib.suppress(Exception):  # ended meanwhile: nothing to abort
+                    await loop.run_in_executor(None, assoc.abort)
+
     async def close(self) -> None:
+        sweeping, self._sweeping = self._sweeping, None
+        if sweeping is not None:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
         server, self._server = self._server, None
         if server is not None:
             await asyncio.get_running_loop().run_in_executor(None, server.shutdown)
@@ -168,12 +203,35 @@ class DicomScp:
             dicom_reactor.attach(event.assoc)
 
     def _on_connection_closed(self, event: Any) -> None:
-        """An association ended (released, aborted, its connection lost): what it held of a
-        message it was receiving goes back to the budget."""
+        """An association ended (released, aborted, rejected, its connection lost): what it
+        held of a message it was receiving goes back to the budget, and its slot is free."""
         recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
         if isinstance(recv, BoundedRecv):
             recv.release()
+        self.slots.release(event.assoc)
         self.next_files.discard(event.assoc)
+
+    def _on_requested(self, event: Any) -> None:
+        """An A-ASSOCIATE-RQ arrived: rejected (transient, local limit exceeded: the sender
+        may try again) when its address holds its share of the slots (:class:`Slots`), before
+        pynetdicom negotiates it."""
+        _message_taken(event)  # the request is read: it is no message on its way
+        address = str(event.assoc.requestor.address)
+        if self.slots.admit(event.assoc, address):
+            return
+        logger.warning(
+            "DICOM association from %s refused: dicom_too_many_associations (%d from its "
+            "address already)",
+            str(event.assoc.requestor.primitive.calling_ae_title).strip(),
+            self.slots.per_address,
+        )
+        event.assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, provider, local limit
+        event.assoc.kill()
+
+    def _on_echo(self, event: Any) -> int:
+        """C-ECHO: answered; its message is taken (it is not work: :class:`Slots`)."""
+        _message_taken(event)
+        return STATUS_SUCCESS
 
     def _on_store(self, event: Any) -> int:
         """In a pynetdicom thread: write the dataset, store it on the loop, wait (back-pressure);
@@ -183,7 +241,8 @@ class DicomScp:
         if loop is None or parsers is None or self._server is None:
             return STATUS_OUT_OF_RESOURCES
         try:
-            return self._store(event, loop, parsers)
+            with self.slots.working(event.assoc):
+                return self._store(event, loop, parsers)
         finally:  # if the handler ended before it asked for it
             self.next_files.prepare(event.assoc, parsers)
 
@@ -240,9 +299,13 @@ class DicomScp:
 
     def _on_find(self, event: Any) -> Iterator[tuple[int, Any]]:
         """In a pynetdicom thread: ask the loop for the answers, then send them one by one."""
+        _message_taken(event)
+        with self.slots.working(event.assoc):
+            yield from self._find(event)
+
+    def _find(self, event: Any) -> Iterator[tuple[int, Any]]:
         from consult.imaging.find import find
 
-        _message_taken(event)
         loop = self._loop
         calling = str(event.assoc.requestor.ae_title).strip()
         institution_id = self.peers.get(calling)
@@ -371,9 +434,93 @@ RECV_CHUNK: Final = 1 << 20
 allocated ahead of what arrived beyond this."""
 
 
+MESSAGE_SILENCE_S: Final = 30.0
+"""A message silent for this long is no longer counted as arriving (:meth:`BoundedRecv.arriving`);
+the rate floor ends it later."""
+MESSAGE_START_S: Final = 60.0
+MESSAGE_PAYLOAD: Final = 64 * 1024
+
 MESSAGES_IN_MEMORY: Final = 2
 """How many messages of the largest size allowed all associations may hold at once while
 receiving them (:class:`ReceiveBudget`)."""
+
+
+@dataclass
+class _Slot:
+    address: str
+    last_work: float
+    busy: int = 0
+
+
+class Slots:
+    """Who holds the SCP's association slots (R33): at most ``per_address`` associations from
+    one peer address (pynetdicom bounds only their total, which one host could then take
+    whole), and when each last did some work, so that one doing none for ``idle_s`` is ended
+    (:meth:`idle`): silence alone is pynetdicom's network timeout, which a C-ECHO a minute
+    resets, so ten echoing peers held every slot for ever. Work is a C-STORE or a C-FIND
+    (from when its handler starts to when it ends) and a message on its way to one
+    (:meth:`BoundedRecv.arriving`); a C-ECHO is not. Thread-safe: each association's threads
+    call it, and the event loop's sweep."""
+
+    def __init__(self, per_address: int, idle_s: float) -> None:
+        self.per_address = per_address
+        self.idle_s = idle_s
+        self._lock = threading.Lock()
+        self._held: dict[Any, _Slot] = {}
+        self.refused = 0
+        """Associations refused because their address held its share."""
+        self.ended_idle = 0
+
+    def admit(self, assoc: Any, address: str) -> bool:
+        """Take a slot for ``assoc`` from ``address``; False (nothing taken) when the address
+        holds :attr:`per_address` already."""
+        with self._lock:
+            if sum(1 for held in self._held.values() if held.address == address) >= (
+                self.per_address
+            ):
+                self.refused += 1
+                return False
+            self._held[assoc] = _Slot(address, time.monotonic())
+            return True
+
+    def release(self, assoc: Any) -> None:
+        with self._lock:
+            self._held.pop(assoc, None)
+
+    def held(self, address: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for h in self._held.values() if address in (None, h.address))
+
+    @contextlib.contextmanager
+    def working(self, assoc: Any) -> Iterator[None]:
+        """A handler's work: the association is busy until it ends, and worked then."""
+        with self._lock:
+            slot = self._held.get(assoc)
+            if slot is not None:
+                slot.busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                if slot is not None:
+                    slot.busy -= 1
+                    slot.last_work = time.monotonic()
+
+    def idle(self, now: float) -> list[Any]:
+        """The associations that did no work for :attr:`idle_s` and have none on its way."""
+        with self._lock:
+            candidates = [
+                assoc
+                for assoc, slot in self._held.items()
+                if slot.busy == 0 and now - slot.last_work >= self.idle_s
+            ]
+        found = []
+        for assoc in candidates:
+            recv = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "recv", None)
+            if isinstance(recv, BoundedRecv) and recv.arriving(now):
+                continue
+            found.append(assoc)
+        return found
 
 
 class ReceiveBudget:
@@ -445,6 +592,11 @@ class BoundedRecv:
         """When the message arriving began to arrive (the connection's opening, at first)."""
         self._arrived = 0
         """Bytes of it arrived since."""
+        self.untaken_since: float | None = None
+        """When the first message no handler has taken yet began to arrive (None: none); a
+        message nobody takes (unexpected, refused by pynetdicom) keeps it: :class:`Slots`."""
+        self.last_data = time.monotonic()
+        """When bytes last arrived."""
 
     def __call__(self, nr_bytes: int) -> bytearray:
         raw = self._socket.socket
@@ -453,8 +605,12 @@ class BoundedRecv:
             data = raw.recv(min(nr_bytes - len(out), RECV_CHUNK))
             if not data:
                 break
+            now = time.monotonic()
             if not out and nr_bytes == PDU_HEADER and self._assembling() is None:
-                self._since, self._arrived = time.monotonic(), 0  # a new message's first PDU
+                self._since, self._arrived = now, 0  # a new message's first PDU
+                if self.untaken_since is None:
+                    self.untaken_since = now
+            self.last_data = now
             out += data
             self._arrived += len(data)
             if arriving_too_slowly(self._arrived, time.monotonic() - self._since):
@@ -490,6 +646,20 @@ class BoundedRecv:
         with self._lock:
             pending, self.pending = self.pending, 0
             self._budget.give(pending)
+            self.untaken_since = None
+
+    def arriving(self, now: float) -> bool:
+        """Whether a message is on its way: a handler will take it, so its association is not
+        idle. Bytes must still be coming (:data:`MESSAGE_SILENCE_S`), and past
+        :data:`MESSAGE_START_S` from the first untaken message's first byte, be a payload
+        (:data:`MESSAGE_PAYLOAD`): small messages nobody takes (an unexpected command every
+        few seconds) would otherwise look like one arriving for ever."""
+        since = self.untaken_since
+        return (
+            since is not None
+            and now - self.last_data < MESSAGE_SILENCE_S
+            and (now - since < MESSAGE_START_S or self.pending >= MESSAGE_PAYLOAD)
+        )
 
     def _stop(self, raw: socket.socket, code: str, why: str) -> None:
         self.stopped = True
@@ -567,6 +737,9 @@ async def imaging_ctx(app: web.Application) -> AsyncIterator[None]:
             port=config.dicom_port,
             ae_title=config.dicom_ae_title,
             peers=config.dicom_peers,
+            max_associations=config.dicom_max_associations,
+            max_per_address=config.dicom_max_associations_per_address,
+            idle_s=config.dicom_idle_s,
         )
         await scp.start()
         app[SCP] = scp

@@ -8,6 +8,7 @@ server is restarted on the same data with it switched on, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,10 @@ async def storescu(port: int, files: list[Path], *options: str, calling: str = A
     return process.returncode
 
 
-@pytest.fixture
-async def scp_world(tmp_path: Path):
+@contextlib.asynccontextmanager
+async def running_scp(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Any, int]]:
+    """A world whose server runs the SCP (restarted on the same data with it on, as an
+    operator would), with ``settings`` beside the port and the peers."""
     if shutil.which("storescu") is None:
         skip_or_fail("DCMTK storescu is missing (apt-get install dcmtk)")
     first = await start_server(tmp_path)
@@ -71,6 +75,7 @@ async def scp_world(tmp_path: Path):
         tmp_path,
         dicom_port=port,
         dicom_peers={AE: world.clinic.institution_id, AE_B: world.institution_b},
+        **settings,
     )
     world.server = server
     from apiclient import Api
@@ -83,6 +88,12 @@ async def scp_world(tmp_path: Path):
     finally:
         await world.clinic.close()
         await server.stop()
+
+
+@pytest.fixture
+async def scp_world(tmp_path: Path) -> AsyncIterator[tuple[Any, int]]:
+    async with running_scp(tmp_path) as found:
+        yield found
 
 
 async def findscu(
@@ -475,3 +486,150 @@ async def test_messages_being_received_share_one_memory_budget(
     assert await storescu(port, files) == 0
     assert scp.stored == 1
     await _until(lambda: scp.receiving.held == 0)
+
+
+def _associate(port: int, *contexts: Any, calling: str = AE) -> Any:
+    """A pynetdicom association to our SCP (blocking), established or not."""
+    from pynetdicom import AE as Entity
+    from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+
+    entity = Entity(ae_title=calling)
+    for context in contexts or (Verification, CTImageStorage):
+        entity.add_requested_context(context)
+    return entity.associate("127.0.0.1", port, ae_title="TELECONSULT")
+
+
+def _wait_for(condition: Any, timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` from a test's worker thread until true or fail."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+async def test_r33_one_address_holds_at_most_its_share_of_the_association_slots(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R33: pynetdicom bounds only the total of associations (10), which one host could take
+    whole, every modality out. One peer address holds at most
+    ``dicom_max_associations_per_address``: the next is rejected as DICOM says for a local
+    limit (transient: the sender may try again), before any negotiation; a slot given back
+    (released, aborted) is free again at once, and the others go on working."""
+    async with running_scp(tmp_path, dicom_max_associations_per_address=2) as (world, port):
+        scp = world.server.app[SCP]
+
+        def crowd() -> tuple[tuple[int, int, int], list[int], bool]:
+            first, second = _associate(port), _associate(port)
+            assert first.is_established and second.is_established
+            third = _associate(port)
+            assert third.is_rejected and not third.is_established
+            answer = third.acceptor.primitive
+            rejection = (answer.result, answer.result_source, answer.diagnostic)
+            statuses = [int(first.send_c_echo().Status), int(second.send_c_echo().Status)]
+            first.release()
+            _wait_for(lambda: scp.slots.held("127.0.0.1") == 1)
+            second.abort()
+            _wait_for(lambda: scp.slots.held("127.0.0.1") == 0)
+            again = [_associate(port), _associate(port)]
+            established = all(a.is_established for a in again)
+            statuses += [int(a.send_c_echo().Status) for a in again]
+            for a in again:
+                a.release()
+            return rejection, statuses, established
+
+        with caplog.at_level("WARNING", logger="web.dicom_scp"):
+            rejection, statuses, established = await off_loop(crowd)
+        assert rejection == (0x02, 0x03, 0x02)  # rejected-transient, provider, local limit
+        assert statuses == [0, 0, 0, 0] and established
+        assert scp.slots.refused == 1
+        assert [r for r in caplog.records if "dicom_too_many_associations" in r.getMessage()]
+        await _until(lambda: scp.slots.held() == 0)
+
+
+async def test_r33_an_association_that_only_echoes_is_ended_one_that_works_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R33: silence is pynetdicom's network timeout, which a C-ECHO resets: a peer echoing
+    every minute held its slot for ever. An association with no C-STORE nor C-FIND for
+    ``dicom_idle_s`` is aborted, however often it echoes; one storing beside it all the while
+    is not touched, and its instances are all stored."""
+    from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+    series = series_from("CT_small.dcm", 12)
+    async with running_scp(tmp_path, dicom_idle_s=1) as (world, port):
+        scp = world.server.app[SCP]
+
+        def echoing() -> tuple[bool, float]:
+            assoc = _associate(port)
+            started = time.monotonic()
+            try:
+                while assoc.is_established and time.monotonic() < started + 8:
+                    assoc.send_c_echo()
+                    time.sleep(0.2)  # well inside the idle limit: the pacing under test
+            finally:
+                aborted = bool(assoc.is_aborted)
+                assoc.abort()
+            return aborted, time.monotonic() - started
+
+        def storing() -> tuple[list[int], bool]:
+            assoc = _associate(port, CTImageStorage)
+            statuses = []
+            try:
+                for ds in series:
+                    statuses.append(int(assoc.send_c_store(ds).Status))
+                    time.sleep(0.25)  # 3 s of work in all, an instance every quarter second
+                return statuses, bool(assoc.is_established)
+            finally:
+                assoc.release()
+
+        with caplog.at_level("INFO", logger="web.dicom_scp"):
+            (aborted, took), (statuses, kept) = await asyncio.gather(
+                off_loop(echoing), off_loop(storing)
+            )
+        assert aborted and 1 <= took < 4, (aborted, took)
+        assert statuses == [0] * len(series) and kept
+        assert scp.stored == len(series) and scp.slots.ended_idle == 1
+        assert [r for r in caplog.records if "dicom_idle" in r.getMessage()]
+        await _until(lambda: scp.slots.held() == 0)
+
+
+async def test_r33_a_trickled_association_request_is_cut_and_frees_its_slot(
+    scp_world, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R33: the A-ASSOCIATE-RQ is a message like any other: one whose bytes trickle in is cut
+    by the same rate floor (``dicom_too_slow``), nothing of it is held, and the SCP takes the
+    next association as before."""
+    from consult.imaging import store as imaging_store
+
+    world, port = scp_world
+    monkeypatch.setattr(imaging_store, "SLOW_GRACE_S", 0.5)
+    monkeypatch.setattr(imaging_store, "MIN_RECEIVE_RATE", 20_000)
+    scp = world.server.app[SCP]
+
+    def trickle() -> tuple[int, float]:
+        """An A-ASSOCIATE-RQ header declaring 400 bytes, then 10 bytes every 50 ms."""
+        started = time.monotonic()
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(struct.pack(">BBL", 0x01, 0, 400))
+            try:
+                while sent < 400 and time.monotonic() < started + 10:
+                    time.sleep(0.05)  # 200 bytes/s: the pacing under test
+                    raw.sendall(bytes(10))
+                    sent += 10
+                raw.settimeout(5)
+                assert raw.recv(1024) == b""  # closed by the server
+            except OSError:  # reset by the server
+                pass
+        return sent, time.monotonic() - started
+
+    with caplog.at_level("WARNING", logger="web.dicom_scp"):
+        sent, took = await off_loop(trickle)
+    assert sent < 400 and 0.5 <= took < 5, (sent, took)
+    assert [r for r in caplog.records if "dicom_too_slow" in r.getMessage()]
+    await _until(lambda: scp.receiving.held == 0 and scp.slots.held() == 0)
+    assoc = await off_loop(_associate, port)
+    try:
+        assert assoc.is_established and int((await off_loop(assoc.send_c_echo)).Status) == 0
+    finally:
+        await off_loop(assoc.release)
