@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from pydicom.dataset import Dataset
@@ -98,13 +98,17 @@ def describe(
         "frame_bytes": frame_bytes,
         "frames": frames,
     }
-    grey = _grey(ds, rows, columns, frame_bytes)
-    if grey is not None:
-        text["grey"] = grey
+    grey = grey_of(ds, rows, columns)
+    if grey is not None and frame_bytes == rows * columns * grey.bits // 8:
+        text["grey"] = asdict(grey)
     return json.dumps(text, separators=(",", ":"))
 
 
-def _grey(ds: Dataset, rows: int, columns: int, frame_bytes: int) -> dict[str, Any] | None:
+def grey_of(ds: Dataset, rows: int, columns: int, *, lut_applied: bool = False) -> Grey | None:
+    """What a native grey frame of ``ds`` renders with, or None for anything else (colour,
+    bits other than 8 or 16, a modality LUT sequence; they are decoded through pydicom).
+    ``lut_applied``: the caller applies the header's modality LUT itself (the header's
+    path), so a LUT sequence is taken when a window fixes the output range."""
     try:
         photometric = str(ds.get("PhotometricInterpretation", ""))
         bits, stored = int(ds.BitsAllocated), int(ds.BitsStored)
@@ -112,32 +116,32 @@ def _grey(ds: Dataset, rows: int, columns: int, frame_bytes: int) -> dict[str, A
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return None
+    window = first_window(ds)
     if (
         photometric not in ("MONOCHROME1", "MONOCHROME2")
         or samples != 1
         or bits not in (8, 16)
         or not 1 <= stored <= bits
-        or frame_bytes != rows * columns * bits // 8
-        or "ModalityLUTSequence" in ds  # a LUT: the header's path applies it
     ):
         return None
+    if "ModalityLUTSequence" in ds and not (lut_applied and window is not None):
+        return None  # a LUT may not be monotonic: without a window, every pixel is needed
     rescale = None
-    if "RescaleSlope" in ds and "RescaleIntercept" in ds:  # pydicom's condition for rescaling
-        try:
-            rescale = [float(ds.RescaleSlope), float(ds.RescaleIntercept)]
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds and not lut_applied:
+        try:  # pydicom's condition for rescaling, and its values
+            rescale = (float(ds.RescaleSlope), float(ds.RescaleIntercept))
         except (TypeError, ValueError):
-            return None  # present but empty or broken: left to the header's path
-    window = first_window(ds)
-    return {
-        "bits": bits,
-        "stored": stored,
-        "signed": signed,
-        "monochrome1": photometric == "MONOCHROME1",
-        "rows": rows,
-        "columns": columns,
-        "rescale": rescale,
-        "window": list(window) if window is not None else None,
-    }
+            return None  # present but empty or broken: left to pydicom's decoding
+    return Grey(
+        rows=rows,
+        columns=columns,
+        bits=bits,
+        stored=stored,
+        signed=signed,
+        monochrome1=photometric == "MONOCHROME1",
+        rescale=rescale,
+        window=window,
+    )
 
 
 def read(text: str | None) -> PixelLayout | None:

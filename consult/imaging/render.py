@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from .errors import FrameNotRenderable, StudyNotFound
-from .layout import Grey, first_window
+from .layout import Grey, first_window, grey_of
 from .layout import read as read_layout
 from .parse import frame_bytes, native_frame_size
 from .png import encode_png
@@ -160,32 +160,15 @@ def _native_grey(path: Path, number: int) -> np.ndarray | None:
     ds = read_header(path)
     try:
         syntax = str(ds.file_meta.TransferSyntaxUID)
-        photometric = str(ds.get("PhotometricInterpretation", ""))
-        grey = Grey(
-            rows=int(ds.Rows),
-            columns=int(ds.Columns),
-            bits=int(ds.BitsAllocated),
-            stored=int(ds.BitsStored),
-            signed=int(ds.PixelRepresentation) == 1,
-            monochrome1=photometric == "MONOCHROME1",
-            rescale=None,
-            window=first_window(ds),
-        )
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        rows, columns = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return None
-    if (
-        syntax not in NATIVE_SYNTAXES
-        or photometric not in ("MONOCHROME1", "MONOCHROME2")
-        or samples != 1
-        or grey.bits not in (8, 16)
-        or not 1 <= grey.stored <= grey.bits
-        or not 1 <= number <= frames
-    ):
+    if syntax not in NATIVE_SYNTAXES or not 1 <= number <= frames:
         return None
-    if grey.window is None and "ModalityLUTSequence" in ds:
-        return None  # a LUT may not be monotonic: the frame's range needs every pixel
+    grey = grey_of(ds, rows, columns, lut_applied=True)  # the same rules as the rows' layout
+    if grey is None:
+        return None
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if not isinstance(raw, RawDataElement) or raw.value_tell is None:
         return None
