@@ -165,13 +165,18 @@ class DicomScp:
         period = min(30.0, self.slots.idle_s / 4)
         while True:
             await asyncio.sleep(period)
-            for assoc in self.slots.idle(time.monotonic()):
+            try:
+                idle = self.slots.idle(time.monotonic())
+            except Exception:  # never let the sweep die: the next turn looks again
+                logger.exception("looking for idle DICOM associations failed")
+                continue
+            for assoc in idle:
                 self.slots.release(assoc)  # counted once, whatever the abort takes
                 self.slots.ended_idle += 1
                 logger.info(
                     "DICOM association from %s ended: dicom_idle (no C-STORE nor C-FIND "
                     "for %.0f s)",
-                    str(assoc.requestor.ae_title).strip(),
+                    str(getattr(assoc.requestor, "ae_title", "") or "?").strip(),
                     self.slots.idle_s,
                 )
                 with contextlib.suppress(Exception):  # ended meanwhile: nothing to abort
