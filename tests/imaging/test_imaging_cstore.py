@@ -547,6 +547,21 @@ async def test_r33_one_address_holds_at_most_its_share_of_the_association_slots(
         assert [r for r in caplog.records if "dicom_too_many_associations" in r.getMessage()]
         await _until(lambda: scp.slots.held() == 0)
 
+        # eight at once from the same address: exactly two get in, whatever the race
+        def at_once() -> Any:
+            return _associate(port)
+
+        crowd_at_once = await asyncio.gather(*(off_loop(at_once) for _ in range(8)))
+        try:
+            assert sum(a.is_established for a in crowd_at_once) == 2
+            assert sum(a.is_rejected for a in crowd_at_once) == 6
+        finally:
+            for a in crowd_at_once:
+                if a.is_established:
+                    await off_loop(a.release)
+        await _until(lambda: scp.slots.held() == 0)
+        assert scp.slots.refused == 7
+
 
 async def test_r33_an_association_that_only_echoes_is_ended_one_that_works_stays(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
