@@ -443,7 +443,9 @@ MESSAGE_SILENCE_S: Final = 30.0
 """A message silent for this long is no longer counted as arriving (:meth:`BoundedRecv.arriving`);
 the rate floor ends it later."""
 MESSAGE_START_S: Final = 60.0
-MESSAGE_PAYLOAD: Final = 64 * 1024
+MESSAGE_PAYLOAD: Final = 32 * 1024
+"""What a message must hold to count as arriving past :data:`MESSAGE_START_S` (below what the
+rate floor asks of a message by then)."""
 
 MESSAGES_IN_MEMORY: Final = 2
 """How many messages of the largest size allowed all associations may hold at once while
@@ -583,8 +585,14 @@ class BoundedRecv:
     ``dicom_too_slow``."""
 
     def __init__(
-        self, assoc_socket: Any, limit: Callable[[], int], assoc: Any, budget: ReceiveBudget
+        self,
+        assoc_socket: Any,
+        limit: Callable[[], int],
+        assoc: Any,
+        budget: ReceiveBudget,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._socket = assoc_socket
         self._limit = limit
         self._assoc = assoc
@@ -593,14 +601,14 @@ class BoundedRecv:
         self.pending = 0
         """Bytes received since a handler last took a message (taken from the budget)."""
         self.stopped = False
-        self._since = time.monotonic()
+        self._since = clock()
         """When the message arriving began to arrive (the connection's opening, at first)."""
         self._arrived = 0
         """Bytes of it arrived since."""
         self.untaken_since: float | None = None
         """When the first message no handler has taken yet began to arrive (None: none); a
         message nobody takes (unexpected, refused by pynetdicom) keeps it: :class:`Slots`."""
-        self.last_data = time.monotonic()
+        self.last_data = self._since
         """When bytes last arrived."""
 
     def __call__(self, nr_bytes: int) -> bytearray:
@@ -610,7 +618,7 @@ class BoundedRecv:
             data = raw.recv(min(nr_bytes - len(out), RECV_CHUNK))
             if not data:
                 break
-            now = time.monotonic()
+            now = self._clock()
             if not out and nr_bytes == PDU_HEADER and self._assembling() is None:
                 self._since, self._arrived = now, 0  # a new message's first PDU
                 if self.untaken_since is None:
@@ -618,11 +626,11 @@ class BoundedRecv:
             self.last_data = now
             out += data
             self._arrived += len(data)
-            if arriving_too_slowly(self._arrived, time.monotonic() - self._since):
+            if arriving_too_slowly(self._arrived, now - self._since):
                 self._stop(
                     raw,
                     "dicom_too_slow",
-                    f"{self._arrived} bytes in {time.monotonic() - self._since:.0f} s",
+                    f"{self._arrived} bytes in {now - self._since:.0f} s",
                 )
                 break
             with self._lock:  # a handler's thread may be releasing the last message's count
@@ -655,15 +663,16 @@ class BoundedRecv:
 
     def arriving(self, now: float) -> bool:
         """Whether a message is on its way: a handler will take it, so its association is not
-        idle. Bytes must still be coming (:data:`MESSAGE_SILENCE_S`), and past
-        :data:`MESSAGE_START_S` from the first untaken message's first byte, be a payload
-        (:data:`MESSAGE_PAYLOAD`): small messages nobody takes (an unexpected command every
-        few seconds) would otherwise look like one arriving for ever."""
+        idle. Its bytes must still be coming (:data:`MESSAGE_SILENCE_S`), and past
+        :data:`MESSAGE_START_S` from the first byte of the first message no handler took,
+        the message arriving now must be a payload (:data:`MESSAGE_PAYLOAD`): small messages
+        nobody takes (an unexpected response every few seconds, which pynetdicom ignores)
+        would otherwise look like one arriving for ever, and so would their sum."""
         since = self.untaken_since
         return (
             since is not None
             and now - self.last_data < MESSAGE_SILENCE_S
-            and (now - since < MESSAGE_START_S or self.pending >= MESSAGE_PAYLOAD)
+            and (now - since < MESSAGE_START_S or self._arrived >= MESSAGE_PAYLOAD)
         )
 
     def _stop(self, raw: socket.socket, code: str, why: str) -> None:
