@@ -157,3 +157,15 @@ async def add_practitioner(
 async def needs_first_admin(db: Database) -> bool:
     """Whether no active admin account exists yet (the server may print a hint at start)."""
     return await count_admins(db) == 0
+
+
+async def fill_imaging_layouts(db: Database, studies: Path) -> CommandResult:
+    """``teleconsult imaging fill-layouts``: the pixel layout of each native instance stored
+    before the rows kept it (:mod:`consult.imaging.backfill`)."""
+    from consult.imaging.backfill import fill_layouts
+
+    done = await fill_layouts(db, studies)
+    text = f"filled the pixel layout of {done.filled} instance(s)"
+    if done.unreadable:
+        text += f"; {done.unreadable} could not be read (they are served through their header)"
+    return text, 0

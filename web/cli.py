@@ -219,6 +219,9 @@ def _admin_command(args: argparse.Namespace) -> AdminCommand:
         return _audit_checkpoint(args)
     if what == ("institution", "add"):
         return lambda db: admin_commands.add_institution(db, args.name, args.level)
+    if what == ("imaging", "fill-layouts"):
+        studies = _config(args).imaging / "studies"
+        return lambda db: admin_commands.fill_imaging_layouts(db, studies)
     if what == ("department", "add"):
         return lambda db: admin_commands.add_department(db, args.institution_id, args.name)
     if what == ("practitioner", "add"):
@@ -268,6 +271,12 @@ def _add_admin_parsers(sub: Any) -> None:
         ("institution", "add", "create an institution"),
         ("department", "add", "create a department of an institution"),
         ("practitioner", "add", "give a doctor account its practitioner record"),
+        (
+            "imaging",
+            "fill-layouts",
+            "write the pixel layout of instances stored before the rows kept it "
+            "(their renderings then skip the header's parse)",
+        ),
     ):
         if noun not in nouns:
             nouns[noun] = sub.add_parser(noun, help=text).add_subparsers(

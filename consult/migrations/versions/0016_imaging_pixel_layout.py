@@ -8,8 +8,9 @@ The ingest parser writes the pixel data's offset in the stored file, a frame's s
 grey rendering parameters (bits, sign, photometric, rescale, first window) into
 ``imaging_instances.pixel_layout`` (``consult.imaging.layout``), so that a rendering or a
 WADO-RS frame reads the frame at its offset without parsing the file's header first. Instances
-stored before this revision have none and keep being served through their header: nothing is
-backfilled, nothing changes for them.
+stored before this revision have none and keep being served through their header (correct,
+slower) until ``teleconsult imaging fill-layouts`` writes theirs: a migration does not read the
+imaging files, which live where the configuration says.
 """
 
 from collections.abc import Sequence
