@@ -153,7 +153,7 @@ def read(text: str | None) -> PixelLayout | None:
         if found.get("v") != VERSION:
             return None
         grey = found.get("grey")
-        return PixelLayout(
+        layout = PixelLayout(
             offset=int(found["offset"]),
             frame_bytes=int(found["frame_bytes"]),
             frames=int(found["frames"]),
@@ -172,6 +172,22 @@ def read(text: str | None) -> PixelLayout | None:
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
+    return layout if _sound(layout) else None
+
+
+def _sound(layout: PixelLayout) -> bool:
+    """Whether the numbers can describe a file's frames (a row's text is ours, but a reader
+    never turns a wrong one into a read at a negative offset, a traceback)."""
+    if layout.offset < 0 or layout.frame_bytes < 1 or layout.frames < 1:
+        return False
+    grey = layout.grey
+    return grey is None or (
+        grey.rows >= 1
+        and grey.columns >= 1
+        and grey.bits in (8, 16)
+        and 1 <= grey.stored <= grey.bits
+        and layout.frame_bytes == grey.rows * grey.columns * grey.bits // 8
+    )
 
 
 def _pair(values: Sequence[Any]) -> tuple[float, float]:

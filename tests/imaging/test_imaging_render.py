@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,15 @@ def test_a_layout_this_code_cannot_read_falls_back_to_the_header() -> None:
     png = render_decoded(path, 1)
     other_version = layout.replace('"v":1', '"v":99')
     assert read(other_version) is None and read("{") is None and read('{"v":1}') is None
-    for text in (other_version, "{", '{"v":1}', "[]", "null", None):
+    known = json.loads(layout)
+    unsound = [
+        json.dumps({**known, "offset": -4}),  # a read at a negative offset: EINVAL, a 500
+        json.dumps({**known, "frames": 0}),
+        json.dumps({**known, "grey": {**known["grey"], "bits": 12}}),
+        json.dumps({**known, "grey": {**known["grey"], "rows": 256}}),  # not the frame's size
+    ]
+    assert all(read(text) is None for text in unsound)
+    for text in (other_version, "{", '{"v":1}', "[]", "null", None, *unsound):
         assert render_png(path, 1, text) == png, text
     with pytest.raises(FrameNotRenderable):
         render_png(path, 2, layout)  # one frame: nothing is read past it
