@@ -11,8 +11,10 @@ in the very bytes written to disk), so it writes it down here as a short JSON te
 retrieval reads the frame at its offset without opening the header.
 
 The text is a cache of the file, never the truth: a row without it (an instance stored before
-this column, a compressed or colour one, one whose attributes the fast path does not cover) or
-with a text this code does not read (another ``v``) renders through the header as before.
+this column, until ``teleconsult imaging fill-layouts`` writes it, :mod:`.backfill`; a
+compressed or colour one; one whose attributes the fast path does not cover) or with a text
+this code does not read (another ``v``, numbers that cannot describe a file) renders through
+the header as before.
 """
 
 from __future__ import annotations
