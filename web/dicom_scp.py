@@ -210,9 +210,7 @@ class DicomScp:
     def _on_connection_closed(self, event: Any) -> None:
         """An association ended (released, aborted, rejected, its connection lost): what it
         held of a message it was receiving goes back to the budget, and its slot is free."""
-        recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
-        if isinstance(recv, BoundedRecv):
-            recv.release()
+        _message_taken(event)
         self.slots.release(event.assoc)
         self.next_files.discard(event.assoc)
 
@@ -523,8 +521,8 @@ class Slots:
             ]
         found = []
         for assoc in candidates:
-            recv = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "recv", None)
-            if isinstance(recv, BoundedRecv) and recv.arriving(now):
+            recv = _bounded_recv(assoc)
+            if recv is not None and recv.arriving(now):
                 continue
             found.append(assoc)
         return found
@@ -705,10 +703,17 @@ def _ack_now(raw: socket.socket) -> None:
 _TCP_QUICKACK: Final[int | None] = getattr(socket, "TCP_QUICKACK", None)
 
 
+def _bounded_recv(assoc: Any) -> BoundedRecv | None:
+    """The association's bounded ``recv`` (:meth:`DicomScp._on_connection`), if it has one."""
+    recv = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "recv", None)
+    return recv if isinstance(recv, BoundedRecv) else None
+
+
 def _message_taken(event: Any) -> None:
-    """A handler has the association's message: what arrives next counts for the next one."""
-    recv = getattr(getattr(getattr(event.assoc, "dul", None), "socket", None), "recv", None)
-    if isinstance(recv, BoundedRecv):
+    """A handler has the association's message (or the association ended): what arrives next
+    counts for the next one."""
+    recv = _bounded_recv(event.assoc)
+    if recv is not None:
         recv.release()
 
 
