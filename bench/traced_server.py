@@ -53,9 +53,9 @@ def install() -> None:
 
     from consult.imaging import parse, store
     from consult.imaging.ingest_sqlite import SqliteIngest
-    from web import dicom_scp
+    from web import dicom_limits, dicom_scp
 
-    _timed(dicom_scp.BoundedRecv, "__call__", "recv")
+    _timed(dicom_limits.BoundedRecv, "__call__", "recv")
     _timed(dicom_scp.DicomScp, "_on_store", "handler")
     _timed(store.ImagingStore, "prepare_received", "write and parse")
     _timed(store, "write_all", "write")

@@ -23,13 +23,13 @@ read cost a whole turn (a trace: 1.16 ms of a ~7.5 ms instance, between the firs
 data PDUs). An earlier version left the socket out of the wait within a message, so that a
 PDU would be there whole when read; measured with it in, pynetdicom's 7,205 reads of 600
 instances (each PDU's 6-byte header, then its body) took 7,664 socket reads (loopback, DCMTK):
-the socket's reader (:class:`web.dicom_scp.BoundedRecv`) blocks for the rest of a PDU, as
+the socket's reader (:class:`web.dicom_limits.BoundedRecv`) blocks for the rest of a PDU, as
 before.
 Making the socket readable only once a whole body is there (``SO_RCVLOWAT``) was tried and
 dropped: on Linux 6.18 an association stalled until pynetdicom's 60 s network timeout, the
 server's receive queue empty and storescu's last 2 KB unacknowledged (Linux has mended
 ``SO_RCVLOWAT`` hangs before). Reading as soon as a PDU arrives has its own trap, answered
-by :func:`web.dicom_scp._ack_now`: a sender's delayed ACKs.
+by :func:`web.dicom_limits._ack_now`: a sender's delayed ACKs.
 
 A C-STORE response without an error comment or offending element (every one the SCP sends on
 success or a plain refusal) is encoded here directly, byte for byte as pynetdicom encodes it

@@ -67,7 +67,7 @@ a DICOM association slot, for ever (R33)."""
 def arriving_too_slowly(received: int, elapsed_s: float) -> bool:
     """Whether ``received`` bytes in ``elapsed_s`` of an instance's arrival are under the floor
     (:data:`MIN_RECEIVE_RATE` past :data:`SLOW_GRACE_S`): the one rule of the C-STORE
-    messages (:class:`web.dicom_scp.BoundedRecv`) and the STOW-RS uploads."""
+    messages (:class:`web.dicom_limits.BoundedRecv`) and the STOW-RS uploads."""
     return elapsed_s > SLOW_GRACE_S and received < MIN_RECEIVE_RATE * elapsed_s
 
 

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 
+from web.dicom_limits import BoundedRecv, ReceiveBudget
 from web.dicom_reactor import _DulWaker, encode_store_response
-from web.dicom_scp import BoundedRecv, NextFiles, ReceiveBudget
+from web.dicom_scp import NextFiles
 
 uids = (
     st.lists(st.integers(min_value=0, max_value=10**12).map(str), min_size=2, max_size=8)

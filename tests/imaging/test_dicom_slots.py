@@ -1,5 +1,5 @@
 """What keeps a DICOM association from being ended as idle (R33): work, and a message really
-on its way; not small messages nobody takes (web/dicom_scp.py ``Slots``, ``BoundedRecv``)."""
+on its way; not small messages nobody takes (web/dicom_limits.py ``Slots``, ``BoundedRecv``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
-from web.dicom_scp import (
+from web.dicom_limits import (
     MESSAGE_PAYLOAD,
     MESSAGE_SILENCE_S,
     MESSAGE_START_S,

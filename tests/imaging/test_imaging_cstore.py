@@ -330,7 +330,7 @@ async def test_a_message_over_the_size_limit_ends_the_association_as_it_arrives(
     sends; the SCP then takes the next association as before. pynetdicom reads its PDUs
     through the bounded ``recv`` (an upgrade that stops doing so fails here)."""
     from web import dicom_scp
-    from web.dicom_scp import MESSAGE_SLACK, RECV_CHUNK, BoundedRecv
+    from web.dicom_limits import MESSAGE_SLACK, RECV_CHUNK, BoundedRecv
     from web.keys import IMAGING
 
     world, port = scp_world
